@@ -1,0 +1,466 @@
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// File names of the generated material inside <Dir>/tls.
+const (
+	CACertFile     = "ca.crt"
+	CAKeyFile      = "ca.key"
+	ServerCertFile = "server.crt"
+	ServerKeyFile  = "server.key"
+)
+
+const (
+	caValidityYears = 10
+	serverValidity  = 365 * 24 * time.Hour
+	// renewBefore is how long before expiry a certificate is replaced.
+	renewBefore = 30 * 24 * time.Hour
+	// backdate absorbs small clock differences between server and clients.
+	backdate     = time.Hour
+	organization = "Conclave"
+	caNamePrefix = "Conclave Local CA "
+)
+
+// Options says where Ensure keeps its material and what the server
+// certificate must cover.
+type Options struct {
+	// Dir is the data directory; the generated files live in Dir/tls.
+	// It is required unless CertFile and KeyFile are set.
+	Dir string
+	// Hosts are the DNS names and IP addresses the server certificate must
+	// cover. When empty, DefaultHosts is used.
+	Hosts []string
+	// Clock returns the current time; nil means time.Now.
+	Clock func() time.Time
+	// CertFile and KeyFile name an operator-provided certificate chain and
+	// private key (PEM). When set, they are used as they are and nothing is
+	// generated. Both must be set together.
+	CertFile, KeyFile string
+}
+
+// Material is the server's TLS identity as Ensure found or made it.
+type Material struct {
+	// Certificate is the server certificate chain and key, with Leaf set.
+	Certificate tls.Certificate
+	// CACert is the local CA certificate, or nil when the operator provided
+	// the server certificate.
+	CACert *x509.Certificate
+	// CAPath is the path of the local CA certificate file, or "" when the
+	// operator provided the server certificate.
+	CAPath string
+	// Fingerprint is the SHA-256 fingerprint of the local CA certificate, or
+	// of the server certificate when the operator provided it, formatted as
+	// by the Fingerprint function.
+	Fingerprint string
+	// Generated is true when a CA or a server certificate was created during
+	// this call.
+	Generated bool
+}
+
+// Operator reports whether the material is an operator-provided certificate
+// rather than one issued by the local CA.
+func (m *Material) Operator() bool { return m.CACert == nil }
+
+// Ensure returns the server's TLS material.
+//
+// With CertFile and KeyFile set it loads them, checks that the key matches
+// the certificate, that the key meets the key policy (see CheckKeyPolicy) and
+// that the certificate is currently valid, and generates nothing.
+//
+// Otherwise it keeps a local CA and a server certificate in Dir/tls. The CA
+// is created on first use and reused afterwards (a new one is created only
+// when its certificate file is missing or it expires within 30 days). The
+// server certificate is issued again when it is missing or unreadable, does
+// not match its key, expires within 30 days, was not signed by the current
+// CA, or does not cover every configured host.
+//
+// Ensure does not lock the directory; callers must not run it concurrently
+// on the same Dir.
+func Ensure(opts Options) (*Material, error) {
+	now := time.Now
+	if opts.Clock != nil {
+		now = opts.Clock
+	}
+	if opts.CertFile != "" || opts.KeyFile != "" {
+		return loadOperator(opts.CertFile, opts.KeyFile, now())
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("pki: no data directory given for the generated certificates")
+	}
+	hostList := opts.Hosts
+	if len(hostList) == 0 {
+		hostList = DefaultHosts()
+	}
+	hosts, err := splitHosts(hostList)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	if len(hosts.dns) == 0 && len(hosts.ips) == 0 {
+		return nil, errors.New("pki: no host names or IP addresses to put in the server certificate")
+	}
+
+	dir := filepath.Join(opts.Dir, "tls")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pki: create %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pki: restrict %s: %w", dir, err)
+	}
+
+	t := now()
+	ca, caKey, caNew, err := ensureCA(dir, t)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	cert, srvNew, err := ensureServer(dir, ca, caKey, hosts, t)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	return &Material{
+		Certificate: cert,
+		CACert:      ca,
+		CAPath:      filepath.Join(dir, CACertFile),
+		Fingerprint: Fingerprint(ca),
+		Generated:   caNew || srvNew,
+	}, nil
+}
+
+// loadOperator loads and checks an operator-provided certificate and key.
+func loadOperator(certFile, keyFile string, now time.Time) (*Material, error) {
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("pki: set both the certificate file and the key file, or neither to use the generated certificate")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("pki: load certificate %s with key %s: %w", certFile, keyFile, err)
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("pki: parse certificate %s: %w", certFile, err)
+		}
+		cert.Leaf = leaf
+	}
+	if err := CheckKeyPolicy(leaf.PublicKey); err != nil {
+		return nil, fmt.Errorf("pki: certificate %s: %w", certFile, err)
+	}
+	if now.After(leaf.NotAfter) {
+		return nil, fmt.Errorf("pki: certificate %s expired on %s; renew it, or remove the certificate and key settings to use a generated certificate",
+			certFile, leaf.NotAfter.UTC().Format(time.DateOnly))
+	}
+	if now.Before(leaf.NotBefore) {
+		return nil, fmt.Errorf("pki: certificate %s is not valid before %s; check the system clock",
+			certFile, leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return &Material{Certificate: cert, Fingerprint: Fingerprint(leaf)}, nil
+}
+
+// ensureCA loads the CA from dir, or creates it when its certificate file is
+// missing or it expires within renewBefore. It reports whether it created one.
+func ensureCA(dir string, now time.Time) (*x509.Certificate, crypto.Signer, bool, error) {
+	certPath := filepath.Join(dir, CACertFile)
+	keyPath := filepath.Join(dir, CAKeyFile)
+	pair, err := readKeyPair(certPath, keyPath)
+	switch {
+	case errors.Is(err, errNoCert):
+		// First start (a key without its certificate was never trusted by
+		// anyone, so it is replaced).
+	case errors.Is(err, errNoKey):
+		return nil, nil, false, fmt.Errorf("CA certificate %s exists but its key %s is missing; restore the key, or remove the certificate to create a new CA (clients will then have to trust the new one)", certPath, keyPath)
+	case err != nil:
+		return nil, nil, false, fmt.Errorf("load CA: %w; fix or remove the files to create a new CA", err)
+	default:
+		ca := pair.Leaf
+		if !ca.IsCA || !ca.BasicConstraintsValid || ca.KeyUsage&x509.KeyUsageCertSign == 0 {
+			return nil, nil, false, fmt.Errorf("%s is not a CA certificate (it cannot sign certificates)", certPath)
+		}
+		if err := CheckKeyPolicy(ca.PublicKey); err != nil {
+			return nil, nil, false, fmt.Errorf("CA certificate %s: %w", certPath, err)
+		}
+		signer, ok := pair.PrivateKey.(crypto.Signer)
+		if !ok {
+			return nil, nil, false, fmt.Errorf("CA key %s cannot sign", keyPath)
+		}
+		if ca.NotAfter.Sub(now) >= renewBefore {
+			return ca, signer, false, nil
+		}
+		// The CA is expired or about to be; make a new one.
+	}
+	ca, key, err := createCA(now)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if err := writeKeyPair(certPath, keyPath, ca.Raw, key); err != nil {
+		return nil, nil, false, fmt.Errorf("save CA: %w", err)
+	}
+	return ca, key, true, nil
+}
+
+// ensureServer loads the server certificate from dir, or issues a new one
+// from ca when the existing one is unusable. It reports whether it issued one.
+func ensureServer(dir string, ca *x509.Certificate, caKey crypto.Signer, hosts hostSet, now time.Time) (tls.Certificate, bool, error) {
+	certPath := filepath.Join(dir, ServerCertFile)
+	keyPath := filepath.Join(dir, ServerKeyFile)
+	pair, err := readKeyPair(certPath, keyPath)
+	if err == nil && serverUsable(pair.Leaf, ca, hosts, now) {
+		pair.Certificate = serverChain(pair.Certificate[0], ca)
+		return pair, false, nil
+	}
+	// Any problem with the server files is repaired by issuing again: they
+	// hold no state worth keeping.
+	der, key, err := issueServer(ca, caKey, hosts, now)
+	if err != nil {
+		return tls.Certificate{}, false, err
+	}
+	if err := writeKeyPair(certPath, keyPath, der, key); err != nil {
+		return tls.Certificate{}, false, fmt.Errorf("save server certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, false, fmt.Errorf("parse issued server certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: serverChain(der, ca), PrivateKey: key, Leaf: leaf}, true, nil
+}
+
+// serverChain returns the chain to send for leaf: the leaf alone when ca is a
+// root, or the leaf and ca when ca is an imported intermediate.
+func serverChain(leaf []byte, ca *x509.Certificate) [][]byte {
+	if bytes.Equal(ca.RawIssuer, ca.RawSubject) {
+		return [][]byte{leaf}
+	}
+	return [][]byte{leaf, ca.Raw}
+}
+
+// serverUsable reports whether leaf may keep being used.
+func serverUsable(leaf, ca *x509.Certificate, hosts hostSet, now time.Time) bool {
+	if !bytes.Equal(leaf.RawIssuer, ca.RawSubject) || leaf.CheckSignatureFrom(ca) != nil {
+		return false
+	}
+	if now.Before(leaf.NotBefore) || leaf.NotAfter.Sub(now) < renewBefore {
+		return false
+	}
+	if CheckKeyPolicy(leaf.PublicKey) != nil {
+		return false
+	}
+	return covers(leaf, hosts)
+}
+
+// covers reports whether leaf names every host in hosts.
+func covers(leaf *x509.Certificate, hosts hostSet) bool {
+	have := make(map[string]bool, len(leaf.DNSNames))
+	for _, n := range leaf.DNSNames {
+		have[strings.ToLower(n)] = true
+	}
+	for _, n := range hosts.dns {
+		if !have[n] {
+			return false
+		}
+	}
+	for _, ip := range hosts.ips {
+		found := false
+		for _, lip := range leaf.IPAddresses {
+			if lip.Equal(ip) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// createCA makes a self-signed ECDSA P-256 CA valid for caValidityYears.
+func createCA(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate CA key: %w", err)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, nil, err
+	}
+	skid, err := subjectKeyID(key.Public())
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject: pkix.Name{
+			CommonName:   caNamePrefix + rand.Text()[:8],
+			Organization: []string{organization},
+		},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.AddDate(caValidityYears, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+		SubjectKeyId:          skid,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create CA certificate: %w", err)
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse CA certificate: %w", err)
+	}
+	return ca, key, nil
+}
+
+// issueServer makes an ECDSA P-256 server certificate for hosts signed by ca.
+func issueServer(ca *x509.Certificate, caKey crypto.Signer, hosts hostSet, now time.Time) ([]byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate server key: %w", err)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, nil, err
+	}
+	skid, err := subjectKeyID(key.Public())
+	if err != nil {
+		return nil, nil, err
+	}
+	all := hosts.all()
+	notAfter := now.Add(serverValidity)
+	if notAfter.After(ca.NotAfter) {
+		notAfter = ca.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject: pkix.Name{
+			CommonName:   all[0],
+			Organization: []string{organization},
+		},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              hosts.dns,
+		IPAddresses:           hosts.ips,
+		SubjectKeyId:          skid,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create server certificate: %w", err)
+	}
+	return der, key, nil
+}
+
+// randomSerial returns a positive random serial number of at most 128 bits.
+func randomSerial() (*big.Int, error) {
+	limit := new(big.Int).Lsh(big.NewInt(1), 128)
+	for {
+		n, err := rand.Int(rand.Reader, limit)
+		if err != nil {
+			return nil, fmt.Errorf("generate serial number: %w", err)
+		}
+		if n.Sign() > 0 {
+			return n, nil
+		}
+	}
+}
+
+var (
+	errNoCert = errors.New("certificate file missing")
+	errNoKey  = errors.New("key file missing")
+)
+
+// readKeyPair loads a PEM certificate and key. It returns errNoCert or
+// errNoKey (wrapped) when a file does not exist.
+func readKeyPair(certPath, keyPath string) (tls.Certificate, error) {
+	certPEM, err := os.ReadFile(certPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return tls.Certificate{}, fmt.Errorf("%s: %w", certPath, errNoCert)
+	}
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("read %s: %w", certPath, err)
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return tls.Certificate{}, fmt.Errorf("%s: %w", keyPath, errNoKey)
+	}
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("read %s: %w", keyPath, err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("%s with key %s: %w", certPath, keyPath, err)
+	}
+	if pair.Leaf == nil {
+		if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return tls.Certificate{}, fmt.Errorf("parse %s: %w", certPath, err)
+		}
+	}
+	return pair, nil
+}
+
+// writeKeyPair stores key (PKCS#8 PEM, mode 0600) and then the certificate
+// (PEM, mode 0644), each replaced atomically.
+func writeKeyPair(certPath, keyPath string, certDER []byte, key crypto.Signer) error {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("marshal key: %w", err)
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+		return err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER})
+	return writeFileAtomic(certPath, certPEM, 0o644)
+}
+
+// writeFileAtomic writes data to a temporary file with mode perm in the same
+// directory, syncs it and renames it over path.
+func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(perm); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
