@@ -1,0 +1,49 @@
+// Command conclave is the Conclave video meeting platform: one binary for the
+// server (`conclave serve`), its administration from the shell
+// (`conclave admin ...`) and, later, the native client.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `Conclave — self-hosted, end-to-end encrypted video meetings.
+
+Usage:
+  conclave serve [flags]          run the all-in-one server
+  conclave admin <command> ...    manage users and rooms from the shell
+  conclave version                print the version
+
+Run 'conclave <command> -h' for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stdout, stderr)
+	case "admin":
+		return admin(args[1:], stdin, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "conclave", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "conclave: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}

@@ -1,0 +1,199 @@
+// Package e2e holds Conclave's end-to-end tests: a real server on loopback
+// and real browsers (Debian's headless chromium with fake camera and
+// microphone) in a meeting, asserting what a participant would notice.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"conclave/internal/config"
+	"conclave/internal/server"
+	"conclave/internal/store"
+	"conclave/internal/testutil/browser"
+)
+
+// startServer runs a complete node on loopback with the given rooms.
+func startServer(t *testing.T, rooms ...string) *server.Server {
+	t.Helper()
+	cfg := config.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.MediaUDP = "127.0.0.1:0"
+	cfg.MediaTCP = ""
+	cfg.Hosts = []string{"127.0.0.1", "localhost"}
+	level := slog.LevelWarn
+	if os.Getenv("CONCLAVE_TEST_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	srv, err := server.Open(cfg, log, server.Options{})
+	if err != nil {
+		t.Fatalf("open server: %v", err)
+	}
+	srv.Start()
+	t.Cleanup(func() { srv.Close() })
+	for _, alias := range rooms {
+		_, err := srv.Store().CreateRoom(context.Background(), store.Room{Alias: alias, DisplayName: "Room " + alias, CreatedAt: time.Now()})
+		if err != nil {
+			t.Fatalf("create room %s: %v", alias, err)
+		}
+	}
+	return srv
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// participant is one person in a meeting: a browser page.
+type participant struct {
+	*browser.Page
+	t    *testing.T
+	name string
+	id   string
+}
+
+// join opens the meeting page of room at base, enters name and joins.
+func join(t *testing.T, b *browser.Browser, base, room, name string) *participant {
+	t.Helper()
+	p := &participant{Page: b.NewPage(t, name), t: t, name: name}
+	if err := p.Navigate(base + "/r/" + room); err != nil {
+		t.Fatalf("%s: open meeting page: %v", name, err)
+	}
+	p.WaitJS(t, name+": prejoin ready", `!!document.querySelector('#join') && !document.querySelector('#join').disabled && !!document.querySelector('#name')`, 15*time.Second)
+	if err := p.SetValue("#name", name); err != nil {
+		t.Fatalf("%s: type name: %v", name, err)
+	}
+	if err := p.Click("#join"); err != nil {
+		t.Fatalf("%s: click join: %v", name, err)
+	}
+	p.WaitJS(t, name+": in the meeting", `(document.querySelector('.tile[data-self="true"]')?.dataset.participant || '') !== ''`, 15*time.Second)
+	p.id = p.selfID()
+	return p
+}
+
+func (p *participant) selfID() string {
+	var id string
+	if err := p.Eval(`document.querySelector('.tile[data-self="true"]').dataset.participant`, &id); err != nil || id == "" {
+		p.t.Fatalf("%s: read own participant id: %v", p.name, err)
+	}
+	return id
+}
+
+// media is what a participant receives from one remote tile.
+type media struct {
+	Present       bool    `json:"present"`
+	FramesDecoded float64 `json:"framesDecoded"`
+	Width         float64 `json:"width"`
+	Height        float64 `json:"height"`
+	AudioPackets  float64 `json:"audioPackets"`
+	AudioEnergy   float64 `json:"audioEnergy"`
+}
+
+// mediaJS reads, for the tile of participant %q and source %q, the decoded
+// video frames and size and the received audio, from the peer connections'
+// statistics matched to the tile's tracks.
+const mediaJS = `(async (pid, source) => {
+  const tile = document.querySelector('.tile[data-participant="' + pid + '"][data-source="' + source + '"]');
+  const out = {present: !!tile, framesDecoded: 0, width: 0, height: 0, audioPackets: 0, audioEnergy: 0};
+  if (!tile) return out;
+  const v = tile.querySelector('video');
+  const stream = v && v.srcObject;
+  if (!stream) return out;
+  const ids = new Set(stream.getTracks().map(t => t.id));
+  for (const pc of (window.__pcs || [])) {
+    if (pc.connectionState === 'closed') continue;
+    const stats = await pc.getStats();
+    stats.forEach(s => {
+      if (s.type !== 'inbound-rtp' || !ids.has(s.trackIdentifier)) return;
+      if (s.kind === 'video') {
+        out.framesDecoded += s.framesDecoded || 0;
+        out.width = Math.max(out.width, s.frameWidth || 0);
+        out.height = Math.max(out.height, s.frameHeight || 0);
+      } else {
+        out.audioPackets += s.packetsReceived || 0;
+        out.audioEnergy += s.totalAudioEnergy || 0;
+      }
+    });
+  }
+  return out;
+})(%q, %q)`
+
+func (p *participant) media(from *participant, source string) media {
+	var m media
+	if err := p.Eval(fmt.Sprintf(mediaJS, from.id, source), &m); err != nil {
+		p.t.Fatalf("%s: read media of %s: %v", p.name, from.name, err)
+	}
+	return m
+}
+
+// waitMedia waits until p decodes video from `from`'s tile of source, then
+// checks that decoding goes on: more frames over the following seconds, with
+// a non-zero size. With audio set it also checks that audio packets and audio
+// energy keep rising.
+func (p *participant) waitMedia(from *participant, source string, audio bool) {
+	p.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var first media
+	for {
+		first = p.media(from, source)
+		if first.FramesDecoded > 0 && first.Width > 0 && (!audio || first.AudioPackets > 0) {
+			break
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: no %s media from %s within 20 s: %+v\n%s", p.name, source, from.name, first, p.debugState())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Rising: at least 2 s more of decoding (≥ 20 frames at the fake
+	// camera's rate), sampled until seen or 10 s pass.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		m := p.media(from, source)
+		ok := m.FramesDecoded >= first.FramesDecoded+20 && m.Width > 0 && m.Height > 0
+		if audio {
+			ok = ok && m.AudioPackets >= first.AudioPackets+50 && m.AudioEnergy > first.AudioEnergy
+		}
+		if ok {
+			p.t.Logf("%s receives %s of %s: %.0f frames decoded at %.0fx%.0f, %.0f audio packets, energy %.3g",
+				p.name, source, from.name, m.FramesDecoded, m.Width, m.Height, m.AudioPackets, m.AudioEnergy)
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: %s media from %s stopped progressing: first %+v, now %+v", p.name, source, from.name, first, m)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// debugState describes the page's peer connections, for failure messages.
+func (p *participant) debugState() string {
+	var out string
+	err := p.Eval(`(async () => {
+	  const lines = [];
+	  for (const pc of (window.__pcs || [])) {
+	    lines.push('pc ' + pc.connectionState + ' ice=' + pc.iceConnectionState + ' signaling=' + pc.signalingState);
+	    for (const t of pc.getTransceivers()) {
+	      lines.push('  mid=' + t.mid + ' dir=' + t.direction + ' cur=' + t.currentDirection + ' recvtrack=' + (t.receiver.track && t.receiver.track.id));
+	    }
+	    (await pc.getStats()).forEach(s => {
+	      if (s.type === 'inbound-rtp' || s.type === 'outbound-rtp') lines.push('  ' + s.type + ' ' + s.kind + ' mid=' + s.mid + ' pkts=' + (s.packetsReceived ?? s.packetsSent) + ' track=' + (s.trackIdentifier || ''));
+	      if (s.type === 'candidate-pair' && s.nominated) lines.push('  pair ' + s.state);
+	    });
+	  }
+	  return lines.join('\n');
+	})()`, &out)
+	if err != nil {
+		return "debug state unavailable: " + err.Error()
+	}
+	return out
+}

@@ -1,0 +1,144 @@
+// Package config holds the settings of a Conclave node and reads them from
+// command-line flags and environment variables. Flags win over variables;
+// both win over defaults.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Config is the configuration of `conclave serve`.
+type Config struct {
+	// DataDir holds the database, certificates and other state.
+	DataDir string
+	// Listen is the HTTPS address (web client, API, signaling).
+	Listen string
+	// MediaUDP is the UDP address shared by all WebRTC media.
+	MediaUDP string
+	// MediaTCP is the passive ICE-TCP address; empty disables ICE-TCP.
+	MediaTCP string
+	// PublicIPs are announced to clients in addition to local addresses,
+	// for a server behind 1:1 NAT.
+	PublicIPs []string
+	// Hosts are the names and addresses the generated server certificate
+	// covers; empty means this machine's names and addresses.
+	Hosts []string
+	// PublicURL is the base of links the server prints and returns, e.g.
+	// https://meet.example.org; empty derives it from Hosts and Listen.
+	PublicURL string
+	// CertFile and KeyFile point to an operator-provided certificate and
+	// key; empty means the generated ones.
+	CertFile, KeyFile string
+	// Banner is shown before the admin login form.
+	Banner string
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+}
+
+// DefaultDataDir is /var/lib/conclave for root and
+// ~/.local/share/conclave for others.
+func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/conclave"
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "conclave")
+	}
+	return "conclave-data"
+}
+
+// Defaults returns the embedded default configuration.
+func Defaults() Config {
+	return Config{
+		DataDir:  DefaultDataDir(),
+		Listen:   ":8443",
+		MediaUDP: ":8443",
+		MediaTCP: ":8444",
+		LogLevel: "info",
+	}
+}
+
+// RegisterDataDir adds the --data flag (env CONCLAVE_DATA) to fs.
+func RegisterDataDir(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.DataDir, "data", env("CONCLAVE_DATA", c.DataDir), "data directory (env CONCLAVE_DATA)")
+}
+
+// Register adds every serve flag to fs, with defaults taken from c and the
+// environment.
+func Register(fs *flag.FlagSet, c *Config) {
+	RegisterDataDir(fs, c)
+	fs.StringVar(&c.Listen, "listen", env("CONCLAVE_LISTEN", c.Listen), "HTTPS listen address (env CONCLAVE_LISTEN)")
+	fs.StringVar(&c.MediaUDP, "media-udp", env("CONCLAVE_MEDIA_UDP", c.MediaUDP), "UDP address for all media (env CONCLAVE_MEDIA_UDP)")
+	fs.StringVar(&c.MediaTCP, "media-tcp", env("CONCLAVE_MEDIA_TCP", c.MediaTCP), "passive ICE-TCP address, empty to disable (env CONCLAVE_MEDIA_TCP)")
+	fs.Func("public-ip", "public IP address announced to clients behind NAT; repeatable or comma-separated (env CONCLAVE_PUBLIC_IPS)", func(v string) error {
+		c.PublicIPs = append(c.PublicIPs, splitList(v)...)
+		return nil
+	})
+	fs.Func("host", "host name or address for the certificate and links; repeatable or comma-separated (env CONCLAVE_HOSTS)", func(v string) error {
+		c.Hosts = append(c.Hosts, splitList(v)...)
+		return nil
+	})
+	fs.StringVar(&c.PublicURL, "public-url", env("CONCLAVE_PUBLIC_URL", c.PublicURL), "base URL for links, e.g. https://meet.example.org (env CONCLAVE_PUBLIC_URL)")
+	fs.StringVar(&c.CertFile, "tls-cert", env("CONCLAVE_TLS_CERT", c.CertFile), "PEM certificate chain to use instead of the generated one (env CONCLAVE_TLS_CERT)")
+	fs.StringVar(&c.KeyFile, "tls-key", env("CONCLAVE_TLS_KEY", c.KeyFile), "PEM private key of --tls-cert (env CONCLAVE_TLS_KEY)")
+	fs.StringVar(&c.Banner, "banner", env("CONCLAVE_BANNER", c.Banner), "text shown before the admin login (env CONCLAVE_BANNER)")
+	fs.StringVar(&c.LogLevel, "log-level", env("CONCLAVE_LOG_LEVEL", c.LogLevel), "debug, info, warn or error (env CONCLAVE_LOG_LEVEL)")
+	if v := os.Getenv("CONCLAVE_PUBLIC_IPS"); v != "" {
+		c.PublicIPs = splitList(v)
+	}
+	if v := os.Getenv("CONCLAVE_HOSTS"); v != "" {
+		c.Hosts = splitList(v)
+	}
+}
+
+// Validate reports configuration mistakes as sentences an operator can act on.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("the data directory is empty; set --data or CONCLAVE_DATA")
+	}
+	if c.Listen == "" || c.MediaUDP == "" {
+		return fmt.Errorf("--listen and --media-udp must not be empty")
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return fmt.Errorf("--tls-cert and --tls-key must be given together")
+	}
+	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "https://") {
+		return fmt.Errorf("--public-url must start with https://")
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level %q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	return nil
+}
+
+// Level returns the configured log level (info if invalid).
+func (c *Config) Level() slog.Level {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return slog.LevelInfo
+	}
+	return lvl
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,172 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"testing"
+)
+
+type apiClient struct {
+	t    *testing.T
+	base string
+	hc   *http.Client
+	csrf string
+}
+
+func newAPIClient(t *testing.T, srv *Server) *apiClient {
+	jar, _ := cookiejar.New(nil)
+	return &apiClient{t: t, base: srv.URL(), hc: &http.Client{Jar: jar,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
+}
+
+func (c *apiClient) do(method, path string, body any, withCSRF bool) (int, map[string]any, http.Header) {
+	c.t.Helper()
+	var r io.Reader
+	if body != nil {
+		data, _ := json.Marshal(body)
+		r = bytes.NewReader(data)
+	}
+	req, _ := http.NewRequest(method, c.base+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	if withCSRF {
+		req.Header.Set("X-CSRF-Token", c.csrf)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	data, _ := io.ReadAll(resp.Body)
+	if len(data) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(data, &out); err != nil {
+			c.t.Fatalf("%s %s: invalid JSON %q", method, path, data)
+		}
+	}
+	return resp.StatusCode, out, resp.Header
+}
+
+func errCode(body map[string]any) string {
+	e, _ := body["error"].(map[string]any)
+	s, _ := e["code"].(string)
+	return s
+}
+
+// TestAdminFlow: the first administrator enrols with the printed link,
+// signs in, and manages rooms; the link works only once, and a
+// state-changing request without the CSRF token is refused.
+func TestAdminFlow(t *testing.T) {
+	srv := openTestServer(t)
+	link, created, err := srv.EnrolmentLink(context.Background())
+	if err != nil || !created {
+		t.Fatalf("EnrolmentLink = %q, %v, %v", link, created, err)
+	}
+	token := link[strings.Index(link, "#")+1:]
+	c := newAPIClient(t, srv)
+
+	st, body, _ := c.do("POST", "/api/enrol", map[string]string{"token": token, "username": "root", "password": "short"}, false)
+	if st != http.StatusBadRequest || errCode(body) != "password-policy" {
+		t.Fatalf("weak password: %d %v", st, body)
+	}
+	enrol := map[string]string{"token": token, "username": "root", "displayName": "Root", "password": "Correct-Horse-42"}
+	if st, body, _ := c.do("POST", "/api/enrol", enrol, false); st != http.StatusCreated {
+		t.Fatalf("enrol: %d %v", st, body)
+	}
+	enrol["username"] = "root2"
+	if st, body, _ := c.do("POST", "/api/enrol", enrol, false); st != http.StatusBadRequest || errCode(body) != "enrolment-invalid" {
+		t.Fatalf("second use of the link: %d %v", st, body)
+	}
+	if _, created, _ := srv.EnrolmentLink(context.Background()); created {
+		t.Error("a new enrolment link was made although an administrator exists")
+	}
+
+	if st, _, _ := c.do("GET", "/api/rooms", nil, false); st != http.StatusUnauthorized {
+		t.Fatalf("rooms before login: %d", st)
+	}
+	if st, body, _ := c.do("POST", "/api/login", map[string]string{"username": "root", "password": "wrong-Password-1"}, false); st != http.StatusUnauthorized || errCode(body) != "bad-credentials" {
+		t.Fatalf("wrong password: %d %v", st, body)
+	}
+	st, body, hdr := c.do("POST", "/api/login", map[string]string{"username": "root", "password": "Correct-Horse-42"}, false)
+	if st != http.StatusOK {
+		t.Fatalf("login: %d %v", st, body)
+	}
+	c.csrf, _ = body["csrf"].(string)
+	if c.csrf == "" {
+		t.Fatal("login returned no CSRF token")
+	}
+	cookie := hdr.Get("Set-Cookie")
+	for _, attr := range []string{"Secure", "HttpOnly", "SameSite=Strict"} {
+		if !strings.Contains(cookie, attr) {
+			t.Errorf("session cookie lacks %s: %s", attr, cookie)
+		}
+	}
+
+	room := map[string]string{"alias": "board", "name": "Board meeting"}
+	if st, body, _ := c.do("POST", "/api/rooms", room, false); st != http.StatusForbidden || errCode(body) != "csrf" {
+		t.Fatalf("create room without CSRF token: %d %v", st, body)
+	}
+	if st, body, _ := c.do("POST", "/api/rooms", room, true); st != http.StatusCreated || !strings.HasSuffix(body["url"].(string), "/r/board") {
+		t.Fatalf("create room: %d %v", st, body)
+	}
+	if st, body, _ := c.do("POST", "/api/rooms", room, true); st != http.StatusConflict {
+		t.Fatalf("duplicate room: %d %v", st, body)
+	}
+	if st, body, _ := c.do("POST", "/api/rooms", map[string]string{"alias": "Bad Alias!"}, true); st != http.StatusBadRequest || errCode(body) != "invalid-alias" {
+		t.Fatalf("invalid alias: %d %v", st, body)
+	}
+	st, body, _ = c.do("GET", "/api/rooms", nil, false)
+	if rooms, _ := body["rooms"].([]any); st != http.StatusOK || len(rooms) != 1 {
+		t.Fatalf("list rooms: %d %v", st, body)
+	}
+	if st, body, _ := c.do("GET", "/api/room/board", nil, false); st != http.StatusOK || body["name"] != "Board meeting" {
+		t.Fatalf("room info: %d %v", st, body)
+	}
+	if st, _, _ := c.do("DELETE", "/api/rooms/board", nil, false); st != http.StatusForbidden {
+		t.Fatalf("delete without CSRF token: %d", st)
+	}
+	if st, _, _ := c.do("DELETE", "/api/rooms/board", nil, true); st != http.StatusNoContent {
+		t.Fatalf("delete: %d", st)
+	}
+	if st, body, _ := c.do("GET", "/api/room/board", nil, false); st != http.StatusNotFound || errCode(body) != "room-not-found" {
+		t.Fatalf("deleted room: %d %v", st, body)
+	}
+	if st, _, _ := c.do("POST", "/api/logout", nil, true); st != http.StatusNoContent {
+		t.Fatalf("logout: %d", st)
+	}
+	if st, _, _ := c.do("GET", "/api/me", nil, false); st != http.StatusUnauthorized {
+		t.Fatalf("after logout: %d", st)
+	}
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	srv := openTestServer(t)
+	c := newAPIClient(t, srv)
+	for _, path := range []string{"/", "/r/anything", "/api/room/x"} {
+		_, _, h := c.do("GET", path, nil, false)
+		for name, want := range map[string]string{
+			"Strict-Transport-Security": "max-age=",
+			"Content-Security-Policy":   "script-src 'self'",
+			"X-Content-Type-Options":    "nosniff",
+			"X-Frame-Options":           "DENY",
+		} {
+			if !strings.Contains(h.Get(name), want) {
+				t.Errorf("%s: %s = %q, want it to contain %q", path, name, h.Get(name), want)
+			}
+		}
+	}
+}
+
+func TestOversizedBodyRefused(t *testing.T) {
+	srv := openTestServer(t)
+	c := newAPIClient(t, srv)
+	st, body, _ := c.do("POST", "/api/login", map[string]string{"username": strings.Repeat("a", 100<<10), "password": "x"}, false)
+	if st != http.StatusRequestEntityTooLarge || errCode(body) != "too-large" {
+		t.Fatalf("oversized login: %d %v", st, body)
+	}
+}

@@ -1,0 +1,237 @@
+// Package server assembles a complete Conclave node from its parts — store,
+// certificates, SFU, meetings and web front end — on the embedded default
+// configuration. `conclave serve` and the end-to-end tests both use it.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"conclave/internal/auth"
+	"conclave/internal/config"
+	"conclave/internal/meeting"
+	"conclave/internal/pki"
+	"conclave/internal/sfu"
+	"conclave/internal/store"
+	"conclave/internal/web"
+	webassets "conclave/web"
+)
+
+// Server is a running all-in-one Conclave node.
+type Server struct {
+	cfg      config.Config
+	log      *slog.Logger
+	store    *store.SQLite
+	tls      *pki.Material
+	engine   *sfu.Engine
+	meetings *meeting.Manager
+	enroller *auth.Enroller
+	http     *http.Server
+	listener net.Listener
+	url      string
+	cancel   context.CancelFunc
+	served   chan error
+}
+
+// Options adjust a server for tests; the zero value is production.
+type Options struct {
+	// Assets replaces the embedded web client.
+	Assets fs.FS
+	// ResumeWindow overrides the meeting resume window.
+	ResumeWindow time.Duration
+}
+
+// Open prepares a node: data directory, database, certificates, media
+// sockets. It does not accept connections until Start.
+func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeParts()
+		}
+	}()
+
+	st, err := store.OpenSQLite(filepath.Join(cfg.DataDir, "conclave.db"))
+	if err != nil {
+		return nil, err
+	}
+	s.store = st
+
+	s.tls, err = pki.Ensure(pki.Options{Dir: cfg.DataDir, Hosts: cfg.Hosts,
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile})
+	if err != nil {
+		return nil, fmt.Errorf("prepare TLS certificates: %w", err)
+	}
+
+	s.engine, err = sfu.NewEngine(sfu.Config{
+		UDPAddr:         cfg.MediaUDP,
+		TCPAddr:         cfg.MediaTCP,
+		PublicIPs:       cfg.PublicIPs,
+		IncludeLoopback: true,
+		Logger:          log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log}, s.engine, st)
+	s.enroller = auth.NewEnroller(st, nil, auth.EnrolConfig{})
+
+	s.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	s.url = publicURL(cfg, s.listener.Addr())
+
+	assets := opts.Assets
+	if assets == nil {
+		assets = webassets.FS
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	handler := web.New(ctx, web.Config{
+		Store:     st,
+		Sessions:  auth.NewSessions(st, nil, auth.SessionConfig{}),
+		Enroller:  s.enroller,
+		Meetings:  s.meetings,
+		Assets:    assets,
+		PublicURL: s.url,
+		Banner:    cfg.Banner,
+		Logger:    log,
+	})
+	s.http = &http.Server{
+		Handler:           handler,
+		TLSConfig:         pki.ServerTLSConfig(s.tls.Certificate),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	ok = true
+	return s, nil
+}
+
+// Start accepts connections in the background.
+func (s *Server) Start() {
+	s.served = make(chan error, 1)
+	go func() {
+		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
+	}()
+}
+
+// URL is the base URL of the web client.
+func (s *Server) URL() string { return s.url }
+
+// Store is the node's database.
+func (s *Server) Store() store.Store { return s.store }
+
+// TLS is the node's certificate material.
+func (s *Server) TLS() *pki.Material { return s.tls }
+
+// MediaAddr is the UDP address of the media port.
+func (s *Server) MediaAddr() net.Addr { return s.engine.UDPAddr() }
+
+// EnrolmentLink returns a one-time link to create the first administrator
+// account when none exists yet; the second result is false otherwise.
+func (s *Server) EnrolmentLink(ctx context.Context) (string, bool, error) {
+	n, err := s.store.CountUsers(ctx, store.RoleAdmin)
+	if err != nil {
+		return "", false, err
+	}
+	if n > 0 {
+		return "", false, nil
+	}
+	token, err := s.enroller.Create(ctx, store.RoleAdmin)
+	if err != nil {
+		return "", false, err
+	}
+	return s.url + "/enrol#" + token, true, nil
+}
+
+// Close stops accepting connections, ends every meeting and releases the
+// node's resources.
+func (s *Server) Close() error {
+	s.meetings.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.cancel()
+	err := s.http.Shutdown(ctx)
+	if s.served != nil {
+		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, serr)
+		}
+	} else {
+		s.listener.Close()
+	}
+	return errors.Join(err, s.closeParts())
+}
+
+func (s *Server) closeParts() error {
+	var errs []error
+	if s.engine != nil {
+		errs = append(errs, s.engine.Close())
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	if s.cancel == nil && s.listener != nil {
+		errs = append(errs, s.listener.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// publicURL derives the base URL from the configuration: the explicit
+// public URL, or the first configured host (else 127.0.0.1 for a loopback
+// listener, else this machine's first address) with the listening port.
+func publicURL(cfg config.Config, addr net.Addr) string {
+	if cfg.PublicURL != "" {
+		return cfg.PublicURL
+	}
+	port := 443
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		port = ta.Port
+	}
+	host := ""
+	if len(cfg.Hosts) > 0 {
+		host = cfg.Hosts[0]
+	} else if ta, ok := addr.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
+		host = ta.IP.String()
+	} else {
+		host = firstAddress()
+	}
+	hp := net.JoinHostPort(host, strconv.Itoa(port))
+	if port == 443 {
+		hp = host
+		if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+			hp = "[" + host + "]"
+		}
+	}
+	return "https://" + hp
+}
+
+// firstAddress returns a non-loopback address of this machine, so that the
+// printed link works from other machines on the LAN, or 127.0.0.1.
+func firstAddress() string {
+	for _, h := range pki.DefaultHosts() {
+		ip := net.ParseIP(h)
+		if ip != nil && !ip.IsLoopback() && ip.To4() != nil {
+			return h
+		}
+	}
+	return "127.0.0.1"
+}

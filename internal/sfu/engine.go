@@ -1,0 +1,229 @@
+// Package sfu is Conclave's selective forwarding unit: it receives media
+// tracks from publishers over WebRTC and forwards their RTP packets, without
+// decoding them, to subscribers. It knows nothing about rooms or signaling;
+// the meeting package tells it who publishes and who subscribes to what.
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
+)
+
+// Config holds the media settings of a conference node.
+type Config struct {
+	// UDPAddr is the single UDP address every peer connection's ICE shares,
+	// for example ":8443" or "127.0.0.1:0". Required.
+	UDPAddr string
+	// TCPAddr, when set, accepts passive ICE-TCP on this address for clients
+	// whose networks block UDP.
+	TCPAddr string
+	// PublicIPs are extra addresses announced as host candidates, for a node
+	// behind 1:1 NAT. Local addresses are still announced.
+	PublicIPs []string
+	// IncludeLoopback announces loopback addresses too, so that a browser on
+	// the same machine can connect over 127.0.0.1.
+	IncludeLoopback bool
+	// Logger receives the SFU's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Engine builds peer connections that share one media port and one set of
+// codecs and interceptors.
+type Engine struct {
+	api    *webrtc.API
+	log    *slog.Logger
+	udp    net.PacketConn
+	tcp    net.Listener
+	udpMux interface{ Close() error }
+	tcpMux interface{ Close() error }
+}
+
+// NewEngine opens the media sockets and prepares the WebRTC stack.
+func NewEngine(cfg Config) (*Engine, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	e := &Engine{log: log}
+	var se webrtc.SettingEngine
+	se.LoggerFactory = pionLoggerFactory{log: log}
+
+	udp, err := net.ListenPacket("udp", cfg.UDPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("open media UDP port %s: %w", cfg.UDPAddr, err)
+	}
+	e.udp = udp
+	udpMux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("udpmux"), udp)
+	e.udpMux = udpMux
+	se.SetICEUDPMux(udpMux)
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+
+	if cfg.TCPAddr != "" {
+		tcp, err := net.Listen("tcp", cfg.TCPAddr)
+		if err != nil {
+			udp.Close()
+			return nil, fmt.Errorf("open media TCP port %s: %w", cfg.TCPAddr, err)
+		}
+		e.tcp = tcp
+		tcpMux := webrtc.NewICETCPMux(se.LoggerFactory.NewLogger("tcpmux"), tcp, 32)
+		e.tcpMux = tcpMux
+		se.SetICETCPMux(tcpMux)
+		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	se.SetNetworkTypes(networks)
+	se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
+	if len(cfg.PublicIPs) > 0 {
+		for _, ip := range cfg.PublicIPs {
+			if net.ParseIP(ip) == nil {
+				e.Close()
+				return nil, fmt.Errorf("public address %q is not an IP address", ip)
+			}
+		}
+		err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        cfg.PublicIPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteAppend,
+		})
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("set public addresses: %w", err)
+		}
+	}
+	// Browsers hide their host addresses behind mDNS names; the server has
+	// no use for resolving them (peer-reflexive candidates appear anyway).
+	se.SetICEMulticastDNSMode(0)
+
+	me, err := newMediaEngine()
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	reg, err := newInterceptors(me, se.LoggerFactory)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg))
+	return e, nil
+}
+
+// UDPAddr returns the address the media UDP socket listens on.
+func (e *Engine) UDPAddr() net.Addr { return e.udp.LocalAddr() }
+
+// TCPAddr returns the ICE-TCP listener's address, or nil.
+func (e *Engine) TCPAddr() net.Addr {
+	if e.tcp == nil {
+		return nil
+	}
+	return e.tcp.Addr()
+}
+
+// Close releases the media sockets. Peer connections must be closed first.
+func (e *Engine) Close() error {
+	var errs []error
+	if e.udpMux != nil {
+		errs = append(errs, e.udpMux.Close())
+	} else if e.udp != nil {
+		errs = append(errs, e.udp.Close())
+	}
+	if e.tcpMux != nil {
+		errs = append(errs, e.tcpMux.Close())
+	} else if e.tcp != nil {
+		errs = append(errs, e.tcp.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Engine) newPeerConnection() (*webrtc.PeerConnection, error) {
+	return e.api.NewPeerConnection(webrtc.Configuration{
+		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
+		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
+	})
+}
+
+var videoFeedback = []webrtc.RTCPFeedback{
+	{Type: "goog-remb"},
+	{Type: "ccm", Parameter: "fir"},
+	{Type: "nack"},
+	{Type: "nack", Parameter: "pli"},
+	{Type: "transport-cc"},
+}
+
+// Codecs offered and accepted. Payload types follow Chromium's usual
+// numbering so that SDPs stay readable.
+var codecs = []struct {
+	params webrtc.RTPCodecParameters
+	kind   webrtc.RTPCodecType
+}{
+	{webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1", RTCPFeedback: []webrtc.RTCPFeedback{{Type: "transport-cc"}}},
+		PayloadType: 111}, webrtc.RTPCodecTypeAudio},
+	{webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFeedback},
+		PayloadType:        96}, webrtc.RTPCodecTypeVideo},
+	{webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0", RTCPFeedback: videoFeedback},
+		PayloadType:        98}, webrtc.RTPCodecTypeVideo},
+}
+
+func newMediaEngine() (*webrtc.MediaEngine, error) {
+	me := &webrtc.MediaEngine{}
+	for _, c := range codecs {
+		if err := me.RegisterCodec(c.params, c.kind); err != nil {
+			return nil, fmt.Errorf("register codec %s: %w", c.params.MimeType, err)
+		}
+	}
+	exts := []struct {
+		uri  string
+		kind webrtc.RTPCodecType
+	}{
+		{"urn:ietf:params:rtp-hdrext:sdes:mid", webrtc.RTPCodecTypeAudio},
+		{"urn:ietf:params:rtp-hdrext:sdes:mid", webrtc.RTPCodecTypeVideo},
+		{"urn:ietf:params:rtp-hdrext:ssrc-audio-level", webrtc.RTPCodecTypeAudio},
+		{"urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", webrtc.RTPCodecTypeVideo},
+		{"urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id", webrtc.RTPCodecTypeVideo},
+	}
+	for _, x := range exts {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: x.uri}, x.kind); err != nil {
+			return nil, fmt.Errorf("register header extension %s: %w", x.uri, err)
+		}
+	}
+	return me, nil
+}
+
+// newInterceptors chooses the RTCP machinery. Toward publishers: NACK
+// generation and receiver reports. Toward subscribers: sender reports only;
+// retransmissions are answered by the SFU from each up track's packet cache
+// (shared by all subscribers) rather than by a per-subscriber responder.
+func newInterceptors(me *webrtc.MediaEngine, lf logging.LoggerFactory) (*interceptor.Registry, error) {
+	reg := &interceptor.Registry{}
+	gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(lf))
+	if err != nil {
+		return nil, fmt.Errorf("nack generator: %w", err)
+	}
+	reg.Add(gen)
+	rr, err := report.NewReceiverInterceptor(report.WithReceiverLoggerFactory(lf))
+	if err != nil {
+		return nil, fmt.Errorf("receiver reports: %w", err)
+	}
+	reg.Add(rr)
+	sr, err := report.NewSenderInterceptor(report.WithSenderLoggerFactory(lf))
+	if err != nil {
+		return nil, fmt.Errorf("sender reports: %w", err)
+	}
+	reg.Add(sr)
+	if err := webrtc.ConfigureTWCCSenderWithOptions(me, reg, twcc.WithLoggerFactory(lf)); err != nil {
+		return nil, fmt.Errorf("transport-cc: %w", err)
+	}
+	return reg, nil
+}

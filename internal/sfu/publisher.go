@@ -1,0 +1,209 @@
+package sfu
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// gatherTimeout bounds how long the server waits for its own ICE candidates
+// before sending a description. With a shared UDP port gathering is
+// immediate; the bound only protects against a misconfigured host.
+const gatherTimeout = 3 * time.Second
+
+// PublisherEvents receives a publisher's track changes. Callbacks run on the
+// SFU's goroutines and must not block for long.
+type PublisherEvents interface {
+	// TrackAdded is called when a declared track starts receiving media.
+	TrackAdded(*UpTrack)
+	// TrackRemoved is called once when a track stops: the publisher
+	// stopped sending it, renegotiated it away, or the connection closed.
+	TrackRemoved(*UpTrack)
+	// ConnectionState reports the peer connection's state.
+	ConnectionState(webrtc.PeerConnectionState)
+}
+
+// Publisher is the peer connection on which a participant sends its media.
+// The client makes every offer.
+type Publisher struct {
+	pc          *webrtc.PeerConnection
+	participant string
+	events      PublisherEvents
+
+	mu      sync.Mutex
+	sources map[string]string   // mid -> source, from the latest offer
+	tracks  map[string]*UpTrack // mid -> live track
+	closed  bool
+}
+
+// NewPublisher creates the receiving peer connection of a participant.
+func (e *Engine) NewPublisher(participant string, events PublisherEvents) (*Publisher, error) {
+	pc, err := e.newPeerConnection()
+	if err != nil {
+		return nil, fmt.Errorf("new publisher connection: %w", err)
+	}
+	p := &Publisher{pc: pc, participant: participant, events: events,
+		sources: map[string]string{}, tracks: map[string]*UpTrack{}}
+	pc.OnTrack(p.onTrack)
+	pc.OnConnectionStateChange(events.ConnectionState)
+	return p, nil
+}
+
+// HandleOffer applies the client's offer and returns the server's answer.
+// sources maps the mid of each sending transceiver to what it carries;
+// tracks whose mid is absent or no longer sending are stopped.
+func (p *Publisher) HandleOffer(offer string, sources map[string]string) (string, error) {
+	parsed := &sdp.SessionDescription{}
+	if err := parsed.UnmarshalString(offer); err != nil {
+		return "", fmt.Errorf("parse offer: %w", err)
+	}
+	sending := sendingMids(parsed)
+
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return "", fmt.Errorf("publisher is closed")
+	}
+	p.sources = make(map[string]string, len(sources))
+	for mid, src := range sources {
+		if sending[mid] {
+			p.sources[mid] = src
+		}
+	}
+	var stopped []*UpTrack
+	for mid, t := range p.tracks {
+		if p.sources[mid] != t.source {
+			stopped = append(stopped, t)
+			delete(p.tracks, mid)
+		}
+	}
+	p.mu.Unlock()
+	for _, t := range stopped {
+		t.end()
+		p.events.TrackRemoved(t)
+	}
+
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", fmt.Errorf("apply offer: %w", err)
+	}
+	answer, err := p.pc.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("create answer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(p.pc)
+	if err := p.pc.SetLocalDescription(answer); err != nil {
+		return "", fmt.Errorf("apply answer: %w", err)
+	}
+	waitGathering(gathered)
+	return p.pc.LocalDescription().SDP, nil
+}
+
+// AddCandidate adds a trickled remote ICE candidate.
+func (p *Publisher) AddCandidate(c webrtc.ICECandidateInit) error {
+	return p.pc.AddICECandidate(c)
+}
+
+// Tracks returns the live up tracks.
+func (p *Publisher) Tracks() []*UpTrack {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*UpTrack, 0, len(p.tracks))
+	for _, t := range p.tracks {
+		out = append(out, t)
+	}
+	return out
+}
+
+// Close ends every track and the peer connection.
+func (p *Publisher) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	tracks := p.tracks
+	p.tracks = map[string]*UpTrack{}
+	p.mu.Unlock()
+	for _, t := range tracks {
+		t.end()
+		p.events.TrackRemoved(t)
+	}
+	return p.pc.Close()
+}
+
+func (p *Publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+	var mid string
+	for _, t := range p.pc.GetTransceivers() {
+		if t.Receiver() == receiver {
+			mid = t.Mid()
+			break
+		}
+	}
+	p.mu.Lock()
+	source, declared := p.sources[mid]
+	if p.closed || !declared || p.tracks[mid] != nil {
+		p.mu.Unlock()
+		// Undeclared media is not forwarded; drain it so that the
+		// receiver's buffers do not fill.
+		go drain(remote)
+		return
+	}
+	up := newUpTrack(p.pc, remote, p.participant, source, mid)
+	p.tracks[mid] = up
+	p.mu.Unlock()
+
+	go up.forward(func() {
+		p.mu.Lock()
+		removed := p.tracks[mid] == up
+		if removed {
+			delete(p.tracks, mid)
+		}
+		p.mu.Unlock()
+		if removed {
+			p.events.TrackRemoved(up)
+		}
+	})
+	p.events.TrackAdded(up)
+}
+
+func drain(remote *webrtc.TrackRemote) {
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := remote.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// sendingMids returns the mids of the media sections in which the offerer
+// sends: direction sendonly or sendrecv (the default), port not zero.
+func sendingMids(s *sdp.SessionDescription) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range s.MediaDescriptions {
+		if m.MediaName.Port.Value == 0 {
+			continue
+		}
+		mid, ok := m.Attribute("mid")
+		if !ok {
+			continue
+		}
+		send := true
+		for _, a := range m.Attributes {
+			switch a.Key {
+			case "recvonly", "inactive":
+				send = false
+			}
+		}
+		if send {
+			out[mid] = true
+		}
+	}
+	return out
+}
+
+func waitGathering(done <-chan struct{}) {
+	select {
+	case <-done:
+	case <-time.After(gatherTimeout):
+	}
+}

@@ -1,0 +1,201 @@
+package sfu
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// TrackDesc tells a subscriber what a transceiver of its offer carries.
+type TrackDesc struct {
+	Participant string
+	Source      string
+	Kind        string
+	Stream      string
+}
+
+// Offer is a server offer for a subscriber connection.
+type Offer struct {
+	SDP    string
+	Tracks map[string]TrackDesc // by mid
+}
+
+// SubscriberEvents receives a subscriber connection's signaling needs.
+type SubscriberEvents interface {
+	// SendOffer must deliver the offer to the client without blocking.
+	SendOffer(Offer)
+	// ConnectionState reports the peer connection's state.
+	ConnectionState(webrtc.PeerConnectionState)
+}
+
+// Subscriber is the peer connection on which a participant receives the
+// others' media. The server makes every offer, one at a time: changes that
+// happen while an offer is outstanding are folded into the next one.
+type Subscriber struct {
+	pc     *webrtc.PeerConnection
+	events SubscriberEvents
+
+	mu          sync.Mutex
+	senders     map[string]*webrtc.RTPSender // by up track id
+	downs       map[string]*DownTrack
+	outstanding *Offer // sent, not yet answered
+	pending     bool   // changes not yet offered
+	restartICE  bool
+	closed      bool
+}
+
+// NewSubscriber creates the sending peer connection toward a participant.
+func (e *Engine) NewSubscriber(events SubscriberEvents) (*Subscriber, error) {
+	pc, err := e.newPeerConnection()
+	if err != nil {
+		return nil, fmt.Errorf("new subscriber connection: %w", err)
+	}
+	s := &Subscriber{pc: pc, events: events, senders: map[string]*webrtc.RTPSender{}, downs: map[string]*DownTrack{}}
+	pc.OnConnectionStateChange(events.ConnectionState)
+	return s, nil
+}
+
+// AddTrack starts forwarding up to this subscriber (after the next
+// negotiation).
+func (s *Subscriber) AddTrack(up *UpTrack) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.senders[up.id] != nil {
+		return nil
+	}
+	d := newDownTrack(up)
+	sender, err := s.pc.AddTrack(d)
+	if err != nil {
+		return fmt.Errorf("add track %s: %w", up.id, err)
+	}
+	s.senders[up.id] = sender
+	s.downs[up.id] = d
+	up.addDown(d)
+	go d.readRTCP(sender)
+	s.negotiateLocked()
+	return nil
+}
+
+// RemoveTrack stops forwarding the up track with this id.
+func (s *Subscriber) RemoveTrack(up *UpTrack) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sender := s.senders[up.id]
+	if sender == nil {
+		return
+	}
+	up.removeDown(s.downs[up.id])
+	delete(s.senders, up.id)
+	delete(s.downs, up.id)
+	if s.closed {
+		return
+	}
+	_ = s.pc.RemoveTrack(sender)
+	s.negotiateLocked()
+}
+
+// Negotiate sends an offer now if none is outstanding; used once at the
+// start so that the connection exists even before any track.
+func (s *Subscriber) Negotiate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.negotiateLocked()
+}
+
+// RestartICE sends an offer with fresh ICE credentials.
+func (s *Subscriber) RestartICE() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.restartICE = true
+	s.negotiateLocked()
+}
+
+// HandleAnswer applies the client's answer to the outstanding offer.
+func (s *Subscriber) HandleAnswer(answer string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.outstanding == nil {
+		return fmt.Errorf("no offer is waiting for an answer")
+	}
+	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		return fmt.Errorf("apply answer: %w", err)
+	}
+	s.outstanding = nil
+	if s.pending || s.restartICE {
+		s.negotiateLocked()
+	}
+	return nil
+}
+
+// Outstanding returns the offer that still waits for an answer, if any, so
+// that it can be sent again after the client reconnects.
+func (s *Subscriber) Outstanding() (Offer, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.outstanding == nil {
+		return Offer{}, false
+	}
+	return *s.outstanding, true
+}
+
+// AddCandidate adds a trickled remote ICE candidate.
+func (s *Subscriber) AddCandidate(c webrtc.ICECandidateInit) error {
+	return s.pc.AddICECandidate(c)
+}
+
+// Close stops every down track and the peer connection.
+func (s *Subscriber) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for id, d := range s.downs {
+		d.up.removeDown(d)
+		delete(s.downs, id)
+		delete(s.senders, id)
+	}
+	s.mu.Unlock()
+	return s.pc.Close()
+}
+
+func (s *Subscriber) negotiateLocked() {
+	if s.closed {
+		return
+	}
+	if s.outstanding != nil {
+		s.pending = true
+		return
+	}
+	s.pending = false
+	opts := &webrtc.OfferOptions{ICERestart: s.restartICE}
+	s.restartICE = false
+	offer, err := s.pc.CreateOffer(opts)
+	if err != nil {
+		s.pending = true
+		return
+	}
+	gathered := webrtc.GatheringCompletePromise(s.pc)
+	if err := s.pc.SetLocalDescription(offer); err != nil {
+		s.pending = true
+		return
+	}
+	waitGathering(gathered)
+	o := &Offer{SDP: s.pc.LocalDescription().SDP, Tracks: map[string]TrackDesc{}}
+	for _, t := range s.pc.GetTransceivers() {
+		sender := t.Sender()
+		if sender == nil || t.Mid() == "" {
+			continue
+		}
+		d, ok := sender.Track().(*DownTrack)
+		if !ok || d == nil {
+			continue
+		}
+		o.Tracks[t.Mid()] = TrackDesc{
+			Participant: d.up.participant,
+			Source:      d.up.source,
+			Kind:        d.up.Kind(),
+			Stream:      d.stream,
+		}
+	}
+	s.outstanding = o
+	s.events.SendOffer(*o)
+}

@@ -1,0 +1,95 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"conclave/internal/meeting"
+	"conclave/internal/signal"
+)
+
+// Keepalive timing of signaling WebSockets (docs/protocol.md, Transport).
+const (
+	pingInterval = 15 * time.Second
+	pingTimeout  = 45 * time.Second
+)
+
+// wsConn adapts a WebSocket to meeting.Conn.
+type wsConn struct {
+	c      *websocket.Conn
+	cancel context.CancelFunc
+}
+
+func (w *wsConn) ReadMessage(ctx context.Context) ([]byte, error) {
+	typ, r, err := w.c.Reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if typ != websocket.MessageText {
+		// Binary frames are not part of the protocol; report them as a
+		// malformed message rather than dropping the connection.
+		_, _ = io.Copy(io.Discard, io.LimitReader(r, signal.MaxMessageSize+1))
+		return []byte{0xff}, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(r, signal.MaxMessageSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > signal.MaxMessageSize {
+		return nil, meeting.ErrMessageTooLarge
+	}
+	return data, nil
+}
+
+func (w *wsConn) WriteMessage(ctx context.Context, data []byte) error {
+	return w.c.Write(ctx, websocket.MessageText, data)
+}
+
+func (w *wsConn) Close(status meeting.CloseStatus, reason string) error {
+	defer w.cancel()
+	return w.c.Close(websocket.StatusCode(status), reason)
+}
+
+// keepalive pings the client and closes the connection when it stops
+// answering, which makes the pending read fail.
+func (w *wsConn) keepalive(ctx context.Context) {
+	t := time.NewTicker(pingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			err := w.c.Ping(pctx)
+			cancel()
+			if err != nil && !errors.Is(ctx.Err(), context.Canceled) {
+				w.c.CloseNow()
+				return
+			}
+		}
+	}
+}
+
+// handleWS upgrades a meeting signaling connection. The WebSocket library
+// refuses an Origin that names another host.
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{})
+	if err != nil {
+		return // Accept has answered the request
+	}
+	// A hard ceiling above the protocol limit: messages between the two
+	// get a protocol error, larger ones a bare 1009 close.
+	c.SetReadLimit(4 * signal.MaxMessageSize)
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	conn := &wsConn{c: c, cancel: cancel}
+	go conn.keepalive(ctx)
+	s.Meetings.Serve(ctx, conn, clientAddr(r))
+	cancel()
+	c.CloseNow()
+}

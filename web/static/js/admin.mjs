@@ -1,0 +1,250 @@
+// The administration page (/admin): sign-in (with the login banner), the
+// rooms table with live participant counts, room creation and deletion.
+
+import { $, h, showOnly } from './dom.mjs';
+import { api } from './api.mjs';
+import { aliasProblem, meetingPath } from './links.mjs';
+
+const REFRESH_MS = 15000;
+const STATUS_MS = 5000;
+
+const screens = { loading: $('#screen-loading'), login: $('#screen-login'), rooms: $('#screen-rooms') };
+const ui = {
+  status: $('#status'),
+  whoami: $('#whoami'),
+  logout: $('#logout'),
+  banner: $('#banner'),
+  loginForm: $('#login-form'),
+  username: /** @type {HTMLInputElement} */ ($('#username')),
+  password: /** @type {HTMLInputElement} */ ($('#password')),
+  loginButton: /** @type {HTMLButtonElement} */ ($('#login')),
+  loginError: $('#login-error'),
+  refresh: $('#refresh'),
+  rooms: $('#rooms'),
+  roomsEmpty: $('#rooms-empty'),
+  roomsError: $('#rooms-error'),
+  createForm: $('#create-form'),
+  alias: /** @type {HTMLInputElement} */ ($('#room-alias')),
+  aliasError: $('#room-alias-error'),
+  name: /** @type {HTMLInputElement} */ ($('#room-name')),
+  nameError: $('#room-name-error'),
+  createError: $('#create-error'),
+  createButton: /** @type {HTMLButtonElement} */ ($('#create')),
+  dialog: /** @type {HTMLDialogElement} */ ($('#confirm-dialog')),
+  confirmText: $('#confirm-text'),
+  confirmYes: $('#confirm-yes'),
+  confirmNo: $('#confirm-no'),
+};
+
+let csrf = '';
+let refreshTimer = 0;
+let statusTimer = 0;
+
+function show(name) {
+  showOnly(Object.values(screens), screens[name]);
+  const signedIn = name === 'rooms';
+  ui.logout.hidden = !signedIn;
+  ui.whoami.hidden = !signedIn;
+  clearInterval(refreshTimer);
+  if (signedIn) refreshTimer = setInterval(() => { if (!document.hidden) loadRooms(); }, REFRESH_MS);
+}
+
+function flash(text) {
+  clearTimeout(statusTimer);
+  ui.status.textContent = text;
+  if (text) statusTimer = setTimeout(() => { ui.status.textContent = ''; }, STATUS_MS);
+}
+
+/** Shows or hides the message of one field and marks the field invalid. */
+function fieldError(input, el, text) {
+  el.textContent = text;
+  el.hidden = !text;
+  if (text) input.setAttribute('aria-invalid', 'true');
+  else input.removeAttribute('aria-invalid');
+}
+
+function formError(el, text) {
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+// ---- sign-in -------------------------------------------------------------------
+
+async function start() {
+  show('loading');
+  const [banner, me] = await Promise.all([api('GET', '/api/banner'), api('GET', '/api/me')]);
+  const text = banner.ok ? String(banner.data?.banner ?? '').trim() : '';
+  ui.banner.textContent = text;
+  ui.banner.hidden = !text;
+  if (me.ok) {
+    signedIn(me.data);
+    return;
+  }
+  showLogin(me.network ? me.error.message : '');
+}
+
+function showLogin(message) {
+  csrf = '';
+  formError(ui.loginError, message);
+  show('login');
+  ui.password.value = '';
+  (ui.username.value ? ui.password : ui.username).focus();
+}
+
+function signedIn(data) {
+  csrf = data?.csrf ?? '';
+  const u = data?.user ?? {};
+  ui.whoami.textContent = `${u.displayName || u.username || ''}${u.role ? ` (${u.role})` : ''}`;
+  show('rooms');
+  loadRooms();
+}
+
+ui.loginForm.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const username = ui.username.value.trim();
+  const password = ui.password.value;
+  if (!username || !password) {
+    formError(ui.loginError, 'Enter your username and password.');
+    return;
+  }
+  ui.loginButton.disabled = true;
+  const res = await api('POST', '/api/login', { body: { username, password } });
+  ui.loginButton.disabled = false;
+  ui.password.value = '';
+  if (res.ok) {
+    formError(ui.loginError, '');
+    signedIn(res.data);
+    return;
+  }
+  formError(ui.loginError, res.error.code === 'bad-credentials' ? 'Wrong username or password.' : res.error.message);
+  ui.password.focus();
+});
+
+ui.logout.addEventListener('click', async () => {
+  await api('POST', '/api/logout', { csrf });
+  showLogin('');
+  flash('You are signed out.');
+});
+
+/** Handles an answer that says the session is gone; returns true if it did. */
+function sessionEnded(res) {
+  if (res.status !== 401) return false;
+  showLogin('Your session has ended. Sign in again.');
+  return true;
+}
+
+// ---- rooms ---------------------------------------------------------------------
+
+async function loadRooms() {
+  const res = await api('GET', '/api/rooms');
+  if (sessionEnded(res)) return;
+  if (!res.ok) {
+    const text = res.status === 403 ? 'Only administrators can manage rooms; your account is not one.' : res.error.message;
+    formError(ui.roomsError, text);
+    ui.createForm.hidden = res.status === 403;
+    return;
+  }
+  formError(ui.roomsError, '');
+  ui.createForm.hidden = false;
+  renderRooms(Array.isArray(res.data?.rooms) ? res.data.rooms : []);
+}
+
+function safeURL(url, alias) {
+  try {
+    const u = new URL(url, location.origin);
+    if (u.protocol === 'https:' || u.protocol === 'http:') return u.href;
+  } catch { /* fall back */ }
+  return location.origin + meetingPath(alias);
+}
+
+function renderRooms(rooms) {
+  const rows = rooms.map((r) => {
+    const url = safeURL(r.url, r.alias);
+    return h('tr', { dataset: { alias: r.alias } },
+      h('td', {}, r.alias),
+      h('td', {}, r.name ?? ''),
+      h('td', {}, h('a', { href: url, target: '_blank', rel: 'noopener' }, url)),
+      h('td', { class: 'num' }, String(r.participants ?? 0)),
+      h('td', {}, h('button', { type: 'button', class: 'delete', dataset: { alias: r.alias }, 'aria-label': `Delete room ${r.alias}` }, 'Delete')));
+  });
+  ui.rooms.replaceChildren(...rows);
+  ui.roomsEmpty.hidden = rooms.length > 0;
+}
+
+ui.refresh.addEventListener('click', () => loadRooms());
+
+ui.rooms.addEventListener('click', (e) => {
+  const button = /** @type {HTMLElement} */ (e.target).closest('button.delete');
+  if (button) confirmDelete(button.dataset.alias);
+});
+
+/** Asks for confirmation in a dialog, then deletes the room. */
+function confirmDelete(alias) {
+  ui.confirmText.textContent = `Delete the room “${alias}”? Its meeting link stops working and anyone in the meeting is disconnected.`;
+  ui.dialog.returnValue = '';
+  ui.dialog.showModal();
+  ui.confirmNo.focus();
+  ui.dialog.dataset.alias = alias;
+}
+
+ui.confirmNo.addEventListener('click', () => ui.dialog.close('no'));
+ui.confirmYes.addEventListener('click', () => ui.dialog.close('yes'));
+ui.dialog.addEventListener('close', async () => {
+  const alias = ui.dialog.dataset.alias;
+  delete ui.dialog.dataset.alias;
+  if (ui.dialog.returnValue !== 'yes' || !alias) return;
+  const res = await api('DELETE', `/api/rooms/${encodeURIComponent(alias)}`, { csrf });
+  if (sessionEnded(res)) return;
+  if (!res.ok && res.status !== 404) {
+    formError(ui.roomsError, res.error.message);
+    return;
+  }
+  flash(`Room ${alias} deleted.`);
+  loadRooms();
+});
+
+// ---- creation ------------------------------------------------------------------
+
+function validateCreate() {
+  const alias = ui.alias.value.trim().toLowerCase();
+  const name = ui.name.value.trim();
+  const aliasText = aliasProblem(alias);
+  fieldError(ui.alias, ui.aliasError, aliasText);
+  const nameText = name ? '' : 'Enter the name people see for this room.';
+  fieldError(ui.name, ui.nameError, nameText);
+  return aliasText || nameText ? null : { alias, name };
+}
+
+ui.alias.addEventListener('input', () => {
+  if (!ui.aliasError.hidden) validateCreate();
+});
+ui.alias.addEventListener('blur', () => {
+  if (ui.alias.value.trim()) fieldError(ui.alias, ui.aliasError, aliasProblem(ui.alias.value.trim().toLowerCase()));
+});
+ui.name.addEventListener('input', () => fieldError(ui.name, ui.nameError, ''));
+
+ui.createForm.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  formError(ui.createError, '');
+  const room = validateCreate();
+  if (!room) {
+    (ui.alias.getAttribute('aria-invalid') ? ui.alias : ui.name).focus();
+    return;
+  }
+  ui.createButton.disabled = true;
+  const res = await api('POST', '/api/rooms', { body: room, csrf });
+  ui.createButton.disabled = false;
+  if (sessionEnded(res)) return;
+  if (res.ok) {
+    ui.createForm.reset();
+    flash(`Room ${res.data?.alias ?? room.alias} created.`);
+    loadRooms();
+    return;
+  }
+  if (res.status === 409) fieldError(ui.alias, ui.aliasError, res.error.message || 'A room with this alias already exists.');
+  else if (res.error.code === 'invalid-alias') fieldError(ui.alias, ui.aliasError, res.error.message);
+  else if (res.error.code === 'invalid-name') fieldError(ui.name, ui.nameError, res.error.message);
+  else formError(ui.createError, res.error.message);
+});
+
+start();

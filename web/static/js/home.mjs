@@ -1,0 +1,28 @@
+// The home page: a room name or a pasted meeting link leads to /r/<alias>.
+
+import { $ } from './dom.mjs';
+import { aliasFromInput, meetingPath } from './links.mjs';
+
+const form = $('#room-form');
+const input = /** @type {HTMLInputElement} */ ($('#room'));
+const error = $('#room-error');
+
+form.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const { alias, error: problem } = aliasFromInput(input.value);
+  if (problem) {
+    error.textContent = problem;
+    error.hidden = false;
+    input.setAttribute('aria-invalid', 'true');
+    input.focus();
+    return;
+  }
+  location.assign(meetingPath(alias));
+});
+
+input.addEventListener('input', () => {
+  error.hidden = true;
+  input.removeAttribute('aria-invalid');
+});
+
+input.focus();

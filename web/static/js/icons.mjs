@@ -1,0 +1,36 @@
+// Line icons drawn as inline SVG from the module (no markup, no CSP issue).
+
+const SVG = 'http://www.w3.org/2000/svg';
+const MIC = ['M12 2a3 3 0 0 0-3 3v6a3 3 0 0 0 6 0V5a3 3 0 0 0-3-3z', 'M19 10v1a7 7 0 0 1-14 0v-1', 'M12 18v4', 'M8 22h8'];
+const CAM = ['M3 7h12v10H3z', 'M15 10.5l6-3.5v10l-6-3.5'];
+const SLASH = ['M3 3l18 18'];
+
+const PATHS = {
+  mic: MIC,
+  'mic-off': [...MIC, ...SLASH],
+  camera: CAM,
+  'camera-off': [...CAM, ...SLASH],
+  screen: ['M3 4h18v12H3z', 'M8 21h8', 'M12 16v5'],
+  people: ['M9 11a4 4 0 1 0 0-8 4 4 0 0 0 0 8z', 'M2 21v-1a7 7 0 0 1 14 0v1', 'M16 3.5a4 4 0 0 1 0 7', 'M22 21v-1a7 7 0 0 0-4-6.3'],
+  leave: ['M15 3h4a2 2 0 0 1 2 2v14a2 2 0 0 1-2 2h-4', 'M10 17l-5-5 5-5', 'M5 12h11'],
+};
+
+/**
+ * A decorative (aria-hidden) SVG icon.
+ * @param {keyof PATHS} name
+ * @returns {SVGSVGElement}
+ */
+export function icon(name) {
+  const svg = document.createElementNS(SVG, 'svg');
+  for (const [k, v] of Object.entries({
+    viewBox: '0 0 24 24', width: '20', height: '20', fill: 'none', stroke: 'currentColor',
+    'stroke-width': '2', 'stroke-linecap': 'round', 'stroke-linejoin': 'round', 'aria-hidden': 'true',
+    focusable: 'false', class: 'icon',
+  })) svg.setAttribute(k, v);
+  for (const d of PATHS[name] ?? []) {
+    const p = document.createElementNS(SVG, 'path');
+    p.setAttribute('d', d);
+    svg.append(p);
+  }
+  return svg;
+}

@@ -1,0 +1,79 @@
+// Room aliases and meeting links.
+
+/** Longest room alias, as the server's store allows. */
+export const MAX_ALIAS = 64;
+
+/**
+ * Why a room alias is not valid, or '' when it is. Aliases are 1 to 64
+ * characters among lower-case letters a-z, digits, '-', '_' and '.',
+ * starting with a letter or digit (the server's store.ValidAlias).
+ * @param {string} alias
+ * @returns {string}
+ */
+export function aliasProblem(alias) {
+  if (!alias) return 'Enter a room alias.';
+  if (alias.length > MAX_ALIAS) return `The alias is too long: at most ${MAX_ALIAS} characters.`;
+  if (!/^[a-z0-9]/.test(alias)) return 'The alias must start with a lower-case letter or a digit.';
+  const bad = alias.match(/[^a-z0-9._-]/);
+  if (bad) return `The alias cannot contain "${bad[0]}": use lower-case letters a-z, digits, "-", "_" and ".".`;
+  return '';
+}
+
+/**
+ * Turns what a user typed on the home page - a room alias, a room name such
+ * as "Weekly Sync", or a pasted meeting link such as
+ * https://host/r/weekly-sync - into a room alias.
+ * @param {string} input
+ * @returns {{alias: string, error: string}} error is '' on success
+ */
+export function aliasFromInput(input) {
+  const text = String(input ?? '').trim();
+  if (!text) return { alias: '', error: 'Type a room name or paste a meeting link.' };
+  let alias;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text) || text.startsWith('/') || /\/r\//.test(text)) {
+    let url;
+    try {
+      // A link pasted without its scheme ("host/r/alias") is read as https.
+      const absolute = /^[a-z][a-z0-9+.-]*:\/\//i.test(text) || text.startsWith('/') ? text : `https://${text}`;
+      url = new URL(absolute, 'https://conclave.invalid/');
+    } catch {
+      return { alias: '', error: 'This link is not a valid address.' };
+    }
+    const m = url.pathname.match(/^\/r\/([^/]+)\/?$/);
+    if (!m) return { alias: '', error: 'This link is not a Conclave meeting link (they look like https://…/r/room-name).' };
+    try {
+      alias = decodeURIComponent(m[1]);
+    } catch {
+      return { alias: '', error: 'This link is not a valid address.' };
+    }
+  } else {
+    alias = text.replace(/\s+/gu, '-');
+  }
+  alias = alias.toLowerCase();
+  return { alias, error: aliasProblem(alias) };
+}
+
+/**
+ * The path of a room's meeting page.
+ * @param {string} alias
+ * @returns {string}
+ */
+export function meetingPath(alias) {
+  return `/r/${encodeURIComponent(alias)}`;
+}
+
+/**
+ * The room alias in a meeting page path ("/r/<alias>"), or '' if the path is
+ * not one.
+ * @param {string} pathname
+ * @returns {string}
+ */
+export function aliasFromPath(pathname) {
+  const m = String(pathname).match(/^\/r\/([^/]+)\/?$/);
+  if (!m) return '';
+  try {
+    return decodeURIComponent(m[1]);
+  } catch {
+    return '';
+  }
+}

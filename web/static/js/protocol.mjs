@@ -1,0 +1,250 @@
+// Messages of the Conclave signaling protocol (docs/protocol.md): builders
+// for client messages, a validator that mirrors the server's checks
+// (internal/signal), and a parser for server messages. No DOM, no network.
+
+/** Protocol version carried by every message. */
+export const VERSION = 1;
+
+/** Media sources a participant can publish. */
+export const SOURCES = Object.freeze(['microphone', 'camera', 'screen', 'screen-audio']);
+
+/** Limits shared with the server (internal/signal). */
+export const LIMITS = Object.freeze({
+  name: 64, // characters
+  room: 64, // characters
+  id: 64, // bytes
+  sdp: 200 << 10, // bytes
+  tracks: 64, // entries
+  candidate: 1024, // bytes
+  payload: 64 << 10, // bytes
+  message: 256 << 10, // bytes
+});
+
+// Fields each client message type may carry, besides v, type and id.
+const FIELDS = {
+  join: ['room', 'name', 'resume'],
+  publish: ['sdp', 'tracks'],
+  'subscribe-answer': ['sdp'],
+  candidate: ['pc', 'candidate'],
+  state: ['state'],
+  'restart-ice': ['pc'],
+  announce: ['payload'],
+  key: ['to', 'payload'],
+  leave: [],
+  ping: [],
+};
+
+const ID_RE = /^[A-Za-z0-9._-]*$/;
+const BASE64_RE = /^[A-Za-z0-9+/=_-]*$/;
+const encoder = new TextEncoder();
+
+/**
+ * Length of a string in UTF-8 bytes.
+ * @param {string} s
+ * @returns {number}
+ */
+export function byteLength(s) {
+  return encoder.encode(s).length;
+}
+
+/**
+ * Why a display name cannot be used, or '' when it can. The name is checked
+ * as the server checks it: trimmed, 1 to 64 characters, no control characters.
+ * @param {string} name
+ * @returns {string}
+ */
+export function nameProblem(name) {
+  const n = String(name ?? '').trim();
+  const chars = Array.from(n);
+  if (chars.length === 0) return 'Enter the name others will see.';
+  if (chars.length > LIMITS.name) return `The name is too long: at most ${LIMITS.name} characters.`;
+  if (hasControl(n)) return 'The name contains invisible control characters.';
+  return '';
+}
+
+function hasControl(s) {
+  for (const ch of s) {
+    const c = ch.codePointAt(0);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
+/**
+ * Builds a `join` message.
+ * @param {string} room room alias
+ * @param {string} name display name (trimmed here)
+ * @param {string} [resume] resume token from an earlier welcome
+ * @returns {object}
+ */
+export function joinMessage(room, name, resume) {
+  const m = { v: VERSION, type: 'join', room, name: String(name).trim() };
+  if (resume) m.resume = resume;
+  return m;
+}
+
+/**
+ * Builds a `publish` message.
+ * @param {string} sdp the offer
+ * @param {Object<string, {source: string}>} tracks mid -> source
+ * @param {string} [id] request id, echoed in an error answering it
+ * @returns {object}
+ */
+export function publishMessage(sdp, tracks, id) {
+  const m = { v: VERSION, type: 'publish', sdp, tracks };
+  if (id) m.id = id;
+  return m;
+}
+
+/**
+ * Builds a `subscribe-answer` message.
+ * @param {string} sdp the answer
+ * @returns {object}
+ */
+export function subscribeAnswerMessage(sdp) {
+  return { v: VERSION, type: 'subscribe-answer', sdp };
+}
+
+/**
+ * Builds a `candidate` message from an RTCIceCandidate (or its init
+ * dictionary); null means end of candidates. Only the fields the server
+ * accepts are copied.
+ * @param {'pub'|'sub'} pc
+ * @param {RTCIceCandidateInit|null} c
+ * @returns {object}
+ */
+export function candidateMessage(pc, c) {
+  const candidate = { candidate: c?.candidate ?? '' };
+  if (c?.sdpMid != null) candidate.sdpMid = c.sdpMid;
+  if (c?.sdpMLineIndex != null) candidate.sdpMLineIndex = c.sdpMLineIndex;
+  if (c?.usernameFragment != null) candidate.usernameFragment = c.usernameFragment;
+  return { v: VERSION, type: 'candidate', pc, candidate };
+}
+
+/**
+ * Builds a `state` message.
+ * @param {{audio: boolean, video: boolean, screen: boolean}} s
+ * @returns {object}
+ */
+export function stateMessage(s) {
+  return { v: VERSION, type: 'state', state: { audio: !!s.audio, video: !!s.video, screen: !!s.screen } };
+}
+
+/** @returns {object} a `restart-ice` message for the subscribe connection. */
+export function restartIceMessage() {
+  return { v: VERSION, type: 'restart-ice', pc: 'sub' };
+}
+
+/** @returns {object} a `leave` message. */
+export function leaveMessage() {
+  return { v: VERSION, type: 'leave' };
+}
+
+/** @returns {object} a `ping` message. */
+export function pingMessage() {
+  return { v: VERSION, type: 'ping' };
+}
+
+/**
+ * Checks a client message as the server would, so that a mistake shows up
+ * in the client's console instead of as an error from the server.
+ * @param {object} m
+ * @returns {string} what is wrong, or '' when the message is valid
+ */
+export function clientMessageProblem(m) {
+  if (m === null || typeof m !== 'object' || Array.isArray(m)) return 'message is not an object';
+  if (m.v !== VERSION) return `v must be ${VERSION}`;
+  const allowed = FIELDS[m.type];
+  if (!allowed) return `unknown type ${JSON.stringify(m.type)}`;
+  for (const k of Object.keys(m)) {
+    if (k !== 'v' && k !== 'type' && k !== 'id' && !allowed.includes(k)) return `field ${k} is not allowed in ${m.type}`;
+  }
+  if (m.id !== undefined && !isID(m.id, false)) return 'id is malformed';
+  switch (m.type) {
+    case 'join': {
+      const roomLen = typeof m.room === 'string' ? Array.from(m.room).length : 0;
+      if (roomLen < 1 || roomLen > LIMITS.room || hasControl(m.room)) return 'room is malformed';
+      if (typeof m.name !== 'string' || nameProblem(m.name)) return 'name is malformed';
+      if (m.resume !== undefined && !isID(m.resume, false)) return 'resume is malformed';
+      return '';
+    }
+    case 'publish': {
+      const p = sdpProblem(m.sdp);
+      if (p) return p;
+      if (m.tracks === undefined) return '';
+      if (m.tracks === null || typeof m.tracks !== 'object' || Array.isArray(m.tracks)) return 'tracks must be an object';
+      const mids = Object.keys(m.tracks);
+      if (mids.length > LIMITS.tracks) return `tracks has more than ${LIMITS.tracks} entries`;
+      for (const mid of mids) {
+        if (!isID(mid, true)) return `track mid ${JSON.stringify(mid)} is malformed`;
+        const t = m.tracks[mid];
+        if (!t || typeof t !== 'object' || !SOURCES.includes(t.source)) return `track ${mid} has an unknown source`;
+        if (Object.keys(t).some((k) => k !== 'source')) return `track ${mid} may only carry a source`;
+      }
+      return '';
+    }
+    case 'subscribe-answer':
+      return sdpProblem(m.sdp);
+    case 'candidate': {
+      if (m.pc !== 'pub' && m.pc !== 'sub') return 'pc must be "pub" or "sub"';
+      const c = m.candidate;
+      if (!c || typeof c !== 'object' || typeof c.candidate !== 'string') return 'candidate is required';
+      const ok = ['candidate', 'sdpMid', 'sdpMLineIndex', 'usernameFragment'];
+      if (Object.keys(c).some((k) => !ok.includes(k))) return 'candidate has unknown fields';
+      if (byteLength(c.candidate) > LIMITS.candidate) return 'candidate is too long';
+      if (c.sdpMid !== undefined && (typeof c.sdpMid !== 'string' || byteLength(c.sdpMid) > LIMITS.id)) return 'sdpMid is malformed';
+      if (c.sdpMLineIndex !== undefined && !(Number.isInteger(c.sdpMLineIndex) && c.sdpMLineIndex >= 0 && c.sdpMLineIndex < 65536)) return 'sdpMLineIndex is malformed';
+      if (c.usernameFragment !== undefined && (typeof c.usernameFragment !== 'string' || byteLength(c.usernameFragment) > 256)) return 'usernameFragment is malformed';
+      return '';
+    }
+    case 'state': {
+      const s = m.state;
+      if (!s || typeof s !== 'object') return 'state is required';
+      if (Object.keys(s).some((k) => !['audio', 'video', 'screen'].includes(k) || typeof s[k] !== 'boolean')) return 'state is malformed';
+      return '';
+    }
+    case 'restart-ice':
+      return m.pc === 'sub' ? '' : 'pc must be "sub"';
+    case 'announce':
+      return payloadProblem(m.payload);
+    case 'key':
+      if (!isID(m.to, true)) return 'to is malformed';
+      return payloadProblem(m.payload);
+    default:
+      return '';
+  }
+}
+
+function isID(s, required) {
+  if (typeof s !== 'string') return false;
+  if (s === '') return !required;
+  return s.length <= LIMITS.id && ID_RE.test(s);
+}
+
+function sdpProblem(sdp) {
+  if (typeof sdp !== 'string' || sdp === '') return 'sdp is required';
+  if (byteLength(sdp) > LIMITS.sdp) return 'sdp is too long';
+  if (!sdp.startsWith('v=0')) return 'sdp is not a session description';
+  return '';
+}
+
+function payloadProblem(p) {
+  if (typeof p !== 'string' || p === '') return 'payload is required';
+  if (p.length > LIMITS.payload) return 'payload is too long';
+  if (!BASE64_RE.test(p)) return 'payload must be base64 text';
+  return '';
+}
+
+/**
+ * Parses one server message. Throws an Error when the text is not a JSON
+ * object of this protocol version with a string type.
+ * @param {string} text
+ * @returns {object}
+ */
+export function parseServerMessage(text) {
+  const m = JSON.parse(text);
+  if (m === null || typeof m !== 'object' || Array.isArray(m)) throw new Error('server message is not a JSON object');
+  if (m.v !== VERSION) throw new Error(`server speaks protocol version ${m.v}, this client speaks ${VERSION}`);
+  if (typeof m.type !== 'string' || m.type === '') throw new Error('server message has no type');
+  return m;
+}

@@ -1,0 +1,84 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  joinMessage, publishMessage, subscribeAnswerMessage, candidateMessage, stateMessage, restartIceMessage,
+  leaveMessage, pingMessage, clientMessageProblem, parseServerMessage, nameProblem,
+} from './protocol.mjs';
+
+const SDP = 'v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n';
+
+test('builders produce valid messages', () => {
+  const valid = [
+    joinMessage('weekly', '  Ada  '),
+    joinMessage('weekly', 'Ada', 'tok-1.x_y'),
+    publishMessage(SDP, { 0: { source: 'microphone' }, 1: { source: 'camera' } }, 'publish-1'),
+    publishMessage(SDP, {}),
+    subscribeAnswerMessage(SDP),
+    candidateMessage('pub', { candidate: 'candidate:1 1 udp 1 1.2.3.4 5 typ host', sdpMid: '0', sdpMLineIndex: 0, usernameFragment: 'abcd' }),
+    candidateMessage('sub', null),
+    stateMessage({ audio: true, video: false, screen: false }),
+    restartIceMessage(),
+    leaveMessage(),
+    pingMessage(),
+  ];
+  for (const m of valid) assert.equal(clientMessageProblem(m), '', JSON.stringify(m));
+});
+
+test('join trims the name and leaves out an empty resume', () => {
+  assert.deepEqual(joinMessage('r', ' Ada ', ''), { v: 1, type: 'join', room: 'r', name: 'Ada' });
+});
+
+test('candidate copies only the fields the server accepts', () => {
+  const fake = { candidate: 'c', sdpMid: '0', sdpMLineIndex: 0, usernameFragment: null, address: '1.2.3.4', toJSON() {} };
+  assert.deepEqual(candidateMessage('pub', fake).candidate, { candidate: 'c', sdpMid: '0', sdpMLineIndex: 0 });
+  assert.deepEqual(candidateMessage('pub', null).candidate, { candidate: '' });
+});
+
+test('invalid messages are refused as the server would', () => {
+  const cases = [
+    [{ v: 2, type: 'ping' }, /v must be/],
+    [{ v: 1, type: 'nope' }, /unknown type/],
+    [{ v: 1, type: 'ping', extra: 1 }, /not allowed/],
+    [{ v: 1, type: 'leave', id: 'bad id' }, /id is malformed/],
+    [{ v: 1, type: 'join', room: '', name: 'a' }, /room/],
+    [{ v: 1, type: 'join', room: 'r', name: '   ' }, /name/],
+    [{ v: 1, type: 'join', room: 'r', name: 'a\u0007b' }, /name/],
+    [{ v: 1, type: 'join', room: 'r', name: 'x'.repeat(65) }, /name/],
+    [{ v: 1, type: 'join', room: 'r', name: 'a', resume: 'no/slash' }, /resume/],
+    [{ v: 1, type: 'publish', sdp: 'hello', tracks: {} }, /not a session description/],
+    [{ v: 1, type: 'publish', sdp: SDP, tracks: { 0: { source: 'webcam' } } }, /unknown source/],
+    [{ v: 1, type: 'publish', sdp: SDP, tracks: { 0: { source: 'camera', kind: 'video' } } }, /only carry a source/],
+    [{ v: 1, type: 'publish', sdp: SDP, tracks: { 'a b': { source: 'camera' } } }, /mid/],
+    [{ v: 1, type: 'publish', sdp: SDP + 'x'.repeat(200 << 10) }, /too long/],
+    [{ v: 1, type: 'candidate', pc: 'x', candidate: { candidate: '' } }, /pc/],
+    [{ v: 1, type: 'candidate', pc: 'pub', candidate: { candidate: '', foo: 1 } }, /unknown fields/],
+    [{ v: 1, type: 'candidate', pc: 'pub', candidate: { candidate: 'x'.repeat(1025) } }, /too long/],
+    [{ v: 1, type: 'state', state: { audio: 'yes' } }, /state/],
+    [{ v: 1, type: 'restart-ice', pc: 'pub' }, /must be "sub"/],
+    [{ v: 1, type: 'key', to: '', payload: 'abc=' }, /to/],
+    [{ v: 1, type: 'announce', payload: 'not base64!' }, /base64/],
+  ];
+  for (const [m, re] of cases) assert.match(clientMessageProblem(m), re, JSON.stringify(m).slice(0, 80));
+});
+
+test('too many tracks are refused', () => {
+  const tracks = {};
+  for (let i = 0; i < 65; i++) tracks[i] = { source: 'camera' };
+  assert.match(clientMessageProblem(publishMessage(SDP, tracks)), /more than 64/);
+});
+
+test('server messages are parsed and checked', () => {
+  assert.deepEqual(parseServerMessage('{"v":1,"type":"pong"}'), { v: 1, type: 'pong' });
+  assert.throws(() => parseServerMessage('[1]'), /not a JSON object/);
+  assert.throws(() => parseServerMessage('{"v":2,"type":"pong"}'), /version 2/);
+  assert.throws(() => parseServerMessage('{"v":1}'), /no type/);
+  assert.throws(() => parseServerMessage('nope'), SyntaxError);
+});
+
+test('display names', () => {
+  assert.equal(nameProblem('Ada'), '');
+  assert.equal(nameProblem('é'.repeat(64)), '');
+  assert.match(nameProblem(''), /Enter/);
+  assert.match(nameProblem('😀'.repeat(65)), /too long/);
+  assert.match(nameProblem('a\tb'), /control/);
+});

@@ -1,0 +1,643 @@
+// The protocol client of a meeting (docs/protocol.md): one WebSocket, a
+// publish peer connection ("pub", offered by the client) and a subscribe
+// peer connection ("sub", offered by the server), reconnection and ICE
+// recovery. No DOM: the page listens to the events and renders them.
+//
+// Events (all CustomEvent, details below):
+//   status        {state, text}  state: connecting | connected | reconnecting | closed
+//   participants  {self, participants}  the local and the remote participants changed
+//   tracks        {}             remote media changed: read streamFor()
+//   joined        {self, roomInfo, resumed}
+//   error         {code, message, fatal}
+//   left          {reason}       leave, bye (server-shutdown, replaced, ...) or fatal error
+
+import {
+  joinMessage, publishMessage, subscribeAnswerMessage, candidateMessage, stateMessage,
+  restartIceMessage, leaveMessage, clientMessageProblem, parseServerMessage,
+} from './protocol.mjs';
+import { reconnectDelay } from './backoff.mjs';
+import { SerialQueue } from './queue.mjs';
+import { mediaGroups, tileKey } from './tiles.mjs';
+import { preferVideoCodecs } from './codecs.mjs';
+
+/** How long a failed peer connection may take to recover before a full rejoin. */
+export const ICE_RECOVERY_MS = 10000;
+/** How many times a refused publish offer is retried. */
+export const PUBLISH_RETRIES = 3;
+
+const PUBLISH_ORDER = ['microphone', 'camera', 'screen', 'screen-audio'];
+const KIND = { microphone: 'audio', camera: 'video', screen: 'video', 'screen-audio': 'audio' };
+const OPEN = 1;
+
+/** Why a pending operation was abandoned. */
+class Abandoned extends Error {}
+
+/** A meeting session: join it, publish local media, receive the others'. */
+export class Session extends EventTarget {
+  /**
+   * @param {object} opts
+   * @param {string} opts.room room alias
+   * @param {string} opts.name display name
+   * @param {string} [opts.url] WebSocket URL; default wss://<host>/ws of the page
+   * @param {{microphone?: MediaStreamTrack|null, camera?: MediaStreamTrack|null}} [opts.media]
+   *   local tracks to publish; a source that is absent is not published
+   * @param {object} [opts.env] replacements for the browser globals (tests):
+   *   WebSocket, RTCPeerConnection, MediaStream, setTimeout, clearTimeout, videoCodecs
+   */
+  constructor({ room, name, url, media = {}, env = {} }) {
+    super();
+    const g = globalThis;
+    this.env = {
+      WebSocket: g.WebSocket,
+      RTCPeerConnection: g.RTCPeerConnection,
+      MediaStream: g.MediaStream,
+      setTimeout: (fn, ms) => g.setTimeout(fn, ms),
+      clearTimeout: (t) => g.clearTimeout(t),
+      videoCodecs: () => g.RTCRtpReceiver?.getCapabilities?.('video')?.codecs ?? [],
+      ...env,
+    };
+    this.room = room;
+    this.name = String(name).trim();
+    this.url = url ?? `wss://${g.location?.host}/ws`;
+
+    /** @type {Map<string, MediaStreamTrack|null>} published source -> track (null: camera off) */
+    this.local = new Map();
+    for (const s of ['microphone', 'camera']) if (media[s] !== undefined) this.local.set(s, media[s]);
+    this.cameraStream = new this.env.MediaStream(); // msid shared by microphone and camera
+    this.screenStream = new this.env.MediaStream(); // msid shared by screen and screen-audio
+
+    this.ws = null;
+    this.closed = false; // left, bye or fatal: no more reconnection
+    this.everJoined = false;
+    this.attempt = 0;
+    this.resumeToken = '';
+    this.self = null;
+    this.roomInfo = null;
+    this.iceServers = [];
+    /** @type {Map<string, object>} the other participants by id */
+    this.participants = new Map();
+
+    this.pub = null;
+    this.sub = null;
+    this.pubQueue = new SerialQueue();
+    this.subQueue = new SerialQueue();
+    /** @type {Map<string, RTCRtpTransceiver>} source -> pub transceiver */
+    this.transceivers = new Map();
+    this.pendingPublish = null; // the publish message sent and not yet answered
+    this.publishWaiter = null; // {id, resolve, reject}
+    this.publishSeq = 0;
+    this.pubWanted = false; // a negotiation of pub is needed
+    this.pubIceRestart = false;
+    this.publishFailures = 0;
+    this.outbox = []; // candidates and restart-ice produced while the WebSocket was down
+
+    /** @type {Map<string, {participant: string, source: string, stream: MediaStream}>} */
+    this.remote = new Map();
+    this.timers = { reconnect: null, pub: null, sub: null, retry: null };
+  }
+
+  // ---- public API ---------------------------------------------------------
+
+  /** Connects and joins the meeting. */
+  join() {
+    this.#status('connecting');
+    this.#connect();
+  }
+
+  /**
+   * What the local participant sends now.
+   * @returns {{audio: boolean, video: boolean, screen: boolean}}
+   */
+  get mediaState() {
+    const mic = this.local.get('microphone');
+    return { audio: !!mic && mic.enabled !== false, video: !!this.local.get('camera'), screen: this.local.has('screen') };
+  }
+
+  /**
+   * The MediaStream of a remote tile, or null.
+   * @param {string} participant
+   * @param {'camera'|'screen'} source
+   * @returns {MediaStream|null}
+   */
+  streamFor(participant, source) {
+    return this.remote.get(tileKey(participant, source))?.stream ?? null;
+  }
+
+  /**
+   * Mutes or unmutes the microphone. The track stays published and keeps its
+   * device; a disabled track sends only silence.
+   * @param {boolean} on
+   */
+  setMicrophoneEnabled(on) {
+    const mic = this.local.get('microphone');
+    if (mic) mic.enabled = !!on;
+    this.#stateChanged();
+  }
+
+  /**
+   * Publishes a (new) microphone track, for instance once access was granted
+   * after joining. Adds a transceiver and renegotiates when none exists.
+   * @param {MediaStreamTrack} track
+   */
+  setMicrophoneTrack(track) {
+    this.local.set('microphone', track);
+    this.#updatePublishing();
+    this.#stateChanged();
+  }
+
+  /**
+   * Turns the camera on with `track`, or off with null. Off keeps the
+   * transceiver (replaceTrack(null)); the caller stops the device.
+   * @param {MediaStreamTrack|null} track
+   */
+  setCamera(track) {
+    this.local.set('camera', track ?? null);
+    this.#updatePublishing();
+    this.#stateChanged();
+  }
+
+  /**
+   * Starts a screen share: a sendonly transceiver for the video (and one for
+   * the audio when the picker gave some), published by renegotiating.
+   * @param {MediaStreamTrack} video
+   * @param {MediaStreamTrack|null} [audio]
+   */
+  startScreen(video, audio = null) {
+    this.local.set('screen', video);
+    if (audio) this.local.set('screen-audio', audio);
+    else this.local.delete('screen-audio');
+    this.#updatePublishing();
+    this.#stateChanged();
+  }
+
+  /** Stops the screen share: its transceivers go inactive and leave the tracks map. */
+  stopScreen() {
+    if (!this.local.has('screen') && !this.local.has('screen-audio')) return;
+    this.local.delete('screen');
+    this.local.delete('screen-audio');
+    this.#updatePublishing();
+    this.#stateChanged();
+  }
+
+  /** Leaves the meeting: sends leave, closes everything, emits left. */
+  leave() {
+    if (this.closed) return;
+    const ws = this.ws;
+    if (ws && ws.readyState === OPEN) {
+      this.#sendOn(ws, leaveMessage());
+      // The server answers bye and closes; don't wait for it longer than a second.
+      this.env.setTimeout(() => ws.close(1000), 1000);
+    } else {
+      ws?.close(1000);
+    }
+    this.#end('leave');
+  }
+
+  // ---- WebSocket ----------------------------------------------------------
+
+  #connect() {
+    this.timers.reconnect = null;
+    let ws;
+    try {
+      ws = new this.env.WebSocket(this.url);
+    } catch (err) {
+      console.error('conclave: cannot open the WebSocket:', err);
+      this.#fatal('internal', 'The connection to the server could not be opened.');
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      if (ws !== this.ws) return;
+      this.#sendOn(ws, joinMessage(this.room, this.name, this.resumeToken || undefined));
+    };
+    ws.onmessage = (e) => {
+      if (ws !== this.ws) return;
+      let m;
+      try {
+        m = parseServerMessage(e.data);
+      } catch (err) {
+        console.warn('conclave: ignoring a server message:', err.message);
+        return;
+      }
+      this.#onMessage(m);
+    };
+    ws.onclose = () => {
+      if (ws !== this.ws) return;
+      this.ws = null;
+      if (this.closed) return;
+      if (this.everJoined) this.#status('reconnecting');
+      else this.#status('connecting', this.attempt >= 2 ? 'Cannot reach the Conclave server. Retrying…' : undefined);
+      const delay = reconnectDelay(this.attempt++);
+      this.timers.reconnect = this.env.setTimeout(() => this.#connect(), delay);
+    };
+    ws.onerror = () => {}; // a close event follows
+  }
+
+  #send(m) {
+    if (this.ws && this.ws.readyState === OPEN) return this.#sendOn(this.ws, m);
+    // Sent again after a resumed welcome; a publish is kept in pendingPublish.
+    if (m.type === 'candidate' || m.type === 'restart-ice') this.outbox.push(m);
+    return false;
+  }
+
+  #sendOn(ws, m) {
+    const problem = clientMessageProblem(m);
+    if (problem) {
+      console.error(`conclave: not sending an invalid ${m.type} message: ${problem}`);
+      return false;
+    }
+    ws.send(JSON.stringify(m));
+    return true;
+  }
+
+  #onMessage(m) {
+    switch (m.type) {
+      case 'welcome': return this.#onWelcome(m);
+      case 'publish-answer': return this.#onPublishAnswer(m);
+      case 'subscribe-offer': return this.#onSubscribeOffer(m);
+      case 'candidate': return this.#onCandidate(m);
+      case 'participant-joined':
+      case 'participant-updated': return this.#onParticipant(m.participant);
+      case 'participant-left': return this.#onParticipantLeft(m.participant);
+      case 'error': return this.#onError(m);
+      case 'bye': return this.#onBye(m);
+      // announce and key carry E2EE (not implemented yet); unknown types are
+      // extensions this client may ignore (docs/protocol.md, "Planned extensions").
+      default: return undefined;
+    }
+  }
+
+  #onWelcome(m) {
+    const resumed = !!m.resumed && !!this.self && m.self?.id === this.self.id && !!this.pub;
+    this.attempt = 0;
+    this.everJoined = true;
+    this.resumeToken = m.resume || '';
+    this.self = { ...m.self, ...this.mediaState };
+    this.roomInfo = m.roomInfo ?? this.roomInfo;
+    this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
+    this.participants = new Map((m.participants ?? []).map((p) => [p.id, p]));
+    if (resumed) {
+      const queued = this.outbox;
+      this.outbox = [];
+      for (const c of queued) this.#send(c);
+      if (this.pendingPublish) this.#send(this.pendingPublish);
+    } else {
+      this.outbox = [];
+      this.#teardownPeers();
+      this.#setupPeers();
+    }
+    this.#send(stateMessage(this.mediaState));
+    if (!this.timers.pub && !this.timers.sub) this.#status('connected');
+    this.#emit('joined', { self: this.self, roomInfo: this.roomInfo, resumed });
+    this.#emitParticipants();
+  }
+
+  #onParticipant(p) {
+    if (!p?.id) return;
+    if (p.id === this.self?.id) return;
+    this.participants.set(p.id, p);
+    this.#emitParticipants();
+  }
+
+  #onParticipantLeft(p) {
+    if (!p?.id || !this.participants.delete(p.id)) return;
+    this.#emitParticipants();
+  }
+
+  #onError(m) {
+    if (m.fatal) {
+      this.#fatal(m.code, m.message);
+      return;
+    }
+    const w = this.publishWaiter;
+    if (w && (m.id === w.id || (!m.id && m.ref === 'publish'))) {
+      const err = new Error(m.message);
+      err.code = m.code;
+      w.reject(err);
+      return;
+    }
+    console.warn(`conclave: server error ${m.code}${m.ref ? ` (answering ${m.ref})` : ''}: ${m.message}`);
+    this.#emit('error', { code: m.code, message: m.message, fatal: false });
+  }
+
+  #onBye(m) {
+    const reason = m.reason || 'bye';
+    this.ws?.close(1000);
+    this.#end(reason);
+  }
+
+  #fatal(code, message) {
+    this.ws?.close(1000);
+    this.#emit('error', { code, message, fatal: true });
+    this.#end(code);
+  }
+
+  #end(reason) {
+    if (this.closed) return;
+    this.closed = true;
+    this.ws = null;
+    for (const k of Object.keys(this.timers)) this.#clearTimer(k);
+    this.#teardownPeers();
+    this.#status('closed');
+    this.#emit('left', { reason });
+  }
+
+  // ---- peer connections ---------------------------------------------------
+
+  #setupPeers() {
+    // The client's own offers bundle everything; the server's offers decide for sub
+    // (an offer without media has no BUNDLE group, which max-bundle would refuse).
+    const pub = new this.env.RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const sub = new this.env.RTCPeerConnection({ iceServers: this.iceServers, rtcpMuxPolicy: 'require' });
+    this.pub = pub;
+    this.sub = sub;
+    this.pubQueue = new SerialQueue();
+    this.subQueue = new SerialQueue();
+    this.transceivers = new Map();
+    this.publishFailures = 0;
+    for (const [pc, name] of [[pub, 'pub'], [sub, 'sub']]) {
+      pc.addEventListener('icecandidate', (e) => {
+        if (pc !== this[name]) return;
+        if (e.candidate && !e.candidate.candidate) return; // end of one generation; null ends all
+        this.#send(candidateMessage(name, e.candidate));
+      });
+      const watch = () => this.#watchConnection(pc, name);
+      pc.addEventListener('iceconnectionstatechange', watch);
+      pc.addEventListener('connectionstatechange', watch);
+    }
+    this.#updatePublishing();
+  }
+
+  #teardownPeers() {
+    this.#clearTimer('pub');
+    this.#clearTimer('sub');
+    this.#clearTimer('retry');
+    this.publishWaiter?.reject(new Abandoned('peer connection closed'));
+    this.publishWaiter = null;
+    this.pendingPublish = null;
+    this.pubWanted = false;
+    this.pubIceRestart = false;
+    for (const pc of [this.pub, this.sub]) {
+      try {
+        pc?.close();
+      } catch { /* already closed */ }
+    }
+    this.pub = null;
+    this.sub = null;
+    this.transceivers = new Map();
+    if (this.remote.size) {
+      for (const r of this.remote.values()) for (const t of r.stream.getTracks()) r.stream.removeTrack(t);
+      this.remote = new Map();
+      this.#emit('tracks', {});
+    }
+  }
+
+  #watchConnection(pc, name) {
+    if (pc !== this[name] || this.closed) return;
+    const failed = pc.connectionState === 'failed' || pc.iceConnectionState === 'failed';
+    const ok = pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed';
+    if (failed && !this.timers[name]) {
+      console.warn(`conclave: the ${name} connection failed; restarting ICE`);
+      this.#status('reconnecting');
+      if (name === 'pub') {
+        this.pubIceRestart = true;
+        this.#requestPublish();
+      } else {
+        this.#send(restartIceMessage());
+      }
+      this.timers[name] = this.env.setTimeout(() => {
+        this.timers[name] = null;
+        console.warn(`conclave: the ${name} connection did not recover; joining again`);
+        this.#rejoin();
+      }, ICE_RECOVERY_MS);
+    } else if (ok && this.timers[name]) {
+      this.#clearTimer(name);
+      if (!this.timers.pub && !this.timers.sub && this.ws) this.#status('connected');
+    }
+  }
+
+  /** Leaves the server-side participant and joins again from scratch. */
+  #rejoin() {
+    if (this.closed) return;
+    const ws = this.ws;
+    this.ws = null;
+    if (ws && ws.readyState === OPEN) this.#sendOn(ws, leaveMessage());
+    ws?.close(1000);
+    this.#clearTimer('reconnect');
+    this.#teardownPeers();
+    this.resumeToken = '';
+    this.self = null;
+    this.participants = new Map();
+    this.#emitParticipants();
+    this.#status('reconnecting');
+    this.#connect();
+  }
+
+  // ---- publishing ---------------------------------------------------------
+
+  /** Brings the pub transceivers in line with this.local, renegotiating if needed. */
+  #updatePublishing() {
+    const pc = this.pub;
+    if (!pc) return; // #setupPeers calls again
+    this.pubQueue.run(async () => {
+      if (pc !== this.pub) return;
+      let renegotiate = false;
+      for (const source of PUBLISH_ORDER) renegotiate = (await this.#syncSource(pc, source)) || renegotiate;
+      if (renegotiate) this.pubWanted = true;
+    }).catch((err) => console.warn('conclave: updating published media failed:', err))
+      .then(() => this.#requestPublish(false));
+  }
+
+  // Returns true when the change needs a negotiation.
+  async #syncSource(pc, source) {
+    const want = this.local.has(source);
+    const track = this.local.get(source) ?? null;
+    let tr = this.transceivers.get(source);
+    if (!want) {
+      if (!tr) return false;
+      if (tr.sender.track) await tr.sender.replaceTrack(null);
+      if (tr.direction === 'inactive') return false;
+      tr.direction = 'inactive';
+      return true;
+    }
+    if (!tr) {
+      const stream = source === 'screen' || source === 'screen-audio' ? this.screenStream : this.cameraStream;
+      tr = pc.addTransceiver(track ?? KIND[source], { direction: 'sendonly', streams: [stream] });
+      if (KIND[source] === 'video') this.#preferCodecs(tr);
+      this.transceivers.set(source, tr);
+      return true;
+    }
+    if (tr.sender.track !== track) await tr.sender.replaceTrack(track);
+    if (tr.direction === 'sendonly') return false;
+    tr.direction = 'sendonly';
+    return true;
+  }
+
+  #preferCodecs(tr) {
+    if (typeof tr.setCodecPreferences !== 'function') return;
+    const codecs = preferVideoCodecs(this.env.videoCodecs());
+    if (!codecs) return;
+    try {
+      tr.setCodecPreferences(codecs);
+    } catch (err) {
+      console.warn('conclave: cannot set video codec preferences:', err.message);
+    }
+  }
+
+  /** The publish tracks map: mid -> {source} of every sending transceiver. */
+  #tracksMap() {
+    const tracks = {};
+    for (const [source, tr] of this.transceivers) {
+      if (tr.mid != null && tr.direction === 'sendonly' && this.local.has(source)) tracks[tr.mid] = { source };
+    }
+    return tracks;
+  }
+
+  /**
+   * Queues a negotiation of pub when one is wanted (or `force`). Requests made
+   * while one is queued or running coalesce into one offer.
+   */
+  #requestPublish(force = true) {
+    if (force) this.pubWanted = true;
+    const pc = this.pub;
+    if (!pc || !this.pubWanted) return;
+    this.pubQueue.run(async () => {
+      if (pc !== this.pub || !this.pubWanted) return;
+      this.pubWanted = false;
+      const iceRestart = this.pubIceRestart;
+      this.pubIceRestart = false;
+      if (pc.getTransceivers().length === 0) return; // nothing to publish
+      await this.#negotiatePub(pc, iceRestart);
+      this.publishFailures = 0;
+    }).catch((err) => {
+      if (err instanceof Abandoned || pc !== this.pub) return;
+      this.publishFailures++;
+      console.warn(`conclave: publishing failed (${err.code || err.name}): ${err.message}`);
+      if (this.publishFailures > PUBLISH_RETRIES) {
+        this.#emit('error', { code: err.code || 'negotiation-failed', message: 'Your camera and microphone could not be sent to the meeting.', fatal: false });
+        return;
+      }
+      this.#clearTimer('retry');
+      this.timers.retry = this.env.setTimeout(() => {
+        this.timers.retry = null;
+        this.#requestPublish();
+      }, 1000 * this.publishFailures);
+    });
+  }
+
+  async #negotiatePub(pc, iceRestart) {
+    const offer = await pc.createOffer(iceRestart ? { iceRestart: true } : undefined);
+    await pc.setLocalDescription(offer);
+    if (pc !== this.pub) throw new Abandoned('peer connection replaced');
+    const id = `publish-${++this.publishSeq}`;
+    const msg = publishMessage(pc.localDescription.sdp, this.#tracksMap(), id);
+    const answer = new Promise((resolve, reject) => { this.publishWaiter = { id, resolve, reject }; });
+    this.pendingPublish = msg;
+    this.#send(msg);
+    try {
+      const sdp = await answer;
+      await pc.setRemoteDescription({ type: 'answer', sdp });
+    } catch (err) {
+      if (!(err instanceof Abandoned) && pc === this.pub && pc.signalingState === 'have-local-offer') {
+        await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+      }
+      throw err;
+    } finally {
+      if (this.publishWaiter?.id === id) this.publishWaiter = null;
+      if (this.pendingPublish === msg) this.pendingPublish = null;
+    }
+  }
+
+  #onPublishAnswer(m) {
+    const w = this.publishWaiter;
+    if (!w) {
+      console.warn('conclave: ignoring a publish-answer with no offer outstanding');
+      return;
+    }
+    this.publishWaiter = null;
+    w.resolve(m.sdp);
+  }
+
+  // ---- subscribing --------------------------------------------------------
+
+  #onSubscribeOffer(m) {
+    const pc = this.sub;
+    if (!pc) return;
+    this.subQueue.run(async () => {
+      if (pc !== this.sub) return;
+      await pc.setRemoteDescription({ type: 'offer', sdp: m.sdp });
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      if (pc !== this.sub) return;
+      this.#send(subscribeAnswerMessage(pc.localDescription.sdp));
+      this.#applyRemoteTracks(pc, m.tracks ?? {});
+    }).catch((err) => console.warn('conclave: applying the subscribe offer failed:', err));
+  }
+
+  /**
+   * Maps the receivers of `pc` to tiles by transceiver mid, following the
+   * offer's tracks map; mids absent from the map carry nothing.
+   */
+  #applyRemoteTracks(pc, tracks) {
+    const byMid = new Map();
+    for (const t of pc.getTransceivers()) if (t.mid != null) byMid.set(t.mid, t.receiver.track);
+    const groups = mediaGroups(tracks);
+    const next = new Map();
+    for (const [key, g] of groups) {
+      const entry = this.remote.get(key) ?? { participant: g.participant, source: g.source, stream: new this.env.MediaStream() };
+      const want = [g.audio, g.video].map((mid) => (mid === null ? null : byMid.get(mid))).filter(Boolean);
+      syncStream(entry.stream, want);
+      next.set(key, entry);
+    }
+    for (const [key, entry] of this.remote) if (!next.has(key)) syncStream(entry.stream, []);
+    this.remote = next;
+    this.#emit('tracks', {});
+  }
+
+  #onCandidate(m) {
+    const pc = m.pc === 'pub' ? this.pub : m.pc === 'sub' ? this.sub : null;
+    if (!pc || !m.candidate) return;
+    const queue = m.pc === 'pub' ? this.pubQueue : this.subQueue;
+    // Queued behind any pending description, so the candidate is never early.
+    queue.run(() => (pc.signalingState === 'closed' ? undefined : pc.addIceCandidate(m.candidate)))
+      .catch((err) => console.warn(`conclave: ignoring a ${m.pc} candidate:`, err.message));
+  }
+
+  // ---- state and events ---------------------------------------------------
+
+  #stateChanged() {
+    if (this.self) Object.assign(this.self, this.mediaState);
+    this.#send(stateMessage(this.mediaState));
+    this.#emitParticipants();
+  }
+
+  #emitParticipants() {
+    this.#emit('participants', { self: this.self, participants: [...this.participants.values()] });
+  }
+
+  #status(state, text) {
+    text ??= { connecting: 'Connecting…', connected: '', reconnecting: 'Reconnecting…', closed: '' }[state] ?? '';
+    this.#emit('status', { state, text });
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  #clearTimer(name) {
+    if (this.timers[name]) this.env.clearTimeout(this.timers[name]);
+    this.timers[name] = null;
+  }
+}
+
+/**
+ * Makes a MediaStream hold exactly the given tracks, touching nothing that
+ * is already right (so a playing element does not restart).
+ * @param {MediaStream} stream
+ * @param {MediaStreamTrack[]} tracks
+ */
+export function syncStream(stream, tracks) {
+  for (const t of stream.getTracks()) if (!tracks.includes(t)) stream.removeTrack(t);
+  const have = stream.getTracks();
+  for (const t of tracks) if (!have.includes(t)) stream.addTrack(t);
+}

@@ -1,0 +1,556 @@
+// Tests of the protocol client against fake WebSocket, RTCPeerConnection,
+// MediaStream and timers: the order of a join, renegotiation, mapping of
+// subscribed tracks by mid, reconnection and ICE recovery.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Session, ICE_RECOVERY_MS } from './session.mjs';
+
+// The session warns on the console about the failures these tests provoke.
+console.warn = () => {};
+
+// ---- fakes -------------------------------------------------------------------
+
+class FakeTrack {
+  constructor(kind, id) {
+    this.kind = kind;
+    this.id = id;
+    this.enabled = true;
+  }
+}
+
+class FakeStream {
+  constructor(tracks = []) {
+    this.tracks = [...tracks];
+  }
+  getTracks() { return [...this.tracks]; }
+  getAudioTracks() { return this.tracks.filter((t) => t.kind === 'audio'); }
+  getVideoTracks() { return this.tracks.filter((t) => t.kind === 'video'); }
+  addTrack(t) { this.tracks.push(t); }
+  removeTrack(t) { this.tracks = this.tracks.filter((x) => x !== t); }
+}
+
+// Remote SDPs of the fake are "v=0" followed by "m=<mid> <kind>" lines.
+function fakeOffer(mids) {
+  return ['v=0', ...Object.entries(mids).map(([mid, kind]) => `m=${mid} ${kind}`)].join('\r\n');
+}
+
+class FakePC extends EventTarget {
+  constructor(config) {
+    super();
+    this.config = config;
+    this.transceivers = [];
+    this.signalingState = 'stable';
+    this.connectionState = 'new';
+    this.iceConnectionState = 'new';
+    this.localDescription = null;
+    this.remoteDescription = null;
+    this.candidates = [];
+    this.offers = [];
+    this.nextMid = 0;
+  }
+  addTransceiver(trackOrKind, init) {
+    const kind = typeof trackOrKind === 'string' ? trackOrKind : trackOrKind.kind;
+    const t = {
+      mid: null,
+      kind,
+      direction: init.direction,
+      streams: init.streams,
+      codecs: null,
+      sender: { track: typeof trackOrKind === 'string' ? null : trackOrKind, async replaceTrack(x) { this.track = x; } },
+      receiver: { track: null },
+      setCodecPreferences(c) { this.codecs = c; },
+    };
+    this.transceivers.push(t);
+    return t;
+  }
+  getTransceivers() { return this.transceivers; }
+  async createOffer(opts) {
+    this.offers.push(opts ?? {});
+    return { type: 'offer', sdp: `v=0\r\noffer ${this.offers.length}${opts?.iceRestart ? ' ice-restart' : ''}` };
+  }
+  async createAnswer() { return { type: 'answer', sdp: 'v=0\r\nanswer' }; }
+  async setLocalDescription(d) {
+    if (d.type === 'rollback') {
+      this.signalingState = 'stable';
+      return;
+    }
+    this.localDescription = d;
+    if (d.type === 'offer') {
+      for (const t of this.transceivers) if (t.mid === null) t.mid = String(this.nextMid++);
+      this.signalingState = 'have-local-offer';
+    } else {
+      this.signalingState = 'stable';
+    }
+  }
+  async setRemoteDescription(d) {
+    this.remoteDescription = d;
+    if (d.type === 'answer') {
+      this.signalingState = 'stable';
+      return;
+    }
+    for (const line of d.sdp.split('\r\n')) {
+      const m = line.match(/^m=(\S+) (\S+)$/);
+      if (!m || this.transceivers.some((t) => t.mid === m[1])) continue;
+      this.transceivers.push({ mid: m[1], kind: m[2], direction: 'recvonly', receiver: { track: new FakeTrack(m[2], `remote-${m[1]}`) } });
+    }
+    this.signalingState = 'have-remote-offer';
+  }
+  async addIceCandidate(c) { this.candidates.push(c); }
+  close() {
+    this.signalingState = 'closed';
+    this.closed = true;
+  }
+  setICE(state) {
+    this.iceConnectionState = state;
+    this.connectionState = state === 'completed' ? 'connected' : state;
+    this.dispatchEvent(new Event('iceconnectionstatechange'));
+  }
+  candidate(c) {
+    const e = new Event('icecandidate');
+    e.candidate = c;
+    this.dispatchEvent(e);
+  }
+}
+
+class FakeWS {
+  constructor(url, world) {
+    this.url = url;
+    this.world = world;
+    this.readyState = 0;
+    this.sent = [];
+    world.sockets.push(this);
+  }
+  send(text) {
+    assert.equal(this.readyState, 1, 'send on a WebSocket that is not open');
+    this.sent.push(JSON.parse(text));
+  }
+  close() {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    queueMicrotask(() => this.onclose?.({ code: 1000 }));
+  }
+  // Test side.
+  open() {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+  receive(m) { this.onmessage?.({ data: JSON.stringify({ v: 1, ...m }) }); }
+  drop() {
+    this.readyState = 3;
+    this.onclose?.({ code: 1006 });
+  }
+  ofType(type) { return this.sent.filter((m) => m.type === type); }
+}
+
+/** A fake browser: sockets, peer connections and a manual clock. */
+function world() {
+  const w = { sockets: [], pcs: [], timers: [], now: 0, seq: 0 };
+  w.env = {
+    WebSocket: class extends FakeWS { constructor(url) { super(url, w); } },
+    RTCPeerConnection: class extends FakePC { constructor(c) { super(c); w.pcs.push(this); } },
+    MediaStream: FakeStream,
+    setTimeout: (fn, ms) => {
+      const id = ++w.seq;
+      w.timers.push({ id, at: w.now + ms, fn });
+      return id;
+    },
+    clearTimeout: (id) => { w.timers = w.timers.filter((t) => t.id !== id); },
+    videoCodecs: () => [{ mimeType: 'video/H264' }, { mimeType: 'video/VP9' }, { mimeType: 'video/VP8' }, { mimeType: 'video/rtx' }],
+  };
+  w.advance = async (ms) => {
+    const end = w.now + ms;
+    for (;;) {
+      w.timers.sort((a, b) => a.at - b.at);
+      const t = w.timers[0];
+      if (!t || t.at > end) break;
+      w.timers.shift();
+      w.now = t.at;
+      t.fn();
+      await flush();
+    }
+    w.now = end;
+  };
+  w.ws = () => w.sockets[w.sockets.length - 1];
+  return w;
+}
+
+async function flush() {
+  for (let i = 0; i < 30; i++) await new Promise((r) => setImmediate(r));
+}
+
+function record(session) {
+  const events = [];
+  for (const type of ['status', 'participants', 'tracks', 'joined', 'error', 'left']) {
+    session.addEventListener(type, (e) => events.push([type, e.detail]));
+  }
+  return events;
+}
+
+const welcome = (over = {}) => ({
+  type: 'welcome',
+  self: { id: 'me', name: 'Ada', audio: true, video: true, screen: false },
+  resume: 'resume-1',
+  participants: [{ id: 'p1', name: 'Bob', audio: true, video: true, screen: false }],
+  iceServers: [{ urls: ['stun:127.0.0.1:3478'] }],
+  roomInfo: { alias: 'weekly', name: 'Weekly' },
+  ...over,
+});
+
+/** Starts a session with a microphone and a camera and answers its first publish. */
+async function joined(w, opts = {}) {
+  const mic = new FakeTrack('audio', 'mic');
+  const cam = new FakeTrack('video', 'cam');
+  const s = new Session({ room: 'weekly', name: ' Ada ', url: 'wss://h/ws', media: { microphone: mic, camera: cam }, env: w.env, ...opts });
+  const events = record(s);
+  s.join();
+  w.ws().open();
+  w.ws().receive(welcome());
+  await flush();
+  return { s, events, mic, cam, pub: w.pcs[0], sub: w.pcs[1] };
+}
+
+// ---- tests ---------------------------------------------------------------------
+
+test('the order of a join: join, welcome, publish with the tracks map, answer', async () => {
+  const w = world();
+  const { s, events, pub, sub } = await joined(w);
+  const ws = w.ws();
+  assert.equal(ws.url, 'wss://h/ws');
+  assert.deepEqual(ws.sent[0], { v: 1, type: 'join', room: 'weekly', name: 'Ada' });
+  assert.equal(w.pcs.length, 2);
+  assert.deepEqual(pub.config.iceServers, [{ urls: ['stun:127.0.0.1:3478'] }]);
+  assert.deepEqual(pub.transceivers.map((t) => [t.kind, t.direction, t.mid]), [['audio', 'sendonly', '0'], ['video', 'sendonly', '1']]);
+  assert.equal(pub.transceivers[0].streams[0], pub.transceivers[1].streams[0], 'microphone and camera share a stream');
+  assert.deepEqual(pub.transceivers[1].codecs.map((c) => c.mimeType), ['video/VP8', 'video/VP9', 'video/rtx']);
+  const [publish] = ws.ofType('publish');
+  assert.deepEqual(publish.tracks, { 0: { source: 'microphone' }, 1: { source: 'camera' } });
+  assert.match(publish.sdp, /^v=0/);
+  assert.ok(publish.id);
+  assert.deepEqual(ws.ofType('state').at(-1).state, { audio: true, video: true, screen: false });
+
+  ws.receive({ type: 'publish-answer', sdp: 'v=0\r\nanswer' });
+  await flush();
+  assert.deepEqual(pub.remoteDescription, { type: 'answer', sdp: 'v=0\r\nanswer' });
+  assert.equal(s.pendingPublish, null);
+  assert.equal(sub.transceivers.length, 0);
+  assert.deepEqual(events.filter(([t]) => t === 'status').map(([, d]) => d.state), ['connecting', 'connected']);
+  const last = events.filter(([t]) => t === 'participants').at(-1)[1];
+  assert.equal(last.self.id, 'me');
+  assert.deepEqual(last.participants.map((p) => p.name), ['Bob']);
+});
+
+test('a viewer without media publishes nothing and still subscribes', async () => {
+  const w = world();
+  const s = new Session({ room: 'weekly', name: 'Eve', url: 'wss://h/ws', env: w.env });
+  s.join();
+  w.ws().open();
+  w.ws().receive(welcome());
+  await flush();
+  assert.equal(w.ws().ofType('publish').length, 0);
+  assert.deepEqual(s.mediaState, { audio: false, video: false, screen: false });
+  w.ws().receive({ type: 'subscribe-offer', sdp: fakeOffer({ 0: 'video' }), tracks: { 0: { participant: 'p1', source: 'camera', kind: 'video', stream: 's' } } });
+  await flush();
+  assert.equal(w.ws().ofType('subscribe-answer').length, 1);
+  assert.equal(s.streamFor('p1', 'camera').getTracks().length, 1);
+});
+
+test('subscribed tracks go to tiles by mid; an absent mid means the track is gone', async () => {
+  const w = world();
+  const { s, events, sub } = await joined(w);
+  const ws = w.ws();
+  ws.receive({
+    type: 'subscribe-offer',
+    sdp: fakeOffer({ 0: 'audio', 1: 'video', 2: 'video', 3: 'audio' }),
+    tracks: {
+      0: { participant: 'p1', source: 'microphone', kind: 'audio', stream: 'a' },
+      1: { participant: 'p1', source: 'camera', kind: 'video', stream: 'a' },
+      2: { participant: 'p1', source: 'screen', kind: 'video', stream: 'b' },
+      3: { participant: 'p1', source: 'screen-audio', kind: 'audio', stream: 'b' },
+    },
+  });
+  await flush();
+  assert.deepEqual(ws.ofType('subscribe-answer').map((m) => m.sdp), ['v=0\r\nanswer']);
+  assert.equal(sub.remoteDescription.type, 'offer');
+  const camera = s.streamFor('p1', 'camera');
+  assert.deepEqual(camera.getTracks().map((t) => t.id), ['remote-0', 'remote-1']);
+  assert.deepEqual(s.streamFor('p1', 'screen').getTracks().map((t) => t.id), ['remote-3', 'remote-2']);
+  assert.ok(events.some(([t]) => t === 'tracks'));
+
+  // The screen share ends and the camera moves to another mid.
+  ws.receive({
+    type: 'subscribe-offer',
+    sdp: fakeOffer({ 0: 'audio', 1: 'video', 2: 'video', 3: 'audio' }),
+    tracks: { 0: { participant: 'p1', source: 'microphone', kind: 'audio', stream: 'a' }, 2: { participant: 'p1', source: 'camera', kind: 'video', stream: 'a' } },
+  });
+  await flush();
+  assert.equal(s.streamFor('p1', 'camera'), camera, 'the tile keeps its stream');
+  assert.deepEqual(camera.getTracks().map((t) => t.id), ['remote-0', 'remote-2']);
+  assert.equal(s.streamFor('p1', 'screen'), null);
+});
+
+test('candidates are trickled both ways', async () => {
+  const w = world();
+  const { pub, sub } = await joined(w);
+  const ws = w.ws();
+  pub.candidate({ candidate: 'candidate:1 1 udp 1 10.0.0.1 5000 typ host', sdpMid: '0', sdpMLineIndex: 0, usernameFragment: 'u', foo: 'x' });
+  pub.candidate({ candidate: '', sdpMid: '0' }); // end of a generation: not sent
+  pub.candidate(null);
+  assert.deepEqual(ws.ofType('candidate'), [
+    { v: 1, type: 'candidate', pc: 'pub', candidate: { candidate: 'candidate:1 1 udp 1 10.0.0.1 5000 typ host', sdpMid: '0', sdpMLineIndex: 0, usernameFragment: 'u' } },
+    { v: 1, type: 'candidate', pc: 'pub', candidate: { candidate: '' } },
+  ]);
+  ws.receive({ type: 'publish-answer', sdp: 'v=0\r\nanswer' });
+  ws.receive({ type: 'candidate', pc: 'pub', candidate: { candidate: 'candidate:2', sdpMid: '0' } });
+  ws.receive({ type: 'subscribe-offer', sdp: fakeOffer({ 0: 'audio' }), tracks: {} });
+  ws.receive({ type: 'candidate', pc: 'sub', candidate: { candidate: 'candidate:3', sdpMid: '0' } });
+  await flush();
+  assert.deepEqual(pub.candidates, [{ candidate: 'candidate:2', sdpMid: '0' }]);
+  assert.deepEqual(sub.candidates, [{ candidate: 'candidate:3', sdpMid: '0' }]);
+  assert.equal(sub.remoteDescription.type, 'offer', 'the candidate came after the offer was applied');
+});
+
+test('participants join, change and leave', async () => {
+  const w = world();
+  const { s, events } = await joined(w);
+  const ws = w.ws();
+  ws.receive({ type: 'participant-joined', participant: { id: 'p2', name: 'Cy', audio: false, video: false, screen: false } });
+  ws.receive({ type: 'participant-updated', participant: { id: 'p1', name: 'Bob', audio: false, video: true, screen: true } });
+  ws.receive({ type: 'participant-left', participant: { id: 'p2', name: 'Cy' } });
+  assert.deepEqual([...s.participants.values()], [{ id: 'p1', name: 'Bob', audio: false, video: true, screen: true }]);
+  assert.equal(events.filter(([t]) => t === 'participants').length >= 4, true);
+});
+
+test('microphone mute, camera off and on, without renegotiation', async () => {
+  const w = world();
+  const { s, mic, pub } = await joined(w);
+  const ws = w.ws();
+  ws.receive({ type: 'publish-answer', sdp: 'v=0\r\nanswer' });
+  await flush();
+  s.setMicrophoneEnabled(false);
+  assert.equal(mic.enabled, false);
+  assert.deepEqual(ws.ofType('state').at(-1).state, { audio: false, video: true, screen: false });
+  s.setCamera(null);
+  await flush();
+  assert.equal(pub.transceivers[1].sender.track, null);
+  assert.deepEqual(ws.ofType('state').at(-1).state, { audio: false, video: false, screen: false });
+  const cam2 = new FakeTrack('video', 'cam2');
+  s.setCamera(cam2);
+  await flush();
+  assert.equal(pub.transceivers[1].sender.track, cam2);
+  assert.equal(ws.ofType('publish').length, 1, 'no renegotiation for mute or camera');
+  assert.equal(s.self.video, true);
+});
+
+test('screen share adds sendonly transceivers, stopping omits their mids', async () => {
+  const w = world();
+  const { s, pub } = await joined(w);
+  const ws = w.ws();
+  ws.receive({ type: 'publish-answer', sdp: 'v=0\r\nanswer' });
+  await flush();
+  const screen = new FakeTrack('video', 'screen');
+  const screenAudio = new FakeTrack('audio', 'screen-audio');
+  s.startScreen(screen, screenAudio);
+  await flush();
+  let publishes = ws.ofType('publish');
+  assert.equal(publishes.length, 2);
+  assert.deepEqual(publishes[1].tracks, { 0: { source: 'microphone' }, 1: { source: 'camera' }, 2: { source: 'screen' }, 3: { source: 'screen-audio' } });
+  assert.equal(ws.ofType('state').at(-1).state.screen, true);
+  ws.receive({ type: 'publish-answer', sdp: 'v=0\r\nanswer2' });
+  await flush();
+
+  s.stopScreen();
+  await flush();
+  publishes = ws.ofType('publish');
+  assert.equal(publishes.length, 3);
+  assert.deepEqual(publishes[2].tracks, { 0: { source: 'microphone' }, 1: { source: 'camera' } });
+  assert.deepEqual(pub.transceivers.slice(2).map((t) => [t.direction, t.sender.track]), [['inactive', null], ['inactive', null]]);
+  ws.receive({ type: 'publish-answer', sdp: 'v=0\r\nanswer3' });
+  await flush();
+
+  // Sharing again reuses the transceivers.
+  s.startScreen(new FakeTrack('video', 'screen2'));
+  await flush();
+  assert.equal(pub.transceivers.length, 4);
+  assert.deepEqual(ws.ofType('publish')[3].tracks, { 0: { source: 'microphone' }, 1: { source: 'camera' }, 2: { source: 'screen' } });
+});
+
+test('changes made while a publish is outstanding coalesce into one offer after the answer', async () => {
+  const w = world();
+  const { s } = await joined(w);
+  const ws = w.ws();
+  s.startScreen(new FakeTrack('video', 'x'));
+  s.stopScreen();
+  s.startScreen(new FakeTrack('video', 'y'));
+  await flush();
+  assert.equal(ws.ofType('publish').length, 1, 'waits for the answer');
+  ws.receive({ type: 'publish-answer', sdp: 'v=0\r\nanswer' });
+  await flush();
+  assert.equal(ws.ofType('publish').length, 2);
+  assert.deepEqual(ws.ofType('publish')[1].tracks, { 0: { source: 'microphone' }, 1: { source: 'camera' }, 2: { source: 'screen' } });
+});
+
+test('a refused publish is rolled back and retried', async () => {
+  const w = world();
+  const { pub } = await joined(w);
+  const ws = w.ws();
+  const [first] = ws.ofType('publish');
+  ws.receive({ type: 'error', code: 'negotiation-failed', message: 'no', id: first.id, ref: 'publish' });
+  await flush();
+  assert.equal(pub.signalingState, 'stable');
+  await w.advance(1000);
+  assert.equal(ws.ofType('publish').length, 2);
+});
+
+test('a dropped WebSocket is resumed: same peer connections, unanswered publish sent again', async () => {
+  const w = world();
+  const { s, events, pub } = await joined(w);
+  const first = w.ws();
+  const [publish] = first.ofType('publish');
+  pub.candidate({ candidate: 'candidate:1', sdpMid: '0', sdpMLineIndex: 0 });
+  first.drop();
+  pub.candidate({ candidate: 'candidate:2', sdpMid: '0', sdpMLineIndex: 0 });
+  assert.equal(events.filter(([t]) => t === 'status').at(-1)[1].text, 'Reconnecting…');
+  await w.advance(499);
+  assert.equal(w.sockets.length, 1);
+  await w.advance(1);
+  assert.equal(w.sockets.length, 2);
+  const second = w.ws();
+  second.open();
+  assert.deepEqual(second.sent[0], { v: 1, type: 'join', room: 'weekly', name: 'Ada', resume: 'resume-1' });
+  second.receive(welcome({ resumed: true, resume: 'resume-2' }));
+  await flush();
+  assert.equal(w.pcs.length, 2, 'peer connections kept');
+  assert.equal(s.pub, pub);
+  assert.deepEqual(second.ofType('publish'), [publish]);
+  assert.deepEqual(second.ofType('candidate').map((m) => m.candidate.candidate), ['candidate:2']);
+  assert.equal(events.filter(([t]) => t === 'status').at(-1)[1].text, '');
+  second.receive({ type: 'publish-answer', sdp: 'v=0\r\nanswer' });
+  await flush();
+  assert.equal(pub.remoteDescription.sdp, 'v=0\r\nanswer');
+  assert.equal(s.resumeToken, 'resume-2');
+});
+
+test('reconnection backs off 0.5 s doubling to 5 s and resets after a welcome', async () => {
+  const w = world();
+  await joined(w);
+  const delays = [];
+  for (let i = 0; i < 6; i++) {
+    const n = w.sockets.length;
+    w.ws().drop();
+    let waited = 0;
+    while (w.sockets.length === n) {
+      await w.advance(100);
+      waited += 100;
+    }
+    delays.push(waited);
+  }
+  assert.deepEqual(delays, [500, 1000, 2000, 4000, 5000, 5000]);
+  w.ws().open();
+  w.ws().receive(welcome({ resumed: true }));
+  await flush();
+  w.ws().drop();
+  const n = w.sockets.length;
+  await w.advance(500);
+  assert.equal(w.sockets.length, n + 1);
+});
+
+test('a welcome that does not resume starts the peer connections again, keeping local media', async () => {
+  const w = world();
+  const { s, pub, sub, cam } = await joined(w);
+  w.ws().receive({ type: 'subscribe-offer', sdp: fakeOffer({ 0: 'video' }), tracks: { 0: { participant: 'p1', source: 'camera', kind: 'video', stream: 's' } } });
+  await flush();
+  w.ws().drop();
+  await w.advance(500);
+  w.ws().open();
+  w.ws().receive(welcome({ resumed: false, self: { id: 'me2', name: 'Ada', audio: false, video: false, screen: false }, participants: [] }));
+  await flush();
+  assert.equal(pub.closed, true);
+  assert.equal(sub.closed, true);
+  assert.equal(w.pcs.length, 4);
+  assert.equal(s.self.id, 'me2');
+  assert.equal(s.streamFor('p1', 'camera'), null);
+  assert.equal(w.pcs[2].transceivers[1].sender.track, cam);
+  assert.deepEqual(w.ws().ofType('publish')[0].tracks, { 0: { source: 'microphone' }, 1: { source: 'camera' } });
+});
+
+test('ICE failure: restart pub with an ICE-restart offer, ask the server for sub', async () => {
+  const w = world();
+  const { pub, sub, events } = await joined(w);
+  const ws = w.ws();
+  ws.receive({ type: 'publish-answer', sdp: 'v=0\r\nanswer' });
+  await flush();
+  pub.setICE('failed');
+  await flush();
+  assert.deepEqual(pub.offers.at(-1), { iceRestart: true });
+  assert.match(ws.ofType('publish').at(-1).sdp, /ice-restart/);
+  sub.setICE('failed');
+  assert.deepEqual(ws.ofType('restart-ice'), [{ v: 1, type: 'restart-ice', pc: 'sub' }]);
+  assert.equal(events.filter(([t]) => t === 'status').at(-1)[1].text, 'Reconnecting…');
+  pub.setICE('connected');
+  sub.setICE('connected');
+  assert.equal(events.filter(([t]) => t === 'status').at(-1)[1].text, '');
+  await w.advance(ICE_RECOVERY_MS * 2);
+  assert.equal(w.sockets.length, 1, 'recovered: no rejoin');
+});
+
+test('ICE not recovered in 10 s: leave and join again from scratch', async () => {
+  const w = world();
+  const { sub } = await joined(w);
+  const first = w.ws();
+  sub.setICE('failed');
+  await w.advance(ICE_RECOVERY_MS - 1);
+  assert.equal(w.sockets.length, 1);
+  await w.advance(1);
+  assert.equal(first.ofType('leave').length, 1);
+  assert.equal(sub.closed, true);
+  assert.equal(w.sockets.length, 2);
+  w.ws().open();
+  assert.deepEqual(w.ws().sent[0], { v: 1, type: 'join', room: 'weekly', name: 'Ada' }, 'no resume token');
+});
+
+test('fatal errors end the session without reconnecting', async () => {
+  const w = world();
+  const s = new Session({ room: 'nope', name: 'Ada', url: 'wss://h/ws', env: w.env });
+  const events = record(s);
+  s.join();
+  w.ws().open();
+  w.ws().receive({ type: 'error', code: 'room-not-found', message: 'No such meeting.', fatal: true });
+  await flush();
+  await w.advance(10000);
+  assert.equal(w.sockets.length, 1);
+  assert.deepEqual(events.find(([t]) => t === 'error')[1], { code: 'room-not-found', message: 'No such meeting.', fatal: true });
+  assert.deepEqual(events.find(([t]) => t === 'left')[1], { reason: 'room-not-found' });
+});
+
+test('bye ends the session with its reason', async () => {
+  const w = world();
+  const { events, pub } = await joined(w);
+  w.ws().receive({ type: 'bye', reason: 'replaced' });
+  await flush();
+  await w.advance(10000);
+  assert.equal(w.sockets.length, 1);
+  assert.equal(pub.closed, true);
+  assert.deepEqual(events.find(([t]) => t === 'left')[1], { reason: 'replaced' });
+});
+
+test('leave sends leave, closes everything and does not reconnect', async () => {
+  const w = world();
+  const { s, events, pub, sub } = await joined(w);
+  const ws = w.ws();
+  s.leave();
+  assert.deepEqual(ws.ofType('leave'), [{ v: 1, type: 'leave' }]);
+  assert.deepEqual(events.at(-1), ['left', { reason: 'leave' }]);
+  assert.ok(pub.closed && sub.closed);
+  await w.advance(10000);
+  assert.equal(ws.readyState, 3);
+  assert.equal(w.sockets.length, 1);
+  s.leave(); // idempotent
+});
+
+test('non-fatal errors are reported, not fatal', async () => {
+  const w = world();
+  const { events } = await joined(w);
+  w.ws().receive({ type: 'error', code: 'rate-limited', message: 'Slow down.' });
+  assert.deepEqual(events.at(-1), ['error', { code: 'rate-limited', message: 'Slow down.', fatal: false }]);
+  assert.equal(w.sockets.length, 1);
+});
