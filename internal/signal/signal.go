@@ -160,7 +160,7 @@ type Message struct {
 	// state
 	State *MediaState `json:"state,omitempty"`
 
-	// announce, key (opaque E2EE payloads), participant-left
+	// announce, key (opaque E2EE payloads)
 	Payload string `json:"payload,omitempty"`
 	To      string `json:"to,omitempty"`
 	From    string `json:"from,omitempty"`
