@@ -37,6 +37,9 @@ type EnrolConfig struct {
 	// Argon2 are the parameters used to hash the new account's password
 	// (DefaultArgon2).
 	Argon2 Argon2Params
+	// Policy is the password policy new passwords must satisfy; nil means
+	// DefaultPasswordPolicy. Give the one Accounts uses.
+	Policy *PasswordPolicy
 }
 
 // Enroller creates one-time enrolment tokens and turns them into accounts.
@@ -47,6 +50,7 @@ type Enroller struct {
 	clock  Clock
 	ttl    time.Duration
 	argon2 Argon2Params
+	policy PasswordPolicy
 }
 
 // NewEnroller returns an Enroller on st. A nil clock means SystemClock.
@@ -60,7 +64,11 @@ func NewEnroller(st store.Store, clock Clock, cfg EnrolConfig) *Enroller {
 	if cfg.Argon2 == (Argon2Params{}) {
 		cfg.Argon2 = DefaultArgon2
 	}
-	return &Enroller{store: st, clock: clock, ttl: cfg.TTL, argon2: cfg.Argon2}
+	policy := DefaultPasswordPolicy()
+	if cfg.Policy != nil {
+		policy = *cfg.Policy
+	}
+	return &Enroller{store: st, clock: clock, ttl: cfg.TTL, argon2: cfg.Argon2, policy: policy}
 }
 
 // Create makes a new enrolment for an account with the given role and
@@ -107,7 +115,7 @@ func (e *Enroller) Redeem(ctx context.Context, token, username, displayName, pas
 	if err := validDisplayName(displayName); err != nil {
 		return store.User{}, err
 	}
-	if err := CheckPasswordPolicy(password); err != nil {
+	if err := e.policy.Check(password); err != nil {
 		return store.User{}, err
 	}
 	hash, ok := hashToken(token)

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -210,52 +208,12 @@ type PolicyError struct {
 func (e *PolicyError) Error() string { return e.Reason }
 
 // CheckPasswordPolicy returns a *PolicyError if pw does not satisfy the
-// password policy: at least 12 and at most 256 characters, with at least
-// one lower-case letter, one upper-case letter, one digit and one special
-// character (anything that is not a letter or a digit).
+// default password policy (DefaultPasswordPolicy): at least 12 and at most
+// 256 characters, with at least one lower-case letter, one upper-case
+// letter, one digit and one special character (anything that is not a
+// letter or a digit).
 func CheckPasswordPolicy(pw string) error {
-	if !utf8.ValidString(pw) {
-		return &PolicyError{"the password is not valid UTF-8 text"}
-	}
-	n := utf8.RuneCountInString(pw)
-	if n < MinPasswordLen {
-		return &PolicyError{fmt.Sprintf("the password has %d characters; it must have at least %d", n, MinPasswordLen)}
-	}
-	if n > MaxPasswordLen {
-		return &PolicyError{fmt.Sprintf("the password has %d characters; it must have at most %d", n, MaxPasswordLen)}
-	}
-	var lower, upper, digit, special bool
-	for _, r := range pw {
-		switch {
-		case unicode.IsLower(r):
-			lower = true
-		case unicode.IsUpper(r):
-			upper = true
-		case unicode.IsDigit(r):
-			digit = true
-		case unicode.IsLetter(r):
-			// A letter without case (as in many scripts) counts as neither.
-		default:
-			special = true
-		}
-	}
-	var missing []string
-	if !lower {
-		missing = append(missing, "a lower-case letter")
-	}
-	if !upper {
-		missing = append(missing, "an upper-case letter")
-	}
-	if !digit {
-		missing = append(missing, "a digit")
-	}
-	if !special {
-		missing = append(missing, "a special character such as ! or #")
-	}
-	if len(missing) > 0 {
-		return &PolicyError{"the password must also contain " + joinAnd(missing)}
-	}
-	return nil
+	return DefaultPasswordPolicy().Check(pw)
 }
 
 // joinAnd joins items as an English list: "a", "a and b", "a, b and c".

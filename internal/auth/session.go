@@ -5,8 +5,10 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
+	"conclave/internal/audit"
 	"conclave/internal/store"
 )
 
@@ -15,6 +17,12 @@ const (
 	DefaultIdleTimeout      = 30 * time.Minute
 	DefaultAdminIdleTimeout = 5 * time.Minute
 	DefaultMaxLifetime      = 12 * time.Hour
+)
+
+// Session count limits used when SessionConfig leaves them zero.
+const (
+	DefaultMaxSessionsPerUser = 10
+	DefaultMaxAdminSessions   = 100
 )
 
 // ErrNoSession reports a session token that is unknown, expired, or whose
@@ -32,7 +40,46 @@ type SessionConfig struct {
 	// MaxLifetime ends a session this long after it was created, whatever
 	// its activity (DefaultMaxLifetime).
 	MaxLifetime time.Duration
+	// MaxSessionsPerUser is how many live sessions one account may hold
+	// (DefaultMaxSessionsPerUser); negative means no limit.
+	MaxSessionsPerUser int
+	// MaxAdminSessions is how many live sessions all administrators
+	// together may hold (DefaultMaxAdminSessions); negative means no limit.
+	MaxAdminSessions int
+	// Audit receives refused sessions and ended sessions; nil records
+	// nothing.
+	Audit audit.Recorder
 }
+
+// ErrTooManySessions is matched (with errors.Is) by a *SessionLimitError.
+var ErrTooManySessions = errors.New("too many sessions")
+
+// SessionLimitError refuses a new session because a limit is reached. A
+// login over a limit is refused rather than ending an older session, so that
+// someone holding a stolen password cannot sign the rightful user out (and
+// an administrator is not signed out by a colleague's login).
+type SessionLimitError struct {
+	// Admin: the limit of all administrators' sessions together, rather
+	// than the account's own.
+	Admin bool
+	// Max is the limit.
+	Max int
+	// IdleTimeout is how long a session lasts without activity.
+	IdleTimeout time.Duration
+}
+
+// Error is a sentence for the person signing in.
+func (e *SessionLimitError) Error() string {
+	if e.Admin {
+		return fmt.Sprintf("%d administrator sessions are open, the most allowed; try again when one has been signed out or has been idle for %s",
+			e.Max, humanDuration(e.IdleTimeout))
+	}
+	return fmt.Sprintf("you already have %d open sessions, the most allowed; sign out of one of them, or wait until one has been idle for %s, then try again",
+		e.Max, humanDuration(e.IdleTimeout))
+}
+
+// Is makes errors.Is(err, ErrTooManySessions) true.
+func (e *SessionLimitError) Is(target error) bool { return target == ErrTooManySessions }
 
 // Sessions creates, checks and ends login sessions. The client holds a
 // random token; the store holds only its SHA-256 hash.
@@ -40,6 +87,7 @@ type Sessions struct {
 	store store.Store
 	clock Clock
 	cfg   SessionConfig
+	audit audit.Recorder
 }
 
 // NewSessions returns a session manager on st. A nil clock means
@@ -57,7 +105,17 @@ func NewSessions(st store.Store, clock Clock, cfg SessionConfig) *Sessions {
 	if cfg.MaxLifetime <= 0 {
 		cfg.MaxLifetime = DefaultMaxLifetime
 	}
-	return &Sessions{store: st, clock: clock, cfg: cfg}
+	if cfg.MaxSessionsPerUser == 0 {
+		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
+	if cfg.MaxAdminSessions == 0 {
+		cfg.MaxAdminSessions = DefaultMaxAdminSessions
+	}
+	rec := cfg.Audit
+	if rec == nil {
+		rec = audit.Discard{}
+	}
+	return &Sessions{store: st, clock: clock, cfg: cfg, audit: rec}
 }
 
 // IdleTimeout returns the idle timeout that applies to sessions of role.
@@ -72,6 +130,11 @@ func (m *Sessions) IdleTimeout(role store.Role) time.Duration {
 // from the client address remote. It returns the session token to give the
 // client (32 random bytes, base64url without padding) and the stored
 // session, whose CSRFToken is a separate random value.
+//
+// A session that would exceed MaxSessionsPerUser or, for an administrator,
+// MaxAdminSessions is refused with a *SessionLimitError (and recorded in the
+// audit log). Only live sessions count: those neither past their lifetime
+// nor idle for longer than their role's idle timeout.
 func (m *Sessions) Create(ctx context.Context, u store.User, remote string) (string, store.Session, error) {
 	if !u.Enabled {
 		return "", store.Session{}, fmt.Errorf("create session for user %d: the account is disabled", u.ID)
@@ -89,7 +152,36 @@ func (m *Sessions) Create(ctx context.Context, u store.User, remote string) (str
 		IDHash: hash, UserID: u.ID, CreatedAt: now, LastSeen: now,
 		ExpiresAt: now.Add(m.cfg.MaxLifetime), CSRFToken: csrf, Remote: remote,
 	}
-	if err := m.store.CreateSession(ctx, s); err != nil {
+	var limits []store.SessionLimit
+	if m.cfg.MaxSessionsPerUser > 0 {
+		limits = append(limits, store.SessionLimit{Max: m.cfg.MaxSessionsPerUser, Filter: store.SessionFilter{
+			UserID: u.ID, Now: now, IdleAfter: now.Add(-m.IdleTimeout(u.Role)),
+		}})
+	}
+	if u.Role == store.RoleAdmin && m.cfg.MaxAdminSessions > 0 {
+		limits = append(limits, store.SessionLimit{Max: m.cfg.MaxAdminSessions, Filter: store.SessionFilter{
+			Role: store.RoleAdmin, Now: now, IdleAfter: now.Add(-m.cfg.AdminIdleTimeout),
+		}})
+	}
+	err = m.store.CreateSessionLimited(ctx, s, limits)
+	var le *store.SessionLimitError
+	if errors.As(err, &le) {
+		refused := &SessionLimitError{Admin: le.Limit.Filter.UserID == 0, Max: le.Limit.Max, IdleTimeout: m.IdleTimeout(u.Role)}
+		if refused.Admin {
+			refused.IdleTimeout = m.cfg.AdminIdleTimeout
+		}
+		scope := "user"
+		if refused.Admin {
+			scope = "administrators"
+		}
+		if err := m.audit.Record(ctx, audit.Event{Time: now, Actor: u.Username, Source: remote,
+			Action: audit.ActionSessionRefused, Target: u.Username, Outcome: audit.OutcomeFailure,
+			Details: map[string]string{"limit": strconv.Itoa(le.Limit.Max), "scope": scope}}); err != nil {
+			return "", store.Session{}, fmt.Errorf("create session: audit: %w", err)
+		}
+		return "", store.Session{}, refused
+	}
+	if err != nil {
 		return "", store.Session{}, fmt.Errorf("create session: %w", err)
 	}
 	return tok, s, nil
@@ -147,12 +239,25 @@ func (m *Sessions) Delete(ctx context.Context, token string) error {
 	return nil
 }
 
-// DeleteUser ends every session of the user, as after a password change or
-// when the account is disabled, and returns how many were ended.
+// DeleteUser ends every session of the user ("sign out everywhere"), as
+// after a password change or when the account is disabled, and returns how
+// many were ended. It is recorded in the audit log, with the actor and
+// source of the context (see audit.WithActor and audit.WithSource).
 func (m *Sessions) DeleteUser(ctx context.Context, userID int64) (int64, error) {
 	n, err := m.store.DeleteUserSessions(ctx, userID)
 	if err != nil {
 		return 0, fmt.Errorf("delete sessions: %w", err)
+	}
+	if _, discard := m.audit.(audit.Discard); !discard {
+		target := "user " + strconv.FormatInt(userID, 10)
+		if u, err := m.store.UserByID(ctx, userID); err == nil {
+			target = u.Username
+		}
+		if err := m.audit.Record(ctx, audit.Event{Time: m.clock.Now().UTC(), Actor: audit.ActorFrom(ctx),
+			Source: audit.SourceFrom(ctx), Action: audit.ActionSessionsEnded, Target: target, Outcome: audit.OutcomeSuccess,
+			Details: map[string]string{"count": strconv.FormatInt(n, 10)}}); err != nil {
+			return n, fmt.Errorf("delete sessions (they were deleted): audit: %w", err)
+		}
 	}
 	return n, nil
 }

@@ -60,6 +60,53 @@ var migrations = []string{
 	);
 	CREATE INDEX sessions_user_id ON sessions (user_id);
 	CREATE INDEX sessions_expires_at ON sessions (expires_at);`,
+
+	// 2: access control: forced password change, password history, login
+	// throttling, audit log, room access settings and member lists.
+	// Existing rooms become open rooms, as they behaved until now.
+	`ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0 CHECK (must_change_password IN (0, 1));
+	CREATE TABLE password_history (
+		id         INTEGER PRIMARY KEY,
+		user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+		hash       TEXT    NOT NULL,
+		retired_at INTEGER NOT NULL
+	);
+	CREATE INDEX password_history_user_id ON password_history (user_id, id);
+	CREATE TABLE login_throttle (
+		key          TEXT    PRIMARY KEY,
+		failures     INTEGER NOT NULL,
+		last_failure INTEGER NOT NULL,
+		not_before   INTEGER NOT NULL,
+		locked_until INTEGER NOT NULL
+	);
+	CREATE TABLE audit_log (
+		seq       INTEGER PRIMARY KEY,
+		time      INTEGER NOT NULL,
+		actor     TEXT    NOT NULL,
+		source    TEXT    NOT NULL,
+		action    TEXT    NOT NULL,
+		target    TEXT    NOT NULL,
+		outcome   TEXT    NOT NULL,
+		details   TEXT    NOT NULL,
+		prev_hash BLOB    NOT NULL,
+		hash      BLOB    NOT NULL
+	);
+	CREATE INDEX audit_log_time ON audit_log (time);
+	CREATE INDEX audit_log_action ON audit_log (action, seq);
+	ALTER TABLE rooms ADD COLUMN access TEXT NOT NULL DEFAULT 'open' CHECK (access IN ('open', 'pin', 'accounts'));
+	ALTER TABLE rooms ADD COLUMN host_pin_hash TEXT NOT NULL DEFAULT '';
+	ALTER TABLE rooms ADD COLUMN guest_pin_hash TEXT NOT NULL DEFAULT '';
+	ALTER TABLE rooms ADD COLUMN allow_guests INTEGER NOT NULL DEFAULT 1 CHECK (allow_guests IN (0, 1));
+	ALTER TABLE rooms ADD COLUMN guests_may_unmute INTEGER NOT NULL DEFAULT 1 CHECK (guests_may_unmute IN (0, 1));
+	ALTER TABLE rooms ADD COLUMN guests_may_present INTEGER NOT NULL DEFAULT 1 CHECK (guests_may_present IN (0, 1));
+	ALTER TABLE rooms ADD COLUMN members_only INTEGER NOT NULL DEFAULT 0 CHECK (members_only IN (0, 1));
+	CREATE TABLE room_members (
+		room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+		user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+		role    TEXT    NOT NULL CHECK (role IN ('host', 'member')),
+		PRIMARY KEY (room_id, user_id)
+	);
+	CREATE INDEX room_members_user_id ON room_members (user_id);`,
 }
 
 // SQLite is the Store on an embedded SQLite database (modernc.org/sqlite, no
@@ -193,10 +240,10 @@ func (s *SQLite) CreateUser(ctx context.Context, u User) (User, error) {
 	u.CreatedAt = u.CreatedAt.UTC()
 	u.PasswordChangedAt = u.PasswordChangedAt.UTC()
 	res, err := s.db.ExecContext(ctx, `INSERT INTO users
-		(username, display_name, password_hash, role, enabled, created_at, password_changed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		(username, display_name, password_hash, role, enabled, created_at, password_changed_at, must_change_password)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.Username, u.DisplayName, u.PasswordHash, string(u.Role), u.Enabled,
-		toNanos(u.CreatedAt), toNullNanos(u.PasswordChangedAt))
+		toNanos(u.CreatedAt), toNullNanos(u.PasswordChangedAt), u.MustChangePassword)
 	if err != nil {
 		return User{}, fmt.Errorf("create user %s: %w", u.Username, mapErr(err))
 	}
@@ -206,7 +253,7 @@ func (s *SQLite) CreateUser(ctx context.Context, u User) (User, error) {
 	return u, nil
 }
 
-const userColumns = `id, username, display_name, password_hash, role, enabled, created_at, password_changed_at`
+const userColumns = `id, username, display_name, password_hash, role, enabled, created_at, password_changed_at, must_change_password`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var (
@@ -215,7 +262,7 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 		created   int64
 		pwChanged sql.NullInt64
 	)
-	if err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.PasswordHash, &role, &u.Enabled, &created, &pwChanged); err != nil {
+	if err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.PasswordHash, &role, &u.Enabled, &created, &pwChanged, &u.MustChangePassword); err != nil {
 		return User{}, mapErr(err)
 	}
 	u.Role = Role(role)
@@ -303,6 +350,15 @@ func (s *SQLite) CreateRoom(ctx context.Context, r Room) (Room, error) {
 	if err := ValidAlias(r.Alias); err != nil {
 		return Room{}, fmt.Errorf("create room: %w", err)
 	}
+	if r.Access == "" {
+		if r.HostPINHash != "" || r.GuestPINHash != "" {
+			return Room{}, fmt.Errorf("create room %s: PINs are given but no access mode; choose pin or accounts", r.Alias)
+		}
+		r = DefaultRoomAccess(r)
+	}
+	if err := checkAccess(r); err != nil {
+		return Room{}, fmt.Errorf("create room %s: %w", r.Alias, err)
+	}
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = time.Now()
 	}
@@ -311,8 +367,11 @@ func (s *SQLite) CreateRoom(ctx context.Context, r Room) (Room, error) {
 	if r.OwnerID != 0 {
 		owner = sql.NullInt64{Int64: r.OwnerID, Valid: true}
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO rooms (alias, display_name, owner_id, created_at) VALUES (?, ?, ?, ?)`,
-		r.Alias, r.DisplayName, owner, toNanos(r.CreatedAt))
+	res, err := s.db.ExecContext(ctx, `INSERT INTO rooms (alias, display_name, owner_id, created_at,
+		access, host_pin_hash, guest_pin_hash, allow_guests, guests_may_unmute, guests_may_present, members_only)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.Alias, r.DisplayName, owner, toNanos(r.CreatedAt),
+		string(r.Access), r.HostPINHash, r.GuestPINHash, r.AllowGuests, r.GuestsMayUnmute, r.GuestsMayPresent, r.MembersOnly)
 	if err != nil {
 		return Room{}, fmt.Errorf("create room %s: %w", r.Alias, mapErr(err))
 	}
@@ -322,17 +381,21 @@ func (s *SQLite) CreateRoom(ctx context.Context, r Room) (Room, error) {
 	return r, nil
 }
 
-const roomColumns = `id, alias, display_name, owner_id, created_at`
+const roomColumns = `id, alias, display_name, owner_id, created_at,
+	access, host_pin_hash, guest_pin_hash, allow_guests, guests_may_unmute, guests_may_present, members_only`
 
 func scanRoom(row interface{ Scan(...any) error }) (Room, error) {
 	var (
 		r       Room
 		owner   sql.NullInt64
 		created int64
+		access  string
 	)
-	if err := row.Scan(&r.ID, &r.Alias, &r.DisplayName, &owner, &created); err != nil {
+	if err := row.Scan(&r.ID, &r.Alias, &r.DisplayName, &owner, &created,
+		&access, &r.HostPINHash, &r.GuestPINHash, &r.AllowGuests, &r.GuestsMayUnmute, &r.GuestsMayPresent, &r.MembersOnly); err != nil {
 		return Room{}, mapErr(err)
 	}
+	r.Access = Access(access)
 	r.OwnerID = owner.Int64
 	r.CreatedAt = fromNanos(created)
 	return r, nil

@@ -1,6 +1,8 @@
-// Package store holds Conclave's management data (users, rooms, enrolments,
-// sessions) behind the Store interface, so that the embedded SQLite database
-// and a later PostgreSQL implementation are interchangeable for callers.
+// Package store holds Conclave's management data (users, rooms and their
+// access settings and member lists, enrolments, sessions, password history,
+// failed-login counters, the hash-chained audit log) behind the Store
+// interface, so that the embedded SQLite database and a later PostgreSQL
+// implementation are interchangeable for callers.
 //
 // All times handed to a Store are kept in UTC with nanosecond precision; the
 // zero time.Time means "not set" wherever a field documents it.
@@ -23,6 +25,9 @@ var (
 	// ErrExists reports that a record with the same unique key (username,
 	// room alias, token hash) already exists.
 	ErrExists = errors.New("already exists")
+	// ErrLimit reports that CreateSessionLimited refused a session because
+	// a limit was reached; the error is a *SessionLimitError.
+	ErrLimit = errors.New("limit reached")
 )
 
 // Role is the role of a user account.
@@ -53,16 +58,169 @@ type User struct {
 	CreatedAt    time.Time
 	// PasswordChangedAt is when the password was last set; zero if never.
 	PasswordChangedAt time.Time
+	// MustChangePassword is set when an administrator has reset the
+	// password: the user must choose a new one at the next login.
+	MustChangePassword bool
 }
 
 // Room is a virtual meeting room (VMR), reached by its alias.
+//
+// The access fields say who may enter; the meeting code applies them, the
+// store only keeps them. The store picks no secure default: callers
+// creating a room choose its access. The one exception keeps older callers
+// working: CreateRoom given an empty Access creates the room with
+// DefaultRoomAccess, which is also what rooms made before access control
+// existed were migrated to (open, guests allowed and fully able to speak
+// and present), because that is how they behaved.
 type Room struct {
 	ID          int64
 	Alias       string // unique, lower case, see ValidAlias
 	DisplayName string
 	OwnerID     int64 // owning user's ID; 0 means no owner
 	CreatedAt   time.Time
+
+	// Access is how one gets in: AccessOpen, AccessPIN or AccessAccounts.
+	Access Access
+	// HostPINHash and GuestPINHash are Argon2id PHC strings of the host and
+	// guest PINs (see auth.HashPIN), never the PINs; empty means none. An
+	// AccessPIN room needs a host PIN.
+	HostPINHash  string
+	GuestPINHash string
+	// AllowGuests lets people without the host PIN (AccessPIN) or without
+	// an account (AccessAccounts) in as guests, with the guest PIN when
+	// there is one.
+	AllowGuests bool
+	// GuestsMayUnmute and GuestsMayPresent let guests send audio and share
+	// their screen; hosts may always.
+	GuestsMayUnmute  bool
+	GuestsMayPresent bool
+	// MembersOnly, for AccessAccounts, admits only the users listed as
+	// room members (see AddRoomMember); otherwise any logged-in user may
+	// enter.
+	MembersOnly bool
 }
+
+// Access is a room's entry mode.
+type Access string
+
+// The entry modes of a room.
+const (
+	// AccessOpen: anyone who knows the alias enters.
+	AccessOpen Access = "open"
+	// AccessPIN: the host PIN makes a host; the guest PIN (or none, when
+	// there is no guest PIN and AllowGuests is set) makes a guest.
+	AccessPIN Access = "pin"
+	// AccessAccounts: logged-in users enter (only members if MembersOnly);
+	// others only as guests if AllowGuests.
+	AccessAccounts Access = "accounts"
+)
+
+// Valid reports whether a is one of the known entry modes.
+func (a Access) Valid() bool {
+	return a == AccessOpen || a == AccessPIN || a == AccessAccounts
+}
+
+// DefaultRoomAccess returns r with the access settings rooms had before
+// access control: AccessOpen, guests allowed, guests may unmute and present,
+// no PINs, not members-only.
+func DefaultRoomAccess(r Room) Room {
+	r.Access = AccessOpen
+	r.HostPINHash, r.GuestPINHash = "", ""
+	r.AllowGuests, r.GuestsMayUnmute, r.GuestsMayPresent = true, true, true
+	r.MembersOnly = false
+	return r
+}
+
+// checkAccess reports, as a user-facing error, why r's access settings are
+// inconsistent.
+func checkAccess(r Room) error {
+	if !r.Access.Valid() {
+		return fmt.Errorf("unknown room access %q; use open, pin or accounts", r.Access)
+	}
+	if r.Access == AccessPIN && r.HostPINHash == "" {
+		return errors.New("a room entered by PIN needs a host PIN; set one or choose another access mode")
+	}
+	return nil
+}
+
+// MemberRole is a user's role in a room's member list.
+type MemberRole string
+
+// The roles of room members.
+const (
+	MemberHost   MemberRole = "host"
+	MemberMember MemberRole = "member"
+)
+
+// Valid reports whether r is one of the known member roles.
+func (r MemberRole) Valid() bool {
+	return r == MemberHost || r == MemberMember
+}
+
+// RoomMember is one entry of a room's member list.
+type RoomMember struct {
+	RoomID   int64
+	UserID   int64
+	Username string // filled in by RoomMembers
+	Role     MemberRole
+}
+
+// PasswordChange is a new password for ReplacePassword.
+type PasswordChange struct {
+	// Hash is the new password hash (PHC string).
+	Hash string
+	// ChangedAt becomes the user's PasswordChangedAt.
+	ChangedAt time.Time
+	// MustChange becomes the user's MustChangePassword.
+	MustChange bool
+	// KeepHistory is how many retired password hashes to keep for the user,
+	// the one replaced now included; older ones are deleted.
+	KeepHistory int
+}
+
+// LoginThrottle is the record of recent failed logins under one key (a
+// username folded to lower case, whether or not such an account exists).
+// Its meaning belongs to the auth package; the store keeps it across
+// restarts.
+type LoginThrottle struct {
+	Key         string
+	Failures    int       // failures counted in the current run
+	LastFailure time.Time // time of the last counted failure
+	NotBefore   time.Time // no attempt is checked before this (a delay)
+	LockedUntil time.Time // the key is locked until this; zero if not locked
+}
+
+// SessionFilter selects sessions for CountSessions and SessionLimit. Only
+// live sessions count: not expired at Now and, if IdleAfter is set, last
+// seen after IdleAfter.
+type SessionFilter struct {
+	UserID    int64 // only this user's sessions; 0 means every user
+	Role      Role  // only sessions of users holding this role; "" means any
+	Now       time.Time
+	IdleAfter time.Time // zero means no idle cut-off
+}
+
+// SessionLimit is one limit CreateSessionLimited enforces: fewer than Max
+// sessions match Filter.
+type SessionLimit struct {
+	Filter SessionFilter
+	Max    int
+}
+
+// SessionLimitError is returned (wrapped) by CreateSessionLimited when a
+// limit is reached. It matches ErrLimit with errors.Is.
+type SessionLimitError struct {
+	Limit SessionLimit // the first limit that was reached
+	Count int          // the matching live sessions
+}
+
+// Error describes the limit reached.
+func (e *SessionLimitError) Error() string {
+	return fmt.Sprintf("session limit reached: %d live sessions, at most %d allowed", e.Count, e.Limit.Max)
+}
+
+// Is makes errors.Is(err, ErrLimit) true.
+func (e *SessionLimitError) Is(target error) bool { return target == ErrLimit }
 
 // Enrolment is a one-time invitation to create an account with a given role.
 // Only the SHA-256 hash of the token is stored.
@@ -102,7 +260,9 @@ type Store interface {
 	UserByName(ctx context.Context, username string) (User, error)
 	// ListUsers returns all users ordered by username.
 	ListUsers(ctx context.Context) ([]User, error)
-	// SetPassword replaces a user's password hash and records when it changed.
+	// SetPassword replaces a user's password hash and records when it
+	// changed. It keeps no password history and leaves MustChangePassword
+	// alone; ReplacePassword does both.
 	SetPassword(ctx context.Context, id int64, hash string, changedAt time.Time) error
 	// SetUserEnabled enables or disables a user account.
 	SetUserEnabled(ctx context.Context, id int64, enabled bool) error
@@ -112,15 +272,34 @@ type Store interface {
 
 	// CreateRoom inserts r (its ID is ignored) and returns it with its new ID.
 	// The alias is stored in lower case and must then pass ValidAlias; a
-	// zero CreatedAt is set to the current time.
+	// zero CreatedAt is set to the current time. An empty Access means
+	// DefaultRoomAccess (then no PIN may be given); otherwise the access
+	// settings are stored as given and must be consistent.
 	CreateRoom(ctx context.Context, r Room) (Room, error)
 	// RoomByAlias returns the room with the given alias, compared
 	// case-insensitively.
 	RoomByAlias(ctx context.Context, alias string) (Room, error)
 	// ListRooms returns all rooms ordered by alias.
 	ListRooms(ctx context.Context) ([]Room, error)
-	// DeleteRoom removes the room with the given alias.
+	// RoomByID returns the room with the given ID.
+	RoomByID(ctx context.Context, id int64) (Room, error)
+	// UpdateRoom replaces the display name, owner and access settings of
+	// the room with r.ID; the alias and creation time are kept. The access
+	// settings must be consistent (a PIN room has a host PIN).
+	UpdateRoom(ctx context.Context, r Room) error
+	// DeleteRoom removes the room with the given alias, and its member list.
 	DeleteRoom(ctx context.Context, alias string) error
+
+	// AddRoomMember puts a user on a room's member list with role, or
+	// changes the role of a user already on it.
+	AddRoomMember(ctx context.Context, roomID, userID int64, role MemberRole) error
+	// RemoveRoomMember takes a user off a room's member list.
+	RemoveRoomMember(ctx context.Context, roomID, userID int64) error
+	// RoomMembers returns a room's member list ordered by username.
+	RoomMembers(ctx context.Context, roomID int64) ([]RoomMember, error)
+	// RoomMemberRole returns a user's role on a room's member list;
+	// ErrNotFound if the user is not on it.
+	RoomMemberRole(ctx context.Context, roomID, userID int64) (MemberRole, error)
 
 	// CreateEnrolment stores a new, unused enrolment.
 	CreateEnrolment(ctx context.Context, e Enrolment) error
@@ -145,6 +324,45 @@ type Store interface {
 	// DeleteExpiredSessions removes sessions whose absolute expiry is at or
 	// before now and returns how many were removed.
 	DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error)
+	// CountSessions returns the number of live sessions matching f.
+	CountSessions(ctx context.Context, f SessionFilter) (int, error)
+	// CreateSessionLimited stores s unless, counted in the same
+	// transaction, some limit already has Max or more matching sessions;
+	// then it returns a *SessionLimitError for the first such limit.
+	CreateSessionLimited(ctx context.Context, s Session, limits []SessionLimit) error
+
+	// ReplacePassword sets a user's password hash, PasswordChangedAt and
+	// MustChangePassword in one transaction, moving the replaced hash (if
+	// any) into the user's password history and trimming that history to
+	// the newest c.KeepHistory hashes.
+	ReplacePassword(ctx context.Context, id int64, c PasswordChange) error
+	// PasswordHistory returns up to n retired password hashes of a user,
+	// newest first. The current hash is not among them.
+	PasswordHistory(ctx context.Context, id int64, n int) ([]string, error)
+	// SetMustChangePassword sets or clears a user's MustChangePassword.
+	SetMustChangePassword(ctx context.Context, id int64, must bool) error
+
+	// LoginThrottle returns the throttle record of key.
+	LoginThrottle(ctx context.Context, key string) (LoginThrottle, error)
+	// UpdateLoginThrottle reads the record of key (the zero LoginThrottle
+	// with Key set if there is none), passes it to fn and stores what fn
+	// returns, all in one write transaction, so that concurrent attempts
+	// are counted one after the other. A result with zero Failures,
+	// NotBefore and LockedUntil deletes the record. fn must not call the
+	// store. It returns the stored record.
+	UpdateLoginThrottle(ctx context.Context, key string, fn func(LoginThrottle) LoginThrottle) (LoginThrottle, error)
+	// DeleteLoginThrottle removes the record of key.
+	DeleteLoginThrottle(ctx context.Context, key string) error
+	// PruneLoginThrottles removes records whose last failure, delay and
+	// lock all lie before before, and returns how many were removed.
+	PruneLoginThrottles(ctx context.Context, before time.Time) (int64, error)
+
+	// AppendAudit adds r at the end of the audit log and returns it with
+	// its Seq, PrevHash and Hash set (any given values are ignored). The
+	// hash chains the previous record's hash, see AuditRecord.
+	AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, error)
+	// ListAudit returns the audit records matching f.
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
 
 	// Close releases the store's resources.
 	Close() error
