@@ -36,6 +36,9 @@ type Config struct {
 	CertFile, KeyFile string
 	// Banner is shown before the admin login form.
 	Banner string
+	// AllowList holds addresses and prefixes exempt from the break-in
+	// rules (blocked rooms, quarantined addresses).
+	AllowList []string
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 }
@@ -83,6 +86,10 @@ func Register(fs *flag.FlagSet, c *Config) {
 		c.Hosts = append(c.Hosts, splitList(v)...)
 		return nil
 	})
+	fs.Func("allow", "address or prefix exempt from break-in blocking; repeatable or comma-separated (env CONCLAVE_ALLOW)", func(v string) error {
+		c.AllowList = append(c.AllowList, splitList(v)...)
+		return nil
+	})
 	fs.StringVar(&c.PublicURL, "public-url", env("CONCLAVE_PUBLIC_URL", c.PublicURL), "base URL for links, e.g. https://meet.example.org (env CONCLAVE_PUBLIC_URL)")
 	fs.StringVar(&c.CertFile, "tls-cert", env("CONCLAVE_TLS_CERT", c.CertFile), "PEM certificate chain to use instead of the generated one (env CONCLAVE_TLS_CERT)")
 	fs.StringVar(&c.KeyFile, "tls-key", env("CONCLAVE_TLS_KEY", c.KeyFile), "PEM private key of --tls-cert (env CONCLAVE_TLS_KEY)")
@@ -90,6 +97,9 @@ func Register(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.LogLevel, "log-level", env("CONCLAVE_LOG_LEVEL", c.LogLevel), "debug, info, warn or error (env CONCLAVE_LOG_LEVEL)")
 	if v := os.Getenv("CONCLAVE_PUBLIC_IPS"); v != "" {
 		c.PublicIPs = splitList(v)
+	}
+	if v := os.Getenv("CONCLAVE_ALLOW"); v != "" {
+		c.AllowList = splitList(v)
 	}
 	if v := os.Getenv("CONCLAVE_HOSTS"); v != "" {
 		c.Hosts = splitList(v)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -20,11 +21,6 @@ import (
 	"conclave/internal/signal"
 	"conclave/internal/store"
 )
-
-// RoomLookup finds a room's configuration; store.Store satisfies it.
-type RoomLookup interface {
-	RoomByAlias(ctx context.Context, alias string) (store.Room, error)
-}
 
 // Config holds the meeting settings of a node.
 type Config struct {
@@ -35,6 +31,10 @@ type Config struct {
 	MaxParticipants int
 	// ICEServers are sent to clients in welcome.
 	ICEServers []signal.ICEServer
+	// WaitForHost is how long a guest waits for a host before being sent
+	// away; HostGrace is how long a meeting goes on after its last host
+	// left.
+	WaitForHost, HostGrace time.Duration
 	// Logger receives the meeting logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -43,7 +43,7 @@ type Config struct {
 type Manager struct {
 	cfg    Config
 	engine *sfu.Engine
-	rooms  RoomLookup
+	gate   Gate
 	log    *slog.Logger
 
 	mu      sync.Mutex
@@ -52,11 +52,17 @@ type Manager struct {
 	closed  bool
 }
 
-// NewManager returns a manager that forwards media with engine and reads
-// room configuration from rooms.
-func NewManager(cfg Config, engine *sfu.Engine, rooms RoomLookup) *Manager {
+// NewManager returns a manager that forwards media with engine and asks
+// gate who may enter which room.
+func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
 	if cfg.ResumeWindow == 0 {
 		cfg.ResumeWindow = 30 * time.Second
+	}
+	if cfg.WaitForHost == 0 {
+		cfg.WaitForHost = 10 * time.Minute
+	}
+	if cfg.HostGrace == 0 {
+		cfg.HostGrace = 2 * time.Minute
 	}
 	if cfg.MaxParticipants == 0 {
 		cfg.MaxParticipants = 100
@@ -65,14 +71,8 @@ func NewManager(cfg Config, engine *sfu.Engine, rooms RoomLookup) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, engine: engine, rooms: rooms, log: log,
+	return &Manager{cfg: cfg, engine: engine, gate: gate, log: log,
 		active: map[string]*Room{}, resumes: map[string]*Participant{}}
-}
-
-// RoomStatus is a summary of an active meeting.
-type RoomStatus struct {
-	Alias        string
-	Participants int
 }
 
 // Participants returns how many participants are in the room now.
@@ -93,7 +93,7 @@ func (m *Manager) Close() {
 	m.closed = true
 	var all []*Participant
 	for _, r := range m.active {
-		all = append(all, r.members()...)
+		all = append(all, r.everyone()...)
 	}
 	m.mu.Unlock()
 	for _, p := range all {
@@ -101,9 +101,14 @@ func (m *Manager) Close() {
 	}
 }
 
-// Serve runs one signaling connection until it closes. remote is the
-// client's address, for logs.
-func (m *Manager) Serve(ctx context.Context, c Conn, remote string) {
+// Client is who is at the other end of a signaling connection.
+type Client struct {
+	Addr netip.Addr
+	User *store.User // signed-in account, or nil
+}
+
+// Serve runs one signaling connection until it closes.
+func (m *Manager) Serve(ctx context.Context, c Conn, client Client) {
 	conn := newConnection(c)
 	defer func() {
 		// Let the write loop deliver what is queued (a final error or
@@ -152,7 +157,7 @@ func (m *Manager) Serve(ctx context.Context, c Conn, remote string) {
 					"Send a join message first."), msg))
 				continue
 			}
-			p, err = m.join(ctx, conn, msg, remote)
+			p, err = m.join(ctx, conn, msg, client)
 			if err != nil {
 				conn.send(signal.ErrorMessage(err, msg))
 				if isFatal(err) {
@@ -184,23 +189,23 @@ func isFatal(err error) bool {
 	return errors.As(err, &pe) && pe.Fatal
 }
 
-func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Message, remote string) (*Participant, error) {
+func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Message, client Client) (*Participant, error) {
 	if msg.Resume != "" {
 		m.mu.Lock()
 		p := m.resumes[msg.Resume]
 		m.mu.Unlock()
 		if p != nil && strings.EqualFold(p.room.alias, msg.Room) && p.attach(conn) {
-			m.log.Info("participant resumed", "room", p.room.alias, "participant", p.id, "remote", remote)
+			m.log.Info("participant resumed", "room", p.room.alias, "participant", p.id, "remote", client.Addr)
 			return p, nil
 		}
 		// Unknown or expired: fall through to a fresh join.
 	}
-	cfg, err := m.rooms.RoomByAlias(ctx, msg.Room)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, signal.Fatalf(signal.CodeRoomNotFound, "No meeting exists at this address. Check the link you were given.")
+	adm, err := m.gate.Enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, User: client.User, Addr: client.Addr})
+	if errors.Is(err, ErrUnavailable) {
+		return nil, signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
 	}
 	if err != nil {
-		m.log.Error("room lookup failed", "room", msg.Room, "err", err)
+		m.log.Error("room admission failed", "room", msg.Room, "err", err)
 		return nil, signal.Fatalf(signal.CodeInternal, "The server could not look up this meeting. Try again later.")
 	}
 
@@ -209,37 +214,41 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		m.mu.Unlock()
 		return nil, signal.Fatalf(signal.CodeInternal, "The server is shutting down.")
 	}
-	key := strings.ToLower(cfg.Alias)
+	key := strings.ToLower(adm.Alias)
 	r := m.active[key]
 	if r == nil {
-		r = newRoom(m, cfg.Alias, cfg.DisplayName)
+		r = newRoom(m, adm)
 		m.active[key] = r
-	}
-	if r.size() >= m.cfg.MaxParticipants {
-		m.mu.Unlock()
-		return nil, signal.Fatalf(signal.CodeRoomFull, "This meeting is full (%d participants).", m.cfg.MaxParticipants)
 	}
 	p := &Participant{
 		id:     randomHex(8),
 		name:   strings.TrimSpace(msg.Name),
 		resume: randomToken(),
+		role:   adm.Role,
+		addr:   client.Addr,
 		room:   r,
 		mgr:    m,
 		log:    m.log,
 	}
+	if client.User != nil {
+		p.userID = client.User.ID
+	}
+	if err := r.reserve(p, m.cfg.MaxParticipants); err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
 	m.resumes[p.resume] = p
-	// Registered before the lock is released so that the room is not
-	// garbage-collected by a concurrent leave.
-	r.reserve()
 	m.mu.Unlock()
 
-	if err := p.start(conn); err != nil {
+	p.mu.Lock()
+	p.conn = conn
+	p.mu.Unlock()
+	if err := r.enter(p, adm); err != nil {
 		m.forget(p)
-		r.unreserve()
 		m.log.Error("participant setup failed", "room", r.alias, "err", err)
 		return nil, signal.Fatalf(signal.CodeInternal, "The server could not set up media for you. Try again later.")
 	}
-	m.log.Info("participant joined", "room", r.alias, "participant", p.id, "remote", remote)
+	m.log.Info("participant entered", "room", r.alias, "participant", p.id, "role", adm.Role, "remote", client.Addr)
 	return p, nil
 }
 
@@ -251,6 +260,18 @@ func (m *Manager) forget(p *Participant) {
 	delete(m.resumes, p.resume)
 	key := strings.ToLower(p.room.alias)
 	if m.active[key] == p.room && p.room.empty() {
+		delete(m.active, key)
+		p.room.stopTimers()
+	}
+}
+
+// endRoom forgets a meeting that ended, so that the next entrant starts a
+// new one (with fresh bans and settings).
+func (m *Manager) endRoom(r *Room) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := strings.ToLower(r.alias)
+	if m.active[key] == r {
 		delete(m.active, key)
 	}
 }

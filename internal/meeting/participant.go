@@ -3,6 +3,7 @@ package meeting
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -12,59 +13,116 @@ import (
 	"conclave/internal/signal"
 )
 
-// Participant is one member of a meeting. It outlives its signaling
-// connection for Config.ResumeWindow so that a client whose WebSocket drops
-// can come back without interrupting its media.
+// Participant is one person in a meeting, admitted or waiting. It outlives
+// its signaling connection for Config.ResumeWindow so that a client whose
+// WebSocket drops can come back without interrupting its media.
 type Participant struct {
 	id     string
 	name   string
 	resume string
+	addr   netip.Addr
+	userID int64 // 0 for guests without an account
 	room   *Room
 	mgr    *Manager
 	log    *slog.Logger
 
+	// Set when admitted; nil while waiting.
 	pub *sfu.Publisher
 	sub *sfu.Subscriber
 
-	mu       sync.Mutex
-	conn     *connection // nil while disconnected
-	state    signal.MediaState
-	announce string
-	left     bool
-	dropped  *time.Timer
+	mu         sync.Mutex
+	role       string
+	wait       string      // "" once admitted, else signal.WaitHost or WaitLobby
+	conn       *connection // nil while disconnected
+	state      signal.MediaState
+	forcedMute bool // a host muted the microphone
+	announce   string
+	left       bool
+	dropped    *time.Timer // resume window after a lost connection
+	waitTimer  *time.Timer // waiting for a host
 }
 
 // ID returns the participant's id.
 func (p *Participant) ID() string { return p.id }
 
-func (p *Participant) start(conn *connection) error {
-	var err error
-	p.pub, err = p.mgr.engine.NewPublisher(p.id, pubEvents{p})
+func (p *Participant) startMedia() error {
+	if p.pub != nil {
+		return nil
+	}
+	pub, err := p.mgr.engine.NewPublisher(p.id, pubEvents{p})
 	if err != nil {
 		return err
 	}
-	p.sub, err = p.mgr.engine.NewSubscriber(subEvents{p})
+	sub, err := p.mgr.engine.NewSubscriber(subEvents{p})
 	if err != nil {
-		p.pub.Close()
+		pub.Close()
 		return err
 	}
 	p.mu.Lock()
-	p.conn = conn
+	p.pub, p.sub = pub, sub
 	p.mu.Unlock()
-	p.room.admit(p)
 	return nil
 }
 
 func (p *Participant) info() signal.Participant {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return signal.Participant{ID: p.id, Name: p.name, Audio: p.state.Audio, Video: p.state.Video, Screen: p.state.Screen}
+	return signal.Participant{ID: p.id, Name: p.name, Audio: p.state.Audio && !p.forcedMute, Video: p.state.Video,
+		Screen: p.state.Screen, Role: p.role, Account: p.userID != 0, Muted: p.forcedMute}
+}
+
+func (p *Participant) getRole() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.role
+}
+
+func (p *Participant) getWait() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.wait
+}
+
+func (p *Participant) setWait(w string) {
+	p.mu.Lock()
+	p.wait = w
+	p.mu.Unlock()
+}
+
+func (p *Participant) admitted() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.wait == "" && p.pub != nil
+}
+
+// mayForward reports whether the room's rules let this participant's
+// track of the given source reach the others.
+func (p *Participant) mayForward(source string, rules signal.RoomState) bool {
+	if source != signal.SourceScreen && source != signal.SourceScreenAudio {
+		return true
+	}
+	return p.getRole() != signal.RoleGuest || rules.GuestsMayPresent
 }
 
 func (p *Participant) announcement() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.announce
+}
+
+func (p *Participant) startWaitTimer(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.waitTimer = time.AfterFunc(d, func() { p.leave("no-host") })
+}
+
+func (p *Participant) stopWaitTimer() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.waitTimer != nil {
+		p.waitTimer.Stop()
+		p.waitTimer = nil
+	}
 }
 
 func (p *Participant) welcome(others []*Participant, resumed bool) *signal.Message {
@@ -111,13 +169,24 @@ func (p *Participant) attach(conn *connection) bool {
 		p.dropped.Stop()
 		p.dropped = nil
 	}
+	wait := p.wait
 	p.mu.Unlock()
 	if old != nil {
 		old.send(&signal.Message{Type: signal.TypeBye, Reason: "replaced"})
 		old.close(CloseNormal, "replaced")
 	}
-	conn.send(p.welcome(p.room.members(), true))
-	for _, q := range p.room.members() {
+	r := p.room
+	if wait != "" {
+		conn.send(&signal.Message{Type: signal.TypeWaiting, Wait: wait, RoomInfo: &signal.RoomInfo{Alias: r.alias, Name: r.name}})
+		return true
+	}
+	r.mu.Lock()
+	w := p.welcome(r.order, true)
+	w.RoomState = r.stateLocked()
+	members := append([]*Participant(nil), r.order...)
+	r.mu.Unlock()
+	conn.send(w)
+	for _, q := range members {
 		if q == p {
 			continue
 		}
@@ -145,7 +214,8 @@ func (p *Participant) detach(conn *connection) {
 	p.log.Info("participant connection lost", "room", p.room.alias, "participant", p.id)
 }
 
-// leave removes the participant from its meeting for good.
+// leave removes the participant from its meeting for good, telling its
+// client why.
 func (p *Participant) leave(reason string) {
 	p.mu.Lock()
 	if p.left {
@@ -155,26 +225,55 @@ func (p *Participant) leave(reason string) {
 	p.left = true
 	conn := p.conn
 	p.conn = nil
-	if p.dropped != nil {
-		p.dropped.Stop()
+	for _, t := range []*time.Timer{p.dropped, p.waitTimer} {
+		if t != nil {
+			t.Stop()
+		}
 	}
 	p.mu.Unlock()
 	if conn != nil {
 		conn.send(&signal.Message{Type: signal.TypeBye, Reason: reason})
 		conn.close(CloseNormal, reason)
 	}
-	p.room.remove(p)
-	// Closing the publisher reports each of its tracks as removed, which
-	// unsubscribes the remaining members.
-	p.pub.Close()
-	p.sub.Close()
-	p.room.broadcast(p, &signal.Message{Type: signal.TypeParticipantLeft, Participant: ptr(p.info())})
+	wasMember := p.room.remove(p)
+	if p.pub != nil {
+		// Closing the publisher reports each of its tracks as removed,
+		// which unsubscribes the remaining members.
+		p.pub.Close()
+		p.sub.Close()
+	}
+	if wasMember {
+		p.room.broadcast(p, &signal.Message{Type: signal.TypeParticipantLeft, Participant: ptr(p.info())})
+	}
 	p.mgr.forget(p)
 	p.log.Info("participant left", "room", p.room.alias, "participant", p.id, "reason", reason)
 }
 
+// setMicMuted applies a host's mute (or its lifting) on the media path: the
+// SFU stops forwarding the microphone at once, without renegotiation.
+func (p *Participant) setMicMuted(muted bool) {
+	p.mu.Lock()
+	p.forcedMute = muted
+	p.mu.Unlock()
+	if p.pub == nil {
+		return
+	}
+	for _, t := range p.pub.Tracks() {
+		if t.Source() == signal.SourceMicrophone {
+			t.SetMuted(muted)
+		}
+	}
+}
+
 // handle executes one validated message from the participant's client.
 func (p *Participant) handle(conn *connection, m *signal.Message) error {
+	if m.Type == signal.TypeLeave {
+		p.leave("left")
+		return nil
+	}
+	if !p.admitted() {
+		return signal.Errorf(signal.CodeNotAdmitted, "You are not in the meeting yet; wait until you are let in.")
+	}
 	switch m.Type {
 	case signal.TypePublish:
 		sources := make(map[string]string, len(m.Tracks))
@@ -207,10 +306,7 @@ func (p *Participant) handle(conn *connection, m *signal.Message) error {
 			return signal.Errorf(signal.CodeNegotiationFailed, "The server could not use this candidate: %v.", err)
 		}
 	case signal.TypeState:
-		p.mu.Lock()
-		p.state = *m.State
-		p.mu.Unlock()
-		p.room.broadcast(p, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(p.info())})
+		return p.setState(*m.State)
 	case signal.TypeRestartICE:
 		p.sub.RestartICE()
 	case signal.TypeAnnounce:
@@ -224,12 +320,40 @@ func (p *Participant) handle(conn *connection, m *signal.Message) error {
 			return signal.Errorf(signal.CodeUnknownParticipant, "Participant %q is not in this meeting.", m.To)
 		}
 		to.send(&signal.Message{Type: signal.TypeKey, From: p.id, Payload: m.Payload})
-	case signal.TypeLeave:
-		p.leave("left")
+	case signal.TypeMute, signal.TypeMuteGuests, signal.TypeRemove, signal.TypeSetRole, signal.TypeLock,
+		signal.TypeAdmit, signal.TypeDeny, signal.TypeRoomSettings, signal.TypeEnd:
+		return p.hostCommand(m)
 	default:
 		return fmt.Errorf("unhandled message type %q", m.Type)
 	}
 	return nil
+}
+
+// setState records what the participant sends. Unmuting after a host's
+// mute is refused to guests unless the room lets guests unmute.
+func (p *Participant) setState(st signal.MediaState) error {
+	r := p.room
+	r.mu.Lock()
+	mayUnmute := r.settings.GuestsMayUnmute
+	r.mu.Unlock()
+	p.mu.Lock()
+	var err error
+	lift := false
+	if st.Audio && p.forcedMute {
+		if p.role == signal.RoleGuest && !mayUnmute {
+			st.Audio = false
+			err = signal.Errorf(signal.CodeForbidden, "The host does not allow guests to unmute; your microphone stays muted.")
+		} else {
+			lift = true
+		}
+	}
+	p.state = st
+	p.mu.Unlock()
+	if lift {
+		p.setMicMuted(false)
+	}
+	r.broadcast(p, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(p.info())})
+	return err
 }
 
 func offerMessage(o sfu.Offer) *signal.Message {
@@ -244,6 +368,12 @@ type pubEvents struct{ p *Participant }
 
 func (e pubEvents) TrackAdded(t *sfu.UpTrack) {
 	e.p.log.Debug("track added", "participant", e.p.id, "track", t.ID(), "source", t.Source(), "codec", t.Codec())
+	if t.Source() == signal.SourceMicrophone {
+		e.p.mu.Lock()
+		muted := e.p.forcedMute
+		e.p.mu.Unlock()
+		t.SetMuted(muted)
+	}
 	e.p.room.trackAdded(e.p, t)
 }
 

@@ -17,8 +17,11 @@ import (
 	"strconv"
 	"time"
 
+	"conclave/internal/access"
+	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/config"
+	"conclave/internal/guard"
 	"conclave/internal/meeting"
 	"conclave/internal/pki"
 	"conclave/internal/sfu"
@@ -36,9 +39,13 @@ type Server struct {
 	engine   *sfu.Engine
 	meetings *meeting.Manager
 	enroller *auth.Enroller
+	guard    *guard.Guard
+	audit    *audit.Log
+	clock    auth.Clock
 	http     *http.Server
 	listener net.Listener
 	url      string
+	ctx      context.Context
 	cancel   context.CancelFunc
 	served   chan error
 }
@@ -49,6 +56,9 @@ type Options struct {
 	Assets fs.FS
 	// ResumeWindow overrides the meeting resume window.
 	ResumeWindow time.Duration
+	// Clock replaces the system clock for time-based rules (break-in
+	// blocks, sessions, enrolment expiry).
+	Clock auth.Clock
 }
 
 // Open prepares a node: data directory, database, certificates, media
@@ -60,7 +70,11 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log}
+	clock := opts.Clock
+	if clock == nil {
+		clock = auth.SystemClock{}
+	}
+	s := &Server{cfg: cfg, log: log, clock: clock}
 	ok := false
 	defer func() {
 		if !ok {
@@ -90,8 +104,23 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log}, s.engine, st)
-	s.enroller = auth.NewEnroller(st, nil, auth.EnrolConfig{})
+	s.audit = audit.NewLog(st, clock.Now)
+	allow, err := guard.ParseAllow(cfg.AllowList)
+	if err != nil {
+		return nil, fmt.Errorf("allow list: %w", err)
+	}
+	gcfg := guard.DefaultConfig()
+	gcfg.Allow = allow
+	s.guard, err = guard.New(gcfg, clock, alarmEvents{log: log, audit: s.audit})
+	if err != nil {
+		return nil, fmt.Errorf("break-in guard: %w", err)
+	}
+	gate, err := access.New(st, s.guard, s.audit, log)
+	if err != nil {
+		return nil, err
+	}
+	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log}, s.engine, gate)
+	s.enroller = auth.NewEnroller(st, clock, auth.EnrolConfig{})
 
 	s.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -104,10 +133,10 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		assets = webassets.FS
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+	s.ctx, s.cancel = ctx, cancel
 	handler := web.New(ctx, web.Config{
 		Store:     st,
-		Sessions:  auth.NewSessions(st, nil, auth.SessionConfig{}),
+		Sessions:  auth.NewSessions(st, clock, auth.SessionConfig{}),
 		Enroller:  s.enroller,
 		Meetings:  s.meetings,
 		Assets:    assets,
@@ -129,6 +158,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 // Start accepts connections in the background.
 func (s *Server) Start() {
 	s.served = make(chan error, 1)
+	if _, fake := s.clock.(*auth.FakeClock); !fake {
+		go s.guard.Run(s.ctx)
+	}
 	go func() {
 		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
 	}()
@@ -145,6 +177,15 @@ func (s *Server) TLS() *pki.Material { return s.tls }
 
 // MediaAddr is the UDP address of the media port.
 func (s *Server) MediaAddr() net.Addr { return s.engine.UDPAddr() }
+
+// Alarms returns the break-in alarms currently raised.
+func (s *Server) Alarms() []guard.Alarm { return s.guard.Active() }
+
+// AuditEvents returns the audit records of one action (all actions when
+// empty), oldest first.
+func (s *Server) AuditEvents(ctx context.Context, action string) ([]store.AuditRecord, error) {
+	return s.audit.List(ctx, store.AuditFilter{Action: action})
+}
 
 // EnrolmentLink returns a one-time link to create the first administrator
 // account when none exists yet; the second result is false otherwise.
@@ -234,4 +275,33 @@ func firstAddress() string {
 		}
 	}
 	return "127.0.0.1"
+}
+
+// alarmEvents turns break-in alarms into log lines and audit entries.
+type alarmEvents struct {
+	log   *slog.Logger
+	audit audit.Recorder
+}
+
+func (a alarmEvents) Raised(al guard.Alarm) {
+	a.log.Warn("alarm raised", "kind", al.Kind, "subject", al.Subject, "failures", al.Failures, "until", al.Until)
+	a.record(al, string(al.Kind), audit.OutcomeFailure)
+}
+
+func (a alarmEvents) Cleared(al guard.Alarm) {
+	a.log.Info("alarm cleared", "kind", al.Kind, "subject", al.Subject)
+	action := "room-unblocked"
+	if al.Kind == guard.AddressQuarantined {
+		action = "address-released"
+	}
+	a.record(al, action, audit.OutcomeInfo)
+}
+
+func (a alarmEvents) record(al guard.Alarm, action, outcome string) {
+	err := a.audit.Record(context.Background(), audit.Event{Actor: audit.ActorSystem, Action: action, Target: al.Subject,
+		Outcome: outcome, Details: map[string]string{"failures": strconv.Itoa(al.Failures),
+			"since": al.Since.UTC().Format(time.RFC3339), "until": al.Until.UTC().Format(time.RFC3339)}})
+	if err != nil {
+		a.log.Error("audit record failed", "action", action, "err", err)
+	}
 }

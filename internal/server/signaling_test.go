@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -47,9 +48,18 @@ type wsClient struct {
 
 func dial(t *testing.T, srv *Server) *wsClient {
 	t.Helper()
+	return dialFrom(t, srv, "127.0.0.1")
+}
+
+// dialFrom connects from a chosen loopback source address, so that tests
+// can play several people on different machines.
+func dialFrom(t *testing.T, srv *Server, source string) *wsClient {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	url := "wss" + strings.TrimPrefix(srv.URL(), "https") + "/ws"
 	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc, HTTPHeader: http.Header{"Origin": {srv.URL()}}})
 	if err != nil {
@@ -58,6 +68,18 @@ func dial(t *testing.T, srv *Server) *wsClient {
 	c.SetReadLimit(1 << 20)
 	t.Cleanup(func() { c.CloseNow() })
 	return &wsClient{t: t, c: c}
+}
+
+// readRaw returns the next message exactly as the server sent it.
+func (w *wsClient) readRaw() []byte {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, data, err := w.c.Read(ctx)
+	if err != nil {
+		w.t.Fatalf("read: %v", err)
+	}
+	return data
 }
 
 func (w *wsClient) sendRaw(s string) {
@@ -94,9 +116,12 @@ func (w *wsClient) next(skip ...string) signal.Message {
 	}
 }
 
+// expectError reads past state updates to the next message, which must be
+// an error with code.
 func (w *wsClient) expectError(code string) signal.Message {
 	w.t.Helper()
-	m := w.next()
+	m := w.next(signal.TypeRoomState, signal.TypeParticipantJoined, signal.TypeParticipantUpdated,
+		signal.TypeParticipantLeft, signal.TypeNotice)
 	if m.Type != signal.TypeError || m.Code != code {
 		w.t.Fatalf("got %s %s (%s), want error %s", m.Type, m.Code, m.Text, code)
 	}
@@ -170,7 +195,7 @@ func TestSignalingFatalErrors(t *testing.T) {
 
 	c := dial(t, srv)
 	c.sendRaw(`{"v":1,"type":"join","room":"nope","name":"Mallory"}`)
-	c.expectError(signal.CodeRoomNotFound)
+	c.expectError(signal.CodeRoomUnavailable)
 	c.expectClosed(websocket.StatusPolicyViolation)
 
 	c = dial(t, srv)

@@ -41,6 +41,7 @@ type UpTrack struct {
 	downs atomic.Pointer[[]*DownTrack] // read lock-free by the forwarding loop
 
 	lastKeyFrameRequest atomic.Int64 // unix nanoseconds
+	muted               atomic.Bool  // not forwarded (a host muted it)
 	ended               atomic.Bool
 	done                chan struct{}
 }
@@ -103,8 +104,8 @@ func (u *UpTrack) forward(onEnd func()) {
 			}
 			return
 		}
-		if u.ended.Load() {
-			continue // drained until the transceiver stops
+		if u.ended.Load() || u.muted.Load() {
+			continue // drained, not forwarded
 		}
 		if err := pkt.Unmarshal(buf[:n]); err != nil {
 			continue
@@ -155,6 +156,18 @@ func (u *UpTrack) removeDown(d *DownTrack) {
 	}
 	u.downs.Store(&next)
 }
+
+// SetMuted stops (true) or resumes (false) forwarding the track, at once
+// and without renegotiation: a host's mute is enforced here, not by the
+// publisher's goodwill.
+func (u *UpTrack) SetMuted(muted bool) {
+	if u.muted.Swap(muted) && !muted {
+		u.RequestKeyFrame()
+	}
+}
+
+// Muted reports whether forwarding is stopped.
+func (u *UpTrack) Muted() bool { return u.muted.Load() }
 
 // RequestKeyFrame asks the publisher for a key frame, at most once per
 // keyFrameInterval.

@@ -43,6 +43,17 @@ const (
 	TypeKey             = "key"
 	TypeLeave           = "leave"
 	TypePing            = "ping"
+
+	// Host commands (docs/protocol.md, "Host controls").
+	TypeMute         = "mute"
+	TypeMuteGuests   = "mute-guests"
+	TypeRemove       = "remove"
+	TypeSetRole      = "set-role"
+	TypeLock         = "lock"
+	TypeAdmit        = "admit"
+	TypeDeny         = "deny"
+	TypeRoomSettings = "room-settings"
+	TypeEnd          = "end"
 )
 
 // Message types sent by the server (besides TypeCandidate, TypeAnnounce and
@@ -57,6 +68,25 @@ const (
 	TypeError              = "error"
 	TypePong               = "pong"
 	TypeBye                = "bye"
+	TypeWaiting            = "waiting"
+	TypeKnock              = "knock"
+	TypeKnockEnded         = "knock-ended"
+	TypeRoomState          = "room-state"
+	TypeMuted              = "muted"
+	TypeNotice             = "notice"
+)
+
+// Roles of participants.
+const (
+	RoleHost        = "host"
+	RoleParticipant = "participant"
+	RoleGuest       = "guest"
+)
+
+// Reasons of a waiting message.
+const (
+	WaitHost  = "host"  // guests wait until a host is present
+	WaitLobby = "lobby" // the room is locked: a host must admit
 )
 
 // Peer connection names used in "pc" fields.
@@ -82,7 +112,10 @@ const (
 	CodeInvalidField       = "invalid-field"
 	CodeNotJoined          = "not-joined"
 	CodeAlreadyJoined      = "already-joined"
-	CodeRoomNotFound       = "room-not-found"
+	CodeRoomUnavailable    = "room-unavailable"
+	CodeNotAdmitted        = "not-admitted"
+	CodeForbidden          = "forbidden"
+	CodeRemoved            = "removed"
 	CodeRoomFull           = "room-full"
 	CodeUnknownParticipant = "unknown-participant"
 	CodeNegotiationFailed  = "negotiation-failed"
@@ -92,11 +125,22 @@ const (
 
 // Participant describes one member of a meeting as other members see it.
 type Participant struct {
-	ID     string `json:"id"`
-	Name   string `json:"name"`
-	Audio  bool   `json:"audio"`  // microphone published and not muted
-	Video  bool   `json:"video"`  // camera published and not turned off
-	Screen bool   `json:"screen"` // sharing a screen
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Audio   bool   `json:"audio"`             // microphone published and not muted
+	Video   bool   `json:"video"`             // camera published and not turned off
+	Screen  bool   `json:"screen"`            // sharing a screen
+	Role    string `json:"role,omitempty"`    // host, participant or guest
+	Account bool   `json:"account,omitempty"` // signed in with an account
+	Muted   bool   `json:"muted,omitempty"`   // microphone muted by a host
+}
+
+// RoomState is the room's access state as members see it.
+type RoomState struct {
+	Locked           bool `json:"locked"`
+	GuestsMayUnmute  bool `json:"guestsMayUnmute"`
+	GuestsMayPresent bool `json:"guestsMayPresent"`
+	HostPresent      bool `json:"hostPresent"`
 }
 
 // TrackInfo describes one media track in a publish or subscribe-offer
@@ -148,6 +192,14 @@ type Message struct {
 	Room   string `json:"room,omitempty"`
 	Name   string `json:"name,omitempty"`
 	Resume string `json:"resume,omitempty"`
+	PIN    string `json:"pin,omitempty"`
+
+	// host commands: mute, remove, set-role, admit, deny (Target), lock
+	// (Locked), set-role (Role), room-settings (Settings)
+	Target   string     `json:"target,omitempty"`
+	Locked   *bool      `json:"locked,omitempty"`
+	Role     string     `json:"role,omitempty"`
+	Settings *RoomState `json:"settings,omitempty"`
 
 	// publish, publish-answer, subscribe-offer, subscribe-answer
 	SDP    string               `json:"sdp,omitempty"`
@@ -172,8 +224,15 @@ type Message struct {
 	RoomInfo     *RoomInfo     `json:"roomInfo,omitempty"`
 	Resumed      bool          `json:"resumed,omitempty"`
 
-	// participant-joined, participant-updated
+	// participant-joined, participant-updated, participant-left, knock,
+	// knock-ended, muted (By)
 	Participant *Participant `json:"participant,omitempty"`
+	By          string       `json:"by,omitempty"`
+
+	// welcome, room-state
+	RoomState *RoomState `json:"roomState,omitempty"`
+	// waiting
+	Wait string `json:"wait,omitempty"`
 
 	// error, bye
 	Code    string `json:"code,omitempty"`
@@ -274,7 +333,7 @@ func (m *Message) Validate() error {
 	// Fields that only the server sends are never accepted from a client.
 	if m.Self != nil || m.Participants != nil || m.ICEServers != nil || m.RoomInfo != nil ||
 		m.Resumed || m.Participant != nil || m.Code != "" || m.Text != "" || m.Fatal ||
-		m.Reason != "" || m.RefType != "" || m.From != "" {
+		m.Reason != "" || m.RefType != "" || m.From != "" || m.By != "" || m.RoomState != nil || m.Wait != "" {
 		return Errorf(CodeInvalidField, "Message carries fields only the server may send.")
 	}
 	switch m.Type {
@@ -289,7 +348,15 @@ func (m *Message) Validate() error {
 		if err := checkID("resume", m.Resume, false); err != nil {
 			return err
 		}
-		return m.onlyFields("room", "name", "resume")
+		if len(m.PIN) > 32 {
+			return Errorf(CodeInvalidField, "Field \"pin\" is longer than 32 characters.")
+		}
+		for i := 0; i < len(m.PIN); i++ {
+			if m.PIN[i] < '0' || m.PIN[i] > '9' {
+				return Errorf(CodeInvalidField, "A PIN is made of digits only.")
+			}
+		}
+		return m.onlyFields("room", "name", "resume", "pin")
 	case TypePublish:
 		if err := checkSDP(m.SDP); err != nil {
 			return err
@@ -357,8 +424,31 @@ func (m *Message) Validate() error {
 			return err
 		}
 		return m.onlyFields("to", "payload")
-	case TypeLeave, TypePing:
+	case TypeLeave, TypePing, TypeMuteGuests, TypeEnd:
 		return m.onlyFields()
+	case TypeMute, TypeRemove, TypeAdmit, TypeDeny:
+		if err := checkID("target", m.Target, true); err != nil {
+			return err
+		}
+		return m.onlyFields("target")
+	case TypeSetRole:
+		if err := checkID("target", m.Target, true); err != nil {
+			return err
+		}
+		if m.Role != RoleHost && m.Role != RoleGuest && m.Role != RoleParticipant {
+			return Errorf(CodeInvalidField, "Field \"role\" must be %q, %q or %q.", RoleHost, RoleParticipant, RoleGuest)
+		}
+		return m.onlyFields("target", "role")
+	case TypeLock:
+		if m.Locked == nil {
+			return Errorf(CodeInvalidField, "Field \"locked\" is required.")
+		}
+		return m.onlyFields("locked")
+	case TypeRoomSettings:
+		if m.Settings == nil {
+			return Errorf(CodeInvalidField, "Field \"settings\" is required.")
+		}
+		return m.onlyFields("settings")
 	case "":
 		return Errorf(CodeInvalidField, "Field \"type\" is required.")
 	default:
@@ -384,6 +474,11 @@ func (m *Message) onlyFields(allowed ...string) error {
 		"state":     m.State != nil,
 		"payload":   m.Payload != "",
 		"to":        m.To != "",
+		"pin":       m.PIN != "",
+		"target":    m.Target != "",
+		"locked":    m.Locked != nil,
+		"role":      m.Role != "",
+		"settings":  m.Settings != nil,
 	}
 	for _, a := range allowed {
 		delete(present, a)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/coder/websocket"
@@ -76,6 +77,21 @@ func (w *wsConn) keepalive(ctx context.Context) {
 	}
 }
 
+// meetingClient identifies who opens a signaling connection: the address,
+// and the account when the request carries a valid session cookie.
+func (s *Server) meetingClient(r *http.Request) meeting.Client {
+	c := meeting.Client{}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		c.Addr = ap.Addr().Unmap()
+	}
+	if ck, err := r.Cookie(sessionCookie); err == nil {
+		if _, u, err := s.Sessions.Lookup(r.Context(), ck.Value); err == nil {
+			c.User = &u
+		}
+	}
+	return c
+}
+
 // handleWS upgrades a meeting signaling connection. The WebSocket library
 // refuses an Origin that names another host.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
@@ -89,7 +105,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	conn := &wsConn{c: c, cancel: cancel}
 	go conn.keepalive(ctx)
-	s.Meetings.Serve(ctx, conn, clientAddr(r))
+	s.Meetings.Serve(ctx, conn, s.meetingClient(r))
 	cancel()
 	c.CloseNow()
 }

@@ -1,0 +1,71 @@
+package meeting
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+
+	"conclave/internal/signal"
+	"conclave/internal/store"
+)
+
+// ErrUnavailable is the one refusal a Gate gives for an unknown room, a
+// wrong or missing PIN, a blocked room, a quarantined address or an account
+// that may not enter: the client learns nothing about which it was.
+var ErrUnavailable = errors.New("room unavailable")
+
+// unavailableMessage is sent, identical byte for byte, for every refusal.
+const unavailableMessage = "This meeting is not available. Check the link and the PIN you were given."
+
+// Entry is a request to enter a room.
+type Entry struct {
+	Room string
+	PIN  string
+	User *store.User // nil for a guest without an account
+	Addr netip.Addr
+}
+
+// Admission is a Gate's decision to let an Entry in.
+type Admission struct {
+	Alias string
+	Name  string
+	// Role is signal.RoleHost, RoleParticipant or RoleGuest.
+	Role string
+	// BypassLock lets the entrant in although the room is locked (host PIN
+	// or host account).
+	BypassLock bool
+	// HostRequired means guests wait until a host is present, and the
+	// meeting ends when the last host has left.
+	HostRequired bool
+	// Guest rules with which a new meeting of this room starts.
+	GuestsMayUnmute  bool
+	GuestsMayPresent bool
+}
+
+// Gate decides who may enter a room and as what. It returns ErrUnavailable
+// for every refusal.
+type Gate interface {
+	Enter(ctx context.Context, e Entry) (Admission, error)
+}
+
+// OpenGate admits anyone into any existing room as a participant. It is the
+// behaviour of rooms whose access mode is "open", for tests and for
+// deployments without access control.
+type OpenGate struct {
+	Rooms interface {
+		RoomByAlias(ctx context.Context, alias string) (store.Room, error)
+	}
+}
+
+// Enter implements Gate.
+func (g OpenGate) Enter(ctx context.Context, e Entry) (Admission, error) {
+	r, err := g.Rooms.RoomByAlias(ctx, e.Room)
+	if errors.Is(err, store.ErrNotFound) {
+		return Admission{}, ErrUnavailable
+	}
+	if err != nil {
+		return Admission{}, err
+	}
+	return Admission{Alias: r.Alias, Name: r.DisplayName, Role: signal.RoleParticipant,
+		GuestsMayUnmute: true, GuestsMayPresent: true}, nil
+}

@@ -1,0 +1,124 @@
+package meeting
+
+import (
+	"conclave/internal/signal"
+)
+
+// hostCommand executes a host control. Every rule is enforced here, on the
+// server: a client that is not a host changes nothing.
+func (p *Participant) hostCommand(m *signal.Message) error {
+	if p.getRole() != signal.RoleHost {
+		return signal.Errorf(signal.CodeForbidden, "Only a host can do this.")
+	}
+	r := p.room
+	if m.Type == signal.TypeEnd {
+		p.log.Info("meeting ended by host", "room", r.alias, "host", p.id)
+		go r.end("ended")
+		return nil
+	}
+	if m.Type == signal.TypeRemove {
+		return p.removeParticipant(m.Target)
+	}
+	if m.Type == signal.TypeDeny {
+		r.mu.Lock()
+		q := r.findWaitingLocked(m.Target)
+		if q == nil || q.getWait() != signal.WaitLobby {
+			r.mu.Unlock()
+			return signal.Errorf(signal.CodeUnknownParticipant, "Nobody with this id is knocking.")
+		}
+		r.mu.Unlock()
+		p.log.Info("lobby denied", "room", r.alias, "host", p.id, "participant", q.id)
+		q.leave("denied") // tells the other hosts knock-ended
+		return nil
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch m.Type {
+	case signal.TypeMute:
+		q := r.findLocked(m.Target)
+		if q == nil {
+			return signal.Errorf(signal.CodeUnknownParticipant, "Participant %q is not in this meeting.", m.Target)
+		}
+		r.muteLocked(p, q)
+	case signal.TypeMuteGuests:
+		for _, q := range r.order {
+			if q.getRole() == signal.RoleGuest {
+				r.muteLocked(p, q)
+			}
+		}
+	case signal.TypeSetRole:
+		q := r.findLocked(m.Target)
+		if q == nil {
+			return signal.Errorf(signal.CodeUnknownParticipant, "Participant %q is not in this meeting.", m.Target)
+		}
+		q.mu.Lock()
+		was := q.role
+		q.role = m.Role
+		q.mu.Unlock()
+		p.log.Info("role changed", "room", r.alias, "host", p.id, "participant", q.id, "from", was, "to", m.Role)
+		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(q.info())})
+		switch {
+		case was != signal.RoleHost && m.Role == signal.RoleHost:
+			r.hostArrivedLocked()
+		case was == signal.RoleHost && m.Role != signal.RoleHost:
+			r.hostLeftLocked()
+		}
+		r.reconcileLocked()
+	case signal.TypeLock:
+		r.locked = *m.Locked
+		p.log.Info("room lock changed", "room", r.alias, "host", p.id, "locked", r.locked)
+		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
+	case signal.TypeAdmit:
+		q := r.findWaitingLocked(m.Target)
+		if q == nil || q.getWait() != signal.WaitLobby {
+			return signal.Errorf(signal.CodeUnknownParticipant, "Nobody with this id is knocking.")
+		}
+		r.removeWaitingLocked(q)
+		r.toHostsLocked(&signal.Message{Type: signal.TypeKnockEnded, Participant: ptr(q.info())})
+		p.log.Info("lobby admitted", "room", r.alias, "host", p.id, "participant", q.id)
+		if err := r.admitLocked(q); err != nil {
+			p.log.Error("admit failed", "room", r.alias, "participant", q.id, "err", err)
+			go q.leave("server-error")
+		}
+	case signal.TypeRoomSettings:
+		r.settings.GuestsMayUnmute = m.Settings.GuestsMayUnmute
+		r.settings.GuestsMayPresent = m.Settings.GuestsMayPresent
+		p.log.Info("room settings changed", "room", r.alias, "host", p.id,
+			"guestsMayUnmute", r.settings.GuestsMayUnmute, "guestsMayPresent", r.settings.GuestsMayPresent)
+		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
+		r.reconcileLocked()
+	}
+	return nil
+}
+
+func (r *Room) muteLocked(host, q *Participant) {
+	q.setMicMuted(true)
+	q.send(&signal.Message{Type: signal.TypeMuted, By: host.id})
+	r.broadcastLocked(q, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(q.info())})
+	host.log.Info("participant muted", "room", r.alias, "host", host.id, "participant", q.id)
+}
+
+// removeParticipant sends a member or a waiting participant away and bars
+// it (its account, or its address for a guest) from this meeting.
+func (p *Participant) removeParticipant(id string) error {
+	r := p.room
+	r.mu.Lock()
+	q := r.findLocked(id)
+	if q == nil {
+		q = r.findWaitingLocked(id)
+	}
+	if q == nil || q == p {
+		r.mu.Unlock()
+		return signal.Errorf(signal.CodeUnknownParticipant, "Participant %q is not in this meeting.", id)
+	}
+	if q.userID != 0 {
+		r.banned[userKey(q.userID)] = true
+	} else if q.addr.IsValid() {
+		r.banned[addrKey(q)] = true
+	}
+	r.mu.Unlock()
+	p.log.Info("participant removed", "room", r.alias, "host", p.id, "participant", q.id)
+	q.leave("removed")
+	return nil
+}

@@ -1,0 +1,204 @@
+package server
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"conclave/internal/auth"
+	"conclave/internal/signal"
+)
+
+// joinAs joins vault from source and returns the client and its first
+// answer (welcome or waiting).
+func joinAs(t *testing.T, srv *Server, source, name, pin string) (*wsClient, signal.Message) {
+	t.Helper()
+	c := dialFrom(t, srv, source)
+	c.sendRaw(fmt.Sprintf(`{"v":1,"type":"join","room":"vault","name":%q,"pin":%q}`, name, pin))
+	return c, c.next()
+}
+
+// expectQuiet checks that nothing but what skip names arrives before the
+// answer to a ping: the client received nothing else.
+func (w *wsClient) expectQuiet(skip ...string) {
+	w.t.Helper()
+	w.sendRaw(`{"v":1,"type":"ping","id":"quiet"}`)
+	for {
+		m := w.next(skip...)
+		if m.Type == signal.TypePong && m.ID == "quiet" {
+			return
+		}
+		w.t.Fatalf("unexpected %s message: %+v", m.Type, m)
+	}
+}
+
+// TestLobbyAndHostControls walks through a PIN meeting: a guest waits for
+// the host and receives nothing meanwhile; the host locks the room and
+// admits a knocking newcomer; host commands from a guest are refused; the
+// host mutes, removes (no rejoin) and ends.
+func TestLobbyAndHostControls(t *testing.T) {
+	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	srv := openAccessServer(t, clk)
+
+	guest, m := joinAs(t, srv, "127.0.0.41", "Gina", guestPIN)
+	if m.Type != signal.TypeWaiting || m.Wait != signal.WaitHost {
+		t.Fatalf("guest before the host: got %+v, want waiting for host", m)
+	}
+	guest.sendRaw(`{"v":1,"type":"announce","payload":"Z2hvc3Q="}`)
+	guest.expectError(signal.CodeNotAdmitted)
+	guest.sendRaw(`{"v":1,"type":"lock","locked":true}`)
+	guest.expectError(signal.CodeNotAdmitted)
+
+	host, m := joinAs(t, srv, "127.0.0.40", "Hana", hostPIN)
+	if m.Type != signal.TypeWelcome || m.Self.Role != signal.RoleHost || len(m.Participants) != 0 {
+		t.Fatalf("host: got %+v, want welcome as host, alone", m)
+	}
+	gw := guest.next()
+	if gw.Type != signal.TypeWelcome || gw.Self.Role != signal.RoleGuest || len(gw.Participants) != 1 {
+		t.Fatalf("guest once the host came: got %+v, want welcome with the host listed", gw)
+	}
+	guestID := gw.Self.ID
+	hostID := m.Self.ID
+
+	// Every host command from a guest is refused and changes nothing.
+	for _, cmd := range []string{
+		`{"v":1,"type":"mute","target":"` + hostID + `"}`,
+		`{"v":1,"type":"mute-guests"}`,
+		`{"v":1,"type":"remove","target":"` + hostID + `"}`,
+		`{"v":1,"type":"set-role","target":"` + guestID + `","role":"host"}`,
+		`{"v":1,"type":"lock","locked":true}`,
+		`{"v":1,"type":"admit","target":"` + hostID + `"}`,
+		`{"v":1,"type":"deny","target":"` + hostID + `"}`,
+		`{"v":1,"type":"room-settings","settings":{"guestsMayUnmute":false,"guestsMayPresent":false,"locked":false,"hostPresent":true}}`,
+		`{"v":1,"type":"end"}`,
+	} {
+		guest.sendRaw(cmd)
+		guest.expectError(signal.CodeForbidden)
+	}
+	host.expectQuiet(signal.TypeParticipantJoined, signal.TypeRoomState)
+
+	// Locked: a newcomer knocks; it sees nothing of the meeting meanwhile.
+	host.sendRaw(`{"v":1,"type":"lock","locked":true}`)
+	if m := guest.next(signal.TypeParticipantJoined); m.Type != signal.TypeRoomState || !m.RoomState.Locked {
+		t.Fatalf("guest after lock: got %+v, want room-state locked", m)
+	}
+	knocker, m := joinAs(t, srv, "127.0.0.42", "Kim", guestPIN)
+	if m.Type != signal.TypeWaiting || m.Wait != signal.WaitLobby {
+		t.Fatalf("newcomer in a locked room: got %+v, want waiting in the lobby", m)
+	}
+	k := host.next(signal.TypeRoomState)
+	if k.Type != signal.TypeKnock || k.Participant.Name != "Kim" || k.Participant.Account {
+		t.Fatalf("host: got %+v, want Kim's knock", k)
+	}
+	guest.sendRaw(`{"v":1,"type":"announce","payload":"YW5u"}`)
+	host.next(signal.TypeRoomState) // the announcement
+	guest.sendRaw(`{"v":1,"type":"key","to":"` + k.Participant.ID + `","payload":"a2V5"}`)
+	guest.expectError(signal.CodeUnknownParticipant)
+	knocker.expectQuiet()
+
+	host.sendRaw(`{"v":1,"type":"admit","target":"` + k.Participant.ID + `"}`)
+	if m := knocker.next(); m.Type != signal.TypeWelcome || len(m.Participants) != 2 || m.RoomState == nil || !m.RoomState.Locked {
+		t.Fatalf("admitted newcomer: got %+v, want welcome listing two, room locked", m)
+	}
+	if m := host.next(); m.Type != signal.TypeKnockEnded {
+		t.Fatalf("host after admit: got %+v, want knock-ended", m)
+	}
+
+	// The host PIN bypasses the lock.
+	cohost, m := joinAs(t, srv, "127.0.0.43", "Cleo", hostPIN)
+	if m.Type != signal.TypeWelcome {
+		t.Fatalf("host PIN in a locked room: got %+v, want welcome", m)
+	}
+	cohost.expectQuiet(signal.TypeParticipantJoined, signal.TypeAnnounce, signal.TypeRoomState)
+
+	// Mute: the guest is told and may unmute (default), until the host
+	// forbids it.
+	host.sendRaw(`{"v":1,"type":"mute","target":"` + guestID + `"}`)
+	if m := guest.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeRoomState); m.Type != signal.TypeMuted || m.By != hostID {
+		t.Fatalf("guest after mute: got %+v, want muted by the host", m)
+	}
+	guest.sendRaw(`{"v":1,"type":"state","state":{"audio":true,"video":true,"screen":false}}`)
+	guest.expectQuiet(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeRoomState)
+	host.sendRaw(`{"v":1,"type":"room-settings","settings":{"guestsMayUnmute":false,"guestsMayPresent":true,"locked":true,"hostPresent":true}}`)
+	host.sendRaw(`{"v":1,"type":"mute","target":"` + guestID + `"}`)
+	if m := guest.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeRoomState); m.Type != signal.TypeMuted {
+		t.Fatalf("guest after second mute: got %+v", m)
+	}
+	guest.sendRaw(`{"v":1,"type":"state","state":{"audio":true,"video":true,"screen":false}}`)
+	guest.expectError(signal.CodeForbidden)
+
+	// Remove: the newcomer is sent away and cannot come back.
+	host.sendRaw(`{"v":1,"type":"remove","target":"` + k.Participant.ID + `"}`)
+	if m := knocker.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeRoomState, signal.TypeAnnounce); m.Type != signal.TypeBye || m.Reason != "removed" {
+		t.Fatalf("removed participant: got %+v, want bye removed", m)
+	}
+	_, m = joinAs(t, srv, "127.0.0.42", "Kim", hostPIN)
+	if m.Type != signal.TypeError || m.Code != signal.CodeRemoved || !m.Fatal {
+		t.Fatalf("rejoin after removal: got %+v, want fatal removed", m)
+	}
+
+	// End: everyone is told.
+	host.sendRaw(`{"v":1,"type":"end"}`)
+	for _, c := range []*wsClient{host, guest, cohost} {
+		m := c.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeParticipantLeft, signal.TypeRoomState)
+		if m.Type != signal.TypeBye || m.Reason != "ended" {
+			t.Fatalf("after end: got %+v, want bye ended", m)
+		}
+	}
+}
+
+// TestHostLeaves: when the last host leaves, the guests are told; when a
+// host comes back, they are told too.
+func TestHostLeaves(t *testing.T) {
+	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	srv := openAccessServer(t, clk)
+	host, _ := joinAs(t, srv, "127.0.0.50", "Hana", hostPIN)
+	guest, m := joinAs(t, srv, "127.0.0.51", "Gina", guestPIN)
+	if m.Type != signal.TypeWelcome {
+		t.Fatalf("guest with a host present: got %+v", m)
+	}
+	host.sendRaw(`{"v":1,"type":"leave"}`)
+	if m := guest.next(signal.TypeParticipantLeft, signal.TypeRoomState); m.Type != signal.TypeNotice || m.Code != "host-left" {
+		t.Fatalf("guest after the host left: got %+v, want notice host-left", m)
+	}
+	joinAs(t, srv, "127.0.0.50", "Hana", hostPIN)
+	if m := guest.next(signal.TypeParticipantLeft, signal.TypeParticipantJoined, signal.TypeRoomState); m.Type != signal.TypeNotice || m.Code != "host-back" {
+		t.Fatalf("guest after the host came back: got %+v, want notice host-back", m)
+	}
+}
+
+// TestCrossRoom: nothing of room A can be done from room B: a resume token
+// of one room does not enter another, and ids of another room's
+// participants are unknown.
+func TestCrossRoom(t *testing.T) {
+	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	srv := openAccessServer(t, clk)
+	host, hw := joinAs(t, srv, "127.0.0.60", "Hana", hostPIN)
+	lounge := dialFrom(t, srv, "127.0.0.61")
+	lw := lounge.join("lounge", "Lou")
+
+	// Lou knows Hana's id and resume token (say they leaked): useless.
+	for _, cmd := range []string{
+		`{"v":1,"type":"key","to":"` + hw.Self.ID + `","payload":"a2V5"}`,
+	} {
+		lounge.sendRaw(cmd)
+		lounge.expectError(signal.CodeUnknownParticipant)
+	}
+	for _, cmd := range []string{
+		`{"v":1,"type":"mute","target":"` + hw.Self.ID + `"}`,
+		`{"v":1,"type":"remove","target":"` + hw.Self.ID + `"}`,
+		`{"v":1,"type":"lock","locked":true}`,
+	} {
+		lounge.sendRaw(cmd)
+		lounge.expectError(signal.CodeForbidden) // not a host anywhere
+	}
+	thief := dialFrom(t, srv, "127.0.0.62")
+	thief.sendRaw(`{"v":1,"type":"join","room":"vault","name":"Lou","resume":"` + lw.Resume + `"}`)
+	if m := thief.next(); m.Type != signal.TypeError || m.Code != signal.CodeRoomUnavailable {
+		t.Fatalf("resume token of lounge used on vault: got %+v", m)
+	}
+	host.sendRaw(`{"v":1,"type":"mute","target":"` + lw.Self.ID + `"}`)
+	host.expectError(signal.CodeUnknownParticipant)
+	host.expectQuiet()
+	lounge.expectQuiet()
+}
