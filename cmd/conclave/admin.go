@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -22,7 +23,8 @@ const adminUsage = `Usage:
   conclave admin create-user -username NAME [-display-name TEXT] [-role user|admin] -password-stdin
   conclave admin list-users
   conclave admin enrol [-role admin|user]         print a one-time account creation link
-  conclave admin create-room -alias ALIAS [-name TEXT]
+  conclave admin create-room -alias ALIAS [-name TEXT] [-access open|pin|accounts]
+                             [-host-pin DIGITS] [-guest-pin DIGITS] [-no-guests]
   conclave admin list-rooms
   conclave admin delete-room -alias ALIAS
 
@@ -43,7 +45,8 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	publicURL := fs.String("public-url", envOr("CONCLAVE_PUBLIC_URL", ""), "base URL for printed links")
 	var (
 		username, displayName, role, alias, name string
-		passwordStdin                            bool
+		access, hostPIN, guestPIN                string
+		passwordStdin, noGuests                  bool
 	)
 	switch cmd {
 	case "create-user":
@@ -56,6 +59,10 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "create-room":
 		fs.StringVar(&alias, "alias", "", "room alias, used in the meeting URL /r/<alias>")
 		fs.StringVar(&name, "name", "", "display name (default: the alias)")
+		fs.StringVar(&access, "access", "open", "who may enter: open (anyone with the link), pin, or accounts")
+		fs.StringVar(&hostPIN, "host-pin", "", "host PIN (digits; required for -access pin)")
+		fs.StringVar(&guestPIN, "guest-pin", "", "guest PIN (digits; empty lets guests in without PIN)")
+		fs.BoolVar(&noGuests, "no-guests", false, "admit no guests (only the host PIN, or accounts)")
 	case "delete-room":
 		fs.StringVar(&alias, "alias", "", "room alias")
 	case "list-users", "list-rooms":
@@ -68,6 +75,10 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		fmt.Fprintf(stderr, "conclave admin: create data directory: %v\n", err)
+		return 1
 	}
 	st, err := store.OpenSQLite(filepath.Join(cfg.DataDir, "conclave.db"))
 	if err != nil {
@@ -93,7 +104,8 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "One-time link to create a %s account (valid %s):\n\n  %s/enrol#%s\n", role, auth.DefaultEnrolmentTTL, strings.TrimRight(base, "/"), token)
 		}
 	case "create-room":
-		err = createRoom(ctx, st, stdout, base, alias, name)
+		err = createRoom(ctx, st, stdout, base, store.Room{Alias: alias, DisplayName: name, Access: store.Access(access),
+			AllowGuests: !noGuests, GuestsMayUnmute: true, GuestsMayPresent: true}, hostPIN, guestPIN)
 	case "list-rooms":
 		err = listRooms(ctx, st, stdout, base)
 	case "delete-room":
@@ -163,22 +175,48 @@ func listUsers(ctx context.Context, st store.Store, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-func createRoom(ctx context.Context, st store.Store, stdout io.Writer, base, alias, name string) error {
-	alias = strings.ToLower(strings.TrimSpace(alias))
-	if err := store.ValidAlias(alias); err != nil {
+func createRoom(ctx context.Context, st store.Store, stdout io.Writer, base string, r store.Room, hostPIN, guestPIN string) error {
+	r.Alias = strings.ToLower(strings.TrimSpace(r.Alias))
+	if err := store.ValidAlias(r.Alias); err != nil {
 		return err
 	}
-	if name == "" {
-		name = alias
+	if r.DisplayName == "" {
+		r.DisplayName = r.Alias
 	}
-	r, err := st.CreateRoom(ctx, store.Room{Alias: alias, DisplayName: name, CreatedAt: time.Now()})
+	if !r.Access.Valid() {
+		return fmt.Errorf("-access must be open, pin or accounts")
+	}
+	for _, p := range []struct {
+		pin  string
+		hash *string
+	}{{hostPIN, &r.HostPINHash}, {guestPIN, &r.GuestPINHash}} {
+		if p.pin == "" {
+			continue
+		}
+		if err := auth.CheckPIN(p.pin, 0); err != nil {
+			return err
+		}
+		h, err := auth.HashPIN(p.pin)
+		if err != nil {
+			return err
+		}
+		*p.hash = h
+	}
+	if r.Access == store.AccessPIN && hostPIN == "" {
+		return errors.New("a room entered by PIN needs -host-pin")
+	}
+	r.CreatedAt = time.Now()
+	created, err := st.CreateRoom(ctx, r)
 	if errors.Is(err, store.ErrExists) {
-		return fmt.Errorf("a room with the alias %q already exists", alias)
+		return fmt.Errorf("a room with the alias %q already exists", r.Alias)
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Room %q created: %s/r/%s\n", r.DisplayName, strings.TrimRight(base, "/"), r.Alias)
+	fmt.Fprintf(stdout, "Room %q created (%s): %s/r/%s\n", created.DisplayName, created.Access, strings.TrimRight(base, "/"), created.Alias)
+	if created.Access == store.AccessOpen {
+		fmt.Fprintln(stdout, "Anyone who has the link can enter an open room; use -access pin or accounts for sensitive meetings.")
+	}
 	return nil
 }
 
@@ -188,9 +226,9 @@ func listRooms(ctx context.Context, st store.Store, stdout io.Writer, base strin
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ALIAS\tNAME\tURL")
+	fmt.Fprintln(tw, "ALIAS\tNAME\tACCESS\tURL")
 	for _, r := range rooms {
-		fmt.Fprintf(tw, "%s\t%s\t%s/r/%s\n", r.Alias, r.DisplayName, strings.TrimRight(base, "/"), r.Alias)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/r/%s\n", r.Alias, r.DisplayName, r.Access, strings.TrimRight(base, "/"), r.Alias)
 	}
 	return tw.Flush()
 }

@@ -466,3 +466,9 @@ func (a *Accounts) PruneThrottles(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// State tells whether u must change its password before doing anything
+// else, for requests made with an existing session.
+func (a *Accounts) State(u store.User) LoginState {
+	return a.loginState(u, a.clock.Now().UTC())
+}

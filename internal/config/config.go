@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -36,6 +37,8 @@ type Config struct {
 	CertFile, KeyFile string
 	// Banner is shown before the admin login form.
 	Banner string
+	// PINMinLength is the minimum number of digits of room PINs.
+	PINMinLength int
 	// AllowList holds addresses and prefixes exempt from the break-in
 	// rules (blocked rooms, quarantined addresses).
 	AllowList []string
@@ -86,6 +89,7 @@ func Register(fs *flag.FlagSet, c *Config) {
 		c.Hosts = append(c.Hosts, splitList(v)...)
 		return nil
 	})
+	fs.IntVar(&c.PINMinLength, "pin-min-length", envInt("CONCLAVE_PIN_MIN_LENGTH", c.PINMinLength), "minimum digits of room PINs (env CONCLAVE_PIN_MIN_LENGTH; default 6)")
 	fs.Func("allow", "address or prefix exempt from break-in blocking; repeatable or comma-separated (env CONCLAVE_ALLOW)", func(v string) error {
 		c.AllowList = append(c.AllowList, splitList(v)...)
 		return nil
@@ -120,6 +124,9 @@ func (c *Config) Validate() error {
 	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "https://") {
 		return fmt.Errorf("--public-url must start with https://")
 	}
+	if c.PINMinLength != 0 && (c.PINMinLength < 4 || c.PINMinLength > 32) {
+		return fmt.Errorf("--pin-min-length must be between 4 and 32")
+	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level %q is not one of debug, info, warn, error", c.LogLevel)
@@ -139,6 +146,15 @@ func (c *Config) Level() slog.Level {
 func env(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok {
 		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, ok := os.LookupEnv(name); ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
 	}
 	return def
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"fmt"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -124,8 +125,34 @@ func TestAdminFlow(t *testing.T) {
 	if rooms, _ := body["rooms"].([]any); st != http.StatusOK || len(rooms) != 1 {
 		t.Fatalf("list rooms: %d %v", st, body)
 	}
-	if st, body, _ := c.do("GET", "/api/room/board", nil, false); st != http.StatusOK || body["name"] != "Board meeting" {
-		t.Fatalf("room info: %d %v", st, body)
+	pinRoom := map[string]any{"alias": "vault", "name": "Vault", "access": "pin", "hostPin": "12345"}
+	if st, body, _ := c.do("POST", "/api/rooms", pinRoom, true); st != http.StatusBadRequest || errCode(body) != "invalid-pin" {
+		t.Fatalf("5-digit PIN: %d %v", st, body)
+	}
+	pinRoom["hostPin"] = "123456"
+	pinRoom["guestPin"] = "654321"
+	st, body, _ = c.do("POST", "/api/rooms", pinRoom, true)
+	if st != http.StatusCreated || body["hasHostPin"] != true || body["hasGuestPin"] != true || body["access"] != "pin" {
+		t.Fatalf("create PIN room: %d %v", st, body)
+	}
+	if strings.Contains(fmt.Sprint(body), "123456") {
+		t.Fatalf("the API returned a PIN: %v", body)
+	}
+	if st, body, _ := c.do("PATCH", "/api/rooms/vault", map[string]any{"hostPin": ""}, true); st != http.StatusBadRequest || errCode(body) != "invalid-access" {
+		t.Fatalf("clearing a PIN room's host PIN: %d %v", st, body)
+	}
+	if st, body, _ := c.do("PATCH", "/api/rooms/vault", map[string]any{"guestPin": "", "allowGuests": false}, true); st != http.StatusOK || body["hasGuestPin"] != false || body["allowGuests"] != false {
+		t.Fatalf("update room: %d %v", st, body)
+	}
+	if st, body, _ := c.do("PUT", "/api/rooms/vault/members/root", map[string]string{"role": "host"}, true); st != http.StatusNoContent {
+		t.Fatalf("add member: %d %v", st, body)
+	}
+	st, body, _ = c.do("GET", "/api/rooms/vault/members", nil, false)
+	if members, _ := body["members"].([]any); st != http.StatusOK || len(members) != 1 {
+		t.Fatalf("members: %d %v", st, body)
+	}
+	if st, _, _ := c.do("PUT", "/api/rooms/vault/members/nobody", map[string]string{"role": "host"}, true); st != http.StatusNotFound {
+		t.Fatalf("add unknown member: %d", st)
 	}
 	if st, _, _ := c.do("DELETE", "/api/rooms/board", nil, false); st != http.StatusForbidden {
 		t.Fatalf("delete without CSRF token: %d", st)
@@ -133,7 +160,7 @@ func TestAdminFlow(t *testing.T) {
 	if st, _, _ := c.do("DELETE", "/api/rooms/board", nil, true); st != http.StatusNoContent {
 		t.Fatalf("delete: %d", st)
 	}
-	if st, body, _ := c.do("GET", "/api/room/board", nil, false); st != http.StatusNotFound || errCode(body) != "room-not-found" {
+	if st, body, _ := c.do("DELETE", "/api/rooms/board", nil, true); st != http.StatusNotFound || errCode(body) != "room-not-found" {
 		t.Fatalf("deleted room: %d %v", st, body)
 	}
 	if st, _, _ := c.do("POST", "/api/logout", nil, true); st != http.StatusNoContent {
@@ -147,7 +174,7 @@ func TestAdminFlow(t *testing.T) {
 func TestSecurityHeaders(t *testing.T) {
 	srv := openTestServer(t)
 	c := newAPIClient(t, srv)
-	for _, path := range []string{"/", "/r/anything", "/api/room/x"} {
+	for _, path := range []string{"/", "/r/anything", "/api/me"} {
 		_, _, h := c.do("GET", path, nil, false)
 		for name, want := range map[string]string{
 			"Strict-Transport-Security": "max-age=",

@@ -121,6 +121,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log}, s.engine, gate)
 	s.enroller = auth.NewEnroller(st, clock, auth.EnrolConfig{})
+	if cfg.PINMinLength == 0 {
+		cfg.PINMinLength = auth.DefaultPINMinLen
+	}
 
 	s.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -135,14 +138,17 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = ctx, cancel
 	handler := web.New(ctx, web.Config{
-		Store:     st,
-		Sessions:  auth.NewSessions(st, clock, auth.SessionConfig{}),
-		Enroller:  s.enroller,
-		Meetings:  s.meetings,
-		Assets:    assets,
-		PublicURL: s.url,
-		Banner:    cfg.Banner,
-		Logger:    log,
+		Store:        st,
+		Sessions:     auth.NewSessions(st, clock, auth.SessionConfig{Audit: s.audit}),
+		Accounts:     auth.NewAccounts(st, clock, auth.AccountsConfig{Audit: s.audit}),
+		Audit:        s.audit,
+		PINMinLength: cfg.PINMinLength,
+		Enroller:     s.enroller,
+		Meetings:     s.meetings,
+		Assets:       assets,
+		PublicURL:    s.url,
+		Banner:       cfg.Banner,
+		Logger:       log,
 	})
 	s.http = &http.Server{
 		Handler:           handler,

@@ -4,9 +4,10 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
-	"time"
 
+	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/store"
 )
@@ -24,8 +25,10 @@ type userJSON struct {
 }
 
 type meJSON struct {
-	User userJSON `json:"user"`
-	CSRF string   `json:"csrf"`
+	User               userJSON `json:"user"`
+	CSRF               string   `json:"csrf"`
+	MustChangePassword bool     `json:"mustChangePassword,omitempty"`
+	Reason             string   `json:"reason,omitempty"`
 }
 
 func toUserJSON(u store.User) userJSON {
@@ -44,20 +47,6 @@ func sameOrigin(r *http.Request) bool {
 	return err == nil && strings.EqualFold(u.Host, r.Host)
 }
 
-func (s *Server) apiRoomInfo(w http.ResponseWriter, r *http.Request) {
-	room, err := s.Store.RoomByAlias(r.Context(), r.PathValue("alias"))
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "room-not-found", "No meeting exists at this address. Check the link you were given.")
-		return
-	}
-	if err != nil {
-		s.log.Error("room lookup failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", "The server could not look up this meeting.")
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"alias": room.Alias, "name": room.DisplayName})
-}
-
 func (s *Server) apiBanner(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"banner": s.Banner})
 }
@@ -74,16 +63,28 @@ func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	u, err := auth.Login(r.Context(), s.Store, req.Username, req.Password)
-	if err != nil {
-		if !errors.Is(err, auth.ErrBadCredentials) {
-			s.log.Error("login failed", "err", err)
-		}
-		s.log.Info("login refused", "username", req.Username, "remote", clientAddr(r))
+	ctx := audit.WithSource(r.Context(), clientAddr(r))
+	u, state, err := s.Accounts.Login(ctx, req.Username, req.Password)
+	var te *auth.ThrottleError
+	switch {
+	case errors.As(err, &te):
+		w.Header().Set("Retry-After", strconv.Itoa(int(te.Wait.Seconds())+1))
+		writeError(w, http.StatusTooManyRequests, "locked", sentence(err))
+		return
+	case errors.Is(err, auth.ErrBadCredentials):
 		writeError(w, http.StatusUnauthorized, "bad-credentials", "The username or password is incorrect.")
 		return
+	case err != nil:
+		s.log.Error("login failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "The server could not check the sign-in.")
+		return
 	}
-	token, sess, err := s.Sessions.Create(r.Context(), u, clientAddr(r))
+	token, sess, err := s.Sessions.Create(ctx, u, clientAddr(r))
+	var le *auth.SessionLimitError
+	if errors.As(err, &le) {
+		writeError(w, http.StatusForbidden, "session-limit", sentence(err))
+		return
+	}
 	if err != nil {
 		s.log.Error("session creation failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "The server could not start a session.")
@@ -92,7 +93,43 @@ func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("login", "username", u.Username, "remote", clientAddr(r))
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Expires: sess.ExpiresAt})
-	writeJSON(w, http.StatusOK, meJSON{User: toUserJSON(u), CSRF: sess.CSRFToken})
+	writeJSON(w, http.StatusOK, meJSON{User: toUserJSON(u), CSRF: sess.CSRFToken,
+		MustChangePassword: state.MustChangePassword, Reason: state.Reason})
+}
+
+func (s *Server) apiPassword(w http.ResponseWriter, r *http.Request) {
+	sess, u, ok := s.session(w, r)
+	if !ok {
+		return
+	}
+	if !sameOrigin(r) || !auth.ValidCSRF(sess, r.Header.Get(csrfHeader)) {
+		writeError(w, http.StatusForbidden, "csrf", "The request lacks a valid CSRF token; reload the page.")
+		return
+	}
+	var req struct {
+		OldPassword string `json:"oldPassword"`
+		NewPassword string `json:"newPassword"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	ctx := audit.WithSource(r.Context(), clientAddr(r))
+	err := s.Accounts.ChangePassword(ctx, u.ID, req.OldPassword, req.NewPassword)
+	var pe *auth.PolicyError
+	var te *auth.ThrottleError
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, auth.ErrWrongPassword):
+		writeError(w, http.StatusBadRequest, "bad-credentials", "The current password is incorrect.")
+	case errors.As(err, &te):
+		writeError(w, http.StatusTooManyRequests, "locked", sentence(err))
+	case errors.As(err, &pe):
+		writeError(w, http.StatusBadRequest, "password-policy", sentence(err))
+	default:
+		s.log.Error("password change failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "The server could not change the password.")
+	}
 }
 
 // session returns the request's valid session, or answers 401.
@@ -118,7 +155,9 @@ func (s *Server) apiMe(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, meJSON{User: toUserJSON(u), CSRF: sess.CSRFToken})
+	st := s.Accounts.State(u)
+	writeJSON(w, http.StatusOK, meJSON{User: toUserJSON(u), CSRF: sess.CSRFToken,
+		MustChangePassword: st.MustChangePassword, Reason: st.Reason})
 }
 
 func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request) {
@@ -149,6 +188,10 @@ func (s *Server) admin(h func(http.ResponseWriter, *http.Request, store.User)) h
 		}
 		if u.Role != store.RoleAdmin {
 			writeError(w, http.StatusForbidden, "forbidden", "This needs an administrator account.")
+			return
+		}
+		if st := s.Accounts.State(u); st.MustChangePassword {
+			writeError(w, http.StatusForbidden, "password-change-required", sentence(errors.New(st.Reason)))
 			return
 		}
 		if r.Method != http.MethodGet {
@@ -195,79 +238,6 @@ func (s *Server) apiEnrol(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("account enrolled", "username", u.Username, "role", u.Role, "remote", clientAddr(r))
 	writeJSON(w, http.StatusCreated, map[string]userJSON{"user": toUserJSON(u)})
-}
-
-type roomJSON struct {
-	Alias        string `json:"alias"`
-	Name         string `json:"name"`
-	URL          string `json:"url"`
-	Participants int    `json:"participants"`
-}
-
-func (s *Server) apiListRooms(w http.ResponseWriter, r *http.Request, _ store.User) {
-	rooms, err := s.Store.ListRooms(r.Context())
-	if err != nil {
-		s.log.Error("list rooms failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", "The server could not list the rooms.")
-		return
-	}
-	out := make([]roomJSON, 0, len(rooms))
-	for _, room := range rooms {
-		out = append(out, roomJSON{Alias: room.Alias, Name: room.DisplayName, URL: s.roomURL(room.Alias),
-			Participants: s.Meetings.Participants(room.Alias)})
-	}
-	writeJSON(w, http.StatusOK, map[string][]roomJSON{"rooms": out})
-}
-
-func (s *Server) apiCreateRoom(w http.ResponseWriter, r *http.Request, u store.User) {
-	var req struct {
-		Alias string `json:"alias"`
-		Name  string `json:"name"`
-	}
-	if !readJSON(w, r, &req) {
-		return
-	}
-	req.Alias = strings.ToLower(strings.TrimSpace(req.Alias))
-	req.Name = strings.TrimSpace(req.Name)
-	if err := store.ValidAlias(req.Alias); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid-alias", sentence(err))
-		return
-	}
-	if req.Name == "" {
-		req.Name = req.Alias
-	}
-	if len([]rune(req.Name)) > 128 {
-		writeError(w, http.StatusBadRequest, "invalid-name", "The room name is longer than 128 characters.")
-		return
-	}
-	room, err := s.Store.CreateRoom(r.Context(), store.Room{Alias: req.Alias, DisplayName: req.Name, OwnerID: u.ID, CreatedAt: time.Now()})
-	if errors.Is(err, store.ErrExists) {
-		writeError(w, http.StatusConflict, "room-exists", "A room with this alias already exists.")
-		return
-	}
-	if err != nil {
-		s.log.Error("create room failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", "The server could not create the room.")
-		return
-	}
-	s.log.Info("room created", "room", room.Alias, "by", u.Username)
-	writeJSON(w, http.StatusCreated, roomJSON{Alias: room.Alias, Name: room.DisplayName, URL: s.roomURL(room.Alias)})
-}
-
-func (s *Server) apiDeleteRoom(w http.ResponseWriter, r *http.Request, u store.User) {
-	alias := r.PathValue("alias")
-	err := s.Store.DeleteRoom(r.Context(), alias)
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "room-not-found", "No room has this alias.")
-		return
-	}
-	if err != nil {
-		s.log.Error("delete room failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", "The server could not delete the room.")
-		return
-	}
-	s.log.Info("room deleted", "room", alias, "by", u.Username)
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // sentence turns an error into a user-facing sentence: capitalised, ending

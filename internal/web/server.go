@@ -16,6 +16,7 @@ import (
 	"path"
 	"strings"
 
+	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/meeting"
 	"conclave/internal/store"
@@ -25,6 +26,7 @@ import (
 type Config struct {
 	Store    store.Store
 	Sessions *auth.Sessions
+	Accounts *auth.Accounts
 	Enroller *auth.Enroller
 	Meetings *meeting.Manager
 	// Assets holds the browser client: *.html at the root, modules and
@@ -34,6 +36,10 @@ type Config struct {
 	PublicURL string
 	// Banner is shown before the login form; empty for none.
 	Banner string
+	// PINMinLength is the minimum number of digits of room PINs.
+	PINMinLength int
+	// Audit records administrators' changes; nil records nothing.
+	Audit  audit.Recorder
 	Logger *slog.Logger
 }
 
@@ -70,15 +76,19 @@ func (s *Server) routes() {
 		io.WriteString(w, "ok\n")
 	})
 
-	m.HandleFunc("GET /api/room/{alias}", s.apiRoomInfo)
 	m.HandleFunc("GET /api/banner", s.apiBanner)
 	m.HandleFunc("POST /api/login", s.apiLogin)
 	m.HandleFunc("POST /api/logout", s.apiLogout)
+	m.HandleFunc("POST /api/password", s.apiPassword)
 	m.HandleFunc("GET /api/me", s.apiMe)
 	m.HandleFunc("POST /api/enrol", s.apiEnrol)
 	m.HandleFunc("GET /api/rooms", s.admin(s.apiListRooms))
 	m.HandleFunc("POST /api/rooms", s.admin(s.apiCreateRoom))
+	m.HandleFunc("PATCH /api/rooms/{alias}", s.admin(s.apiUpdateRoom))
 	m.HandleFunc("DELETE /api/rooms/{alias}", s.admin(s.apiDeleteRoom))
+	m.HandleFunc("GET /api/rooms/{alias}/members", s.admin(s.apiListMembers))
+	m.HandleFunc("PUT /api/rooms/{alias}/members/{username}", s.admin(s.apiSetMember))
+	m.HandleFunc("DELETE /api/rooms/{alias}/members/{username}", s.admin(s.apiRemoveMember))
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not-found", "No such API endpoint.")
 	})
