@@ -60,6 +60,12 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(q.info())})
 		switch {
 		case was != signal.RoleHost && m.Role == signal.RoleHost:
+			// A new host sees who is already knocking.
+			for _, w := range r.waiting {
+				if w.getWait() == signal.WaitLobby {
+					q.send(&signal.Message{Type: signal.TypeKnock, Participant: ptr(w.info())})
+				}
+			}
 			r.hostArrivedLocked()
 		case was == signal.RoleHost && m.Role != signal.RoleHost:
 			r.hostLeftLocked()

@@ -49,7 +49,9 @@ type Manager struct {
 	mu      sync.Mutex
 	active  map[string]*Room        // by lower-case alias
 	resumes map[string]*Participant // by resume token
+	uploads map[string]*Participant // by upload token
 	closed  bool
+	onEnd   []func(meetingID string)
 }
 
 // NewManager returns a manager that forwards media with engine and asks
@@ -72,7 +74,7 @@ func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
 		log = slog.Default()
 	}
 	return &Manager{cfg: cfg, engine: engine, gate: gate, log: log,
-		active: map[string]*Room{}, resumes: map[string]*Participant{}}
+		active: map[string]*Room{}, resumes: map[string]*Participant{}, uploads: map[string]*Participant{}}
 }
 
 // Participants returns how many participants are in the room now.
@@ -84,6 +86,27 @@ func (m *Manager) Participants(alias string) int {
 		return 0
 	}
 	return r.size()
+}
+
+// MeetingOf returns the meeting instance id of the admitted participant
+// holding this upload token, for file transfers; false when the token is
+// unknown or its participant is not in a meeting (left, or waiting).
+func (m *Manager) MeetingOf(uploadToken string) (string, bool) {
+	m.mu.Lock()
+	p := m.uploads[uploadToken]
+	m.mu.Unlock()
+	if p == nil || !p.admitted() {
+		return "", false
+	}
+	return p.room.id, true
+}
+
+// OnMeetingEnd registers f to be called with the id of each meeting
+// instance that ends (its last participant left, or a host ended it).
+func (m *Manager) OnMeetingEnd(f func(meetingID string)) {
+	m.mu.Lock()
+	m.onEnd = append(m.onEnd, f)
+	m.mu.Unlock()
 }
 
 // Close ends every meeting: participants are told the server is shutting
@@ -224,6 +247,7 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		id:     randomHex(8),
 		name:   strings.TrimSpace(msg.Name),
 		resume: randomToken(),
+		upload: randomToken(),
 		role:   adm.Role,
 		addr:   client.Addr,
 		room:   r,
@@ -238,6 +262,7 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		return nil, err
 	}
 	m.resumes[p.resume] = p
+	m.uploads[p.upload] = p
 	m.mu.Unlock()
 
 	p.mu.Lock()
@@ -258,10 +283,19 @@ func (m *Manager) forget(p *Participant) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.resumes, p.resume)
+	delete(m.uploads, p.upload)
 	key := strings.ToLower(p.room.alias)
 	if m.active[key] == p.room && p.room.empty() {
 		delete(m.active, key)
 		p.room.stopTimers()
+		m.endedLocked(p.room)
+	}
+}
+
+// endedLocked tells the OnMeetingEnd callbacks, outside the lock.
+func (m *Manager) endedLocked(r *Room) {
+	for _, f := range m.onEnd {
+		go f(r.id)
 	}
 }
 
@@ -273,6 +307,7 @@ func (m *Manager) endRoom(r *Room) {
 	key := strings.ToLower(r.alias)
 	if m.active[key] == r {
 		delete(m.active, key)
+		m.endedLocked(r)
 	}
 }
 

@@ -20,6 +20,7 @@ type Participant struct {
 	id     string
 	name   string
 	resume string
+	upload string // authorises the participant's file transfers
 	addr   netip.Addr
 	userID int64 // 0 for guests without an account
 	room   *Room
@@ -134,6 +135,8 @@ func (p *Participant) welcome(others []*Participant, resumed bool) *signal.Messa
 	}
 	return &signal.Message{
 		Type:         signal.TypeWelcome,
+		Meeting:      p.room.id,
+		UploadToken:  p.upload,
 		Self:         ptr(p.info()),
 		Resume:       p.resume,
 		Resumed:      resumed,
@@ -314,6 +317,8 @@ func (p *Participant) handle(conn *connection, m *signal.Message) error {
 		p.announce = m.Payload
 		p.mu.Unlock()
 		p.room.broadcast(p, &signal.Message{Type: signal.TypeAnnounce, From: p.id, Payload: m.Payload})
+	case signal.TypeChat:
+		p.room.broadcast(p, &signal.Message{Type: signal.TypeChat, From: p.id, Payload: m.Payload})
 	case signal.TypeKey:
 		to := p.room.find(m.To)
 		if to == nil || to == p {

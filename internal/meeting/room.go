@@ -14,6 +14,7 @@ import (
 // members of its own Room; waiting participants receive nothing of it.
 type Room struct {
 	mgr          *Manager
+	id           string // this meeting instance; a new meeting gets a new id
 	alias        string
 	name         string
 	hostRequired bool
@@ -30,7 +31,7 @@ type Room struct {
 }
 
 func newRoom(m *Manager, adm Admission) *Room {
-	return &Room{mgr: m, alias: adm.Alias, name: adm.Name, hostRequired: adm.HostRequired,
+	return &Room{mgr: m, id: randomHex(16), alias: adm.Alias, name: adm.Name, hostRequired: adm.HostRequired,
 		settings: signal.RoomState{GuestsMayUnmute: adm.GuestsMayUnmute, GuestsMayPresent: adm.GuestsMayPresent},
 		banned:   map[string]bool{}}
 }

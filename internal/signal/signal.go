@@ -41,6 +41,7 @@ const (
 	TypeRestartICE      = "restart-ice"
 	TypeAnnounce        = "announce"
 	TypeKey             = "key"
+	TypeChat            = "chat"
 	TypeLeave           = "leave"
 	TypePing            = "ping"
 
@@ -218,6 +219,8 @@ type Message struct {
 	From    string `json:"from,omitempty"`
 
 	// welcome
+	Meeting      string        `json:"meeting,omitempty"`     // id of this meeting instance (E2EE context)
+	UploadToken  string        `json:"uploadToken,omitempty"` // authorises file uploads and downloads
 	Self         *Participant  `json:"self,omitempty"`
 	Participants []Participant `json:"participants,omitempty"`
 	ICEServers   []ICEServer   `json:"iceServers,omitempty"`
@@ -333,7 +336,8 @@ func (m *Message) Validate() error {
 	// Fields that only the server sends are never accepted from a client.
 	if m.Self != nil || m.Participants != nil || m.ICEServers != nil || m.RoomInfo != nil ||
 		m.Resumed || m.Participant != nil || m.Code != "" || m.Text != "" || m.Fatal ||
-		m.Reason != "" || m.RefType != "" || m.From != "" || m.By != "" || m.RoomState != nil || m.Wait != "" {
+		m.Reason != "" || m.RefType != "" || m.From != "" || m.By != "" || m.RoomState != nil || m.Wait != "" ||
+		m.Meeting != "" || m.UploadToken != "" {
 		return Errorf(CodeInvalidField, "Message carries fields only the server may send.")
 	}
 	switch m.Type {
@@ -411,7 +415,7 @@ func (m *Message) Validate() error {
 			return Errorf(CodeInvalidField, "Field \"pc\" must be %q; restart the publishing connection with a new publish offer.", PCSubscribe)
 		}
 		return m.onlyFields("pc")
-	case TypeAnnounce:
+	case TypeAnnounce, TypeChat:
 		if err := checkPayload(m.Payload); err != nil {
 			return err
 		}

@@ -1,14 +1,25 @@
-// The administration page (/admin): sign-in (with the login banner), the
-// rooms table with live participant counts, room creation and deletion.
+// The administration page (/admin): sign-in (with the login banner, a
+// required password change, and ?next= back to a meeting), the rooms table
+// with live participant counts and access summary, room creation, editing
+// (roomedit.mjs) and deletion.
 
 import { $, h, showOnly } from './dom.mjs';
 import { api } from './api.mjs';
-import { aliasProblem, meetingPath } from './links.mjs';
+import { aliasProblem, meetingPath, safeNextPath } from './links.mjs';
+import { accessSummary, roomCreateBody, roomPinProblem } from './roomaccess.mjs';
+import { RoomEditor } from './roomedit.mjs';
+import { PasswordChange } from './passwordform.mjs';
 
 const REFRESH_MS = 15000;
 const STATUS_MS = 5000;
 
-const screens = { loading: $('#screen-loading'), login: $('#screen-login'), rooms: $('#screen-rooms') };
+const screens = {
+  loading: $('#screen-loading'),
+  login: $('#screen-login'),
+  password: $('#screen-password'),
+  user: $('#screen-user'),
+  rooms: $('#screen-rooms'),
+};
 const ui = {
   status: $('#status'),
   whoami: $('#whoami'),
@@ -19,6 +30,9 @@ const ui = {
   password: /** @type {HTMLInputElement} */ ($('#password')),
   loginButton: /** @type {HTMLButtonElement} */ ($('#login')),
   loginError: $('#login-error'),
+  loginNext: $('#login-next'),
+  userMessage: $('#user-message'),
+  userLogout: $('#user-logout'),
   refresh: $('#refresh'),
   rooms: $('#rooms'),
   roomsEmpty: $('#rooms-empty'),
@@ -28,6 +42,9 @@ const ui = {
   aliasError: $('#room-alias-error'),
   name: /** @type {HTMLInputElement} */ ($('#room-name')),
   nameError: $('#room-name-error'),
+  access: /** @type {HTMLSelectElement} */ ($('#room-access')),
+  hostPin: /** @type {HTMLInputElement} */ ($('#room-host-pin')),
+  guestPin: /** @type {HTMLInputElement} */ ($('#room-guest-pin')),
   createError: $('#create-error'),
   createButton: /** @type {HTMLButtonElement} */ ($('#create')),
   dialog: /** @type {HTMLDialogElement} */ ($('#confirm-dialog')),
@@ -36,17 +53,39 @@ const ui = {
   confirmNo: $('#confirm-no'),
 };
 
+/** Where to go after signing in: a meeting path, or '' to stay here. */
+const next = safeNextPath(new URLSearchParams(location.search).get('next'));
+
 let csrf = '';
+/** @type {{username?: string, displayName?: string, role?: string}} */
+let user = {};
 let refreshTimer = 0;
 let statusTimer = 0;
+/** @type {Map<string, object>} the rooms of the last listing, by alias */
+let roomsByAlias = new Map();
+
+const editor = new RoomEditor({
+  csrf: () => csrf,
+  sessionEnded: (res) => sessionEnded(res),
+  saved: () => loadRooms(),
+  flash: (text) => flash(text),
+});
+const passwordChange = new PasswordChange({
+  csrf: () => csrf,
+  sessionEnded: (res) => sessionEnded(res),
+  done: () => {
+    flash('Your password was changed.');
+    proceed();
+  },
+});
 
 function show(name) {
   showOnly(Object.values(screens), screens[name]);
-  const signedIn = name === 'rooms';
+  const signedIn = name === 'rooms' || name === 'user' || name === 'password';
   ui.logout.hidden = !signedIn;
   ui.whoami.hidden = !signedIn;
   clearInterval(refreshTimer);
-  if (signedIn) refreshTimer = setInterval(() => { if (!document.hidden) loadRooms(); }, REFRESH_MS);
+  if (name === 'rooms') refreshTimer = setInterval(() => { if (!document.hidden) loadRooms(); }, REFRESH_MS);
 }
 
 function flash(text) {
@@ -85,7 +124,11 @@ async function start() {
 
 function showLogin(message) {
   csrf = '';
+  user = {};
+  editor.close();
   formError(ui.loginError, message);
+  ui.loginNext.textContent = next ? `Sign in to join the meeting ${next} with your account.` : '';
+  ui.loginNext.hidden = !next;
   show('login');
   ui.password.value = '';
   (ui.username.value ? ui.password : ui.username).focus();
@@ -93,8 +136,28 @@ function showLogin(message) {
 
 function signedIn(data) {
   csrf = data?.csrf ?? '';
-  const u = data?.user ?? {};
-  ui.whoami.textContent = `${u.displayName || u.username || ''}${u.role ? ` (${u.role})` : ''}`;
+  user = data?.user ?? {};
+  ui.whoami.textContent = `${user.displayName || user.username || ''}${user.role ? ` (${user.role})` : ''}`;
+  if (data?.mustChangePassword) {
+    show('password');
+    passwordChange.reset();
+    return;
+  }
+  proceed();
+}
+
+/** After signing in (and any required password change): the meeting, or this page. */
+function proceed() {
+  if (next) {
+    location.assign(next);
+    return;
+  }
+  if (user.role !== 'admin') {
+    ui.userMessage.textContent = `Signed in as ${user.displayName || user.username || ''} — this page is for administrators.`;
+    show('user');
+    ui.userLogout.focus();
+    return;
+  }
   show('rooms');
   loadRooms();
 }
@@ -116,15 +179,19 @@ ui.loginForm.addEventListener('submit', async (e) => {
     signedIn(res.data);
     return;
   }
-  formError(ui.loginError, res.error.code === 'bad-credentials' ? 'Wrong username or password.' : res.error.message);
+  // bad-credentials, locked (429: says for how long), session-limit: the server's sentence.
+  formError(ui.loginError, res.error.message);
   ui.password.focus();
 });
 
-ui.logout.addEventListener('click', async () => {
+async function logout() {
   await api('POST', '/api/logout', { csrf });
   showLogin('');
   flash('You are signed out.');
-});
+}
+
+ui.logout.addEventListener('click', logout);
+ui.userLogout.addEventListener('click', logout);
 
 /** Handles an answer that says the session is gone; returns true if it did. */
 function sessionEnded(res) {
@@ -158,24 +225,37 @@ function safeURL(url, alias) {
 }
 
 function renderRooms(rooms) {
+  roomsByAlias = new Map(rooms.map((r) => [r.alias, r]));
   const rows = rooms.map((r) => {
     const url = safeURL(r.url, r.alias);
-    return h('tr', { dataset: { alias: r.alias } },
+    const access = accessSummary(r);
+    return h('tr', { dataset: { alias: r.alias, access: access.mode } },
       h('td', {}, r.alias),
       h('td', {}, r.name ?? ''),
+      h('td', { class: 'access' }, h('span', { class: 'access-mode' }, access.label),
+        access.details.length ? h('span', { class: 'access-details hint' }, access.details.join(' · ')) : null),
       h('td', {}, h('a', { href: url, target: '_blank', rel: 'noopener' }, url)),
       h('td', { class: 'num' }, String(r.participants ?? 0)),
-      h('td', {}, h('button', { type: 'button', class: 'delete', dataset: { alias: r.alias }, 'aria-label': `Delete room ${r.alias}` }, 'Delete')));
+      h('td', { class: 'row-actions' },
+        h('button', { type: 'button', class: 'edit', dataset: { alias: r.alias }, 'aria-label': `Edit room ${r.alias}` }, 'Edit'),
+        h('button', { type: 'button', class: 'delete', dataset: { alias: r.alias }, 'aria-label': `Delete room ${r.alias}` }, 'Delete')));
   });
   ui.rooms.replaceChildren(...rows);
   ui.roomsEmpty.hidden = rooms.length > 0;
+  if (editor.alias && !roomsByAlias.has(editor.alias)) editor.close(); // deleted meanwhile
 }
 
 ui.refresh.addEventListener('click', () => loadRooms());
 
 ui.rooms.addEventListener('click', (e) => {
-  const button = /** @type {HTMLElement} */ (e.target).closest('button.delete');
-  if (button) confirmDelete(button.dataset.alias);
+  const button = /** @type {HTMLElement} */ (e.target).closest('button.delete, button.edit');
+  if (!button) return;
+  if (button.classList.contains('delete')) {
+    confirmDelete(button.dataset.alias);
+    return;
+  }
+  const room = roomsByAlias.get(button.dataset.alias);
+  if (room) editor.open(room);
 });
 
 /** Asks for confirmation in a dialog, then deletes the room. */
@@ -212,7 +292,13 @@ function validateCreate() {
   fieldError(ui.alias, ui.aliasError, aliasText);
   const nameText = name ? '' : 'Enter the name people see for this room.';
   fieldError(ui.name, ui.nameError, nameText);
-  return aliasText || nameText ? null : { alias, name };
+  if (aliasText || nameText) return null;
+  const hostPin = ui.hostPin.value.trim();
+  const guestPin = ui.guestPin.value.trim();
+  const pinText = roomPinProblem(hostPin) ? `Host PIN: ${roomPinProblem(hostPin)}` : roomPinProblem(guestPin) ? `Guest PIN: ${roomPinProblem(guestPin)}` : '';
+  formError(ui.createError, pinText);
+  if (pinText) return null;
+  return roomCreateBody({ alias, name, access: ui.access.value, hostPin, guestPin });
 }
 
 ui.alias.addEventListener('input', () => {
@@ -228,7 +314,7 @@ ui.createForm.addEventListener('submit', async (e) => {
   formError(ui.createError, '');
   const room = validateCreate();
   if (!room) {
-    (ui.alias.getAttribute('aria-invalid') ? ui.alias : ui.name).focus();
+    (ui.alias.getAttribute('aria-invalid') ? ui.alias : ui.name.getAttribute('aria-invalid') ? ui.name : ui.hostPin).focus();
     return;
   }
   ui.createButton.disabled = true;

@@ -51,3 +51,27 @@ export function setData(el, name, value) {
   if (value === null) delete el.dataset[name];
   else if (el.dataset[name] !== value) el.dataset[name] = value;
 }
+
+/**
+ * The selector of the button with focus inside `root`, to find its
+ * replacement after a re-render; '' when focus is elsewhere.
+ * @param {HTMLElement} root
+ * @returns {string}
+ */
+export function focusedButton(root) {
+  const el = /** @type {HTMLElement|null} */ (document.activeElement);
+  if (!el || !root.contains(el) || el.tagName !== 'BUTTON' || !el.dataset.target) return '';
+  return `button.${el.classList[0]}[data-target="${CSS.escape(el.dataset.target)}"]`;
+}
+
+/**
+ * Gives focus back to the button that replaced the one that had it.
+ * @param {HTMLElement} root
+ * @param {string} selector from focusedButton
+ */
+export function restoreFocus(root, selector) {
+  if (!selector) return;
+  const el = /** @type {HTMLElement|null} */ (root.querySelector(selector));
+  if (el && !el.disabled) el.focus();
+  else if (el) el.closest('li')?.querySelector('button:not([disabled])')?.focus();
+}

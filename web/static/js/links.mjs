@@ -77,3 +77,37 @@ export function aliasFromPath(pathname) {
     return '';
   }
 }
+
+/**
+ * The meeting path a sign-in may continue to (the `next` query parameter),
+ * or '' when `next` is not one. Only a same-origin path of a meeting page,
+ * "/r/<alias>", is accepted: anything else (another origin, "//host",
+ * "/\\host", another page of this server) is refused, so that a crafted link
+ * cannot send a person who just signed in somewhere else (open redirect).
+ * The result is rebuilt from the alias, not copied.
+ * @param {string|null|undefined} next
+ * @returns {string}
+ */
+export function safeNextPath(next) {
+  if (typeof next !== 'string' || !next.startsWith('/r/') || next.length > 512) return '';
+  if (/[\\\u0000-\u001f\u007f]/.test(next)) return '';
+  let url;
+  try {
+    url = new URL(next, 'https://conclave.invalid/');
+  } catch {
+    return '';
+  }
+  if (url.origin !== 'https://conclave.invalid' || url.search || url.hash) return '';
+  const alias = aliasFromPath(url.pathname);
+  if (!alias || aliasProblem(alias.toLowerCase())) return '';
+  return meetingPath(alias.toLowerCase());
+}
+
+/**
+ * The admin page's sign-in link that comes back to a meeting.
+ * @param {string} alias
+ * @returns {string}
+ */
+export function signInPath(alias) {
+  return `/admin?next=${encodeURIComponent(meetingPath(alias))}`;
+}

@@ -1,17 +1,25 @@
-// The meeting page (/r/<alias>): room check, prejoin (preview, devices,
-// name), the meeting itself (tiles, controls, participants) and the screens
-// for errors and for having left. The protocol lives in session.mjs.
+// The meeting page (/r/<alias>): prejoin (preview, devices, name, PIN),
+// waiting for a host or in the lobby, the meeting itself (tiles, controls,
+// participants, host controls) and the screens for errors and for having
+// left. The protocol lives in session.mjs, what access control shows in
+// access.mjs, the host's controls in hostcontrols.mjs and lobby.mjs.
 
-import { $, h, showOnly, setData } from './dom.mjs';
+import { $, h, showOnly, setData, focusedButton, restoreFocus } from './dom.mjs';
 import { icon } from './icons.mjs';
 import { initials } from './names.mjs';
-import { aliasFromPath } from './links.mjs';
-import { nameProblem } from './protocol.mjs';
+import { aliasFromPath, signInPath } from './links.mjs';
+import { nameProblem, pinProblem } from './protocol.mjs';
 import { buildTiles } from './tiles.mjs';
 import { describeMediaError, isUserCancel } from './media-errors.mjs';
 import { LocalMedia } from './devices.mjs';
-import { Session } from './session.mjs';
+import { Session, DEFAULT_ROOM_STATE } from './session.mjs';
 import { getJSON } from './api.mjs';
+import {
+  waitingText, leftScreen, roleLabel, mayUnmute, mayPresent, noticeEffect, mutedText, knockText,
+} from './access.mjs';
+import { Panels } from './panels.mjs';
+import { Lobby } from './lobby.mjs';
+import { HostControls } from './hostcontrols.mjs';
 
 const NAME_KEY = 'conclave.name';
 const NOTICE_MS = 8000;
@@ -20,6 +28,7 @@ const screens = {
   loading: $('#screen-loading'),
   error: $('#screen-error'),
   prejoin: $('#screen-prejoin'),
+  waiting: $('#screen-waiting'),
   meeting: $('#screen-meeting'),
   left: $('#screen-left'),
 };
@@ -37,7 +46,19 @@ const ui = {
   form: $('#prejoin-form'),
   name: /** @type {HTMLInputElement} */ ($('#name')),
   nameError: $('#name-error'),
-  join: $('#join'),
+  pin: /** @type {HTMLInputElement} */ ($('#pin')),
+  pinError: $('#pin-error'),
+  joinError: $('#join-error'),
+  join: /** @type {HTMLButtonElement} */ ($('#join')),
+  signIn: /** @type {HTMLAnchorElement} */ ($('#sign-in')),
+  signedIn: $('#signed-in'),
+  waitingMessage: $('#waiting-message'),
+  waitingLeave: $('#waiting-leave'),
+  waitingPreview: /** @type {HTMLVideoElement} */ ($('#waiting-preview')),
+  waitingTile: $('#waiting-tile'),
+  waitingAvatar: $('#waiting-avatar'),
+  locked: $('#locked'),
+  banner: $('#meeting-banner'),
   tiles: $('#tiles'),
   panel: $('#participants-panel'),
   list: $('#participants'),
@@ -51,6 +72,7 @@ const ui = {
   leftMessage: $('#left-message'),
   leftDetail: $('#left-detail'),
   rejoin: $('#rejoin'),
+  home: $('#screen-left a[href="/"]'),
 };
 
 const alias = aliasFromPath(location.pathname).toLowerCase(); // aliases are lower case
@@ -60,9 +82,38 @@ let session = null;
 /** @type {MediaStream|null} the screen being shared */
 let screenShare = null;
 let noticeTimer = 0;
-let errorShown = false;
 /** Settles when the prejoin's camera and microphone request has. */
 let mediaReady = Promise.resolve();
+/** The room's access state as the server last sent it. */
+let roomState = { ...DEFAULT_ROOM_STATE };
+/** The local participant's role when last rendered ('' before the first welcome). */
+let lastRole = '';
+
+ui.locked.prepend(icon('lock'));
+const panels = new Panels();
+panels.add('participants', ui.panel, ui.people);
+const host = new HostControls({
+  toolbar: $('#screen-meeting .controls'),
+  before: ui.leave,
+  list: ui.list,
+  panels,
+  lobbyPanel: $('#lobby'),
+  settingsPanel: $('#room-settings'),
+  guestsMayUnmute: /** @type {HTMLInputElement} */ ($('#guests-may-unmute')),
+  guestsMayPresent: /** @type {HTMLInputElement} */ ($('#guests-may-present')),
+  confirmRemove: /** @type {HTMLDialogElement} */ ($('#confirm-remove')),
+  confirmRemoveText: $('#confirm-remove-text'),
+  confirmRemoveYes: $('#confirm-remove-yes'),
+  confirmRemoveNo: $('#confirm-remove-no'),
+  confirmEnd: /** @type {HTMLDialogElement} */ ($('#confirm-end')),
+  confirmEndYes: $('#confirm-end-yes'),
+  confirmEndNo: $('#confirm-end-no'),
+}, () => session);
+const lobby = new Lobby({
+  list: $('#lobby-list'),
+  empty: $('#lobby-empty'),
+  answer: (id, admit) => !!session && (admit ? session.admit(id) : session.deny(id)),
+});
 
 // ---- screens ---------------------------------------------------------------
 
@@ -75,7 +126,6 @@ function setStatus(text) {
 }
 
 function showError(message, retry = false) {
-  errorShown = true;
   ui.error.textContent = message;
   ui.retry.hidden = !retry;
   setStatus('');
@@ -90,47 +140,83 @@ function notice(text) {
   if (text) noticeTimer = setTimeout(() => notice(''), NOTICE_MS);
 }
 
-// ---- room check --------------------------------------------------------------
+function setFieldError(input, el, text) {
+  el.textContent = text;
+  el.hidden = !text;
+  if (text) input.setAttribute('aria-invalid', 'true');
+  else input.removeAttribute('aria-invalid');
+}
 
+function setJoinError(text) {
+  ui.joinError.textContent = text;
+  ui.joinError.hidden = !text;
+}
+
+function setTitle(name) {
+  ui.title.textContent = name;
+  document.title = `${name} · Conclave`;
+}
+
+// ---- opening -------------------------------------------------------------------
+
+// The page does not ask the server whether the room exists: only a join
+// tells, and it answers a wrong PIN and an unknown room alike.
 async function openRoom() {
-  show('loading');
   if (!alias) {
     showError('This meeting link is not valid — check the link.');
     return;
   }
-  const res = await getJSON(`/api/room/${encodeURIComponent(alias)}`);
-  if (res.network) {
-    showError('Cannot reach the Conclave server. Check your network connection, then retry.', true);
-    return;
-  }
-  if (res.status === 404) {
-    showError('This meeting does not exist — check the link.');
-    return;
-  }
-  if (!res.ok) {
-    showError(res.error?.message || `The server could not open this meeting (HTTP ${res.status}).`, true);
-    return;
-  }
-  const roomName = res.data?.name || alias;
-  ui.title.textContent = roomName;
-  document.title = `${roomName} · Conclave`;
-  errorShown = false;
-  show('prejoin');
+  setTitle(alias);
+  ui.signIn.href = signInPath(alias);
+  checkSignedIn();
+  showPrejoin();
   await startPreview();
 }
 
 ui.retry.addEventListener('click', () => openRoom());
 
+/** Shows who is signed in, if anyone: the WebSocket carries the same session cookie. */
+async function checkSignedIn() {
+  const res = await getJSON('/api/me');
+  const u = res.ok ? res.data?.user : null;
+  if (!u) return;
+  const name = u.displayName || u.username || '';
+  ui.signedIn.textContent = `Signed in as ${name}`;
+  ui.signedIn.hidden = false;
+  ui.signIn.hidden = true;
+  if (!ui.name.value && name) {
+    ui.name.value = name;
+    ui.previewAvatar.textContent = initials(name);
+  }
+}
+
 // ---- prejoin -----------------------------------------------------------------
 
-async function startPreview() {
+function showPrejoin() {
+  ui.join.disabled = false;
+  show('prejoin');
+}
+
+/**
+ * Starts the camera and microphone unless they run already (back from a
+ * refused join), then puts focus where the person continues.
+ * @param {boolean} [focusPin] focus the PIN field (the join was refused)
+ */
+async function startPreview(focusPin = false) {
   ui.name.value ||= loadName();
-  mediaReady = media.start();
-  const message = await mediaReady;
-  ui.mediaMessage.textContent = message;
-  ui.mediaMessage.hidden = !message;
+  if (!media.mic && !media.camera) {
+    mediaReady = media.start();
+    const message = await mediaReady;
+    ui.mediaMessage.textContent = message;
+    ui.mediaMessage.hidden = !message;
+  }
   showPreview();
+  if (focusPin) {
+    ui.pin.focus();
+    ui.pin.select();
+  }
   await fillDevices();
+  if (focusPin || screens.prejoin.hidden) return;
   if (!ui.name.value) ui.name.focus();
   else ui.join.focus();
 }
@@ -181,8 +267,14 @@ ui.cameraSelect.addEventListener('change', () => switchDevice('video', ui.camera
 ui.micSelect.addEventListener('change', () => switchDevice('audio', ui.micSelect));
 ui.name.addEventListener('input', () => {
   ui.previewAvatar.textContent = initials(ui.name.value);
-  ui.nameError.hidden = true;
-  ui.name.removeAttribute('aria-invalid');
+  setFieldError(ui.name, ui.nameError, '');
+});
+ui.pin.addEventListener('input', () => {
+  // Spaces and dashes people copy along with a PIN are not part of it.
+  const cleaned = ui.pin.value.replace(/[\s-]/g, '');
+  if (cleaned !== ui.pin.value) ui.pin.value = cleaned;
+  setFieldError(ui.pin, ui.pinError, '');
+  setJoinError('');
 });
 navigator.mediaDevices?.addEventListener?.('devicechange', () => {
   if (!screens.prejoin.hidden) fillDevices();
@@ -207,71 +299,124 @@ ui.form.addEventListener('submit', async (e) => {
   if (session) return;
   const name = ui.name.value.trim();
   const problem = nameProblem(name);
+  setFieldError(ui.name, ui.nameError, problem);
   if (problem) {
-    ui.nameError.textContent = problem;
-    ui.nameError.hidden = false;
-    ui.name.setAttribute('aria-invalid', 'true');
     ui.name.focus();
     return;
   }
+  const pin = ui.pin.value.trim();
+  const pinText = pinProblem(pin);
+  setFieldError(ui.pin, ui.pinError, pinText);
+  if (pinText) {
+    ui.pin.focus();
+    return;
+  }
   saveName(name);
-  ui.join.disabled = true;
+  setJoinError('');
+  ui.join.disabled = true; // until the server answers: welcome, waiting or a refusal
   await mediaReady; // a Join clicked before the browser answered publishes what it then gives
-  ui.join.disabled = false;
-  if (!session) join(name);
+  if (!session) join(name, pin);
 });
 
 // ---- meeting -----------------------------------------------------------------
 
-function join(name) {
+function join(name, pin) {
   const m = {};
   if (media.mic) m.microphone = media.mic;
   if (media.camera) m.camera = media.camera;
-  ui.preview.srcObject = null;
-  errorShown = false;
-  session = new Session({ room: alias, name, media: m });
-  session.addEventListener('status', (e) => setStatus(e.detail.text));
-  session.addEventListener('participants', render);
-  session.addEventListener('tracks', render);
-  session.addEventListener('joined', (e) => {
-    if (e.detail.roomInfo?.name) ui.title.textContent = e.detail.roomInfo.name;
+  roomState = { ...DEFAULT_ROOM_STATE };
+  lastRole = '';
+  const s = new Session({ room: alias, name, pin, media: m });
+  session = s;
+  s.addEventListener('status', (e) => setStatus(e.detail.text));
+  s.addEventListener('waiting', (e) => showWaiting(e.detail));
+  s.addEventListener('joined', (e) => onJoined(e.detail));
+  s.addEventListener('participants', render);
+  s.addEventListener('tracks', render);
+  let stateKnown = false;
+  s.addEventListener('room-state', (e) => {
+    const was = roomState;
+    roomState = e.detail.roomState;
+    if (stateKnown && was.locked !== roomState.locked) {
+      notice(roomState.locked ? 'A host locked the meeting: newcomers wait in the lobby.' : 'A host unlocked the meeting.');
+    }
+    stateKnown = true;
+    render();
   });
-  session.addEventListener('error', (e) => {
-    if (e.detail.fatal) showError(e.detail.message || 'The meeting ended because of an error.', e.detail.code === 'room-full');
-    else if (e.detail.message) notice(e.detail.message);
+  s.addEventListener('knocks', (e) => onKnocks(e.detail));
+  s.addEventListener('muted', (e) => notice(mutedText(e.detail.name)));
+  s.addEventListener('notice', (e) => onNotice(e.detail));
+  s.addEventListener('error', (e) => {
+    if (!e.detail.fatal && e.detail.message) notice(e.detail.message); // forbidden, rate-limited, ...
   });
-  session.addEventListener('left', (e) => onLeft(e.detail.reason));
-  show('meeting');
-  render();
-  session.join();
+  s.addEventListener('left', (e) => onLeft(e.detail));
+  s.join();
 }
 
-function onLeft(reason) {
+function onJoined({ roomInfo }) {
+  if (roomInfo?.name) setTitle(roomInfo.name);
+  if (screens.meeting.hidden) {
+    ui.preview.srcObject = null;
+    ui.waitingPreview.srcObject = null;
+    show('meeting');
+  }
+  render();
+}
+
+/** Not admitted yet: waits for a host, or in the lobby of a locked meeting. */
+function showWaiting({ wait, roomInfo }) {
+  if (roomInfo?.name) setTitle(roomInfo.name);
+  clearMeeting();
+  ui.waitingMessage.textContent = waitingText(wait);
+  const cam = media.camera;
+  if (ui.waitingPreview.srcObject?.getVideoTracks?.()[0] !== cam) ui.waitingPreview.srcObject = cam ? new MediaStream([cam]) : null;
+  ui.waitingTile.classList.toggle('no-video', !cam);
+  ui.waitingAvatar.textContent = initials(session?.name ?? ui.name.value);
+  ui.preview.srcObject = null;
+  if (screens.waiting.hidden) {
+    show('waiting');
+    ui.waitingLeave.focus();
+  }
+}
+
+ui.waitingLeave.addEventListener('click', () => session?.leave());
+
+function onLeft({ reason, message }) {
   stopScreenShare(false);
-  media.stop();
   session = null;
-  clearTiles();
-  if (errorShown) return; // the error screen says why
-  const detail = {
-    leave: '',
-    replaced: 'You joined this meeting from another window or tab.',
-    'server-shutdown': 'The server is restarting. Rejoin in a moment.',
-  }[reason] ?? 'The server ended your presence in the meeting.';
-  ui.leftMessage.textContent = reason === 'leave' ? 'You left the meeting' : 'You are no longer in the meeting';
-  ui.leftDetail.textContent = detail;
+  clearMeeting();
+  ui.waitingPreview.srcObject = null;
   setStatus('');
+  if (reason === 'room-unavailable') {
+    // Wrong or missing PIN, unknown or blocked room: one answer for all.
+    setJoinError(message || 'This meeting is not available. Check the link and the PIN you were given.');
+    showPrejoin();
+    startPreview(true);
+    return;
+  }
+  media.stop();
+  if (message && reason !== 'removed') {
+    showError(message, reason === 'room-full');
+    return;
+  }
+  const ls = leftScreen(reason);
+  ui.leftMessage.textContent = ls.message;
+  ui.leftDetail.textContent = ls.detail;
+  ui.leftDetail.hidden = !ls.detail;
+  ui.rejoin.hidden = !ls.rejoin;
   show('left');
-  ui.rejoin.focus();
+  (ls.rejoin ? ui.rejoin : ui.home).focus();
 }
 
 ui.leave.addEventListener('click', () => session?.leave());
 
 ui.rejoin.addEventListener('click', async () => {
   ui.rejoin.disabled = true;
+  show('loading');
   try {
     const message = await media.start();
     if (message) notice(message);
-    join(ui.name.value.trim() || loadName());
+    if (!session) join(ui.name.value.trim() || loadName(), ui.pin.value.trim());
   } finally {
     ui.rejoin.disabled = false;
   }
@@ -347,6 +492,13 @@ ui.screen.addEventListener('click', () => {
   });
 });
 
+// A host withdrew the guests' right to present while this guest shared.
+function stopForbiddenShare() {
+  if (!screenShare) return;
+  stopScreenShare(true);
+  notice('Guests may not share their screen in this meeting any more.');
+}
+
 function stopScreenShare(tellSession) {
   if (!screenShare) return;
   const s = screenShare;
@@ -355,10 +507,40 @@ function stopScreenShare(tellSession) {
   if (tellSession) session?.stopScreen();
 }
 
-ui.people.addEventListener('click', () => {
-  ui.panel.hidden = !ui.panel.hidden;
-  ui.people.setAttribute('aria-pressed', String(!ui.panel.hidden));
-});
+// ---- access control ------------------------------------------------------------
+
+function onKnocks({ knocks, added }) {
+  lobby.render(knocks);
+  host.setLobbyCount(knocks.length);
+  if (added) notice(knockText(added));
+}
+
+function onNotice(n) {
+  const { banner, toast } = noticeEffect(n);
+  if (banner !== null) {
+    ui.banner.textContent = banner;
+    ui.banner.hidden = !banner;
+  }
+  if (toast) notice(toast);
+}
+
+/** Tells the person about a role a host gave or took. */
+function roleChanged(before, after) {
+  if (!before || before === after) return;
+  if (after === 'host') notice('A host made you a host of this meeting.');
+  else if (before === 'host') notice('You are no longer a host of this meeting.');
+  else if (after === 'guest') notice('A host made you a guest of this meeting.');
+}
+
+/** Forgets what belonged to the meeting: tiles, lobby, banners, host controls. */
+function clearMeeting() {
+  clearTiles();
+  lobby.clear();
+  host.setLobbyCount(0);
+  host.detach();
+  ui.banner.hidden = true;
+  ui.locked.hidden = true;
+}
 
 // ---- rendering -----------------------------------------------------------------
 
@@ -367,17 +549,22 @@ const tileEls = new Map();
 
 function selfView() {
   const st = session?.mediaState ?? { audio: false, video: false, screen: false };
-  return { id: session?.self?.id ?? '', name: session?.self?.name ?? session?.name ?? '', ...st };
+  const me = session?.self;
+  return { id: me?.id ?? '', name: me?.name ?? session?.name ?? '', role: me?.role ?? '', account: !!me?.account, muted: !!me?.muted, ...st };
 }
 
 function render() {
-  if (!session) return;
+  if (!session || !session.self) return; // nothing to show before the welcome
   const self = selfView();
   const others = [...session.participants.values()];
   const groups = [...session.remote].map(([key, r]) => ({ key, participant: r.participant, source: r.source }));
   renderTiles(buildTiles({ self, participants: others, groups }));
   renderParticipants(self, others);
   renderControls(self);
+  host.update(self, roomState);
+  ui.locked.hidden = !roomState.locked;
+  roleChanged(lastRole, self.role);
+  lastRole = self.role;
 }
 
 function renderTiles(tiles) {
@@ -411,10 +598,12 @@ function createTile(t) {
   if (t.self) video.muted = true;
   const avatar = h('div', { class: 'avatar', 'aria-hidden': 'true' });
   const mic = h('span', { class: 'mic-off', role: 'img', 'aria-label': 'Microphone off', title: 'Microphone off' }, icon('mic-off'));
+  const hostMuted = h('span', { class: 'muted-by-host', role: 'img', 'aria-label': 'Muted by a host', title: 'Muted by a host' }, icon('mic-off'));
   const name = h('span', { class: 'name' });
-  const label = h('div', { class: 'label' }, mic, name);
+  const role = h('span', { class: 'role' });
+  const label = h('div', { class: 'label' }, mic, hostMuted, name, role);
   const root = h('div', { class: 'tile' }, video, avatar, label);
-  return { root, video, avatar, name, mic, sig: '' };
+  return { root, video, avatar, name, mic, hostMuted, role, sig: '' };
 }
 
 function updateTile(el, t) {
@@ -422,13 +611,19 @@ function updateTile(el, t) {
   setData(el.root, 'source', t.source);
   setData(el.root, 'name', t.name);
   setData(el.root, 'self', t.self ? 'true' : null);
+  setData(el.root, 'role', t.role || null);
+  setData(el.root, 'muted', t.muted ? 'true' : null);
+  const badge = roleLabel(t.role);
+  if (el.role.textContent !== badge) el.role.textContent = badge;
+  el.role.hidden = !badge;
+  el.hostMuted.hidden = !t.muted;
   el.root.classList.toggle('no-video', !t.video);
   el.root.classList.toggle('mirrored', t.self);
   const label = t.source === 'screen' ? `${t.name}'s screen` : t.self ? `${t.name} (you)` : t.name;
   if (el.name.textContent !== label) el.name.textContent = label;
   el.root.setAttribute('aria-label', label);
   el.avatar.textContent = initials(t.name);
-  el.mic.hidden = t.audio;
+  el.mic.hidden = t.audio || t.muted;
 
   let stream = null;
   if (t.self) {
@@ -448,24 +643,41 @@ function updateTile(el, t) {
 
 function renderParticipants(self, others) {
   const people = [{ ...self, self: true }, ...others.map((p) => ({ ...p, self: false }))];
+  const isHost = self.role === 'host';
   const items = people.map((p) => {
+    const badge = roleLabel(p.role);
     const li = h('li', { dataset: { participant: p.id, audio: String(!!p.audio), video: String(!!p.video) } },
       h('span', { class: 'avatar small', 'aria-hidden': 'true' }, initials(p.name)),
       h('span', { class: 'name' }, p.self ? `${p.name} (you)` : p.name),
+      badge ? h('span', { class: 'role' }, badge) : null,
       h('span', { class: 'state' },
-        h('span', { role: 'img', 'aria-label': p.audio ? 'microphone on' : 'microphone off', class: p.audio ? 'on' : 'off' }, icon(p.audio ? 'mic' : 'mic-off')),
+        p.muted
+          ? h('span', { role: 'img', 'aria-label': 'muted by a host', title: 'Muted by a host', class: 'off muted-by-host' }, icon('mic-off'))
+          : h('span', { role: 'img', 'aria-label': p.audio ? 'microphone on' : 'microphone off', class: p.audio ? 'on' : 'off' }, icon(p.audio ? 'mic' : 'mic-off')),
         h('span', { role: 'img', 'aria-label': p.video ? 'camera on' : 'camera off', class: p.video ? 'on' : 'off' }, icon(p.video ? 'camera' : 'camera-off')),
-        p.screen ? h('span', { role: 'img', 'aria-label': 'sharing screen', class: 'on' }, icon('screen')) : null));
+        p.screen ? h('span', { role: 'img', 'aria-label': 'sharing screen', class: 'on' }, icon('screen')) : null),
+      isHost && !p.self ? host.actionsFor(p) : null);
+    if (p.role) li.dataset.role = p.role;
+    if (p.muted) li.dataset.muted = 'true';
     if (p.self) li.dataset.self = 'true';
     return li;
   });
+  const focused = focusedButton(ui.list);
   ui.list.replaceChildren(...items);
+  restoreFocus(ui.list, focused);
   ui.count.textContent = String(people.length);
 }
 
 function renderControls(self) {
   setToggle(ui.mic, self.audio, self.audio ? 'mic' : 'mic-off', self.audio ? 'Mute microphone' : 'Unmute microphone');
+  const unmuteAllowed = self.audio || mayUnmute(self, roomState);
+  ui.mic.disabled = !unmuteAllowed;
+  if (!unmuteAllowed) ui.mic.title = 'A host muted you, and guests may not unmute in this meeting.';
   setToggle(ui.cam, self.video, self.video ? 'camera' : 'camera-off', self.video ? 'Turn camera off' : 'Turn camera on');
+  const presentAllowed = mayPresent(self, roomState);
+  if (!presentAllowed && screenShare) queueMicrotask(stopForbiddenShare); // not from inside a render
+  ui.screen.hidden = !presentAllowed;
+  ui.screen.disabled = !presentAllowed;
   setToggle(ui.screen, self.screen, 'screen', self.screen ? 'Stop sharing your screen' : 'Share your screen');
   if (!ui.people.querySelector('svg')) ui.people.prepend(icon('people'));
   if (!ui.leave.querySelector('svg')) ui.leave.prepend(icon('leave'));

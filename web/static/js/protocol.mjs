@@ -22,7 +22,7 @@ export const LIMITS = Object.freeze({
 
 // Fields each client message type may carry, besides v, type and id.
 const FIELDS = {
-  join: ['room', 'name', 'resume'],
+  join: ['room', 'name', 'resume', 'pin'],
   publish: ['sdp', 'tracks'],
   'subscribe-answer': ['sdp'],
   candidate: ['pc', 'candidate'],
@@ -32,7 +32,26 @@ const FIELDS = {
   key: ['to', 'payload'],
   leave: [],
   ping: [],
+  // Host commands (docs/protocol.md, "Host controls").
+  mute: ['target'],
+  'mute-guests': [],
+  remove: ['target'],
+  'set-role': ['target', 'role'],
+  lock: ['locked'],
+  admit: ['target'],
+  deny: ['target'],
+  'room-settings': ['settings'],
+  end: [],
 };
+
+/** Roles of participants. */
+export const ROLES = Object.freeze(['host', 'participant', 'guest']);
+
+/** The fields of a room's access state (room-state, room-settings). */
+export const ROOM_STATE_FIELDS = Object.freeze(['locked', 'guestsMayUnmute', 'guestsMayPresent', 'hostPresent']);
+
+/** Longest PIN the server reads, in digits. */
+export const MAX_PIN = 32;
 
 const ID_RE = /^[A-Za-z0-9._-]*$/;
 const BASE64_RE = /^[A-Za-z0-9+/=_-]*$/;
@@ -71,15 +90,30 @@ function hasControl(s) {
 }
 
 /**
+ * Why a PIN typed by a person cannot be sent, or '' when it can (an empty
+ * PIN is fine: it means none).
+ * @param {string} pin
+ * @returns {string}
+ */
+export function pinProblem(pin) {
+  const p = String(pin ?? '');
+  if (!/^[0-9]*$/.test(p)) return 'A PIN is made of digits only.';
+  if (p.length > MAX_PIN) return `A PIN has at most ${MAX_PIN} digits.`;
+  return '';
+}
+
+/**
  * Builds a `join` message.
  * @param {string} room room alias
  * @param {string} name display name (trimmed here)
  * @param {string} [resume] resume token from an earlier welcome
+ * @param {string} [pin] the host or guest PIN, digits
  * @returns {object}
  */
-export function joinMessage(room, name, resume) {
+export function joinMessage(room, name, resume, pin) {
   const m = { v: VERSION, type: 'join', room, name: String(name).trim() };
   if (resume) m.resume = resume;
+  if (pin) m.pin = String(pin);
   return m;
 }
 
@@ -146,6 +180,83 @@ export function pingMessage() {
 }
 
 /**
+ * Builds a `mute` message (host command).
+ * @param {string} target participant id
+ * @returns {object}
+ */
+export function muteMessage(target) {
+  return { v: VERSION, type: 'mute', target };
+}
+
+/** @returns {object} a `mute-guests` message (host command). */
+export function muteGuestsMessage() {
+  return { v: VERSION, type: 'mute-guests' };
+}
+
+/**
+ * Builds a `remove` message (host command).
+ * @param {string} target participant id
+ * @returns {object}
+ */
+export function removeMessage(target) {
+  return { v: VERSION, type: 'remove', target };
+}
+
+/**
+ * Builds a `set-role` message (host command).
+ * @param {string} target participant id
+ * @param {'host'|'participant'|'guest'} role
+ * @returns {object}
+ */
+export function setRoleMessage(target, role) {
+  return { v: VERSION, type: 'set-role', target, role };
+}
+
+/**
+ * Builds a `lock` message (host command).
+ * @param {boolean} locked
+ * @returns {object}
+ */
+export function lockMessage(locked) {
+  return { v: VERSION, type: 'lock', locked: !!locked };
+}
+
+/**
+ * Builds an `admit` message: lets a knocking newcomer in (host command).
+ * @param {string} target participant id of the knock
+ * @returns {object}
+ */
+export function admitMessage(target) {
+  return { v: VERSION, type: 'admit', target };
+}
+
+/**
+ * Builds a `deny` message: turns a knocking newcomer away (host command).
+ * @param {string} target participant id of the knock
+ * @returns {object}
+ */
+export function denyMessage(target) {
+  return { v: VERSION, type: 'deny', target };
+}
+
+/**
+ * Builds a `room-settings` message (host command). Every field of the room
+ * state is sent; the server only uses guestsMayUnmute and guestsMayPresent.
+ * @param {{locked?: boolean, guestsMayUnmute?: boolean, guestsMayPresent?: boolean, hostPresent?: boolean}} s
+ * @returns {object}
+ */
+export function roomSettingsMessage(s) {
+  const settings = {};
+  for (const k of ROOM_STATE_FIELDS) settings[k] = !!s?.[k];
+  return { v: VERSION, type: 'room-settings', settings };
+}
+
+/** @returns {object} an `end` message: ends the meeting for everyone (host command). */
+export function endMessage() {
+  return { v: VERSION, type: 'end' };
+}
+
+/**
  * Checks a client message as the server would, so that a mistake shows up
  * in the client's console instead of as an error from the server.
  * @param {object} m
@@ -166,6 +277,11 @@ export function clientMessageProblem(m) {
       if (roomLen < 1 || roomLen > LIMITS.room || hasControl(m.room)) return 'room is malformed';
       if (typeof m.name !== 'string' || nameProblem(m.name)) return 'name is malformed';
       if (m.resume !== undefined && !isID(m.resume, false)) return 'resume is malformed';
+      if (m.pin !== undefined) {
+        if (typeof m.pin !== 'string') return 'pin must be a string';
+        if (m.pin.length > MAX_PIN) return `pin is longer than ${MAX_PIN} characters`;
+        if (!/^[0-9]*$/.test(m.pin)) return 'pin is made of digits only';
+      }
       return '';
     }
     case 'publish': {
@@ -210,6 +326,25 @@ export function clientMessageProblem(m) {
     case 'key':
       if (!isID(m.to, true)) return 'to is malformed';
       return payloadProblem(m.payload);
+    case 'mute':
+    case 'remove':
+    case 'admit':
+    case 'deny':
+      return isID(m.target, true) ? '' : 'target is malformed';
+    case 'set-role':
+      if (!isID(m.target, true)) return 'target is malformed';
+      return ROLES.includes(m.role) ? '' : 'role must be "host", "participant" or "guest"';
+    case 'lock':
+      return typeof m.locked === 'boolean' ? '' : 'locked is required (a boolean)';
+    case 'room-settings': {
+      const s = m.settings;
+      if (!s || typeof s !== 'object' || Array.isArray(s)) return 'settings is required';
+      for (const [k, v] of Object.entries(s)) {
+        if (!ROOM_STATE_FIELDS.includes(k)) return `settings has an unknown field ${k}`;
+        if (typeof v !== 'boolean') return `settings.${k} must be a boolean`;
+      }
+      return '';
+    }
     default:
       return '';
   }

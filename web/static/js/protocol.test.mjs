@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   joinMessage, publishMessage, subscribeAnswerMessage, candidateMessage, stateMessage, restartIceMessage,
-  leaveMessage, pingMessage, clientMessageProblem, parseServerMessage, nameProblem,
+  leaveMessage, pingMessage, clientMessageProblem, parseServerMessage, nameProblem, pinProblem,
+  muteMessage, muteGuestsMessage, removeMessage, setRoleMessage, lockMessage, admitMessage, denyMessage,
+  roomSettingsMessage, endMessage,
 } from './protocol.mjs';
 
 const SDP = 'v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n';
@@ -20,12 +22,44 @@ test('builders produce valid messages', () => {
     restartIceMessage(),
     leaveMessage(),
     pingMessage(),
+    joinMessage('weekly', 'Ada', undefined, '123456'),
+    joinMessage('weekly', 'Ada', 'tok', '0'.repeat(32)),
+    muteMessage('p1'),
+    muteGuestsMessage(),
+    removeMessage('p-1.x_y'),
+    setRoleMessage('p1', 'host'),
+    setRoleMessage('p1', 'participant'),
+    setRoleMessage('p1', 'guest'),
+    lockMessage(true),
+    lockMessage(false),
+    admitMessage('k1'),
+    denyMessage('k1'),
+    roomSettingsMessage({ guestsMayUnmute: true }),
+    { v: 1, type: 'room-settings', settings: {} },
+    endMessage(),
   ];
   for (const m of valid) assert.equal(clientMessageProblem(m), '', JSON.stringify(m));
 });
 
 test('join trims the name and leaves out an empty resume', () => {
   assert.deepEqual(joinMessage('r', ' Ada ', ''), { v: 1, type: 'join', room: 'r', name: 'Ada' });
+});
+
+test('host command builders', () => {
+  assert.deepEqual(joinMessage('r', 'Ada', '', '123456'), { v: 1, type: 'join', room: 'r', name: 'Ada', pin: '123456' });
+  assert.deepEqual(joinMessage('r', 'Ada', '', ''), { v: 1, type: 'join', room: 'r', name: 'Ada' }, 'no PIN, no field');
+  assert.deepEqual(lockMessage(1), { v: 1, type: 'lock', locked: true });
+  assert.deepEqual(roomSettingsMessage({ guestsMayPresent: true, extra: true }),
+    { v: 1, type: 'room-settings', settings: { locked: false, guestsMayUnmute: false, guestsMayPresent: true, hostPresent: false } });
+  assert.deepEqual(setRoleMessage('p1', 'guest'), { v: 1, type: 'set-role', target: 'p1', role: 'guest' });
+});
+
+test('PINs typed by a person', () => {
+  assert.equal(pinProblem(''), '');
+  assert.equal(pinProblem('0123456789'), '');
+  assert.match(pinProblem('12 34'), /digits only/);
+  assert.match(pinProblem('１２３'), /digits only/, 'full-width digits are not ASCII digits');
+  assert.match(pinProblem('1'.repeat(33)), /at most 32/);
 });
 
 test('candidate copies only the fields the server accepts', () => {
@@ -57,6 +91,32 @@ test('invalid messages are refused as the server would', () => {
     [{ v: 1, type: 'restart-ice', pc: 'pub' }, /must be "sub"/],
     [{ v: 1, type: 'key', to: '', payload: 'abc=' }, /to/],
     [{ v: 1, type: 'announce', payload: 'not base64!' }, /base64/],
+    // access control, as internal/signal validates it
+    [{ v: 1, type: 'join', room: 'r', name: 'a', pin: '12a4' }, /digits only/],
+    [{ v: 1, type: 'join', room: 'r', name: 'a', pin: '1'.repeat(33) }, /longer than 32/],
+    [{ v: 1, type: 'join', room: 'r', name: 'a', pin: 123456 }, /pin must be a string/],
+    [{ v: 1, type: 'state', state: { audio: true }, pin: '1' }, /not allowed/],
+    [{ v: 1, type: 'mute' }, /target/],
+    [{ v: 1, type: 'mute', target: 'a b' }, /target/],
+    [{ v: 1, type: 'mute', target: 'x'.repeat(65) }, /target/],
+    [{ v: 1, type: 'remove', target: '' }, /target/],
+    [{ v: 1, type: 'admit', target: 'k/1' }, /target/],
+    [{ v: 1, type: 'deny' }, /target/],
+    [{ v: 1, type: 'mute', target: 'p1', role: 'host' }, /not allowed/],
+    [{ v: 1, type: 'mute-guests', target: 'p1' }, /not allowed/],
+    [{ v: 1, type: 'end', locked: true }, /not allowed/],
+    [{ v: 1, type: 'set-role', target: 'p1' }, /role/],
+    [{ v: 1, type: 'set-role', target: 'p1', role: 'admin' }, /role/],
+    [{ v: 1, type: 'set-role', role: 'host' }, /target/],
+    [{ v: 1, type: 'lock' }, /locked is required/],
+    [{ v: 1, type: 'lock', locked: 'yes' }, /locked is required/],
+    [{ v: 1, type: 'lock', locked: true, target: 'p1' }, /not allowed/],
+    [{ v: 1, type: 'room-settings' }, /settings is required/],
+    [{ v: 1, type: 'room-settings', settings: null }, /settings is required/],
+    [{ v: 1, type: 'room-settings', settings: { guestsMayChat: true } }, /unknown field/],
+    [{ v: 1, type: 'room-settings', settings: { locked: 'no' } }, /boolean/],
+    [{ v: 1, type: 'knock', participant: { id: 'x' } }, /unknown type/],
+    [{ v: 1, type: 'state', state: { audio: true }, by: 'p1' }, /not allowed/],
   ];
   for (const [m, re] of cases) assert.match(clientMessageProblem(m), re, JSON.stringify(m).slice(0, 80));
 });

@@ -4,16 +4,25 @@
 // recovery. No DOM: the page listens to the events and renders them.
 //
 // Events (all CustomEvent, details below):
-//   status        {state, text}  state: connecting | connected | reconnecting | closed
+//   status        {state, text}  state: connecting | waiting | connected | reconnecting | closed
+//   waiting       {wait, roomInfo}  not admitted yet: wait is "host" or "lobby"
 //   participants  {self, participants}  the local and the remote participants changed
 //   tracks        {}             remote media changed: read streamFor()
 //   joined        {self, roomInfo, resumed}
+//   room-state    {roomState}    the room's access state (also right after joined)
+//   knocks        {knocks, added}  the lobby changed (hosts only); added: the new knock or null
+//   muted         {by, name}     a host muted the local microphone (name: the host's, or '')
+//   notice        {code, message}  host-left, host-back, ...
 //   error         {code, message, fatal}
-//   left          {reason}       leave, bye (server-shutdown, replaced, ...) or fatal error
+//   left          {reason, message}  leave, bye reason (ended, removed, denied, no-host,
+//                 server-shutdown, replaced, ...) or fatal error code (room-unavailable,
+//                 removed, room-full, ...); message: the server's sentence for an error
 
 import {
   joinMessage, publishMessage, subscribeAnswerMessage, candidateMessage, stateMessage,
   restartIceMessage, leaveMessage, clientMessageProblem, parseServerMessage,
+  muteMessage, muteGuestsMessage, removeMessage, setRoleMessage, lockMessage,
+  admitMessage, denyMessage, roomSettingsMessage, endMessage,
 } from './protocol.mjs';
 import { reconnectDelay } from './backoff.mjs';
 import { SerialQueue } from './queue.mjs';
@@ -29,6 +38,9 @@ const PUBLISH_ORDER = ['microphone', 'camera', 'screen', 'screen-audio'];
 const KIND = { microphone: 'audio', camera: 'video', screen: 'video', 'screen-audio': 'audio' };
 const OPEN = 1;
 
+/** The room state assumed until the server sends one (absent booleans are false). */
+export const DEFAULT_ROOM_STATE = Object.freeze({ locked: false, guestsMayUnmute: false, guestsMayPresent: false, hostPresent: false });
+
 /** Why a pending operation was abandoned. */
 class Abandoned extends Error {}
 
@@ -38,13 +50,14 @@ export class Session extends EventTarget {
    * @param {object} opts
    * @param {string} opts.room room alias
    * @param {string} opts.name display name
+   * @param {string} [opts.pin] host or guest PIN, sent in every join
    * @param {string} [opts.url] WebSocket URL; default wss://<host>/ws of the page
    * @param {{microphone?: MediaStreamTrack|null, camera?: MediaStreamTrack|null}} [opts.media]
    *   local tracks to publish; a source that is absent is not published
    * @param {object} [opts.env] replacements for the browser globals (tests):
    *   WebSocket, RTCPeerConnection, MediaStream, setTimeout, clearTimeout, videoCodecs
    */
-  constructor({ room, name, url, media = {}, env = {} }) {
+  constructor({ room, name, pin = '', url, media = {}, env = {} }) {
     super();
     const g = globalThis;
     this.env = {
@@ -58,6 +71,7 @@ export class Session extends EventTarget {
     };
     this.room = room;
     this.name = String(name).trim();
+    this.pin = String(pin ?? '');
     this.url = url ?? `wss://${g.location?.host}/ws`;
 
     /** @type {Map<string, MediaStreamTrack|null>} published source -> track (null: camera off) */
@@ -69,6 +83,9 @@ export class Session extends EventTarget {
     this.ws = null;
     this.closed = false; // left, bye or fatal: no more reconnection
     this.everJoined = false;
+    this.admitted = false; // welcomed on the current WebSocket
+    /** @type {''|'host'|'lobby'} what the participant waits for, before its welcome */
+    this.waitingFor = '';
     this.attempt = 0;
     this.resumeToken = '';
     this.self = null;
@@ -76,6 +93,10 @@ export class Session extends EventTarget {
     this.iceServers = [];
     /** @type {Map<string, object>} the other participants by id */
     this.participants = new Map();
+    /** @type {{locked: boolean, guestsMayUnmute: boolean, guestsMayPresent: boolean, hostPresent: boolean}} */
+    this.roomState = { ...DEFAULT_ROOM_STATE };
+    /** @type {Map<string, object>} newcomers knocking at a locked room, by id (hosts only) */
+    this.knocks = new Map();
 
     this.pub = null;
     this.sub = null;
@@ -131,6 +152,8 @@ export class Session extends EventTarget {
   setMicrophoneEnabled(on) {
     const mic = this.local.get('microphone');
     if (mic) mic.enabled = !!on;
+    // Unmuting lifts a host's mute, unless the server refuses (forbidden).
+    if (on && mic && this.self?.muted) this.self.muted = false;
     this.#stateChanged();
   }
 
@@ -179,6 +202,67 @@ export class Session extends EventTarget {
     this.#stateChanged();
   }
 
+  // ---- host commands (docs/protocol.md, "Host controls") --------------------
+  // Each returns false when the message could not be sent (not admitted, or
+  // the connection is down). The server answers a non-host with forbidden.
+
+  /**
+   * Mutes a participant's microphone.
+   * @param {string} target participant id
+   * @returns {boolean}
+   */
+  mute(target) { return this.#send(muteMessage(target)); }
+
+  /** Mutes every guest. @returns {boolean} */
+  muteGuests() { return this.#send(muteGuestsMessage()); }
+
+  /**
+   * Removes a participant from the meeting; it cannot come back until the meeting ends.
+   * @param {string} target participant id
+   * @returns {boolean}
+   */
+  remove(target) { return this.#send(removeMessage(target)); }
+
+  /**
+   * Changes a participant's role.
+   * @param {string} target participant id
+   * @param {'host'|'participant'|'guest'} role
+   * @returns {boolean}
+   */
+  setRole(target, role) { return this.#send(setRoleMessage(target, role)); }
+
+  /**
+   * Locks or unlocks the meeting: newcomers then knock in the lobby.
+   * @param {boolean} locked
+   * @returns {boolean}
+   */
+  lock(locked) { return this.#send(lockMessage(locked)); }
+
+  /**
+   * Lets a knocking newcomer in.
+   * @param {string} target participant id of the knock
+   * @returns {boolean}
+   */
+  admit(target) { return this.#send(admitMessage(target)); }
+
+  /**
+   * Turns a knocking newcomer away.
+   * @param {string} target participant id of the knock
+   * @returns {boolean}
+   */
+  deny(target) { return this.#send(denyMessage(target)); }
+
+  /**
+   * Changes the guest rules of this meeting; the fields not given keep
+   * their current value.
+   * @param {{guestsMayUnmute?: boolean, guestsMayPresent?: boolean}} changes
+   * @returns {boolean}
+   */
+  setRoomSettings(changes) { return this.#send(roomSettingsMessage({ ...this.roomState, ...changes })); }
+
+  /** Ends the meeting for everyone. @returns {boolean} */
+  end() { return this.#send(endMessage()); }
+
   /** Leaves the meeting: sends leave, closes everything, emits left. */
   leave() {
     if (this.closed) return;
@@ -206,9 +290,10 @@ export class Session extends EventTarget {
       return;
     }
     this.ws = ws;
+    this.admitted = false;
     ws.onopen = () => {
       if (ws !== this.ws) return;
-      this.#sendOn(ws, joinMessage(this.room, this.name, this.resumeToken || undefined));
+      this.#sendOn(ws, joinMessage(this.room, this.name, this.resumeToken || undefined, this.pin || undefined));
     };
     ws.onmessage = (e) => {
       if (ws !== this.ws) return;
@@ -233,8 +318,10 @@ export class Session extends EventTarget {
     ws.onerror = () => {}; // a close event follows
   }
 
+  // Sends on the current WebSocket once admitted (until then the server
+  // answers not-joined or not-admitted).
   #send(m) {
-    if (this.ws && this.ws.readyState === OPEN) return this.#sendOn(this.ws, m);
+    if (this.ws && this.ws.readyState === OPEN && this.admitted) return this.#sendOn(this.ws, m);
     // Sent again after a resumed welcome; a publish is kept in pendingPublish.
     if (m.type === 'candidate' || m.type === 'restart-ice') this.outbox.push(m);
     return false;
@@ -253,6 +340,7 @@ export class Session extends EventTarget {
   #onMessage(m) {
     switch (m.type) {
       case 'welcome': return this.#onWelcome(m);
+      case 'waiting': return this.#onWaiting(m);
       case 'publish-answer': return this.#onPublishAnswer(m);
       case 'subscribe-offer': return this.#onSubscribeOffer(m);
       case 'candidate': return this.#onCandidate(m);
@@ -261,6 +349,11 @@ export class Session extends EventTarget {
       case 'participant-left': return this.#onParticipantLeft(m.participant);
       case 'error': return this.#onError(m);
       case 'bye': return this.#onBye(m);
+      case 'room-state': return this.#onRoomState(m.roomState);
+      case 'knock': return this.#onKnock(m.participant);
+      case 'knock-ended': return this.#onKnockEnded(m.participant);
+      case 'muted': return this.#onMuted(m);
+      case 'notice': return this.#emit('notice', { code: String(m.code ?? ''), message: String(m.message ?? '') });
       // announce and key carry E2EE (not implemented yet); unknown types are
       // extensions this client may ignore (docs/protocol.md, "Planned extensions").
       default: return undefined;
@@ -271,8 +364,11 @@ export class Session extends EventTarget {
     const resumed = !!m.resumed && !!this.self && m.self?.id === this.self.id && !!this.pub;
     this.attempt = 0;
     this.everJoined = true;
+    this.admitted = true;
+    this.waitingFor = '';
     this.resumeToken = m.resume || '';
     this.self = { ...m.self, ...this.mediaState };
+    if (!resumed || this.self.role !== 'host') this.knocks = new Map();
     this.roomInfo = m.roomInfo ?? this.roomInfo;
     this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
     this.participants = new Map((m.participants ?? []).map((p) => [p.id, p]));
@@ -289,12 +385,67 @@ export class Session extends EventTarget {
     this.#send(stateMessage(this.mediaState));
     if (!this.timers.pub && !this.timers.sub) this.#status('connected');
     this.#emit('joined', { self: this.self, roomInfo: this.roomInfo, resumed });
+    this.#onRoomState(m.roomState);
     this.#emitParticipants();
+    this.#emitKnocks(null);
+  }
+
+  #onWaiting(m) {
+    this.attempt = 0;
+    this.waitingFor = m.wait === 'lobby' ? 'lobby' : 'host';
+    this.roomInfo = m.roomInfo ?? this.roomInfo;
+    this.#status('waiting');
+    this.#emit('waiting', { wait: this.waitingFor, roomInfo: this.roomInfo });
+  }
+
+  #onRoomState(rs) {
+    if (!rs || typeof rs !== 'object') return;
+    const next = { ...DEFAULT_ROOM_STATE };
+    for (const k of Object.keys(next)) next[k] = !!rs[k];
+    this.roomState = next;
+    this.#emit('room-state', { roomState: { ...next } });
+  }
+
+  #onKnock(p) {
+    if (!p?.id) return;
+    this.knocks.set(p.id, p);
+    this.#emitKnocks(p);
+  }
+
+  #onKnockEnded(p) {
+    if (!p?.id || !this.knocks.delete(p.id)) return;
+    this.#emitKnocks(null);
+  }
+
+  #emitKnocks(added) {
+    this.#emit('knocks', { knocks: [...this.knocks.values()], added });
+  }
+
+  // A host muted this participant: the microphone goes off here too, so
+  // that what the page shows and what the track sends agree.
+  #onMuted(m) {
+    const mic = this.local.get('microphone');
+    if (mic) mic.enabled = false;
+    if (this.self) this.self.muted = true;
+    this.#stateChanged();
+    const by = String(m.by ?? '');
+    this.#emit('muted', { by, name: this.participants.get(by)?.name ?? '' });
   }
 
   #onParticipant(p) {
     if (!p?.id) return;
-    if (p.id === this.self?.id) return;
+    if (p.id === this.self?.id) {
+      // What others see of us: role and host mute come from the server, what
+      // we send (audio, video, screen) is known here.
+      const wasHost = this.self.role === 'host';
+      for (const k of ['name', 'role', 'account', 'muted']) this.self[k] = p[k];
+      if (wasHost && this.self.role !== 'host' && this.knocks.size) {
+        this.knocks = new Map();
+        this.#emitKnocks(null);
+      }
+      this.#emitParticipants();
+      return;
+    }
     this.participants.set(p.id, p);
     this.#emitParticipants();
   }
@@ -309,8 +460,10 @@ export class Session extends EventTarget {
       this.#fatal(m.code, m.message);
       return;
     }
+    if (m.code === 'forbidden' && m.ref === 'state') this.#unmuteRefused();
     const w = this.publishWaiter;
-    if (w && (m.id === w.id || (!m.id && m.ref === 'publish'))) {
+    // forbidden answers a guest's screen share: the publish itself is still answered.
+    if (w && m.code !== 'forbidden' && (m.id === w.id || (!m.id && m.ref === 'publish'))) {
       const err = new Error(m.message);
       err.code = m.code;
       w.reject(err);
@@ -326,20 +479,33 @@ export class Session extends EventTarget {
     this.#end(reason);
   }
 
+  // The server refused an unmute (a guest muted by a host, and guests may not
+  // unmute): the microphone goes off again.
+  #unmuteRefused() {
+    const mic = this.local.get('microphone');
+    if (this.self) this.self.muted = true;
+    if (mic && mic.enabled !== false) {
+      mic.enabled = false;
+      this.#stateChanged();
+    } else {
+      this.#emitParticipants();
+    }
+  }
+
   #fatal(code, message) {
     this.ws?.close(1000);
     this.#emit('error', { code, message, fatal: true });
-    this.#end(code);
+    this.#end(code, message);
   }
 
-  #end(reason) {
+  #end(reason, message = '') {
     if (this.closed) return;
     this.closed = true;
     this.ws = null;
     for (const k of Object.keys(this.timers)) this.#clearTimer(k);
     this.#teardownPeers();
     this.#status('closed');
-    this.#emit('left', { reason });
+    this.#emit('left', { reason, message: message ?? '' });
   }
 
   // ---- peer connections ---------------------------------------------------
@@ -616,7 +782,7 @@ export class Session extends EventTarget {
   }
 
   #status(state, text) {
-    text ??= { connecting: 'Connecting…', connected: '', reconnecting: 'Reconnecting…', closed: '' }[state] ?? '';
+    text ??= { connecting: 'Connecting…', waiting: '', connected: '', reconnecting: 'Reconnecting…', closed: '' }[state] ?? '';
     this.#emit('status', { state, text });
   }
 

@@ -180,7 +180,7 @@ async function flush() {
 
 function record(session) {
   const events = [];
-  for (const type of ['status', 'participants', 'tracks', 'joined', 'error', 'left']) {
+  for (const type of ['status', 'participants', 'tracks', 'joined', 'error', 'left', 'waiting', 'room-state', 'knocks', 'muted', 'notice']) {
     session.addEventListener(type, (e) => events.push([type, e.detail]));
   }
   return events;
@@ -519,7 +519,7 @@ test('fatal errors end the session without reconnecting', async () => {
   await w.advance(10000);
   assert.equal(w.sockets.length, 1);
   assert.deepEqual(events.find(([t]) => t === 'error')[1], { code: 'room-not-found', message: 'No such meeting.', fatal: true });
-  assert.deepEqual(events.find(([t]) => t === 'left')[1], { reason: 'room-not-found' });
+  assert.deepEqual(events.find(([t]) => t === 'left')[1], { reason: 'room-not-found', message: 'No such meeting.' });
 });
 
 test('bye ends the session with its reason', async () => {
@@ -530,7 +530,7 @@ test('bye ends the session with its reason', async () => {
   await w.advance(10000);
   assert.equal(w.sockets.length, 1);
   assert.equal(pub.closed, true);
-  assert.deepEqual(events.find(([t]) => t === 'left')[1], { reason: 'replaced' });
+  assert.deepEqual(events.find(([t]) => t === 'left')[1], { reason: 'replaced', message: '' });
 });
 
 test('leave sends leave, closes everything and does not reconnect', async () => {
@@ -539,7 +539,7 @@ test('leave sends leave, closes everything and does not reconnect', async () => 
   const ws = w.ws();
   s.leave();
   assert.deepEqual(ws.ofType('leave'), [{ v: 1, type: 'leave' }]);
-  assert.deepEqual(events.at(-1), ['left', { reason: 'leave' }]);
+  assert.deepEqual(events.at(-1), ['left', { reason: 'leave', message: '' }]);
   assert.ok(pub.closed && sub.closed);
   await w.advance(10000);
   assert.equal(ws.readyState, 3);
@@ -553,4 +553,242 @@ test('non-fatal errors are reported, not fatal', async () => {
   w.ws().receive({ type: 'error', code: 'rate-limited', message: 'Slow down.' });
   assert.deepEqual(events.at(-1), ['error', { code: 'rate-limited', message: 'Slow down.', fatal: false }]);
   assert.equal(w.sockets.length, 1);
+});
+
+// ---- access control ----------------------------------------------------------
+
+const UNAVAILABLE = 'This meeting is not available. Check the link and the PIN you were given.';
+const ofType = (events, type) => events.filter(([t]) => t === type).map(([, d]) => d);
+
+test('the PIN goes in every join, resumes included', async () => {
+  const w = world();
+  const s = new Session({ room: 'weekly', name: 'Ada', pin: '123456', url: 'wss://h/ws', env: w.env });
+  s.join();
+  w.ws().open();
+  assert.deepEqual(w.ws().sent[0], { v: 1, type: 'join', room: 'weekly', name: 'Ada', pin: '123456' });
+  w.ws().receive(welcome());
+  await flush();
+  w.ws().drop();
+  await w.advance(500);
+  w.ws().open();
+  assert.deepEqual(w.ws().sent[0], { v: 1, type: 'join', room: 'weekly', name: 'Ada', resume: 'resume-1', pin: '123456' });
+});
+
+test('room-unavailable ends the session; a new session with a PIN tries again', async () => {
+  const w = world();
+  const s = new Session({ room: 'weekly', name: 'Ada', url: 'wss://h/ws', env: w.env });
+  const events = record(s);
+  s.join();
+  w.ws().open();
+  w.ws().receive({ type: 'error', code: 'room-unavailable', message: UNAVAILABLE, fatal: true, ref: 'join' });
+  await flush();
+  await w.advance(10000);
+  assert.equal(w.sockets.length, 1, 'no reconnection');
+  assert.equal(w.pcs.length, 0, 'no peer connection before a welcome');
+  assert.deepEqual(ofType(events, 'left'), [{ reason: 'room-unavailable', message: UNAVAILABLE }]);
+
+  const again = new Session({ room: 'weekly', name: 'Ada', pin: '654321', url: 'wss://h/ws', env: w.env });
+  again.join();
+  assert.equal(w.sockets.length, 2, 'a new WebSocket');
+  w.ws().open();
+  assert.deepEqual(w.ws().sent, [{ v: 1, type: 'join', room: 'weekly', name: 'Ada', pin: '654321' }]);
+});
+
+test('waiting for a host, then welcome: nothing is sent while waiting', async () => {
+  const w = world();
+  const mic = new FakeTrack('audio', 'mic');
+  const s = new Session({ room: 'weekly', name: 'Gus', url: 'wss://h/ws', media: { microphone: mic }, env: w.env });
+  const events = record(s);
+  s.join();
+  const ws = w.ws();
+  ws.open();
+  ws.receive({ type: 'waiting', wait: 'host', roomInfo: { alias: 'weekly', name: 'Weekly' } });
+  await flush();
+  assert.deepEqual(ofType(events, 'waiting'), [{ wait: 'host', roomInfo: { alias: 'weekly', name: 'Weekly' } }]);
+  assert.equal(ofType(events, 'status').at(-1).state, 'waiting');
+  assert.equal(w.pcs.length, 0);
+  s.setMicrophoneEnabled(false); // a state change while waiting stays local
+  assert.equal(s.mute('p1'), false);
+  assert.deepEqual(ws.sent.map((m) => m.type), ['join']);
+
+  ws.receive(welcome({ self: { id: 'me', name: 'Gus', role: 'guest', audio: false, video: false, screen: false }, roomState: { locked: false, guestsMayUnmute: true, guestsMayPresent: false, hostPresent: true } }));
+  await flush();
+  assert.equal(w.pcs.length, 2);
+  assert.equal(s.self.role, 'guest');
+  assert.deepEqual(ofType(events, 'room-state').at(-1).roomState, { locked: false, guestsMayUnmute: true, guestsMayPresent: false, hostPresent: true });
+  assert.deepEqual(ws.ofType('state').at(-1).state, { audio: false, video: false, screen: false });
+  assert.equal(ws.ofType('publish').length, 1);
+});
+
+test('waiting in the lobby, then denied', async () => {
+  const w = world();
+  const s = new Session({ room: 'weekly', name: 'Gus', url: 'wss://h/ws', env: w.env });
+  const events = record(s);
+  s.join();
+  w.ws().open();
+  w.ws().receive({ type: 'waiting', wait: 'lobby', roomInfo: { alias: 'weekly', name: 'Weekly' } });
+  assert.equal(s.waitingFor, 'lobby');
+  w.ws().receive({ type: 'bye', reason: 'denied' });
+  await flush();
+  await w.advance(10000);
+  assert.equal(w.sockets.length, 1);
+  assert.deepEqual(ofType(events, 'left'), [{ reason: 'denied', message: '' }]);
+});
+
+test('leave while waiting sends leave', async () => {
+  const w = world();
+  const s = new Session({ room: 'weekly', name: 'Gus', url: 'wss://h/ws', env: w.env });
+  s.join();
+  const ws = w.ws();
+  ws.open();
+  ws.receive({ type: 'waiting', wait: 'host', roomInfo: { alias: 'weekly', name: 'Weekly' } });
+  s.leave();
+  assert.deepEqual(ws.sent.map((m) => m.type), ['join', 'leave']);
+});
+
+test('bye reasons and the fatal removed end the session with that reason', async () => {
+  for (const reason of ['no-host', 'removed', 'ended']) {
+    const w = world();
+    const { events } = await joined(w);
+    w.ws().receive({ type: 'bye', reason });
+    await flush();
+    assert.deepEqual(ofType(events, 'left'), [{ reason, message: '' }]);
+  }
+  const w = world();
+  const s = new Session({ room: 'weekly', name: 'Ada', url: 'wss://h/ws', env: w.env });
+  const events = record(s);
+  s.join();
+  w.ws().open();
+  w.ws().receive({ type: 'error', code: 'removed', message: 'A host removed you from this meeting.', fatal: true });
+  await flush();
+  await w.advance(10000);
+  assert.equal(w.sockets.length, 1);
+  assert.deepEqual(ofType(events, 'left'), [{ reason: 'removed', message: 'A host removed you from this meeting.' }]);
+});
+
+test('knocks come and go (hosts)', async () => {
+  const w = world();
+  const { s, events } = await joined(w);
+  const ws = w.ws();
+  const gus = { id: 'k1', name: 'Gus' };
+  const ann = { id: 'k2', name: 'Ann', account: true };
+  ws.receive({ type: 'knock', participant: gus });
+  ws.receive({ type: 'knock', participant: ann });
+  assert.deepEqual(ofType(events, 'knocks').at(-1), { knocks: [gus, ann], added: ann });
+  ws.receive({ type: 'knock-ended', participant: { id: 'k1', name: 'Gus' } });
+  assert.deepEqual(ofType(events, 'knocks').at(-1), { knocks: [ann], added: null });
+  ws.receive({ type: 'knock-ended', participant: { id: 'nobody' } }); // ignored
+  assert.equal(ofType(events, 'knocks').length, 4, 'welcome, two knocks, one end');
+  assert.equal(s.admit('k2'), true);
+  assert.equal(s.deny('k2'), true);
+  assert.deepEqual(ws.sent.slice(-2), [{ v: 1, type: 'admit', target: 'k2' }, { v: 1, type: 'deny', target: 'k2' }]);
+});
+
+test('a host loses the lobby when demoted', async () => {
+  const w = world();
+  const { s, events } = await joined(w);
+  const ws = w.ws();
+  ws.receive({ type: 'participant-updated', participant: { id: 'me', name: 'Ada', role: 'host', audio: true, video: true } });
+  ws.receive({ type: 'knock', participant: { id: 'k1', name: 'Gus' } });
+  assert.equal(s.knocks.size, 1);
+  ws.receive({ type: 'participant-updated', participant: { id: 'me', name: 'Ada', role: 'participant', account: true, audio: false, video: false } });
+  assert.equal(s.self.role, 'participant');
+  assert.equal(s.self.account, true);
+  assert.equal(s.self.audio, true, 'what we send is known locally');
+  assert.equal(s.knocks.size, 0);
+  assert.deepEqual(ofType(events, 'knocks').at(-1), { knocks: [], added: null });
+});
+
+test('muted by a host: the microphone goes off and state is sent', async () => {
+  const w = world();
+  const { s, events, mic } = await joined(w);
+  const ws = w.ws();
+  ws.receive({ type: 'muted', by: 'p1' });
+  assert.equal(mic.enabled, false);
+  assert.equal(s.self.muted, true);
+  assert.deepEqual(ws.ofType('state').at(-1).state, { audio: false, video: true, screen: false });
+  assert.deepEqual(ofType(events, 'muted'), [{ by: 'p1', name: 'Bob' }]);
+  assert.equal(ofType(events, 'participants').at(-1).self.audio, false);
+});
+
+test('an unmute refused with forbidden keeps the microphone muted', async () => {
+  const w = world();
+  const { s, events, mic } = await joined(w);
+  const ws = w.ws();
+  ws.receive({ type: 'muted', by: 'p1' });
+  s.setMicrophoneEnabled(true);
+  assert.equal(mic.enabled, true);
+  assert.equal(s.self.muted, false);
+  assert.deepEqual(ws.ofType('state').at(-1).state, { audio: true, video: true, screen: false });
+  const sentBefore = ws.ofType('state').length;
+  ws.receive({ type: 'error', code: 'forbidden', message: 'A host muted you; guests may not unmute in this meeting.', ref: 'state' });
+  assert.equal(mic.enabled, false);
+  assert.equal(s.self.muted, true);
+  assert.equal(ws.ofType('state').length, sentBefore + 1);
+  assert.deepEqual(ws.ofType('state').at(-1).state, { audio: false, video: true, screen: false });
+  assert.deepEqual(ofType(events, 'error').at(-1), { code: 'forbidden', message: 'A host muted you; guests may not unmute in this meeting.', fatal: false });
+});
+
+test('forbidden does not fail a pending publish', async () => {
+  const w = world();
+  const { s, events, pub } = await joined(w);
+  const ws = w.ws();
+  const [publish] = ws.ofType('publish');
+  ws.receive({ type: 'error', code: 'forbidden', message: 'Guests may not present in this meeting.', ref: 'publish', id: publish.id });
+  ws.receive({ type: 'publish-answer', sdp: 'v=0\r\nanswer' });
+  await flush();
+  assert.equal(pub.remoteDescription.sdp, 'v=0\r\nanswer');
+  assert.equal(s.pendingPublish, null);
+  assert.equal(ofType(events, 'error').at(-1).code, 'forbidden');
+});
+
+test('room-state and notices are reported', async () => {
+  const w = world();
+  const { s, events } = await joined(w);
+  const ws = w.ws();
+  ws.receive({ type: 'room-state', roomState: { locked: true, guestsMayUnmute: false, guestsMayPresent: true, hostPresent: true, extra: 1 } });
+  assert.deepEqual(s.roomState, { locked: true, guestsMayUnmute: false, guestsMayPresent: true, hostPresent: true });
+  assert.deepEqual(ofType(events, 'room-state').at(-1).roomState, s.roomState);
+  ws.receive({ type: 'notice', code: 'host-left', message: 'The host left.' });
+  ws.receive({ type: 'notice', code: 'host-back' });
+  assert.deepEqual(ofType(events, 'notice'), [{ code: 'host-left', message: 'The host left.' }, { code: 'host-back', message: '' }]);
+});
+
+test('host commands are sent as the protocol says', async () => {
+  const w = world();
+  const { s } = await joined(w);
+  const ws = w.ws();
+  ws.receive({ type: 'room-state', roomState: { locked: true, guestsMayUnmute: false, guestsMayPresent: false, hostPresent: true } });
+  const n = ws.sent.length;
+  s.mute('p1');
+  s.muteGuests();
+  s.remove('p1');
+  s.setRole('p1', 'host');
+  s.lock(false);
+  s.setRoomSettings({ guestsMayPresent: true });
+  s.end();
+  assert.deepEqual(ws.sent.slice(n), [
+    { v: 1, type: 'mute', target: 'p1' },
+    { v: 1, type: 'mute-guests' },
+    { v: 1, type: 'remove', target: 'p1' },
+    { v: 1, type: 'set-role', target: 'p1', role: 'host' },
+    { v: 1, type: 'lock', locked: false },
+    { v: 1, type: 'room-settings', settings: { locked: true, guestsMayUnmute: false, guestsMayPresent: true, hostPresent: true } },
+    { v: 1, type: 'end' },
+  ]);
+  assert.equal(s.setRole('p1', 'admin'), false, 'an invalid message is not sent');
+});
+
+test('candidates made between a reconnection and its welcome wait for the welcome', async () => {
+  const w = world();
+  const { pub } = await joined(w);
+  w.ws().drop();
+  await w.advance(500);
+  const second = w.ws();
+  second.open();
+  pub.candidate({ candidate: 'candidate:9', sdpMid: '0', sdpMLineIndex: 0 });
+  assert.deepEqual(second.sent.map((m) => m.type), ['join']);
+  second.receive(welcome({ resumed: true }));
+  await flush();
+  assert.deepEqual(second.ofType('candidate').map((m) => m.candidate.candidate), ['candidate:9']);
 });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { reconnectDelay } from './backoff.mjs';
 import { SerialQueue } from './queue.mjs';
 import { initials } from './names.mjs';
-import { aliasFromInput, aliasProblem, aliasFromPath, meetingPath } from './links.mjs';
+import { aliasFromInput, aliasProblem, aliasFromPath, meetingPath, safeNextPath, signInPath } from './links.mjs';
 import { checkPassword, passwordProblem } from './password.mjs';
 import { preferVideoCodecs } from './codecs.mjs';
 import { describeMediaError, isUserCancel } from './media-errors.mjs';
@@ -95,4 +95,18 @@ test('media errors explain what to do', () => {
   assert.match(describeMediaError({ name: 'Weird' }), /Weird/);
   assert.equal(isUserCancel({ name: 'NotAllowedError' }), true);
   assert.equal(isUserCancel({ name: 'NotReadableError' }), false);
+});
+
+test('next after sign-in: only a meeting path of this server (no open redirect)', () => {
+  assert.equal(safeNextPath('/r/weekly'), '/r/weekly');
+  assert.equal(safeNextPath('/r/Weekly/'), '/r/weekly');
+  assert.equal(safeNextPath('/r/team.sync-2'), '/r/team.sync-2');
+  for (const bad of [
+    null, undefined, '', 'r/weekly', '/admin', '/r/', '/r//evil.example', '//evil.example/r/x', '/\\evil.example/r/x',
+    '/r/x\\..\\..\\admin', 'https://evil.example/r/weekly', 'javascript:alert(1)//r/x', '/r/weekly?x=1', '/r/weekly#x',
+    '/r/weekly/extra', '/r/../admin', '/r/%2e%2e', '/r/a%2Fb', '/r/a%0d%0a', '/r/has space', '/r/-start', ' /r/weekly',
+    '/r/' + 'a'.repeat(65), '/r/%E0%A4%A',
+  ]) assert.equal(safeNextPath(bad), '', String(bad));
+  assert.equal(signInPath('weekly'), '/admin?next=%2Fr%2Fweekly');
+  assert.equal(safeNextPath(new URLSearchParams(signInPath('weekly').split('?')[1]).get('next')), '/r/weekly');
 });

@@ -79,6 +79,8 @@ export const SELF_KEY = 'self/camera';
  * @property {boolean} audio microphone on (always true for screen tiles)
  * @property {boolean} video picture present
  * @property {boolean} self the local participant's own view
+ * @property {string} role host, participant, guest, or '' when the server did not say
+ * @property {boolean} muted microphone muted by a host
  */
 
 /**
@@ -89,8 +91,8 @@ export const SELF_KEY = 'self/camera';
  * arriving just before its participant-joined (or just after its
  * participant-left) shows no nameless tile.
  * @param {object} p
- * @param {{id: string, name: string, audio: boolean, video: boolean, screen: boolean}|null} p.self
- * @param {{id: string, name: string, audio: boolean, video: boolean, screen: boolean}[]} p.participants the others
+ * @param {{id: string, name: string, audio: boolean, video: boolean, screen: boolean, role?: string, muted?: boolean}|null} p.self
+ * @param {{id: string, name: string, audio: boolean, video: boolean, screen: boolean, role?: string, muted?: boolean}[]} p.participants the others
  * @param {Iterable<{key: string, participant: string, source: string}>} p.groups the remote media
  * @returns {Tile[]}
  */
@@ -101,13 +103,13 @@ export function buildTiles({ self, participants, groups }) {
   for (const g of groups) {
     const who = known.get(g.participant);
     if (g.source !== 'screen' || !who) continue;
-    screens.push({ key: g.key, participant: who.id, source: 'screen', name: who.name, audio: true, video: true, self: false });
+    screens.push({ key: g.key, participant: who.id, source: 'screen', name: who.name, audio: true, video: true, self: false, role: who.role ?? '', muted: false });
   }
   if (self) {
-    cameras.push({ key: SELF_KEY, participant: self.id || '', source: 'camera', name: self.name, audio: !!self.audio, video: !!self.video, self: true });
+    cameras.push({ key: SELF_KEY, participant: self.id || '', source: 'camera', name: self.name, audio: !!self.audio, video: !!self.video, self: true, role: self.role ?? '', muted: !!self.muted });
   }
   for (const who of participants) {
-    cameras.push({ key: tileKey(who.id, 'camera'), participant: who.id, source: 'camera', name: who.name, audio: !!who.audio, video: !!who.video, self: false });
+    cameras.push({ key: tileKey(who.id, 'camera'), participant: who.id, source: 'camera', name: who.name, audio: !!who.audio, video: !!who.video, self: false, role: who.role ?? '', muted: !!who.muted });
   }
   return [...screens, ...cameras];
 }

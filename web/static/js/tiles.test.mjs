@@ -56,3 +56,16 @@ test('tiles without self (before joining) and tile sources', () => {
   assert.equal(tileSource('screen-audio'), 'screen');
   assert.equal(tileSource('microphone'), 'camera');
 });
+
+test('tiles carry the role and a host mute', () => {
+  const self = { id: 'me', name: 'Me', audio: false, video: false, screen: false, role: 'guest', muted: true };
+  const participants = [{ id: 'p1', name: 'Ada', audio: true, video: true, screen: true, role: 'host' }, { id: 'p2', name: 'Old', audio: true, video: true, screen: false }];
+  const groups = [{ key: 'p1/screen', participant: 'p1', source: 'screen' }];
+  const tiles = buildTiles({ self, participants, groups });
+  assert.deepEqual(tiles.map((t) => [t.key, t.role, t.muted]), [
+    ['p1/screen', 'host', false],
+    [SELF_KEY, 'guest', true],
+    ['p1/camera', 'host', false],
+    ['p2/camera', '', false],
+  ]);
+});
