@@ -37,6 +37,11 @@ type Config struct {
 	CertFile, KeyFile string
 	// Banner is shown before the admin login form.
 	Banner string
+	// OrgName names the organisation in E2EE credentials ("certified by
+	// <OrgName>"); empty means the first host name.
+	OrgName string
+	// MaxFileSize bounds the encrypted files exchanged in meetings.
+	MaxFileSize int64
 	// PINMinLength is the minimum number of digits of room PINs.
 	PINMinLength int
 	// AllowList holds addresses and prefixes exempt from the break-in
@@ -89,6 +94,8 @@ func Register(fs *flag.FlagSet, c *Config) {
 		c.Hosts = append(c.Hosts, splitList(v)...)
 		return nil
 	})
+	fs.StringVar(&c.OrgName, "org-name", env("CONCLAVE_ORG_NAME", c.OrgName), "organisation name shown on certified participants (env CONCLAVE_ORG_NAME)")
+	fs.Int64Var(&c.MaxFileSize, "max-file-size", int64(envInt("CONCLAVE_MAX_FILE_SIZE", int(c.MaxFileSize))), "largest file shared in a meeting, in bytes (env CONCLAVE_MAX_FILE_SIZE; default 100 MiB)")
 	fs.IntVar(&c.PINMinLength, "pin-min-length", envInt("CONCLAVE_PIN_MIN_LENGTH", c.PINMinLength), "minimum digits of room PINs (env CONCLAVE_PIN_MIN_LENGTH; default 6)")
 	fs.Func("allow", "address or prefix exempt from break-in blocking; repeatable or comma-separated (env CONCLAVE_ALLOW)", func(v string) error {
 		c.AllowList = append(c.AllowList, splitList(v)...)

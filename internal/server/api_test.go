@@ -2,10 +2,10 @@ package server
 
 import (
 	"bytes"
-	"fmt"
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"

@@ -21,9 +21,11 @@ import (
 	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/config"
+	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
 	"conclave/internal/pki"
+	"conclave/internal/ra"
 	"conclave/internal/sfu"
 	"conclave/internal/store"
 	"conclave/internal/web"
@@ -40,6 +42,7 @@ type Server struct {
 	meetings *meeting.Manager
 	enroller *auth.Enroller
 	guard    *guard.Guard
+	files    *files.Store
 	audit    *audit.Log
 	clock    auth.Clock
 	http     *http.Server
@@ -56,6 +59,8 @@ type Options struct {
 	Assets fs.FS
 	// ResumeWindow overrides the meeting resume window.
 	ResumeWindow time.Duration
+	// Tap sees every media packet the SFU forwards (tests only).
+	Tap sfu.Tap
 	// Clock replaces the system clock for time-based rules (break-in
 	// blocks, sessions, enrolment expiry).
 	Clock auth.Clock
@@ -100,6 +105,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		PublicIPs:       cfg.PublicIPs,
 		IncludeLoopback: true,
 		Logger:          log,
+		Tap:             opts.Tap,
 	})
 	if err != nil {
 		return nil, err
@@ -121,6 +127,20 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log}, s.engine, gate)
 	s.enroller = auth.NewEnroller(st, clock, auth.EnrolConfig{})
+	org := cfg.OrgName
+	if org == "" {
+		org = s.url0()
+	}
+	authority, err := ra.Open(cfg.DataDir, org, org, clock.Now)
+	if err != nil {
+		return nil, err
+	}
+	fileStore, err := files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Now: clock.Now})
+	if err != nil {
+		return nil, err
+	}
+	s.meetings.OnMeetingEnd(fileStore.DeleteMeeting)
+	s.files = fileStore
 	if cfg.PINMinLength == 0 {
 		cfg.PINMinLength = auth.DefaultPINMinLen
 	}
@@ -142,6 +162,8 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Sessions:     auth.NewSessions(st, clock, auth.SessionConfig{Audit: s.audit}),
 		Accounts:     auth.NewAccounts(st, clock, auth.AccountsConfig{Audit: s.audit}),
 		Audit:        s.audit,
+		Authority:    authority,
+		Files:        fileStore,
 		PINMinLength: cfg.PINMinLength,
 		Enroller:     s.enroller,
 		Meetings:     s.meetings,
@@ -183,6 +205,18 @@ func (s *Server) TLS() *pki.Material { return s.tls }
 
 // MediaAddr is the UDP address of the media port.
 func (s *Server) MediaAddr() net.Addr { return s.engine.UDPAddr() }
+
+// url0 names the organisation when no name is configured: the first
+// configured host, or this machine's name.
+func (s *Server) url0() string {
+	if len(s.cfg.Hosts) > 0 {
+		return s.cfg.Hosts[0]
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "conclave"
+}
 
 // Alarms returns the break-in alarms currently raised.
 func (s *Server) Alarms() []guard.Alarm { return s.guard.Active() }

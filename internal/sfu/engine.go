@@ -15,6 +15,7 @@ import (
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -34,11 +35,22 @@ type Config struct {
 	IncludeLoopback bool
 	// Logger receives the SFU's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Tap, when set, sees every packet the SFU forwards. It exists so that
+	// tests can show what the server sees (end-to-end encrypted payloads);
+	// production leaves it nil.
+	Tap Tap
+}
+
+// Tap observes forwarded packets. It is called on the forwarding path and
+// must return quickly; it must not keep pkt or its payload after returning.
+type Tap interface {
+	Packet(participant, source, codec string, pkt *rtp.Packet)
 }
 
 // Engine builds peer connections that share one media port and one set of
 // codecs and interceptors.
 type Engine struct {
+	tap    Tap
 	api    *webrtc.API
 	log    *slog.Logger
 	udp    net.PacketConn
@@ -53,7 +65,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	e := &Engine{log: log}
+	e := &Engine{log: log, tap: cfg.Tap}
 	var se webrtc.SettingEngine
 	se.LoggerFactory = pionLoggerFactory{log: log}
 

@@ -32,6 +32,7 @@ type Publisher struct {
 	pc          *webrtc.PeerConnection
 	participant string
 	events      PublisherEvents
+	tap         Tap
 
 	mu      sync.Mutex
 	sources map[string]string   // mid -> source, from the latest offer
@@ -45,7 +46,7 @@ func (e *Engine) NewPublisher(participant string, events PublisherEvents) (*Publ
 	if err != nil {
 		return nil, fmt.Errorf("new publisher connection: %w", err)
 	}
-	p := &Publisher{pc: pc, participant: participant, events: events,
+	p := &Publisher{pc: pc, participant: participant, events: events, tap: e.tap,
 		sources: map[string]string{}, tracks: map[string]*UpTrack{}}
 	pc.OnTrack(p.onTrack)
 	pc.OnConnectionStateChange(events.ConnectionState)
@@ -149,6 +150,7 @@ func (p *Publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRece
 		return
 	}
 	up := newUpTrack(p.pc, remote, p.participant, source, mid)
+	up.tap = p.tap
 	p.tracks[mid] = up
 	p.mu.Unlock()
 

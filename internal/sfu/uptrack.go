@@ -35,6 +35,7 @@ type UpTrack struct {
 
 	remote *webrtc.TrackRemote
 	pc     *webrtc.PeerConnection
+	tap    Tap
 	cache  *packetcache.Cache // nil for audio
 
 	mu    sync.Mutex                   // serialises changes of downs
@@ -112,6 +113,9 @@ func (u *UpTrack) forward(onEnd func()) {
 		}
 		if u.cache != nil {
 			u.cache.Store(pkt.SequenceNumber, buf[:n])
+		}
+		if u.tap != nil {
+			u.tap.Packet(u.participant, u.source, u.codec.MimeType, &pkt)
 		}
 		for _, d := range *u.downs.Load() {
 			d.writeRTP(&pkt)

@@ -260,3 +260,7 @@ func sentence(err error) string {
 func isUserInputError(err error) bool {
 	return !strings.HasPrefix(err.Error(), "redeem enrolment")
 }
+
+func validCSRF(sess store.Session, r *http.Request) bool {
+	return auth.ValidCSRF(sess, r.Header.Get(csrfHeader))
+}

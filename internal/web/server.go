@@ -18,7 +18,9 @@ import (
 
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/files"
 	"conclave/internal/meeting"
+	"conclave/internal/ra"
 	"conclave/internal/store"
 )
 
@@ -29,6 +31,10 @@ type Config struct {
 	Accounts *auth.Accounts
 	Enroller *auth.Enroller
 	Meetings *meeting.Manager
+	// Authority issues E2EE device credentials.
+	Authority *ra.Authority
+	// Files keeps encrypted file blobs.
+	Files *files.Store
 	// Assets holds the browser client: *.html at the root, modules and
 	// styles under static/.
 	Assets fs.FS
@@ -80,6 +86,10 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/login", s.apiLogin)
 	m.HandleFunc("POST /api/logout", s.apiLogout)
 	m.HandleFunc("POST /api/password", s.apiPassword)
+	m.HandleFunc("GET /api/e2ee/org", s.apiOrg)
+	m.HandleFunc("POST /api/e2ee/credential", s.apiCredential)
+	m.HandleFunc("POST /api/files", s.apiUpload)
+	m.HandleFunc("GET /api/files/{id}", s.apiDownload)
 	m.HandleFunc("GET /api/me", s.apiMe)
 	m.HandleFunc("POST /api/enrol", s.apiEnrol)
 	m.HandleFunc("GET /api/rooms", s.admin(s.apiListRooms))
@@ -106,7 +116,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self), geolocation=()")
-	if r.Body != nil {
+	if r.Body != nil && r.URL.Path != "/api/files" {
+		// File uploads have their own, larger limit.
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodySize)
 	}
 	s.mux.ServeHTTP(w, r)

@@ -1,0 +1,239 @@
+package framing
+
+import "github.com/pion/rtp"
+
+// Depacketizer reads one codec's RTP payload header.
+type Depacketizer interface {
+	// Header returns the length of the payload header, whether the packet
+	// starts a frame, and false when the payload is malformed.
+	Header(payload []byte) (n int, start, ok bool)
+	// FrameEndsAtMarker reports whether frames span packets and end at
+	// the RTP marker bit (video); otherwise each packet is a frame.
+	FrameEndsAtMarker() bool
+}
+
+// VP8 is the Depacketizer of RFC 7741.
+type VP8 struct{}
+
+// Header implements Depacketizer. A frame starts at a packet with the S
+// bit set and partition index 0.
+func (VP8) Header(p []byte) (n int, start, ok bool) {
+	if len(p) == 0 {
+		return 0, false, false
+	}
+	n = 1
+	if p[0]&0x80 != 0 { // X
+		if len(p) < 2 {
+			return 0, false, false
+		}
+		x := p[1]
+		n = 2
+		if x&0x80 != 0 { // I: 7- or 15-bit picture id
+			if len(p) < 3 {
+				return 0, false, false
+			}
+			n++
+			if p[2]&0x80 != 0 {
+				n++
+			}
+		}
+		if x&0x40 != 0 { // L: TL0PICIDX
+			n++
+		}
+		if x&0x30 != 0 { // T or K: TID/Y/KEYIDX
+			n++
+		}
+	}
+	if n >= len(p) {
+		return 0, false, false // no frame data at all
+	}
+	return n, p[0]&0x10 != 0 && p[0]&0x0f == 0, true
+}
+
+// FrameEndsAtMarker implements Depacketizer.
+func (VP8) FrameEndsAtMarker() bool { return true }
+
+// Opus is the Depacketizer of RFC 7587: one frame per packet, no header.
+type Opus struct{}
+
+// Header implements Depacketizer.
+func (Opus) Header(p []byte) (int, bool, bool) { return 0, true, len(p) > 0 }
+
+// FrameEndsAtMarker implements Depacketizer.
+func (Opus) FrameEndsAtMarker() bool { return false }
+
+// Frame is one frame rebuilt by an Assembler.
+type Frame struct {
+	// Data is the frame; it is only valid until the next call to Push.
+	Data []byte
+	// Timestamp is the RTP timestamp of the frame's packets.
+	Timestamp uint32
+	// AfterLoss is true when packets were lost since the previous frame
+	// (a video decoder then needs a key frame).
+	AfterLoss bool
+}
+
+type slot struct {
+	used   bool
+	start  bool
+	marker bool
+	seq    uint16
+	ts     uint32
+	data   []byte // payload after the codec header
+}
+
+// Assembler puts packets of one RTP stream back in sequence order and
+// rebuilds frames. A missing packet is waited for (a retransmission may
+// still come) until the stream is maxLate packets ahead of it; then the
+// frames it belonged to are dropped and the next frame reports AfterLoss.
+// After the first packets it allocates nothing.
+type Assembler struct {
+	dep     Depacketizer
+	frames  bool // frames end at the marker bit
+	slots   []slot
+	mask    uint16
+	maxLate uint16
+
+	started bool
+	emitted bool   // a frame was emitted: earlier packets are too late
+	next    uint16 // sequence number of the first packet not yet consumed
+	highest uint16
+	lost    bool
+	frame   []byte
+}
+
+// NewAssembler returns an assembler that holds up to window packets (a
+// power of two, at most 32768) and waits for a missing one until maxLate
+// newer packets arrived.
+func NewAssembler(dep Depacketizer, window, maxLate int) *Assembler {
+	if window < 2 || window > 1<<15 || window&(window-1) != 0 {
+		panic("framing: window must be a power of two between 2 and 32768")
+	}
+	if maxLate <= 0 || maxLate >= window {
+		maxLate = window - 1
+	}
+	return &Assembler{dep: dep, frames: dep.FrameEndsAtMarker(), slots: make([]slot, window),
+		mask: uint16(window - 1), maxLate: uint16(maxLate)}
+}
+
+// Push adds a packet and calls emit for every frame it completes, in order.
+// It reports false when the packet was unusable (malformed, duplicate or
+// too old).
+func (a *Assembler) Push(p *rtp.Packet, emit func(Frame)) bool {
+	n, start, ok := a.dep.Header(p.Payload)
+	if !ok {
+		return false
+	}
+	seq := p.SequenceNumber
+	if !a.started {
+		a.started = true
+		a.next, a.highest = seq, seq
+	}
+	ahead := int16(seq - a.next)
+	if ahead < 0 && !a.emitted && int(uint16(a.highest-seq)) < len(a.slots) {
+		// Reordered before the first frame: start earlier.
+		a.next, ahead = seq, 0
+	}
+	switch {
+	case ahead < 0:
+		return false // already consumed or given up
+	case int(ahead) >= len(a.slots):
+		// A jump beyond the window: everything before is lost.
+		a.reset(seq)
+	}
+	s := &a.slots[seq&a.mask]
+	if s.used && s.seq == seq {
+		return false // duplicate
+	}
+	s.used, s.seq, s.start, s.marker, s.ts = true, seq, start, p.Marker, p.Timestamp
+	s.data = append(s.data[:0], p.Payload[n:]...)
+	if int16(seq-a.highest) > 0 {
+		a.highest = seq
+	}
+	a.drain(emit)
+	return true
+}
+
+func (a *Assembler) reset(seq uint16) {
+	for i := range a.slots {
+		a.slots[i].used = false
+	}
+	a.next, a.highest, a.lost = seq, seq, true
+}
+
+func (a *Assembler) has(seq uint16) *slot {
+	s := &a.slots[seq&a.mask]
+	if s.used && s.seq == seq {
+		return s
+	}
+	return nil
+}
+
+// late reports whether the packet at seq can no longer be waited for.
+func (a *Assembler) late(seq uint16) bool {
+	return int16(a.highest-seq) >= int16(a.maxLate)
+}
+
+// skip gives up the packets from a.next up to (not including) to.
+func (a *Assembler) skip(to uint16) {
+	for ; a.next != to; a.next++ {
+		a.slots[a.next&a.mask].used = false
+	}
+	a.lost = true
+}
+
+func (a *Assembler) drain(emit func(Frame)) {
+	for int16(a.highest-a.next) >= 0 {
+		head := a.has(a.next)
+		if head == nil {
+			if !a.late(a.next) {
+				return
+			}
+			a.skip(a.next + 1)
+			continue
+		}
+		if !head.start {
+			if !a.emitted && !a.late(a.next) {
+				return // the start may still come, reordered
+			}
+			a.skip(a.next + 1) // the start of its frame is gone
+			continue
+		}
+		end, complete := a.next, !a.frames || head.marker
+		for !complete {
+			s := a.has(end + 1)
+			if s == nil {
+				break
+			}
+			if s.start || s.ts != head.ts {
+				// A new frame began before this one ended: its tail was lost.
+				break
+			}
+			end++
+			complete = s.marker
+		}
+		if !complete {
+			next := a.has(end + 1)
+			if next == nil && !a.late(end+1) {
+				return // wait for the missing packet
+			}
+			a.skip(end + 1)
+			continue
+		}
+		a.frame = a.frame[:0]
+		for seq := a.next; ; seq++ {
+			s := &a.slots[seq&a.mask]
+			a.frame = append(a.frame, s.data...)
+			s.used = false
+			if seq == end {
+				break
+			}
+		}
+		ts := head.ts
+		a.next = end + 1
+		lost := a.lost
+		a.lost = false
+		a.emitted = true
+		emit(Frame{Data: a.frame, Timestamp: ts, AfterLoss: lost})
+	}
+}

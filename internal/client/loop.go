@@ -1,0 +1,405 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"conclave/internal/signal"
+)
+
+// Recovery timing of docs/protocol.md, Reconnection.
+const (
+	iceRecovery    = 10 * time.Second // a failed peer connection may take this long to recover
+	leaveWait      = time.Second      // how long Leave waits for bye
+	publishRetries = 3
+)
+
+// loopState is the part of a Session that only the session loop touches.
+type loopState struct {
+	ws         *wsConn // nil while disconnected
+	attempt    int     // reconnection attempts since the last welcome
+	resume     string  // token of the latest welcome
+	joined     bool    // a welcome was received once
+	ended      bool
+	leaving    bool
+	outage     bool // Reconnecting was reported and Rejoined not yet
+	peers      *peers
+	outbox     []*signal.Message // sent after a resume
+	timers     map[string]*time.Timer
+	publishSeq int
+	playing    map[string]chan struct{} // by source: closed when its player stopped
+}
+
+// run is the session loop: every change of the session's state happens
+// here, one task at a time, in the order the tasks were posted.
+func (s *Session) run(eventsDone <-chan struct{}) {
+	s.timers = map[string]*time.Timer{}
+	s.playing = map[string]chan struct{}{}
+	s.connect()
+	for !s.ended {
+		fs, _ := s.tasks.take()
+		if len(fs) == 0 {
+			<-s.tasks.wake
+			continue
+		}
+		for _, f := range fs {
+			if s.ended {
+				break
+			}
+			f()
+		}
+		s.tasks.recycle(fs)
+	}
+	s.tasks.close()
+	s.wg.Wait()
+	s.emit(Event{Kind: Closed, Err: s.Err()})
+	s.events.close()
+	<-eventsDone
+	s.http.CloseIdleConnections()
+	close(s.done)
+}
+
+// end stops the session with err (nil: left normally). Run finishes the
+// job once the current task returns.
+func (s *Session) end(err error) {
+	if s.ended {
+		return
+	}
+	s.ended = true
+	s.mu.Lock()
+	s.err = err
+	s.mu.Unlock()
+	s.cancel()
+	for _, t := range s.timers {
+		t.Stop()
+	}
+	if s.ws != nil {
+		s.ws.close()
+		s.ws = nil
+	}
+	s.teardownPeers()
+	if !s.joined {
+		if err == nil {
+			err = errors.New("left before joining")
+		}
+		s.ready <- err
+	}
+	if err != nil {
+		s.log.Info("session ended", "err", err)
+	}
+}
+
+// timer runs f on the loop after d, replacing the timer of the same name.
+func (s *Session) timer(name string, d time.Duration, f func()) {
+	s.stopTimer(name)
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		s.post(func() {
+			if s.timers[name] == t {
+				delete(s.timers, name)
+				f()
+			}
+		})
+	})
+	s.timers[name] = t
+}
+
+func (s *Session) stopTimer(name string) {
+	if t := s.timers[name]; t != nil {
+		t.Stop()
+		delete(s.timers, name)
+	}
+}
+
+// connect opens a signaling connection in the background and joins.
+func (s *Session) connect() {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		c, err := dialWS(s.ctx, s.meeting, s.http)
+		s.post(func() {
+			if s.ended {
+				if c != nil {
+					c.CloseNow()
+				}
+				return
+			}
+			if err != nil {
+				if !s.joined {
+					s.end(tlsError(err))
+					return
+				}
+				s.log.Debug("reconnection failed", "err", err)
+				s.reconnectLater()
+				return
+			}
+			w := newWSConn(c)
+			s.ws = w
+			w.start(&s.wg,
+				func(m *signal.Message) { s.post(func() { s.onMessage(w, m) }) },
+				func(err error) { s.post(func() { s.onClosed(w, err) }) })
+			s.sendOn(w, &signal.Message{Type: signal.TypeJoin, Room: s.meeting.Room, Name: s.opts.Name, Resume: s.resume, PIN: s.opts.PIN})
+		})
+	}()
+}
+
+func (s *Session) reconnectLater() {
+	d := reconnectDelay(s.attempt)
+	s.attempt++
+	s.timer("reconnect", d, s.connect)
+}
+
+// onClosed handles the end of a signaling connection.
+func (s *Session) onClosed(w *wsConn, err error) {
+	if w != s.ws {
+		return
+	}
+	s.ws = nil
+	switch {
+	case s.leaving:
+		s.end(nil)
+	case !s.joined:
+		s.end(fmt.Errorf("join %s: the server closed the connection: %w", s.meeting.Room, err))
+	default:
+		s.log.Info("signaling connection lost; reconnecting", "err", err)
+		if !s.outage {
+			s.outage = true
+			s.emit(Event{Kind: Reconnecting})
+		}
+		s.reconnectLater()
+	}
+}
+
+// send sends m on the current connection. While disconnected, messages
+// that still make sense after a resume wait in the outbox; a publish is
+// kept as the pending publish and sent again anyway.
+func (s *Session) send(m *signal.Message) error {
+	if s.ws != nil {
+		return s.sendOn(s.ws, m)
+	}
+	switch m.Type {
+	case signal.TypeCandidate, signal.TypeRestartICE, signal.TypeAnnounce, signal.TypeKey:
+		s.outbox = append(s.outbox, m)
+	}
+	return nil
+}
+
+func (s *Session) sendOn(w *wsConn, m *signal.Message) error {
+	err := w.send(m)
+	if err != nil {
+		// Usually a connection that just closed; what matters is resent
+		// after the reconnection.
+		s.log.Debug("signaling send failed", "type", m.Type, "err", err)
+	}
+	return err
+}
+
+func (s *Session) onMessage(w *wsConn, m *signal.Message) {
+	if w != s.ws || s.ended {
+		return
+	}
+	switch m.Type {
+	case signal.TypeWelcome:
+		s.onWelcome(m)
+	case signal.TypePublishAnswer:
+		s.onPublishAnswer(m)
+	case signal.TypeSubscribeOffer:
+		s.onSubscribeOffer(m)
+	case signal.TypeCandidate:
+		s.onCandidate(m)
+	case signal.TypeParticipantJoined, signal.TypeParticipantUpdated:
+		if m.Participant != nil {
+			s.onParticipant(*m.Participant, m.Type == signal.TypeParticipantJoined)
+		}
+	case signal.TypeParticipantLeft:
+		if m.Participant != nil {
+			s.onParticipantLeft(*m.Participant)
+		}
+	case signal.TypeAnnounce, signal.TypeKey:
+		s.onOpaque(m)
+	case signal.TypeError:
+		s.onError(m)
+	case signal.TypeBye:
+		if m.Reason == "left" || s.leaving {
+			s.end(nil)
+		} else {
+			s.end(&EndedError{Reason: m.Reason})
+		}
+	case signal.TypeWaiting:
+		s.log.Info("waiting to be admitted", "wait", m.Wait)
+		s.emit(Event{Kind: Waiting, Wait: m.Wait})
+	case signal.TypeMuted:
+		s.log.Info("muted by a host", "by", m.By)
+		s.emit(Event{Kind: Muted, By: m.By})
+	case signal.TypeNotice:
+		s.log.Info("server notice", "code", m.Code, "message", m.Text)
+	case signal.TypePong:
+	default:
+		// Extensions this client does not know (docs/protocol.md).
+	}
+}
+
+func (s *Session) onWelcome(m *signal.Message) {
+	if m.Self == nil {
+		s.log.Warn("welcome without self")
+		return
+	}
+	resumed := m.Resumed && s.peers != nil && m.Self.ID == s.Self().ID
+	s.attempt = 0
+	s.resume = m.Resume
+	s.stopTimer("reconnect")
+
+	s.mu.Lock()
+	s.self = *m.Self
+	if m.RoomInfo != nil {
+		s.room = *m.RoomInfo
+	}
+	old := s.participants
+	s.participants = make(map[string]signal.Participant, len(m.Participants))
+	for _, p := range m.Participants {
+		s.participants[p.ID] = p
+		s.names[p.ID] = p.Name
+	}
+	now := s.participants
+	s.mu.Unlock()
+	if !s.joined {
+		s.emit(Event{Kind: Joined, Participant: *m.Self})
+	}
+	// Report who is there (after a reconnection: what changed), as events.
+	for id, p := range old {
+		if _, ok := now[id]; !ok {
+			s.emit(Event{Kind: ParticipantLeft, Participant: p})
+		}
+	}
+	for id, p := range now {
+		if q, ok := old[id]; !ok {
+			s.emit(Event{Kind: ParticipantJoined, Participant: p})
+		} else if q != p {
+			s.emit(Event{Kind: ParticipantUpdated, Participant: p})
+		}
+	}
+
+	if resumed {
+		queued := s.outbox
+		s.outbox = nil
+		for _, q := range queued {
+			s.send(q)
+		}
+		if s.peers.pendingPublish != nil {
+			s.send(s.peers.pendingPublish)
+		}
+	} else {
+		s.outbox = nil
+		s.teardownPeers()
+		if err := s.setupPeers(m.ICEServers); err != nil {
+			s.end(err)
+			return
+		}
+	}
+	s.send(&signal.Message{Type: signal.TypeState, State: &signal.MediaState{
+		Audio: s.opts.Microphone != nil, Video: s.opts.Camera != nil}})
+
+	if !s.joined {
+		s.joined = true
+		s.log.Info("joined", "participant", m.Self.ID)
+		s.ready <- nil
+	} else {
+		s.log.Info("rejoined", "participant", m.Self.ID, "resumed", resumed)
+		s.outage = false
+		s.emit(Event{Kind: Rejoined, Resumed: resumed})
+	}
+}
+
+func (s *Session) onParticipant(p signal.Participant, joined bool) {
+	s.mu.Lock()
+	if p.ID == s.self.ID {
+		s.mu.Unlock()
+		return
+	}
+	_, known := s.participants[p.ID]
+	s.participants[p.ID] = p
+	s.names[p.ID] = p.Name
+	s.mu.Unlock()
+	kind := ParticipantUpdated
+	if joined || !known {
+		kind = ParticipantJoined
+	}
+	s.emit(Event{Kind: kind, Participant: p})
+}
+
+func (s *Session) onParticipantLeft(p signal.Participant) {
+	s.mu.Lock()
+	_, known := s.participants[p.ID]
+	delete(s.participants, p.ID)
+	s.mu.Unlock()
+	if known {
+		s.emit(Event{Kind: ParticipantLeft, Participant: p})
+	}
+}
+
+func (s *Session) onOpaque(m *signal.Message) {
+	hook := s.opts.Hooks.OnAnnounce
+	if m.Type == signal.TypeKey {
+		hook = s.opts.Hooks.OnKey
+	}
+	if hook == nil {
+		return
+	}
+	payload, err := decodePayload(m.Payload)
+	if err != nil {
+		s.log.Warn("ignoring an opaque message", "type", m.Type, "from", m.From, "err", err)
+		return
+	}
+	from := m.From
+	s.events.post(func() { hook(from, payload) })
+}
+
+func (s *Session) onError(m *signal.Message) {
+	if m.Fatal {
+		s.end(&ServerError{Code: m.Code, Message: m.Text})
+		return
+	}
+	if p := s.peers; p != nil && p.pendingPublish != nil && (m.ID == p.pendingPublish.ID || m.ID == "" && m.RefType == signal.TypePublish) {
+		s.onPublishFailed(fmt.Errorf("%s: %s", m.Code, m.Text))
+		return
+	}
+	s.log.Warn("server error", "code", m.Code, "ref", m.RefType, "message", m.Text)
+}
+
+// leave starts a normal leave: leave is sent, bye (or the connection's
+// end, or a second) finishes it.
+func (s *Session) leave() {
+	if s.ended || s.leaving {
+		return
+	}
+	s.leaving = true
+	if s.ws == nil {
+		s.end(nil)
+		return
+	}
+	s.send(&signal.Message{Type: signal.TypeLeave})
+	s.timer("leave", leaveWait, func() { s.end(nil) })
+}
+
+// rejoin gives up the current participant and joins afresh, after a peer
+// connection failed to recover.
+func (s *Session) rejoin() {
+	if s.ended {
+		return
+	}
+	s.log.Warn("media connection did not recover; joining again")
+	if w := s.ws; w != nil {
+		s.sendOn(w, &signal.Message{Type: signal.TypeLeave})
+		w.closeAfterFlush()
+		s.ws = nil
+	}
+	s.teardownPeers()
+	s.resume = ""
+	if !s.outage {
+		s.outage = true
+		s.emit(Event{Kind: Reconnecting})
+	}
+	s.stopTimer("reconnect")
+	s.connect()
+}
