@@ -17,6 +17,7 @@ const usage = `Conclave — self-hosted, end-to-end encrypted video meetings.
 Usage:
   conclave serve [flags]          run the all-in-one server
   conclave admin <command> ...    manage users and rooms from the shell
+  conclave join [flags] <URL>     join a meeting as a native participant
   conclave version                print the version
 
 Run 'conclave <command> -h' for a command's flags.
@@ -36,6 +37,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case "admin":
 		return admin(args[1:], stdin, stdout, stderr)
+	case "join":
+		return join(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "conclave", version)
 		return 0

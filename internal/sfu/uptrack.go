@@ -42,6 +42,7 @@ type UpTrack struct {
 	downs atomic.Pointer[[]*DownTrack] // read lock-free by the forwarding loop
 
 	lastKeyFrameRequest atomic.Int64 // unix nanoseconds
+	keyFrameDeferred    atomic.Bool  // a request is scheduled for the end of the interval
 	muted               atomic.Bool  // not forwarded (a host muted it)
 	ended               atomic.Bool
 	done                chan struct{}
@@ -174,15 +175,31 @@ func (u *UpTrack) SetMuted(muted bool) {
 func (u *UpTrack) Muted() bool { return u.muted.Load() }
 
 // RequestKeyFrame asks the publisher for a key frame, at most once per
-// keyFrameInterval.
+// keyFrameInterval. A request inside the interval is not lost: one request
+// is sent when the interval ends, so that a subscriber whose connection was
+// not ready for the previous key frame still gets one promptly.
 func (u *UpTrack) RequestKeyFrame() {
 	if u.kind != webrtc.RTPCodecTypeVideo || u.ended.Load() {
 		return
 	}
 	now := time.Now().UnixNano()
 	last := u.lastKeyFrameRequest.Load()
-	if now-last < int64(keyFrameInterval) || !u.lastKeyFrameRequest.CompareAndSwap(last, now) {
+	if wait := int64(keyFrameInterval) - (now - last); wait > 0 {
+		if !u.keyFrameDeferred.Swap(true) {
+			time.AfterFunc(time.Duration(wait), func() {
+				u.keyFrameDeferred.Store(false)
+				u.sendKeyFrameRequest()
+			})
+		}
 		return
 	}
+	u.sendKeyFrameRequest()
+}
+
+func (u *UpTrack) sendKeyFrameRequest() {
+	if u.ended.Load() {
+		return
+	}
+	u.lastKeyFrameRequest.Store(time.Now().UnixNano())
 	_ = u.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: u.ssrc}})
 }
