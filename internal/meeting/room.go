@@ -46,13 +46,18 @@ func (r *Room) empty() bool { return r.size() == 0 }
 
 // reserve counts p in the room before it enters, refusing it when the room
 // is full, ended, or p was removed from this meeting.
+//
+// A removed account is barred; a removed guest's address is barred for
+// guests only, so that a host (host PIN or host account) behind the same
+// NAT can still come in.
 func (r *Room) reserve(p *Participant, max int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ended {
 		return signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
 	}
-	if p.userID != 0 && r.banned[userKey(p.userID)] || p.addr.IsValid() && p.userID == 0 && r.banned[addrKey(p)] {
+	if p.userID != 0 && r.banned[userKey(p.userID)] ||
+		p.userID == 0 && p.role != signal.RoleHost && p.addr.IsValid() && r.banned[addrKey(p)] {
 		return signal.Fatalf(signal.CodeRemoved, "A host removed you from this meeting; you cannot rejoin it.")
 	}
 	if len(r.order)+len(r.waiting)+r.joining >= max {
