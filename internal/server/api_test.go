@@ -11,6 +11,10 @@ import (
 	"net/http/cookiejar"
 	"strings"
 	"testing"
+	"time"
+
+	"conclave/internal/auth"
+	"conclave/internal/store"
 )
 
 type apiClient struct {
@@ -195,5 +199,81 @@ func TestOversizedBodyRefused(t *testing.T) {
 	st, body, _ := c.do("POST", "/api/login", map[string]string{"username": strings.Repeat("a", 100<<10), "password": "x"}, false)
 	if st != http.StatusRequestEntityTooLarge || errCode(body) != "too-large" {
 		t.Fatalf("oversized login: %d %v", st, body)
+	}
+}
+
+// TestSessionLimit: an account has at most 10 sessions; an 11th sign-in is
+// refused (not the oldest evicted); signing out everywhere ends them all.
+func TestSessionLimit(t *testing.T) {
+	srv := openTestServer(t)
+	hash, _ := auth.HashPassword("Correct-Horse-42")
+	if _, err := srv.Store().CreateUser(context.Background(), store.User{Username: "ann", DisplayName: "Ann",
+		PasswordHash: hash, Role: store.RoleUser, Enabled: true, PasswordChangedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	login := map[string]string{"username": "ann", "password": "Correct-Horse-42"}
+	var clients []*apiClient
+	for i := 0; i < 10; i++ {
+		c := newAPIClient(t, srv)
+		st, body, _ := c.do("POST", "/api/login", login, false)
+		if st != 200 {
+			t.Fatalf("login %d: %d %v", i+1, st, body)
+		}
+		c.csrf = body["csrf"].(string)
+		clients = append(clients, c)
+	}
+	st, body, _ := newAPIClient(t, srv).do("POST", "/api/login", login, false)
+	if st != http.StatusForbidden || errCode(body) != "session-limit" {
+		t.Fatalf("11th login: %d %v, want 403 session-limit", st, body)
+	}
+	if st, _, _ := clients[0].do("GET", "/api/me", nil, false); st != 200 {
+		t.Fatalf("the first session was evicted: %d", st)
+	}
+	if st, _, _ := clients[3].do("POST", "/api/logout-everywhere", nil, false); st != http.StatusForbidden {
+		t.Fatalf("logout everywhere without CSRF token: %d", st)
+	}
+	if st, _, _ := clients[3].do("POST", "/api/logout-everywhere", nil, true); st != http.StatusNoContent {
+		t.Fatalf("logout everywhere: %d", st)
+	}
+	for i, c := range clients {
+		if st, _, _ := c.do("GET", "/api/me", nil, false); st != http.StatusUnauthorized {
+			t.Fatalf("session %d still valid after logout everywhere: %d", i+1, st)
+		}
+	}
+	if st, _, _ := newAPIClient(t, srv).do("POST", "/api/login", login, false); st != 200 {
+		t.Fatalf("login after logout everywhere: %d", st)
+	}
+}
+
+// TestLoginLockout: wrong passwords slow down then lock the account, with
+// the same answers for an unknown username.
+func TestLoginLockout(t *testing.T) {
+	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	srv := openAccessServer(t, clk)
+	hash, _ := auth.HashPassword("Correct-Horse-42")
+	if _, err := srv.Store().CreateUser(context.Background(), store.User{Username: "ann", DisplayName: "Ann",
+		PasswordHash: hash, Role: store.RoleUser, Enabled: true, PasswordChangedAt: clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range []string{"ann", "nobody"} {
+		c := newAPIClient(t, srv)
+		var codes []string
+		for i := 0; i < 12; i++ {
+			_, body, _ := c.do("POST", "/api/login", map[string]string{"username": user, "password": "Wrong-Guess-123"}, false)
+			codes = append(codes, errCode(body))
+			clk.Advance(90 * time.Second) // past any delay, within the 15-minute run
+		}
+		if codes[0] != "bad-credentials" || codes[11] != "locked" {
+			t.Fatalf("%s: answers %v; want bad-credentials first and locked at the end", user, codes)
+		}
+		t.Logf("%s: %v", user, codes)
+		st, body, _ := c.do("POST", "/api/login", map[string]string{"username": user, "password": "Correct-Horse-42"}, false)
+		if st != http.StatusTooManyRequests {
+			t.Fatalf("%s: right password during the lock: %d %v", user, st, body)
+		}
+	}
+	clk.Advance(16 * time.Minute)
+	if st, body, _ := newAPIClient(t, srv).do("POST", "/api/login", map[string]string{"username": "ann", "password": "Correct-Horse-42"}, false); st != 200 {
+		t.Fatalf("after the lock: %d %v", st, body)
 	}
 }

@@ -1,12 +1,14 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"conclave/internal/auth"
 	"conclave/internal/signal"
+	"conclave/internal/store"
 )
 
 // joinAs joins vault from source and returns the client and its first
@@ -167,38 +169,72 @@ func TestHostLeaves(t *testing.T) {
 	}
 }
 
-// TestCrossRoom: nothing of room A can be done from room B: a resume token
-// of one room does not enter another, and ids of another room's
-// participants are unknown.
+// TestCrossRoom is the isolation matrix: a host of room "annex" sends every
+// command there is, aimed at room "vault"'s participants, and room "vault"
+// notices nothing; a resume token of one room does not enter another.
 func TestCrossRoom(t *testing.T) {
 	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
 	srv := openAccessServer(t, clk)
+	hostHash, _ := auth.HashPIN("975310")
+	if _, err := srv.Store().CreateRoom(context.Background(), store.Room{Alias: "annex", DisplayName: "Annex",
+		Access: store.AccessPIN, HostPINHash: hostHash, AllowGuests: true, GuestsMayUnmute: true, GuestsMayPresent: true}); err != nil {
+		t.Fatal(err)
+	}
 	host, hw := joinAs(t, srv, "127.0.0.60", "Hana", hostPIN)
-	lounge := dialFrom(t, srv, "127.0.0.61")
-	lw := lounge.join("lounge", "Lou")
+	guest, gw := joinAs(t, srv, "127.0.0.61", "Gina", guestPIN)
 
-	// Lou knows Hana's id and resume token (say they leaked): useless.
-	for _, cmd := range []string{
-		`{"v":1,"type":"key","to":"` + hw.Self.ID + `","payload":"a2V5"}`,
-	} {
-		lounge.sendRaw(cmd)
-		lounge.expectError(signal.CodeUnknownParticipant)
+	other := dialFrom(t, srv, "127.0.0.62")
+	other.sendRaw(`{"v":1,"type":"join","room":"annex","name":"Otto","pin":"975310"}`)
+	ow := other.next()
+	if ow.Type != signal.TypeWelcome || ow.Self.Role != signal.RoleHost {
+		t.Fatalf("annex host: got %+v", ow)
 	}
+	for _, target := range []string{hw.Self.ID, gw.Self.ID} {
+		for _, cmd := range []string{
+			`{"v":1,"type":"key","to":"%s","payload":"a2V5"}`,
+			`{"v":1,"type":"mute","target":"%s"}`,
+			`{"v":1,"type":"remove","target":"%s"}`,
+			`{"v":1,"type":"set-role","target":"%s","role":"guest"}`,
+			`{"v":1,"type":"admit","target":"%s"}`,
+			`{"v":1,"type":"deny","target":"%s"}`,
+		} {
+			other.sendRaw(fmt.Sprintf(cmd, target))
+			other.expectError(signal.CodeUnknownParticipant)
+		}
+	}
+	// Room-wide commands act on annex only.
 	for _, cmd := range []string{
-		`{"v":1,"type":"mute","target":"` + hw.Self.ID + `"}`,
-		`{"v":1,"type":"remove","target":"` + hw.Self.ID + `"}`,
 		`{"v":1,"type":"lock","locked":true}`,
+		`{"v":1,"type":"mute-guests"}`,
+		`{"v":1,"type":"room-settings","settings":{"guestsMayUnmute":false,"guestsMayPresent":false,"locked":false,"hostPresent":true}}`,
+		`{"v":1,"type":"announce","payload":"b3R0bw=="}`,
+		`{"v":1,"type":"chat","payload":"b3R0bw=="}`,
+		`{"v":1,"type":"state","state":{"audio":true,"video":true,"screen":true}}`,
 	} {
-		lounge.sendRaw(cmd)
-		lounge.expectError(signal.CodeForbidden) // not a host anywhere
+		other.sendRaw(cmd)
 	}
-	thief := dialFrom(t, srv, "127.0.0.62")
-	thief.sendRaw(`{"v":1,"type":"join","room":"vault","name":"Lou","resume":"` + lw.Resume + `"}`)
+	other.expectQuiet(signal.TypeRoomState)
+	host.expectQuiet(signal.TypeParticipantJoined, signal.TypeRoomState)
+	guest.expectQuiet(signal.TypeRoomState)
+	newcomer, m := joinAs(t, srv, "127.0.0.63", "Nell", guestPIN)
+	if m.Type != signal.TypeWelcome || m.RoomState.Locked || len(m.Participants) != 2 {
+		t.Fatalf("vault after annex's commands: newcomer got %+v; want an unlocked welcome listing Hana and Gina only", m)
+	}
+	newcomer.expectQuiet()
+
+	// Tokens do not cross rooms.
+	thief := dialFrom(t, srv, "127.0.0.64")
+	thief.sendRaw(`{"v":1,"type":"join","room":"vault","name":"Otto","resume":"` + ow.Resume + `"}`)
 	if m := thief.next(); m.Type != signal.TypeError || m.Code != signal.CodeRoomUnavailable {
-		t.Fatalf("resume token of lounge used on vault: got %+v", m)
+		t.Fatalf("resume token of annex used on vault: got %+v", m)
 	}
-	host.sendRaw(`{"v":1,"type":"mute","target":"` + lw.Self.ID + `"}`)
-	host.expectError(signal.CodeUnknownParticipant)
-	host.expectQuiet()
-	lounge.expectQuiet()
+	if st, _ := fileRequest(t, srv, "GET", "/api/files/00000000000000000000000000000000", ow.UploadToken, nil); st != 404 {
+		t.Fatalf("file request with annex's token: %d", st)
+	}
+	other.sendRaw(`{"v":1,"type":"end"}`)
+	if m := other.next(signal.TypeRoomState); m.Type != signal.TypeBye || m.Reason != "ended" {
+		t.Fatalf("annex host after end: %+v", m)
+	}
+	host.expectQuiet(signal.TypeParticipantJoined)
+	guest.expectQuiet(signal.TypeParticipantJoined)
 }

@@ -178,6 +178,29 @@ func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// apiLogoutEverywhere ends every session of the signed-in account, on every
+// device: what to do after a suspected theft.
+func (s *Server) apiLogoutEverywhere(w http.ResponseWriter, r *http.Request) {
+	sess, u, ok := s.session(w, r)
+	if !ok {
+		return
+	}
+	if !sameOrigin(r) || !validCSRF(sess, r) {
+		writeError(w, http.StatusForbidden, "csrf", "The request lacks a valid CSRF token; reload the page.")
+		return
+	}
+	n, err := s.Sessions.DeleteUser(audit.WithSource(r.Context(), clientAddr(r)), u.ID)
+	if err != nil {
+		s.log.Error("logout everywhere failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "The server could not end the sessions.")
+		return
+	}
+	s.log.Info("logged out everywhere", "username", u.Username, "sessions", n)
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // admin wraps a handler that requires an administrator session, and a CSRF
 // token for anything but GET.
 func (s *Server) admin(h func(http.ResponseWriter, *http.Request, store.User)) http.HandlerFunc {

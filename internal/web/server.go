@@ -86,6 +86,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/login", s.apiLogin)
 	m.HandleFunc("POST /api/logout", s.apiLogout)
 	m.HandleFunc("POST /api/password", s.apiPassword)
+	m.HandleFunc("POST /api/logout-everywhere", s.apiLogoutEverywhere)
 	m.HandleFunc("GET /api/e2ee/org", s.apiOrg)
 	m.HandleFunc("POST /api/e2ee/credential", s.apiCredential)
 	m.HandleFunc("POST /api/files", s.apiUpload)
