@@ -37,6 +37,15 @@ type Config struct {
 	WaitForHost, HostGrace time.Duration
 	// Logger receives the meeting logs; nil means slog.Default().
 	Logger *slog.Logger
+	// AfterFunc schedules the meeting's timers (resume window, waiting for
+	// a host, grace after the last host left); nil means time.AfterFunc.
+	// Tests inject one they fire themselves.
+	AfterFunc func(d time.Duration, f func()) Timer
+}
+
+// Timer is a scheduled call that can be cancelled; *time.Timer is one.
+type Timer interface {
+	Stop() bool
 }
 
 // Manager holds the active meetings of a node.
@@ -65,6 +74,9 @@ func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
 	}
 	if cfg.HostGrace == 0 {
 		cfg.HostGrace = 2 * time.Minute
+	}
+	if cfg.AfterFunc == nil {
+		cfg.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 	}
 	if cfg.MaxParticipants == 0 {
 		cfg.MaxParticipants = 100

@@ -39,8 +39,8 @@ type Participant struct {
 	forcedMute bool // a host muted the microphone
 	announce   string
 	left       bool
-	dropped    *time.Timer // resume window after a lost connection
-	waitTimer  *time.Timer // waiting for a host
+	dropped    Timer // resume window after a lost connection
+	waitTimer  Timer // waiting for a host
 }
 
 // ID returns the participant's id.
@@ -114,7 +114,7 @@ func (p *Participant) announcement() string {
 func (p *Participant) startWaitTimer(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.waitTimer = time.AfterFunc(d, func() { p.leave("no-host") })
+	p.waitTimer = p.mgr.cfg.AfterFunc(d, func() { p.leave("no-host") })
 }
 
 func (p *Participant) stopWaitTimer() {
@@ -213,7 +213,7 @@ func (p *Participant) detach(conn *connection) {
 		return
 	}
 	p.conn = nil
-	p.dropped = time.AfterFunc(p.mgr.cfg.ResumeWindow, func() { p.leave("timeout") })
+	p.dropped = p.mgr.cfg.AfterFunc(p.mgr.cfg.ResumeWindow, func() { p.leave("timeout") })
 	p.log.Info("participant connection lost", "room", p.room.alias, "participant", p.id)
 }
 
@@ -228,7 +228,7 @@ func (p *Participant) leave(reason string) {
 	p.left = true
 	conn := p.conn
 	p.conn = nil
-	for _, t := range []*time.Timer{p.dropped, p.waitTimer} {
+	for _, t := range []Timer{p.dropped, p.waitTimer} {
 		if t != nil {
 			t.Stop()
 		}

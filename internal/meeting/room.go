@@ -26,7 +26,7 @@ type Room struct {
 	locked   bool
 	settings signal.RoomState
 	banned   map[string]bool // "user:<id>" and "addr:<ip>" of removed participants
-	endTimer *time.Timer     // running while a host-required meeting has no host
+	endTimer Timer           // running while a host-required meeting has no host
 	ended    bool
 }
 
@@ -253,7 +253,7 @@ func (r *Room) hostLeftLocked() {
 	r.broadcastLocked(nil, &signal.Message{Type: signal.TypeNotice, Code: "host-left",
 		Text: "The host left. The meeting will end in " + grace.Round(time.Second).String() + " unless a host returns."})
 	r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
-	r.endTimer = time.AfterFunc(grace, func() { r.end("ended") })
+	r.endTimer = r.mgr.cfg.AfterFunc(grace, func() { r.end("ended") })
 }
 
 // remove takes p out of the room (members or waiting); it reports whether

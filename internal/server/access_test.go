@@ -26,6 +26,11 @@ const (
 // "vault" (host and guest PINs) and an open room "lounge".
 func openAccessServer(t *testing.T, clk *auth.FakeClock, allow ...string) *Server {
 	t.Helper()
+	return openAccessServerWith(t, clk, Options{}, allow...)
+}
+
+func openAccessServerWith(t *testing.T, clk *auth.FakeClock, opts Options, allow ...string) *Server {
+	t.Helper()
 	cfg := config.Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen = "127.0.0.1:0"
@@ -33,7 +38,8 @@ func openAccessServer(t *testing.T, clk *auth.FakeClock, allow ...string) *Serve
 	cfg.MediaTCP = ""
 	cfg.Hosts = []string{"127.0.0.1"}
 	cfg.AllowList = allow
-	srv, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Clock: clk})
+	opts.Clock = clk
+	srv, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"conclave/internal/auth"
+	"conclave/internal/meeting"
 	"conclave/internal/signal"
 	"conclave/internal/store"
 )
@@ -94,6 +96,10 @@ func TestLobbyAndHostControls(t *testing.T) {
 	}
 	guest.sendRaw(`{"v":1,"type":"announce","payload":"YW5u"}`)
 	host.next(signal.TypeRoomState) // the announcement
+	guest.sendRaw(`{"v":1,"type":"chat","payload":"Y2hhdA=="}`)
+	if m := host.next(); m.Type != signal.TypeChat {
+		t.Fatalf("host: got %+v, want the chat message", m)
+	}
 	guest.sendRaw(`{"v":1,"type":"key","to":"` + k.Participant.ID + `","payload":"a2V5"}`)
 	guest.expectError(signal.CodeUnknownParticipant)
 	knocker.expectQuiet()
@@ -134,15 +140,19 @@ func TestLobbyAndHostControls(t *testing.T) {
 	if m := knocker.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeRoomState, signal.TypeAnnounce); m.Type != signal.TypeBye || m.Reason != "removed" {
 		t.Fatalf("removed participant: got %+v, want bye removed", m)
 	}
-	_, m = joinAs(t, srv, "127.0.0.42", "Kim", hostPIN)
+	_, m = joinAs(t, srv, "127.0.0.42", "Kim", guestPIN)
 	if m.Type != signal.TypeError || m.Code != signal.CodeRemoved || !m.Fatal {
 		t.Fatalf("rejoin after removal: got %+v, want fatal removed", m)
+	}
+	// A host behind the same address is not barred.
+	if _, m = joinAs(t, srv, "127.0.0.42", "Kurt", hostPIN); m.Type != signal.TypeWelcome {
+		t.Fatalf("host PIN from the removed guest's address: got %+v, want welcome", m)
 	}
 
 	// End: everyone is told.
 	host.sendRaw(`{"v":1,"type":"end"}`)
 	for _, c := range []*wsClient{host, guest, cohost} {
-		m := c.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeParticipantLeft, signal.TypeRoomState)
+		m := c.next(signal.TypeAnnounce, signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeParticipantLeft, signal.TypeRoomState)
 		if m.Type != signal.TypeBye || m.Reason != "ended" {
 			t.Fatalf("after end: got %+v, want bye ended", m)
 		}
@@ -237,4 +247,112 @@ func TestCrossRoom(t *testing.T) {
 	}
 	host.expectQuiet(signal.TypeParticipantJoined)
 	guest.expectQuiet(signal.TypeParticipantJoined)
+}
+
+// fakeTimers collects the meetings' timers so that a test fires them
+// itself instead of waiting.
+type fakeTimers struct {
+	mu     sync.Mutex
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	d       time.Duration
+	f       func()
+	stopped bool
+}
+
+func (t *fakeTimer) Stop() bool {
+	was := !t.stopped
+	t.stopped = true
+	return was
+}
+
+func (ft *fakeTimers) AfterFunc(d time.Duration, f func()) meeting.Timer {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	t := &fakeTimer{d: d, f: f}
+	ft.timers = append(ft.timers, t)
+	return t
+}
+
+// fire runs every pending timer of duration d and reports how many ran.
+func (ft *fakeTimers) fire(d time.Duration) int {
+	ft.mu.Lock()
+	var due []*fakeTimer
+	for _, t := range ft.timers {
+		if t.d == d && !t.stopped {
+			t.stopped = true
+			due = append(due, t)
+		}
+	}
+	ft.mu.Unlock()
+	for _, t := range due {
+		t.f()
+	}
+	return len(due)
+}
+
+func openTimedServer(t *testing.T) (*Server, *fakeTimers) {
+	t.Helper()
+	ft := &fakeTimers{}
+	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	srv := openAccessServerWith(t, clk, Options{AfterFunc: ft.AfterFunc})
+	return srv, ft
+}
+
+// TestWaitForHostTimeout: a guest alone waits 10 minutes for a host, then
+// is sent away with a reason.
+func TestWaitForHostTimeout(t *testing.T) {
+	srv, ft := openTimedServer(t)
+	guest, m := joinAs(t, srv, "127.0.0.70", "Gina", guestPIN)
+	if m.Type != signal.TypeWaiting {
+		t.Fatalf("got %+v, want waiting", m)
+	}
+	if n := ft.fire(10 * time.Minute); n != 1 {
+		t.Fatalf("%d wait-for-host timers fired, want 1", n)
+	}
+	if m := guest.next(); m.Type != signal.TypeBye || m.Reason != "no-host" {
+		t.Fatalf("guest after the wait: got %+v, want bye no-host", m)
+	}
+}
+
+// TestHostGrace: when the last host leaves, the meeting ends for the guests
+// after the grace period; a promoted guest can host instead.
+func TestHostGrace(t *testing.T) {
+	srv, ft := openTimedServer(t)
+	host, _ := joinAs(t, srv, "127.0.0.71", "Hana", hostPIN)
+	guest, gw := joinAs(t, srv, "127.0.0.72", "Gina", guestPIN)
+	other, _ := joinAs(t, srv, "127.0.0.73", "Gus", guestPIN)
+
+	// Promotion: Gina becomes a host and can lock the room.
+	host.sendRaw(`{"v":1,"type":"set-role","target":"` + gw.Self.ID + `","role":"host"}`)
+	if m := guest.next(signal.TypeParticipantJoined); m.Type != signal.TypeParticipantUpdated || m.Participant.Role != signal.RoleHost {
+		t.Fatalf("Gina after promotion: got %+v", m)
+	}
+	guest.sendRaw(`{"v":1,"type":"lock","locked":true}`)
+	for {
+		m := other.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated)
+		if m.Type != signal.TypeRoomState {
+			t.Fatalf("Gus after Gina locked: got %+v", m)
+		}
+		if m.RoomState.Locked {
+			break
+		}
+	}
+	// Demoted again, then Hana leaves: no host remains.
+	host.sendRaw(`{"v":1,"type":"set-role","target":"` + gw.Self.ID + `","role":"guest"}`)
+	host.sendRaw(`{"v":1,"type":"leave"}`)
+	if m := other.next(signal.TypeParticipantUpdated, signal.TypeParticipantLeft, signal.TypeRoomState); m.Type != signal.TypeNotice || m.Code != "host-left" {
+		t.Fatalf("Gus after the host left: got %+v, want notice host-left", m)
+	}
+	if n := ft.fire(2 * time.Minute); n != 1 {
+		t.Fatalf("%d grace timers fired, want 1", n)
+	}
+	for _, c := range []*wsClient{guest, other} {
+		m := c.next(signal.TypeParticipantUpdated, signal.TypeParticipantLeft, signal.TypeRoomState, signal.TypeNotice)
+		if m.Type != signal.TypeBye || m.Reason != "ended" {
+			t.Fatalf("after the grace period: got %+v, want bye ended", m)
+		}
+	}
 }

@@ -59,6 +59,9 @@ type Options struct {
 	Assets fs.FS
 	// ResumeWindow overrides the meeting resume window.
 	ResumeWindow time.Duration
+	// AfterFunc schedules the meetings' timers (tests only; nil means
+	// time.AfterFunc).
+	AfterFunc func(time.Duration, func()) meeting.Timer
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
 	// Clock replaces the system clock for time-based rules (break-in
@@ -125,7 +128,8 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log}, s.engine, gate)
+	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log,
+		AfterFunc: opts.AfterFunc}, s.engine, gate)
 	s.enroller = auth.NewEnroller(st, clock, auth.EnrolConfig{})
 	org := cfg.OrgName
 	if org == "" {
