@@ -4,11 +4,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +24,13 @@ import (
 // startServer runs a complete node on loopback with the given rooms.
 func startServer(t *testing.T, rooms ...string) *server.Server {
 	t.Helper()
+	return startServerLogging(t, nil, rooms...)
+}
+
+// startServerLogging is startServer with the server's debug log also
+// written to logs (when not nil), for tests that inspect it.
+func startServerLogging(t *testing.T, logs io.Writer, rooms ...string) *server.Server {
+	t.Helper()
 	cfg := config.Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen = "127.0.0.1:0"
@@ -31,7 +41,12 @@ func startServer(t *testing.T, rooms ...string) *server.Server {
 	if os.Getenv("CONCLAVE_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	var out io.Writer = testWriter{t}
+	if logs != nil {
+		level = slog.LevelDebug - 4
+		out = io.MultiWriter(logs, levelFilter{testWriter{t}})
+	}
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	srv, err := server.Open(cfg, log, server.Options{})
 	if err != nil {
 		t.Fatalf("open server: %v", err)
@@ -45,6 +60,37 @@ func startServer(t *testing.T, rooms ...string) *server.Server {
 		}
 	}
 	return srv
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines to write
+// while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// Contains reports whether the buffer holds s.
+func (b *syncBuffer) Contains(s string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Contains(b.buf.Bytes(), []byte(s))
+}
+
+// levelFilter passes on only warnings and errors, so that a test capturing
+// every log line does not flood the test output.
+type levelFilter struct{ w io.Writer }
+
+func (f levelFilter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("level=WARN")) || bytes.Contains(p, []byte("level=ERROR")) {
+		return f.w.Write(p)
+	}
+	return len(p), nil
 }
 
 type testWriter struct{ t *testing.T }

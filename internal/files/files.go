@@ -19,6 +19,7 @@ import (
 
 // Errors returned by Store.
 var (
+	ErrExists      = errors.New("a file with this id exists")
 	ErrTooLarge    = errors.New("the file is larger than the limit")
 	ErrStorageFull = errors.New("the server has no room for this file")
 	ErrNotFound    = errors.New("no such file in this meeting")
@@ -41,6 +42,7 @@ type blob struct {
 	meeting string
 	size    int64
 	created time.Time
+	pending bool // being uploaded
 }
 
 // Store keeps blobs in one directory.
@@ -80,29 +82,44 @@ func Open(dir string, cfg Config) (*Store, error) {
 // MaxSize is the largest blob accepted.
 func (s *Store) MaxSize() int64 { return s.cfg.MaxSize }
 
-// Put stores the blob read from r for meeting and returns its id. A blob
-// over MaxSize gives ErrTooLarge, a full quota or disk ErrStorageFull; in
-// every failure nothing is left behind.
+// Put stores the blob read from r for meeting under a new random id and
+// returns the id. A blob over MaxSize gives ErrTooLarge, a full quota or
+// disk ErrStorageFull; in every failure nothing is left behind.
 func (s *Store) Put(meeting string, r io.Reader, sizeHint int64) (string, error) {
+	return s.PutID(meeting, newID(), r, sizeHint)
+}
+
+// PutID is Put under an id the client chose (32 hex digits): E2EE binds
+// the file id into every encrypted chunk, so the client fixes it before
+// encrypting. A malformed id gives ErrNotFound, a taken one ErrExists.
+func (s *Store) PutID(meeting, id string, r io.Reader, sizeHint int64) (string, error) {
+	if !validID(id) {
+		return "", ErrNotFound
+	}
 	s.Sweep()
 	reserve := sizeHint
 	if reserve <= 0 || reserve > s.cfg.MaxSize {
 		reserve = s.cfg.MaxSize
 	}
 	s.mu.Lock()
+	if _, taken := s.blobs[id]; taken {
+		s.mu.Unlock()
+		return "", ErrExists
+	}
 	if s.used+reserve > s.cfg.Quota {
 		s.mu.Unlock()
 		return "", ErrStorageFull
 	}
 	s.used += reserve
+	s.blobs[id] = blob{meeting: meeting, pending: true}
 	s.mu.Unlock()
 	release := func(n int64) {
 		s.mu.Lock()
 		s.used -= n
+		delete(s.blobs, id)
 		s.mu.Unlock()
 	}
 
-	id := newID()
 	tmp, err := os.CreateTemp(s.dir, "upload-*")
 	if err != nil {
 		release(reserve)
@@ -153,7 +170,7 @@ func (s *Store) Get(meeting, id string) (*os.File, int64, error) {
 	s.mu.Lock()
 	b, ok := s.blobs[id]
 	s.mu.Unlock()
-	if !ok || b.meeting != meeting || !validID(id) {
+	if !ok || b.pending || b.meeting != meeting || !validID(id) {
 		return nil, 0, ErrNotFound
 	}
 	f, err := os.Open(filepath.Join(s.dir, id))
@@ -168,7 +185,7 @@ func (s *Store) DeleteMeeting(meeting string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, b := range s.blobs {
-		if b.meeting == meeting {
+		if b.meeting == meeting && !b.pending {
 			s.removeLocked(id, b)
 		}
 	}
@@ -180,7 +197,7 @@ func (s *Store) Sweep() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, b := range s.blobs {
-		if now.Sub(b.created) >= s.cfg.TTL {
+		if !b.pending && now.Sub(b.created) >= s.cfg.TTL {
 			s.removeLocked(id, b)
 		}
 	}

@@ -92,3 +92,18 @@ func TestExpiry(t *testing.T) {
 		t.Fatalf("after expiry: %v", err)
 	}
 }
+
+func TestPutID(t *testing.T) {
+	s := open(t, Config{})
+	id := "00112233445566778899aabbccddeeff"
+	got, err := s.PutID("m", id, strings.NewReader("blob"), 4)
+	if err != nil || got != id {
+		t.Fatalf("PutID = %q, %v", got, err)
+	}
+	if _, err := s.PutID("m", id, strings.NewReader("other"), 5); !errors.Is(err, ErrExists) {
+		t.Fatalf("taken id: %v", err)
+	}
+	if _, err := s.PutID("m", "../x", strings.NewReader("x"), 1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("malformed id: %v", err)
+	}
+}

@@ -198,6 +198,9 @@ func (s *Server) Start() {
 	}()
 }
 
+// DataDir is the node's data directory.
+func (s *Server) DataDir() string { return s.cfg.DataDir }
+
 // URL is the base URL of the web client.
 func (s *Server) URL() string { return s.url }
 

@@ -14,6 +14,10 @@ import (
 // uploadHeader carries a participant's upload token on file requests.
 const uploadHeader = "X-Conclave-Upload"
 
+// fileIDHeader carries the id a client chose for its upload: E2EE binds it
+// into every encrypted chunk (docs/e2ee.md, section 10).
+const fileIDHeader = "X-Conclave-File-Id"
+
 func (s *Server) apiOrg(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"orgId": s.Authority.OrgID(), "name": s.Authority.Name(),
 		"publicKey": base64.StdEncoding.EncodeToString(s.Authority.PublicKey())})
@@ -69,8 +73,16 @@ func (s *Server) apiUpload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, "too-large", tooLarge(s.Files.MaxSize()))
 		return
 	}
-	id, err := s.Files.Put(meeting, r.Body, r.ContentLength)
+	var id string
+	var err error
+	if want := r.Header.Get(fileIDHeader); want != "" {
+		id, err = s.Files.PutID(meeting, want, r.Body, r.ContentLength)
+	} else {
+		id, err = s.Files.Put(meeting, r.Body, r.ContentLength)
+	}
 	switch {
+	case errors.Is(err, files.ErrExists), errors.Is(err, files.ErrNotFound):
+		writeError(w, http.StatusConflict, "bad-id", "The file id is malformed or already taken.")
 	case errors.Is(err, files.ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, "too-large", tooLarge(s.Files.MaxSize()))
 	case errors.Is(err, files.ErrStorageFull):

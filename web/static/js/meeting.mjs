@@ -3,6 +3,9 @@
 // participants, host controls) and the screens for errors and for having
 // left. The protocol lives in session.mjs, what access control shows in
 // access.mjs, the host's controls in hostcontrols.mjs and lobby.mjs.
+// End-to-end encryption: the device identity in e2ee/device.mjs, the
+// meeting's keys in e2ee/meetingcrypto.mjs, media in e2ee/frames.mjs (and
+// its worker), what it shows in e2eeview.mjs and chatview.mjs.
 
 import { $, h, showOnly, setData, focusedButton, restoreFocus } from './dom.mjs';
 import { icon } from './icons.mjs';
@@ -13,7 +16,13 @@ import { buildTiles } from './tiles.mjs';
 import { describeMediaError, isUserCancel } from './media-errors.mjs';
 import { LocalMedia } from './devices.mjs';
 import { Session, DEFAULT_ROOM_STATE } from './session.mjs';
-import { getJSON } from './api.mjs';
+import { api, getJSON } from './api.mjs';
+import { openDeviceStore, MemoryStore, loadDeviceKey, pinOrgKey, deviceCredential } from './e2ee/device.mjs';
+import { MeetingCrypto } from './e2ee/meetingcrypto.mjs';
+import { FrameEncryption, MODES } from './e2ee/frames.mjs';
+import { renderE2EE, participantE2EE } from './e2eeview.mjs';
+import { ChatView } from './chatview.mjs';
+import { uploadFile, downloadFile } from './filetransfer.mjs';
 import {
   waitingText, leftScreen, roleLabel, mayUnmute, mayPresent, noticeEffect, mutedText, knockText,
 } from './access.mjs';
@@ -73,6 +82,11 @@ const ui = {
   leftDetail: $('#left-detail'),
   rejoin: $('#rejoin'),
   home: $('#screen-left a[href="/"]'),
+  e2eeBar: $('#e2ee-bar'),
+  e2eeState: $('#e2ee-state'),
+  e2eeLabel: $('#e2ee-label'),
+  e2eeWarning: $('#e2ee-warning'),
+  meetingCode: $('#meeting-code'),
 };
 
 const alias = aliasFromPath(location.pathname).toLowerCase(); // aliases are lower case
@@ -92,6 +106,108 @@ let lastRole = '';
 ui.locked.prepend(icon('lock'));
 const panels = new Panels();
 panels.add('participants', ui.panel, ui.people);
+panels.add('chat', $('#chat'), $('#toggle-chat'));
+ui.e2eeState.addEventListener('click', () => panels.open('participants'));
+
+// ---- end-to-end encryption -------------------------------------------------------
+
+/** The device identity, prepared while the person is on the prejoin screen. */
+const identityReady = prepareIdentity();
+/** @type {FrameEncryption|null} one media worker for the page */
+let frames = null;
+/** @type {MeetingCrypto|null} the E2EE state of the current meeting */
+let meetingCrypto = null;
+/** @type {ReturnType<MeetingCrypto['snapshot']>|null} */
+let e2ee = null;
+
+/**
+ * Loads (or makes) the device key, pins the organisation's key and, when
+ * signed in, gets a credential. Never fails: without storage the key lives
+ * in memory; without the organisation's key nobody is certified.
+ * @returns {Promise<import('./e2ee/meetingcrypto.mjs').Identity>}
+ */
+async function prepareIdentity() {
+  let store;
+  try {
+    store = await openDeviceStore();
+  } catch {
+    store = new MemoryStore();
+  }
+  const device = await loadDeviceKey(store).catch(() => loadDeviceKey(store = new MemoryStore()));
+  const orgRes = await getJSON('/api/e2ee/org');
+  const org = await pinOrgKey(store, orgRes.ok ? orgRes.data : null).catch(() => ({ orgId: '', name: '', key: null, changed: false }));
+  const me = await getJSON('/api/me');
+  const account = me.ok ? String(me.data?.user?.username ?? '') : '';
+  const request = async (devicePublicKey) => {
+    const r = await api('POST', '/api/e2ee/credential', { body: { devicePublicKey }, csrf: me.data?.csrf });
+    return r.ok ? r.data : null;
+  };
+  const credential = await deviceCredential(store, device, org, { account, request }).catch(() => null);
+  return { device, credential, org };
+}
+
+/** The media worker, started on the first join. */
+function frameEncryption() {
+  if (!frames) {
+    const prefer = new URLSearchParams(location.search).get('e2ee-transform') === 'encoded-streams' ? MODES.streams : '';
+    frames = new FrameEncryption({ prefer });
+    frames.addEventListener('missing-key', (e) => meetingCrypto?.requestKey(e.detail.participant));
+    frames.addEventListener('failed', () => onE2EE());
+  }
+  return frames;
+}
+
+function onE2EE() {
+  if (!meetingCrypto) return;
+  e2ee = meetingCrypto.snapshot();
+  if (frames && !frames.available) {
+    e2ee.state = 'warning';
+    e2ee.warnings = ['This browser cannot encrypt media end to end: your camera and microphone are not protected.', ...e2ee.warnings];
+  }
+  renderE2EE({ state: ui.e2eeState, label: ui.e2eeLabel, warning: ui.e2eeWarning, code: ui.meetingCode }, e2ee);
+  render();
+}
+
+// A read-only view for tests and support: states and fingerprints, never keys.
+Object.defineProperty(window, 'conclaveE2EE', {
+  configurable: true,
+  get() {
+    const s = e2ee;
+    return Object.freeze({
+      state: s?.state ?? 'connecting',
+      code: s?.code ?? '',
+      participants: Object.freeze((s?.participants ?? []).map((p) => Object.freeze({
+        id: p.id, name: p.name, fingerprint: p.fingerprint, certified: p.certified, orgName: p.orgName, userId: p.userId, e2ee: p.e2ee, self: p.self,
+      }))),
+      warnings: Object.freeze([...(s?.warnings ?? [])]),
+      senderKeyGeneration: s?.senderKeyGeneration ?? 0,
+      transform: frames?.mode ?? '',
+    });
+  },
+});
+
+const chat = new ChatView({
+  panel: $('#chat'),
+  toggle: $('#toggle-chat'),
+  unread: $('#chat-unread'),
+  log: $('#chat-log'),
+  form: /** @type {HTMLFormElement} */ ($('#chat-form')),
+  input: /** @type {HTMLInputElement} */ ($('#chat-input')),
+  send: /** @type {HTMLButtonElement} */ ($('#chat-send')),
+  file: /** @type {HTMLInputElement} */ ($('#chat-file')),
+  error: $('#chat-error'),
+}, {
+  sendText: (text) => (meetingCrypto ? meetingCrypto.sendText(text) : Promise.reject(new Error('You are not in the meeting.'))),
+  sendFile: async (file) => {
+    if (!meetingCrypto || !session) throw new Error('You are not in the meeting.');
+    const descriptor = await uploadFile(file, session.uploadToken);
+    await meetingCrypto.sendFile(descriptor);
+  },
+  download: (descriptor) => {
+    if (!session) return Promise.reject(new Error('Files can only be downloaded during the meeting.'));
+    return downloadFile(descriptor, session.uploadToken);
+  },
+});
 const host = new HostControls({
   toolbar: $('#screen-meeting .controls'),
   before: ui.leave,
@@ -326,8 +442,27 @@ function join(name, pin) {
   if (media.camera) m.camera = media.camera;
   roomState = { ...DEFAULT_ROOM_STATE };
   lastRole = '';
-  const s = new Session({ room: alias, name, pin, media: m });
+  const fe = frameEncryption();
+  const s = new Session({ room: alias, name, pin, media: m, frames: fe });
   session = s;
+  meetingCrypto?.stop();
+  const mc = new MeetingCrypto({ identity: identityReady, send: (type, fields) => s.sendE2EE(type, fields), frames: fe });
+  meetingCrypto = mc;
+  e2ee = null;
+  chat.clear();
+  for (const type of ['state', 'participants', 'code', 'warnings']) mc.addEventListener(type, () => { if (meetingCrypto === mc) onE2EE(); });
+  mc.addEventListener('chat', (e) => { if (meetingCrypto === mc) chat.add(e.detail); });
+  s.addEventListener('joined', (e) => {
+    const d = e.detail;
+    if (d.resumed) {
+      mc.resumed();
+      return;
+    }
+    chat.clear();
+    mc.start({ meetingId: d.meeting || `room:${alias}`, selfId: d.self.id, name: d.self.name || name, participants: d.participants });
+  });
+  s.addEventListener('e2ee', (e) => mc.receive(e.detail));
+  s.addEventListener('participants', (e) => mc.setServerParticipants(e.detail.participants));
   s.addEventListener('status', (e) => setStatus(e.detail.text));
   s.addEventListener('waiting', (e) => showWaiting(e.detail));
   s.addEventListener('joined', (e) => onJoined(e.detail));
@@ -355,6 +490,7 @@ function join(name, pin) {
 
 function onJoined({ roomInfo }) {
   if (roomInfo?.name) setTitle(roomInfo.name);
+  ui.e2eeBar.hidden = false;
   if (screens.meeting.hidden) {
     ui.preview.srcObject = null;
     ui.waitingPreview.srcObject = null;
@@ -384,6 +520,11 @@ ui.waitingLeave.addEventListener('click', () => session?.leave());
 function onLeft({ reason, message }) {
   stopScreenShare(false);
   session = null;
+  meetingCrypto?.stop();
+  meetingCrypto = null;
+  e2ee = null;
+  ui.e2eeBar.hidden = true;
+  ui.e2eeWarning.hidden = true;
   clearMeeting();
   ui.waitingPreview.srcObject = null;
   setStatus('');
@@ -601,9 +742,10 @@ function createTile(t) {
   const hostMuted = h('span', { class: 'muted-by-host', role: 'img', 'aria-label': 'Muted by a host', title: 'Muted by a host' }, icon('mic-off'));
   const name = h('span', { class: 'name' });
   const role = h('span', { class: 'role' });
-  const label = h('div', { class: 'label' }, mic, hostMuted, name, role);
+  const mark = h('span', { class: 'e2ee-mark', title: 'This participant is not end-to-end verified: it gets no keys and its media is not shown decrypted.', hidden: true }, 'Not end-to-end');
+  const label = h('div', { class: 'label' }, mic, hostMuted, name, role, mark);
   const root = h('div', { class: 'tile' }, video, avatar, label);
-  return { root, video, avatar, name, mic, hostMuted, role, sig: '' };
+  return { root, video, avatar, name, mic, hostMuted, role, mark, sig: '' };
 }
 
 function updateTile(el, t) {
@@ -613,6 +755,9 @@ function updateTile(el, t) {
   setData(el.root, 'self', t.self ? 'true' : null);
   setData(el.root, 'role', t.role || null);
   setData(el.root, 'muted', t.muted ? 'true' : null);
+  const state = t.self ? (e2ee?.participants.find((p) => p.self)?.e2ee ?? 'connecting') : e2eeOf(t.participant);
+  setData(el.root, 'e2ee', state);
+  el.mark.hidden = state !== 'unverified';
   const badge = roleLabel(t.role);
   if (el.role.textContent !== badge) el.role.textContent = badge;
   el.role.hidden = !badge;
@@ -641,8 +786,18 @@ function updateTile(el, t) {
   }
 }
 
+/**
+ * A participant's end-to-end state as the page shows it.
+ * @param {string} id
+ * @returns {'verified'|'connecting'|'unverified'}
+ */
+function e2eeOf(id) {
+  return e2ee?.participants.find((p) => p.id === id && !p.self)?.e2ee ?? 'connecting';
+}
+
 function renderParticipants(self, others) {
   const people = [{ ...self, self: true }, ...others.map((p) => ({ ...p, self: false }))];
+  const views = new Map((e2ee?.participants ?? []).map((v) => [v.self ? '\u0000self' : v.id, v]));
   const isHost = self.role === 'host';
   const items = people.map((p) => {
     const badge = roleLabel(p.role);
@@ -660,8 +815,19 @@ function renderParticipants(self, others) {
     if (p.role) li.dataset.role = p.role;
     if (p.muted) li.dataset.muted = 'true';
     if (p.self) li.dataset.self = 'true';
+    li.append(participantE2EE(li, views.get(p.self ? '\u0000self' : p.id)));
     return li;
   });
+  // Verified announcements of participants the server does not list: the
+  // server may be hiding them from its list, or injecting them.
+  for (const v of views.values()) {
+    if (v.self || v.listed) continue;
+    const li = h('li', { dataset: { participant: v.id, ghost: 'true' }, title: 'The server does not list this participant, but its announcement verified' },
+      h('span', { class: 'avatar small', 'aria-hidden': 'true' }, initials(v.name)),
+      h('span', { class: 'name' }, `${v.name} (not listed by the server)`));
+    li.append(participantE2EE(li, v));
+    items.push(li);
+  }
   const focused = focusedButton(ui.list);
   ui.list.replaceChildren(...items);
   restoreFocus(ui.list, focused);
@@ -680,6 +846,8 @@ function renderControls(self) {
   ui.screen.disabled = !presentAllowed;
   setToggle(ui.screen, self.screen, 'screen', self.screen ? 'Stop sharing your screen' : 'Share your screen');
   if (!ui.people.querySelector('svg')) ui.people.prepend(icon('people'));
+  const chatToggle = $('#toggle-chat');
+  if (!chatToggle.querySelector('svg')) chatToggle.prepend(icon('chat'));
   if (!ui.leave.querySelector('svg')) ui.leave.prepend(icon('leave'));
 }
 

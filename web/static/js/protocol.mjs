@@ -30,6 +30,7 @@ const FIELDS = {
   'restart-ice': ['pc'],
   announce: ['payload'],
   key: ['to', 'payload'],
+  chat: ['payload'],
   leave: [],
   ping: [],
   // Host commands (docs/protocol.md, "Host controls").
@@ -251,6 +252,19 @@ export function roomSettingsMessage(s) {
   return { v: VERSION, type: 'room-settings', settings };
 }
 
+/**
+ * An end-to-end encryption message: `announce {payload}`, `key {to,
+ * payload}` or `chat {payload}`; payloads are base64 (docs/e2ee.md).
+ * @param {'announce'|'key'|'chat'} type
+ * @param {{payload: string, to?: string}} fields
+ * @returns {object}
+ */
+export function e2eeMessage(type, fields) {
+  const m = { v: VERSION, type, payload: fields.payload };
+  if (type === 'key') m.to = fields.to;
+  return m;
+}
+
 /** @returns {object} an `end` message: ends the meeting for everyone (host command). */
 export function endMessage() {
   return { v: VERSION, type: 'end' };
@@ -322,6 +336,7 @@ export function clientMessageProblem(m) {
     case 'restart-ice':
       return m.pc === 'sub' ? '' : 'pc must be "sub"';
     case 'announce':
+    case 'chat':
       return payloadProblem(m.payload);
     case 'key':
       if (!isID(m.to, true)) return 'to is malformed';

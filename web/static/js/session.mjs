@@ -8,7 +8,8 @@
 //   waiting       {wait, roomInfo}  not admitted yet: wait is "host" or "lobby"
 //   participants  {self, participants}  the local and the remote participants changed
 //   tracks        {}             remote media changed: read streamFor()
-//   joined        {self, roomInfo, resumed}
+//   joined        {self, roomInfo, resumed, meeting, uploadToken, participants}
+//   e2ee          {type, from, payload}  an announce, key or chat message (docs/e2ee.md)
 //   room-state    {roomState}    the room's access state (also right after joined)
 //   knocks        {knocks, added}  the lobby changed (hosts only); added: the new knock or null
 //   muted         {by, name}     a host muted the local microphone (name: the host's, or '')
@@ -22,7 +23,7 @@ import {
   joinMessage, publishMessage, subscribeAnswerMessage, candidateMessage, stateMessage,
   restartIceMessage, leaveMessage, clientMessageProblem, parseServerMessage,
   muteMessage, muteGuestsMessage, removeMessage, setRoleMessage, lockMessage,
-  admitMessage, denyMessage, roomSettingsMessage, endMessage,
+  admitMessage, denyMessage, roomSettingsMessage, endMessage, e2eeMessage,
 } from './protocol.mjs';
 import { reconnectDelay } from './backoff.mjs';
 import { SerialQueue } from './queue.mjs';
@@ -56,8 +57,11 @@ export class Session extends EventTarget {
    *   local tracks to publish; a source that is absent is not published
    * @param {object} [opts.env] replacements for the browser globals (tests):
    *   WebSocket, RTCPeerConnection, MediaStream, setTimeout, clearTimeout, videoCodecs
+   * @param {object} [opts.frames] media encryption (e2ee/frames.mjs FrameEncryption):
+   *   peerConfig(), attachSender(sender, kind), attachReceiver(receiver, kind),
+   *   mapReceiver(receiver, participant)
    */
-  constructor({ room, name, pin = '', url, media = {}, env = {} }) {
+  constructor({ room, name, pin = '', url, media = {}, env = {}, frames = null }) {
     super();
     const g = globalThis;
     this.env = {
@@ -69,6 +73,7 @@ export class Session extends EventTarget {
       videoCodecs: () => g.RTCRtpReceiver?.getCapabilities?.('video')?.codecs ?? [],
       ...env,
     };
+    this.frames = frames;
     this.room = room;
     this.name = String(name).trim();
     this.pin = String(pin ?? '');
@@ -89,6 +94,10 @@ export class Session extends EventTarget {
     this.attempt = 0;
     this.resumeToken = '';
     this.self = null;
+    /** the meeting instance id of the last welcome: the E2EE context */
+    this.meeting = '';
+    /** authorises file uploads and downloads (X-Conclave-Upload) */
+    this.uploadToken = '';
     this.roomInfo = null;
     this.iceServers = [];
     /** @type {Map<string, object>} the other participants by id */
@@ -263,6 +272,14 @@ export class Session extends EventTarget {
   /** Ends the meeting for everyone. @returns {boolean} */
   end() { return this.#send(endMessage()); }
 
+  /**
+   * Sends an end-to-end encryption message (announce, key or chat).
+   * @param {'announce'|'key'|'chat'} type
+   * @param {{payload: string, to?: string}} fields
+   * @returns {boolean} false when it could not be sent (not admitted, or the connection is down)
+   */
+  sendE2EE(type, fields) { return this.#send(e2eeMessage(type, fields)); }
+
   /** Leaves the meeting: sends leave, closes everything, emits left. */
   leave() {
     if (this.closed) return;
@@ -354,8 +371,10 @@ export class Session extends EventTarget {
       case 'knock-ended': return this.#onKnockEnded(m.participant);
       case 'muted': return this.#onMuted(m);
       case 'notice': return this.#emit('notice', { code: String(m.code ?? ''), message: String(m.message ?? '') });
-      // announce and key carry E2EE (not implemented yet); unknown types are
-      // extensions this client may ignore (docs/protocol.md, "Planned extensions").
+      case 'announce':
+      case 'key':
+      case 'chat': return this.#emit('e2ee', { type: m.type, from: String(m.from ?? ''), payload: String(m.payload ?? '') });
+      // Unknown types are extensions this client may ignore (docs/protocol.md, "Extensions").
       default: return undefined;
     }
   }
@@ -368,6 +387,8 @@ export class Session extends EventTarget {
     this.waitingFor = '';
     this.resumeToken = m.resume || '';
     this.self = { ...m.self, ...this.mediaState };
+    if (!resumed || m.meeting) this.meeting = String(m.meeting ?? '');
+    if (!resumed || m.uploadToken) this.uploadToken = String(m.uploadToken ?? '');
     if (!resumed || this.self.role !== 'host') this.knocks = new Map();
     this.roomInfo = m.roomInfo ?? this.roomInfo;
     this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
@@ -384,7 +405,10 @@ export class Session extends EventTarget {
     }
     this.#send(stateMessage(this.mediaState));
     if (!this.timers.pub && !this.timers.sub) this.#status('connected');
-    this.#emit('joined', { self: this.self, roomInfo: this.roomInfo, resumed });
+    this.#emit('joined', {
+      self: this.self, roomInfo: this.roomInfo, resumed, meeting: this.meeting, uploadToken: this.uploadToken,
+      participants: [...this.participants.values()],
+    });
     this.#onRoomState(m.roomState);
     this.#emitParticipants();
     this.#emitKnocks(null);
@@ -513,8 +537,9 @@ export class Session extends EventTarget {
   #setupPeers() {
     // The client's own offers bundle everything; the server's offers decide for sub
     // (an offer without media has no BUNDLE group, which max-bundle would refuse).
-    const pub = new this.env.RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
-    const sub = new this.env.RTCPeerConnection({ iceServers: this.iceServers, rtcpMuxPolicy: 'require' });
+    const extra = this.frames?.peerConfig() ?? {};
+    const pub = new this.env.RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', ...extra });
+    const sub = new this.env.RTCPeerConnection({ iceServers: this.iceServers, rtcpMuxPolicy: 'require', ...extra });
     this.pub = pub;
     this.sub = sub;
     this.pubQueue = new SerialQueue();
@@ -629,6 +654,7 @@ export class Session extends EventTarget {
     if (!tr) {
       const stream = source === 'screen' || source === 'screen-audio' ? this.screenStream : this.cameraStream;
       tr = pc.addTransceiver(track ?? KIND[source], { direction: 'sendonly', streams: [stream] });
+      this.frames?.attachSender(tr.sender, KIND[source]);
       if (KIND[source] === 'video') this.#preferCodecs(tr);
       this.transceivers.set(source, tr);
       return true;
@@ -732,6 +758,9 @@ export class Session extends EventTarget {
     this.subQueue.run(async () => {
       if (pc !== this.sub) return;
       await pc.setRemoteDescription({ type: 'offer', sdp: m.sdp });
+      if (this.frames) {
+        for (const t of pc.getTransceivers()) if (t.receiver?.track) this.frames.attachReceiver(t.receiver, t.receiver.track.kind);
+      }
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
       if (pc !== this.sub) return;
@@ -747,6 +776,9 @@ export class Session extends EventTarget {
   #applyRemoteTracks(pc, tracks) {
     const byMid = new Map();
     for (const t of pc.getTransceivers()) if (t.mid != null) byMid.set(t.mid, t.receiver.track);
+    if (this.frames) {
+      for (const t of pc.getTransceivers()) if (t.receiver) this.frames.mapReceiver(t.receiver, (t.mid != null && tracks[t.mid]?.participant) || '');
+    }
     const groups = mediaGroups(tracks);
     const next = new Map();
     for (const [key, g] of groups) {

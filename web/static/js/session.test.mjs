@@ -792,3 +792,54 @@ test('candidates made between a reconnection and its welcome wait for the welcom
   await flush();
   assert.deepEqual(second.ofType('candidate').map((m) => m.candidate.candidate), ['candidate:9']);
 });
+
+test('E2EE: announce, key and chat are passed on; sent ones are checked; transforms on every sender and receiver', async () => {
+  const w = world();
+  const calls = [];
+  const frames = {
+    peerConfig: () => ({ encodedInsertableStreams: true }),
+    attachSender: (sender, kind) => calls.push(['send', kind, sender.track?.id ?? null]),
+    attachReceiver: (receiver, kind) => calls.push(['recv', kind, receiver.track.id]),
+    mapReceiver: (receiver, participant) => calls.push(['map', receiver.track.id, participant]),
+  };
+  const mic = new FakeTrack('audio', 'mic');
+  const s = new Session({ room: 'weekly', name: 'Ada', url: 'wss://h/ws', media: { microphone: mic }, env: w.env, frames });
+  const joinedEvents = [];
+  const e2ee = [];
+  s.addEventListener('joined', (e) => joinedEvents.push(e.detail));
+  s.addEventListener('e2ee', (e) => e2ee.push(e.detail));
+  s.join();
+  w.ws().open();
+  w.ws().receive(welcome({ meeting: 'm-1', uploadToken: 'up-1' }));
+  await flush();
+  assert.equal(joinedEvents[0].meeting, 'm-1');
+  assert.equal(joinedEvents[0].uploadToken, 'up-1');
+  assert.deepEqual(joinedEvents[0].participants.map((p) => p.id), ['p1']);
+  assert.equal(w.pcs[0].config.encodedInsertableStreams, true);
+  assert.deepEqual(calls, [['send', 'audio', 'mic']]);
+
+  const ws = w.ws();
+  for (const type of ['announce', 'key', 'chat']) ws.receive({ type, from: 'p1', payload: 'AAAA' });
+  assert.deepEqual(e2ee.map((m) => m.type), ['announce', 'key', 'chat']);
+  assert.equal(e2ee[1].from, 'p1');
+
+  assert.equal(s.sendE2EE('key', { to: 'p1', payload: 'QUJD' }), true);
+  assert.equal(s.sendE2EE('chat', { payload: 'QUJD' }), true);
+  assert.equal(s.sendE2EE('announce', { payload: 'not base64!' }), false, 'refused before sending');
+  assert.deepEqual(ws.ofType('key').at(-1), { v: 1, type: 'key', to: 'p1', payload: 'QUJD' });
+  assert.deepEqual(ws.ofType('chat').at(-1), { v: 1, type: 'chat', payload: 'QUJD' });
+
+  calls.length = 0;
+  ws.receive({ type: 'subscribe-offer', sdp: fakeOffer({ 0: 'video', 1: 'audio' }), tracks: { 0: { participant: 'p1', source: 'camera', kind: 'video', stream: 's' } } });
+  await flush();
+  assert.deepEqual(calls, [['recv', 'video', 'remote-0'], ['recv', 'audio', 'remote-1'], ['map', 'remote-0', 'p1'], ['map', 'remote-1', '']]);
+  // A resumed welcome keeps the meeting and the token when the server does not repeat them.
+  ws.drop();
+  await w.advance(1000);
+  w.ws().open();
+  w.ws().receive(welcome({ resumed: true }));
+  await flush();
+  assert.equal(joinedEvents.at(-1).resumed, true);
+  assert.equal(s.meeting, 'm-1');
+  assert.equal(s.uploadToken, 'up-1');
+});

@@ -1,0 +1,191 @@
+// What the media worker does to each encoded frame, without the worker:
+// one Sender for the local participant's outgoing tracks, one Receiver per
+// remote participant for its incoming tracks (docs/e2ee.md, section 5).
+// worker.mjs wires it to RTCRtpScriptTransform / createEncodedStreams;
+// tests drive it directly.
+
+import { Receiver, Sender, codecFromMimeType } from './media.mjs';
+import { UnknownKeyError } from './keys.mjs';
+
+/** A receiver that lacks a key this long asks the participant again. */
+export const MISSING_KEY_MS = 1500;
+/** ... and not more often than this. */
+export const MISSING_KEY_REPEAT_MS = 3000;
+
+/** Why a frame was dropped. */
+export const DROP = Object.freeze({
+  noKey: 'no-key', // no sender key yet (outgoing) or no key for the KID (incoming)
+  unknown: 'unknown-sender', // an incoming track not (yet) mapped to a verified participant
+  auth: 'auth', // authentication failed, or the frame is malformed
+  empty: 'empty',
+});
+
+/**
+ * The codec of a frame: from its metadata's mimeType (Chromium gives it on
+ * every encoded frame), else the codec the transform was set up with.
+ * @param {{mimeType?: string}|null} metadata
+ * @param {string} kind 'audio' or 'video'
+ * @param {string} [fallback] a mimeType or codec name
+ * @returns {string} opus, vp8, vp9, h264
+ */
+export function frameCodec(metadata, kind, fallback = '') {
+  const mime = metadata?.mimeType || fallback;
+  if (mime) {
+    try {
+      return codecFromMimeType(mime.includes('/') ? mime : `${kind}/${mime}`);
+    } catch { /* unsupported: decided below */ }
+  }
+  return kind === 'audio' ? 'opus' : 'vp8';
+}
+
+/** Encrypts outgoing and decrypts incoming frames with the current keys. */
+export class FrameCryptor {
+  /**
+   * @param {object} [opts]
+   * @param {() => number} [opts.now] milliseconds
+   * @param {number} [opts.retentionMs] how long receivers keep superseded keys
+   */
+  constructor({ now = () => Date.now(), retentionMs } = {}) {
+    this.now = now;
+    this.retentionMs = retentionMs;
+    /** @type {Sender|null} */
+    this.sender = null;
+    /** @type {Map<string, {receiver: Receiver, index: number, missingSince: number, reported: number, waiting: boolean}>} */
+    this.receivers = new Map();
+    this.stats = { encrypted: 0, decrypted: 0, dropped: 0 };
+    this.keyOps = Promise.resolve();
+  }
+
+  /** Forgets every key (a new meeting). */
+  reset() {
+    this.sender = null;
+    this.receivers = new Map();
+  }
+
+  /**
+   * Uses sender key k for outgoing frames from now on.
+   * @param {{index: number, generation: number, step: number, key: Uint8Array}} k
+   */
+  setSendKey(k) {
+    return this.#serial(async () => {
+      if (!this.sender) {
+        this.sender = await Sender.create(k.index, k);
+        return;
+      }
+      const c = this.sender.key;
+      if (c.index === k.index && c.generation === k.generation && c.step === k.step) return;
+      await this.sender.setKey(k);
+    });
+  }
+
+  // Key changes take effect in the order they were made.
+  #serial(task) {
+    const run = this.keyOps.then(task);
+    this.keyOps = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Declares (or re-declares) a remote participant and its sender index.
+   * @param {string} participant
+   * @param {number} index
+   */
+  setReceiver(participant, index) {
+    const r = this.receivers.get(participant);
+    if (r && r.index === index) return;
+    const opts = { now: this.now };
+    if (this.retentionMs !== undefined) opts.retentionMs = this.retentionMs;
+    // waiting: frames may have been dropped before it was known; its first key asks for a key frame.
+    this.receivers.set(participant, { receiver: new Receiver(index, opts), index, missingSince: 0, reported: 0, waiting: true });
+  }
+
+  /**
+   * Adds a sender key of a participant.
+   * @param {string} participant
+   * @param {{index: number, generation: number, step: number, key: Uint8Array}} k
+   * @returns {Promise<boolean>} true when frames of this participant were
+   *   dropped for lack of a key since its last key: time for a key frame
+   */
+  addKey(participant, k) {
+    return this.#serial(async () => {
+      const r = this.receivers.get(participant);
+      if (!r || r.index !== k.index) return false;
+      await r.receiver.addKey(k);
+      const wanted = r.waiting;
+      r.waiting = false;
+      r.missingSince = 0;
+      return wanted;
+    });
+  }
+
+  /** @param {string} participant */
+  removeParticipant(participant) {
+    this.receivers.delete(participant);
+  }
+
+  /**
+   * Encrypts an outgoing frame.
+   * @param {string} codec
+   * @param {Uint8Array} data
+   * @returns {Promise<Uint8Array|string>} the encrypted frame, or why it is dropped (DROP)
+   */
+  async encrypt(codec, data) {
+    if (!this.sender) return this.#drop(DROP.noKey);
+    if (data.length === 0) return this.#drop(DROP.empty);
+    try {
+      const out = await this.sender.encryptFrame(codec, data);
+      this.stats.encrypted++;
+      return out;
+    } catch {
+      return this.#drop(DROP.auth);
+    }
+  }
+
+  /**
+   * Decrypts an incoming frame of a participant.
+   * @param {string|null} participant
+   * @param {string} codec
+   * @param {Uint8Array} data
+   * @returns {Promise<Uint8Array|string>} the frame, or why it is dropped (DROP)
+   */
+  async decrypt(participant, codec, data) {
+    const r = participant ? this.receivers.get(participant) : null;
+    if (!r) return this.#drop(DROP.unknown);
+    if (data.length === 0) return this.#drop(DROP.empty);
+    try {
+      const out = await r.receiver.decryptFrame(codec, data);
+      r.missingSince = 0;
+      this.stats.decrypted++;
+      return out;
+    } catch (err) {
+      if (err instanceof UnknownKeyError) {
+        r.waiting = true;
+        if (!r.missingSince) r.missingSince = this.now();
+        return this.#drop(DROP.noKey);
+      }
+      return this.#drop(DROP.auth);
+    }
+  }
+
+  /**
+   * The participants whose frames have lacked a key for a while and who
+   * were not asked recently: the caller asks them for their key. Marks
+   * them as asked.
+   * @returns {string[]}
+   */
+  missingKeys() {
+    const now = this.now();
+    const out = [];
+    for (const [p, r] of this.receivers) {
+      if (!r.missingSince || now - r.missingSince < MISSING_KEY_MS || now - r.reported < MISSING_KEY_REPEAT_MS) continue;
+      r.reported = now;
+      out.push(p);
+    }
+    return out;
+  }
+
+  #drop(why) {
+    this.stats.dropped++;
+    return why;
+  }
+}

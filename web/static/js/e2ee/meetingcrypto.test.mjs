@@ -1,0 +1,532 @@
+// Simulated meetings of MeetingCrypto clients through a fake relay (the
+// signaling server, which may misbehave), each with a FrameCryptor as its
+// media worker: key exchange, meeting codes, frame decryption across joins
+// and leaves, and what a malicious relay can and cannot do.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MeetingCrypto, KEY_REQUEST, ORG_CHANGED_WARNING } from './meetingcrypto.mjs';
+import { FrameCryptor } from './framecryptor.mjs';
+import {
+  fromBase64, toBase64, generateDeviceKey, exportPublicKey, issueCredential, signAnnouncement,
+  generateEphemeral, parseAnnouncement, concat,
+} from './index.mjs';
+
+const MEETING = 'meeting-1';
+const ORG = 'acme';
+
+async function makeCA() {
+  const pair = await generateDeviceKey(false);
+  return { privateKey: pair.privateKey, publicKey: pair.publicKey };
+}
+
+/** A device identity, certified by ca for userId unless userId is ''. */
+async function identity(ca, userId = '', { orgKey = ca.publicKey, changed = false } = {}) {
+  const pair = await generateDeviceKey(false);
+  const publicKeyRaw = await exportPublicKey(pair.publicKey);
+  let credential = null;
+  if (userId) {
+    const now = Math.floor(Date.now() / 1000);
+    credential = await issueCredential(ca.privateKey, { orgId: ORG, userId, displayName: userId, devicePublicKey: publicKeyRaw, notBefore: now - 60, notAfter: now + 3600, serial: 1 });
+  }
+  return { device: { privateKey: pair.privateKey, publicKeyRaw }, credential, org: { orgId: ORG, name: 'Acme Corp', key: changed ? null : orgKey, changed } };
+}
+
+/** Fake clock shared by a world. */
+function clock() {
+  const c = { now: Date.now(), timers: [], seq: 0 };
+  c.env = {
+    now: () => c.now,
+    setTimeout: (fn, ms) => { const id = ++c.seq; c.timers.push({ id, at: c.now + ms, fn }); return id; },
+    clearTimeout: (id) => { c.timers = c.timers.filter((t) => t.id !== id); },
+  };
+  return c;
+}
+
+/** The media worker of a client: a FrameCryptor whose async key operations are tracked. */
+class Frames {
+  constructor(now) { this.c = new FrameCryptor({ now }); this.ops = []; }
+  setSendKey(k) { this.ops.push(this.c.setSendKey(k)); }
+  setReceiver(p, i) { this.c.setReceiver(p, i); }
+  addKey(p, k) { this.ops.push(this.c.addKey(p, k)); }
+  removeParticipant(p) { this.c.removeParticipant(p); }
+  reset() { this.c.reset(); }
+}
+
+/**
+ * The relay: keeps the latest announcement per participant, sends all of
+ * them to a newcomer right after its welcome, relays key to one and chat
+ * to all others. `tamper(m)` may change, drop (null) or multiply (array)
+ * what it delivers: m = {type, from, to, payload}.
+ */
+class World {
+  constructor(ca) {
+    this.ca = ca;
+    this.clock = clock();
+    this.clients = new Map();
+    this.announcements = new Map();
+    this.tamper = (m) => m;
+    this.seq = 0;
+    this.chats = new Map();
+  }
+
+  async join(name, userId = '', idOpts = {}) {
+    const id = `p${++this.seq}-${name}`;
+    const ident = await identity(this.ca, userId, idOpts);
+    const frames = new Frames(this.clock.env.now);
+    const c = { id, name, frames, chats: [] };
+    c.mc = new MeetingCrypto({ identity: ident, send: (type, f) => this.#from(c, type, f), frames, env: this.clock.env, retentionMs: 5000 });
+    c.mc.addEventListener('chat', (e) => c.chats.push(e.detail));
+    const others = [...this.clients.values()];
+    this.clients.set(id, c);
+    c.mc.start({ meetingId: MEETING, selfId: id, name, participants: others.map((o) => ({ id: o.id, name: o.name })) });
+    for (const o of others) o.mc.setServerParticipants(this.#listFor(o));
+    for (const [from, payload] of this.announcements) this.deliver(c, { type: 'announce', from, payload });
+    await this.settle();
+    return c;
+  }
+
+  leave(c) {
+    this.clients.delete(c.id);
+    this.announcements.delete(c.id);
+    for (const o of this.clients.values()) o.mc.setServerParticipants(this.#listFor(o));
+  }
+
+  #listFor(c) {
+    return [...this.clients.values()].filter((o) => o !== c).map((o) => ({ id: o.id, name: o.name }));
+  }
+
+  #from(c, type, f) {
+    if (!this.clients.has(c.id)) return false;
+    if (type === 'announce') {
+      this.announcements.set(c.id, f.payload);
+      for (const o of this.clients.values()) if (o !== c) this.deliver(o, { type, from: c.id, payload: f.payload });
+    } else if (type === 'key') {
+      const o = this.clients.get(f.to);
+      if (o) this.deliver(o, { type, from: c.id, to: f.to, payload: f.payload });
+    } else if (type === 'chat') {
+      for (const o of this.clients.values()) if (o !== c) this.deliver(o, { type, from: c.id, payload: f.payload });
+    }
+    return true;
+  }
+
+  deliver(to, m) {
+    let out = this.tamper({ ...m, to: to.id });
+    if (out === null) return;
+    if (!Array.isArray(out)) out = [out];
+    for (const x of out) to.mc.receive(x);
+  }
+
+  async settle() {
+    for (let i = 0; i < 40; i++) {
+      await new Promise((r) => setImmediate(r));
+      for (const c of this.clients.values()) {
+        await c.mc.tail;
+        await Promise.all(c.frames.ops);
+      }
+    }
+  }
+
+  async advance(ms) {
+    const end = this.clock.now + ms;
+    for (;;) {
+      this.clock.timers.sort((a, b) => a.at - b.at);
+      const t = this.clock.timers[0];
+      if (!t || t.at > end) break;
+      this.clock.timers.shift();
+      this.clock.now = t.at;
+      t.fn();
+      await this.settle();
+    }
+    this.clock.now = end;
+    await this.settle();
+  }
+}
+
+const frame = (n) => Uint8Array.from({ length: 200 }, (_, i) => (i * 7 + n) & 0xff);
+
+/** Encrypts a frame on `from` and decrypts it on `to`: the plaintext, or the drop reason. */
+async function through(from, to, codec = 'vp9', data = frame(1)) {
+  const enc = await from.frames.c.encrypt(codec, data);
+  assert.ok(enc instanceof Uint8Array, `${from.name} could not encrypt: ${enc}`);
+  return to.frames.c.decrypt(from.id, codec, enc);
+}
+
+async function assertDecrypts(from, to) {
+  const data = frame(Math.floor(Math.random() * 255));
+  const out = await through(from, to, 'vp8', Uint8Array.of(0x31, ...data)); // a VP8 delta frame
+  assert.ok(out instanceof Uint8Array, `${to.name} cannot decrypt ${from.name}'s frame: ${out}`);
+  assert.deepEqual(out, Uint8Array.of(0x31, ...data));
+}
+
+const codes = (...cs) => cs.map((c) => c.mc.snapshot().code);
+
+test('two participants: same code, verified, frames decrypt both ways', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice', 'alice');
+  const b = await w.join('Bob', 'bob');
+  const [ca, cb] = codes(a, b);
+  assert.match(ca, /^\d{3} \d{3} \d{3} \d{3}$/);
+  assert.equal(ca, cb);
+  for (const c of [a, b]) {
+    const s = c.mc.snapshot();
+    assert.equal(s.state, 'e2ee', JSON.stringify(s));
+    assert.equal(s.participants.length, 2);
+    for (const p of s.participants) {
+      assert.equal(p.e2ee, 'verified');
+      assert.equal(p.certified, true);
+      assert.equal(p.orgName, 'Acme Corp');
+      assert.match(p.fingerprint, /^([0-9A-F]{4} ){7}[0-9A-F]{4}$/);
+    }
+  }
+  await assertDecrypts(a, b);
+  await assertDecrypts(b, a);
+  // Identical plaintexts give different ciphertexts.
+  const x = await a.frames.c.encrypt('opus', frame(9));
+  const y = await a.frames.c.encrypt('opus', frame(9));
+  assert.notDeepEqual(x, y);
+});
+
+test('three participants (one guest): same code everywhere, all pairs decrypt, the guest is not certified', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice', 'alice');
+  const b = await w.join('Bob', 'bob');
+  const g = await w.join('Guest');
+  const [ca, cb, cg] = codes(a, b, g);
+  assert.equal(ca, cb);
+  assert.equal(ca, cg);
+  for (const x of [a, b, g]) {
+    assert.equal(x.mc.snapshot().state, 'e2ee');
+    for (const y of [a, b, g]) if (x !== y) await assertDecrypts(x, y);
+  }
+  const guestView = a.mc.snapshot().participants.find((p) => p.id === g.id);
+  assert.equal(guestView.certified, false);
+  assert.equal(guestView.userId, '');
+  assert.equal(a.mc.snapshot().participants.find((p) => p.id === b.id).userId, 'bob');
+});
+
+test('the code changes when someone joins or leaves', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice');
+  const b = await w.join('Bob');
+  const two = a.mc.snapshot().code;
+  const c = await w.join('Carol');
+  const three = a.mc.snapshot().code;
+  assert.notEqual(two, three);
+  assert.deepEqual(codes(a, b, c), [three, three, three]);
+  w.leave(c);
+  await w.settle();
+  assert.equal(a.mc.snapshot().code, two);
+  assert.equal(b.mc.snapshot().code, two);
+});
+
+test('join ratchet: a newcomer cannot decrypt what was sent before it joined', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice');
+  const b = await w.join('Bob');
+  const before = await a.frames.c.encrypt('vp9', frame(3));
+  const genBefore = a.mc.snapshot().senderKeyStep;
+  const c = await w.join('Carol');
+  assert.equal(a.mc.snapshot().senderKeyStep, genBefore + 1, 'Alice ratcheted for Carol');
+  assert.equal(await c.frames.c.decrypt(a.id, 'vp9', before), 'no-key');
+  assert.ok((await b.frames.c.decrypt(a.id, 'vp9', before)) instanceof Uint8Array, 'Bob still decrypts the old frame');
+  // After the join everyone decrypts Alice; Bob derived the ratcheted key himself.
+  await assertDecrypts(a, c);
+  await assertDecrypts(a, b);
+  await assertDecrypts(c, b);
+});
+
+test('leave rotation: after the rotation the one who left decrypts nothing', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice');
+  const b = await w.join('Bob');
+  const c = await w.join('Carol');
+  await assertDecrypts(a, c);
+  const gen = a.mc.snapshot().senderKeyGeneration;
+  w.leave(c);
+  await w.settle();
+  await w.advance(999);
+  assert.equal(a.mc.snapshot().senderKeyGeneration, gen, 'no rotation before the debounce');
+  await w.advance(1);
+  assert.equal(a.mc.snapshot().senderKeyGeneration, gen + 1, 'rotated after 1 s');
+  // The new key is sent at once, used 500 ms later: Bob has it before it is used.
+  await assertDecrypts(a, b);
+  await w.advance(500);
+  const f = await a.frames.c.encrypt('vp9', frame(5));
+  assert.equal(await c.frames.c.decrypt(a.id, 'vp9', f), 'no-key');
+  assert.ok((await b.frames.c.decrypt(a.id, 'vp9', f)) instanceof Uint8Array);
+  await assertDecrypts(b, a);
+  assert.equal(b.mc.snapshot().state, 'e2ee');
+  assert.deepEqual(b.mc.snapshot().participants.map((p) => p.id).sort(), [a.id, b.id].sort());
+});
+
+test('a burst of leaves costs one rotation', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice');
+  const b = await w.join('Bob');
+  const c = await w.join('Carol');
+  const d = await w.join('Dan');
+  const gen = a.mc.snapshot().senderKeyGeneration;
+  w.leave(c);
+  await w.advance(400);
+  w.leave(d);
+  await w.advance(2000);
+  assert.equal(a.mc.snapshot().senderKeyGeneration, gen + 1);
+  await assertDecrypts(a, b);
+});
+
+test('a relay that substitutes an announced key is caught: signature warning, no keys for it', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice', 'alice');
+  const relayEcdh = await generateEphemeral();
+  let fake = null;
+  w.tamper = (m) => {
+    if (m.type !== 'announce' || m.to === m.from) return m;
+    const b = fromBase64(m.payload);
+    const ann = parseAnnouncement(b);
+    const at = ann.body.length - 2 - 8 - 2 - (ann.credential?.length ?? 0) - 65 - 65; // the ECDH key's offset
+    const out = b.slice();
+    out.set(relayEcdh.publicKey, at); // the relay's ECDH public key, signature unchanged
+    fake = out;
+    return { ...m, payload: toBase64(out) };
+  };
+  const b = await w.join('Bob', 'bob');
+  assert.ok(fake);
+  for (const x of [a, b]) {
+    const s = x.mc.snapshot();
+    assert.equal(s.state, 'warning');
+    assert.equal(s.warnings.length, 1);
+    assert.match(s.warnings[0], /invalid signature/);
+    assert.equal(s.participants.find((p) => p.id !== x.id).e2ee, 'unverified');
+  }
+  assert.equal(await through(a, b), 'unknown-sender');
+});
+
+test('a relay that re-signs an announcement with its own device key: guest shows as another device, codes diverge; a certified user fails', async () => {
+  const w = new World(await makeCA());
+  const relayDevice = await generateDeviceKey(false);
+  const relayRaw = await exportPublicKey(relayDevice.publicKey);
+  const relayEcdh = await generateEphemeral();
+  const a = await w.join('Alice');
+  const b = await w.join('Bob');
+  const real = parseAnnouncement(fromBase64(w.announcements.get(b.id)));
+  const forged = await signAnnouncement(relayDevice.privateKey, {
+    meetingId: MEETING, participantId: b.id, userId: '', displayName: 'Bob', ecdhPublicKey: relayEcdh.publicKey,
+    devicePublicKey: relayRaw, credential: null, senderIndex: real.senderIndex, timestampMs: real.timestampMs,
+  });
+  const c = await w.join('Carol');
+  c.mc.receive({ type: 'announce', from: b.id, payload: toBase64(forged) });
+  await w.settle();
+  // Carol now has a "Bob" with another device key: the codes disagree.
+  assert.notEqual(c.mc.snapshot().code, a.mc.snapshot().code);
+  assert.equal(a.mc.snapshot().code, b.mc.snapshot().code);
+  assert.ok(c.mc.snapshot().warnings.some((x) => /device key of Bob changed/.test(x)));
+
+  // A certified participant's credential does not match a substituted device key.
+  const w2 = new World(await makeCA());
+  const x = await w2.join('Xena', 'xena');
+  const y = await w2.join('Yann', 'yann');
+  const realY = parseAnnouncement(fromBase64(w2.announcements.get(y.id)));
+  const forgedY = await signAnnouncement(relayDevice.privateKey, {
+    meetingId: MEETING, participantId: y.id, userId: 'yann', displayName: 'Yann', ecdhPublicKey: relayEcdh.publicKey,
+    devicePublicKey: relayRaw, credential: realY.credential, senderIndex: realY.senderIndex, timestampMs: realY.timestampMs,
+  });
+  const solo = await w2.join('Solo', 'solo');
+  solo.mc.receive({ type: 'announce', from: y.id, payload: toBase64(forgedY) });
+  await w2.settle();
+  assert.ok(x);
+  const s = solo.mc.snapshot();
+  assert.equal(s.state, 'warning');
+  assert.match(s.warnings.join(' '), /belongs to another device/);
+});
+
+test('ghosts: a guest ghost shown to everyone is verified but not certified and never keyed; shown to one, codes diverge', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice', 'alice');
+  const b = await w.join('Bob', 'bob');
+  const ghostDevice = await generateDeviceKey(false);
+  const ghostEcdh = await generateEphemeral();
+  const ghost = await signAnnouncement(ghostDevice.privateKey, {
+    meetingId: MEETING, participantId: 'ghost', userId: '', displayName: 'Nobody', ecdhPublicKey: ghostEcdh.publicKey,
+    devicePublicKey: await exportPublicKey(ghostDevice.publicKey), credential: null, senderIndex: 77, timestampMs: Date.now(),
+  });
+  a.mc.receive({ type: 'announce', from: 'ghost', payload: toBase64(ghost) });
+  await w.settle();
+  assert.notEqual(a.mc.snapshot().code, b.mc.snapshot().code, 'shown to Alice only: the codes differ');
+  const g = a.mc.snapshot().participants.find((p) => p.id === 'ghost');
+  assert.deepEqual({ certified: g.certified, e2ee: g.e2ee, listed: g.listed, name: g.name }, { certified: false, e2ee: 'connecting', listed: false, name: 'Nobody' });
+  assert.equal(a.mc.snapshot().state, 'connecting', 'a participant that never sends a key keeps the meeting "connecting"');
+  b.mc.receive({ type: 'announce', from: 'ghost', payload: toBase64(ghost) });
+  await w.settle();
+  assert.equal(a.mc.snapshot().code, b.mc.snapshot().code, 'shown to everyone: same code, and the ghost is in the list');
+});
+
+test('ghosts with a forged credential, another meeting id or a relayed id are refused with a warning', async () => {
+  const ca = await makeCA();
+  const w = new World(ca);
+  const a = await w.join('Alice', 'alice');
+  const codeBefore = a.mc.snapshot().code;
+  const fakeCA = await makeCA();
+  const ghostDevice = await generateDeviceKey(false);
+  const ghostRaw = await exportPublicKey(ghostDevice.publicKey);
+  const ghostEcdh = await generateEphemeral();
+  const now = Math.floor(Date.now() / 1000);
+  const forgedCred = await issueCredential(fakeCA.privateKey, { orgId: ORG, userId: 'ceo', displayName: 'CEO', devicePublicKey: ghostRaw, notBefore: now - 10, notAfter: now + 3600, serial: 9 });
+  const ann = (over) => signAnnouncement(ghostDevice.privateKey, {
+    meetingId: MEETING, participantId: 'ghost', userId: '', displayName: 'Ghost', ecdhPublicKey: ghostEcdh.publicKey,
+    devicePublicKey: ghostRaw, credential: null, senderIndex: 5, timestampMs: Date.now(), ...over,
+  });
+  const cases = [
+    [await ann({ userId: 'ceo', credential: forgedCred }), 'ghost', /not issued by your organisation/],
+    [await ann({ meetingId: 'another-meeting' }), 'ghost', /another meeting/],
+    [await ann({}), 'someone-else', /relayed as coming from/],
+    [await ann({ userId: 'ceo' }), 'ghost', /claims an account/],
+  ];
+  for (const [payload, from, re] of cases) {
+    a.mc.receive({ type: 'announce', from, payload: toBase64(payload) });
+    await w.settle();
+    const s = a.mc.snapshot();
+    assert.equal(s.state, 'warning');
+    assert.ok(s.warnings.some((x) => re.test(x)), `${re} in ${s.warnings}`);
+    assert.equal(s.code, codeBefore, 'a refused announcement is not in the code');
+    assert.equal(s.participants.length, 1);
+  }
+});
+
+test('a participant the server lists without an announcement is "not end-to-end" after the grace period', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice');
+  a.mc.setServerParticipants([{ id: 'silent', name: 'Silent' }]);
+  await w.settle();
+  assert.equal(a.mc.snapshot().state, 'connecting');
+  await w.advance(11000);
+  const s = a.mc.snapshot();
+  assert.equal(s.state, 'not-e2ee');
+  assert.equal(s.participants.find((p) => p.id === 'silent').e2ee, 'unverified');
+});
+
+test('dropped key messages: no plaintext, then recovery by key request once they flow again', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice');
+  let drop = true;
+  w.tamper = (m) => (drop && m.type === 'key' && m.from === a.id ? null : m);
+  const b = await w.join('Bob');
+  assert.equal(b.mc.snapshot().participants.find((p) => p.id === a.id).e2ee, 'connecting');
+  assert.equal(b.mc.snapshot().state, 'connecting');
+  assert.equal(await through(a, b), 'no-key');
+  drop = false;
+  await w.advance(1600);
+  assert.equal(await through(a, b), 'no-key'); // still lacking: now it is time to ask
+  const missing = b.frames.c.missingKeys();
+  assert.deepEqual(missing, [a.id]);
+  const sent = [];
+  w.tamper = (m) => { sent.push(m); return m; };
+  for (const p of missing) b.mc.requestKey(p);
+  await w.settle();
+  assert.ok(sent.some((m) => m.type === 'key' && m.from === b.id && m.payload === toBase64(KEY_REQUEST)));
+  await assertDecrypts(a, b);
+  assert.equal(b.mc.snapshot().state, 'e2ee');
+  // Requests are rate limited.
+  sent.length = 0;
+  b.mc.requestKey(a.id);
+  await w.settle();
+  assert.equal(sent.length, 0);
+});
+
+test('a key message that does not open raises a warning naming the participant', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice');
+  w.tamper = (m) => {
+    if (m.type !== 'key' || m.from !== a.id) return m;
+    const b = fromBase64(m.payload);
+    b[b.length - 1] ^= 1;
+    return { ...m, payload: toBase64(b) };
+  };
+  const b = await w.join('Bob');
+  const s = b.mc.snapshot();
+  assert.equal(s.state, 'warning');
+  assert.ok(s.warnings.some((x) => /key message from Alice could not be opened/.test(x)), s.warnings.join());
+});
+
+test('chat: sealed, relayed, opened and verified; tampered messages are reported, not shown', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice', 'alice');
+  const b = await w.join('Bob');
+  const c = await w.join('Carol');
+  await a.mc.sendText('hello, world');
+  await w.settle();
+  for (const x of [b, c]) {
+    assert.equal(x.chats.length, 1);
+    assert.deepEqual({ ok: x.chats[0].ok, text: x.chats[0].text, from: x.chats[0].from, name: x.chats[0].name }, { ok: true, text: 'hello, world', from: a.id, name: 'Alice' });
+  }
+  assert.equal(a.chats.length, 1);
+  assert.equal(a.chats[0].self, true);
+  // A file descriptor travels the same way.
+  const file = { id: new Uint8Array(16).fill(1), name: 'notes.txt', size: 3, mimeType: 'text/plain', key: new Uint8Array(32).fill(2), sha256: new Uint8Array(32).fill(3) };
+  await b.mc.sendFile(file);
+  await w.settle();
+  assert.equal(a.chats.at(-1).file.name, 'notes.txt');
+  // The relay alters a message: shown as unverifiable.
+  w.tamper = (m) => {
+    if (m.type !== 'chat') return m;
+    const x = fromBase64(m.payload);
+    x[x.length - 1] ^= 1;
+    return { ...m, payload: toBase64(x) };
+  };
+  await c.mc.sendText('secret plan');
+  await w.settle();
+  const got = a.chats.at(-1);
+  assert.equal(got.ok, false);
+  assert.equal(got.text, undefined);
+  assert.equal(got.name, 'Carol');
+  // A chat from a participant without a verified announcement.
+  a.mc.receive({ type: 'chat', from: 'nobody', payload: toBase64(concat(Uint8Array.of(1), new Uint8Array(120))) });
+  await w.settle();
+  assert.equal(a.chats.at(-1).ok, false);
+});
+
+test('a chat that arrives before its key waits for it', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice');
+  const held = [];
+  w.tamper = (m) => {
+    if (m.type === 'key' && m.from === a.id) { held.push(m); return null; }
+    return m;
+  };
+  const b = await w.join('Bob');
+  await a.mc.sendText('early');
+  await w.settle();
+  assert.equal(b.chats.length, 0);
+  w.tamper = (m) => m;
+  for (const m of held) w.deliver(b, m);
+  await w.settle();
+  assert.equal(b.chats.length, 1);
+  assert.equal(b.chats[0].text, 'early');
+});
+
+test('a contradicted org pin: warning, nobody certified, own announcement without credential', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice', 'alice', { changed: true });
+  const b = await w.join('Bob', 'bob');
+  const s = a.mc.snapshot();
+  assert.equal(s.state, 'warning');
+  assert.deepEqual(s.warnings, [ORG_CHANGED_WARNING]);
+  assert.ok(s.participants.every((p) => !p.certified));
+  assert.equal(b.mc.snapshot().participants.find((p) => p.id === a.id).certified, false);
+  assert.equal(b.mc.snapshot().state, 'e2ee');
+  await assertDecrypts(a, b);
+});
+
+test('a fresh start (new meeting id) starts over; a repeated announcement changes nothing', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice');
+  const b = await w.join('Bob');
+  const step = a.mc.snapshot().senderKeyStep;
+  b.mc.resumed(); // sends the same announcement again
+  await w.settle();
+  assert.equal(a.mc.snapshot().senderKeyStep, step, 'no ratchet for a repeated announcement');
+  assert.equal(a.mc.snapshot().code, b.mc.snapshot().code);
+  await a.mc.start({ meetingId: 'meeting-2', selfId: a.id, name: 'Alice', participants: [] });
+  await w.settle();
+  assert.equal(a.mc.snapshot().participants.length, 1);
+  assert.equal(a.mc.snapshot().state, 'e2ee');
+});
