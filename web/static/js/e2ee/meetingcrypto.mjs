@@ -200,7 +200,16 @@ export class MeetingCrypto extends EventTarget {
     const now = new Set(participants.map((p) => p.id));
     for (const id of [...this.listed.keys()]) if (!now.has(id)) this.participantLeft(id);
     this.#list(participants);
-    this.#queue(this.generation, () => this.#changed());
+    this.#queue(this.generation, async () => {
+      for (const [id, peer] of this.peers) {
+        if (peer.awaitingListing && this.listed.has(id)) {
+          const { newcomer } = peer.awaitingListing;
+          peer.awaitingListing = null;
+          await this.#keyPeer(id, newcomer);
+        }
+      }
+      return this.#changed();
+    });
   }
 
   /**
@@ -368,6 +377,25 @@ export class MeetingCrypto extends EventTarget {
     // A newcomer (or a participant whose keys changed) must not read what
     // was sent before it arrived: ratchet first, and give it the result.
     const newcomer = !this.before.has(from) || !!peer;
+    if (this.listed.has(from)) {
+      await this.#keyPeer(from, newcomer);
+    } else {
+      // An announcement the server does not (yet) list: a ghost injected by
+      // a relay gets no key. It is keyed once the server lists it.
+      this.peers.get(from).awaitingListing = { newcomer };
+    }
+    for (const p of this.pendingKeys.get(from) ?? []) await this.#onKey(from, p);
+    this.pendingKeys.delete(from);
+    return this.#changed();
+  }
+
+  /**
+   * Gives a verified and listed participant our key: a newcomer gets the
+   * next ratchet step (others derive it), anyone else our current key.
+   * @param {string} from
+   * @param {boolean} newcomer
+   */
+  async #keyPeer(from, newcomer) {
     if (newcomer) {
       const { key, fresh } = await this.sender.ratchet();
       if (fresh) {
@@ -381,14 +409,11 @@ export class MeetingCrypto extends EventTarget {
     } else {
       await this.#sendKey(from);
     }
-    for (const p of this.pendingKeys.get(from) ?? []) await this.#onKey(from, p);
-    this.pendingKeys.delete(from);
-    return this.#changed();
   }
 
   async #sendKey(id) {
     const peer = this.peers.get(id);
-    if (!peer || !this.sender) return;
+    if (!peer || !this.sender || peer.awaitingListing || !this.listed.has(id)) return;
     const sealed = await peer.channel.seal(this.sender.key);
     peer.sentKey = true;
     this.send('key', { to: id, payload: toBase64(sealed) });
