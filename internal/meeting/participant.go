@@ -312,6 +312,10 @@ func (p *Participant) handle(conn *connection, m *signal.Message) error {
 		return p.setState(*m.State)
 	case signal.TypeRestartICE:
 		p.sub.RestartICE()
+	case signal.TypeLayout:
+		for mid, sz := range m.Layout {
+			p.sub.SetTrackSize(mid, sz.Width, sz.Height)
+		}
 	case signal.TypeAnnounce:
 		p.mu.Lock()
 		p.announce = m.Payload
@@ -385,6 +389,14 @@ func (e pubEvents) TrackAdded(t *sfu.UpTrack) {
 func (e pubEvents) TrackRemoved(t *sfu.UpTrack) {
 	e.p.log.Debug("track removed", "participant", e.p.id, "track", t.ID())
 	e.p.room.trackRemoved(t)
+}
+
+// LayersNeeded is the SFU's dynacast: the layers of t that some
+// subscriber needs. The publisher is told, and pauses the others
+// (encodings[i].active in the browser).
+func (e pubEvents) LayersNeeded(t *sfu.UpTrack, active []bool) {
+	e.p.log.Debug("layers needed", "participant", e.p.id, "track", t.ID(), "active", active)
+	e.p.send(&signal.Message{Type: signal.TypeLayers, Mid: t.Mid(), Active: active})
 }
 
 func (e pubEvents) ConnectionState(s webrtc.PeerConnectionState) {

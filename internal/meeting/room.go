@@ -28,12 +28,25 @@ type Room struct {
 	banned   map[string]bool // "user:<id>" and "addr:<ip>" of removed participants
 	endTimer Timer           // running while a host-required meeting has no host
 	ended    bool
+	speakers *sfu.SpeakerDetector
 }
 
 func newRoom(m *Manager, adm Admission) *Room {
-	return &Room{mgr: m, id: randomHex(16), alias: adm.Alias, name: adm.Name, hostRequired: adm.HostRequired,
+	r := &Room{mgr: m, id: randomHex(16), alias: adm.Alias, name: adm.Name, hostRequired: adm.HostRequired,
 		settings: signal.RoomState{GuestsMayUnmute: adm.GuestsMayUnmute, GuestsMayPresent: adm.GuestsMayPresent},
 		banned:   map[string]bool{}}
+	r.speakers = sfu.NewSpeakerDetector(sfu.SpeakerConfig{}, r.speakerChanged)
+	r.speakers.Start()
+	return r
+}
+
+// speakerChanged is told the new dominant speaker of the meeting. The SFU
+// already gives that participant's video priority in every subscriber's
+// bandwidth allocation; the members are told so that their layout can
+// follow.
+func (r *Room) speakerChanged(id string) {
+	r.mgr.log.Debug("active speaker", "room", r.alias, "participant", id)
+	r.broadcast(nil, &signal.Message{Type: signal.TypeSpeaker, From: id})
 }
 
 func (r *Room) size() int {
@@ -175,6 +188,7 @@ func (r *Room) admitLocked(p *Participant) error {
 	if err := p.startMedia(); err != nil {
 		return err
 	}
+	r.speakers.Add(p.pub)
 	p.setWait("")
 	others := append([]*Participant(nil), r.order...)
 	r.order = append(r.order, p)
@@ -270,6 +284,7 @@ func (r *Room) remove(p *Participant) bool {
 	for i, q := range r.order {
 		if q == p {
 			r.order = append(r.order[:i], r.order[i+1:]...)
+			r.speakers.Remove(p.pub)
 			if p.getRole() == signal.RoleHost {
 				r.hostLeftLocked()
 			}
@@ -287,6 +302,7 @@ func (r *Room) end(reason string) {
 		return
 	}
 	r.ended = true
+	r.speakers.Stop()
 	if r.endTimer != nil {
 		r.endTimer.Stop()
 		r.endTimer = nil
@@ -303,6 +319,7 @@ func (r *Room) end(reason string) {
 func (r *Room) stopTimers() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.speakers.Stop()
 	if r.endTimer != nil {
 		r.endTimer.Stop()
 		r.endTimer = nil

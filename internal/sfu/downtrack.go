@@ -9,21 +9,45 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"conclave/internal/codecs"
 	"conclave/internal/packetcache"
 )
 
 // DownTrack sends one up track to one subscriber. It implements
 // webrtc.TrackLocal so that it can be added to the subscriber's peer
-// connection, and rewrites SSRC and payload type for that connection.
+// connection. Its forwarder chooses the layer to send, switching only on
+// key frames, and rewrites SSRC, payload type, sequence numbers,
+// timestamps and VP8 picture ids so that the subscriber's decoder sees one
+// continuous stream.
 type DownTrack struct {
 	up     *UpTrack
 	stream string
 
 	binding atomic.Pointer[binding]
 
-	retransmitMu  sync.Mutex // guards retransmitBuf and retransmitPkt
+	// Mirrors of the selector's state, readable without the lock: the
+	// forwarding loops filter on them, dynacast and the allocator read
+	// them.
+	cur     atomic.Int32 // spatial layer being forwarded, -1 none
+	tgt     atomic.Int32 // spatial layer aimed at, -1 paused
+	desired atomic.Int32 // layer the allocator would like (may not be sent yet)
+
+	// Rendering size reported by the subscriber; -1 = not reported.
+	width, height atomic.Int32
+
+	mu     sync.Mutex // forwarding state below
+	sel    layerSelector
+	munger rtpMunger
+	hist   *history // nil for audio
+	hdr    rtp.Header
+	ext    [2]rtp.Extension // backing array for extensions added downstream (TWCC)
+
+	retransmitMu  sync.Mutex // guards the retransmission buffers
 	retransmitBuf [packetcache.MaxPacketSize]byte
 	retransmitPkt rtp.Packet
+	retransmitHdr rtp.Header
+	retransmitExt [2]rtp.Extension
+	retransmitVP8 codecs.VP8
 }
 
 type binding struct {
@@ -37,7 +61,27 @@ func newDownTrack(up *UpTrack) *DownTrack {
 	if up.source == "screen" || up.source == "screen-audio" {
 		stream = up.participant + "-screen"
 	}
-	return &DownTrack{up: up, stream: stream}
+	d := &DownTrack{up: up, stream: stream}
+	d.munger.clockRate = up.codec.ClockRate
+	if d.munger.clockRate == 0 {
+		d.munger.clockRate = 90000
+	}
+	// Start on the lowest layer: a small key frame, a fast first image;
+	// the allocator moves up from there.
+	if up.svc {
+		d.sel = newSVCSelector(0)
+	} else {
+		d.sel = newSimulcastSelector(0)
+	}
+	if up.kind == webrtc.RTPCodecTypeVideo {
+		d.hist = &history{}
+	}
+	d.cur.Store(-1)
+	d.tgt.Store(0)
+	d.desired.Store(0)
+	d.width.Store(-1)
+	d.height.Store(-1)
+	return d
 }
 
 // Bind is called by the peer connection when negotiation attaches the
@@ -61,14 +105,14 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if partial == nil {
 		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
 	}
-	d.binding.Store(&binding{
-		ssrc:        uint32(ctx.SSRC()),
-		payloadType: uint8(partial.PayloadType),
-		write:       ctx.WriteStream(),
-	})
-	// A new subscriber cannot decode until the next key frame.
-	d.up.RequestKeyFrame()
+	d.bind(uint32(ctx.SSRC()), uint8(partial.PayloadType), ctx.WriteStream())
 	return *partial, nil
+}
+
+func (d *DownTrack) bind(ssrc uint32, pt uint8, w webrtc.TrackLocalWriter) {
+	d.binding.Store(&binding{ssrc: ssrc, payloadType: pt, write: w})
+	// A new subscriber cannot decode until the next key frame.
+	d.up.requestKeyFrame(int8(d.tgt.Load()))
 }
 
 // Unbind detaches the track from its peer connection.
@@ -93,29 +137,106 @@ func (d *DownTrack) Kind() webrtc.RTPCodecType { return d.up.kind }
 // Up returns the up track this down track forwards.
 func (d *DownTrack) Up() *UpTrack { return d.up }
 
-// writeRTP sends a packet of the up track to the subscriber. Header
-// extensions are dropped: their ids were negotiated with the publisher, not
-// with this subscriber.
-func (d *DownTrack) writeRTP(p *rtp.Packet) {
+// SetTargetSize records the size, in device pixels, at which the
+// subscriber renders this track; 0x0 means hidden: nothing is forwarded
+// until it is shown again. The stream allocator picks the layer.
+func (d *DownTrack) SetTargetSize(width, height int) {
+	d.width.Store(int32(max(width, 0)))
+	d.height.Store(int32(max(height, 0)))
+}
+
+// CurrentLayer is the spatial layer being forwarded, -1 when none.
+func (d *DownTrack) CurrentLayer() int { return int(d.cur.Load()) }
+
+// setTarget points the selector at spatial layer s (-1 pauses) and asks
+// the publisher for the key frame that the switch needs.
+func (d *DownTrack) setTarget(s int8) {
+	d.mu.Lock()
+	changed := d.sel.target() != s
+	d.sel.setTarget(s)
+	cur := d.sel.current()
+	if s < 0 {
+		cur = -1 // a pause takes effect at once
+	}
+	d.tgt.Store(int32(s))
+	d.mu.Unlock()
+	if changed && s >= 0 && (cur < 0 || !d.up.svc && cur != s || d.up.svc && s > cur) {
+		d.up.requestKeyFrame(s)
+	}
+}
+
+// writeRTP forwards one packet of the up track, if the selector wants it.
+// It runs on the up layer's reading goroutine and allocates nothing.
+// Header extensions of the publisher are not forwarded: their ids were
+// negotiated with the publisher, not with this subscriber.
+func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 	b := d.binding.Load()
 	if b == nil {
 		return
 	}
-	h := p.Header
+	if l := int32(info.layer); l != d.cur.Load() && l != d.tgt.Load() && !d.up.svc {
+		return // another simulcast encoding
+	}
+	d.mu.Lock()
+	dec, switched, marker := d.sel.decide(info)
+	d.cur.Store(int32(d.sel.current()))
+	if dec != forward {
+		if dec == skip {
+			d.munger.skip(p.SequenceNumber)
+		}
+		d.mu.Unlock()
+		return
+	}
+	var pid uint16
+	var tl0 uint8
+	hasPID, hasTL0 := false, false
+	if info.isVP8 {
+		hasPID, pid = info.vp8.PictureIDBits != 0, info.vp8.PictureID
+		hasTL0, tl0 = info.vp8.HasTL0PICIDX, info.vp8.TL0PICIDX
+	}
+	if switched {
+		d.munger.switchTo(p.SequenceNumber, p.Timestamp, pid, hasPID, tl0, hasTL0, info.now)
+	}
+	out, ok := d.munger.forward(p.SequenceNumber, p.Timestamp, pid, hasPID, tl0, hasTL0, info.now)
+	if !ok {
+		d.mu.Unlock()
+		return
+	}
+	h := &d.hdr
+	*h = p.Header
 	h.SSRC = b.ssrc
 	h.PayloadType = b.payloadType
+	h.SequenceNumber = out.seq
+	h.Timestamp = out.ts
+	h.Marker = marker
 	h.Extension = false
-	h.Extensions = nil
+	h.Extensions = d.ext[:0]
 	h.ExtensionProfile = 0
-	if p.PaddingSize != 0 && h.PaddingSize == 0 {
-		h.PaddingSize = p.PaddingSize
+
+	payload := p.Payload
+	var saved [8]byte
+	rewrite := info.isVP8 && (hasPID && out.pid&info.vp8.PictureIDMask() != pid || hasTL0 && out.tl0 != tl0)
+	if rewrite {
+		copy(saved[:], payload[:min(info.vp8.HeaderSize, len(saved))])
+		info.vp8.SetPictureID(payload, out.pid)
+		info.vp8.SetTL0PICIDX(payload, out.tl0)
 	}
-	_, _ = b.write.WriteRTP(&h, p.Payload)
+	_, _ = b.write.WriteRTP(h, payload)
+	if rewrite {
+		// The payload is the up track's buffer, shared with the other
+		// down tracks: put the original descriptor back.
+		copy(payload, saved[:min(info.vp8.HeaderSize, len(saved))])
+	}
+	if d.hist != nil {
+		d.hist.record(sentPacket{outSeq: out.seq, inSeq: p.SequenceNumber, layer: info.layer,
+			marker: marker, ts: out.ts, pid: out.pid, tl0: out.tl0})
+	}
+	d.mu.Unlock()
 }
 
 // readRTCP handles the subscriber's feedback for this track until the
 // sender stops: key frame requests go to the publisher (throttled), NACKs
-// are answered from the up track's packet cache.
+// are answered from the up layers' packet caches.
 func (d *DownTrack) readRTCP(sender *webrtc.RTPSender) {
 	for {
 		pkts, _, err := sender.ReadRTCP()
@@ -125,7 +246,11 @@ func (d *DownTrack) readRTCP(sender *webrtc.RTPSender) {
 		for _, p := range pkts {
 			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				d.up.RequestKeyFrame()
+				l := d.cur.Load()
+				if l < 0 {
+					l = d.tgt.Load()
+				}
+				d.up.requestKeyFrame(int8(l))
 			case *rtcp.TransportLayerNack:
 				d.retransmit(p)
 			}
@@ -133,22 +258,59 @@ func (d *DownTrack) readRTCP(sender *webrtc.RTPSender) {
 	}
 }
 
+// retransmit answers a NACK: each requested sequence number is mapped back
+// to its source layer and sequence number through the history, read from
+// that layer's cache and rewritten as it was first sent.
 func (d *DownTrack) retransmit(n *rtcp.TransportLayerNack) {
-	if d.up.cache == nil {
+	if d.hist == nil {
 		return
 	}
 	d.retransmitMu.Lock()
 	defer d.retransmitMu.Unlock()
 	for _, pair := range n.Nacks {
 		pair.Range(func(seq uint16) bool {
-			size := d.up.cache.Get(seq, d.retransmitBuf[:])
-			if size == 0 {
-				return true
-			}
-			if d.retransmitPkt.Unmarshal(d.retransmitBuf[:size]) == nil {
-				d.writeRTP(&d.retransmitPkt)
-			}
+			d.resend(seq)
 			return true
 		})
 	}
+}
+
+func (d *DownTrack) resend(seq uint16) {
+	b := d.binding.Load()
+	if b == nil {
+		return
+	}
+	d.mu.Lock()
+	e, ok := d.hist.lookup(seq)
+	d.mu.Unlock()
+	if !ok || e.layer < 0 || int(e.layer) >= maxLayers {
+		return
+	}
+	l := d.up.layers[e.layer].Load()
+	if l == nil || l.cache == nil {
+		return
+	}
+	size := l.cache.Get(e.inSeq, d.retransmitBuf[:])
+	if size == 0 || d.retransmitPkt.Unmarshal(d.retransmitBuf[:size]) != nil {
+		return
+	}
+	p := &d.retransmitPkt
+	if d.up.isVP8 {
+		var v = &d.retransmitVP8
+		if v.Unmarshal(p.Payload) == nil {
+			v.SetPictureID(p.Payload, e.pid)
+			v.SetTL0PICIDX(p.Payload, e.tl0)
+		}
+	}
+	h := &d.retransmitHdr
+	*h = p.Header
+	h.SSRC = b.ssrc
+	h.PayloadType = b.payloadType
+	h.SequenceNumber = e.outSeq
+	h.Timestamp = e.ts
+	h.Marker = e.marker
+	h.Extension = false
+	h.Extensions = d.retransmitExt[:0]
+	h.ExtensionProfile = 0
+	_, _ = b.write.WriteRTP(h, p.Payload)
 }

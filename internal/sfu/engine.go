@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
@@ -51,12 +54,16 @@ type Tap interface {
 // codecs and interceptors.
 type Engine struct {
 	tap    Tap
-	api    *webrtc.API
-	log    *slog.Logger
-	udp    net.PacketConn
-	tcp    net.Listener
-	udpMux interface{ Close() error }
-	tcpMux interface{ Close() error }
+	api    *webrtc.API // publishers
+	subAPI *webrtc.API // subscribers: TWCC stamping and a send-side estimator
+
+	ccMu      sync.Mutex // serialises subscriber creation to pair estimators
+	estimator cc.BandwidthEstimator
+	log       *slog.Logger
+	udp       net.PacketConn
+	tcp       net.Listener
+	udpMux    interface{ Close() error }
+	tcpMux    interface{ Close() error }
 }
 
 // NewEngine opens the media sockets and prepares the WebRTC stack.
@@ -125,6 +132,18 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg))
+
+	subME, err := newMediaEngine()
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	subReg, err := e.newSubscriberInterceptors(subME, se.LoggerFactory)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.subAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(subME), webrtc.WithInterceptorRegistry(subReg))
 	return e, nil
 }
 
@@ -155,11 +174,31 @@ func (e *Engine) Close() error {
 	return errors.Join(errs...)
 }
 
+var pcConfig = webrtc.Configuration{
+	BundlePolicy:  webrtc.BundlePolicyMaxBundle,
+	RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
+}
+
 func (e *Engine) newPeerConnection() (*webrtc.PeerConnection, error) {
-	return e.api.NewPeerConnection(webrtc.Configuration{
-		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
-		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
-	})
+	return e.api.NewPeerConnection(pcConfig)
+}
+
+// newSubscriberConnection creates a subscriber's peer connection and
+// returns its bandwidth estimate (bits per second).
+func (e *Engine) newSubscriberConnection() (*webrtc.PeerConnection, func() int, error) {
+	e.ccMu.Lock()
+	defer e.ccMu.Unlock()
+	e.estimator = nil
+	pc, err := e.subAPI.NewPeerConnection(pcConfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	est := e.estimator
+	e.estimator = nil
+	if est == nil {
+		return pc, nil, nil
+	}
+	return pc, est.GetTargetBitrate, nil
 }
 
 var videoFeedback = []webrtc.RTCPFeedback{
@@ -172,7 +211,7 @@ var videoFeedback = []webrtc.RTCPFeedback{
 
 // Codecs offered and accepted. Payload types follow Chromium's usual
 // numbering so that SDPs stay readable.
-var codecs = []struct {
+var offeredCodecs = []struct {
 	params webrtc.RTPCodecParameters
 	kind   webrtc.RTPCodecType
 }{
@@ -190,7 +229,7 @@ var codecs = []struct {
 
 func newMediaEngine() (*webrtc.MediaEngine, error) {
 	me := &webrtc.MediaEngine{}
-	for _, c := range codecs {
+	for _, c := range offeredCodecs {
 		if err := me.RegisterCodec(c.params, c.kind); err != nil {
 			return nil, fmt.Errorf("register codec %s: %w", c.params.MimeType, err)
 		}
@@ -237,5 +276,48 @@ func newInterceptors(me *webrtc.MediaEngine, lf logging.LoggerFactory) (*interce
 	if err := webrtc.ConfigureTWCCSenderWithOptions(me, reg, twcc.WithLoggerFactory(lf)); err != nil {
 		return nil, fmt.Errorf("transport-cc: %w", err)
 	}
+	return reg, nil
+}
+
+// Bandwidth estimation toward subscribers: every packet carries the
+// transport-wide sequence number extension, the subscriber's browser
+// answers with transport-cc feedback, and a send-side estimator (Google
+// congestion control) per subscriber connection turns it into a target
+// bitrate that the subscriber's stream allocator shares out. The pacer is
+// the no-op one: packets leave on the forwarding goroutine, not through a
+// queue.
+const (
+	bweInitial = 1_500_000
+	bweMin     = 100_000
+	bweMax     = 30_000_000
+)
+
+func (e *Engine) newSubscriberInterceptors(me *webrtc.MediaEngine, lf logging.LoggerFactory) (*interceptor.Registry, error) {
+	reg := &interceptor.Registry{}
+	ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
+		return gcc.NewSendSideBWE(
+			gcc.SendSideBWEInitialBitrate(bweInitial),
+			gcc.SendSideBWEMinBitrate(bweMin),
+			gcc.SendSideBWEMaxBitrate(bweMax),
+			gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
+			gcc.WithLoggerFactory(lf),
+		)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("congestion control: %w", err)
+	}
+	ccf.OnNewPeerConnection(func(_ string, est cc.BandwidthEstimator) {
+		// Called inside NewPeerConnection, under ccMu.
+		e.estimator = est
+	})
+	reg.Add(ccf)
+	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, reg); err != nil {
+		return nil, fmt.Errorf("transport-cc header extension: %w", err)
+	}
+	sr, err := report.NewSenderInterceptor(report.WithSenderLoggerFactory(lf))
+	if err != nil {
+		return nil, fmt.Errorf("sender reports: %w", err)
+	}
+	reg.Add(sr)
 	return reg, nil
 }

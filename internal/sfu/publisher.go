@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,7 +37,9 @@ type Publisher struct {
 
 	mu      sync.Mutex
 	sources map[string]string   // mid -> source, from the latest offer
+	rids    map[string][]string // mid -> simulcast RIDs, from the latest offer
 	tracks  map[string]*UpTrack // mid -> live track
+	speaker bool
 	closed  bool
 }
 
@@ -47,7 +50,7 @@ func (e *Engine) NewPublisher(participant string, events PublisherEvents) (*Publ
 		return nil, fmt.Errorf("new publisher connection: %w", err)
 	}
 	p := &Publisher{pc: pc, participant: participant, events: events, tap: e.tap,
-		sources: map[string]string{}, tracks: map[string]*UpTrack{}}
+		sources: map[string]string{}, rids: map[string][]string{}, tracks: map[string]*UpTrack{}}
 	pc.OnTrack(p.onTrack)
 	pc.OnConnectionStateChange(events.ConnectionState)
 	return p, nil
@@ -62,6 +65,7 @@ func (p *Publisher) HandleOffer(offer string, sources map[string]string) (string
 		return "", fmt.Errorf("parse offer: %w", err)
 	}
 	sending := sendingMids(parsed)
+	rids := simulcastRIDs(parsed)
 
 	p.mu.Lock()
 	if p.closed {
@@ -69,6 +73,7 @@ func (p *Publisher) HandleOffer(offer string, sources map[string]string) (string
 		return "", fmt.Errorf("publisher is closed")
 	}
 	p.sources = make(map[string]string, len(sources))
+	p.rids = rids
 	for mid, src := range sources {
 		if sending[mid] {
 			p.sources[mid] = src
@@ -76,7 +81,7 @@ func (p *Publisher) HandleOffer(offer string, sources map[string]string) (string
 	}
 	var stopped []*UpTrack
 	for mid, t := range p.tracks {
-		if p.sources[mid] != t.source {
+		if p.sources[mid] != t.source || !equalRIDs(rids[mid], t.rids) {
 			stopped = append(stopped, t)
 			delete(p.tracks, mid)
 		}
@@ -142,19 +147,37 @@ func (p *Publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRece
 	}
 	p.mu.Lock()
 	source, declared := p.sources[mid]
-	if p.closed || !declared || p.tracks[mid] != nil {
-		p.mu.Unlock()
-		// Undeclared media is not forwarded; drain it so that the
-		// receiver's buffers do not fill.
+	up := p.tracks[mid]
+	isNew := false
+	if !p.closed && declared && up == nil {
+		up = newUpTrack(p.pc, remote.Codec(), remote.Kind(), p.participant, source, mid, p.rids[mid])
+		up.tap = p.tap
+		up.audio.ext = audioLevelID(receiver)
+		up.speaker.Store(p.speaker)
+		if le, ok := p.events.(LayerEvents); ok {
+			up.dyn.events = le
+		}
+		p.tracks[mid] = up
+		isNew = true
+	}
+	var layer *upLayer
+	if up != nil && !p.closed && declared {
+		layer = up.attach(remote)
+	}
+	p.mu.Unlock()
+	if layer == nil {
+		// Undeclared media, or a layer the offer did not announce, is
+		// not forwarded; drain it so that the receiver's buffers do not
+		// fill.
 		go drain(remote)
 		return
 	}
-	up := newUpTrack(p.pc, remote, p.participant, source, mid)
-	up.tap = p.tap
-	p.tracks[mid] = up
-	p.mu.Unlock()
 
-	go up.forward(func() {
+	go func() {
+		if !layer.read() {
+			return
+		}
+		up.end()
 		p.mu.Lock()
 		removed := p.tracks[mid] == up
 		if removed {
@@ -164,8 +187,43 @@ func (p *Publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRece
 		if removed {
 			p.events.TrackRemoved(up)
 		}
-	})
-	p.events.TrackAdded(up)
+	}()
+	if isNew {
+		p.events.TrackAdded(up)
+	}
+}
+
+// SetActiveSpeaker marks the publisher's tracks as those of the active
+// speaker (or not): subscribers' allocators give them priority.
+func (p *Publisher) SetActiveSpeaker(on bool) {
+	p.mu.Lock()
+	p.speaker = on
+	tracks := make([]*UpTrack, 0, len(p.tracks))
+	for _, t := range p.tracks {
+		tracks = append(tracks, t)
+	}
+	p.mu.Unlock()
+	for _, t := range tracks {
+		t.speaker.Store(on)
+	}
+}
+
+// Participant is the id of the publishing participant.
+func (p *Publisher) Participant() string { return p.participant }
+
+// audioLevelURI is the RTP header extension carrying the sender's audio
+// level (RFC 6464). It is not encrypted by SFrame: the server sees how loud
+// each participant is, packet by packet; that is metadata it needs for
+// active speaker detection.
+const audioLevelURI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+func audioLevelID(r *webrtc.RTPReceiver) uint8 {
+	for _, e := range r.GetParameters().HeaderExtensions {
+		if e.URI == audioLevelURI {
+			return uint8(e.ID)
+		}
+	}
+	return 0
 }
 
 func drain(remote *webrtc.TrackRemote) {
@@ -201,6 +259,53 @@ func sendingMids(s *sdp.SessionDescription) map[string]bool {
 		}
 	}
 	return out
+}
+
+// simulcastRIDs returns, per mid, the RIDs of the offerer's send
+// simulcast description ("a=simulcast:send q;h;f"), in the order given,
+// which Conclave's clients use lowest layer first. Alternatives after a
+// comma and the paused marker "~" are ignored.
+func simulcastRIDs(s *sdp.SessionDescription) map[string][]string {
+	out := map[string][]string{}
+	for _, m := range s.MediaDescriptions {
+		mid, ok := m.Attribute("mid")
+		if !ok {
+			continue
+		}
+		sim, ok := m.Attribute("simulcast")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(sim)
+		for i := 0; i+1 < len(fields); i += 2 {
+			if fields[i] != "send" {
+				continue
+			}
+			var rids []string
+			for _, alt := range strings.Split(fields[i+1], ";") {
+				rid := strings.TrimPrefix(strings.Split(alt, ",")[0], "~")
+				if rid != "" {
+					rids = append(rids, rid)
+				}
+			}
+			if len(rids) > 1 {
+				out[mid] = rids
+			}
+		}
+	}
+	return out
+}
+
+func equalRIDs(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func waitGathering(done <-chan struct{}) {

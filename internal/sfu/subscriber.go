@@ -43,16 +43,25 @@ type Subscriber struct {
 	pending     bool   // changes not yet offered
 	restartICE  bool
 	closed      bool
+
+	estimate   func() int // bits per second, 0 if unknown; nil without BWE
+	quit       chan struct{}
+	kick       chan struct{}
+	allocMu    sync.Mutex
+	allocState map[*DownTrack]*allocState
 }
 
 // NewSubscriber creates the sending peer connection toward a participant.
 func (e *Engine) NewSubscriber(events SubscriberEvents) (*Subscriber, error) {
-	pc, err := e.newPeerConnection()
+	pc, estimate, err := e.newSubscriberConnection()
 	if err != nil {
 		return nil, fmt.Errorf("new subscriber connection: %w", err)
 	}
-	s := &Subscriber{pc: pc, events: events, senders: map[string]*webrtc.RTPSender{}, downs: map[string]*DownTrack{}}
+	s := &Subscriber{pc: pc, events: events, senders: map[string]*webrtc.RTPSender{}, downs: map[string]*DownTrack{},
+		estimate: estimate, quit: make(chan struct{}), kick: make(chan struct{}, 1),
+		allocState: map[*DownTrack]*allocState{}}
 	pc.OnConnectionStateChange(events.ConnectionState)
+	go s.runAllocator()
 	return s, nil
 }
 
@@ -86,6 +95,9 @@ func (s *Subscriber) RemoveTrack(up *UpTrack) {
 		return
 	}
 	up.removeDown(s.downs[up.id])
+	s.allocMu.Lock()
+	delete(s.allocState, s.downs[up.id])
+	s.allocMu.Unlock()
 	delete(s.senders, up.id)
 	delete(s.downs, up.id)
 	if s.closed {
@@ -147,6 +159,9 @@ func (s *Subscriber) AddCandidate(c webrtc.ICECandidateInit) error {
 // Close stops every down track and the peer connection.
 func (s *Subscriber) Close() error {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.quit)
+	}
 	s.closed = true
 	for id, d := range s.downs {
 		d.up.removeDown(d)
@@ -155,6 +170,43 @@ func (s *Subscriber) Close() error {
 	}
 	s.mu.Unlock()
 	return s.pc.Close()
+}
+
+// SetTrackSize records the size, in device pixels, at which the client
+// renders the track it receives on transceiver mid; 0x0 means hidden
+// (nothing is forwarded). The subscriber's allocator then picks the best
+// layer that fits that size and the estimated bandwidth. It reports false
+// if no track is sent on mid.
+func (s *Subscriber) SetTrackSize(mid string, width, height int) bool {
+	s.mu.Lock()
+	var d *DownTrack
+	for _, t := range s.pc.GetTransceivers() {
+		if t.Mid() != mid || t.Sender() == nil {
+			continue
+		}
+		if dt, ok := t.Sender().Track().(*DownTrack); ok && dt != nil {
+			d = dt
+		}
+	}
+	s.mu.Unlock()
+	if d == nil {
+		return false
+	}
+	d.SetTargetSize(width, height)
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// Bandwidth is the subscriber's estimated bandwidth in bits per second, 0
+// when unknown.
+func (s *Subscriber) Bandwidth() int {
+	if s.estimate == nil {
+		return 0
+	}
+	return s.estimate()
 }
 
 func (s *Subscriber) negotiateLocked() {

@@ -1,8 +1,6 @@
 package sfu
 
 import (
-	"errors"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,18 +9,31 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"conclave/internal/codecs"
 	"conclave/internal/packetcache"
 )
 
 // keyFrameInterval is the shortest time between two key frame requests sent
-// to a publisher for one track, however many subscribers ask.
+// to a publisher for one layer of a track, however many subscribers ask.
 const keyFrameInterval = 500 * time.Millisecond
 
-// videoCacheSize is how many packets of a video track are kept for
+// videoCacheSize is how many packets of a video layer are kept for
 // retransmission: about a second of 2 Mbit/s video.
 const videoCacheSize = 512
 
-// UpTrack is one media track received from a publisher. Its packets are
+// maxLayers bounds the spatial layers of a track (simulcast encodings or
+// VP9 spatial layers).
+const maxLayers = 4
+
+// liveTimeout is how long a layer may stay silent and still count as
+// being sent.
+const liveTimeout = 1500 * time.Millisecond
+
+// UpTrack is one logical media track received from a publisher: a
+// (participant, source) with one or more layers. A simulcast video track
+// has one layer per RID, each with its own SSRC, packet cache and bitrate;
+// a VP9 SVC track has one RTP stream whose spatial layers are read from
+// the payload descriptor; anything else has a single layer. Packets are
 // written directly, on the goroutine that reads them, to every down track.
 type UpTrack struct {
 	id          string
@@ -31,42 +42,116 @@ type UpTrack struct {
 	mid         string
 	kind        webrtc.RTPCodecType
 	codec       webrtc.RTPCodecParameters
-	ssrc        uint32
+	isVP8       bool
+	isVP9       bool
+	svc         bool     // VP9 with a single encoding: layers in the descriptor
+	rids        []string // simulcast RIDs, lowest layer first; nil when not simulcast
 
-	remote *webrtc.TrackRemote
-	pc     *webrtc.PeerConnection
-	tap    Tap
-	cache  *packetcache.Cache // nil for audio
+	pc    *webrtc.PeerConnection
+	tap   Tap
+	audio struct {
+		ext   uint8         // id of the audio-level header extension, 0 if absent
+		sum   atomic.Uint64 // sum of (127 - level) since the last read
+		count atomic.Uint64
+	}
 
-	mu    sync.Mutex                   // serialises changes of downs
-	downs atomic.Pointer[[]*DownTrack] // read lock-free by the forwarding loop
+	layers [maxLayers]atomic.Pointer[upLayer] // by layer index (simulcast)
+	stats  [maxLayers]layerStats              // by spatial layer
+	svcN   atomic.Int32                       // spatial layers announced by VP9 SS
 
-	lastKeyFrameRequest atomic.Int64 // unix nanoseconds
-	keyFrameDeferred    atomic.Bool  // a request is scheduled for the end of the interval
-	muted               atomic.Bool  // not forwarded (a host muted it)
-	ended               atomic.Bool
-	done                chan struct{}
+	mu      sync.Mutex                   // serialises changes of downs, readers
+	downs   atomic.Pointer[[]*DownTrack] // read lock-free by the forwarding loops
+	readers int                          // layers whose read loop runs
+
+	dyn dynacast
+
+	speaker atomic.Bool // the publisher is the active speaker
+	muted   atomic.Bool // not forwarded (a host muted it)
+	ended   atomic.Bool
+	done    chan struct{}
 }
 
-func newUpTrack(pc *webrtc.PeerConnection, remote *webrtc.TrackRemote, participant, source, mid string) *UpTrack {
+// layerStats is what is known about one spatial layer.
+type layerStats struct {
+	bitrate   atomic.Int64 // bits per second over the last window
+	lastRate  atomic.Int64 // last non-zero bitrate, for paused layers
+	width     atomic.Int32 // from key frames; 0 until known
+	height    atomic.Int32
+	lastSeen  atomic.Int64 // unix nanoseconds of the latest packet
+	winBytes  int64        // written by the reading goroutine only
+	winStart  int64
+	keyFrames atomic.Uint64
+}
+
+// upLayer is one received RTP stream of an up track.
+type upLayer struct {
+	track  *UpTrack
+	index  int8
+	rid    string
+	remote *webrtc.TrackRemote
+	ssrc   uint32
+	cache  *packetcache.Cache // nil for audio
+
+	lastKeyFrameRequest atomic.Int64 // unix nanoseconds
+	keyFrameDeferred    atomic.Bool
+
+	// Reused for every packet by the read loop.
+	pkt  rtp.Packet
+	info packetInfo
+	vp9  codecs.VP9
+}
+
+func newUpTrack(pc *webrtc.PeerConnection, codec webrtc.RTPCodecParameters, kind webrtc.RTPCodecType, participant, source, mid string, rids []string) *UpTrack {
+	if len(rids) > maxLayers {
+		rids = rids[:maxLayers]
+	}
 	u := &UpTrack{
 		id:          participant + "-" + mid,
 		participant: participant,
 		source:      source,
 		mid:         mid,
-		kind:        remote.Kind(),
-		codec:       remote.Codec(),
-		ssrc:        uint32(remote.SSRC()),
-		remote:      remote,
+		kind:        kind,
+		codec:       codec,
+		rids:        rids,
 		pc:          pc,
 		done:        make(chan struct{}),
 	}
-	if u.kind == webrtc.RTPCodecTypeVideo {
-		u.cache = packetcache.New(videoCacheSize)
-	}
+	u.isVP8 = equalFold(codec.MimeType, webrtc.MimeTypeVP8)
+	u.isVP9 = equalFold(codec.MimeType, webrtc.MimeTypeVP9)
+	u.svc = u.isVP9 && len(rids) <= 1
+	u.svcN.Store(1)
 	empty := []*DownTrack{}
 	u.downs.Store(&empty)
+	u.dyn.init(u)
 	return u
+}
+
+// attach adds the received stream of one layer; it returns nil if the
+// layer is already there or unknown.
+func (u *UpTrack) attach(remote *webrtc.TrackRemote) *upLayer {
+	idx := 0
+	if len(u.rids) > 0 {
+		idx = -1
+		for i, r := range u.rids {
+			if r == remote.RID() {
+				idx = i
+			}
+		}
+		if idx < 0 {
+			return nil
+		}
+	}
+	l := &upLayer{track: u, index: int8(idx), rid: remote.RID(), remote: remote, ssrc: uint32(remote.SSRC())}
+	if u.kind == webrtc.RTPCodecTypeVideo {
+		l.cache = packetcache.New(videoCacheSize)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.ended.Load() || !u.layers[idx].CompareAndSwap(nil, l) {
+		return nil
+	}
+	u.readers++
+	return l
 }
 
 // ID identifies the track within its node.
@@ -84,44 +169,240 @@ func (u *UpTrack) Kind() string { return u.kind.String() }
 // Codec is the negotiated codec's MIME type, e.g. "video/VP8".
 func (u *UpTrack) Codec() string { return u.codec.MimeType }
 
+// Mid is the publisher's media id of the track.
+func (u *UpTrack) Mid() string { return u.mid }
+
+// Layers is the number of simulcast encodings (1 when not simulcast).
+func (u *UpTrack) Layers() int {
+	if len(u.rids) == 0 {
+		return 1
+	}
+	return len(u.rids)
+}
+
 // Done is closed when the track has stopped for good.
 func (u *UpTrack) Done() <-chan struct{} { return u.done }
 
-// forward reads packets until the track ends and hands each to every down
-// track. It runs on its own goroutine, one per up track.
-func (u *UpTrack) forward(onEnd func()) {
-	defer func() {
-		u.end()
-		onEnd()
-	}()
+// spatialLayers is the number of layers a selector can choose from.
+func (u *UpTrack) spatialLayers() int {
+	if u.svc {
+		return int(u.svcN.Load())
+	}
+	return u.Layers()
+}
+
+// read runs one layer's loop until its stream ends. It reports whether it
+// was the last layer reading (the track is then over).
+func (l *upLayer) read() (last bool) {
+	u := l.track
 	buf := make([]byte, packetcache.MaxPacketSize)
-	var pkt rtp.Packet
 	for {
-		n, _, err := u.remote.Read(buf)
+		n, _, err := l.remote.Read(buf)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !u.ended.Load() {
-				// Closed peer connections end tracks with other errors
-				// too; either way the track is over.
-				_ = err
-			}
-			return
+			break
 		}
-		if u.ended.Load() || u.muted.Load() {
+		if u.ended.Load() {
 			continue // drained, not forwarded
 		}
-		if err := pkt.Unmarshal(buf[:n]); err != nil {
-			continue
+		l.handle(buf[:n], time.Now().UnixNano())
+	}
+	u.mu.Lock()
+	u.readers--
+	last = u.readers == 0
+	u.mu.Unlock()
+	return last
+}
+
+// handle parses, measures, caches and forwards one packet. It allocates
+// nothing.
+func (l *upLayer) handle(raw []byte, now int64) {
+	u := l.track
+	pkt := &l.pkt
+	if pkt.Unmarshal(raw) != nil {
+		return
+	}
+	info := &l.info
+	info.layer = l.index
+	info.spatial, info.temporal = 0, 0
+	info.keyFrame, info.pictureStart, info.layerEnd = false, false, false
+	info.marker = pkt.Marker
+	info.padding = len(pkt.Payload) == 0
+	info.isVP8 = false
+	info.now = now
+	st := &u.stats[l.index]
+
+	switch {
+	case u.kind == webrtc.RTPCodecTypeAudio:
+		info.keyFrame = true
+		info.pictureStart = true
+		if u.audio.ext != 0 {
+			if e := pkt.Header.GetExtension(u.audio.ext); len(e) > 0 {
+				u.audio.sum.Add(uint64(127 - e[0]&0x7f))
+				u.audio.count.Add(1)
+			}
 		}
-		if u.cache != nil {
-			u.cache.Store(pkt.SequenceNumber, buf[:n])
+	case info.padding:
+	case u.isVP8:
+		if info.vp8.Unmarshal(pkt.Payload) != nil {
+			return
 		}
-		if u.tap != nil {
-			u.tap.Packet(u.participant, u.source, u.codec.MimeType, &pkt)
+		info.isVP8 = true
+		info.keyFrame = info.vp8.KeyFrame
+		info.pictureStart = info.vp8.Start && info.vp8.Partition == 0
+		info.temporal = int8(info.vp8.TID)
+		if info.keyFrame {
+			st.keyFrames.Add(1)
+			if w, h, ok := codecs.VP8FrameSize(pkt.Payload[info.vp8.HeaderSize:]); ok {
+				st.width.Store(int32(w))
+				st.height.Store(int32(h))
+			}
 		}
-		for _, d := range *u.downs.Load() {
-			d.writeRTP(&pkt)
+	case u.isVP9:
+		v := &l.vp9
+		if v.Unmarshal(pkt.Payload) != nil {
+			return
+		}
+		info.keyFrame = v.KeyFrame
+		info.pictureStart = v.Begin && v.SID == 0
+		info.layerEnd = v.End
+		if u.svc {
+			info.spatial = int8(min(v.SID, maxLayers-1))
+			info.temporal = int8(v.TID)
+			if v.HasScalability {
+				n := min(v.SpatialLayers, maxLayers)
+				u.svcN.Store(int32(n))
+				if v.HasResolutions {
+					for i := 0; i < n; i++ {
+						u.stats[i].width.Store(int32(v.Widths[i]))
+						u.stats[i].height.Store(int32(v.Heights[i]))
+					}
+				}
+			}
+			st = &u.stats[info.spatial]
+		}
+		if info.keyFrame {
+			st.keyFrames.Add(1)
 		}
 	}
+	st.measure(len(raw), now)
+
+	if u.muted.Load() {
+		return
+	}
+	if l.cache != nil {
+		l.cache.Store(pkt.SequenceNumber, raw)
+	}
+	if u.tap != nil {
+		u.tap.Packet(u.participant, u.source, u.codec.MimeType, pkt)
+	}
+	for _, d := range *u.downs.Load() {
+		d.writeRTP(pkt, info)
+	}
+}
+
+// measure accounts for a packet of size bytes in the layer's bitrate.
+func (s *layerStats) measure(size int, now int64) {
+	s.lastSeen.Store(now)
+	if s.winStart == 0 {
+		s.winStart = now
+	}
+	s.winBytes += int64(size)
+	if el := now - s.winStart; el >= int64(time.Second) {
+		rate := s.winBytes * 8 * int64(time.Second) / el
+		s.bitrate.Store(rate)
+		if rate > 0 {
+			s.lastRate.Store(rate)
+		}
+		s.winBytes, s.winStart = 0, now
+	}
+}
+
+// live reports whether spatial layer s has sent packets recently.
+func (u *UpTrack) live(s int, now int64) bool {
+	if s < 0 || s >= maxLayers {
+		return false
+	}
+	seen := u.stats[s].lastSeen.Load()
+	return seen != 0 && now-seen < int64(liveTimeout)
+}
+
+// nominalBitrate is assumed for a layer that was never measured.
+func nominalBitrate(s int) int64 {
+	r := int64(150_000)
+	for ; s > 0; s-- {
+		r *= 3
+	}
+	return r
+}
+
+// layerCost is the bitrate a subscriber receives when it gets spatial
+// layer s: that encoding's own rate in simulcast, the layers up to s in
+// SVC.
+func (u *UpTrack) layerCost(s int, now int64) int64 {
+	one := func(i int) int64 {
+		st := &u.stats[i]
+		if u.live(i, now) {
+			if r := st.bitrate.Load(); r > 0 {
+				return r
+			}
+		}
+		if r := st.lastRate.Load(); r > 0 {
+			return r
+		}
+		return nominalBitrate(i)
+	}
+	if s < 0 {
+		return 0
+	}
+	if !u.svc {
+		return one(s)
+	}
+	var sum int64
+	for i := 0; i <= s; i++ {
+		sum += one(i)
+	}
+	return sum
+}
+
+// layerSize returns the resolution of spatial layer s: measured from key
+// frames (VP8) or the scalability structure (VP9), else derived from a
+// known layer assuming a factor of 2 between layers, else a guess of
+// 320x180 for the lowest layer.
+func (u *UpTrack) layerSize(s int) (w, h int) {
+	if w, h := u.stats[s].width.Load(), u.stats[s].height.Load(); w > 0 && h > 0 {
+		return int(w), int(h)
+	}
+	n := u.spatialLayers()
+	for i := 0; i < n && i < maxLayers; i++ {
+		kw, kh := int(u.stats[i].width.Load()), int(u.stats[i].height.Load())
+		if kw > 0 && kh > 0 {
+			for ; i < s; i++ {
+				kw, kh = kw*2, kh*2
+			}
+			for ; i > s; i-- {
+				kw, kh = kw/2, kh/2
+			}
+			return kw, kh
+		}
+	}
+	w, h = 320, 180
+	for i := 0; i < s; i++ {
+		w, h = w*2, h*2
+	}
+	return w, h
+}
+
+// layerForSize is the lowest spatial layer whose resolution covers a
+// rendering of width x height (within 10%), or the top layer.
+func (u *UpTrack) layerForSize(width, height int) int8 {
+	n := u.spatialLayers()
+	for s := 0; s < n; s++ {
+		w, h := u.layerSize(s)
+		if w*10 >= width*9 && h*10 >= height*9 {
+			return int8(s)
+		}
+	}
+	return int8(n - 1)
 }
 
 // end stops forwarding; it is idempotent.
@@ -133,13 +414,14 @@ func (u *UpTrack) end() {
 	empty := []*DownTrack{}
 	u.downs.Store(&empty)
 	u.mu.Unlock()
+	u.dyn.stop()
 	close(u.done)
 }
 
 func (u *UpTrack) addDown(d *DownTrack) {
 	u.mu.Lock()
-	defer u.mu.Unlock()
 	if u.ended.Load() {
+		u.mu.Unlock()
 		return
 	}
 	old := *u.downs.Load()
@@ -147,11 +429,12 @@ func (u *UpTrack) addDown(d *DownTrack) {
 	copy(next, old)
 	next = append(next, d)
 	u.downs.Store(&next)
+	u.mu.Unlock()
+	u.dyn.update() // its starting layer may be paused
 }
 
 func (u *UpTrack) removeDown(d *DownTrack) {
 	u.mu.Lock()
-	defer u.mu.Unlock()
 	old := *u.downs.Load()
 	next := make([]*DownTrack, 0, len(old))
 	for _, x := range old {
@@ -160,6 +443,8 @@ func (u *UpTrack) removeDown(d *DownTrack) {
 		}
 	}
 	u.downs.Store(&next)
+	u.mu.Unlock()
+	u.dyn.update()
 }
 
 // SetMuted stops (true) or resumes (false) forwarding the track, at once
@@ -174,32 +459,82 @@ func (u *UpTrack) SetMuted(muted bool) {
 // Muted reports whether forwarding is stopped.
 func (u *UpTrack) Muted() bool { return u.muted.Load() }
 
-// RequestKeyFrame asks the publisher for a key frame, at most once per
-// keyFrameInterval. A request inside the interval is not lost: one request
-// is sent when the interval ends, so that a subscriber whose connection was
-// not ready for the previous key frame still gets one promptly.
+// RequestKeyFrame asks the publisher for a key frame on every layer,
+// throttled per layer.
 func (u *UpTrack) RequestKeyFrame() {
-	if u.kind != webrtc.RTPCodecTypeVideo || u.ended.Load() {
+	for i := range u.layers {
+		u.requestKeyFrame(int8(i))
+	}
+}
+
+// requestKeyFrame asks for a key frame on the layer carrying spatial
+// layer s, at most once per keyFrameInterval. A request inside the
+// interval is not lost: one request is sent when the interval ends, so
+// that a subscriber whose connection was not ready for the previous key
+// frame still gets one promptly.
+func (u *UpTrack) requestKeyFrame(s int8) {
+	if u.kind != webrtc.RTPCodecTypeVideo || u.ended.Load() || s < 0 {
+		return
+	}
+	if u.svc {
+		s = 0
+	}
+	if int(s) >= maxLayers {
+		return
+	}
+	l := u.layers[s].Load()
+	if l == nil {
 		return
 	}
 	now := time.Now().UnixNano()
-	last := u.lastKeyFrameRequest.Load()
+	last := l.lastKeyFrameRequest.Load()
 	if wait := int64(keyFrameInterval) - (now - last); wait > 0 {
-		if !u.keyFrameDeferred.Swap(true) {
+		if !l.keyFrameDeferred.Swap(true) {
 			time.AfterFunc(time.Duration(wait), func() {
-				u.keyFrameDeferred.Store(false)
-				u.sendKeyFrameRequest()
+				l.keyFrameDeferred.Store(false)
+				l.sendKeyFrameRequest()
 			})
 		}
 		return
 	}
-	u.sendKeyFrameRequest()
+	l.sendKeyFrameRequest()
 }
 
-func (u *UpTrack) sendKeyFrameRequest() {
-	if u.ended.Load() {
+func (l *upLayer) sendKeyFrameRequest() {
+	if l.track.ended.Load() || l.track.pc == nil {
 		return
 	}
-	u.lastKeyFrameRequest.Store(time.Now().UnixNano())
-	_ = u.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: u.ssrc}})
+	l.lastKeyFrameRequest.Store(time.Now().UnixNano())
+	_ = l.track.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}})
+}
+
+// takeAudioLevel returns the mean loudness (0 = silence, 127 = loudest)
+// of the packets received since the previous call, and how many there
+// were.
+func (u *UpTrack) takeAudioLevel() (level float64, packets uint64) {
+	n := u.audio.count.Swap(0)
+	s := u.audio.sum.Swap(0)
+	if n == 0 {
+		return 0, 0
+	}
+	return float64(s) / float64(n), n
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

@@ -42,6 +42,7 @@ const (
 	TypeAnnounce        = "announce"
 	TypeKey             = "key"
 	TypeChat            = "chat"
+	TypeLayout          = "layout"
 	TypeLeave           = "leave"
 	TypePing            = "ping"
 
@@ -75,6 +76,8 @@ const (
 	TypeRoomState          = "room-state"
 	TypeMuted              = "muted"
 	TypeNotice             = "notice"
+	TypeLayers             = "layers"
+	TypeSpeaker            = "speaker"
 )
 
 // Roles of participants.
@@ -153,6 +156,16 @@ type TrackInfo struct {
 	Stream      string `json:"stream,omitempty"`      // subscribe-offer only: msid stream id
 }
 
+// TrackSize is the size, in device pixels, at which a client renders a
+// received track; 0x0 means hidden (the server stops forwarding it).
+type TrackSize struct {
+	Width  int `json:"width"`
+	Height int `json:"height"`
+}
+
+// MaxTrackSize bounds the width and height of a layout entry.
+const MaxTrackSize = 16384
+
 // Candidate is an ICE candidate as produced by RTCPeerConnection's
 // icecandidate event (RTCIceCandidateInit).
 type Candidate struct {
@@ -212,6 +225,14 @@ type Message struct {
 
 	// state
 	State *MediaState `json:"state,omitempty"`
+
+	// layout (client): rendered size of each received track, by sub mid
+	Layout map[string]TrackSize `json:"layout,omitempty"`
+	// layers (server): which simulcast encodings of the publisher's mid
+	// someone needs
+	Mid    string `json:"mid,omitempty"`
+	Active []bool `json:"active,omitempty"`
+	// speaker (server): the active speaker's participant id, in From
 
 	// announce, key (opaque E2EE payloads)
 	Payload string `json:"payload,omitempty"`
@@ -337,7 +358,7 @@ func (m *Message) Validate() error {
 	if m.Self != nil || m.Participants != nil || m.ICEServers != nil || m.RoomInfo != nil ||
 		m.Resumed || m.Participant != nil || m.Code != "" || m.Text != "" || m.Fatal ||
 		m.Reason != "" || m.RefType != "" || m.From != "" || m.By != "" || m.RoomState != nil || m.Wait != "" ||
-		m.Meeting != "" || m.UploadToken != "" {
+		m.Meeting != "" || m.UploadToken != "" || m.Mid != "" || m.Active != nil {
 		return Errorf(CodeInvalidField, "Message carries fields only the server may send.")
 	}
 	switch m.Type {
@@ -405,6 +426,22 @@ func (m *Message) Validate() error {
 			return Errorf(CodeInvalidField, "Field \"usernameFragment\" is too long.")
 		}
 		return m.onlyFields("pc", "candidate")
+	case TypeLayout:
+		if m.Layout == nil {
+			return Errorf(CodeInvalidField, "Field \"layout\" is required.")
+		}
+		if len(m.Layout) > MaxTracks {
+			return Errorf(CodeInvalidField, "Field \"layout\" has more than %d entries.", MaxTracks)
+		}
+		for mid, sz := range m.Layout {
+			if err := checkID("layout key", mid, true); err != nil {
+				return err
+			}
+			if sz.Width < 0 || sz.Height < 0 || sz.Width > MaxTrackSize || sz.Height > MaxTrackSize {
+				return Errorf(CodeInvalidField, "Track %q has a size outside 0..%d.", mid, MaxTrackSize)
+			}
+		}
+		return m.onlyFields("layout")
 	case TypeState:
 		if m.State == nil {
 			return Errorf(CodeInvalidField, "Field \"state\" is required.")
@@ -483,6 +520,7 @@ func (m *Message) onlyFields(allowed ...string) error {
 		"locked":    m.Locked != nil,
 		"role":      m.Role != "",
 		"settings":  m.Settings != nil,
+		"layout":    m.Layout != nil,
 	}
 	for _, a := range allowed {
 		delete(present, a)

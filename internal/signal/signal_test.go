@@ -20,6 +20,11 @@ func TestDecode(t *testing.T) {
 		{"state", `{"v":1,"type":"state","state":{"audio":true,"video":false,"screen":false}}`, ""},
 		{"key", `{"v":1,"type":"key","to":"ab12","payload":"AAEC+/8="}`, ""},
 		{"ping", `{"v":1,"type":"ping"}`, ""},
+		{"layout", `{"v":1,"type":"layout","layout":{"0":{"width":320,"height":180},"3":{"width":0,"height":0}}}`, ""},
+		{"layout too big", `{"v":1,"type":"layout","layout":{"0":{"width":99999,"height":1}}}`, CodeInvalidField},
+		{"layout negative", `{"v":1,"type":"layout","layout":{"0":{"width":-1,"height":1}}}`, CodeInvalidField},
+		{"layout missing", `{"v":1,"type":"layout"}`, CodeInvalidField},
+		{"layers from client", `{"v":1,"type":"ping","active":[true]}`, CodeInvalidField},
 
 		{"not json", `hello`, CodeBadMessage},
 		{"array", `[1,2]`, CodeBadMessage},
