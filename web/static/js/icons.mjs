@@ -19,6 +19,11 @@ const PATHS = {
   end: ['M12 2v10', 'M18.4 6.6a9 9 0 1 1-12.8 0'],
   chat: ['M21 12a8 8 0 0 1-11.6 7.1L3 21l1.9-6.4A8 8 0 1 1 21 12z'],
   'mute-all': ['M11 5L6 9H2v6h4l5 4z', 'M22 9l-6 6', 'M16 9l6 6'],
+  'layout-grid': ['M3 3h8v8H3z', 'M13 3h8v8h-8z', 'M3 13h8v8H3z', 'M13 13h8v8h-8z'],
+  'layout-speaker': ['M3 3h18v12H3z', 'M3 18h5v3H3z', 'M9.5 18h5v3h-5z', 'M16 18h5v3h-5z'],
+  fullscreen: ['M3 9V3h6', 'M15 3h6v6', 'M21 15v6h-6', 'M9 21H3v-6'],
+  'fullscreen-exit': ['M9 3v6H3', 'M21 9h-6V3', 'M15 21v-6h6', 'M3 15h6v6'],
+  pin: ['M9 3h6l-1 6 4 4H6l4-4z', 'M12 13v8'],
 };
 
 /**

@@ -6,6 +6,8 @@
 // End-to-end encryption: the device identity in e2ee/device.mjs, the
 // meeting's keys in e2ee/meetingcrypto.mjs, media in e2ee/frames.mjs (and
 // its worker), what it shows in e2eeview.mjs and chatview.mjs.
+// The stage: grid or speaker layout and full screen in speakerview.mjs; the
+// tiles' rendered sizes (sent as `layout`) are measured by tilesizes.mjs.
 
 import { $, h, showOnly, setData, focusedButton, restoreFocus } from './dom.mjs';
 import { icon } from './icons.mjs';
@@ -13,6 +15,8 @@ import { initials } from './names.mjs';
 import { aliasFromPath, signInPath } from './links.mjs';
 import { nameProblem, pinProblem } from './protocol.mjs';
 import { buildTiles } from './tiles.mjs';
+import { arrange, remoteSpeaker } from './speakerview.mjs';
+import { TileSizes } from './tilesizes.mjs';
 import { describeMediaError, isUserCancel } from './media-errors.mjs';
 import { LocalMedia } from './devices.mjs';
 import { Session, DEFAULT_ROOM_STATE } from './session.mjs';
@@ -31,6 +35,7 @@ import { Lobby } from './lobby.mjs';
 import { HostControls } from './hostcontrols.mjs';
 
 const NAME_KEY = 'conclave.name';
+const LAYOUT_KEY = 'conclave.layout';
 const NOTICE_MS = 8000;
 
 const screens = {
@@ -77,6 +82,7 @@ const ui = {
   cam: $('#toggle-cam'),
   screen: $('#toggle-screen'),
   people: $('#toggle-participants'),
+  layout: $('#toggle-layout'),
   leave: $('#leave'),
   leftMessage: $('#left-message'),
   leftDetail: $('#left-detail'),
@@ -102,6 +108,8 @@ let mediaReady = Promise.resolve();
 let roomState = { ...DEFAULT_ROOM_STATE };
 /** The local participant's role when last rendered ('' before the first welcome). */
 let lastRole = '';
+/** The stage: 'grid' or 'speaker' layout, the pinned and the full-screen tile keys. */
+const stage = { layout: loadLayout(), pinned: '', fullscreen: '', speaker: '' };
 
 ui.locked.prepend(icon('lock'));
 const panels = new Panels();
@@ -443,7 +451,8 @@ function join(name, pin) {
   roomState = { ...DEFAULT_ROOM_STATE };
   lastRole = '';
   const fe = frameEncryption();
-  const s = new Session({ room: alias, name, pin, media: m, frames: fe });
+  const videoCodec = new URLSearchParams(location.search).get('video-codec') === 'vp9' ? 'vp9' : 'vp8';
+  const s = new Session({ room: alias, name, pin, media: m, frames: fe, videoCodec });
   session = s;
   meetingCrypto?.stop();
   const mc = new MeetingCrypto({ identity: identityReady, send: (type, fields) => s.sendE2EE(type, fields), frames: fe });
@@ -468,6 +477,10 @@ function join(name, pin) {
   s.addEventListener('joined', (e) => onJoined(e.detail));
   s.addEventListener('participants', render);
   s.addEventListener('tracks', render);
+  s.addEventListener('speaker', (e) => {
+    stage.speaker = remoteSpeaker(stage.speaker, e.detail.participant, s.self?.id ?? '');
+    render();
+  });
   let stateKnown = false;
   s.addEventListener('room-state', (e) => {
     const was = roomState;
@@ -675,6 +688,9 @@ function roleChanged(before, after) {
 
 /** Forgets what belonged to the meeting: tiles, lobby, banners, host controls. */
 function clearMeeting() {
+  stage.pinned = '';
+  stage.fullscreen = '';
+  stage.speaker = '';
   clearTiles();
   lobby.clear();
   host.setLobbyCount(0);
@@ -685,8 +701,14 @@ function clearMeeting() {
 
 // ---- rendering -----------------------------------------------------------------
 
-/** key -> {root, video, avatar, name, mic, sig} */
+/** key -> {root, video, avatar, name, mic, sig, participant, source, pin, full} */
 const tileEls = new Map();
+
+/** The rendered size of every remote tile goes to the server as `layout`. */
+const tileSizes = new TileSizes((key, size) => {
+  const el = tileEls.get(key);
+  if (el && session) session.setRenderSize(el.participant, el.source, size);
+});
 
 function selfView() {
   const st = session?.mediaState ?? { audio: false, video: false, screen: false };
@@ -709,25 +731,101 @@ function render() {
 }
 
 function renderTiles(tiles) {
+  if (stage.pinned && !tiles.some((t) => t.key === stage.pinned)) stage.pinned = '';
+  const a = arrange(tiles, stage);
+  stage.fullscreen = a.fullscreen;
+  const byKey = new Map(tiles.map((t) => [t.key, t]));
   const seen = new Set();
-  tiles.forEach((t, i) => {
-    let el = tileEls.get(t.key);
+  a.order.forEach((key, i) => {
+    const t = byKey.get(key);
+    let el = tileEls.get(key);
     if (!el) {
       el = createTile(t);
-      tileEls.set(t.key, el);
+      tileEls.set(key, el);
     }
-    seen.add(t.key);
+    seen.add(key);
     updateTile(el, t);
+    updateStage(el, t, a);
     if (ui.tiles.children[i] !== el.root) ui.tiles.insertBefore(el.root, ui.tiles.children[i] ?? null);
+    if (!t.self) {
+      tileSizes.observe(key, el.root, t.video);
+      tileSizes.setVideo(key, t.video);
+    }
   });
   for (const [key, el] of tileEls) {
     if (seen.has(key)) continue;
+    tileSizes.unobserve(key);
+    if (!el.self) session?.setRenderSize(el.participant, el.source, null);
     el.video.srcObject = null;
     el.root.remove();
     tileEls.delete(key);
   }
   ui.tiles.dataset.count = String(tiles.length);
+  ui.tiles.dataset.layout = stage.layout;
+  ui.tiles.classList.toggle('has-fullscreen', !!a.fullscreen);
 }
+
+/** Where a tile sits on the stage, whether it is in full screen, whether its participant speaks. */
+function updateStage(el, t, a) {
+  setData(el.root, 'slot', a.slots.get(t.key) ?? 'grid');
+  const full = t.key === a.fullscreen;
+  el.root.classList.toggle('fullscreen', full);
+  const speaking = t.source === 'camera' && !!session?.speaker && t.participant === session.speaker;
+  el.root.classList.toggle('speaking', speaking);
+  setData(el.root, 'speaking', speaking ? 'true' : null);
+  setPressed(el.full, full, full ? 'fullscreen-exit' : 'fullscreen', full ? `Leave full screen (${t.name})` : `Full screen (${t.name})`);
+  const pinned = t.key === stage.pinned;
+  setPressed(el.pin, pinned, 'pin', pinned ? `Unpin ${t.name}` : `Pin ${t.name} to the large view`);
+}
+
+function setPressed(button, on, iconName, label) {
+  button.setAttribute('aria-pressed', String(on));
+  if (button.getAttribute('aria-label') !== label) {
+    button.setAttribute('aria-label', label);
+    button.title = label;
+  }
+  const old = button.querySelector('svg');
+  if (old?.dataset.icon === iconName) return;
+  const svg = icon(iconName);
+  svg.dataset.icon = iconName;
+  if (old) old.replaceWith(svg);
+  else button.append(svg);
+}
+
+function toggleFullscreen(key) {
+  stage.fullscreen = stage.fullscreen === key ? '' : key;
+  render();
+}
+
+function togglePin(key) {
+  stage.pinned = stage.pinned === key ? '' : key;
+  if (stage.pinned) setLayout('speaker');
+  else render();
+}
+
+function setLayout(layout) {
+  stage.layout = layout === 'speaker' ? 'speaker' : 'grid';
+  try {
+    localStorage.setItem(LAYOUT_KEY, stage.layout);
+  } catch { /* storage disabled */ }
+  render();
+}
+
+function loadLayout() {
+  try {
+    return localStorage.getItem(LAYOUT_KEY) === 'speaker' ? 'speaker' : 'grid';
+  } catch {
+    return 'grid';
+  }
+}
+
+ui.layout.addEventListener('click', () => setLayout(stage.layout === 'speaker' ? 'grid' : 'speaker'));
+document.addEventListener('keydown', (e) => {
+  if (e.key !== 'Escape' || !stage.fullscreen || e.defaultPrevented) return;
+  const key = stage.fullscreen;
+  toggleFullscreen(key);
+  tileEls.get(key)?.full.focus();
+});
 
 function clearTiles() {
   renderTiles([]);
@@ -745,7 +843,16 @@ function createTile(t) {
   const mark = h('span', { class: 'e2ee-mark', title: 'This participant is not end-to-end verified: it gets no keys and its media is not shown decrypted.', hidden: true }, 'Not end-to-end');
   const label = h('div', { class: 'label' }, mic, hostMuted, name, role, mark);
   const root = h('div', { class: 'tile' }, video, avatar, label);
-  return { root, video, avatar, name, mic, hostMuted, role, mark, sig: '' };
+  const pin = h('button', { type: 'button', class: 'pin', 'aria-pressed': 'false' });
+  const full = h('button', { type: 'button', class: 'fullscreen', 'aria-pressed': 'false' });
+  pin.addEventListener('click', () => togglePin(t.key));
+  full.addEventListener('click', () => toggleFullscreen(t.key));
+  root.append(h('div', { class: 'tile-actions' }, pin, full));
+  root.addEventListener('dblclick', (e) => {
+    if (/** @type {Element} */ (e.target).closest('.tile-actions')) return;
+    toggleFullscreen(t.key);
+  });
+  return { root, video, avatar, name, mic, hostMuted, role, mark, sig: '', participant: t.participant, source: t.source, self: t.self, pin, full };
 }
 
 function updateTile(el, t) {
@@ -845,6 +952,8 @@ function renderControls(self) {
   ui.screen.hidden = !presentAllowed;
   ui.screen.disabled = !presentAllowed;
   setToggle(ui.screen, self.screen, 'screen', self.screen ? 'Stop sharing your screen' : 'Share your screen');
+  const speakerLayout = stage.layout === 'speaker';
+  setToggle(ui.layout, speakerLayout, speakerLayout ? 'layout-speaker' : 'layout-grid', speakerLayout ? 'Show everyone alike (grid)' : 'Show the speaker large (speaker layout)');
   if (!ui.people.querySelector('svg')) ui.people.prepend(icon('people'));
   const chatToggle = $('#toggle-chat');
   if (!chatToggle.querySelector('svg')) chatToggle.prepend(icon('chat'));

@@ -15,6 +15,7 @@ export const LIMITS = Object.freeze({
   id: 64, // bytes
   sdp: 200 << 10, // bytes
   tracks: 64, // entries
+  trackSize: 16384, // device pixels, each dimension of a layout entry
   candidate: 1024, // bytes
   payload: 64 << 10, // bytes
   message: 256 << 10, // bytes
@@ -27,6 +28,7 @@ const FIELDS = {
   'subscribe-answer': ['sdp'],
   candidate: ['pc', 'candidate'],
   state: ['state'],
+  layout: ['layout'],
   'restart-ice': ['pc'],
   announce: ['payload'],
   key: ['to', 'payload'],
@@ -163,6 +165,18 @@ export function candidateMessage(pc, c) {
  */
 export function stateMessage(s) {
   return { v: VERSION, type: 'state', state: { audio: !!s.audio, video: !!s.video, screen: !!s.screen } };
+}
+
+/**
+ * Builds a `layout` message: the size, in device pixels, at which each
+ * received video track renders (0x0: hidden).
+ * @param {Object<string, {width: number, height: number}>} layout sub mid -> size
+ * @returns {object}
+ */
+export function layoutMessage(layout) {
+  const out = {};
+  for (const [mid, s] of Object.entries(layout)) out[mid] = { width: s.width, height: s.height };
+  return { v: VERSION, type: 'layout', layout: out };
 }
 
 /** @returns {object} a `restart-ice` message for the subscribe connection. */
@@ -331,6 +345,21 @@ export function clientMessageProblem(m) {
       const s = m.state;
       if (!s || typeof s !== 'object') return 'state is required';
       if (Object.keys(s).some((k) => !['audio', 'video', 'screen'].includes(k) || typeof s[k] !== 'boolean')) return 'state is malformed';
+      return '';
+    }
+    case 'layout': {
+      const l = m.layout;
+      if (!l || typeof l !== 'object' || Array.isArray(l)) return 'layout is required';
+      const mids = Object.keys(l);
+      if (mids.length > LIMITS.tracks) return `layout has more than ${LIMITS.tracks} entries`;
+      for (const mid of mids) {
+        if (!isID(mid, true)) return `layout key ${JSON.stringify(mid)} is malformed`;
+        const sz = l[mid];
+        if (!sz || typeof sz !== 'object' || Object.keys(sz).some((k) => k !== 'width' && k !== 'height')) return `layout ${mid} must be {width, height}`;
+        for (const d of [sz.width, sz.height]) {
+          if (!Number.isInteger(d) || d < 0 || d > LIMITS.trackSize) return `layout ${mid} has a size outside 0..${LIMITS.trackSize}`;
+        }
+      }
       return '';
     }
     case 'restart-ice':

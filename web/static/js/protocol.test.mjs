@@ -4,7 +4,7 @@ import {
   joinMessage, publishMessage, subscribeAnswerMessage, candidateMessage, stateMessage, restartIceMessage,
   leaveMessage, pingMessage, clientMessageProblem, parseServerMessage, nameProblem, pinProblem,
   muteMessage, muteGuestsMessage, removeMessage, setRoleMessage, lockMessage, admitMessage, denyMessage,
-  roomSettingsMessage, endMessage,
+  roomSettingsMessage, endMessage, layoutMessage,
 } from './protocol.mjs';
 
 const SDP = 'v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n';
@@ -141,4 +141,19 @@ test('display names', () => {
   assert.match(nameProblem(''), /Enter/);
   assert.match(nameProblem('😀'.repeat(65)), /too long/);
   assert.match(nameProblem('a\tb'), /control/);
+});
+
+test('layout messages are checked as the server checks them', () => {
+  assert.equal(clientMessageProblem(layoutMessage({ 0: { width: 640, height: 360 }, a1: { width: 0, height: 0 } })), '');
+  assert.equal(clientMessageProblem(layoutMessage({})), '');
+  assert.equal(clientMessageProblem(layoutMessage({ 0: { width: 16384, height: 16384 } })), '');
+  assert.match(clientMessageProblem(layoutMessage({ 0: { width: 16385, height: 1 } })), /size outside/);
+  assert.match(clientMessageProblem(layoutMessage({ 0: { width: -1, height: 1 } })), /size outside/);
+  assert.match(clientMessageProblem(layoutMessage({ 0: { width: 1.5, height: 1 } })), /size outside/);
+  assert.match(clientMessageProblem(layoutMessage({ 'bad mid': { width: 1, height: 1 } })), /malformed/);
+  assert.match(clientMessageProblem({ v: 1, type: 'layout', layout: { 0: { width: 1, height: 1, depth: 1 } } }), /width, height/);
+  assert.match(clientMessageProblem({ v: 1, type: 'layout' }), /layout is required/);
+  const many = {};
+  for (let i = 0; i < 65; i++) many[i] = { width: 1, height: 1 };
+  assert.match(clientMessageProblem(layoutMessage(many)), /more than 64/);
 });

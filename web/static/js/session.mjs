@@ -10,6 +10,7 @@
 //   tracks        {}             remote media changed: read streamFor()
 //   joined        {self, roomInfo, resumed, meeting, uploadToken, participants}
 //   e2ee          {type, from, payload}  an announce, key or chat message (docs/e2ee.md)
+//   speaker       {participant}  the active speaker changed (may be the local participant)
 //   room-state    {roomState}    the room's access state (also right after joined)
 //   knocks        {knocks, added}  the lobby changed (hosts only); added: the new knock or null
 //   muted         {by, name}     a host muted the local microphone (name: the host's, or '')
@@ -23,12 +24,15 @@ import {
   joinMessage, publishMessage, subscribeAnswerMessage, candidateMessage, stateMessage,
   restartIceMessage, leaveMessage, clientMessageProblem, parseServerMessage,
   muteMessage, muteGuestsMessage, removeMessage, setRoleMessage, lockMessage,
-  admitMessage, denyMessage, roomSettingsMessage, endMessage, e2eeMessage,
+  admitMessage, denyMessage, roomSettingsMessage, endMessage, e2eeMessage, layoutMessage,
 } from './protocol.mjs';
 import { reconnectDelay } from './backoff.mjs';
 import { SerialQueue } from './queue.mjs';
 import { mediaGroups, tileKey } from './tiles.mjs';
 import { preferVideoCodecs } from './codecs.mjs';
+import { sendEncodings, applyActive, isLayersMessage, SCREEN_DEGRADATION } from './simulcast.mjs';
+import { mungeOpus } from './opus.mjs';
+import { LayoutReporter } from './layout.mjs';
 
 /** How long a failed peer connection may take to recover before a full rejoin. */
 export const ICE_RECOVERY_MS = 10000;
@@ -60,8 +64,10 @@ export class Session extends EventTarget {
    * @param {object} [opts.frames] media encryption (e2ee/frames.mjs FrameEncryption):
    *   peerConfig(), attachSender(sender, kind), attachReceiver(receiver, kind),
    *   mapReceiver(receiver, participant)
+   * @param {'vp8'|'vp9'} [opts.videoCodec] the video codec to prefer: VP8 is sent
+   *   as three simulcast layers, VP9 as one encoding with three SVC layers
    */
-  constructor({ room, name, pin = '', url, media = {}, env = {}, frames = null }) {
+  constructor({ room, name, pin = '', url, media = {}, env = {}, frames = null, videoCodec = 'vp8' }) {
     super();
     const g = globalThis;
     this.env = {
@@ -74,6 +80,7 @@ export class Session extends EventTarget {
       ...env,
     };
     this.frames = frames;
+    this.videoCodec = videoCodec === 'vp9' ? 'vp9' : 'vp8';
     this.room = room;
     this.name = String(name).trim();
     this.pin = String(pin ?? '');
@@ -120,10 +127,22 @@ export class Session extends EventTarget {
     this.pubIceRestart = false;
     this.publishFailures = 0;
     this.outbox = []; // candidates and restart-ice produced while the WebSocket was down
+    /** getParameters/setParameters of the pub senders, one at a time */
+    this.paramsQueue = new SerialQueue();
 
     /** @type {Map<string, {participant: string, source: string, stream: MediaStream}>} */
     this.remote = new Map();
     this.timers = { reconnect: null, pub: null, sub: null, retry: null };
+
+    /** @type {Map<string, {width: number, height: number}>} tile key -> rendered size */
+    this.renderSizes = new Map();
+    this.layout = new LayoutReporter({
+      send: (layout) => this.#send(layoutMessage(layout)),
+      setTimeout: this.env.setTimeout,
+      clearTimeout: this.env.clearTimeout,
+    });
+    /** the active speaker's participant id ('' until the server names one) */
+    this.speaker = '';
   }
 
   // ---- public API ---------------------------------------------------------
@@ -151,6 +170,21 @@ export class Session extends EventTarget {
    */
   streamFor(participant, source) {
     return this.remote.get(tileKey(participant, source))?.stream ?? null;
+  }
+
+  /**
+   * Tells the server at which size a remote tile renders its video, in
+   * device pixels (0x0: not visible), or forgets the tile with null. Sent
+   * as `layout`, throttled, for the tile's video mid.
+   * @param {string} participant
+   * @param {'camera'|'screen'} source
+   * @param {{width: number, height: number}|null} size
+   */
+  setRenderSize(participant, source, size) {
+    const key = tileKey(participant, source);
+    if (size) this.renderSizes.set(key, { width: size.width, height: size.height });
+    else this.renderSizes.delete(key);
+    this.#syncLayout();
   }
 
   /**
@@ -370,6 +404,8 @@ export class Session extends EventTarget {
       case 'knock': return this.#onKnock(m.participant);
       case 'knock-ended': return this.#onKnockEnded(m.participant);
       case 'muted': return this.#onMuted(m);
+      case 'layers': return this.#onLayers(m);
+      case 'speaker': return this.#onSpeaker(m);
       case 'notice': return this.#emit('notice', { code: String(m.code ?? ''), message: String(m.message ?? '') });
       case 'announce':
       case 'key':
@@ -398,8 +434,10 @@ export class Session extends EventTarget {
       this.outbox = [];
       for (const c of queued) this.#send(c);
       if (this.pendingPublish) this.#send(this.pendingPublish);
+      this.layout.resendAll(); // a layout sent while the connection dropped may be lost
     } else {
       this.outbox = [];
+      this.speaker = '';
       this.#teardownPeers();
       this.#setupPeers();
     }
@@ -544,6 +582,7 @@ export class Session extends EventTarget {
     this.sub = sub;
     this.pubQueue = new SerialQueue();
     this.subQueue = new SerialQueue();
+    this.paramsQueue = new SerialQueue();
     this.transceivers = new Map();
     this.publishFailures = 0;
     for (const [pc, name] of [[pub, 'pub'], [sub, 'sub']]) {
@@ -576,6 +615,7 @@ export class Session extends EventTarget {
     this.pub = null;
     this.sub = null;
     this.transceivers = new Map();
+    this.layout.reset();
     if (this.remote.size) {
       for (const r of this.remote.values()) for (const t of r.stream.getTracks()) r.stream.removeTrack(t);
       this.remote = new Map();
@@ -653,9 +693,20 @@ export class Session extends EventTarget {
     }
     if (!tr) {
       const stream = source === 'screen' || source === 'screen-audio' ? this.screenStream : this.cameraStream;
-      tr = pc.addTransceiver(track ?? KIND[source], { direction: 'sendonly', streams: [stream] });
+      const init = { direction: 'sendonly', streams: [stream] };
+      const encodings = sendEncodings(source, this.videoCodec);
+      if (encodings) init.sendEncodings = encodings;
+      tr = pc.addTransceiver(track ?? KIND[source], init);
+      // One transform per sender: every simulcast encoding goes through it.
       this.frames?.attachSender(tr.sender, KIND[source]);
       if (KIND[source] === 'video') this.#preferCodecs(tr);
+      if (source === 'screen') {
+        this.#changeParameters(tr.sender, (p) => {
+          if (p.degradationPreference === SCREEN_DEGRADATION) return false;
+          p.degradationPreference = SCREEN_DEGRADATION;
+          return true;
+        });
+      }
       this.transceivers.set(source, tr);
       return true;
     }
@@ -667,7 +718,7 @@ export class Session extends EventTarget {
 
   #preferCodecs(tr) {
     if (typeof tr.setCodecPreferences !== 'function') return;
-    const codecs = preferVideoCodecs(this.env.videoCodecs());
+    const codecs = preferVideoCodecs(this.env.videoCodecs(), this.videoCodec);
     if (!codecs) return;
     try {
       tr.setCodecPreferences(codecs);
@@ -717,9 +768,41 @@ export class Session extends EventTarget {
     });
   }
 
+  /**
+   * Changes a pub sender's parameters: `change` edits what getParameters
+   * returned and says whether setParameters is needed. Changes run one at
+   * a time, so that none overwrites another.
+   * @param {RTCRtpSender} sender
+   * @param {(p: RTCRtpSendParameters) => boolean} change
+   * @returns {Promise<void>}
+   */
+  #changeParameters(sender, change) {
+    return this.paramsQueue.run(async () => {
+      if (typeof sender?.getParameters !== 'function') return;
+      const p = sender.getParameters();
+      if (change(p)) await sender.setParameters(p);
+    }).catch((err) => console.warn('conclave: changing sender parameters failed:', err.message ?? err));
+  }
+
+  // Dynacast: the server says which layers of a published track someone
+  // watches; the others are not encoded. Followed exactly, even "none".
+  #onLayers(m) {
+    if (!isLayersMessage(m)) return;
+    const tr = [...this.transceivers.values()].find((t) => t.mid === m.mid);
+    if (!tr) return; // an unknown mid, or a publication that has been replaced
+    this.#changeParameters(tr.sender, (p) => applyActive(p.encodings, m.active));
+  }
+
+  #onSpeaker(m) {
+    const from = String(m.from ?? '');
+    if (!from || from === this.speaker) return;
+    this.speaker = from;
+    this.#emit('speaker', { participant: from });
+  }
+
   async #negotiatePub(pc, iceRestart) {
     const offer = await pc.createOffer(iceRestart ? { iceRestart: true } : undefined);
-    await pc.setLocalDescription(offer);
+    await this.#setLocalOffer(pc, offer);
     if (pc !== this.pub) throw new Abandoned('peer connection replaced');
     const id = `publish-${++this.publishSeq}`;
     const msg = publishMessage(pc.localDescription.sdp, this.#tracksMap(), id);
@@ -738,6 +821,21 @@ export class Session extends EventTarget {
       if (this.publishWaiter?.id === id) this.publishWaiter = null;
       if (this.pendingPublish === msg) this.pendingPublish = null;
     }
+  }
+
+  // The offer goes in with Opus FEC and DTX on (opus.mjs); should the
+  // browser refuse the changed offer, it goes in unchanged.
+  async #setLocalOffer(pc, offer) {
+    const sdp = mungeOpus(offer.sdp);
+    if (sdp !== offer.sdp) {
+      try {
+        await pc.setLocalDescription({ type: 'offer', sdp });
+        return;
+      } catch (err) {
+        console.warn('conclave: the browser refused Opus parameters in the offer:', err.message);
+      }
+    }
+    await pc.setLocalDescription(offer);
   }
 
   #onPublishAnswer(m) {
@@ -782,14 +880,28 @@ export class Session extends EventTarget {
     const groups = mediaGroups(tracks);
     const next = new Map();
     for (const [key, g] of groups) {
-      const entry = this.remote.get(key) ?? { participant: g.participant, source: g.source, stream: new this.env.MediaStream() };
+      const entry = this.remote.get(key) ?? { participant: g.participant, source: g.source, stream: new this.env.MediaStream(), videoMid: null };
       const want = [g.audio, g.video].map((mid) => (mid === null ? null : byMid.get(mid))).filter(Boolean);
       syncStream(entry.stream, want);
+      entry.videoMid = g.video;
       next.set(key, entry);
     }
     for (const [key, entry] of this.remote) if (!next.has(key)) syncStream(entry.stream, []);
     this.remote = next;
+    this.#syncLayout();
+    this.layout.resendAll(); // the full map after every subscribe-offer
     this.#emit('tracks', {});
+  }
+
+  // The layout to report: the rendered size of every received video mid
+  // whose tile has been measured (before that, the server sets no limit).
+  #syncLayout() {
+    const sizes = new Map();
+    for (const [key, r] of this.remote) {
+      const size = this.renderSizes.get(key);
+      if (r.videoMid != null && size) sizes.set(r.videoMid, size);
+    }
+    this.layout.update(sizes);
   }
 
   #onCandidate(m) {

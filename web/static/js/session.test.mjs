@@ -34,6 +34,22 @@ function fakeOffer(mids) {
   return ['v=0', ...Object.entries(mids).map(([mid, kind]) => `m=${mid} ${kind}`)].join('\r\n');
 }
 
+// A sender whose parameters hold the encodings it was created with; every
+// setParameters is recorded.
+function fakeSender(track, encodings) {
+  let params = { transactionId: '1', encodings: (encodings ?? [{}]).map((e) => ({ active: true, ...e })) };
+  return {
+    track,
+    sets: [],
+    async replaceTrack(x) { this.track = x; },
+    getParameters() { return structuredClone(params); },
+    async setParameters(p) {
+      params = structuredClone(p);
+      this.sets.push(structuredClone(p));
+    },
+  };
+}
+
 class FakePC extends EventTarget {
   constructor(config) {
     super();
@@ -56,7 +72,8 @@ class FakePC extends EventTarget {
       direction: init.direction,
       streams: init.streams,
       codecs: null,
-      sender: { track: typeof trackOrKind === 'string' ? null : trackOrKind, async replaceTrack(x) { this.track = x; } },
+      sendEncodings: init.sendEncodings,
+      sender: fakeSender(typeof trackOrKind === 'string' ? null : trackOrKind, init.sendEncodings),
       receiver: { track: null },
       setCodecPreferences(c) { this.codecs = c; },
     };
@@ -842,4 +859,118 @@ test('E2EE: announce, key and chat are passed on; sent ones are checked; transfo
   assert.equal(joinedEvents.at(-1).resumed, true);
   assert.equal(s.meeting, 'm-1');
   assert.equal(s.uploadToken, 'up-1');
+});
+
+test('simulcast: the camera is offered with three layers, the screen with one for text; layers messages switch encodings', async () => {
+  const w = world();
+  const { s, pub } = await joined(w);
+  const ws = w.ws();
+  ws.receive({ type: 'publish-answer', sdp: 'v=0\r\nanswer' });
+  await flush();
+  const cam = pub.transceivers[1];
+  assert.deepEqual(cam.sendEncodings.map((e) => [e.rid, e.scaleResolutionDownBy, e.maxBitrate]), [['q', 4, 150000], ['h', 2, 500000], ['f', 1, 1700000]]);
+  assert.equal(pub.transceivers[0].sendEncodings, undefined, 'audio: the default encoding');
+
+  ws.receive({ type: 'layers', mid: '1', active: [true, false, false] });
+  await flush();
+  assert.deepEqual(cam.sender.getParameters().encodings.map((e) => e.active), [true, false, false]);
+  ws.receive({ type: 'layers', mid: '1', active: [true, false, false] });
+  await flush();
+  assert.equal(cam.sender.sets.length, 1, 'nothing changed, no setParameters');
+  ws.receive({ type: 'layers', mid: '1', active: [false, false, false] });
+  ws.receive({ type: 'layers', mid: '1', active: [false, true, true] });
+  ws.receive({ type: 'layers', mid: '9', active: [false, false, false] }); // unknown mid: ignored
+  ws.receive({ type: 'layers', mid: '1', active: 'all' }); // malformed: ignored
+  await flush();
+  assert.deepEqual(cam.sender.sets.map((p) => p.encodings.map((e) => e.active)), [[true, false, false], [false, false, false], [false, true, true]]);
+
+  s.startScreen(new FakeTrack('video', 'screen'));
+  await flush();
+  const screen = pub.transceivers[2];
+  assert.deepEqual(screen.sendEncodings, [{ maxBitrate: 2500000 }]);
+  assert.equal(screen.sender.getParameters().degradationPreference, 'maintain-resolution');
+});
+
+test('VP9 when asked: preferred first, one encoding with SVC layers', async () => {
+  const w = world();
+  const { pub } = await joined(w, { videoCodec: 'vp9' });
+  const cam = pub.transceivers[1];
+  assert.deepEqual(cam.codecs.map((c) => c.mimeType), ['video/VP9', 'video/VP8', 'video/rtx']);
+  assert.deepEqual(cam.sendEncodings, [{ scalabilityMode: 'L3T3_KEY', maxBitrate: 2000000 }]);
+});
+
+test('the publish offer carries Opus FEC and DTX', async () => {
+  const w = world();
+  const opus = 'v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n';
+  const env = { ...w.env, RTCPeerConnection: class extends w.env.RTCPeerConnection { async createOffer() { return { type: 'offer', sdp: opus }; } } };
+  const { pub } = await joined(w, { env });
+  const [publish] = w.ws().ofType('publish');
+  assert.match(publish.sdp, /a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1;stereo=0\r\n/);
+  assert.equal(pub.localDescription.sdp, publish.sdp);
+});
+
+test('speaker messages are reported once per change', async () => {
+  const w = world();
+  const { s } = await joined(w);
+  const speakers = [];
+  s.addEventListener('speaker', (e) => speakers.push(e.detail.participant));
+  const ws = w.ws();
+  ws.receive({ type: 'speaker', from: 'p1' });
+  ws.receive({ type: 'speaker', from: 'p1' });
+  ws.receive({ type: 'speaker', from: 'me' });
+  ws.receive({ type: 'speaker' });
+  assert.deepEqual(speakers, ['p1', 'me']);
+  assert.equal(s.speaker, 'me');
+});
+
+test('layout: rendered sizes go out by sub mid, changes only, the full map after each subscribe-offer and resume', async () => {
+  const w = world();
+  const { s } = await joined(w);
+  let ws = w.ws();
+  const layouts = () => w.ws().ofType('layout').map((m) => m.layout);
+  s.setRenderSize('p1', 'camera', { width: 640, height: 360 }); // before its tracks: kept for later
+  await w.advance(1000);
+  assert.deepEqual(layouts(), []);
+  ws.receive({
+    type: 'subscribe-offer',
+    sdp: fakeOffer({ 0: 'audio', 1: 'video', 2: 'video' }),
+    tracks: {
+      0: { participant: 'p1', source: 'microphone', kind: 'audio', stream: 'a' },
+      1: { participant: 'p1', source: 'camera', kind: 'video', stream: 'a' },
+      2: { participant: 'p1', source: 'screen', kind: 'video', stream: 'b' },
+    },
+  });
+  await flush();
+  await w.advance(1000);
+  assert.deepEqual(layouts(), [{ 1: { width: 640, height: 360 } }]);
+
+  s.setRenderSize('p1', 'screen', { width: 1280, height: 720 });
+  s.setRenderSize('p1', 'camera', { width: 160, height: 90 });
+  await w.advance(1000);
+  assert.deepEqual(layouts().at(-1), { 1: { width: 160, height: 90 }, 2: { width: 1280, height: 720 } });
+  s.setRenderSize('p1', 'camera', { width: 0, height: 0 });
+  await w.advance(1000);
+  assert.deepEqual(layouts().at(-1), { 1: { width: 0, height: 0 } });
+  const before = layouts().length;
+
+  // The screen share ends: a new offer, the full map of what remains.
+  ws.receive({
+    type: 'subscribe-offer',
+    sdp: fakeOffer({ 0: 'audio', 1: 'video', 2: 'video' }),
+    tracks: { 0: { participant: 'p1', source: 'microphone', kind: 'audio', stream: 'a' }, 1: { participant: 'p1', source: 'camera', kind: 'video', stream: 'a' } },
+  });
+  await flush();
+  await w.advance(1000);
+  assert.deepEqual(layouts().slice(before), [{ 1: { width: 0, height: 0 } }]);
+
+  // Sizes that change while the WebSocket is down are sent after the resume.
+  ws.drop();
+  s.setRenderSize('p1', 'camera', { width: 320, height: 180 });
+  await w.advance(1000);
+  w.ws().open();
+  w.ws().receive(welcome({ resumed: true }));
+  await flush();
+  await w.advance(1000);
+  assert.deepEqual(w.ws().ofType('layout').map((m) => m.layout), [{ 1: { width: 320, height: 180 } }]);
+  for (const m of w.sockets.flatMap((x) => x.ofType('layout'))) assert.deepEqual(Object.keys(m).sort(), ['layout', 'type', 'v']);
 });
