@@ -212,6 +212,9 @@ func (r *Room) admitLocked(p *Participant) error {
 			}
 		}
 	}
+	if id := r.speakers.Dominant(); id != "" {
+		p.send(&signal.Message{Type: signal.TypeSpeaker, From: id})
+	}
 	if p.getRole() == signal.RoleHost {
 		r.hostArrivedLocked()
 	}
