@@ -31,6 +31,17 @@ func startServer(t *testing.T, rooms ...string) *server.Server {
 // written to logs (when not nil), for tests that inspect it.
 func startServerLogging(t *testing.T, logs io.Writer, rooms ...string) *server.Server {
 	t.Helper()
+	return startServerFull(t, logs, server.Options{}, rooms...)
+}
+
+// startServerWith is startServer with test options (a tap, timers).
+func startServerWith(t *testing.T, opts server.Options, rooms ...string) *server.Server {
+	t.Helper()
+	return startServerFull(t, nil, opts, rooms...)
+}
+
+func startServerFull(t *testing.T, logs io.Writer, opts server.Options, rooms ...string) *server.Server {
+	t.Helper()
 	cfg := config.Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen = "127.0.0.1:0"
@@ -47,7 +58,7 @@ func startServerLogging(t *testing.T, logs io.Writer, rooms ...string) *server.S
 		out = io.MultiWriter(logs, levelFilter{testWriter{t}})
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
-	srv, err := server.Open(cfg, log, server.Options{})
+	srv, err := server.Open(cfg, log, opts)
 	if err != nil {
 		t.Fatalf("open server: %v", err)
 	}
