@@ -8,16 +8,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/signal"
 	"os/user"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"conclave/internal/client"
+	"conclave/internal/client/secure"
+	"conclave/internal/client/termpass"
+	"conclave/internal/e2ee"
 	"conclave/internal/pki"
 )
 
@@ -25,6 +31,13 @@ const joinUsage = `Usage: conclave join [flags] <meeting URL>
 
 Joins a meeting as a native participant, e.g.
   conclave join --name Probe --test-media --record out/ https://meet.example.org/r/board
+
+Media, chat keys and files are end-to-end encrypted (docs/e2ee.md). The
+device key lives in --key-dir (device.key, encrypted with a passphrase from
+CONCLAVE_KEY_PASSPHRASE or asked on the terminal), next to the pinned
+organisation keys (known-orgs). With --user the device is certified by the
+organisation after a login (password from CONCLAVE_PASSWORD or asked).
+Compare the printed meeting code aloud with the other participants.
 
 Flags:
 `
@@ -40,6 +53,11 @@ type joinFlags struct {
 	duration     time.Duration
 	logLevel     string
 	meetingURL   string
+
+	user             string
+	keyDir           string
+	plainDeviceKey   bool
+	requireCertified bool
 }
 
 func parseJoinFlags(args []string, stderr io.Writer) (*joinFlags, error) {
@@ -61,6 +79,10 @@ func parseJoinFlags(args []string, stderr io.Writer) (*joinFlags, error) {
 	fs.BoolVar(&f.insecure, "insecure", false, "accept any server certificate (DANGEROUS: anyone on the path can read and change signaling)")
 	fs.DurationVar(&f.duration, "duration", 0, "leave after this long, e.g. 30s (default: until interrupted)")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
+	fs.StringVar(&f.user, "user", "", "sign in as this user to have the device certified by the organisation (password: env CONCLAVE_PASSWORD, or asked)")
+	fs.StringVar(&f.keyDir, "key-dir", os.Getenv("CONCLAVE_KEY_DIR"), "directory of the device key and the pinned organisation keys (default: <user config dir>/conclave; env CONCLAVE_KEY_DIR)")
+	fs.BoolVar(&f.plainDeviceKey, "plain-device-key", false, "keep the device key unencrypted (tests and load tests only: anyone who reads the file can impersonate this device)")
+	fs.BoolVar(&f.requireCertified, "require-certified", false, "send keys only to participants certified by the organisation (guests cannot decrypt this participant)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -69,6 +91,13 @@ func parseJoinFlags(args []string, stderr io.Writer) (*joinFlags, error) {
 		return nil, errors.New("give exactly one meeting URL")
 	}
 	f.meetingURL = fs.Arg(0)
+	if f.keyDir == "" {
+		dir, err := os.UserConfigDir()
+		if err != nil {
+			return nil, fmt.Errorf("no --key-dir and no user config directory: %w", err)
+		}
+		f.keyDir = filepath.Join(dir, "conclave")
+	}
 	return f, nil
 }
 
@@ -165,13 +194,14 @@ func join(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	opts := client.Options{
 		URL:                f.meetingURL,
 		Name:               f.name,
 		PIN:                f.pin,
 		RootCAs:            roots,
 		InsecureSkipVerify: f.insecure,
-		Logger:             slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		Logger:             logger,
 		Camera:             video,
 		Microphone:         audio,
 	}
@@ -186,6 +216,13 @@ func join(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	sec, err := f.setupE2EE(ctx, &opts, out, logger)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 130
+		}
+		return fail(err)
+	}
 	s, err := client.Dial(ctx, opts)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -203,7 +240,7 @@ func join(args []string, stdout, stderr io.Writer) int {
 	case <-s.Done():
 	}
 	err = s.Leave()
-	printSummary(stdout, s)
+	printSummary(stdout, s, sec)
 	if err != nil {
 		return fail(err)
 	}
@@ -220,12 +257,17 @@ func roomAlias(meetingURL string) string {
 
 // joinPrinter prints the session's events as they come.
 type joinPrinter struct {
+	mu    sync.Mutex
 	w     io.Writer
 	room  string
 	start time.Time
+
+	codeShown bool // the meeting code's explanation was printed
 }
 
 func (p *joinPrinter) printf(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	fmt.Fprintf(p.w, "%6.1fs  %s\n", time.Since(p.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
@@ -278,8 +320,9 @@ func sending(audio, video, screen bool) string {
 }
 
 // printSummary prints what was sent, and what was received per
-// participant and track.
-func printSummary(w io.Writer, s *client.Session) {
+// participant and track, and the end-to-end encryption counts.
+func printSummary(w io.Writer, s *client.Session, sec *secure.Session) {
+	defer printE2EESummary(w, sec)
 	fmt.Fprintln(w, "\nSent:")
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	sent := s.Sent()
@@ -329,4 +372,166 @@ func bytesLabel(n uint64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// setupE2EE sets up the end-to-end encryption of the session: the device key,
+// the organisation pin, the credential with --user, and the secure.Session
+// wired into opts.
+func (f *joinFlags) setupE2EE(ctx context.Context, opts *client.Options, out *joinPrinter, logger *slog.Logger) (*secure.Session, error) {
+	m, err := client.ParseMeetingURL(f.meetingURL)
+	if err != nil {
+		return nil, err
+	}
+	device, created, err := secure.LoadOrCreateDeviceKey(filepath.Join(f.keyDir, "device.key"), askPassphrase, f.plainDeviceKey)
+	if err != nil {
+		return nil, err
+	}
+	if fp, err := e2ee.Fingerprint(&device.PublicKey); err == nil {
+		if created {
+			out.printf("Made a new device key in %s (fingerprint %s).", f.keyDir, fp)
+		} else {
+			out.printf("Device key fingerprint %s.", fp)
+		}
+	}
+	tlsConfig := pki.ClientTLSConfig(opts.RootCAs)
+	tlsConfig.InsecureSkipVerify = opts.InsecureSkipVerify
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 15 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}}
+	defer hc.CloseIdleConnections()
+	opts.Jar = jar
+
+	cfg := secure.Config{Device: device, Name: f.name, RequireCertified: f.requireCertified,
+		Logger: logger, OnNotice: out.notice}
+	server := strings.TrimPrefix(m.Origin, "https://")
+	orgChanged := false
+	org, err := secure.FetchOrg(ctx, hc, m.Base)
+	if err != nil {
+		out.printf("WARNING: %v; nobody can be shown as certified.", err)
+	} else {
+		pinned, status, err := secure.CheckPin(filepath.Join(f.keyDir, "known-orgs"), server, org)
+		switch {
+		case err != nil:
+			return nil, err
+		case status == secure.PinChanged:
+			orgChanged = true
+			out.printf("WARNING: THE ORGANISATION KEY OF %s CHANGED (pinned %q, now %q). Someone may be impersonating the organisation: nobody is shown as certified. If the administrators replaced the key on purpose, remove the line of %s from %s.",
+				server, fingerprint(pinned.PublicKey), fingerprint(org.PublicKey), server, filepath.Join(f.keyDir, "known-orgs"))
+		default:
+			if status == secure.PinNew {
+				out.printf("Pinned the organisation key of %s: %s, fingerprint %s.", server, org.Name, fingerprint(org.PublicKey))
+			}
+			cfg.OrgKey, _ = pinned.Key()
+			cfg.OrgName = pinned.Name
+		}
+	}
+	if f.user != "" && orgChanged {
+		out.printf("WARNING: not asking for a credential under an organisation key that contradicts the pin: joining as not certified.")
+	} else if f.user != "" {
+		password := []byte(os.Getenv("CONCLAVE_PASSWORD"))
+		if len(password) == 0 {
+			if password, err = termpass.Read(fmt.Sprintf("Password of %s: ", f.user)); err != nil {
+				return nil, fmt.Errorf("password of %s: %w (or set CONCLAVE_PASSWORD)", f.user, err)
+			}
+		}
+		csrf, err := secure.Login(ctx, hc, m.Base, f.user, string(password))
+		clear(password)
+		if err != nil {
+			return nil, err
+		}
+		cred, notAfter, err := secure.RequestCredential(ctx, hc, m.Base, csrf, &device.PublicKey)
+		if err != nil {
+			return nil, err
+		}
+		c, err := e2ee.ParseCredential(cred)
+		if err != nil {
+			return nil, fmt.Errorf("the server's credential: %w", err)
+		}
+		cfg.Credential, cfg.UserID = cred, c.UserID
+		out.printf("Signed in as %s; device certified until %s.", f.user, notAfter.Local().Format(time.DateTime))
+	}
+	sec, err := secure.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sec.Wire(opts)
+	return sec, nil
+}
+
+func fingerprint(point []byte) string {
+	k, err := e2ee.ParsePublicKey(point)
+	if err != nil {
+		return "invalid key"
+	}
+	fp, _ := e2ee.Fingerprint(k)
+	return fp
+}
+
+// askPassphrase gets the device key's passphrase from
+// CONCLAVE_KEY_PASSPHRASE or the terminal (twice for a new key).
+func askPassphrase(confirm bool) ([]byte, error) {
+	if p := os.Getenv("CONCLAVE_KEY_PASSPHRASE"); p != "" {
+		return []byte(p), nil
+	}
+	p, err := termpass.Read("Device key passphrase: ")
+	if err != nil {
+		return nil, fmt.Errorf("device key passphrase: %w (set CONCLAVE_KEY_PASSPHRASE, or use --plain-device-key for tests)", err)
+	}
+	if confirm {
+		again, err := termpass.Read("Again: ")
+		if err != nil {
+			return nil, err
+		}
+		if string(again) != string(p) {
+			return nil, errors.New("the two passphrases differ")
+		}
+	}
+	return p, nil
+}
+
+// notice prints what the end-to-end encryption reports.
+func (p *joinPrinter) notice(n secure.Notice) {
+	switch n.Kind {
+	case secure.CodeChanged:
+		hint := ""
+		if !p.codeShown {
+			p.codeShown = true
+			hint = "  (compare it aloud: everyone who sees the same code sees the same participants and keys; it changes when someone joins or leaves)"
+		}
+		p.printf("Meeting code: %s%s", n.Code, hint)
+	case secure.Announced:
+		p.printf("  %s (%s): device %s, %s", n.Participant.Name, n.Participant.ID, n.Participant.Fingerprint, certification(n.Participant))
+	case secure.Verified:
+		p.printf("  %s (%s): end-to-end verified", n.Participant.Name, n.Participant.ID)
+	case secure.Warning:
+		p.printf("WARNING: %s", n.Text)
+	}
+}
+
+func certification(p secure.Participant) string {
+	if p.Certified {
+		return fmt.Sprintf("certified by %s as user %s", p.Org, p.UserID)
+	}
+	return "NOT certified"
+}
+
+// printE2EESummary prints the participants as verified and the frames
+// decrypted and dropped per participant.
+func printE2EESummary(w io.Writer, sec *secure.Session) {
+	if sec == nil {
+		return
+	}
+	enc, dropped := sec.Sent()
+	fmt.Fprintf(w, "\nEnd-to-end encryption (meeting code %s): %d frames encrypted, %d dropped\n", sec.MeetingCode(), enc, dropped)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PARTICIPANT\tDECRYPTED\tDROPPED\tNO KEY\tAUTH FAILED\tNOT VERIFIED\tKEY MSGS\tREFUSED")
+	for _, st := range sec.Stats() {
+		name := st.Name
+		if name == "" {
+			name = "?"
+		}
+		fmt.Fprintf(tw, "  %s (%s)\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", name, st.Participant, st.Decrypted, st.Dropped,
+			st.NoKey, st.AuthFailed, st.Unverified, st.KeyMessages, st.Replays+st.BadKeyMessages+st.BadAnnouncements)
+	}
+	tw.Flush()
 }

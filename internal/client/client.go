@@ -45,6 +45,10 @@ type Options struct {
 	// explicit user request (conclave join --insecure): it lets anyone on
 	// the path read and change signaling.
 	InsecureSkipVerify bool
+	// Jar, when set, holds the cookies of an account session (see
+	// docs/api.md, POST /api/login); the WebSocket upgrade carries them,
+	// so that the server knows the account.
+	Jar http.CookieJar
 	// Logger receives the session's logs; nil discards them.
 	Logger *slog.Logger
 
@@ -157,7 +161,7 @@ func Dial(ctx context.Context, opts Options) (*Session, error) {
 		opts:         opts,
 		meeting:      m,
 		log:          log.With("room", m.Room),
-		http:         &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}},
+		http:         &http.Client{Jar: opts.Jar, Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}},
 		api:          api,
 		tasks:        newQueue(),
 		events:       newQueue(),
@@ -167,6 +171,9 @@ func Dial(ctx context.Context, opts Options) (*Session, error) {
 		names:        map[string]string{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if h := opts.Hooks.OnStart; h != nil {
+		h(s)
+	}
 	eventsDone := make(chan struct{})
 	go func() {
 		defer close(eventsDone)
@@ -271,10 +278,13 @@ func (s *Session) sendOpaque(m *signal.Message) error {
 	if !s.post(func() { errc <- s.send(m) }) {
 		return ErrClosed
 	}
+	// The session's context ends when the loop stops taking tasks; done
+	// comes only after the hooks returned, so a hook that sends must not
+	// wait for it.
 	select {
 	case err := <-errc:
 		return err
-	case <-s.done:
+	case <-s.ctx.Done():
 		return ErrClosed
 	}
 }

@@ -7,8 +7,9 @@ type EventKind int
 
 // Kinds of events.
 const (
-	// Joined: the server welcomed this participant (Participant); the
-	// events of the participants already there follow.
+	// Joined: the server welcomed this participant (Participant) into
+	// the meeting instance Meeting, with Others already there; their
+	// ParticipantJoined events follow.
 	Joined EventKind = iota + 1
 	// ParticipantJoined: Participant entered the meeting (or was found
 	// there after a reconnection).
@@ -26,7 +27,8 @@ const (
 	Reconnecting
 	// Rejoined: the session is back in the meeting after Reconnecting.
 	// Resumed tells whether it kept its identity and media connections
-	// (true) or joined afresh as a new participant (false).
+	// (true) or joined afresh as a new participant (false); Participant,
+	// Meeting and Others are as for Joined.
 	Rejoined
 	// Waiting: the server holds the participant until a host arrives
 	// (Wait "host") or admits it from the lobby (Wait "lobby").
@@ -48,12 +50,14 @@ func (k EventKind) String() string { return eventNames[k] }
 // Event is something that happened in the session.
 type Event struct {
 	Kind        EventKind
-	Participant signal.Participant // participant events
-	Track       TrackInfo          // track events
-	Resumed     bool               // Rejoined
-	Wait        string             // Waiting: "host" or "lobby"
-	By          string             // Muted: the host's id
-	Err         error              // Closed
+	Participant signal.Participant   // participant events; self for Joined and Rejoined
+	Meeting     string               // Joined, Rejoined: the meeting instance id (E2EE context)
+	Others      []signal.Participant // Joined, Rejoined: the others present at the welcome
+	Track       TrackInfo            // track events
+	Resumed     bool                 // Rejoined
+	Wait        string               // Waiting: "host" or "lobby"
+	By          string               // Muted: the host's id
+	Err         error                // Closed
 }
 
 // Hooks receive what happens in a session. Each is optional. They are
@@ -61,6 +65,11 @@ type Event struct {
 // they must not block for long and must not call Leave (start a goroutine
 // for that).
 type Hooks struct {
+	// OnStart is called once, before any other hook and before the
+	// session connects, with the session Dial is making: a layer that
+	// answers events with messages (end-to-end encryption) keeps it to
+	// send them, since Dial returns only after the welcome.
+	OnStart func(*Session)
 	// OnEvent receives participant, track and connection events.
 	OnEvent func(Event)
 	// OnAnnounce receives a participant's opaque E2EE announcement, as

@@ -14,9 +14,9 @@ func TestParseMeetingURL(t *testing.T) {
 		want Meeting
 		ok   bool
 	}{
-		{"https://meet.example.org/r/board", Meeting{Room: "board", WebSocket: "wss://meet.example.org/ws", Origin: "https://meet.example.org", Host: "meet.example.org"}, true},
-		{"https://127.0.0.1:8443/r/a-b/", Meeting{Room: "a-b", WebSocket: "wss://127.0.0.1:8443/ws", Origin: "https://127.0.0.1:8443", Host: "127.0.0.1"}, true},
-		{"https://[::1]:8443/conclave/r/x", Meeting{Room: "x", WebSocket: "wss://[::1]:8443/conclave/ws", Origin: "https://[::1]:8443", Host: "::1"}, true},
+		{"https://meet.example.org/r/board", Meeting{Room: "board", WebSocket: "wss://meet.example.org/ws", Origin: "https://meet.example.org", Host: "meet.example.org", Base: "https://meet.example.org"}, true},
+		{"https://127.0.0.1:8443/r/a-b/", Meeting{Room: "a-b", WebSocket: "wss://127.0.0.1:8443/ws", Origin: "https://127.0.0.1:8443", Host: "127.0.0.1", Base: "https://127.0.0.1:8443"}, true},
+		{"https://[::1]:8443/conclave/r/x", Meeting{Room: "x", WebSocket: "wss://[::1]:8443/conclave/ws", Origin: "https://[::1]:8443", Host: "::1", Base: "https://[::1]:8443/conclave"}, true},
 		{"http://host/r/x", Meeting{}, false},
 		{"https://host/x", Meeting{}, false},
 		{"https://host/r/", Meeting{}, false},

@@ -263,8 +263,10 @@ func (s *Session) onWelcome(m *signal.Message) {
 	}
 	now := s.participants
 	s.mu.Unlock()
+	others := make([]signal.Participant, 0, len(m.Participants))
+	others = append(others, m.Participants...)
 	if !s.joined {
-		s.emit(Event{Kind: Joined, Participant: *m.Self})
+		s.emit(Event{Kind: Joined, Participant: *m.Self, Meeting: m.Meeting, Others: others})
 	}
 	// Report who is there (after a reconnection: what changed), as events.
 	for id, p := range old {
@@ -307,7 +309,7 @@ func (s *Session) onWelcome(m *signal.Message) {
 	} else {
 		s.log.Info("rejoined", "participant", m.Self.ID, "resumed", resumed)
 		s.outage = false
-		s.emit(Event{Kind: Rejoined, Resumed: resumed})
+		s.emit(Event{Kind: Rejoined, Resumed: resumed, Participant: *m.Self, Meeting: m.Meeting, Others: others})
 	}
 }
 

@@ -152,6 +152,7 @@ type receiver struct {
 	dst     []byte // receive transform output
 	info    FrameInfo
 	needKey bool
+	dropped bool // the receive transform refused a frame since the last key frame
 	started bool // the current owner's first frame arrived
 	lastPLI time.Time
 	emit    func(framing.Frame)
@@ -246,8 +247,15 @@ func (r *receiver) onFrame(f framing.Frame) {
 		out, err := tr.TransformFrame(r.info, data, r.dst[:0])
 		if err != nil {
 			rt.transformErrors.Add(1)
+			r.dropped = r.video
 			return
 		}
+		if r.dropped && !key {
+			// Frames were dropped (for end-to-end encryption: no key
+			// yet); the first that passes needs a key frame to decode.
+			r.needKey = true
+		}
+		r.dropped = false
 		r.dst = adopt(r.dst, out, data)
 		data = out
 	}

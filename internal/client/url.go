@@ -13,6 +13,7 @@ type Meeting struct {
 	WebSocket string // wss://host[:port]/ws
 	Origin    string // https://host[:port], sent as the WebSocket Origin
 	Host      string // host name or address, without port
+	Base      string // https://host[:port][/prefix]: where /api lives
 }
 
 // ParseMeetingURL reads a meeting link of the form
@@ -39,6 +40,7 @@ func ParseMeetingURL(raw string) (Meeting, error) {
 		WebSocket: "wss://" + u.Host + u.Path[:i] + "/ws",
 		Origin:    origin,
 		Host:      u.Hostname(),
+		Base:      origin + u.Path[:i],
 	}, nil
 }
 

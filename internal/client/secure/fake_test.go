@@ -1,0 +1,275 @@
+package secure
+
+import (
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"conclave/internal/client"
+	"conclave/internal/e2ee"
+)
+
+// fakeClock is a Clock that moves only when the test says so.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	at      time.Time
+	f       func()
+	stopped bool
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_800_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		was := !t.stopped
+		t.stopped = true
+		return was
+	}
+}
+
+// advance moves time on by d, running due timers in order (outside the
+// clock's lock, on the test's goroutine).
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	end := c.now.Add(d)
+	c.mu.Unlock()
+	for {
+		c.mu.Lock()
+		sort.SliceStable(c.timers, func(i, j int) bool { return c.timers[i].at.Before(c.timers[j].at) })
+		var next *fakeTimer
+		for i, t := range c.timers {
+			if !t.stopped && !t.at.After(end) {
+				next = t
+				c.timers = append(c.timers[:i], c.timers[i+1:]...)
+				break
+			}
+		}
+		if next == nil {
+			c.now = end
+			c.mu.Unlock()
+			return
+		}
+		c.now = next.at
+		next.stopped = true
+		c.mu.Unlock()
+		next.f()
+	}
+}
+
+// relay plays the server for Sessions in memory: it stores the latest
+// announcement of each participant, sends it to everyone else and to
+// newcomers, and delivers key messages to their addressee. Messages wait
+// in a queue until pump, so that no Session is re-entered.
+type relay struct {
+	t       *testing.T
+	clock   *fakeClock
+	meeting string
+	mu      sync.Mutex
+	members map[string]*Session
+	order   []string
+	anns    map[string][]byte
+	queue   []delivery
+	// filter, when set, may drop (false) a delivery.
+	filter func(d delivery) bool
+	sent   []delivery // every delivery made
+}
+
+type delivery struct {
+	kind     string // "announce" or "key"
+	from, to string
+	payload  []byte
+}
+
+func newRelay(t *testing.T) *relay {
+	return &relay{t: t, clock: newFakeClock(), meeting: "m-1", members: map[string]*Session{}, anns: map[string][]byte{}}
+}
+
+type relayTransport struct {
+	r  *relay
+	id string
+}
+
+func (rt relayTransport) SendAnnounce(p []byte) error {
+	r := rt.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.anns[rt.id] = p
+	for _, id := range r.order {
+		if id != rt.id {
+			r.queue = append(r.queue, delivery{"announce", rt.id, id, p})
+		}
+	}
+	return nil
+}
+
+func (rt relayTransport) SendKey(to string, p []byte) error {
+	r := rt.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.queue = append(r.queue, delivery{"key", rt.id, to, p})
+	return nil
+}
+
+// join adds a participant, welcomes it and queues the stored
+// announcements for it.
+func (r *relay) join(id string, cfg Config) *Session {
+	r.t.Helper()
+	if cfg.Device == nil {
+		cfg.Device, _ = e2ee.GenerateDeviceKey()
+	}
+	if cfg.Name == "" {
+		cfg.Name = id
+	}
+	cfg.Clock = r.clock
+	s, err := New(cfg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	s.Attach(relayTransport{r, id})
+	r.mu.Lock()
+	others := append([]string(nil), r.order...)
+	r.members[id] = s
+	r.order = append(r.order, id)
+	r.mu.Unlock()
+	s.onWelcome(id, r.meeting, others)
+	r.mu.Lock()
+	for _, o := range others {
+		if p := r.anns[o]; p != nil {
+			r.queue = append(r.queue, delivery{"announce", o, id, p})
+		}
+	}
+	r.mu.Unlock()
+	return s
+}
+
+// leave removes a participant and tells the others.
+func (r *relay) leave(id string) {
+	r.mu.Lock()
+	delete(r.members, id)
+	delete(r.anns, id)
+	for i, o := range r.order {
+		if o == id {
+			r.order = append(r.order[:i], r.order[i+1:]...)
+			break
+		}
+	}
+	others := append([]string(nil), r.order...)
+	r.mu.Unlock()
+	for _, o := range others {
+		r.session(o).onLeft(id)
+	}
+}
+
+func (r *relay) session(id string) *Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.members[id]
+}
+
+// pump delivers queued messages until none is left.
+func (r *relay) pump() {
+	for {
+		r.mu.Lock()
+		if len(r.queue) == 0 {
+			r.mu.Unlock()
+			return
+		}
+		d := r.queue[0]
+		r.queue = r.queue[1:]
+		to := r.members[d.to]
+		ok := to != nil && (r.filter == nil || r.filter(d))
+		if ok {
+			r.sent = append(r.sent, d)
+		}
+		r.mu.Unlock()
+		if !ok {
+			continue
+		}
+		if d.kind == "announce" {
+			to.onAnnounce(d.from, d.payload)
+		} else {
+			to.onKey(d.from, d.payload)
+		}
+	}
+}
+
+// keysTo returns the key messages (not requests) delivered to id.
+func (r *relay) keysTo(id string) []delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []delivery
+	for _, d := range r.sent {
+		if d.kind == "key" && d.to == id {
+			if !isKeyRequest(d.payload) {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+var testFrame = []byte("an opus frame: any bytes will do for the tests")
+
+// encrypt makes an Opus frame of s.
+func encrypt(t *testing.T, s *Session) []byte {
+	t.Helper()
+	out, err := sendTransform{s}.TransformFrame(client.FrameInfo{Codec: client.CodecOpus}, testFrame, nil)
+	if err != nil {
+		t.Fatalf("encrypt: %v", err)
+	}
+	return out
+}
+
+// decrypt decrypts a frame of participant from at s.
+func decrypt(s *Session, from string, frame []byte) error {
+	out, err := receiveTransform{s}.TransformFrame(client.FrameInfo{Codec: client.CodecOpus, Participant: from}, frame, nil)
+	if err == nil && string(out) != string(testFrame) {
+		panic("decrypted frame differs")
+	}
+	return err
+}
+
+func mustECDH(t *testing.T) *ecdh.PrivateKey {
+	t.Helper()
+	k, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func (r *relay) queued() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.queue)
+}
+
+func mustDevice(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := e2ee.GenerateDeviceKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
