@@ -14,11 +14,11 @@ import (
 const (
 	// DefaultRotationDebounce is how long after a leave a sender waits
 	// before it rotates, so that a burst of leaves costs one rotation.
-	DefaultRotationDebounce = time.Second
+	DefaultRotationDebounce = 300 * time.Millisecond
 	// DefaultSwitchDelay is how long a sender keeps encrypting with its old
 	// key after sending a rotated one, so that receivers have the new key
 	// before its first frame.
-	DefaultSwitchDelay = 500 * time.Millisecond
+	DefaultSwitchDelay = 250 * time.Millisecond
 	// DefaultKeyRequestAfter is how long frames of a verified participant
 	// may fail for lack of a key before the receiver asks for it.
 	DefaultKeyRequestAfter = 2 * time.Second

@@ -109,13 +109,13 @@ func TestLeaveRotation(t *testing.T) {
 	d := r.join("d", Config{})
 	r.pump()
 	r.leave("c")
-	r.clock.advance(500 * time.Millisecond)
+	r.clock.advance(DefaultRotationDebounce / 2)
 	r.leave("d")
-	r.clock.advance(400 * time.Millisecond)
+	r.clock.advance(DefaultRotationDebounce/2 - time.Millisecond)
 	if a.pending != nil {
 		t.Fatal("rotated before the debounce")
 	}
-	r.clock.advance(200 * time.Millisecond) // 1 s after the first leave
+	r.clock.advance(2 * time.Millisecond) // just past the debounce after the first leave
 	if a.pending == nil || b.pending == nil {
 		t.Fatal("no rotation after the debounce")
 	}

@@ -4,7 +4,7 @@
 // and leaves, and what a malicious relay can and cannot do.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MeetingCrypto, KEY_REQUEST, ORG_CHANGED_WARNING } from './meetingcrypto.mjs';
+import { MeetingCrypto, KEY_REQUEST, ORG_CHANGED_WARNING, LEAVE_DEBOUNCE_MS, SWITCH_DELAY_MS } from './meetingcrypto.mjs';
 import { FrameCryptor } from './framecryptor.mjs';
 import {
   fromBase64, toBase64, generateDeviceKey, exportPublicKey, issueCredential, signAnnouncement,
@@ -244,13 +244,13 @@ test('leave rotation: after the rotation the one who left decrypts nothing', asy
   const gen = a.mc.snapshot().senderKeyGeneration;
   w.leave(c);
   await w.settle();
-  await w.advance(999);
+  await w.advance(LEAVE_DEBOUNCE_MS - 1);
   assert.equal(a.mc.snapshot().senderKeyGeneration, gen, 'no rotation before the debounce');
   await w.advance(1);
-  assert.equal(a.mc.snapshot().senderKeyGeneration, gen + 1, 'rotated after 1 s');
-  // The new key is sent at once, used 500 ms later: Bob has it before it is used.
+  assert.equal(a.mc.snapshot().senderKeyGeneration, gen + 1, 'rotated after the debounce');
+  // The new key is sent at once, used SWITCH_DELAY_MS later: Bob has it before it is used.
   await assertDecrypts(a, b);
-  await w.advance(500);
+  await w.advance(SWITCH_DELAY_MS);
   const f = await a.frames.c.encrypt('vp9', frame(5));
   assert.equal(await c.frames.c.decrypt(a.id, 'vp9', f), 'no-key');
   assert.ok((await b.frames.c.decrypt(a.id, 'vp9', f)) instanceof Uint8Array);
