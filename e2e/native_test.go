@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/image/vp8"
+
+	"conclave/internal/client"
+	"conclave/internal/client/ivf"
+	"conclave/internal/client/secure"
+	"conclave/internal/e2ee"
+	"conclave/internal/pki"
+	"conclave/internal/server"
+	"conclave/internal/testutil/browser"
+)
+
+// native is a `conclave join` participant run in the test process.
+type native struct {
+	*client.Session
+	sec *secure.Session
+	dir string // recordings
+}
+
+// joinNative joins room with the native client, E2EE on, publishing the
+// embedded test clips and recording what it receives.
+func joinNative(t *testing.T, srv *server.Server, room, name string) *native {
+	t.Helper()
+	roots, err := pki.CAPool(srv.TLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	device, err := e2ee.GenerateDeviceKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})).With("who", name)
+	sec, err := secure.New(secure.Config{Device: device, Name: name, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &native{sec: sec, dir: t.TempDir()}
+	opts := client.Options{URL: srv.URL() + "/r/" + room, Name: name, RootCAs: roots, Logger: log,
+		Camera: client.NewTestVideo(), Microphone: client.NewTestAudio(), NewSink: client.Recorder(n.dir)}
+	sec.Wire(&opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n.Session, err = client.Dial(ctx, opts)
+	if err != nil {
+		t.Fatalf("%s: join: %v", name, err)
+	}
+	t.Cleanup(func() { n.Leave() })
+	return n
+}
+
+// received returns the native client's counters for one remote track.
+func (n *native) received(participant, source string) client.TrackStats {
+	for _, s := range n.Stats() {
+		if s.Participant == participant && s.Source == source {
+			return s
+		}
+	}
+	return client.TrackStats{}
+}
+
+// decodedKeyFrame decodes the first frame of the recording of a
+// participant's camera (the recorder starts at a key frame) and returns
+// its size.
+func (n *native) decodedKeyFrame(t *testing.T, participant string) (int, int) {
+	t.Helper()
+	matches, _ := filepath.Glob(filepath.Join(n.dir, "*"+participant+"*camera*.ivf"))
+	if len(matches) == 0 {
+		t.Fatalf("no recording of %s's camera in %s", participant, n.dir)
+	}
+	data, err := os.ReadFile(matches[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ivf.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, _, err := r.ReadFrame(nil)
+	if err != nil {
+		t.Fatalf("read recorded frame: %v", err)
+	}
+	d := vp8.NewDecoder()
+	d.Init(bytes.NewReader(frame), len(frame))
+	fh, err := d.DecodeFrameHeader()
+	if err != nil || !fh.KeyFrame {
+		t.Fatalf("recorded frame of %s: header %+v, %v", participant, fh, err)
+	}
+	img, err := d.DecodeFrame()
+	if err != nil {
+		t.Fatalf("decode %s's key frame: %v", participant, err)
+	}
+	return img.Bounds().Dx(), img.Bounds().Dy()
+}
+
+// TestE2EEBrowserAndNative: a browser and the native client meet with E2EE
+// on: each decodes the other's video and audio, and both show the same
+// meeting code.
+func TestE2EEBrowserAndNative(t *testing.T) {
+	srv := startServer(t, "alpha")
+	b := browser.Start(t)
+	alice := join(t, b, srv.URL(), "alpha", "Alice")
+	nico := joinNative(t, srv, "alpha", "Nico")
+	nicoP := &participant{t: t, name: "Nico", id: nico.Self().ID}
+
+	alice.waitMedia(nicoP, "camera", true)
+	code := alice.waitE2EE()
+	deadline := time.Now().Add(15 * time.Second)
+	for nico.sec.MeetingCode() != code {
+		if time.Now().After(deadline) {
+			t.Fatalf("meeting codes differ: browser %q, native %q", code, nico.sec.MeetingCode())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("browser and native client show the same meeting code %s", code)
+
+	// The native client decrypts Alice's camera and microphone.
+	deadline = time.Now().Add(20 * time.Second)
+	var cam, mic client.TrackStats
+	for {
+		cam, mic = nico.received(alice.id, "camera"), nico.received(alice.id, "microphone")
+		if cam.KeyFrames > 0 && cam.Frames > 30 && mic.Frames > 100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("native client received from Alice: camera %+v, microphone %+v; secure %+v", cam, mic, nico.sec.Stats())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, st := range nico.sec.Stats() {
+		if st.Participant == alice.id && st.Decrypted == 0 {
+			t.Fatalf("native client decrypted nothing of Alice's: %+v", st)
+		}
+	}
+	w, h := nico.decodedKeyFrame(t, alice.id)
+	if w == 0 || h == 0 {
+		t.Fatalf("Alice's decrypted key frame decodes to %dx%d", w, h)
+	}
+	t.Logf("native client: %d camera frames (%d key frames, decoded %dx%d) and %d audio frames from Alice", cam.Frames, cam.KeyFrames, w, h, mic.Frames)
+}
