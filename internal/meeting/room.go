@@ -161,11 +161,11 @@ func (r *Room) enter(p *Participant, adm Admission) error {
 func (r *Room) waitLocked(p *Participant, wait string) {
 	p.setWait(wait)
 	r.waiting = append(r.waiting, p)
-	p.send(&signal.Message{Type: signal.TypeWaiting, Wait: wait, RoomInfo: &signal.RoomInfo{Alias: r.alias, Name: r.name}})
-	switch wait {
-	case signal.WaitHost:
+	if wait == signal.WaitHost {
 		p.startWaitTimer(r.mgr.cfg.WaitForHost)
-	case signal.WaitLobby:
+	}
+	p.send(&signal.Message{Type: signal.TypeWaiting, Wait: wait, RoomInfo: &signal.RoomInfo{Alias: r.alias, Name: r.name}})
+	if wait == signal.WaitLobby {
 		r.toHostsLocked(&signal.Message{Type: signal.TypeKnock, Participant: ptr(p.info())})
 	}
 }
@@ -267,10 +267,12 @@ func (r *Room) hostLeftLocked() {
 		return
 	}
 	grace := r.mgr.cfg.HostGrace
+	// The timer exists before anyone is told, so that what a client sees
+	// is always backed by the server's state.
+	r.endTimer = r.mgr.cfg.AfterFunc(grace, func() { r.end("ended") })
 	r.broadcastLocked(nil, &signal.Message{Type: signal.TypeNotice, Code: "host-left",
 		Text: "The host left. The meeting will end in " + grace.Round(time.Second).String() + " unless a host returns."})
 	r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
-	r.endTimer = r.mgr.cfg.AfterFunc(grace, func() { r.end("ended") })
 }
 
 // remove takes p out of the room (members or waiting); it reports whether
