@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -41,6 +42,10 @@ type DownTrack struct {
 	hist   *history // nil for audio
 	hdr    rtp.Header
 	ext    [2]rtp.Extension // backing array for extensions added downstream (TWCC)
+	// frameEnd: the last packet sent in sequence ended a frame (or was
+	// padding), so padding may follow without splitting a frame.
+	frameEnd bool
+	lastSent int64 // unix nanoseconds of the last media packet sent
 
 	retransmitMu  sync.Mutex // guards the retransmission buffers
 	retransmitBuf [packetcache.MaxPacketSize]byte
@@ -179,12 +184,18 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 	}
 	d.mu.Lock()
 	dec, switched, marker := d.sel.decide(info)
-	d.cur.Store(int32(d.sel.current()))
+	// A completed switch or pause: the layer left may no longer be
+	// needed at the publisher.
+	cur := int32(d.sel.current())
+	moved := d.cur.Swap(cur) != cur
 	if dec != forward {
 		if dec == skip {
 			d.munger.skip(p.SequenceNumber)
 		}
 		d.mu.Unlock()
+		if moved {
+			d.up.dyn.update()
+		}
 		return
 	}
 	var pid uint16
@@ -200,6 +211,9 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 	out, ok := d.munger.forward(p.SequenceNumber, p.Timestamp, pid, hasPID, tl0, hasTL0, info.now)
 	if !ok {
 		d.mu.Unlock()
+		if moved {
+			d.up.dyn.update()
+		}
 		return
 	}
 	h := &d.hdr
@@ -222,6 +236,10 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 		info.vp8.SetTL0PICIDX(payload, out.tl0)
 	}
 	_, _ = b.write.WriteRTP(h, payload)
+	if out.seq == d.munger.lastOutSeq {
+		d.frameEnd = marker
+		d.lastSent = info.now
+	}
 	if rewrite {
 		// The payload is the up track's buffer, shared with the other
 		// down tracks: put the original descriptor back.
@@ -232,6 +250,54 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 			marker: marker, ts: out.ts, pid: out.pid, tl0: out.tl0})
 	}
 	d.mu.Unlock()
+	if moved {
+		d.up.dyn.update()
+	}
+}
+
+// paddingIdle is how long a down track must have sent nothing before
+// padding may follow an unfinished frame.
+const paddingIdle = 200 * time.Millisecond
+
+// writePadding sends up to n padding-only packets of size padding bytes
+// (at most 255) for bandwidth probing, and returns how many it sent. They
+// take the down track's next sequence numbers and its last timestamp, so
+// the stream stays continuous; they go only between frames (after a
+// packet with the marker bit, or when the track has been idle), never
+// inside one. A NACK for a padding packet is ignored. It allocates
+// nothing.
+func (d *DownTrack) writePadding(n int, size uint8, now int64) int {
+	b := d.binding.Load()
+	if b == nil || d.hist == nil || n <= 0 || size == 0 {
+		return 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.frameEnd && now-d.lastSent < int64(paddingIdle) {
+		return 0
+	}
+	sent := 0
+	for ; sent < n; sent++ {
+		seq, ts, ok := d.munger.pad()
+		if !ok {
+			break
+		}
+		h := &d.hdr
+		*h = rtp.Header{
+			Version:        2,
+			Padding:        true,
+			PaddingSize:    size,
+			PayloadType:    b.payloadType,
+			SequenceNumber: seq,
+			Timestamp:      ts,
+			SSRC:           b.ssrc,
+			Extensions:     d.ext[:0],
+		}
+		_, _ = b.write.WriteRTP(h, nil)
+		d.hist.record(sentPacket{outSeq: seq, layer: -1, ts: ts})
+		d.frameEnd = true
+	}
+	return sent
 }
 
 // readRTCP handles the subscriber's feedback for this track until the

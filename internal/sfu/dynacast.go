@@ -9,6 +9,10 @@ import (
 // publisher is asked to stop sending it. Resuming is immediate.
 const dynacastPause = 2 * time.Second
 
+// topOnlyWait bounds how long the layers still being forwarded stay
+// paused while everyone waits for the top layer (see needed).
+const topOnlyWait = 2 * time.Second
+
 // LayerEvents is implemented by PublisherEvents that want "dynacast": to
 // be told which layers of a track any subscriber needs, so that the
 // publisher stops encoding the others.
@@ -29,6 +33,10 @@ type dynacast struct {
 	active [maxLayers]bool // what the publisher was last told
 	timer  *time.Timer     // pending pause
 	pause  time.Duration
+	wait   time.Duration // topOnlyWait
+	// topOnlySince: since when only the top layer is wanted and it has
+	// not arrived yet; zero otherwise.
+	topOnlySince time.Time
 }
 
 func (d *dynacast) init(u *UpTrack) {
@@ -37,12 +45,22 @@ func (d *dynacast) init(u *UpTrack) {
 		d.active[i] = true
 	}
 	d.pause = dynacastPause
+	d.wait = topOnlyWait
 }
 
 // needed computes, from the down tracks, which layers someone wants or
-// still receives.
-func (d *dynacast) needed() (out [maxLayers]bool) {
+// still receives. A layer being forwarded stays needed until the switch
+// away from it completes, with one exception: when the only layer anyone
+// wants is the top simulcast layer and it is not being sent, the layers
+// below it are paused at once (top is then true). Chromium does not send the top layer of three
+// while the others are active if its camera is small (640x480): it
+// limits the number of simulcast layers by resolution. The subscribers
+// see the last frame of the old layer until the top layer's first key
+// frame; if that does not come within topOnlyWait, the old layers resume.
+// Called with d.mu held.
+func (d *dynacast) needed(now time.Time) (out [maxLayers]bool, top bool) {
 	u := d.u
+	var wanted, used [maxLayers]bool
 	for _, dt := range *u.downs.Load() {
 		want, cur := dt.desired.Load(), dt.cur.Load()
 		if u.svc {
@@ -52,13 +70,37 @@ func (d *dynacast) needed() (out [maxLayers]bool) {
 			continue
 		}
 		if want >= 0 && want < maxLayers {
-			out[want] = true
+			wanted[want] = true
 		}
 		if cur >= 0 && cur < maxLayers {
-			out[cur] = true
+			used[cur] = true
 		}
 	}
-	return out
+	if u.svc {
+		return out, false
+	}
+	n := u.Layers()
+	onlyTop := n > 1 && wanted[n-1]
+	for i := 0; i < n-1; i++ {
+		onlyTop = onlyTop && !wanted[i]
+	}
+	live := u.live(n-1, now.UnixNano())
+	switch {
+	case !onlyTop:
+		d.topOnlySince = time.Time{}
+	case d.topOnlySince.IsZero() && live:
+		// The top layer comes already: switches to it complete as usual.
+	case d.topOnlySince.IsZero() || live:
+		d.topOnlySince = now // waiting, or arrived: the others stay paused
+	}
+	if onlyTop && !d.topOnlySince.IsZero() && now.Sub(d.topOnlySince) < d.wait {
+		out[n-1] = true
+		return out, true
+	}
+	for i := range out {
+		out[i] = wanted[i] || used[i]
+	}
+	return out, false
 }
 
 // update re-evaluates the needed layers, telling the publisher at once
@@ -70,8 +112,8 @@ func (d *dynacast) evaluate(fromTimer bool) {
 		return
 	}
 	n := d.u.Layers()
-	need := d.needed()
 	d.mu.Lock()
+	need, top := d.needed(time.Now())
 	changed, pausePending := false, false
 	next := d.active
 	for i := 0; i < n; i++ {
@@ -79,7 +121,7 @@ func (d *dynacast) evaluate(fromTimer bool) {
 		case need[i] && !next[i]:
 			next[i], changed = true, true
 		case !need[i] && next[i]:
-			if fromTimer {
+			if fromTimer || top {
 				next[i], changed = false, true
 			} else {
 				pausePending = true

@@ -59,6 +59,7 @@ type Engine struct {
 
 	ccMu      sync.Mutex // serialises subscriber creation to pair estimators
 	estimator cc.BandwidthEstimator
+	meter     *probeMeter
 	log       *slog.Logger
 	udp       net.PacketConn
 	tcp       net.Listener
@@ -183,22 +184,22 @@ func (e *Engine) newPeerConnection() (*webrtc.PeerConnection, error) {
 	return e.api.NewPeerConnection(pcConfig)
 }
 
-// newSubscriberConnection creates a subscriber's peer connection and
-// returns its bandwidth estimate (bits per second).
-func (e *Engine) newSubscriberConnection() (*webrtc.PeerConnection, func() int, error) {
+// newSubscriberConnection creates a subscriber's peer connection with its
+// bandwidth estimator and probe meter (nil without transport-cc).
+func (e *Engine) newSubscriberConnection() (*webrtc.PeerConnection, cc.BandwidthEstimator, *probeMeter, error) {
 	e.ccMu.Lock()
 	defer e.ccMu.Unlock()
-	e.estimator = nil
+	e.estimator, e.meter = nil, nil
 	pc, err := e.subAPI.NewPeerConnection(pcConfig)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	est := e.estimator
-	e.estimator = nil
+	est, meter := e.estimator, e.meter
+	e.estimator, e.meter = nil, nil
 	if est == nil {
-		return pc, nil, nil
+		meter = nil
 	}
-	return pc, est.GetTargetBitrate, nil
+	return pc, est, meter, nil
 }
 
 var videoFeedback = []webrtc.RTCPFeedback{
@@ -285,9 +286,12 @@ func newInterceptors(me *webrtc.MediaEngine, lf logging.LoggerFactory) (*interce
 // congestion control) per subscriber connection turns it into a target
 // bitrate that the subscriber's stream allocator shares out. The pacer is
 // the no-op one: packets leave on the forwarding goroutine, not through a
-// queue.
+// queue. A probe meter per connection measures padding clusters, which
+// the estimator cannot use to grow quickly (see probemeter.go). The
+// estimate starts low, as browsers' does: the first allocation rounds send
+// the lowest layers and probe for more, rather than assume 1.5 Mbit/s.
 const (
-	bweInitial = 1_500_000
+	bweInitial = 300_000
 	bweMin     = 100_000
 	bweMax     = 30_000_000
 )
@@ -311,6 +315,11 @@ func (e *Engine) newSubscriberInterceptors(me *webrtc.MediaEngine, lf logging.Lo
 		e.estimator = est
 	})
 	reg.Add(ccf)
+	// Inside the transport-wide sequence numbering, so that the meter
+	// sees the numbers of the packets it notes.
+	reg.Add(&probeMeterFactory{created: func(m *probeMeter) {
+		e.meter = m // inside NewPeerConnection, under ccMu
+	}})
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, reg); err != nil {
 		return nil, fmt.Errorf("transport-cc header extension: %w", err)
 	}

@@ -23,6 +23,8 @@ type sentRTP struct {
 	pid    uint16
 	tl0    uint8
 	key    bool
+	pad    uint8 // padding bytes of a padding-only packet
+	pt     uint8
 }
 
 // fakeWriter stands for a subscriber's peer connection.
@@ -38,9 +40,11 @@ func (w *fakeWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	if !w.keep {
 		return len(payload), nil
 	}
-	s := sentRTP{seq: h.SequenceNumber, ts: h.Timestamp, ssrc: h.SSRC, marker: h.Marker}
+	s := sentRTP{seq: h.SequenceNumber, ts: h.Timestamp, ssrc: h.SSRC, marker: h.Marker, pt: h.PayloadType}
 	var v codecs.VP8
-	if v.Unmarshal(payload) == nil {
+	if h.Padding && len(payload) == 0 {
+		s.pad = h.PaddingSize
+	} else if v.Unmarshal(payload) == nil {
 		s.pid, s.tl0, s.key = v.PictureID, v.TL0PICIDX, v.KeyFrame
 	}
 	w.mu.Lock()
@@ -401,7 +405,7 @@ func TestAllocate(t *testing.T) {
 			tt.tracks[i].costs = costs
 			tt.tracks[i].d = &DownTrack{}
 		}
-		allocate(tt.tracks, tt.budget, now, state)
+		allocate(tt.tracks, tt.budget, now, state, false)
 		for i, tr := range tt.tracks {
 			if tr.layer != tt.want[i] {
 				t.Errorf("%s: track %d got layer %d, want %d", tt.name, i, tr.layer, tt.want[i])
@@ -416,7 +420,7 @@ func TestAllocateHoldAfterDowngrade(t *testing.T) {
 	state := map[*DownTrack]*allocState{}
 	now := time.Unix(1000, 0)
 	tr := []allocTrack{{d: d, max: 2, prev: 2, costs: costs}}
-	allocate(tr, 600_000, now, state) // cap
+	allocate(tr, 600_000, now, state, false) // cap
 	if tr[0].layer != 1 {
 		t.Fatalf("under the cap: layer %d, want 1", tr[0].layer)
 	}
@@ -425,7 +429,7 @@ func TestAllocateHoldAfterDowngrade(t *testing.T) {
 		want  int8
 	}{{time.Second, 1}, {upgradeHold, 2}} {
 		tr[0].prev = tr[0].layer
-		allocate(tr, 10_000_000, now.Add(step.after), state)
+		allocate(tr, 10_000_000, now.Add(step.after), state, false)
 		if tr[0].layer != step.want {
 			t.Fatalf("step %d: layer %d, want %d", i, tr[0].layer, step.want)
 		}
@@ -541,14 +545,61 @@ func TestDynacast(t *testing.T) {
 	if got := last(); got != "[[true false false] [true false true]]" {
 		t.Fatalf("after b wants 2: %s", got)
 	}
-	// Everyone hidden: all paused after the debounce, not before.
+	// Only the top layer wanted: the others pause at once.
 	a.applyAllocation(-1, 0)
+	if got := last(); got != "[[true false false] [true false true] [false false true]]" {
+		t.Fatalf("only the top wanted: %s", got)
+	}
+	// Everyone hidden: all paused after the debounce, not before.
 	b.applyAllocation(-1, 0)
-	if got := last(); got != "[[true false false] [true false true]]" {
+	if got := last(); got != "[[true false false] [true false true] [false false true]]" {
 		t.Fatalf("paused without debounce: %s", got)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if got := last(); got != "[[true false false] [true false true] [false false false]]" {
+	if got := last(); got != "[[true false false] [true false true] [false false true] [false false false]]" {
 		t.Fatalf("after hiding: %s", got)
+	}
+}
+
+// TestDynacastTopOnly: a subscriber on the low layer that wants the top
+// one pauses the low layer at once (Chromium sends a small camera's top
+// layer only alone); it resumes if the top layer does not come.
+func TestDynacastTopOnly(t *testing.T) {
+	u := testTrack(3)
+	ev := &recordingPubEvents{}
+	u.dyn.events = ev
+	u.dyn.pause = 50 * time.Millisecond
+	u.dyn.wait = 300 * time.Millisecond
+	last := func() string {
+		ev.mu.Lock()
+		defer ev.mu.Unlock()
+		if len(ev.layers) == 0 {
+			return ""
+		}
+		return fmt.Sprint(ev.layers[len(ev.layers)-1])
+	}
+	w := &fakeWriter{keep: true}
+	d := testDown(u, w)
+	q := &source{l: u.layers[0].Load(), seq: 1, ts: 1, pid: 1, w: 160, h: 120}
+	q.clock = time.Now().UnixNano()
+	q.frame(true)
+	if d.CurrentLayer() != 0 {
+		t.Fatalf("current layer %d", d.CurrentLayer())
+	}
+	if !d.applyAllocation(2, time.Now().UnixNano()) {
+		t.Fatal("upgrade to a paused layer not pending")
+	}
+	if got := last(); got != "[false false true]" {
+		t.Fatalf("top only: %s", got)
+	}
+	// The low layer keeps being forwarded while it still comes.
+	q.frame(false)
+	if got := w.take(); len(got) != 4 {
+		t.Fatalf("forwarded %d packets of the low layer, want 4", len(got))
+	}
+	time.Sleep(350 * time.Millisecond)
+	d.applyAllocation(2, time.Now().UnixNano()) // the next round
+	if got := last(); got != "[true false true]" {
+		t.Fatalf("the top layer did not come: %s", got)
 	}
 }

@@ -94,6 +94,22 @@ func (m *rtpMunger) skip(seq uint16) {
 	m.floor = seq + 1
 }
 
+// pad allocates the output sequence number of a padding-only packet
+// inserted between two frames: it goes right after the last sent packet,
+// with the last sent timestamp, and every later packet of the current
+// stream moves up by one. A packet of the current stream that arrives
+// late, below the insertion point, can no longer be placed and is
+// dropped. ok is false before the first packet.
+func (m *rtpMunger) pad() (seq uint16, ts uint32, ok bool) {
+	if !m.started {
+		return 0, 0, false
+	}
+	m.seqOffset++
+	m.lastOutSeq++
+	m.floor = m.highestIn + 1
+	return m.lastOutSeq, m.lastOutTS, true
+}
+
 // forward computes the output numbers of a packet of the current stream.
 // ok is false for a late packet that cannot be placed.
 func (m *rtpMunger) forward(seq uint16, ts uint32, pid uint16, hasPID bool, tl0 uint8, hasTL0 bool, now int64) (out munged, ok bool) {

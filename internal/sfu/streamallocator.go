@@ -11,16 +11,23 @@ import (
 // tracks in priority order (screen share, then the active speaker, then
 // the others by rendered area): first the lowest layer for every visible
 // track, then upgrades toward the layer that fits each track's rendered
-// size. Downgrades are immediate. Upgrades are cautious, which stands in
-// for probing (no padding is sent): one layer per track per round, only
-// with upgradeHeadroom of spare estimate, and not within upgradeHold of a
-// downgrade caused by bandwidth. The send-side estimator (GCC) raises its
-// estimate by itself while the link is underused, so the allocator climbs
-// back as the estimate grows.
+// size. Downgrades are immediate. Upgrades are cautious: one layer per
+// track per round, only with upgradeHeadroom of spare estimate, and not
+// within upgradeHold of a downgrade caused by bandwidth. When the estimate
+// does not cover what the tracks' sizes want and the subscriber receives
+// well under it, the allocator probes (prober.go): a cluster of padding
+// brings the subscriber's rate to what is wanted, and if the link carries
+// it, the next round upgrades straight to the wanted layers (the probe is
+// the evidence that one step at a time and the hold stand in for).
+// While an upgrade waits for a layer the publisher has paused (dynacast
+// resumes it), rounds come every pendingInterval.
 const (
 	allocateInterval = 500 * time.Millisecond
+	pendingInterval  = 100 * time.Millisecond
 	upgradeHeadroom  = 0.85
 	upgradeHold      = 4 * time.Second
+	// probeLossLimit: no probe while GCC sees more loss than this.
+	probeLossLimit = 0.02
 )
 
 // allocTrack is the allocator's view of one video down track.
@@ -40,9 +47,10 @@ type allocState struct {
 }
 
 // allocate runs one round for the given down tracks with budget bits per
-// second (0 or less: unknown, no limit). It returns the layer for each
-// track, in the order given. state is updated.
-func allocate(tracks []allocTrack, budget int64, now time.Time, state map[*DownTrack]*allocState) {
+// second (0 or less: unknown, no limit). It sets the layer of each track.
+// state is updated. probed means that a probe just confirmed the budget:
+// upgrades may then take several steps at once and ignore the hold.
+func allocate(tracks []allocTrack, budget int64, now time.Time, state map[*DownTrack]*allocState, probed bool) {
 	order := make([]int, len(tracks))
 	for i := range order {
 		order[i] = i
@@ -81,13 +89,13 @@ func allocate(tracks []allocTrack, budget int64, now time.Time, state map[*DownT
 			} else {
 				// An upgrade: one step per round, with headroom, not
 				// right after a downgrade.
-				if next > t.prev+1 && t.prev >= 0 {
+				if !probed && next > t.prev+1 && t.prev >= 0 {
 					break
 				}
 				if !unlimited && float64(used+extra) > upgradeHeadroom*float64(budget) {
 					break
 				}
-				if st != nil && now.Sub(st.lastDowngrade) < upgradeHold {
+				if !probed && st != nil && now.Sub(st.lastDowngrade) < upgradeHold {
 					break
 				}
 			}
@@ -127,31 +135,45 @@ func (s *Subscriber) runAllocator() {
 		case <-t.C:
 		case <-s.kick:
 		}
-		s.allocateOnce(time.Now())
+		if s.allocateOnce(time.Now()) && !s.soon.Swap(true) {
+			time.AfterFunc(pendingInterval, func() {
+				s.soon.Store(false)
+				s.kickAllocator()
+			})
+		}
 	}
 }
 
-// allocateOnce runs one allocation round over the subscriber's tracks.
-func (s *Subscriber) allocateOnce(now time.Time) {
+// allocateOnce runs one allocation round over the subscriber's tracks,
+// and starts a probe when one is wanted. It reports whether an upgrade
+// waits for a paused layer.
+func (s *Subscriber) allocateOnce(now time.Time) (pending bool) {
 	s.mu.Lock()
 	downs := make([]*DownTrack, 0, len(s.downs))
 	for _, d := range s.downs {
 		downs = append(downs, d)
 	}
 	s.mu.Unlock()
-	budget := int64(0)
-	if s.estimate != nil {
-		budget = int64(s.estimate())
+	var gcc int64
+	var loss float64
+	if s.bwe != nil {
+		gcc = int64(s.bwe.GetTargetBitrate())
+		if l, ok := s.bwe.GetStats()["averageLoss"].(float64); ok {
+			loss = l
+		}
 	}
+	s.probe.expire(now)
 	nowNS := now.UnixNano()
 	tracks := make([]allocTrack, 0, len(downs))
+	var other, sent int64 // audio; what is being forwarded
 	for _, d := range downs {
 		u := d.up
 		if u.kind.String() != "video" {
-			if budget > 0 {
-				budget -= u.layerCost(0, nowNS)
-			}
+			other += u.layerCost(0, nowNS)
 			continue
+		}
+		if cur := d.cur.Load(); cur >= 0 {
+			sent += u.layerCost(int(cur), nowNS)
 		}
 		t := allocTrack{d: d, priority: trackPriority(u), prev: int8(d.desired.Load())}
 		n := u.spatialLayers()
@@ -170,15 +192,91 @@ func (s *Subscriber) allocateOnce(now time.Time) {
 		}
 		tracks = append(tracks, t)
 	}
-	if budget < 0 {
-		budget = 1 // everything but the lowest layers is cut
-	}
+	sent += other
+
 	s.allocMu.Lock()
-	allocate(tracks, budget, now, s.allocState)
+	confirmed := s.probe.takeConfirmed()
+	total := int64(0) // unknown: no limit
+	if gcc > 0 {
+		congestedBefore := s.bw.congestedAt
+		total = s.bw.update(now, gcc, loss, sent, confirmed)
+		if s.bw.congestedAt != congestedBefore {
+			s.probe.holdOff(now)
+		}
+	}
+	s.budget.Store(total)
+	budget := total
+	if budget > 0 {
+		budget -= other
+		if budget <= 0 {
+			budget = 1 // everything but the lowest layers is cut
+		}
+	}
+	allocate(tracks, budget, now, s.allocState, confirmed > 0)
+	congestedAt := s.bw.congestedAt
 	s.allocMu.Unlock()
+
+	if total > 0 && loss < probeLossLimit && now.Sub(congestedAt) >= probeIntervalMin {
+		s.maybeProbe(tracks, now, total, other, sent)
+	}
 	for i := range tracks {
 		t := &tracks[i]
-		t.d.applyAllocation(t.layer, nowNS)
+		if t.d.applyAllocation(t.layer, nowNS) {
+			pending = true
+		}
+	}
+	return pending
+}
+
+// maybeProbe starts a probe when the tracks' sizes want more than the
+// estimate total covers and the subscriber receives well under it
+// (other: audio; sent: what is being forwarded). A successful probe lets
+// the next round jump to the wanted layers; the goal covers the dearest
+// layer on the way in case it does not.
+func (s *Subscriber) maybeProbe(tracks []allocTrack, now time.Time, total, other, sent int64) {
+	want := other
+	short := false
+	var pad *DownTrack
+	bestArea := -1
+	for i := range tracks {
+		t := &tracks[i]
+		if t.max < 0 {
+			continue
+		}
+		// One step at a time passes through every layer up to max:
+		// what is wanted is the dearest of them.
+		peak := t.costs[t.max]
+		for l := max(t.layer, 0); l < t.max; l++ {
+			peak = max(peak, t.costs[l])
+		}
+		want += peak
+		short = short || t.layer < t.max
+		if t.d.cur.Load() >= 0 && t.area > bestArea {
+			pad, bestArea = t.d, t.area
+		}
+	}
+	if !short || float64(want) <= upgradeHeadroom*float64(total) || float64(sent) >= appLimitedRatio*float64(total) {
+		return
+	}
+	if pad == nil || !s.probe.ready(now) {
+		return
+	}
+	goal := min(want, int64(float64(total)*probeMaxFactor/probeMargin))
+	if s.probe.begin(now, pad, goal, sent) {
+		go s.runProbe()
+	}
+}
+
+// runProbe sends the open probe cluster's padding.
+func (s *Subscriber) runProbe() {
+	t := time.NewTicker(probeTick)
+	defer t.Stop()
+	for s.probe.tick(time.Now()) {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+		}
 	}
 }
 
@@ -186,8 +284,12 @@ func (s *Subscriber) allocateOnce(now time.Time) {
 // the highest layer at or below it that the publisher is sending (a layer
 // paused by dynacast resumes when it becomes needed, and is switched to
 // once its packets arrive), and asks again for a key frame while a switch
-// is pending.
-func (d *DownTrack) applyAllocation(want int8, now int64) {
+// is pending. While the wanted simulcast layer is not sent yet and no
+// better one is, the selector aims at the wanted layer directly: it keeps
+// forwarding the current layer while it comes and switches at the wanted
+// layer's first key frame. It reports whether the wanted layer is not
+// being sent yet.
+func (d *DownTrack) applyAllocation(want int8, now int64) (pending bool) {
 	u := d.up
 	prevWant := int8(d.desired.Swap(int32(want)))
 	target := want
@@ -199,12 +301,27 @@ func (d *DownTrack) applyAllocation(want int8, now int64) {
 				break
 			}
 		}
-		if target < 0 {
-			target = want // nothing sent yet: wait for it
-			if cur := int8(d.cur.Load()); cur >= 0 {
-				target = cur
+		cur := int8(d.cur.Load())
+		switch {
+		case target == want:
+		case u.svc:
+			pending = true
+			if target < 0 {
+				target = want // nothing sent yet: wait for it
+				if cur >= 0 {
+					target = cur
+				}
 			}
+		case target <= cur || target < 0:
+			// Nothing better is sent yet: aim at the wanted layer; the
+			// current one is forwarded until its first key frame.
+			target, pending = want, true
+		default:
+			pending = true // a better layer now, the wanted one later
 		}
+	}
+	if pending {
+		u.dyn.update() // the wanted layer may be waiting for a pause below it
 	}
 	if target != int8(d.tgt.Load()) {
 		d.setTarget(target)
@@ -214,4 +331,5 @@ func (d *DownTrack) applyAllocation(want int8, now int64) {
 	if want != prevWant {
 		u.dyn.update()
 	}
+	return pending
 }

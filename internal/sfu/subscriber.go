@@ -3,7 +3,9 @@ package sfu
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
+	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -44,22 +46,29 @@ type Subscriber struct {
 	restartICE  bool
 	closed      bool
 
-	estimate   func() int // bits per second, 0 if unknown; nil without BWE
+	bwe        cc.BandwidthEstimator // nil without transport-cc
+	probe      *prober               // nil without transport-cc
 	quit       chan struct{}
 	kick       chan struct{}
-	allocMu    sync.Mutex
+	allocMu    sync.Mutex // guards the allocator's state below
 	allocState map[*DownTrack]*allocState
+	bw         bandwidth
+	budget     atomic.Int64 // the latest round's estimate, bits per second
+	soon       atomic.Bool  // a round is scheduled within pendingInterval
 }
 
 // NewSubscriber creates the sending peer connection toward a participant.
 func (e *Engine) NewSubscriber(events SubscriberEvents) (*Subscriber, error) {
-	pc, estimate, err := e.newSubscriberConnection()
+	pc, bwe, meter, err := e.newSubscriberConnection()
 	if err != nil {
 		return nil, fmt.Errorf("new subscriber connection: %w", err)
 	}
 	s := &Subscriber{pc: pc, events: events, senders: map[string]*webrtc.RTPSender{}, downs: map[string]*DownTrack{},
-		estimate: estimate, quit: make(chan struct{}), kick: make(chan struct{}, 1),
+		bwe: bwe, quit: make(chan struct{}), kick: make(chan struct{}, 1),
 		allocState: map[*DownTrack]*allocState{}}
+	if meter != nil {
+		s.probe = newProber(meter, s.kickAllocator)
+	}
 	pc.OnConnectionStateChange(events.ConnectionState)
 	go s.runAllocator()
 	return s, nil
@@ -193,20 +202,28 @@ func (s *Subscriber) SetTrackSize(mid string, width, height int) bool {
 		return false
 	}
 	d.SetTargetSize(width, height)
+	s.kickAllocator()
+	return true
+}
+
+// kickAllocator runs an allocation round soon.
+func (s *Subscriber) kickAllocator() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
-	return true
 }
 
-// Bandwidth is the subscriber's estimated bandwidth in bits per second, 0
-// when unknown.
+// Bandwidth is the subscriber's estimated bandwidth in bits per second
+// (GCC's estimate, or more where a probe confirmed more), 0 when unknown.
 func (s *Subscriber) Bandwidth() int {
-	if s.estimate == nil {
+	if b := s.budget.Load(); b > 0 {
+		return int(b)
+	}
+	if s.bwe == nil {
 		return 0
 	}
-	return s.estimate()
+	return s.bwe.GetTargetBitrate()
 }
 
 func (s *Subscriber) negotiateLocked() {

@@ -77,7 +77,7 @@ type layerStats struct {
 	lastRate  atomic.Int64 // last non-zero bitrate, for paused layers
 	width     atomic.Int32 // from key frames; 0 until known
 	height    atomic.Int32
-	lastSeen  atomic.Int64 // unix nanoseconds of the latest packet
+	lastSeen  atomic.Int64 // unix nanoseconds of the latest media packet (not padding)
 	winBytes  int64        // written by the reading goroutine only
 	winStart  int64
 	keyFrames atomic.Uint64
@@ -284,7 +284,7 @@ func (l *upLayer) handle(raw []byte, now int64) {
 			st.keyFrames.Add(1)
 		}
 	}
-	st.measure(len(raw), now)
+	st.measure(len(raw), !info.padding, now)
 
 	if u.muted.Load() {
 		return
@@ -301,10 +301,16 @@ func (l *upLayer) handle(raw []byte, now int64) {
 }
 
 // measure accounts for a packet of size bytes in the layer's bitrate.
-func (s *layerStats) measure(size int, now int64) {
-	s.lastSeen.Store(now)
-	if s.winStart == 0 {
-		s.winStart = now
+// Only media marks the layer as being sent: a publisher may pad a layer
+// it has stopped encoding.
+func (s *layerStats) measure(size int, media bool, now int64) {
+	if media {
+		s.lastSeen.Store(now)
+	}
+	if s.winStart == 0 || now-s.winStart > int64(2*time.Second) {
+		// First packet, or the first after a pause: a window across
+		// the silence would understate the layer's rate.
+		s.winBytes, s.winStart = 0, now
 	}
 	s.winBytes += int64(size)
 	if el := now - s.winStart; el >= int64(time.Second) {

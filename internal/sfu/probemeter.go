@@ -1,0 +1,294 @@
+package sfu
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+)
+
+// The probe meter measures what a subscriber's link delivers during a
+// probe cluster. It is an interceptor on the subscriber's connection,
+// placed inside the one that stamps transport-wide sequence numbers: it
+// notes the number, size and send time of every packet sent while a
+// cluster is open (media and padding alike), reads the arrival times that
+// the subscriber's transport-cc feedback reports for them, and computes
+// the cluster's rate as the lower of the rate it was sent at and the rate
+// it arrived at. The send-side estimator (GCC) cannot do this itself: its
+// estimate grows by at most 8% a second and never above 1.5 times the
+// acknowledged rate, so an application-limited subscriber never shows more
+// capacity than it uses.
+
+const (
+	transportCCURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+	meterSize      = 2048 // packets remembered per cluster, a power of two
+	// clusterFeedbackWait bounds the wait for feedback after a cluster.
+	clusterFeedbackWait = time.Second
+	// clusterMinReceived is the share of a cluster's packets that must be
+	// reported received for a result.
+	clusterMinReceived = 0.8
+	clusterMinPackets  = 5
+)
+
+type meterEntry struct {
+	seq     uint16
+	cluster uint32
+	size    int32
+	sent    int64 // unix nanoseconds
+	arrival int64 // feedback time base, microseconds
+	arrived bool
+}
+
+// probeMeter is one subscriber connection's cluster bookkeeping.
+type probeMeter struct {
+	interceptor.NoOp
+	open atomic.Uint32 // id of the cluster being sent, 0 none
+
+	mu       sync.Mutex
+	entries  [meterSize]meterEntry
+	cluster  uint32 // latest cluster (sent or awaiting feedback)
+	first    uint16 // its first transport sequence number
+	count    int    // its packets
+	closed   bool   // no more packets will join it
+	closedAt int64
+	reported uint16 // packets of it covered by feedback (from first)
+	refBase  int64  // feedback reference time of the previous report, 64 ms units
+	haveRef  bool
+	done     func(clusterResult) // called once per cluster, without mu
+}
+
+// clusterResult is what a cluster showed.
+type clusterResult struct {
+	cluster  uint32
+	rate     int64 // bits per second; 0 when nothing could be measured
+	send     int64 // rate it was sent at
+	recv     int64 // rate it arrived at
+	packets  int
+	received int
+}
+
+// begin opens cluster id: packets sent from now on belong to it.
+func (m *probeMeter) begin(id uint32) {
+	m.mu.Lock()
+	m.cluster, m.count, m.closed, m.reported = id, 0, false, 0
+	m.mu.Unlock()
+	m.open.Store(id)
+}
+
+// end closes the open cluster at now; its result comes with the feedback
+// (or after clusterFeedbackWait, see expire).
+func (m *probeMeter) end(now int64) {
+	m.open.Store(0)
+	m.mu.Lock()
+	m.closed, m.closedAt = true, now
+	r, ok := m.finishLocked(false)
+	done := m.done
+	m.mu.Unlock()
+	if ok && done != nil {
+		done(r)
+	}
+}
+
+// expire delivers the result of a closed cluster whose feedback is
+// overdue.
+func (m *probeMeter) expire(now int64) {
+	m.mu.Lock()
+	var r clusterResult
+	ok := false
+	if m.closed && m.cluster != 0 && now-m.closedAt >= int64(clusterFeedbackWait) {
+		r, ok = m.finishLocked(true)
+	}
+	done := m.done
+	m.mu.Unlock()
+	if ok && done != nil {
+		done(r)
+	}
+}
+
+// record notes a packet sent while cluster id is open. Packets written
+// by different goroutines may reach it slightly out of stamping order.
+func (m *probeMeter) record(id uint32, seq uint16, size int, now int64) {
+	m.mu.Lock()
+	if id == m.cluster && !m.closed {
+		if m.count == 0 {
+			m.first = seq
+		}
+		if off := int(uint16(seq - m.first)); off < meterSize/2 {
+			m.entries[seq&(meterSize-1)] = meterEntry{seq: seq, cluster: id, size: int32(size), sent: now}
+			m.count = max(m.count, off+1)
+		}
+	}
+	m.mu.Unlock()
+}
+
+// feedback applies one transport-cc report.
+func (m *probeMeter) feedback(fb *rtcp.TransportLayerCC) {
+	m.mu.Lock()
+	ref := int64(fb.ReferenceTime & 0xffffff)
+	if m.haveRef {
+		// The nearest epoch of the 24-bit reference time.
+		ref = m.refBase + (ref-m.refBase+(1<<23))&0xffffff - (1 << 23)
+	}
+	m.refBase, m.haveRef = ref, true
+	if m.cluster == 0 || m.count == 0 {
+		m.mu.Unlock()
+		return
+	}
+	t := ref * 64_000 // microseconds
+	seq := fb.BaseSequenceNumber
+	deltas := fb.RecvDeltas
+	remaining := int(fb.PacketStatusCount)
+	status := func(sym uint16) {
+		received := sym == rtcp.TypeTCCPacketReceivedSmallDelta || sym == rtcp.TypeTCCPacketReceivedLargeDelta
+		if received && len(deltas) > 0 {
+			t += deltas[0].Delta
+			deltas = deltas[1:]
+		}
+		if off := uint16(seq - m.first); int(off) < m.count {
+			e := &m.entries[seq&(meterSize-1)]
+			if e.cluster == m.cluster && e.seq == seq {
+				if received {
+					e.arrival, e.arrived = t, true
+				}
+				if off+1 > m.reported {
+					m.reported = off + 1
+				}
+			}
+		}
+		seq++
+		remaining--
+	}
+	for _, c := range fb.PacketChunks {
+		if remaining <= 0 {
+			break
+		}
+		switch c := c.(type) {
+		case *rtcp.RunLengthChunk:
+			for i := 0; i < int(c.RunLength) && remaining > 0; i++ {
+				status(c.PacketStatusSymbol)
+			}
+		case *rtcp.StatusVectorChunk:
+			for _, sym := range c.SymbolList {
+				if remaining <= 0 {
+					break
+				}
+				status(sym)
+			}
+		}
+	}
+	r, ok := m.finishLocked(false)
+	done := m.done
+	m.mu.Unlock()
+	if ok && done != nil {
+		done(r)
+	}
+}
+
+// finishLocked computes the result of the closed cluster once feedback
+// covers all of it (or force), and forgets the cluster.
+func (m *probeMeter) finishLocked(force bool) (clusterResult, bool) {
+	if !m.closed || m.cluster == 0 || !force && int(m.reported) < m.count {
+		return clusterResult{}, false
+	}
+	r := clusterResult{cluster: m.cluster}
+	var firstSent, lastSent, firstArr, lastArr int64
+	var sentBytes, lastSentSize, recvBytes, lastArrSize int64
+	for i := 0; i < m.count; i++ {
+		seq := m.first + uint16(i)
+		e := &m.entries[seq&(meterSize-1)]
+		if e.cluster != m.cluster || e.seq != seq {
+			continue // never stamped for this cluster
+		}
+		if r.packets == 0 || e.sent < firstSent {
+			firstSent = e.sent
+		}
+		if e.sent >= lastSent {
+			lastSent, lastSentSize = e.sent, int64(e.size)
+		}
+		r.packets++
+		sentBytes += int64(e.size)
+		if !e.arrived {
+			continue
+		}
+		if r.received == 0 || e.arrival < firstArr {
+			firstArr = e.arrival
+		}
+		if r.received == 0 || e.arrival >= lastArr {
+			lastArr, lastArrSize = e.arrival, int64(e.size)
+		}
+		r.received++
+		recvBytes += int64(e.size)
+	}
+	m.cluster, m.closed = 0, false
+	if r.packets < clusterMinPackets || float64(r.received) < clusterMinReceived*float64(r.packets) {
+		return r, true
+	}
+	// The last packet's bytes arrive after the interval measured.
+	if dt := lastSent - firstSent; dt > 0 {
+		r.send = (sentBytes - lastSentSize) * 8 * int64(time.Second) / dt
+	}
+	if dt := lastArr - firstArr; dt > 0 {
+		r.recv = (recvBytes - lastArrSize) * 8 * 1_000_000 / dt
+	}
+	r.rate = min(r.send, r.recv)
+	return r, true
+}
+
+// BindLocalStream notes the packets of open clusters. The transport-wide
+// sequence number was set by the interceptor outside this one.
+func (m *probeMeter) BindLocalStream(info *interceptor.StreamInfo, writer interceptor.RTPWriter) interceptor.RTPWriter {
+	var id uint8
+	for _, e := range info.RTPHeaderExtensions {
+		if e.URI == transportCCURI {
+			id = uint8(e.ID)
+		}
+	}
+	if id == 0 {
+		return writer
+	}
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		if c := m.open.Load(); c != 0 {
+			if ext := h.GetExtension(id); len(ext) >= 2 {
+				seq := uint16(ext[0])<<8 | uint16(ext[1])
+				m.record(c, seq, h.MarshalSize()+len(payload)+int(h.PaddingSize), time.Now().UnixNano())
+			}
+		}
+		return writer.Write(h, payload, a)
+	})
+}
+
+// BindRTCPReader reads transport-cc feedback; the packets were parsed
+// already by the congestion controller inside this interceptor.
+func (m *probeMeter) BindRTCPReader(reader interceptor.RTCPReader) interceptor.RTCPReader {
+	return interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		n, attr, err := reader.Read(b, a)
+		if err != nil || attr == nil {
+			return n, attr, err
+		}
+		if pkts, perr := attr.GetRTCPPackets(b[:n]); perr == nil {
+			for _, p := range pkts {
+				if fb, ok := p.(*rtcp.TransportLayerCC); ok {
+					m.feedback(fb)
+				}
+			}
+		}
+		return n, attr, err
+	})
+}
+
+// probeMeterFactory builds one meter per subscriber connection and hands
+// it to the engine, like the congestion controller's factory.
+type probeMeterFactory struct {
+	created func(*probeMeter)
+}
+
+func (f *probeMeterFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	m := &probeMeter{}
+	if f.created != nil {
+		f.created(m)
+	}
+	return m, nil
+}
