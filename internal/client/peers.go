@@ -10,6 +10,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
+	"conclave/internal/pionlog"
 	"conclave/internal/signal"
 )
 
@@ -53,7 +54,7 @@ func newAPI(log *slog.Logger, includeLoopback bool) (*webrtc.API, error) {
 		return nil, fmt.Errorf("configure transport-cc: %w", err)
 	}
 	var se webrtc.SettingEngine
-	se.LoggerFactory = pionLoggerFactory{log: log}
+	se.LoggerFactory = pionlog.Factory(log, slog.LevelInfo)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(includeLoopback)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})

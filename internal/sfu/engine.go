@@ -20,6 +20,8 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"conclave/internal/pionlog"
 )
 
 // Config holds the media settings of a conference node.
@@ -75,7 +77,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{log: log, tap: cfg.Tap}
 	var se webrtc.SettingEngine
-	se.LoggerFactory = pionLoggerFactory{log: log}
+	se.LoggerFactory = pionlog.Factory(log, slog.LevelWarn)
 
 	udp, err := net.ListenPacket("udp", cfg.UDPAddr)
 	if err != nil {
