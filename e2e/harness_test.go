@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"conclave/internal/config"
 	"conclave/internal/server"
-	"conclave/internal/store"
 	"conclave/internal/testutil/browser"
+	"conclave/internal/testutil/testserver"
 )
 
 // startServer runs a complete node on loopback with the given rooms.
@@ -42,12 +40,6 @@ func startServerWith(t *testing.T, opts server.Options, rooms ...string) *server
 
 func startServerFull(t *testing.T, logs io.Writer, opts server.Options, rooms ...string) *server.Server {
 	t.Helper()
-	cfg := config.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.MediaUDP = "127.0.0.1:0"
-	cfg.MediaTCP = ""
-	cfg.Hosts = []string{"127.0.0.1", "localhost"}
 	level := slog.LevelWarn
 	if os.Getenv("CONCLAVE_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
@@ -58,19 +50,7 @@ func startServerFull(t *testing.T, logs io.Writer, opts server.Options, rooms ..
 		out = io.MultiWriter(logs, levelFilter{testWriter{t}})
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
-	srv, err := server.Open(cfg, log, opts)
-	if err != nil {
-		t.Fatalf("open server: %v", err)
-	}
-	srv.Start()
-	t.Cleanup(func() { srv.Close() })
-	for _, alias := range rooms {
-		_, err := srv.Store().CreateRoom(context.Background(), store.Room{Alias: alias, DisplayName: "Room " + alias, CreatedAt: time.Now()})
-		if err != nil {
-			t.Fatalf("create room %s: %v", alias, err)
-		}
-	}
-	return srv
+	return testserver.Start(t, testserver.Options{Server: opts, Logger: log}, rooms...).Server
 }
 
 // syncBuffer is a bytes.Buffer safe for the server's goroutines to write

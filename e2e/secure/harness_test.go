@@ -24,12 +24,12 @@ import (
 	"conclave/internal/auth"
 	"conclave/internal/client"
 	"conclave/internal/client/secure"
-	"conclave/internal/config"
 	"conclave/internal/e2ee"
 	"conclave/internal/pki"
 	"conclave/internal/ra"
 	"conclave/internal/server"
 	"conclave/internal/store"
+	"conclave/internal/testutil/testserver"
 )
 
 // testServer is a complete node on loopback.
@@ -46,33 +46,12 @@ const orgName = "Conclave Test Org"
 // logs at debug level.
 func startServer(t *testing.T, opts server.Options, log io.Writer, rooms ...string) *testServer {
 	t.Helper()
-	cfg := config.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.MediaUDP = "127.0.0.1:0"
-	cfg.MediaTCP = ""
-	cfg.Hosts = []string{"127.0.0.1"}
-	cfg.OrgName = orgName
-	logger := slog.New(slog.DiscardHandler)
+	var logger *slog.Logger
 	if log != nil {
 		logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := server.Open(cfg, logger, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(func() { srv.Close() })
-	for _, alias := range rooms {
-		if _, err := srv.Store().CreateRoom(context.Background(), store.Room{Alias: alias, DisplayName: alias}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	roots, err := pki.CAPool(srv.TLS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testServer{Server: srv, roots: roots, dataDir: cfg.DataDir}
+	ts := testserver.Start(t, testserver.Options{Server: opts, Logger: logger, OrgName: orgName}, rooms...)
+	return &testServer{Server: ts.Server, roots: ts.Roots, dataDir: ts.DataDir()}
 }
 
 // httpClient talks to the server's API with a cookie jar.

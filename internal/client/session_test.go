@@ -23,11 +23,9 @@ import (
 	"conclave/internal/client"
 	"conclave/internal/client/ivf"
 	"conclave/internal/client/media"
-	"conclave/internal/config"
-	"conclave/internal/pki"
 	"conclave/internal/server"
 	"conclave/internal/signal"
-	"conclave/internal/store"
+	"conclave/internal/testutil/testserver"
 )
 
 type testServer struct {
@@ -37,28 +35,8 @@ type testServer struct {
 
 func startServer(t *testing.T, opts server.Options, rooms ...string) *testServer {
 	t.Helper()
-	cfg := config.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.MediaUDP = "127.0.0.1:0"
-	cfg.MediaTCP = ""
-	cfg.Hosts = []string{"127.0.0.1"}
-	srv, err := server.Open(cfg, slog.New(slog.DiscardHandler), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(func() { srv.Close() })
-	for _, alias := range rooms {
-		if _, err := srv.Store().CreateRoom(context.Background(), store.Room{Alias: alias, DisplayName: alias}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	roots, err := pki.CAPool(srv.TLS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testServer{Server: srv, roots: roots}
+	ts := testserver.Start(t, testserver.Options{Server: opts}, rooms...)
+	return &testServer{Server: ts.Server, roots: ts.Roots}
 }
 
 // participant is a session under test with the events it saw.
