@@ -14,7 +14,7 @@ import { icon } from './icons.mjs';
 import { initials } from './names.mjs';
 import { aliasFromPath, signInPath } from './links.mjs';
 import { nameProblem, pinProblem } from './protocol.mjs';
-import { buildTiles } from './tiles.mjs';
+import { buildTiles, gridDensity } from './tiles.mjs';
 import { arrange, remoteSpeaker } from './speakerview.mjs';
 import { TileSizes } from './tilesizes.mjs';
 import { describeMediaError, isUserCancel } from './media-errors.mjs';
@@ -761,6 +761,7 @@ function renderTiles(tiles) {
     tileEls.delete(key);
   }
   ui.tiles.dataset.count = String(tiles.length);
+  setData(ui.tiles, 'density', gridDensity(tiles.length) || null);
   ui.tiles.dataset.layout = stage.layout;
   ui.tiles.classList.toggle('has-fullscreen', !!a.fullscreen);
 }

@@ -86,7 +86,10 @@ export const SELF_KEY = 'self/camera';
 /**
  * The tiles to show: screen shares first (they are what people look at),
  * then the local participant's self view, then one camera tile per remote
- * participant in the order given, whether or not it publishes anything.
+ * participant, whether or not it publishes anything: those showing video
+ * first, each group in the order given, so that in a crowded meeting the
+ * pictures are on screen and the audio-only tiles are the ones that may
+ * scroll away.
  * Screen tiles appear only for participants in the list, so that media
  * arriving just before its participant-joined (or just after its
  * participant-left) shows no nameless tile.
@@ -108,10 +111,23 @@ export function buildTiles({ self, participants, groups }) {
   if (self) {
     cameras.push({ key: SELF_KEY, participant: self.id || '', source: 'camera', name: self.name, audio: !!self.audio, video: !!self.video, self: true, role: self.role ?? '', muted: !!self.muted });
   }
-  for (const who of participants) {
+  const videoFirst = [...participants.filter((x) => x.video), ...participants.filter((x) => !x.video)];
+  for (const who of videoFirst) {
     cameras.push({ key: tileKey(who.id, 'camera'), participant: who.id, source: 'camera', name: who.name, audio: !!who.audio, video: !!who.video, self: false, role: who.role ?? '', muted: !!who.muted });
   }
   return [...screens, ...cameras];
+}
+
+/**
+ * How tightly the grid packs its tiles: '' for a few (large tiles), 'dense'
+ * and then 'denser' as the meeting grows, so that a typical laptop screen
+ * shows about 25 tiles without scrolling.
+ * @param {number} count tiles on the stage
+ * @returns {''|'dense'|'denser'}
+ */
+export function gridDensity(count) {
+  if (count <= 6) return '';
+  return count <= 16 ? 'dense' : 'denser';
 }
 
 /**

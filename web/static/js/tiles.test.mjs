@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mediaGroups, buildTiles, diffKeys, tileSource, SELF_KEY } from './tiles.mjs';
+import { mediaGroups, buildTiles, diffKeys, gridDensity, tileSource, SELF_KEY } from './tiles.mjs';
 
 const tracks = {
   0: { participant: 'p1', source: 'microphone', kind: 'audio', stream: 's1' },
@@ -68,4 +68,19 @@ test('tiles carry the role and a host mute', () => {
     ['p1/camera', 'host', false],
     ['p2/camera', '', false],
   ]);
+});
+
+test('remote tiles showing video come before audio-only ones', () => {
+  const participants = [
+    { id: 'a', name: 'A', audio: true, video: false, screen: false },
+    { id: 'b', name: 'B', audio: true, video: true, screen: false },
+    { id: 'c', name: 'C', audio: true, video: false, screen: false },
+    { id: 'd', name: 'D', audio: false, video: true, screen: false },
+  ];
+  const tiles = buildTiles({ self: { id: 'me', name: 'Me', audio: true, video: true, screen: false }, participants, groups: [] });
+  assert.deepEqual(tiles.map((t) => t.participant), ['me', 'b', 'd', 'a', 'c']);
+});
+
+test('the grid packs tighter as the meeting grows', () => {
+  assert.deepEqual([1, 6, 7, 16, 17, 40].map(gridDensity), ['', '', 'dense', 'dense', 'denser', 'denser']);
 });
