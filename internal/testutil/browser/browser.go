@@ -194,11 +194,22 @@ type Page struct {
 }
 
 // instrumentJS runs in every frame of every page before the page's own
-// scripts. It records each RTCPeerConnection in window.__pcs; subclassing
-// keeps instanceof and the static methods working.
+// scripts. It records each RTCPeerConnection in window.__pcs and each
+// dedicated Worker in window.__workers ({url, worker}); subclassing keeps
+// instanceof and the static methods working.
 const instrumentJS = `(() => {
   if (window.__pcs) return;
   window.__pcs = [];
+  window.__workers = [];
+  const OrigWorker = window.Worker;
+  if (OrigWorker) {
+    window.Worker = class Worker extends OrigWorker {
+      constructor(url, ...rest) {
+        super(url, ...rest);
+        window.__workers.push({url: String(url), worker: this});
+      }
+    };
+  }
   const Orig = window.RTCPeerConnection;
   if (!Orig) return;
   const Tracked = class RTCPeerConnection extends Orig {

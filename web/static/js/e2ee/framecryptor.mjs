@@ -11,6 +11,8 @@ import { UnknownKeyError } from './keys.mjs';
 export const MISSING_KEY_MS = 1500;
 /** ... and not more often than this. */
 export const MISSING_KEY_REPEAT_MS = 3000;
+/** How many key generations per sender report() remembers. */
+const GENERATIONS_KEPT = 8;
 
 /** Why a frame was dropped. */
 export const DROP = Object.freeze({
@@ -96,7 +98,10 @@ export class FrameCryptor {
     const opts = { now: this.now };
     if (this.retentionMs !== undefined) opts.retentionMs = this.retentionMs;
     // waiting: frames may have been dropped before it was known; its first key asks for a key frame.
-    this.receivers.set(participant, { receiver: new Receiver(index, opts), index, missingSince: 0, reported: 0, waiting: true });
+    this.receivers.set(participant, {
+      receiver: new Receiver(index, opts), index, missingSince: 0, reported: 0, waiting: true,
+      counts: { decrypted: 0, noKey: 0, auth: 0 }, firstDecrypt: new Map(),
+    });
   }
 
   /**
@@ -156,13 +161,17 @@ export class FrameCryptor {
       const out = await r.receiver.decryptFrame(codec, data);
       r.missingSince = 0;
       this.stats.decrypted++;
+      r.counts.decrypted++;
+      this.#noteGeneration(r, r.receiver.lastKey.generation);
       return out;
     } catch (err) {
       if (err instanceof UnknownKeyError) {
         r.waiting = true;
         if (!r.missingSince) r.missingSince = this.now();
+        r.counts.noKey++;
         return this.#drop(DROP.noKey);
       }
+      r.counts.auth++;
       return this.#drop(DROP.auth);
     }
   }
@@ -182,6 +191,34 @@ export class FrameCryptor {
       out.push(p);
     }
     return out;
+  }
+
+  // Remembers when the first frame of a key generation was decrypted (the
+  // last GENERATIONS_KEPT generations).
+  #noteGeneration(r, generation) {
+    if (r.firstDecrypt.has(generation)) return;
+    r.firstDecrypt.set(generation, this.now());
+    if (r.firstDecrypt.size > GENERATIONS_KEPT) r.firstDecrypt.delete(r.firstDecrypt.keys().next().value);
+  }
+
+  /**
+   * What happened to each remote participant's frames: counts, the key
+   * version of the last frame decrypted, and when the first frame of each
+   * recent key generation was decrypted (milliseconds of `now`). No key
+   * material.
+   * @returns {{totals: {encrypted: number, decrypted: number, dropped: number},
+   *   participants: Object<string, {index: number, decrypted: number, noKey: number, auth: number,
+   *     last: {generation: number, step: number}|null, firstDecrypt: Object<number, number>}>}}
+   */
+  report() {
+    const participants = {};
+    for (const [p, r] of this.receivers) {
+      participants[p] = {
+        index: r.index, ...r.counts, last: r.receiver.lastKey ? { ...r.receiver.lastKey } : null,
+        firstDecrypt: Object.fromEntries(r.firstDecrypt),
+      };
+    }
+    return { totals: { ...this.stats }, participants };
   }
 
   #drop(why) {

@@ -89,6 +89,8 @@ export class Receiver {
   constructor(senderIndex, ringOptions = {}) {
     this.ring = new KeyRing(senderIndex, ringOptions);
     this.chatSeq = 0;
+    /** @type {{generation: number, step: number}|null} the key version of the last frame decrypted */
+    this.lastKey = null;
   }
 
   addKey(k) { return this.ring.add(k); }
@@ -102,6 +104,7 @@ export class Receiver {
     const prefix = frame.subarray(0, n);
     const pt = await entry.sf.openParsed(prefix, frame.subarray(n, n + length), ctr, frame.subarray(n + length));
     this.ring.used(entry, derived);
+    this.lastKey = { generation: parts.generation, step: parts.step };
     return concat(prefix, pt);
   }
 

@@ -257,6 +257,15 @@ test('leave rotation: after the rotation the one who left decrypts nothing', asy
   await assertDecrypts(b, a);
   assert.equal(b.mc.snapshot().state, 'e2ee');
   assert.deepEqual(b.mc.snapshot().participants.map((p) => p.id).sort(), [a.id, b.id].sort());
+  // Bob's worker reports when it first decrypted each of Alice's generations, and no key.
+  const seen = b.frames.c.report().participants[a.id];
+  assert.deepEqual(seen.last, { generation: gen + 1, step: 0 });
+  assert.deepEqual(Object.keys(seen.firstDecrypt).map(Number), [gen, gen + 1]);
+  assert.equal(seen.firstDecrypt[gen + 1], w.clock.now);
+  assert.ok(seen.decrypted >= 2 && seen.noKey === 0 && seen.auth === 0, JSON.stringify(seen));
+  assert.doesNotMatch(JSON.stringify(b.frames.c.report()), /key"/);
+  const gone = c.frames.c.report().participants[a.id];
+  assert.equal(gone.noKey, 1, 'Carol could not decrypt the frame sent after the rotation');
 });
 
 test('a burst of leaves costs one rotation', async () => {

@@ -12,9 +12,11 @@
 //   {op: 'map', id, participant}          incoming transform id carries this participant ('' = nobody)
 //   {op: 'stream', id, role, kind, readable, writable}   fallback: a sender's or receiver's streams
 //   {op: 'reset'}                         a new meeting: forget every key
+//   {op: 'stats', seq}                    asks for the counters (FrameCryptor.report)
 // Messages to the page:
 //   {op: 'missing-key', participant}      frames of this participant lack a key: ask it again
 //   {op: 'ready'}                         the worker runs
+//   {op: 'stats', seq, report}            the answer to 'stats': counts and key versions, never keys
 // A transform's options are {id, role: 'send'|'recv', kind: 'audio'|'video'}.
 
 import { DROP, FrameCryptor, frameCodec } from './framecryptor.mjs';
@@ -101,6 +103,7 @@ self.onmessage = async (e) => {
     }
     case 'stream': pipe(m, m.readable, m.writable, null); break;
     case 'reset': cryptor.reset(); mapping.clear(); break;
+    case 'stats': postMessage({ op: 'stats', seq: m.seq, report: cryptor.report() }); break;
     default: break;
   }
 };
