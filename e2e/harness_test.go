@@ -102,7 +102,13 @@ type participant struct {
 // join opens the meeting page of room at base, enters name and joins.
 func join(t *testing.T, b *browser.Browser, base, room, name string) *participant {
 	t.Helper()
-	p := &participant{Page: b.NewPage(t, name), t: t, name: name}
+	return joinPage(t, b.NewPage(t, name), base, room, name)
+}
+
+// joinPage is join in a page the caller opened (and instrumented).
+func joinPage(t *testing.T, page *browser.Page, base, room, name string) *participant {
+	t.Helper()
+	p := &participant{Page: page, t: t, name: name}
 	if err := p.Navigate(base + "/r/" + room); err != nil {
 		t.Fatalf("%s: open meeting page: %v", name, err)
 	}

@@ -32,6 +32,11 @@ type DownTrack struct {
 	cur     atomic.Int32 // spatial layer being forwarded, -1 none
 	tgt     atomic.Int32 // spatial layer aimed at, -1 paused
 	desired atomic.Int32 // layer the allocator would like (may not be sent yet)
+	// sized is the layer the rendered size wants, whatever the
+	// bandwidth: dynacast keeps it coming from the publisher, so that an
+	// upgrade the bandwidth allows later (a probe, a lifted bottleneck)
+	// does not wait for it to resume. -1 hidden.
+	sized atomic.Int32
 
 	// Rendering size reported by the subscriber; -1 = not reported.
 	width, height atomic.Int32
@@ -84,6 +89,7 @@ func newDownTrack(up *UpTrack) *DownTrack {
 	d.cur.Store(-1)
 	d.tgt.Store(0)
 	d.desired.Store(0)
+	d.sized.Store(-1)
 	d.width.Store(-1)
 	d.height.Store(-1)
 	return d
@@ -144,10 +150,13 @@ func (d *DownTrack) Up() *UpTrack { return d.up }
 
 // SetTargetSize records the size, in device pixels, at which the
 // subscriber renders this track; 0x0 means hidden: nothing is forwarded
-// until it is shown again. The stream allocator picks the layer.
-func (d *DownTrack) SetTargetSize(width, height int) {
-	d.width.Store(int32(max(width, 0)))
-	d.height.Store(int32(max(height, 0)))
+// until it is shown again. The stream allocator picks the layer. It
+// reports whether the track now covers more pixels than before (shown,
+// or larger).
+func (d *DownTrack) SetTargetSize(width, height int) (grew bool) {
+	w, h := int64(max(width, 0)), int64(max(height, 0))
+	ow, oh := int64(d.width.Swap(int32(w))), int64(d.height.Swap(int32(h)))
+	return ow >= 0 && oh >= 0 && w*h > ow*oh
 }
 
 // CurrentLayer is the spatial layer being forwarded, -1 when none.

@@ -9,9 +9,14 @@ import (
 // publisher is asked to stop sending it. Resuming is immediate.
 const dynacastPause = 2 * time.Second
 
-// topOnlyWait bounds how long the layers still being forwarded stay
-// paused while everyone waits for the top layer (see needed).
-const topOnlyWait = 2 * time.Second
+// topOnlyDelay is how long the top layer, wanted alone, may be missing
+// while the layers below it still come before they are paused (see
+// needed); topOnlyWait bounds how long they then stay paused while
+// everyone waits for the top layer.
+const (
+	topOnlyDelay = time.Second
+	topOnlyWait  = 2 * time.Second
+)
 
 // LayerEvents is implemented by PublisherEvents that want "dynacast": to
 // be told which layers of a track any subscriber needs, so that the
@@ -33,9 +38,13 @@ type dynacast struct {
 	active [maxLayers]bool // what the publisher was last told
 	timer  *time.Timer     // pending pause
 	pause  time.Duration
+	delay  time.Duration // topOnlyDelay
 	wait   time.Duration // topOnlyWait
-	// topOnlySince: since when only the top layer is wanted and it has
-	// not arrived yet; zero otherwise.
+	// missingSince: since when only the top layer is wanted and it does
+	// not arrive; zero otherwise. topOnlySince: since when the layers
+	// below it are paused for it (refreshed while it arrives and the
+	// switches to it complete); zero when they are not.
+	missingSince time.Time
 	topOnlySince time.Time
 }
 
@@ -45,26 +54,35 @@ func (d *dynacast) init(u *UpTrack) {
 		d.active[i] = true
 	}
 	d.pause = dynacastPause
+	d.delay = topOnlyDelay
 	d.wait = topOnlyWait
 }
 
-// needed computes, from the down tracks, which layers someone wants or
-// still receives. A layer being forwarded stays needed until the switch
-// away from it completes, with one exception: when the only layer anyone
-// wants is the top simulcast layer and it is not being sent, the layers
-// below it are paused at once (top is then true). Chromium does not send the top layer of three
-// while the others are active if its camera is small (640x480): it
-// limits the number of simulcast layers by resolution. The subscribers
-// see the last frame of the old layer until the top layer's first key
-// frame; if that does not come within topOnlyWait, the old layers resume.
-// Called with d.mu held.
+// needed computes, from the down tracks, which layers someone wants (by
+// allocation, or by rendered size alone while its bandwidth does not
+// allow it yet) or still receives: a layer being forwarded stays needed
+// until the switch away from it completes, so that a subscriber waiting
+// for a resumed layer keeps its picture moving (make before break).
+//
+// One exception, for publishers that do not send the top layer next to
+// the others: when the top simulcast layer is the only one allocated to
+// anyone and it has not arrived topOnlyDelay after that began, the
+// layers below it are paused (top is then true). Chromium encodes no
+// more simulcast layers than its table allows for the capture size (two
+// for 640x480: with q, h and f active it sends q and h; the browser
+// client configures no more than that, but a capture can shrink), and
+// gives one active layer the whole estimate where two may leave the
+// upper one unsent until its estimate climbs. The subscribers then see
+// the last frame of the old layer until the top layer's first key frame;
+// if that does not come within topOnlyWait, the old layers resume (and
+// stay, until the wanted layers change). Called with d.mu held.
 func (d *dynacast) needed(now time.Time) (out [maxLayers]bool, top bool) {
 	u := d.u
-	var wanted, used [maxLayers]bool
+	var wanted, used, sized [maxLayers]bool
 	for _, dt := range *u.downs.Load() {
-		want, cur := dt.desired.Load(), dt.cur.Load()
+		want, cur, size := dt.desired.Load(), dt.cur.Load(), dt.sized.Load()
 		if u.svc {
-			if want >= 0 || cur >= 0 {
+			if want >= 0 || cur >= 0 || size >= 0 {
 				out[0] = true
 			}
 			continue
@@ -74,6 +92,9 @@ func (d *dynacast) needed(now time.Time) (out [maxLayers]bool, top bool) {
 		}
 		if cur >= 0 && cur < maxLayers {
 			used[cur] = true
+		}
+		if size >= 0 && size < maxLayers {
+			sized[size] = true
 		}
 	}
 	if u.svc {
@@ -87,18 +108,23 @@ func (d *dynacast) needed(now time.Time) (out [maxLayers]bool, top bool) {
 	live := u.live(n-1, now.UnixNano())
 	switch {
 	case !onlyTop:
-		d.topOnlySince = time.Time{}
-	case d.topOnlySince.IsZero() && live:
-		// The top layer comes already: switches to it complete as usual.
-	case d.topOnlySince.IsZero() || live:
-		d.topOnlySince = now // waiting, or arrived: the others stay paused
+		d.missingSince, d.topOnlySince = time.Time{}, time.Time{}
+	case live:
+		d.missingSince = time.Time{}
+		if !d.topOnlySince.IsZero() && now.Sub(d.topOnlySince) < d.wait {
+			d.topOnlySince = now // arrived: the others stay paused
+		}
+	case d.missingSince.IsZero():
+		d.missingSince = now
+	case d.topOnlySince.IsZero() && now.Sub(d.missingSince) >= d.delay:
+		d.topOnlySince = now
 	}
 	if onlyTop && !d.topOnlySince.IsZero() && now.Sub(d.topOnlySince) < d.wait {
 		out[n-1] = true
 		return out, true
 	}
 	for i := range out {
-		out[i] = wanted[i] || used[i]
+		out[i] = wanted[i] || used[i] || sized[i]
 	}
 	return out, false
 }

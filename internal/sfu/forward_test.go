@@ -392,6 +392,10 @@ func TestAllocate(t *testing.T) {
 			[]allocTrack{{max: 2, prev: 2, priority: 1}, {max: 2, prev: 2, priority: 2}}, []int8{0, 2}},
 		{"upgrade one step with headroom", 3_000_000,
 			[]allocTrack{{max: 2, prev: 0}}, []int8{1}},
+		{"a tile that grew goes straight to what the estimate allows", 3_000_000,
+			[]allocTrack{{max: 2, prev: 0, grew: true}}, []int8{2}},
+		{"within the headroom", 1_500_000,
+			[]allocTrack{{max: 2, prev: 0, grew: true}}, []int8{1}},
 		{"no upgrade without headroom", 560_000,
 			[]allocTrack{{max: 2, prev: 0}}, []int8{0}},
 		{"keep without headroom", 520_000,
@@ -545,30 +549,44 @@ func TestDynacast(t *testing.T) {
 	if got := last(); got != "[[true false false] [true false true]]" {
 		t.Fatalf("after b wants 2: %s", got)
 	}
-	// Only the top layer wanted: the others pause at once.
+	// Only the top layer wanted: the others pause after the debounce.
 	a.applyAllocation(-1, 0)
-	if got := last(); got != "[[true false false] [true false true] [false false true]]" {
-		t.Fatalf("only the top wanted: %s", got)
-	}
-	// Everyone hidden: all paused after the debounce, not before.
-	b.applyAllocation(-1, 0)
-	if got := last(); got != "[[true false false] [true false true] [false false true]]" {
+	if got := last(); got != "[[true false false] [true false true]]" {
 		t.Fatalf("paused without debounce: %s", got)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if got := last(); got != "[[true false false] [true false true] [false false true] [false false false]]" {
+	if got := last(); got != "[[true false false] [true false true] [false false true]]" {
+		t.Fatalf("only the top wanted: %s", got)
+	}
+	// A size that wants a layer keeps it (or resumes it) whatever the
+	// allocation.
+	a.setSized(1)
+	if got := last(); got != "[[true false false] [true false true] [false false true] [false true true]]" {
+		t.Fatalf("a size wants the middle layer: %s", got)
+	}
+	a.setSized(-1)
+	// Everyone hidden: all paused after the debounce, not before.
+	b.applyAllocation(-1, 0)
+	if got := last(); got != "[[true false false] [true false true] [false false true] [false true true]]" {
+		t.Fatalf("paused without debounce: %s", got)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := last(); got != "[[true false false] [true false true] [false false true] [false true true] [false false false]]" {
 		t.Fatalf("after hiding: %s", got)
 	}
 }
 
 // TestDynacastTopOnly: a subscriber on the low layer that wants the top
-// one pauses the low layer at once (Chromium sends a small camera's top
-// layer only alone); it resumes if the top layer does not come.
+// one keeps the low layer while the top one resumes; if the top layer
+// does not come (Chromium sends the top layer of a small capture only
+// alone), the low layer pauses, and resumes if the top layer still does
+// not come.
 func TestDynacastTopOnly(t *testing.T) {
 	u := testTrack(3)
 	ev := &recordingPubEvents{}
 	u.dyn.events = ev
 	u.dyn.pause = 50 * time.Millisecond
+	u.dyn.delay = 100 * time.Millisecond
 	u.dyn.wait = 300 * time.Millisecond
 	last := func() string {
 		ev.mu.Lock()
@@ -586,9 +604,18 @@ func TestDynacastTopOnly(t *testing.T) {
 	if d.CurrentLayer() != 0 {
 		t.Fatalf("current layer %d", d.CurrentLayer())
 	}
+	time.Sleep(100 * time.Millisecond)
+	if got := last(); got != "[true false false]" {
+		t.Fatalf("only the low layer: %s", got)
+	}
 	if !d.applyAllocation(2, time.Now().UnixNano()) {
 		t.Fatal("upgrade to a paused layer not pending")
 	}
+	if got := last(); got != "[true false true]" {
+		t.Fatalf("the top layer resumes next to the low one: %s", got)
+	}
+	time.Sleep(150 * time.Millisecond)
+	d.applyAllocation(2, time.Now().UnixNano()) // a pending round
 	if got := last(); got != "[false false true]" {
 		t.Fatalf("top only: %s", got)
 	}

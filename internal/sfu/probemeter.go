@@ -10,17 +10,25 @@ import (
 	"github.com/pion/rtp"
 )
 
-// The probe meter measures what a subscriber's link delivers during a
-// probe cluster. It is an interceptor on the subscriber's connection,
-// placed inside the one that stamps transport-wide sequence numbers: it
-// notes the number, size and send time of every packet sent while a
-// cluster is open (media and padding alike), reads the arrival times that
-// the subscriber's transport-cc feedback reports for them, and computes
-// the cluster's rate as the lower of the rate it was sent at and the rate
-// it arrived at. The send-side estimator (GCC) cannot do this itself: its
-// estimate grows by at most 8% a second and never above 1.5 times the
-// acknowledged rate, so an application-limited subscriber never shows more
-// capacity than it uses.
+// The probe meter measures what a subscriber's link delivers. It is an
+// interceptor on the subscriber's connection, placed inside the one that
+// stamps transport-wide sequence numbers: it notes the number, size and
+// send time of every packet sent, and reads the arrival times that the
+// subscriber's transport-cc feedback reports for them. For a probe
+// cluster (the packets sent while one is open, media and padding alike)
+// it computes the cluster's rate as the lower of the rate it was sent at
+// and the rate it arrived at. The send-side estimator (GCC) cannot do
+// this itself: its estimate grows by at most 8% a second and never above
+// 1.5 times the acknowledged rate, so an application-limited subscriber
+// never shows more capacity than it uses. For everything else it keeps a
+// window, taken by each allocation round: how fast the packets reported
+// since the last round (outside clusters) were sent and how fast they
+// arrived, and how many were lost. A link that delivers markedly slower than it is given is
+// congested; comparing volumes over half a second is not fooled, as
+// GCC's delay gradient is, by the scheduling noise of a busy machine
+// (send times are noted before the packets are encrypted and written,
+// and a key frame's burst can take a starved process tens of
+// milliseconds to write).
 
 const (
 	transportCCURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
@@ -35,11 +43,41 @@ const (
 
 type meterEntry struct {
 	seq     uint16
-	cluster uint32
+	cluster uint32 // 0: sent outside clusters
 	size    int32
 	sent    int64 // unix nanoseconds
 	arrival int64 // feedback time base, microseconds
 	arrived bool
+	noted   bool // recorded, and feedback has not reported it yet
+}
+
+// deliveryWindow accumulates the packets that feedback reported since
+// the window was last taken.
+type deliveryWindow struct {
+	packets, lost       int
+	sentBytes           int64
+	firstSent, lastSent int64 // unix nanoseconds
+	lastSentSize        int64
+	recvBytes           int64
+	firstArr, lastArr   int64 // feedback time base, microseconds
+	lastArrSize         int64
+}
+
+// delivery is what a window showed.
+type delivery struct {
+	packets int
+	loss    float64 // share of the reported packets lost
+	sent    int64   // bits per second they were sent at
+	arrived int64   // bits per second they arrived at
+}
+
+// windowMinPackets is the fewest packets a window needs to show rates.
+const windowMinPackets = 20
+
+// congested reports whether the window shows a link delivering less than
+// ratio times what it was given.
+func (d delivery) congested(ratio float64) bool {
+	return d.packets >= windowMinPackets && d.sent > 0 && float64(d.arrived) < ratio*float64(d.sent)
 }
 
 // probeMeter is one subscriber connection's cluster bookkeeping.
@@ -57,6 +95,8 @@ type probeMeter struct {
 	reported uint16 // packets of it covered by feedback (from first)
 	refBase  int64  // feedback reference time of the previous report, 64 ms units
 	haveRef  bool
+	bytes    int64 // sent in the open cluster
+	win      deliveryWindow
 	done     func(clusterResult) // called once per cluster, without mu
 }
 
@@ -70,12 +110,25 @@ type clusterResult struct {
 	received int
 }
 
+// lossy reports whether too few of the cluster's packets arrived for a
+// rate.
+func (r clusterResult) lossy() bool {
+	return r.packets >= clusterMinPackets && float64(r.received) < clusterMinReceived*float64(r.packets)
+}
+
 // begin opens cluster id: packets sent from now on belong to it.
 func (m *probeMeter) begin(id uint32) {
 	m.mu.Lock()
-	m.cluster, m.count, m.closed, m.reported = id, 0, false, 0
+	m.cluster, m.count, m.closed, m.reported, m.bytes = id, 0, false, 0, 0
 	m.mu.Unlock()
 	m.open.Store(id)
+}
+
+// sentBits is what the open cluster has sent so far, in bits.
+func (m *probeMeter) sentBits() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.bytes * 8
 }
 
 // end closes the open cluster at now; its result comes with the feedback
@@ -108,20 +161,72 @@ func (m *probeMeter) expire(now int64) {
 	}
 }
 
-// record notes a packet sent while cluster id is open. Packets written
-// by different goroutines may reach it slightly out of stamping order.
+// record notes a packet sent, while cluster id is open (0: none).
+// Packets written by different goroutines may reach it slightly out of
+// stamping order. It allocates nothing.
 func (m *probeMeter) record(id uint32, seq uint16, size int, now int64) {
 	m.mu.Lock()
-	if id == m.cluster && !m.closed {
+	e := &m.entries[seq&(meterSize-1)]
+	if id != 0 && id == m.cluster && !m.closed {
 		if m.count == 0 {
 			m.first = seq
 		}
 		if off := int(uint16(seq - m.first)); off < meterSize/2 {
-			m.entries[seq&(meterSize-1)] = meterEntry{seq: seq, cluster: id, size: int32(size), sent: now}
 			m.count = max(m.count, off+1)
+			m.bytes += int64(size)
+		} else {
+			id = 0
 		}
+	} else {
+		id = 0
 	}
+	*e = meterEntry{seq: seq, cluster: id, size: int32(size), sent: now, noted: true}
 	m.mu.Unlock()
+}
+
+// takeWindow returns what the feedback reported since the last call.
+func (m *probeMeter) takeWindow() delivery {
+	m.mu.Lock()
+	w := m.win
+	m.win = deliveryWindow{}
+	m.mu.Unlock()
+	d := delivery{packets: w.packets}
+	if w.packets == 0 {
+		return d
+	}
+	d.loss = float64(w.lost) / float64(w.packets)
+	// The last packet's bytes arrive after the interval measured.
+	if dt := w.lastSent - w.firstSent; dt > 0 {
+		d.sent = (w.sentBytes - w.lastSentSize) * 8 * int64(time.Second) / dt
+	}
+	if dt := w.lastArr - w.firstArr; dt > 0 {
+		d.arrived = (w.recvBytes - w.lastArrSize) * 8 * 1_000_000 / dt
+	}
+	return d
+}
+
+// countLocked adds a reported packet to the window.
+func (w *deliveryWindow) countLocked(e *meterEntry, received bool, arrival int64) {
+	size := int64(e.size)
+	if w.packets == 0 || e.sent < w.firstSent {
+		w.firstSent = e.sent
+	}
+	if e.sent >= w.lastSent {
+		w.lastSent, w.lastSentSize = e.sent, size
+	}
+	w.packets++
+	w.sentBytes += size
+	if !received {
+		w.lost++
+		return
+	}
+	if w.recvBytes == 0 || arrival < w.firstArr {
+		w.firstArr = arrival
+	}
+	if w.recvBytes == 0 || arrival >= w.lastArr {
+		w.lastArr, w.lastArrSize = arrival, size
+	}
+	w.recvBytes += size
 }
 
 // feedback applies one transport-cc report.
@@ -133,10 +238,6 @@ func (m *probeMeter) feedback(fb *rtcp.TransportLayerCC) {
 		ref = m.refBase + (ref-m.refBase+(1<<23))&0xffffff - (1 << 23)
 	}
 	m.refBase, m.haveRef = ref, true
-	if m.cluster == 0 || m.count == 0 {
-		m.mu.Unlock()
-		return
-	}
 	t := ref * 64_000 // microseconds
 	seq := fb.BaseSequenceNumber
 	deltas := fb.RecvDeltas
@@ -147,8 +248,16 @@ func (m *probeMeter) feedback(fb *rtcp.TransportLayerCC) {
 			t += deltas[0].Delta
 			deltas = deltas[1:]
 		}
-		if off := uint16(seq - m.first); int(off) < m.count {
-			e := &m.entries[seq&(meterSize-1)]
+		e := &m.entries[seq&(meterSize-1)]
+		if e.seq == seq && e.noted {
+			// A probe cluster is meant to exceed what the link
+			// carries: its packets say nothing about congestion.
+			e.noted = false
+			if e.cluster == 0 {
+				m.win.countLocked(e, received, t)
+			}
+		}
+		if off := uint16(seq - m.first); m.cluster != 0 && int(off) < m.count {
 			if e.cluster == m.cluster && e.seq == seq {
 				if received {
 					e.arrival, e.arrived = t, true
@@ -223,12 +332,12 @@ func (m *probeMeter) finishLocked(force bool) (clusterResult, bool) {
 		recvBytes += int64(e.size)
 	}
 	m.cluster, m.closed = 0, false
-	if r.packets < clusterMinPackets || float64(r.received) < clusterMinReceived*float64(r.packets) {
-		return r, true
-	}
 	// The last packet's bytes arrive after the interval measured.
-	if dt := lastSent - firstSent; dt > 0 {
+	if dt := lastSent - firstSent; dt > 0 && r.packets >= clusterMinPackets {
 		r.send = (sentBytes - lastSentSize) * 8 * int64(time.Second) / dt
+	}
+	if r.packets < clusterMinPackets || r.lossy() {
+		return r, true
 	}
 	if dt := lastArr - firstArr; dt > 0 {
 		r.recv = (recvBytes - lastArrSize) * 8 * 1_000_000 / dt
@@ -237,8 +346,8 @@ func (m *probeMeter) finishLocked(force bool) (clusterResult, bool) {
 	return r, true
 }
 
-// BindLocalStream notes the packets of open clusters. The transport-wide
-// sequence number was set by the interceptor outside this one.
+// BindLocalStream notes every packet sent. The transport-wide sequence
+// number was set by the interceptor outside this one.
 func (m *probeMeter) BindLocalStream(info *interceptor.StreamInfo, writer interceptor.RTPWriter) interceptor.RTPWriter {
 	var id uint8
 	for _, e := range info.RTPHeaderExtensions {
@@ -250,11 +359,9 @@ func (m *probeMeter) BindLocalStream(info *interceptor.StreamInfo, writer interc
 		return writer
 	}
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-		if c := m.open.Load(); c != 0 {
-			if ext := h.GetExtension(id); len(ext) >= 2 {
-				seq := uint16(ext[0])<<8 | uint16(ext[1])
-				m.record(c, seq, h.MarshalSize()+len(payload)+int(h.PaddingSize), time.Now().UnixNano())
-			}
+		if ext := h.GetExtension(id); len(ext) >= 2 {
+			seq := uint16(ext[0])<<8 | uint16(ext[1])
+			m.record(m.open.Load(), seq, h.MarshalSize()+len(payload)+int(h.PaddingSize), time.Now().UnixNano())
 		}
 		return writer.Write(h, payload, a)
 	})

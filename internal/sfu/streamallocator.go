@@ -11,16 +11,20 @@ import (
 // tracks in priority order (screen share, then the active speaker, then
 // the others by rendered area): first the lowest layer for every visible
 // track, then upgrades toward the layer that fits each track's rendered
-// size. Downgrades are immediate. Upgrades are cautious: one layer per
-// track per round, only with upgradeHeadroom of spare estimate, and not
-// within upgradeHold of a downgrade caused by bandwidth. When the estimate
-// does not cover what the tracks' sizes want and the subscriber receives
-// well under it, the allocator probes (prober.go): a cluster of padding
-// brings the subscriber's rate to what is wanted, and if the link carries
-// it, the next round upgrades straight to the wanted layers (the probe is
-// the evidence that one step at a time and the hold stand in for).
-// While an upgrade waits for a layer the publisher has paused (dynacast
-// resumes it), rounds come every pendingInterval.
+// size. Downgrades are immediate. Upgrades are cautious: only with
+// upgradeHeadroom of spare estimate, not within upgradeHold of a
+// downgrade caused by bandwidth, and one layer per track per round,
+// except right after the track's size grew (a tile put in full screen
+// goes straight to the layer the estimate allows: passing through the
+// layers between would resume each at the publisher in turn). When the
+// estimate does not cover what the tracks' sizes want, the allocator
+// probes (prober.go): a cluster of padding brings the subscriber's rate
+// to what is wanted, and if the link carries it, the next round upgrades
+// straight to the wanted layers (the probe is the evidence that one step
+// at a time and the hold stand in for). A track whose size grew is
+// probed at once. While an upgrade waits for a layer the publisher has
+// paused (dynacast resumes it, from the size alone, before the bandwidth
+// allows it), rounds come every pendingInterval.
 const (
 	allocateInterval = 500 * time.Millisecond
 	pendingInterval  = 100 * time.Millisecond
@@ -38,12 +42,14 @@ type allocTrack struct {
 	max      int8 // best layer for the rendered size; -1 hidden
 	layer    int8 // allocated layer
 	prev     int8 // previously allocated layer
+	grew     bool // max is higher than in the previous round
 	costs    [maxLayers]int64
 }
 
 // allocState is per down track state kept between rounds.
 type allocState struct {
 	lastDowngrade time.Time
+	max           int8 // the track's max in the previous round
 }
 
 // allocate runs one round for the given down tracks with budget bits per
@@ -87,9 +93,10 @@ func allocate(tracks []allocTrack, budget int64, now time.Time, state map[*DownT
 					break
 				}
 			} else {
-				// An upgrade: one step per round, with headroom, not
-				// right after a downgrade.
-				if !probed && next > t.prev+1 && t.prev >= 0 {
+				// An upgrade: with headroom, not right after a
+				// downgrade, and one step per round unless the size
+				// just grew.
+				if !probed && !t.grew && next > t.prev+1 && t.prev >= 0 {
 					break
 				}
 				if !unlimited && float64(used+extra) > upgradeHeadroom*float64(budget) {
@@ -195,11 +202,22 @@ func (s *Subscriber) allocateOnce(now time.Time) (pending bool) {
 	sent += other
 
 	s.allocMu.Lock()
+	for i := range tracks {
+		t := &tracks[i]
+		st := s.allocState[t.d]
+		if st == nil {
+			st = &allocState{max: -1}
+			s.allocState[t.d] = st
+		}
+		t.grew = t.max > st.max
+		st.max = t.max
+	}
 	confirmed := s.probe.takeConfirmed()
+	win := s.probe.window()
 	total := int64(0) // unknown: no limit
 	if gcc > 0 {
 		congestedBefore := s.bw.congestedAt
-		total = s.bw.update(now, gcc, loss, sent, confirmed)
+		total = s.bw.update(now, gcc, win, sent, confirmed)
 		if s.bw.congestedAt != congestedBefore {
 			s.probe.holdOff(now)
 		}
@@ -221,6 +239,7 @@ func (s *Subscriber) allocateOnce(now time.Time) (pending bool) {
 	}
 	for i := range tracks {
 		t := &tracks[i]
+		t.d.setSized(t.max)
 		if t.d.applyAllocation(t.layer, nowNS) {
 			pending = true
 		}
@@ -229,10 +248,11 @@ func (s *Subscriber) allocateOnce(now time.Time) (pending bool) {
 }
 
 // maybeProbe starts a probe when the tracks' sizes want more than the
-// estimate total covers and the subscriber receives well under it
-// (other: audio; sent: what is being forwarded). A successful probe lets
-// the next round jump to the wanted layers; the goal covers the dearest
-// layer on the way in case it does not.
+// estimate total covers (other: audio; sent: what is being forwarded),
+// whether or not the subscriber receives well under it (prober.go says
+// why). A successful probe lets the next round jump to the wanted
+// layers; the goal covers the dearest layer on the way in case it does
+// not. Loss and congestion hold probes off, and failed probes back off.
 func (s *Subscriber) maybeProbe(tracks []allocTrack, now time.Time, total, other, sent int64) {
 	want := other
 	short := false
@@ -255,14 +275,16 @@ func (s *Subscriber) maybeProbe(tracks []allocTrack, now time.Time, total, other
 			pad, bestArea = t.d, t.area
 		}
 	}
-	if !short || float64(want) <= upgradeHeadroom*float64(total) || float64(sent) >= appLimitedRatio*float64(total) {
+	if !short || float64(want) <= upgradeHeadroom*float64(total) {
 		return
 	}
 	if pad == nil || !s.probe.ready(now) {
 		return
 	}
-	goal := min(want, int64(float64(total)*probeMaxFactor/probeMargin))
-	if s.probe.begin(now, pad, goal, sent) {
+	// The goal leaves the allocator its headroom: a probe that shows it
+	// lets the next round upgrade.
+	goal := min(int64(float64(want)/upgradeHeadroom), int64(float64(total)*probeMaxFactor/probeMargin))
+	if s.probe.begin(now, pad, goal) {
 		go s.runProbe()
 	}
 }
@@ -277,6 +299,14 @@ func (s *Subscriber) runProbe() {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// setSized records the layer the track's rendered size wants (-1
+// hidden), whatever the bandwidth allows: dynacast keeps it coming.
+func (d *DownTrack) setSized(s int8) {
+	if int8(d.sized.Swap(int32(s))) != s {
+		d.up.dyn.update()
 	}
 }
 

@@ -201,7 +201,11 @@ func (s *Subscriber) SetTrackSize(mid string, width, height int) bool {
 	if d == nil {
 		return false
 	}
-	d.SetTargetSize(width, height)
+	if d.SetTargetSize(width, height) && d.up.kind == webrtc.RTPCodecTypeVideo {
+		// A larger tile: probe for it now rather than at the next
+		// interval, if it needs more than the estimate.
+		s.probe.expedite()
+	}
 	s.kickAllocator()
 	return true
 }

@@ -125,6 +125,13 @@ func Start(t testing.TB) *Browser {
 // leave it out, or a string for --name=value).
 func StartWith(t testing.TB, flags map[string]any) *Browser {
 	t.Helper()
+	return StartExec(t, Chromium(t), flags)
+}
+
+// Chromium returns the chromium binary the tests use: $CONCLAVE_CHROMIUM
+// or /usr/bin/chromium. It fails the test if it is missing.
+func Chromium(t testing.TB) string {
+	t.Helper()
 	path := os.Getenv("CONCLAVE_CHROMIUM")
 	if path == "" {
 		path = DefaultChromium
@@ -133,7 +140,16 @@ func StartWith(t testing.TB, flags map[string]any) *Browser {
 		t.Fatalf("browser: chromium not found at %s (set CONCLAVE_CHROMIUM to another path): "+
 			"run the suite with scripts/test, which installs the Debian chromium package", path)
 	}
+	return path
+}
 
+// StartExec is [StartWith] with the browser started by the program at
+// path instead of [Chromium]: a wrapper that runs chromium elsewhere
+// (inside a network namespace, see internal/testutil/netns) and passes
+// its arguments and file descriptors on; chromedp talks to the browser
+// over a pipe.
+func StartExec(t testing.TB, path string, flags map[string]any) *Browser {
+	t.Helper()
 	tl := &testLog{t: t}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),

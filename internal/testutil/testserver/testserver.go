@@ -1,6 +1,7 @@
 // Package testserver starts a complete Conclave node on loopback for tests
 // outside the server package: fresh data directory, media on a random UDP
 // port, no ICE-TCP, certificates for 127.0.0.1, and the given open rooms.
+// A test may choose another local address instead of loopback (Host).
 package testserver
 
 import (
@@ -23,6 +24,11 @@ type Options struct {
 	Logger *slog.Logger
 	// OrgName names the organisation in E2EE credentials.
 	OrgName string
+	// Host is the IPv4 address the node listens on for HTTPS and media,
+	// and names itself by; empty means 127.0.0.1. A test that puts a
+	// browser in a network namespace (internal/testutil/netns) gives the
+	// host end of its link, which the namespace reaches.
+	Host string
 }
 
 // Server is a running node and the CA pool that trusts it.
@@ -36,10 +42,17 @@ func Start(t testing.TB, opts Options, rooms ...string) *Server {
 	t.Helper()
 	cfg := config.Defaults()
 	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.MediaUDP = "127.0.0.1:0"
+	host := opts.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	cfg.Listen = host + ":0"
+	cfg.MediaUDP = host + ":0"
 	cfg.MediaTCP = ""
-	cfg.Hosts = []string{"127.0.0.1", "localhost"}
+	cfg.Hosts = []string{host, "localhost"}
+	if host != "127.0.0.1" {
+		cfg.Hosts = append(cfg.Hosts, "127.0.0.1")
+	}
 	cfg.OrgName = opts.OrgName
 	log := opts.Logger
 	if log == nil {

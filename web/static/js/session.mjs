@@ -694,7 +694,7 @@ export class Session extends EventTarget {
     if (!tr) {
       const stream = source === 'screen' || source === 'screen-audio' ? this.screenStream : this.cameraStream;
       const init = { direction: 'sendonly', streams: [stream] };
-      const encodings = sendEncodings(source, this.videoCodec);
+      const encodings = sendEncodings(source, this.videoCodec, track?.getSettings?.());
       if (encodings) init.sendEncodings = encodings;
       tr = pc.addTransceiver(track ?? KIND[source], init);
       // One transform per sender: every simulcast encoding goes through it.

@@ -861,6 +861,20 @@ test('E2EE: announce, key and chat are passed on; sent ones are checked; transfo
   assert.equal(s.uploadToken, 'up-1');
 });
 
+test('simulcast: a 640x480 camera is offered with the two layers Chromium encodes for it', async () => {
+  const w = world();
+  const mic = new FakeTrack('audio', 'mic');
+  const cam = new FakeTrack('video', 'cam');
+  cam.getSettings = () => ({ width: 640, height: 480, deviceId: 'c' });
+  const s = new Session({ room: 'weekly', name: 'Ada', url: 'wss://h/ws', media: { microphone: mic, camera: cam }, env: w.env });
+  s.join();
+  w.ws().open();
+  w.ws().receive(welcome());
+  await flush();
+  const enc = w.pcs[0].transceivers[1].sendEncodings;
+  assert.deepEqual(enc.map((e) => [e.rid, e.scaleResolutionDownBy, e.maxBitrate]), [['q', 480 / 180, 150000], ['f', 1, 1700000]]);
+});
+
 test('simulcast: the camera is offered with three layers, the screen with one for text; layers messages switch encodings', async () => {
   const w = world();
   const { s, pub } = await joined(w);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { sendEncodings, applyActive, isLayersMessage, CAMERA_LAYERS } from './simulcast.mjs';
+import { sendEncodings, cameraLayers, applyActive, isLayersMessage, CAMERA_LAYERS } from './simulcast.mjs';
 import { mungeOpus, mergeParams } from './opus.mjs';
 
 test('the camera sends three VP8 layers, lowest first; VP9 one SVC encoding; screen one encoding', () => {
@@ -16,6 +16,26 @@ test('the camera sends three VP8 layers, lowest first; VP9 one SVC encoding; scr
   const a = sendEncodings('camera');
   a[0].active = false;
   assert.equal(CAMERA_LAYERS[0].active, undefined, 'callers get copies');
+});
+
+test('the camera gets as many VP8 layers as Chromium encodes for its size', () => {
+  const three = [['q', 4, 150_000], ['h', 2, 500_000], ['f', 1, 1_700_000]];
+  const rows = (e) => e.map((l) => [l.rid, l.scaleResolutionDownBy, l.maxBitrate]);
+  assert.deepEqual(rows(cameraLayers({ width: 1280, height: 720 })), three);
+  assert.deepEqual(rows(cameraLayers({ width: 960, height: 540 })), three);
+  assert.deepEqual(rows(sendEncodings('camera', 'vp8', { width: 1920, height: 1080 })), three);
+  // 640x480: two layers, the low one 180 lines high (240x180).
+  assert.deepEqual(rows(cameraLayers({ width: 640, height: 480 })), [['q', 480 / 180, 150_000], ['f', 1, 1_700_000]]);
+  assert.deepEqual(rows(sendEncodings('camera', 'vp8', { width: 640, height: 480 })), [['q', 480 / 180, 150_000], ['f', 1, 1_700_000]]);
+  assert.deepEqual(rows(cameraLayers({ width: 480, height: 270 })), [['q', 2, 150_000], ['f', 1, 1_700_000]]);
+  // Smaller: one encoding, not simulcast.
+  assert.deepEqual(cameraLayers({ width: 320, height: 240 }), [{ maxBitrate: 1_700_000 }]);
+  // Unknown size: three, as before the size is known.
+  assert.deepEqual(rows(cameraLayers(undefined)), three);
+  assert.deepEqual(rows(cameraLayers({})), three);
+  assert.deepEqual(rows(sendEncodings('camera', 'vp8', { width: 0, height: 0 })), three);
+  // VP9 is one SVC encoding whatever the size.
+  assert.deepEqual(sendEncodings('camera', 'vp9', { width: 640, height: 480 }), [{ scalabilityMode: 'L3T3_KEY', maxBitrate: 2_000_000 }]);
 });
 
 test('layers: encodings follow active exactly, also when all are paused', () => {
