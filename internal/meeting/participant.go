@@ -239,14 +239,17 @@ func (p *Participant) leave(reason string) {
 		conn.close(CloseNormal, reason)
 	}
 	wasMember := p.room.remove(p)
+	if wasMember {
+		// First: the others' clients rotate their keys on this message
+		// (docs/e2ee.md), and closing the peer connections below takes a
+		// while in a big meeting (every subscriber renegotiates).
+		p.room.broadcast(p, &signal.Message{Type: signal.TypeParticipantLeft, Participant: ptr(p.info())})
+	}
 	if p.pub != nil {
 		// Closing the publisher reports each of its tracks as removed,
 		// which unsubscribes the remaining members.
 		p.pub.Close()
 		p.sub.Close()
-	}
-	if wasMember {
-		p.room.broadcast(p, &signal.Message{Type: signal.TypeParticipantLeft, Participant: ptr(p.info())})
 	}
 	p.mgr.forget(p)
 	p.log.Info("participant left", "room", p.room.alias, "participant", p.id, "reason", reason)

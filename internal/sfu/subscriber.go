@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
@@ -45,6 +46,9 @@ type Subscriber struct {
 	pending     bool   // changes not yet offered
 	restartICE  bool
 	closed      bool
+	negTimer    *time.Timer // a deferred negotiation (negotiateSoonLocked)
+	negDue      time.Time
+	negSeq      uint64 // invalidates a deferred negotiation that lost the race to the lock
 
 	bwe        cc.BandwidthEstimator // nil without transport-cc
 	probe      *prober               // nil without transport-cc
@@ -91,7 +95,7 @@ func (s *Subscriber) AddTrack(up *UpTrack) error {
 	s.downs[up.id] = d
 	up.addDown(d)
 	go d.readRTCP(sender)
-	s.negotiateLocked()
+	s.negotiateSoonLocked(negotiateAddDelay)
 	return nil
 }
 
@@ -112,8 +116,8 @@ func (s *Subscriber) RemoveTrack(up *UpTrack) {
 	if s.closed {
 		return
 	}
-	_ = s.pc.RemoveTrack(sender)
-	s.negotiateLocked()
+	_ = s.pc.RemoveTrack(sender) // stops sending at once
+	s.negotiateSoonLocked(negotiateRemoveDelay)
 }
 
 // Negotiate sends an offer now if none is outstanding; used once at the
@@ -172,6 +176,10 @@ func (s *Subscriber) Close() error {
 		close(s.quit)
 	}
 	s.closed = true
+	if s.negTimer != nil {
+		s.negTimer.Stop()
+		s.negTimer = nil
+	}
 	for id, d := range s.downs {
 		d.up.removeDown(d)
 		delete(s.downs, id)
@@ -230,7 +238,49 @@ func (s *Subscriber) Bandwidth() int {
 	return s.bwe.GetTargetBitrate()
 }
 
+// Renegotiation after a track change is deferred so that the changes of
+// one event (the two tracks of a participant that arrives or leaves, a
+// burst of leaves) make one offer. A removed track stops being sent at
+// once; only its m-line waits, so removals wait longer: in a big meeting a
+// leave makes every subscriber renegotiate at the same time, CPU that the
+// key rotation the leave starts (docs/e2ee.md) should not queue behind.
+const (
+	negotiateAddDelay    = 20 * time.Millisecond
+	negotiateRemoveDelay = time.Second
+)
+
+// negotiateSoonLocked negotiates after d, or sooner if a negotiation is
+// already due sooner.
+func (s *Subscriber) negotiateSoonLocked(d time.Duration) {
+	if s.closed {
+		return
+	}
+	due := time.Now().Add(d)
+	if s.negTimer != nil {
+		if !s.negDue.After(due) {
+			return
+		}
+		s.negTimer.Stop()
+	}
+	s.negSeq++
+	seq := s.negSeq
+	s.negDue = due
+	s.negTimer = time.AfterFunc(d, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.negSeq == seq {
+			s.negotiateLocked()
+		}
+	})
+}
+
 func (s *Subscriber) negotiateLocked() {
+	if s.negTimer != nil {
+		// This offer carries every change so far.
+		s.negTimer.Stop()
+		s.negTimer = nil
+		s.negSeq++
+	}
 	if s.closed {
 		return
 	}
