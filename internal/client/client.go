@@ -56,6 +56,14 @@ type Options struct {
 	// "camera" and "microphone".
 	Camera     FrameSource
 	Microphone FrameSource
+	// CameraLayers, instead of Camera, publishes the camera as VP8
+	// simulcast, as the browser does: two or three sources of the same
+	// picture at different sizes, lowest first, sent as the encodings
+	// with the RIDs q, h and f (q and f for two; docs/protocol.md). Their
+	// frames should have the same durations so that the encodings stay
+	// in step. Every encoding's frames go through SendTransform; the
+	// server's layers messages pause and resume encodings.
+	CameraLayers []FrameSource
 
 	// SendTransform changes each outgoing frame before packetization;
 	// ReceiveTransform each incoming frame after reassembly. Nil is the
@@ -66,6 +74,14 @@ type Options struct {
 	// for a sink that receives all its frames (see Recorder). Nil only
 	// counts frames.
 	NewSink func(TrackInfo) (FrameSink, error)
+	// Layout, when set, is called from the session's loop after every
+	// subscribe offer with the remote tracks it carries; the sizes it
+	// returns, by sub mid, are sent as a layout message before the
+	// answer, so that the server forwards each video track in the layer
+	// that fits (0x0 hides a track). Tracks it leaves out keep the size
+	// sent before, or no limit. It must return quickly. SetLayout changes
+	// sizes at any time.
+	Layout func(tracks []TrackInfo) map[string]Size
 
 	// Hooks receive events and opaque E2EE messages.
 	Hooks Hooks
@@ -146,6 +162,9 @@ func Dial(ctx context.Context, opts Options) (*Session, error) {
 	}
 	if strings.TrimSpace(opts.Name) == "" {
 		return nil, errors.New("a display name is required")
+	}
+	if err := checkLayers(opts); err != nil {
+		return nil, err
 	}
 	log := opts.Logger
 	if log == nil {
@@ -266,6 +285,62 @@ func (s *Session) SendAnnounce(payload []byte) error {
 // SendKey sends an opaque E2EE key message to one participant.
 func (s *Session) SendKey(to string, payload []byte) error {
 	return s.sendOpaque(&signal.Message{Type: signal.TypeKey, To: to, Payload: base64.StdEncoding.EncodeToString(payload)})
+}
+
+// Size is the size, in device pixels, at which a remote video track is
+// rendered; 0x0 means hidden.
+type Size struct{ Width, Height int }
+
+// SetLayout tells the server the size at which each remote video track,
+// by sub mid (TrackInfo.Mid), is rendered (docs/protocol.md, layout): it
+// forwards the lowest layer that covers the size, and nothing for 0x0.
+// Mids not in sizes keep their previous size. Send it when sizes change,
+// at most a few times per second.
+func (s *Session) SetLayout(sizes map[string]Size) error {
+	msgs, err := layoutMessages(sizes)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	if !s.post(func() {
+		var err error
+		for _, m := range msgs {
+			err = errors.Join(err, s.send(m))
+		}
+		errc <- err
+	}) {
+		return ErrClosed
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-s.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// layoutMessages splits sizes into layout messages of at most
+// signal.MaxTracks entries, and checks them.
+func layoutMessages(sizes map[string]Size) ([]*signal.Message, error) {
+	mids := make([]string, 0, len(sizes))
+	for mid, sz := range sizes {
+		if sz.Width < 0 || sz.Height < 0 || sz.Width > signal.MaxTrackSize || sz.Height > signal.MaxTrackSize {
+			return nil, fmt.Errorf("layout: track %q has a size outside 0..%d", mid, signal.MaxTrackSize)
+		}
+		mids = append(mids, mid)
+	}
+	slices.Sort(mids)
+	var msgs []*signal.Message
+	for len(mids) > 0 {
+		n := min(len(mids), signal.MaxTracks)
+		m := &signal.Message{Type: signal.TypeLayout, Layout: make(map[string]signal.TrackSize, n)}
+		for _, mid := range mids[:n] {
+			m.Layout[mid] = signal.TrackSize{Width: sizes[mid].Width, Height: sizes[mid].Height}
+		}
+		msgs = append(msgs, m)
+		mids = mids[n:]
+	}
+	return msgs, nil
 }
 
 // sendOpaque queues an announce or key message; while the signaling

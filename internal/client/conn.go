@@ -20,13 +20,29 @@ const (
 	wsWriteTimeout = 10 * time.Second
 	wsOutQueue     = 256
 	wsReadLimit    = 4 << 20 // server messages: subscribe offers of large meetings
+	// wsBulkQueue holds E2EE messages (announce, key, chat) waiting for
+	// their turn: joining a meeting of N people sends N-1 key messages
+	// at once.
+	wsBulkQueue = 8192
+)
+
+// The server accepts 50 messages per second on average per connection,
+// in bursts of 200, and drops the others (docs/protocol.md, Transport).
+// The writer keeps under that, with a margin for the messages bunching on
+// the way.
+const (
+	wsRate  = 45
+	wsBurst = 180
 )
 
 // wsConn is one signaling WebSocket: a reader goroutine hands each server
-// message to the session loop, a writer goroutine sends queued messages.
+// message to the session loop, a writer goroutine sends queued messages,
+// within the server's rate limit: signaling first, E2EE messages (which a
+// large meeting sends by the hundred) after.
 type wsConn struct {
 	c    *websocket.Conn
-	out  chan []byte
+	out  chan []byte // signaling
+	bulk chan []byte // announce, key, chat
 	stop chan struct{}
 	once sync.Once
 }
@@ -47,7 +63,7 @@ func dialWS(ctx context.Context, m Meeting, hc *http.Client) (*websocket.Conn, e
 }
 
 func newWSConn(c *websocket.Conn) *wsConn {
-	return &wsConn{c: c, out: make(chan []byte, wsOutQueue), stop: make(chan struct{})}
+	return &wsConn{c: c, out: make(chan []byte, wsOutQueue), bulk: make(chan []byte, wsBulkQueue), stop: make(chan struct{})}
 }
 
 // start runs the reader and writer until the connection ends; onMessage
@@ -85,24 +101,61 @@ func (w *wsConn) readLoop(onMessage func(*signal.Message)) error {
 }
 
 func (w *wsConn) writeLoop() {
+	bucket := tokenBucket{rate: wsRate, burst: wsBurst, tokens: wsBurst, last: time.Now()}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
+		var data []byte
 		select {
 		case <-w.stop:
 			return
-		case data := <-w.out:
-			if data == nil { // closeAfterFlush
-				w.close()
+		case data = <-w.out:
+		default:
+			select {
+			case <-w.stop:
 				return
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), wsWriteTimeout)
-			err := w.c.Write(ctx, websocket.MessageText, data)
-			cancel()
-			if err != nil {
-				w.close()
-				return
+			case data = <-w.out:
+			case data = <-w.bulk:
 			}
 		}
+		if data == nil { // closeAfterFlush
+			w.close()
+			return
+		}
+		if wait := bucket.take(time.Now()); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-w.stop:
+				return
+			case <-timer.C:
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wsWriteTimeout)
+		err := w.c.Write(ctx, websocket.MessageText, data)
+		cancel()
+		if err != nil {
+			w.close()
+			return
+		}
 	}
+}
+
+// tokenBucket paces messages: rate per second, bursts of burst.
+type tokenBucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+// take spends a token and returns how long to wait before sending, zero
+// when one is available now.
+func (b *tokenBucket) take(now time.Time) time.Duration {
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	b.tokens--
+	if b.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-b.tokens / b.rate * float64(time.Second))
 }
 
 // send queues a client message. It never blocks: a connection too slow to
@@ -116,10 +169,15 @@ func (w *wsConn) send(m *signal.Message) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", m.Type, err)
 	}
+	q := w.out
+	switch m.Type {
+	case signal.TypeAnnounce, signal.TypeKey, signal.TypeChat:
+		q = w.bulk
+	}
 	select {
 	case <-w.stop:
 		return errors.New("signaling connection closed")
-	case w.out <- data:
+	case q <- data:
 		return nil
 	default:
 		w.close()
@@ -127,8 +185,9 @@ func (w *wsConn) send(m *signal.Message) error {
 	}
 }
 
-// closeAfterFlush closes the connection once the messages queued so far
-// are written.
+// closeAfterFlush closes the connection once the signaling messages
+// queued so far are written; E2EE messages still waiting are dropped (it
+// is used when this participant is given up).
 func (w *wsConn) closeAfterFlush() {
 	select {
 	case w.out <- nil:

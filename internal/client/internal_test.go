@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
+
 	"conclave/internal/client/media"
 )
 
@@ -116,5 +118,93 @@ func TestAdopt(t *testing.T) {
 	bigger := make([]byte, 50)
 	if got := adopt(dst, bigger, frame); cap(got) != 50 {
 		t.Error("did not keep a larger output buffer")
+	}
+}
+
+// TestNACKLimit: NACKed packets beyond the retransmission budget are not
+// asked of the responder; the budget refills with time.
+func TestNACKLimit(t *testing.T) {
+	l := &nackLimit{tokens: retransmitBurst}
+	now := time.Now()
+	var seqs []uint16
+	for i := range 200 {
+		seqs = append(seqs, uint16(65500+i*2)) // wraps
+	}
+	count := func(pairs []rtcp.NackPair) (n int) {
+		for _, p := range pairs {
+			p.Range(func(uint16) bool { n++; return true })
+		}
+		return n
+	}
+	if got := count(l.trim(rtcp.NackPairsFromSequenceNumbers(seqs), now)); got != retransmitBurst {
+		t.Errorf("first NACK: %d packets kept, want %d", got, retransmitBurst)
+	}
+	if got := l.trim(rtcp.NackPairsFromSequenceNumbers(seqs[:5]), now); len(got) != 0 {
+		t.Errorf("an exhausted budget kept %v", got)
+	}
+	kept := l.trim(rtcp.NackPairsFromSequenceNumbers(seqs[:40]), now.Add(100*time.Millisecond))
+	if got := count(kept); got != retransmitRate/10 {
+		t.Errorf("after 100 ms: %d packets kept, want %d", got, retransmitRate/10)
+	}
+	var first []uint16
+	kept[0].Range(func(s uint16) bool { first = append(first, s); return true })
+	if first[0] != seqs[0] || first[1] != seqs[1] {
+		t.Errorf("kept %v, want the first requested", first)
+	}
+}
+
+// TestTokenBucket: the signaling writer sends bursts up to the limit, then
+// paces at the rate the server accepts.
+func TestTokenBucket(t *testing.T) {
+	now := time.Now()
+	b := tokenBucket{rate: wsRate, burst: wsBurst, tokens: wsBurst, last: now}
+	for i := range wsBurst {
+		if w := b.take(now); w != 0 {
+			t.Fatalf("message %d of the burst waits %v", i, w)
+		}
+	}
+	if w := b.take(now); w <= 0 || w > time.Second/wsRate+time.Millisecond {
+		t.Errorf("the first message after the burst waits %v, want about %v", w, time.Second/wsRate)
+	}
+	// Sent when told: the next waits one more interval.
+	if w := b.take(now); w < 2*time.Second/wsRate-time.Millisecond {
+		t.Errorf("the second message after the burst waits %v", w)
+	}
+	// A second later, 45 more tokens, less the debt of two.
+	now = now.Add(time.Second)
+	sent := 0
+	for b.take(now) == 0 {
+		sent++
+	}
+	if sent != wsRate-2 {
+		t.Errorf("%d messages a second later, want %d", sent, wsRate-2)
+	}
+}
+
+// TestCheckLayers: a simulcast camera the client cannot send is refused
+// before joining.
+func TestCheckLayers(t *testing.T) {
+	v := func() FrameSource { return NewTestVideo() }
+	tests := []struct {
+		name string
+		o    Options
+		ok   bool
+	}{
+		{"none", Options{}, true},
+		{"two", Options{CameraLayers: []FrameSource{v(), v()}}, true},
+		{"three", Options{CameraLayers: []FrameSource{v(), v(), v()}}, true},
+		{"one", Options{CameraLayers: []FrameSource{v()}}, false},
+		{"four", Options{CameraLayers: []FrameSource{v(), v(), v(), v()}}, false},
+		{"with Camera", Options{Camera: v(), CameraLayers: []FrameSource{v(), v()}}, false},
+		{"audio", Options{CameraLayers: []FrameSource{v(), NewTestAudio()}}, false},
+		{"nil", Options{CameraLayers: []FrameSource{v(), nil}}, false},
+	}
+	for _, tt := range tests {
+		if err := checkLayers(tt.o); (err == nil) != tt.ok {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+	if got := simulcastRIDs[2]; got[0] != "q" || got[1] != "f" {
+		t.Errorf("two layers are sent as %v, want q and f as the browser", got)
 	}
 }

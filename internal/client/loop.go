@@ -232,6 +232,8 @@ func (s *Session) onMessage(w *wsConn, m *signal.Message) {
 	case signal.TypeMuted:
 		s.log.Info("muted by a host", "by", m.By)
 		s.emit(Event{Kind: Muted, By: m.By})
+	case signal.TypeLayers:
+		s.onLayers(m)
 	case signal.TypeNotice:
 		s.log.Info("server notice", "code", m.Code, "message", m.Text)
 	case signal.TypePong:
@@ -300,7 +302,7 @@ func (s *Session) onWelcome(m *signal.Message) {
 		}
 	}
 	s.send(&signal.Message{Type: signal.TypeState, State: &signal.MediaState{
-		Audio: s.opts.Microphone != nil, Video: s.opts.Camera != nil}})
+		Audio: s.opts.Microphone != nil, Video: s.opts.Camera != nil || len(s.opts.CameraLayers) > 0}})
 
 	if !s.joined {
 		s.joined = true

@@ -4,10 +4,19 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 
 	"conclave/internal/pionlog"
@@ -29,7 +38,8 @@ var codecs = map[Codec]webrtc.RTPCodecParameters{
 }
 
 // newAPI prepares the WebRTC stack of a session: the protocol's codecs,
-// NACK in both directions, RTCP reports, transport-wide sequence numbers.
+// NACK in both directions, RTCP reports, transport-wide sequence numbers
+// and feedback.
 // Loopback candidates are gathered only for a server on this machine.
 func newAPI(log *slog.Logger, includeLoopback bool) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
@@ -39,26 +49,81 @@ func newAPI(log *slog.Logger, includeLoopback bool) (*webrtc.API, error) {
 		}
 	}
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
-		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: "urn:ietf:params:rtp-hdrext:sdes:mid"}, k); err != nil {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.SDESMidURI}, k); err != nil {
 			return nil, fmt.Errorf("register mid extension: %w", err)
 		}
 	}
+	// A simulcast camera names its encodings with RIDs (RFC 8852).
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.SDESRTPStreamIDURI}, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, fmt.Errorf("register rid extension: %w", err)
+	}
+	lf := pionlog.Factory(log, slog.LevelInfo)
 	reg := &interceptor.Registry{}
-	if err := webrtc.ConfigureNack(me, reg); err != nil {
+	reg.Add(nackLimitFactory{}) // before the NACK responder: it trims what the responder reads
+	// A lost packet is asked for at most maxNacks times, as libwebrtc does
+	// (kMaxNackRetries): Pion's default asks every 100 ms for as long as
+	// it remembers the packet, which, from many subscribers of one lost
+	// packet, floods the server with NACKs.
+	if err := webrtc.ConfigureNackWithOptions(me, reg,
+		[]nack.GeneratorOption{nack.GeneratorMaxNacksPerPacket(maxNacks), nack.WithGeneratorLoggerFactory(lf)},
+		nack.WithResponderLoggerFactory(lf)); err != nil {
 		return nil, fmt.Errorf("configure NACK: %w", err)
 	}
-	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+	if err := webrtc.ConfigureRTCPReportsWithOptions(reg, []report.ReceiverOption{report.WithReceiverLoggerFactory(lf)},
+		report.WithSenderLoggerFactory(lf)); err != nil {
 		return nil, fmt.Errorf("configure RTCP reports: %w", err)
 	}
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, reg); err != nil {
 		return nil, fmt.Errorf("configure transport-cc: %w", err)
 	}
+	// Transport-wide feedback on what the server sends, as a browser
+	// gives it: the server's bandwidth estimate for this subscriber, and
+	// so the layers it forwards, depend on it.
+	if err := webrtc.ConfigureTWCCSenderWithOptions(me, reg, twcc.WithLoggerFactory(lf)); err != nil {
+		return nil, fmt.Errorf("configure transport-cc feedback: %w", err)
+	}
 	var se webrtc.SettingEngine
-	se.LoggerFactory = pionlog.Factory(log, slog.LevelInfo)
+	se.LoggerFactory = lf
+	std, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	se.SetNet(bufferedNet{std})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(includeLoopback)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
+}
+
+// maxNacks bounds the NACKs sent for one lost packet.
+const maxNacks = 10
+
+// udpReadBuffer is the receive buffer asked for the media sockets: a
+// subscriber of several HD tracks receives bursts (key frames, and
+// everything queued while its process waited for a CPU) that the
+// system's default (about 200 KiB on Linux) may not hold. The kernel caps
+// it at net.core.rmem_max.
+const udpReadBuffer = 1 << 20
+
+// bufferedNet opens UDP sockets with udpReadBuffer.
+type bufferedNet struct{ transport.Net }
+
+// ListenUDP implements transport.Net.
+func (n bufferedNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
+	c, err := n.Net.ListenUDP(network, laddr)
+	if err == nil {
+		_ = c.SetReadBuffer(udpReadBuffer) // best effort: a smaller buffer still works
+	}
+	return c, err
+}
+
+// ListenPacket implements transport.Net.
+func (n bufferedNet) ListenPacket(network, address string) (net.PacketConn, error) {
+	c, err := n.Net.ListenPacket(network, address)
+	if b, ok := c.(interface{ SetReadBuffer(int) error }); err == nil && ok {
+		_ = b.SetReadBuffer(udpReadBuffer)
+	}
+	return c, err
 }
 
 func kindOf(c Codec) webrtc.RTPCodecType {
@@ -128,11 +193,8 @@ func (s *Session) setupPeers(servers []signal.ICEServer) error {
 	})
 
 	self := s.Self().ID
-	for source, src := range map[string]FrameSource{signal.SourceCamera: s.opts.Camera, signal.SourceMicrophone: s.opts.Microphone} {
-		if src == nil {
-			continue
-		}
-		t, err := s.addPublished(p, source, src, self)
+	for source, srcs := range s.sources() {
+		t, err := s.addPublished(p, source, srcs, self)
 		if err != nil {
 			return err
 		}
@@ -146,6 +208,22 @@ func (s *Session) setupPeers(servers []signal.ICEServer) error {
 	s.mu.Unlock()
 	s.requestPublish()
 	return nil
+}
+
+// sources returns what the session publishes: per source, its one
+// FrameSource or the encodings of a simulcast camera.
+func (s *Session) sources() map[string][]FrameSource {
+	out := map[string][]FrameSource{}
+	if s.opts.Camera != nil {
+		out[signal.SourceCamera] = []FrameSource{s.opts.Camera}
+	}
+	if len(s.opts.CameraLayers) > 0 {
+		out[signal.SourceCamera] = s.opts.CameraLayers
+	}
+	if s.opts.Microphone != nil {
+		out[signal.SourceMicrophone] = []FrameSource{s.opts.Microphone}
+	}
+	return out
 }
 
 // teardownPeers closes the peer connections; the media goroutines stop.
@@ -251,6 +329,7 @@ func (s *Session) onSubscribeOffer(m *signal.Message) {
 		return
 	}
 	s.applyTracks(p, m.Tracks)
+	s.sendLayout(p)
 	if err := p.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
 		s.log.Warn("cannot apply the subscribe offer", "err", err)
 		return
@@ -265,6 +344,50 @@ func (s *Session) onSubscribeOffer(m *signal.Message) {
 		return
 	}
 	s.send(&signal.Message{Type: signal.TypeSubscribeAnswer, SDP: p.sub.LocalDescription().SDP})
+}
+
+// sendLayout asks Options.Layout for the sizes of the tracks now carried
+// by sub and sends them.
+func (s *Session) sendLayout(p *peers) {
+	if s.opts.Layout == nil {
+		return
+	}
+	var tracks []TrackInfo
+	for _, slot := range p.mids {
+		if rt := slot.owner.Load(); rt != nil {
+			tracks = append(tracks, rt.info)
+		}
+	}
+	slices.SortFunc(tracks, func(a, b TrackInfo) int {
+		return strings.Compare(a.Name+"\x00"+a.Participant+"\x00"+a.Source+"\x00"+a.Mid, b.Name+"\x00"+b.Participant+"\x00"+b.Source+"\x00"+b.Mid)
+	})
+	sizes := s.opts.Layout(tracks)
+	if len(sizes) == 0 {
+		return
+	}
+	msgs, err := layoutMessages(sizes)
+	if err != nil {
+		s.log.Warn("not sending an invalid layout", "err", err)
+		return
+	}
+	for _, m := range msgs {
+		s.send(m)
+	}
+}
+
+// onLayers applies the server's dynacast: the encodings of a simulcast
+// track that nobody needs pause.
+func (s *Session) onLayers(m *signal.Message) {
+	p := s.peers
+	if p == nil || m.Mid == "" {
+		return
+	}
+	for _, t := range p.published {
+		if t.transceiver.Mid() == m.Mid {
+			s.log.Debug("layers needed", "source", t.source, "active", m.Active)
+			t.setActive(m.Active)
+		}
+	}
 }
 
 func (s *Session) onCandidate(m *signal.Message) {

@@ -20,10 +20,15 @@ import (
 const pliInterval = 600 * time.Millisecond
 
 // Receive buffers: packets held for reordering and retransmission, and how
-// many newer packets may arrive before a missing one is given up.
+// many newer packets, or how much newer media (in RTP clock ticks), may
+// arrive before a missing one is given up. 400 ms leaves time for a few
+// retransmission requests without freezing a low-rate video layer for
+// seconds.
 const (
 	videoWindow, videoMaxLate = 512, 128
 	audioWindow, audioMaxLate = 32, 8
+	videoMaxWait              = 90000 * 4 / 10
+	audioMaxWait              = 48000 * 2 / 10
 	receiveMTU                = 1500
 )
 
@@ -156,6 +161,26 @@ type receiver struct {
 	started bool // the current owner's first frame arrived
 	lastPLI time.Time
 	emit    func(framing.Frame)
+
+	// Extended sequence numbers of the current owner's packets: the
+	// first and the highest.
+	seqStarted      bool
+	seqBase, seqMax uint64
+}
+
+// countPacket accounts for a packet of n bytes of the current owner in its
+// packet counts and the span of its sequence numbers.
+func (r *receiver) countPacket(seq uint16, n int) {
+	rt := r.cur
+	rt.packets.Add(1)
+	rt.packetBytes.Add(uint64(n))
+	if !r.seqStarted {
+		r.seqStarted = true
+		r.seqBase, r.seqMax = uint64(seq), uint64(seq)
+	} else if d := int16(seq - uint16(r.seqMax)); d > 0 {
+		r.seqMax += uint64(d)
+	}
+	rt.expected.Store(r.seqMax - r.seqBase + 1)
 }
 
 // receive reads a remote track until its connection closes: packets are
@@ -163,7 +188,7 @@ type receiver struct {
 // requested when the track starts or after loss.
 func (s *Session) receive(pc *webrtc.PeerConnection, slot *midSlot, remote *webrtc.TrackRemote, codec Codec) {
 	var dep framing.Depacketizer
-	window, maxLate := videoWindow, videoMaxLate
+	window, maxLate, maxWait := videoWindow, videoMaxLate, uint32(videoMaxWait)
 	switch codec {
 	case CodecVP8:
 		dep = framing.VP8{}
@@ -171,7 +196,7 @@ func (s *Session) receive(pc *webrtc.PeerConnection, slot *midSlot, remote *webr
 		dep = framing.VP9{}
 	case CodecOpus:
 		dep = framing.Opus{}
-		window, maxLate = audioWindow, audioMaxLate
+		window, maxLate, maxWait = audioWindow, audioMaxLate, audioMaxWait
 	default:
 		s.log.Warn("ignoring a track with an unknown codec", "codec", remote.Codec().MimeType)
 	}
@@ -192,7 +217,9 @@ func (s *Session) receive(pc *webrtc.PeerConnection, slot *midSlot, remote *webr
 			// The transceiver now carries another track (or nothing).
 			r.cur = rt
 			r.asm = framing.NewAssembler(dep, window, maxLate)
+			r.asm.SetMaxWait(maxWait)
 			r.needKey, r.lastPLI, r.started = r.video, time.Time{}, false
+			r.seqStarted = false
 			if rt != nil {
 				r.info.Participant, r.info.Source = rt.info.Participant, rt.info.Source
 			}
@@ -200,7 +227,7 @@ func (s *Session) receive(pc *webrtc.PeerConnection, slot *midSlot, remote *webr
 		if r.cur == nil {
 			continue
 		}
-		r.cur.packets.Add(1)
+		r.countPacket(pkt.SequenceNumber, n)
 		r.asm.Push(&pkt, r.emit)
 		if r.needKey {
 			r.requestKeyFrame()

@@ -78,6 +78,9 @@ type joinOpts struct {
 	send     client.FrameTransform
 	receive  client.FrameTransform
 	noRecord bool
+	layers   []client.FrameSource // a simulcast camera
+	layout   func([]client.TrackInfo) map[string]client.Size
+	newSink  func(client.TrackInfo) (client.FrameSink, error) // instead of recording
 }
 
 func join(t *testing.T, srv *testServer, room, name string, o joinOpts) *participant {
@@ -118,6 +121,10 @@ func join(t *testing.T, srv *testServer, room, name string, o joinOpts) *partici
 	if !o.noRecord {
 		opts.NewSink = client.Recorder(p.dir)
 	}
+	if o.newSink != nil {
+		opts.NewSink = o.newSink
+	}
+	opts.CameraLayers, opts.Layout = o.layers, o.layout
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := client.Dial(ctx, opts)

@@ -20,11 +20,18 @@ type TrackInfo struct {
 // TrackStats counts what arrived on a remote track.
 type TrackStats struct {
 	TrackInfo
-	Packets   uint64 // RTP packets received
-	Frames    uint64 // frames rebuilt
-	KeyFrames uint64 // of which video key frames
-	Bytes     uint64 // frame bytes, as received (before the receive transform)
-	Losses    uint64 // gaps: frames that could not be rebuilt were dropped
+	Packets uint64 // RTP packets received
+	// PacketBytes counts the RTP packets' bytes (header and payload, as
+	// after SRTP).
+	PacketBytes uint64
+	// PacketsExpected is how many packets the sequence numbers span, from
+	// the first received to the highest (RFC 3550, appendix A.3): minus
+	// Packets, the packets lost (negative with duplicates).
+	PacketsExpected uint64
+	Frames          uint64 // frames rebuilt
+	KeyFrames       uint64 // of which video key frames
+	Bytes           uint64 // frame bytes, as received (before the receive transform)
+	Losses          uint64 // gaps: frames that could not be rebuilt were dropped
 	// TransformErrors counts frames the receive transform refused (for
 	// end-to-end encryption: frames this participant has no key for).
 	TransformErrors uint64
@@ -37,6 +44,17 @@ type SendStats struct {
 	Codec  Codec
 	Frames uint64
 	Bytes  uint64 // after the send transform
+	// Encodings of a simulcast track, lowest first (nil otherwise);
+	// Frames and Bytes are their sums.
+	Encodings []EncodingStats
+}
+
+// EncodingStats counts what one simulcast encoding sent.
+type EncodingStats struct {
+	RID    string
+	Frames uint64
+	Bytes  uint64
+	Paused bool // the server said nobody needs it
 }
 
 // remoteTrack is one publisher's track as received on one sub mid.
@@ -44,6 +62,7 @@ type remoteTrack struct {
 	info TrackInfo
 
 	packets, frames, keyFrames, bytes, losses, transformErrors atomic.Uint64
+	packetBytes, expected                                      atomic.Uint64
 
 	mu      sync.Mutex // guards codec, sink, started, stopped
 	codec   Codec
@@ -59,7 +78,7 @@ func (rt *remoteTrack) stats() TrackStats {
 	active := !rt.stopped
 	rt.mu.Unlock()
 	return TrackStats{
-		TrackInfo: info, Packets: rt.packets.Load(), Frames: rt.frames.Load(), KeyFrames: rt.keyFrames.Load(),
+		TrackInfo: info, Packets: rt.packets.Load(), PacketBytes: rt.packetBytes.Load(), PacketsExpected: rt.expected.Load(), Frames: rt.frames.Load(), KeyFrames: rt.keyFrames.Load(),
 		Bytes: rt.bytes.Load(), Losses: rt.losses.Load(), TransformErrors: rt.transformErrors.Load(), Active: active,
 	}
 }
@@ -87,7 +106,16 @@ func (s *Session) Sent() []SendStats {
 	defer s.mu.Unlock()
 	out := make([]SendStats, 0, len(s.sent))
 	for _, t := range s.sent {
-		out = append(out, SendStats{Source: t.source, Codec: t.codec, Frames: t.frames.Load(), Bytes: t.bytes.Load()})
+		st := SendStats{Source: t.source, Codec: t.codec}
+		for _, e := range t.encodings {
+			f, b := e.frames.Load(), e.bytes.Load()
+			st.Frames += f
+			st.Bytes += b
+			if e.rid != "" {
+				st.Encodings = append(st.Encodings, EncodingStats{RID: e.rid, Frames: f, Bytes: b, Paused: e.paused.Load()})
+			}
+		}
+		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b SendStats) int { return strings.Compare(a.Source, b.Source) })
 	return out

@@ -32,6 +32,9 @@ type FrameInfo struct {
 	Source string
 	// Timestamp is the frame's RTP timestamp.
 	Timestamp uint32
+	// Layer is the simulcast encoding of an outgoing frame, 0 for the
+	// lowest (q) and for tracks without simulcast; 0 when receiving.
+	Layer int
 }
 
 // A FrameTransform changes whole encoded frames between the codec and the

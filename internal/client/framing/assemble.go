@@ -75,6 +75,7 @@ type Frame struct {
 
 type slot struct {
 	used   bool
+	pad    bool // a padding-only packet (RFC 3550, 5.1): it only takes a sequence number
 	start  bool
 	marker bool
 	seq    uint16
@@ -84,9 +85,11 @@ type slot struct {
 
 // Assembler puts packets of one RTP stream back in sequence order and
 // rebuilds frames. A missing packet is waited for (a retransmission may
-// still come) until the stream is maxLate packets ahead of it; then the
-// frames it belonged to are dropped and the next frame reports AfterLoss.
-// After the first packets it allocates nothing.
+// still come) until the stream is maxLate packets ahead of it, or (with
+// SetMaxWait) a newer packet's timestamp is that much later than the
+// last frame rebuilt; then the frames it belonged to are dropped and the
+// next frame reports AfterLoss. After the first packets it allocates
+// nothing.
 type Assembler struct {
 	dep     Depacketizer
 	frames  bool // frames end at the marker bit
@@ -100,7 +103,22 @@ type Assembler struct {
 	highest uint16
 	lost    bool
 	frame   []byte
+
+	// maxWait bounds, in RTP timestamp units, how far the newest packet
+	// (newestTS) may run ahead of the packets held behind a missing one;
+	// 0: no bound.
+	maxWait  uint32
+	newestTS uint32
+	tsKnown  bool // newestTS is set
 }
+
+// SetMaxWait bounds the wait for a missing packet by media time: once a
+// packet arrives whose timestamp is more than ticks after that of the
+// first packet held behind the missing one (or of the incomplete frame),
+// the missing packet is given up. On a low-rate stream maxLate packets
+// can take seconds to come; a receiver that waits that long shows a
+// frozen picture instead of asking for a key frame.
+func (a *Assembler) SetMaxWait(ticks uint32) { a.maxWait = ticks }
 
 // NewAssembler returns an assembler that holds up to window packets (a
 // power of two, at most 32768) and waits for a missing one until maxLate
@@ -118,11 +136,17 @@ func NewAssembler(dep Depacketizer, window, maxLate int) *Assembler {
 
 // Push adds a packet and calls emit for every frame it completes, in order.
 // It reports false when the packet was unusable (malformed, duplicate or
-// too old).
+// too old). A padding-only packet, which a server sends between frames to
+// probe the bandwidth, carries no frame data but takes its place in the
+// sequence.
 func (a *Assembler) Push(p *rtp.Packet, emit func(Frame)) bool {
+	pad := p.Padding && len(p.Payload) == 0
 	n, start, ok := a.dep.Header(p.Payload)
-	if !ok {
+	if !ok && !pad {
 		return false
+	}
+	if pad {
+		n, start = 0, false
 	}
 	seq := p.SequenceNumber
 	if !a.started {
@@ -145,10 +169,13 @@ func (a *Assembler) Push(p *rtp.Packet, emit func(Frame)) bool {
 	if s.used && s.seq == seq {
 		return false // duplicate
 	}
-	s.used, s.seq, s.start, s.marker, s.ts = true, seq, start, p.Marker, p.Timestamp
+	s.used, s.pad, s.seq, s.start, s.marker, s.ts = true, pad, seq, start, p.Marker && !pad, p.Timestamp
 	s.data = append(s.data[:0], p.Payload[n:]...)
 	if int16(seq-a.highest) > 0 {
 		a.highest = seq
+	}
+	if !pad && (!a.tsKnown || int32(p.Timestamp-a.newestTS) > 0) {
+		a.newestTS, a.tsKnown = p.Timestamp, true
 	}
 	a.drain(emit)
 	return true
@@ -159,6 +186,7 @@ func (a *Assembler) reset(seq uint16) {
 		a.slots[i].used = false
 	}
 	a.next, a.highest, a.lost = seq, seq, true
+	a.tsKnown = false // a new stream, maybe with other timestamps
 }
 
 func (a *Assembler) has(seq uint16) *slot {
@@ -169,9 +197,22 @@ func (a *Assembler) has(seq uint16) *slot {
 	return nil
 }
 
-// late reports whether the packet at seq can no longer be waited for.
+// late reports whether the packet at seq can no longer be waited for: the
+// stream is maxLate packets ahead of it, or (SetMaxWait) its newest
+// packet is maxWait ahead of the first packet held from seq on.
 func (a *Assembler) late(seq uint16) bool {
-	return int16(a.highest-seq) >= int16(a.maxLate)
+	if int16(a.highest-seq) >= int16(a.maxLate) {
+		return true
+	}
+	if a.maxWait == 0 {
+		return false
+	}
+	for s := seq; int16(a.highest-s) >= 0; s++ {
+		if h := a.has(s); h != nil && !h.pad {
+			return int32(a.newestTS-h.ts) > int32(a.maxWait)
+		}
+	}
+	return false
 }
 
 // skip gives up the packets from a.next up to (not including) to.
@@ -192,6 +233,11 @@ func (a *Assembler) drain(emit func(Frame)) {
 			a.skip(a.next + 1)
 			continue
 		}
+		if head.pad {
+			head.used = false
+			a.next++
+			continue
+		}
 		if !head.start {
 			if !a.emitted && !a.late(a.next) {
 				return // the start may still come, reordered
@@ -205,7 +251,7 @@ func (a *Assembler) drain(emit func(Frame)) {
 			if s == nil {
 				break
 			}
-			if s.start || s.ts != head.ts {
+			if s.start || s.pad || s.ts != head.ts {
 				// A new frame began before this one ended: its tail was lost.
 				break
 			}

@@ -218,3 +218,116 @@ func FuzzHeaders(f *testing.F) {
 		}
 	})
 }
+
+// TestPadding: padding-only packets between frames, as a server sends to
+// probe a subscriber's bandwidth, take sequence numbers but hold up no
+// frame and count as no loss, for video and audio.
+func TestPadding(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		p    Packetizer
+		dep  Depacketizer
+	}{{"vp8", &VP8Packetizer{}, VP8{}}, {"opus", OpusPacketizer{}, Opus{}}} {
+		frames := testFrames(20)
+		for i := range frames {
+			frames[i] = frames[i][:min(len(frames[i]), 1000)]
+		}
+		var q []*rtp.Packet
+		seq := uint16(65000)
+		for i, f := range frames {
+			tt.p.Packetize(f, func(payload []byte, last bool) error {
+				q = append(q, &rtp.Packet{Header: rtp.Header{SequenceNumber: seq, Timestamp: uint32(i) * 3000, Marker: last},
+					Payload: bytes.Clone(payload)})
+				seq++
+				return nil
+			})
+			if i%5 == 2 {
+				for range 3 { // a probe cluster, with the last frame's timestamp
+					q = append(q, &rtp.Packet{Header: rtp.Header{SequenceNumber: seq, Timestamp: uint32(i) * 3000, Padding: true, PaddingSize: 200}})
+					seq++
+				}
+			}
+		}
+		var got [][]byte
+		losses := 0
+		a := NewAssembler(tt.dep, 512, 128)
+		for _, p := range q {
+			before := len(got)
+			a.Push(p, func(f Frame) {
+				got = append(got, bytes.Clone(f.Data))
+				if f.AfterLoss {
+					losses++
+				}
+			})
+			if !p.Padding && p.Marker || tt.name == "opus" && !p.Padding {
+				if len(got) != before+1 {
+					t.Fatalf("%s: the frame ending at %d is held up", tt.name, p.SequenceNumber)
+				}
+			}
+		}
+		if len(got) != len(frames) || losses != 0 {
+			t.Fatalf("%s: %d frames, %d losses; want %d, 0", tt.name, len(got), losses, len(frames))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], frames[i]) {
+				t.Fatalf("%s: frame %d differs", tt.name, i)
+			}
+		}
+	}
+}
+
+// TestMaxWait: on a stream too slow to bring maxLate packets soon, a
+// missing packet is given up once newer media is maxWait ahead.
+func TestMaxWait(t *testing.T) {
+	frames := testFrames(30)
+	for i := range frames {
+		frames[i] = frames[i][:min(len(frames[i]), 500)] // one packet each
+	}
+	pkts := packets(t, &VP8Packetizer{}, frames) // 3000 ticks per frame
+	q := append(append([]*rtp.Packet(nil), pkts[:5]...), pkts[6:]...)
+	a := NewAssembler(VP8{}, 512, 128)
+	a.SetMaxWait(9000) // three frames
+	var got int
+	losses := 0
+	for i, p := range q {
+		a.Push(p, func(f Frame) {
+			got++
+			if f.AfterLoss {
+				losses++
+			}
+		})
+		// Frame 5 is lost: frames 6 to 9 wait; frame 10 is more than
+		// 9000 ticks after frame 6: then they all come.
+		if p.Timestamp == 9*3000 && got != 5 {
+			t.Fatalf("after packet %d (frame 9): %d frames out, want 5", i, got)
+		}
+		if p.Timestamp == 10*3000 && got != 10 {
+			t.Fatalf("after packet %d (frame 10): %d frames out, want 10", i, got)
+		}
+	}
+	if got != 29 || losses != 1 {
+		t.Errorf("%d frames, %d losses; want 29, 1", got, losses)
+	}
+}
+
+// TestMaxWaitJump: a stream whose timestamps jump forward (a server
+// resuming a paused track continues the timeline with the time elapsed)
+// still has its frames of several packets rebuilt.
+func TestMaxWaitJump(t *testing.T) {
+	frames := testFrames(20)
+	for i := range frames {
+		frames[i] = append(frames[i], make([]byte, 3000)...) // several packets each
+	}
+	pkts := packets(t, &VP8Packetizer{}, frames)
+	for _, p := range pkts {
+		if p.Timestamp >= 10*3000 {
+			p.Timestamp += 90000 * 20 // 20 s later
+		}
+	}
+	a := NewAssembler(VP8{}, 512, 128)
+	a.SetMaxWait(9000)
+	got, losses := collect(a, pkts)
+	if len(got) != len(frames) || losses != 0 {
+		t.Fatalf("%d frames, %d losses; want %d, 0", len(got), losses, len(frames))
+	}
+}
