@@ -1,6 +1,7 @@
 // Command conclave is the Conclave video meeting platform: one binary for the
 // server (`conclave serve`), its administration from the shell
-// (`conclave admin ...`) and, later, the native client.
+// (`conclave admin ...`), the native client (`conclave join`) and the load
+// tester (`conclave loadtest`).
 package main
 
 import (
@@ -18,6 +19,7 @@ Usage:
   conclave serve [flags]          run the all-in-one server
   conclave admin <command> ...    manage users and rooms from the shell
   conclave join [flags] <URL>     join a meeting as a native participant
+  conclave loadtest [flags]       measure a server under load (docs/benchmarks.md)
   conclave version                print the version
 
 Run 'conclave <command> -h' for a command's flags.
@@ -39,6 +41,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return admin(args[1:], stdin, stdout, stderr)
 	case "join":
 		return join(args[1:], stdout, stderr)
+	case "loadtest":
+		return runLoadtest(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "conclave", version)
 		return 0

@@ -39,6 +39,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if cfg.MediaTCP != "" {
 		fmt.Fprintf(stdout, ", ICE-TCP %s", cfg.MediaTCP)
 	}
+	if a := srv.DebugAddr(); a != nil {
+		fmt.Fprintf(stdout, "\n  Debug:       http://%s/metrics and /debug/pprof/ (loopback, no authentication)", a)
+	}
 	fmt.Fprintf(stdout, "\n\n%s\n", pki.TrustInstructions(srv.TLS()))
 	link, created, err := srv.EnrolmentLink(ctx)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -49,6 +50,13 @@ type Config struct {
 	AllowList []string
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+	// MaxParticipants bounds the participants of one meeting (those
+	// waiting included); 0 means the default, 100.
+	MaxParticipants int
+	// DebugListen, when set, serves process metrics and Go profiles
+	// (docs/api.md, "Debug listener") on this loopback address, without
+	// authentication. Empty disables it.
+	DebugListen string
 }
 
 // DefaultDataDir is /var/lib/conclave for root and
@@ -106,6 +114,8 @@ func Register(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.KeyFile, "tls-key", env("CONCLAVE_TLS_KEY", c.KeyFile), "PEM private key of --tls-cert (env CONCLAVE_TLS_KEY)")
 	fs.StringVar(&c.Banner, "banner", env("CONCLAVE_BANNER", c.Banner), "text shown before the admin login (env CONCLAVE_BANNER)")
 	fs.StringVar(&c.LogLevel, "log-level", env("CONCLAVE_LOG_LEVEL", c.LogLevel), "debug, info, warn or error (env CONCLAVE_LOG_LEVEL)")
+	fs.IntVar(&c.MaxParticipants, "max-participants", envInt("CONCLAVE_MAX_PARTICIPANTS", c.MaxParticipants), "most participants in one meeting (env CONCLAVE_MAX_PARTICIPANTS; default 100)")
+	fs.StringVar(&c.DebugListen, "debug-listen", env("CONCLAVE_DEBUG_LISTEN", c.DebugListen), "loopback address serving process metrics and Go profiles without authentication, e.g. 127.0.0.1:6060; empty disables (env CONCLAVE_DEBUG_LISTEN)")
 	if v := os.Getenv("CONCLAVE_PUBLIC_IPS"); v != "" {
 		c.PublicIPs = splitList(v)
 	}
@@ -138,7 +148,30 @@ func (c *Config) Validate() error {
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level %q is not one of debug, info, warn, error", c.LogLevel)
 	}
+	if c.MaxParticipants < 0 || c.MaxParticipants > MaxParticipantsLimit {
+		return fmt.Errorf("--max-participants must be between 1 and %d (0 for the default, 100)", MaxParticipantsLimit)
+	}
+	if c.DebugListen != "" && !loopbackAddr(c.DebugListen) {
+		return fmt.Errorf("--debug-listen %q must be a loopback address such as 127.0.0.1:6060: it serves profiles without authentication", c.DebugListen)
+	}
 	return nil
+}
+
+// MaxParticipantsLimit is the highest --max-participants accepted.
+const MaxParticipantsLimit = 10000
+
+// loopbackAddr reports whether addr is host:port with a loopback IP
+// address or localhost as host.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Level returns the configured log level (info if invalid).

@@ -47,6 +47,7 @@ type Server struct {
 	clock    auth.Clock
 	http     *http.Server
 	listener net.Listener
+	debug    *debugServer // nil unless --debug-listen
 	url      string
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -129,7 +130,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log,
-		AfterFunc: opts.AfterFunc}, s.engine, gate)
+		AfterFunc: opts.AfterFunc, MaxParticipants: cfg.MaxParticipants}, s.engine, gate)
 	s.enroller = auth.NewEnroller(st, clock, auth.EnrolConfig{})
 	org := cfg.OrgName
 	if org == "" {
@@ -154,6 +155,11 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	s.url = publicURL(cfg, s.listener.Addr())
+	if cfg.DebugListen != "" {
+		if s.debug, err = startDebug(cfg.DebugListen, log); err != nil {
+			return nil, err
+		}
+	}
 
 	assets := opts.Assets
 	if assets == nil {
@@ -209,6 +215,15 @@ func (s *Server) Store() store.Store { return s.store }
 
 // TLS is the node's certificate material.
 func (s *Server) TLS() *pki.Material { return s.tls }
+
+// DebugAddr is the address of the debug listener (metrics and profiles),
+// nil when --debug-listen is not set.
+func (s *Server) DebugAddr() net.Addr {
+	if s.debug == nil {
+		return nil
+	}
+	return s.debug.Addr()
+}
 
 // MediaAddr is the UDP address of the media port.
 func (s *Server) MediaAddr() net.Addr { return s.engine.UDPAddr() }
@@ -271,6 +286,9 @@ func (s *Server) Close() error {
 
 func (s *Server) closeParts() error {
 	var errs []error
+	if s.debug != nil {
+		errs = append(errs, s.debug.Close())
+	}
 	if s.engine != nil {
 		errs = append(errs, s.engine.Close())
 	}

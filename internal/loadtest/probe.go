@@ -1,0 +1,164 @@
+package loadtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"conclave/internal/procstat"
+)
+
+// A Probe reads the server's CPU time and memory.
+type Probe interface {
+	Sample(ctx context.Context) (procstat.Sample, error)
+	// String says where the figures come from, for the report.
+	String() string
+}
+
+// ProcProbe reads the figures of a process on this machine from /proc.
+type ProcProbe int
+
+// Sample implements Probe.
+func (p ProcProbe) Sample(context.Context) (procstat.Sample, error) { return procstat.Read(int(p)) }
+
+func (p ProcProbe) String() string { return fmt.Sprintf("/proc/%d", int(p)) }
+
+// DebugServer is a Conclave server's debug listener (--debug-listen,
+// docs/api.md): its metrics are a Probe, and it serves Go profiles.
+type DebugServer struct {
+	base string // http://host:port
+	hc   *http.Client
+}
+
+// NewDebugServer checks the listener's base URL, e.g.
+// http://127.0.0.1:6060.
+func NewDebugServer(base string) (*DebugServer, error) {
+	u, err := url.Parse(strings.TrimRight(strings.TrimSpace(base), "/"))
+	if err != nil || u.Scheme != "http" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return nil, fmt.Errorf("debug listener %q: give its base URL, like http://127.0.0.1:6060", base)
+	}
+	return &DebugServer{base: u.Scheme + "://" + u.Host, hc: &http.Client{}}, nil
+}
+
+func (d *DebugServer) String() string { return d.base + "/metrics" }
+
+// maxMetricsSize bounds what is read of /metrics.
+const maxMetricsSize = 1 << 20
+
+// Sample implements Probe.
+func (d *DebugServer) Sample(ctx context.Context) (procstat.Sample, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	body, err := d.get(ctx, "/metrics", maxMetricsSize)
+	if err != nil {
+		return procstat.Sample{}, err
+	}
+	m, err := ParseMetrics(body, "process_cpu_seconds_total", "process_resident_memory_bytes",
+		"process_resident_memory_peak_bytes", "process_threads", "process_open_fds", "conclave_udp_receive_drops")
+	if err != nil {
+		return procstat.Sample{}, fmt.Errorf("%s: %w", d, err)
+	}
+	cpu, ok := m["process_cpu_seconds_total"]
+	rss, ok2 := m["process_resident_memory_bytes"]
+	if !ok || !ok2 {
+		return procstat.Sample{}, fmt.Errorf("%s has no process_cpu_seconds_total or process_resident_memory_bytes (a server on another system than Linux?)", d)
+	}
+	s := procstat.Sample{CPU: time.Duration(cpu * float64(time.Second)), RSS: int64(rss), Peak: int64(m["process_resident_memory_peak_bytes"]),
+		Threads: int(m["process_threads"]), FDs: -1, UDPDrops: -1}
+	if v, ok := m["process_open_fds"]; ok {
+		s.FDs = int(v)
+	}
+	if v, ok := m["conclave_udp_receive_drops"]; ok {
+		s.UDPDrops = int64(v)
+	}
+	return s, nil
+}
+
+// CPUProfile fetches a CPU profile of the server over the next d.
+func (d *DebugServer) CPUProfile(ctx context.Context, dur time.Duration) ([]byte, error) {
+	secs := max(1, int(dur.Round(time.Second)/time.Second))
+	ctx, cancel := context.WithTimeout(ctx, dur+30*time.Second)
+	defer cancel()
+	return d.get(ctx, "/debug/pprof/profile?seconds="+strconv.Itoa(secs), 256<<20)
+}
+
+// HeapProfile fetches the server's heap profile.
+func (d *DebugServer) HeapProfile(ctx context.Context) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return d.get(ctx, "/debug/pprof/heap", 256<<20)
+}
+
+func (d *DebugServer) get(ctx context.Context, path string, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := d.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("debug listener: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("debug listener: GET %s: %s", path, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("debug listener: GET %s: %w", path, err)
+	}
+	if int64(len(body)) > limit {
+		return nil, fmt.Errorf("debug listener: GET %s: more than %d bytes", path, limit)
+	}
+	return body, nil
+}
+
+// ParseMetrics reads the unlabelled samples of the given names from a
+// Prometheus text exposition (the body of /metrics, which comes from the
+// network). Comments, labelled samples and other names are skipped;
+// malformed lines are errors.
+func ParseMetrics(body []byte, names ...string) (map[string]float64, error) {
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 0, 4096), maxMetricsSize)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || text[0] == '#' {
+			continue
+		}
+		f := strings.Fields(text)
+		if len(f) < 2 || len(f) > 3 {
+			if strings.ContainsRune(f[0], '{') {
+				continue // labels with spaces in their values
+			}
+			return nil, fmt.Errorf("metrics line %d is malformed", line)
+		}
+		if !want[f[0]] {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 || v > 1e18 {
+			return nil, fmt.Errorf("metrics line %d: %s has no usable value", line, f[0])
+		}
+		out[f[0]] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	if len(out) == 0 && len(names) > 0 {
+		return nil, errors.New("metrics hold none of the figures needed")
+	}
+	return out, nil
+}

@@ -1,0 +1,121 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
+	"time"
+
+	"conclave/internal/procstat"
+)
+
+// debugServer is the opt-in debug listener (--debug-listen): process
+// metrics in the Prometheus text format and Go's profiles, over plain
+// HTTP on a loopback address, for `conclave loadtest` and operators on
+// the machine. It has no authentication, so it listens on loopback only
+// and answers loopback clients only; docs/api.md describes it.
+type debugServer struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+// startDebug listens on addr, which must be a loopback address.
+func startDebug(addr string, log *slog.Logger) (*debugServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug listener on %s: %w", addr, err)
+	}
+	if ta, ok := ln.Addr().(*net.TCPAddr); !ok || !ta.IP.IsLoopback() {
+		ln.Close()
+		return nil, fmt.Errorf("debug listener on %s: not a loopback address", addr)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", serveMetrics)
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // also the named profiles: heap, goroutine, allocs...
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	d := &debugServer{ln: ln, srv: &http.Server{
+		Handler:           loopbackOnly(mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}}
+	go func() {
+		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("debug listener stopped", "err", err)
+		}
+	}()
+	return d, nil
+}
+
+// Addr is the listener's address.
+func (d *debugServer) Addr() net.Addr { return d.ln.Addr() }
+
+func (d *debugServer) Close() error { return d.srv.Close() }
+
+// loopbackOnly refuses clients that are not on this machine (a second
+// guard behind the loopback listener).
+func loopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil || !ap.Addr().IsLoopback() {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// runtimeMetrics are read from the Go runtime for /metrics.
+var runtimeMetrics = []struct{ name, help, sample string }{
+	{"go_memory_total_bytes", "Memory mapped by the Go runtime, in bytes.", "/memory/classes/total:bytes"},
+	{"go_heap_objects_bytes", "Memory held by live and not yet swept heap objects, in bytes.", "/memory/classes/heap/objects:bytes"},
+	{"go_gc_cycles_total", "Completed garbage collection cycles.", "/gc/cycles/total:gc-cycles"},
+}
+
+// serveMetrics writes the process's figures in the Prometheus text
+// exposition format, with the standard process_* names. Figures that
+// cannot be read on this system are left out.
+func serveMetrics(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	m := func(name, typ, help, value string) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", name, help, name, typ, name, value)
+	}
+	if s, err := procstat.Read(os.Getpid()); err == nil {
+		m("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", strconv.FormatFloat(s.CPU.Seconds(), 'f', 3, 64))
+		m("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", strconv.FormatInt(s.RSS, 10))
+		m("process_resident_memory_peak_bytes", "gauge", "Highest resident memory size in bytes (VmHWM).", strconv.FormatInt(s.Peak, 10))
+		m("process_threads", "gauge", "Number of OS threads.", strconv.Itoa(s.Threads))
+		if s.FDs >= 0 {
+			m("process_open_fds", "gauge", "Number of open file descriptors.", strconv.Itoa(s.FDs))
+		}
+		if s.UDPDrops >= 0 {
+			m("conclave_udp_receive_drops", "gauge", "Datagrams the kernel dropped for lack of receive buffer space on the UDP sockets open now (media), since each opened.", strconv.FormatInt(s.UDPDrops, 10))
+		}
+	}
+	m("go_goroutines", "gauge", "Number of goroutines that currently exist.", strconv.Itoa(runtime.NumGoroutine()))
+	samples := make([]metrics.Sample, len(runtimeMetrics))
+	for i, rm := range runtimeMetrics {
+		samples[i].Name = rm.sample
+	}
+	metrics.Read(samples)
+	for i, rm := range runtimeMetrics {
+		if samples[i].Value.Kind() == metrics.KindUint64 {
+			typ := "gauge"
+			if rm.name == "go_gc_cycles_total" {
+				typ = "counter"
+			}
+			m(rm.name, typ, rm.help, strconv.FormatUint(samples[i].Value.Uint64(), 10))
+		}
+	}
+}

@@ -1,0 +1,96 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+
+	"conclave/internal/config"
+	"conclave/internal/signal"
+	"conclave/internal/store"
+)
+
+// TestDebugListener: --debug-listen serves the process metrics and Go
+// profiles on loopback; a non-loopback address is refused at start.
+func TestDebugListener(t *testing.T) {
+	cfg := config.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen, cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.Hosts = []string{"127.0.0.1"}
+	cfg.DebugListen = "127.0.0.1:0"
+	srv, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() { srv.Close() })
+	base := "http://" + srv.DebugAddr().String()
+	get := func(path string) string {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s", path, resp.Status)
+		}
+		return string(body)
+	}
+	metrics := get("/metrics")
+	for _, name := range []string{"process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_resident_memory_peak_bytes ", "go_goroutines "} {
+		if !strings.Contains(metrics, "\n"+name) {
+			t.Errorf("/metrics lacks %s:\n%s", name, metrics)
+		}
+	}
+	if heap := get("/debug/pprof/heap?debug=1"); !strings.Contains(heap, "heap profile") {
+		t.Errorf("heap profile: %.200s", heap)
+	}
+
+	cfg.DataDir = t.TempDir()
+	for _, addr := range []string{"0.0.0.0:6060", ":6060", "192.0.2.1:6060", "localhost"} {
+		cfg.DebugListen = addr
+		if s, err := Open(cfg, slog.New(slog.DiscardHandler), Options{}); err == nil {
+			s.Close()
+			t.Errorf("--debug-listen %s accepted", addr)
+		}
+	}
+}
+
+// TestMaxParticipants: --max-participants bounds a meeting.
+func TestMaxParticipants(t *testing.T) {
+	cfg := config.Defaults()
+	cfg.MaxParticipants = 2
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{-1, config.MaxParticipantsLimit + 1} {
+		cfg.MaxParticipants = n
+		if cfg.Validate() == nil {
+			t.Errorf("--max-participants %d accepted", n)
+		}
+	}
+	cfg = config.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen, cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.Hosts = []string{"127.0.0.1"}
+	cfg.MaxParticipants = 2
+	srv, err := Open(cfg, slog.New(slog.DiscardHandler), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() { srv.Close() })
+	if _, err := srv.Store().CreateRoom(context.Background(), store.Room{Alias: "board", DisplayName: "board"}); err != nil {
+		t.Fatal(err)
+	}
+	dial(t, srv).join("board", "Alice")
+	dial(t, srv).join("board", "Bob")
+	carol := dial(t, srv)
+	carol.sendRaw(`{"v":1,"type":"join","room":"board","name":"Carol"}`)
+	carol.expectError(signal.CodeRoomFull)
+}
