@@ -108,29 +108,8 @@ func defaultName() string {
 	return "Native client"
 }
 
-// roots returns the CAs to trust: --ca, else <data>/tls/ca.crt when it
-// exists, else nil (the system roots).
-func (f *joinFlags) roots() (*x509.CertPool, error) {
-	path := f.ca
-	if path == "" && f.data != "" {
-		p := filepath.Join(f.data, "tls", pki.CACertFile)
-		if _, err := os.Stat(p); err == nil {
-			path = p
-		}
-	}
-	if path == "" {
-		return nil, nil
-	}
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read CA file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return pool, nil
-}
+// roots returns the CAs to trust for the meeting's server (trustedRoots).
+func (f *joinFlags) roots() (*x509.CertPool, error) { return trustedRoots(f.ca, f.data) }
 
 // sources opens the media to publish.
 func (f *joinFlags) sources() (video, audio client.FrameSource, closers []io.Closer, err error) {

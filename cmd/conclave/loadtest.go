@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -11,13 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"conclave/internal/loadtest"
-	"conclave/internal/pki"
 )
 
 const loadtestUsage = `Usage: conclave loadtest [flags] (-local | -url <meeting URL>)
@@ -191,7 +188,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 		cfg.RootCAs = srv.Roots
 		cfg.Server, cfg.Debug = loadtest.ProcProbe(srv.PID), srv.Debug
 	} else {
-		if cfg.RootCAs, err = loadtestRoots(f.ca, f.data); err != nil {
+		if cfg.RootCAs, err = trustedRoots(f.ca, f.data); err != nil {
 			return fail(err)
 		}
 		cfg.InsecureSkipVerify = f.insecure
@@ -290,28 +287,4 @@ func startLocalServer(ctx context.Context, f *loadtestFlags, progress func(strin
 	}
 	progress(fmt.Sprintf("started a server at %s (process %d, debug listener %s)", srv.URL, srv.PID, strings.TrimSuffix(srv.Debug.String(), "/metrics")))
 	return srv, nil
-}
-
-// loadtestRoots returns the CAs to trust for -url: -ca, else
-// <data>/tls/ca.crt when it exists, else nil (the system roots).
-func loadtestRoots(ca, data string) (*x509.CertPool, error) {
-	path := ca
-	if path == "" && data != "" {
-		p := filepath.Join(data, "tls", pki.CACertFile)
-		if _, err := os.Stat(p); err == nil {
-			path = p
-		}
-	}
-	if path == "" {
-		return nil, nil
-	}
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read CA file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return pool, nil
 }

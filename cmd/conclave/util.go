@@ -1,8 +1,11 @@
 package main
 
 import (
+	"crypto/x509"
+	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 
 	"conclave/internal/pki"
 )
@@ -18,4 +21,29 @@ func firstHost() string {
 		}
 	}
 	return "127.0.0.1"
+}
+
+// trustedRoots returns the CAs a client command (join, loadtest) trusts:
+// the PEM file ca, else <data>/tls/ca.crt when it exists, else nil (the
+// system roots).
+func trustedRoots(ca, data string) (*x509.CertPool, error) {
+	path := ca
+	if path == "" && data != "" {
+		p := filepath.Join(data, "tls", pki.CACertFile)
+		if _, err := os.Stat(p); err == nil {
+			path = p
+		}
+	}
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
 }

@@ -2,6 +2,7 @@ package clips
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 	"time"
 
@@ -51,7 +52,7 @@ func TestLayers(t *testing.T) {
 		}
 		if i == 0 {
 			frames, pts = n, times
-		} else if n != frames || !equal(times, pts) {
+		} else if n != frames || !slices.Equal(times, pts) {
 			t.Errorf("%s: frames or time stamps differ from layer q", l.RID)
 		}
 	}
@@ -63,16 +64,4 @@ func TestLayers(t *testing.T) {
 			t.Error(err)
 		}
 	}
-}
-
-func equal(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
