@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/gcc"
@@ -84,6 +86,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("open media UDP port %s: %w", cfg.UDPAddr, err)
 	}
 	e.udp = udp
+	setSocketBuffers(udp, log)
 	udpMux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("udpmux"), udp)
 	e.udpMux = udpMux
 	se.SetICEUDPMux(udpMux)
@@ -122,7 +125,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	// Browsers hide their host addresses behind mDNS names; the server has
 	// no use for resolving them (peer-reflexive candidates appear anyway).
-	se.SetICEMulticastDNSMode(0)
+	// Disabled, not the zero value: that means "query only", which opens
+	// an mDNS socket and a reader for every peer connection.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 
 	me, err := newMediaEngine()
 	if err != nil {
@@ -331,4 +336,42 @@ func (e *Engine) newSubscriberInterceptors(me *webrtc.MediaEngine, lf logging.Lo
 	}
 	reg.Add(sr)
 	return reg, nil
+}
+
+// mediaSocketBuffer is the kernel buffer asked for, each way, on the
+// media UDP port. Every participant's media arrives on this one socket,
+// read by one goroutine: while the process is busy for a moment (a leave
+// makes every subscriber renegotiate and every client rotate its key),
+// the default 208 KiB holds about a hundred packets, and the rest would
+// be dropped, each loss costing a retransmission or a key frame.
+const mediaSocketBuffer = 4 << 20
+
+// setSocketBuffers asks for mediaSocketBuffer; the kernel caps it at
+// net.core.rmem_max and wmem_max (docs/admin.md), which is logged.
+func setSocketBuffers(c net.PacketConn, log *slog.Logger) {
+	u, ok := c.(*net.UDPConn)
+	if !ok {
+		return
+	}
+	if err := u.SetReadBuffer(mediaSocketBuffer); err != nil {
+		log.Warn("media socket: cannot set the receive buffer", "bytes", mediaSocketBuffer, "err", err)
+	}
+	if err := u.SetWriteBuffer(mediaSocketBuffer); err != nil {
+		log.Warn("media socket: cannot set the send buffer", "bytes", mediaSocketBuffer, "err", err)
+	}
+	raw, err := u.SyscallConn()
+	if err != nil {
+		return
+	}
+	var rcv, snd int
+	_ = raw.Control(func(fd uintptr) {
+		rcv, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+		snd, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
+	})
+	// Linux reports twice the size asked for (the other half is its
+	// bookkeeping); less than that means the sysctl cap applied.
+	if rcv < 2*mediaSocketBuffer || snd < 2*mediaSocketBuffer {
+		log.Info("media socket buffers are below what Conclave asks for; raise net.core.rmem_max and net.core.wmem_max (docs/admin.md)",
+			"receive", rcv/2, "send", snd/2, "wanted", mediaSocketBuffer)
+	}
 }

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,7 +118,7 @@ func (s *Subscriber) RemoveTrack(up *UpTrack) {
 		return
 	}
 	_ = s.pc.RemoveTrack(sender) // stops sending at once
-	s.negotiateSoonLocked(negotiateRemoveDelay)
+	s.negotiateSoonLocked(removeDelay())
 }
 
 // Negotiate sends an offer now if none is outstanding; used once at the
@@ -241,13 +242,22 @@ func (s *Subscriber) Bandwidth() int {
 // Renegotiation after a track change is deferred so that the changes of
 // one event (the two tracks of a participant that arrives or leaves, a
 // burst of leaves) make one offer. A removed track stops being sent at
-// once; only its m-line waits, so removals wait longer: in a big meeting a
-// leave makes every subscriber renegotiate at the same time, CPU that the
-// key rotation the leave starts (docs/e2ee.md) should not queue behind.
+// once; only its m-line waits, so removals wait longer, and each
+// subscriber a different time: in a big meeting a leave would otherwise
+// make every subscriber renegotiate in the same instant, a burst of CPU
+// on the server and on every client that the key rotation the leave
+// starts (docs/e2ee.md, done within about 800 ms) should not queue
+// behind, nor the media.
 const (
-	negotiateAddDelay    = 20 * time.Millisecond
-	negotiateRemoveDelay = time.Second
+	negotiateAddDelay        = 20 * time.Millisecond
+	negotiateRemoveDelay     = 2 * time.Second
+	negotiateRemoveDelayMore = 2 * time.Second // spread: up to this much more
 )
+
+// removeDelay is when this subscriber renegotiates after a removal.
+func removeDelay() time.Duration {
+	return negotiateRemoveDelay + rand.N(negotiateRemoveDelayMore)
+}
 
 // negotiateSoonLocked negotiates after d, or sooner if a negotiation is
 // already due sooner.
