@@ -55,6 +55,8 @@ export class FrameCryptor {
     /** @type {Map<string, {receiver: Receiver, index: number, missingSince: number, reported: number, waiting: boolean}>} */
     this.receivers = new Map();
     this.stats = { encrypted: 0, decrypted: 0, dropped: 0 };
+    /** @type {Map<number, number>} generation -> when this worker started encrypting with it */
+    this.sendingSince = new Map();
     this.keyOps = Promise.resolve();
   }
 
@@ -62,6 +64,7 @@ export class FrameCryptor {
   reset() {
     this.sender = null;
     this.receivers = new Map();
+    this.sendingSince = new Map();
   }
 
   /**
@@ -72,11 +75,15 @@ export class FrameCryptor {
     return this.#serial(async () => {
       if (!this.sender) {
         this.sender = await Sender.create(k.index, k);
-        return;
+      } else {
+        const c = this.sender.key;
+        if (c.index === k.index && c.generation === k.generation && c.step === k.step) return;
+        await this.sender.setKey(k);
       }
-      const c = this.sender.key;
-      if (c.index === k.index && c.generation === k.generation && c.step === k.step) return;
-      await this.sender.setKey(k);
+      if (!this.sendingSince.has(k.generation)) {
+        this.sendingSince.set(k.generation, this.now());
+        if (this.sendingSince.size > GENERATIONS_KEPT) this.sendingSince.delete(this.sendingSince.keys().next().value);
+      }
     });
   }
 
@@ -204,9 +211,11 @@ export class FrameCryptor {
   /**
    * What happened to each remote participant's frames: counts, the key
    * version of the last frame decrypted, and when the first frame of each
-   * recent key generation was decrypted (milliseconds of `now`). No key
-   * material.
+   * recent key generation was decrypted (milliseconds of `now`); and when
+   * this participant started encrypting with each recent generation of its
+   * own. No key material.
    * @returns {{totals: {encrypted: number, decrypted: number, dropped: number},
+   *   sendingSince: Object<number, number>,
    *   participants: Object<string, {index: number, decrypted: number, noKey: number, auth: number,
    *     last: {generation: number, step: number}|null, firstDecrypt: Object<number, number>}>}}
    */
@@ -218,7 +227,7 @@ export class FrameCryptor {
         firstDecrypt: Object.fromEntries(r.firstDecrypt),
       };
     }
-    return { totals: { ...this.stats }, participants };
+    return { totals: { ...this.stats }, sendingSince: Object.fromEntries(this.sendingSince), participants };
   }
 
   #drop(why) {

@@ -111,6 +111,7 @@ export class MeetingCrypto extends EventTarget {
     this.timers = { leave: null, switch: null, grace: null };
     this.leavers = false; // someone holding our key left since the last rotation
     this.code = '';
+    this.codeOf = []; // the announcements this.code was computed from
     this.last = { state: '', participants: '', code: '', warnings: '' };
     this.started = false;
   }
@@ -139,6 +140,7 @@ export class MeetingCrypto extends EventTarget {
     this.ownPayload = '';
     this.sender = null;
     this.code = '';
+    this.codeOf = [];
     this.pendingKeys = new Map();
     this.pendingChat = new Map();
     this.leavers = false;
@@ -419,8 +421,11 @@ export class MeetingCrypto extends EventTarget {
     this.send('key', { to: id, payload: toBase64(sealed) });
   }
 
+  // Seals for everyone at once: one after the other, each seal waits for
+  // its turn on a busy page, and the switch (SWITCH_DELAY_MS after the
+  // last message) with it.
   async #sendKeyToAll() {
-    for (const id of [...this.peers.keys()]) await this.#sendKey(id);
+    await Promise.all([...this.peers.keys()].map((id) => this.#sendKey(id)));
   }
 
   async #onKey(from, payload) {
@@ -583,8 +588,13 @@ export class MeetingCrypto extends EventTarget {
 
   async #changed() {
     if (this.own) {
+      // Hashed again only when the announcements changed: a rotation
+      // brings a key message from everyone, each ending here.
       const anns = [this.own, ...[...this.peers.values()].map((p) => p.ann)];
-      this.code = await meetingCode(anns);
+      if (anns.length !== this.codeOf.length || anns.some((a, i) => a !== this.codeOf[i])) {
+        this.code = await meetingCode(anns);
+        this.codeOf = anns;
+      }
     }
     const snap = this.snapshot();
     const keys = {

@@ -252,6 +252,7 @@ test('leave rotation: after the rotation the one who left decrypts nothing', asy
   await assertDecrypts(a, b);
   await w.advance(SWITCH_DELAY_MS);
   const f = await a.frames.c.encrypt('vp9', frame(5));
+  assert.equal(a.frames.c.report().sendingSince[gen + 1], w.clock.now, "Alice's worker notes when it began encrypting with the rotated key");
   assert.equal(await c.frames.c.decrypt(a.id, 'vp9', f), 'no-key');
   assert.ok((await b.frames.c.decrypt(a.id, 'vp9', f)) instanceof Uint8Array);
   await assertDecrypts(b, a);
