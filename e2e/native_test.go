@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -35,18 +36,53 @@ func joinNative(t *testing.T, srv *server.Server, room, name string) *native {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return joinNativeWith(t, srv.URL(), roots, room, name, nativeOpts{camera: client.NewTestVideo(), audio: true, record: true})
+}
+
+// nativeOpts say what a native participant of a test does.
+type nativeOpts struct {
+	camera   client.FrameSource    // published as the camera, if set
+	audio    bool                  // publish the test audio clip
+	thumbs   bool                  // show every remote video as a 160x120 thumbnail (layout)
+	record   bool                  // record what it receives into IVF/Ogg files
+	observer func(secure.KeyEvent) // sees its key events (secure.Config.Observer)
+}
+
+// joinNativeWith joins room at the server at base, trusted by roots, with
+// the native client, E2EE on, doing what o says.
+func joinNativeWith(t *testing.T, base string, roots *x509.CertPool, room, name string, o nativeOpts) *native {
+	t.Helper()
 	device, err := e2ee.GenerateDeviceKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})).With("who", name)
-	sec, err := secure.New(secure.Config{Device: device, Name: name, Logger: log})
+	sec, err := secure.New(secure.Config{Device: device, Name: name, Logger: log, Observer: o.observer})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := &native{sec: sec, dir: t.TempDir()}
-	opts := client.Options{URL: srv.URL() + "/r/" + room, Name: name, RootCAs: roots, Logger: log,
-		Camera: client.NewTestVideo(), Microphone: client.NewTestAudio(), NewSink: client.Recorder(n.dir)}
+	opts := client.Options{URL: base + "/r/" + room, Name: name, RootCAs: roots, Logger: log}
+	if o.camera != nil {
+		opts.Camera = o.camera
+	}
+	if o.audio {
+		opts.Microphone = client.NewTestAudio()
+	}
+	if o.record {
+		opts.NewSink = client.Recorder(n.dir)
+	}
+	if o.thumbs {
+		opts.Layout = func(tracks []client.TrackInfo) map[string]client.Size {
+			sizes := map[string]client.Size{}
+			for _, tr := range tracks {
+				if tr.Kind == "video" {
+					sizes[tr.Mid] = client.Size{Width: 160, Height: 120}
+				}
+			}
+			return sizes
+		}
+	}
 	sec.Wire(&opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

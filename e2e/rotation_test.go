@@ -1,0 +1,316 @@
+package e2e
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"conclave/internal/client"
+	"conclave/internal/client/secure"
+	"conclave/internal/pki"
+	"conclave/internal/testutil/browser"
+)
+
+// decryptLog records, for one native receiver, when it first decrypted each
+// sender's frames under each key generation.
+type decryptLog struct {
+	mu    sync.Mutex
+	first map[string]map[uint8]time.Time // sender -> generation -> first decrypt
+}
+
+func newDecryptLog() *decryptLog {
+	return &decryptLog{first: map[string]map[uint8]time.Time{}}
+}
+
+func (l *decryptLog) observe(e secure.KeyEvent) {
+	if e.Kind != secure.FirstDecrypt {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	g := l.first[e.Participant]
+	if g == nil {
+		g = map[uint8]time.Time{}
+		l.first[e.Participant] = g
+	}
+	if _, ok := g[e.Key.Generation]; !ok {
+		g[e.Key.Generation] = e.At
+	}
+}
+
+// firstAfter returns when the receiver first decrypted a generation of
+// sender that it had not decrypted before `since`.
+func (l *decryptLog) firstAfter(sender string, since time.Time) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return earliestAfter(l.first[sender], since)
+}
+
+func earliestAfter(gens map[uint8]time.Time, since time.Time) (time.Time, bool) {
+	var at time.Time
+	for _, t := range gens {
+		if t.After(since) && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+	}
+	return at, !at.IsZero()
+}
+
+// tinyVideo plays testdata/tiny.ivf: 64x48 pixels, 15 frames/s, a key
+// frame every second, about 260 bytes a frame (one packet). Made with
+//
+//	ffmpeg -f lavfi -i testsrc=size=64x48:rate=15 -t 2 -c:v libvpx -b:v 30k \
+//	  -g 15 -keyint_min 15 -auto-alt-ref 0 -lag-in-frames 0 tiny.ivf
+func tinyVideo(t *testing.T) client.FrameSource {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "tiny.ivf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := client.NewIVFSource(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("testdata/tiny.ivf: %v", err)
+	}
+	return src
+}
+
+// workerReportJS asks the page's media encryption worker for its report
+// (FrameCryptor.report in web/static/js/e2ee/framecryptor.mjs).
+const workerReportJS = `(async () => {
+  const w = (window.__workers || []).find((x) => x.url.includes('/e2ee/worker.mjs'));
+  if (!w) return {participants: {}};
+  const seq = Math.random();
+  return await new Promise((resolve) => {
+    const h = (e) => {
+      if (e.data?.op !== 'stats' || e.data.seq !== seq) return;
+      w.worker.removeEventListener('message', h);
+      resolve(e.data.report);
+    };
+    w.worker.addEventListener('message', h);
+    w.worker.postMessage({op: 'stats', seq});
+  });
+})()`
+
+// workerReport is what a browser's media worker says of one sender.
+type workerReport struct {
+	Decrypted    int                `json:"decrypted"`
+	NoKey        int                `json:"noKey"`
+	Auth         int                `json:"auth"`
+	FirstDecrypt map[string]float64 `json:"firstDecrypt"` // generation -> Unix ms
+}
+
+// cryptorReport is a browser's media worker report (FrameCryptor.report).
+type cryptorReport struct {
+	Participants map[string]workerReport `json:"participants"`
+	SendingSince map[string]float64      `json:"sendingSince"` // own generation -> Unix ms
+}
+
+// decryptReport returns p's media worker report.
+func (p *participant) decryptReport() cryptorReport {
+	p.t.Helper()
+	var r cryptorReport
+	if err := p.Eval(workerReportJS, &r); err != nil {
+		p.t.Fatalf("%s: read the media worker's report: %v", p.name, err)
+	}
+	return r
+}
+
+// firstAfter is decryptLog.firstAfter for a browser's report.
+func (w workerReport) firstAfter(since time.Time) (time.Time, bool) {
+	var at time.Time
+	for _, ms := range w.FirstDecrypt {
+		t := time.UnixMilli(int64(ms))
+		if t.After(since) && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+	}
+	return at, !at.IsZero()
+}
+
+// TestRotation20Plus2Timing: 20 native participants and 2 browsers in one
+// E2EE meeting. Everyone decrypts everyone and shows the same meeting code;
+// one native participant leaves, and every remaining receiver, browsers
+// included, decrypts every remaining sender's new key generation; the
+// browsers go on decoding each other, with a new common code.
+//
+// The time from the leave to the last pair decrypting is logged and
+// recorded in docs/benchmarks.md; the test fails only beyond
+// rotationBound. The aim is under 1 s, and the protocol's own part of it
+// is 550 ms (the 300 ms debounce, the 250 ms switch delay), but on the
+// two-core machine that runs the suite the 22 participants alone keep
+// both cores busy, and the media's delay through them varies from run
+// to run by more than the remaining 450 ms (docs/benchmarks.md).
+func TestRotation20Plus2Timing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("a timing measurement; scripts/test runs it without -race")
+	}
+	const n = 20
+	srv := startServer(t, "big")
+	roots, err := pki.CAPool(srv.TLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The cameras at 15 frames/s and a smaller window: 22 participants on
+	// two cores is the test's own load, and the browsers' rendering is
+	// most of it. The window is the smallest in which the grid shows all
+	// 22 tiles (a tile out of view is not forwarded).
+	flags := browser.DefaultFlags()
+	flags["use-fake-device-for-media-stream"] = "fps=15"
+	flags["window-size"] = "960,640"
+	b := browser.StartWith(t, flags)
+	logs := make([]*decryptLog, n)
+	natives := make([]*native, n)
+	for i := range natives {
+		logs[i] = newDecryptLog()
+		// A tiny real video (testdata/tiny.ivf), no audio, and the
+		// browsers' cameras as thumbnails (their low layer): 20 full clips,
+		// 20 audio streams at 50 packets/s and the browsers' top layers, to
+		// 21 receivers of which 20 in this one process, would measure the
+		// test machine, not the key schedule.
+		natives[i] = joinNativeWith(t, srv.URL(), roots, "big", fmt.Sprintf("N%02d", i),
+			nativeOpts{camera: tinyVideo(t), thumbs: true, observer: logs[i].observe})
+	}
+	alice := join(t, b, srv.URL(), "big", "Alice")
+	bob := join(t, b, srv.URL(), "big", "Bob")
+	browsers := []*participant{alice, bob}
+	alice.waitMedia(bob, "camera", true)
+	bob.waitMedia(alice, "camera", true)
+	code := sameCode(t, alice, bob)
+	waitNativeCodes(t, natives, code)
+	t.Logf("22 participants, one meeting code: %s", code)
+
+	names := map[string]string{alice.id: "Alice", bob.id: "Bob"}
+	senders := []string{alice.id, bob.id}
+	for _, m := range natives {
+		names[m.Self().ID] = m.Self().Name
+		senders = append(senders, m.Self().ID)
+	}
+
+	// decrypted lists, for every receiver and every other sender, how long
+	// after `since` the receiver first decrypted a generation not seen
+	// before; and the pairs that have not yet.
+	type pair struct {
+		sender, receiver string
+		delay            time.Duration
+	}
+	decrypted := func(natives []*native, logs []*decryptLog, senders []string, since time.Time) (done []pair, missing []string) {
+		add := func(s, r string, at time.Time, ok bool) {
+			if ok {
+				done = append(done, pair{names[s], r, at.Sub(since)})
+			} else {
+				missing = append(missing, names[s]+"→"+r)
+			}
+		}
+		for i, m := range natives {
+			for _, s := range senders {
+				if s != m.Self().ID {
+					at, ok := logs[i].firstAfter(s, since)
+					add(s, m.Self().Name, at, ok)
+				}
+			}
+		}
+		for _, p := range browsers {
+			report := p.decryptReport()
+			for _, s := range senders {
+				if s != p.id {
+					at, ok := report.Participants[s].firstAfter(since)
+					add(s, p.name, at, ok)
+				}
+			}
+		}
+		return done, missing
+	}
+
+	var missing []string
+	waitUntilf(t, 30*time.Second, func() bool {
+		_, missing = decrypted(natives, logs, senders, time.Time{})
+		return len(missing) == 0
+	}, func() string {
+		return fmt.Sprintf("every member decrypting every other; %d pairs do not (sender→receiver): %s", len(missing), strings.Join(missing, " "))
+	})
+	t.Logf("all %d receiver/sender pairs decrypt", 22*21)
+
+	leaver := natives[n-1]
+	stay, stayLogs := natives[:n-1], logs[:n-1]
+	senders = slices.DeleteFunc(senders, func(s string) bool { return s == leaver.Self().ID })
+	left := time.Now()
+	if err := leaver.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	var done []pair
+	waitUntilf(t, rotationBound, func() bool {
+		done, missing = decrypted(stay, stayLogs, senders, left)
+		return len(missing) == 0
+	}, func() string {
+		return fmt.Sprintf("every remaining receiver decrypting every sender's new key generation; %d pairs do not (sender→receiver): %s",
+			len(missing), strings.Join(missing, " "))
+	})
+	slices.SortFunc(done, func(a, b pair) int { return cmp.Compare(a.delay, b.delay) })
+	p50, p90, worst := done[len(done)/2].delay, done[len(done)*9/10].delay, done[len(done)-1].delay
+	t.Logf("%d receiver/sender pairs (browsers included): leave → new generation decrypted p50 %v, p90 %v, max %v",
+		len(done), p50.Round(time.Millisecond), p90.Round(time.Millisecond), worst.Round(time.Millisecond))
+	var slow []string
+	for _, p := range done[max(0, len(done)-3):] {
+		slow = append(slow, fmt.Sprintf("%s→%s %v", p.sender, p.receiver, p.delay.Round(time.Millisecond)))
+	}
+	t.Logf("slowest: %s", strings.Join(slow, ", "))
+	for _, p := range browsers {
+		for g, ms := range p.decryptReport().SendingSince {
+			if at := time.UnixMilli(int64(ms)); at.After(left) {
+				t.Logf("%s began encrypting with generation %s %v after the leave", p.name, g, at.Sub(left).Round(time.Millisecond))
+			}
+		}
+	}
+
+	// The browsers go on decoding each other, and everyone shows the new code.
+	code2 := sameCode(t, alice, bob)
+	if code2 == code {
+		t.Fatalf("meeting code did not change after the leave: %s", code2)
+	}
+	waitNativeCodes(t, stay, code2)
+	alice.waitMedia(bob, "camera", true)
+	bob.waitMedia(alice, "camera", false)
+}
+
+// rotationBound is how long TestRotation20Plus2Timing waits for every
+// pair to decrypt the new generation: far above the runs measured on
+// the suite's machine (docs/benchmarks.md), so that only a rotation that
+// does not complete, or needs key requests to, fails it.
+const rotationBound = 8 * time.Second
+
+func waitNativeCodes(t *testing.T, ms []*native, code string) {
+	t.Helper()
+	waitUntil(t, "native meeting codes equal "+code, 20*time.Second, func() bool {
+		for _, m := range ms {
+			if m.sec.MeetingCode() != code {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitUntil polls ok until it holds, failing the test after timeout.
+func waitUntil(t *testing.T, desc string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	waitUntilf(t, timeout, ok, func() string { return desc })
+}
+
+// waitUntilf is waitUntil with a description made at the timeout.
+func waitUntilf(t *testing.T, timeout time.Duration, ok func() bool, desc func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", desc())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
