@@ -266,7 +266,11 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 // (shared by all subscribers) rather than by a per-subscriber responder.
 func newInterceptors(me *webrtc.MediaEngine, lf logging.LoggerFactory) (*interceptor.Registry, error) {
 	reg := &interceptor.Registry{}
-	gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(lf))
+	// A lost packet is asked for a few times, not for as long as the
+	// generator remembers it (Pion's default: every 100 ms): a loaded
+	// link or server would otherwise carry a growing stream of requests
+	// for packets long useless.
+	gen, err := nack.NewGeneratorInterceptor(nack.GeneratorMaxNacksPerPacket(maxNacksPerPacket), nack.WithGeneratorLoggerFactory(lf))
 	if err != nil {
 		return nil, fmt.Errorf("nack generator: %w", err)
 	}
@@ -337,6 +341,10 @@ func (e *Engine) newSubscriberInterceptors(me *webrtc.MediaEngine, lf logging.Lo
 	reg.Add(sr)
 	return reg, nil
 }
+
+// maxNacksPerPacket is how many times the server asks a publisher for one
+// lost packet.
+const maxNacksPerPacket = 10
 
 // mediaSocketBuffer is the kernel buffer asked for, each way, on the
 // media UDP port. Every participant's media arrives on this one socket,

@@ -167,3 +167,22 @@ func TestSimulcastReceive(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A lower simulcast layer keeps fewer packets for retransmission: half per
+// step down from the top, never under minCacheSize.
+func TestCacheSize(t *testing.T) {
+	for _, c := range []struct{ idx, layers, want int }{
+		{0, 0, videoCacheSize}, // one layer
+		{0, 1, videoCacheSize},
+		{2, 3, videoCacheSize}, // f
+		{1, 3, videoCacheSize / 2},
+		{0, 3, videoCacheSize / 4},
+		{1, 2, videoCacheSize},
+		{0, 2, videoCacheSize / 2},
+		{0, 4, minCacheSize},
+	} {
+		if got := cacheSize(c.idx, c.layers); got != c.want {
+			t.Errorf("cacheSize(%d, %d) = %d, want %d", c.idx, c.layers, got, c.want)
+		}
+	}
+}

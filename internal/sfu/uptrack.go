@@ -18,8 +18,23 @@ import (
 const keyFrameInterval = 500 * time.Millisecond
 
 // videoCacheSize is how many packets of a video layer are kept for
-// retransmission: about a second of 2 Mbit/s video.
+// retransmission: about a second of 2 Mbit/s video. Lower simulcast
+// layers keep half as many per step down (cacheSize): a 150 kbit/s layer
+// fills 512 packets in half a minute, which only costs memory.
 const videoCacheSize = 512
+
+// minCacheSize is the least a video layer keeps.
+const minCacheSize = 128
+
+// cacheSize is the retransmission cache of layer idx of a track with
+// layers simulcast encodings (0 or 1: one layer, the top).
+func cacheSize(idx, layers int) int {
+	size := videoCacheSize
+	for range max(layers-1-idx, 0) {
+		size /= 2
+	}
+	return max(size, minCacheSize)
+}
 
 // maxLayers bounds the spatial layers of a track (simulcast encodings or
 // VP9 spatial layers).
@@ -143,7 +158,7 @@ func (u *UpTrack) attach(remote *webrtc.TrackRemote) *upLayer {
 	}
 	l := &upLayer{track: u, index: int8(idx), rid: remote.RID(), remote: remote, ssrc: uint32(remote.SSRC())}
 	if u.kind == webrtc.RTPCodecTypeVideo {
-		l.cache = packetcache.New(videoCacheSize)
+		l.cache = packetcache.New(cacheSize(idx, len(u.rids)))
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
