@@ -44,7 +44,8 @@ type DownTrack struct {
 	mu     sync.Mutex // forwarding state below
 	sel    layerSelector
 	munger rtpMunger
-	hist   *history // nil for audio
+	video  bool
+	hist   *history // nil for audio, and until the first packet is forwarded
 	hdr    rtp.Header
 	ext    [2]rtp.Extension // backing array for extensions added downstream (TWCC)
 	// frameEnd: the last packet sent in sequence ended a frame (or was
@@ -83,9 +84,9 @@ func newDownTrack(up *UpTrack) *DownTrack {
 	} else {
 		d.sel = newSimulcastSelector(0)
 	}
-	if up.kind == webrtc.RTPCodecTypeVideo {
-		d.hist = &history{}
-	}
+	// The history is made when the first packet is forwarded: a
+	// subscriber is given every publisher's tracks and may show few.
+	d.video = up.kind == webrtc.RTPCodecTypeVideo
 	d.cur.Store(-1)
 	d.tgt.Store(0)
 	d.desired.Store(0)
@@ -254,7 +255,10 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 		// down tracks: put the original descriptor back.
 		copy(payload, saved[:min(info.vp8.HeaderSize, len(saved))])
 	}
-	if d.hist != nil {
+	if d.video {
+		if d.hist == nil {
+			d.hist = new(history)
+		}
 		d.hist.record(sentPacket{outSeq: out.seq, inSeq: p.SequenceNumber, layer: info.layer,
 			marker: marker, ts: out.ts, pid: out.pid, tl0: out.tl0})
 	}
@@ -277,11 +281,14 @@ const paddingIdle = 200 * time.Millisecond
 // nothing.
 func (d *DownTrack) writePadding(n int, size uint8, now int64) int {
 	b := d.binding.Load()
-	if b == nil || d.hist == nil || n <= 0 || size == 0 {
+	if b == nil || n <= 0 || size == 0 {
 		return 0
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.hist == nil {
+		return 0 // nothing forwarded yet: no frame to pad after
+	}
 	if !d.frameEnd && now-d.lastSent < int64(paddingIdle) {
 		return 0
 	}
@@ -337,7 +344,7 @@ func (d *DownTrack) readRTCP(sender *webrtc.RTPSender) {
 // to its source layer and sequence number through the history, read from
 // that layer's cache and rewritten as it was first sent.
 func (d *DownTrack) retransmit(n *rtcp.TransportLayerNack) {
-	if d.hist == nil {
+	if !d.video {
 		return
 	}
 	d.retransmitMu.Lock()
@@ -356,7 +363,11 @@ func (d *DownTrack) resend(seq uint16) {
 		return
 	}
 	d.mu.Lock()
-	e, ok := d.hist.lookup(seq)
+	var e sentPacket
+	ok := false
+	if d.hist != nil {
+		e, ok = d.hist.lookup(seq)
+	}
 	d.mu.Unlock()
 	if !ok || e.layer < 0 || int(e.layer) >= maxLayers {
 		return

@@ -144,8 +144,9 @@ func (m *rtpMunger) forward(seq uint16, ts uint32, pid uint16, hasPID bool, tl0 
 }
 
 // historySize is how many forwarded packets a down track remembers for
-// answering NACKs: a power of two, about a second of 2 Mbit/s video.
-const historySize = 1024
+// answering NACKs: a power of two, over two seconds of 2 Mbit/s video
+// (a NACK comes within a round trip).
+const historySize = 512
 
 // sentPacket records how one forwarded packet was rewritten.
 type sentPacket struct {
