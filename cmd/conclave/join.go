@@ -70,7 +70,7 @@ func parseJoinFlags(args []string, stderr io.Writer) (*joinFlags, error) {
 	}
 	fs.StringVar(&f.name, "name", defaultName(), "display name shown to the others")
 	fs.StringVar(&f.pin, "pin", os.Getenv("CONCLAVE_PIN"), "host or guest PIN of a PIN-protected room (env CONCLAVE_PIN)")
-	fs.StringVar(&f.video, "video", "", "publish this VP8 IVF file as camera, in a loop")
+	fs.StringVar(&f.video, "video", "", "publish this VP8 IVF file as camera, in a loop; two or three files separated by commas, lowest resolution first, are published as simulcast layers")
 	fs.StringVar(&f.audio, "audio", "", "publish this Ogg Opus file as microphone, in a loop")
 	fs.BoolVar(&f.testMedia, "test-media", false, "publish the built-in test pattern and tone (unless --video/--audio are given)")
 	fs.StringVar(&f.record, "record", "", "write every received track into this directory (IVF video, Ogg Opus audio)")
@@ -111,19 +111,35 @@ func defaultName() string {
 // roots returns the CAs to trust for the meeting's server (trustedRoots).
 func (f *joinFlags) roots() (*x509.CertPool, error) { return trustedRoots(f.ca, f.data) }
 
-// sources opens the media to publish.
-func (f *joinFlags) sources() (video, audio client.FrameSource, closers []io.Closer, err error) {
+// maxVideoLayers is how many simulcast layers --video takes (the RIDs q,
+// h and f).
+const maxVideoLayers = 3
+
+// sources opens the media to publish: video holds one source (a plain
+// camera) or two or three (simulcast layers, lowest first).
+func (f *joinFlags) sources() (video []client.FrameSource, audio client.FrameSource, closers []io.Closer, err error) {
 	if f.video != "" {
-		file, err := os.Open(f.video)
-		if err != nil {
-			return nil, nil, closers, fmt.Errorf("open video: %w", err)
+		paths := strings.Split(f.video, ",")
+		if len(paths) > maxVideoLayers {
+			return nil, nil, closers, fmt.Errorf("--video: %d files; give one, or two or three simulcast layers", len(paths))
 		}
-		closers = append(closers, file)
-		if video, err = client.NewIVFSource(file); err != nil {
-			return nil, nil, closers, fmt.Errorf("%s: %w", f.video, err)
+		for _, path := range paths {
+			if path == "" {
+				return nil, nil, closers, fmt.Errorf("--video %q: an empty file name", f.video)
+			}
+			file, err := os.Open(path)
+			if err != nil {
+				return nil, nil, closers, fmt.Errorf("open video: %w", err)
+			}
+			closers = append(closers, file)
+			src, err := client.NewIVFSource(file)
+			if err != nil {
+				return nil, nil, closers, fmt.Errorf("%s: %w", path, err)
+			}
+			video = append(video, src)
 		}
 	} else if f.testMedia {
-		video = client.NewTestVideo()
+		video = []client.FrameSource{client.NewTestVideo()}
 	}
 	if f.audio != "" {
 		file, err := os.Open(f.audio)
@@ -138,6 +154,18 @@ func (f *joinFlags) sources() (video, audio client.FrameSource, closers []io.Clo
 		audio = client.NewTestAudio()
 	}
 	return video, audio, closers, nil
+}
+
+// setCamera puts the video sources in opts: one is the camera, more are
+// its simulcast layers.
+func setCamera(opts *client.Options, video []client.FrameSource) {
+	switch len(video) {
+	case 0:
+	case 1:
+		opts.Camera = video[0]
+	default:
+		opts.CameraLayers = video
+	}
 }
 
 func join(args []string, stdout, stderr io.Writer) int {
@@ -181,9 +209,9 @@ func join(args []string, stdout, stderr io.Writer) int {
 		RootCAs:            roots,
 		InsecureSkipVerify: f.insecure,
 		Logger:             logger,
-		Camera:             video,
 		Microphone:         audio,
 	}
+	setCamera(&opts, video)
 	if f.record != "" {
 		if err := os.MkdirAll(f.record, 0o755); err != nil {
 			return fail(fmt.Errorf("create the recording directory: %w", err))
