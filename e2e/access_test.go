@@ -166,3 +166,35 @@ func (p *participant) waitAudioStops(from *participant) {
 		last = now
 	}
 }
+
+// TestGuestsMayPresent: in a room whose guests may present, a guest shares
+// her screen and the host decodes it; when the host turns that off for the
+// meeting, the guest's share stops for everyone and her button goes away;
+// turned back on, she can share again.
+func TestGuestsMayPresent(t *testing.T) {
+	srv := startServer(t)
+	createPINRoom(t, srv.Store(), "vault")
+	b := browser.Start(t)
+	base := srv.URL()
+	hana := knock(t, b, base, "vault", "Hana", vaultHostPIN)
+	hana.inMeeting(15 * time.Second)
+	gina := knock(t, b, base, "vault", "Gina", vaultGuestPIN)
+	gina.inMeeting(15 * time.Second)
+
+	gina.click("#toggle-screen")
+	hana.waitMedia(gina, "screen", false)
+
+	// Hana, for this meeting: guests may not share their screen.
+	hana.click("#toggle-settings")
+	hana.WaitJS(t, "Hana: the setting shows the room's default", `document.querySelector('#guests-may-present').checked`, 5*time.Second)
+	hana.click("#guests-may-present")
+	noScreen := fmt.Sprintf(`!document.querySelector('.tile[data-participant=%q][data-source="screen"]')`, gina.id)
+	hana.WaitJS(t, "Hana: Gina's screen gone", noScreen, 10*time.Second)
+	gina.WaitJS(t, "Gina: her share stopped and its button gone",
+		`document.querySelector('#toggle-screen').hidden && document.querySelector('#toggle-screen').getAttribute('aria-pressed') === 'false'`, 10*time.Second)
+
+	// Allowed again: Gina shares, Hana decodes it.
+	hana.click("#guests-may-present")
+	gina.click("#toggle-screen")
+	hana.waitMedia(gina, "screen", false)
+}
