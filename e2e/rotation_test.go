@@ -147,9 +147,18 @@ func (w workerReport) firstAfter(since time.Time) (time.Time, bool) {
 // two-core machine that runs the suite the 22 participants alone keep
 // both cores busy, and the media's delay through them varies from run
 // to run by more than the remaining 450 ms (docs/benchmarks.md).
+//
+// It is a measurement that scripts/bench runs (with rotationBenchEnv
+// set), not part of the suite: when anything else takes CPU, the
+// server's bandwidth estimates of some natives collapse, its allocator
+// pauses a sender's video to them, and these video-only natives then have
+// nothing of that sender to decrypt for many seconds.
 func TestRotation20Plus2Timing(t *testing.T) {
 	if raceEnabled {
-		t.Skip("a timing measurement; scripts/test runs it without -race")
+		t.Skip("a timing measurement; scripts/bench runs it without -race")
+	}
+	if os.Getenv(rotationBenchEnv) == "" {
+		t.Skip("a measurement with 22 participants that keeps both cores busy: scripts/bench runs it (" + rotationBenchEnv + "=1)")
 	}
 	const n = 20
 	srv := startServer(t, "big")
@@ -278,6 +287,9 @@ func TestRotation20Plus2Timing(t *testing.T) {
 	alice.waitMedia(bob, "camera", true)
 	bob.waitMedia(alice, "camera", false)
 }
+
+// rotationBenchEnv, set to anything, runs TestRotation20Plus2Timing.
+const rotationBenchEnv = "CONCLAVE_ROTATION_BENCH"
 
 // rotationBound is how long TestRotation20Plus2Timing waits for every
 // pair to decrypt the new generation: far above the runs measured on
