@@ -187,6 +187,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 		cfg.URL = srv.URL + "/r/loadtest"
 		cfg.RootCAs = srv.Roots
 		cfg.Server, cfg.Debug = loadtest.ProcProbe(srv.PID), srv.Debug
+		cfg.ServerDelay = srv.Debug.ForwardDelay
 	} else {
 		if cfg.RootCAs, err = trustedRoots(f.ca, f.data); err != nil {
 			return fail(err)
@@ -207,6 +208,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 				return fail(fmt.Errorf("-server-debug: %w", err))
 			}
 			cfg.Server, cfg.Debug = d, d
+			cfg.ServerDelay = d.ForwardDelay
 		}
 	}
 	for _, p := range []struct {

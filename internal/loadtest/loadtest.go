@@ -16,6 +16,7 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -37,6 +38,7 @@ import (
 	"conclave/internal/client/secure"
 	"conclave/internal/loadtest/clips"
 	"conclave/internal/procstat"
+	"conclave/internal/sfu"
 )
 
 // Config describes a load test.
@@ -75,6 +77,10 @@ type Config struct {
 	// own, load generator included (tests).
 	Server          Probe
 	ServerInProcess bool
+	// ServerDelay, if set, reads the server's histogram of the delay it
+	// adds to what it forwards (from its debug listener, or in process),
+	// before and after the window.
+	ServerDelay func(context.Context) (sfu.DelayHistogram, error)
 	// Debug, with CPUProfile or HeapProfile set, fetches the server's
 	// CPU profile over the measurement window and its heap profile at its
 	// end.
@@ -545,6 +551,8 @@ type snapshot struct {
 	unstamped    uint64
 	load         [3]float64
 	udpErrors    int64 // machine-wide UDP receive buffer errors, -1 unknown
+	delay        sfu.DelayHistogram
+	delayErr     error
 }
 
 func (r *run) snap(ctx context.Context) snapshot {
@@ -557,6 +565,9 @@ func (r *run) snap(ctx context.Context) snapshot {
 	}
 	if r.cfg.Server != nil {
 		s.server, s.serverErr = r.cfg.Server.Sample(ctx)
+	}
+	if r.cfg.ServerDelay != nil {
+		s.delay, s.delayErr = r.cfg.ServerDelay(ctx)
 	}
 	s.self, s.selfErr = procstat.Read(os.Getpid())
 	s.load = loadAverage()
@@ -650,6 +661,13 @@ func (r *run) fill(rep *Report, a, b snapshot, serverMaxRSS int64) {
 		rep.Machine.UDPDrops = b.udpErrors - a.udpErrors
 	}
 	rep.Participants = len(r.all)
+	if c.ServerDelay != nil {
+		if err := cmp.Or(a.delayErr, b.delayErr); err != nil {
+			r.note("server delay: %v", err)
+		} else if q := delayQuantiles(a.delay, b.delay); q.Count > 0 {
+			rep.ServerDelay = &q
+		}
+	}
 
 	var total rtpCounts
 	var lost, worst float64

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"conclave/internal/sfu"
 	"conclave/internal/testutil/testserver"
 )
 
@@ -36,8 +37,11 @@ func TestRun(t *testing.T) {
 		RootCAs:         srv.Roots,
 		Server:          ProcProbe(os.Getpid()),
 		ServerInProcess: true,
-		Logger:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Progress:        func(s string) { progress = append(progress, s) },
+		ServerDelay: func(context.Context) (sfu.DelayHistogram, error) {
+			return srv.ForwardDelay(), nil
+		},
+		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Progress: func(s string) { progress = append(progress, s) },
 	}
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
@@ -74,10 +78,13 @@ func TestRun(t *testing.T) {
 	if s := rep.Server; s == nil || s.CPUSeconds <= 0 || s.CPUPerGbit <= 0 || s.RSS <= 0 || s.Peak < s.RSS || !s.InProcess {
 		t.Errorf("server figures %+v", rep.Server)
 	}
+	if d := rep.ServerDelay; d == nil || d.Count == 0 || d.P50 <= 0 || d.P99 < d.P50 {
+		t.Errorf("server delay %+v: want the server's histogram of the packets it forwarded", rep.ServerDelay)
+	}
 	if rep.Generator.Goroutines == 0 || rep.Machine.CPUs == 0 {
 		t.Errorf("generator %+v, machine %+v", rep.Generator, rep.Machine)
 	}
-	for _, want := range []string{"Forwarded", "Packet loss", "Video delay", "Server CPU"} {
+	for _, want := range []string{"Forwarded", "Packet loss", "Video delay", "Server delay", "Server CPU"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("the text report lacks %q", want)
 		}

@@ -10,11 +10,13 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"conclave/internal/procstat"
+	"conclave/internal/sfu"
 )
 
 // A Probe reads the server's CPU time and memory.
@@ -161,4 +163,69 @@ func ParseMetrics(body []byte, names ...string) (map[string]float64, error) {
 		return nil, errors.New("metrics hold none of the figures needed")
 	}
 	return out, nil
+}
+
+// delayMetric is the server delay histogram's name in /metrics.
+const delayMetric = "conclave_forward_delay_seconds"
+
+// ForwardDelay reads the server's delay histogram from /metrics.
+func (d *DebugServer) ForwardDelay(ctx context.Context) (sfu.DelayHistogram, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	body, err := d.get(ctx, "/metrics", maxMetricsSize)
+	if err != nil {
+		return sfu.DelayHistogram{}, err
+	}
+	h, err := ParseDelayHistogram(body)
+	if err != nil {
+		return sfu.DelayHistogram{}, fmt.Errorf("%s: %w", d, err)
+	}
+	return h, nil
+}
+
+// ParseDelayHistogram reads conclave_forward_delay_seconds from a
+// Prometheus text exposition: its cumulative buckets must be the
+// server's (sfu.DelayBuckets, then +Inf) and never decrease. A server
+// without the histogram (an older one) is an error.
+func ParseDelayHistogram(body []byte) (sfu.DelayHistogram, error) {
+	n := len(sfu.DelayBuckets) + 1
+	cum := make([]uint64, n)
+	seen := make([]bool, n)
+	prefix := delayMetric + `_bucket{le="`
+	for line := range strings.SplitSeq(string(body), "\n") {
+		line = strings.TrimSpace(line)
+		rest, ok := strings.CutPrefix(line, prefix)
+		if !ok {
+			continue
+		}
+		le, value, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			return sfu.DelayHistogram{}, fmt.Errorf("malformed %s line %q", delayMetric, line)
+		}
+		i := len(sfu.DelayBuckets)
+		if le != "+Inf" {
+			bound, err := strconv.ParseFloat(le, 64)
+			i = slices.Index(sfu.DelayBuckets, bound)
+			if err != nil || i < 0 {
+				return sfu.DelayHistogram{}, fmt.Errorf("%s: unknown bucket le=%q", delayMetric, le)
+			}
+		}
+		count, err := strconv.ParseUint(strings.TrimSpace(value), 10, 64)
+		if err != nil || seen[i] {
+			return sfu.DelayHistogram{}, fmt.Errorf("malformed or repeated %s line %q", delayMetric, line)
+		}
+		cum[i], seen[i] = count, true
+	}
+	h := sfu.DelayHistogram{Counts: make([]uint64, n)}
+	var prev uint64
+	for i, c := range cum {
+		if !seen[i] {
+			return sfu.DelayHistogram{}, fmt.Errorf("the server reports no %s (or not all its buckets)", delayMetric)
+		}
+		if c < prev {
+			return sfu.DelayHistogram{}, fmt.Errorf("%s: buckets decrease", delayMetric)
+		}
+		h.Counts[i], prev = c-prev, c
+	}
+	return h, nil
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"conclave/internal/sfu"
 )
 
 const sampleMetrics = `# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
@@ -85,6 +88,75 @@ func FuzzParseMetrics(f *testing.F) {
 			if v < 0 || v > 1e18 || v != v {
 				t.Fatalf("%s = %v accepted", k, v)
 			}
+		}
+	})
+}
+
+const sampleDelay = `# HELP conclave_forward_delay_seconds Delay.
+# TYPE conclave_forward_delay_seconds histogram
+conclave_forward_delay_seconds_bucket{le="0.0005"} 10
+conclave_forward_delay_seconds_bucket{le="0.001"} 30
+conclave_forward_delay_seconds_bucket{le="0.002"} 60
+conclave_forward_delay_seconds_bucket{le="0.005"} 90
+conclave_forward_delay_seconds_bucket{le="0.01"} 99
+conclave_forward_delay_seconds_bucket{le="0.02"} 99
+conclave_forward_delay_seconds_bucket{le="0.05"} 100
+conclave_forward_delay_seconds_bucket{le="0.1"} 100
+conclave_forward_delay_seconds_bucket{le="0.2"} 100
+conclave_forward_delay_seconds_bucket{le="0.5"} 100
+conclave_forward_delay_seconds_bucket{le="1"} 100
+conclave_forward_delay_seconds_bucket{le="2"} 100
+conclave_forward_delay_seconds_bucket{le="5"} 100
+conclave_forward_delay_seconds_bucket{le="+Inf"} 100
+conclave_forward_delay_seconds_sum 0.25
+conclave_forward_delay_seconds_count 100
+`
+
+func TestParseDelayHistogram(t *testing.T) {
+	h, err := ParseDelayHistogram([]byte(sampleMetrics + sampleDelay))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []uint64{10, 20, 30, 30, 9, 0, 1, 0, 0, 0, 0, 0, 0, 0}
+	if !slices.Equal(h.Counts, want) {
+		t.Fatalf("counts %v, want %v", h.Counts, want)
+	}
+	q := delayQuantiles(sfu.DelayHistogram{}, h)
+	if q.Count != 100 || q.P50 != 2 || q.P90 != 5 || q.P99 != 10 || q.Max != 50 {
+		t.Errorf("quantiles %+v", q)
+	}
+	// Only what the window added counts.
+	if q := delayQuantiles(h, h); q.Count != 0 {
+		t.Errorf("no packets in the window: %+v", q)
+	}
+	for name, body := range map[string]string{
+		"absent":           sampleMetrics,
+		"decreasing":       strings.Replace(sampleDelay, `le="0.01"} 99`, `le="0.01"} 80`, 1),
+		"unknown le":       strings.Replace(sampleDelay, `le="0.01"}`, `le="0.03"}`, 1),
+		"repeated":         sampleDelay + `conclave_forward_delay_seconds_bucket{le="1"} 100` + "\n",
+		"not a number":     strings.Replace(sampleDelay, `le="1"} 100`, `le="1"} many`, 1),
+		"a bucket missing": strings.Replace(sampleDelay, `conclave_forward_delay_seconds_bucket{le="2"} 100`+"\n", "", 1),
+	} {
+		if _, err := ParseDelayHistogram([]byte(body)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func FuzzParseDelayHistogram(f *testing.F) {
+	f.Add([]byte(sampleDelay))
+	f.Add([]byte(`conclave_forward_delay_seconds_bucket{le="+Inf"} 18446744073709551615` + "\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := ParseDelayHistogram(b)
+		if err != nil {
+			return
+		}
+		if len(h.Counts) != len(sfu.DelayBuckets)+1 {
+			t.Fatalf("%d counts", len(h.Counts))
+		}
+		q := delayQuantiles(sfu.DelayHistogram{}, h)
+		if q.Count > 0 && (q.P50 > q.P99 || q.P99 > q.Max) {
+			t.Fatalf("quantiles out of order: %+v", q)
 		}
 	})
 }

@@ -33,13 +33,19 @@ type Report struct {
 	// Window is the measurement's length in seconds.
 	Window float64 `json:"window_s"`
 
-	Forwarded  Forwarded      `json:"forwarded"`
-	Loss       Loss           `json:"loss"`
-	VideoDelay Quantiles      `json:"video_delay"`
-	AudioDelay Quantiles      `json:"audio_delay"`
-	Server     *ServerFigures `json:"server,omitempty"`
-	Generator  Generator      `json:"generator"`
-	Notes      []string       `json:"notes,omitempty"`
+	Forwarded  Forwarded `json:"forwarded"`
+	Loss       Loss      `json:"loss"`
+	VideoDelay Quantiles `json:"video_delay"`
+	AudioDelay Quantiles `json:"audio_delay"`
+	// ServerDelay is the delay the server itself added to the RTP
+	// packets it forwarded during the window, as its histogram counts it
+	// (from the kernel's receive timestamp to the last copy sent; each
+	// figure the upper bound of a bucket, 10 s for beyond 5 s); nil when
+	// the server's histogram could not be read.
+	ServerDelay *Quantiles     `json:"server_delay,omitempty"`
+	Server      *ServerFigures `json:"server,omitempty"`
+	Generator   Generator      `json:"generator"`
+	Notes       []string       `json:"notes,omitempty"`
 }
 
 // ReportConfig repeats what was asked.
@@ -234,6 +240,10 @@ func (rep *Report) WriteText(w io.Writer) error {
 	}
 	delay("Video delay", rep.VideoDelay)
 	delay("Audio delay", rep.AudioDelay)
+	if q := rep.ServerDelay; q != nil {
+		p("Server delay     p50 ≤ %s ms, p90 ≤ %s ms, p99 ≤ %s ms, max ≤ %s ms (%d packets, kernel receive timestamp to last copy sent)",
+			fmtMs(q.P50), fmtMs(q.P90), fmtMs(q.P99), fmtMs(q.Max), q.Count)
+	}
 	if s := rep.Server; s != nil {
 		note := ""
 		if s.InProcess {
@@ -274,3 +284,6 @@ func orUnknown(s string) string {
 	}
 	return s
 }
+
+// fmtMs prints a bucket bound in milliseconds without needless digits.
+func fmtMs(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"conclave/internal/client"
+	"conclave/internal/sfu"
 )
 
 // histogram counts durations in buckets: 10 µs wide below 10 ms, 1 ms
@@ -170,4 +171,45 @@ func sumStats(stats []client.TrackStats) rtpCounts {
 func (c rtpCounts) sub(d rtpCounts) rtpCounts {
 	return rtpCounts{packets: c.packets - d.packets, bytes: c.bytes - d.bytes, expected: c.expected - d.expected,
 		frames: c.frames - d.frames, undecryptable: c.undecryptable - d.undecryptable}
+}
+
+// delayOverflow stands for the server delays beyond the last bucket.
+const delayOverflow = 10 * time.Second
+
+// delayQuantiles summarises the server delay histogram between two
+// readings; each figure is the upper bound of its bucket.
+func delayQuantiles(before, after sfu.DelayHistogram) Quantiles {
+	if len(before.Counts) != len(after.Counts) {
+		before.Counts = make([]uint64, len(after.Counts))
+	}
+	diff := make([]uint64, len(after.Counts))
+	var q Quantiles
+	for i := range after.Counts {
+		if after.Counts[i] >= before.Counts[i] {
+			diff[i] = after.Counts[i] - before.Counts[i]
+		}
+		q.Count += diff[i]
+	}
+	if q.Count == 0 {
+		return q
+	}
+	upper := func(i int) float64 {
+		if i < len(sfu.DelayBuckets) {
+			return sfu.DelayBuckets[i] * 1000
+		}
+		return ms(delayOverflow)
+	}
+	at := func(p float64) float64 {
+		rank := uint64(p*float64(q.Count-1)) + 1
+		var seen uint64
+		for i, c := range diff {
+			seen += c
+			if seen >= rank {
+				return upper(i)
+			}
+		}
+		return upper(len(diff) - 1)
+	}
+	q.P50, q.P90, q.P99, q.Max = at(0.50), at(0.90), at(0.99), at(1)
+	return q
 }

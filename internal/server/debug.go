@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"conclave/internal/procstat"
+	"conclave/internal/sfu"
 )
 
 // debugServer is the opt-in debug listener (--debug-listen): process
@@ -28,7 +30,8 @@ type debugServer struct {
 }
 
 // startDebug listens on addr, which must be a loopback address.
-func startDebug(addr string, log *slog.Logger) (*debugServer, error) {
+// forwardDelay, if not nil, reads the SFU's server delay histogram.
+func startDebug(addr string, log *slog.Logger, forwardDelay func() sfu.DelayHistogram) (*debugServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("debug listener on %s: %w", addr, err)
@@ -38,7 +41,7 @@ func startDebug(addr string, log *slog.Logger) (*debugServer, error) {
 		return nil, fmt.Errorf("debug listener on %s: not a loopback address", addr)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", serveMetrics)
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { serveMetrics(w, r, forwardDelay) })
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // also the named profiles: heap, goroutine, allocs...
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -85,7 +88,7 @@ var runtimeMetrics = []struct{ name, help, sample string }{
 // serveMetrics writes the process's figures in the Prometheus text
 // exposition format, with the standard process_* names. Figures that
 // cannot be read on this system are left out.
-func serveMetrics(w http.ResponseWriter, _ *http.Request) {
+func serveMetrics(w http.ResponseWriter, _ *http.Request, forwardDelay func() sfu.DelayHistogram) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	m := func(name, typ, help, value string) {
@@ -103,6 +106,9 @@ func serveMetrics(w http.ResponseWriter, _ *http.Request) {
 			m("conclave_udp_receive_drops", "gauge", "Datagrams the kernel dropped for lack of receive buffer space on the UDP sockets open now (media), since each opened.", strconv.FormatInt(s.UDPDrops, 10))
 		}
 	}
+	if forwardDelay != nil {
+		writeDelayHistogram(w, forwardDelay())
+	}
 	m("go_goroutines", "gauge", "Number of goroutines that currently exist.", strconv.Itoa(runtime.NumGoroutine()))
 	samples := make([]metrics.Sample, len(runtimeMetrics))
 	for i, rm := range runtimeMetrics {
@@ -118,4 +124,21 @@ func serveMetrics(w http.ResponseWriter, _ *http.Request) {
 			m(rm.name, typ, rm.help, strconv.FormatUint(samples[i].Value.Uint64(), 10))
 		}
 	}
+}
+
+// writeDelayHistogram writes the server delay histogram (sfu.DelayBuckets)
+// in the Prometheus format: cumulative buckets, sum and count.
+func writeDelayHistogram(w io.Writer, h sfu.DelayHistogram) {
+	const name = "conclave_forward_delay_seconds"
+	fmt.Fprintf(w, "# HELP %s Delay the server adds to the RTP packets it forwards: from the kernel's receive timestamp to the last copy sent.\n# TYPE %s histogram\n", name, name)
+	var total uint64
+	for i, c := range h.Counts {
+		total += c
+		le := "+Inf"
+		if i < len(sfu.DelayBuckets) {
+			le = strconv.FormatFloat(sfu.DelayBuckets[i], 'g', -1, 64)
+		}
+		fmt.Fprintf(w, "%s_bucket{le=%q} %d\n", name, le, total)
+	}
+	fmt.Fprintf(w, "%s_sum %s\n%s_count %d\n", name, strconv.FormatFloat(h.Sum.Seconds(), 'f', 6, 64), name, total)
 }

@@ -5,10 +5,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
 	"conclave/internal/config"
+	"conclave/internal/loadtest"
 	"conclave/internal/signal"
 	"conclave/internal/store"
 )
@@ -46,6 +48,13 @@ func TestDebugListener(t *testing.T) {
 		if !strings.Contains(metrics, "\n"+name) {
 			t.Errorf("/metrics lacks %s:\n%s", name, metrics)
 		}
+	}
+	// The server delay histogram, as the load tester reads it: nothing
+	// forwarded yet.
+	if h, err := loadtest.ParseDelayHistogram([]byte(metrics)); err != nil {
+		t.Errorf("server delay histogram: %v\n%s", err, metrics)
+	} else if slices.ContainsFunc(h.Counts, func(c uint64) bool { return c != 0 }) {
+		t.Errorf("server delay histogram before any media: %v", h.Counts)
 	}
 	if heap := get("/debug/pprof/heap?debug=1"); !strings.Contains(heap, "heap profile") {
 		t.Errorf("heap profile: %.200s", heap)

@@ -156,7 +156,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	s.url = publicURL(cfg, s.listener.Addr())
 	if cfg.DebugListen != "" {
-		if s.debug, err = startDebug(cfg.DebugListen, log); err != nil {
+		if s.debug, err = startDebug(cfg.DebugListen, log, s.engine.ForwardDelay); err != nil {
 			return nil, err
 		}
 	}
@@ -227,6 +227,11 @@ func (s *Server) DebugAddr() net.Addr {
 
 // MediaAddr is the UDP address of the media port.
 func (s *Server) MediaAddr() net.Addr { return s.engine.UDPAddr() }
+
+// ForwardDelay reads the histogram of the delay the SFU adds to what it
+// forwards (also served as conclave_forward_delay_seconds on the debug
+// listener).
+func (s *Server) ForwardDelay() sfu.DelayHistogram { return s.engine.ForwardDelay() }
 
 // url0 names the organisation when no name is configured: the first
 // configured host, or this machine's name.

@@ -57,9 +57,13 @@ type Tap interface {
 // Engine builds peer connections that share one media port and one set of
 // codecs and interceptors.
 type Engine struct {
-	tap    Tap
-	api    *webrtc.API // publishers
-	subAPI *webrtc.API // subscribers: TWCC stamping and a send-side estimator
+	tap Tap
+	// arrivals are the media socket's receive timestamps (nil if the
+	// socket is not a UDP socket); delay is what the server adds.
+	arrivals *arrivals
+	delay    delayHistogram
+	api      *webrtc.API // publishers
+	subAPI   *webrtc.API // subscribers: TWCC stamping and a send-side estimator
 
 	ccMu      sync.Mutex // serialises subscriber creation to pair estimators
 	estimator cc.BandwidthEstimator
@@ -85,8 +89,12 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open media UDP port %s: %w", cfg.UDPAddr, err)
 	}
-	e.udp = udp
 	setSocketBuffers(udp, log)
+	if u, ok := udp.(*net.UDPConn); ok {
+		e.arrivals = new(arrivals)
+		udp = newStampConn(u, e.arrivals)
+	}
+	e.udp = udp
 	udpMux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("udpmux"), udp)
 	e.udpMux = udpMux
 	se.SetICEUDPMux(udpMux)
@@ -383,3 +391,8 @@ func setSocketBuffers(c net.PacketConn, log *slog.Logger) {
 			"receive", rcv/2, "send", snd/2, "wanted", mediaSocketBuffer)
 	}
 }
+
+// ForwardDelay reads the histogram of the delay the server adds to the
+// media it forwards (arrival.go): from the kernel's receive timestamp of
+// each RTP packet to its last copy sent.
+func (e *Engine) ForwardDelay() DelayHistogram { return e.delay.read() }

@@ -34,6 +34,8 @@ type Publisher struct {
 	participant string
 	events      PublisherEvents
 	tap         Tap
+	arrivals    *arrivals       // nil: the server delay is not measured
+	delay       *delayHistogram // the engine's
 
 	mu      sync.Mutex
 	sources map[string]string   // mid -> source, from the latest offer
@@ -49,7 +51,7 @@ func (e *Engine) NewPublisher(participant string, events PublisherEvents) (*Publ
 	if err != nil {
 		return nil, fmt.Errorf("new publisher connection: %w", err)
 	}
-	p := &Publisher{pc: pc, participant: participant, events: events, tap: e.tap,
+	p := &Publisher{pc: pc, participant: participant, events: events, tap: e.tap, arrivals: e.arrivals, delay: &e.delay,
 		sources: map[string]string{}, rids: map[string][]string{}, tracks: map[string]*UpTrack{}}
 	pc.OnTrack(p.onTrack)
 	pc.OnConnectionStateChange(events.ConnectionState)
@@ -152,6 +154,7 @@ func (p *Publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRece
 	if !p.closed && declared && up == nil {
 		up = newUpTrack(p.pc, remote.Codec(), remote.Kind(), p.participant, source, mid, p.rids[mid])
 		up.tap = p.tap
+		up.arrivals, up.delay = p.arrivals, p.delay
 		up.audio.ext = audioLevelID(receiver)
 		up.speaker.Store(p.speaker)
 		if le, ok := p.events.(LayerEvents); ok {

@@ -62,9 +62,13 @@ type UpTrack struct {
 	svc         bool     // VP9 with a single encoding: layers in the descriptor
 	rids        []string // simulcast RIDs, lowest layer first; nil when not simulcast
 
-	pc    *webrtc.PeerConnection
-	tap   Tap
-	audio struct {
+	pc  *webrtc.PeerConnection
+	tap Tap
+	// arrivals and delay measure the delay the server adds (arrival.go);
+	// arrivals is nil when it is not measured.
+	arrivals *arrivals
+	delay    *delayHistogram
+	audio    struct {
 		ext   uint8         // id of the audio-level header extension, 0 if absent
 		sum   atomic.Uint64 // sum of (127 - level) since the last read
 		count atomic.Uint64
@@ -312,6 +316,11 @@ func (l *upLayer) handle(raw []byte, now int64) {
 	}
 	for _, d := range *u.downs.Load() {
 		d.writeRTP(pkt, info)
+	}
+	if u.arrivals != nil {
+		if at, ok := u.arrivals.get(pkt.SSRC, pkt.SequenceNumber); ok {
+			u.delay.observe(time.Duration(time.Now().UnixNano() - at))
+		}
 	}
 }
 
