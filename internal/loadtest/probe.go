@@ -58,9 +58,7 @@ const maxMetricsSize = 1 << 20
 
 // Sample implements Probe.
 func (d *DebugServer) Sample(ctx context.Context) (procstat.Sample, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	body, err := d.get(ctx, "/metrics", maxMetricsSize)
+	body, err := d.metrics(ctx)
 	if err != nil {
 		return procstat.Sample{}, err
 	}
@@ -83,6 +81,13 @@ func (d *DebugServer) Sample(ctx context.Context) (procstat.Sample, error) {
 		s.UDPDrops = int64(v)
 	}
 	return s, nil
+}
+
+// metrics fetches /metrics.
+func (d *DebugServer) metrics(ctx context.Context) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return d.get(ctx, "/metrics", maxMetricsSize)
 }
 
 // CPUProfile fetches a CPU profile of the server over the next d.
@@ -170,9 +175,7 @@ const delayMetric = "conclave_forward_delay_seconds"
 
 // ForwardDelay reads the server's delay histogram from /metrics.
 func (d *DebugServer) ForwardDelay(ctx context.Context) (sfu.DelayHistogram, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	body, err := d.get(ctx, "/metrics", maxMetricsSize)
+	body, err := d.metrics(ctx)
 	if err != nil {
 		return sfu.DelayHistogram{}, err
 	}

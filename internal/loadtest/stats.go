@@ -74,10 +74,18 @@ type Quantiles struct {
 // figure is the upper bound of its bucket.
 func quantiles(before, after []uint64) Quantiles {
 	diff := make([]uint64, len(after))
-	var q Quantiles
 	for i := range after {
 		diff[i] = after[i] - before[i]
-		q.Count += diff[i]
+	}
+	return bucketQuantiles(diff, func(i int) float64 { return ms(histUpper(i)) })
+}
+
+// bucketQuantiles summarises counts by bucket; upper gives a bucket's
+// upper bound in milliseconds, which stands for all its counts.
+func bucketQuantiles(counts []uint64, upper func(i int) float64) Quantiles {
+	var q Quantiles
+	for _, c := range counts {
+		q.Count += c
 	}
 	if q.Count == 0 {
 		return q
@@ -85,13 +93,13 @@ func quantiles(before, after []uint64) Quantiles {
 	at := func(p float64) float64 {
 		rank := uint64(p*float64(q.Count-1)) + 1
 		var seen uint64
-		for i, c := range diff {
+		for i, c := range counts {
 			seen += c
 			if seen >= rank {
-				return ms(histUpper(i))
+				return upper(i)
 			}
 		}
-		return ms(histUpper(len(diff) - 1))
+		return upper(len(counts) - 1)
 	}
 	q.P50, q.P90, q.P99, q.Max = at(0.50), at(0.90), at(0.99), at(1)
 	return q
@@ -183,33 +191,15 @@ func delayQuantiles(before, after sfu.DelayHistogram) Quantiles {
 		before.Counts = make([]uint64, len(after.Counts))
 	}
 	diff := make([]uint64, len(after.Counts))
-	var q Quantiles
 	for i := range after.Counts {
 		if after.Counts[i] >= before.Counts[i] {
 			diff[i] = after.Counts[i] - before.Counts[i]
 		}
-		q.Count += diff[i]
 	}
-	if q.Count == 0 {
-		return q
-	}
-	upper := func(i int) float64 {
+	return bucketQuantiles(diff, func(i int) float64 {
 		if i < len(sfu.DelayBuckets) {
 			return sfu.DelayBuckets[i] * 1000
 		}
 		return ms(delayOverflow)
-	}
-	at := func(p float64) float64 {
-		rank := uint64(p*float64(q.Count-1)) + 1
-		var seen uint64
-		for i, c := range diff {
-			seen += c
-			if seen >= rank {
-				return upper(i)
-			}
-		}
-		return upper(len(diff) - 1)
-	}
-	q.P50, q.P90, q.P99, q.Max = at(0.50), at(0.90), at(0.99), at(1)
-	return q
+	})
 }
