@@ -5,9 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
-	"syscall"
 	"time"
-	"unsafe"
 )
 
 // The delay the server adds to media: from the kernel's receive timestamp
@@ -32,13 +30,7 @@ type stampConn struct {
 // the returned conn works the same and records nothing.
 func newStampConn(c *net.UDPConn, stamps *arrivals) *stampConn {
 	s := &stampConn{UDPConn: c, stamps: stamps, oob: make([]byte, 64)}
-	raw, err := c.SyscallConn()
-	if err == nil {
-		_ = raw.Control(func(fd uintptr) {
-			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
-		})
-	}
-	if err != nil {
+	if enableTimestamps(c) != nil {
 		s.stamps = nil
 	}
 	return s
@@ -76,32 +68,6 @@ func (s *stampConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		return n, nil, err
 	}
 	return n, net.UDPAddrFromAddrPort(addr), nil
-}
-
-// kernelTimestamp finds the SCM_TIMESTAMPNS control message (a struct
-// timespec) in oob and returns it in Unix nanoseconds. It allocates
-// nothing.
-func kernelTimestamp(oob []byte) (int64, bool) {
-	const hdr = int(unsafe.Sizeof(syscall.Cmsghdr{}))
-	for len(oob) >= hdr {
-		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		l := int(h.Len)
-		if l < hdr || l > len(oob) {
-			return 0, false
-		}
-		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SCM_TIMESTAMPNS && l >= hdr+16 {
-			sec := int64(binary.NativeEndian.Uint64(oob[hdr:]))
-			nsec := int64(binary.NativeEndian.Uint64(oob[hdr+8:]))
-			return sec*int64(time.Second) + nsec, true
-		}
-		const align = int(unsafe.Sizeof(uintptr(0)))
-		next := (l + align - 1) &^ (align - 1)
-		if next >= len(oob) {
-			break
-		}
-		oob = oob[next:]
-	}
-	return 0, false
 }
 
 // rtpIDs reads the SSRC and sequence number of an (S)RTP packet; RTCP,

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"syscall"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -375,18 +374,10 @@ func setSocketBuffers(c net.PacketConn, log *slog.Logger) {
 	if err := u.SetWriteBuffer(mediaSocketBuffer); err != nil {
 		log.Warn("media socket: cannot set the send buffer", "bytes", mediaSocketBuffer, "err", err)
 	}
-	raw, err := u.SyscallConn()
-	if err != nil {
-		return
-	}
-	var rcv, snd int
-	_ = raw.Control(func(fd uintptr) {
-		rcv, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
-		snd, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
-	})
+	rcv, snd, ok := socketBuffers(u)
 	// Linux reports twice the size asked for (the other half is its
 	// bookkeeping); less than that means the sysctl cap applied.
-	if rcv < 2*mediaSocketBuffer || snd < 2*mediaSocketBuffer {
+	if ok && (rcv < 2*mediaSocketBuffer || snd < 2*mediaSocketBuffer) {
 		log.Info("media socket buffers are below what Conclave asks for; raise net.core.rmem_max and net.core.wmem_max (docs/admin.md)",
 			"receive", rcv/2, "send", snd/2, "wanted", mediaSocketBuffer)
 	}
