@@ -128,11 +128,7 @@ func (p *participant) videoFrom(from *participant) videoIn {
 // with the race detector on two busy cores, Chromium's own estimate of the
 // loopback link was once 266 kbit/s, too little for any top layer.
 func TestLayersOnDemand(t *testing.T) {
-	tap := newLayerTap()
-	srv := startServerWith(t, server.Options{Tap: tap}, "alpha")
-	b := browser.Start(t)
-	alice := joinPage(t, uplinkFloorPage(t, b, "Alice"), srv.URL(), "alpha", "Alice")
-	tap.watch(alice.id)
+	tap, srv, b, alice := tappedPublisher(t)
 	bob := join(t, b, srv.URL(), "alpha", "Bob")
 	bob.waitMedia(alice, "camera", false)
 
@@ -164,11 +160,7 @@ func TestLayersOnDemand(t *testing.T) {
 // 3 s without a freeze, while Bob keeps the low layer; when Carol leaves
 // full screen, the top layer stops again.
 func TestDynacast(t *testing.T) {
-	tap := newLayerTap()
-	srv := startServerWith(t, server.Options{Tap: tap}, "alpha")
-	b := browser.Start(t)
-	alice := joinPage(t, uplinkFloorPage(t, b, "Alice"), srv.URL(), "alpha", "Alice")
-	tap.watch(alice.id)
+	tap, srv, b, alice := tappedPublisher(t)
 	bob := join(t, b, srv.URL(), "alpha", "Bob")
 	carol := join(t, b, srv.URL(), "alpha", "Carol")
 	bob.waitMedia(alice, "camera", false)
@@ -213,6 +205,19 @@ func TestDynacast(t *testing.T) {
 	left := time.Now()
 	tap.waitLayers(t, "Alice small everywhere again: only her low layer arrives", lowOnly, 10*time.Second)
 	t.Logf("only the low layer again %v after Carol left full screen", time.Since(left).Round(time.Millisecond))
+}
+
+// tappedPublisher starts a server whose tap watches Alice's camera, a
+// browser, and Alice in room alpha with a 1 Mbit/s uplink floor
+// (uplinkFloorJS).
+func tappedPublisher(t *testing.T) (*layerTap, *server.Server, *browser.Browser, *participant) {
+	t.Helper()
+	tap := newLayerTap()
+	srv := startServerWith(t, server.Options{Tap: tap}, "alpha")
+	b := browser.Start(t)
+	alice := joinPage(t, uplinkFloorPage(t, b, "Alice"), srv.URL(), "alpha", "Alice")
+	tap.watch(alice.id)
+	return tap, srv, b, alice
 }
 
 // uplinkFloorJS gives the page's sending peer connections a bandwidth

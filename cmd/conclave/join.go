@@ -176,9 +176,8 @@ func join(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		fmt.Fprintf(stderr, "conclave join: --log-level %q: use debug, info, warn or error\n", f.logLevel)
+	level, ok := logLevel("join", "--log-level", f.logLevel, stderr)
+	if !ok {
 		return 2
 	}
 	fail := func(err error) int {

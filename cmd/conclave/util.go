@@ -3,6 +3,8 @@ package main
 import (
 	"crypto/x509"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -46,4 +48,14 @@ func trustedRoots(ca, data string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("%s holds no PEM certificate", path)
 	}
 	return pool, nil
+}
+
+// logLevel reads a --log-level value; a bad one is explained on stderr
+// for the command cmd, and ok is false.
+func logLevel(cmd, flagName, value string, stderr io.Writer) (level slog.Level, ok bool) {
+	if err := level.UnmarshalText([]byte(value)); err != nil {
+		fmt.Fprintf(stderr, "conclave %s: %s %q: use debug, info, warn or error\n", cmd, flagName, value)
+		return level, false
+	}
+	return level, true
 }

@@ -301,22 +301,7 @@ func (s *Session) SetLayout(sizes map[string]Size) error {
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
-	if !s.post(func() {
-		var err error
-		for _, m := range msgs {
-			err = errors.Join(err, s.send(m))
-		}
-		errc <- err
-	}) {
-		return ErrClosed
-	}
-	select {
-	case err := <-errc:
-		return err
-	case <-s.ctx.Done():
-		return ErrClosed
-	}
+	return s.sendFromOutside(msgs...)
 }
 
 // layoutMessages splits sizes into layout messages of at most
@@ -349,8 +334,20 @@ func (s *Session) sendOpaque(m *signal.Message) error {
 	if len(m.Payload) > signal.MaxPayloadLen {
 		return fmt.Errorf("%s payload of %d bytes (base64) exceeds %d", m.Type, len(m.Payload), signal.MaxPayloadLen)
 	}
+	return s.sendFromOutside(m)
+}
+
+// sendFromOutside sends msgs from the session loop, for a caller outside
+// it, and waits until they are queued.
+func (s *Session) sendFromOutside(msgs ...*signal.Message) error {
 	errc := make(chan error, 1)
-	if !s.post(func() { errc <- s.send(m) }) {
+	if !s.post(func() {
+		var err error
+		for _, m := range msgs {
+			err = errors.Join(err, s.send(m))
+		}
+		errc <- err
+	}) {
 		return ErrClosed
 	}
 	// The session's context ends when the loop stops taking tasks; done
