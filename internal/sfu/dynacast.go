@@ -34,9 +34,14 @@ type dynacast struct {
 	u      *UpTrack
 	events LayerEvents // nil: nobody listens
 
+	// now and afterFunc are the clock (time.Now and time.AfterFunc;
+	// tests inject theirs).
+	now       func() time.Time
+	afterFunc func(time.Duration, func()) (stop func() bool)
+
 	mu     sync.Mutex
-	active [maxLayers]bool // what the publisher was last told
-	timer  *time.Timer     // pending pause
+	active [maxLayers]bool  // what the publisher was last told
+	timer  func() (ok bool) // stops the pending pause; nil when none
 	pause  time.Duration
 	delay  time.Duration // topOnlyDelay
 	wait   time.Duration // topOnlyWait
@@ -56,6 +61,8 @@ func (d *dynacast) init(u *UpTrack) {
 	d.pause = dynacastPause
 	d.delay = topOnlyDelay
 	d.wait = topOnlyWait
+	d.now = time.Now
+	d.afterFunc = func(after time.Duration, f func()) func() bool { return time.AfterFunc(after, f).Stop }
 }
 
 // needed computes, from the down tracks, which layers someone wants (by
@@ -139,7 +146,7 @@ func (d *dynacast) evaluate(fromTimer bool) {
 	}
 	n := d.u.Layers()
 	d.mu.Lock()
-	need, top := d.needed(time.Now())
+	need, top := d.needed(d.now())
 	changed, pausePending := false, false
 	next := d.active
 	for i := 0; i < n; i++ {
@@ -158,10 +165,10 @@ func (d *dynacast) evaluate(fromTimer bool) {
 		d.timer = nil
 	}
 	if pausePending && d.timer == nil && !d.u.ended.Load() {
-		d.timer = time.AfterFunc(d.pause, func() { d.evaluate(true) })
+		d.timer = d.afterFunc(d.pause, func() { d.evaluate(true) })
 	}
 	if !pausePending && d.timer != nil {
-		d.timer.Stop()
+		d.timer()
 		d.timer = nil
 	}
 	d.active = next
@@ -179,7 +186,7 @@ func (d *dynacast) stop() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.timer != nil {
-		d.timer.Stop()
+		d.timer()
 		d.timer = nil
 	}
 }

@@ -529,6 +529,10 @@ func TestDynacast(t *testing.T) {
 	u := testTrack(3)
 	ev := &recordingPubEvents{}
 	u.dyn.events = ev
+	clock := newFakeClock()
+	clock.use(&u.dyn)
+	// A debounce shorter than topOnlyDelay: this test is not about a top
+	// layer that does not come.
 	u.dyn.pause = 50 * time.Millisecond
 	last := func() string {
 		ev.mu.Lock()
@@ -540,7 +544,11 @@ func TestDynacast(t *testing.T) {
 	if got := last(); got != "[]" {
 		t.Fatalf("reported %s before any pause", got)
 	}
-	time.Sleep(200 * time.Millisecond)
+	clock.advance(u.dyn.pause - time.Millisecond)
+	if got := last(); got != "[]" {
+		t.Fatalf("reported %s before the debounce ended", got)
+	}
+	clock.advance(time.Millisecond)
 	if got := last(); got != "[[true false false]]" {
 		t.Fatalf("after the debounce: %s", got)
 	}
@@ -554,7 +562,7 @@ func TestDynacast(t *testing.T) {
 	if got := last(); got != "[[true false false] [true false true]]" {
 		t.Fatalf("paused without debounce: %s", got)
 	}
-	time.Sleep(200 * time.Millisecond)
+	clock.advance(u.dyn.pause)
 	if got := last(); got != "[[true false false] [true false true] [false false true]]" {
 		t.Fatalf("only the top wanted: %s", got)
 	}
@@ -570,7 +578,7 @@ func TestDynacast(t *testing.T) {
 	if got := last(); got != "[[true false false] [true false true] [false false true] [false true true]]" {
 		t.Fatalf("paused without debounce: %s", got)
 	}
-	time.Sleep(200 * time.Millisecond)
+	clock.advance(u.dyn.pause)
 	if got := last(); got != "[[true false false] [true false true] [false false true] [false true true] [false false false]]" {
 		t.Fatalf("after hiding: %s", got)
 	}
@@ -585,9 +593,8 @@ func TestDynacastTopOnly(t *testing.T) {
 	u := testTrack(3)
 	ev := &recordingPubEvents{}
 	u.dyn.events = ev
-	u.dyn.pause = 50 * time.Millisecond
-	u.dyn.delay = 100 * time.Millisecond
-	u.dyn.wait = 300 * time.Millisecond
+	clock := newFakeClock()
+	clock.use(&u.dyn)
 	last := func() string {
 		ev.mu.Lock()
 		defer ev.mu.Unlock()
@@ -604,7 +611,7 @@ func TestDynacastTopOnly(t *testing.T) {
 	if d.CurrentLayer() != 0 {
 		t.Fatalf("current layer %d", d.CurrentLayer())
 	}
-	time.Sleep(100 * time.Millisecond)
+	clock.advance(dynacastPause)
 	if got := last(); got != "[true false false]" {
 		t.Fatalf("only the low layer: %s", got)
 	}
@@ -614,8 +621,13 @@ func TestDynacastTopOnly(t *testing.T) {
 	if got := last(); got != "[true false true]" {
 		t.Fatalf("the top layer resumes next to the low one: %s", got)
 	}
-	time.Sleep(150 * time.Millisecond)
+	clock.advance(topOnlyDelay - time.Millisecond)
 	d.applyAllocation(2, time.Now().UnixNano()) // a pending round
+	if got := last(); got != "[true false true]" {
+		t.Fatalf("the low layer paused before topOnlyDelay: %s", got)
+	}
+	clock.advance(time.Millisecond)
+	d.applyAllocation(2, time.Now().UnixNano())
 	if got := last(); got != "[false false true]" {
 		t.Fatalf("top only: %s", got)
 	}
@@ -624,7 +636,7 @@ func TestDynacastTopOnly(t *testing.T) {
 	if got := w.take(); len(got) != 4 {
 		t.Fatalf("forwarded %d packets of the low layer, want 4", len(got))
 	}
-	time.Sleep(350 * time.Millisecond)
+	clock.advance(topOnlyWait)
 	d.applyAllocation(2, time.Now().UnixNano()) // the next round
 	if got := last(); got != "[true false true]" {
 		t.Fatalf("the top layer did not come: %s", got)
