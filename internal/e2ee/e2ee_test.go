@@ -167,7 +167,13 @@ func TestRatchetAndRotation(t *testing.T) {
 	if _, err := old.DecryptFrame(CodecOpus, rotated, nil); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("before the key message: %v", err)
 	}
+	if old.Ring().HasGeneration(1) || !old.Ring().HasGeneration(0) {
+		t.Error("HasGeneration before the key message: want generation 0 only")
+	}
 	old.AddKey(fk)
+	if !old.Ring().HasGeneration(1) {
+		t.Error("HasGeneration(1) after the key message is false")
+	}
 	if pt, err := old.DecryptFrame(CodecOpus, rotated, nil); err != nil || string(pt) != "after leave" {
 		t.Errorf("after leave: %v", err)
 	}
@@ -183,6 +189,9 @@ func TestRatchetLimits(t *testing.T) {
 	enc, _ := s.EncryptFrame(CodecOpus, []byte("far"), nil)
 	if _, err := r.DecryptFrame(CodecOpus, enc, nil); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("derived more than MaxRatchetAhead steps: %v", err)
+	}
+	if !r.Ring().HasGeneration(0) {
+		t.Error("a frame too far ahead in a held generation: HasGeneration is false, so it would wait for a key message that never comes")
 	}
 	k := s.Key()
 	k.Step = 254

@@ -241,6 +241,21 @@ func (r *KeyRing) Key(generation, step uint8) (SenderKey, error) {
 	return e.key, nil
 }
 
+// HasGeneration reports whether the ring holds a key version of this
+// generation: a frame of a generation it lacks waits for a key message,
+// while one ratcheted too far ahead of a held generation never will.
+func (r *KeyRing) HasGeneration(generation uint8) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.purge()
+	for _, e := range r.entries {
+		if e.key.Generation == generation {
+			return true
+		}
+	}
+	return false
+}
+
 // Len returns the number of key versions held.
 func (r *KeyRing) Len() int {
 	r.mu.Lock()

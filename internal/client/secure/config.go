@@ -13,12 +13,18 @@ import (
 // Default timings of the key schedule (docs/e2ee.md, section 6).
 const (
 	// DefaultRotationDebounce is how long after a leave a sender waits
-	// before it rotates, so that a burst of leaves costs one rotation.
-	DefaultRotationDebounce = 300 * time.Millisecond
+	// before it rotates, so that leaves that come together cost one
+	// rotation.
+	DefaultRotationDebounce = 100 * time.Millisecond
 	// DefaultSwitchDelay is how long a sender keeps encrypting with its old
-	// key after sending a rotated one, so that receivers have the new key
-	// before its first frame.
-	DefaultSwitchDelay = 250 * time.Millisecond
+	// key after sending a rotated one, so that receivers usually have the
+	// new key before its first frame.
+	DefaultSwitchDelay = 50 * time.Millisecond
+	// DefaultKeyWait is how long frames of a key generation a receiver
+	// does not hold yet wait for the key message that brings it (it
+	// travels over the signaling relay, the frames over media), counted
+	// from the first such frame.
+	DefaultKeyWait = 500 * time.Millisecond
 	// DefaultKeyRequestAfter is how long frames of a verified participant
 	// may fail for lack of a key before the receiver asks for it.
 	DefaultKeyRequestAfter = 2 * time.Second
@@ -55,6 +61,9 @@ type Config struct {
 	RotationDebounce time.Duration
 	SwitchDelay      time.Duration
 	KeyRequestAfter  time.Duration
+	// KeyWait: zero means DefaultKeyWait; negative drops frames without
+	// a key at once.
+	KeyWait time.Duration
 	// Retention is how long a receiver keeps older keys (e2ee.KeyRing).
 	Retention time.Duration
 	// Clock is the time source; nil means the system clock.
@@ -86,6 +95,9 @@ func (c *Config) check() error {
 	}
 	if c.SwitchDelay <= 0 {
 		c.SwitchDelay = DefaultSwitchDelay
+	}
+	if c.KeyWait == 0 {
+		c.KeyWait = DefaultKeyWait
 	}
 	if c.KeyRequestAfter <= 0 {
 		c.KeyRequestAfter = DefaultKeyRequestAfter

@@ -18,7 +18,9 @@
 //
 // It plugs into a client.Session through the frame transforms (SFrame with
 // the codec's clear prefix) and the announce and key hooks: Wire does it.
-// Frames it has no key for are dropped and counted, never passed on.
+// A frame of a key generation it holds no key of waits for the key
+// message, DefaultKeyWait at most (awaitKey); frames it has no key for
+// are then dropped and counted, never passed on.
 //
 // Recovery (an addition to docs/e2ee.md, shared with the browser): a
 // receiver whose frames from a verified participant have failed with

@@ -18,6 +18,8 @@ type fakeClock struct {
 	mu     sync.Mutex
 	now    time.Time
 	timers []*fakeTimer
+	// armed, when set, gets the duration of every timer armed.
+	armed chan time.Duration
 }
 
 type fakeTimer struct {
@@ -39,6 +41,9 @@ func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
 	defer c.mu.Unlock()
 	t := &fakeTimer{at: c.now.Add(d), f: f}
 	c.timers = append(c.timers, t)
+	if c.armed != nil {
+		c.armed <- d
+	}
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -142,6 +147,11 @@ func (r *relay) join(id string, cfg Config) *Session {
 		cfg.Name = id
 	}
 	cfg.Clock = r.clock
+	if cfg.KeyWait == 0 {
+		// Frames without a key fail at once, as the tests that check
+		// who cannot decrypt expect; TestFramesWaitForTheirKey sets it.
+		cfg.KeyWait = -1
+	}
 	s, err := New(cfg)
 	if err != nil {
 		r.t.Fatal(err)

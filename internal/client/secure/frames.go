@@ -75,6 +75,9 @@ func (t receiveTransform) TransformFrame(info client.FrameInfo, frame, dst []byt
 		return nil, err
 	}
 	out, err := p.recv.DecryptFrame(codec, frame, dst)
+	if errors.Is(err, e2ee.ErrUnknownKey) && s.awaitKey(p, frameKID(codec, frame)) {
+		out, err = p.recv.DecryptFrame(codec, frame, dst)
+	}
 	switch {
 	case errors.Is(err, e2ee.ErrUnknownKey):
 		p.cnt.noKey.Add(1)
@@ -97,6 +100,46 @@ func (t receiveTransform) TransformFrame(info client.FrameInfo, frame, dst []byt
 		}
 	}
 	return out, nil
+}
+
+// awaitKey holds a frame of p whose key generation p's ring lacks until a
+// key message brings that generation, or until the wait ends: KeyWait
+// after the first frame that began to wait since p's last key message.
+// Frames that come later wait no longer than that first one, and once the
+// wait has ended none waits again until a key message comes, so a key that
+// never comes stalls a track once, by KeyWait at most. It reports whether
+// the generation is held now. It blocks only the track the frame came on:
+// a sender switches to a rotated key SwitchDelay after sending it, and its
+// first frames may overtake the key message on the way.
+func (s *Session) awaitKey(p *peer, kid uint64) bool {
+	_, gen, _, ok := e2ee.SplitKID(kid)
+	if !ok || s.cfg.KeyWait < 0 {
+		return false
+	}
+	ring := p.recv.Ring()
+	for {
+		p.keyMu.Lock()
+		if ring.HasGeneration(gen) {
+			p.keyMu.Unlock()
+			return true
+		}
+		now := s.cfg.Clock.Now()
+		if p.waitUntil.IsZero() {
+			p.waitUntil = now.Add(s.cfg.KeyWait)
+		}
+		left, added := p.waitUntil.Sub(now), p.keyAdded
+		p.keyMu.Unlock()
+		if left <= 0 {
+			return false
+		}
+		expired := make(chan struct{})
+		stop := s.cfg.Clock.AfterFunc(left, func() { close(expired) })
+		select {
+		case <-added:
+			stop()
+		case <-expired:
+		}
+	}
 }
 
 // frameKID reads the KID of an encrypted frame (0 if it has none).

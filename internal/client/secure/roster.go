@@ -158,7 +158,7 @@ func (s *Session) onAnnounce(from string, payload []byte) {
 		s.warn(fmt.Sprintf("refused the announcement of participant %s: %v", from, err))
 		return
 	}
-	p := &peer{id: from, ann: a, ch: ch, cnt: s.counter(from),
+	p := &peer{id: from, ann: a, ch: ch, cnt: s.counter(from), keyAdded: make(chan struct{}),
 		recv: e2ee.NewReceiver(a.SenderIndex, e2ee.KeyRingConfig{Retention: s.cfg.Retention, Now: s.cfg.Clock.Now})}
 	s.st.Lock()
 	s.peers[from] = p

@@ -184,6 +184,7 @@ func (s *Session) openKey(p *peer, payload []byte) {
 		return
 	}
 	p.cnt.keyMessages.Add(1)
+	p.keyArrived()
 	s.observe(KeyEvent{Kind: PeerKey, Participant: p.id, Key: k})
 	if !p.verified.Swap(true) {
 		s.notify(Notice{Kind: Verified, Participant: s.describe(p.ann, false, true)})

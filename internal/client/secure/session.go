@@ -77,6 +77,20 @@ type peer struct {
 	failingSince atomic.Int64  // Unix ns of the first "unknown key" since the last success; 0 if none
 	lastRequest  atomic.Int64  // Unix ns of the last key request sent
 	lastKID      atomic.Uint64 // KID+1 of the last frame decrypted, for FirstDecrypt
+
+	// Frames of a key generation not held yet wait for it (awaitKey).
+	keyMu     sync.Mutex
+	keyAdded  chan struct{} // closed, and replaced, when a key of this peer is added
+	waitUntil time.Time     // when the wait ends; zero: none began since the last key
+}
+
+// keyArrived wakes the frames waiting for a key of p.
+func (p *peer) keyArrived() {
+	p.keyMu.Lock()
+	close(p.keyAdded)
+	p.keyAdded = make(chan struct{})
+	p.waitUntil = time.Time{}
+	p.keyMu.Unlock()
 }
 
 // New makes a Session. Wire plugs it into client options; Dial then

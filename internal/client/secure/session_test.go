@@ -136,6 +136,107 @@ func TestLeaveRotation(t *testing.T) {
 	sameCodes(t, a, b)
 }
 
+// TestFramesWaitForTheirKey: a frame of a rotated generation that comes
+// before its key message waits for it and then decrypts; when the key
+// message does not come, the frame is dropped after KeyWait, and the
+// frames after it are dropped at once until a key message comes.
+func TestFramesWaitForTheirKey(t *testing.T) {
+	const wait = 400 * time.Millisecond
+	r := newRelay(t)
+	a := r.join("a", Config{})
+	b := r.join("b", Config{KeyWait: wait})
+	r.join("c", Config{})
+	r.join("d", Config{})
+	r.pump()
+	var held []delivery
+	r.filter = func(d delivery) bool {
+		if d.kind == "key" && d.to == "b" {
+			held = append(held, d)
+			return false
+		}
+		return true
+	}
+	rotate := func(gone string) []byte {
+		t.Helper()
+		r.leave(gone)
+		r.clock.advance(DefaultRotationDebounce + DefaultSwitchDelay)
+		r.pump()
+		if len(held) == 0 {
+			t.Fatal("no key message to b was held back")
+		}
+		return encrypt(t, a)
+	}
+	// decryptAt decrypts f at b on a goroutine. When a wait is expected,
+	// it returns once the frame waits (a timer of that length is armed);
+	// otherwise it checks that the frame fails at once.
+	decryptAt := func(f []byte, wait time.Duration) <-chan error {
+		t.Helper()
+		armed := make(chan time.Duration, 1)
+		r.clock.mu.Lock()
+		r.clock.armed = armed
+		r.clock.mu.Unlock()
+		defer func() {
+			r.clock.mu.Lock()
+			r.clock.armed = nil
+			r.clock.mu.Unlock()
+		}()
+		done := make(chan error, 1)
+		go func() { done <- decrypt(b, "a", f) }()
+		select {
+		case d := <-armed:
+			if wait == 0 || d != wait {
+				t.Fatalf("the frame waits %v, want %v", d, wait)
+			}
+		case err := <-done:
+			if wait != 0 {
+				t.Fatalf("the frame did not wait for its key: %v", err)
+			}
+			done <- err
+		}
+		return done
+	}
+
+	// The key message comes while the frame waits.
+	done := decryptAt(rotate("c"), wait)
+	r.clock.advance(wait / 2)
+	r.filter = nil
+	r.queue = append(r.queue, held...)
+	held = nil
+	r.pump()
+	if err := <-done; err != nil {
+		t.Fatalf("the waiting frame did not decrypt once its key came: %v", err)
+	}
+
+	// The key message is lost: the first frame waits KeyWait, one on
+	// another track shares the rest of that wait, later ones do not wait.
+	r.filter = func(d delivery) bool {
+		if d.kind == "key" && d.to == "b" {
+			held = append(held, d)
+			return false
+		}
+		return true
+	}
+	f := rotate("d")
+	first := decryptAt(f, wait)
+	r.clock.advance(wait / 4)
+	second := decryptAt(f, wait-wait/4)
+	r.clock.advance(wait - wait/4)
+	for _, c := range []<-chan error{first, second, decryptAt(f, 0)} {
+		if err := <-c; !errors.Is(err, e2ee.ErrUnknownKey) {
+			t.Fatalf("after the wait: %v, want ErrUnknownKey", err)
+		}
+	}
+	var noKey uint64
+	for _, st := range b.Stats() {
+		if st.Participant == "a" {
+			noKey = st.NoKey
+		}
+	}
+	if noKey != 3 {
+		t.Errorf("b counts %d frames of a without a key, want 3", noKey)
+	}
+}
+
 // TestKeyRecovery: key messages to b are lost; b's frames from a fail;
 // after KeyRequestAfter b asks, a answers, b decrypts. Replays are
 // refused and counted.

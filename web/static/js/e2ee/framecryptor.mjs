@@ -11,6 +11,13 @@ import { UnknownKeyError } from './keys.mjs';
 export const MISSING_KEY_MS = 1500;
 /** ... and not more often than this. */
 export const MISSING_KEY_REPEAT_MS = 3000;
+/**
+ * How long frames of a key generation a receiver does not hold yet wait for
+ * the key message that brings it, counted from the first such frame: a
+ * sender switches to a rotated key SWITCH_DELAY_MS after sending it, and its
+ * first frames may overtake the key message (docs/e2ee.md, section 6).
+ */
+export const KEY_WAIT_MS = 500;
 /** How many key generations per sender report() remembers. */
 const GENERATIONS_KEPT = 8;
 
@@ -46,13 +53,22 @@ export class FrameCryptor {
    * @param {object} [opts]
    * @param {() => number} [opts.now] milliseconds
    * @param {number} [opts.retentionMs] how long receivers keep superseded keys
+   * @param {number} [opts.keyWaitMs] KEY_WAIT_MS; 0: frames without a key are dropped at once
+   * @param {(fn: () => void, ms: number) => any} [opts.setTimeout]
+   * @param {(id: any) => void} [opts.clearTimeout]
    */
-  constructor({ now = () => Date.now(), retentionMs } = {}) {
+  constructor({
+    now = () => Date.now(), retentionMs, keyWaitMs = KEY_WAIT_MS,
+    setTimeout = (fn, ms) => globalThis.setTimeout(fn, ms), clearTimeout = (id) => globalThis.clearTimeout(id),
+  } = {}) {
     this.now = now;
     this.retentionMs = retentionMs;
+    this.keyWaitMs = keyWaitMs;
+    this.setTimeout = setTimeout;
+    this.clearTimeout = clearTimeout;
     /** @type {Sender|null} */
     this.sender = null;
-    /** @type {Map<string, {receiver: Receiver, index: number, missingSince: number, reported: number, waiting: boolean}>} */
+    /** @type {Map<string, {receiver: Receiver, index: number, missingSince: number, reported: number, waiting: boolean, waitUntil: number, waiters: Set<() => void>}>} */
     this.receivers = new Map();
     this.stats = { encrypted: 0, decrypted: 0, dropped: 0 };
     /** @type {Map<number, number>} generation -> when this worker started encrypting with it */
@@ -107,7 +123,7 @@ export class FrameCryptor {
     // waiting: frames may have been dropped before it was known; its first key asks for a key frame.
     this.receivers.set(participant, {
       receiver: new Receiver(index, opts), index, missingSince: 0, reported: 0, waiting: true,
-      counts: { decrypted: 0, noKey: 0, auth: 0 }, firstDecrypt: new Map(),
+      waitUntil: 0, waiters: new Set(), counts: { decrypted: 0, noKey: 0, auth: 0 }, firstDecrypt: new Map(),
     });
   }
 
@@ -123,6 +139,9 @@ export class FrameCryptor {
       const r = this.receivers.get(participant);
       if (!r || r.index !== k.index) return false;
       await r.receiver.addKey(k);
+      r.waitUntil = 0;
+      for (const wake of r.waiters) wake();
+      r.waiters.clear();
       const wanted = r.waiting;
       r.waiting = false;
       r.missingSince = 0;
@@ -165,7 +184,13 @@ export class FrameCryptor {
     if (!r) return this.#drop(DROP.unknown);
     if (data.length === 0) return this.#drop(DROP.empty);
     try {
-      const out = await r.receiver.decryptFrame(codec, data);
+      let out;
+      try {
+        out = await r.receiver.decryptFrame(codec, data);
+      } catch (err) {
+        if (!(err instanceof UnknownKeyError) || !(await this.#awaitKey(r, r.receiver.generationOf(codec, data)))) throw err;
+        out = await r.receiver.decryptFrame(codec, data);
+      }
       r.missingSince = 0;
       this.stats.decrypted++;
       r.counts.decrypted++;
@@ -181,6 +206,31 @@ export class FrameCryptor {
       r.counts.auth++;
       return this.#drop(DROP.auth);
     }
+  }
+
+  // Holds a frame of r whose key generation r does not hold until a key
+  // message brings it, or until the wait ends: keyWaitMs after the first
+  // frame that began to wait since r's last key. Later frames wait no
+  // longer than that first one, and once the wait has ended none waits
+  // again until a key comes, so a key that never comes stalls a track
+  // once. Resolves to whether the generation is held now. The same rule as
+  // the native client's (internal/client/secure, awaitKey).
+  async #awaitKey(r, generation) {
+    if (generation === null || this.keyWaitMs <= 0) return false;
+    const ring = r.receiver.ring;
+    while (!ring.hasGeneration(generation)) {
+      const now = this.now();
+      if (!r.waitUntil) r.waitUntil = now + this.keyWaitMs;
+      const left = r.waitUntil - now;
+      if (left <= 0) return false;
+      const woken = await new Promise((resolve) => {
+        const wake = () => { this.clearTimeout(timer); resolve(true); };
+        const timer = this.setTimeout(() => { r.waiters.delete(wake); resolve(false); }, left);
+        r.waiters.add(wake);
+      });
+      if (!woken) return ring.hasGeneration(generation);
+    }
+    return true;
   }
 
   /**

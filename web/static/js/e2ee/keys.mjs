@@ -104,5 +104,13 @@ export class KeyRing {
     }
   }
 
+  // hasGeneration: whether a key version of this generation is held. A
+  // frame of a generation not held may wait for its key message; one
+  // ratcheted too far ahead of a held generation never gets one.
+  hasGeneration(generation) {
+    this.purge();
+    return this.entries.some((e) => e.key.generation === generation);
+  }
+
   get size() { this.purge(); return this.entries.length; }
 }

@@ -95,6 +95,18 @@ export class Receiver {
 
   addKey(k) { return this.ring.add(k); }
 
+  // generationOf returns the key generation a frame of this sender names,
+  // or null when it names none (malformed, or another sender's KID).
+  generationOf(codec, frame) {
+    try {
+      const { kid } = parseHeader(frame.subarray(clearPrefix(codec, frame)));
+      const parts = splitKid(kid);
+      return parts && parts.index === this.ring.index ? parts.generation : null;
+    } catch {
+      return null;
+    }
+  }
+
   async decryptFrame(codec, frame) {
     const n = clearPrefix(codec, frame);
     const { kid, ctr, length } = parseHeader(frame.subarray(n));

@@ -31,9 +31,9 @@ import { UnknownKeyError } from './keys.mjs';
 import { CHAT_FILE, CHAT_TEXT } from './chat.mjs';
 
 /** Debounce of leaves before the sender key is rotated. */
-export const LEAVE_DEBOUNCE_MS = 300;
+export const LEAVE_DEBOUNCE_MS = 100;
 /** Delay between sending a rotated key and encrypting with it. */
-export const SWITCH_DELAY_MS = 250;
+export const SWITCH_DELAY_MS = 50;
 /** How long a participant the server lists may go without a verified announcement before it counts as "not end-to-end". */
 export const ANNOUNCE_GRACE_MS = 10000;
 /** Minimum interval between two key requests to, or answers for, one participant. */

@@ -42,9 +42,12 @@ function clock() {
   return c;
 }
 
-/** The media worker of a client: a FrameCryptor whose async key operations are tracked. */
+/**
+ * The media worker of a client: a FrameCryptor whose async key operations
+ * are tracked. Frames without a key fail at once unless keyWaitMs is given.
+ */
 class Frames {
-  constructor(now) { this.c = new FrameCryptor({ now }); this.ops = []; }
+  constructor(env, keyWaitMs = 0) { this.c = new FrameCryptor({ ...env, keyWaitMs }); this.ops = []; }
   setSendKey(k) { this.ops.push(this.c.setSendKey(k)); }
   setReceiver(p, i) { this.c.setReceiver(p, i); }
   addKey(p, k) { this.ops.push(this.c.addKey(p, k)); }
@@ -67,12 +70,14 @@ class World {
     this.tamper = (m) => m;
     this.seq = 0;
     this.chats = new Map();
+    /** The FrameCryptor's keyWaitMs for clients joining from now on. */
+    this.keyWaitMs = 0;
   }
 
   async join(name, userId = '', idOpts = {}) {
     const id = `p${++this.seq}-${name}`;
     const ident = await identity(this.ca, userId, idOpts);
-    const frames = new Frames(this.clock.env.now);
+    const frames = new Frames(this.clock.env, this.keyWaitMs);
     const c = { id, name, frames, chats: [] };
     c.mc = new MeetingCrypto({ identity: ident, send: (type, f) => this.#from(c, type, f), frames, env: this.clock.env, retentionMs: 5000 });
     c.mc.addEventListener('chat', (e) => c.chats.push(e.detail));
@@ -267,6 +272,59 @@ test('leave rotation: after the rotation the one who left decrypts nothing', asy
   assert.doesNotMatch(JSON.stringify(b.frames.c.report()), /key"/);
   const gone = c.frames.c.report().participants[a.id];
   assert.equal(gone.noKey, 1, 'Carol could not decrypt the frame sent after the rotation');
+});
+
+test('frames of a rotated key that overtake its key message wait for it; a key that never comes stalls them once', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice');
+  w.keyWaitMs = 400;
+  const b = await w.join('Bob');
+  w.keyWaitMs = 0;
+  const c = await w.join('Carol');
+  const d = await w.join('Dave');
+  const held = [];
+  const holdKeysToBob = (m) => (m.type === 'key' && m.to === b.id ? (held.push(m), null) : m);
+  const track = (p) => { const t = { done: false }; t.result = p.then((x) => { t.done = true; return x; }); return t; };
+  const rotate = async (gone) => {
+    w.leave(gone);
+    await w.settle();
+    await w.advance(LEAVE_DEBOUNCE_MS + SWITCH_DELAY_MS);
+    assert.ok(held.length > 0, "Alice's rotated key to Bob was held back");
+    const data = frame(held.length);
+    return { data, enc: await a.frames.c.encrypt('vp9', data) };
+  };
+
+  // The key message comes while the frame waits.
+  w.tamper = holdKeysToBob;
+  let f = await rotate(c);
+  const first = track(b.frames.c.decrypt(a.id, 'vp9', f.enc));
+  await w.settle();
+  await w.advance(200);
+  assert.equal(first.done, false, 'the frame waits for its key');
+  w.tamper = (m) => m;
+  for (const m of held.splice(0)) w.deliver(b, m);
+  await w.settle();
+  assert.deepEqual(await first.result, f.data, 'the waiting frame decrypts once its key comes');
+
+  // The key message is lost: the first frame waits 400 ms, one on another
+  // track shares the rest of that wait, and later ones do not wait.
+  w.tamper = holdKeysToBob;
+  f = await rotate(d);
+  const waiting = [track(b.frames.c.decrypt(a.id, 'vp9', f.enc))];
+  await w.settle();
+  await w.advance(100);
+  waiting.push(track(b.frames.c.decrypt(a.id, 'vp9', f.enc)));
+  await w.settle();
+  await w.advance(299);
+  assert.deepEqual(waiting.map((t) => t.done), [false, false]);
+  await w.advance(1);
+  assert.deepEqual(waiting.map((t) => t.done), [true, true], 'both frames gave up 400 ms after the first began to wait');
+  for (const t of waiting) assert.equal(await t.result, 'no-key');
+  const later = track(b.frames.c.decrypt(a.id, 'vp9', f.enc));
+  await w.settle();
+  assert.equal(later.done, true, 'a frame after the wait ended is dropped at once');
+  assert.equal(await later.result, 'no-key');
+  assert.equal(b.frames.c.report().participants[a.id].noKey, 3);
 });
 
 test('a burst of leaves costs one rotation', async () => {
