@@ -21,28 +21,60 @@ import (
 // decryptLog records, for one native receiver, when it first decrypted each
 // sender's frames under each key generation.
 type decryptLog struct {
-	mu    sync.Mutex
-	first map[string]map[uint8]time.Time // sender -> generation -> first decrypt
+	mu       sync.Mutex
+	first    map[string]map[uint8]time.Time // sender -> generation -> first decrypt
+	keys     map[string][]time.Time         // sender -> when its key messages opened
+	switched []time.Time                    // when this native began encrypting with a new key
 }
 
 func newDecryptLog() *decryptLog {
-	return &decryptLog{first: map[string]map[uint8]time.Time{}}
+	return &decryptLog{first: map[string]map[uint8]time.Time{}, keys: map[string][]time.Time{}}
 }
 
 func (l *decryptLog) observe(e secure.KeyEvent) {
-	if e.Kind != secure.FirstDecrypt {
-		return
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	g := l.first[e.Participant]
-	if g == nil {
-		g = map[uint8]time.Time{}
-		l.first[e.Participant] = g
+	switch e.Kind {
+	case secure.PeerKey:
+		l.keys[e.Participant] = append(l.keys[e.Participant], e.At)
+	case secure.Switched:
+		l.switched = append(l.switched, e.At)
+	case secure.FirstDecrypt:
+		g := l.first[e.Participant]
+		if g == nil {
+			g = map[uint8]time.Time{}
+			l.first[e.Participant] = g
+		}
+		if _, ok := g[e.Key.Generation]; !ok {
+			g[e.Key.Generation] = e.At
+		}
 	}
-	if _, ok := g[e.Key.Generation]; !ok {
-		g[e.Key.Generation] = e.At
+}
+
+// keyAfter returns when the first key message of sender after `since`
+// opened.
+func (l *decryptLog) keyAfter(sender string, since time.Time) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, at := range l.keys[sender] {
+		if at.After(since) {
+			return at, true
+		}
 	}
+	return time.Time{}, false
+}
+
+// switchedAfter returns when this native first began encrypting with a
+// new key after `since`.
+func (l *decryptLog) switchedAfter(since time.Time) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, at := range l.switched {
+		if at.After(since) {
+			return at, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // firstAfter returns when the receiver first decrypted a generation of
@@ -206,13 +238,14 @@ func TestRotation20Plus2Timing(t *testing.T) {
 	// after `since` the receiver first decrypted a generation not seen
 	// before; and the pairs that have not yet.
 	type pair struct {
-		sender, receiver string
+		sender, receiver string // names
+		senderID         string
 		delay            time.Duration
 	}
 	decrypted := func(natives []*native, logs []*decryptLog, senders []string, since time.Time) (done []pair, missing []string) {
 		add := func(s, r string, at time.Time, ok bool) {
 			if ok {
-				done = append(done, pair{names[s], r, at.Sub(since)})
+				done = append(done, pair{names[s], r, s, at.Sub(since)})
 			} else {
 				missing = append(missing, names[s]+"→"+r)
 			}
@@ -265,11 +298,28 @@ func TestRotation20Plus2Timing(t *testing.T) {
 	p50, p90, worst := done[len(done)/2].delay, done[len(done)*9/10].delay, done[len(done)-1].delay
 	t.Logf("%d receiver/sender pairs (browsers included): leave → new generation decrypted p50 %v, p90 %v, max %v",
 		len(done), p50.Round(time.Millisecond), p90.Round(time.Millisecond), worst.Round(time.Millisecond))
+	// For the slowest pairs: when the sender (a native) switched to its
+	// new key and when the receiver (a native) had the key, after the leave.
+	logOf := map[string]*decryptLog{}
+	for i, m := range stay {
+		logOf[m.Self().ID], logOf[m.Self().Name] = stayLogs[i], stayLogs[i]
+	}
 	var slow []string
 	for _, p := range done[max(0, len(done)-3):] {
-		slow = append(slow, fmt.Sprintf("%s→%s %v", p.sender, p.receiver, p.delay.Round(time.Millisecond)))
+		var notes []string
+		if l := logOf[p.senderID]; l != nil {
+			if at, ok := l.switchedAfter(left); ok {
+				notes = append(notes, fmt.Sprintf("sender switched +%v", at.Sub(left).Round(time.Millisecond)))
+			}
+		}
+		if l := logOf[p.receiver]; l != nil {
+			if at, ok := l.keyAfter(p.senderID, left); ok {
+				notes = append(notes, fmt.Sprintf("key at receiver +%v", at.Sub(left).Round(time.Millisecond)))
+			}
+		}
+		slow = append(slow, fmt.Sprintf("%s→%s %v (%s)", p.sender, p.receiver, p.delay.Round(time.Millisecond), strings.Join(notes, ", ")))
 	}
-	t.Logf("slowest: %s", strings.Join(slow, ", "))
+	t.Logf("slowest: %s", strings.Join(slow, "; "))
 	for _, p := range browsers {
 		for g, ms := range p.decryptReport().SendingSince {
 			if at := time.UnixMilli(int64(ms)); at.After(left) {
