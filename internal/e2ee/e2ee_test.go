@@ -167,15 +167,33 @@ func TestRatchetAndRotation(t *testing.T) {
 	if _, err := old.DecryptFrame(CodecOpus, rotated, nil); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("before the key message: %v", err)
 	}
-	if old.Ring().HasGeneration(1) || !old.Ring().HasGeneration(0) {
-		t.Error("HasGeneration before the key message: want generation 0 only")
+	if !old.Ring().Awaits(1) || old.Ring().Awaits(0) {
+		t.Error("before the key message: want generation 1 awaited, 0 held")
 	}
 	old.AddKey(fk)
-	if !old.Ring().HasGeneration(1) {
-		t.Error("HasGeneration(1) after the key message is false")
+	if old.Ring().Awaits(1) {
+		t.Error("generation 1 still awaited after its key message")
 	}
 	if pt, err := old.DecryptFrame(CodecOpus, rotated, nil); err != nil || string(pt) != "after leave" {
 		t.Errorf("after leave: %v", err)
+	}
+}
+
+// TestAwaits: which generations a receiver may still get a key for.
+func TestAwaits(t *testing.T) {
+	r := NewKeyRing(3, KeyRingConfig{})
+	if !r.Awaits(0) || !r.Awaits(200) {
+		t.Error("an empty ring awaits any generation")
+	}
+	k := newTestSender(t, 3).Key()
+	k.Generation = 255
+	if err := r.Add(k); err != nil {
+		t.Fatal(err)
+	}
+	for gen, want := range map[uint8]bool{255: false, 0: true, 1: true, 126: true, 127: false, 254: false, 200: false} {
+		if got := r.Awaits(gen); got != want {
+			t.Errorf("holding generation 255: Awaits(%d) = %v, want %v", gen, got, want)
+		}
 	}
 }
 
@@ -190,8 +208,8 @@ func TestRatchetLimits(t *testing.T) {
 	if _, err := r.DecryptFrame(CodecOpus, enc, nil); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("derived more than MaxRatchetAhead steps: %v", err)
 	}
-	if !r.Ring().HasGeneration(0) {
-		t.Error("a frame too far ahead in a held generation: HasGeneration is false, so it would wait for a key message that never comes")
+	if r.Ring().Awaits(0) {
+		t.Error("a frame too far ahead in a held generation would wait for a key message that never comes")
 	}
 	k := s.Key()
 	k.Step = 254

@@ -241,19 +241,22 @@ func (r *KeyRing) Key(generation, step uint8) (SenderKey, error) {
 	return e.key, nil
 }
 
-// HasGeneration reports whether the ring holds a key version of this
-// generation: a frame of a generation it lacks waits for a key message,
-// while one ratcheted too far ahead of a held generation never will.
-func (r *KeyRing) HasGeneration(generation uint8) bool {
+// Awaits reports whether a frame of this key generation may yet get its
+// key from a key message: the ring holds no key of the generation, and
+// the generation is newer than every one it holds (generations count
+// modulo 256; "newer" is up to 127 ahead), or the ring is empty. A frame
+// of an older generation (its key expired) or one ratcheted too far ahead
+// of a held generation never will.
+func (r *KeyRing) Awaits(generation uint8) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.purge()
 	for _, e := range r.entries {
-		if e.key.Generation == generation {
-			return true
+		if d := generation - e.key.Generation; d == 0 || d >= 128 {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // Len returns the number of key versions held.

@@ -102,24 +102,26 @@ func (t receiveTransform) TransformFrame(info client.FrameInfo, frame, dst []byt
 	return out, nil
 }
 
-// awaitKey holds a frame of p whose key generation p's ring lacks until a
-// key message brings that generation, or until the wait ends: KeyWait
-// after the first frame that began to wait since p's last key message.
-// Frames that come later wait no longer than that first one, and once the
-// wait has ended none waits again until a key message comes, so a key that
-// never comes stalls a track once, by KeyWait at most. It reports whether
-// the generation is held now. It blocks only the track the frame came on:
-// a sender switches to a rotated key SwitchDelay after sending it, and its
-// first frames may overtake the key message on the way.
+// awaitKey holds a frame of p whose key generation p's ring does not hold
+// but may yet get (e2ee.KeyRing.Awaits: a newer generation) until a key
+// message of p comes, or until the wait ends: KeyWait after the first
+// frame that began to wait since p's last key message. Frames that come
+// later wait no longer than that first one, and once the wait has ended
+// none waits again until a key message comes, so a key that never comes
+// stalls a track once, by KeyWait at most. It reports whether a key
+// message came, so that the frame is worth trying again. It blocks only
+// the track the frame came on: a sender switches to a rotated key
+// SwitchDelay after sending it, and its first frames may overtake the key
+// message on the way.
 func (s *Session) awaitKey(p *peer, kid uint64) bool {
 	_, gen, _, ok := e2ee.SplitKID(kid)
-	if !ok || s.cfg.KeyWait < 0 {
+	ring := p.recv.Ring()
+	if !ok || s.cfg.KeyWait < 0 || !ring.Awaits(gen) {
 		return false
 	}
-	ring := p.recv.Ring()
 	for {
 		p.keyMu.Lock()
-		if ring.HasGeneration(gen) {
+		if !ring.Awaits(gen) {
 			p.keyMu.Unlock()
 			return true
 		}

@@ -208,17 +208,18 @@ export class FrameCryptor {
     }
   }
 
-  // Holds a frame of r whose key generation r does not hold until a key
-  // message brings it, or until the wait ends: keyWaitMs after the first
-  // frame that began to wait since r's last key. Later frames wait no
-  // longer than that first one, and once the wait has ended none waits
-  // again until a key comes, so a key that never comes stalls a track
-  // once. Resolves to whether the generation is held now. The same rule as
-  // the native client's (internal/client/secure, awaitKey).
+  // Holds a frame of r whose key generation r does not hold but may yet
+  // get (KeyRing.awaits: a newer one) until a key message of r comes, or
+  // until the wait ends: keyWaitMs after the first frame that began to
+  // wait since r's last key. Later frames wait no longer than that first
+  // one, and once the wait has ended none waits again until a key comes,
+  // so a key that never comes stalls a track once. Resolves to whether a
+  // key came (the frame is worth trying again). The same rule as the
+  // native client's (internal/client/secure, awaitKey).
   async #awaitKey(r, generation) {
-    if (generation === null || this.keyWaitMs <= 0) return false;
     const ring = r.receiver.ring;
-    while (!ring.hasGeneration(generation)) {
+    if (generation === null || this.keyWaitMs <= 0 || !ring.awaits(generation)) return false;
+    while (ring.awaits(generation)) {
       const now = this.now();
       if (!r.waitUntil) r.waitUntil = now + this.keyWaitMs;
       const left = r.waitUntil - now;
@@ -228,7 +229,7 @@ export class FrameCryptor {
         const timer = this.setTimeout(() => { r.waiters.delete(wake); resolve(false); }, left);
         r.waiters.add(wake);
       });
-      if (!woken) return ring.hasGeneration(generation);
+      if (!woken) return !ring.awaits(generation);
     }
     return true;
   }

@@ -104,12 +104,17 @@ export class KeyRing {
     }
   }
 
-  // hasGeneration: whether a key version of this generation is held. A
-  // frame of a generation not held may wait for its key message; one
-  // ratcheted too far ahead of a held generation never gets one.
-  hasGeneration(generation) {
+  // awaits: whether a frame of this generation may yet get its key from a
+  // key message: no key of it is held, and it is newer than every
+  // generation held (modulo 256, up to 127 ahead), or none is held. An
+  // older generation (its key expired), or a step too far ahead of a held
+  // generation, never will. As KeyRing.Awaits in Go.
+  awaits(generation) {
     this.purge();
-    return this.entries.some((e) => e.key.generation === generation);
+    return this.entries.every((e) => {
+      const d = (generation - e.key.generation) & 0xff;
+      return d !== 0 && d < 128;
+    });
   }
 
   get size() { this.purge(); return this.entries.length; }

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MeetingCrypto, KEY_REQUEST, ORG_CHANGED_WARNING, LEAVE_DEBOUNCE_MS, SWITCH_DELAY_MS } from './meetingcrypto.mjs';
 import { FrameCryptor } from './framecryptor.mjs';
+import { KeyRing, newSenderKey } from './keys.mjs';
 import {
   fromBase64, toBase64, generateDeviceKey, exportPublicKey, issueCredential, signAnnouncement,
   generateEphemeral, parseAnnouncement, concat,
@@ -325,6 +326,14 @@ test('frames of a rotated key that overtake its key message wait for it; a key t
   assert.equal(later.done, true, 'a frame after the wait ended is dropped at once');
   assert.equal(await later.result, 'no-key');
   assert.equal(b.frames.c.report().participants[a.id].noKey, 3);
+});
+
+test('KeyRing.awaits: newer generations than those held, as in Go (TestAwaits)', async () => {
+  const ring = new KeyRing(3);
+  assert.ok(ring.awaits(0) && ring.awaits(200), 'an empty ring awaits any generation');
+  await ring.add({ ...newSenderKey(3, 255) });
+  const want = { 255: false, 0: true, 1: true, 126: true, 127: false, 254: false, 200: false };
+  for (const [gen, w] of Object.entries(want)) assert.equal(ring.awaits(Number(gen)), w, `holding 255: awaits(${gen})`);
 });
 
 test('a burst of leaves costs one rotation', async () => {
