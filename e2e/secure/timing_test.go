@@ -17,8 +17,9 @@ import (
 // (receiver, sender) pair: the time from the leave until the receiver
 // decrypts the sender's first frame under its new generation. The whole of
 // it, debounce and switch delay included, must stay under 1 s; no receiver
-// may lose a frame for lack of a key during the rotation (the switch delay
-// is there for that).
+// may lose a frame for lack of a key during the rotation (the switch delay,
+// and the receivers' wait for a key that a frame overtook, are there for
+// that).
 func TestRotationTiming(t *testing.T) {
 	if testing.Short() {
 		t.Skip("20 participants")
