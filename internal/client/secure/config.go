@@ -20,10 +20,10 @@ const (
 	// key after sending a rotated one, so that receivers usually have the
 	// new key before its first frame.
 	DefaultSwitchDelay = 50 * time.Millisecond
-	// DefaultKeyWait is how long frames of a key generation a receiver
-	// does not hold yet wait for the key message that brings it (it
-	// travels over the signaling relay, the frames over media), counted
-	// from the first such frame.
+	// DefaultKeyWait is how long frames of a key generation newer than
+	// any a receiver holds wait for the sender's key message (it travels
+	// over the signaling relay, the frames over media), counted from the
+	// first such frame.
 	DefaultKeyWait = 500 * time.Millisecond
 	// DefaultKeyRequestAfter is how long frames of a verified participant
 	// may fail for lack of a key before the receiver asks for it.

@@ -12,8 +12,8 @@ export const MISSING_KEY_MS = 1500;
 /** ... and not more often than this. */
 export const MISSING_KEY_REPEAT_MS = 3000;
 /**
- * How long frames of a key generation a receiver does not hold yet wait for
- * the key message that brings it, counted from the first such frame: a
+ * How long frames of a key generation newer than any a receiver holds wait
+ * for the sender's key message, counted from the first such frame: a
  * sender switches to a rotated key SWITCH_DELAY_MS after sending it, and its
  * first frames may overtake the key message (docs/e2ee.md, section 6).
  */
