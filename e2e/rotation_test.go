@@ -366,8 +366,9 @@ func TestRotation20Plus2Timing(t *testing.T) {
 	p50, p90, worst := done[len(done)/2].delay, done[len(done)*9/10].delay, done[len(done)-1].delay
 	t.Logf("%d receiver/sender pairs (browsers included): leave → new generation decrypted p50 %v, p90 %v, max %v",
 		len(done), p50.Round(time.Millisecond), p90.Round(time.Millisecond), worst.Round(time.Millisecond))
-	// For the slowest pairs: when the sender (a native) switched to its
-	// new key and when the receiver (a native) had the key, after the leave.
+	// For the slowest pairs, after the leave: when the sender's first frame
+	// under its new key reached the SFU, when the sender (a native)
+	// switched to that key, and when the receiver (a native) had it.
 	logOf := map[string]*decryptLog{}
 	for i, m := range stay {
 		logOf[m.Self().ID], logOf[m.Self().Name] = stayLogs[i], stayLogs[i]
