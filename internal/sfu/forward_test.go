@@ -12,6 +12,7 @@ import (
 
 	"conclave/internal/codecs"
 	"conclave/internal/packetcache"
+	"conclave/internal/testutil/fakeclock"
 )
 
 // sentRTP is one packet as a fake subscriber connection received it.
@@ -529,8 +530,8 @@ func TestDynacast(t *testing.T) {
 	u := testTrack(3)
 	ev := &recordingPubEvents{}
 	u.dyn.events = ev
-	clock := newFakeClock()
-	clock.use(&u.dyn)
+	clock := fakeclock.New(time.Unix(1_700_000_000, 0))
+	useClock(&u.dyn, clock)
 	// A debounce shorter than topOnlyDelay: this test is not about a top
 	// layer that does not come.
 	u.dyn.pause = 50 * time.Millisecond
@@ -544,11 +545,11 @@ func TestDynacast(t *testing.T) {
 	if got := last(); got != "[]" {
 		t.Fatalf("reported %s before any pause", got)
 	}
-	clock.advance(u.dyn.pause - time.Millisecond)
+	clock.Advance(u.dyn.pause - time.Millisecond)
 	if got := last(); got != "[]" {
 		t.Fatalf("reported %s before the debounce ended", got)
 	}
-	clock.advance(time.Millisecond)
+	clock.Advance(time.Millisecond)
 	if got := last(); got != "[[true false false]]" {
 		t.Fatalf("after the debounce: %s", got)
 	}
@@ -562,7 +563,7 @@ func TestDynacast(t *testing.T) {
 	if got := last(); got != "[[true false false] [true false true]]" {
 		t.Fatalf("paused without debounce: %s", got)
 	}
-	clock.advance(u.dyn.pause)
+	clock.Advance(u.dyn.pause)
 	if got := last(); got != "[[true false false] [true false true] [false false true]]" {
 		t.Fatalf("only the top wanted: %s", got)
 	}
@@ -578,7 +579,7 @@ func TestDynacast(t *testing.T) {
 	if got := last(); got != "[[true false false] [true false true] [false false true] [false true true]]" {
 		t.Fatalf("paused without debounce: %s", got)
 	}
-	clock.advance(u.dyn.pause)
+	clock.Advance(u.dyn.pause)
 	if got := last(); got != "[[true false false] [true false true] [false false true] [false true true] [false false false]]" {
 		t.Fatalf("after hiding: %s", got)
 	}
@@ -593,8 +594,8 @@ func TestDynacastTopOnly(t *testing.T) {
 	u := testTrack(3)
 	ev := &recordingPubEvents{}
 	u.dyn.events = ev
-	clock := newFakeClock()
-	clock.use(&u.dyn)
+	clock := fakeclock.New(time.Unix(1_700_000_000, 0))
+	useClock(&u.dyn, clock)
 	last := func() string {
 		ev.mu.Lock()
 		defer ev.mu.Unlock()
@@ -611,7 +612,7 @@ func TestDynacastTopOnly(t *testing.T) {
 	if d.CurrentLayer() != 0 {
 		t.Fatalf("current layer %d", d.CurrentLayer())
 	}
-	clock.advance(dynacastPause)
+	clock.Advance(dynacastPause)
 	if got := last(); got != "[true false false]" {
 		t.Fatalf("only the low layer: %s", got)
 	}
@@ -621,12 +622,12 @@ func TestDynacastTopOnly(t *testing.T) {
 	if got := last(); got != "[true false true]" {
 		t.Fatalf("the top layer resumes next to the low one: %s", got)
 	}
-	clock.advance(topOnlyDelay - time.Millisecond)
+	clock.Advance(topOnlyDelay - time.Millisecond)
 	d.applyAllocation(2, time.Now().UnixNano()) // a pending round
 	if got := last(); got != "[true false true]" {
 		t.Fatalf("the low layer paused before topOnlyDelay: %s", got)
 	}
-	clock.advance(time.Millisecond)
+	clock.Advance(time.Millisecond)
 	d.applyAllocation(2, time.Now().UnixNano())
 	if got := last(); got != "[false false true]" {
 		t.Fatalf("top only: %s", got)
@@ -636,7 +637,7 @@ func TestDynacastTopOnly(t *testing.T) {
 	if got := w.take(); len(got) != 4 {
 		t.Fatalf("forwarded %d packets of the low layer, want 4", len(got))
 	}
-	clock.advance(topOnlyWait)
+	clock.Advance(topOnlyWait)
 	d.applyAllocation(2, time.Now().UnixNano()) // the next round
 	if got := last(); got != "[true false true]" {
 		t.Fatalf("the top layer did not come: %s", got)

@@ -4,83 +4,14 @@ import (
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/rand"
-	"sort"
 	"sync"
 	"testing"
 	"time"
 
 	"conclave/internal/client"
 	"conclave/internal/e2ee"
+	"conclave/internal/testutil/fakeclock"
 )
-
-// fakeClock is a Clock that moves only when the test says so.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-	// armed, when set, gets the duration of every timer armed.
-	armed chan time.Duration
-}
-
-type fakeTimer struct {
-	at      time.Time
-	f       func()
-	stopped bool
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_800_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{at: c.now.Add(d), f: f}
-	c.timers = append(c.timers, t)
-	if c.armed != nil {
-		c.armed <- d
-	}
-	return func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		was := !t.stopped
-		t.stopped = true
-		return was
-	}
-}
-
-// advance moves time on by d, running due timers in order (outside the
-// clock's lock, on the test's goroutine).
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	end := c.now.Add(d)
-	c.mu.Unlock()
-	for {
-		c.mu.Lock()
-		sort.SliceStable(c.timers, func(i, j int) bool { return c.timers[i].at.Before(c.timers[j].at) })
-		var next *fakeTimer
-		for i, t := range c.timers {
-			if !t.stopped && !t.at.After(end) {
-				next = t
-				c.timers = append(c.timers[:i], c.timers[i+1:]...)
-				break
-			}
-		}
-		if next == nil {
-			c.now = end
-			c.mu.Unlock()
-			return
-		}
-		c.now = next.at
-		next.stopped = true
-		c.mu.Unlock()
-		next.f()
-	}
-}
 
 // relay plays the server for Sessions in memory: it stores the latest
 // announcement of each participant, sends it to everyone else and to
@@ -88,7 +19,7 @@ func (c *fakeClock) advance(d time.Duration) {
 // in a queue until pump, so that no Session is re-entered.
 type relay struct {
 	t       *testing.T
-	clock   *fakeClock
+	clock   *fakeclock.Clock
 	meeting string
 	mu      sync.Mutex
 	members map[string]*Session
@@ -107,7 +38,7 @@ type delivery struct {
 }
 
 func newRelay(t *testing.T) *relay {
-	return &relay{t: t, clock: newFakeClock(), meeting: "m-1", members: map[string]*Session{}, anns: map[string][]byte{}}
+	return &relay{t: t, clock: fakeclock.New(time.Unix(1_800_000_000, 0)), meeting: "m-1", members: map[string]*Session{}, anns: map[string][]byte{}}
 }
 
 type relayTransport struct {

@@ -109,20 +109,20 @@ func TestLeaveRotation(t *testing.T) {
 	d := r.join("d", Config{})
 	r.pump()
 	r.leave("c")
-	r.clock.advance(DefaultRotationDebounce / 2)
+	r.clock.Advance(DefaultRotationDebounce / 2)
 	r.leave("d")
-	r.clock.advance(DefaultRotationDebounce/2 - time.Millisecond)
+	r.clock.Advance(DefaultRotationDebounce/2 - time.Millisecond)
 	if a.pending != nil {
 		t.Fatal("rotated before the debounce")
 	}
-	r.clock.advance(2 * time.Millisecond) // just past the debounce after the first leave
+	r.clock.Advance(2 * time.Millisecond) // just past the debounce after the first leave
 	if a.pending == nil || b.pending == nil {
 		t.Fatal("no rotation after the debounce")
 	}
 	r.pump()
 	old := encrypt(t, a)
 	mustDecrypt(t, b, "a", old) // still the old key until the switch
-	r.clock.advance(DefaultSwitchDelay)
+	r.clock.Advance(DefaultSwitchDelay)
 	f := encrypt(t, a)
 	if k := a.active.Load().Key(); k.Generation != 1 {
 		t.Fatalf("a's generation is %d, want 1 (one rotation for two leaves)", k.Generation)
@@ -159,7 +159,7 @@ func TestFramesWaitForTheirKey(t *testing.T) {
 	rotate := func(gone string) []byte {
 		t.Helper()
 		r.leave(gone)
-		r.clock.advance(DefaultRotationDebounce + DefaultSwitchDelay)
+		r.clock.Advance(DefaultRotationDebounce + DefaultSwitchDelay)
 		r.pump()
 		if len(held) == 0 {
 			t.Fatal("no key message to b was held back")
@@ -172,14 +172,8 @@ func TestFramesWaitForTheirKey(t *testing.T) {
 	decryptAt := func(f []byte, wait time.Duration) <-chan error {
 		t.Helper()
 		armed := make(chan time.Duration, 1)
-		r.clock.mu.Lock()
-		r.clock.armed = armed
-		r.clock.mu.Unlock()
-		defer func() {
-			r.clock.mu.Lock()
-			r.clock.armed = nil
-			r.clock.mu.Unlock()
-		}()
+		r.clock.NotifyArmed(armed)
+		defer r.clock.NotifyArmed(nil)
 		done := make(chan error, 1)
 		go func() { done <- decrypt(b, "a", f) }()
 		select {
@@ -198,7 +192,7 @@ func TestFramesWaitForTheirKey(t *testing.T) {
 
 	// The key message comes while the frame waits.
 	done := decryptAt(rotate("c"), wait)
-	r.clock.advance(wait / 2)
+	r.clock.Advance(wait / 2)
 	r.filter = nil
 	r.queue = append(r.queue, held...)
 	held = nil
@@ -218,9 +212,9 @@ func TestFramesWaitForTheirKey(t *testing.T) {
 	}
 	f := rotate("d")
 	first := decryptAt(f, wait)
-	r.clock.advance(wait / 4)
+	r.clock.Advance(wait / 4)
 	second := decryptAt(f, wait-wait/4)
-	r.clock.advance(wait - wait/4)
+	r.clock.Advance(wait - wait/4)
 	for _, c := range []<-chan error{first, second, decryptAt(f, 0)} {
 		if err := <-c; !errors.Is(err, e2ee.ErrUnknownKey) {
 			t.Fatalf("after the wait: %v, want ErrUnknownKey", err)
@@ -260,7 +254,7 @@ func TestKeyRecovery(t *testing.T) {
 	if err := decrypt(b, "a", encrypt(t, a)); !errors.Is(err, e2ee.ErrUnknownKey) {
 		t.Fatalf("decrypted without the key message: %v", err)
 	}
-	r.clock.advance(DefaultKeyRequestAfter)
+	r.clock.Advance(DefaultKeyRequestAfter)
 	if err := decrypt(b, "a", encrypt(t, a)); err == nil {
 		t.Fatal("decrypted without the key message")
 	}
@@ -375,7 +369,7 @@ func TestNewcomerDuringRotation(t *testing.T) {
 	r.join("c", Config{})
 	r.pump()
 	r.leave("c")
-	r.clock.advance(DefaultRotationDebounce)
+	r.clock.Advance(DefaultRotationDebounce)
 	if a.pending == nil {
 		t.Fatal("no pending key after the debounce")
 	}
@@ -385,7 +379,7 @@ func TestNewcomerDuringRotation(t *testing.T) {
 		t.Fatalf("a's pending key is %d/%d, want generation 1 step 1", k.Generation, k.Step)
 	}
 	mustDecrypt(t, b, "a", encrypt(t, a)) // old generation until the switch
-	r.clock.advance(DefaultSwitchDelay)
+	r.clock.Advance(DefaultSwitchDelay)
 	f := encrypt(t, a)
 	mustDecrypt(t, b, "a", f)
 	mustDecrypt(t, d, "a", f)
@@ -419,7 +413,7 @@ func TestChangedAnnouncement(t *testing.T) {
 	if k := a.active.Load().Key(); k.Step != before.Step+1 {
 		t.Errorf("a did not ratchet for the new keys: %d -> %d", before.Step, k.Step)
 	}
-	r.clock.advance(DefaultRotationDebounce + DefaultSwitchDelay)
+	r.clock.Advance(DefaultRotationDebounce + DefaultSwitchDelay)
 	r.pump()
 	f := encrypt(t, a)
 	if k := a.active.Load().Key(); k.Generation != 1 {

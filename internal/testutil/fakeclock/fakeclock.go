@@ -1,0 +1,91 @@
+// Package fakeclock is a clock for tests that moves only when the test
+// advances it: time-based rules (debounces, waits, expiries) are then
+// tested at their exact deadlines, without sleeping.
+package fakeclock
+
+import (
+	"sync"
+	"time"
+)
+
+// Clock is a fake clock. Its methods are safe for concurrent use.
+type Clock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*timer
+	armed  chan<- time.Duration
+}
+
+type timer struct {
+	at      time.Time
+	f       func()
+	stopped bool
+}
+
+// New returns a clock that reads start.
+func New(start time.Time) *Clock { return &Clock{now: start} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// AfterFunc arranges for f to run, inside Advance, once the clock reaches
+// d from now, unless the returned stop function is called first (it
+// reports whether it stopped the call).
+func (c *Clock) AfterFunc(d time.Duration, f func()) (stop func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &timer{at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	if c.armed != nil {
+		c.armed <- d
+	}
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		was := !t.stopped
+		t.stopped = true
+		return was
+	}
+}
+
+// NotifyArmed sends the duration of every timer armed from now on to ch
+// (nil stops it), so that a test can await a goroutine's starting to wait.
+// A send blocks the arming goroutine until ch takes it.
+func (c *Clock) NotifyArmed(ch chan<- time.Duration) {
+	c.mu.Lock()
+	c.armed = ch
+	c.mu.Unlock()
+}
+
+// Advance moves the clock on by d, running the timers due on the way in
+// the order of their deadlines (in the order armed for equal ones), each
+// with the clock at its deadline, outside the clock's lock, on the
+// caller's goroutine.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	end := c.now.Add(d)
+	for {
+		next := -1
+		for i, t := range c.timers {
+			if !t.stopped && !t.at.After(end) && (next < 0 || t.at.Before(c.timers[next].at)) {
+				next = i
+			}
+		}
+		if next < 0 {
+			break
+		}
+		t := c.timers[next]
+		c.timers = append(c.timers[:next], c.timers[next+1:]...)
+		t.stopped = true
+		c.now = t.at
+		c.mu.Unlock()
+		t.f()
+		c.mu.Lock()
+	}
+	c.now = end
+	c.mu.Unlock()
+}
