@@ -19,11 +19,14 @@ import (
 // it up when it has forwarded the packet.
 
 // stampConn is the media socket as the ICE UDP mux reads it: it asks the
-// kernel for receive timestamps and records those of RTP packets.
+// kernel for receive timestamps and records those of RTP packets, and it
+// batches sends while the forwarding path holds it (sendbatch.go).
 type stampConn struct {
 	*net.UDPConn
 	stamps *arrivals
 	oob    []byte // read by the mux's single reader goroutine only
+	batch  sendBatcher
+	gsoOOB []byte // the UDP_SEGMENT control message; under batch.flushMu
 }
 
 // newStampConn turns on receive timestamps on c. If the kernel refuses,
@@ -33,7 +36,33 @@ func newStampConn(c *net.UDPConn, stamps *arrivals) *stampConn {
 	if enableTimestamps(c) != nil {
 		s.stamps = nil
 	}
+	s.batch.out = s
+	s.batch.gso.Store(gsoSupported(c))
 	return s
+}
+
+// hold and release bracket writes to be sent together (sendbatch.go).
+// They do nothing on a nil conn (media not on a UDP socket).
+func (s *stampConn) hold() {
+	if s != nil {
+		s.batch.hold()
+	}
+}
+
+func (s *stampConn) release() {
+	if s != nil {
+		s.batch.release()
+	}
+}
+
+func (s *stampConn) writeDatagram(b []byte, addr netip.AddrPort) {
+	_, _ = s.UDPConn.WriteToUDPAddrPort(b, addr)
+}
+
+func (s *stampConn) writeSegments(b []byte, segment int, addr netip.AddrPort) error {
+	var err error
+	s.gsoOOB, err = writeSegments(s.UDPConn, b, segment, addr, s.gsoOOB)
+	return err
 }
 
 // ReadFromAddrPort implements ice.AddrPortReaderWriter (the mux's
@@ -55,8 +84,12 @@ func (s *stampConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	return n, addr, nil
 }
 
-// WriteToAddrPort implements ice.AddrPortReaderWriter.
+// WriteToAddrPort implements ice.AddrPortReaderWriter. While the socket
+// is held the datagram is queued, and sent at the release.
 func (s *stampConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	if s.batch.queued(b, addr) {
+		return len(b), nil
+	}
 	return s.UDPConn.WriteToUDPAddrPort(b, addr)
 }
 

@@ -180,6 +180,13 @@ func (d *DownTrack) setTarget(s int8) {
 	}
 }
 
+// follows reports whether packets like info's may be forwarded: those of
+// the simulcast encoding the down track sends or is switching to.
+func (d *DownTrack) follows(info *packetInfo) bool {
+	l := int32(info.layer)
+	return l == d.cur.Load() || l == d.tgt.Load() || d.up.svc
+}
+
 // writeRTP forwards one packet of the up track, if the selector wants it.
 // It runs on the up layer's reading goroutine and allocates nothing.
 // Header extensions of the publisher are not forwarded: their ids were
@@ -189,7 +196,7 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 	if b == nil {
 		return
 	}
-	if l := int32(info.layer); l != d.cur.Load() && l != d.tgt.Load() && !d.up.svc {
+	if !d.follows(info) {
 		return // another simulcast encoding
 	}
 	d.mu.Lock()

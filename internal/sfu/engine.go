@@ -61,6 +61,7 @@ type Engine struct {
 	// socket is not a UDP socket); delay is what the server adds.
 	arrivals *arrivals
 	delay    delayHistogram
+	sock     *stampConn  // the media UDP socket, nil if it is not one
 	api      *webrtc.API // publishers
 	subAPI   *webrtc.API // subscribers: TWCC stamping and a send-side estimator
 
@@ -91,7 +92,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 	setSocketBuffers(udp, log)
 	if u, ok := udp.(*net.UDPConn); ok {
 		e.arrivals = new(arrivals)
-		udp = newStampConn(u, e.arrivals)
+		e.sock = newStampConn(u, e.arrivals)
+		udp = e.sock
 	}
 	e.udp = udp
 	udpMux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("udpmux"), udp)

@@ -36,6 +36,7 @@ type Publisher struct {
 	tap         Tap
 	arrivals    *arrivals       // nil: the server delay is not measured
 	delay       *delayHistogram // the engine's
+	sends       *stampConn      // the engine's media socket; nil if not UDP
 
 	mu      sync.Mutex
 	sources map[string]string   // mid -> source, from the latest offer
@@ -51,7 +52,7 @@ func (e *Engine) NewPublisher(participant string, events PublisherEvents) (*Publ
 	if err != nil {
 		return nil, fmt.Errorf("new publisher connection: %w", err)
 	}
-	p := &Publisher{pc: pc, participant: participant, events: events, tap: e.tap, arrivals: e.arrivals, delay: &e.delay,
+	p := &Publisher{pc: pc, participant: participant, events: events, tap: e.tap, arrivals: e.arrivals, delay: &e.delay, sends: e.sock,
 		sources: map[string]string{}, rids: map[string][]string{}, tracks: map[string]*UpTrack{}}
 	pc.OnTrack(p.onTrack)
 	pc.OnConnectionStateChange(events.ConnectionState)
@@ -154,7 +155,7 @@ func (p *Publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRece
 	if !p.closed && declared && up == nil {
 		up = newUpTrack(p.pc, remote.Codec(), remote.Kind(), p.participant, source, mid, p.rids[mid])
 		up.tap = p.tap
-		up.arrivals, up.delay = p.arrivals, p.delay
+		up.arrivals, up.delay, up.sends = p.arrivals, p.delay, p.sends
 		up.audio.ext = audioLevelID(receiver)
 		up.speaker.Store(p.speaker)
 		if le, ok := p.events.(LayerEvents); ok {

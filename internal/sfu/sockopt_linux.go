@@ -2,9 +2,12 @@ package sfu
 
 import (
 	"net"
+	"net/netip"
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // enableTimestamps asks the kernel to attach its receive time to every
@@ -62,4 +65,37 @@ func kernelTimestamp(oob []byte) (int64, bool) {
 		oob = oob[next:]
 	}
 	return 0, false
+}
+
+// gsoSupported reports whether the kernel takes UDP generic segmentation
+// offload on c (UDP_SEGMENT, Linux 4.18 and later).
+func gsoSupported(c *net.UDPConn) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var gerr error
+	if err := raw.Control(func(fd uintptr) {
+		_, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+	}); err != nil {
+		return false
+	}
+	return gerr == nil
+}
+
+// writeSegments sends b to addr as datagrams of segment bytes, the last
+// possibly shorter, in one sendmsg with a UDP_SEGMENT control message,
+// built in oob (reused; returned).
+func writeSegments(c *net.UDPConn, b []byte, segment int, addr netip.AddrPort, oob []byte) ([]byte, error) {
+	space := unix.CmsgSpace(2)
+	if len(oob) != space {
+		oob = make([]byte, space)
+	}
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level = unix.IPPROTO_UDP
+	h.Type = unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(segment)
+	_, _, err := c.WriteMsgUDPAddrPort(b, oob, addr)
+	return oob, err
 }

@@ -1,10 +1,13 @@
 package sfu
 
 import (
+	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -68,6 +71,7 @@ type UpTrack struct {
 	// arrivals is nil when it is not measured.
 	arrivals *arrivals
 	delay    *delayHistogram
+	sends    *stampConn // the media socket, held around batches; nil if not UDP
 	audio    struct {
 		ext   uint8         // id of the audio-level header extension, 0 if absent
 		sum   atomic.Uint64 // sum of (127 - level) since the last read
@@ -114,10 +118,15 @@ type upLayer struct {
 	lastKeyFrameRequest atomic.Int64 // unix nanoseconds
 	keyFrameDeferred    atomic.Bool
 
-	// Reused for every packet by the read loop.
+	single [1]framePacket // reused for every packet forwarded alone
+	vp9    codecs.VP9     // parsing scratch
+}
+
+// framePacket is a received packet, parsed, waiting to be forwarded.
+type framePacket struct {
+	buf  []byte // what it was read into
 	pkt  rtp.Packet
 	info packetInfo
-	vp9  codecs.VP9
 }
 
 func newUpTrack(pc *webrtc.PeerConnection, codec webrtc.RTPCodecParameters, kind webrtc.RTPCodecType, participant, source, mid string, rids []string) *UpTrack {
@@ -214,16 +223,10 @@ func (u *UpTrack) spatialLayers() int {
 // was the last layer reading (the track is then over).
 func (l *upLayer) read() (last bool) {
 	u := l.track
-	buf := make([]byte, packetcache.MaxPacketSize)
-	for {
-		n, _, err := l.remote.Read(buf)
-		if err != nil {
-			break
-		}
-		if u.ended.Load() {
-			continue // drained, not forwarded
-		}
-		l.handle(buf[:n], time.Now().UnixNano())
+	if u.kind == webrtc.RTPCodecTypeVideo && u.sends != nil {
+		l.readFrames(l.remote)
+	} else {
+		l.readPackets()
 	}
 	u.mu.Lock()
 	u.readers--
@@ -232,15 +235,116 @@ func (l *upLayer) read() (last bool) {
 	return last
 }
 
-// handle parses, measures, caches and forwards one packet. It allocates
-// nothing.
-func (l *upLayer) handle(raw []byte, now int64) {
-	u := l.track
-	pkt := &l.pkt
-	if pkt.Unmarshal(raw) != nil {
-		return
+// readPackets forwards each packet as it comes (audio).
+func (l *upLayer) readPackets() {
+	fp := &l.single[0]
+	fp.buf = make([]byte, packetcache.MaxPacketSize)
+	for {
+		n, _, err := l.remote.Read(fp.buf)
+		if err != nil {
+			return
+		}
+		if l.track.ended.Load() {
+			continue // drained, not forwarded
+		}
+		if l.prepare(fp, fp.buf[:n], time.Now().UnixNano()) {
+			l.forward(l.single[:])
+		}
 	}
-	info := &l.info
+}
+
+// maxFrameBatch bounds the packets of one frame forwarded together, and
+// frameHold how long the first of them may wait for the others: a paced
+// publisher spreads a frame over milliseconds, and a lost last packet
+// never comes.
+const (
+	maxFrameBatch = 32
+	frameHold     = 5 * time.Millisecond
+)
+
+// readFrames forwards video frame by frame: it gathers the packets of one
+// RTP timestamp until the one with the marker bit (or a packet of another
+// timestamp, maxFrameBatch packets, or frameHold after the first), then
+// writes them to each subscriber in turn with the media socket held, so
+// that one subscriber's packets of the frame leave in one system call
+// (sendbatch.go). Nothing waits for a frame that is complete.
+func (l *upLayer) readFrames(r packetReader) {
+	frame := make([]framePacket, maxFrameBatch)
+	for i := range frame {
+		frame[i].buf = make([]byte, packetcache.MaxPacketSize)
+	}
+	n := 0           // packets gathered
+	var ts uint32    // their timestamp
+	waiting := false // a read deadline ends the wait for the rest
+	for {
+		fp := &frame[n]
+		size, _, err := r.Read(fp.buf)
+		if err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				return
+			}
+			// frameHold is over: what came of the frame goes now.
+			if n > 0 {
+				l.forward(frame[:n])
+				n = 0
+			}
+			_ = r.SetReadDeadline(time.Time{})
+			waiting = false
+			continue
+		}
+		if l.track.ended.Load() {
+			continue // drained, not forwarded
+		}
+		now := time.Now().UnixNano()
+		if !l.prepare(fp, fp.buf[:size], now) {
+			continue
+		}
+		if n > 0 && fp.pkt.Timestamp != ts {
+			// Another frame (or a late packet of an earlier one): the
+			// gathered ones go first.
+			l.forward(frame[:n])
+			frame[0], frame[n] = frame[n], frame[0]
+			n = 0
+		}
+		ts = frame[n].pkt.Timestamp
+		n++
+		if frame[n-1].info.marker || n == maxFrameBatch {
+			l.forward(frame[:n])
+			n = 0
+			if waiting {
+				_ = r.SetReadDeadline(time.Time{})
+				waiting = false
+			}
+		} else if !waiting {
+			_ = r.SetReadDeadline(time.Unix(0, now).Add(frameHold))
+			waiting = true
+		}
+	}
+}
+
+// packetReader is what readFrames reads: a *webrtc.TrackRemote.
+type packetReader interface {
+	Read(b []byte) (int, interceptor.Attributes, error)
+	SetReadDeadline(t time.Time) error
+}
+
+// handle prepares and forwards one packet by itself.
+func (l *upLayer) handle(raw []byte, now int64) {
+	if l.prepare(&l.single[0], raw, now) {
+		l.forward(l.single[:])
+	}
+}
+
+// prepare parses, measures and caches one packet into fp, and reports
+// whether it is to be forwarded. It allocates nothing.
+func (l *upLayer) prepare(fp *framePacket, raw []byte, now int64) bool {
+	u := l.track
+	pkt := &fp.pkt
+	if pkt.Unmarshal(raw) != nil {
+		return false
+	}
+	info := &fp.info
 	info.layer = l.index
 	info.spatial, info.temporal = 0, 0
 	info.keyFrame, info.pictureStart, info.layerEnd = false, false, false
@@ -263,7 +367,7 @@ func (l *upLayer) handle(raw []byte, now int64) {
 	case info.padding:
 	case u.isVP8:
 		if info.vp8.Unmarshal(pkt.Payload) != nil {
-			return
+			return false
 		}
 		info.isVP8 = true
 		info.keyFrame = info.vp8.KeyFrame
@@ -279,7 +383,7 @@ func (l *upLayer) handle(raw []byte, now int64) {
 	case u.isVP9:
 		v := &l.vp9
 		if v.Unmarshal(pkt.Payload) != nil {
-			return
+			return false
 		}
 		info.keyFrame = v.KeyFrame
 		info.pictureStart = v.Begin && v.SID == 0
@@ -306,7 +410,7 @@ func (l *upLayer) handle(raw []byte, now int64) {
 	st.measure(len(raw), !info.padding, now)
 
 	if u.muted.Load() {
-		return
+		return false
 	}
 	if l.cache != nil {
 		l.cache.Store(pkt.SequenceNumber, raw)
@@ -314,12 +418,33 @@ func (l *upLayer) handle(raw []byte, now int64) {
 	if u.tap != nil {
 		u.tap.Packet(u.participant, u.source, u.codec.MimeType, pkt)
 	}
+	return true
+}
+
+// forward writes prepared packets of one frame (or a single packet) to
+// every down track; several go to each subscriber in one batch.
+func (l *upLayer) forward(pkts []framePacket) {
+	u := l.track
 	for _, d := range *u.downs.Load() {
-		d.writeRTP(pkt, info)
+		if len(pkts) == 1 {
+			d.writeRTP(&pkts[0].pkt, &pkts[0].info)
+			continue
+		}
+		if !d.follows(&pkts[0].info) {
+			continue
+		}
+		u.sends.hold()
+		for i := range pkts {
+			d.writeRTP(&pkts[i].pkt, &pkts[i].info)
+		}
+		u.sends.release()
 	}
 	if u.arrivals != nil {
-		if at, ok := u.arrivals.get(pkt.SSRC, pkt.SequenceNumber); ok {
-			u.delay.observe(time.Duration(time.Now().UnixNano() - at))
+		now := time.Now().UnixNano()
+		for i := range pkts {
+			if at, ok := u.arrivals.get(pkts[i].pkt.SSRC, pkts[i].pkt.SequenceNumber); ok {
+				u.delay.observe(time.Duration(now - at))
+			}
 		}
 	}
 }

@@ -1,0 +1,184 @@
+package sfu
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+)
+
+// Batched sends on the media socket.
+//
+// The up layer's loop reads the packets of one video frame and then
+// writes them, subscriber after subscriber, through Pion's stack, which
+// hands each encrypted datagram to the media socket (stampConn). Around
+// one subscriber's packets the loop holds the socket: the datagrams
+// written meanwhile are queued, and release sends the queue, each run of
+// equal-sized datagrams to one address in a single system call with UDP
+// generic segmentation offload (GSO, Linux 4.18 and later) when the kernel
+// takes it. The kernel's cost of a send is mostly per call, not per byte
+// (docs/benchmarks.md, "The kernel's floor"): a 720p frame of six packets
+// costs one call instead of six.
+//
+// Any goroutine's datagrams are queued while someone holds, and the next
+// release sends them: nothing waits longer than one subscriber's share of
+// a fan-out. Releases send one after the other, so datagrams to one
+// address leave in the order they were written.
+
+// maxSegments bounds the datagrams of one GSO send (the kernel's
+// UDP_MAX_SEGMENTS is 64 before Linux 6.9) and maxGSOBytes their total.
+const (
+	maxSegments = 64
+	maxGSOBytes = 60000
+)
+
+// maxQueuedBytes bounds what a held socket queues; beyond it datagrams
+// are sent at once.
+const maxQueuedBytes = 1 << 20
+
+type queuedDatagram struct {
+	addr   netip.AddrPort
+	off, n int
+}
+
+type sendQueue struct {
+	buf   []byte
+	items []queuedDatagram
+	done  []bool // scratch of send: items already sent
+	idx   []int  // scratch of send: one address's items
+}
+
+func (q *sendQueue) add(b []byte, addr netip.AddrPort) {
+	q.items = append(q.items, queuedDatagram{addr: addr, off: len(q.buf), n: len(b)})
+	q.buf = append(q.buf, b...)
+}
+
+func (q *sendQueue) reset() {
+	q.buf = q.buf[:0]
+	q.items = q.items[:0]
+}
+
+func (q *sendQueue) datagram(i int) []byte {
+	it := q.items[i]
+	return q.buf[it.off : it.off+it.n]
+}
+
+// datagramWriter sends what a sendBatcher releases.
+type datagramWriter interface {
+	// writeDatagram sends one datagram; an error is the network's.
+	writeDatagram(b []byte, addr netip.AddrPort)
+	// writeSegments sends b as datagrams of segment bytes (the last may
+	// be shorter) in one system call, or fails without sending.
+	writeSegments(b []byte, segment int, addr netip.AddrPort) error
+}
+
+// sendBatcher is the batching state of a media socket.
+type sendBatcher struct {
+	out     datagramWriter
+	held    atomic.Int32
+	qmu     sync.Mutex // guards queue
+	queue   sendQueue
+	flushMu sync.Mutex // one release sends at a time; guards sending, scratch
+	sending sendQueue
+	scratch []byte
+
+	gso      atomic.Bool   // the kernel takes UDP_SEGMENT on this socket
+	gsoSends atomic.Uint64 // GSO system calls made
+	gsoDgram atomic.Uint64 // datagrams they carried
+}
+
+// queued queues b for addr if the socket is held, and reports whether it
+// did.
+func (s *sendBatcher) queued(b []byte, addr netip.AddrPort) bool {
+	if s.held.Load() == 0 {
+		return false
+	}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.held.Load() == 0 || len(s.queue.buf)+len(b) > maxQueuedBytes {
+		return false
+	}
+	s.queue.add(b, addr)
+	return true
+}
+
+// hold starts queueing the socket's sends.
+func (s *sendBatcher) hold() { s.held.Add(1) }
+
+// release ends one hold and sends what is queued.
+func (s *sendBatcher) release() {
+	s.held.Add(-1)
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.qmu.Lock()
+	if len(s.queue.items) == 0 {
+		s.qmu.Unlock()
+		return
+	}
+	s.queue, s.sending = s.sending, s.queue
+	s.queue.reset()
+	s.qmu.Unlock()
+
+	q := &s.sending
+	if cap(q.done) < len(q.items) {
+		q.done = make([]bool, len(q.items))
+	}
+	q.done = q.done[:len(q.items)]
+	clear(q.done)
+	for i := range q.items {
+		if q.done[i] {
+			continue
+		}
+		addr := q.items[i].addr
+		q.idx = q.idx[:0]
+		for j := i; j < len(q.items); j++ {
+			if !q.done[j] && q.items[j].addr == addr {
+				q.idx = append(q.idx, j)
+				q.done[j] = true
+			}
+		}
+		s.sendRuns(q, addr)
+	}
+}
+
+// sendRuns sends one address's queued datagrams, q.idx, in order: runs
+// of one size (and a last one no larger) in one call each.
+func (s *sendBatcher) sendRuns(q *sendQueue, addr netip.AddrPort) {
+	for k := 0; k < len(q.idx); {
+		size := q.items[q.idx[k]].n
+		end, total := k+1, size
+		if s.gso.Load() {
+			for end < len(q.idx) && end-k < maxSegments {
+				n := q.items[q.idx[end]].n
+				if n > size || total+n > maxGSOBytes {
+					break
+				}
+				total += n
+				end++
+				if n < size {
+					break // a shorter datagram ends the run
+				}
+			}
+		}
+		if end-k == 1 {
+			s.out.writeDatagram(q.datagram(q.idx[k]), addr)
+			k = end
+			continue
+		}
+		s.scratch = s.scratch[:0]
+		for _, i := range q.idx[k:end] {
+			s.scratch = append(s.scratch, q.datagram(i)...)
+		}
+		if err := s.out.writeSegments(s.scratch, size, addr); err != nil {
+			// The route does not take GSO (no checksum offload,
+			// IPsec): from now on every datagram goes alone.
+			s.gso.Store(false)
+			for _, i := range q.idx[k:end] {
+				s.out.writeDatagram(q.datagram(i), addr)
+			}
+		} else {
+			s.gsoSends.Add(1)
+			s.gsoDgram.Add(uint64(end - k))
+		}
+		k = end
+	}
+}
