@@ -187,6 +187,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 		cfg.RootCAs = srv.Roots
 		cfg.Server, cfg.Debug = loadtest.ProcProbe(srv.PID), srv.Debug
 		cfg.ServerDelay = srv.Debug.ForwardDelay
+		cfg.ServerSends = srv.Debug.SendStats
 	} else {
 		if cfg.RootCAs, err = trustedRoots(f.ca, f.data); err != nil {
 			return fail(err)
@@ -208,6 +209,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 			}
 			cfg.Server, cfg.Debug = d, d
 			cfg.ServerDelay = d.ForwardDelay
+			cfg.ServerSends = d.SendStats
 		}
 	}
 	for _, p := range []struct {

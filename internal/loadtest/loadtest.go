@@ -81,6 +81,10 @@ type Config struct {
 	// adds to what it forwards (from its debug listener, or in process),
 	// before and after the window.
 	ServerDelay func(context.Context) (sfu.DelayHistogram, error)
+	// ServerSends, if set, reads the server's counts of batched sends
+	// (datagrams sent several at a time with UDP segmentation offload),
+	// before and after the window.
+	ServerSends func(context.Context) (sfu.SendStats, error)
 	// Debug, with CPUProfile or HeapProfile set, fetches the server's
 	// CPU profile over the measurement window and its heap profile at its
 	// end.
@@ -553,6 +557,8 @@ type snapshot struct {
 	udpErrors    int64 // machine-wide UDP receive buffer errors, -1 unknown
 	delay        sfu.DelayHistogram
 	delayErr     error
+	sends        sfu.SendStats
+	sendsErr     error
 }
 
 func (r *run) snap(ctx context.Context) snapshot {
@@ -568,6 +574,9 @@ func (r *run) snap(ctx context.Context) snapshot {
 	}
 	if r.cfg.ServerDelay != nil {
 		s.delay, s.delayErr = r.cfg.ServerDelay(ctx)
+	}
+	if r.cfg.ServerSends != nil {
+		s.sends, s.sendsErr = r.cfg.ServerSends(ctx)
 	}
 	s.self, s.selfErr = procstat.Read(os.Getpid())
 	s.load = loadAverage()
@@ -697,6 +706,18 @@ func (r *run) fill(rep *Report, a, b snapshot, serverMaxRSS int64) {
 		PacketsPerSec: float64(total.packets) / secs,
 		Bytes:         total.bytes,
 		Packets:       total.packets,
+	}
+	if c.ServerSends != nil {
+		if err := cmp.Or(a.sendsErr, b.sendsErr); err != nil {
+			r.note("server sends: %v", err)
+		} else {
+			f := &SendFigures{GSO: b.sends.GSO, GSOSends: b.sends.GSOSends - a.sends.GSOSends,
+				GSODatagrams: b.sends.GSODatagrams - a.sends.GSODatagrams}
+			if total.packets > 0 {
+				f.Share = float64(f.GSODatagrams) / float64(total.packets)
+			}
+			rep.ServerSends = f
+		}
 	}
 	rep.Loss = Loss{
 		Packets:             lost,

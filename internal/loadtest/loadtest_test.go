@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,9 @@ func TestRun(t *testing.T) {
 		ServerInProcess: true,
 		ServerDelay: func(context.Context) (sfu.DelayHistogram, error) {
 			return srv.ForwardDelay(), nil
+		},
+		ServerSends: func(context.Context) (sfu.SendStats, error) {
+			return srv.SendStats(), nil
 		},
 		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Progress: func(s string) { progress = append(progress, s) },
@@ -81,10 +85,17 @@ func TestRun(t *testing.T) {
 	if d := rep.ServerDelay; d == nil || d.Count == 0 || d.P50 <= 0 || d.P99 < d.P50 {
 		t.Errorf("server delay %+v: want the server's histogram of the packets it forwarded", rep.ServerDelay)
 	}
+	// The large tracks' frames of several packets leave several per
+	// system call (Linux's UDP segmentation offload).
+	if s := rep.ServerSends; s == nil {
+		t.Error("no server send figures")
+	} else if runtime.GOOS == "linux" && (!s.GSO || s.GSOSends == 0 || s.GSODatagrams < 2*s.GSOSends || s.Share <= 0 || s.Share > 1) {
+		t.Errorf("server sends %+v: want frames sent several datagrams per call", *s)
+	}
 	if rep.Generator.Goroutines == 0 || rep.Machine.CPUs == 0 {
 		t.Errorf("generator %+v, machine %+v", rep.Generator, rep.Machine)
 	}
-	for _, want := range []string{"Forwarded", "Packet loss", "Video delay", "Server delay", "Server CPU"} {
+	for _, want := range []string{"Forwarded", "Packet loss", "Video delay", "Server delay", "Server sends", "Server CPU"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("the text report lacks %q", want)
 		}

@@ -170,6 +170,26 @@ func ParseMetrics(body []byte, names ...string) (map[string]float64, error) {
 	return out, nil
 }
 
+// SendStats reads the server's batched-send counters from /metrics.
+func (d *DebugServer) SendStats(ctx context.Context) (sfu.SendStats, error) {
+	body, err := d.metrics(ctx)
+	if err != nil {
+		return sfu.SendStats{}, err
+	}
+	const on, sends, dgrams = "conclave_media_gso", "conclave_media_gso_sends_total", "conclave_media_gso_datagrams_total"
+	m, err := ParseMetrics(body, on, sends, dgrams)
+	if err != nil {
+		return sfu.SendStats{}, fmt.Errorf("%s: %w", d, err)
+	}
+	g, ok0 := m[on]
+	s, ok1 := m[sends]
+	n, ok2 := m[dgrams]
+	if !ok0 || !ok1 || !ok2 {
+		return sfu.SendStats{}, fmt.Errorf("%s: the server reports no batched-send counters", d)
+	}
+	return sfu.SendStats{GSO: g == 1, GSOSends: uint64(s), GSODatagrams: uint64(n)}, nil
+}
+
 // delayMetric is the server delay histogram's name in /metrics.
 const delayMetric = "conclave_forward_delay_seconds"
 

@@ -43,6 +43,7 @@ type Report struct {
 	// figure the upper bound of a bucket, 10 s for beyond 5 s); nil when
 	// the server's histogram could not be read.
 	ServerDelay *Quantiles     `json:"server_delay,omitempty"`
+	ServerSends *SendFigures   `json:"server_sends,omitempty"`
 	Server      *ServerFigures `json:"server,omitempty"`
 	Generator   Generator      `json:"generator"`
 	Notes       []string       `json:"notes,omitempty"`
@@ -71,6 +72,14 @@ type Machine struct {
 	// receive buffer space during the window, on the whole machine (UDP
 	// RcvbufErrors); -1 when unknown.
 	UDPDrops int64 `json:"udp_receive_drops"`
+}
+
+// SendFigures are the server's batched sends over the window.
+type SendFigures struct {
+	GSO          bool    `json:"gso"`           // the kernel takes UDP segmentation offload on the media socket
+	GSOSends     uint64  `json:"gso_sends"`     // system calls that sent several datagrams to one subscriber
+	GSODatagrams uint64  `json:"gso_datagrams"` // the datagrams they sent
+	Share        float64 `json:"gso_share"`     // GSODatagrams per forwarded packet
 }
 
 // Forwarded is what the receivers got from the server: RTP packets, header
@@ -243,6 +252,13 @@ func (rep *Report) WriteText(w io.Writer) error {
 	if q := rep.ServerDelay; q != nil {
 		p("Server delay     p50 ≤ %s ms, p90 ≤ %s ms, p99 ≤ %s ms, max ≤ %s ms (%d packets, kernel receive timestamp to last copy sent)",
 			fmtMs(q.P50), fmtMs(q.P90), fmtMs(q.P99), fmtMs(q.Max), q.Count)
+	}
+	if s := rep.ServerSends; s != nil {
+		if s.GSO {
+			p("Server sends     %d datagrams in %d GSO system calls (%.0f%% of the forwarded packets; the others one per call)", s.GSODatagrams, s.GSOSends, 100*s.Share)
+		} else {
+			p("Server sends     one datagram per system call (no UDP segmentation offload on the media socket)")
+		}
 	}
 	if s := rep.Server; s != nil {
 		note := ""

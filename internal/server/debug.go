@@ -30,8 +30,8 @@ type debugServer struct {
 }
 
 // startDebug listens on addr, which must be a loopback address.
-// forwardDelay, if not nil, reads the SFU's server delay histogram.
-func startDebug(addr string, log *slog.Logger, forwardDelay func() sfu.DelayHistogram) (*debugServer, error) {
+// media, if not nil, is the SFU whose figures /metrics adds.
+func startDebug(addr string, log *slog.Logger, media mediaFigures) (*debugServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("debug listener on %s: %w", addr, err)
@@ -41,7 +41,7 @@ func startDebug(addr string, log *slog.Logger, forwardDelay func() sfu.DelayHist
 		return nil, fmt.Errorf("debug listener on %s: not a loopback address", addr)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { serveMetrics(w, r, forwardDelay) })
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { serveMetrics(w, r, media) })
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // also the named profiles: heap, goroutine, allocs...
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -88,7 +88,13 @@ var runtimeMetrics = []struct{ name, help, sample string }{
 // serveMetrics writes the process's figures in the Prometheus text
 // exposition format, with the standard process_* names. Figures that
 // cannot be read on this system are left out.
-func serveMetrics(w http.ResponseWriter, _ *http.Request, forwardDelay func() sfu.DelayHistogram) {
+// mediaFigures are the SFU's own figures (*sfu.Engine).
+type mediaFigures interface {
+	ForwardDelay() sfu.DelayHistogram
+	SendStats() sfu.SendStats
+}
+
+func serveMetrics(w http.ResponseWriter, _ *http.Request, media mediaFigures) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	m := func(name, typ, help, value string) {
@@ -106,8 +112,16 @@ func serveMetrics(w http.ResponseWriter, _ *http.Request, forwardDelay func() sf
 			m("conclave_udp_receive_drops", "gauge", "Datagrams the kernel dropped for lack of receive buffer space on the UDP sockets open now (media), since each opened.", strconv.FormatInt(s.UDPDrops, 10))
 		}
 	}
-	if forwardDelay != nil {
-		writeDelayHistogram(w, forwardDelay())
+	if media != nil {
+		writeDelayHistogram(w, media.ForwardDelay())
+		st := media.SendStats()
+		gso := "0"
+		if st.GSO {
+			gso = "1"
+		}
+		m("conclave_media_gso", "gauge", "1 if the media socket sends several datagrams per system call (UDP segmentation offload), 0 if one each.", gso)
+		m("conclave_media_gso_sends_total", "counter", "System calls that sent several datagrams to one subscriber at once (UDP segmentation offload).", strconv.FormatUint(st.GSOSends, 10))
+		m("conclave_media_gso_datagrams_total", "counter", "Datagrams sent by those system calls.", strconv.FormatUint(st.GSODatagrams, 10))
 	}
 	m("go_goroutines", "gauge", "Number of goroutines that currently exist.", strconv.Itoa(runtime.NumGoroutine()))
 	samples := make([]metrics.Sample, len(runtimeMetrics))

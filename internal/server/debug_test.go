@@ -44,7 +44,8 @@ func TestDebugListener(t *testing.T) {
 		return string(body)
 	}
 	metrics := get("/metrics")
-	for _, name := range []string{"process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_resident_memory_peak_bytes ", "go_goroutines "} {
+	for _, name := range []string{"process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_resident_memory_peak_bytes ", "go_goroutines ",
+		"conclave_media_gso ", "conclave_media_gso_sends_total 0", "conclave_media_gso_datagrams_total 0"} {
 		if !strings.Contains(metrics, "\n"+name) {
 			t.Errorf("/metrics lacks %s:\n%s", name, metrics)
 		}

@@ -156,7 +156,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	s.url = publicURL(cfg, s.listener.Addr())
 	if cfg.DebugListen != "" {
-		if s.debug, err = startDebug(cfg.DebugListen, log, s.engine.ForwardDelay); err != nil {
+		if s.debug, err = startDebug(cfg.DebugListen, log, s.engine); err != nil {
 			return nil, err
 		}
 	}
@@ -232,6 +232,10 @@ func (s *Server) MediaAddr() net.Addr { return s.engine.UDPAddr() }
 // forwards (also served as conclave_forward_delay_seconds on the debug
 // listener).
 func (s *Server) ForwardDelay() sfu.DelayHistogram { return s.engine.ForwardDelay() }
+
+// SendStats reads the SFU's batched-send counters (also served on the
+// debug listener).
+func (s *Server) SendStats() sfu.SendStats { return s.engine.SendStats() }
 
 // url0 names the organisation when no name is configured: the first
 // configured host, or this machine's name.

@@ -389,3 +389,20 @@ func setSocketBuffers(c net.PacketConn, log *slog.Logger) {
 // media it forwards (arrival.go): from the kernel's receive timestamp of
 // each RTP packet to its last copy sent.
 func (e *Engine) ForwardDelay() DelayHistogram { return e.delay.read() }
+
+// SendStats are figures of the media socket's batched sends
+// (sendbatch.go).
+type SendStats struct {
+	GSO          bool   // the kernel takes UDP segmentation offload on the media socket
+	GSOSends     uint64 // system calls that sent several datagrams at once
+	GSODatagrams uint64 // the datagrams they sent
+}
+
+// SendStats reads the media socket's batched-send figures.
+func (e *Engine) SendStats() SendStats {
+	if e.sock == nil {
+		return SendStats{}
+	}
+	b := &e.sock.batch
+	return SendStats{GSO: b.gso.Load(), GSOSends: b.gsoSends.Load(), GSODatagrams: b.gsoDgram.Load()}
+}

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Batched sends on the media socket.
@@ -31,9 +32,15 @@ const (
 	maxGSOBytes = 60000
 )
 
-// maxQueuedBytes bounds what a held socket queues; beyond it datagrams
-// are sent at once.
-const maxQueuedBytes = 1 << 20
+// maxQueuedBytes bounds what a held socket queues, and maxQueueAge how
+// long the oldest datagram may wait: beyond either, datagrams are sent at
+// once. A subscriber's share of a frame takes tens of microseconds to
+// write; a holder stuck in a write elsewhere (a TCP subscriber whose
+// connection is full) must not hold up everyone else's.
+const (
+	maxQueuedBytes = 1 << 20
+	maxQueueAge    = 2 * time.Millisecond
+)
 
 type queuedDatagram struct {
 	addr   netip.AddrPort
@@ -74,9 +81,11 @@ type datagramWriter interface {
 // sendBatcher is the batching state of a media socket.
 type sendBatcher struct {
 	out     datagramWriter
+	clock   func() int64 // Unix nanoseconds; nil: the time of day
 	held    atomic.Int32
-	qmu     sync.Mutex // guards queue
+	qmu     sync.Mutex // guards queue, since
 	queue   sendQueue
+	since   int64      // when the oldest queued datagram came, Unix nanoseconds
 	flushMu sync.Mutex // one release sends at a time; guards sending, scratch
 	sending sendQueue
 	scratch []byte
@@ -87,17 +96,33 @@ type sendBatcher struct {
 }
 
 // queued queues b for addr if the socket is held, and reports whether it
-// did.
+// did. When the queue is full or too old it sends the queue first and
+// says no, so that b, sent by the caller, still follows what was queued
+// before it.
 func (s *sendBatcher) queued(b []byte, addr netip.AddrPort) bool {
 	if s.held.Load() == 0 {
 		return false
 	}
+	var now int64
+	if s.clock != nil {
+		now = s.clock()
+	} else {
+		now = time.Now().UnixNano()
+	}
 	s.qmu.Lock()
-	defer s.qmu.Unlock()
-	if s.held.Load() == 0 || len(s.queue.buf)+len(b) > maxQueuedBytes {
+	if s.held.Load() == 0 {
+		s.qmu.Unlock()
+		return false
+	}
+	if len(s.queue.items) == 0 {
+		s.since = now
+	} else if now-s.since > int64(maxQueueAge) || len(s.queue.buf)+len(b) > maxQueuedBytes {
+		s.qmu.Unlock()
+		s.flush()
 		return false
 	}
 	s.queue.add(b, addr)
+	s.qmu.Unlock()
 	return true
 }
 
@@ -107,6 +132,11 @@ func (s *sendBatcher) hold() { s.held.Add(1) }
 // release ends one hold and sends what is queued.
 func (s *sendBatcher) release() {
 	s.held.Add(-1)
+	s.flush()
+}
+
+// flush sends what is queued.
+func (s *sendBatcher) flush() {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.qmu.Lock()

@@ -52,7 +52,8 @@ const liveTimeout = 1500 * time.Millisecond
 // has one layer per RID, each with its own SSRC, packet cache and bitrate;
 // a VP9 SVC track has one RTP stream whose spatial layers are read from
 // the payload descriptor; anything else has a single layer. Packets are
-// written directly, on the goroutine that reads them, to every down track.
+// written, on the goroutine that reads them, to every down track: video a
+// frame at a time (readFrames), audio as each packet comes.
 type UpTrack struct {
 	id          string
 	participant string
