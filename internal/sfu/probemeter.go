@@ -363,9 +363,23 @@ func (m *probeMeter) BindLocalStream(info *interceptor.StreamInfo, writer interc
 			seq := uint16(ext[0])<<8 | uint16(ext[1])
 			m.record(m.open.Load(), seq, h.MarshalSize()+len(payload)+int(h.PaddingSize), time.Now().UnixNano())
 		}
-		return writer.Write(h, payload, a)
+		if a != nil {
+			return writer.Write(h, payload, a)
+		}
+		// The congestion controller inside this interceptor makes a map
+		// for every packet that comes without one; one from the pool
+		// spares the server that garbage (a map per forwarded packet).
+		a = attributesPool.Get().(interceptor.Attributes)
+		n, err := writer.Write(h, payload, a)
+		clear(a)
+		attributesPool.Put(a)
+		return n, err
 	})
 }
+
+// attributesPool holds the attribute maps handed down with forwarded
+// packets; nothing below keeps them once the write returns.
+var attributesPool = sync.Pool{New: func() any { return make(interceptor.Attributes, 1) }}
 
 // BindRTCPReader reads transport-cc feedback; the packets were parsed
 // already by the congestion controller inside this interceptor.
