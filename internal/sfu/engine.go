@@ -93,6 +93,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if u, ok := udp.(*net.UDPConn); ok {
 		e.arrivals = new(arrivals)
 		e.sock = newStampConn(u, e.arrivals)
+		e.sock.batch.refused = func(err error) {
+			log.Warn("media socket: the kernel refused UDP segmentation offload; sending one datagram per system call from now on", "err", err)
+		}
 		udp = e.sock
 	}
 	e.udp = udp

@@ -91,6 +91,7 @@ type sendBatcher struct {
 	scratch []byte
 
 	gso      atomic.Bool   // the kernel takes UDP_SEGMENT on this socket
+	refused  func(error)   // called once if the kernel refuses a GSO send
 	gsoSends atomic.Uint64 // GSO system calls made
 	gsoDgram atomic.Uint64 // datagrams they carried
 }
@@ -199,9 +200,15 @@ func (s *sendBatcher) sendRuns(q *sendQueue, addr netip.AddrPort) {
 			s.scratch = append(s.scratch, q.datagram(i)...)
 		}
 		if err := s.out.writeSegments(s.scratch, size, addr); err != nil {
-			// The route does not take GSO (no checksum offload,
-			// IPsec): from now on every datagram goes alone.
-			s.gso.Store(false)
+			if gsoRefused(err) && s.gso.Swap(false) {
+				// The route does not take GSO (no checksum offload,
+				// IPsec): from now on every datagram goes alone.
+				if s.refused != nil {
+					s.refused(err)
+				}
+			}
+			// Each datagram gets its own chance (a network error
+			// fails them alike).
 			for _, i := range q.idx[k:end] {
 				s.out.writeDatagram(q.datagram(i), addr)
 			}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,7 +18,8 @@ import (
 // recordingWriter records what a sendBatcher sends.
 type recordingWriter struct {
 	calls   []sentCall
-	failGSO bool
+	failGSO bool // the kernel refuses GSO
+	failNet bool // the network fails the send
 }
 
 type sentCall struct {
@@ -32,7 +34,10 @@ func (w *recordingWriter) writeDatagram(b []byte, addr netip.AddrPort) {
 
 func (w *recordingWriter) writeSegments(b []byte, segment int, addr netip.AddrPort) error {
 	if w.failGSO {
-		return errors.New("EIO")
+		return syscall.EIO
+	}
+	if w.failNet {
+		return syscall.ENETUNREACH
 	}
 	w.calls = append(w.calls, sentCall{addr: addr, segment: segment, data: bytes.Clone(b)})
 	return nil
@@ -92,8 +97,22 @@ func TestSendBatcherRuns(t *testing.T) {
 		t.Error("queued after the release")
 	}
 
+	// A network error leaves GSO on; the run's datagrams are tried one
+	// by one.
+	w.calls, w.failNet = nil, true
+	s.hold()
+	s.queued(datagram(1, 1000), a)
+	s.queued(datagram(2, 1000), a)
+	s.release()
+	if len(w.calls) != 2 || !s.gso.Load() {
+		t.Fatalf("after a network error: %d sends, GSO %v; want 2 single sends, GSO on", len(w.calls), s.gso.Load())
+	}
+	w.failNet = false
+
 	// A route that refuses GSO: the run goes datagram by datagram, and
-	// later ones never try again.
+	// later ones never try again; it is said once.
+	var said []error
+	s.refused = func(err error) { said = append(said, err) }
 	w.calls, w.failGSO = nil, true
 	for round := 0; round < 2; round++ {
 		s.hold()
@@ -111,6 +130,9 @@ func TestSendBatcherRuns(t *testing.T) {
 	}
 	if s.gso.Load() {
 		t.Error("GSO still on after the kernel refused it")
+	}
+	if len(said) != 1 || !errors.Is(said[0], syscall.EIO) {
+		t.Errorf("refusals said: %v, want EIO once", said)
 	}
 }
 

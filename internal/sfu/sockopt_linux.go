@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"syscall"
@@ -98,4 +99,11 @@ func writeSegments(c *net.UDPConn, b []byte, segment int, addr netip.AddrPort, o
 	*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(segment)
 	_, _, err := c.WriteMsgUDPAddrPort(b, oob, addr)
 	return oob, err
+}
+
+// gsoRefused tells an error of a GSO send that means the route does not
+// take it (EIO: no checksum offload, or IPsec; EINVAL, EOPNOTSUPP) from
+// one of the network.
+func gsoRefused(err error) bool {
+	return errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EOPNOTSUPP)
 }

@@ -25,3 +25,5 @@ func gsoSupported(*net.UDPConn) bool { return false }
 func writeSegments(*net.UDPConn, []byte, int, netip.AddrPort, []byte) ([]byte, error) {
 	return nil, errors.New("UDP segmentation offload is used only on Linux")
 }
+
+func gsoRefused(error) bool { return true }
