@@ -243,6 +243,10 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 	h.Extension = false
 	h.Extensions = d.ext[:0]
 	h.ExtensionProfile = 0
+	if info.pad > 0 {
+		h.Padding = true
+		h.PaddingSize += info.pad
+	}
 
 	payload := p.Payload
 	var saved [8]byte

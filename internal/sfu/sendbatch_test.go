@@ -266,13 +266,19 @@ func TestFramesGoOutTogether(t *testing.T) {
 		// A frame that stops: it goes at the deadline.
 		vp8Packet(l.ssrc, 17, 12000, 4, 3, false, true, false, 160, 120),
 		nil,
+		// A frame whose packets differ by a byte or two, as Chromium's
+		// do: padded to one size, it goes in one call.
+		vp8Packet(l.ssrc, 18, 15000, 5, 4, false, true, false, 160, 120),
+		vp8Packet(l.ssrc, 19, 15000, 5, 4, false, false, false, 160, 120)[:1011],
+		vp8Packet(l.ssrc, 20, 15000, 5, 4, false, false, true, 160, 120)[:1010],
 	}}
 	l.readFrames(r)
 	if !r.deadline.IsZero() {
 		t.Error("the read deadline is still set after the frames went")
 	}
 
-	wantSeqs := []uint16{10, 11, 12, 13, 14, 16, 17}
+	wantSeqs := []uint16{10, 11, 12, 13, 14, 16, 17, 18, 19, 20}
+	wantPayload := map[uint16]int{19: 999, 20: 998} // others 1000
 	for i, rc := range receivers {
 		_ = rc.SetReadDeadline(time.Now().Add(2 * time.Second))
 		buf := make([]byte, 2048)
@@ -287,6 +293,17 @@ func TestFramesGoOutTogether(t *testing.T) {
 				t.Fatalf("subscriber %d: %v", i, err)
 			}
 			got = append(got, p.SequenceNumber)
+			want := 1000
+			if n, ok := wantPayload[wantSeqs[len(got)-1]]; ok {
+				want = n
+			}
+			if len(p.Payload) != want || p.Payload[len(p.Payload)-1] != 0xee {
+				t.Errorf("subscriber %d: packet %d has %d bytes of payload ending in %#x, want %d ending in 0xee (padding dropped)",
+					i, len(got)-1, len(p.Payload), p.Payload[len(p.Payload)-1], want)
+			}
+			if n != 1012 {
+				t.Errorf("subscriber %d: packet %d is %d bytes on the wire, want 1012 (a frame's packets of one size)", i, len(got)-1, n)
+			}
 		}
 		// Outgoing sequence numbers are the down track's own; they
 		// follow the incoming ones, gap included.
@@ -297,9 +314,9 @@ func TestFramesGoOutTogether(t *testing.T) {
 		}
 	}
 	if gsoSupported(conn) {
-		// Frames of 3 and 2 packets to each of 2 subscribers.
-		if s, n := sock.batch.gsoSends.Load(), sock.batch.gsoDgram.Load(); s != 4 || n != 10 {
-			t.Errorf("%d GSO sends of %d datagrams, want 4 of 10", s, n)
+		// Frames of 3, 2 and 3 packets to each of 2 subscribers.
+		if s, n := sock.batch.gsoSends.Load(), sock.batch.gsoDgram.Load(); s != 6 || n != 16 {
+			t.Errorf("%d GSO sends of %d datagrams, want 6 of 16", s, n)
 		}
 	}
 }

@@ -349,6 +349,7 @@ func (l *upLayer) prepare(fp *framePacket, raw []byte, now int64) bool {
 	info.layer = l.index
 	info.spatial, info.temporal = 0, 0
 	info.keyFrame, info.pictureStart, info.layerEnd = false, false, false
+	info.pad = 0
 	info.marker = pkt.Marker
 	info.padding = len(pkt.Payload) == 0
 	info.isVP8 = false
@@ -426,6 +427,9 @@ func (l *upLayer) prepare(fp *framePacket, raw []byte, now int64) bool {
 // every down track; several go to each subscriber in one batch.
 func (l *upLayer) forward(pkts []framePacket) {
 	u := l.track
+	if len(pkts) > 1 {
+		evenOut(pkts)
+	}
 	for _, d := range *u.downs.Load() {
 		if len(pkts) == 1 {
 			d.writeRTP(&pkts[0].pkt, &pkts[0].info)
@@ -449,6 +453,34 @@ func (l *upLayer) forward(pkts []framePacket) {
 		}
 	}
 }
+
+// maxEvenPad is the most padding evenOut adds to a packet.
+const maxEvenPad = 8
+
+// evenOut gives the packets of a frame one size on the wire, but for
+// those much smaller, with RTP padding (info.pad): a GSO send takes a run
+// of datagrams of one size, and Chromium's packetizer makes the packets
+// of a frame differ by a byte. Receivers drop the padding before the
+// depacketizer; the frame, and what E2EE protects, are unchanged.
+func evenOut(pkts []framePacket) {
+	size := 0
+	for i := range pkts {
+		size = max(size, pkts[i].wireSize())
+	}
+	for i := range pkts {
+		p := &pkts[i]
+		p.info.pad = 0
+		d := size - p.wireSize()
+		if d > 0 && d <= maxEvenPad && len(p.pkt.Payload) > 0 && int(p.pkt.PaddingSize)+d <= 255 {
+			p.info.pad = uint8(d)
+		}
+	}
+}
+
+// wireSize is the packet's payload and padding, what differs between
+// the packets of one stream once forwarded (their headers are the down
+// track's).
+func (p *framePacket) wireSize() int { return len(p.pkt.Payload) + int(p.pkt.PaddingSize) }
 
 // measure accounts for a packet of size bytes in the layer's bitrate.
 // Only media marks the layer as being sent: a publisher may pad a layer

@@ -15,7 +15,8 @@ type packetInfo struct {
 	pictureStart bool // first packet of a picture (VP9: of its base layer)
 	layerEnd     bool // VP9 E bit: last packet of a spatial layer frame
 	marker       bool
-	padding      bool // no payload (padding only): never forwarded
+	padding      bool  // no payload (padding only): never forwarded
+	pad          uint8 // RTP padding to add when forwarding (evenOut)
 	isVP8        bool
 	vp8          codecs.VP8
 	now          int64 // arrival, unix nanoseconds
