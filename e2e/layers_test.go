@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -145,6 +146,14 @@ func TestLayersOnDemand(t *testing.T) {
 	aliceTile := fmt.Sprintf(`.tile[data-participant=%q][data-source="camera"]`, alice.id)
 	took := bob.switchToTop(tap, alice, aliceTile+" button.fullscreen", int(low.Width), 3*time.Second)
 	t.Logf("full screen: the top layer after %v", took.Round(time.Millisecond))
+	// Alice's frames of several packets (Chromium's, evened out by the
+	// server's RTP padding) went to Bob several datagrams per call, and
+	// he decoded them.
+	if st := srv.SendStats(); runtime.GOOS == "linux" && (!st.GSO || st.GSOSends == 0 || st.GSODatagrams < 2*st.GSOSends) {
+		t.Errorf("server sends %+v: want a browser's frames sent several datagrams per call", st)
+	} else {
+		t.Logf("server sends: %d datagrams in %d GSO calls", st.GSODatagrams, st.GSOSends)
+	}
 	bob.click(aliceTile + " button.fullscreen") // leave full screen
 
 	// Hidden: Bob puts his own tile in full screen; Alice's is hidden and
