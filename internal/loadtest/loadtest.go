@@ -710,6 +710,8 @@ func (r *run) fill(rep *Report, a, b snapshot, serverMaxRSS int64) {
 	if c.ServerSends != nil {
 		if err := cmp.Or(a.sendsErr, b.sendsErr); err != nil {
 			r.note("server sends: %v", err)
+		} else if b.sends.GSOSends < a.sends.GSOSends || b.sends.GSODatagrams < a.sends.GSODatagrams {
+			r.note("server sends: the counters went back during the window (a restarted server?)")
 		} else {
 			f := &SendFigures{GSO: b.sends.GSO, GSOSends: b.sends.GSOSends - a.sends.GSOSends,
 				GSODatagrams: b.sends.GSODatagrams - a.sends.GSODatagrams}

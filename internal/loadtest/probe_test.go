@@ -20,6 +20,9 @@ process_resident_memory_peak_bytes 209715200
 http_requests_total{code="200", method="get"} 7
 process_open_fds 42
 conclave_udp_receive_drops 3
+conclave_media_gso 1
+conclave_media_gso_sends_total 250
+conclave_media_gso_datagrams_total 1500
 `
 
 func TestParseMetrics(t *testing.T) {
@@ -59,6 +62,9 @@ func TestDebugServer(t *testing.T) {
 	}
 	if s.CPU != 12500*time.Millisecond || s.RSS != 100<<20 || s.Peak != 200<<20 || s.FDs != 42 || s.UDPDrops != 3 {
 		t.Errorf("sample %+v", s)
+	}
+	if st, err := d.SendStats(context.Background()); err != nil || !st.GSO || st.GSOSends != 250 || st.GSODatagrams != 1500 {
+		t.Errorf("send stats %+v, %v", st, err)
 	}
 	if p, err := d.CPUProfile(context.Background(), 1400*time.Millisecond); err != nil || string(p) != "cpu 1" {
 		t.Errorf("CPU profile %q, %v", p, err)

@@ -85,15 +85,15 @@ var runtimeMetrics = []struct{ name, help, sample string }{
 	{"go_gc_cycles_total", "Completed garbage collection cycles.", "/gc/cycles/total:gc-cycles"},
 }
 
-// serveMetrics writes the process's figures in the Prometheus text
-// exposition format, with the standard process_* names. Figures that
-// cannot be read on this system are left out.
 // mediaFigures are the SFU's own figures (*sfu.Engine).
 type mediaFigures interface {
 	ForwardDelay() sfu.DelayHistogram
 	SendStats() sfu.SendStats
 }
 
+// serveMetrics writes the process's figures in the Prometheus text
+// exposition format, with the standard process_* names. Figures that
+// cannot be read on this system are left out.
 func serveMetrics(w http.ResponseWriter, _ *http.Request, media mediaFigures) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
