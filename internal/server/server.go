@@ -97,10 +97,19 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	s.store = st
 
+	s.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	s.url = publicURL(cfg, s.listener.Addr())
+
 	s.tls, err = pki.Ensure(pki.Options{Dir: cfg.DataDir, Hosts: cfg.Hosts,
-		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile})
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CRLURL: s.url + web.CRLPath})
 	if err != nil {
 		return nil, fmt.Errorf("prepare TLS certificates: %w", err)
+	}
+	for _, n := range s.tls.Notices {
+		log.Warn("TLS: " + n)
 	}
 
 	s.engine, err = sfu.NewEngine(sfu.Config{
@@ -150,11 +159,6 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		cfg.PINMinLength = auth.DefaultPINMinLen
 	}
 
-	s.listener, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
-	s.url = publicURL(cfg, s.listener.Addr())
 	if cfg.DebugListen != "" {
 		if s.debug, err = startDebug(cfg.DebugListen, log, s.engine); err != nil {
 			return nil, err
@@ -180,6 +184,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Assets:       assets,
 		PublicURL:    s.url,
 		Banner:       cfg.Banner,
+		CRL:          s.tls.CRL,
 		Logger:       log,
 	})
 	s.http = &http.Server{
