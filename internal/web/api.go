@@ -12,11 +12,18 @@ import (
 	"conclave/internal/store"
 )
 
-// sessionCookie names the cookie holding the session token.
-const sessionCookie = "conclave_session"
+// sessionCookie names the cookie holding the session token. The __Host-
+// prefix makes browsers refuse it unless it is Secure, has Path=/ and no
+// Domain, so a sibling host cannot plant or overwrite it.
+const sessionCookie = "__Host-conclave_session"
 
 // csrfHeader carries the session's CSRF token on state-changing requests.
 const csrfHeader = "X-CSRF-Token"
+
+// backgroundHeader marks a request a page made by itself (the admin page's
+// periodic refresh): it is answered, but it does not count as activity for
+// the session's idle timeout.
+const backgroundHeader = "X-Conclave-Background"
 
 type userJSON struct {
 	Username    string `json:"username"`
@@ -119,6 +126,16 @@ func (s *Server) apiPassword(w http.ResponseWriter, r *http.Request) {
 	var te *auth.ThrottleError
 	switch {
 	case err == nil:
+		// Whoever else holds a session of this account (signed in with the
+		// old password, or with a stolen cookie) is signed out; this
+		// browser stays signed in.
+		c, _ := r.Cookie(sessionCookie)
+		ctx = audit.WithActor(ctx, u.Username)
+		if n, err := s.Sessions.DeleteOthers(ctx, u.ID, c.Value); err != nil {
+			s.log.Error("ending the other sessions after a password change failed", "username", u.Username, "err", err)
+		} else if n > 0 {
+			s.log.Info("other sessions ended after a password change", "username", u.Username, "sessions", n)
+		}
 		w.WriteHeader(http.StatusNoContent)
 	case errors.Is(err, auth.ErrWrongPassword):
 		writeError(w, http.StatusBadRequest, "bad-credentials", "The current password is incorrect.")
@@ -139,7 +156,11 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request) (store.Session,
 		writeError(w, http.StatusUnauthorized, "no-session", "Sign in first.")
 		return store.Session{}, store.User{}, false
 	}
-	sess, u, err := s.Sessions.Lookup(r.Context(), c.Value)
+	lookup := s.Sessions.Lookup
+	if r.Header.Get(backgroundHeader) != "" {
+		lookup = s.Sessions.Peek
+	}
+	sess, u, err := lookup(r.Context(), c.Value)
 	if err != nil {
 		if !errors.Is(err, auth.ErrNoSession) {
 			s.log.Error("session lookup failed", "err", err)
@@ -213,8 +234,7 @@ func (s *Server) admin(h func(http.ResponseWriter, *http.Request, store.User)) h
 			writeError(w, http.StatusForbidden, "forbidden", "This needs an administrator account.")
 			return
 		}
-		if st := s.Accounts.State(u); st.MustChangePassword {
-			writeError(w, http.StatusForbidden, "password-change-required", sentence(errors.New(st.Reason)))
+		if !s.passwordCurrent(w, u) {
 			return
 		}
 		if r.Method != http.MethodGet {
@@ -225,6 +245,17 @@ func (s *Server) admin(h func(http.ResponseWriter, *http.Request, store.User)) h
 		}
 		h(w, r, u)
 	}
+}
+
+// passwordCurrent answers 403 password-change-required, and returns false,
+// when u must change its password before doing anything else (reset by an
+// administrator, or expired).
+func (s *Server) passwordCurrent(w http.ResponseWriter, u store.User) bool {
+	if st := s.Accounts.State(u); st.MustChangePassword {
+		writeError(w, http.StatusForbidden, "password-change-required", sentence(errors.New(st.Reason)))
+		return false
+	}
+	return true
 }
 
 func (s *Server) apiEnrol(w http.ResponseWriter, r *http.Request) {

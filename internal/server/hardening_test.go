@@ -1,0 +1,284 @@
+package server
+
+// Regression tests of docs/hardening.md: one per finding of the review,
+// named TestHardeningNN after it. Each failed on the code before its fix.
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"conclave/internal/auth"
+	"conclave/internal/config"
+	"conclave/internal/store"
+)
+
+// cheapArgon2 hashes test passwords quickly; verification reads the costs
+// from the hash, so the server's checks stay real.
+var cheapArgon2 = auth.Argon2Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+const testPassword = "Correct-Horse-42"
+
+// addUser creates an account with testPassword.
+func addUser(t *testing.T, srv *Server, name string, role store.Role, changedAt time.Time, mustChange bool) store.User {
+	t.Helper()
+	hash, err := cheapArgon2.Hash(testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := srv.Store().CreateUser(context.Background(), store.User{Username: name, DisplayName: name, PasswordHash: hash,
+		Role: role, Enabled: true, PasswordChangedAt: changedAt, MustChangePassword: mustChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// signIn logs name in from a new client and keeps its CSRF token.
+func signIn(t *testing.T, srv *Server, name string) *apiClient {
+	t.Helper()
+	c := newAPIClient(t, srv)
+	st, body, _ := c.do("POST", "/api/login", map[string]string{"username": name, "password": testPassword}, false)
+	if st != http.StatusOK {
+		t.Fatalf("login %s: %d %v", name, st, body)
+	}
+	c.csrf, _ = body["csrf"].(string)
+	return c
+}
+
+// TestHardening07EqualPINs: a room's host and guest PINs cannot be made
+// equal, through the API (creation, or an update of either PIN) or the
+// CLI, since with equal PINs every guest would enter as host.
+func TestHardening07EqualPINs(t *testing.T) {
+	srv := openTestServer(t)
+	addUser(t, srv, "root", store.RoleAdmin, time.Now(), false)
+	c := signIn(t, srv, "root")
+	same := map[string]any{"alias": "vault", "access": "pin", "hostPin": "246810", "guestPin": "246810"}
+	if st, body, _ := c.do("POST", "/api/rooms", same, true); st != http.StatusBadRequest || errCode(body) != "invalid-pin" {
+		t.Fatalf("create with equal PINs: %d %v", st, body)
+	}
+	ok := map[string]any{"alias": "vault", "access": "pin", "hostPin": "246810", "guestPin": "135790"}
+	if st, body, _ := c.do("POST", "/api/rooms", ok, true); st != http.StatusCreated {
+		t.Fatalf("create: %d %v", st, body)
+	}
+	for _, patch := range []map[string]any{{"guestPin": "246810"}, {"hostPin": "135790"}} {
+		if st, body, _ := c.do("PATCH", "/api/rooms/vault", patch, true); st != http.StatusBadRequest || errCode(body) != "invalid-pin" {
+			t.Fatalf("update %v: %d %v", patch, st, body)
+		}
+	}
+	if st, body, _ := c.do("PATCH", "/api/rooms/vault", map[string]any{"guestPin": "112233"}, true); st != http.StatusOK {
+		t.Fatalf("a different guest PIN: %d %v", st, body)
+	}
+
+	// The CLI: conclave admin create-room with equal PINs fails and
+	// creates nothing.
+	if testing.Short() {
+		return
+	}
+	dir := t.TempDir()
+	bin := dir + "/conclave"
+	if out, err := exec.Command("go", "build", "-o", bin, "conclave/cmd/conclave").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "admin", "create-room", "-alias", "board", "-access", "pin", "-host-pin", "246810", "-guest-pin", "246810")
+	cmd.Env = append(os.Environ(), "CONCLAVE_DATA="+dir+"/data")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "must differ") {
+		t.Fatalf("CLI with equal PINs: err %v, output %s", err, out)
+	}
+}
+
+// TestHardening11AdminIdleTimeout: the admin page's periodic refresh does
+// not keep an administrator's session alive; after 5 minutes without the
+// administrator doing anything it has ended, while a real request resets
+// the idle time.
+func TestHardening11AdminIdleTimeout(t *testing.T) {
+	clk := auth.NewFakeClock(time.Now()) // the cookie jar expires cookies by the real clock
+	srv := openAccessServer(t, clk)
+	addUser(t, srv, "root", store.RoleAdmin, clk.Now(), false)
+	c := signIn(t, srv, "root")
+	poll := func() int {
+		req, _ := http.NewRequest("GET", c.base+"/api/rooms", nil)
+		req.Header.Set("X-Conclave-Background", "1")
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := 0; i < 19; i++ { // 4 min 45 s of refreshes every 15 s
+		clk.Advance(15 * time.Second)
+		if st := poll(); st != http.StatusOK {
+			t.Fatalf("refresh %d: %d", i+1, st)
+		}
+	}
+	// A click (a request without the background mark) counts as activity.
+	if st, _, _ := c.do("GET", "/api/rooms", nil, false); st != http.StatusOK {
+		t.Fatalf("click: %d", st)
+	}
+	for i := 0; i < 19; i++ {
+		clk.Advance(15 * time.Second)
+		if st := poll(); st != http.StatusOK {
+			t.Fatalf("refresh %d after the click: %d", i+1, st)
+		}
+	}
+	clk.Advance(15 * time.Second) // 5 minutes since the click
+	if st := poll(); st != http.StatusUnauthorized {
+		t.Fatalf("refresh 5 minutes after the last activity: %d, want 401", st)
+	}
+	if st, _, _ := c.do("GET", "/api/me", nil, false); st != http.StatusUnauthorized {
+		t.Fatalf("the session survived its idle timeout: %d", st)
+	}
+}
+
+// TestHardening12PasswordChangeEndsOtherSessions: changing one's password
+// signs out every other session of the account, and keeps this one.
+func TestHardening12PasswordChangeEndsOtherSessions(t *testing.T) {
+	clk := auth.NewFakeClock(time.Now()) // the cookie jar expires cookies by the real clock
+	srv := openAccessServer(t, clk)
+	addUser(t, srv, "ann", store.RoleUser, clk.Now().Add(-30*24*time.Hour), false)
+	laptop, stolen := signIn(t, srv, "ann"), signIn(t, srv, "ann")
+	st, body, _ := laptop.do("POST", "/api/password", map[string]string{"oldPassword": testPassword, "newPassword": "Another-Horse-77"}, true)
+	if st != http.StatusNoContent {
+		t.Fatalf("password change: %d %v", st, body)
+	}
+	if st, _, _ := stolen.do("GET", "/api/me", nil, false); st != http.StatusUnauthorized {
+		t.Fatalf("the other session survived the password change: %d", st)
+	}
+	if st, _, _ := laptop.do("GET", "/api/me", nil, false); st != http.StatusOK {
+		t.Fatalf("the session that changed the password was ended: %d", st)
+	}
+}
+
+// TestHardening13ForcedPasswordChange: an account whose password was reset
+// by an administrator or has expired gets no E2EE credential and does not
+// enter meetings as itself until the password is changed.
+func TestHardening13ForcedPasswordChange(t *testing.T) {
+	clk := auth.NewFakeClock(time.Now()) // the cookie jar expires cookies by the real clock
+	srv := openAccessServer(t, clk)
+	ctx := context.Background()
+	if _, err := srv.Store().CreateRoom(ctx, store.Room{Alias: "staff", DisplayName: "Staff", Access: store.AccessAccounts}); err != nil {
+		t.Fatal(err)
+	}
+	addUser(t, srv, "reset", store.RoleUser, clk.Now(), true)
+	addUser(t, srv, "old", store.RoleUser, clk.Now().Add(-61*24*time.Hour), false)
+	addUser(t, srv, "fine", store.RoleUser, clk.Now().Add(-30*24*time.Hour), false)
+	key := map[string]string{"devicePublicKey": "AAAA"}
+	for _, name := range []string{"reset", "old", "fine"} {
+		c := signIn(t, srv, name)
+		st, body, _ := c.do("POST", "/api/e2ee/credential", key, true)
+		must := name != "fine"
+		if must && (st != http.StatusForbidden || errCode(body) != "password-change-required") {
+			t.Errorf("%s: credential request answered %d %v, want 403 password-change-required", name, st, body)
+		}
+		if !must && errCode(body) == "password-change-required" {
+			t.Errorf("%s: refused a credential: %v", name, body)
+		}
+		ws := dialWithCookies(t, srv, c)
+		ws.sendRaw(`{"v":1,"type":"join","id":"j","room":"staff","name":"` + name + `"}`)
+		if got := isWelcome(ws.readRaw()); got == must {
+			t.Errorf("%s: entered the accounts room = %v", name, got)
+		}
+	}
+}
+
+// TestHardening17HeadersAndDebugListener: the CSP connects only to this
+// origin, the session cookie carries the __Host- prefix, and the debug
+// listener refuses a Host that is not loopback (DNS rebinding).
+func TestHardening17HeadersAndDebugListener(t *testing.T) {
+	srv := openTestServer(t)
+	addUser(t, srv, "ann", store.RoleUser, time.Now(), false)
+	c := newAPIClient(t, srv)
+	_, _, h := c.do("GET", "/", nil, false)
+	csp := h.Get("Content-Security-Policy")
+	for _, d := range strings.Split(csp, ";") {
+		if f := strings.Fields(d); len(f) > 0 && f[0] == "connect-src" && (len(f) != 2 || f[1] != "'self'") {
+			t.Errorf("CSP %q: want connect-src 'self' only", d)
+		}
+	}
+	_, _, h = c.do("POST", "/api/login", map[string]string{"username": "ann", "password": testPassword}, false)
+	cookie := h.Get("Set-Cookie")
+	if !strings.HasPrefix(cookie, "__Host-") || !strings.Contains(cookie, "Path=/") || strings.Contains(strings.ToLower(cookie), "domain=") {
+		t.Errorf("session cookie %q: want a __Host- cookie with Path=/ and no Domain", cookie)
+	}
+
+	dbg := startDebugServer(t)
+	for host, want := range map[string]int{"127.0.0.1": 200, "localhost:1": 200, "[::1]:6060": 200,
+		"rebind.attacker.example": 403, "rebind.attacker.example:6060": 403, "10.0.0.1": 403} {
+		req, _ := http.NewRequest("GET", "http://"+dbg+"/metrics", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("debug listener with Host %q: %d, want %d", host, resp.StatusCode, want)
+		}
+	}
+}
+
+// TestHardening18FileDownloadType: a downloaded file is an attachment of a
+// fixed type, whatever its sender declared.
+func TestHardening18FileDownloadType(t *testing.T) {
+	srv := openTestServer(t, "a")
+	w := dial(t, srv).join("a", "Alice")
+	st, data := fileRequest(t, srv, "POST", "/api/files", w.UploadToken, []byte("<html><script>alert(1)</script></html>"))
+	if st != http.StatusCreated {
+		t.Fatalf("upload: %d %s", st, data)
+	}
+	id := strings.Split(string(data), `"`)[3]
+	req, _ := http.NewRequest("GET", srv.URL()+"/api/files/"+id, nil)
+	req.Header.Set("X-Conclave-Upload", w.UploadToken)
+	resp, err := newAPIClient(t, srv).hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/octet-stream" ||
+		!strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment") || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("download: %d, Content-Type %q, Content-Disposition %q, nosniff %q", resp.StatusCode,
+			resp.Header.Get("Content-Type"), resp.Header.Get("Content-Disposition"), resp.Header.Get("X-Content-Type-Options"))
+	}
+}
+
+// dialWithCookies opens a signaling connection carrying c's session cookie.
+func dialWithCookies(t *testing.T, srv *Server, c *apiClient) *wsClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	url := "wss" + strings.TrimPrefix(srv.URL(), "https") + "/ws"
+	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: c.hc, HTTPHeader: http.Header{"Origin": {srv.URL()}}})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	ws.SetReadLimit(1 << 20)
+	t.Cleanup(func() { ws.CloseNow() })
+	return &wsClient{t: t, c: ws}
+}
+
+// startDebugServer runs a node with a debug listener and returns its
+// address.
+func startDebugServer(t *testing.T) string {
+	t.Helper()
+	cfg := config.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen, cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.Hosts = []string{"127.0.0.1"}
+	cfg.DebugListen = "127.0.0.1:0"
+	srv, err := Open(cfg, slog.New(slog.DiscardHandler), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() { srv.Close() })
+	return srv.DebugAddr().String()
+}
