@@ -4,12 +4,18 @@ package server
 // named TestHardeningNN after it. Each failed on the code before its fix.
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +23,7 @@ import (
 
 	"conclave/internal/auth"
 	"conclave/internal/config"
+	"conclave/internal/guard"
 	"conclave/internal/store"
 )
 
@@ -281,4 +288,219 @@ func startDebugServer(t *testing.T) string {
 	srv.Start()
 	t.Cleanup(func() { srv.Close() })
 	return srv.DebugAddr().String()
+}
+
+// loginFrom signs in from a chosen loopback source address and returns the
+// status and error code.
+func loginFrom(t *testing.T, srv *Server, source, user, password string) (int, string) {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	data, _ := json.Marshal(map[string]string{"username": user, "password": password})
+	resp, err := hc.Post(srv.URL()+"/api/login", "application/json", bytes.NewReader(data))
+	if err != nil {
+		t.Errorf("login from %s: %v", source, err)
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, errCode(body)
+}
+
+// TestHardening01ArgonFlood: sign-ins with made-up usernames cannot make
+// the server hash without bound. Many at once from one address are mostly
+// refused before any hashing; from many addresses they wait for the
+// memory budget, which is never exceeded; a quarantined address costs no
+// hash at all, neither with passwords nor with PINs.
+func TestHardening01ArgonFlood(t *testing.T) {
+	clk := auth.NewFakeClock(time.Now())
+	srv := openAccessServer(t, clk)
+	const n = 40
+	var wg sync.WaitGroup
+	codes := make(chan string, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, code := loginFrom(t, srv, "127.0.0.51", "user-"+strconv.Itoa(i), "Whatever-Pass-1")
+			codes <- strconv.Itoa(st) + " " + code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	hashed := 0
+	for c := range codes {
+		switch c {
+		case "401 bad-credentials":
+			hashed++
+		case "429 busy", "429 address-blocked":
+		default:
+			t.Errorf("answer %q", c)
+		}
+	}
+	if hashed > auth.DefaultHashPerSource {
+		t.Errorf("%d of %d simultaneous sign-ins from one address were hashed, want at most %d", hashed, n, auth.DefaultHashPerSource)
+	}
+	budget := srv.HashStats()
+	if budget.PeakKiB > srv.hashing.TotalKiB() {
+		t.Errorf("hashing memory peaked at %d KiB, over the budget of %d KiB", budget.PeakKiB, srv.hashing.TotalKiB())
+	}
+
+	// Quarantine another address cheaply (unknown aliases without PIN),
+	// then loop PIN joins and sign-ins from it: no hashing at all.
+	for i := 0; i < 21; i++ {
+		attempt(t, srv, "127.0.0.52", "guess-"+strconv.Itoa(i), "")
+	}
+	before := srv.HashStats().Granted
+	for i := 0; i < 20; i++ {
+		if raw := attempt(t, srv, "127.0.0.52", "vault", hostPIN); isWelcome(raw) {
+			t.Fatal("a quarantined address entered")
+		}
+	}
+	if st, code := loginFrom(t, srv, "127.0.0.52", "user-x", "Whatever-Pass-1"); st != http.StatusTooManyRequests || code != "address-blocked" {
+		t.Errorf("sign-in from a quarantined address: %d %s", st, code)
+	}
+	if got := srv.HashStats().Granted - before; got != 0 {
+		t.Errorf("a quarantined address made the server hash %d times", got)
+	}
+}
+
+// TestHardening14PasswordSpraying: one password tried once on each of
+// many usernames (no username reaches its own lockout) is stopped after
+// 20 failures from the address; other addresses still sign in.
+func TestHardening14PasswordSpraying(t *testing.T) {
+	clk := auth.NewFakeClock(time.Now())
+	srv := openAccessServer(t, clk)
+	for i := 0; i < 3; i++ {
+		addUser(t, srv, "staff"+strconv.Itoa(i), store.RoleUser, clk.Now(), false)
+	}
+	for i := 0; i < 21; i++ {
+		if st, code := loginFrom(t, srv, "127.0.0.61", "name"+strconv.Itoa(i), "Summer-2026-Pass!"); st != http.StatusUnauthorized {
+			t.Fatalf("spray %d: %d %s", i+1, st, code)
+		}
+		clk.Advance(10 * time.Second)
+	}
+	// Even the right password of a real account is refused from there now.
+	if st, code := loginFrom(t, srv, "127.0.0.61", "staff1", testPassword); st != http.StatusTooManyRequests || code != "address-blocked" {
+		t.Fatalf("after 21 failures from one address: %d %s, want 429 address-blocked", st, code)
+	}
+	if st, code := loginFrom(t, srv, "127.0.0.62", "staff1", testPassword); st != http.StatusOK {
+		t.Fatalf("another address: %d %s", st, code)
+	}
+	if got := alarmsOf(srv, guard.AddressQuarantined); len(got) != 1 || got[0].Subject != "127.0.0.61" {
+		t.Fatalf("quarantine alarms %+v", got)
+	}
+	clk.Advance(10*time.Minute + time.Second)
+	if st, code := loginFrom(t, srv, "127.0.0.61", "staff1", testPassword); st != http.StatusOK {
+		t.Fatalf("after the quarantine: %d %s", st, code)
+	}
+}
+
+// TestHardening05AuditFlood: repeated refusals are written once with a
+// count, not once each: 200 attempts from a quarantined address add two
+// records to the audit log, which still says how many there were.
+func TestHardening05AuditFlood(t *testing.T) {
+	clk := auth.NewFakeClock(time.Now())
+	srv := openAccessServer(t, clk)
+	for i := 0; i < 21; i++ {
+		attempt(t, srv, "127.0.0.71", "guess-"+strconv.Itoa(i), "")
+	}
+	records := func() int {
+		all, err := srv.AuditEvents(context.Background(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(all)
+	}
+	before := records()
+	for i := 0; i < 200; i++ {
+		attempt(t, srv, "127.0.0.71", "lounge", "")
+	}
+	if got := records() - before; got > 1 {
+		t.Errorf("200 refused attempts wrote %d audit records during the flood, want at most 1", got)
+	}
+	clk.Advance(time.Minute)
+	if err := srv.auditAgg.Flush(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := records() - before; got > 2 {
+		t.Errorf("200 refused attempts wrote %d audit records, want at most 2", got)
+	}
+	events, _ := srv.AuditEvents(context.Background(), "room-access-refused")
+	last := events[len(events)-1]
+	if last.Details["repeated"] != "199" || last.Source != "127.0.0.71" {
+		t.Errorf("summary record %+v, want repeated=199 from 127.0.0.71", last)
+	}
+}
+
+// TestHardening08BlockByAlias: 21 wrong PINs block a room for PINs only:
+// its owner and hosts signed in with their accounts still enter, and
+// wrong PINs do not count against a room that takes no PIN.
+func TestHardening08BlockByAlias(t *testing.T) {
+	clk := auth.NewFakeClock(time.Now())
+	srv := openAccessServer(t, clk)
+	ctx := context.Background()
+	owner := addUser(t, srv, "olga", store.RoleUser, clk.Now(), false)
+	host := addUser(t, srv, "hal", store.RoleUser, clk.Now(), false)
+	member := addUser(t, srv, "mia", store.RoleUser, clk.Now(), false)
+	hostHash, _ := auth.HashPIN(hostPIN)
+	board, err := srv.Store().CreateRoom(ctx, store.Room{Alias: "board", DisplayName: "Board", Access: store.AccessPIN,
+		HostPINHash: hostHash, OwnerID: owner.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Store().AddRoomMember(ctx, board.ID, host.ID, store.MemberHost)
+	staff, err := srv.Store().CreateRoom(ctx, store.Room{Alias: "staff", DisplayName: "Staff", Access: store.AccessAccounts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Store().AddRoomMember(ctx, staff.ID, member.ID, store.MemberMember)
+	for i := 0; i < 21; i++ {
+		attempt(t, srv, "127.0.0."+strconv.Itoa(80+i%5), "board", "000000")
+		attempt(t, srv, "127.0.0."+strconv.Itoa(85+i%5), "staff", "000000")
+	}
+	if got := alarmsOf(srv, guard.RoomBlocked); len(got) != 1 || got[0].Subject != "board" {
+		t.Fatalf("room-blocked alarms %+v, want board only (staff takes no PIN)", got)
+	}
+	if raw := attempt(t, srv, "127.0.0.90", "board", hostPIN); isWelcome(raw) {
+		t.Fatal("the host PIN entered a blocked room")
+	}
+	for _, u := range []string{"olga", "hal"} {
+		ws := dialWithCookies(t, srv, signIn(t, srv, u))
+		ws.sendRaw(`{"v":1,"type":"join","id":"j","room":"board","name":"` + u + `"}`)
+		if raw := ws.readRaw(); !isWelcome(raw) {
+			t.Errorf("%s (owner or host by account) was refused a blocked room: %s", u, raw)
+		}
+	}
+	ws := dialWithCookies(t, srv, signIn(t, srv, "mia"))
+	ws.sendRaw(`{"v":1,"type":"join","id":"j","room":"staff","name":"mia"}`)
+	if raw := ws.readRaw(); !isWelcome(raw) {
+		t.Errorf("a member was refused an accounts room after wrong PINs: %s", raw)
+	}
+}
+
+// TestHardening10TimingUnknownRoom: an unknown alias costs the server the
+// same work as a wrong PIN on a room that exists (the same PIN hashing,
+// the same count against the address and the same audit record), so its
+// answer comes neither faster nor slower.
+func TestHardening10TimingUnknownRoom(t *testing.T) {
+	clk := auth.NewFakeClock(time.Now())
+	srv := openAccessServer(t, clk)
+	work := func(source, room string) (hashes uint64, audits int) {
+		h0, a0 := srv.HashStats().Granted, auditCount(t, srv, "")
+		raw := attempt(t, srv, source, room, "999999")
+		if isWelcome(raw) {
+			t.Fatalf("%s entered", room)
+		}
+		return srv.HashStats().Granted - h0, auditCount(t, srv, "") - a0
+	}
+	hu, au := work("127.0.0.95", "no-such-room")
+	hw, aw := work("127.0.0.96", "vault")
+	if hu != hw || au != aw {
+		t.Errorf("unknown alias: %d hashings and %d audit records; wrong PIN: %d and %d", hu, au, hw, aw)
+	}
+	if au != 1 || hu != 1 {
+		t.Errorf("a refusal did %d hashings and wrote %d audit records, want 1 and 1", hu, au)
+	}
 }

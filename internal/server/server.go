@@ -42,6 +42,9 @@ type Server struct {
 	meetings *meeting.Manager
 	enroller *auth.Enroller
 	guard    *guard.Guard
+	hashing  *auth.HashBudget
+	accounts *auth.Accounts
+	auditAgg *audit.Aggregator
 	files    *files.Store
 	audit    *audit.Log
 	clock    auth.Clock
@@ -124,6 +127,10 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.audit = audit.NewLog(st, clock.Now)
+	// Repeated refusals and failed sign-ins are written once a minute with
+	// their count, so that nobody can flood the log (docs/hardening.md).
+	s.auditAgg = audit.NewAggregator(s.audit, clock.Now, 0)
+	s.hashing = auth.NewHashBudget(cfg.HashMemory)
 	allow, err := guard.ParseAllow(cfg.AllowList)
 	if err != nil {
 		return nil, fmt.Errorf("allow list: %w", err)
@@ -134,7 +141,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("break-in guard: %w", err)
 	}
-	gate, err := access.New(st, s.guard, s.audit, log)
+	gate, err := access.New(st, s.guard, s.auditAgg, s.hashing, log)
 	if err != nil {
 		return nil, err
 	}
@@ -171,10 +178,13 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = ctx, cancel
+	s.accounts = auth.NewAccounts(st, clock, auth.AccountsConfig{Audit: s.auditAgg})
 	handler := web.New(ctx, web.Config{
 		Store:        st,
 		Sessions:     auth.NewSessions(st, clock, auth.SessionConfig{Audit: s.audit}),
-		Accounts:     auth.NewAccounts(st, clock, auth.AccountsConfig{Audit: s.audit}),
+		Accounts:     s.accounts,
+		Guard:        s.guard,
+		Hashing:      s.hashing,
 		Audit:        s.audit,
 		Authority:    authority,
 		Files:        fileStore,
@@ -203,11 +213,36 @@ func (s *Server) Start() {
 	s.served = make(chan error, 1)
 	if _, fake := s.clock.(*auth.FakeClock); !fake {
 		go s.guard.Run(s.ctx)
+		go s.auditAgg.Run(s.ctx)
+		go s.pruneThrottles(s.ctx, time.Hour)
 	}
 	go func() {
 		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
 	}()
 }
+
+// pruneThrottles forgets the sign-in throttle records that no longer
+// count anything, every interval until ctx ends, so that attempts at
+// made-up usernames do not pile up in the database.
+func (s *Server) pruneThrottles(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := s.accounts.PruneThrottles(ctx); err != nil {
+				s.log.Error("pruning sign-in throttles failed", "err", err)
+			} else if n > 0 {
+				s.log.Debug("sign-in throttles pruned", "records", n)
+			}
+		}
+	}
+}
+
+// HashStats reads the counts of the Argon2 memory budget.
+func (s *Server) HashStats() auth.HashStats { return s.hashing.Stats() }
 
 // DataDir is the node's data directory.
 func (s *Server) DataDir() string { return s.cfg.DataDir }
@@ -288,6 +323,7 @@ func (s *Server) Close() error {
 	defer cancel()
 	s.cancel()
 	err := s.http.Shutdown(ctx)
+	s.auditAgg.Flush(ctx, true)
 	if s.served != nil {
 		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)

@@ -3,12 +3,14 @@ package web
 import (
 	"errors"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/guard"
 	"conclave/internal/store"
 )
 
@@ -71,7 +73,15 @@ func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := audit.WithSource(r.Context(), clientAddr(r))
+	release, ok := s.passwordTurn(w, r)
+	if !ok {
+		return
+	}
 	u, state, err := s.Accounts.Login(ctx, req.Username, req.Password)
+	release()
+	if errors.Is(err, auth.ErrBadCredentials) && s.Guard != nil {
+		s.Guard.Fail(clientIP(r), "", guard.FailedLogin)
+	}
 	var te *auth.ThrottleError
 	switch {
 	case errors.As(err, &te):
@@ -121,7 +131,12 @@ func (s *Server) apiPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := audit.WithSource(r.Context(), clientAddr(r))
+	release, ok := s.passwordTurn(w, r)
+	if !ok {
+		return
+	}
 	err := s.Accounts.ChangePassword(ctx, u.ID, req.OldPassword, req.NewPassword)
+	release()
 	var pe *auth.PolicyError
 	var te *auth.ThrottleError
 	switch {
@@ -147,6 +162,54 @@ func (s *Server) apiPassword(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("password change failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "The server could not change the password.")
 	}
+}
+
+// passwordTurn waits for the memory to check a password (Argon2, 64 MiB),
+// after checking that the client's address is not quarantined, before
+// and after the wait. It answers the request itself and returns false
+// when the client must come back later; otherwise call the returned
+// function when the checking is done.
+func (s *Server) passwordTurn(w http.ResponseWriter, r *http.Request) (func(), bool) {
+	ip := clientIP(r)
+	quarantined := func() bool {
+		if s.Guard == nil || s.Guard.CheckAddress(ip) == nil {
+			return false
+		}
+		w.Header().Set("Retry-After", "600")
+		writeError(w, http.StatusTooManyRequests, "address-blocked",
+			"Too many failed attempts came from your network address; sign-in from it is blocked for a few minutes.")
+		return true
+	}
+	if quarantined() {
+		return nil, false
+	}
+	if s.Hashing == nil {
+		return func() {}, true
+	}
+	source := netip.PrefixFrom(ip, ip.BitLen())
+	if s.Guard != nil {
+		source = s.Guard.Source(ip)
+	}
+	release, err := s.Hashing.Acquire(r.Context(), source, auth.DefaultArgon2.Memory)
+	if err != nil {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusTooManyRequests, "busy", sentence(auth.ErrHashBusy))
+		return nil, false
+	}
+	if quarantined() {
+		release()
+		return nil, false
+	}
+	return release, true
+}
+
+// clientIP is the peer's IP address, unmapped.
+func clientIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 // session returns the request's valid session, or answers 401.

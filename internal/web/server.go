@@ -19,6 +19,7 @@ import (
 	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/files"
+	"conclave/internal/guard"
 	"conclave/internal/meeting"
 	"conclave/internal/ra"
 	"conclave/internal/store"
@@ -33,6 +34,13 @@ type Config struct {
 	Meetings *meeting.Manager
 	// Authority issues E2EE device credentials.
 	Authority *ra.Authority
+	// Guard applies the break-in rules to sign-ins: a quarantined address
+	// is refused before any password is hashed, and failed sign-ins count
+	// towards its quarantine. Nil disables both (tests).
+	Guard *guard.Guard
+	// Hashing bounds the memory of concurrent password hashing; nil means
+	// no bound (tests).
+	Hashing *auth.HashBudget
 	// Files keeps encrypted file blobs.
 	Files *files.Store
 	// Assets holds the browser client: *.html at the root, modules and
