@@ -15,6 +15,7 @@ import (
 	"conclave/internal/guard"
 	"conclave/internal/signal"
 	"conclave/internal/store"
+	"conclave/internal/testutil/fakeclock"
 )
 
 const (
@@ -24,12 +25,12 @@ const (
 
 // openAccessServer runs a node with an injected clock and a PIN room
 // "vault" (host and guest PINs) and an open room "lounge".
-func openAccessServer(t *testing.T, clk *auth.FakeClock, allow ...string) *Server {
+func openAccessServer(t *testing.T, clk *fakeclock.Clock, allow ...string) *Server {
 	t.Helper()
 	return openAccessServerWith(t, clk, Options{}, allow...)
 }
 
-func openAccessServerWith(t *testing.T, clk *auth.FakeClock, opts Options, allow ...string) *Server {
+func openAccessServerWith(t *testing.T, clk *fakeclock.Clock, opts Options, allow ...string) *Server {
 	t.Helper()
 	cfg := config.Defaults()
 	cfg.DataDir = t.TempDir()
@@ -86,7 +87,7 @@ func alarmsOf(srv *Server, kind guard.Kind) []guard.Alarm {
 // for the right PIN, until 10 minutes have passed; the refusals for a wrong
 // PIN, a blocked room, a missing PIN and an unknown room are the same bytes.
 func TestRoomBlock(t *testing.T) {
-	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	clk := fakeclock.New(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
 	srv := openAccessServer(t, clk)
 
 	wrong := attempt(t, srv, "127.0.0.2", "vault", "000000")
@@ -141,7 +142,7 @@ func TestRoomBlock(t *testing.T) {
 // TestAllowList: an allow-listed address is never blocked and its failures
 // do not count.
 func TestAllowList(t *testing.T) {
-	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	clk := fakeclock.New(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
 	srv := openAccessServer(t, clk, "127.0.0.10/32")
 	for i := 0; i < 30; i++ {
 		attempt(t, srv, "127.0.0.10", "vault", "000000")
@@ -161,7 +162,7 @@ func TestAllowList(t *testing.T) {
 // TestQuarantine: scanning 21 unknown aliases quarantines the address for
 // every room; other addresses still get in.
 func TestQuarantine(t *testing.T) {
-	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	clk := fakeclock.New(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
 	srv := openAccessServer(t, clk)
 	for i := 0; i < 21; i++ {
 		attempt(t, srv, "127.0.0.30", fmt.Sprintf("guess-%d", i), "")

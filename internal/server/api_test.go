@@ -15,6 +15,7 @@ import (
 
 	"conclave/internal/auth"
 	"conclave/internal/store"
+	"conclave/internal/testutil/fakeclock"
 )
 
 type apiClient struct {
@@ -248,7 +249,7 @@ func TestSessionLimit(t *testing.T) {
 // TestLoginLockout: wrong passwords slow down then lock the account, with
 // the same answers for an unknown username.
 func TestLoginLockout(t *testing.T) {
-	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	clk := fakeclock.New(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
 	srv := openAccessServer(t, clk)
 	hash, _ := auth.HashPassword("Correct-Horse-42")
 	if _, err := srv.Store().CreateUser(context.Background(), store.User{Username: "ann", DisplayName: "Ann",
