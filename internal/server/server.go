@@ -232,6 +232,10 @@ func (s *Server) ForwardDelay() sfu.DelayHistogram { return s.engine.ForwardDela
 // debug listener).
 func (s *Server) SendStats() sfu.SendStats { return s.engine.SendStats() }
 
+// FileBytes is how many bytes of meeting files the node stores now
+// (files are deleted when their meeting ends).
+func (s *Server) FileBytes() int64 { return s.files.Used() }
+
 // url0 names the organisation when no name is configured: the first
 // configured host, or this machine's name.
 func (s *Server) url0() string {
