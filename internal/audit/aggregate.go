@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"conclave/internal/clock"
 )
 
 // Aggregation defaults.
@@ -35,7 +37,7 @@ const (
 // shutdown.
 type Aggregator struct {
 	rec       Recorder
-	now       func() time.Time
+	clock     clock.Clock
 	window    time.Duration
 	maxGroups int
 
@@ -56,16 +58,13 @@ type group struct {
 	lastRep  time.Time
 }
 
-// NewAggregator returns an Aggregator writing to rec. A nil now means
-// time.Now; a window of 0 means DefaultAggregateWindow.
-func NewAggregator(rec Recorder, now func() time.Time, window time.Duration) *Aggregator {
-	if now == nil {
-		now = time.Now
-	}
+// NewAggregator returns an Aggregator writing to rec. A nil clk means the
+// system clock; a window of 0 means DefaultAggregateWindow.
+func NewAggregator(rec Recorder, clk clock.Clock, window time.Duration) *Aggregator {
 	if window <= 0 {
 		window = DefaultAggregateWindow
 	}
-	return &Aggregator{rec: rec, now: now, window: window, maxGroups: DefaultAggregateGroups, groups: map[groupKey]*group{}}
+	return &Aggregator{rec: rec, clock: clock.Or(clk), window: window, maxGroups: DefaultAggregateGroups, groups: map[groupKey]*group{}}
 }
 
 // Record implements Recorder.
@@ -73,7 +72,7 @@ func (a *Aggregator) Record(ctx context.Context, e Event) error {
 	if e.Outcome != OutcomeFailure {
 		return a.rec.Record(ctx, e)
 	}
-	now := a.now()
+	now := a.clock.Now()
 	if e.Time.IsZero() {
 		e.Time = now
 	}
@@ -118,24 +117,17 @@ func (a *Aggregator) Record(ctx context.Context, e Event) error {
 // all is set, and forgets them.
 func (a *Aggregator) Flush(ctx context.Context, all bool) error {
 	a.mu.Lock()
-	due := a.dueLocked(a.now(), all)
+	due := a.dueLocked(a.clock.Now(), all)
 	a.mu.Unlock()
 	return a.write(ctx, due)
 }
 
 // Run flushes every tenth of the window until ctx ends, then flushes all.
 func (a *Aggregator) Run(ctx context.Context) {
-	t := time.NewTicker(a.window / 10)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			a.Flush(context.Background(), true)
-			return
-		case <-t.C:
-			a.Flush(ctx, false)
-		}
-	}
+	stop := clock.Every(a.clock, a.window/10, func() { a.Flush(ctx, false) })
+	<-ctx.Done()
+	stop()
+	a.Flush(context.Background(), true)
 }
 
 // Pending returns how many kinds of failure are being counted.

@@ -58,6 +58,8 @@ type HashStats struct {
 	Busy uint64
 	// PeakKiB is the most memory granted at once.
 	PeakKiB int64
+	// TotalKiB is the budget.
+	TotalKiB int64
 }
 
 // NewHashBudget returns a budget of memoryBytes (DefaultHashMemory if not
@@ -127,7 +129,9 @@ func (b *HashBudget) Acquire(ctx context.Context, source netip.Prefix, kib uint3
 func (b *HashBudget) Stats() HashStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.stats
+	st := b.stats
+	st.TotalKiB = b.total
+	return st
 }
 
 // TotalKiB is the budget's size.

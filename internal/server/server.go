@@ -20,6 +20,7 @@ import (
 	"conclave/internal/access"
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/clock"
 	"conclave/internal/config"
 	"conclave/internal/files"
 	"conclave/internal/guard"
@@ -45,9 +46,9 @@ type Server struct {
 	hashing  *auth.HashBudget
 	accounts *auth.Accounts
 	auditAgg *audit.Aggregator
+	clock    clock.Clock
 	files    *files.Store
 	audit    *audit.Log
-	clock    auth.Clock
 	http     *http.Server
 	listener net.Listener
 	debug    *debugServer // nil unless --debug-listen
@@ -63,14 +64,14 @@ type Options struct {
 	Assets fs.FS
 	// ResumeWindow overrides the meeting resume window.
 	ResumeWindow time.Duration
-	// AfterFunc schedules the meetings' timers (tests only; nil means
-	// time.AfterFunc).
-	AfterFunc func(time.Duration, func()) meeting.Timer
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
-	// Clock replaces the system clock for time-based rules (break-in
-	// blocks, sessions, enrolment expiry).
-	Clock auth.Clock
+	// Clock replaces the system clock for the node's time-based rules:
+	// break-in blocks, sessions, enrolment and credential expiry, audit
+	// times, files' lifetime, and the meetings' timers (resume window,
+	// waiting for a host, grace after the last host). The media path
+	// keeps the system clock.
+	Clock clock.Clock
 }
 
 // Open prepares a node: data directory, database, certificates, media
@@ -82,11 +83,8 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	clock := opts.Clock
-	if clock == nil {
-		clock = auth.SystemClock{}
-	}
-	s := &Server{cfg: cfg, log: log, clock: clock}
+	clk := clock.Or(opts.Clock)
+	s := &Server{cfg: cfg, log: log, clock: clk}
 	ok := false
 	defer func() {
 		if !ok {
@@ -126,10 +124,10 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.audit = audit.NewLog(st, clock.Now)
+	s.audit = audit.NewLog(st, clk)
 	// Repeated refusals and failed sign-ins are written once a minute with
 	// their count, so that nobody can flood the log (docs/hardening.md).
-	s.auditAgg = audit.NewAggregator(s.audit, clock.Now, 0)
+	s.auditAgg = audit.NewAggregator(s.audit, clk, 0)
 	s.hashing = auth.NewHashBudget(cfg.HashMemory)
 	allow, err := guard.ParseAllow(cfg.AllowList)
 	if err != nil {
@@ -137,7 +135,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	gcfg := guard.DefaultConfig()
 	gcfg.Allow = allow
-	s.guard, err = guard.New(gcfg, clock, alarmEvents{log: log, audit: s.audit})
+	s.guard, err = guard.New(gcfg, clk, alarmEvents{log: log, audit: s.audit})
 	if err != nil {
 		return nil, fmt.Errorf("break-in guard: %w", err)
 	}
@@ -146,17 +144,17 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log,
-		AfterFunc: opts.AfterFunc, MaxParticipants: cfg.MaxParticipants}, s.engine, gate)
-	s.enroller = auth.NewEnroller(st, clock, auth.EnrolConfig{})
+		Clock: clk, MaxParticipants: cfg.MaxParticipants}, s.engine, gate)
+	s.enroller = auth.NewEnroller(st, clk, auth.EnrolConfig{})
 	org := cfg.OrgName
 	if org == "" {
 		org = s.url0()
 	}
-	authority, err := ra.Open(cfg.DataDir, org, org, clock.Now)
+	authority, err := ra.Open(cfg.DataDir, org, org, clk)
 	if err != nil {
 		return nil, err
 	}
-	fileStore, err := files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Now: clock.Now})
+	fileStore, err := files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Clock: clk})
 	if err != nil {
 		return nil, err
 	}
@@ -178,10 +176,10 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = ctx, cancel
-	s.accounts = auth.NewAccounts(st, clock, auth.AccountsConfig{Audit: s.auditAgg})
+	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
 	handler := web.New(ctx, web.Config{
 		Store:        st,
-		Sessions:     auth.NewSessions(st, clock, auth.SessionConfig{Audit: s.audit}),
+		Sessions:     auth.NewSessions(st, clk, auth.SessionConfig{Audit: s.audit}),
 		Accounts:     s.accounts,
 		Guard:        s.guard,
 		Hashing:      s.hashing,
@@ -211,11 +209,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 // Start accepts connections in the background.
 func (s *Server) Start() {
 	s.served = make(chan error, 1)
-	if _, fake := s.clock.(*auth.FakeClock); !fake {
-		go s.guard.Run(s.ctx)
-		go s.auditAgg.Run(s.ctx)
-		go s.pruneThrottles(s.ctx, time.Hour)
-	}
+	go s.guard.Run(s.ctx)
+	go s.auditAgg.Run(s.ctx)
+	go s.pruneThrottles(s.ctx, time.Hour)
 	go func() {
 		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
 	}()
@@ -225,21 +221,20 @@ func (s *Server) Start() {
 // count anything, every interval until ctx ends, so that attempts at
 // made-up usernames do not pile up in the database.
 func (s *Server) pruneThrottles(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if n, err := s.accounts.PruneThrottles(ctx); err != nil {
-				s.log.Error("pruning sign-in throttles failed", "err", err)
-			} else if n > 0 {
-				s.log.Debug("sign-in throttles pruned", "records", n)
-			}
+	stop := clock.Every(s.clock, interval, func() {
+		if n, err := s.accounts.PruneThrottles(ctx); err != nil {
+			s.log.Error("pruning sign-in throttles failed", "err", err)
+		} else if n > 0 {
+			s.log.Debug("sign-in throttles pruned", "records", n)
 		}
-	}
+	})
+	<-ctx.Done()
+	stop()
 }
+
+// FlushAudit writes the counts of the repeated failures being aggregated
+// now, without waiting for their minute to end (shutdown does it too).
+func (s *Server) FlushAudit(ctx context.Context) error { return s.auditAgg.Flush(ctx, true) }
 
 // HashStats reads the counts of the Argon2 memory budget.
 func (s *Server) HashStats() auth.HashStats { return s.hashing.Stats() }
@@ -276,6 +271,10 @@ func (s *Server) ForwardDelay() sfu.DelayHistogram { return s.engine.ForwardDela
 // SendStats reads the SFU's batched-send counters (also served on the
 // debug listener).
 func (s *Server) SendStats() sfu.SendStats { return s.engine.SendStats() }
+
+// FileBytes is how many bytes of meeting files the node stores now
+// (files are deleted when their meeting ends).
+func (s *Server) FileBytes() int64 { return s.files.Used() }
 
 // url0 names the organisation when no name is configured: the first
 // configured host, or this machine's name.
