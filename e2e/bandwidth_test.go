@@ -11,6 +11,7 @@ import (
 	"conclave/internal/sfu"
 	"conclave/internal/testutil/browser"
 	"conclave/internal/testutil/netns"
+	"conclave/internal/testutil/testlog"
 	"conclave/internal/testutil/testserver"
 )
 
@@ -22,7 +23,7 @@ func startServerOn(t *testing.T, host string, tap sfu.Tap, rooms ...string) *ser
 	if os.Getenv("CONCLAVE_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	log := testlog.Logger(t, level)
 	return testserver.Start(t, testserver.Options{Server: server.Options{Tap: tap}, Logger: log, Host: host}, rooms...).Server
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"conclave/internal/audit"
+	"conclave/internal/clock"
 	"conclave/internal/store"
 )
 
@@ -85,17 +86,14 @@ func (e *SessionLimitError) Is(target error) bool { return target == ErrTooManyS
 // random token; the store holds only its SHA-256 hash.
 type Sessions struct {
 	store store.Store
-	clock Clock
+	clock clock.Clock
 	cfg   SessionConfig
 	audit audit.Recorder
 }
 
 // NewSessions returns a session manager on st. A nil clock means
-// SystemClock.
-func NewSessions(st store.Store, clock Clock, cfg SessionConfig) *Sessions {
-	if clock == nil {
-		clock = SystemClock{}
-	}
+// clock.System.
+func NewSessions(st store.Store, clk clock.Clock, cfg SessionConfig) *Sessions {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
@@ -115,7 +113,7 @@ func NewSessions(st store.Store, clock Clock, cfg SessionConfig) *Sessions {
 	if rec == nil {
 		rec = audit.Discard{}
 	}
-	return &Sessions{store: st, clock: clock, cfg: cfg, audit: rec}
+	return &Sessions{store: st, clock: clock.Or(clk), cfg: cfg, audit: rec}
 }
 
 // IdleTimeout returns the idle timeout that applies to sessions of role.

@@ -76,6 +76,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"conclave/internal/clock"
 )
 
 // ErrRefused reports an access attempt refused because the room is blocked
@@ -149,17 +151,6 @@ type Events interface {
 	// Cleared reports that a block or quarantine has ended.
 	Cleared(Alarm)
 }
-
-// Clock tells the time. The Guard reads it for every decision, so tests can
-// replace it with a clock that only moves when told to. auth.SystemClock and
-// auth.FakeClock satisfy it.
-type Clock interface {
-	Now() time.Time
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
 
 type noEvents struct{}
 
@@ -320,7 +311,7 @@ func ParseAllow(entries []string) ([]netip.Prefix, error) {
 // rooms and from quarantined sources. It is safe for concurrent use.
 type Guard struct {
 	cfg    Config
-	clock  Clock
+	clock  clock.Clock
 	events Events
 	epoch  time.Time // clock reading at New; times are kept as offsets from it
 
@@ -337,20 +328,19 @@ type notice struct {
 	alarm  Alarm
 }
 
-// New returns a Guard with the thresholds of cfg. A nil clock means the
-// system clock; nil events means alarms are only visible through Active.
-func New(cfg Config, clock Clock, events Events) (*Guard, error) {
+// New returns a Guard with the thresholds of cfg. The Guard reads clk for
+// every decision and sweeps on its timers (nil means clock.System); nil
+// events means alarms are only visible through Active.
+func New(cfg Config, clk clock.Clock, events Events) (*Guard, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	if clock == nil {
-		clock = systemClock{}
-	}
+	clk = clock.Or(clk)
 	if events == nil {
 		events = noEvents{}
 	}
-	g := &Guard{cfg: cfg, clock: clock, events: events, epoch: clock.Now()}
+	g := &Guard{cfg: cfg, clock: clk, events: events, epoch: clk.Now()}
 	g.rooms = newTracker(RoomBlocked, cfg.RoomFailures, cfg.RoomWindow, cfg.RoomBlock, cfg.MaxRooms,
 		func(s string) string { return s })
 	g.addrs = newTracker(AddressQuarantined, cfg.AddressFailures, cfg.AddressWindow, cfg.AddressQuarantine, cfg.MaxAddresses,
@@ -413,18 +403,12 @@ func (g *Guard) Sweep() {
 	g.unlock()
 }
 
-// Run calls Sweep every Config.SweepInterval until ctx is done.
+// Run calls Sweep every Config.SweepInterval, on the Guard's clock, until
+// ctx is done. The first sweep is scheduled before Run blocks.
 func (g *Guard) Run(ctx context.Context) {
-	t := time.NewTicker(g.cfg.SweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			g.Sweep()
-		}
-	}
+	stop := clock.Every(g.clock, g.cfg.SweepInterval, g.Sweep)
+	<-ctx.Done()
+	stop()
 }
 
 // Active returns the alarms currently raised, for the admin interface and

@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"conclave/internal/clock"
 )
 
 // File names of the generated material inside <Dir>/tls.
@@ -48,8 +50,9 @@ type Options struct {
 	// Hosts are the DNS names and IP addresses the server certificate must
 	// cover. When empty, DefaultHosts is used.
 	Hosts []string
-	// Clock returns the current time; nil means time.Now.
-	Clock func() time.Time
+	// Clock tells the time certificates are checked and issued at; nil
+	// means clock.System.
+	Clock clock.Clock
 	// CertFile and KeyFile name an operator-provided certificate chain and
 	// private key (PEM). When set, they are used as they are and nothing is
 	// generated. Both must be set together.
@@ -95,10 +98,7 @@ func (m *Material) Operator() bool { return m.CACert == nil }
 // Ensure does not lock the directory; callers must not run it concurrently
 // on the same Dir.
 func Ensure(opts Options) (*Material, error) {
-	now := time.Now
-	if opts.Clock != nil {
-		now = opts.Clock
-	}
+	now := clock.Or(opts.Clock).Now
 	if opts.CertFile != "" || opts.KeyFile != "" {
 		return loadOperator(opts.CertFile, opts.KeyFile, now())
 	}

@@ -22,12 +22,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"conclave/internal/testutil/fakeclock"
 )
 
 var testHosts = []string{"conclave.example", "localhost", "127.0.0.1", "::1", "192.0.2.10"}
 
 // fixedClock returns a clock stuck at t.
-func fixedClock(t time.Time) func() time.Time { return func() time.Time { return t } }
+func fixedClock(t time.Time) *fakeclock.Clock { return fakeclock.New(t) }
 
 var base = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 

@@ -20,6 +20,7 @@ import (
 	"conclave/internal/access"
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/clock"
 	"conclave/internal/config"
 	"conclave/internal/files"
 	"conclave/internal/guard"
@@ -44,7 +45,6 @@ type Server struct {
 	guard    *guard.Guard
 	files    *files.Store
 	audit    *audit.Log
-	clock    auth.Clock
 	http     *http.Server
 	listener net.Listener
 	debug    *debugServer // nil unless --debug-listen
@@ -60,14 +60,14 @@ type Options struct {
 	Assets fs.FS
 	// ResumeWindow overrides the meeting resume window.
 	ResumeWindow time.Duration
-	// AfterFunc schedules the meetings' timers (tests only; nil means
-	// time.AfterFunc).
-	AfterFunc func(time.Duration, func()) meeting.Timer
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
-	// Clock replaces the system clock for time-based rules (break-in
-	// blocks, sessions, enrolment expiry).
-	Clock auth.Clock
+	// Clock replaces the system clock for the node's time-based rules:
+	// break-in blocks, sessions, enrolment and credential expiry, audit
+	// times, files' lifetime, and the meetings' timers (resume window,
+	// waiting for a host, grace after the last host). The media path
+	// keeps the system clock.
+	Clock clock.Clock
 }
 
 // Open prepares a node: data directory, database, certificates, media
@@ -79,11 +79,8 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	clock := opts.Clock
-	if clock == nil {
-		clock = auth.SystemClock{}
-	}
-	s := &Server{cfg: cfg, log: log, clock: clock}
+	clk := clock.Or(opts.Clock)
+	s := &Server{cfg: cfg, log: log}
 	ok := false
 	defer func() {
 		if !ok {
@@ -114,14 +111,14 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.audit = audit.NewLog(st, clock.Now)
+	s.audit = audit.NewLog(st, clk)
 	allow, err := guard.ParseAllow(cfg.AllowList)
 	if err != nil {
 		return nil, fmt.Errorf("allow list: %w", err)
 	}
 	gcfg := guard.DefaultConfig()
 	gcfg.Allow = allow
-	s.guard, err = guard.New(gcfg, clock, alarmEvents{log: log, audit: s.audit})
+	s.guard, err = guard.New(gcfg, clk, alarmEvents{log: log, audit: s.audit})
 	if err != nil {
 		return nil, fmt.Errorf("break-in guard: %w", err)
 	}
@@ -130,17 +127,17 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log,
-		AfterFunc: opts.AfterFunc, MaxParticipants: cfg.MaxParticipants}, s.engine, gate)
-	s.enroller = auth.NewEnroller(st, clock, auth.EnrolConfig{})
+		Clock: clk, MaxParticipants: cfg.MaxParticipants}, s.engine, gate)
+	s.enroller = auth.NewEnroller(st, clk, auth.EnrolConfig{})
 	org := cfg.OrgName
 	if org == "" {
 		org = s.url0()
 	}
-	authority, err := ra.Open(cfg.DataDir, org, org, clock.Now)
+	authority, err := ra.Open(cfg.DataDir, org, org, clk)
 	if err != nil {
 		return nil, err
 	}
-	fileStore, err := files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Now: clock.Now})
+	fileStore, err := files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Clock: clk})
 	if err != nil {
 		return nil, err
 	}
@@ -169,8 +166,8 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	s.ctx, s.cancel = ctx, cancel
 	handler := web.New(ctx, web.Config{
 		Store:        st,
-		Sessions:     auth.NewSessions(st, clock, auth.SessionConfig{Audit: s.audit}),
-		Accounts:     auth.NewAccounts(st, clock, auth.AccountsConfig{Audit: s.audit}),
+		Sessions:     auth.NewSessions(st, clk, auth.SessionConfig{Audit: s.audit}),
+		Accounts:     auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.audit}),
 		Audit:        s.audit,
 		Authority:    authority,
 		Files:        fileStore,
@@ -196,9 +193,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 // Start accepts connections in the background.
 func (s *Server) Start() {
 	s.served = make(chan error, 1)
-	if _, fake := s.clock.(*auth.FakeClock); !fake {
-		go s.guard.Run(s.ctx)
-	}
+	go s.guard.Run(s.ctx)
 	go func() {
 		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
 	}()
@@ -236,6 +231,10 @@ func (s *Server) ForwardDelay() sfu.DelayHistogram { return s.engine.ForwardDela
 // SendStats reads the SFU's batched-send counters (also served on the
 // debug listener).
 func (s *Server) SendStats() sfu.SendStats { return s.engine.SendStats() }
+
+// FileBytes is how many bytes of meeting files the node stores now
+// (files are deleted when their meeting ends).
+func (s *Server) FileBytes() int64 { return s.files.Used() }
 
 // url0 names the organisation when no name is configured: the first
 // configured host, or this machine's name.
