@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"conclave/internal/audit"
-	"conclave/internal/clock"
 	"conclave/internal/auth"
+	"conclave/internal/clock"
 	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"

@@ -120,8 +120,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// A connection that has not joined (or been admitted to wait) within
 	// JoinTimeout is closed: an idle socket must not be held for free.
 	conn.stopJoin = clock.Or(s.Clock).AfterFunc(s.joinTimeout(), func() {
-		c.Close(websocket.StatusPolicyViolation, "join timeout")
-		cancel()
+		// Close waits for the client's answer; not on the clock's
+		// goroutine.
+		go func() {
+			c.Close(websocket.StatusPolicyViolation, "join timeout")
+			cancel()
+		}()
 	})
 	go conn.keepalive(ctx)
 	s.Meetings.Serve(ctx, conn, s.meetingClient(r))
