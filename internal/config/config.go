@@ -57,6 +57,9 @@ type Config struct {
 	// (docs/api.md, "Debug listener") on this loopback address, without
 	// authentication. Empty disables it.
 	DebugListen string
+	// Auth holds the management listener and sign-in settings
+	// (internal/config/auth.go).
+	Auth AuthConfig
 }
 
 // DefaultDataDir is /var/lib/conclave for root and
@@ -116,6 +119,7 @@ func Register(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.LogLevel, "log-level", env("CONCLAVE_LOG_LEVEL", c.LogLevel), "debug, info, warn or error (env CONCLAVE_LOG_LEVEL)")
 	fs.IntVar(&c.MaxParticipants, "max-participants", envInt("CONCLAVE_MAX_PARTICIPANTS", c.MaxParticipants), "most participants in one meeting (env CONCLAVE_MAX_PARTICIPANTS; default 100)")
 	fs.StringVar(&c.DebugListen, "debug-listen", env("CONCLAVE_DEBUG_LISTEN", c.DebugListen), "loopback address serving process metrics and Go profiles without authentication, e.g. 127.0.0.1:6060; empty disables (env CONCLAVE_DEBUG_LISTEN)")
+	registerAuth(fs, &c.Auth)
 	if v := os.Getenv("CONCLAVE_PUBLIC_IPS"); v != "" {
 		c.PublicIPs = splitList(v)
 	}
@@ -154,7 +158,7 @@ func (c *Config) Validate() error {
 	if c.DebugListen != "" && !loopbackAddr(c.DebugListen) {
 		return fmt.Errorf("--debug-listen %q must be a loopback address such as 127.0.0.1:6060: it serves profiles without authentication", c.DebugListen)
 	}
-	return nil
+	return c.Auth.validate(c.Listen)
 }
 
 // MaxParticipantsLimit is the highest --max-participants accepted.

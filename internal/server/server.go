@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,6 +21,7 @@ import (
 	"conclave/internal/access"
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/authn"
 	"conclave/internal/clock"
 	"conclave/internal/config"
 	"conclave/internal/files"
@@ -47,11 +49,18 @@ type Server struct {
 	audit    *audit.Log
 	http     *http.Server
 	listener net.Listener
-	debug    *debugServer // nil unless --debug-listen
-	url      string
-	ctx      context.Context
-	cancel   context.CancelFunc
-	served   chan error
+	// adminHTTP serves the management listener (--admin-listen); nil
+	// without it.
+	adminHTTP     *http.Server
+	adminListener net.Listener
+	adminURL      string
+	adminServed   chan error
+	lifecycle     *auth.Lifecycle
+	debug         *debugServer // nil unless --debug-listen
+	url           string
+	ctx           context.Context
+	cancel        context.CancelFunc
+	served        chan error
 }
 
 // Options adjust a server for tests; the zero value is production.
@@ -164,10 +173,34 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = ctx, cancel
-	handler := web.New(ctx, web.Config{
+	accounts := auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.audit})
+	roles := auth.NewRoles(st, clk, s.audit)
+	s.lifecycle = auth.NewLifecycle(st, clk, s.audit, accounts, roles)
+	s.lifecycle.OnDeactivate(func(_ context.Context, u store.User, reason string) error {
+		if n := s.meetings.DisconnectUser(u.ID, "account-disabled"); n > 0 {
+			log.Info("meeting connections of a deactivated account ended", "username", u.Username, "reason", reason, "connections", n)
+		}
+		return nil
+	})
+	settings, err := authSettings(st, cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	plane := web.PlaneAll
+	if cfg.Auth.AdminListen != "" {
+		plane = web.PlaneMeeting
+	}
+	webCfg := web.Config{
 		Store:        st,
 		Sessions:     auth.NewSessions(st, clk, auth.SessionConfig{Audit: s.audit}),
-		Accounts:     auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.audit}),
+		Accounts:     accounts,
+		Roles:        roles,
+		Lifecycle:    s.lifecycle,
+		AuthSettings: settings,
+		SSO:          authn.NewSSO(clk),
+		Revocation:   &authn.Revocation{},
+		Clock:        clk,
+		Plane:        plane,
 		Audit:        s.audit,
 		Authority:    authority,
 		Files:        fileStore,
@@ -178,16 +211,53 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		PublicURL:    s.url,
 		Banner:       cfg.Banner,
 		Logger:       log,
-	})
+	}
+	handler := web.New(ctx, webCfg)
+	baseTLS := pki.ServerTLSConfig(s.tls.Certificate)
 	s.http = &http.Server{
 		Handler:           handler,
-		TLSConfig:         pki.ServerTLSConfig(s.tls.Certificate),
+		TLSConfig:         listenerTLS(baseTLS, settings, plane == web.PlaneAll, nil),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	if cfg.Auth.AdminListen != "" {
+		if err := s.openAdmin(ctx, cfg, webCfg, baseTLS, settings, log); err != nil {
+			return nil, err
+		}
+	}
 	ok = true
 	return s, nil
+}
+
+// openAdmin prepares the management listener.
+func (s *Server) openAdmin(ctx context.Context, cfg config.Config, webCfg web.Config, baseTLS *tls.Config, settings *authn.Settings, log *slog.Logger) error {
+	var clientCA *x509.CertPool
+	if cfg.Auth.AdminClientCA != "" {
+		b, err := os.ReadFile(cfg.Auth.AdminClientCA)
+		if err != nil {
+			return fmt.Errorf("--admin-client-ca: %w", err)
+		}
+		if clientCA, err = pemPool(string(b)); err != nil {
+			return fmt.Errorf("--admin-client-ca %s: %w", cfg.Auth.AdminClientCA, err)
+		}
+	}
+	l, err := net.Listen("tcp", cfg.Auth.AdminListen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (--admin-listen): %w", cfg.Auth.AdminListen, err)
+	}
+	s.adminListener = l
+	s.adminURL = publicURL(config.Config{Hosts: cfg.Hosts}, l.Addr())
+	webCfg.Plane = web.PlaneAdmin
+	webCfg.PublicURL = s.adminURL
+	s.adminHTTP = &http.Server{
+		Handler:           web.New(ctx, webCfg),
+		TLSConfig:         listenerTLS(baseTLS, settings, true, clientCA),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return nil
 }
 
 // Start accepts connections in the background.
@@ -197,7 +267,17 @@ func (s *Server) Start() {
 	go func() {
 		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
 	}()
+	if s.adminHTTP != nil {
+		s.adminServed = make(chan error, 1)
+		go func() {
+			s.adminServed <- s.adminHTTP.Serve(tls.NewListener(s.adminListener, s.adminHTTP.TLSConfig))
+		}()
+	}
 }
+
+// Lifecycle manages accounts (create, disable, delete, roles) as the API
+// does.
+func (s *Server) Lifecycle() *auth.Lifecycle { return s.lifecycle }
 
 // DataDir is the node's data directory.
 func (s *Server) DataDir() string { return s.cfg.DataDir }
@@ -278,6 +358,16 @@ func (s *Server) Close() error {
 	defer cancel()
 	s.cancel()
 	err := s.http.Shutdown(ctx)
+	if s.adminHTTP != nil {
+		err = errors.Join(err, s.adminHTTP.Shutdown(ctx))
+		if s.adminServed != nil {
+			if serr := <-s.adminServed; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+				err = errors.Join(err, serr)
+			}
+		} else {
+			s.adminListener.Close()
+		}
+	}
 	if s.served != nil {
 		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
@@ -301,6 +391,9 @@ func (s *Server) closeParts() error {
 	}
 	if s.cancel == nil && s.listener != nil {
 		errs = append(errs, s.listener.Close())
+	}
+	if s.cancel == nil && s.adminListener != nil {
+		errs = append(errs, s.adminListener.Close())
 	}
 	return errors.Join(errs...)
 }

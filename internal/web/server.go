@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"io/fs"
 	"log/slog"
 	"mime"
@@ -18,6 +17,8 @@ import (
 
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/authn"
+	"conclave/internal/clock"
 	"conclave/internal/files"
 	"conclave/internal/meeting"
 	"conclave/internal/ra"
@@ -47,6 +48,22 @@ type Config struct {
 	// Audit records administrators' changes; nil records nothing.
 	Audit  audit.Recorder
 	Logger *slog.Logger
+
+	// Plane is the listener this handler answers for: PlaneAll when one
+	// listener serves everything, else PlaneMeeting or PlaneAdmin.
+	Plane Plane
+	// Roles resolves accounts' roles into permissions; Lifecycle creates,
+	// disables, deletes accounts and changes their roles.
+	Roles     *auth.Roles
+	Lifecycle *auth.Lifecycle
+	// Clock dates what the handlers compute; nil means the system clock.
+	Clock clock.Clock
+	// AuthSettings holds the directory, single sign-on and certificate
+	// login settings; SSO runs single sign-ons; Revocation checks client
+	// certificates.
+	AuthSettings *authn.Settings
+	SSO          *authn.SSO
+	Revocation   *authn.Revocation
 }
 
 // Server is the HTTP handler of a Conclave node.
@@ -67,42 +84,6 @@ func New(ctx context.Context, cfg Config) *Server {
 	s := &Server{Config: cfg, log: log, baseCtx: ctx, mux: http.NewServeMux()}
 	s.routes()
 	return s
-}
-
-func (s *Server) routes() {
-	m := s.mux
-	m.HandleFunc("GET /{$}", s.page("index.html"))
-	m.HandleFunc("GET /r/{alias}", s.page("meeting.html"))
-	m.HandleFunc("GET /admin", s.page("admin.html"))
-	m.HandleFunc("GET /enrol", s.page("enrol.html"))
-	m.HandleFunc("GET /static/", s.static)
-	m.HandleFunc("GET /ws", s.handleWS)
-	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
-
-	m.HandleFunc("GET /api/banner", s.apiBanner)
-	m.HandleFunc("POST /api/login", s.apiLogin)
-	m.HandleFunc("POST /api/logout", s.apiLogout)
-	m.HandleFunc("POST /api/password", s.apiPassword)
-	m.HandleFunc("POST /api/logout-everywhere", s.apiLogoutEverywhere)
-	m.HandleFunc("GET /api/e2ee/org", s.apiOrg)
-	m.HandleFunc("POST /api/e2ee/credential", s.apiCredential)
-	m.HandleFunc("POST /api/files", s.apiUpload)
-	m.HandleFunc("GET /api/files/{id}", s.apiDownload)
-	m.HandleFunc("GET /api/me", s.apiMe)
-	m.HandleFunc("POST /api/enrol", s.apiEnrol)
-	m.HandleFunc("GET /api/rooms", s.admin(s.apiListRooms))
-	m.HandleFunc("POST /api/rooms", s.admin(s.apiCreateRoom))
-	m.HandleFunc("PATCH /api/rooms/{alias}", s.admin(s.apiUpdateRoom))
-	m.HandleFunc("DELETE /api/rooms/{alias}", s.admin(s.apiDeleteRoom))
-	m.HandleFunc("GET /api/rooms/{alias}/members", s.admin(s.apiListMembers))
-	m.HandleFunc("PUT /api/rooms/{alias}/members/{username}", s.admin(s.apiSetMember))
-	m.HandleFunc("DELETE /api/rooms/{alias}/members/{username}", s.admin(s.apiRemoveMember))
-	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not-found", "No such API endpoint.")
-	})
 }
 
 // ServeHTTP applies the security headers and the request size limit, then
