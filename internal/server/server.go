@@ -43,6 +43,10 @@ type Server struct {
 	meetings *meeting.Manager
 	enroller *auth.Enroller
 	guard    *guard.Guard
+	hashing  *auth.HashBudget
+	accounts *auth.Accounts
+	auditAgg *audit.Aggregator
+	clock    clock.Clock
 	files    *files.Store
 	audit    *audit.Log
 	http     *http.Server
@@ -80,7 +84,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	clk := clock.Or(opts.Clock)
-	s := &Server{cfg: cfg, log: log}
+	s := &Server{cfg: cfg, log: log, clock: clk}
 	ok := false
 	defer func() {
 		if !ok {
@@ -94,10 +98,19 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	s.store = st
 
+	s.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	s.url = publicURL(cfg, s.listener.Addr())
+
 	s.tls, err = pki.Ensure(pki.Options{Dir: cfg.DataDir, Hosts: cfg.Hosts,
-		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile})
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CRLURL: s.url + web.CRLPath})
 	if err != nil {
 		return nil, fmt.Errorf("prepare TLS certificates: %w", err)
+	}
+	for _, n := range s.tls.Notices {
+		log.Warn("TLS: " + n)
 	}
 
 	s.engine, err = sfu.NewEngine(sfu.Config{
@@ -112,6 +125,10 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.audit = audit.NewLog(st, clk)
+	// Repeated refusals and failed sign-ins are written once a minute with
+	// their count, so that nobody can flood the log (docs/hardening.md).
+	s.auditAgg = audit.NewAggregator(s.audit, clk, 0)
+	s.hashing = auth.NewHashBudget(cfg.HashMemory)
 	allow, err := guard.ParseAllow(cfg.AllowList)
 	if err != nil {
 		return nil, fmt.Errorf("allow list: %w", err)
@@ -122,7 +139,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("break-in guard: %w", err)
 	}
-	gate, err := access.New(st, s.guard, s.audit, log)
+	gate, err := access.New(st, s.guard, s.auditAgg, s.hashing, log)
 	if err != nil {
 		return nil, err
 	}
@@ -147,11 +164,6 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		cfg.PINMinLength = auth.DefaultPINMinLen
 	}
 
-	s.listener, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
-	s.url = publicURL(cfg, s.listener.Addr())
 	if cfg.DebugListen != "" {
 		if s.debug, err = startDebug(cfg.DebugListen, log, s.engine); err != nil {
 			return nil, err
@@ -164,10 +176,13 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = ctx, cancel
+	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
 	handler := web.New(ctx, web.Config{
 		Store:        st,
 		Sessions:     auth.NewSessions(st, clk, auth.SessionConfig{Audit: s.audit}),
-		Accounts:     auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.audit}),
+		Accounts:     s.accounts,
+		Guard:        s.guard,
+		Hashing:      s.hashing,
 		Audit:        s.audit,
 		Authority:    authority,
 		Files:        fileStore,
@@ -177,6 +192,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Assets:       assets,
 		PublicURL:    s.url,
 		Banner:       cfg.Banner,
+		CRL:          s.tls.CRL,
 		Logger:       log,
 	})
 	s.http = &http.Server{
@@ -194,10 +210,34 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 func (s *Server) Start() {
 	s.served = make(chan error, 1)
 	go s.guard.Run(s.ctx)
+	go s.auditAgg.Run(s.ctx)
+	go s.pruneThrottles(s.ctx, time.Hour)
 	go func() {
 		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
 	}()
 }
+
+// pruneThrottles forgets the sign-in throttle records that no longer
+// count anything, every interval until ctx ends, so that attempts at
+// made-up usernames do not pile up in the database.
+func (s *Server) pruneThrottles(ctx context.Context, interval time.Duration) {
+	stop := clock.Every(s.clock, interval, func() {
+		if n, err := s.accounts.PruneThrottles(ctx); err != nil {
+			s.log.Error("pruning sign-in throttles failed", "err", err)
+		} else if n > 0 {
+			s.log.Debug("sign-in throttles pruned", "records", n)
+		}
+	})
+	<-ctx.Done()
+	stop()
+}
+
+// FlushAudit writes the counts of the repeated failures being aggregated
+// now, without waiting for their minute to end (shutdown does it too).
+func (s *Server) FlushAudit(ctx context.Context) error { return s.auditAgg.Flush(ctx, true) }
+
+// HashStats reads the counts of the Argon2 memory budget.
+func (s *Server) HashStats() auth.HashStats { return s.hashing.Stats() }
 
 // DataDir is the node's data directory.
 func (s *Server) DataDir() string { return s.cfg.DataDir }
@@ -282,6 +322,7 @@ func (s *Server) Close() error {
 	defer cancel()
 	s.cancel()
 	err := s.http.Shutdown(ctx)
+	s.auditAgg.Flush(ctx, true)
 	if s.served != nil {
 		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
