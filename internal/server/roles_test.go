@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
@@ -21,28 +20,14 @@ import (
 	"conclave/internal/auth"
 	"conclave/internal/config"
 	"conclave/internal/perm"
+	"conclave/internal/testutil/testserver"
 	"conclave/internal/web"
 )
 
 // openServerWith starts a node whose configuration change adjusts.
-func openServerWith(t *testing.T, change func(*config.Config)) *Server {
+func openServerWith(t *testing.T, change func(*config.Config)) *testserver.Server {
 	t.Helper()
-	cfg := config.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.MediaUDP = "127.0.0.1:0"
-	cfg.MediaTCP = ""
-	cfg.Hosts = []string{"127.0.0.1"}
-	if change != nil {
-		change(&cfg)
-	}
-	srv, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(func() { srv.Close() })
-	return srv
+	return testserver.Start(t, testserver.Options{Config: change})
 }
 
 // schemaChecker checks every API answer a test receives against
@@ -127,11 +112,9 @@ func (c *apiClient) login(username, password string) map[string]any {
 	return body
 }
 
-const testPassword = "Correct-Horse-42"
-
 // addAccount creates a local account with roles and a password that need
 // not be changed.
-func addAccount(t *testing.T, srv *Server, username string, roles ...string) {
+func addAccount(t *testing.T, srv *testserver.Server, username string, roles ...string) {
 	t.Helper()
 	_, err := srv.Lifecycle().Create(context.Background(), auth.CLIActor(),
 		auth.NewAccount{Username: username, Password: testPassword, KeepPassword: true, Roles: roles})
@@ -152,7 +135,7 @@ func fillPath(p string) string {
 // lacks, and something else on the others. Every answer is checked
 // against docs/openapi.yaml.
 func TestRouteRoleMatrix(t *testing.T) {
-	srv := openTestServer(t)
+	srv := openServerWith(t, nil)
 	checker := newSchemaChecker(t, srv.URL())
 	ctx := context.Background()
 

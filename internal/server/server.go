@@ -45,6 +45,10 @@ type Server struct {
 	meetings *meeting.Manager
 	enroller *auth.Enroller
 	guard    *guard.Guard
+	hashing  *auth.HashBudget
+	accounts *auth.Accounts
+	auditAgg *audit.Aggregator
+	clock    clock.Clock
 	files    *files.Store
 	audit    *audit.Log
 	http     *http.Server
@@ -89,7 +93,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	clk := clock.Or(opts.Clock)
-	s := &Server{cfg: cfg, log: log}
+	s := &Server{cfg: cfg, log: log, clock: clk}
 	ok := false
 	defer func() {
 		if !ok {
@@ -103,10 +107,19 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	s.store = st
 
+	s.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	s.url = publicURL(cfg, s.listener.Addr())
+
 	s.tls, err = pki.Ensure(pki.Options{Dir: cfg.DataDir, Hosts: cfg.Hosts,
-		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile})
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CRLURL: s.url + web.CRLPath})
 	if err != nil {
 		return nil, fmt.Errorf("prepare TLS certificates: %w", err)
+	}
+	for _, n := range s.tls.Notices {
+		log.Warn("TLS: " + n)
 	}
 
 	s.engine, err = sfu.NewEngine(sfu.Config{
@@ -121,6 +134,10 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.audit = audit.NewLog(st, clk)
+	// Repeated refusals and failed sign-ins are written once a minute with
+	// their count, so that nobody can flood the log (docs/hardening.md).
+	s.auditAgg = audit.NewAggregator(s.audit, clk, 0)
+	s.hashing = auth.NewHashBudget(cfg.HashMemory)
 	allow, err := guard.ParseAllow(cfg.AllowList)
 	if err != nil {
 		return nil, fmt.Errorf("allow list: %w", err)
@@ -131,7 +148,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("break-in guard: %w", err)
 	}
-	gate, err := access.New(st, s.guard, s.audit, log)
+	gate, err := access.New(st, s.guard, s.auditAgg, s.hashing, log)
 	if err != nil {
 		return nil, err
 	}
@@ -156,11 +173,6 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		cfg.PINMinLength = auth.DefaultPINMinLen
 	}
 
-	s.listener, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
-	s.url = publicURL(cfg, s.listener.Addr())
 	if cfg.DebugListen != "" {
 		if s.debug, err = startDebug(cfg.DebugListen, log, s.engine); err != nil {
 			return nil, err
@@ -173,9 +185,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = ctx, cancel
-	accounts := auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.audit})
+	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
 	roles := auth.NewRoles(st, clk, s.audit)
-	s.lifecycle = auth.NewLifecycle(st, clk, s.audit, accounts, roles)
+	s.lifecycle = auth.NewLifecycle(st, clk, s.audit, s.accounts, roles)
 	s.lifecycle.OnDeactivate(func(_ context.Context, u store.User, reason string) error {
 		if n := s.meetings.DisconnectUser(u.ID, "account-disabled"); n > 0 {
 			log.Info("meeting connections of a deactivated account ended", "username", u.Username, "reason", reason, "connections", n)
@@ -193,7 +205,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	webCfg := web.Config{
 		Store:        st,
 		Sessions:     auth.NewSessions(st, clk, auth.SessionConfig{Audit: s.audit}),
-		Accounts:     accounts,
+		Accounts:     s.accounts,
+		Guard:        s.guard,
+		Hashing:      s.hashing,
 		Roles:        roles,
 		Lifecycle:    s.lifecycle,
 		AuthSettings: settings,
@@ -210,6 +224,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Assets:       assets,
 		PublicURL:    s.url,
 		Banner:       cfg.Banner,
+		CRL:          s.tls.CRL,
 		Logger:       log,
 	}
 	handler := web.New(ctx, webCfg)
@@ -264,6 +279,8 @@ func (s *Server) openAdmin(ctx context.Context, cfg config.Config, webCfg web.Co
 func (s *Server) Start() {
 	s.served = make(chan error, 1)
 	go s.guard.Run(s.ctx)
+	go s.auditAgg.Run(s.ctx)
+	go s.pruneThrottles(s.ctx, time.Hour)
 	go func() {
 		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
 	}()
@@ -278,6 +295,28 @@ func (s *Server) Start() {
 // Lifecycle manages accounts (create, disable, delete, roles) as the API
 // does.
 func (s *Server) Lifecycle() *auth.Lifecycle { return s.lifecycle }
+
+// pruneThrottles forgets the sign-in throttle records that no longer
+// count anything, every interval until ctx ends, so that attempts at
+// made-up usernames do not pile up in the database.
+func (s *Server) pruneThrottles(ctx context.Context, interval time.Duration) {
+	stop := clock.Every(s.clock, interval, func() {
+		if n, err := s.accounts.PruneThrottles(ctx); err != nil {
+			s.log.Error("pruning sign-in throttles failed", "err", err)
+		} else if n > 0 {
+			s.log.Debug("sign-in throttles pruned", "records", n)
+		}
+	})
+	<-ctx.Done()
+	stop()
+}
+
+// FlushAudit writes the counts of the repeated failures being aggregated
+// now, without waiting for their minute to end (shutdown does it too).
+func (s *Server) FlushAudit(ctx context.Context) error { return s.auditAgg.Flush(ctx, true) }
+
+// HashStats reads the counts of the Argon2 memory budget.
+func (s *Server) HashStats() auth.HashStats { return s.hashing.Stats() }
 
 // DataDir is the node's data directory.
 func (s *Server) DataDir() string { return s.cfg.DataDir }
@@ -311,6 +350,10 @@ func (s *Server) ForwardDelay() sfu.DelayHistogram { return s.engine.ForwardDela
 // SendStats reads the SFU's batched-send counters (also served on the
 // debug listener).
 func (s *Server) SendStats() sfu.SendStats { return s.engine.SendStats() }
+
+// FileBytes is how many bytes of meeting files the node stores now
+// (files are deleted when their meeting ends).
+func (s *Server) FileBytes() int64 { return s.files.Used() }
 
 // url0 names the organisation when no name is configured: the first
 // configured host, or this machine's name.
@@ -368,6 +411,7 @@ func (s *Server) Close() error {
 			s.adminListener.Close()
 		}
 	}
+	s.auditAgg.Flush(ctx, true)
 	if s.served != nil {
 		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)

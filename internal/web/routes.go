@@ -99,6 +99,7 @@ func (s *Server) Routes() []Route {
 		{Method: "GET", Path: "/static/", Where: Both, Handle: s.static},
 		{Method: "GET", Path: "/ws", Where: Meeting, Handle: s.handleWS},
 		{Method: "GET", Path: "/healthz", Where: Both, Handle: healthz},
+		{Method: "GET", Path: CRLPath, Where: Both, Handle: s.serveCRL},
 
 		// Sign-in and one's own account.
 		{Method: "GET", Path: "/api/banner", Where: Both, Handle: s.apiBanner},
@@ -235,8 +236,7 @@ func (s *Server) require(p perm.Permission, h ManageFunc) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, "forbidden", "Your roles do not give the permission "+string(p)+", which this needs.")
 			return
 		}
-		if st := s.Accounts.State(u); st.MustChangePassword {
-			writeError(w, http.StatusForbidden, "password-change-required", sentence(errorString(st.Reason)))
+		if !s.passwordCurrent(w, u) {
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -250,6 +250,13 @@ func (s *Server) require(p perm.Permission, h ManageFunc) http.HandlerFunc {
 	}
 }
 
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
+// serveCRL serves the local CA's revocation list.
+func (s *Server) serveCRL(w http.ResponseWriter, r *http.Request) {
+	if len(s.CRL) == 0 {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/pkix-crl")
+	w.Header().Set("Cache-Control", "max-age=3600")
+	w.Write(s.CRL)
+}

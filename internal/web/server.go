@@ -20,6 +20,7 @@ import (
 	"conclave/internal/authn"
 	"conclave/internal/clock"
 	"conclave/internal/files"
+	"conclave/internal/guard"
 	"conclave/internal/meeting"
 	"conclave/internal/ra"
 	"conclave/internal/store"
@@ -34,6 +35,13 @@ type Config struct {
 	Meetings *meeting.Manager
 	// Authority issues E2EE device credentials.
 	Authority *ra.Authority
+	// Guard applies the break-in rules to sign-ins: a quarantined address
+	// is refused before any password is hashed, and failed sign-ins count
+	// towards its quarantine. Nil disables both (tests).
+	Guard *guard.Guard
+	// Hashing bounds the memory of concurrent password hashing; nil means
+	// no bound (tests).
+	Hashing *auth.HashBudget
 	// Files keeps encrypted file blobs.
 	Files *files.Store
 	// Assets holds the browser client: *.html at the root, modules and
@@ -45,6 +53,9 @@ type Config struct {
 	Banner string
 	// PINMinLength is the minimum number of digits of room PINs.
 	PINMinLength int
+	// CRL is the local CA's revocation list (DER), served at CRLPath;
+	// nil when there is none (an operator certificate).
+	CRL []byte
 	// Audit records administrators' changes; nil records nothing.
 	Audit  audit.Recorder
 	Logger *slog.Logger
@@ -91,7 +102,7 @@ func New(ctx context.Context, cfg Config) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "+
-		"media-src 'self' blob:; connect-src 'self' wss:; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		"media-src 'self' blob:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 	h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
@@ -104,6 +115,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mux.ServeHTTP(w, r)
 }
+
+// CRLPath is where the local CA's revocation list is served; the server
+// certificates it issues name it as their CRL distribution point.
+const CRLPath = "/pki/ca.crl"
 
 // maxBodySize bounds API request bodies.
 const maxBodySize = 64 << 10
