@@ -19,6 +19,7 @@ import (
 
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/authn"
 	"conclave/internal/clock"
 	"conclave/internal/files"
 	"conclave/internal/guard"
@@ -43,8 +44,6 @@ type Config struct {
 	// Hashing bounds the memory of concurrent password hashing; nil means
 	// no bound (tests).
 	Hashing *auth.HashBudget
-	// Clock times the deadline to join; nil means the system clock.
-	Clock clock.Clock
 	// JoinTimeout is how long a signaling connection may stay open without
 	// joining (DefaultJoinTimeout when 0).
 	JoinTimeout time.Duration
@@ -69,6 +68,22 @@ type Config struct {
 	// Audit records administrators' changes; nil records nothing.
 	Audit  audit.Recorder
 	Logger *slog.Logger
+
+	// Plane is the listener this handler answers for: PlaneAll when one
+	// listener serves everything, else PlaneMeeting or PlaneAdmin.
+	Plane Plane
+	// Roles resolves accounts' roles into permissions; Lifecycle creates,
+	// disables, deletes accounts and changes their roles.
+	Roles     *auth.Roles
+	Lifecycle *auth.Lifecycle
+	// Clock dates what the handlers compute; nil means the system clock.
+	Clock clock.Clock
+	// AuthSettings holds the directory, single sign-on and certificate
+	// login settings; SSO runs single sign-ons; Revocation checks client
+	// certificates.
+	AuthSettings *authn.Settings
+	SSO          *authn.SSO
+	Revocation   *authn.Revocation
 }
 
 // Server is the HTTP handler of a Conclave node.
@@ -89,51 +104,6 @@ func New(ctx context.Context, cfg Config) *Server {
 	s := &Server{Config: cfg, log: log, baseCtx: ctx, mux: http.NewServeMux()}
 	s.routes()
 	return s
-}
-
-func (s *Server) routes() {
-	m := s.mux
-	m.HandleFunc("GET /{$}", s.page("index.html"))
-	m.HandleFunc("GET /r/{alias}", s.page("meeting.html"))
-	m.HandleFunc("GET /admin", s.page("admin.html"))
-	m.HandleFunc("GET /enrol", s.page("enrol.html"))
-	m.HandleFunc("GET /static/", s.static)
-	m.HandleFunc("GET /ws", s.handleWS)
-	m.HandleFunc("GET "+CRLPath, func(w http.ResponseWriter, r *http.Request) {
-		if len(s.CRL) == 0 {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/pkix-crl")
-		w.Header().Set("Cache-Control", "max-age=3600")
-		w.Write(s.CRL)
-	})
-	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
-
-	m.HandleFunc("GET /api/banner", s.apiBanner)
-	m.HandleFunc("POST /api/login", s.apiLogin)
-	m.HandleFunc("POST /api/logout", s.apiLogout)
-	m.HandleFunc("POST /api/password", s.apiPassword)
-	m.HandleFunc("POST /api/logout-everywhere", s.apiLogoutEverywhere)
-	m.HandleFunc("GET /api/e2ee/org", s.apiOrg)
-	m.HandleFunc("POST /api/e2ee/credential", s.apiCredential)
-	m.HandleFunc("POST /api/files", s.apiUpload)
-	m.HandleFunc("GET /api/files/{id}", s.apiDownload)
-	m.HandleFunc("GET /api/me", s.apiMe)
-	m.HandleFunc("POST /api/enrol", s.apiEnrol)
-	m.HandleFunc("GET /api/rooms", s.admin(s.apiListRooms))
-	m.HandleFunc("POST /api/rooms", s.admin(s.apiCreateRoom))
-	m.HandleFunc("PATCH /api/rooms/{alias}", s.admin(s.apiUpdateRoom))
-	m.HandleFunc("DELETE /api/rooms/{alias}", s.admin(s.apiDeleteRoom))
-	m.HandleFunc("GET /api/rooms/{alias}/members", s.admin(s.apiListMembers))
-	m.HandleFunc("PUT /api/rooms/{alias}/members/{username}", s.admin(s.apiSetMember))
-	m.HandleFunc("DELETE /api/rooms/{alias}/members/{username}", s.admin(s.apiRemoveMember))
-	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not-found", "No such API endpoint.")
-	})
 }
 
 // ServeHTTP applies the security headers and the request size limit, then

@@ -98,7 +98,7 @@ func (s *Server) meetingClient(r *http.Request) meeting.Client {
 		c.Addr = ap.Addr().Unmap()
 	}
 	if ck, err := r.Cookie(sessionCookie); err == nil {
-		if _, u, err := s.Sessions.Lookup(r.Context(), ck.Value); err == nil && !s.Accounts.State(u).MustChangePassword {
+		if sess, u, err := s.Sessions.Lookup(r.Context(), ck.Value); err == nil && sess.Plane == s.Plane.name() && !s.Accounts.State(u).MustChangePassword {
 			c.User = &u
 		}
 	}
