@@ -282,6 +282,7 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		upload: randomToken(),
 		role:   adm.Role,
 		addr:   client.Addr,
+		source: adm.Source,
 		room:   r,
 		mgr:    m,
 		log:    m.log,
