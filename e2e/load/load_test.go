@@ -178,10 +178,10 @@ func watch(t *testing.T, pid int, frames *atomic.Int64, done func() bool) (<-cha
 		last, lastAt := frames.Load(), time.Now()
 		for !done() {
 			time.Sleep(100 * time.Millisecond)
+			gap = max(gap, time.Since(lastAt))
 			if n := frames.Load(); n != last {
 				last, lastAt = n, time.Now()
 			}
-			gap = max(gap, time.Since(lastAt))
 			if s, err := procstat.Read(pid); err == nil {
 				peak = max(peak, s.RSS)
 			}
