@@ -330,10 +330,6 @@ func (s *Server) maxConns() int {
 	}
 }
 
-// AdminURL is the base URL of the management listener (--admin-listen),
-// "" when there is none.
-func (s *Server) AdminURL() string { return s.adminURL }
-
 // FlushAudit writes the counts of the repeated failures being aggregated
 // now, without waiting for their minute to end (shutdown does it too).
 func (s *Server) FlushAudit(ctx context.Context) error { return s.auditAgg.Flush(ctx, true) }
