@@ -22,12 +22,14 @@ import (
 	"conclave/internal/auth"
 	"conclave/internal/clock"
 	"conclave/internal/config"
+	"conclave/internal/devca"
 	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
 	"conclave/internal/pki"
 	"conclave/internal/ra"
 	"conclave/internal/sfu"
+	"conclave/internal/sipedge"
 	"conclave/internal/store"
 	"conclave/internal/web"
 	webassets "conclave/web"
@@ -47,7 +49,9 @@ type Server struct {
 	audit    *audit.Log
 	http     *http.Server
 	listener net.Listener
-	debug    *debugServer // nil unless --debug-listen
+	debug    *debugServer     // nil unless --debug-listen
+	sip      *sipedge.Edge    // nil unless --sip-listen
+	sipCA    *devca.Authority // nil unless --sip-listen
 	url      string
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -62,6 +66,8 @@ type Options struct {
 	ResumeWindow time.Duration
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
+	// SIPTap sees every datagram the SIP media relay forwards (tests only).
+	SIPTap sipedge.Tap
 	// Clock replaces the system clock for the node's time-based rules:
 	// break-in blocks, sessions, enrolment and credential expiry, audit
 	// times, files' lifetime, and the meetings' timers (resume window,
@@ -158,6 +164,11 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		}
 	}
 
+	telephony, err := s.openSIP(clk, opts)
+	if err != nil {
+		return nil, fmt.Errorf("SIP: %w", err)
+	}
+
 	assets := opts.Assets
 	if assets == nil {
 		assets = webassets.FS
@@ -178,6 +189,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		PublicURL:    s.url,
 		Banner:       cfg.Banner,
 		Logger:       log,
+		Telephony:    telephony,
 	})
 	s.http = &http.Server{
 		Handler:           handler,
@@ -290,6 +302,9 @@ func (s *Server) Close() error {
 
 func (s *Server) closeParts() error {
 	var errs []error
+	if s.sip != nil {
+		errs = append(errs, s.sip.Close())
+	}
 	if s.debug != nil {
 		errs = append(errs, s.debug.Close())
 	}

@@ -45,8 +45,10 @@ type Config struct {
 	// PINMinLength is the minimum number of digits of room PINs.
 	PINMinLength int
 	// Audit records administrators' changes; nil records nothing.
-	Audit  audit.Recorder
-	Logger *slog.Logger
+	Audit audit.Recorder
+	// Telephony is the SIP side; nil when SIP is off.
+	Telephony *Telephony
+	Logger    *slog.Logger
 }
 
 // Server is the HTTP handler of a Conclave node.
@@ -100,6 +102,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/rooms/{alias}/members", s.admin(s.apiListMembers))
 	m.HandleFunc("PUT /api/rooms/{alias}/members/{username}", s.admin(s.apiSetMember))
 	m.HandleFunc("DELETE /api/rooms/{alias}/members/{username}", s.admin(s.apiRemoveMember))
+	s.sipRoutes(m)
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not-found", "No such API endpoint.")
 	})

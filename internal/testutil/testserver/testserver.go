@@ -29,6 +29,11 @@ type Options struct {
 	// browser in a network namespace (internal/testutil/netns) gives the
 	// host end of its link, which the namespace reaches.
 	Host string
+	// SIP starts the SIP edge on an ephemeral port of Host, with this
+	// SIP domain (docs/sip.md); empty leaves SIP off.
+	SIPDomain string
+	// SIPAllowSDES allows SDES-SRTP calls.
+	SIPAllowSDES bool
 }
 
 // Server is a running node and the CA pool that trusts it.
@@ -54,6 +59,12 @@ func Start(t testing.TB, opts Options, rooms ...string) *Server {
 		cfg.Hosts = append(cfg.Hosts, "127.0.0.1")
 	}
 	cfg.OrgName = opts.OrgName
+	if opts.SIPDomain != "" {
+		cfg.SIPListen = host + ":0"
+		cfg.SIPDomain = opts.SIPDomain
+		cfg.SIPRelayIP = host
+		cfg.SIPAllowSDES = opts.SIPAllowSDES
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
