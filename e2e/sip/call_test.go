@@ -100,7 +100,12 @@ func enrolDevice(t *testing.T, srv *testserver.Server, username string) ([]byte,
 
 func startSIPServer(t *testing.T, tap sipedge.Tap, allowSDES bool, users ...string) *testserver.Server {
 	t.Helper()
-	srv := testserver.Start(t, testserver.Options{SIPDomain: domain, SIPAllowSDES: allowSDES,
+	return startSIPServerWith(t, tap, allowSDES, nil, users...)
+}
+
+func startSIPServerWith(t *testing.T, tap sipedge.Tap, allowSDES bool, allow []string, users ...string) *testserver.Server {
+	t.Helper()
+	srv := testserver.Start(t, testserver.Options{SIPDomain: domain, SIPAllowSDES: allowSDES, Allow: allow,
 		Server: server.Options{SIPTap: tap}})
 	for _, name := range users {
 		if _, err := srv.Store().CreateUser(context.Background(), store.User{Username: name, DisplayName: name,
@@ -111,23 +116,19 @@ func startSIPServer(t *testing.T, tap sipedge.Tap, allowSDES bool, users ...stri
 	return srv
 }
 
-func caPEM(srv *testserver.Server) []byte {
-	return pemCert(srv.TLS().CACert)
-}
-
 func TestCallBetweenTwoBaresipsIsEndToEndEncrypted(t *testing.T) {
 	tap := newRelayTap(150)
 	srv := startSIPServer(t, tap.tap, false, "alice", "bob")
 	proxy := srv.SIPAddr().String()
 	aliceCert, aliceEnrol := enrolDevice(t, srv, "alice")
-	bobCert, _ := enrolDevice(t, srv, "bob")
+	bobCert, bobEnrol := enrolDevice(t, srv, "bob")
 	if aliceEnrol.AOR != "sip:alice@"+domain {
 		t.Fatalf("alice's address of record is %q", aliceEnrol.AOR)
 	}
 	alice := startPhone(t, phoneConfig{name: "alice", aor: "sip:alice@" + domain, proxy: proxy, certPEM: aliceCert,
-		caPEM: caPEM(srv), toneHz: 440, mediaEnc: "dtls_srtp"})
+		caPEM: []byte(aliceEnrol.CA), toneHz: 440, mediaEnc: "dtls_srtp"})
 	bob := startPhone(t, phoneConfig{name: "bob", aor: "sip:bob@" + domain, proxy: proxy, certPEM: bobCert,
-		caPEM: caPEM(srv), toneHz: 1000, mediaEnc: "dtls_srtp"})
+		caPEM: []byte(bobEnrol.CA), toneHz: 1000, mediaEnc: "dtls_srtp"})
 	alice.waitEvent(20*time.Second, "REGISTER_OK")
 	bob.waitEvent(20*time.Second, "REGISTER_OK")
 

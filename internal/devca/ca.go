@@ -85,6 +85,8 @@ type Authority struct {
 	crlAt     time.Time
 	crlGen    uint64 // counts revocations, so that a CRL signed before one is not cached
 	listeners []func(serial string)
+	// serverSerials are the SIP edge's own certificates, good for OCSP.
+	serverSerials map[string]bool
 }
 
 // Open loads the CA from cfg.Dir, creating it on first use.

@@ -157,7 +157,10 @@ type Status struct {
 func (a *Authority) Status(ctx context.Context, serial *big.Int) (Status, error) {
 	rec, err := a.st.DeviceCertBySerial(ctx, SerialString(serial))
 	if errors.Is(err, store.ErrNotFound) {
-		return Status{}, nil
+		a.mu.Lock()
+		server := a.serverSerials[SerialString(serial)]
+		a.mu.Unlock()
+		return Status{Known: server}, nil
 	}
 	if err != nil {
 		return Status{}, err

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 
 	"conclave/internal/clock"
 	"conclave/internal/devca"
@@ -45,8 +46,22 @@ func (s *Server) openSIP(clk clock.Clock, opts Options) (*web.Telephony, error) 
 	if ip, err := netip.ParseAddr(host); err != nil || ip.IsUnspecified() {
 		sipHost = relay.String()
 	}
+	hosts := []string{domain, sipHost}
+	if relay.String() != sipHost {
+		hosts = append(hosts, relay.String())
+	}
+	var uniq []string
+	for _, h := range append(hosts, cfg.Hosts...) {
+		if !slices.Contains(uniq, h) {
+			uniq = append(uniq, h)
+		}
+	}
+	cert, err := ca.ServerCertificate(uniq)
+	if err != nil {
+		return nil, err
+	}
 	s.sip, err = sipedge.New(sipedge.Config{Listen: cfg.SIPListen, Domain: domain, Host: sipHost, RelayIP: relay,
-		RelayPorts: sipedge.PortRange{Min: lo, Max: hi}, AllowSDES: cfg.SIPAllowSDES, Certificate: s.tls.Certificate,
+		RelayPorts: sipedge.PortRange{Min: lo, Max: hi}, AllowSDES: cfg.SIPAllowSDES, Certificate: cert,
 		Tap: opts.SIPTap, Clock: clk, Logger: s.log},
 		sipedge.Deps{CA: ca, Guard: s.guard, Audit: s.audit, CDRs: cdrs})
 	if err != nil {

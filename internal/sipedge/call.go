@@ -118,14 +118,14 @@ func (e *Edge) warning(text string) sip.Header {
 }
 
 func (e *Edge) refuseCall(tx sip.ServerTransaction, req *sip.Request, src netip.Addr, id devca.Identity, to string, code int, reason, why string, count bool) {
-	e.respond(tx, req, code, reason, e.warning(why))
 	ev := audit.Event{Actor: id.Username, Source: src.String(), Action: ActionCallRefused, Target: to,
 		Outcome: audit.OutcomeFailure, Details: map[string]string{"reason": why, "status": strconv.Itoa(code)}}
 	if count {
 		e.fail(src, ActionCallRefused, id.Username, to, why)
-		return
+	} else {
+		e.record(ev)
 	}
-	e.record(ev)
+	e.respond(tx, req, code, reason, e.warning(why))
 }
 
 func (e *Edge) handleInvite(req *sip.Request, tx sip.ServerTransaction, _ *devca.Identity) {

@@ -190,7 +190,6 @@ func (l *authListener) closeAll() {
 
 // Close closes the connection and forgets its registrations.
 func (c *authConn) Close() error {
-	err := c.Conn.Close()
 	c.once.Do(func() {
 		c.l.mu.Lock()
 		if c.l.conns[c.key] == c {
@@ -200,5 +199,5 @@ func (c *authConn) Close() error {
 		c.l.mu.Unlock()
 		c.l.e.reg.dropFlow(c.key)
 	})
-	return err
+	return c.Conn.Close()
 }

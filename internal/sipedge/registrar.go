@@ -58,8 +58,9 @@ func (r *registrar) handle(req *sip.Request, tx sip.ServerTransaction, _ *devca.
 	src := c.addr.Addr()
 	id, err := e.reverify(c)
 	if err != nil {
-		e.respond(tx, req, sip.StatusForbidden, "Forbidden")
+		r.dropSerial(c.identity.Serial)
 		e.fail(src, ActionRegisterRefused, c.identity.Username, c.identity.AOR, err.Error())
+		e.respond(tx, req, sip.StatusForbidden, "Forbidden")
 		c.Close()
 		return
 	}
@@ -70,8 +71,8 @@ func (r *registrar) handle(req *sip.Request, tx sip.ServerTransaction, _ *devca.
 	}
 	aor := aorOf(to.Address)
 	if aor != id.AOR {
-		e.respond(tx, req, sip.StatusForbidden, "Forbidden")
 		e.fail(src, ActionRegisterRefused, id.Username, aor, "the certificate is bound to "+id.AOR)
+		e.respond(tx, req, sip.StatusForbidden, "Forbidden")
 		return
 	}
 	def := e.cfg.MaxExpires

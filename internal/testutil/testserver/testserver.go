@@ -34,6 +34,8 @@ type Options struct {
 	SIPDomain string
 	// SIPAllowSDES allows SDES-SRTP calls.
 	SIPAllowSDES bool
+	// Allow exempts addresses from the break-in rules (--allow).
+	Allow []string
 }
 
 // Server is a running node and the CA pool that trusts it.
@@ -59,6 +61,7 @@ func Start(t testing.TB, opts Options, rooms ...string) *Server {
 		cfg.Hosts = append(cfg.Hosts, "127.0.0.1")
 	}
 	cfg.OrgName = opts.OrgName
+	cfg.AllowList = opts.Allow
 	if opts.SIPDomain != "" {
 		cfg.SIPListen = host + ":0"
 		cfg.SIPDomain = opts.SIPDomain
