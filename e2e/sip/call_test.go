@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"conclave/internal/config"
 	"conclave/internal/devca"
 	"conclave/internal/pki"
 	"conclave/internal/server"
@@ -105,8 +106,13 @@ func startSIPServer(t *testing.T, tap sipedge.Tap, allowSDES bool, users ...stri
 
 func startSIPServerWith(t *testing.T, tap sipedge.Tap, allowSDES bool, allow []string, users ...string) *testserver.Server {
 	t.Helper()
-	srv := testserver.Start(t, testserver.Options{SIPDomain: domain, SIPAllowSDES: allowSDES, Allow: allow,
-		Server: server.Options{SIPTap: tap}})
+	srv := testserver.Start(t, testserver.Options{Server: server.Options{SIPTap: tap}, Config: func(c *config.Config) {
+		c.SIPListen = "127.0.0.1:0"
+		c.SIPDomain = domain
+		c.SIPRelayIP = "127.0.0.1"
+		c.SIPAllowSDES = allowSDES
+		c.AllowList = allow
+	}})
 	for _, name := range users {
 		if _, err := srv.Store().CreateUser(context.Background(), store.User{Username: name, DisplayName: name,
 			Role: store.RoleUser, Enabled: true}); err != nil {

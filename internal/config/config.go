@@ -73,6 +73,15 @@ type Config struct {
 	SIPRelayPorts string
 	// SIPAllowSDES allows SDES-SRTP calls, which are not end-to-end.
 	SIPAllowSDES bool
+	// Auth holds the management listener and sign-in settings
+	// (internal/config/auth.go).
+	Auth AuthConfig
+	// HashMemory bounds the memory Argon2 password and PIN checks use at
+	// once, in bytes; 0 means 128 MiB (docs/hardening.md).
+	HashMemory int64
+	// MaxConnsPerAddress bounds the open HTTPS connections of one client
+	// address (an IPv6 /64 counts as one); 0 means 128, negative no limit.
+	MaxConnsPerAddress int
 }
 
 // DefaultSIPListen and DefaultSIPRelayPorts are what `conclave serve`
@@ -139,12 +148,15 @@ func Register(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Banner, "banner", env("CONCLAVE_BANNER", c.Banner), "text shown before the admin login (env CONCLAVE_BANNER)")
 	fs.StringVar(&c.LogLevel, "log-level", env("CONCLAVE_LOG_LEVEL", c.LogLevel), "debug, info, warn or error (env CONCLAVE_LOG_LEVEL)")
 	fs.IntVar(&c.MaxParticipants, "max-participants", envInt("CONCLAVE_MAX_PARTICIPANTS", c.MaxParticipants), "most participants in one meeting (env CONCLAVE_MAX_PARTICIPANTS; default 100)")
+	fs.Int64Var(&c.HashMemory, "hash-memory", int64(envInt("CONCLAVE_HASH_MEMORY", int(c.HashMemory))), "memory Argon2 password and PIN checks may use at once, in bytes (env CONCLAVE_HASH_MEMORY; default 128 MiB)")
+	fs.IntVar(&c.MaxConnsPerAddress, "max-conns-per-address", envInt("CONCLAVE_MAX_CONNS_PER_ADDRESS", c.MaxConnsPerAddress), "open HTTPS connections one client address may hold (env CONCLAVE_MAX_CONNS_PER_ADDRESS; default 128, negative: no limit)")
 	fs.StringVar(&c.DebugListen, "debug-listen", env("CONCLAVE_DEBUG_LISTEN", c.DebugListen), "loopback address serving process metrics and Go profiles without authentication, e.g. 127.0.0.1:6060; empty disables (env CONCLAVE_DEBUG_LISTEN)")
 	fs.StringVar(&c.SIPListen, "sip-listen", env("CONCLAVE_SIP_LISTEN", c.SIPListen), "SIP over TLS address; empty disables SIP (env CONCLAVE_SIP_LISTEN)")
 	fs.StringVar(&c.SIPDomain, "sip-domain", env("CONCLAVE_SIP_DOMAIN", c.SIPDomain), "SIP domain of addresses of record; default the first host name (env CONCLAVE_SIP_DOMAIN)")
 	fs.StringVar(&c.SIPRelayIP, "sip-relay-ip", env("CONCLAVE_SIP_RELAY_IP", c.SIPRelayIP), "address the SIP media relay binds and announces (env CONCLAVE_SIP_RELAY_IP)")
 	fs.StringVar(&c.SIPRelayPorts, "sip-relay-ports", env("CONCLAVE_SIP_RELAY_PORTS", c.SIPRelayPorts), "UDP port range of the SIP media relay, min-max (env CONCLAVE_SIP_RELAY_PORTS)")
 	fs.BoolVar(&c.SIPAllowSDES, "sip-allow-sdes", envBool("CONCLAVE_SIP_ALLOW_SDES", c.SIPAllowSDES), "allow SDES-SRTP calls, whose keys the server sees (not end-to-end) (env CONCLAVE_SIP_ALLOW_SDES)")
+	registerAuth(fs, &c.Auth)
 	if v := os.Getenv("CONCLAVE_PUBLIC_IPS"); v != "" {
 		c.PublicIPs = splitList(v)
 	}
@@ -189,7 +201,7 @@ func (c *Config) Validate() error {
 	if _, _, err := c.SIPRelayRange(); err != nil {
 		return err
 	}
-	return nil
+	return c.Auth.validate(c.Listen)
 }
 
 // SIPRelayRange parses SIPRelayPorts; 0, 0 means ephemeral ports.

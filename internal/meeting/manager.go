@@ -130,6 +130,29 @@ func (m *Manager) Close() {
 	}
 }
 
+// DisconnectUser ends at once every meeting connection of the account
+// userID (disabled or deleted by an administrator): each gets `bye` with
+// reason and leaves. It returns how many there were.
+func (m *Manager) DisconnectUser(userID int64, reason string) int {
+	if userID == 0 {
+		return 0
+	}
+	m.mu.Lock()
+	var ps []*Participant
+	for _, r := range m.active {
+		for _, p := range r.everyone() {
+			if p.userID == userID {
+				ps = append(ps, p)
+			}
+		}
+	}
+	m.mu.Unlock()
+	for _, p := range ps {
+		p.leave(reason)
+	}
+	return len(ps)
+}
+
 // Client is who is at the other end of a signaling connection.
 type Client struct {
 	Addr netip.Addr
@@ -187,6 +210,9 @@ func (m *Manager) Serve(ctx context.Context, c Conn, client Client) {
 				continue
 			}
 			p, err = m.join(ctx, conn, msg, client)
+			if j, ok := c.(interface{ Joined() }); ok && p != nil {
+				j.Joined() // the transport's deadline to join is met
+			}
 			if err != nil {
 				conn.send(signal.ErrorMessage(err, msg))
 				if isFatal(err) {

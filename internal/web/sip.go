@@ -11,6 +11,7 @@ import (
 	"conclave/internal/auth"
 	"conclave/internal/devca"
 	"conclave/internal/guard"
+	"conclave/internal/perm"
 	"conclave/internal/pki"
 	"conclave/internal/sipedge"
 	"conclave/internal/store"
@@ -32,28 +33,52 @@ type Telephony struct {
 	Devices store.DeviceStore
 }
 
-func (s *Server) sipRoutes(m *http.ServeMux) {
-	if s.Telephony == nil {
-		return
+// sipRoutes are the telephony rows of the route table. They exist whether
+// or not SIP is on; with SIP off they answer 404.
+func (s *Server) sipRoutes(m func(method, path string, p perm.Permission, h ManageFunc) Route) []Route {
+	on := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if s.Telephony == nil {
+				writeError(w, http.StatusNotFound, "sip-off", "SIP is not enabled on this server (--sip-listen).")
+				return
+			}
+			h(w, r)
+		}
 	}
-	t := s.Telephony
-	m.Handle("GET "+devca.CRLPath, t.CA.CRLHandler())
-	m.Handle("GET "+devca.OCSPPath+"/", t.CA.OCSPHandler())
-	m.Handle("POST "+devca.OCSPPath, t.CA.OCSPHandler())
-	m.HandleFunc("GET /pki/device-ca.crt", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/x-pem-file")
-		w.Write(t.CA.CAPEM())
-	})
-	m.HandleFunc("POST /api/sip/enrol", s.apiSIPEnrol)
-	m.HandleFunc("GET /api/sip", s.apiSIPInfo)
-	m.HandleFunc("POST /api/me/sip/tokens", s.apiSIPMyToken)
-	m.HandleFunc("GET /api/me/sip/devices", s.apiSIPMyDevices)
-	m.HandleFunc("POST /api/me/sip/devices/{serial}/revoke", s.apiSIPMyRevoke)
-	m.HandleFunc("POST /api/sip/tokens", s.admin(s.apiSIPToken))
-	m.HandleFunc("GET /api/sip/devices", s.admin(s.apiSIPDevices))
-	m.HandleFunc("POST /api/sip/devices/{serial}/revoke", s.admin(s.apiSIPRevoke))
-	m.HandleFunc("GET /api/sip/registrations", s.admin(s.apiSIPRegistrations))
-	m.HandleFunc("GET /api/sip/calls", s.admin(s.apiSIPCalls))
+	onM := func(h ManageFunc) ManageFunc {
+		return func(w http.ResponseWriter, r *http.Request, u store.User) {
+			if s.Telephony == nil {
+				writeError(w, http.StatusNotFound, "sip-off", "SIP is not enabled on this server (--sip-listen).")
+				return
+			}
+			h(w, r, u)
+		}
+	}
+	return []Route{
+		{Method: "GET", Path: devca.CRLPath, Where: Both, Handle: on(func(w http.ResponseWriter, r *http.Request) {
+			s.Telephony.CA.CRLHandler().ServeHTTP(w, r)
+		})},
+		{Method: "GET", Path: devca.OCSPPath + "/", Where: Both, Handle: on(func(w http.ResponseWriter, r *http.Request) {
+			s.Telephony.CA.OCSPHandler().ServeHTTP(w, r)
+		})},
+		{Method: "POST", Path: devca.OCSPPath, Where: Both, Handle: on(func(w http.ResponseWriter, r *http.Request) {
+			s.Telephony.CA.OCSPHandler().ServeHTTP(w, r)
+		})},
+		{Method: "GET", Path: "/pki/device-ca.crt", Where: Both, Handle: on(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/x-pem-file")
+			w.Write(s.Telephony.CA.CAPEM())
+		})},
+		{Method: "GET", Path: "/api/sip", Where: Both, Handle: on(s.apiSIPInfo)},
+		{Method: "POST", Path: "/api/sip/enrol", Where: Both, Handle: on(s.apiSIPEnrol)},
+		{Method: "POST", Path: "/api/me/sip/tokens", Where: Both, Handle: on(s.apiSIPMyToken)},
+		{Method: "GET", Path: "/api/me/sip/devices", Where: Both, Handle: on(s.apiSIPMyDevices)},
+		{Method: "POST", Path: "/api/me/sip/devices/{serial}/revoke", Where: Both, Handle: on(s.apiSIPMyRevoke)},
+		m("POST", "/api/sip/tokens", perm.DevicesManage, onM(s.apiSIPToken)),
+		m("GET", "/api/sip/devices", perm.DevicesView, onM(s.apiSIPDevices)),
+		m("POST", "/api/sip/devices/{serial}/revoke", perm.DevicesManage, onM(s.apiSIPRevoke)),
+		m("GET", "/api/sip/registrations", perm.DevicesView, onM(s.apiSIPRegistrations)),
+		m("GET", "/api/sip/calls", perm.CallRecordsView, onM(s.apiSIPCalls)),
+	}
 }
 
 // signedIn returns the user of a request from any signed-in account, with the CSRF check on
@@ -63,8 +88,7 @@ func (s *Server) signedIn(w http.ResponseWriter, r *http.Request) (store.User, b
 	if !ok {
 		return store.User{}, false
 	}
-	if st := s.Accounts.State(u); st.MustChangePassword {
-		writeError(w, http.StatusForbidden, "password-change-required", sentence(errors.New(st.Reason)))
+	if !s.passwordCurrent(w, u) {
 		return store.User{}, false
 	}
 	if r.Method != http.MethodGet && (!sameOrigin(r) || !auth.ValidCSRF(sess, r.Header.Get(csrfHeader))) {
@@ -286,8 +310,8 @@ func (s *Server) apiSIPRegistrations(w http.ResponseWriter, r *http.Request, _ s
 		"calls": s.Telephony.Edge.ActiveCalls()})
 }
 
-// apiSIPCalls returns the call detail records, opened. Administrators read
-// them until the roles of issue 14 give this to an auditor role.
+// apiSIPCalls returns the call detail records, opened, to roles with
+// call-records.view (the auditor's).
 func (s *Server) apiSIPCalls(w http.ResponseWriter, r *http.Request, _ store.User) {
 	recs, err := s.Telephony.CDRs.List(r.Context(), time.Time{}, time.Time{}, 500)
 	if err != nil {

@@ -29,13 +29,9 @@ type Options struct {
 	// browser in a network namespace (internal/testutil/netns) gives the
 	// host end of its link, which the namespace reaches.
 	Host string
-	// SIP starts the SIP edge on an ephemeral port of Host, with this
-	// SIP domain (docs/sip.md); empty leaves SIP off.
-	SIPDomain string
-	// SIPAllowSDES allows SDES-SRTP calls.
-	SIPAllowSDES bool
-	// Allow exempts addresses from the break-in rules (--allow).
-	Allow []string
+	// Config, when set, adjusts the node's configuration (an allow list,
+	// a debug listener, a participant limit) after the defaults above.
+	Config func(*config.Config)
 }
 
 // Server is a running node and the CA pool that trusts it.
@@ -61,12 +57,8 @@ func Start(t testing.TB, opts Options, rooms ...string) *Server {
 		cfg.Hosts = append(cfg.Hosts, "127.0.0.1")
 	}
 	cfg.OrgName = opts.OrgName
-	cfg.AllowList = opts.Allow
-	if opts.SIPDomain != "" {
-		cfg.SIPListen = host + ":0"
-		cfg.SIPDomain = opts.SIPDomain
-		cfg.SIPRelayIP = host
-		cfg.SIPAllowSDES = opts.SIPAllowSDES
+	if opts.Config != nil {
+		opts.Config(&cfg)
 	}
 	log := opts.Logger
 	if log == nil {
