@@ -4,10 +4,12 @@ package server_test
 // named TestHardeningNN after it. Each failed on the code before its fix.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +25,8 @@ import (
 	"conclave/internal/auth"
 	"conclave/internal/config"
 	"conclave/internal/guard"
+	"conclave/internal/server"
+	"conclave/internal/signal"
 	"conclave/internal/store"
 	"conclave/internal/testutil/fakeclock"
 	"conclave/internal/testutil/testserver"
@@ -395,7 +399,9 @@ func TestHardening14PasswordSpraying(t *testing.T) {
 // records to the audit log, which still says how many there were.
 func TestHardening05AuditFlood(t *testing.T) {
 	clk := fakeclock.New(time.Now())
-	srv := openAccessServer(t, clk)
+	// No connection cap: the test keeps its 221 connections open.
+	srv := testserver.Start(t, testserver.Options{Server: server.Options{Clock: clk},
+		Config: func(c *config.Config) { c.MaxConnsPerAddress = -1 }}, "lounge")
 	for i := 0; i < 21; i++ {
 		attempt(t, srv, "127.0.0.71", "guess-"+strconv.Itoa(i), "")
 	}
@@ -495,5 +501,86 @@ func TestHardening10TimingUnknownRoom(t *testing.T) {
 	}
 	if au != 1 || hu != 1 {
 		t.Errorf("a refusal did %d hashings and wrote %d audit records, want 1 and 1", hu, au)
+	}
+}
+
+// TestHardening02ConnectionFloods: one address cannot hold more than its
+// share of connections; a signaling connection that does not join is
+// closed after the join deadline; a request body that stalls is cut off.
+func TestHardening02ConnectionFloods(t *testing.T) {
+	clk := fakeclock.New(time.Now())
+	srv := testserver.Start(t, testserver.Options{Server: server.Options{Clock: clk, BodyTimeout: 300 * time.Millisecond},
+		Config: func(c *config.Config) { c.MaxConnsPerAddress = 8 }}, "lounge")
+	addr := strings.TrimPrefix(srv.URL(), "https://")
+	dialTLS := func(source string) (*tls.Conn, error) {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Timeout: 5 * time.Second}
+		return tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	}
+	var held []*tls.Conn
+	for i := 0; i < 8; i++ {
+		c, err := dialTLS("127.0.0.111")
+		if err != nil {
+			t.Fatalf("connection %d: %v", i+1, err)
+		}
+		held = append(held, c)
+	}
+	if c, err := dialTLS("127.0.0.111"); err == nil {
+		c.Close()
+		t.Fatal("a 9th connection from one address was served")
+	}
+	if c, err := dialTLS("127.0.0.112"); err != nil {
+		t.Fatalf("another address was refused: %v", err)
+	} else {
+		c.Close()
+	}
+	for _, c := range held {
+		c.Close()
+	}
+
+	// A signaling connection that never joins is closed at the deadline;
+	// one that joined stays.
+	armed := make(chan time.Duration, 64)
+	clk.NotifyArmed(armed)
+	idle := dialFrom(t, srv, "127.0.0.113")
+	joined := dialFrom(t, srv, "127.0.0.114")
+	for deadlines := 0; deadlines < 2; {
+		select {
+		case d := <-armed:
+			if d == 10*time.Second {
+				deadlines++
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the join deadlines were not armed")
+		}
+	}
+	clk.NotifyArmed(nil)
+	joined.join("lounge", "Joe")
+	clk.Advance(10 * time.Second)
+	idle.expectClosed(websocket.StatusPolicyViolation)
+	joined.sendRaw(`{"v":1,"type":"ping","id":"p"}`)
+	if m := joined.next(signal.TypeRoomState, signal.TypeSpeaker); m.Type != signal.TypePong {
+		t.Fatalf("joined connection: %s", m.Type)
+	}
+
+	// Slowloris on the API: headers, then a body that never comes.
+	c, err := dialTLS("127.0.0.115")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /api/login HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user", addr)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Fatalf("a stalled body got %s", resp.Status)
+		}
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the server still waits for a body that stalled 5 s ago")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("the stalled body was cut off after %v", d)
 	}
 }

@@ -81,6 +81,9 @@ type Options struct {
 	// waiting for a host, grace after the last host). The media path
 	// keeps the system clock.
 	Clock clock.Clock
+	// BodyTimeout overrides how long a request body may take to arrive
+	// (web.DefaultBodyTimeout).
+	BodyTimeout time.Duration
 }
 
 // Open prepares a node: data directory, database, certificates, media
@@ -215,6 +218,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Revocation:   &authn.Revocation{},
 		Clock:        clk,
 		Plane:        plane,
+		BodyTimeout:  opts.BodyTimeout,
 		Audit:        s.audit,
 		Authority:    authority,
 		Files:        fileStore,
@@ -233,6 +237,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Handler:           handler,
 		TLSConfig:         listenerTLS(baseTLS, settings, plane == web.PlaneAll, nil),
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -282,12 +287,14 @@ func (s *Server) Start() {
 	go s.auditAgg.Run(s.ctx)
 	go s.pruneThrottles(s.ctx, time.Hour)
 	go func() {
-		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
+		ln := newLimitListener(s.listener, s.maxConns(), s.guard, s.log)
+		s.served <- s.http.Serve(tls.NewListener(ln, s.http.TLSConfig))
 	}()
 	if s.adminHTTP != nil {
 		s.adminServed = make(chan error, 1)
 		go func() {
-			s.adminServed <- s.adminHTTP.Serve(tls.NewListener(s.adminListener, s.adminHTTP.TLSConfig))
+			ln := newLimitListener(s.adminListener, s.maxConns(), s.guard, s.log)
+			s.adminServed <- s.adminHTTP.Serve(tls.NewListener(ln, s.adminHTTP.TLSConfig))
 		}()
 	}
 }
@@ -309,6 +316,18 @@ func (s *Server) pruneThrottles(ctx context.Context, interval time.Duration) {
 	})
 	<-ctx.Done()
 	stop()
+}
+
+// maxConns is the per-address connection limit in force (0: none).
+func (s *Server) maxConns() int {
+	switch n := s.cfg.MaxConnsPerAddress; {
+	case n < 0:
+		return 0
+	case n == 0:
+		return DefaultMaxConnsPerAddress
+	default:
+		return n
+	}
 }
 
 // FlushAudit writes the counts of the repeated failures being aggregated

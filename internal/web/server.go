@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"mime"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"time"
 
 	"conclave/internal/audit"
 	"conclave/internal/auth"
@@ -42,6 +44,13 @@ type Config struct {
 	// Hashing bounds the memory of concurrent password hashing; nil means
 	// no bound (tests).
 	Hashing *auth.HashBudget
+	// JoinTimeout is how long a signaling connection may stay open without
+	// joining (DefaultJoinTimeout when 0).
+	JoinTimeout time.Duration
+	// BodyTimeout is how long an API request may take to send its body
+	// (DefaultBodyTimeout when 0); file uploads may instead pause at most
+	// this long between two reads.
+	BodyTimeout time.Duration
 	// Files keeps encrypted file blobs.
 	Files *files.Store
 	// Assets holds the browser client: *.html at the root, modules and
@@ -109,11 +118,46 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self), geolocation=()")
-	if r.Body != nil && r.URL.Path != "/api/files" {
-		// File uploads have their own, larger limit.
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodySize)
+	if r.Body != nil && r.Body != http.NoBody {
+		// A client that sends its body slowly (slowloris) is cut off: an
+		// API body has BodyTimeout to arrive in full, a file upload may
+		// pause at most that long.
+		rc := http.NewResponseController(w)
+		timeout := s.BodyTimeout
+		if timeout <= 0 {
+			timeout = DefaultBodyTimeout
+		}
+		if r.URL.Path == "/api/files" {
+			r.Body = &progressDeadline{ReadCloser: r.Body, rc: rc, idle: timeout}
+			rc.SetReadDeadline(time.Now().Add(timeout))
+		} else {
+			// File uploads have their own, larger size limit.
+			r.Body = http.MaxBytesReader(w, r.Body, maxBodySize)
+			rc.SetReadDeadline(time.Now().Add(timeout))
+		}
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// DefaultBodyTimeout bounds how long a request body may take (API) or
+// pause (file upload).
+const DefaultBodyTimeout = 10 * time.Second
+
+// progressDeadline moves the connection's read deadline on after every
+// read, so that a file upload may take as long as it needs while it makes
+// progress, but not stall.
+type progressDeadline struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (p *progressDeadline) Read(b []byte) (int, error) {
+	n, err := p.ReadCloser.Read(b)
+	if n > 0 {
+		p.rc.SetReadDeadline(time.Now().Add(p.idle))
+	}
+	return n, err
 }
 
 // CRLPath is where the local CA's revocation list is served; the server
