@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,6 +21,7 @@ import (
 	"conclave/internal/access"
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/authn"
 	"conclave/internal/clock"
 	"conclave/internal/config"
 	"conclave/internal/files"
@@ -43,15 +45,26 @@ type Server struct {
 	meetings *meeting.Manager
 	enroller *auth.Enroller
 	guard    *guard.Guard
+	hashing  *auth.HashBudget
+	accounts *auth.Accounts
+	auditAgg *audit.Aggregator
+	clock    clock.Clock
 	files    *files.Store
 	audit    *audit.Log
 	http     *http.Server
 	listener net.Listener
-	debug    *debugServer // nil unless --debug-listen
-	url      string
-	ctx      context.Context
-	cancel   context.CancelFunc
-	served   chan error
+	// adminHTTP serves the management listener (--admin-listen); nil
+	// without it.
+	adminHTTP     *http.Server
+	adminListener net.Listener
+	adminURL      string
+	adminServed   chan error
+	lifecycle     *auth.Lifecycle
+	debug         *debugServer // nil unless --debug-listen
+	url           string
+	ctx           context.Context
+	cancel        context.CancelFunc
+	served        chan error
 }
 
 // Options adjust a server for tests; the zero value is production.
@@ -68,6 +81,9 @@ type Options struct {
 	// waiting for a host, grace after the last host). The media path
 	// keeps the system clock.
 	Clock clock.Clock
+	// BodyTimeout overrides how long a request body may take to arrive
+	// (web.DefaultBodyTimeout).
+	BodyTimeout time.Duration
 }
 
 // Open prepares a node: data directory, database, certificates, media
@@ -80,7 +96,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	clk := clock.Or(opts.Clock)
-	s := &Server{cfg: cfg, log: log}
+	s := &Server{cfg: cfg, log: log, clock: clk}
 	ok := false
 	defer func() {
 		if !ok {
@@ -94,10 +110,19 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	s.store = st
 
+	s.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	s.url = publicURL(cfg, s.listener.Addr())
+
 	s.tls, err = pki.Ensure(pki.Options{Dir: cfg.DataDir, Hosts: cfg.Hosts,
-		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile})
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CRLURL: s.url + web.CRLPath})
 	if err != nil {
 		return nil, fmt.Errorf("prepare TLS certificates: %w", err)
+	}
+	for _, n := range s.tls.Notices {
+		log.Warn("TLS: " + n)
 	}
 
 	s.engine, err = sfu.NewEngine(sfu.Config{
@@ -112,6 +137,10 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.audit = audit.NewLog(st, clk)
+	// Repeated refusals and failed sign-ins are written once a minute with
+	// their count, so that nobody can flood the log (docs/hardening.md).
+	s.auditAgg = audit.NewAggregator(s.audit, clk, 0)
+	s.hashing = auth.NewHashBudget(cfg.HashMemory)
 	allow, err := guard.ParseAllow(cfg.AllowList)
 	if err != nil {
 		return nil, fmt.Errorf("allow list: %w", err)
@@ -122,7 +151,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("break-in guard: %w", err)
 	}
-	gate, err := access.New(st, s.guard, s.audit, log)
+	gate, err := access.New(st, s.guard, s.auditAgg, s.hashing, log)
 	if err != nil {
 		return nil, err
 	}
@@ -147,11 +176,6 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		cfg.PINMinLength = auth.DefaultPINMinLen
 	}
 
-	s.listener, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
-	s.url = publicURL(cfg, s.listener.Addr())
 	if cfg.DebugListen != "" {
 		if s.debug, err = startDebug(cfg.DebugListen, log, s.engine); err != nil {
 			return nil, err
@@ -164,10 +188,37 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = ctx, cancel
-	handler := web.New(ctx, web.Config{
+	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
+	roles := auth.NewRoles(st, clk, s.audit)
+	s.lifecycle = auth.NewLifecycle(st, clk, s.audit, s.accounts, roles)
+	s.lifecycle.OnDeactivate(func(_ context.Context, u store.User, reason string) error {
+		if n := s.meetings.DisconnectUser(u.ID, "account-disabled"); n > 0 {
+			log.Info("meeting connections of a deactivated account ended", "username", u.Username, "reason", reason, "connections", n)
+		}
+		return nil
+	})
+	settings, err := authSettings(st, cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	plane := web.PlaneAll
+	if cfg.Auth.AdminListen != "" {
+		plane = web.PlaneMeeting
+	}
+	webCfg := web.Config{
 		Store:        st,
 		Sessions:     auth.NewSessions(st, clk, auth.SessionConfig{Audit: s.audit}),
-		Accounts:     auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.audit}),
+		Accounts:     s.accounts,
+		Guard:        s.guard,
+		Hashing:      s.hashing,
+		Roles:        roles,
+		Lifecycle:    s.lifecycle,
+		AuthSettings: settings,
+		SSO:          authn.NewSSO(clk),
+		Revocation:   &authn.Revocation{},
+		Clock:        clk,
+		Plane:        plane,
+		BodyTimeout:  opts.BodyTimeout,
 		Audit:        s.audit,
 		Authority:    authority,
 		Files:        fileStore,
@@ -177,27 +228,114 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Assets:       assets,
 		PublicURL:    s.url,
 		Banner:       cfg.Banner,
+		CRL:          s.tls.CRL,
 		Logger:       log,
-	})
+	}
+	handler := web.New(ctx, webCfg)
+	baseTLS := pki.ServerTLSConfig(s.tls.Certificate)
 	s.http = &http.Server{
 		Handler:           handler,
-		TLSConfig:         pki.ServerTLSConfig(s.tls.Certificate),
+		TLSConfig:         listenerTLS(baseTLS, settings, plane == web.PlaneAll, nil),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if cfg.Auth.AdminListen != "" {
+		if err := s.openAdmin(ctx, cfg, webCfg, baseTLS, settings, log); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return s, nil
+}
+
+// openAdmin prepares the management listener.
+func (s *Server) openAdmin(ctx context.Context, cfg config.Config, webCfg web.Config, baseTLS *tls.Config, settings *authn.Settings, log *slog.Logger) error {
+	var clientCA *x509.CertPool
+	if cfg.Auth.AdminClientCA != "" {
+		b, err := os.ReadFile(cfg.Auth.AdminClientCA)
+		if err != nil {
+			return fmt.Errorf("--admin-client-ca: %w", err)
+		}
+		if clientCA, err = pemPool(string(b)); err != nil {
+			return fmt.Errorf("--admin-client-ca %s: %w", cfg.Auth.AdminClientCA, err)
+		}
+	}
+	l, err := net.Listen("tcp", cfg.Auth.AdminListen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (--admin-listen): %w", cfg.Auth.AdminListen, err)
+	}
+	s.adminListener = l
+	s.adminURL = publicURL(config.Config{Hosts: cfg.Hosts}, l.Addr())
+	webCfg.Plane = web.PlaneAdmin
+	webCfg.PublicURL = s.adminURL
+	s.adminHTTP = &http.Server{
+		Handler:           web.New(ctx, webCfg),
+		TLSConfig:         listenerTLS(baseTLS, settings, true, clientCA),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	ok = true
-	return s, nil
+	return nil
 }
 
 // Start accepts connections in the background.
 func (s *Server) Start() {
 	s.served = make(chan error, 1)
 	go s.guard.Run(s.ctx)
+	go s.auditAgg.Run(s.ctx)
+	go s.pruneThrottles(s.ctx, time.Hour)
 	go func() {
-		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
+		ln := newLimitListener(s.listener, s.maxConns(), s.guard, s.log)
+		s.served <- s.http.Serve(tls.NewListener(ln, s.http.TLSConfig))
 	}()
+	if s.adminHTTP != nil {
+		s.adminServed = make(chan error, 1)
+		go func() {
+			ln := newLimitListener(s.adminListener, s.maxConns(), s.guard, s.log)
+			s.adminServed <- s.adminHTTP.Serve(tls.NewListener(ln, s.adminHTTP.TLSConfig))
+		}()
+	}
 }
+
+// Lifecycle manages accounts (create, disable, delete, roles) as the API
+// does.
+func (s *Server) Lifecycle() *auth.Lifecycle { return s.lifecycle }
+
+// pruneThrottles forgets the sign-in throttle records that no longer
+// count anything, every interval until ctx ends, so that attempts at
+// made-up usernames do not pile up in the database.
+func (s *Server) pruneThrottles(ctx context.Context, interval time.Duration) {
+	stop := clock.Every(s.clock, interval, func() {
+		if n, err := s.accounts.PruneThrottles(ctx); err != nil {
+			s.log.Error("pruning sign-in throttles failed", "err", err)
+		} else if n > 0 {
+			s.log.Debug("sign-in throttles pruned", "records", n)
+		}
+	})
+	<-ctx.Done()
+	stop()
+}
+
+// maxConns is the per-address connection limit in force (0: none).
+func (s *Server) maxConns() int {
+	switch n := s.cfg.MaxConnsPerAddress; {
+	case n < 0:
+		return 0
+	case n == 0:
+		return DefaultMaxConnsPerAddress
+	default:
+		return n
+	}
+}
+
+// FlushAudit writes the counts of the repeated failures being aggregated
+// now, without waiting for their minute to end (shutdown does it too).
+func (s *Server) FlushAudit(ctx context.Context) error { return s.auditAgg.Flush(ctx, true) }
+
+// HashStats reads the counts of the Argon2 memory budget.
+func (s *Server) HashStats() auth.HashStats { return s.hashing.Stats() }
 
 // DataDir is the node's data directory.
 func (s *Server) DataDir() string { return s.cfg.DataDir }
@@ -282,6 +420,17 @@ func (s *Server) Close() error {
 	defer cancel()
 	s.cancel()
 	err := s.http.Shutdown(ctx)
+	if s.adminHTTP != nil {
+		err = errors.Join(err, s.adminHTTP.Shutdown(ctx))
+		if s.adminServed != nil {
+			if serr := <-s.adminServed; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+				err = errors.Join(err, serr)
+			}
+		} else {
+			s.adminListener.Close()
+		}
+	}
+	s.auditAgg.Flush(ctx, true)
 	if s.served != nil {
 		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
@@ -305,6 +454,9 @@ func (s *Server) closeParts() error {
 	}
 	if s.cancel == nil && s.listener != nil {
 		errs = append(errs, s.listener.Close())
+	}
+	if s.cancel == nil && s.adminListener != nil {
+		errs = append(errs, s.adminListener.Close())
 	}
 	return errors.Join(errs...)
 }
