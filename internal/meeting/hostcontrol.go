@@ -100,6 +100,10 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 
 func (r *Room) muteLocked(host, q *Participant) {
 	q.setMicMuted(true)
+	// Remembered for the rest of the meeting: a reload does not unmute.
+	if k := muteKey(q); k != "" {
+		r.muted[k] = true
+	}
 	q.send(&signal.Message{Type: signal.TypeMuted, By: host.id})
 	r.broadcastLocked(q, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(q.info())})
 	host.log.Info("participant muted", "room", r.alias, "host", host.id, "participant", q.id)

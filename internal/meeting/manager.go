@@ -383,6 +383,26 @@ func newRateLimiter(rate, burst float64) *rateLimiter {
 	return &rateLimiter{rate: rate, burst: burst, tokens: burst}
 }
 
+// take takes cost tokens if there are that many.
+func (l *rateLimiter) take(now time.Time, cost float64) bool {
+	l.refill(now)
+	if l.tokens < cost {
+		return false
+	}
+	l.tokens -= cost
+	return true
+}
+
+func (l *rateLimiter) refill(now time.Time) {
+	if !l.last.IsZero() {
+		l.tokens += now.Sub(l.last).Seconds() * l.rate
+		if l.tokens > l.burst {
+			l.tokens = l.burst
+		}
+	}
+	l.last = now
+}
+
 func (l *rateLimiter) allow(now time.Time) bool {
 	if !l.last.IsZero() {
 		l.tokens += now.Sub(l.last).Seconds() * l.rate

@@ -25,7 +25,8 @@ type Room struct {
 	joining  int            // reserved, not yet entered
 	locked   bool
 	settings signal.RoomState
-	banned   map[string]bool // "user:<id>" and "addr:<ip>" of removed participants
+	banned   map[string]bool // "user:<id>" and "source:<prefix>" of removed participants
+	muted    map[string]bool // the same keys, of participants a host muted
 	endTimer func() bool     // stops the end of a host-required meeting without a host
 	ended    bool
 	speakers *sfu.SpeakerDetector
@@ -34,7 +35,7 @@ type Room struct {
 func newRoom(m *Manager, adm Admission) *Room {
 	r := &Room{mgr: m, id: randomHex(16), alias: adm.Alias, name: adm.Name, hostRequired: adm.HostRequired,
 		settings: signal.RoomState{GuestsMayUnmute: adm.GuestsMayUnmute, GuestsMayPresent: adm.GuestsMayPresent},
-		banned:   map[string]bool{}}
+		banned:   map[string]bool{}, muted: map[string]bool{}}
 	r.speakers = sfu.NewSpeakerDetector(sfu.SpeakerConfig{}, r.speakerChanged)
 	r.speakers.Start()
 	return r
@@ -79,7 +80,26 @@ func (r *Room) reserve(p *Participant, max int) error {
 		return signal.Fatalf(signal.CodeRoomFull, "This meeting is full (%d participants).", max)
 	}
 	r.joining++
+	if r.muted[muteKey(p)] {
+		p.forcedMute = true // muted by a host earlier in this meeting
+	}
 	return nil
+}
+
+// muteKey names who a host's mute sticks to: the account, or for a guest
+// its source.
+func muteKey(p *Participant) string {
+	if p.userID != 0 {
+		return userKey(p.userID)
+	}
+	return sourceKey(p)
+}
+
+// forgetMute forgets a host's mute of p (lifted).
+func (r *Room) forgetMute(p *Participant) {
+	r.mu.Lock()
+	delete(r.muted, muteKey(p))
+	r.mu.Unlock()
 }
 
 func userKey(id int64) string { return "user:" + strconv.FormatInt(id, 10) }

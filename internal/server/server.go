@@ -24,12 +24,14 @@ import (
 	"conclave/internal/authn"
 	"conclave/internal/clock"
 	"conclave/internal/config"
+	"conclave/internal/devca"
 	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
 	"conclave/internal/pki"
 	"conclave/internal/ra"
 	"conclave/internal/sfu"
+	"conclave/internal/sipedge"
 	"conclave/internal/store"
 	"conclave/internal/web"
 	webassets "conclave/web"
@@ -60,7 +62,9 @@ type Server struct {
 	adminURL      string
 	adminServed   chan error
 	lifecycle     *auth.Lifecycle
-	debug         *debugServer // nil unless --debug-listen
+	debug         *debugServer     // nil unless --debug-listen
+	sip           *sipedge.Edge    // nil unless --sip-listen
+	sipCA         *devca.Authority // nil unless --sip-listen
 	url           string
 	ctx           context.Context
 	cancel        context.CancelFunc
@@ -75,6 +79,8 @@ type Options struct {
 	ResumeWindow time.Duration
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
+	// SIPTap sees every datagram the SIP media relay forwards (tests only).
+	SIPTap sipedge.Tap
 	// Clock replaces the system clock for the node's time-based rules:
 	// break-in blocks, sessions, enrolment and credential expiry, audit
 	// times, files' lifetime, and the meetings' timers (resume window,
@@ -182,6 +188,11 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		}
 	}
 
+	telephony, err := s.openSIP(clk, opts)
+	if err != nil {
+		return nil, fmt.Errorf("SIP: %w", err)
+	}
+
 	assets := opts.Assets
 	if assets == nil {
 		assets = webassets.FS
@@ -230,6 +241,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Banner:       cfg.Banner,
 		CRL:          s.tls.CRL,
 		Logger:       log,
+		Telephony:    telephony,
 	}
 	handler := web.New(ctx, webCfg)
 	baseTLS := pki.ServerTLSConfig(s.tls.Certificate)
@@ -443,6 +455,9 @@ func (s *Server) Close() error {
 
 func (s *Server) closeParts() error {
 	var errs []error
+	if s.sip != nil {
+		errs = append(errs, s.sip.Close())
+	}
 	if s.debug != nil {
 		errs = append(errs, s.debug.Close())
 	}
