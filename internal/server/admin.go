@@ -1,14 +1,18 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"conclave/internal/authn"
+	"conclave/internal/clock"
 	"conclave/internal/config"
 	"conclave/internal/store"
 )
@@ -159,4 +163,26 @@ func (s *Server) AdminAddr() net.Addr {
 		return nil
 	}
 	return s.adminListener.Addr()
+}
+
+// AccountSweep is how often the server closes the meeting connections of
+// accounts disabled or deleted by another process (`conclave admin` on the
+// shell). Changes made through the API close them at once.
+const AccountSweep = 5 * time.Second
+
+// sweepAccounts closes, every interval until ctx ends, the meeting
+// connections of accounts that are no longer enabled.
+func (s *Server) sweepAccounts(ctx context.Context, interval time.Duration) {
+	stop := clock.Every(s.clock, interval, func() {
+		for _, id := range s.meetings.AccountIDs() {
+			u, err := s.store.UserByID(ctx, id)
+			if errors.Is(err, store.ErrNotFound) || err == nil && !u.Enabled {
+				if n := s.meetings.DisconnectUser(id, "account-disabled"); n > 0 {
+					s.log.Info("meeting connections of a disabled account ended", "user", id, "connections", n)
+				}
+			}
+		}
+	})
+	<-ctx.Done()
+	stop()
 }

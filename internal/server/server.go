@@ -298,6 +298,7 @@ func (s *Server) Start() {
 	go s.guard.Run(s.ctx)
 	go s.auditAgg.Run(s.ctx)
 	go s.pruneThrottles(s.ctx, time.Hour)
+	go s.sweepAccounts(s.ctx, AccountSweep)
 	go func() {
 		ln := newLimitListener(s.listener, s.maxConns(), s.guard, s.log)
 		s.served <- s.http.Serve(tls.NewListener(ln, s.http.TLSConfig))
