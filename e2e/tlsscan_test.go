@@ -16,7 +16,9 @@ import (
 // to the local CA with a CRL distribution point (docs/hardening.md).
 // Other TLS listeners (TURN over TLS) call tlsscan.Scan the same way.
 func TestTLSScanHTTPS(t *testing.T) {
-	srv := testserver.Start(t, testserver.Options{Config: func(c *config.Config) { c.Auth.AdminListen = "127.0.0.1:0" }})
+	// The management listener on localhost:0: the same address as the
+	// other, but --admin-listen must not be written like --listen.
+	srv := testserver.Start(t, testserver.Options{Config: func(c *config.Config) { c.Auth.AdminListen = "localhost:0" }})
 	for name, url := range map[string]string{"https": srv.URL(), "admin": srv.AdminURL()} {
 		t.Run(name, func(t *testing.T) { scanListener(t, strings.TrimPrefix(url, "https://"), srv.TLS().CAPath) })
 	}

@@ -2,6 +2,8 @@ package sfu
 
 import (
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -97,4 +99,95 @@ func FuzzOfferMids(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestBrowserOffers: the publish offers recorded from Firefox ESR and
+// Chromium (testdata/offers) give the sending mids and simulcast RIDs the
+// client declared, and a publisher keeps every declared source, camera
+// included, through join, screen share, stop and ICE restart.
+func TestBrowserOffers(t *testing.T) {
+	mic, cam, screen, screenAudio := "microphone", "camera", "screen", "screen-audio"
+	cases := []struct {
+		file    string
+		sources map[string]string // what the client declares (publish tracks)
+		want    []string          // sending mids
+		rids    []string          // the camera's (mid 1)
+	}{
+		{"firefox-join.sdp", map[string]string{"0": mic, "1": cam}, []string{"0", "1"}, []string{"q", "f"}},
+		{"firefox-screen.sdp", map[string]string{"0": mic, "1": cam, "2": screen}, []string{"0", "1", "2"}, []string{"q", "f"}},
+		{"firefox-screen-stopped.sdp", map[string]string{"0": mic, "1": cam}, []string{"0", "1"}, []string{"q", "f"}},
+		{"firefox-restart.sdp", map[string]string{"0": mic, "1": cam}, []string{"0", "1"}, []string{"q", "f"}},
+		{"chromium-join.sdp", map[string]string{"0": mic, "1": cam}, []string{"0", "1"}, []string{"q", "f"}},
+		// Chromium's fake screen has a sound track too (mid 3).
+		{"chromium-screen.sdp", map[string]string{"0": mic, "1": cam, "2": screen, "3": screenAudio}, []string{"0", "1", "2", "3"}, []string{"q", "f"}},
+		{"chromium-restart.sdp", map[string]string{"0": mic, "1": cam, "2": screen, "3": screenAudio}, []string{"0", "1", "2", "3"}, []string{"q", "f"}},
+	}
+	e, err := NewEngine(Config{UDPAddr: "127.0.0.1:0", IncludeLoopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join("testdata", "offers", c.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var s sdp.SessionDescription
+			if err := s.UnmarshalString(string(raw)); err != nil {
+				t.Fatal(err)
+			}
+			if got := slices.Sorted(maps.Keys(sendingMids(&s))); !slices.Equal(got, c.want) {
+				t.Errorf("sending mids %v, want %v", got, c.want)
+			}
+			if got := simulcastRIDs(&s)["1"]; !slices.Equal(got, c.rids) {
+				t.Errorf("camera RIDs %v, want %v", got, c.rids)
+			}
+
+			// The offer as the server gets it: every declared source
+			// is kept, and the answer accepts each live section.
+			pub, err := e.NewPublisher("alice", &recordingPubEvents{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pub.Close()
+			declared := maps.Clone(c.sources)
+			declared["9"] = "screen" // declared, but in no m-section
+			answer, err := pub.HandleOffer(string(raw), declared)
+			if err != nil {
+				t.Fatalf("handle offer: %v", err)
+			}
+			pub.mu.Lock()
+			kept := maps.Clone(pub.sources)
+			pub.mu.Unlock()
+			if !maps.Equal(kept, c.sources) {
+				t.Errorf("publisher keeps sources %v, want %v", kept, c.sources)
+			}
+			var a sdp.SessionDescription
+			if err := a.UnmarshalString(answer); err != nil {
+				t.Fatalf("parse answer: %v", err)
+			}
+			for _, m := range a.MediaDescriptions {
+				mid, _ := m.Attribute("mid")
+				if _, declared := c.sources[mid]; declared && m.MediaName.Port.Value == 0 {
+					if _, ok := m.Attribute("bundle-only"); !ok {
+						t.Errorf("answer rejects m-section %s (port 0)", mid)
+					}
+				}
+				if _, declared := c.sources[mid]; declared && !slices.Contains([]string{"recvonly"}, direction(m)) {
+					t.Errorf("answer for m-section %s: direction %q, want recvonly", mid, direction(m))
+				}
+			}
+		})
+	}
+}
+
+func direction(m *sdp.MediaDescription) string {
+	for _, a := range m.Attributes {
+		switch a.Key {
+		case "sendrecv", "sendonly", "recvonly", "inactive":
+			return a.Key
+		}
+	}
+	return "sendrecv"
 }
