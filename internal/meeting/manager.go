@@ -165,6 +165,24 @@ func (m *Manager) DisconnectUser(userID int64, reason string) int {
 	return len(ps)
 }
 
+// AccountIDs returns the accounts that have a participant in a meeting
+// now (waiting ones included), each once.
+func (m *Manager) AccountIDs() []int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := map[int64]bool{}
+	var out []int64
+	for _, r := range m.active {
+		for _, p := range r.everyone() {
+			if p.userID != 0 && !seen[p.userID] {
+				seen[p.userID] = true
+				out = append(out, p.userID)
+			}
+		}
+	}
+	return out
+}
+
 // Client is who is at the other end of a signaling connection.
 type Client struct {
 	Addr netip.Addr
