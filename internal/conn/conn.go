@@ -24,6 +24,18 @@ const (
 // Screen reports whether the source is part of a screen share.
 func (s Source) Screen() bool { return s == Screen || s == ScreenAudio }
 
+// Kind is the kind of track the source is: a microphone and a screen's
+// audio are audio, a camera and a screen video; "" for an unknown source.
+func (s Source) Kind() Kind {
+	switch s {
+	case Microphone, ScreenAudio:
+		return Audio
+	case Camera, Screen:
+		return Video
+	}
+	return ""
+}
+
 // Kind is "audio" or "video".
 type Kind string
 
@@ -86,7 +98,10 @@ type ICECandidate struct {
 type Publisher interface {
 	// HandleOffer applies the client's offer and returns the answer.
 	// sources maps the mid of each sending transceiver to what it
-	// carries; tracks whose mid is absent or no longer sending stop.
+	// carries; tracks whose mid is absent or no longer sending stop. An
+	// offer whose sources do not match its m-sections' kinds, that
+	// declares a source twice, or that has more m-sections than a
+	// participant can use is refused, with an error that says why.
 	HandleOffer(sdp string, sources map[string]Source) (answer string, err error)
 	// AddCandidate adds a trickled remote ICE candidate.
 	AddCandidate(ICECandidate) error

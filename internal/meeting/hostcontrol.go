@@ -100,6 +100,10 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 
 func (r *Room) muteLocked(host, q *Participant) {
 	q.setMicMuted(true)
+	// Remembered for the rest of the meeting: a reload does not unmute.
+	if k := muteKey(q); k != "" {
+		r.muted[k] = true
+	}
 	q.send(&signal.Message{Type: signal.TypeMuted, By: host.id})
 	r.broadcastLocked(q, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(q.info())})
 	host.log.Info("participant muted", "room", r.alias, "host", host.id, "participant", q.id)
@@ -118,10 +122,13 @@ func (p *Participant) removeParticipant(id string) error {
 		r.mu.Unlock()
 		return signal.Errorf(signal.CodeUnknownParticipant, "Participant %q is not in this meeting.", id)
 	}
+	// The account, and the machine it came from: a removed account that
+	// comes back without its cookie is a guest from the same source.
 	if q.userID != 0 {
 		r.banned[userKey(q.userID)] = true
-	} else if q.addr.IsValid() {
-		r.banned[addrKey(q)] = true
+	}
+	if k := sourceKey(q); k != "" {
+		r.banned[k] = true
 	}
 	r.mu.Unlock()
 	p.log.Info("participant removed", "room", r.alias, "host", p.id, "participant", q.id)

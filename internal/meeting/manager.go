@@ -109,6 +109,18 @@ func (m *Manager) MeetingOf(uploadToken string) (string, bool) {
 	return p.room.id, true
 }
 
+// UploaderOf is MeetingOf, and also names the participant holding the
+// token, whose files count against its own quota.
+func (m *Manager) UploaderOf(uploadToken string) (meetingID, participantID string, ok bool) {
+	m.mu.Lock()
+	p := m.uploads[uploadToken]
+	m.mu.Unlock()
+	if p == nil || !p.admitted() {
+		return "", "", false
+	}
+	return p.room.id, p.id, true
+}
+
 // OnMeetingEnd registers f to be called with the id of each meeting
 // instance that ends (its last participant left, or a host ended it).
 func (m *Manager) OnMeetingEnd(f func(meetingID string)) {
@@ -130,6 +142,47 @@ func (m *Manager) Close() {
 	for _, p := range all {
 		p.leave("server-shutdown")
 	}
+}
+
+// DisconnectUser ends at once every meeting connection of the account
+// userID (disabled or deleted by an administrator): each gets `bye` with
+// reason and leaves. It returns how many there were.
+func (m *Manager) DisconnectUser(userID int64, reason string) int {
+	if userID == 0 {
+		return 0
+	}
+	m.mu.Lock()
+	var ps []*Participant
+	for _, r := range m.active {
+		for _, p := range r.everyone() {
+			if p.userID == userID {
+				ps = append(ps, p)
+			}
+		}
+	}
+	m.mu.Unlock()
+	for _, p := range ps {
+		p.leave(reason)
+	}
+	return len(ps)
+}
+
+// AccountIDs returns the accounts that have a participant in a meeting
+// now (waiting ones included), each once.
+func (m *Manager) AccountIDs() []int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := map[int64]bool{}
+	var out []int64
+	for _, r := range m.active {
+		for _, p := range r.everyone() {
+			if p.userID != 0 && !seen[p.userID] {
+				seen[p.userID] = true
+				out = append(out, p.userID)
+			}
+		}
+	}
+	return out
 }
 
 // Client is who is at the other end of a signaling connection.
@@ -189,6 +242,9 @@ func (m *Manager) Serve(ctx context.Context, c Conn, client Client) {
 				continue
 			}
 			p, err = m.join(ctx, conn, msg, client)
+			if j, ok := c.(interface{ Joined() }); ok && p != nil {
+				j.Joined() // the transport's deadline to join is met
+			}
 			if err != nil {
 				conn.send(signal.ErrorMessage(err, msg))
 				if isFatal(err) {
@@ -258,6 +314,7 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		upload: randomToken(),
 		role:   adm.Role,
 		addr:   client.Addr,
+		source: adm.Source,
 		room:   r,
 		mgr:    m,
 		log:    m.log,
@@ -344,6 +401,26 @@ type rateLimiter struct {
 
 func newRateLimiter(rate, burst float64) *rateLimiter {
 	return &rateLimiter{rate: rate, burst: burst, tokens: burst}
+}
+
+// take takes cost tokens if there are that many.
+func (l *rateLimiter) take(now time.Time, cost float64) bool {
+	l.refill(now)
+	if l.tokens < cost {
+		return false
+	}
+	l.tokens -= cost
+	return true
+}
+
+func (l *rateLimiter) refill(now time.Time) {
+	if !l.last.IsZero() {
+		l.tokens += now.Sub(l.last).Seconds() * l.rate
+		if l.tokens > l.burst {
+			l.tokens = l.burst
+		}
+	}
+	l.last = now
 }
 
 func (l *rateLimiter) allow(now time.Time) bool {

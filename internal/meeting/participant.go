@@ -20,7 +20,8 @@ type Participant struct {
 	resume string
 	upload string // authorises the participant's file transfers
 	addr   netip.Addr
-	userID int64 // 0 for guests without an account
+	source string // Admission.Source: what a ban on this participant bars
+	userID int64  // 0 for guests without an account
 	room   *Room
 	mgr    *Manager
 	log    *slog.Logger
@@ -29,16 +30,18 @@ type Participant struct {
 	pub conn.Publisher
 	sub conn.Subscriber
 
-	mu         sync.Mutex
-	role       Role
-	wait       waitReason  // admittedNow, waitHost or waitLobby
-	conn       *connection // nil while disconnected
-	state      MediaState
-	forcedMute bool // a host muted the microphone
-	announce   string
-	left       bool
-	dropped    func() bool // stops the resume window after a lost connection
-	waitTimer  func() bool // stops the wait for a host
+	mu sync.Mutex
+	// Per-participant budgets of what is relayed to every member.
+	chatBudget, announceBudget *rateLimiter
+	role                       Role
+	wait                       waitReason  // admittedNow, waitHost or waitLobby
+	conn                       *connection // nil while disconnected
+	state                      MediaState
+	forcedMute                 bool // a host muted the microphone
+	announce                   string
+	left                       bool
+	dropped                    func() bool // stops the resume window after a lost connection
+	waitTimer                  func() bool // stops the wait for a host
 }
 
 // ID returns the participant's id.
@@ -255,7 +258,9 @@ func (p *Participant) leave(reason string) {
 }
 
 // setMicMuted applies a host's mute (or its lifting) on the media path: the
-// SFU stops forwarding the microphone at once, without renegotiation.
+// SFU stops forwarding the participant's audio at once, without
+// renegotiation. Every audio track is muted, whatever source it was
+// declared as, so that relabelling a microphone does not escape the mute.
 func (p *Participant) setMicMuted(muted bool) {
 	p.mu.Lock()
 	p.forcedMute = muted
@@ -264,10 +269,29 @@ func (p *Participant) setMicMuted(muted bool) {
 		return
 	}
 	for _, t := range p.pub.Tracks() {
-		if t.Source() == conn.Microphone {
+		if t.Kind() == conn.Audio {
 			t.SetMuted(muted)
 		}
 	}
+}
+
+// Budgets of what a participant has relayed to every member.
+const (
+	chatRate      = 64 << 10 // bytes a second
+	chatBurst     = 1 << 20
+	announceRate  = 0.2 // announcements a second
+	announceBurst = 4
+)
+
+// budget takes cost from the participant's bucket b (made with rate and
+// burst on first use) and reports whether there was enough.
+func (p *Participant) budget(b **rateLimiter, rate, burst, cost float64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if *b == nil {
+		*b = newRateLimiter(rate, burst)
+	}
+	return (*b).take(p.mgr.cfg.Clock.Now(), cost)
 }
 
 // handle executes one validated message from the participant's client.
@@ -318,11 +342,22 @@ func (p *Participant) handle(sc *connection, m *signal.Message) error {
 			p.sub.SetTrackSize(mid, sz.Width, sz.Height)
 		}
 	case signal.TypeAnnounce:
+		// Each announcement makes every member verify it and re-key: a
+		// few at once (a join, a reconnection), then one every 5 s.
+		if !p.budget(&p.announceBudget, announceRate, announceBurst, 1) {
+			return signal.Errorf(signal.CodeRateLimited, "Too many announcements; this one was not relayed.")
+		}
 		p.mu.Lock()
 		p.announce = m.Payload
 		p.mu.Unlock()
 		p.room.broadcast(p, &signal.Message{Type: signal.TypeAnnounce, From: p.id, Payload: m.Payload})
 	case signal.TypeChat:
+		// Chat is relayed to everyone: a sender gets 64 KiB a second
+		// (a burst of 1 MiB), so that one flooder cannot fill the others'
+		// queues and get slow receivers disconnected.
+		if !p.budget(&p.chatBudget, chatRate, chatBurst, float64(len(m.Payload))) {
+			return signal.Errorf(signal.CodeRateLimited, "You are sending chat too fast; this message was not sent. Wait a moment.")
+		}
 		p.room.broadcast(p, &signal.Message{Type: signal.TypeChat, From: p.id, Payload: m.Payload})
 	case signal.TypeKey:
 		to := p.room.find(m.To)
@@ -361,6 +396,7 @@ func (p *Participant) setState(st MediaState) error {
 	p.mu.Unlock()
 	if lift {
 		p.setMicMuted(false)
+		r.forgetMute(p)
 	}
 	r.broadcast(p, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(p.info())})
 	return err
@@ -370,7 +406,7 @@ type pubEvents struct{ p *Participant }
 
 func (e pubEvents) TrackAdded(t conn.UpTrack) {
 	e.p.log.Debug("track added", "participant", e.p.id, "track", t.ID(), "source", t.Source(), "codec", t.Codec())
-	if t.Source() == conn.Microphone {
+	if t.Kind() == conn.Audio {
 		e.p.mu.Lock()
 		muted := e.p.forcedMute
 		e.p.mu.Unlock()

@@ -25,7 +25,8 @@ type Room struct {
 	joining  int            // reserved, not yet entered
 	locked   bool
 	rules    Rules
-	banned   map[string]bool // "user:<id>" and "addr:<ip>" of removed participants
+	banned   map[string]bool // "user:<id>" and "source:<prefix>" of removed participants
+	muted    map[string]bool // the same keys, of participants a host muted
 	endTimer func() bool     // stops the end of a host-required meeting without a host
 	ended    bool
 	speakers *speakerDetector
@@ -35,7 +36,7 @@ type Room struct {
 func newRoom(m *Manager, adm Admission) *Room {
 	r := &Room{mgr: m, id: randomHex(16), alias: adm.Alias, name: adm.Name, hostRequired: adm.HostRequired,
 		rules:  Rules{GuestsMayUnmute: adm.GuestsMayUnmute, GuestsMayPresent: adm.GuestsMayPresent},
-		banned: map[string]bool{}}
+		banned: map[string]bool{}, muted: map[string]bool{}}
 	r.speakers = newSpeakerDetector(m.cfg.Speaker, m.cfg.Clock, r.speakerChanged)
 	r.speakers.start()
 	return r
@@ -111,9 +112,11 @@ func (r *Room) empty() bool { return r.size() == 0 }
 // reserve counts p in the room before it enters, refusing it when the room
 // is full, ended, or p was removed from this meeting.
 //
-// A removed account is barred; a removed guest's address is barred for
-// guests only, so that a host (host PIN or host account) behind the same
-// NAT can still come in.
+// A removed account is barred, and so is the source it came from (an IPv4
+// address, an IPv6 /64: Admission.Source) for everyone who enters without
+// an account, with a host PIN too: a removed guest who knows the host PIN
+// or takes a fresh IPv6 privacy address does not come back. Other
+// accounts behind the same NAT still come in.
 func (r *Room) reserve(p *Participant, max int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -121,19 +124,48 @@ func (r *Room) reserve(p *Participant, max int) error {
 		return signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
 	}
 	if p.userID != 0 && r.banned[userKey(p.userID)] ||
-		p.userID == 0 && p.role != RoleHost && p.addr.IsValid() && r.banned[addrKey(p)] {
+		p.userID == 0 && sourceKey(p) != "" && r.banned[sourceKey(p)] {
 		return signal.Fatalf(signal.CodeRemoved, "A host removed you from this meeting; you cannot rejoin it.")
 	}
 	if len(r.order)+len(r.waiting)+r.joining >= max {
 		return signal.Fatalf(signal.CodeRoomFull, "This meeting is full (%d participants).", max)
 	}
 	r.joining++
+	if r.muted[muteKey(p)] {
+		p.forcedMute = true // muted by a host earlier in this meeting
+	}
 	return nil
+}
+
+// muteKey names who a host's mute sticks to: the account, or for a guest
+// its source.
+func muteKey(p *Participant) string {
+	if p.userID != 0 {
+		return userKey(p.userID)
+	}
+	return sourceKey(p)
+}
+
+// forgetMute forgets a host's mute of p (lifted).
+func (r *Room) forgetMute(p *Participant) {
+	r.mu.Lock()
+	delete(r.muted, muteKey(p))
+	r.mu.Unlock()
 }
 
 func userKey(id int64) string { return "user:" + strconv.FormatInt(id, 10) }
 
-func addrKey(p *Participant) string { return "addr:" + p.addr.String() }
+// sourceKey names the participant's source for bans: the gate's
+// Admission.Source, else its exact address; "" when it has none.
+func sourceKey(p *Participant) string {
+	switch {
+	case p.source != "":
+		return "source:" + p.source
+	case p.addr.IsValid():
+		return "source:" + p.addr.String()
+	}
+	return ""
+}
 
 // members returns a snapshot of the admitted participants.
 func (r *Room) members() []*Participant {

@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,14 +21,17 @@ import (
 	"conclave/internal/access"
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/authn"
 	"conclave/internal/clock"
 	"conclave/internal/config"
+	"conclave/internal/devca"
 	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
 	"conclave/internal/pki"
 	"conclave/internal/ra"
 	"conclave/internal/sfu"
+	"conclave/internal/sipedge"
 	"conclave/internal/store"
 	"conclave/internal/web"
 	webassets "conclave/web"
@@ -51,11 +55,20 @@ type Server struct {
 	audit    *audit.Log
 	http     *http.Server
 	listener net.Listener
-	debug    *debugServer // nil unless --debug-listen
-	url      string
-	ctx      context.Context
-	cancel   context.CancelFunc
-	served   chan error
+	// adminHTTP serves the management listener (--admin-listen); nil
+	// without it.
+	adminHTTP     *http.Server
+	adminListener net.Listener
+	adminURL      string
+	adminServed   chan error
+	lifecycle     *auth.Lifecycle
+	debug         *debugServer     // nil unless --debug-listen
+	sip           *sipedge.Edge    // nil unless --sip-listen
+	sipCA         *devca.Authority // nil unless --sip-listen
+	url           string
+	ctx           context.Context
+	cancel        context.CancelFunc
+	served        chan error
 }
 
 // Options adjust a server for tests; the zero value is production.
@@ -66,12 +79,17 @@ type Options struct {
 	ResumeWindow time.Duration
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
+	// SIPTap sees every datagram the SIP media relay forwards (tests only).
+	SIPTap sipedge.Tap
 	// Clock replaces the system clock for the node's time-based rules:
 	// break-in blocks, sessions, enrolment and credential expiry, audit
 	// times, files' lifetime, and the meetings' timers (resume window,
 	// waiting for a host, grace after the last host). The media path
 	// keeps the system clock.
 	Clock clock.Clock
+	// BodyTimeout overrides how long a request body may take to arrive
+	// (web.DefaultBodyTimeout).
+	BodyTimeout time.Duration
 }
 
 // Open prepares a node: data directory, database, certificates, media
@@ -170,6 +188,11 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		}
 	}
 
+	telephony, err := s.openSIP(clk, opts)
+	if err != nil {
+		return nil, fmt.Errorf("SIP: %w", err)
+	}
+
 	assets := opts.Assets
 	if assets == nil {
 		assets = webassets.FS
@@ -177,12 +200,31 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = ctx, cancel
 	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
-	handler := web.New(ctx, web.Config{
+	roles := auth.NewRoles(st, clk, s.audit)
+	s.lifecycle = auth.NewLifecycle(st, clk, s.audit, s.accounts, roles)
+	s.lifecycle.OnDeactivate(s.deactivated)
+	settings, err := authSettings(st, cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	plane := web.PlaneAll
+	if cfg.Auth.AdminListen != "" {
+		plane = web.PlaneMeeting
+	}
+	webCfg := web.Config{
 		Store:        st,
 		Sessions:     auth.NewSessions(st, clk, auth.SessionConfig{Audit: s.audit}),
 		Accounts:     s.accounts,
 		Guard:        s.guard,
 		Hashing:      s.hashing,
+		Roles:        roles,
+		Lifecycle:    s.lifecycle,
+		AuthSettings: settings,
+		SSO:          authn.NewSSO(clk),
+		Revocation:   &authn.Revocation{},
+		Clock:        clk,
+		Plane:        plane,
+		BodyTimeout:  opts.BodyTimeout,
 		Audit:        s.audit,
 		Authority:    authority,
 		Files:        fileStore,
@@ -194,16 +236,55 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Banner:       cfg.Banner,
 		CRL:          s.tls.CRL,
 		Logger:       log,
-	})
+		Telephony:    telephony,
+	}
+	handler := web.New(ctx, webCfg)
+	baseTLS := pki.ServerTLSConfig(s.tls.Certificate)
 	s.http = &http.Server{
 		Handler:           handler,
-		TLSConfig:         pki.ServerTLSConfig(s.tls.Certificate),
+		TLSConfig:         listenerTLS(baseTLS, settings, plane == web.PlaneAll, nil),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if cfg.Auth.AdminListen != "" {
+		if err := s.openAdmin(ctx, cfg, webCfg, baseTLS, settings, log); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return s, nil
+}
+
+// openAdmin prepares the management listener.
+func (s *Server) openAdmin(ctx context.Context, cfg config.Config, webCfg web.Config, baseTLS *tls.Config, settings *authn.Settings, log *slog.Logger) error {
+	var clientCA *x509.CertPool
+	if cfg.Auth.AdminClientCA != "" {
+		b, err := os.ReadFile(cfg.Auth.AdminClientCA)
+		if err != nil {
+			return fmt.Errorf("--admin-client-ca: %w", err)
+		}
+		if clientCA, err = pemPool(string(b)); err != nil {
+			return fmt.Errorf("--admin-client-ca %s: %w", cfg.Auth.AdminClientCA, err)
+		}
+	}
+	l, err := net.Listen("tcp", cfg.Auth.AdminListen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (--admin-listen): %w", cfg.Auth.AdminListen, err)
+	}
+	s.adminListener = l
+	s.adminURL = publicURL(config.Config{Hosts: cfg.Hosts}, l.Addr())
+	webCfg.Plane = web.PlaneAdmin
+	webCfg.PublicURL = s.adminURL
+	s.adminHTTP = &http.Server{
+		Handler:           web.New(ctx, webCfg),
+		TLSConfig:         listenerTLS(baseTLS, settings, true, clientCA),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	ok = true
-	return s, nil
+	return nil
 }
 
 // Start accepts connections in the background.
@@ -212,10 +293,23 @@ func (s *Server) Start() {
 	go s.guard.Run(s.ctx)
 	go s.auditAgg.Run(s.ctx)
 	go s.pruneThrottles(s.ctx, time.Hour)
+	go s.sweepAccounts(s.ctx, AccountSweep)
 	go func() {
-		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
+		ln := newLimitListener(s.listener, s.maxConns(), s.guard, s.log)
+		s.served <- s.http.Serve(tls.NewListener(ln, s.http.TLSConfig))
 	}()
+	if s.adminHTTP != nil {
+		s.adminServed = make(chan error, 1)
+		go func() {
+			ln := newLimitListener(s.adminListener, s.maxConns(), s.guard, s.log)
+			s.adminServed <- s.adminHTTP.Serve(tls.NewListener(ln, s.adminHTTP.TLSConfig))
+		}()
+	}
 }
+
+// Lifecycle manages accounts (create, disable, delete, roles) as the API
+// does.
+func (s *Server) Lifecycle() *auth.Lifecycle { return s.lifecycle }
 
 // pruneThrottles forgets the sign-in throttle records that no longer
 // count anything, every interval until ctx ends, so that attempts at
@@ -230,6 +324,18 @@ func (s *Server) pruneThrottles(ctx context.Context, interval time.Duration) {
 	})
 	<-ctx.Done()
 	stop()
+}
+
+// maxConns is the per-address connection limit in force (0: none).
+func (s *Server) maxConns() int {
+	switch n := s.cfg.MaxConnsPerAddress; {
+	case n < 0:
+		return 0
+	case n == 0:
+		return DefaultMaxConnsPerAddress
+	default:
+		return n
+	}
 }
 
 // FlushAudit writes the counts of the repeated failures being aggregated
@@ -322,6 +428,16 @@ func (s *Server) Close() error {
 	defer cancel()
 	s.cancel()
 	err := s.http.Shutdown(ctx)
+	if s.adminHTTP != nil {
+		err = errors.Join(err, s.adminHTTP.Shutdown(ctx))
+		if s.adminServed != nil {
+			if serr := <-s.adminServed; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+				err = errors.Join(err, serr)
+			}
+		} else {
+			s.adminListener.Close()
+		}
+	}
 	s.auditAgg.Flush(ctx, true)
 	if s.served != nil {
 		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
@@ -335,6 +451,9 @@ func (s *Server) Close() error {
 
 func (s *Server) closeParts() error {
 	var errs []error
+	if s.sip != nil {
+		errs = append(errs, s.sip.Close())
+	}
 	if s.debug != nil {
 		errs = append(errs, s.debug.Close())
 	}
@@ -346,6 +465,9 @@ func (s *Server) closeParts() error {
 	}
 	if s.cancel == nil && s.listener != nil {
 		errs = append(errs, s.listener.Close())
+	}
+	if s.cancel == nil && s.adminListener != nil {
+		errs = append(errs, s.adminListener.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -62,6 +62,9 @@ func (p *Publisher) HandleOffer(offer string, sources map[string]conn.Source) (s
 	if err := parsed.UnmarshalString(offer); err != nil {
 		return "", fmt.Errorf("parse offer: %w", err)
 	}
+	if err := checkSources(parsed, sources); err != nil {
+		return "", err
+	}
 	sending := sendingMids(parsed)
 	rids := simulcastRIDs(parsed)
 
