@@ -139,7 +139,9 @@ func (l *Listener) crl(w http.ResponseWriter, r *http.Request) {
 	w.Write(der)
 }
 
-func pemCert(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) }
+func pemCert(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
 
 func reply(w http.ResponseWriter, status int, v enrolResponse) {
 	w.Header().Set("Content-Type", "application/json")
