@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"net/http"
@@ -11,7 +12,9 @@ import (
 	"testing"
 
 	"conclave/internal/config"
+	"conclave/internal/devca"
 	"conclave/internal/perm"
+	"conclave/internal/store"
 )
 
 // TestAccountLifecycle: through the management API an administrator
@@ -212,5 +215,46 @@ func TestAdminListener(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a meeting-listener session on the management listener: %d", resp.StatusCode)
+	}
+}
+
+// TestDisableRevokesDevices: disabling an account through the API
+// revokes its telephony device certificates, which then appear in the
+// device CA's revocation list.
+func TestDisableRevokesDevices(t *testing.T) {
+	srv := openServerWith(t, func(c *config.Config) { c.SIPListen = "127.0.0.1:0" })
+	addAccount(t, srv, "root", perm.Administrator)
+	addAccount(t, srv, "mia")
+	ctx := context.Background()
+	mia, err := srv.Store().UserByName(ctx, "mia")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := srv.DeviceCA().CreateToken(ctx, mia, "root", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := devca.GenerateKey("ecdsa-p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := devca.MakeCSR(key, "phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued, err := srv.DeviceCA().Enrol(ctx, tok, csr, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, root := loginStatus(t, srv, "root", testPassword)
+	if st, body, _ := root.do("POST", "/api/users/mia/disable", nil, true); st != http.StatusOK {
+		t.Fatalf("disable: %d %v", st, body)
+	}
+	certs, err := srv.Store().(store.DeviceStore).ListDeviceCerts(ctx, mia.ID)
+	if err != nil || len(certs) != 1 {
+		t.Fatalf("mia's devices: %v %v", certs, err)
+	}
+	if certs[0].RevokedAt.IsZero() || certs[0].Reason != 9 {
+		t.Fatalf("mia's phone after the account was disabled: %+v (issued %v)", certs[0], issued)
 	}
 }

@@ -555,6 +555,12 @@ func TestHardening02ConnectionFloods(t *testing.T) {
 	}
 	clk.NotifyArmed(nil)
 	joined.join("lounge", "Joe")
+	// The welcome is queued before the reading loop ends the join
+	// deadline; a ping answered after it proves the loop got that far.
+	joined.sendRaw(`{"v":1,"type":"ping","id":"j"}`)
+	if m := joined.next(signal.TypeRoomState, signal.TypeSpeaker); m.Type != signal.TypePong {
+		t.Fatalf("joined connection: %s", m.Type)
+	}
 	clk.Advance(10 * time.Second)
 	idle.expectClosed(websocket.StatusPolicyViolation)
 	joined.sendRaw(`{"v":1,"type":"ping","id":"p"}`)
