@@ -1,7 +1,8 @@
 // Package meeting runs meetings on a conference node: it admits participants
-// into rooms over a signaling connection, wires their publishers and
-// subscribers in the SFU, and relays signaling and opaque E2EE messages
-// between members of the same room only.
+// into rooms over a signaling connection, decides which tracks each member
+// receives and how (through the media core's vocabulary, internal/conn:
+// it never sees WebRTC), finds the active speaker, and relays signaling
+// and opaque E2EE messages between members of the same room only.
 package meeting
 
 import (
@@ -18,9 +19,8 @@ import (
 	"time"
 
 	"conclave/internal/clock"
-	"conclave/internal/sfu"
+	"conclave/internal/conn"
 	"conclave/internal/signal"
-	"conclave/internal/store"
 )
 
 // Config holds the meeting settings of a node.
@@ -39,17 +39,19 @@ type Config struct {
 	// Logger receives the meeting logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Clock runs the meeting's timers (resume window, waiting for a host,
-	// grace after the last host left) and its rate limits; nil means
-	// clock.System.
+	// grace after the last host left, the active speaker's sampling) and
+	// its rate limits; nil means clock.System.
 	Clock clock.Clock
+	// Speaker tunes the detection of the active speaker.
+	Speaker SpeakerConfig
 }
 
 // Manager holds the active meetings of a node.
 type Manager struct {
-	cfg    Config
-	engine *sfu.Engine
-	gate   Gate
-	log    *slog.Logger
+	cfg   Config
+	media conn.Engine
+	gate  Gate
+	log   *slog.Logger
 
 	mu      sync.Mutex
 	active  map[string]*Room        // by lower-case alias
@@ -59,9 +61,9 @@ type Manager struct {
 	onEnd   []func(meetingID string)
 }
 
-// NewManager returns a manager that forwards media with engine and asks
-// gate who may enter which room.
-func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
+// NewManager returns a manager that forwards media with the media core
+// and asks gate who may enter which room.
+func NewManager(cfg Config, media conn.Engine, gate Gate) *Manager {
 	if cfg.ResumeWindow == 0 {
 		cfg.ResumeWindow = 30 * time.Second
 	}
@@ -79,7 +81,7 @@ func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, engine: engine, gate: gate, log: log,
+	return &Manager{cfg: cfg, media: media, gate: gate, log: log,
 		active: map[string]*Room{}, resumes: map[string]*Participant{}, uploads: map[string]*Participant{}}
 }
 
@@ -185,8 +187,8 @@ func (m *Manager) AccountIDs() []int64 {
 
 // Client is who is at the other end of a signaling connection.
 type Client struct {
-	Addr netip.Addr
-	User *store.User // signed-in account, or nil
+	Addr    netip.Addr
+	Account *Account // signed-in account, or nil
 }
 
 // Serve runs one signaling connection until it closes.
@@ -285,7 +287,7 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		}
 		// Unknown or expired: fall through to a fresh join.
 	}
-	adm, err := m.gate.Enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, User: client.User, Addr: client.Addr})
+	adm, err := m.gate.Enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, Account: client.Account, Addr: client.Addr})
 	if errors.Is(err, ErrUnavailable) {
 		return nil, signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
 	}
@@ -317,8 +319,8 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		mgr:    m,
 		log:    m.log,
 	}
-	if client.User != nil {
-		p.userID = client.User.ID
+	if client.Account != nil {
+		p.userID = client.Account.ID
 	}
 	if err := r.reserve(p, m.cfg.MaxParticipants); err != nil {
 		m.mu.Unlock()

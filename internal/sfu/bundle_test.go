@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/pion/sdp/v3"
+
+	"conclave/internal/conn"
 )
 
 // offerLines joins SDP lines with CRLF.
@@ -106,21 +108,21 @@ func FuzzOfferMids(f *testing.F) {
 // client declared, and a publisher keeps every declared source, camera
 // included, through join, screen share, stop and ICE restart.
 func TestBrowserOffers(t *testing.T) {
-	mic, cam, screen, screenAudio := "microphone", "camera", "screen", "screen-audio"
+	mic, cam, screen, screenAudio := conn.Microphone, conn.Camera, conn.Screen, conn.ScreenAudio
 	cases := []struct {
 		file    string
-		sources map[string]string // what the client declares (publish tracks)
-		want    []string          // sending mids
-		rids    []string          // the camera's (mid 1)
+		sources map[string]conn.Source // what the client declares (publish tracks)
+		want    []string               // sending mids
+		rids    []string               // the camera's (mid 1)
 	}{
-		{"firefox-join.sdp", map[string]string{"0": mic, "1": cam}, []string{"0", "1"}, []string{"q", "f"}},
-		{"firefox-screen.sdp", map[string]string{"0": mic, "1": cam, "2": screen}, []string{"0", "1", "2"}, []string{"q", "f"}},
-		{"firefox-screen-stopped.sdp", map[string]string{"0": mic, "1": cam}, []string{"0", "1"}, []string{"q", "f"}},
-		{"firefox-restart.sdp", map[string]string{"0": mic, "1": cam}, []string{"0", "1"}, []string{"q", "f"}},
-		{"chromium-join.sdp", map[string]string{"0": mic, "1": cam}, []string{"0", "1"}, []string{"q", "f"}},
+		{"firefox-join.sdp", map[string]conn.Source{"0": mic, "1": cam}, []string{"0", "1"}, []string{"q", "f"}},
+		{"firefox-screen.sdp", map[string]conn.Source{"0": mic, "1": cam, "2": screen}, []string{"0", "1", "2"}, []string{"q", "f"}},
+		{"firefox-screen-stopped.sdp", map[string]conn.Source{"0": mic, "1": cam}, []string{"0", "1"}, []string{"q", "f"}},
+		{"firefox-restart.sdp", map[string]conn.Source{"0": mic, "1": cam}, []string{"0", "1"}, []string{"q", "f"}},
+		{"chromium-join.sdp", map[string]conn.Source{"0": mic, "1": cam}, []string{"0", "1"}, []string{"q", "f"}},
 		// Chromium's fake screen has a sound track too (mid 3).
-		{"chromium-screen.sdp", map[string]string{"0": mic, "1": cam, "2": screen, "3": screenAudio}, []string{"0", "1", "2", "3"}, []string{"q", "f"}},
-		{"chromium-restart.sdp", map[string]string{"0": mic, "1": cam, "2": screen, "3": screenAudio}, []string{"0", "1", "2", "3"}, []string{"q", "f"}},
+		{"chromium-screen.sdp", map[string]conn.Source{"0": mic, "1": cam, "2": screen, "3": screenAudio}, []string{"0", "1", "2", "3"}, []string{"q", "f"}},
+		{"chromium-restart.sdp", map[string]conn.Source{"0": mic, "1": cam, "2": screen, "3": screenAudio}, []string{"0", "1", "2", "3"}, []string{"q", "f"}},
 	}
 	e, err := NewEngine(Config{UDPAddr: "127.0.0.1:0", IncludeLoopback: true})
 	if err != nil {
@@ -146,14 +148,17 @@ func TestBrowserOffers(t *testing.T) {
 
 			// The offer as the server gets it: every declared source
 			// is kept, and the answer accepts each live section.
-			pub, err := e.NewPublisher("alice", &recordingPubEvents{})
+			pub, err := e.newPublisher("alice", &recordingPubEvents{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer pub.Close()
 			declared := maps.Clone(c.sources)
-			declared["9"] = "screen" // declared, but in no m-section
-			answer, err := pub.HandleOffer(string(raw), declared)
+			declared["9"] = conn.Screen // declared, but in no m-section
+			if _, err := pub.HandleOffer(string(raw), declared); err == nil || !strings.Contains(err.Error(), "not in the offer") {
+				t.Fatalf("an offer declaring a source in no m-section: %v, want refused", err)
+			}
+			answer, err := pub.HandleOffer(string(raw), c.sources)
 			if err != nil {
 				t.Fatalf("handle offer: %v", err)
 			}

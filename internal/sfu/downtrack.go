@@ -11,6 +11,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"conclave/internal/codecs"
+	"conclave/internal/conn"
 	"conclave/internal/packetcache"
 )
 
@@ -21,8 +22,9 @@ import (
 // timestamps and VP8 picture ids so that the subscriber's decoder sees one
 // continuous stream.
 type DownTrack struct {
-	up     *UpTrack
-	stream string
+	up       *UpTrack
+	stream   string       // conn.TrackOptions.Stream
+	priority atomic.Int32 // conn.TrackOptions.Priority
 
 	binding atomic.Pointer[binding]
 
@@ -71,12 +73,9 @@ type binding struct {
 	write       webrtc.TrackLocalWriter
 }
 
-func newDownTrack(up *UpTrack) *DownTrack {
-	stream := up.participant
-	if up.source == "screen" || up.source == "screen-audio" {
-		stream = up.participant + "-screen"
-	}
-	d := &DownTrack{up: up, stream: stream}
+func newDownTrack(up *UpTrack, opts conn.TrackOptions) *DownTrack {
+	d := &DownTrack{up: up, stream: opts.Stream}
+	d.priority.Store(int32(opts.Priority))
 	d.munger.clockRate = up.codec.ClockRate
 	if d.munger.clockRate == 0 {
 		d.munger.clockRate = 90000
@@ -143,8 +142,8 @@ func (d *DownTrack) ID() string { return d.up.id }
 // RID is empty: a down track carries a single encoding.
 func (d *DownTrack) RID() string { return "" }
 
-// StreamID groups a participant's microphone and camera (for lip sync), and
-// its screen and screen audio, into one media stream each.
+// StreamID is the media stream the room put the track in
+// (conn.TrackOptions.Stream): the tracks of one stream play in sync.
 func (d *DownTrack) StreamID() string { return d.stream }
 
 // Kind is audio or video.

@@ -1,11 +1,11 @@
-package meeting
+package sfu
 
 import (
 	"fmt"
 
 	"github.com/pion/sdp/v3"
 
-	"conclave/internal/signal"
+	"conclave/internal/conn"
 )
 
 // maxMediaSections bounds the m-sections of a publish offer: one of each
@@ -14,16 +14,13 @@ import (
 const maxMediaSections = 16
 
 // checkSources verifies what a publish offer declares against the offer
-// itself: each declared source must match the kind of its m-section
-// (microphone and screen-audio are audio, camera and screen video), and a
-// participant publishes at most one track of each source. A microphone
-// declared as a camera would otherwise escape a host's mute, and a
-// participant could open tracks without end.
-func checkSources(offer string, sources map[string]string) error {
-	var d sdp.SessionDescription
-	if err := d.UnmarshalString(offer); err != nil {
-		return fmt.Errorf("the offer is not valid SDP: %w", err)
-	}
+// itself (conn.Publisher.HandleOffer's contract): each declared source
+// must match the kind of its m-section (microphone and screen-audio are
+// audio, camera and screen video), and a participant publishes at most
+// one track of each source. A microphone declared as a camera would
+// otherwise escape a host's mute, and a participant could open tracks
+// without end.
+func checkSources(d *sdp.SessionDescription, sources map[string]conn.Source) error {
 	if n := len(d.MediaDescriptions); n > maxMediaSections {
 		return fmt.Errorf("the offer has %d media sections; a participant publishes at most %d", n, maxMediaSections)
 	}
@@ -40,17 +37,13 @@ func checkSources(offer string, sources map[string]string) error {
 			sending[mid] = (m.MediaName.Port.Value != 0 || bundleOnly) && !inactive && !recvonly
 		}
 	}
-	seen := map[string]string{}
+	seen := map[conn.Source]string{}
 	for mid, source := range sources {
 		kind, ok := kinds[mid]
 		if !ok {
 			return fmt.Errorf("track %q is not in the offer", mid)
 		}
-		want := "video"
-		if source == signal.SourceMicrophone || source == signal.SourceScreenAudio {
-			want = "audio"
-		}
-		if kind != want {
+		if want := string(source.Kind()); kind != want {
 			return fmt.Errorf("track %q is declared as %s but carries %s", mid, source, kind)
 		}
 		if !sending[mid] {

@@ -1,8 +1,11 @@
-package meeting
+package sfu
 
 import (
+	"github.com/pion/sdp/v3"
 	"strings"
 	"testing"
+
+	"conclave/internal/conn"
 )
 
 const offerAV = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n" +
@@ -17,17 +20,17 @@ const offerAV = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n" +
 func TestHardening06SourcesMatchKinds(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		sources map[string]string
+		sources map[string]conn.Source
 		want    string
 	}{
-		{"microphone and camera", map[string]string{"0": "microphone", "1": "camera"}, ""},
-		{"microphone, camera and screen", map[string]string{"0": "microphone", "1": "camera", "2": "screen"}, ""},
-		{"audio declared as camera", map[string]string{"0": "camera"}, "carries audio"},
-		{"video declared as microphone", map[string]string{"1": "microphone"}, "carries video"},
-		{"two cameras (a screen relabelled)", map[string]string{"1": "camera", "2": "camera"}, "both declared as camera"},
-		{"a track not in the offer", map[string]string{"7": "camera"}, "not in the offer"},
+		{"microphone and camera", map[string]conn.Source{"0": "microphone", "1": "camera"}, ""},
+		{"microphone, camera and screen", map[string]conn.Source{"0": "microphone", "1": "camera", "2": "screen"}, ""},
+		{"audio declared as camera", map[string]conn.Source{"0": "camera"}, "carries audio"},
+		{"video declared as microphone", map[string]conn.Source{"1": "microphone"}, "carries video"},
+		{"two cameras (a screen relabelled)", map[string]conn.Source{"1": "camera", "2": "camera"}, "both declared as camera"},
+		{"a track not in the offer", map[string]conn.Source{"7": "camera"}, "not in the offer"},
 	} {
-		err := checkSources(offerAV, tc.sources)
+		err := checkSources(mustParse(t, offerAV), tc.sources)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
@@ -41,7 +44,16 @@ func TestOfferMediaSectionsBounded(t *testing.T) {
 	for i := 0; i <= maxMediaSections; i++ {
 		offer += "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:" + string(rune('a'+i)) + "\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\n"
 	}
-	if err := checkSources(offer, map[string]string{"a": "camera"}); err == nil || !strings.Contains(err.Error(), "media sections") {
+	if err := checkSources(mustParse(t, offer), map[string]conn.Source{"a": "camera"}); err == nil || !strings.Contains(err.Error(), "media sections") {
 		t.Fatalf("an offer of %d m-sections: %v", maxMediaSections+1, err)
 	}
+}
+
+func mustParse(t *testing.T, offer string) *sdp.SessionDescription {
+	t.Helper()
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(offer); err != nil {
+		t.Fatal(err)
+	}
+	return &d
 }
