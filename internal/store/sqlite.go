@@ -107,6 +107,10 @@ var migrations = []string{
 		PRIMARY KEY (room_id, user_id)
 	);
 	CREATE INDEX room_members_user_id ON room_members (user_id);`,
+
+	// 3: audit records sealed with the audit key (package audit): the
+	// HMAC of each record's hash, kept apart from the key.
+	`ALTER TABLE audit_log ADD COLUMN mac BLOB;`,
 }
 
 // SQLite is the Store on an embedded SQLite database (modernc.org/sqlite, no

@@ -363,6 +363,10 @@ type Store interface {
 	AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, error)
 	// ListAudit returns the audit records matching f.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
+	// DeleteAuditBefore removes the audit records whose Seq is below seq
+	// (those the audit files no longer keep, see package audit) and
+	// returns how many it removed.
+	DeleteAuditBefore(ctx context.Context, seq int64) (int64, error)
 
 	// Close releases the store's resources.
 	Close() error
