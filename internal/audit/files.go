@@ -72,13 +72,13 @@ func (f FileRecord) Record() (store.AuditRecord, error) {
 // files writes the audit files of one directory. It is used by one
 // goroutine at a time (the Log's shipper).
 type files struct {
-	dir       string
-	maxFile   int64
-	maxTotal  int64
-	f         *os.File
-	size      int64
-	lastSeq   int64
-	firstSeq  int64 // of the current file
+	dir      string
+	maxFile  int64
+	maxTotal int64
+	f        *os.File
+	size     int64
+	lastSeq  int64
+	firstSeq int64 // of the current file
 }
 
 // openFiles opens dir's current file for appending, reading the last
@@ -297,7 +297,6 @@ func (af *files) prune() (int64, error) {
 	}
 	return keptFrom, nil
 }
-
 
 // bytesUsed returns the total size of dir's audit files.
 func bytesUsed(dir string) int64 {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"conclave/internal/clock"
+	"conclave/internal/secrets"
 )
 
 // File names of the generated material inside <Dir>/tls.
@@ -57,6 +58,9 @@ type Options struct {
 	// private key (PEM). When set, they are used as they are and nothing is
 	// generated. Both must be set together.
 	CertFile, KeyFile string
+	// Box seals the generated keys at rest (package secrets); nil keeps
+	// them clear.
+	Box *secrets.Box
 }
 
 // Material is the server's TLS identity as Ensure found or made it.
@@ -126,11 +130,11 @@ func Ensure(opts Options) (*Material, error) {
 	}
 
 	t := now()
-	ca, caKey, caNew, err := ensureCA(dir, t)
+	ca, caKey, caNew, err := ensureCA(dir, t, opts.Box)
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
-	cert, srvNew, err := ensureServer(dir, ca, caKey, hosts, t)
+	cert, srvNew, err := ensureServer(dir, ca, caKey, hosts, t, opts.Box)
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
@@ -175,10 +179,10 @@ func loadOperator(certFile, keyFile string, now time.Time) (*Material, error) {
 
 // ensureCA loads the CA from dir, or creates it when its certificate file is
 // missing or it expires within renewBefore. It reports whether it created one.
-func ensureCA(dir string, now time.Time) (*x509.Certificate, crypto.Signer, bool, error) {
+func ensureCA(dir string, now time.Time, box *secrets.Box) (*x509.Certificate, crypto.Signer, bool, error) {
 	certPath := filepath.Join(dir, CACertFile)
 	keyPath := filepath.Join(dir, CAKeyFile)
-	pair, err := readKeyPair(certPath, keyPath)
+	pair, err := readKeyPair(certPath, keyPath, box)
 	switch {
 	case errors.Is(err, errNoCert):
 		// First start (a key without its certificate was never trusted by
@@ -208,7 +212,7 @@ func ensureCA(dir string, now time.Time) (*x509.Certificate, crypto.Signer, bool
 	if err != nil {
 		return nil, nil, false, err
 	}
-	if err := writeKeyPair(certPath, keyPath, ca.Raw, key); err != nil {
+	if err := writeKeyPair(certPath, keyPath, ca.Raw, key, box); err != nil {
 		return nil, nil, false, fmt.Errorf("save CA: %w", err)
 	}
 	return ca, key, true, nil
@@ -216,10 +220,10 @@ func ensureCA(dir string, now time.Time) (*x509.Certificate, crypto.Signer, bool
 
 // ensureServer loads the server certificate from dir, or issues a new one
 // from ca when the existing one is unusable. It reports whether it issued one.
-func ensureServer(dir string, ca *x509.Certificate, caKey crypto.Signer, hosts hostSet, now time.Time) (tls.Certificate, bool, error) {
+func ensureServer(dir string, ca *x509.Certificate, caKey crypto.Signer, hosts hostSet, now time.Time, box *secrets.Box) (tls.Certificate, bool, error) {
 	certPath := filepath.Join(dir, ServerCertFile)
 	keyPath := filepath.Join(dir, ServerKeyFile)
-	pair, err := readKeyPair(certPath, keyPath)
+	pair, err := readKeyPair(certPath, keyPath, box)
 	if err == nil && serverUsable(pair.Leaf, ca, hosts, now) {
 		pair.Certificate = serverChain(pair.Certificate[0], ca)
 		return pair, false, nil
@@ -230,7 +234,7 @@ func ensureServer(dir string, ca *x509.Certificate, caKey crypto.Signer, hosts h
 	if err != nil {
 		return tls.Certificate{}, false, err
 	}
-	if err := writeKeyPair(certPath, keyPath, der, key); err != nil {
+	if err := writeKeyPair(certPath, keyPath, der, key, box); err != nil {
 		return tls.Certificate{}, false, fmt.Errorf("save server certificate: %w", err)
 	}
 	leaf, err := x509.ParseCertificate(der)
@@ -391,7 +395,7 @@ var (
 
 // readKeyPair loads a PEM certificate and key. It returns errNoCert or
 // errNoKey (wrapped) when a file does not exist.
-func readKeyPair(certPath, keyPath string) (tls.Certificate, error) {
+func readKeyPair(certPath, keyPath string, box *secrets.Box) (tls.Certificate, error) {
 	certPEM, err := os.ReadFile(certPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return tls.Certificate{}, fmt.Errorf("%s: %w", certPath, errNoCert)
@@ -399,7 +403,7 @@ func readKeyPair(certPath, keyPath string) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("read %s: %w", certPath, err)
 	}
-	keyPEM, err := os.ReadFile(keyPath)
+	keyPEM, err := box.ReadFile(keyPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return tls.Certificate{}, fmt.Errorf("%s: %w", keyPath, errNoKey)
 	}
@@ -420,13 +424,13 @@ func readKeyPair(certPath, keyPath string) (tls.Certificate, error) {
 
 // writeKeyPair stores key (PKCS#8 PEM, mode 0600) and then the certificate
 // (PEM, mode 0644), each replaced atomically.
-func writeKeyPair(certPath, keyPath string, certDER []byte, key crypto.Signer) error {
+func writeKeyPair(certPath, keyPath string, certDER []byte, key crypto.Signer, box *secrets.Box) error {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return fmt.Errorf("marshal key: %w", err)
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := writeFileAtomic(keyPath, box.Seal(keyPath, keyPEM), 0o600); err != nil {
 		return err
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER})
