@@ -60,7 +60,9 @@ type Alarm struct {
 }
 
 // Observer is told of every change. Calls are made one at a time, in the
-// order of the changes, never while the Center's lock is held.
+// order of the changes, never while the Center's lock is held; an
+// observer may raise or clear alarms itself (its change is delivered
+// after the current one).
 type Observer interface {
 	Raised(Alarm)
 	Cleared(Alarm)
@@ -73,9 +75,42 @@ type Center struct {
 	mu        sync.Mutex
 	active    map[key]Alarm
 	observers []Observer
+	// queue holds the changes not yet delivered; draining is set while a
+	// goroutine delivers them, in order.
+	queue    []event
+	draining bool
+}
 
-	// notify serialises observer calls in the order of changes.
-	notify sync.Mutex
+type event struct {
+	a      Alarm
+	raised bool
+}
+
+// emitLocked queues a change and, unless another call is delivering,
+// delivers the queue; it unlocks c.mu.
+func (c *Center) emitLocked(e event) {
+	c.queue = append(c.queue, e)
+	if c.draining {
+		c.mu.Unlock()
+		return
+	}
+	c.draining = true
+	for len(c.queue) > 0 {
+		e := c.queue[0]
+		c.queue = c.queue[1:]
+		obs := c.observers
+		c.mu.Unlock()
+		for _, o := range obs {
+			if e.raised {
+				o.Raised(e.a)
+			} else {
+				o.Cleared(e.a)
+			}
+		}
+		c.mu.Lock()
+	}
+	c.draining = false
+	c.mu.Unlock()
 }
 
 type key struct{ kind, subject string }
@@ -96,44 +131,37 @@ func (c *Center) Observe(o Observer) {
 // message of the one already active (observers hear only of a new alarm
 // or a change of severity). It reports whether the alarm is new.
 func (c *Center) Raise(kind, subject string, sev Severity, message string) bool {
-	c.notify.Lock()
-	defer c.notify.Unlock()
+	now := c.clock.Now().UTC()
 	c.mu.Lock()
 	k := key{kind, subject}
 	old, was := c.active[k]
-	a := Alarm{Kind: kind, Subject: subject, Severity: sev, Message: message, Raised: c.clock.Now().UTC()}
+	a := Alarm{Kind: kind, Subject: subject, Severity: sev, Message: message, Raised: now}
 	if was {
 		a.Raised = old.Raised
 	}
 	c.active[k] = a
-	obs := c.observers
-	c.mu.Unlock()
-	if !was || old.Severity != sev {
-		for _, o := range obs {
-			o.Raised(a)
-		}
+	if was && old.Severity == sev {
+		c.mu.Unlock()
+		return false
 	}
+	c.emitLocked(event{a: a, raised: true})
 	return !was
 }
 
 // Clear clears the alarm kind/subject if it is active and reports whether
 // it was.
 func (c *Center) Clear(kind, subject string) bool {
-	c.notify.Lock()
-	defer c.notify.Unlock()
+	now := c.clock.Now().UTC()
 	c.mu.Lock()
 	k := key{kind, subject}
 	a, was := c.active[k]
-	delete(c.active, k)
-	obs := c.observers
-	c.mu.Unlock()
 	if !was {
+		c.mu.Unlock()
 		return false
 	}
-	a.Cleared = c.clock.Now().UTC()
-	for _, o := range obs {
-		o.Cleared(a)
-	}
+	delete(c.active, k)
+	a.Cleared = now
+	c.emitLocked(event{a: a})
 	return true
 }
 

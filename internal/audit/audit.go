@@ -150,9 +150,22 @@ type Log struct {
 	// mu serialises appends and the copy to the files, so that the files
 	// hold the records in sequence order.
 	mu    sync.Mutex
-	files *files
-	sinks []Sink
-	stop  func()
+	files     *files
+	sinks     []Sink
+	observers []Observer
+}
+
+// Observer is told of each record this Log appends (metrics count them).
+// It is called with the Log's lock held and must not record events.
+type Observer interface {
+	Appended(store.AuditRecord)
+}
+
+// AddObserver adds an observer.
+func (l *Log) AddObserver(o Observer) {
+	l.mu.Lock()
+	l.observers = append(l.observers, o)
+	l.mu.Unlock()
 }
 
 var _ Recorder = (*Log)(nil)
@@ -239,11 +252,17 @@ func (l *Log) Record(ctx context.Context, e Event) error {
 		r.Seal = l.key.MAC
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, err := l.store.AppendAudit(ctx, r); err != nil {
+	rec, err := l.store.AppendAudit(ctx, r)
+	if err != nil {
+		l.mu.Unlock()
 		return fmt.Errorf("audit %s: %w", e.Action, err)
 	}
-	l.shipLocked(ctx)
+	for _, o := range l.observers {
+		o.Appended(rec)
+	}
+	serr := l.shipLocked(ctx)
+	l.mu.Unlock()
+	l.storageAlarm(serr)
 	return nil
 }
 
@@ -251,15 +270,30 @@ func (l *Log) Record(ctx context.Context, e Event) error {
 // CLI) and makes the files durable; Run calls it periodically.
 func (l *Log) Sync(ctx context.Context) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	err := l.shipLocked(ctx)
 	if l.files != nil {
 		if ferr := l.files.flush(); ferr != nil && err == nil {
 			err = ferr
 		}
 	}
+	l.mu.Unlock()
+	// Alarms are raised outside the lock: raising one records an event.
+	l.storageAlarm(err)
 	l.checkDisk()
 	return err
+}
+
+// storageAlarm raises the audit-storage alarm after a failure to write
+// the files, and clears it after a success.
+func (l *Log) storageAlarm(err error) {
+	if l.alarms == nil || l.cfg.Dir == "" {
+		return
+	}
+	if err != nil {
+		l.alarms.Raise(alarm.KindAuditStorage, l.cfg.Dir, alarm.Critical, "The audit files cannot be written: "+err.Error())
+	} else {
+		l.alarms.Clear(alarm.KindAuditStorage, l.cfg.Dir)
+	}
 }
 
 // shipLocked copies new records to the files, drops from the database the
@@ -286,9 +320,6 @@ func (l *Log) shipLocked(ctx context.Context) error {
 			if len(recs) < 500 {
 				break
 			}
-		}
-		if l.alarms != nil {
-			l.alarms.Clear(alarm.KindAuditStorage, l.cfg.Dir)
 		}
 	}
 	for _, s := range l.sinks {
@@ -320,9 +351,6 @@ func (l *Log) pruneLocked(ctx context.Context, keptFrom int64) error {
 
 func (l *Log) storageFailed(err error) error {
 	l.cfg.Logger.Error("audit storage failed", "err", err)
-	if l.alarms != nil {
-		l.alarms.Raise(alarm.KindAuditStorage, l.cfg.Dir, alarm.Critical, "The audit files cannot be written: "+err.Error())
-	}
 	return err
 }
 

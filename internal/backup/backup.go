@@ -25,6 +25,9 @@ const DatabaseFile = "conclave.db"
 //   - files/: encrypted file blobs exchanged in meetings (deleted when the
 //     meeting ends anyway);
 //   - backups/ and restore-pending/: backups and a staged restore;
+//   - selfcheck/: the manifest signs the restoring node's files (its keys
+//     are sealed again under that node's master key), so the restore
+//     signs a new one;
 //   - the live database and its WAL and shared-memory files (the backup
 //     takes a snapshot);
 //   - secrets.check and secrets.salt, which belong to the node's master
@@ -33,7 +36,7 @@ const DatabaseFile = "conclave.db"
 func Excluded(rel string) bool {
 	first, _, _ := strings.Cut(rel, "/")
 	switch first {
-	case "files", "backups", "restore-pending", DatabaseFile, DatabaseFile + "-wal", DatabaseFile + "-shm",
+	case "files", "backups", "restore-pending", "restore-pending.sig", "selfcheck", DatabaseFile, DatabaseFile + "-wal", DatabaseFile + "-shm",
 		DatabaseFile + "-journal", secrets.CheckFile, secrets.SaltFile:
 		return true
 	}

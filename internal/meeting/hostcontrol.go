@@ -1,8 +1,49 @@
 package meeting
 
 import (
+	"context"
+	"strconv"
+
+	"conclave/internal/audit"
 	"conclave/internal/signal"
 )
+
+// audit records a host action by p on target (a participant, or the room
+// when nil).
+func (p *Participant) audit(action string, target *Participant, details map[string]string) {
+	rec := p.mgr.cfg.Audit
+	if rec == nil {
+		return
+	}
+	if details == nil {
+		details = map[string]string{}
+	}
+	r := p.room
+	details["room"] = r.alias
+	details["host_id"] = p.id
+	if p.userID != 0 {
+		details["host_user_id"] = strconv.FormatInt(p.userID, 10)
+	}
+	tgt := r.alias
+	if target != nil {
+		tgt = target.name
+		details["participant_id"] = target.id
+		if target.userID != 0 {
+			details["participant_user_id"] = strconv.FormatInt(target.userID, 10)
+		}
+		if target.addr.IsValid() {
+			details["participant_address"] = target.addr.String()
+		}
+	}
+	src := ""
+	if p.addr.IsValid() {
+		src = p.addr.String()
+	}
+	if err := rec.Record(context.Background(), audit.Event{Actor: p.name, Source: src, Action: action, Target: tgt,
+		Outcome: audit.OutcomeSuccess, Details: details}); err != nil {
+		p.log.Error("audit record failed", "action", action, "err", err)
+	}
+}
 
 // hostCommand executes a host control. Every rule is enforced here, on the
 // server: a client that is not a host changes nothing.
@@ -13,6 +54,7 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 	r := p.room
 	if m.Type == signal.TypeEnd {
 		p.log.Info("meeting ended by host", "room", r.alias, "host", p.id)
+		p.audit(audit.ActionMeetingEnded, nil, nil)
 		go r.end("ended")
 		return nil
 	}
@@ -28,6 +70,7 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 		}
 		r.mu.Unlock()
 		p.log.Info("lobby denied", "room", r.alias, "host", p.id, "participant", q.id)
+		p.audit(audit.ActionLobbyDenied, q, nil)
 		q.leave("denied") // tells the other hosts knock-ended
 		return nil
 	}
@@ -41,12 +84,16 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 			return signal.Errorf(signal.CodeUnknownParticipant, "Participant %q is not in this meeting.", m.Target)
 		}
 		r.muteLocked(p, q)
+		p.audit(audit.ActionParticipantMuted, q, nil)
 	case signal.TypeMuteGuests:
+		n := 0
 		for _, q := range r.order {
 			if q.getRole() == signal.RoleGuest {
 				r.muteLocked(p, q)
+				n++
 			}
 		}
+		p.audit(audit.ActionGuestsMuted, nil, map[string]string{"muted": strconv.Itoa(n)})
 	case signal.TypeSetRole:
 		q := r.findLocked(m.Target)
 		if q == nil {
@@ -57,6 +104,7 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 		q.role = m.Role
 		q.mu.Unlock()
 		p.log.Info("role changed", "room", r.alias, "host", p.id, "participant", q.id, "from", was, "to", m.Role)
+		p.audit(audit.ActionRoleChanged, q, map[string]string{"from": was, "to": m.Role})
 		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(q.info())})
 		switch {
 		case was != signal.RoleHost && m.Role == signal.RoleHost:
@@ -74,6 +122,11 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 	case signal.TypeLock:
 		r.locked = *m.Locked
 		p.log.Info("room lock changed", "room", r.alias, "host", p.id, "locked", r.locked)
+		if r.locked {
+			p.audit(audit.ActionRoomLocked, nil, nil)
+		} else {
+			p.audit(audit.ActionRoomUnlocked, nil, nil)
+		}
 		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
 	case signal.TypeAdmit:
 		q := r.findWaitingLocked(m.Target)
@@ -83,6 +136,7 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 		r.removeWaitingLocked(q)
 		r.toHostsLocked(&signal.Message{Type: signal.TypeKnockEnded, Participant: ptr(q.info())})
 		p.log.Info("lobby admitted", "room", r.alias, "host", p.id, "participant", q.id)
+		p.audit(audit.ActionLobbyAdmitted, q, nil)
 		if err := r.admitLocked(q); err != nil {
 			p.log.Error("admit failed", "room", r.alias, "participant", q.id, "err", err)
 			go q.leave("server-error")
@@ -92,6 +146,8 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 		r.settings.GuestsMayPresent = m.Settings.GuestsMayPresent
 		p.log.Info("room settings changed", "room", r.alias, "host", p.id,
 			"guestsMayUnmute", r.settings.GuestsMayUnmute, "guestsMayPresent", r.settings.GuestsMayPresent)
+		p.audit(audit.ActionMeetingSettings, nil, map[string]string{"guests_may_unmute": strconv.FormatBool(r.settings.GuestsMayUnmute),
+			"guests_may_present": strconv.FormatBool(r.settings.GuestsMayPresent)})
 		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
 		r.reconcileLocked()
 	}
@@ -125,6 +181,7 @@ func (p *Participant) removeParticipant(id string) error {
 	}
 	r.mu.Unlock()
 	p.log.Info("participant removed", "room", r.alias, "host", p.id, "participant", q.id)
+	p.audit(audit.ActionParticipantRemoved, q, nil)
 	q.leave("removed")
 	return nil
 }

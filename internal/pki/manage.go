@@ -351,7 +351,9 @@ func (h *Holder) Store(cert tls.Certificate) {
 func (h *Holder) Load() tls.Certificate { return *h.v.Load() }
 
 // GetCertificate implements tls.Config.GetCertificate.
-func (h *Holder) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) { return h.v.Load(), nil }
+func (h *Holder) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return h.v.Load(), nil
+}
 
 // CertInfo describes a certificate for the admin page and the expiry
 // alarms.

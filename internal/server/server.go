@@ -18,9 +18,11 @@ import (
 	"time"
 
 	"conclave/internal/access"
+	"conclave/internal/alarm"
 	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/clock"
+	"conclave/internal/clocksync"
 	"conclave/internal/config"
 	"conclave/internal/files"
 	"conclave/internal/guard"
@@ -48,6 +50,8 @@ type Server struct {
 	http     *http.Server
 	listener net.Listener
 	debug    *debugServer // nil unless --debug-listen
+	ops      *ops         // the operator's parts (ops.go)
+	started  time.Time
 	url      string
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -64,10 +68,18 @@ type Options struct {
 	Tap sfu.Tap
 	// Clock replaces the system clock for the node's time-based rules:
 	// break-in blocks, sessions, enrolment and credential expiry, audit
-	// times, files' lifetime, and the meetings' timers (resume window,
-	// waiting for a host, grace after the last host). The media path
+	// times, files' lifetime, the meetings' timers (resume window,
+	// waiting for a host, grace after the last host), the daily backup,
+	// the self-check and the certificate and clock checks. The media path
 	// keeps the system clock.
 	Clock clock.Clock
+	// FreeSpace replaces statfs(2) for the disk alarm.
+	FreeSpace func(path string) (free, total uint64, err error)
+	// ClockSync replaces adjtimex(2) for the clock alarm.
+	ClockSync clocksync.Reader
+	// Binary is the executable the self-check hashes; empty means this
+	// process's, "-" none.
+	Binary string
 }
 
 // Open prepares a node: data directory, database, certificates, media
@@ -80,7 +92,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	clk := clock.Or(opts.Clock)
-	s := &Server{cfg: cfg, log: log}
+	s := &Server{cfg: cfg, log: log, started: clk.Now().UTC()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -88,6 +100,11 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		}
 	}()
 
+	o, err := openOpsEarly(cfg, log, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.ops = o
 	st, err := store.OpenSQLite(filepath.Join(cfg.DataDir, "conclave.db"))
 	if err != nil {
 		return nil, err
@@ -95,10 +112,15 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	s.store = st
 
 	s.tls, err = pki.Ensure(pki.Options{Dir: cfg.DataDir, Hosts: cfg.Hosts,
-		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile})
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, Box: o.box})
 	if err != nil {
 		return nil, fmt.Errorf("prepare TLS certificates: %w", err)
 	}
+	served, err := o.tlsMaterial(s.tls)
+	if err != nil {
+		return nil, fmt.Errorf("load this node's certificate: %w", err)
+	}
+	o.certs = pki.NewHolder(served)
 
 	s.engine, err = sfu.NewEngine(sfu.Config{
 		UDPAddr:         cfg.MediaUDP,
@@ -111,14 +133,16 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.audit = audit.NewLog(st, clk)
+	if s.audit, err = o.openAudit(st); err != nil {
+		return nil, err
+	}
 	allow, err := guard.ParseAllow(cfg.AllowList)
 	if err != nil {
 		return nil, fmt.Errorf("allow list: %w", err)
 	}
 	gcfg := guard.DefaultConfig()
 	gcfg.Allow = allow
-	s.guard, err = guard.New(gcfg, clk, alarmEvents{log: log, audit: s.audit})
+	s.guard, err = guard.New(gcfg, clk, alarmEvents{log: log, audit: s.audit, alarms: o.alarms})
 	if err != nil {
 		return nil, fmt.Errorf("break-in guard: %w", err)
 	}
@@ -127,13 +151,13 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log,
-		Clock: clk, MaxParticipants: cfg.MaxParticipants}, s.engine, gate)
+		Clock: clk, MaxParticipants: cfg.MaxParticipants, Audit: s.audit}, s.engine, gate)
 	s.enroller = auth.NewEnroller(st, clk, auth.EnrolConfig{})
 	org := cfg.OrgName
 	if org == "" {
 		org = s.url0()
 	}
-	authority, err := ra.Open(cfg.DataDir, org, org, clk)
+	authority, err := ra.OpenSealed(cfg.DataDir, org, org, clk, o.box)
 	if err != nil {
 		return nil, err
 	}
@@ -152,11 +176,6 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	s.url = publicURL(cfg, s.listener.Addr())
-	if cfg.DebugListen != "" {
-		if s.debug, err = startDebug(cfg.DebugListen, log, s.engine); err != nil {
-			return nil, err
-		}
-	}
 
 	assets := opts.Assets
 	if assets == nil {
@@ -178,10 +197,21 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		PublicURL:    s.url,
 		Banner:       cfg.Banner,
 		Logger:       log,
+		Ops:          opsWeb{s},
 	})
+	if err := o.finish(ctx, s); err != nil {
+		return nil, err
+	}
+	if cfg.DebugListen != "" {
+		if s.debug, err = startDebug(cfg.DebugListen, log, metricsHandler(o.registry)); err != nil {
+			return nil, err
+		}
+	}
+	tlsConfig := pki.ServerTLSConfig(s.tls.Certificate)
+	tlsConfig.Certificates, tlsConfig.GetCertificate = nil, o.certs.GetCertificate
 	s.http = &http.Server{
-		Handler:           handler,
-		TLSConfig:         pki.ServerTLSConfig(s.tls.Certificate),
+		Handler:           o.refuseGuard(handler),
+		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -194,6 +224,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 func (s *Server) Start() {
 	s.served = make(chan error, 1)
 	go s.guard.Run(s.ctx)
+	s.ops.start(s.ctx, s)
 	go func() {
 		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
 	}()
@@ -277,6 +308,7 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.cancel()
+	s.ops.stop()
 	err := s.http.Shutdown(ctx)
 	if s.served != nil {
 		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
@@ -346,19 +378,24 @@ func firstAddress() string {
 	return "127.0.0.1"
 }
 
-// alarmEvents turns break-in alarms into log lines and audit entries.
+// alarmEvents turns break-in alarms into log lines, audit entries and
+// alarms of the node's alarm list.
 type alarmEvents struct {
-	log   *slog.Logger
-	audit audit.Recorder
+	log    *slog.Logger
+	audit  audit.Recorder
+	alarms *alarm.Center
 }
 
 func (a alarmEvents) Raised(al guard.Alarm) {
 	a.log.Warn("alarm raised", "kind", al.Kind, "subject", al.Subject, "failures", al.Failures, "until", al.Until)
 	a.record(al, string(al.Kind), audit.OutcomeFailure)
+	a.alarms.Raise(string(al.Kind), al.Subject, alarm.Major, fmt.Sprintf("%d failures within 10 minutes: blocked until %s.",
+		al.Failures, al.Until.UTC().Format(time.RFC3339)))
 }
 
 func (a alarmEvents) Cleared(al guard.Alarm) {
 	a.log.Info("alarm cleared", "kind", al.Kind, "subject", al.Subject)
+	a.alarms.Clear(string(al.Kind), al.Subject)
 	action := "room-unblocked"
 	if al.Kind == guard.AddressQuarantined {
 		action = "address-released"

@@ -47,6 +47,9 @@ type Config struct {
 	// Audit records administrators' changes; nil records nothing.
 	Audit  audit.Recorder
 	Logger *slog.Logger
+	// Ops serves the operator's endpoints (audit viewer, alarms, settings,
+	// backups, certificates, metrics); nil leaves them out.
+	Ops Operations
 }
 
 // Server is the HTTP handler of a Conclave node.
@@ -100,6 +103,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/rooms/{alias}/members", s.admin(s.apiListMembers))
 	m.HandleFunc("PUT /api/rooms/{alias}/members/{username}", s.admin(s.apiSetMember))
 	m.HandleFunc("DELETE /api/rooms/{alias}/members/{username}", s.admin(s.apiRemoveMember))
+	s.opsRoutes()
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not-found", "No such API endpoint.")
 	})
@@ -117,8 +121,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self), geolocation=()")
-	if r.Body != nil && r.URL.Path != "/api/files" {
-		// File uploads have their own, larger limit.
+	if r.Body != nil && r.URL.Path != "/api/files" && r.URL.Path != "/api/backups/restore" {
+		// File uploads and restored backups have their own, larger limits.
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodySize)
 	}
 	s.mux.ServeHTTP(w, r)
