@@ -149,7 +149,7 @@ type Log struct {
 
 	// mu serialises appends and the copy to the files, so that the files
 	// hold the records in sequence order.
-	mu    sync.Mutex
+	mu        sync.Mutex
 	files     *files
 	sinks     []Sink
 	observers []Observer
