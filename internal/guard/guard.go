@@ -96,6 +96,15 @@ const (
 	// UnknownRoom is an alias that names no room. It counts against the
 	// source address only.
 	UnknownRoom
+	// FailedLogin is a failed sign-in (wrong password or unknown
+	// username). It counts against the source address only, so that
+	// guessing passwords across many usernames from one address is
+	// stopped like guessing PINs (lockout.md).
+	FailedLogin
+	// Refused is an attempt on a blocked room. It counts against the
+	// source address only, so that an address hammering a blocked room is
+	// quarantined.
+	Refused
 )
 
 // String returns the reason as used in logs: "wrong-pin" or "unknown-room".
@@ -105,6 +114,10 @@ func (r Reason) String() string {
 		return "wrong-pin"
 	case UnknownRoom:
 		return "unknown-room"
+	case FailedLogin:
+		return "failed-login"
+	case Refused:
+		return "refused"
 	}
 	return fmt.Sprintf("Reason(%d)", int(r))
 }
@@ -367,6 +380,45 @@ func (g *Guard) Check(addr netip.Addr, room string) error {
 	}
 	return nil
 }
+
+// CheckAddress reports whether addr's source is quarantined: ErrRefused if
+// it is (and addr is not on the allow list), nil otherwise. Callers check
+// it before any costly work (a PIN or password hash), so that a
+// quarantined address costs the server nothing. It counts nothing.
+func (g *Guard) CheckAddress(addr netip.Addr) error {
+	g.mu.Lock()
+	now := g.lockedSweep()
+	refused := !g.allowed(addr) && g.addrs.blocked(g.source(addr), now)
+	g.unlock()
+	if refused {
+		return ErrRefused
+	}
+	return nil
+}
+
+// RoomBlocked reports whether new access to the room with alias room is
+// blocked now. The caller decides who still gets in (members of the room
+// who signed in with their account do, see package access).
+func (g *Guard) RoomBlocked(room string) bool {
+	g.mu.Lock()
+	now := g.lockedSweep()
+	blocked := g.rooms.blocked(roomKey(room), now)
+	g.unlock()
+	return blocked
+}
+
+// Allowed reports whether addr is on the allow list.
+func (g *Guard) Allowed(addr netip.Addr) bool { return g.allowed(addr) }
+
+// Source returns the source addr's failures count toward: the IPv4
+// address, or the IPv6 /64 with the default prefix lengths. Other
+// per-source limits (a removed guest's ban, concurrent hashing) use it
+// too, so that they cannot be dodged with a fresh IPv6 address.
+func (g *Guard) Source(addr netip.Addr) netip.Prefix { return g.source(addr) }
+
+// SourceString names addr's source as alarms do: "192.0.2.7" or
+// "2001:db8:1:2::/64".
+func (g *Guard) SourceString(addr netip.Addr) string { return sourceString(g.source(addr)) }
 
 // Fail records a failed access attempt from addr to the room with alias
 // room. WrongPIN counts against the room and the source; UnknownRoom (and

@@ -174,10 +174,13 @@ func (p *Participant) removeParticipant(id string) error {
 		r.mu.Unlock()
 		return signal.Errorf(signal.CodeUnknownParticipant, "Participant %q is not in this meeting.", id)
 	}
+	// The account, and the machine it came from: a removed account that
+	// comes back without its cookie is a guest from the same source.
 	if q.userID != 0 {
 		r.banned[userKey(q.userID)] = true
-	} else if q.addr.IsValid() {
-		r.banned[addrKey(q)] = true
+	}
+	if k := sourceKey(q); k != "" {
+		r.banned[k] = true
 	}
 	r.mu.Unlock()
 	p.log.Info("participant removed", "room", r.alias, "host", p.id, "participant", q.id)

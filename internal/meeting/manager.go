@@ -127,6 +127,18 @@ func (m *Manager) MeetingOf(uploadToken string) (string, bool) {
 	return p.room.id, true
 }
 
+// UploaderOf is MeetingOf, and also names the participant holding the
+// token, whose files count against its own quota.
+func (m *Manager) UploaderOf(uploadToken string) (meetingID, participantID string, ok bool) {
+	m.mu.Lock()
+	p := m.uploads[uploadToken]
+	m.mu.Unlock()
+	if p == nil || !p.admitted() {
+		return "", "", false
+	}
+	return p.room.id, p.id, true
+}
+
 // OnMeetingEnd registers f to be called with the id of each meeting
 // instance that ends (its last participant left, or a host ended it).
 func (m *Manager) OnMeetingEnd(f func(meetingID string)) {
@@ -148,6 +160,29 @@ func (m *Manager) Close() {
 	for _, p := range all {
 		p.leave("server-shutdown")
 	}
+}
+
+// DisconnectUser ends at once every meeting connection of the account
+// userID (disabled or deleted by an administrator): each gets `bye` with
+// reason and leaves. It returns how many there were.
+func (m *Manager) DisconnectUser(userID int64, reason string) int {
+	if userID == 0 {
+		return 0
+	}
+	m.mu.Lock()
+	var ps []*Participant
+	for _, r := range m.active {
+		for _, p := range r.everyone() {
+			if p.userID == userID {
+				ps = append(ps, p)
+			}
+		}
+	}
+	m.mu.Unlock()
+	for _, p := range ps {
+		p.leave(reason)
+	}
+	return len(ps)
 }
 
 // Client is who is at the other end of a signaling connection.
@@ -207,6 +242,9 @@ func (m *Manager) Serve(ctx context.Context, c Conn, client Client) {
 				continue
 			}
 			p, err = m.join(ctx, conn, msg, client)
+			if j, ok := c.(interface{ Joined() }); ok && p != nil {
+				j.Joined() // the transport's deadline to join is met
+			}
 			if err != nil {
 				conn.send(signal.ErrorMessage(err, msg))
 				if isFatal(err) {
@@ -276,6 +314,7 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		upload: randomToken(),
 		role:   adm.Role,
 		addr:   client.Addr,
+		source: adm.Source,
 		room:   r,
 		mgr:    m,
 		log:    m.log,

@@ -22,7 +22,8 @@ type Participant struct {
 	resume string
 	upload string // authorises the participant's file transfers
 	addr   netip.Addr
-	userID int64 // 0 for guests without an account
+	source string // Admission.Source: what a ban on this participant bars
+	userID int64  // 0 for guests without an account
 	room   *Room
 	mgr    *Manager
 	log    *slog.Logger

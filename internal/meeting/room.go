@@ -60,9 +60,11 @@ func (r *Room) empty() bool { return r.size() == 0 }
 // reserve counts p in the room before it enters, refusing it when the room
 // is full, ended, or p was removed from this meeting.
 //
-// A removed account is barred; a removed guest's address is barred for
-// guests only, so that a host (host PIN or host account) behind the same
-// NAT can still come in.
+// A removed account is barred, and so is the source it came from (an IPv4
+// address, an IPv6 /64: Admission.Source) for everyone who enters without
+// an account, with a host PIN too: a removed guest who knows the host PIN
+// or takes a fresh IPv6 privacy address does not come back. Other
+// accounts behind the same NAT still come in.
 func (r *Room) reserve(p *Participant, max int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -70,7 +72,7 @@ func (r *Room) reserve(p *Participant, max int) error {
 		return signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
 	}
 	if p.userID != 0 && r.banned[userKey(p.userID)] ||
-		p.userID == 0 && p.role != signal.RoleHost && p.addr.IsValid() && r.banned[addrKey(p)] {
+		p.userID == 0 && sourceKey(p) != "" && r.banned[sourceKey(p)] {
 		return signal.Fatalf(signal.CodeRemoved, "A host removed you from this meeting; you cannot rejoin it.")
 	}
 	if len(r.order)+len(r.waiting)+r.joining >= max {
@@ -82,7 +84,17 @@ func (r *Room) reserve(p *Participant, max int) error {
 
 func userKey(id int64) string { return "user:" + strconv.FormatInt(id, 10) }
 
-func addrKey(p *Participant) string { return "addr:" + p.addr.String() }
+// sourceKey names the participant's source for bans: the gate's
+// Admission.Source, else its exact address; "" when it has none.
+func sourceKey(p *Participant) string {
+	switch {
+	case p.source != "":
+		return "source:" + p.source
+	case p.addr.IsValid():
+		return "source:" + p.addr.String()
+	}
+	return ""
+}
 
 // members returns a snapshot of the admitted participants.
 func (r *Room) members() []*Participant {

@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,15 +22,18 @@ import (
 	"conclave/internal/alarm"
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/authn"
 	"conclave/internal/clock"
 	"conclave/internal/clocksync"
 	"conclave/internal/config"
+	"conclave/internal/devca"
 	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
 	"conclave/internal/pki"
 	"conclave/internal/ra"
 	"conclave/internal/sfu"
+	"conclave/internal/sipedge"
 	"conclave/internal/store"
 	"conclave/internal/web"
 	webassets "conclave/web"
@@ -45,17 +49,30 @@ type Server struct {
 	meetings *meeting.Manager
 	enroller *auth.Enroller
 	guard    *guard.Guard
+	hashing  *auth.HashBudget
+	accounts *auth.Accounts
+	auditAgg *audit.Aggregator
+	clock    clock.Clock
 	files    *files.Store
 	audit    *audit.Log
 	http     *http.Server
 	listener net.Listener
-	debug    *debugServer // nil unless --debug-listen
-	ops      *ops         // the operator's parts (ops.go)
-	started  time.Time
-	url      string
-	ctx      context.Context
-	cancel   context.CancelFunc
-	served   chan error
+	// adminHTTP serves the management listener (--admin-listen); nil
+	// without it.
+	adminHTTP     *http.Server
+	adminListener net.Listener
+	adminURL      string
+	adminServed   chan error
+	lifecycle     *auth.Lifecycle
+	debug         *debugServer // nil unless --debug-listen
+	ops           *ops         // the operator's parts (ops.go)
+	started       time.Time
+	sip           *sipedge.Edge    // nil unless --sip-listen
+	sipCA         *devca.Authority // nil unless --sip-listen
+	url           string
+	ctx           context.Context
+	cancel        context.CancelFunc
+	served        chan error
 }
 
 // Options adjust a server for tests; the zero value is production.
@@ -66,6 +83,8 @@ type Options struct {
 	ResumeWindow time.Duration
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
+	// SIPTap sees every datagram the SIP media relay forwards (tests only).
+	SIPTap sipedge.Tap
 	// Clock replaces the system clock for the node's time-based rules:
 	// break-in blocks, sessions, enrolment and credential expiry, audit
 	// times, files' lifetime, the meetings' timers (resume window,
@@ -80,6 +99,9 @@ type Options struct {
 	// Binary is the executable the self-check hashes; empty means this
 	// process's, "-" none.
 	Binary string
+	// BodyTimeout overrides how long a request body may take to arrive
+	// (web.DefaultBodyTimeout).
+	BodyTimeout time.Duration
 }
 
 // Open prepares a node: data directory, database, certificates, media
@@ -92,7 +114,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	clk := clock.Or(opts.Clock)
-	s := &Server{cfg: cfg, log: log, started: clk.Now().UTC()}
+	s := &Server{cfg: cfg, log: log, clock: clk, started: clk.Now().UTC()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -111,8 +133,14 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	s.store = st
 
+	s.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	s.url = publicURL(cfg, s.listener.Addr())
+
 	s.tls, err = pki.Ensure(pki.Options{Dir: cfg.DataDir, Hosts: cfg.Hosts,
-		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, Box: o.box})
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CRLURL: s.url + web.CRLPath, Box: o.box})
 	if err != nil {
 		return nil, fmt.Errorf("prepare TLS certificates: %w", err)
 	}
@@ -121,6 +149,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("load this node's certificate: %w", err)
 	}
 	o.certs = pki.NewHolder(served)
+	for _, n := range s.tls.Notices {
+		log.Warn("TLS: " + n)
+	}
 
 	s.engine, err = sfu.NewEngine(sfu.Config{
 		UDPAddr:         cfg.MediaUDP,
@@ -136,6 +167,10 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if s.audit, err = o.openAudit(st); err != nil {
 		return nil, err
 	}
+	// Repeated refusals and failed sign-ins are written once a minute with
+	// their count, so that nobody can flood the log (docs/hardening.md).
+	s.auditAgg = audit.NewAggregator(s.audit, clk, 0)
+	s.hashing = auth.NewHashBudget(cfg.HashMemory)
 	allow, err := guard.ParseAllow(cfg.AllowList)
 	if err != nil {
 		return nil, fmt.Errorf("allow list: %w", err)
@@ -146,7 +181,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("break-in guard: %w", err)
 	}
-	gate, err := access.New(st, s.guard, s.audit, log)
+	gate, err := access.New(st, s.guard, s.auditAgg, s.hashing, log)
 	if err != nil {
 		return nil, err
 	}
@@ -171,11 +206,10 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		cfg.PINMinLength = auth.DefaultPINMinLen
 	}
 
-	s.listener, err = net.Listen("tcp", cfg.Listen)
+	telephony, err := s.openSIP(clk, opts)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		return nil, fmt.Errorf("SIP: %w", err)
 	}
-	s.url = publicURL(cfg, s.listener.Addr())
 
 	assets := opts.Assets
 	if assets == nil {
@@ -183,10 +217,37 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = ctx, cancel
-	handler := web.New(ctx, web.Config{
+	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
+	roles := auth.NewRoles(st, clk, s.audit)
+	s.lifecycle = auth.NewLifecycle(st, clk, s.audit, s.accounts, roles)
+	s.lifecycle.OnDeactivate(func(_ context.Context, u store.User, reason string) error {
+		if n := s.meetings.DisconnectUser(u.ID, "account-disabled"); n > 0 {
+			log.Info("meeting connections of a deactivated account ended", "username", u.Username, "reason", reason, "connections", n)
+		}
+		return nil
+	})
+	settings, err := authSettings(st, cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	plane := web.PlaneAll
+	if cfg.Auth.AdminListen != "" {
+		plane = web.PlaneMeeting
+	}
+	webCfg := web.Config{
 		Store:        st,
 		Sessions:     auth.NewSessions(st, clk, auth.SessionConfig{Audit: s.audit}),
-		Accounts:     auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.audit}),
+		Accounts:     s.accounts,
+		Guard:        s.guard,
+		Hashing:      s.hashing,
+		Roles:        roles,
+		Lifecycle:    s.lifecycle,
+		AuthSettings: settings,
+		SSO:          authn.NewSSO(clk),
+		Revocation:   &authn.Revocation{},
+		Clock:        clk,
+		Plane:        plane,
+		BodyTimeout:  opts.BodyTimeout,
 		Audit:        s.audit,
 		Authority:    authority,
 		Files:        fileStore,
@@ -196,9 +257,12 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Assets:       assets,
 		PublicURL:    s.url,
 		Banner:       cfg.Banner,
+		CRL:          s.tls.CRL,
 		Logger:       log,
+		Telephony:    telephony,
 		Ops:          opsWeb{s},
-	})
+	}
+	handler := web.New(ctx, webCfg)
 	if err := o.finish(ctx, s); err != nil {
 		return nil, err
 	}
@@ -207,17 +271,55 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	tlsConfig := pki.ServerTLSConfig(s.tls.Certificate)
-	tlsConfig.Certificates, tlsConfig.GetCertificate = nil, o.certs.GetCertificate
+	// Every listener serves the certificate of the holder, which a new
+	// certificate replaces without a restart (ops.reloadCertificate).
+	baseTLS := pki.ServerTLSConfig(s.tls.Certificate)
+	baseTLS.Certificates, baseTLS.GetCertificate = nil, o.certs.GetCertificate
 	s.http = &http.Server{
 		Handler:           o.refuseGuard(handler),
-		TLSConfig:         tlsConfig,
+		TLSConfig:         listenerTLS(baseTLS, settings, plane == web.PlaneAll, nil),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if cfg.Auth.AdminListen != "" {
+		if err := s.openAdmin(ctx, cfg, webCfg, baseTLS, settings, log); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return s, nil
+}
+
+// openAdmin prepares the management listener.
+func (s *Server) openAdmin(ctx context.Context, cfg config.Config, webCfg web.Config, baseTLS *tls.Config, settings *authn.Settings, log *slog.Logger) error {
+	var clientCA *x509.CertPool
+	if cfg.Auth.AdminClientCA != "" {
+		b, err := os.ReadFile(cfg.Auth.AdminClientCA)
+		if err != nil {
+			return fmt.Errorf("--admin-client-ca: %w", err)
+		}
+		if clientCA, err = pemPool(string(b)); err != nil {
+			return fmt.Errorf("--admin-client-ca %s: %w", cfg.Auth.AdminClientCA, err)
+		}
+	}
+	l, err := net.Listen("tcp", cfg.Auth.AdminListen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (--admin-listen): %w", cfg.Auth.AdminListen, err)
+	}
+	s.adminListener = l
+	s.adminURL = publicURL(config.Config{Hosts: cfg.Hosts}, l.Addr())
+	webCfg.Plane = web.PlaneAdmin
+	webCfg.PublicURL = s.adminURL
+	s.adminHTTP = &http.Server{
+		Handler:           s.ops.refuseGuard(web.New(ctx, webCfg)),
+		TLSConfig:         listenerTLS(baseTLS, settings, true, clientCA),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	ok = true
-	return s, nil
+	return nil
 }
 
 // Start accepts connections in the background.
@@ -225,10 +327,58 @@ func (s *Server) Start() {
 	s.served = make(chan error, 1)
 	go s.guard.Run(s.ctx)
 	s.ops.start(s.ctx, s)
+	go s.auditAgg.Run(s.ctx)
+	go s.pruneThrottles(s.ctx, time.Hour)
 	go func() {
-		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
+		ln := newLimitListener(s.listener, s.maxConns(), s.guard, s.log)
+		s.served <- s.http.Serve(tls.NewListener(ln, s.http.TLSConfig))
 	}()
+	if s.adminHTTP != nil {
+		s.adminServed = make(chan error, 1)
+		go func() {
+			ln := newLimitListener(s.adminListener, s.maxConns(), s.guard, s.log)
+			s.adminServed <- s.adminHTTP.Serve(tls.NewListener(ln, s.adminHTTP.TLSConfig))
+		}()
+	}
 }
+
+// Lifecycle manages accounts (create, disable, delete, roles) as the API
+// does.
+func (s *Server) Lifecycle() *auth.Lifecycle { return s.lifecycle }
+
+// pruneThrottles forgets the sign-in throttle records that no longer
+// count anything, every interval until ctx ends, so that attempts at
+// made-up usernames do not pile up in the database.
+func (s *Server) pruneThrottles(ctx context.Context, interval time.Duration) {
+	stop := clock.Every(s.clock, interval, func() {
+		if n, err := s.accounts.PruneThrottles(ctx); err != nil {
+			s.log.Error("pruning sign-in throttles failed", "err", err)
+		} else if n > 0 {
+			s.log.Debug("sign-in throttles pruned", "records", n)
+		}
+	})
+	<-ctx.Done()
+	stop()
+}
+
+// maxConns is the per-address connection limit in force (0: none).
+func (s *Server) maxConns() int {
+	switch n := s.cfg.MaxConnsPerAddress; {
+	case n < 0:
+		return 0
+	case n == 0:
+		return DefaultMaxConnsPerAddress
+	default:
+		return n
+	}
+}
+
+// FlushAudit writes the counts of the repeated failures being aggregated
+// now, without waiting for their minute to end (shutdown does it too).
+func (s *Server) FlushAudit(ctx context.Context) error { return s.auditAgg.Flush(ctx, true) }
+
+// HashStats reads the counts of the Argon2 memory budget.
+func (s *Server) HashStats() auth.HashStats { return s.hashing.Stats() }
 
 // DataDir is the node's data directory.
 func (s *Server) DataDir() string { return s.cfg.DataDir }
@@ -262,6 +412,10 @@ func (s *Server) ForwardDelay() sfu.DelayHistogram { return s.engine.ForwardDela
 // SendStats reads the SFU's batched-send counters (also served on the
 // debug listener).
 func (s *Server) SendStats() sfu.SendStats { return s.engine.SendStats() }
+
+// FileBytes is how many bytes of meeting files the node stores now
+// (files are deleted when their meeting ends).
+func (s *Server) FileBytes() int64 { return s.files.Used() }
 
 // url0 names the organisation when no name is configured: the first
 // configured host, or this machine's name.
@@ -308,8 +462,19 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.cancel()
-	s.ops.stop()
 	err := s.http.Shutdown(ctx)
+	if s.adminHTTP != nil {
+		err = errors.Join(err, s.adminHTTP.Shutdown(ctx))
+		if s.adminServed != nil {
+			if serr := <-s.adminServed; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+				err = errors.Join(err, serr)
+			}
+		} else {
+			s.adminListener.Close()
+		}
+	}
+	s.auditAgg.Flush(ctx, true)
+	s.ops.stop()
 	if s.served != nil {
 		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
@@ -322,6 +487,9 @@ func (s *Server) Close() error {
 
 func (s *Server) closeParts() error {
 	var errs []error
+	if s.sip != nil {
+		errs = append(errs, s.sip.Close())
+	}
 	if s.debug != nil {
 		errs = append(errs, s.debug.Close())
 	}
@@ -333,6 +501,9 @@ func (s *Server) closeParts() error {
 	}
 	if s.cancel == nil && s.listener != nil {
 		errs = append(errs, s.listener.Close())
+	}
+	if s.cancel == nil && s.adminListener != nil {
+		errs = append(errs, s.adminListener.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -378,8 +549,7 @@ func firstAddress() string {
 	return "127.0.0.1"
 }
 
-// alarmEvents turns break-in alarms into log lines, audit entries and
-// alarms of the node's alarm list.
+// alarmEvents turns break-in alarms into log lines and audit entries.
 type alarmEvents struct {
 	log    *slog.Logger
 	audit  audit.Recorder

@@ -90,6 +90,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	e := &Engine{log: log, tap: cfg.Tap, clock: clock.Or(cfg.Clock)}
 	var se webrtc.SettingEngine
 	se.LoggerFactory = pionlog.Factory(log, slog.LevelWarn)
+	applyDTLSPolicy(&se)
 
 	udp, err := net.ListenPacket("udp", cfg.UDPAddr)
 	if err != nil {

@@ -243,11 +243,13 @@ func drain(remote *webrtc.TrackRemote) {
 }
 
 // sendingMids returns the mids of the media sections in which the offerer
-// sends: direction sendonly or sendrecv (the default), port not zero.
+// sends: direction sendonly or sendrecv (the default), in use (port not
+// zero, or bundle-only in a BUNDLE group: liveSection).
 func sendingMids(s *sdp.SessionDescription) map[string]bool {
 	out := map[string]bool{}
+	bundled := bundledMids(s)
 	for _, m := range s.MediaDescriptions {
-		if m.MediaName.Port.Value == 0 {
+		if !liveSection(m, bundled) {
 			continue
 		}
 		mid, ok := m.Attribute("mid")

@@ -32,6 +32,9 @@ func (s *Server) apiCredential(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "csrf", "The request lacks a valid CSRF token; reload the page.")
 		return
 	}
+	if !s.passwordCurrent(w, u) {
+		return
+	}
 	var req struct {
 		DevicePublicKey string `json:"devicePublicKey"`
 	}
@@ -65,8 +68,9 @@ func (s *Server) fileMeeting(w http.ResponseWriter, r *http.Request) (string, bo
 }
 
 func (s *Server) apiUpload(w http.ResponseWriter, r *http.Request) {
-	meeting, ok := s.fileMeeting(w, r)
+	meeting, owner, ok := s.Meetings.UploaderOf(r.Header.Get(uploadHeader))
 	if !ok {
+		writeError(w, http.StatusUnauthorized, "no-meeting", "Files can only be exchanged by participants of a meeting in progress.")
 		return
 	}
 	if r.ContentLength > s.Files.MaxSize() {
@@ -76,15 +80,19 @@ func (s *Server) apiUpload(w http.ResponseWriter, r *http.Request) {
 	var id string
 	var err error
 	if want := r.Header.Get(fileIDHeader); want != "" {
-		id, err = s.Files.PutID(meeting, want, r.Body, r.ContentLength)
+		id, err = s.Files.PutID(meeting, owner, want, r.Body, r.ContentLength)
 	} else {
-		id, err = s.Files.Put(meeting, r.Body, r.ContentLength)
+		id, err = s.Files.Put(meeting, owner, r.Body, r.ContentLength)
 	}
 	switch {
 	case errors.Is(err, files.ErrExists), errors.Is(err, files.ErrNotFound):
 		writeError(w, http.StatusConflict, "bad-id", "The file id is malformed or already taken.")
 	case errors.Is(err, files.ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, "too-large", tooLarge(s.Files.MaxSize()))
+	case errors.Is(err, files.ErrQuota):
+		writeError(w, http.StatusInsufficientStorage, "quota", "You have shared as much in this meeting as one participant may (or the meeting as a whole). Files go when the meeting ends.")
+	case errors.Is(err, files.ErrMeetingEnded):
+		writeError(w, http.StatusGone, "meeting-ended", "The meeting ended during the upload; the file was not kept.")
 	case errors.Is(err, files.ErrStorageFull):
 		s.log.Warn("file store full", "used", s.Files.Used())
 		writeError(w, http.StatusInsufficientStorage, "storage-full", "The server has no room for this file now. Try a smaller file or later.")
@@ -111,7 +119,11 @@ func (s *Server) apiDownload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	// A fixed type and an attachment, whatever the blob holds: the server
+	// cannot see what the sender put in it, so it must never be rendered
+	// in this origin.
 	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", "attachment")
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.Header().Set("Cache-Control", "no-store")
 	io.Copy(w, f)

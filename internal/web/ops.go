@@ -16,6 +16,7 @@ import (
 	"conclave/internal/alarm"
 	"conclave/internal/audit"
 	"conclave/internal/backup"
+	"conclave/internal/perm"
 	"conclave/internal/pki"
 	"conclave/internal/settings"
 	"conclave/internal/store"
@@ -50,27 +51,43 @@ type Operations interface {
 // maxRestoreSize bounds an uploaded backup.
 const maxRestoreSize = 4 << 30
 
-// opsRoutes adds the operator's endpoints (docs/api.md, "Operations").
-func (s *Server) opsRoutes() {
+// restorePath receives a backup to restore; its body is not bounded by
+// maxBodySize.
+const restorePath = "/api/backups/restore"
+
+// opsRoutes returns the operator's rows of the route table (docs/api.md,
+// "Operations"): the audit log for AuditView (the auditor's permission),
+// the system's state for SystemView, changes for SystemManage.
+func (s *Server) opsRoutes(m func(method, path string, p perm.Permission, h ManageFunc) Route) []Route {
 	if s.Ops == nil {
-		return
+		// A node without them (tests of the web layer alone) answers as
+		// for an unknown path.
+		m = func(method, path string, p perm.Permission, _ ManageFunc) Route {
+			return Route{Method: method, Path: path, Where: Management, Perm: p, Manage: func(w http.ResponseWriter, _ *http.Request, _ store.User) {
+				writeError(w, http.StatusNotFound, "not-found", "No such API endpoint.")
+			}}
+		}
 	}
-	m := s.mux
-	m.HandleFunc("GET /api/audit", s.admin(s.apiAudit))
-	m.HandleFunc("GET /api/audit/verify", s.admin(s.apiAuditVerify))
-	m.HandleFunc("GET /api/alarms", s.admin(s.apiAlarms))
-	m.HandleFunc("GET /api/system", s.admin(s.apiSystem))
-	m.HandleFunc("GET /api/settings", s.admin(s.apiSettings))
-	m.HandleFunc("PATCH /api/settings", s.admin(s.apiUpdateSettings))
-	m.HandleFunc("GET /api/backups", s.admin(s.apiBackups))
-	m.HandleFunc("POST /api/backups", s.admin(s.apiCreateBackup))
-	m.HandleFunc("GET /api/backups/{name}", s.admin(s.apiDownloadBackup))
-	m.HandleFunc("POST /api/backups/restore", s.admin(s.apiRestoreBackup))
-	m.HandleFunc("GET /api/certificates", s.admin(s.apiCertificates))
-	m.HandleFunc("POST /api/certificates/csr", s.admin(s.apiCSR))
-	m.HandleFunc("POST /api/certificates/import", s.admin(s.apiImportCertificate))
-	m.HandleFunc("POST /api/certificates/trusted", s.admin(s.apiImportCA))
-	m.HandleFunc("GET /metrics", s.metrics)
+	rows := []Route{
+		m("GET", "/api/audit", perm.AuditView, s.apiAudit),
+		m("GET", "/api/audit/verify", perm.AuditView, s.apiAuditVerify),
+		m("GET", "/api/alarms", perm.SystemView, s.apiAlarms),
+		m("GET", "/api/system", perm.SystemView, s.apiSystem),
+		m("GET", "/api/system/settings", perm.SystemView, s.apiSettings),
+		m("PATCH", "/api/system/settings", perm.SystemManage, s.apiUpdateSettings),
+		m("GET", "/api/backups", perm.SystemView, s.apiBackups),
+		m("POST", "/api/backups", perm.SystemManage, s.apiCreateBackup),
+		m("GET", "/api/backups/{name}", perm.SystemManage, s.apiDownloadBackup),
+		m("POST", restorePath, perm.SystemManage, s.apiRestoreBackup),
+		m("GET", "/api/certificates", perm.SystemView, s.apiCertificates),
+		m("POST", "/api/certificates/csr", perm.SystemManage, s.apiCSR),
+		m("POST", "/api/certificates/import", perm.SystemManage, s.apiImportCertificate),
+		m("POST", "/api/certificates/trusted", perm.SystemManage, s.apiImportCA),
+	}
+	if s.Ops != nil {
+		rows = append(rows, Route{Method: "GET", Path: "/metrics", Where: Management, Handle: s.metrics})
+	}
+	return rows
 }
 
 // recordOp audits an operator's action.
@@ -382,8 +399,13 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		_, u, err := s.Sessions.Lookup(r.Context(), c.Value)
-		if err != nil || u.Role != store.RoleAdmin {
-			writeError(w, http.StatusForbidden, "forbidden", "This needs the metrics token or an administrator session.")
+		if err != nil {
+			writeError(w, http.StatusUnauthorized, "no-session", "Your session has ended; sign in again.")
+			return
+		}
+		perms, err := s.Roles.Permissions(r.Context(), u)
+		if err != nil || !perms.Has(perm.SystemView) {
+			writeError(w, http.StatusForbidden, "forbidden", "This needs the metrics token or the permission "+string(perm.SystemView)+".")
 			return
 		}
 	}
