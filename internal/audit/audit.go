@@ -375,12 +375,20 @@ func (l *Log) checkDisk() {
 		fmt.Sprintf("Only %s free on the file system of %s (alarm under %s); the audit files need room.", humanBytes(free), l.cfg.Dir, humanBytes(min)))
 }
 
-// Run syncs the files every interval until ctx ends.
+// Run syncs the files every interval of real time until ctx ends (a
+// flush, not a rule: it does not follow an injected clock).
 func (l *Log) Run(ctx context.Context, interval time.Duration) {
 	l.Sync(ctx)
-	stop := clock.Every(l.clock, interval, func() { l.Sync(ctx) })
-	<-ctx.Done()
-	stop()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			l.Sync(ctx)
+		}
+	}
 }
 
 // Close flushes and closes the files.

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -315,4 +317,27 @@ func (af *files) close() error {
 		return nil
 	}
 	return af.f.Close()
+}
+
+// WriteCSV writes records as CSV with a header row (the export format);
+// cells that a spreadsheet would run as a formula get a leading quote.
+func WriteCSV(w io.Writer, recs []FileRecord) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"seq", "time", "actor", "source", "action", "target", "outcome", "details", "hash", "mac"})
+	for _, r := range recs {
+		d, _ := json.Marshal(r.Details)
+		if r.Details == nil {
+			d = []byte("{}")
+		}
+		row := []string{strconv.FormatInt(r.Seq, 10), r.Time.Format(time.RFC3339Nano), r.Actor, r.Source, r.Action,
+			r.Target, r.Outcome, string(d), r.Hash, r.MAC}
+		for i, c := range row {
+			if c != "" && strings.ContainsRune("=+-@\t\r", rune(c[0])) {
+				row[i] = "'" + c
+			}
+		}
+		cw.Write(row)
+	}
+	cw.Flush()
+	return cw.Error()
 }

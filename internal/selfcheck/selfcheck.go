@@ -347,6 +347,39 @@ func (c *Checker) signLocked() error {
 	return secrets.WriteAtomic(filepath.Join(c.dataDir, Dir, manifestFile), append(data, '\n'), 0o600)
 }
 
+// Diff compares the disk with the manifest and changes nothing.
+func (c *Checker) Diff() ([]Change, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := c.readManifest(); err != nil {
+		return nil, err
+	}
+	files, err := c.protected()
+	if err != nil {
+		return nil, err
+	}
+	var out []Change
+	present := map[string]bool{}
+	for _, rel := range files {
+		present[rel] = true
+		want, known := c.man.Files[rel]
+		if !known {
+			out = append(out, Change{Path: rel, What: "added"})
+			continue
+		}
+		if got, err := hashFile(filepath.Join(c.dataDir, filepath.FromSlash(rel))); err != nil || got != want {
+			out = append(out, Change{Path: rel, What: "changed"})
+		}
+	}
+	for rel := range c.man.Files {
+		if !present[rel] {
+			out = append(out, Change{Path: rel, What: "removed"})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
 // Check compares the disk with the manifest and puts back what changed.
 func (c *Checker) Check() Result {
 	c.mu.Lock()

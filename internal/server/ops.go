@@ -83,10 +83,22 @@ type ops struct {
 	stops    []func()
 }
 
-// isNewDataDir reports whether dir holds no database yet.
+// isNewDataDir reports whether no server has run on dir yet (no
+// database, or one without a server-started record: made by the CLI
+// only, or by a version without the self-check). A missing manifest is
+// then made rather than refused.
 func isNewDataDir(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, backup.DatabaseFile))
-	return errors.Is(err, fs.ErrNotExist)
+	path := filepath.Join(dir, backup.DatabaseFile)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	st, err := store.OpenSQLite(path)
+	if err != nil {
+		return false
+	}
+	defer st.Close()
+	recs, err := st.ListAudit(context.Background(), store.AuditFilter{Action: audit.ActionServerStarted, Limit: 1})
+	return err == nil && len(recs) == 0
 }
 
 // openOpsEarly runs before anything reads the data directory: a staged
@@ -274,10 +286,28 @@ func (o *ops) start(ctx context.Context, s *Server) {
 	o.applySyslog(ctx)
 	o.checkClock()
 	o.checkCerts()
+	// The certificate checks follow the node's clock (expiry is a rule
+	// about time; tests move it). The self-check and the reading of the
+	// kernel's clock state are inspections repeated on real time
+	// (Server.SelfCheck runs one at once).
+	every := func(d time.Duration, f func()) func() {
+		t := time.NewTicker(d)
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					f()
+				}
+			}
+		}()
+		return t.Stop
+	}
 	o.stops = append(o.stops,
-		clock.Every(o.clock, selfCheckInterval, func() { o.SelfCheck(ctx, s) }),
+		every(selfCheckInterval, func() { o.SelfCheck(ctx, s) }),
+		every(clockInterval, o.checkClock),
 		clock.Every(o.clock, certCheckInterval, o.checkCerts),
-		clock.Every(o.clock, clockInterval, o.checkClock),
 		o.backups.Stop,
 	)
 }

@@ -12,6 +12,7 @@ import (
 	"conclave/internal/backup"
 	"conclave/internal/clocksync"
 	"conclave/internal/pki"
+	"conclave/internal/selfcheck"
 	"conclave/internal/settings"
 	"conclave/internal/syslog"
 	"conclave/internal/version"
@@ -143,3 +144,20 @@ func (w opsWeb) ImportTrustedCA(name string, pemData []byte) ([]pki.CertInfo, er
 func (w opsWeb) Certificates() []pki.CertInfo        { return w.s.ops.certificates() }
 func (w opsWeb) Metrics() http.Handler               { return metricsHandler(w.s.ops.registry) }
 func (w opsWeb) MetricsAllowed(r *http.Request) bool { return w.s.ops.metricsAllowed(r) }
+
+// SelfCheck runs the self-check now (it also runs at start and every five
+// minutes): protected files changed outside Conclave are put back, with
+// an alarm and an audit record.
+func (s *Server) SelfCheck() selfcheck.Result { return s.ops.SelfCheck(s.ctx, s) }
+
+// ActiveAlarms returns the active alarms of the node's alarm list.
+func (s *Server) ActiveAlarms() []alarm.Alarm { return s.ops.alarms.Active() }
+
+// Settings returns the node's runtime settings.
+func (s *Server) Settings() settings.Settings { return s.ops.settings.Get() }
+
+// AuditLog returns the node's audit log.
+func (s *Server) AuditLog() *audit.Log { return s.audit }
+
+// Backups returns the node's backup manager.
+func (s *Server) Backups() *backup.Manager { return s.ops.backups }

@@ -258,7 +258,7 @@ func (st *Store) Reload() error {
 }
 
 func clone(s Settings) Settings {
-	s.Syslog.Servers = append([]SyslogServer(nil), s.Syslog.Servers...)
+	s.Syslog.Servers = append(make([]SyslogServer, 0, len(s.Syslog.Servers)), s.Syslog.Servers...)
 	return s
 }
 
@@ -350,14 +350,21 @@ func keepSecrets(next, cur reflect.Value) {
 			keepSecrets(f, cur.Field(i))
 		}
 	case reflect.Slice:
+		// Elements are matched by their Name field when they have one
+		// (syslog servers), so that reordering keeps each one's secrets.
 		for i := 0; i < next.Len(); i++ {
-			var c reflect.Value
-			if i < cur.Len() {
+			c := reflect.New(next.Type().Elem()).Elem()
+			n := next.Index(i)
+			if n.Kind() == reflect.Struct && n.FieldByName("Name").IsValid() {
+				for j := 0; j < cur.Len(); j++ {
+					if cur.Index(j).FieldByName("Name").String() == n.FieldByName("Name").String() {
+						c = cur.Index(j)
+					}
+				}
+			} else if i < cur.Len() {
 				c = cur.Index(i)
-			} else {
-				c = reflect.New(next.Type().Elem()).Elem()
 			}
-			keepSecrets(next.Index(i), c)
+			keepSecrets(n, c)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -186,30 +185,7 @@ func (s *Server) apiAudit(w http.ResponseWriter, r *http.Request, u store.User) 
 		return
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	writeAuditCSV(w, out)
-}
-
-// writeAuditCSV writes records as CSV with a header row; cells that a
-// spreadsheet would run as a formula are prefixed with a quote.
-func writeAuditCSV(w io.Writer, recs []audit.FileRecord) error {
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"seq", "time", "actor", "source", "action", "target", "outcome", "details", "hash", "mac"})
-	for _, r := range recs {
-		d, _ := json.Marshal(r.Details)
-		if r.Details == nil {
-			d = []byte("{}")
-		}
-		row := []string{strconv.FormatInt(r.Seq, 10), r.Time.Format(time.RFC3339Nano), r.Actor, r.Source, r.Action,
-			r.Target, r.Outcome, string(d), r.Hash, r.MAC}
-		for i, c := range row {
-			if c != "" && strings.ContainsRune("=+-@\t\r", rune(c[0])) {
-				row[i] = "'" + c
-			}
-		}
-		cw.Write(row)
-	}
-	cw.Flush()
-	return cw.Error()
+	audit.WriteCSV(w, out)
 }
 
 func (s *Server) apiAuditVerify(w http.ResponseWriter, r *http.Request, u store.User) {
