@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"conclave/internal/access"
@@ -67,6 +68,8 @@ type Server struct {
 	debug         *debugServer // nil unless --debug-listen
 	ops           *ops         // the operator's parts (ops.go)
 	started       time.Time
+	closeOnce     sync.Once
+	closeErr      error
 	sip           *sipedge.Edge    // nil unless --sip-listen
 	sipCA         *devca.Authority // nil unless --sip-listen
 	url           string
@@ -458,6 +461,11 @@ func (s *Server) EnrolmentLink(ctx context.Context) (string, bool, error) {
 // Close stops accepting connections, ends every meeting and releases the
 // node's resources.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Server) close() error {
 	s.meetings.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
