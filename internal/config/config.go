@@ -77,7 +77,7 @@ type Config struct {
 	// (internal/config/auth.go).
 	Auth AuthConfig
 	// HashMemory bounds the memory Argon2 password and PIN checks use at
-	// once, in bytes; 0 means 128 MiB (docs/hardening.md).
+	// once, in bytes; 0 means 64 MiB (docs/hardening.md).
 	HashMemory int64
 	// MaxConnsPerAddress bounds the open HTTPS connections of one client
 	// address (an IPv6 /64 counts as one); 0 means 128, negative no limit.
@@ -185,7 +185,7 @@ func Register(fs *flag.FlagSet, c *Config) {
 	RegisterSecrets(fs, c)
 	fs.StringVar(&c.NodeName, "node-name", env("CONCLAVE_NODE_NAME", c.NodeName), "name of this node, for its own certificate (env CONCLAVE_NODE_NAME; default: the host name)")
 	fs.StringVar(&c.MetricsTokenFile, "metrics-token-file", env("CONCLAVE_METRICS_TOKEN_FILE", c.MetricsTokenFile), "file holding the bearer token for scraping /metrics on the HTTPS listener (env CONCLAVE_METRICS_TOKEN_FILE)")
-	fs.Int64Var(&c.HashMemory, "hash-memory", int64(envInt("CONCLAVE_HASH_MEMORY", int(c.HashMemory))), "memory Argon2 password and PIN checks may use at once, in bytes (env CONCLAVE_HASH_MEMORY; default 128 MiB)")
+	fs.Int64Var(&c.HashMemory, "hash-memory", int64(envInt("CONCLAVE_HASH_MEMORY", int(c.HashMemory))), "memory Argon2 password and PIN checks may use at once, in bytes (env CONCLAVE_HASH_MEMORY; default 64 MiB)")
 	fs.IntVar(&c.MaxConnsPerAddress, "max-conns-per-address", envInt("CONCLAVE_MAX_CONNS_PER_ADDRESS", c.MaxConnsPerAddress), "open HTTPS connections one client address may hold (env CONCLAVE_MAX_CONNS_PER_ADDRESS; default 128, negative: no limit)")
 	fs.StringVar(&c.DebugListen, "debug-listen", env("CONCLAVE_DEBUG_LISTEN", c.DebugListen), "loopback address serving process metrics and Go profiles without authentication, e.g. 127.0.0.1:6060; empty disables (env CONCLAVE_DEBUG_LISTEN)")
 	fs.StringVar(&c.SIPListen, "sip-listen", env("CONCLAVE_SIP_LISTEN", c.SIPListen), "SIP over TLS address; empty disables SIP (env CONCLAVE_SIP_LISTEN)")

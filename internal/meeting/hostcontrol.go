@@ -48,7 +48,7 @@ func (p *Participant) audit(action string, target *Participant, details map[stri
 // hostCommand executes a host control. Every rule is enforced here, on the
 // server: a client that is not a host changes nothing.
 func (p *Participant) hostCommand(m *signal.Message) error {
-	if p.getRole() != signal.RoleHost {
+	if p.getRole() != RoleHost {
 		return signal.Errorf(signal.CodeForbidden, "Only a host can do this.")
 	}
 	r := p.room
@@ -64,7 +64,7 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 	if m.Type == signal.TypeDeny {
 		r.mu.Lock()
 		q := r.findWaitingLocked(m.Target)
-		if q == nil || q.getWait() != signal.WaitLobby {
+		if q == nil || q.getWait() != waitLobby {
 			r.mu.Unlock()
 			return signal.Errorf(signal.CodeUnknownParticipant, "Nobody with this id is knocking.")
 		}
@@ -88,7 +88,7 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 	case signal.TypeMuteGuests:
 		n := 0
 		for _, q := range r.order {
-			if q.getRole() == signal.RoleGuest {
+			if q.getRole() == RoleGuest {
 				r.muteLocked(p, q)
 				n++
 			}
@@ -99,23 +99,24 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 		if q == nil {
 			return signal.Errorf(signal.CodeUnknownParticipant, "Participant %q is not in this meeting.", m.Target)
 		}
+		role := roleFromWire(m.Role)
 		q.mu.Lock()
 		was := q.role
-		q.role = m.Role
+		q.role = role
 		q.mu.Unlock()
-		p.log.Info("role changed", "room", r.alias, "host", p.id, "participant", q.id, "from", was, "to", m.Role)
-		p.audit(audit.ActionRoleChanged, q, map[string]string{"from": was, "to": m.Role})
+		p.log.Info("role changed", "room", r.alias, "host", p.id, "participant", q.id, "from", was, "to", role)
+		p.audit(audit.ActionRoleChanged, q, map[string]string{"from": was.String(), "to": role.String()})
 		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(q.info())})
 		switch {
-		case was != signal.RoleHost && m.Role == signal.RoleHost:
+		case was != RoleHost && role == RoleHost:
 			// A new host sees who is already knocking.
 			for _, w := range r.waiting {
-				if w.getWait() == signal.WaitLobby {
+				if w.getWait() == waitLobby {
 					q.send(&signal.Message{Type: signal.TypeKnock, Participant: ptr(w.info())})
 				}
 			}
 			r.hostArrivedLocked()
-		case was == signal.RoleHost && m.Role != signal.RoleHost:
+		case was == RoleHost && role != RoleHost:
 			r.hostLeftLocked()
 		}
 		r.reconcileLocked()
@@ -130,7 +131,7 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
 	case signal.TypeAdmit:
 		q := r.findWaitingLocked(m.Target)
-		if q == nil || q.getWait() != signal.WaitLobby {
+		if q == nil || q.getWait() != waitLobby {
 			return signal.Errorf(signal.CodeUnknownParticipant, "Nobody with this id is knocking.")
 		}
 		r.removeWaitingLocked(q)
@@ -142,12 +143,11 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 			go q.leave("server-error")
 		}
 	case signal.TypeRoomSettings:
-		r.settings.GuestsMayUnmute = m.Settings.GuestsMayUnmute
-		r.settings.GuestsMayPresent = m.Settings.GuestsMayPresent
+		r.rules = Rules{GuestsMayUnmute: m.Settings.GuestsMayUnmute, GuestsMayPresent: m.Settings.GuestsMayPresent}
 		p.log.Info("room settings changed", "room", r.alias, "host", p.id,
-			"guestsMayUnmute", r.settings.GuestsMayUnmute, "guestsMayPresent", r.settings.GuestsMayPresent)
-		p.audit(audit.ActionMeetingSettings, nil, map[string]string{"guests_may_unmute": strconv.FormatBool(r.settings.GuestsMayUnmute),
-			"guests_may_present": strconv.FormatBool(r.settings.GuestsMayPresent)})
+			"guestsMayUnmute", r.rules.GuestsMayUnmute, "guestsMayPresent", r.rules.GuestsMayPresent)
+		p.audit(audit.ActionMeetingSettings, nil, map[string]string{"guests_may_unmute": strconv.FormatBool(r.rules.GuestsMayUnmute),
+			"guests_may_present": strconv.FormatBool(r.rules.GuestsMayPresent)})
 		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
 		r.reconcileLocked()
 	}
@@ -156,6 +156,10 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 
 func (r *Room) muteLocked(host, q *Participant) {
 	q.setMicMuted(true)
+	// Remembered for the rest of the meeting: a reload does not unmute.
+	if k := muteKey(q); k != "" {
+		r.muted[k] = true
+	}
 	q.send(&signal.Message{Type: signal.TypeMuted, By: host.id})
 	r.broadcastLocked(q, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(q.info())})
 	host.log.Info("participant muted", "room", r.alias, "host", host.id, "participant", q.id)

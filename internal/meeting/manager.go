@@ -1,7 +1,8 @@
 // Package meeting runs meetings on a conference node: it admits participants
-// into rooms over a signaling connection, wires their publishers and
-// subscribers in the SFU, and relays signaling and opaque E2EE messages
-// between members of the same room only.
+// into rooms over a signaling connection, decides which tracks each member
+// receives and how (through the media core's vocabulary, internal/conn:
+// it never sees WebRTC), finds the active speaker, and relays signaling
+// and opaque E2EE messages between members of the same room only.
 package meeting
 
 import (
@@ -19,9 +20,8 @@ import (
 
 	"conclave/internal/audit"
 	"conclave/internal/clock"
-	"conclave/internal/sfu"
+	"conclave/internal/conn"
 	"conclave/internal/signal"
-	"conclave/internal/store"
 )
 
 // Config holds the meeting settings of a node.
@@ -40,20 +40,22 @@ type Config struct {
 	// Logger receives the meeting logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Clock runs the meeting's timers (resume window, waiting for a host,
-	// grace after the last host left) and its rate limits; nil means
-	// clock.System.
+	// grace after the last host left, the active speaker's sampling) and
+	// its rate limits; nil means clock.System.
 	Clock clock.Clock
 	// Audit records host actions (mute, remove, lock, admit, deny, role
 	// changes, settings, end); nil records nothing.
 	Audit audit.Recorder
+	// Speaker tunes the detection of the active speaker.
+	Speaker SpeakerConfig
 }
 
 // Manager holds the active meetings of a node.
 type Manager struct {
-	cfg    Config
-	engine *sfu.Engine
-	gate   Gate
-	log    *slog.Logger
+	cfg   Config
+	media conn.Engine
+	gate  Gate
+	log   *slog.Logger
 
 	mu      sync.Mutex
 	active  map[string]*Room        // by lower-case alias
@@ -63,9 +65,9 @@ type Manager struct {
 	onEnd   []func(meetingID string)
 }
 
-// NewManager returns a manager that forwards media with engine and asks
-// gate who may enter which room.
-func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
+// NewManager returns a manager that forwards media with the media core
+// and asks gate who may enter which room.
+func NewManager(cfg Config, media conn.Engine, gate Gate) *Manager {
 	if cfg.ResumeWindow == 0 {
 		cfg.ResumeWindow = 30 * time.Second
 	}
@@ -83,7 +85,7 @@ func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, engine: engine, gate: gate, log: log,
+	return &Manager{cfg: cfg, media: media, gate: gate, log: log,
 		active: map[string]*Room{}, resumes: map[string]*Participant{}, uploads: map[string]*Participant{}}
 }
 
@@ -185,10 +187,28 @@ func (m *Manager) DisconnectUser(userID int64, reason string) int {
 	return len(ps)
 }
 
+// AccountIDs returns the accounts that have a participant in a meeting
+// now (waiting ones included), each once.
+func (m *Manager) AccountIDs() []int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := map[int64]bool{}
+	var out []int64
+	for _, r := range m.active {
+		for _, p := range r.everyone() {
+			if p.userID != 0 && !seen[p.userID] {
+				seen[p.userID] = true
+				out = append(out, p.userID)
+			}
+		}
+	}
+	return out
+}
+
 // Client is who is at the other end of a signaling connection.
 type Client struct {
-	Addr netip.Addr
-	User *store.User // signed-in account, or nil
+	Addr    netip.Addr
+	Account *Account // signed-in account, or nil
 }
 
 // Serve runs one signaling connection until it closes.
@@ -287,7 +307,7 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		}
 		// Unknown or expired: fall through to a fresh join.
 	}
-	adm, err := m.gate.Enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, User: client.User, Addr: client.Addr})
+	adm, err := m.gate.Enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, Account: client.Account, Addr: client.Addr})
 	if errors.Is(err, ErrUnavailable) {
 		return nil, signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
 	}
@@ -319,8 +339,8 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		mgr:    m,
 		log:    m.log,
 	}
-	if client.User != nil {
-		p.userID = client.User.ID
+	if client.Account != nil {
+		p.userID = client.Account.ID
 	}
 	if err := r.reserve(p, m.cfg.MaxParticipants); err != nil {
 		m.mu.Unlock()
@@ -401,6 +421,26 @@ type rateLimiter struct {
 
 func newRateLimiter(rate, burst float64) *rateLimiter {
 	return &rateLimiter{rate: rate, burst: burst, tokens: burst}
+}
+
+// take takes cost tokens if there are that many.
+func (l *rateLimiter) take(now time.Time, cost float64) bool {
+	l.refill(now)
+	if l.tokens < cost {
+		return false
+	}
+	l.tokens -= cost
+	return true
+}
+
+func (l *rateLimiter) refill(now time.Time) {
+	if !l.last.IsZero() {
+		l.tokens += now.Sub(l.last).Seconds() * l.rate
+		if l.tokens > l.burst {
+			l.tokens = l.burst
+		}
+	}
+	l.last = now
 }
 
 func (l *rateLimiter) allow(now time.Time) bool {

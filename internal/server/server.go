@@ -223,12 +223,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
 	roles := auth.NewRoles(st, clk, s.audit)
 	s.lifecycle = auth.NewLifecycle(st, clk, s.audit, s.accounts, roles)
-	s.lifecycle.OnDeactivate(func(_ context.Context, u store.User, reason string) error {
-		if n := s.meetings.DisconnectUser(u.ID, "account-disabled"); n > 0 {
-			log.Info("meeting connections of a deactivated account ended", "username", u.Username, "reason", reason, "connections", n)
-		}
-		return nil
-	})
+	s.lifecycle.OnDeactivate(s.deactivated)
 	settings, err := authSettings(st, cfg.Auth)
 	if err != nil {
 		return nil, err
@@ -332,6 +327,7 @@ func (s *Server) Start() {
 	s.ops.start(s.ctx, s)
 	go s.auditAgg.Run(s.ctx)
 	go s.pruneThrottles(s.ctx, time.Hour)
+	go s.sweepAccounts(s.ctx, AccountSweep)
 	go func() {
 		ln := newLimitListener(s.listener, s.maxConns(), s.guard, s.log)
 		s.served <- s.http.Serve(tls.NewListener(ln, s.http.TLSConfig))

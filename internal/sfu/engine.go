@@ -23,6 +23,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"conclave/internal/clock"
+	"conclave/internal/conn"
 	"conclave/internal/pionlog"
 )
 
@@ -419,3 +420,5 @@ func (e *Engine) SendStats() SendStats {
 	return SendStats{GSO: b.gso.Load(), GSOSends: b.gsoSends.Load(), GSODatagrams: b.gsoDgram.Load(),
 		Packets: b.packets.Load(), Bytes: b.bytes.Load()}
 }
+
+var _ conn.Engine = (*Engine)(nil)
