@@ -67,7 +67,7 @@ type ops struct {
 	node     string
 	audit    *audit.Log
 	material *pki.Material
-	store    *store.SQLite
+	store    *store.DB
 	token    string // bearer token for /metrics; "" for none
 
 	refusing atomic.Pointer[string] // why the node refuses to serve
@@ -87,12 +87,13 @@ type ops struct {
 // database, or one without a server-started record: made by the CLI
 // only, or by a version without the self-check). A missing manifest is
 // then made rather than refused.
-func isNewDataDir(dir string) bool {
-	path := filepath.Join(dir, backup.DatabaseFile)
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return true
+func isNewDataDir(cfg config.Config) bool {
+	if cfg.Database == "" {
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, backup.DatabaseFile)); errors.Is(err, fs.ErrNotExist) {
+			return true
+		}
 	}
-	st, err := store.OpenSQLite(path)
+	st, err := store.Open(cfg.StoreName())
 	if err != nil {
 		return false
 	}
@@ -106,7 +107,7 @@ func isNewDataDir(dir string) bool {
 // sealed, the self-check puts back what changed, and the settings load.
 func openOpsEarly(cfg config.Config, log *slog.Logger, opts Options) (*ops, error) {
 	o := &ops{cfg: cfg, log: log, clock: clock.Or(opts.Clock), opts: opts, syslog: map[string]*syslog.Forwarder{}, cancels: map[string]context.CancelFunc{}}
-	isNew := isNewDataDir(cfg.DataDir)
+	isNew := isNewDataDir(cfg)
 	var err error
 	o.box, err = secrets.Open(cfg.DataDir, secrets.Source{KeyFile: cfg.Secrets.KeyFile, Key: cfg.Secrets.Key, Passphrase: cfg.Secrets.Passphrase})
 	if err != nil {
@@ -182,7 +183,7 @@ func (o *ops) tlsMaterial(m *pki.Material) (tls.Certificate, error) {
 }
 
 // openAudit opens the sealed audit log with its files.
-func (o *ops) openAudit(st *store.SQLite) (*audit.Log, error) {
+func (o *ops) openAudit(st *store.DB) (*audit.Log, error) {
 	o.store = st
 	dir := filepath.Join(o.cfg.DataDir, "audit")
 	key, err := audit.LoadKey(filepath.Join(dir, audit.KeyFile), o.box, true)
@@ -243,9 +244,17 @@ func (o *ops) finish(ctx context.Context, s *Server) error {
 		certs:    o.certExpiries,
 		syslog:   o.syslogUp,
 	}, o.counter)
+	// On PostgreSQL the database is backed up with PostgreSQL's tools;
+	// the backup holds the rest of the node.
+	var snapshot func(context.Context, string) error
+	if o.store.Engine() == "sqlite" {
+		snapshot = o.store.Snapshot
+	} else {
+		o.log.Info("backups hold the keys, certificates, settings and audit files; back the PostgreSQL database up with its own tools")
+	}
 	var err error
 	o.backups, err = backup.NewManager(backup.ManagerConfig{
-		Source: backup.Source{DataDir: o.cfg.DataDir, Box: o.box, Snapshot: o.store.Snapshot,
+		Source: backup.Source{DataDir: o.cfg.DataDir, Box: o.box, Snapshot: snapshot,
 			Version: info.Version, Node: o.node},
 		Settings: func() settings.Backup { return o.settings.Get().Backup },
 		Clock:    o.clock, Alarms: o.alarms, Audit: o.audit, Logger: o.log,

@@ -44,7 +44,7 @@ import (
 type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
-	store    *store.SQLite
+	store    *store.DB
 	tls      *pki.Material
 	engine   *sfu.Engine
 	meetings *meeting.Manager
@@ -130,7 +130,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.ops = o
-	st, err := store.OpenSQLite(filepath.Join(cfg.DataDir, "conclave.db"))
+	st, err := store.Open(cfg.StoreName())
 	if err != nil {
 		return nil, err
 	}
