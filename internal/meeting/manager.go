@@ -18,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"conclave/internal/audit"
 	"conclave/internal/clock"
 	"conclave/internal/conn"
 	"conclave/internal/signal"
@@ -45,7 +44,7 @@ type Config struct {
 	Clock clock.Clock
 	// Audit records host actions (mute, remove, lock, admit, deny, role
 	// changes, settings, end); nil records nothing.
-	Audit audit.Recorder
+	Audit Auditor
 	// Speaker tunes the detection of the active speaker.
 	Speaker SpeakerConfig
 }

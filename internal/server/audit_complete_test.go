@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"conclave/internal/audit"
+	"conclave/internal/meeting"
 	"conclave/internal/perm"
 	"conclave/internal/pki"
 	"conclave/internal/server"
@@ -318,4 +319,19 @@ func hostControls(t *testing.T, srv *testserver.Server, probe *auditProbe) {
 		}
 	})
 	_ = guest
+}
+
+// The meetings name host actions as the audit log does.
+func TestHostActionNames(t *testing.T) {
+	for _, p := range [][2]string{
+		{meeting.ActionParticipantMuted, audit.ActionParticipantMuted}, {meeting.ActionGuestsMuted, audit.ActionGuestsMuted},
+		{meeting.ActionMeetingSettings, audit.ActionMeetingSettings}, {meeting.ActionRoleChanged, audit.ActionRoleChanged},
+		{meeting.ActionRoomLocked, audit.ActionRoomLocked}, {meeting.ActionRoomUnlocked, audit.ActionRoomUnlocked},
+		{meeting.ActionLobbyAdmitted, audit.ActionLobbyAdmitted}, {meeting.ActionLobbyDenied, audit.ActionLobbyDenied},
+		{meeting.ActionParticipantRemoved, audit.ActionParticipantRemoved}, {meeting.ActionMeetingEnded, audit.ActionMeetingEnded},
+	} {
+		if p[0] != p[1] {
+			t.Errorf("meeting says %q, the audit log %q", p[0], p[1])
+		}
+	}
 }

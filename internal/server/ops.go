@@ -27,6 +27,7 @@ import (
 	"conclave/internal/clock"
 	"conclave/internal/clocksync"
 	"conclave/internal/config"
+	"conclave/internal/meeting"
 	"conclave/internal/pki"
 	"conclave/internal/secrets"
 	"conclave/internal/selfcheck"
@@ -710,3 +711,16 @@ func (o *ops) stageRestore(r io.Reader, passphrase string) (backup.Header, error
 
 // webOps adapts ops to the web layer's interface.
 var _ web.Operations = (*opsWeb)(nil)
+
+// hostAuditor records the meetings' host actions in the audit log.
+type hostAuditor struct {
+	log   *slog.Logger
+	audit audit.Recorder
+}
+
+func (h hostAuditor) HostAction(a meeting.HostAction) {
+	if err := h.audit.Record(context.Background(), audit.Event{Actor: a.Actor, Source: a.Source, Action: a.Action,
+		Target: a.Target, Outcome: audit.OutcomeSuccess, Details: a.Details}); err != nil {
+		h.log.Error("audit record failed", "action", a.Action, "err", err)
+	}
+}

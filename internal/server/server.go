@@ -189,7 +189,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log,
-		Clock: clk, MaxParticipants: cfg.MaxParticipants, Audit: s.audit}, s.engine, gate)
+		Clock: clk, MaxParticipants: cfg.MaxParticipants, Audit: hostAuditor{log: log, audit: s.audit}}, s.engine, gate)
 	s.enroller = auth.NewEnroller(st, clk, auth.EnrolConfig{})
 	org := cfg.OrgName
 	if org == "" {
