@@ -162,6 +162,9 @@ var pgMigrations = []string{
 		sealed     BYTEA  NOT NULL
 	);
 	CREATE INDEX cdrs_started_at ON cdrs (started_at);`,
+
+	// 5: audit records sealed with the audit key (package audit).
+	`ALTER TABLE audit_log ADD COLUMN mac BYTEA;`,
 }
 
 // IsPostgresURL reports whether database names a PostgreSQL server (a

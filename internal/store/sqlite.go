@@ -168,6 +168,10 @@ var migrations = []string{
 		sealed     BLOB    NOT NULL
 	);
 	CREATE INDEX cdrs_started_at ON cdrs (started_at);`,
+
+	// 5: audit records sealed with the audit key (package audit): the
+	// HMAC of each record's hash under a key kept apart from the database.
+	`ALTER TABLE audit_log ADD COLUMN mac BLOB;`,
 }
 
 // DB is the Store on a SQL database: an embedded SQLite file (OpenSQLite,
