@@ -163,7 +163,10 @@ var pgMigrations = []string{
 	);
 	CREATE INDEX cdrs_started_at ON cdrs (started_at);`,
 
-	// 5: conference nodes: enrolment tokens, nodes, node certificates.
+	// 5: audit records sealed with the audit key (package audit).
+	`ALTER TABLE audit_log ADD COLUMN mac BYTEA;`,
+
+	// 6: conference nodes: enrolment tokens, nodes, node certificates.
 	`CREATE TABLE node_tokens (
 		token_hash BYTEA  PRIMARY KEY,
 		name       TEXT   NOT NULL,

@@ -169,7 +169,11 @@ var migrations = []string{
 	);
 	CREATE INDEX cdrs_started_at ON cdrs (started_at);`,
 
-	// 5: conference nodes (docs/cluster.md): one-time enrolment tokens,
+	// 5: audit records sealed with the audit key (package audit): the
+	// HMAC of each record's hash under a key kept apart from the database.
+	`ALTER TABLE audit_log ADD COLUMN mac BLOB;`,
+
+	// 6: conference nodes (docs/cluster.md): one-time enrolment tokens,
 	// the enrolled nodes, and the node certificates issued to them.
 	`CREATE TABLE node_tokens (
 		token_hash BLOB    PRIMARY KEY,
