@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
+
+	"conclave/internal/metrics"
 )
 
 // The delay the server adds to media: from the kernel's receive timestamp
@@ -163,13 +165,10 @@ func (a *arrivals) get(ssrc uint32, seq uint16) (int64, bool) {
 	return at, true
 }
 
-// DelayBuckets are the upper bounds, in seconds, of the server delay
-// histogram (Engine.ForwardDelay), the last one infinite.
-var DelayBuckets = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}
-
-// delayHistogram counts delays by DelayBuckets; it allocates nothing.
+// delayHistogram counts delays by metrics.DelayBuckets; it allocates
+// nothing.
 type delayHistogram struct {
-	counts [14]atomic.Uint64 // len(DelayBuckets)+1, the last for +Inf
+	counts [14]atomic.Uint64 // len(metrics.DelayBuckets)+1, the last for +Inf
 	sum    atomic.Int64      // nanoseconds
 }
 
@@ -179,23 +178,15 @@ func (h *delayHistogram) observe(d time.Duration) {
 	}
 	s := d.Seconds()
 	i := 0
-	for i < len(DelayBuckets) && s > DelayBuckets[i] {
+	for i < len(metrics.DelayBuckets) && s > metrics.DelayBuckets[i] {
 		i++
 	}
 	h.counts[i].Add(1)
 	h.sum.Add(int64(d))
 }
 
-// DelayHistogram is a reading of the server delay histogram: Counts[i]
-// packets took at most DelayBuckets[i] (not cumulative; the last entry
-// is beyond the last bucket).
-type DelayHistogram struct {
-	Counts []uint64
-	Sum    time.Duration
-}
-
-func (h *delayHistogram) read() DelayHistogram {
-	out := DelayHistogram{Counts: make([]uint64, len(h.counts)), Sum: time.Duration(h.sum.Load())}
+func (h *delayHistogram) read() metrics.DelayHistogram {
+	out := metrics.DelayHistogram{Counts: make([]uint64, len(h.counts)), Sum: time.Duration(h.sum.Load())}
 	for i := range h.counts {
 		out.Counts[i] = h.counts[i].Load()
 	}

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"conclave/internal/metrics"
 )
 
 func rtpHeader(pt uint8, seq uint16, ssrc uint32) []byte {
@@ -115,7 +117,7 @@ func TestDelayHistogram(t *testing.T) {
 		h.observe(d)
 	}
 	r := h.read()
-	want := map[int]uint64{0: 2, 3: 1, 5: 1, len(DelayBuckets): 1} // ≤0.5 ms (two), ≤5 ms, ≤20 ms, beyond 5 s
+	want := map[int]uint64{0: 2, 3: 1, 5: 1, len(metrics.DelayBuckets): 1} // ≤0.5 ms (two), ≤5 ms, ≤20 ms, beyond 5 s
 	for i, c := range r.Counts {
 		if c != want[i] {
 			t.Errorf("bucket %d: %d, want %d (%v)", i, c, want[i], r.Counts)

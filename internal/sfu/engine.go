@@ -24,6 +24,7 @@ import (
 
 	"conclave/internal/clock"
 	"conclave/internal/conn"
+	"conclave/internal/metrics"
 	"conclave/internal/pionlog"
 )
 
@@ -399,23 +400,15 @@ func setSocketBuffers(c net.PacketConn, log *slog.Logger) {
 // ForwardDelay reads the histogram of the delay the server adds to the
 // media it forwards (arrival.go): from the kernel's receive timestamp of
 // each RTP packet to its last copy sent.
-func (e *Engine) ForwardDelay() DelayHistogram { return e.delay.read() }
+func (e *Engine) ForwardDelay() metrics.DelayHistogram { return e.delay.read() }
 
-// SendStats are figures of the media socket's batched sends
-// (sendbatch.go).
-type SendStats struct {
-	GSO          bool   // the kernel takes UDP segmentation offload on the media socket
-	GSOSends     uint64 // system calls that sent several datagrams at once
-	GSODatagrams uint64 // the datagrams they sent
-}
-
-// SendStats reads the media socket's batched-send figures.
-func (e *Engine) SendStats() SendStats {
+// SendStats reads the media socket's batched-send figures (sendbatch.go).
+func (e *Engine) SendStats() metrics.SendStats {
 	if e.sock == nil {
-		return SendStats{}
+		return metrics.SendStats{}
 	}
 	b := &e.sock.batch
-	return SendStats{GSO: b.gso.Load(), GSOSends: b.gsoSends.Load(), GSODatagrams: b.gsoDgram.Load()}
+	return metrics.SendStats{GSO: b.gso.Load(), GSOSends: b.gsoSends.Load(), GSODatagrams: b.gsoDgram.Load()}
 }
 
 var _ conn.Engine = (*Engine)(nil)
