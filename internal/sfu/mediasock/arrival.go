@@ -1,9 +1,7 @@
-package sfu
+package mediasock
 
 import (
 	"encoding/binary"
-	"net"
-	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -17,93 +15,8 @@ import (
 // receive pipeline (ICE, DTLS/SRTP demultiplexing, decryption, the
 // interceptors) and in the fan-out; it leaves out only the kernel's own
 // sending. The media socket's reader records the timestamp by SSRC and
-// sequence number (both in the clear in SRTP); the up layer's loop looks
-// it up when it has forwarded the packet.
-
-// stampConn is the media socket as the ICE UDP mux reads it: it asks the
-// kernel for receive timestamps and records those of RTP packets, and it
-// batches sends while the forwarding path holds it (sendbatch.go).
-type stampConn struct {
-	*net.UDPConn
-	stamps *arrivals
-	oob    []byte // read by the mux's single reader goroutine only
-	batch  sendBatcher
-	gsoOOB []byte // the UDP_SEGMENT control message; under batch.flushMu
-}
-
-// newStampConn turns on receive timestamps on c. If the kernel refuses,
-// the returned conn works the same and records nothing.
-func newStampConn(c *net.UDPConn, stamps *arrivals) *stampConn {
-	s := &stampConn{UDPConn: c, stamps: stamps, oob: make([]byte, 64)}
-	if enableTimestamps(c) != nil {
-		s.stamps = nil
-	}
-	s.batch.out = s
-	s.batch.gso.Store(gsoSupported(c))
-	return s
-}
-
-// hold and release bracket writes to be sent together (sendbatch.go).
-// They do nothing on a nil conn (media not on a UDP socket).
-func (s *stampConn) hold() {
-	if s != nil {
-		s.batch.hold()
-	}
-}
-
-func (s *stampConn) release() {
-	if s != nil {
-		s.batch.release()
-	}
-}
-
-func (s *stampConn) writeDatagram(b []byte, addr netip.AddrPort) {
-	_, _ = s.UDPConn.WriteToUDPAddrPort(b, addr)
-}
-
-func (s *stampConn) writeSegments(b []byte, segment int, addr netip.AddrPort) error {
-	var err error
-	s.gsoOOB, err = writeSegments(s.UDPConn, b, segment, addr, s.gsoOOB)
-	return err
-}
-
-// ReadFromAddrPort implements ice.AddrPortReaderWriter (the mux's
-// allocation-free path, which it only takes by itself for a bare
-// *net.UDPConn).
-func (s *stampConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
-	if s.stamps == nil {
-		return s.UDPConn.ReadFromUDPAddrPort(b)
-	}
-	n, oobn, _, addr, err := s.UDPConn.ReadMsgUDPAddrPort(b, s.oob)
-	if err != nil {
-		return n, addr, err
-	}
-	if t, ok := kernelTimestamp(s.oob[:oobn]); ok {
-		if ssrc, seq, ok := rtpIDs(b[:n]); ok {
-			s.stamps.put(ssrc, seq, t)
-		}
-	}
-	return n, addr, nil
-}
-
-// WriteToAddrPort implements ice.AddrPortReaderWriter. While the socket
-// is held the datagram is queued, and sent at the release.
-func (s *stampConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
-	if s.batch.queued(b, addr) {
-		return len(b), nil
-	}
-	return s.UDPConn.WriteToUDPAddrPort(b, addr)
-}
-
-// ReadFrom implements net.PacketConn through ReadFromAddrPort, so that
-// every read records its timestamp.
-func (s *stampConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, addr, err := s.ReadFromAddrPort(b)
-	if err != nil {
-		return n, nil, err
-	}
-	return n, net.UDPAddrFromAddrPort(addr), nil
-}
+// sequence number (both in the clear in SRTP); the forwarding path tells
+// the socket when it has forwarded the packet (Socket.Forwarded).
 
 // rtpIDs reads the SSRC and sequence number of an (S)RTP packet; RTCP,
 // STUN and DTLS report false (RFC 7983 demultiplexing by the first byte,
