@@ -9,11 +9,11 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/config"
 	"conclave/internal/store"
@@ -45,6 +45,7 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("conclave admin "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config.RegisterDataDir(fs, &cfg)
+	config.RegisterSecrets(fs, &cfg)
 	publicURL := fs.String("public-url", envOr("CONCLAVE_PUBLIC_URL", ""), "base URL for printed links")
 	var (
 		username, displayName, role, alias, name string
@@ -83,13 +84,23 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "conclave admin: create data directory: %v\n", err)
 		return 1
 	}
-	st, err := store.OpenSQLite(filepath.Join(cfg.DataDir, "conclave.db"))
+	if err := cfg.ValidateDatabase(); err != nil {
+		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
+		return 1
+	}
+	st, err := store.Open(cfg.StoreName())
 	if err != nil {
 		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
 		return 1
 	}
 	defer st.Close()
 	ctx := context.Background()
+	rec, closeAudit, err := cliAudit(cfg, st, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
+		return 1
+	}
+	defer closeAudit()
 	base := *publicURL
 	if base == "" {
 		base = "https://" + net.JoinHostPort(firstHost(), "8443")
@@ -120,11 +131,43 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "Room %s deleted.\n", alias)
 		}
 	}
+	if ev, ok := cliEvent(cmd, username, role, alias, access); ok {
+		ev.Outcome = audit.OutcomeSuccess
+		if err != nil {
+			ev.Outcome = audit.OutcomeFailure
+			ev.Details["error"] = err.Error()
+		}
+		if rerr := rec.Record(ctx, ev); rerr != nil {
+			fmt.Fprintf(stderr, "conclave admin %s: the audit log could not be written: %v\n", cmd, rerr)
+			if err == nil {
+				return 1
+			}
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "conclave admin %s: %v\n", cmd, err)
 		return 1
 	}
 	return 0
+}
+
+// cliEvent is the audit event of a changing admin command.
+func cliEvent(cmd, username, role, alias, access string) (audit.Event, bool) {
+	d := map[string]string{"command": "admin " + cmd}
+	switch cmd {
+	case "create-user":
+		d["role"] = role
+		return audit.Event{Action: audit.ActionUserCreated, Target: username, Details: d}, true
+	case "enrol":
+		d["role"] = role
+		return audit.Event{Action: audit.ActionEnrolmentCreated, Target: role, Details: d}, true
+	case "create-room":
+		d["access"] = access
+		return audit.Event{Action: audit.ActionRoomCreated, Target: alias, Details: d}, true
+	case "delete-room":
+		return audit.Event{Action: audit.ActionRoomDeleted, Target: alias, Details: d}, true
+	}
+	return audit.Event{}, false
 }
 
 func createUser(ctx context.Context, st store.Store, stdin io.Reader, stdout io.Writer, username, displayName string, role store.Role, passwordStdin bool) error {

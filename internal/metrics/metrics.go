@@ -1,9 +1,11 @@
 // Package metrics is the one definition of the figures a Conclave server
-// publishes on its debug listener (docs/api.md) and `conclave loadtest`
-// reads back: their names, types and help texts, the bounds of the
-// server delay histogram, and the Prometheus text format both ends use.
-// The server writes with Write*, the load tester reads with Parse*, and
-// metrics_test.go checks that what one writes the other reads.
+// publishes (/metrics on the HTTPS listener and the debug listener,
+// docs/admin.md and docs/api.md) and `conclave loadtest` reads back: their
+// names, types, help texts and labels, the bounds of the server delay
+// histogram, and the reading of the Prometheus text format. The server's
+// collector (internal/server/prom.go) describes its figures with these
+// definitions, the load tester reads them with Parse*, and the server's
+// tests read a running server's /metrics with Parse* too.
 package metrics
 
 import (
@@ -11,41 +13,58 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metric is one figure: its name, Prometheus type and help text.
+// Metric is one figure: its name, Prometheus type, help text and labels.
 type Metric struct {
 	Name, Type, Help string
+	Labels           []string
 }
 
-// The figures of the debug listener.
+// The process's figures, under the standard names of Prometheus' process
+// and Go collectors.
 var (
-	ProcessCPU         = Metric{"process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds."}
-	ProcessRSS         = Metric{"process_resident_memory_bytes", "gauge", "Resident memory size in bytes."}
-	ProcessRSSPeak     = Metric{"process_resident_memory_peak_bytes", "gauge", "Highest resident memory size in bytes (VmHWM)."}
-	ProcessThreads     = Metric{"process_threads", "gauge", "Number of OS threads."}
-	ProcessOpenFDs     = Metric{"process_open_fds", "gauge", "Number of open file descriptors."}
-	UDPReceiveDrops    = Metric{"conclave_udp_receive_drops", "gauge", "Datagrams the kernel dropped for lack of receive buffer space on the UDP sockets open now (media), since each opened."}
-	ForwardDelay       = Metric{"conclave_forward_delay_seconds", "histogram", "Delay the server adds to the RTP packets it forwards: from the kernel's receive timestamp to the last copy sent."}
-	MediaGSO           = Metric{"conclave_media_gso", "gauge", "1 if the media socket sends several datagrams per system call (UDP segmentation offload), 0 if one each."}
-	MediaGSOSends      = Metric{"conclave_media_gso_sends_total", "counter", "System calls that sent several datagrams to one subscriber at once (UDP segmentation offload)."}
-	MediaGSODatagrams  = Metric{"conclave_media_gso_datagrams_total", "counter", "Datagrams sent by those system calls."}
-	GoGoroutines       = Metric{"go_goroutines", "gauge", "Number of goroutines that currently exist."}
-	GoMemoryTotal      = Metric{"go_memory_total_bytes", "gauge", "Memory mapped by the Go runtime, in bytes."}
-	GoHeapObjectsBytes = Metric{"go_heap_objects_bytes", "gauge", "Memory held by live and not yet swept heap objects, in bytes."}
-	GoGCCycles         = Metric{"go_gc_cycles_total", "counter", "Completed garbage collection cycles."}
+	ProcessCPU     = Metric{Name: "process_cpu_seconds_total", Type: "counter", Help: "Total user and system CPU time spent in seconds."}
+	ProcessRSS     = Metric{Name: "process_resident_memory_bytes", Type: "gauge", Help: "Resident memory size in bytes."}
+	ProcessOpenFDs = Metric{Name: "process_open_fds", Type: "gauge", Help: "Number of open file descriptors."}
+	GoGoroutines   = Metric{Name: "go_goroutines", Type: "gauge", Help: "Number of goroutines that currently exist."}
 )
 
-// Write writes one unlabelled sample of m with its HELP and TYPE lines.
-func Write(w io.Writer, m Metric, value string) {
-	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", m.Name, m.Help, m.Name, m.Type, m.Name, value)
-}
+// Conclave's own figures.
+var (
+	ProcessRSSPeak    = Metric{Name: "process_resident_memory_peak_bytes", Type: "gauge", Help: "Highest resident memory size in bytes (VmHWM)."}
+	ProcessThreads    = Metric{Name: "process_threads", Type: "gauge", Help: "Number of OS threads."}
+	UDPReceiveDrops   = Metric{Name: "conclave_udp_receive_drops", Type: "gauge", Help: "Datagrams the kernel dropped for lack of receive buffer space on the UDP sockets open now (media), since each opened."}
+	ForwardDelay      = Metric{Name: "conclave_forward_delay_seconds", Type: "histogram", Help: "Delay the server adds to the RTP packets it forwards: from the kernel's receive timestamp to the last copy sent."}
+	ForwardedPackets  = Metric{Name: "conclave_forwarded_packets_total", Type: "counter", Help: "RTP and RTCP datagrams the SFU sent on the media socket."}
+	ForwardedBytes    = Metric{Name: "conclave_forwarded_bytes_total", Type: "counter", Help: "Bytes (UDP payload) of those datagrams."}
+	MediaGSO          = Metric{Name: "conclave_media_gso", Type: "gauge", Help: "1 if the media socket sends several datagrams per system call (UDP segmentation offload), 0 if one each."}
+	MediaGSOSends     = Metric{Name: "conclave_media_gso_sends_total", Type: "counter", Help: "System calls that sent several datagrams to one subscriber at once (UDP segmentation offload)."}
+	MediaGSODatagrams = Metric{Name: "conclave_media_gso_datagrams_total", Type: "counter", Help: "Datagrams sent by those system calls."}
+	Meetings          = Metric{Name: "conclave_meetings", Type: "gauge", Help: "Meetings in progress."}
+	Participants      = Metric{Name: "conclave_participants", Type: "gauge", Help: "Participants in meetings, waiting ones included."}
+	Alarms            = Metric{Name: "conclave_alarms", Type: "gauge", Help: "Active alarms by kind and severity.", Labels: []string{"kind", "severity"}}
+	AuditFilesBytes   = Metric{Name: "conclave_audit_files_bytes", Type: "gauge", Help: "Size of the audit files."}
+	ClockSynchronized = Metric{Name: "conclave_clock_synchronized", Type: "gauge", Help: "1 if the kernel reports the system clock synchronised, else 0."}
+	CertificateExpiry = Metric{Name: "conclave_certificate_expiry_timestamp_seconds", Type: "gauge", Help: "When a certificate expires (Unix time).", Labels: []string{"role"}}
+	SyslogUp          = Metric{Name: "conclave_syslog_up", Type: "gauge", Help: "1 while a syslog server is reachable.", Labels: []string{"server"}}
+	Logins            = Metric{Name: "conclave_logins_total", Type: "counter", Help: "Sign-ins to accounts by outcome (success, failure).", Labels: []string{"outcome"}}
+	AuditRecords      = Metric{Name: "conclave_audit_records_total", Type: "counter", Help: "Audit records written by this process, by action.", Labels: []string{"action"}}
+	BuildInfo         = Metric{Name: "conclave_build_info", Type: "gauge", Help: "The running build (always 1)."}
+)
+
+// Conclave lists Conclave's own figures, those the server's collector
+// publishes.
+var Conclave = []Metric{ProcessRSSPeak, ProcessThreads, UDPReceiveDrops, ForwardDelay, ForwardedPackets, ForwardedBytes,
+	MediaGSO, MediaGSOSends, MediaGSODatagrams, Meetings, Participants, Alarms, AuditFilesBytes, ClockSynchronized,
+	CertificateExpiry, SyslogUp, Logins, AuditRecords, BuildInfo}
 
 // DelayBuckets are the upper bounds, in seconds, of the server delay
 // histogram (ForwardDelay), the last one infinite.
@@ -59,39 +78,13 @@ type DelayHistogram struct {
 	Sum    time.Duration
 }
 
-// WriteDelayHistogram writes h as ForwardDelay in the Prometheus format:
-// cumulative buckets, sum and count.
-func WriteDelayHistogram(w io.Writer, h DelayHistogram) {
-	m := ForwardDelay
-	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.Name, m.Help, m.Name, m.Type)
-	var total uint64
-	for i, c := range h.Counts {
-		total += c
-		le := "+Inf"
-		if i < len(DelayBuckets) {
-			le = strconv.FormatFloat(DelayBuckets[i], 'g', -1, 64)
-		}
-		fmt.Fprintf(w, "%s_bucket{le=%q} %d\n", m.Name, le, total)
-	}
-	fmt.Fprintf(w, "%s_sum %s\n%s_count %d\n", m.Name, strconv.FormatFloat(h.Sum.Seconds(), 'f', 6, 64), m.Name, total)
-}
-
 // SendStats are figures of the media socket's batched sends.
 type SendStats struct {
 	GSO          bool   // the kernel takes UDP segmentation offload on the media socket
 	GSOSends     uint64 // system calls that sent several datagrams at once
 	GSODatagrams uint64 // the datagrams they sent
-}
-
-// WriteSendStats writes s as MediaGSO, MediaGSOSends and MediaGSODatagrams.
-func WriteSendStats(w io.Writer, s SendStats) {
-	gso := "0"
-	if s.GSO {
-		gso = "1"
-	}
-	Write(w, MediaGSO, gso)
-	Write(w, MediaGSOSends, strconv.FormatUint(s.GSOSends, 10))
-	Write(w, MediaGSODatagrams, strconv.FormatUint(s.GSODatagrams, 10))
+	Packets      uint64 // datagrams forwarded on the media socket (ForwardedPackets)
+	Bytes        uint64 // their bytes, UDP payload (ForwardedBytes)
 }
 
 // MaxSize bounds what a reader takes of a /metrics body.
@@ -140,9 +133,10 @@ func Parse(body []byte, ms ...Metric) (map[string]float64, error) {
 	return out, nil
 }
 
-// ParseSendStats reads the batched-send figures (WriteSendStats).
+// ParseSendStats reads the batched-send figures. Packets and Bytes are
+// read when present (a server older than them has none).
 func ParseSendStats(body []byte) (SendStats, error) {
-	m, err := Parse(body, MediaGSO, MediaGSOSends, MediaGSODatagrams)
+	m, err := Parse(body, MediaGSO, MediaGSOSends, MediaGSODatagrams, ForwardedPackets, ForwardedBytes)
 	if err != nil {
 		return SendStats{}, err
 	}
@@ -152,7 +146,8 @@ func ParseSendStats(body []byte) (SendStats, error) {
 	if !ok0 || !ok1 || !ok2 {
 		return SendStats{}, errors.New("the server reports no batched-send counters")
 	}
-	return SendStats{GSO: g == 1, GSOSends: uint64(s), GSODatagrams: uint64(n)}, nil
+	return SendStats{GSO: g == 1, GSOSends: uint64(s), GSODatagrams: uint64(n),
+		Packets: uint64(m[ForwardedPackets.Name]), Bytes: uint64(m[ForwardedBytes.Name])}, nil
 }
 
 // ParseDelayHistogram reads ForwardDelay from a Prometheus text
@@ -201,4 +196,9 @@ func ParseDelayHistogram(body []byte) (DelayHistogram, error) {
 		h.Counts[i], prev = c-prev, c
 	}
 	return h, nil
+}
+
+// Desc describes m for a Prometheus collector.
+func (m Metric) Desc() *prometheus.Desc {
+	return prometheus.NewDesc(m.Name, m.Help, m.Labels, nil)
 }

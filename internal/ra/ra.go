@@ -20,6 +20,7 @@ import (
 
 	"conclave/internal/clock"
 	"conclave/internal/e2ee"
+	"conclave/internal/secrets"
 	"conclave/internal/store"
 )
 
@@ -42,14 +43,21 @@ type Authority struct {
 // orgID identifies the organisation in credentials; name is shown to users
 // ("certified by <name>").
 func Open(dataDir, orgID, name string, clk clock.Clock) (*Authority, error) {
+	return OpenSealed(dataDir, orgID, name, clk, nil)
+}
+
+// OpenSealed is Open with the CA key sealed under the master key by box
+// (package secrets) when it creates it; a clear key is read as it is
+// (secrets.SealDir seals it at start).
+func OpenSealed(dataDir, orgID, name string, clk clock.Clock, box *secrets.Box) (*Authority, error) {
 	dir := filepath.Join(dataDir, "e2ee")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create E2EE CA directory: %w", err)
 	}
 	path := filepath.Join(dir, keyFile)
-	key, err := loadKey(path)
+	key, err := loadKey(path, box)
 	if errors.Is(err, os.ErrNotExist) {
-		key, err = createKey(path)
+		key, err = createKey(path, box)
 	}
 	if err != nil {
 		return nil, err
@@ -57,8 +65,8 @@ func Open(dataDir, orgID, name string, clk clock.Clock) (*Authority, error) {
 	return &Authority{key: key, orgID: orgID, name: name, clock: clock.Or(clk)}, nil
 }
 
-func loadKey(path string) (*ecdsa.PrivateKey, error) {
-	data, err := os.ReadFile(path)
+func loadKey(path string, box *secrets.Box) (*ecdsa.PrivateKey, error) {
+	data, err := box.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +85,7 @@ func loadKey(path string) (*ecdsa.PrivateKey, error) {
 	return ek, nil
 }
 
-func createKey(path string) (*ecdsa.PrivateKey, error) {
+func createKey(path string, box *secrets.Box) (*ecdsa.PrivateKey, error) {
 	k, err := e2ee.GenerateDeviceKey()
 	if err != nil {
 		return nil, fmt.Errorf("generate E2EE CA key: %w", err)
@@ -91,7 +99,7 @@ func createKey(path string) (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("write E2EE CA key: %w", err)
 	}
-	werr := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	_, werr := f.Write(box.Seal(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
 	if werr == nil {
 		werr = f.Sync()
 	}

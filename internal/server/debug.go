@@ -8,15 +8,10 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
-	"os"
-	"runtime"
-	rtmetrics "runtime/metrics"
-	"strconv"
 	"strings"
 	"time"
 
 	"conclave/internal/metrics"
-	"conclave/internal/procstat"
 )
 
 // debugServer is the opt-in debug listener (--debug-listen): process
@@ -29,9 +24,10 @@ type debugServer struct {
 	srv *http.Server
 }
 
-// startDebug listens on addr, which must be a loopback address.
-// media, if not nil, is the SFU whose figures /metrics adds.
-func startDebug(addr string, log *slog.Logger, media mediaFigures) (*debugServer, error) {
+// startDebug listens on addr, which must be a loopback address, and
+// serves the node's metrics (the same as the HTTPS listener's /metrics)
+// without authentication.
+func startDebug(addr string, log *slog.Logger, handler http.Handler) (*debugServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("debug listener on %s: %w", addr, err)
@@ -41,7 +37,7 @@ func startDebug(addr string, log *slog.Logger, media mediaFigures) (*debugServer
 		return nil, fmt.Errorf("debug listener on %s: not a loopback address", addr)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { serveMetrics(w, r, media) })
+	mux.Handle("GET /metrics", handler)
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // also the named profiles: heap, goroutine, allocs...
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -99,53 +95,8 @@ func loopbackHost(host string) bool {
 	return err == nil && a.Unmap().IsLoopback()
 }
 
-// runtimeMetrics are read from the Go runtime for /metrics.
-var runtimeMetrics = []struct {
-	m      metrics.Metric
-	sample string
-}{
-	{metrics.GoMemoryTotal, "/memory/classes/total:bytes"},
-	{metrics.GoHeapObjectsBytes, "/memory/classes/heap/objects:bytes"},
-	{metrics.GoGCCycles, "/gc/cycles/total:gc-cycles"},
-}
-
 // mediaFigures are the SFU's own figures (*sfu.Engine).
 type mediaFigures interface {
 	ForwardDelay() metrics.DelayHistogram
 	SendStats() metrics.SendStats
-}
-
-// serveMetrics writes the process's figures in the Prometheus text
-// exposition format (internal/metrics), with the standard process_* names.
-// Figures that cannot be read on this system are left out.
-func serveMetrics(w http.ResponseWriter, _ *http.Request, media mediaFigures) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	if s, err := procstat.Read(os.Getpid()); err == nil {
-		metrics.Write(w, metrics.ProcessCPU, strconv.FormatFloat(s.CPU.Seconds(), 'f', 3, 64))
-		metrics.Write(w, metrics.ProcessRSS, strconv.FormatInt(s.RSS, 10))
-		metrics.Write(w, metrics.ProcessRSSPeak, strconv.FormatInt(s.Peak, 10))
-		metrics.Write(w, metrics.ProcessThreads, strconv.Itoa(s.Threads))
-		if s.FDs >= 0 {
-			metrics.Write(w, metrics.ProcessOpenFDs, strconv.Itoa(s.FDs))
-		}
-		if s.UDPDrops >= 0 {
-			metrics.Write(w, metrics.UDPReceiveDrops, strconv.FormatInt(s.UDPDrops, 10))
-		}
-	}
-	if media != nil {
-		metrics.WriteDelayHistogram(w, media.ForwardDelay())
-		metrics.WriteSendStats(w, media.SendStats())
-	}
-	metrics.Write(w, metrics.GoGoroutines, strconv.Itoa(runtime.NumGoroutine()))
-	samples := make([]rtmetrics.Sample, len(runtimeMetrics))
-	for i, rm := range runtimeMetrics {
-		samples[i].Name = rm.sample
-	}
-	rtmetrics.Read(samples)
-	for i, rm := range runtimeMetrics {
-		if samples[i].Value.Kind() == rtmetrics.KindUint64 {
-			metrics.Write(w, rm.m, strconv.FormatUint(samples[i].Value.Uint64(), 10))
-		}
-	}
 }

@@ -125,7 +125,8 @@ func (s *Socket) ForwardDelay() metrics.DelayHistogram { return s.delay.read() }
 // SendStats reads the batched-send figures.
 func (s *Socket) SendStats() metrics.SendStats {
 	b := &s.batch
-	return metrics.SendStats{GSO: b.gso.Load(), GSOSends: b.gsoSends.Load(), GSODatagrams: b.gsoDgram.Load()}
+	return metrics.SendStats{GSO: b.gso.Load(), GSOSends: b.gsoSends.Load(), GSODatagrams: b.gsoDgram.Load(),
+		Packets: b.packets.Load(), Bytes: b.bytes.Load()}
 }
 
 func (s *Socket) writeDatagram(b []byte, addr netip.AddrPort) {
