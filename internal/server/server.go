@@ -31,6 +31,7 @@ import (
 	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
+	"conclave/internal/metrics"
 	"conclave/internal/nodeca"
 	"conclave/internal/pki"
 	"conclave/internal/ra"
@@ -415,11 +416,11 @@ func (s *Server) MediaAddr() net.Addr { return s.engine.UDPAddr() }
 // ForwardDelay reads the histogram of the delay the SFU adds to what it
 // forwards (also served as conclave_forward_delay_seconds on the debug
 // listener).
-func (s *Server) ForwardDelay() sfu.DelayHistogram { return s.engine.ForwardDelay() }
+func (s *Server) ForwardDelay() metrics.DelayHistogram { return s.engine.ForwardDelay() }
 
 // SendStats reads the SFU's batched-send counters (also served on the
 // debug listener).
-func (s *Server) SendStats() sfu.SendStats { return s.engine.SendStats() }
+func (s *Server) SendStats() metrics.SendStats { return s.engine.SendStats() }
 
 // FileBytes is how many bytes of meeting files the node stores now
 // (files are deleted when their meeting ends).
