@@ -83,7 +83,7 @@ func testTrack(n int) *UpTrack {
 
 func testDown(u *UpTrack, w *fakeWriter) *DownTrack {
 	d := newDownTrack(u, conn.TrackOptions{Stream: "alice"})
-	d.bind(5555, 100, w)
+	d.bind(5555, 100, 0, w)
 	u.addDown(d)
 	return d
 }

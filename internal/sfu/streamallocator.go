@@ -153,7 +153,9 @@ func (s *Subscriber) allocateOnce(now time.Time) (pending bool) {
 	s.mu.Unlock()
 	var gcc int64
 	var loss float64
-	if s.bwe != nil {
+	if t, l, ok := s.ownBandwidth(); ok {
+		gcc, loss = t, l // the own path's estimator (estimator.go)
+	} else if s.bwe != nil {
 		gcc = int64(s.bwe.GetTargetBitrate())
 		if l, ok := s.bwe.GetStats()["averageLoss"].(float64); ok {
 			loss = l
@@ -203,6 +205,9 @@ func (s *Subscriber) allocateOnce(now time.Time) (pending bool) {
 		st.max = t.max
 	}
 	confirmed := s.probe.takeConfirmed()
+	if p := s.own.Load(); p != nil && confirmed > 0 {
+		p.est.probed(confirmed)
+	}
 	win := s.probe.window()
 	total := int64(0) // unknown: no limit
 	if gcc > 0 {

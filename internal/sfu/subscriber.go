@@ -42,6 +42,14 @@ type Subscriber struct {
 	bw         bandwidth
 	budget     atomic.Int64 // the latest round's estimate, bits per second
 	soon       atomic.Bool  // a round is scheduled within pendingInterval
+
+	// The server's own send path (sendpath.go), once the connection is
+	// up over UDP; nil: Pion's.
+	eng        *Engine
+	meter      *probeMeter // nil without transport-cc
+	own        atomic.Pointer[sendPath]
+	ownMu      sync.Mutex // serialises starting it
+	ownRefused bool       // under ownMu: said once why not
 }
 
 // NewSubscriber creates the sending peer connection toward a participant.
@@ -55,12 +63,17 @@ func (e *Engine) newSubscriber(events conn.SubscriberEvents) (*Subscriber, error
 		return nil, fmt.Errorf("new subscriber connection: %w", err)
 	}
 	s := &Subscriber{pc: pc, clock: e.clock, events: events, senders: map[string]*webrtc.RTPSender{}, downs: map[string]*DownTrack{},
-		bwe: bwe, quit: make(chan struct{}), kick: make(chan struct{}, 1),
+		bwe: bwe, quit: make(chan struct{}), kick: make(chan struct{}, 1), eng: e, meter: meter,
 		allocState: map[*DownTrack]*allocState{}}
 	if meter != nil {
 		s.probe = newProber(meter, s.kickAllocator)
 	}
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) { events.ConnectionState(st.String()) })
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateConnected {
+			s.startOwnPath()
+		}
+		events.ConnectionState(st.String())
+	})
 	go s.runAllocator()
 	return s, nil
 }
@@ -94,6 +107,11 @@ func (s *Subscriber) AddTrack(t conn.UpTrack, opts conn.TrackOptions) error {
 	up.addDown(d)
 	go d.readRTCP(sender)
 	s.negotiateSoonLocked(negotiateAddDelay)
+	if p := s.own.Load(); p != nil {
+		s.attachOwn(d, p)
+	} else {
+		go s.startOwnPath()
+	}
 	return nil
 }
 
@@ -110,6 +128,9 @@ func (s *Subscriber) RemoveTrack(t conn.UpTrack) {
 		return
 	}
 	up.removeDown(s.downs[up.id])
+	if p := s.own.Load(); p != nil {
+		p.detach(s.downs[up.id])
+	}
 	s.allocMu.Lock()
 	delete(s.allocState, s.downs[up.id])
 	s.allocMu.Unlock()
@@ -188,6 +209,7 @@ func (s *Subscriber) Close() error {
 		delete(s.senders, id)
 	}
 	s.mu.Unlock()
+	s.stopOwnPath()
 	return s.pc.Close()
 }
 
