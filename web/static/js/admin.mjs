@@ -14,6 +14,7 @@ import { RoomEditor } from './roomedit.mjs';
 import { PasswordChange } from './passwordform.mjs';
 import { pagesFor } from './adminforms.mjs';
 import { RolesPage, SessionsPage, SigninPage, UsersPage } from './adminaccounts.mjs';
+import { AuditPage, SystemPage } from './adminops.mjs';
 
 const REFRESH_MS = 15000;
 const STATUS_MS = 5000;
@@ -28,6 +29,8 @@ const screens = {
   roles: $('#screen-roles'),
   sessions: $('#screen-sessions'),
   signin: $('#screen-signin'),
+  audit: $('#screen-audit'),
+  system: $('#screen-system'),
 };
 const ui = {
   status: $('#status'),
@@ -126,6 +129,8 @@ const pages = {
   roles: new RolesPage(pageContext),
   sessions: new SessionsPage(pageContext),
   signin: new SigninPage(pageContext),
+  audit: new AuditPage(pageContext),
+  system: new SystemPage(pageContext),
 };
 
 function show(name) {
