@@ -27,6 +27,9 @@ const adminUsage = `Usage:
                              [-host-pin DIGITS] [-guest-pin DIGITS] [-no-guests]
   conclave admin list-rooms
   conclave admin delete-room -alias ALIAS
+  conclave admin list-devices -username NAME       devices the E2EE log certified for a user
+  conclave admin revoke-device -username NAME -device FINGERPRINT [-reason TEXT]
+  conclave admin disable-user -username NAME [-reason TEXT]   also revokes its devices
 
 Every command accepts -data DIR (env CONCLAVE_DATA) and, for printed links,
 -public-url URL (env CONCLAVE_PUBLIC_URL). The server may be running.
@@ -46,6 +49,7 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var (
 		username, displayName, role, alias, name string
 		access, hostPIN, guestPIN                string
+		device, reason                           string
 		passwordStdin, noGuests                  bool
 	)
 	switch cmd {
@@ -65,6 +69,15 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.BoolVar(&noGuests, "no-guests", false, "admit no guests (only the host PIN, or accounts)")
 	case "delete-room":
 		fs.StringVar(&alias, "alias", "", "room alias")
+	case "list-devices":
+		fs.StringVar(&username, "username", "", "login name")
+	case "revoke-device":
+		fs.StringVar(&username, "username", "", "login name")
+		fs.StringVar(&device, "device", "", "fingerprint of the device key, as list-devices prints it")
+		fs.StringVar(&reason, "reason", "", "why (kept in the log, shown to participants)")
+	case "disable-user":
+		fs.StringVar(&username, "username", "", "login name")
+		fs.StringVar(&reason, "reason", "", "why (kept in the log with the revocations)")
 	case "list-users", "list-rooms":
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, adminUsage)
@@ -108,6 +121,12 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			AllowGuests: !noGuests, GuestsMayUnmute: true, GuestsMayPresent: true}, hostPIN, guestPIN)
 	case "list-rooms":
 		err = listRooms(ctx, st, stdout, base)
+	case "list-devices":
+		err = listDevices(ctx, st, cfg.DataDir, username, stdout)
+	case "revoke-device":
+		err = revokeDevice(ctx, st, cfg.DataDir, username, device, reason, stdout)
+	case "disable-user":
+		err = disableUser(ctx, st, cfg.DataDir, username, reason, stdout)
 	case "delete-room":
 		if alias == "" {
 			err = errors.New("-alias is required")

@@ -87,7 +87,7 @@ func (s *testServer) certify(t *testing.T, username string) identity {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cred, _, err := secure.RequestCredential(ctx, hc, s.URL(), csrf, &device.PublicKey)
+	cred, _, err := secure.RequestCredential(ctx, hc, s.URL(), csrf, device, orgName, username)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,13 +108,9 @@ func (s *testServer) issue(t *testing.T, username string) identity {
 	if err != nil {
 		t.Fatal(err)
 	}
-	authority, err := ra.Open(s.dataDir, orgName, orgName, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	device, _ := e2ee.GenerateDeviceKey()
 	pub, _ := e2ee.MarshalPublicKey(&device.PublicKey)
-	cred, _, err := authority.Issue(u, pub)
+	cred, _, err := s.Authority().Certify(context.Background(), u, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,15 +120,41 @@ func (s *testServer) issue(t *testing.T, username string) identity {
 // org returns the organisation key as a client pins it.
 func (s *testServer) org(t *testing.T) (*ecdsa.PublicKey, string) {
 	t.Helper()
-	org, err := secure.FetchOrg(context.Background(), s.httpClient(), s.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	org := s.orgInfo(t)
 	k, err := org.Key()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k, org.Name
+}
+
+func (s *testServer) orgInfo(t *testing.T) secure.Org {
+	t.Helper()
+	org, err := secure.FetchOrg(context.Background(), s.httpClient(), s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return org
+}
+
+// monitor makes a log monitor of the server's identity log for a device
+// (userID "" for a guest), through api (nil: the server's own API).
+func (s *testServer) monitor(t *testing.T, id identity, api secure.LogAPI) *secure.LogMonitor {
+	t.Helper()
+	org := s.orgInfo(t)
+	k, _ := org.Key()
+	if api == nil {
+		api = secure.HTTPLog{Client: s.httpClient(), Base: s.URL()}
+	}
+	m, err := secure.NewLogMonitor(secure.LogMonitorConfig{API: api, VerifierKey: org.LogKey, OrgKey: k, OrgID: org.ID,
+		UserID: id.userID, Device: &id.device.PublicKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // member is a native participant with E2EE, and what the test saw of it.
@@ -157,8 +179,11 @@ type joinOpts struct {
 	id         identity
 	orgKey     *ecdsa.PublicKey
 	orgName    string
-	strict     bool      // RequireCertified
-	log        io.Writer // debug logs of the client and its E2EE; nil: warnings to the test log
+	strict     bool          // RequireCertified
+	noLog      bool          // no log monitor: nobody is certified
+	logAPI     secure.LogAPI // the log as this member sees it; nil: the server's
+	digits     int           // meeting code length (0: 12)
+	log        io.Writer     // debug logs of the client and its E2EE; nil: warnings to the test log
 	tune       func(*secure.Config)
 	dialTimout time.Duration
 }
@@ -197,6 +222,13 @@ func join(t *testing.T, srv *testServer, room, name string, o joinOpts) *member 
 			m.mu.Unlock()
 		},
 	}
+	if o.orgKey != nil && !o.noLog {
+		cfg.Log = srv.monitor(t, o.id, o.logAPI)
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		go cfg.Log.Run(ctx, time.Second, nil)
+	}
+	cfg.CodeDigits = o.digits
 	if o.tune != nil {
 		o.tune(&cfg)
 	}

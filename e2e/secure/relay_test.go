@@ -264,7 +264,7 @@ func TestRelayInjectsParticipants(t *testing.T) {
 	// Forged ghosts: refused, warned about, given nothing.
 	fakeCA, _ := e2ee.GenerateDeviceKey()
 	forgedDevice, _ := e2ee.GenerateDeviceKey()
-	cred, err := e2ee.IssueCredential(fakeCA, e2ee.CredentialFields{OrgID: orgName, UserID: "1", DisplayName: "Admin",
+	cred, err := e2ee.IssueCredential(fakeCA, e2ee.CredentialFields{OrgID: orgName, UserID: "1", Account: "admin", DisplayName: "Admin",
 		DevicePublicKey: &forgedDevice.PublicKey, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), Serial: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package e2ee
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"errors"
@@ -51,12 +52,15 @@ func NewRoundState(meeting, self string, device *ecdsa.PrivateKey, verifier note
 // Begin starts a new epoch for a changed view (own announcement included)
 // with the member's trusted checkpoint; it returns the commit to send.
 func (r *RoundState) Begin(view []*VerifiedAnnouncement, cp Checkpoint) ([]byte, error) {
+	old := r.members
 	r.members = map[string]*VerifiedAnnouncement{}
 	for _, a := range view {
 		r.members[a.ParticipantID] = a
 	}
 	for id := range r.commits {
-		if r.members[id] == nil {
+		// A member that left, or that announced itself anew (its rounds
+		// count again from 1): its commits are of another member.
+		if r.members[id] == nil || old[id] == nil || !bytes.Equal(old[id].Body, r.members[id].Body) {
 			delete(r.commits, id)
 			delete(r.cps, id)
 			delete(r.reveals, id)

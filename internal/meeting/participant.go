@@ -38,6 +38,7 @@ type Participant struct {
 	state      signal.MediaState
 	forcedMute bool // a host muted the microphone
 	announce   string
+	device     string // device public key of the announcement (revocation)
 	left       bool
 	dropped    Timer // resume window after a lost connection
 	waitTimer  Timer // waiting for a host
@@ -320,12 +321,18 @@ func (p *Participant) handle(conn *connection, m *signal.Message) error {
 			p.sub.SetTrackSize(mid, sz.Width, sz.Height)
 		}
 	case signal.TypeAnnounce:
+		device := announcedDevice(m.Payload)
+		if p.room.mgr.deviceRevoked(device) {
+			p.log.Info("announcement of a revoked device refused", "participant", p.id)
+			go p.leave("revoked")
+			return nil
+		}
 		p.mu.Lock()
-		p.announce = m.Payload
+		p.announce, p.device = m.Payload, device
 		p.mu.Unlock()
 		p.room.broadcast(p, &signal.Message{Type: signal.TypeAnnounce, From: p.id, Payload: m.Payload})
-	case signal.TypeChat:
-		p.room.broadcast(p, &signal.Message{Type: signal.TypeChat, From: p.id, Payload: m.Payload})
+	case signal.TypeChat, signal.TypeVerify:
+		p.room.broadcast(p, &signal.Message{Type: m.Type, From: p.id, Payload: m.Payload})
 	case signal.TypeKey:
 		to := p.room.find(m.To)
 		if to == nil || to == p {

@@ -21,6 +21,7 @@ import (
 	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/config"
+	"conclave/internal/e2ee"
 	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
@@ -34,24 +35,25 @@ import (
 
 // Server is a running all-in-one Conclave node.
 type Server struct {
-	cfg      config.Config
-	log      *slog.Logger
-	store    *store.SQLite
-	tls      *pki.Material
-	engine   *sfu.Engine
-	meetings *meeting.Manager
-	enroller *auth.Enroller
-	guard    *guard.Guard
-	files    *files.Store
-	audit    *audit.Log
-	clock    auth.Clock
-	http     *http.Server
-	listener net.Listener
-	debug    *debugServer // nil unless --debug-listen
-	url      string
-	ctx      context.Context
-	cancel   context.CancelFunc
-	served   chan error
+	cfg       config.Config
+	log       *slog.Logger
+	store     *store.SQLite
+	tls       *pki.Material
+	engine    *sfu.Engine
+	meetings  *meeting.Manager
+	enroller  *auth.Enroller
+	authority *ra.Authority
+	guard     *guard.Guard
+	files     *files.Store
+	audit     *audit.Log
+	clock     auth.Clock
+	http      *http.Server
+	listener  net.Listener
+	debug     *debugServer // nil unless --debug-listen
+	url       string
+	ctx       context.Context
+	cancel    context.CancelFunc
+	served    chan error
 }
 
 // Options adjust a server for tests; the zero value is production.
@@ -136,10 +138,17 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if org == "" {
 		org = s.url0()
 	}
-	authority, err := ra.Open(cfg.DataDir, org, org, clock.Now)
+	authority, err := ra.Open(cfg.DataDir, org, org, st, clock.Now)
 	if err != nil {
 		return nil, err
 	}
+	authority.Watch(func(r *e2ee.Revocation) {
+		pub, _ := e2ee.MarshalPublicKey(r.DevicePublicKey)
+		if n := s.meetings.RevokeDevice(pub); n > 0 {
+			log.Info("revoked device sent away", "user", r.UserID, "participants", n)
+		}
+	})
+	s.authority = authority
 	fileStore, err := files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Now: clock.Now})
 	if err != nil {
 		return nil, err
@@ -199,10 +208,18 @@ func (s *Server) Start() {
 	if _, fake := s.clock.(*auth.FakeClock); !fake {
 		go s.guard.Run(s.ctx)
 	}
+	go s.authority.Run(s.ctx, logSyncInterval)
 	go func() {
 		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
 	}()
 }
+
+// logSyncInterval is how often the server reads revocations that another
+// process (the admin CLI) appended to the E2EE log.
+const logSyncInterval = 2 * time.Second
+
+// Authority is the node's E2EE registration authority and log.
+func (s *Server) Authority() *ra.Authority { return s.authority }
 
 // DataDir is the node's data directory.
 func (s *Server) DataDir() string { return s.cfg.DataDir }

@@ -107,6 +107,12 @@ var migrations = []string{
 		PRIMARY KEY (room_id, user_id)
 	);
 	CREATE INDEX room_members_user_id ON room_members (user_id);`,
+
+	// 3: the E2EE transparency log (docs/e2ee.md, section 13).
+	`CREATE TABLE e2ee_log (
+		idx    INTEGER PRIMARY KEY CHECK (idx >= 0),
+		record BLOB    NOT NULL
+	);`,
 }
 
 // SQLite is the Store on an embedded SQLite database (modernc.org/sqlite, no

@@ -59,6 +59,18 @@ func (rt relayTransport) SendAnnounce(p []byte) error {
 	return nil
 }
 
+func (rt relayTransport) SendVerify(p []byte) error {
+	r := rt.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range r.order {
+		if id != rt.id {
+			r.queue = append(r.queue, delivery{"verify", rt.id, id, p})
+		}
+	}
+	return nil
+}
+
 func (rt relayTransport) SendKey(to string, p []byte) error {
 	r := rt.r
 	r.mu.Lock()
@@ -147,9 +159,12 @@ func (r *relay) pump() {
 		if !ok {
 			continue
 		}
-		if d.kind == "announce" {
+		switch d.kind {
+		case "announce":
 			to.onAnnounce(d.from, d.payload)
-		} else {
+		case "verify":
+			to.onVerify(d.from, d.payload)
+		default:
 			to.onKey(d.from, d.payload)
 		}
 	}
