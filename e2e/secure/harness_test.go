@@ -65,6 +65,7 @@ type identity struct {
 	device     *ecdsa.PrivateKey
 	credential []byte
 	userID     string
+	account    string
 }
 
 // certify makes an account and has a new device certified for it through
@@ -130,7 +131,9 @@ func (s *testServer) org(t *testing.T) (*ecdsa.PublicKey, string) {
 
 func (s *testServer) orgInfo(t *testing.T) secure.Org {
 	t.Helper()
-	org, err := secure.FetchOrg(context.Background(), s.httpClient(), s.URL())
+	hc := s.httpClient()
+	defer hc.CloseIdleConnections()
+	org, err := secure.FetchOrg(context.Background(), hc, s.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,6 +164,7 @@ func (s *testServer) monitor(t *testing.T, id identity, api secure.LogAPI) *secu
 type member struct {
 	*client.Session
 	sec  *secure.Session
+	log  *secure.LogMonitor // nil without a log
 	name string
 	dir  string // recordings
 
@@ -222,11 +226,26 @@ func join(t *testing.T, srv *testServer, room, name string, o joinOpts) *member 
 			m.mu.Unlock()
 		},
 	}
+	stopLog := func() {}
 	if o.orgKey != nil && !o.noLog {
-		cfg.Log = srv.monitor(t, o.id, o.logAPI)
+		hc := srv.httpClient()
+		api := o.logAPI
+		if api == nil {
+			api = secure.HTTPLog{Client: hc, Base: srv.URL()}
+		}
+		cfg.Log = srv.monitor(t, o.id, api)
 		ctx, cancel := context.WithCancel(context.Background())
 		t.Cleanup(cancel)
-		go cfg.Log.Run(ctx, time.Second, nil)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			cfg.Log.Run(ctx, time.Second, nil)
+		}()
+		stopLog = func() {
+			cancel()
+			<-done
+			hc.CloseIdleConnections()
+		}
 	}
 	cfg.CodeDigits = o.digits
 	if o.tune != nil {
@@ -253,7 +272,12 @@ func join(t *testing.T, srv *testServer, room, name string, o joinOpts) *member 
 		t.Fatalf("%s: join: %v", name, err)
 	}
 	m.Session, m.sec = s, sec
+	m.log = cfg.Log
 	t.Cleanup(func() { s.Leave() })
+	go func() {
+		<-s.Done()
+		stopLog()
+	}()
 	return m
 }
 
@@ -306,6 +330,13 @@ func (m *member) e2eeStats(id string) secure.Stats {
 func (m *member) verified(id string) bool {
 	p, ok := m.sec.Participant(id)
 	return ok && p.Verified
+}
+
+// codesApart reports whether two members show no common meeting code: a
+// code is "" while its round is incomplete ("verifying").
+func codesApart(a, b *member) bool {
+	ca, cb := a.sec.MeetingCode(), b.sec.MeetingCode()
+	return ca == "" || cb == "" || ca != cb
 }
 
 // waitVerified waits until every member lists every other as verified,

@@ -204,6 +204,19 @@ func (r *RoundState) Waiting() []string {
 	return out
 }
 
+// Disagreeing returns the members whose latest commit names another view
+// than this member's, with the round of that commit: they see another
+// list of participants (in transit, or shown by the relay).
+func (r *RoundState) Disagreeing() map[string]uint32 {
+	out := map[string]uint32{}
+	for id, c := range r.commits {
+		if r.members[id] != nil && c.View != r.view {
+			out[id] = c.Round
+		}
+	}
+	return out
+}
+
 // Reveal returns this member's reveal once every member of its view has
 // committed to the same view and checkpoint, once per epoch; nil before.
 func (r *RoundState) Reveal() []byte {

@@ -43,8 +43,8 @@ type Participant struct {
 	ID            string
 	Name          string // display name from the announcement (free text), cleaned of invisible characters
 	UserID        string // certified user id, or "" for guests
-	Account       string // certified account (login name), when Certified
-	CertifiedName string // the display name the credential gives, when Certified
+	Account       string // certified account (login name), when Certified, Pending or Revoked
+	CertifiedName string // the display name the credential gives, likewise
 	Fingerprint   string // of the device key
 	// Certified: the credential verified against the pinned organisation
 	// key, is in the transparency log, and its device is not revoked.

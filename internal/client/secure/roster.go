@@ -51,6 +51,7 @@ func (s *Session) onWelcome(self, meeting string, others []string) {
 	s.revokedPeers = map[string]Participant{}
 	s.st.Unlock()
 	s.verifyQueue = map[string][][]byte{}
+	s.departed = map[string]*peer{}
 	s.active.Store(nil)
 	if meeting == "" {
 		s.warn("the server gave no meeting id: end-to-end encryption is impossible; nothing will be sent or received")
@@ -267,6 +268,10 @@ func (s *Session) onLeft(id string) {
 	if p == nil {
 		return
 	}
+	if len(s.departed) >= maxDeparted {
+		clear(s.departed)
+	}
+	s.departed[id] = p
 	s.notify(Notice{Kind: Gone, Participant: s.describe(p.ann, false, p.verified.Load())})
 	s.updateCode()
 	if p.keysSent {

@@ -45,6 +45,7 @@ type Session struct {
 	listed      map[string]string      // the server's participants (others), id -> name
 	graceStops  map[string]func() bool // AnnounceGrace checks, by participant
 	verifyQueue map[string][][]byte    // verify messages kept until they can be used, by sender
+	departed    map[string]*peer       // who left this meeting, to report a revocation that comes after (at most maxDeparted)
 	closed      bool
 
 	// st guards the state read by the frame path and the accessors. It is
@@ -73,8 +74,9 @@ type peer struct {
 	recv *e2ee.Receiver
 	cnt  *counters
 
-	verified  atomic.Bool // a key message from it opened
-	certified bool        // shown as certified (guarded by Session.mu)
+	verified   atomic.Bool // a key message from it opened
+	certified  bool        // shown as certified (guarded by Session.mu)
+	warnedView uint32      // the commit round whose other view was warned about (Session.mu)
 
 	// Guarded by Session.mu.
 	keysSent   bool // it got a key from us: its leave needs a rotation
@@ -113,6 +115,7 @@ func New(cfg Config) (*Session, error) {
 		graceStops:   map[string]func() bool{},
 		counts:       map[string]*counters{},
 		verifyQueue:  map[string][][]byte{},
+		departed:     map[string]*peer{},
 		revokedPeers: map[string]Participant{},
 	}
 	if cfg.Log != nil {
@@ -298,6 +301,10 @@ func (s *Session) describe(a *e2ee.VerifiedAnnouncement, self, verified bool) Pa
 		if p.Certified && !self && !st.FirstCertified.IsZero() && s.cfg.Clock.Now().Sub(st.FirstCertified) < NewDeviceAge {
 			p.NewDevice, p.FirstCertified = true, st.FirstCertified
 		}
+	}
+	if p.Revoked || p.Pending {
+		// Who the credential names, to say whose device it is.
+		p.Account, p.CertifiedName = a.Cred.Account, e2ee.CleanName(a.Cred.DisplayName)
 	}
 	if p.Certified {
 		p.UserID, p.Account, p.CertifiedName, p.Org = a.UserID, a.Cred.Account, e2ee.CleanName(a.Cred.DisplayName), s.cfg.OrgName

@@ -12,6 +12,9 @@ import (
 // The verification round of the meeting code (docs/e2ee.md, section 14)
 // and what the transparency log changes during a meeting.
 
+// maxDeparted bounds the participants remembered after they left.
+const maxDeparted = 64
+
 // maxVerifyQueue bounds the verify messages kept per sender until its
 // announcement is verified.
 const maxVerifyQueue = 8
@@ -65,6 +68,12 @@ func (s *Session) takeVerify(from string, payload []byte, queue bool) {
 		if cp != nil && s.cfg.Log != nil {
 			s.adoptLater(cp.Note)
 		}
+		s.st.RLock()
+		round, differs := s.rounds.Disagreeing()[from]
+		s.st.RUnlock()
+		if differs {
+			s.checkViewLater(p, round)
+		}
 	case e2ee.IsReveal(payload):
 		s.st.Lock()
 		err := s.rounds.OnReveal(from, payload)
@@ -75,6 +84,31 @@ func (s *Session) takeVerify(from string, payload []byte, queue bool) {
 	default:
 		s.counter(from).badAnnouncements.Add(1)
 	}
+}
+
+// ViewGrace is how long a participant may commit to another list of
+// participants than this one's before a warning says so (views differ
+// for a moment while a join or leave travels).
+const ViewGrace = 5 * time.Second
+
+// checkViewLater warns if, after ViewGrace, p's commit of that round still
+// names another view.
+func (s *Session) checkViewLater(p *peer, round uint32) {
+	epoch := s.epoch
+	s.cfg.Clock.AfterFunc(ViewGrace, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.epoch != epoch || s.closed || s.rounds == nil {
+			return
+		}
+		s.st.RLock()
+		r, differs := s.rounds.Disagreeing()[p.id]
+		s.st.RUnlock()
+		if differs && r == round && p.warnedView < round {
+			p.warnedView = round
+			s.warn(fmt.Sprintf("participant %s (%s) sees a DIFFERENT LIST OF PARTICIPANTS than you: no meeting code can be agreed. Compare the participant lists aloud; someone may be in the middle", p.id, p.ann.DisplayName))
+		}
+	})
 }
 
 // replayVerify feeds the queued messages of participants now verified.
@@ -181,6 +215,18 @@ func (s *Session) checkPeers() {
 		peers = append(peers, p)
 	}
 	s.st.RUnlock()
+	// The server usually sends a revoked device away before the client
+	// reads the revocation: report it for those who left too.
+	for id, p := range s.departed {
+		if d := s.describe(p.ann, false, p.verified.Load()); d.Revoked {
+			delete(s.departed, id)
+			s.st.Lock()
+			s.revokedPeers[id] = d
+			s.st.Unlock()
+			s.notify(Notice{Kind: Revoked, Participant: d})
+			s.warn(fmt.Sprintf("the organisation REVOKED the device of participant %s (%s); it was sent away and got no keys after it left", id, d.Name))
+		}
+	}
 	for _, p := range peers {
 		d := s.describe(p.ann, false, p.verified.Load())
 		switch {
