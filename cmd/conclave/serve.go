@@ -35,7 +35,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	fmt.Fprintf(stdout, "Conclave is running.\n\n  Web client:  %s/\n  Admin page:  %s/admin\n  Data:        %s\n  Media:       UDP %s", srv.URL(), srv.URL(), cfg.DataDir, srv.MediaAddr())
+	fmt.Fprintf(stdout, "Conclave is running.\n\n  Web client:  %s/\n  Admin page:  %s/admin\n  Data:        %s\n  Media:       UDP %s", srv.URL(), srv.AdminURL(), cfg.DataDir, srv.MediaAddr())
 	if cfg.MediaTCP != "" {
 		fmt.Fprintf(stdout, ", ICE-TCP %s", cfg.MediaTCP)
 	}

@@ -21,6 +21,7 @@ import (
 	"conclave/internal/ra"
 	"conclave/internal/server"
 	"conclave/internal/store"
+	"conclave/internal/testutil/wait"
 )
 
 // The server as an attacker on identities (issue 11): it mints a
@@ -66,14 +67,14 @@ func TestRogueCredentialNoticed(t *testing.T) {
 		t.Fatal(err)
 	}
 	fp, _ := e2ee.Fingerprint(&rogue.PublicKey)
-	waitFor(t, "Ann's client to report the new device", time.Minute, func() bool { return a.noticed(secure.NewDevice, fp) })
+	wait.For(t, "Ann's client to report the new device", time.Minute, func() bool { return a.noticed(secure.NewDevice, fp) })
 	t.Logf("Ann's client reported the rogue device %v after it was certified", time.Since(minted).Round(10*time.Millisecond))
 	if b.noticed(secure.NewDevice, fp) {
 		t.Error("Bob was told of a device of Ann's account")
 	}
 
 	m := join(t, srv, "rogue", "Ann", joinOpts{id: identity{device: rogue, credential: cred, userID: ra.UserID(u)}, orgKey: orgKey, orgName: name})
-	waitFor(t, "Bob to list the rogue device", 15*time.Second, func() bool {
+	wait.For(t, "Bob to list the rogue device", 15*time.Second, func() bool {
 		_, ok := b.sec.Participant(m.Self().ID)
 		return ok
 	})
@@ -105,9 +106,9 @@ func TestRevocationNative(t *testing.T) {
 	if err := srv.Authority().Revoke(context.Background(), u, pub, "lost laptop"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "Bob to show Ann's device revoked", 10*time.Second, func() bool { return b.noticed(secure.Revoked, "Ann") })
+	wait.For(t, "Bob to show Ann's device revoked", 10*time.Second, func() bool { return b.noticed(secure.Revoked, "Ann") })
 	t.Logf("Bob showed the revocation %v after it was logged", time.Since(revoked).Round(10*time.Millisecond))
-	waitFor(t, "Bob to rotate without Ann", 10*time.Second, func() bool {
+	wait.For(t, "Bob to rotate without Ann", 10*time.Second, func() bool {
 		for _, e := range b.keyEvents(secure.Switched) {
 			if e.Key.Generation == 1 {
 				return true
@@ -243,7 +244,7 @@ func TestSplitViewNoticed(t *testing.T) {
 
 	a := join(t, srv, "split", "Ann", joinOpts{id: ann, orgKey: orgKey, orgName: name})
 	v := join(t, srv, "split", "Vic", joinOpts{id: vic, orgKey: orgKey, orgName: name, logAPI: fork})
-	waitFor(t, "Ann and Vic to report the split view", 20*time.Second, func() bool {
+	wait.For(t, "Ann and Vic to report the split view", 20*time.Second, func() bool {
 		return a.warned("DIFFERENT VERSIONS OF THE IDENTITY LOG") && v.warned("DIFFERENT VERSIONS OF THE IDENTITY LOG")
 	})
 	if !codesApart(a, v) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"conclave/internal/audit"
+	"conclave/internal/clock"
 	"conclave/internal/store"
 )
 
@@ -48,7 +49,7 @@ type AccountsConfig struct {
 // stays stored.
 type Accounts struct {
 	store   store.Store
-	clock   Clock
+	clock   clock.Clock
 	policy  PasswordPolicy
 	lockout LockoutPolicy
 	argon2  Argon2Params
@@ -58,12 +59,9 @@ type Accounts struct {
 	dummy string
 }
 
-// NewAccounts returns Accounts on st. A nil clock means SystemClock.
-func NewAccounts(st store.Store, clock Clock, cfg AccountsConfig) *Accounts {
-	if clock == nil {
-		clock = SystemClock{}
-	}
-	a := &Accounts{store: st, clock: clock, policy: DefaultPasswordPolicy(), lockout: DefaultLockoutPolicy(),
+// NewAccounts returns Accounts on st. A nil clock means clock.System.
+func NewAccounts(st store.Store, clk clock.Clock, cfg AccountsConfig) *Accounts {
+	a := &Accounts{store: st, clock: clock.Or(clk), policy: DefaultPasswordPolicy(), lockout: DefaultLockoutPolicy(),
 		argon2: DefaultArgon2, audit: cfg.Audit}
 	if cfg.Policy != nil {
 		a.policy = *cfg.Policy
@@ -251,6 +249,10 @@ func passwordSetAt(u store.User) time.Time {
 // loginState tells whether u must change the password at now.
 func (a *Accounts) loginState(u store.User, now time.Time) LoginState {
 	var s LoginState
+	if u.Source != "" && u.Source != store.SourceLocal {
+		// The directory's or provider's own policy applies.
+		return s
+	}
 	if a.policy.MaxAge > 0 {
 		s.PasswordExpiresAt = passwordSetAt(u).Add(a.policy.MaxAge)
 	}
@@ -283,6 +285,9 @@ func (a *Accounts) ChangePassword(ctx context.Context, userID int64, oldPassword
 	}
 	if !u.Enabled {
 		return fmt.Errorf("change password of user %d: the account is disabled", u.ID)
+	}
+	if u.Source != "" && u.Source != store.SourceLocal {
+		return ErrDirectoryAccount
 	}
 	key := throttleKey(u.Username)
 	refused, lockedNow, err := a.beginAttempt(ctx, key, now)

@@ -57,6 +57,15 @@ type Config struct {
 	// (docs/api.md, "Debug listener") on this loopback address, without
 	// authentication. Empty disables it.
 	DebugListen string
+	// Auth holds the management listener and sign-in settings
+	// (internal/config/auth.go).
+	Auth AuthConfig
+	// HashMemory bounds the memory Argon2 password and PIN checks use at
+	// once, in bytes; 0 means 128 MiB (docs/hardening.md).
+	HashMemory int64
+	// MaxConnsPerAddress bounds the open HTTPS connections of one client
+	// address (an IPv6 /64 counts as one); 0 means 128, negative no limit.
+	MaxConnsPerAddress int
 }
 
 // DefaultDataDir is /var/lib/conclave for root and
@@ -115,7 +124,10 @@ func Register(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Banner, "banner", env("CONCLAVE_BANNER", c.Banner), "text shown before the admin login (env CONCLAVE_BANNER)")
 	fs.StringVar(&c.LogLevel, "log-level", env("CONCLAVE_LOG_LEVEL", c.LogLevel), "debug, info, warn or error (env CONCLAVE_LOG_LEVEL)")
 	fs.IntVar(&c.MaxParticipants, "max-participants", envInt("CONCLAVE_MAX_PARTICIPANTS", c.MaxParticipants), "most participants in one meeting (env CONCLAVE_MAX_PARTICIPANTS; default 100)")
+	fs.Int64Var(&c.HashMemory, "hash-memory", int64(envInt("CONCLAVE_HASH_MEMORY", int(c.HashMemory))), "memory Argon2 password and PIN checks may use at once, in bytes (env CONCLAVE_HASH_MEMORY; default 128 MiB)")
+	fs.IntVar(&c.MaxConnsPerAddress, "max-conns-per-address", envInt("CONCLAVE_MAX_CONNS_PER_ADDRESS", c.MaxConnsPerAddress), "open HTTPS connections one client address may hold (env CONCLAVE_MAX_CONNS_PER_ADDRESS; default 128, negative: no limit)")
 	fs.StringVar(&c.DebugListen, "debug-listen", env("CONCLAVE_DEBUG_LISTEN", c.DebugListen), "loopback address serving process metrics and Go profiles without authentication, e.g. 127.0.0.1:6060; empty disables (env CONCLAVE_DEBUG_LISTEN)")
+	registerAuth(fs, &c.Auth)
 	if v := os.Getenv("CONCLAVE_PUBLIC_IPS"); v != "" {
 		c.PublicIPs = splitList(v)
 	}
@@ -154,7 +166,7 @@ func (c *Config) Validate() error {
 	if c.DebugListen != "" && !loopbackAddr(c.DebugListen) {
 		return fmt.Errorf("--debug-listen %q must be a loopback address such as 127.0.0.1:6060: it serves profiles without authentication", c.DebugListen)
 	}
-	return nil
+	return c.Auth.validate(c.Listen)
 }
 
 // MaxParticipantsLimit is the highest --max-participants accepted.

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"conclave/internal/clock"
 	"conclave/internal/sfu"
 	"conclave/internal/signal"
 	"conclave/internal/store"
@@ -37,15 +38,10 @@ type Config struct {
 	WaitForHost, HostGrace time.Duration
 	// Logger receives the meeting logs; nil means slog.Default().
 	Logger *slog.Logger
-	// AfterFunc schedules the meeting's timers (resume window, waiting for
-	// a host, grace after the last host left); nil means time.AfterFunc.
-	// Tests inject one they fire themselves.
-	AfterFunc func(d time.Duration, f func()) Timer
-}
-
-// Timer is a scheduled call that can be cancelled; *time.Timer is one.
-type Timer interface {
-	Stop() bool
+	// Clock runs the meeting's timers (resume window, waiting for a host,
+	// grace after the last host left) and its rate limits; nil means
+	// clock.System.
+	Clock clock.Clock
 }
 
 // Manager holds the active meetings of a node.
@@ -76,9 +72,7 @@ func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
 	if cfg.HostGrace == 0 {
 		cfg.HostGrace = 2 * time.Minute
 	}
-	if cfg.AfterFunc == nil {
-		cfg.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.MaxParticipants == 0 {
 		cfg.MaxParticipants = 100
 	}
@@ -137,6 +131,29 @@ func (m *Manager) Close() {
 	}
 }
 
+// DisconnectUser ends at once every meeting connection of the account
+// userID (disabled or deleted by an administrator): each gets `bye` with
+// reason and leaves. It returns how many there were.
+func (m *Manager) DisconnectUser(userID int64, reason string) int {
+	if userID == 0 {
+		return 0
+	}
+	m.mu.Lock()
+	var ps []*Participant
+	for _, r := range m.active {
+		for _, p := range r.everyone() {
+			if p.userID == userID {
+				ps = append(ps, p)
+			}
+		}
+	}
+	m.mu.Unlock()
+	for _, p := range ps {
+		p.leave(reason)
+	}
+	return len(ps)
+}
+
 // Client is who is at the other end of a signaling connection.
 type Client struct {
 	Addr netip.Addr
@@ -166,9 +183,9 @@ func (m *Manager) Serve(ctx context.Context, c Conn, client Client) {
 		if err != nil {
 			break
 		}
-		if !lim.allow(time.Now()) {
-			if time.Since(lastLimitNotice) > time.Second {
-				lastLimitNotice = time.Now()
+		if now := m.cfg.Clock.Now(); !lim.allow(now) {
+			if now.Sub(lastLimitNotice) > time.Second {
+				lastLimitNotice = now
 				conn.send(signal.ErrorMessage(signal.Errorf(signal.CodeRateLimited,
 					"Too many messages; some were dropped. Slow down."), nil))
 			}
@@ -194,6 +211,9 @@ func (m *Manager) Serve(ctx context.Context, c Conn, client Client) {
 				continue
 			}
 			p, err = m.join(ctx, conn, msg, client)
+			if j, ok := c.(interface{ Joined() }); ok && p != nil {
+				j.Joined() // the transport's deadline to join is met
+			}
 			if err != nil {
 				conn.send(signal.ErrorMessage(err, msg))
 				if isFatal(err) {

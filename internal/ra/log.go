@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"conclave/internal/clock"
 	"conclave/internal/e2ee"
 )
 
@@ -105,19 +106,11 @@ func (a *Authority) Watch(f func(*e2ee.Revocation)) {
 	}
 }
 
-// Run syncs the log every interval until ctx ends, so that revocations
-// appended by the admin CLI take effect (OnRevoke) while the server runs.
-func (a *Authority) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			a.Sync(ctx)
-		}
-	}
+// Run syncs the log every interval until stop is called, so that
+// revocations appended by the admin CLI take effect (Watch) while the
+// server runs. It returns at once.
+func (a *Authority) Run(ctx context.Context, interval time.Duration) (stop func()) {
+	return clock.Every(a.clock, interval, func() { a.Sync(ctx) })
 }
 
 // Size returns the number of records in the log.

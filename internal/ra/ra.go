@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"conclave/internal/clock"
 	"conclave/internal/e2ee"
 	"conclave/internal/store"
 )
@@ -56,7 +57,7 @@ type Authority struct {
 	store  store.Store
 	orgID  string
 	name   string
-	now    func() time.Time
+	clock  clock.Clock
 
 	mu         sync.Mutex
 	onRevoke   func(*e2ee.Revocation)
@@ -76,10 +77,7 @@ type challenge struct {
 // in credentials; name is shown to users ("certified by <name>"). An empty
 // orgID (the admin CLI) means the one the server last used, kept in
 // <dataDir>/e2ee/org-id.
-func Open(dataDir, orgID, name string, st store.Store, now func() time.Time) (*Authority, error) {
-	if now == nil {
-		now = time.Now
-	}
+func Open(dataDir, orgID, name string, st store.Store, clk clock.Clock) (*Authority, error) {
 	dir := filepath.Join(dataDir, "e2ee")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create E2EE CA directory: %w", err)
@@ -107,7 +105,7 @@ func Open(dataDir, orgID, name string, st store.Store, now func() time.Time) (*A
 	if err != nil {
 		return nil, err
 	}
-	a := &Authority{key: key, logKey: logKey, signer: signer, vkey: vkey, store: st, orgID: orgID, name: name, now: now,
+	a := &Authority{key: key, logKey: logKey, signer: signer, vkey: vkey, store: st, orgID: orgID, name: name, clock: clock.Or(clk),
 		challenges: map[string]challenge{}, log: newMemLog()}
 	if err := a.Sync(context.Background()); err != nil {
 		return nil, err
@@ -215,7 +213,7 @@ func (a *Authority) LogVerifierKey() string { return a.vkey }
 func (a *Authority) Challenge(session string) []byte {
 	c := make([]byte, e2ee.ChallengeLen)
 	rand.Read(c)
-	now := a.now()
+	now := a.clock.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for k, v := range a.challenges {
@@ -244,7 +242,7 @@ func (a *Authority) IssueWithProof(ctx context.Context, session string, u store.
 	c, ok := a.challenges[key]
 	delete(a.challenges, key)
 	a.mu.Unlock()
-	if !ok || c.session != session || a.now().After(c.expires) {
+	if !ok || c.session != session || a.clock.Now().After(c.expires) {
 		return nil, time.Time{}, ErrProof
 	}
 	if err := e2ee.VerifyPossession(devicePublicKey, a.orgID, u.Username, chal, sig); err != nil {
@@ -271,7 +269,7 @@ func (a *Authority) Certify(ctx context.Context, u store.User, devicePublicKey [
 	if revoked {
 		return nil, time.Time{}, ErrRevoked
 	}
-	now := a.now().UTC()
+	now := a.clock.Now().UTC()
 	var serial [8]byte
 	if _, err := rand.Read(serial[:]); err != nil {
 		return nil, time.Time{}, err
@@ -315,7 +313,7 @@ func (a *Authority) Revoke(ctx context.Context, u store.User, devicePublicKey []
 		return nil
 	}
 	rev, err := e2ee.IssueRevocation(a.key, e2ee.RevocationFields{OrgID: a.orgID, UserID: UserID(u), DevicePublicKey: pub,
-		RevokedAt: a.now(), Reason: reason})
+		RevokedAt: a.clock.Now(), Reason: reason})
 	if err != nil {
 		return err
 	}

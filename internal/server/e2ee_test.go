@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"bytes"
@@ -22,6 +22,8 @@ import (
 	"conclave/internal/ra"
 	"conclave/internal/signal"
 	"conclave/internal/store"
+	"conclave/internal/testutil/testserver"
+	"conclave/internal/testutil/wait"
 )
 
 // TestCredential: a signed-in user gets a credential only for a device key
@@ -29,7 +31,7 @@ import (
 // session); the credential binds the account and is in the E2EE log, with
 // an inclusion proof against the signed checkpoint the server publishes.
 func TestCredential(t *testing.T) {
-	srv := openTestServer(t)
+	srv := testserver.Start(t, testserver.Options{})
 	hash, _ := auth.HashPassword("Correct-Horse-42")
 	if _, err := srv.Store().CreateUser(context.Background(), store.User{Username: "ann", DisplayName: "Ann",
 		PasswordHash: hash, Role: store.RoleUser, Enabled: true, PasswordChangedAt: time.Now()}); err != nil {
@@ -142,7 +144,7 @@ func TestCredential(t *testing.T) {
 // away at once, refuses its announcements, and never certifies that key
 // for the account again.
 func TestRevokeDevice(t *testing.T) {
-	srv := openTestServer(t, "r")
+	srv := testserver.Start(t, testserver.Options{}, "r")
 	ctx := context.Background()
 	ann, err := srv.Store().CreateUser(ctx, store.User{Username: "ann", DisplayName: "Ann", Role: store.RoleUser, Enabled: true})
 	if err != nil {
@@ -169,14 +171,15 @@ func TestRevokeDevice(t *testing.T) {
 		t.Fatalf("Bob got %s, want Ann's announcement", m.Type)
 	}
 
-	admin := newAdmin(t, srv)
+	addUser(t, srv, "root", store.RoleAdmin, time.Now(), false)
+	admin := signIn(t, srv, "root")
 	fp, _ := e2ee.Fingerprint(&device.PublicKey)
-	st, body, _ := admin.do("GET", "/api/admin/users/ann/devices", nil, false)
+	st, body, _ := admin.do("GET", "/api/users/ann/devices", nil, false)
 	if st != 200 || !strings.Contains(fmt.Sprint(body), fp) {
 		t.Fatalf("devices: %d %v", st, body)
 	}
 	before := srv.Authority().Size()
-	if st, body, _ := admin.do("POST", "/api/admin/devices/revoke", map[string]string{"username": "ann", "fingerprint": strings.ToLower(fp), "reason": "lost laptop"}, true); st != 200 {
+	if st, body, _ := admin.do("POST", "/api/users/ann/devices/revoke", map[string]string{"fingerprint": strings.ToLower(fp), "reason": "lost laptop"}, true); st != 200 {
 		t.Fatalf("revoke: %d %v", st, body)
 	}
 	if srv.Authority().Size() != before+1 {
@@ -200,7 +203,7 @@ func TestRevokeDevice(t *testing.T) {
 	}
 }
 
-func fileRequest(t *testing.T, srv *Server, method, path, token string, body []byte) (int, []byte) {
+func fileRequest(t *testing.T, srv *testserver.Server, method, path, token string, body []byte) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, srv.URL()+path, bytes.NewReader(body))
 	if token != "" {
@@ -219,7 +222,7 @@ func fileRequest(t *testing.T, srv *Server, method, path, token string, body []b
 // TestFiles: members of a meeting exchange opaque blobs; nobody outside it
 // can fetch them; they vanish when the meeting ends.
 func TestFiles(t *testing.T) {
-	srv := openTestServer(t, "a", "b")
+	srv := testserver.Start(t, testserver.Options{}, "a", "b")
 	alice, bob, eve := dial(t, srv), dial(t, srv), dial(t, srv)
 	aw := alice.join("a", "Alice")
 	bw := bob.join("a", "Bob")
@@ -249,29 +252,7 @@ func TestFiles(t *testing.T) {
 	alice.sendRaw(`{"v":1,"type":"leave"}`)
 	bob.sendRaw(`{"v":1,"type":"leave"}`)
 	// The meeting ended: its blobs are gone, for everyone.
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.files.Used() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("blobs still stored after the meeting ended: %d bytes", srv.files.Used())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// newAdmin makes an administrator account and an API client signed in as it.
-func newAdmin(t *testing.T, srv *Server) *apiClient {
-	t.Helper()
-	const pw = "Correct-Horse-Admin-42"
-	hash, _ := auth.HashPassword(pw)
-	if _, err := srv.Store().CreateUser(context.Background(), store.User{Username: "root", DisplayName: "Root",
-		PasswordHash: hash, Role: store.RoleAdmin, Enabled: true, PasswordChangedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	c := newAPIClient(t, srv)
-	st, body, _ := c.do("POST", "/api/login", map[string]string{"username": "root", "password": pw}, false)
-	if st != 200 {
-		t.Fatalf("admin login: %d %v", st, body)
-	}
-	c.csrf = body["csrf"].(string)
-	return c
+	wait.Until(t, 5*time.Second, func() bool { return srv.FileBytes() == 0 }, func() string {
+		return fmt.Sprintf("the blobs to go after the meeting ended (%d bytes stored)", srv.FileBytes())
+	})
 }

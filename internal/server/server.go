@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,6 +21,8 @@ import (
 	"conclave/internal/access"
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/authn"
+	"conclave/internal/clock"
 	"conclave/internal/config"
 	"conclave/internal/e2ee"
 	"conclave/internal/files"
@@ -35,25 +38,36 @@ import (
 
 // Server is a running all-in-one Conclave node.
 type Server struct {
-	cfg       config.Config
-	log       *slog.Logger
-	store     *store.SQLite
-	tls       *pki.Material
-	engine    *sfu.Engine
-	meetings  *meeting.Manager
-	enroller  *auth.Enroller
+	cfg      config.Config
+	log      *slog.Logger
+	store    *store.SQLite
+	tls      *pki.Material
+	engine   *sfu.Engine
+	meetings *meeting.Manager
+	enroller *auth.Enroller
+	// authority is the E2EE registration authority and log.
 	authority *ra.Authority
 	guard     *guard.Guard
+	hashing   *auth.HashBudget
+	accounts  *auth.Accounts
+	auditAgg  *audit.Aggregator
+	clock     clock.Clock
 	files     *files.Store
 	audit     *audit.Log
-	clock     auth.Clock
 	http      *http.Server
 	listener  net.Listener
-	debug     *debugServer // nil unless --debug-listen
-	url       string
-	ctx       context.Context
-	cancel    context.CancelFunc
-	served    chan error
+	// adminHTTP serves the management listener (--admin-listen); nil
+	// without it.
+	adminHTTP     *http.Server
+	adminListener net.Listener
+	adminURL      string
+	adminServed   chan error
+	lifecycle     *auth.Lifecycle
+	debug         *debugServer // nil unless --debug-listen
+	url           string
+	ctx           context.Context
+	cancel        context.CancelFunc
+	served        chan error
 }
 
 // Options adjust a server for tests; the zero value is production.
@@ -62,14 +76,17 @@ type Options struct {
 	Assets fs.FS
 	// ResumeWindow overrides the meeting resume window.
 	ResumeWindow time.Duration
-	// AfterFunc schedules the meetings' timers (tests only; nil means
-	// time.AfterFunc).
-	AfterFunc func(time.Duration, func()) meeting.Timer
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
-	// Clock replaces the system clock for time-based rules (break-in
-	// blocks, sessions, enrolment expiry).
-	Clock auth.Clock
+	// Clock replaces the system clock for the node's time-based rules:
+	// break-in blocks, sessions, enrolment and credential expiry, audit
+	// times, files' lifetime, and the meetings' timers (resume window,
+	// waiting for a host, grace after the last host). The media path
+	// keeps the system clock.
+	Clock clock.Clock
+	// BodyTimeout overrides how long a request body may take to arrive
+	// (web.DefaultBodyTimeout).
+	BodyTimeout time.Duration
 }
 
 // Open prepares a node: data directory, database, certificates, media
@@ -81,11 +98,8 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	clock := opts.Clock
-	if clock == nil {
-		clock = auth.SystemClock{}
-	}
-	s := &Server{cfg: cfg, log: log, clock: clock}
+	clk := clock.Or(opts.Clock)
+	s := &Server{cfg: cfg, log: log, clock: clk}
 	ok := false
 	defer func() {
 		if !ok {
@@ -99,10 +113,19 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	s.store = st
 
+	s.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	s.url = publicURL(cfg, s.listener.Addr())
+
 	s.tls, err = pki.Ensure(pki.Options{Dir: cfg.DataDir, Hosts: cfg.Hosts,
-		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile})
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CRLURL: s.url + web.CRLPath})
 	if err != nil {
 		return nil, fmt.Errorf("prepare TLS certificates: %w", err)
+	}
+	for _, n := range s.tls.Notices {
+		log.Warn("TLS: " + n)
 	}
 
 	s.engine, err = sfu.NewEngine(sfu.Config{
@@ -116,29 +139,33 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.audit = audit.NewLog(st, clock.Now)
+	s.audit = audit.NewLog(st, clk)
+	// Repeated refusals and failed sign-ins are written once a minute with
+	// their count, so that nobody can flood the log (docs/hardening.md).
+	s.auditAgg = audit.NewAggregator(s.audit, clk, 0)
+	s.hashing = auth.NewHashBudget(cfg.HashMemory)
 	allow, err := guard.ParseAllow(cfg.AllowList)
 	if err != nil {
 		return nil, fmt.Errorf("allow list: %w", err)
 	}
 	gcfg := guard.DefaultConfig()
 	gcfg.Allow = allow
-	s.guard, err = guard.New(gcfg, clock, alarmEvents{log: log, audit: s.audit})
+	s.guard, err = guard.New(gcfg, clk, alarmEvents{log: log, audit: s.audit})
 	if err != nil {
 		return nil, fmt.Errorf("break-in guard: %w", err)
 	}
-	gate, err := access.New(st, s.guard, s.audit, log)
+	gate, err := access.New(st, s.guard, s.auditAgg, s.hashing, log)
 	if err != nil {
 		return nil, err
 	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log,
-		AfterFunc: opts.AfterFunc, MaxParticipants: cfg.MaxParticipants}, s.engine, gate)
-	s.enroller = auth.NewEnroller(st, clock, auth.EnrolConfig{})
+		Clock: clk, MaxParticipants: cfg.MaxParticipants}, s.engine, gate)
+	s.enroller = auth.NewEnroller(st, clk, auth.EnrolConfig{})
 	org := cfg.OrgName
 	if org == "" {
 		org = s.url0()
 	}
-	authority, err := ra.Open(cfg.DataDir, org, org, st, clock.Now)
+	authority, err := ra.Open(cfg.DataDir, org, org, st, clk)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +176,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		}
 	})
 	s.authority = authority
-	fileStore, err := files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Now: clock.Now})
+	fileStore, err := files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Clock: clk})
 	if err != nil {
 		return nil, err
 	}
@@ -159,11 +186,6 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		cfg.PINMinLength = auth.DefaultPINMinLen
 	}
 
-	s.listener, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
-	s.url = publicURL(cfg, s.listener.Addr())
 	if cfg.DebugListen != "" {
 		if s.debug, err = startDebug(cfg.DebugListen, log, s.engine); err != nil {
 			return nil, err
@@ -176,10 +198,46 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = ctx, cancel
-	handler := web.New(ctx, web.Config{
+	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
+	roles := auth.NewRoles(st, clk, s.audit)
+	s.lifecycle = auth.NewLifecycle(st, clk, s.audit, s.accounts, roles)
+	s.lifecycle.OnDeactivate(func(_ context.Context, u store.User, reason string) error {
+		if n := s.meetings.DisconnectUser(u.ID, "account-disabled"); n > 0 {
+			log.Info("meeting connections of a deactivated account ended", "username", u.Username, "reason", reason, "connections", n)
+		}
+		return nil
+	})
+	// A deactivated account's devices are revoked in the E2EE log, so that
+	// every client stops trusting them (docs/e2ee.md, section 7).
+	s.lifecycle.OnDeactivate(func(ctx context.Context, u store.User, reason string) error {
+		n, err := s.authority.RevokeUser(ctx, u, "account "+reason)
+		if n > 0 {
+			log.Info("devices of a deactivated account revoked", "username", u.Username, "devices", n)
+		}
+		return err
+	})
+	settings, err := authSettings(st, cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	plane := web.PlaneAll
+	if cfg.Auth.AdminListen != "" {
+		plane = web.PlaneMeeting
+	}
+	webCfg := web.Config{
 		Store:        st,
-		Sessions:     auth.NewSessions(st, clock, auth.SessionConfig{Audit: s.audit}),
-		Accounts:     auth.NewAccounts(st, clock, auth.AccountsConfig{Audit: s.audit}),
+		Sessions:     auth.NewSessions(st, clk, auth.SessionConfig{Audit: s.audit}),
+		Accounts:     s.accounts,
+		Guard:        s.guard,
+		Hashing:      s.hashing,
+		Roles:        roles,
+		Lifecycle:    s.lifecycle,
+		AuthSettings: settings,
+		SSO:          authn.NewSSO(clk),
+		Revocation:   &authn.Revocation{},
+		Clock:        clk,
+		Plane:        plane,
+		BodyTimeout:  opts.BodyTimeout,
 		Audit:        s.audit,
 		Authority:    authority,
 		Files:        fileStore,
@@ -189,30 +247,119 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Assets:       assets,
 		PublicURL:    s.url,
 		Banner:       cfg.Banner,
+		CRL:          s.tls.CRL,
 		Logger:       log,
-	})
+	}
+	handler := web.New(ctx, webCfg)
+	baseTLS := pki.ServerTLSConfig(s.tls.Certificate)
 	s.http = &http.Server{
 		Handler:           handler,
-		TLSConfig:         pki.ServerTLSConfig(s.tls.Certificate),
+		TLSConfig:         listenerTLS(baseTLS, settings, plane == web.PlaneAll, nil),
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if cfg.Auth.AdminListen != "" {
+		if err := s.openAdmin(ctx, cfg, webCfg, baseTLS, settings, log); err != nil {
+			return nil, err
+		}
 	}
 	ok = true
 	return s, nil
 }
 
+// openAdmin prepares the management listener.
+func (s *Server) openAdmin(ctx context.Context, cfg config.Config, webCfg web.Config, baseTLS *tls.Config, settings *authn.Settings, log *slog.Logger) error {
+	var clientCA *x509.CertPool
+	if cfg.Auth.AdminClientCA != "" {
+		b, err := os.ReadFile(cfg.Auth.AdminClientCA)
+		if err != nil {
+			return fmt.Errorf("--admin-client-ca: %w", err)
+		}
+		if clientCA, err = pemPool(string(b)); err != nil {
+			return fmt.Errorf("--admin-client-ca %s: %w", cfg.Auth.AdminClientCA, err)
+		}
+	}
+	l, err := net.Listen("tcp", cfg.Auth.AdminListen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (--admin-listen): %w", cfg.Auth.AdminListen, err)
+	}
+	s.adminListener = l
+	s.adminURL = publicURL(config.Config{Hosts: cfg.Hosts}, l.Addr())
+	webCfg.Plane = web.PlaneAdmin
+	webCfg.PublicURL = s.adminURL
+	s.adminHTTP = &http.Server{
+		Handler:           web.New(ctx, webCfg),
+		TLSConfig:         listenerTLS(baseTLS, settings, true, clientCA),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return nil
+}
+
 // Start accepts connections in the background.
 func (s *Server) Start() {
 	s.served = make(chan error, 1)
-	if _, fake := s.clock.(*auth.FakeClock); !fake {
-		go s.guard.Run(s.ctx)
-	}
-	go s.authority.Run(s.ctx, logSyncInterval)
+	go s.guard.Run(s.ctx)
+	go s.auditAgg.Run(s.ctx)
+	go s.pruneThrottles(s.ctx, time.Hour)
+	stopLog := s.authority.Run(s.ctx, logSyncInterval)
+	context.AfterFunc(s.ctx, stopLog)
 	go func() {
-		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
+		ln := newLimitListener(s.listener, s.maxConns(), s.guard, s.log)
+		s.served <- s.http.Serve(tls.NewListener(ln, s.http.TLSConfig))
 	}()
+	if s.adminHTTP != nil {
+		s.adminServed = make(chan error, 1)
+		go func() {
+			ln := newLimitListener(s.adminListener, s.maxConns(), s.guard, s.log)
+			s.adminServed <- s.adminHTTP.Serve(tls.NewListener(ln, s.adminHTTP.TLSConfig))
+		}()
+	}
 }
+
+// Lifecycle manages accounts (create, disable, delete, roles) as the API
+// does.
+func (s *Server) Lifecycle() *auth.Lifecycle { return s.lifecycle }
+
+// pruneThrottles forgets the sign-in throttle records that no longer
+// count anything, every interval until ctx ends, so that attempts at
+// made-up usernames do not pile up in the database.
+func (s *Server) pruneThrottles(ctx context.Context, interval time.Duration) {
+	stop := clock.Every(s.clock, interval, func() {
+		if n, err := s.accounts.PruneThrottles(ctx); err != nil {
+			s.log.Error("pruning sign-in throttles failed", "err", err)
+		} else if n > 0 {
+			s.log.Debug("sign-in throttles pruned", "records", n)
+		}
+	})
+	<-ctx.Done()
+	stop()
+}
+
+// maxConns is the per-address connection limit in force (0: none).
+func (s *Server) maxConns() int {
+	switch n := s.cfg.MaxConnsPerAddress; {
+	case n < 0:
+		return 0
+	case n == 0:
+		return DefaultMaxConnsPerAddress
+	default:
+		return n
+	}
+}
+
+// FlushAudit writes the counts of the repeated failures being aggregated
+// now, without waiting for their minute to end (shutdown does it too).
+func (s *Server) FlushAudit(ctx context.Context) error { return s.auditAgg.Flush(ctx, true) }
+
+// HashStats reads the counts of the Argon2 memory budget.
+func (s *Server) HashStats() auth.HashStats { return s.hashing.Stats() }
+
+// DataDir is the node's data directory.
+func (s *Server) DataDir() string { return s.cfg.DataDir }
 
 // logSyncInterval is how often the server reads revocations that another
 // process (the admin CLI) appended to the E2EE log.
@@ -220,9 +367,6 @@ const logSyncInterval = 2 * time.Second
 
 // Authority is the node's E2EE registration authority and log.
 func (s *Server) Authority() *ra.Authority { return s.authority }
-
-// DataDir is the node's data directory.
-func (s *Server) DataDir() string { return s.cfg.DataDir }
 
 // URL is the base URL of the web client.
 func (s *Server) URL() string { return s.url }
@@ -253,6 +397,10 @@ func (s *Server) ForwardDelay() sfu.DelayHistogram { return s.engine.ForwardDela
 // SendStats reads the SFU's batched-send counters (also served on the
 // debug listener).
 func (s *Server) SendStats() sfu.SendStats { return s.engine.SendStats() }
+
+// FileBytes is how many bytes of meeting files the node stores now
+// (files are deleted when their meeting ends).
+func (s *Server) FileBytes() int64 { return s.files.Used() }
 
 // url0 names the organisation when no name is configured: the first
 // configured host, or this machine's name.
@@ -300,6 +448,17 @@ func (s *Server) Close() error {
 	defer cancel()
 	s.cancel()
 	err := s.http.Shutdown(ctx)
+	if s.adminHTTP != nil {
+		err = errors.Join(err, s.adminHTTP.Shutdown(ctx))
+		if s.adminServed != nil {
+			if serr := <-s.adminServed; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+				err = errors.Join(err, serr)
+			}
+		} else {
+			s.adminListener.Close()
+		}
+	}
+	s.auditAgg.Flush(ctx, true)
 	if s.served != nil {
 		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
@@ -323,6 +482,9 @@ func (s *Server) closeParts() error {
 	}
 	if s.cancel == nil && s.listener != nil {
 		errs = append(errs, s.listener.Close())
+	}
+	if s.cancel == nil && s.adminListener != nil {
+		errs = append(errs, s.adminListener.Close())
 	}
 	return errors.Join(errs...)
 }

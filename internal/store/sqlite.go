@@ -108,7 +108,35 @@ var migrations = []string{
 	);
 	CREATE INDEX room_members_user_id ON room_members (user_id);`,
 
-	// 3: the E2EE transparency log (docs/e2ee.md, section 13).
+	// 3: management roles and permissions, directory and single sign-on
+	// accounts, session planes and methods, settings. Existing
+	// administrators get the built-in role of every permission.
+	`ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT 'local';
+	ALTER TABLE users ADD COLUMN external_id TEXT NOT NULL DEFAULT '';
+	CREATE INDEX users_external ON users (source, external_id);
+	CREATE TABLE user_roles (
+		user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+		role    TEXT    NOT NULL,
+		PRIMARY KEY (user_id, role)
+	);
+	CREATE INDEX user_roles_role ON user_roles (role);
+	INSERT INTO user_roles (user_id, role) SELECT id, 'administrator' FROM users WHERE role = 'admin';
+	CREATE TABLE custom_roles (
+		name        TEXT    PRIMARY KEY,
+		description TEXT    NOT NULL,
+		permissions TEXT    NOT NULL,
+		created_at  INTEGER NOT NULL,
+		updated_at  INTEGER NOT NULL
+	);
+	ALTER TABLE sessions ADD COLUMN plane TEXT NOT NULL DEFAULT '';
+	ALTER TABLE sessions ADD COLUMN method TEXT NOT NULL DEFAULT '';
+	CREATE TABLE settings (
+		key        TEXT    PRIMARY KEY,
+		value      TEXT    NOT NULL,
+		updated_at INTEGER NOT NULL
+	);`,
+
+	// 4: the E2EE transparency log (docs/e2ee.md, section 13).
 	`CREATE TABLE e2ee_log (
 		idx    INTEGER PRIMARY KEY CHECK (idx >= 0),
 		record BLOB    NOT NULL
@@ -243,23 +271,43 @@ func (s *SQLite) CreateUser(ctx context.Context, u User) (User, error) {
 	if u.CreatedAt.IsZero() {
 		u.CreatedAt = time.Now()
 	}
+	if u.Source == "" {
+		u.Source = SourceLocal
+	}
+	u.Roles = normalRoles(u.Roles)
+	if u.Role == RoleAdmin && len(u.Roles) == 0 {
+		u.Roles = []string{DefaultAdminRole}
+	}
+	u.Role = kindOf(u.Roles)
 	u.CreatedAt = u.CreatedAt.UTC()
 	u.PasswordChangedAt = u.PasswordChangedAt.UTC()
-	res, err := s.db.ExecContext(ctx, `INSERT INTO users
-		(username, display_name, password_hash, role, enabled, created_at, password_changed_at, must_change_password)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return User{}, fmt.Errorf("create user %s: %w", u.Username, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO users
+		(username, display_name, password_hash, role, enabled, created_at, password_changed_at, must_change_password, source, external_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.Username, u.DisplayName, u.PasswordHash, string(u.Role), u.Enabled,
-		toNanos(u.CreatedAt), toNullNanos(u.PasswordChangedAt), u.MustChangePassword)
+		toNanos(u.CreatedAt), toNullNanos(u.PasswordChangedAt), u.MustChangePassword, u.Source, u.ExternalID)
 	if err != nil {
 		return User{}, fmt.Errorf("create user %s: %w", u.Username, mapErr(err))
 	}
 	if u.ID, err = res.LastInsertId(); err != nil {
 		return User{}, fmt.Errorf("create user %s: %w", u.Username, err)
 	}
+	if err := insertRoles(ctx, tx, u.ID, u.Roles); err != nil {
+		return User{}, fmt.Errorf("create user %s: %w", u.Username, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return User{}, fmt.Errorf("create user %s: %w", u.Username, err)
+	}
 	return u, nil
 }
 
-const userColumns = `id, username, display_name, password_hash, role, enabled, created_at, password_changed_at, must_change_password`
+const userColumns = `id, username, display_name, password_hash, role, enabled, created_at, password_changed_at, must_change_password,
+	source, external_id, (SELECT COALESCE(group_concat(role, ','), '') FROM (SELECT role FROM user_roles WHERE user_id = users.id ORDER BY role))`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var (
@@ -267,11 +315,16 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 		role      string
 		created   int64
 		pwChanged sql.NullInt64
+		roles     string
 	)
-	if err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.PasswordHash, &role, &u.Enabled, &created, &pwChanged, &u.MustChangePassword); err != nil {
+	if err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.PasswordHash, &role, &u.Enabled, &created, &pwChanged, &u.MustChangePassword,
+		&u.Source, &u.ExternalID, &roles); err != nil {
 		return User{}, mapErr(err)
 	}
 	u.Role = Role(role)
+	if roles != "" {
+		u.Roles = strings.Split(roles, ",")
+	}
 	u.CreatedAt = fromNanos(created)
 	u.PasswordChangedAt = fromNullNanos(pwChanged)
 	return u, nil
@@ -509,9 +562,9 @@ func (s *SQLite) CreateSession(ctx context.Context, ss Session) error {
 		return errors.New("create session: empty ID hash")
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions
-		(id_hash, user_id, created_at, last_seen, expires_at, csrf_token, remote)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		ss.IDHash, ss.UserID, toNanos(ss.CreatedAt), toNanos(ss.LastSeen), toNanos(ss.ExpiresAt), ss.CSRFToken, ss.Remote)
+		(id_hash, user_id, created_at, last_seen, expires_at, csrf_token, remote, plane, method)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ss.IDHash, ss.UserID, toNanos(ss.CreatedAt), toNanos(ss.LastSeen), toNanos(ss.ExpiresAt), ss.CSRFToken, ss.Remote, ss.Plane, ss.Method)
 	if err != nil {
 		return fmt.Errorf("create session for user %d: %w", ss.UserID, mapErr(err))
 	}
@@ -520,19 +573,10 @@ func (s *SQLite) CreateSession(ctx context.Context, ss Session) error {
 
 // SessionByID implements Store.
 func (s *SQLite) SessionByID(ctx context.Context, idHash []byte) (Session, error) {
-	var (
-		ss                         Session
-		created, lastSeen, expires int64
-	)
-	err := s.db.QueryRowContext(ctx, `SELECT id_hash, user_id, created_at, last_seen, expires_at, csrf_token, remote
-		FROM sessions WHERE id_hash = ?`, idHash).
-		Scan(&ss.IDHash, &ss.UserID, &created, &lastSeen, &expires, &ss.CSRFToken, &ss.Remote)
+	ss, err := scanSession(s.db.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions s WHERE id_hash = ?`, idHash))
 	if err != nil {
-		return Session{}, fmt.Errorf("session: %w", mapErr(err))
+		return Session{}, fmt.Errorf("session: %w", err)
 	}
-	ss.CreatedAt = fromNanos(created)
-	ss.LastSeen = fromNanos(lastSeen)
-	ss.ExpiresAt = fromNanos(expires)
 	return ss, nil
 }
 
@@ -563,6 +607,19 @@ func (s *SQLite) DeleteUserSessions(ctx context.Context, userID int64) (int64, e
 	n, err := res.RowsAffected()
 	if err != nil {
 		return 0, fmt.Errorf("delete sessions of user %d: %w", userID, err)
+	}
+	return n, nil
+}
+
+// DeleteOtherUserSessions implements Store.
+func (s *SQLite) DeleteOtherUserSessions(ctx context.Context, userID int64, keep []byte) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ? AND id_hash <> ?`, userID, keep)
+	if err != nil {
+		return 0, fmt.Errorf("delete other sessions of user %d: %w", userID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("delete other sessions of user %d: %w", userID, err)
 	}
 	return n, nil
 }

@@ -174,9 +174,9 @@ func (s *SQLite) CreateSessionLimited(ctx context.Context, ss Session, limits []
 		}
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO sessions
-		(id_hash, user_id, created_at, last_seen, expires_at, csrf_token, remote)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		ss.IDHash, ss.UserID, toNanos(ss.CreatedAt), toNanos(ss.LastSeen), toNanos(ss.ExpiresAt), ss.CSRFToken, ss.Remote)
+		(id_hash, user_id, created_at, last_seen, expires_at, csrf_token, remote, plane, method)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ss.IDHash, ss.UserID, toNanos(ss.CreatedAt), toNanos(ss.LastSeen), toNanos(ss.ExpiresAt), ss.CSRFToken, ss.Remote, ss.Plane, ss.Method)
 	if err != nil {
 		return fmt.Errorf("create session for user %d: %w", ss.UserID, mapErr(err))
 	}

@@ -51,6 +51,9 @@ func (s *Server) apiCredential(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "csrf", "The request lacks a valid CSRF token; reload the page.")
 		return
 	}
+	if !s.passwordCurrent(w, u) {
+		return
+	}
 	var req struct {
 		DevicePublicKey string `json:"devicePublicKey"`
 		Challenge       string `json:"challenge"`
@@ -223,14 +226,13 @@ func (s *Server) apiListDevices(w http.ResponseWriter, r *http.Request, _ store.
 
 func (s *Server) apiRevokeDevice(w http.ResponseWriter, r *http.Request, admin store.User) {
 	var req struct {
-		Username    string `json:"username"`
 		Fingerprint string `json:"fingerprint"`
 		Reason      string `json:"reason"`
 	}
 	if !readJSON(w, r, &req) {
 		return
 	}
-	u, err := s.Store.UserByName(r.Context(), req.Username)
+	u, err := s.Store.UserByName(r.Context(), r.PathValue("username"))
 	if err != nil {
 		writeError(w, http.StatusNotFound, "no-user", "No user has this name.")
 		return
@@ -314,7 +316,11 @@ func (s *Server) apiDownload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	// A fixed type and an attachment, whatever the blob holds: the server
+	// cannot see what the sender put in it, so it must never be rendered
+	// in this origin.
 	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", "attachment")
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.Header().Set("Cache-Control", "no-store")
 	io.Copy(w, f)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"conclave/internal/clock"
 	"conclave/internal/e2ee"
 )
 
@@ -37,7 +38,7 @@ type LogMonitor struct {
 	path     string
 	ownUser  string
 	ownKey   []byte
-	clock    Clock
+	clock    clock.Clock
 
 	scan      sync.Mutex // one advance at a time
 	mu        sync.Mutex
@@ -92,7 +93,7 @@ type LogMonitorConfig struct {
 	StatePath   string // where the state is kept; "" keeps it in memory
 	UserID      string // the own account's user id, "" for a guest
 	Device      *ecdsa.PublicKey
-	Clock       Clock
+	Clock       clock.Clock
 }
 
 // NewLogMonitor loads the state file (if any) and returns the monitor.
@@ -101,9 +102,7 @@ func NewLogMonitor(cfg LogMonitorConfig) (*LogMonitor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = SystemClock{}
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	own, _ := e2ee.MarshalPublicKey(cfg.Device)
 	m := &LogMonitor{api: cfg.API, verifier: v, ca: cfg.OrgKey, orgID: cfg.OrgID, path: cfg.StatePath,
 		ownUser: cfg.UserID, ownKey: own, clock: cfg.Clock}
