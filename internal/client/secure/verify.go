@@ -277,3 +277,42 @@ func (s *Session) Revoked() []Participant {
 	}
 	return out
 }
+
+// lookalike returns who d's chosen name imitates (docs/e2ee.md, section
+// 15): the free text of a guest, or of a certified participant whose
+// credential names it otherwise, with the skeleton of another
+// participant's name or account; "" if none. The browser's rule is the
+// same (meetingcrypto.mjs).
+func (s *Session) lookalike(d Participant) string {
+	var chosen string
+	switch {
+	case !d.Certified:
+		chosen = d.Name
+	case e2ee.Skeleton(d.Name) != e2ee.Skeleton(d.CertifiedName):
+		chosen = d.Name
+	default:
+		return ""
+	}
+	sk := e2ee.Skeleton(chosen)
+	if sk == "" {
+		return ""
+	}
+	for _, o := range s.Participants() {
+		if o.ID == d.ID || (d.Certified && o.Certified && o.UserID == d.UserID) {
+			continue
+		}
+		names := []string{o.Name}
+		if o.Certified {
+			names = []string{o.CertifiedName, o.Account}
+		}
+		for _, n := range names {
+			if n != "" && e2ee.Skeleton(n) == sk {
+				if o.Certified {
+					return fmt.Sprintf("%s (@%s)", o.CertifiedName, o.Account)
+				}
+				return fmt.Sprintf("%q", o.Name)
+			}
+		}
+	}
+	return ""
+}
