@@ -92,7 +92,9 @@ func (r *RoundState) recommit(cp Checkpoint) ([]byte, error) {
 // with a fresh nonce and returns that commit; after it, the checkpoint is
 // kept for the next epoch only and Adopt returns nil.
 func (r *RoundState) Adopt(cp Checkpoint) ([]byte, error) {
-	if r.revealed || cp.Size <= r.cp.Size || r.commit == nil {
+	// A member without a log holds the zero checkpoint, smaller than any.
+	larger := cp.Size > r.cp.Size || (r.cp.Origin == "" && cp.Origin != "")
+	if r.revealed || !larger || r.commit == nil {
 		return nil, nil
 	}
 	return r.recommit(cp)

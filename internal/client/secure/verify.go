@@ -65,8 +65,20 @@ func (s *Session) takeVerify(from string, payload []byte, queue bool) {
 			s.warn(fmt.Sprintf("refused a verification commit of participant %s (%s): %v", from, p.ann.DisplayName, err))
 			return
 		}
-		if cp != nil && s.cfg.Log != nil {
+		switch {
+		case cp == nil:
+		case s.cfg.Log != nil && len(cp.Note) > 0:
 			s.adoptLater(cp.Note)
+		case s.cfg.Log == nil:
+			// Without a log key this member cannot check checkpoints: it
+			// takes the largest one its peers hold, so that the round can
+			// agree (the code covers it either way).
+			s.st.Lock()
+			commit, err := s.rounds.Adopt(*cp)
+			s.st.Unlock()
+			if err == nil {
+				s.sendVerify(commit)
+			}
 		}
 		s.st.RLock()
 		round, differs := s.rounds.Disagreeing()[from]

@@ -508,7 +508,13 @@ export class MeetingCrypto extends EventTarget {
         this.#warn(`round:${from}`, from, `The verification commitment of ${this.#nameOf(from)} does not verify; the meeting code cannot be trusted.`);
         return this.#changed();
       }
-      if (cp && this.identity?.log) this.#adoptLater(cp.note);
+      if (cp && this.identity?.log && cp.note) this.#adoptLater(cp.note);
+      else if (cp && !this.identity?.log) {
+        // Without a log key this member cannot check checkpoints: it takes
+        // the largest its peers hold, so that the round can agree.
+        const commit = await this.rounds.adopt(cp);
+        if (commit) this.send('verify', { payload: toBase64(commit) });
+      }
       const round = this.rounds.disagreeing().get(from);
       if (round !== undefined) this.#checkViewLater(from, round);
       else this.warnings.delete(`view:${from}`);

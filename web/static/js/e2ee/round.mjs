@@ -166,7 +166,9 @@ export class RoundState {
 
   /** Switches to a larger verified checkpoint; before the reveal, commits again (returned). */
   adopt(cp) {
-    if (this.revealed || !this.commit || cp.size <= this.cp.size) return Promise.resolve(null);
+    // A member without a log holds the zero checkpoint, smaller than any.
+    const larger = cp.size > this.cp.size || (!this.cp.origin && !!cp.origin);
+    if (this.revealed || !this.commit || !larger) return Promise.resolve(null);
     return this.#recommit(cp);
   }
 
