@@ -346,7 +346,9 @@ export class MeetingCrypto extends EventTarget {
     if (!this.own) state = 'connecting';
     else if (participants.some((p) => p.e2ee === 'connecting')) state = 'connecting';
     if (participants.some((p) => p.e2ee === 'unverified')) state = 'not-e2ee';
-    if (this.warnings.size) state = 'warning';
+    // A participant's new device, and a revoked device the meeting already
+    // rotated away from, are notes to read, not failed checks.
+    if ([...this.warnings.keys()].some((k) => !k.startsWith('newdevice:') && !k.startsWith('revoked:'))) state = 'warning';
     return {
       state,
       code: this.code,
@@ -825,7 +827,8 @@ export class MeetingCrypto extends EventTarget {
       if (p.self) continue;
       const chosen = p.certified ? (p.nameDiffers ? [p.freeName] : []) : [p.name];
       const mine = new Set(chosen.map(skeleton).filter(Boolean));
-      for (const q of out) {
+      // Certified participants first: the name imitated is usually theirs.
+      for (const q of [...out].sort((x, y) => Number(y.certified) - Number(x.certified))) {
         if (q === p || (p.certified && q.certified && p.userId === q.userId)) continue;
         const theirs = [q.name, q.account].filter(Boolean);
         if (theirs.some((t) => mine.has(skeleton(t)))) {
