@@ -41,6 +41,9 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, args := args[0], args[1:]
+	if accountCommands[cmd] {
+		return adminAccounts(cmd, args, stdin, stdout, stderr)
+	}
 	cfg := config.Defaults()
 	fs := flag.NewFlagSet("conclave admin "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -80,10 +83,10 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.StringVar(&reason, "reason", "", "why (kept in the log with the revocations)")
 	case "list-users", "list-rooms":
 	case "-h", "--help", "help":
-		fmt.Fprint(stdout, adminUsage)
+		fmt.Fprint(stdout, adminUsage+accountsUsage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "conclave admin: unknown command %q\n\n%s", cmd, adminUsage)
+		fmt.Fprintf(stderr, "conclave admin: unknown command %q\n\n%s%s", cmd, adminUsage, accountsUsage)
 		return 2
 	}
 	if err := fs.Parse(args); err != nil {
@@ -187,9 +190,9 @@ func listUsers(ctx context.Context, st store.Store, stdout io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "USERNAME\tDISPLAY NAME\tROLE\tENABLED")
+	fmt.Fprintln(tw, "USERNAME\tDISPLAY NAME\tROLES\tSOURCE\tENABLED")
 	for _, u := range users {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", u.Username, u.DisplayName, u.Role, u.Enabled)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", u.Username, u.DisplayName, strings.Join(u.Roles, ","), u.Source, u.Enabled)
 	}
 	return tw.Flush()
 }

@@ -20,6 +20,7 @@ Usage:
   conclave admin <command> ...    manage users and rooms from the shell
   conclave join [flags] <URL>     join a meeting as a native participant
   conclave check-devices <URL>    list the devices certified for your account (E2EE log)
+  conclave device <command> ...   enrol a SIP device at the registration authority
   conclave loadtest [flags]       measure a server under load (docs/benchmarks.md)
   conclave version                print the version
 
@@ -44,6 +45,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return join(args[1:], stdout, stderr)
 	case "check-devices":
 		return checkDevices(args[1:], stdout, stderr)
+	case "device":
+		return device(args[1:], stdout, stderr)
 	case "loadtest":
 		return runLoadtest(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

@@ -17,6 +17,7 @@ import (
 
 func serve(args []string, stdout, stderr io.Writer) int {
 	cfg := config.Defaults()
+	cfg.SIPListen, cfg.SIPRelayPorts = config.DefaultSIPListen, config.DefaultSIPRelayPorts
 	fs := flag.NewFlagSet("conclave serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config.Register(fs, &cfg)
@@ -38,6 +39,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "Conclave is running.\n\n  Web client:  %s/\n  Admin page:  %s/admin\n  Data:        %s\n  Media:       UDP %s", srv.URL(), srv.AdminURL(), cfg.DataDir, srv.MediaAddr())
 	if cfg.MediaTCP != "" {
 		fmt.Fprintf(stdout, ", ICE-TCP %s", cfg.MediaTCP)
+	}
+	if a := srv.SIPAddr(); a != nil {
+		fmt.Fprintf(stdout, "\n  SIP:         TLS %s, domain %s (docs/sip.md)", a, srv.SIPDomain())
 	}
 	if a := srv.DebugAddr(); a != nil {
 		fmt.Fprintf(stdout, "\n  Debug:       http://%s/metrics and /debug/pprof/ (loopback, no authentication)", a)

@@ -57,16 +57,40 @@ type Config struct {
 	// (docs/api.md, "Debug listener") on this loopback address, without
 	// authentication. Empty disables it.
 	DebugListen string
+
+	// SIP over TLS (docs/sip.md).
+	// SIPListen is the SIP-TLS address (":5061"); empty disables SIP.
+	SIPListen string
+	// SIPDomain is the SIP domain of addresses of record; empty means the
+	// first host name.
+	SIPDomain string
+	// SIPRelayIP is the address the media relay binds and announces;
+	// empty means the first public IP, else the SIP listener's address,
+	// else this machine's first address.
+	SIPRelayIP string
+	// SIPRelayPorts is the UDP port range of the media relay ("min-max");
+	// empty means ephemeral ports.
+	SIPRelayPorts string
+	// SIPAllowSDES allows SDES-SRTP calls, which are not end-to-end.
+	SIPAllowSDES bool
 	// Auth holds the management listener and sign-in settings
 	// (internal/config/auth.go).
 	Auth AuthConfig
 	// HashMemory bounds the memory Argon2 password and PIN checks use at
-	// once, in bytes; 0 means 128 MiB (docs/hardening.md).
+	// once, in bytes; 0 means 64 MiB (docs/hardening.md).
 	HashMemory int64
 	// MaxConnsPerAddress bounds the open HTTPS connections of one client
 	// address (an IPv6 /64 counts as one); 0 means 128, negative no limit.
 	MaxConnsPerAddress int
 }
+
+// DefaultSIPListen and DefaultSIPRelayPorts are what `conclave serve`
+// uses unless told otherwise. Defaults leaves SIP off, so that servers
+// started by tests do not compete for port 5061.
+const (
+	DefaultSIPListen     = ":5061"
+	DefaultSIPRelayPorts = "40000-40999"
+)
 
 // DefaultDataDir is /var/lib/conclave for root and
 // ~/.local/share/conclave for others.
@@ -124,9 +148,14 @@ func Register(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Banner, "banner", env("CONCLAVE_BANNER", c.Banner), "text shown before the admin login (env CONCLAVE_BANNER)")
 	fs.StringVar(&c.LogLevel, "log-level", env("CONCLAVE_LOG_LEVEL", c.LogLevel), "debug, info, warn or error (env CONCLAVE_LOG_LEVEL)")
 	fs.IntVar(&c.MaxParticipants, "max-participants", envInt("CONCLAVE_MAX_PARTICIPANTS", c.MaxParticipants), "most participants in one meeting (env CONCLAVE_MAX_PARTICIPANTS; default 100)")
-	fs.Int64Var(&c.HashMemory, "hash-memory", int64(envInt("CONCLAVE_HASH_MEMORY", int(c.HashMemory))), "memory Argon2 password and PIN checks may use at once, in bytes (env CONCLAVE_HASH_MEMORY; default 128 MiB)")
+	fs.Int64Var(&c.HashMemory, "hash-memory", int64(envInt("CONCLAVE_HASH_MEMORY", int(c.HashMemory))), "memory Argon2 password and PIN checks may use at once, in bytes (env CONCLAVE_HASH_MEMORY; default 64 MiB)")
 	fs.IntVar(&c.MaxConnsPerAddress, "max-conns-per-address", envInt("CONCLAVE_MAX_CONNS_PER_ADDRESS", c.MaxConnsPerAddress), "open HTTPS connections one client address may hold (env CONCLAVE_MAX_CONNS_PER_ADDRESS; default 128, negative: no limit)")
 	fs.StringVar(&c.DebugListen, "debug-listen", env("CONCLAVE_DEBUG_LISTEN", c.DebugListen), "loopback address serving process metrics and Go profiles without authentication, e.g. 127.0.0.1:6060; empty disables (env CONCLAVE_DEBUG_LISTEN)")
+	fs.StringVar(&c.SIPListen, "sip-listen", env("CONCLAVE_SIP_LISTEN", c.SIPListen), "SIP over TLS address; empty disables SIP (env CONCLAVE_SIP_LISTEN)")
+	fs.StringVar(&c.SIPDomain, "sip-domain", env("CONCLAVE_SIP_DOMAIN", c.SIPDomain), "SIP domain of addresses of record; default the first host name (env CONCLAVE_SIP_DOMAIN)")
+	fs.StringVar(&c.SIPRelayIP, "sip-relay-ip", env("CONCLAVE_SIP_RELAY_IP", c.SIPRelayIP), "address the SIP media relay binds and announces (env CONCLAVE_SIP_RELAY_IP)")
+	fs.StringVar(&c.SIPRelayPorts, "sip-relay-ports", env("CONCLAVE_SIP_RELAY_PORTS", c.SIPRelayPorts), "UDP port range of the SIP media relay, min-max (env CONCLAVE_SIP_RELAY_PORTS)")
+	fs.BoolVar(&c.SIPAllowSDES, "sip-allow-sdes", envBool("CONCLAVE_SIP_ALLOW_SDES", c.SIPAllowSDES), "allow SDES-SRTP calls, whose keys the server sees (not end-to-end) (env CONCLAVE_SIP_ALLOW_SDES)")
 	registerAuth(fs, &c.Auth)
 	if v := os.Getenv("CONCLAVE_PUBLIC_IPS"); v != "" {
 		c.PublicIPs = splitList(v)
@@ -166,7 +195,27 @@ func (c *Config) Validate() error {
 	if c.DebugListen != "" && !loopbackAddr(c.DebugListen) {
 		return fmt.Errorf("--debug-listen %q must be a loopback address such as 127.0.0.1:6060: it serves profiles without authentication", c.DebugListen)
 	}
+	if c.SIPRelayIP != "" && net.ParseIP(c.SIPRelayIP) == nil {
+		return fmt.Errorf("--sip-relay-ip %q is not an IP address", c.SIPRelayIP)
+	}
+	if _, _, err := c.SIPRelayRange(); err != nil {
+		return err
+	}
 	return c.Auth.validate(c.Listen)
+}
+
+// SIPRelayRange parses SIPRelayPorts; 0, 0 means ephemeral ports.
+func (c *Config) SIPRelayRange() (lo, hi int, err error) {
+	if c.SIPRelayPorts == "" {
+		return 0, 0, nil
+	}
+	a, b, ok := strings.Cut(c.SIPRelayPorts, "-")
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if !ok || err1 != nil || err2 != nil || lo < 1024 || hi > 65535 || hi < lo+3 {
+		return 0, 0, fmt.Errorf("--sip-relay-ports %q must be a range such as 40000-40999 between 1024 and 65535", c.SIPRelayPorts)
+	}
+	return lo, hi, nil
 }
 
 // MaxParticipantsLimit is the highest --max-participants accepted.
@@ -198,6 +247,15 @@ func (c *Config) Level() slog.Level {
 func env(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok {
 		return v
+	}
+	return def
+}
+
+func envBool(name string, def bool) bool {
+	if v, ok := os.LookupEnv(name); ok {
+		if b, err := strconv.ParseBool(v); err == nil {
+			return b
+		}
 	}
 	return def
 }

@@ -7,7 +7,7 @@ import (
 // hostCommand executes a host control. Every rule is enforced here, on the
 // server: a client that is not a host changes nothing.
 func (p *Participant) hostCommand(m *signal.Message) error {
-	if p.getRole() != signal.RoleHost {
+	if p.getRole() != RoleHost {
 		return signal.Errorf(signal.CodeForbidden, "Only a host can do this.")
 	}
 	r := p.room
@@ -22,7 +22,7 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 	if m.Type == signal.TypeDeny {
 		r.mu.Lock()
 		q := r.findWaitingLocked(m.Target)
-		if q == nil || q.getWait() != signal.WaitLobby {
+		if q == nil || q.getWait() != waitLobby {
 			r.mu.Unlock()
 			return signal.Errorf(signal.CodeUnknownParticipant, "Nobody with this id is knocking.")
 		}
@@ -43,7 +43,7 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 		r.muteLocked(p, q)
 	case signal.TypeMuteGuests:
 		for _, q := range r.order {
-			if q.getRole() == signal.RoleGuest {
+			if q.getRole() == RoleGuest {
 				r.muteLocked(p, q)
 			}
 		}
@@ -52,22 +52,23 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 		if q == nil {
 			return signal.Errorf(signal.CodeUnknownParticipant, "Participant %q is not in this meeting.", m.Target)
 		}
+		role := roleFromWire(m.Role)
 		q.mu.Lock()
 		was := q.role
-		q.role = m.Role
+		q.role = role
 		q.mu.Unlock()
-		p.log.Info("role changed", "room", r.alias, "host", p.id, "participant", q.id, "from", was, "to", m.Role)
+		p.log.Info("role changed", "room", r.alias, "host", p.id, "participant", q.id, "from", was, "to", role)
 		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(q.info())})
 		switch {
-		case was != signal.RoleHost && m.Role == signal.RoleHost:
+		case was != RoleHost && role == RoleHost:
 			// A new host sees who is already knocking.
 			for _, w := range r.waiting {
-				if w.getWait() == signal.WaitLobby {
+				if w.getWait() == waitLobby {
 					q.send(&signal.Message{Type: signal.TypeKnock, Participant: ptr(w.info())})
 				}
 			}
 			r.hostArrivedLocked()
-		case was == signal.RoleHost && m.Role != signal.RoleHost:
+		case was == RoleHost && role != RoleHost:
 			r.hostLeftLocked()
 		}
 		r.reconcileLocked()
@@ -77,7 +78,7 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
 	case signal.TypeAdmit:
 		q := r.findWaitingLocked(m.Target)
-		if q == nil || q.getWait() != signal.WaitLobby {
+		if q == nil || q.getWait() != waitLobby {
 			return signal.Errorf(signal.CodeUnknownParticipant, "Nobody with this id is knocking.")
 		}
 		r.removeWaitingLocked(q)
@@ -88,10 +89,9 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 			go q.leave("server-error")
 		}
 	case signal.TypeRoomSettings:
-		r.settings.GuestsMayUnmute = m.Settings.GuestsMayUnmute
-		r.settings.GuestsMayPresent = m.Settings.GuestsMayPresent
+		r.rules = Rules{GuestsMayUnmute: m.Settings.GuestsMayUnmute, GuestsMayPresent: m.Settings.GuestsMayPresent}
 		p.log.Info("room settings changed", "room", r.alias, "host", p.id,
-			"guestsMayUnmute", r.settings.GuestsMayUnmute, "guestsMayPresent", r.settings.GuestsMayPresent)
+			"guestsMayUnmute", r.rules.GuestsMayUnmute, "guestsMayPresent", r.rules.GuestsMayPresent)
 		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
 		r.reconcileLocked()
 	}
@@ -100,6 +100,10 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 
 func (r *Room) muteLocked(host, q *Participant) {
 	q.setMicMuted(true)
+	// Remembered for the rest of the meeting: a reload does not unmute.
+	if k := muteKey(q); k != "" {
+		r.muted[k] = true
+	}
 	q.send(&signal.Message{Type: signal.TypeMuted, By: host.id})
 	r.broadcastLocked(q, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(q.info())})
 	host.log.Info("participant muted", "room", r.alias, "host", host.id, "participant", q.id)
@@ -118,10 +122,13 @@ func (p *Participant) removeParticipant(id string) error {
 		r.mu.Unlock()
 		return signal.Errorf(signal.CodeUnknownParticipant, "Participant %q is not in this meeting.", id)
 	}
+	// The account, and the machine it came from: a removed account that
+	// comes back without its cookie is a guest from the same source.
 	if q.userID != 0 {
 		r.banned[userKey(q.userID)] = true
-	} else if q.addr.IsValid() {
-		r.banned[addrKey(q)] = true
+	}
+	if k := sourceKey(q); k != "" {
+		r.banned[k] = true
 	}
 	r.mu.Unlock()
 	p.log.Info("participant removed", "room", r.alias, "host", p.id, "participant", q.id)

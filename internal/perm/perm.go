@@ -54,6 +54,14 @@ const (
 	// SystemManage: change the system: certificates, backups, syslog,
 	// alarms.
 	SystemManage Permission = "system.manage"
+	// DevicesView: list telephony devices, their certificates and
+	// registrations (docs/sip.md).
+	DevicesView Permission = "devices.view"
+	// DevicesManage: make enrolment tokens for any account and revoke any
+	// device certificate.
+	DevicesManage Permission = "devices.manage"
+	// CallRecordsView: read the call detail records of telephony.
+	CallRecordsView Permission = "call-records.view"
 )
 
 // Info describes a permission for people choosing them.
@@ -78,6 +86,9 @@ var All = []Info{
 	{AuditView, "Read the audit log."},
 	{SystemView, "See alarms, metrics, certificates and backups."},
 	{SystemManage, "Change certificates, backups, syslog export and alarms."},
+	{DevicesView, "See telephony devices, their certificates and registrations."},
+	{DevicesManage, "Make device enrolment tokens for any account and revoke device certificates."},
+	{CallRecordsView, "Read the call detail records of telephony (calls and dial-ins)."},
 }
 
 // Known reports whether p is one of All.
@@ -126,13 +137,13 @@ func BuiltIn() []Role {
 		{Name: Administrator, BuiltIn: true, Description: "Every permission.", Permissions: allPermissions()},
 		{Name: SecurityAdmin, BuiltIn: true, Description: "Accounts, roles, sessions and sign-in settings; reads the audit log.",
 			Permissions: []Permission{UsersView, UsersManage, UsersAssignRoles, RolesView, RolesManage,
-				SessionsView, SessionsEnd, AuthSettingsView, AuthSettingsManage, AuditView}},
+				SessionsView, SessionsEnd, AuthSettingsView, AuthSettingsManage, AuditView, DevicesView, DevicesManage}},
 		{Name: RoomAdmin, BuiltIn: true, Description: "Rooms and their member lists; sees accounts.",
 			Permissions: []Permission{RoomsView, RoomsManage, UsersView}},
-		{Name: Auditor, BuiltIn: true, Description: "Reads the audit log, nothing else.",
-			Permissions: []Permission{AuditView}},
+		{Name: Auditor, BuiltIn: true, Description: "Reads the audit log and the call detail records, nothing else.",
+			Permissions: []Permission{AuditView, CallRecordsView}},
 		{Name: Operator, BuiltIn: true, Description: "Watches the service: rooms, sessions and the system's state.",
-			Permissions: []Permission{RoomsView, SessionsView, SystemView}},
+			Permissions: []Permission{RoomsView, SessionsView, SystemView, DevicesView}},
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"conclave/internal/authn"
 	"conclave/internal/clock"
 	"conclave/internal/config"
+	"conclave/internal/devca"
 	"conclave/internal/e2ee"
 	"conclave/internal/files"
 	"conclave/internal/guard"
@@ -31,6 +32,7 @@ import (
 	"conclave/internal/pki"
 	"conclave/internal/ra"
 	"conclave/internal/sfu"
+	"conclave/internal/sipedge"
 	"conclave/internal/store"
 	"conclave/internal/web"
 	webassets "conclave/web"
@@ -63,7 +65,9 @@ type Server struct {
 	adminURL      string
 	adminServed   chan error
 	lifecycle     *auth.Lifecycle
-	debug         *debugServer // nil unless --debug-listen
+	debug         *debugServer     // nil unless --debug-listen
+	sip           *sipedge.Edge    // nil unless --sip-listen
+	sipCA         *devca.Authority // nil unless --sip-listen
 	url           string
 	ctx           context.Context
 	cancel        context.CancelFunc
@@ -78,6 +82,8 @@ type Options struct {
 	ResumeWindow time.Duration
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
+	// SIPTap sees every datagram the SIP media relay forwards (tests only).
+	SIPTap sipedge.Tap
 	// Clock replaces the system clock for the node's time-based rules:
 	// break-in blocks, sessions, enrolment and credential expiry, audit
 	// times, files' lifetime, and the meetings' timers (resume window,
@@ -192,6 +198,11 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		}
 	}
 
+	telephony, err := s.openSIP(clk, opts)
+	if err != nil {
+		return nil, fmt.Errorf("SIP: %w", err)
+	}
+
 	assets := opts.Assets
 	if assets == nil {
 		assets = webassets.FS
@@ -201,12 +212,6 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
 	roles := auth.NewRoles(st, clk, s.audit)
 	s.lifecycle = auth.NewLifecycle(st, clk, s.audit, s.accounts, roles)
-	s.lifecycle.OnDeactivate(func(_ context.Context, u store.User, reason string) error {
-		if n := s.meetings.DisconnectUser(u.ID, "account-disabled"); n > 0 {
-			log.Info("meeting connections of a deactivated account ended", "username", u.Username, "reason", reason, "connections", n)
-		}
-		return nil
-	})
 	// A deactivated account's devices are revoked in the E2EE log, so that
 	// every client stops trusting them (docs/e2ee.md, section 7).
 	s.lifecycle.OnDeactivate(func(ctx context.Context, u store.User, reason string) error {
@@ -216,6 +221,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		}
 		return err
 	})
+	s.lifecycle.OnDeactivate(s.deactivated)
 	settings, err := authSettings(st, cfg.Auth)
 	if err != nil {
 		return nil, err
@@ -249,6 +255,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Banner:       cfg.Banner,
 		CRL:          s.tls.CRL,
 		Logger:       log,
+		Telephony:    telephony,
 	}
 	handler := web.New(ctx, webCfg)
 	baseTLS := pki.ServerTLSConfig(s.tls.Certificate)
@@ -307,6 +314,7 @@ func (s *Server) Start() {
 	go s.pruneThrottles(s.ctx, time.Hour)
 	stopLog := s.authority.Run(s.ctx, logSyncInterval)
 	context.AfterFunc(s.ctx, stopLog)
+	go s.sweepAccounts(s.ctx, AccountSweep)
 	go func() {
 		ln := newLimitListener(s.listener, s.maxConns(), s.guard, s.log)
 		s.served <- s.http.Serve(tls.NewListener(ln, s.http.TLSConfig))
@@ -471,6 +479,9 @@ func (s *Server) Close() error {
 
 func (s *Server) closeParts() error {
 	var errs []error
+	if s.sip != nil {
+		errs = append(errs, s.sip.Close())
+	}
 	if s.debug != nil {
 		errs = append(errs, s.debug.Close())
 	}

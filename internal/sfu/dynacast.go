@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"conclave/internal/clock"
+	"conclave/internal/conn"
 )
 
 // dynacastPause is how long a layer must stay unneeded before the
@@ -20,21 +21,10 @@ const (
 	topOnlyWait  = 2 * time.Second
 )
 
-// LayerEvents is implemented by PublisherEvents that want "dynacast": to
-// be told which layers of a track any subscriber needs, so that the
-// publisher stops encoding the others.
-type LayerEvents interface {
-	// LayersNeeded reports, by layer index (lowest first), the layers of
-	// a video track that should be sent. It is called when the answer
-	// changes: at once when a layer becomes needed, after a debounce of
-	// two seconds when one stops being needed. It must not block.
-	LayersNeeded(t *UpTrack, active []bool)
-}
-
 // dynacast tracks which layers of an up track its down tracks need.
 type dynacast struct {
 	u      *UpTrack
-	events LayerEvents // nil: nobody listens
+	events conn.PublisherEvents // told LayersNeeded; nil: nobody listens
 
 	clock clock.Clock // the up track's
 

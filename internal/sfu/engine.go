@@ -23,6 +23,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"conclave/internal/clock"
+	"conclave/internal/conn"
 	"conclave/internal/pionlog"
 )
 
@@ -416,3 +417,5 @@ func (e *Engine) SendStats() SendStats {
 	b := &e.sock.batch
 	return SendStats{GSO: b.gso.Load(), GSOSends: b.gsoSends.Load(), GSODatagrams: b.gsoDgram.Load()}
 }
+
+var _ conn.Engine = (*Engine)(nil)

@@ -11,6 +11,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"conclave/internal/codecs"
+	"conclave/internal/conn"
 	"conclave/internal/packetcache"
 	"conclave/internal/testutil/fakeclock"
 )
@@ -81,7 +82,7 @@ func testTrack(n int) *UpTrack {
 }
 
 func testDown(u *UpTrack, w *fakeWriter) *DownTrack {
-	d := newDownTrack(u)
+	d := newDownTrack(u, conn.TrackOptions{Stream: "alice"})
 	d.bind(5555, 100, w)
 	u.addDown(d)
 	return d
@@ -441,51 +442,6 @@ func TestAllocateHoldAfterDowngrade(t *testing.T) {
 	}
 }
 
-func TestSpeakerDetector(t *testing.T) {
-	clock := fakeclock.New(time.Unix(0, 0))
-	var changes []string
-	sd := NewSpeakerDetector(SpeakerConfig{Interval: 200 * time.Millisecond, Hold: time.Second, Smoothing: 1,
-		Clock: clock}, func(id string) { changes = append(changes, id) })
-	a := &Publisher{participant: "a", tracks: map[string]*UpTrack{}}
-	b := &Publisher{participant: "b", tracks: map[string]*UpTrack{}}
-	levels := map[*Publisher]float64{}
-	sd.level = func(p *Publisher) (float64, bool) { return levels[p], true }
-	sd.Add(a)
-	sd.Add(b)
-	step := func(la, lb float64, n int) {
-		for i := 0; i < n; i++ {
-			levels[a], levels[b] = la, lb
-			sd.Sample()
-			clock.Advance(200 * time.Millisecond)
-		}
-	}
-	step(0, 0, 3)
-	if len(changes) != 0 {
-		t.Fatalf("silence made a speaker: %v", changes)
-	}
-	step(90, 0, 1) // first voice takes the floor at once
-	step(80, 100, 4)
-	if fmt.Sprint(changes) != "[a]" {
-		t.Fatalf("b took over before leading for 1 s: %v", changes)
-	}
-	step(80, 100, 2)
-	if fmt.Sprint(changes) != "[a b]" || sd.Dominant() != "b" || !b.speaker || a.speaker {
-		t.Fatalf("after b led 1 s: %v (dominant %q)", changes, sd.Dominant())
-	}
-	step(0, 0, 10) // silence keeps the last speaker
-	if sd.Dominant() != "b" {
-		t.Fatalf("dominant %q after silence", sd.Dominant())
-	}
-	sd.Remove(b)
-	step(60, 0, 1)
-	if sd.Dominant() != "a" {
-		t.Fatalf("dominant %q after b left", sd.Dominant())
-	}
-}
-
-// BenchmarkForward measures the forwarding hot path: one VP8 packet of
-// an up track written to N down tracks (fake subscriber connections), in
-// steady state after a layer switch so that picture ids are rewritten.
 func BenchmarkForward(b *testing.B) {
 	for _, n := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("downs=%d", n), func(b *testing.B) {

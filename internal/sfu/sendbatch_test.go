@@ -14,6 +14,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 
+	"conclave/internal/conn"
 	"conclave/internal/testutil/fakeclock"
 )
 
@@ -231,11 +232,11 @@ func (w *socketWriter) Write(b []byte) (int, error) { return w.sock.WriteToAddrP
 // offers it; every packet arrives, in order; a frame whose last packet
 // does not come goes when the hold time is over.
 func TestFramesGoOutTogether(t *testing.T) {
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock := newStampConn(conn, nil)
+	sock := newStampConn(udp, nil)
 	defer sock.Close()
 	// No queue gets too old, however slow the machine (the race
 	// detector): the grouping is what is checked.
@@ -250,7 +251,7 @@ func TestFramesGoOutTogether(t *testing.T) {
 		}
 		defer rc.Close()
 		receivers = append(receivers, rc)
-		d := newDownTrack(u)
+		d := newDownTrack(u, conn.TrackOptions{Stream: "alice"})
 		d.bind(5555, 100, &socketWriter{sock: sock, addr: rc.LocalAddr().(*net.UDPAddr).AddrPort()})
 		u.addDown(d)
 	}
@@ -316,7 +317,7 @@ func TestFramesGoOutTogether(t *testing.T) {
 		}
 	}
 	switch {
-	case gsoSupported(conn):
+	case gsoSupported(udp):
 		// Frames of 3, 2 and 3 packets to each of 2 subscribers.
 		if s, n := sock.batch.gsoSends.Load(), sock.batch.gsoDgram.Load(); s != 6 || n != 16 {
 			t.Errorf("%d GSO sends of %d datagrams, want 6 of 16", s, n)

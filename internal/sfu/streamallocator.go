@@ -8,8 +8,9 @@ import (
 // Stream allocation policy. The allocator of a subscriber runs every
 // allocateInterval (and at once when the subscriber reports a new layout).
 // It distributes the subscriber's estimated bandwidth over its video
-// tracks in priority order (screen share, then the active speaker, then
-// the others by rendered area): first the lowest layer for every visible
+// tracks in priority order (the room's conn.TrackOptions.Priority: it
+// puts a screen share first, then the active speaker), then by rendered
+// area: first the lowest layer for every visible
 // track, then upgrades toward the layer that fits each track's rendered
 // size. Downgrades are immediate. Upgrades are cautious: only with
 // upgradeHeadroom of spare estimate, not within upgradeHold of a
@@ -120,17 +121,6 @@ func allocate(tracks []allocTrack, budget int64, now time.Time, state map[*DownT
 	}
 }
 
-// trackPriority ranks a track for the allocator.
-func trackPriority(u *UpTrack) int {
-	switch {
-	case u.source == "screen":
-		return 2
-	case u.speaker.Load():
-		return 1
-	}
-	return 0
-}
-
 // runAllocator is the subscriber's allocation loop.
 func (s *Subscriber) runAllocator() {
 	t := time.NewTicker(allocateInterval)
@@ -182,7 +172,7 @@ func (s *Subscriber) allocateOnce(now time.Time) (pending bool) {
 		if cur := d.cur.Load(); cur >= 0 {
 			sent += u.layerCost(int(cur), nowNS)
 		}
-		t := allocTrack{d: d, priority: trackPriority(u), prev: int8(d.desired.Load())}
+		t := allocTrack{d: d, priority: int(d.priority.Load()), prev: int8(d.desired.Load())}
 		n := u.spatialLayers()
 		w, h := int(d.width.Load()), int(d.height.Load())
 		switch {

@@ -14,6 +14,7 @@ import (
 
 	"conclave/internal/clock"
 	"conclave/internal/codecs"
+	"conclave/internal/conn"
 	"conclave/internal/packetcache"
 )
 
@@ -48,9 +49,9 @@ const maxLayers = 4
 // being sent.
 const liveTimeout = 1500 * time.Millisecond
 
-// UpTrack is one logical media track received from a publisher: a
-// (participant, source) with one or more layers. A simulcast video track
-// has one layer per RID, each with its own SSRC, packet cache and bitrate;
+// UpTrack is one logical media track received from a publisher (a
+// conn.UpTrack): a (participant, source) with one or more layers. A
+// simulcast video track has one layer per RID, each with its own SSRC, packet cache and bitrate;
 // a VP9 SVC track has one RTP stream whose spatial layers are read from
 // the payload descriptor; anything else has a single layer. Packets are
 // written, on the goroutine that reads them, to every down track: video a
@@ -58,7 +59,7 @@ const liveTimeout = 1500 * time.Millisecond
 type UpTrack struct {
 	id          string
 	participant string
-	source      string
+	source      conn.Source
 	mid         string
 	kind        webrtc.RTPCodecType
 	codec       webrtc.RTPCodecParameters
@@ -91,10 +92,9 @@ type UpTrack struct {
 
 	dyn dynacast
 
-	speaker atomic.Bool // the publisher is the active speaker
-	muted   atomic.Bool // not forwarded (a host muted it)
-	ended   atomic.Bool
-	done    chan struct{}
+	muted atomic.Bool // not forwarded (a host muted it)
+	ended atomic.Bool
+	done  chan struct{}
 }
 
 // layerStats is what is known about one spatial layer.
@@ -132,7 +132,7 @@ type framePacket struct {
 	info packetInfo
 }
 
-func newUpTrack(pc *webrtc.PeerConnection, clk clock.Clock, codec webrtc.RTPCodecParameters, kind webrtc.RTPCodecType, participant, source, mid string, rids []string) *UpTrack {
+func newUpTrack(pc *webrtc.PeerConnection, clk clock.Clock, codec webrtc.RTPCodecParameters, kind webrtc.RTPCodecType, participant string, source conn.Source, mid string, rids []string) *UpTrack {
 	if len(rids) > maxLayers {
 		rids = rids[:maxLayers]
 	}
@@ -192,11 +192,11 @@ func (u *UpTrack) ID() string { return u.id }
 // Participant is the id of the publishing participant.
 func (u *UpTrack) Participant() string { return u.participant }
 
-// Source is what the track carries: microphone, camera, screen, screen-audio.
-func (u *UpTrack) Source() string { return u.source }
+// Source is what the publisher declared the track carries.
+func (u *UpTrack) Source() conn.Source { return u.source }
 
-// Kind is "audio" or "video".
-func (u *UpTrack) Kind() string { return u.kind.String() }
+// Kind is audio or video.
+func (u *UpTrack) Kind() conn.Kind { return conn.Kind(u.kind.String()) }
 
 // Codec is the negotiated codec's MIME type, e.g. "video/VP8".
 func (u *UpTrack) Codec() string { return u.codec.MimeType }
@@ -421,7 +421,7 @@ func (l *upLayer) prepare(fp *framePacket, raw []byte, now int64) bool {
 		l.cache.Store(pkt.SequenceNumber, raw)
 	}
 	if u.tap != nil {
-		u.tap.Packet(u.participant, u.source, u.codec.MimeType, pkt)
+		u.tap.Packet(u.participant, string(u.source), u.codec.MimeType, pkt)
 	}
 	return true
 }
@@ -699,10 +699,11 @@ func (l *upLayer) sendKeyFrameRequest() {
 	_ = l.track.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}})
 }
 
-// takeAudioLevel returns the mean loudness (0 = silence, 127 = loudest)
-// of the packets received since the previous call, and how many there
-// were.
-func (u *UpTrack) takeAudioLevel() (level float64, packets uint64) {
+// AudioLevel returns the mean loudness (0 = silence, 127 = loudest) of the
+// packets received since the previous call, and how many there were. The
+// level is the publisher's audio-level header extension (RFC 6464), which
+// SFrame leaves in the clear: metadata the room needs to find who speaks.
+func (u *UpTrack) AudioLevel() (level float64, packets uint64) {
 	n := u.audio.count.Swap(0)
 	s := u.audio.sum.Swap(0)
 	if n == 0 {

@@ -136,7 +136,39 @@ var migrations = []string{
 		updated_at INTEGER NOT NULL
 	);`,
 
-	// 4: the E2EE transparency log (docs/e2ee.md, section 13).
+	// 4: telephony (docs/sip.md): one-time device enrolment tokens, device
+	// certificates issued by the registration authority with their
+	// revocation state, and call detail records (encrypted by the caller).
+	`CREATE TABLE device_tokens (
+		token_hash BLOB    PRIMARY KEY,
+		user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+		created_by TEXT    NOT NULL,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL,
+		used_at    INTEGER
+	);
+	CREATE TABLE device_certs (
+		serial      TEXT    PRIMARY KEY,
+		user_id     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+		aor         TEXT    NOT NULL,
+		fingerprint TEXT    NOT NULL,
+		key_type    TEXT    NOT NULL,
+		issued_at   INTEGER NOT NULL,
+		not_after   INTEGER NOT NULL,
+		revoked_at  INTEGER,
+		reason      INTEGER NOT NULL DEFAULT 0,
+		der         BLOB    NOT NULL
+	);
+	CREATE INDEX device_certs_user_id ON device_certs (user_id);
+	CREATE INDEX device_certs_revoked ON device_certs (revoked_at);
+	CREATE TABLE cdrs (
+		id         TEXT    PRIMARY KEY,
+		started_at INTEGER NOT NULL,
+		sealed     BLOB    NOT NULL
+	);
+	CREATE INDEX cdrs_started_at ON cdrs (started_at);`,
+
+	// 5: the E2EE transparency log (docs/e2ee.md, section 13).
 	`CREATE TABLE e2ee_log (
 		idx    INTEGER PRIMARY KEY CHECK (idx >= 0),
 		record BLOB    NOT NULL

@@ -193,8 +193,8 @@ func (s *Server) apiLogEntries(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// deviceJSON is a device of a user, for the admin API.
-type deviceJSON struct {
+// e2eeDeviceJSON is a device of a user, for the admin API.
+type e2eeDeviceJSON struct {
 	PublicKey      string    `json:"publicKey"`
 	Fingerprint    string    `json:"fingerprint"`
 	FirstCertified time.Time `json:"firstCertified"`
@@ -216,9 +216,9 @@ func (s *Server) apiListDevices(w http.ResponseWriter, r *http.Request, _ store.
 		writeError(w, http.StatusInternalServerError, "log", "The log is unavailable.")
 		return
 	}
-	out := []deviceJSON{}
+	out := []e2eeDeviceJSON{}
 	for _, d := range devs {
-		out = append(out, deviceJSON{PublicKey: base64.StdEncoding.EncodeToString(d.PublicKey), Fingerprint: d.Fingerprint,
+		out = append(out, e2eeDeviceJSON{PublicKey: base64.StdEncoding.EncodeToString(d.PublicKey), Fingerprint: d.Fingerprint,
 			FirstCertified: d.FirstCertified, LastNotAfter: d.LastNotAfter, Credentials: d.Credentials, Revoked: d.Revoked, RevokedAt: d.RevokedAt})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"devices": out})
@@ -270,8 +270,9 @@ func (s *Server) fileMeeting(w http.ResponseWriter, r *http.Request) (string, bo
 }
 
 func (s *Server) apiUpload(w http.ResponseWriter, r *http.Request) {
-	meeting, ok := s.fileMeeting(w, r)
+	meeting, owner, ok := s.Meetings.UploaderOf(r.Header.Get(uploadHeader))
 	if !ok {
+		writeError(w, http.StatusUnauthorized, "no-meeting", "Files can only be exchanged by participants of a meeting in progress.")
 		return
 	}
 	if r.ContentLength > s.Files.MaxSize() {
@@ -281,15 +282,19 @@ func (s *Server) apiUpload(w http.ResponseWriter, r *http.Request) {
 	var id string
 	var err error
 	if want := r.Header.Get(fileIDHeader); want != "" {
-		id, err = s.Files.PutID(meeting, want, r.Body, r.ContentLength)
+		id, err = s.Files.PutID(meeting, owner, want, r.Body, r.ContentLength)
 	} else {
-		id, err = s.Files.Put(meeting, r.Body, r.ContentLength)
+		id, err = s.Files.Put(meeting, owner, r.Body, r.ContentLength)
 	}
 	switch {
 	case errors.Is(err, files.ErrExists), errors.Is(err, files.ErrNotFound):
 		writeError(w, http.StatusConflict, "bad-id", "The file id is malformed or already taken.")
 	case errors.Is(err, files.ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, "too-large", tooLarge(s.Files.MaxSize()))
+	case errors.Is(err, files.ErrQuota):
+		writeError(w, http.StatusInsufficientStorage, "quota", "You have shared as much in this meeting as one participant may (or the meeting as a whole). Files go when the meeting ends.")
+	case errors.Is(err, files.ErrMeetingEnded):
+		writeError(w, http.StatusGone, "meeting-ended", "The meeting ended during the upload; the file was not kept.")
 	case errors.Is(err, files.ErrStorageFull):
 		s.log.Warn("file store full", "used", s.Files.Used())
 		writeError(w, http.StatusInsufficientStorage, "storage-full", "The server has no room for this file now. Try a smaller file or later.")

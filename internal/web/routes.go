@@ -90,7 +90,7 @@ func (s *Server) Routes() []Route {
 	m := func(method, path string, p perm.Permission, h ManageFunc) Route {
 		return Route{Method: method, Path: path, Where: Management, Perm: p, Manage: h}
 	}
-	return []Route{
+	rows := []Route{
 		// Pages.
 		{Method: "GET", Path: "/{$}", Where: Meeting, Handle: s.page("index.html")},
 		{Method: "GET", Path: "/r/{alias}", Where: Meeting, Handle: s.page("meeting.html")},
@@ -170,6 +170,7 @@ func (s *Server) Routes() []Route {
 		m("GET", "/api/settings/certificate-login", perm.AuthSettingsView, s.apiGetCert),
 		m("PUT", "/api/settings/certificate-login", perm.AuthSettingsManage, s.apiSetCert),
 	}
+	return append(rows, s.sipRoutes(m)...)
 }
 
 // servedOn reports whether a route exists on plane p.

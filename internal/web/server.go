@@ -69,6 +69,9 @@ type Config struct {
 	Audit  audit.Recorder
 	Logger *slog.Logger
 
+	// Telephony is the SIP side (docs/sip.md); nil when SIP is off.
+	Telephony *Telephony
+
 	// Plane is the listener this handler answers for: PlaneAll when one
 	// listener serves everything, else PlaneMeeting or PlaneAdmin.
 	Plane Plane

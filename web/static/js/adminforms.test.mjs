@@ -1,0 +1,28 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { accountState, groupsToText, pagesFor, textToGroups } from './adminforms.mjs';
+
+test('pages follow permissions', () => {
+  assert.deepEqual(pagesFor(['audit.view']).map((p) => p.id), []);
+  assert.deepEqual(pagesFor(['rooms.view', 'users.view']).map((p) => p.id), ['rooms', 'users']);
+  assert.deepEqual(pagesFor(['auth-settings.view', 'roles.view']).map((p) => p.id), ['roles', 'signin']);
+});
+
+test('group mappings round-trip, DNs with "=" included', () => {
+  const groups = [{ group: 'cn=admins,ou=groups,dc=example,dc=org', roles: ['security-admin', 'auditor'] }, { group: 'staff', roles: ['room-admin'] }];
+  const text = groupsToText(groups);
+  assert.equal(text, 'cn=admins,ou=groups,dc=example,dc=org = security-admin, auditor\nstaff = room-admin');
+  assert.deepEqual(textToGroups(text), { groups, error: '' });
+  assert.deepEqual(textToGroups('\n  \n'), { groups: [], error: '' });
+});
+
+test('a bad mapping line is named', () => {
+  assert.equal(textToGroups('staff = room-admin\nno roles here').error, 'Line 2 is not “GROUP = role, role”.');
+  assert.equal(textToGroups('staff =').error, 'Line 1 is not “GROUP = role, role”.');
+});
+
+test('account states', () => {
+  assert.equal(accountState({ enabled: false, lockedUntil: 'x' }), 'Disabled');
+  assert.equal(accountState({ enabled: true }), 'Enabled');
+  assert.equal(accountState({ enabled: true, lockedUntil: '2026-01-01T00:00:00Z', mustChangePassword: true }), 'Enabled, locked, must change password');
+});
