@@ -84,9 +84,13 @@ func TestMixedBrowsers(t *testing.T) {
 	srv := startServer(t, "alpha")
 	ff := browser.StartFirefox(t)
 	cr := browser.Start(t)
-	alice := joinPage(t, recordingPage(t, ff, "Alice"), srv.URL(), "alpha", "Alice")
+	alicePage := recordingPage(t, ff, "Alice")
+	checkPickers(t, alicePage, srv.URL()+"/r/alpha")
+	alice := joinPage(t, alicePage, srv.URL(), "alpha", "Alice")
 	bob := joinPage(t, recordingPage(t, ff, "Bob"), srv.URL(), "alpha", "Bob")
-	carol := joinPage(t, recordingPage(t, cr, "Carol"), srv.URL(), "alpha", "Carol")
+	carolPage := recordingPage(t, cr, "Carol")
+	checkPickers(t, carolPage, srv.URL()+"/r/alpha")
+	carol := joinPage(t, carolPage, srv.URL(), "alpha", "Carol")
 	people := []*participant{alice, bob, carol}
 
 	code := sameCode(t, people...)
@@ -176,4 +180,47 @@ func (p *participant) saveRestartOffer() {
 		p.t.Fatal(err)
 	}
 	p.t.Logf("%s: recorded %s", p.name, name)
+}
+
+// pickersJS describes the device pickers of the page before joining: the
+// devices listed, the one selected, and the preview's camera.
+const pickersJS = `(() => {
+  const opts = (sel) => [...document.querySelectorAll(sel + ' option')].filter(o => o.value).map(o => ({id: o.value, label: o.textContent}));
+  const track = document.querySelector('#preview')?.srcObject?.getVideoTracks()[0];
+  return {cameras: opts('#camera-select'), mics: opts('#mic-select'),
+    camera: document.querySelector('#camera-select')?.value || '', mic: document.querySelector('#mic-select')?.value || '',
+    preview: track ? track.getSettings().deviceId || '' : '', live: track?.readyState === 'live',
+    message: document.querySelector('#media-message')?.hidden === false ? document.querySelector('#media-message').textContent : ''};
+})()`
+
+type pickers struct {
+	Cameras, Mics []struct{ ID, Label string }
+	Camera, Mic   string
+	Preview       string
+	Live          bool
+	Message       string
+}
+
+// checkPickers opens the meeting page's preview and checks its device
+// pickers: they list a camera and a microphone by name, select those in
+// use, and choosing the last camera listed switches the preview to it.
+func checkPickers(t *testing.T, p *browser.Page, url string) {
+	t.Helper()
+	if err := p.Navigate(url); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitJS(t, p.Name()+": device pickers filled", `document.querySelectorAll('#camera-select option[value]:not([value=""])').length > 0 && document.querySelectorAll('#mic-select option[value]:not([value=""])').length > 0 && !!document.querySelector('#preview')?.srcObject`, 15*time.Second)
+	var got pickers
+	if err := p.Eval(pickersJS, &got); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s (%s) device pickers: %d camera(s), %d microphone(s): %+v", p.Name(), p.Browser().Name(), len(got.Cameras), len(got.Mics), got)
+	if got.Cameras[0].Label == "" || got.Mics[0].Label == "" || got.Camera == "" || got.Mic == "" || got.Preview != got.Camera || !got.Live {
+		t.Fatalf("%s: device pickers %+v: want named devices, those in use selected", p.Name(), got)
+	}
+	last := got.Cameras[len(got.Cameras)-1].ID
+	if err := p.SetValue("#camera-select", last); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitJS(t, p.Name()+": preview switched to the chosen camera", fmt.Sprintf(`document.querySelector('#preview')?.srcObject?.getVideoTracks()[0]?.getSettings().deviceId === %q && document.querySelector('#preview').srcObject.getVideoTracks()[0].readyState === 'live' && document.querySelector('#media-message').hidden`, last), 10*time.Second)
 }

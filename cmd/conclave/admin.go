@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -96,7 +95,11 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "conclave admin: create data directory: %v\n", err)
 		return 1
 	}
-	st, err := store.OpenSQLite(filepath.Join(cfg.DataDir, "conclave.db"))
+	if err := cfg.ValidateDatabase(); err != nil {
+		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
+		return 1
+	}
+	st, err := store.Open(cfg.StoreName())
 	if err != nil {
 		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
 		return 1

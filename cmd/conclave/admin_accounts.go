@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -97,7 +96,11 @@ func adminAccounts(cmd string, args []string, stdin io.Reader, stdout, stderr io
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	st, err := store.OpenSQLite(filepath.Join(cfg.DataDir, store.DBFileName))
+	if err := cfg.ValidateDatabase(); err != nil {
+		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
+		return 1
+	}
+	st, err := store.Open(cfg.StoreName())
 	if err != nil {
 		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
 		return 1

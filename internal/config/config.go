@@ -18,6 +18,10 @@ import (
 type Config struct {
 	// DataDir holds the database, certificates and other state.
 	DataDir string
+	// Database is the PostgreSQL database of the management store, as a
+	// postgres:// URL (docs/cluster.md); empty means the embedded SQLite
+	// file conclave.db in DataDir.
+	Database string
 	// Listen is the HTTPS address (web client, API, signaling).
 	Listen string
 	// MediaUDP is the UDP address shared by all WebRTC media.
@@ -118,6 +122,25 @@ func Defaults() Config {
 // RegisterDataDir adds the --data flag (env CONCLAVE_DATA) to fs.
 func RegisterDataDir(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.DataDir, "data", env("CONCLAVE_DATA", c.DataDir), "data directory (env CONCLAVE_DATA)")
+	fs.StringVar(&c.Database, "database", env("CONCLAVE_DATABASE", c.Database), "PostgreSQL store as postgres://user@host:5432/db; empty for SQLite in the data directory (env CONCLAVE_DATABASE)")
+}
+
+// StoreName names the management store for store.Open: the PostgreSQL URL
+// of Database, or else the SQLite file in DataDir.
+func (c *Config) StoreName() string {
+	if c.Database != "" {
+		return c.Database
+	}
+	return filepath.Join(c.DataDir, "conclave.db")
+}
+
+// ValidateDatabase reports, as a sentence an operator can act on, why
+// Database is not a PostgreSQL URL; nil when it is one or is empty.
+func (c *Config) ValidateDatabase() error {
+	if c.Database == "" || strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://") {
+		return nil
+	}
+	return fmt.Errorf("--database takes a postgres:// URL such as postgres://conclave@db.example.org:5432/conclave; leave it empty for the embedded SQLite database in the data directory")
 }
 
 // Register adds every serve flag to fs, with defaults taken from c and the
@@ -172,6 +195,9 @@ func Register(fs *flag.FlagSet, c *Config) {
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return fmt.Errorf("the data directory is empty; set --data or CONCLAVE_DATA")
+	}
+	if err := c.ValidateDatabase(); err != nil {
+		return err
 	}
 	if c.Listen == "" || c.MediaUDP == "" {
 		return fmt.Errorf("--listen and --media-udp must not be empty")

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -10,11 +11,16 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"conclave/internal/config"
 	"conclave/internal/devca"
 	"conclave/internal/perm"
+	"conclave/internal/server"
 	"conclave/internal/store"
+	"conclave/internal/testutil/fakeclock"
+	"conclave/internal/testutil/testca"
+	"conclave/internal/testutil/testserver"
 )
 
 // TestAccountLifecycle: through the management API an administrator
@@ -256,5 +262,83 @@ func TestDisableRevokesDevices(t *testing.T) {
 	}
 	if certs[0].RevokedAt.IsZero() || certs[0].Reason != 9 {
 		t.Fatalf("mia's phone after the account was disabled: %+v (issued %v)", certs[0], issued)
+	}
+}
+
+// TestAdminListenerMutualTLS: with --admin-client-ca, the management
+// listener completes no TLS handshake without a client certificate of
+// that CA, and serves those that present one; the meeting listener asks
+// for none.
+func TestAdminListenerMutualTLS(t *testing.T) {
+	ca := testca.New(t, "Admin network CA")
+	caFile := testca.WriteFile(t, t.TempDir(), "ca.pem", ca.PEM())
+	srv := openServerWith(t, func(c *config.Config) {
+		c.Auth.AdminListen = "127.0.0.1:0"
+		c.Auth.AdminClientCA = caFile
+	})
+	get := func(base string, leaf *testca.Leaf) error {
+		tc := &tls.Config{InsecureSkipVerify: true}
+		if leaf != nil {
+			tc.Certificates = []tls.Certificate{{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key}}
+		}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+		resp, err := hc.Get(base + "/api/login/methods")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	if err := get(srv.AdminURL(), nil); err == nil {
+		t.Fatal("the management listener served a client without a certificate")
+	}
+	other := testca.New(t, "Other CA").Issue(t, testca.Options{CN: "x"})
+	if err := get(srv.AdminURL(), &other); err == nil {
+		t.Fatal("the management listener served a certificate of another CA")
+	}
+	good := ca.Issue(t, testca.Options{CN: "admin-workstation"})
+	if err := get(srv.AdminURL(), &good); err != nil {
+		t.Fatalf("a certificate of the CA: %v", err)
+	}
+	if err := get(srv.URL(), nil); err != nil {
+		t.Fatalf("the meeting listener: %v", err)
+	}
+}
+
+// TestDisableEndsMeetingAtOnce: an account disabled through the API is put
+// out of its meeting at once with `bye account-disabled`, and cannot
+// enter the accounts-only room again. The node runs on a fake clock that
+// does not move, so the periodic sweep (for changes made from the shell)
+// cannot be what ends the meeting.
+func TestDisableEndsMeetingAtOnce(t *testing.T) {
+	clk := fakeclock.New(time.Now())
+	srv := testserver.Start(t, testserver.Options{Server: server.Options{Clock: clk}})
+	ctx := context.Background()
+	if _, err := srv.Store().CreateRoom(ctx, store.Room{Alias: "staff", DisplayName: "Staff", Access: store.AccessAccounts}); err != nil {
+		t.Fatal(err)
+	}
+	addAccount(t, srv, "root", perm.Administrator)
+	addAccount(t, srv, "mia")
+	_, _, mia := loginStatus(t, srv, "mia", testPassword)
+	ws := dialWithCookies(t, srv, mia)
+	ws.sendRaw(`{"v":1,"type":"join","id":"j","room":"staff","name":"mia"}`)
+	if raw := ws.readRaw(); !isWelcome(raw) {
+		t.Fatalf("mia enters the accounts room: %s", raw)
+	}
+	_, _, root := loginStatus(t, srv, "root", testPassword)
+	if st, body, _ := root.do("POST", "/api/users/mia/disable", nil, true); st != http.StatusOK {
+		t.Fatalf("disable: %d %v", st, body)
+	}
+	bye := ws.next()
+	if bye.Type != "bye" || bye.Reason != "account-disabled" {
+		t.Fatalf("mia's connection got %+v, want bye account-disabled", bye)
+	}
+	again := dialWithCookies(t, srv, mia)
+	again.sendRaw(`{"v":1,"type":"join","id":"j","room":"staff","name":"mia"}`)
+	if raw := again.readRaw(); isWelcome(raw) {
+		t.Fatal("a disabled account entered the accounts room again")
 	}
 }

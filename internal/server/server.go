@@ -42,7 +42,7 @@ import (
 type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
-	store    *store.SQLite
+	store    *store.DB
 	tls      *pki.Material
 	engine   *sfu.Engine
 	meetings *meeting.Manager
@@ -113,7 +113,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		}
 	}()
 
-	st, err := store.OpenSQLite(filepath.Join(cfg.DataDir, "conclave.db"))
+	st, err := store.Open(cfg.StoreName())
 	if err != nil {
 		return nil, err
 	}

@@ -172,6 +172,27 @@ func TestBrowserOffers(t *testing.T) {
 			if err := a.UnmarshalString(answer); err != nil {
 				t.Fatalf("parse answer: %v", err)
 			}
+			// The header extensions the server reads (audio level for the
+			// active speaker, transport-cc feedback, mid and RID for
+			// simulcast) are accepted under the browser's own ids.
+			offered := extmaps(&s)
+			for mid, exts := range extmaps(&a) {
+				for uri, id := range exts {
+					if want, ok := offered[mid][uri]; !ok || want != id {
+						t.Errorf("answer m-section %s: extension %s with id %d, offered %d", mid, uri, id, want)
+					}
+				}
+			}
+			for _, uri := range []string{audioLevelURI, "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"} {
+				if _, ok := extmaps(&a)["0"][uri]; !ok {
+					t.Errorf("answer's microphone section lacks %s (offered %v)", uri, offered["0"])
+				}
+			}
+			for _, uri := range []string{sdp.SDESMidURI, sdp.SDESRTPStreamIDURI} {
+				if _, ok := extmaps(&a)["1"][uri]; !ok {
+					t.Errorf("answer's camera section lacks %s (offered %v)", uri, offered["1"])
+				}
+			}
 			for _, m := range a.MediaDescriptions {
 				mid, _ := m.Attribute("mid")
 				if _, declared := c.sources[mid]; declared && m.MediaName.Port.Value == 0 {
@@ -195,4 +216,23 @@ func direction(m *sdp.MediaDescription) string {
 		}
 	}
 	return "sendrecv"
+}
+
+// extmaps maps each m-section's mid to its header extensions: URI -> id.
+func extmaps(s *sdp.SessionDescription) map[string]map[string]int {
+	out := map[string]map[string]int{}
+	for _, m := range s.MediaDescriptions {
+		mid, _ := m.Attribute("mid")
+		out[mid] = map[string]int{}
+		for _, a := range m.Attributes {
+			if a.Key != "extmap" {
+				continue
+			}
+			var e sdp.ExtMap
+			if e.Unmarshal("extmap:"+a.Value) == nil && e.URI != nil {
+				out[mid][e.URI.String()] = e.Value
+			}
+		}
+	}
+	return out
 }

@@ -122,6 +122,7 @@ const pageContext = {
   sessionEnded: (res) => sessionEnded(res),
   flash: (text) => flash(text),
   can: (p) => permissions.has(p),
+  me: () => user.username || '',
   confirm: ask,
 };
 const pages = {

@@ -12,6 +12,7 @@ import { accountState, groupsToText, shortTime, textToGroups } from './adminform
  * @property {(res: any) => boolean} sessionEnded handles a 401; true if it did
  * @property {(text: string) => void} flash shows a passing status message
  * @property {(perm: string) => boolean} can whether the account holds a permission
+ * @property {() => string} me the signed-in username
  * @property {(text: string) => Promise<boolean>} confirm asks a yes/no question
  */
 
@@ -99,7 +100,7 @@ export class UsersPage {
       h('td', { class: 'num' }, String(a.sessions ?? 0)),
       h('td', { class: 'row-actions' },
         h('button', { type: 'button', class: 'manage', dataset: { username: a.username }, 'aria-label': `Manage ${a.username}` }, 'Manage'),
-        canManage ? (a.enabled
+        canManage && a.username !== c.me() ? (a.enabled
           ? h('button', { type: 'button', class: 'disable danger', dataset: { username: a.username }, 'aria-label': `Disable ${a.username}` }, 'Disable')
           : h('button', { type: 'button', class: 'enable', dataset: { username: a.username }, 'aria-label': `Enable ${a.username}` }, 'Enable')) : null))));
     if (this.open) {
@@ -123,10 +124,11 @@ export class UsersPage {
     u.username.textContent = name;
     u.summary.textContent = `${a.displayName} · ${a.source} account · ${accountState(a)} · created ${shortTime(a.createdAt)}`;
     const manage = c.can('users.manage');
-    u.disable.hidden = !manage || !a.enabled;
+    const self = name === c.me();
+    u.disable.hidden = !manage || !a.enabled || self;
     u.enable.hidden = !manage || a.enabled;
     u.unlock.hidden = !manage || !a.lockedUntil;
-    u.del.hidden = !manage;
+    u.del.hidden = !manage || self;
     u.endSessions.hidden = !manage;
     u.resetField.hidden = !manage || a.source !== 'local';
     u.rolesField.hidden = !c.can('users.assign-roles') || this.roleNames.length === 0;
