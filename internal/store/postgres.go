@@ -162,6 +162,12 @@ var pgMigrations = []string{
 		sealed     BYTEA  NOT NULL
 	);
 	CREATE INDEX cdrs_started_at ON cdrs (started_at);`,
+
+	// 5: the E2EE transparency log (docs/e2ee.md, section 13).
+	`CREATE TABLE e2ee_log (
+		idx    BIGINT PRIMARY KEY CHECK (idx >= 0),
+		record BYTEA  NOT NULL
+	);`,
 }
 
 // IsPostgresURL reports whether database names a PostgreSQL server (a

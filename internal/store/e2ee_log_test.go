@@ -8,12 +8,14 @@ import (
 )
 
 // TestLogAppend: records get consecutive indexes, also when two store
-// values on one file (a server and the admin CLI) append at once, and read
-// back in order.
-func TestLogAppend(t *testing.T) {
+// handles on one database (a server and the admin CLI) append at once, and
+// read back in order.
+func TestLogAppend(t *testing.T) { forEachEngine(t, testLogAppend) }
+
+func testLogAppend(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	a, path := openTest(t)
-	b, err := OpenSQLite(path)
+	a := eng.DB
+	b, err := eng.open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +24,7 @@ func TestLogAppend(t *testing.T) {
 		t.Error("an empty record was appended")
 	}
 	var wg sync.WaitGroup
-	for i, s := range []*SQLite{a, b} {
+	for i, s := range []*DB{a, b} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -7,9 +7,10 @@ import (
 )
 
 // AppendLogRecord implements Store. The write transaction takes the lock
+// (SQLite: immediate; PostgreSQL: the advisory write lock)
 // up front, so concurrent appends (a server and the admin CLI) get
 // consecutive indexes.
-func (s *SQLite) AppendLogRecord(ctx context.Context, record []byte) (int64, error) {
+func (s *DB) AppendLogRecord(ctx context.Context, record []byte) (int64, error) {
 	if len(record) == 0 {
 		return 0, errors.New("append log record: empty record")
 	}
@@ -32,7 +33,7 @@ func (s *SQLite) AppendLogRecord(ctx context.Context, record []byte) (int64, err
 }
 
 // LogRecords implements Store.
-func (s *SQLite) LogRecords(ctx context.Context, start int64, limit int) ([][]byte, error) {
+func (s *DB) LogRecords(ctx context.Context, start int64, limit int) ([][]byte, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT record FROM e2ee_log WHERE idx >= ? ORDER BY idx LIMIT ?`, start, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read log records: %w", err)
