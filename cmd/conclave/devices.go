@@ -5,23 +5,35 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"conclave/internal/ra"
+	"conclave/internal/secrets"
 	"conclave/internal/store"
 )
 
 // Device administration (docs/e2ee.md, section 7): list the devices the
-// E2EE log certified for a user, revoke one, or disable a user, which
-// revokes all of them. The server may be running: it reads the log's new
+// E2EE log certified for a user, or revoke one. Disabling or deleting an
+// account (admin_accounts.go) revokes all of them. The server may be running: it reads the log's new
 // records within 2 s and sends the revoked devices away.
 
-func openAuthority(dataDir string, st store.Store) (*ra.Authority, error) {
-	return ra.Open(dataDir, "", "", st, nil)
+// deviceAdmin runs the device commands on a data directory.
+type deviceAdmin struct {
+	st      store.Store
+	dataDir string
+	box     *secrets.Box
+	stdout  io.Writer
 }
 
-func listDevices(ctx context.Context, st store.Store, dataDir, username string, stdout io.Writer) error {
+func (d deviceAdmin) authority() (*ra.Authority, error) {
+	return ra.OpenSealed(d.dataDir, "", "", d.st, nil, d.box)
+}
+
+func (d deviceAdmin) list(ctx context.Context, username string) error {
+	st, stdout := d.st, d.stdout
 	if username == "" {
 		return errors.New("-username is required")
 	}
@@ -29,7 +41,7 @@ func listDevices(ctx context.Context, st store.Store, dataDir, username string, 
 	if err != nil {
 		return fmt.Errorf("no user %q", username)
 	}
-	a, err := openAuthority(dataDir, st)
+	a, err := d.authority()
 	if err != nil {
 		return err
 	}
@@ -43,18 +55,19 @@ func listDevices(ctx context.Context, st store.Store, dataDir, username string, 
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FINGERPRINT\tFIRST CERTIFIED\tVALID UNTIL\tCREDENTIALS\tSTATE")
-	for _, d := range devs {
+	for _, dev := range devs {
 		state := "active"
-		if d.Revoked {
-			state = "revoked " + d.RevokedAt.Local().Format(time.DateTime)
+		if dev.Revoked {
+			state = "revoked " + dev.RevokedAt.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", d.Fingerprint, d.FirstCertified.Local().Format(time.DateTime),
-			d.LastNotAfter.Local().Format(time.DateTime), d.Credentials, state)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", dev.Fingerprint, dev.FirstCertified.Local().Format(time.DateTime),
+			dev.LastNotAfter.Local().Format(time.DateTime), dev.Credentials, state)
 	}
 	return tw.Flush()
 }
 
-func revokeDevice(ctx context.Context, st store.Store, dataDir, username, fingerprint, reason string, stdout io.Writer) error {
+func (d deviceAdmin) revoke(ctx context.Context, username, fingerprint, reason string) error {
+	st, stdout := d.st, d.stdout
 	if username == "" || fingerprint == "" {
 		return errors.New("-username and -device (the fingerprint, as list-devices prints it) are required")
 	}
@@ -62,7 +75,7 @@ func revokeDevice(ctx context.Context, st store.Store, dataDir, username, finger
 	if err != nil {
 		return fmt.Errorf("no user %q", username)
 	}
-	a, err := openAuthority(dataDir, st)
+	a, err := d.authority()
 	if err != nil {
 		return err
 	}
@@ -70,44 +83,27 @@ func revokeDevice(ctx context.Context, st store.Store, dataDir, username, finger
 	if err != nil {
 		return err
 	}
-	for _, d := range devs {
-		if ra.SameFingerprint(d.Fingerprint, fingerprint) {
-			if err := a.Revoke(ctx, u, d.PublicKey, reason); err != nil {
+	for _, dev := range devs {
+		if ra.SameFingerprint(dev.Fingerprint, fingerprint) {
+			if err := a.Revoke(ctx, u, dev.PublicKey, reason); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "Device %s of %s revoked. Meetings it is in drop it within seconds.\n", d.Fingerprint, username)
+			fmt.Fprintf(stdout, "Device %s of %s revoked. Meetings it is in drop it within seconds.\n", dev.Fingerprint, username)
 			return nil
 		}
 	}
 	return fmt.Errorf("%s has no device with fingerprint %q (see list-devices)", username, fingerprint)
 }
 
-func disableUser(ctx context.Context, st store.Store, dataDir, username, reason string, stdout io.Writer) error {
-	if username == "" {
-		return errors.New("-username is required")
-	}
-	u, err := st.UserByName(ctx, username)
+// revokeAll revokes every device of u, for a deactivated account; an
+// organisation that never started the server has no log to write to.
+func (d deviceAdmin) revokeAll(ctx context.Context, u store.User, reason string) (int, error) {
+	a, err := d.authority()
 	if err != nil {
-		return fmt.Errorf("no user %q", username)
+		if _, statErr := os.Stat(filepath.Join(d.dataDir, "e2ee", "org-id")); errors.Is(statErr, os.ErrNotExist) {
+			return 0, nil
+		}
+		return 0, err
 	}
-	if err := st.SetUserEnabled(ctx, u.ID, false); err != nil {
-		return err
-	}
-	n, err := st.DeleteUserSessions(ctx, u.ID)
-	if err != nil {
-		return err
-	}
-	a, err := openAuthority(dataDir, st)
-	if err != nil {
-		return fmt.Errorf("%s is disabled and signed out, but its devices could not be revoked: %w", username, err)
-	}
-	if reason == "" {
-		reason = "account disabled"
-	}
-	revoked, err := a.RevokeUser(ctx, u, reason)
-	if err != nil {
-		return fmt.Errorf("%s is disabled and signed out, but revoking its devices failed after %d: %w", username, revoked, err)
-	}
-	fmt.Fprintf(stdout, "User %s disabled: %d session(s) ended, %d device(s) revoked.\n", username, n, revoked)
-	return nil
+	return a.RevokeUser(ctx, u, reason)
 }

@@ -8,10 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-)
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+	"conclave/internal/version"
+)
 
 const usage = `Conclave — self-hosted, end-to-end encrypted video meetings.
 
@@ -22,7 +21,11 @@ Usage:
   conclave check-devices <URL>    list the devices certified for your account (E2EE log)
   conclave device <command> ...   enrol a SIP device at the registration authority
   conclave loadtest [flags]       measure a server under load (docs/benchmarks.md)
-  conclave version                print the version
+  conclave audit <command> ...    verify and export the audit log
+  conclave backup <command> ...   create, check and restore encrypted backups
+  conclave cert <command> ...     certificate requests, imports and trusted CAs
+  conclave selfcheck <command>    check or re-sign the protected configuration
+  conclave version                print the version and build
 
 Run 'conclave <command> -h' for a command's flags.
 `
@@ -49,8 +52,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return device(args[1:], stdout, stderr)
 	case "loadtest":
 		return runLoadtest(args[1:], stdout, stderr)
+	case "audit":
+		return auditCmd(args[1:], stdout, stderr)
+	case "backup":
+		return backupCmd(args[1:], stdin, stdout, stderr)
+	case "cert":
+		return certCmd(args[1:], stdout, stderr)
+	case "selfcheck":
+		return selfcheckCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "conclave", version)
+		fmt.Fprintln(stdout, version.Get())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -28,6 +28,7 @@ import (
 
 	"conclave/internal/clock"
 	"conclave/internal/e2ee"
+	"conclave/internal/secrets"
 	"conclave/internal/store"
 )
 
@@ -78,6 +79,13 @@ type challenge struct {
 // orgID (the admin CLI) means the one the server last used, kept in
 // <dataDir>/e2ee/org-id.
 func Open(dataDir, orgID, name string, st store.Store, clk clock.Clock) (*Authority, error) {
+	return OpenSealed(dataDir, orgID, name, st, clk, nil)
+}
+
+// OpenSealed is Open with the CA and log keys sealed under the master key
+// by box (package secrets) when it creates them; a clear key is read as it
+// is (secrets.SealDir seals e2ee/*.key at start).
+func OpenSealed(dataDir, orgID, name string, st store.Store, clk clock.Clock, box *secrets.Box) (*Authority, error) {
 	dir := filepath.Join(dataDir, "e2ee")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create E2EE CA directory: %w", err)
@@ -89,11 +97,11 @@ func Open(dataDir, orgID, name string, st store.Store, clk clock.Clock) (*Author
 	if name == "" {
 		name = orgID
 	}
-	key, err := loadOrCreate(filepath.Join(dir, keyFile))
+	key, err := loadOrCreate(filepath.Join(dir, keyFile), box)
 	if err != nil {
 		return nil, err
 	}
-	logKey, err := loadOrCreate(filepath.Join(dir, logKeyFile))
+	logKey, err := loadOrCreate(filepath.Join(dir, logKeyFile), box)
 	if err != nil {
 		return nil, err
 	}
@@ -133,16 +141,16 @@ func storedOrgID(path, orgID string) (string, error) {
 	return orgID, nil
 }
 
-func loadOrCreate(path string) (*ecdsa.PrivateKey, error) {
-	key, err := loadKey(path)
+func loadOrCreate(path string, box *secrets.Box) (*ecdsa.PrivateKey, error) {
+	key, err := loadKey(path, box)
 	if errors.Is(err, os.ErrNotExist) {
-		key, err = createKey(path)
+		key, err = createKey(path, box)
 	}
 	return key, err
 }
 
-func loadKey(path string) (*ecdsa.PrivateKey, error) {
-	data, err := os.ReadFile(path)
+func loadKey(path string, box *secrets.Box) (*ecdsa.PrivateKey, error) {
+	data, err := box.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +169,7 @@ func loadKey(path string) (*ecdsa.PrivateKey, error) {
 	return ek, nil
 }
 
-func createKey(path string) (*ecdsa.PrivateKey, error) {
+func createKey(path string, box *secrets.Box) (*ecdsa.PrivateKey, error) {
 	k, err := e2ee.GenerateDeviceKey()
 	if err != nil {
 		return nil, fmt.Errorf("generate E2EE CA key: %w", err)
@@ -175,7 +183,7 @@ func createKey(path string) (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("write E2EE CA key: %w", err)
 	}
-	werr := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	_, werr := f.Write(box.Seal(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
 	if werr == nil {
 		werr = f.Sync()
 	}

@@ -16,13 +16,16 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"conclave/internal/access"
+	"conclave/internal/alarm"
 	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/authn"
 	"conclave/internal/clock"
+	"conclave/internal/clocksync"
 	"conclave/internal/config"
 	"conclave/internal/devca"
 	"conclave/internal/e2ee"
@@ -65,7 +68,11 @@ type Server struct {
 	adminURL      string
 	adminServed   chan error
 	lifecycle     *auth.Lifecycle
-	debug         *debugServer     // nil unless --debug-listen
+	debug         *debugServer // nil unless --debug-listen
+	ops           *ops         // the operator's parts (ops.go)
+	started       time.Time
+	closeOnce     sync.Once
+	closeErr      error
 	sip           *sipedge.Edge    // nil unless --sip-listen
 	sipCA         *devca.Authority // nil unless --sip-listen
 	url           string
@@ -86,10 +93,18 @@ type Options struct {
 	SIPTap sipedge.Tap
 	// Clock replaces the system clock for the node's time-based rules:
 	// break-in blocks, sessions, enrolment and credential expiry, audit
-	// times, files' lifetime, and the meetings' timers (resume window,
-	// waiting for a host, grace after the last host). The media path
+	// times, files' lifetime, the meetings' timers (resume window,
+	// waiting for a host, grace after the last host), the daily backup,
+	// the self-check and the certificate and clock checks. The media path
 	// keeps the system clock.
 	Clock clock.Clock
+	// FreeSpace replaces statfs(2) for the disk alarm.
+	FreeSpace func(path string) (free, total uint64, err error)
+	// ClockSync replaces adjtimex(2) for the clock alarm.
+	ClockSync clocksync.Reader
+	// Binary is the executable the self-check hashes; empty means this
+	// process's, "-" none.
+	Binary string
 	// BodyTimeout overrides how long a request body may take to arrive
 	// (web.DefaultBodyTimeout).
 	BodyTimeout time.Duration
@@ -105,7 +120,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	clk := clock.Or(opts.Clock)
-	s := &Server{cfg: cfg, log: log, clock: clk}
+	s := &Server{cfg: cfg, log: log, clock: clk, started: clk.Now().UTC()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -113,6 +128,11 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		}
 	}()
 
+	o, err := openOpsEarly(cfg, log, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.ops = o
 	st, err := store.Open(cfg.StoreName())
 	if err != nil {
 		return nil, err
@@ -126,10 +146,15 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	s.url = publicURL(cfg, s.listener.Addr())
 
 	s.tls, err = pki.Ensure(pki.Options{Dir: cfg.DataDir, Hosts: cfg.Hosts,
-		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CRLURL: s.url + web.CRLPath})
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CRLURL: s.url + web.CRLPath, Box: o.box})
 	if err != nil {
 		return nil, fmt.Errorf("prepare TLS certificates: %w", err)
 	}
+	served, err := o.tlsMaterial(s.tls)
+	if err != nil {
+		return nil, fmt.Errorf("load this node's certificate: %w", err)
+	}
+	o.certs = pki.NewHolder(served)
 	for _, n := range s.tls.Notices {
 		log.Warn("TLS: " + n)
 	}
@@ -145,7 +170,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.audit = audit.NewLog(st, clk)
+	if s.audit, err = o.openAudit(st); err != nil {
+		return nil, err
+	}
 	// Repeated refusals and failed sign-ins are written once a minute with
 	// their count, so that nobody can flood the log (docs/hardening.md).
 	s.auditAgg = audit.NewAggregator(s.audit, clk, 0)
@@ -156,7 +183,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	gcfg := guard.DefaultConfig()
 	gcfg.Allow = allow
-	s.guard, err = guard.New(gcfg, clk, alarmEvents{log: log, audit: s.audit})
+	s.guard, err = guard.New(gcfg, clk, alarmEvents{log: log, audit: s.audit, alarms: o.alarms})
 	if err != nil {
 		return nil, fmt.Errorf("break-in guard: %w", err)
 	}
@@ -165,13 +192,13 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log,
-		Clock: clk, MaxParticipants: cfg.MaxParticipants}, s.engine, gate)
+		Clock: clk, MaxParticipants: cfg.MaxParticipants, Audit: hostAuditor{log: log, audit: s.audit}}, s.engine, gate)
 	s.enroller = auth.NewEnroller(st, clk, auth.EnrolConfig{})
 	org := cfg.OrgName
 	if org == "" {
 		org = s.url0()
 	}
-	authority, err := ra.Open(cfg.DataDir, org, org, st, clk)
+	authority, err := ra.OpenSealed(cfg.DataDir, org, org, st, clk, o.box)
 	if err != nil {
 		return nil, err
 	}
@@ -190,12 +217,6 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	s.files = fileStore
 	if cfg.PINMinLength == 0 {
 		cfg.PINMinLength = auth.DefaultPINMinLen
-	}
-
-	if cfg.DebugListen != "" {
-		if s.debug, err = startDebug(cfg.DebugListen, log, s.engine); err != nil {
-			return nil, err
-		}
 	}
 
 	telephony, err := s.openSIP(clk, opts)
@@ -256,11 +277,23 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		CRL:          s.tls.CRL,
 		Logger:       log,
 		Telephony:    telephony,
+		Ops:          opsWeb{s},
 	}
 	handler := web.New(ctx, webCfg)
+	if err := o.finish(ctx, s); err != nil {
+		return nil, err
+	}
+	if cfg.DebugListen != "" {
+		if s.debug, err = startDebug(cfg.DebugListen, log, metricsHandler(o.registry)); err != nil {
+			return nil, err
+		}
+	}
+	// Every listener serves the certificate of the holder, which a new
+	// certificate replaces without a restart (ops.reloadCertificate).
 	baseTLS := pki.ServerTLSConfig(s.tls.Certificate)
+	baseTLS.Certificates, baseTLS.GetCertificate = nil, o.certs.GetCertificate
 	s.http = &http.Server{
-		Handler:           handler,
+		Handler:           o.refuseGuard(handler),
 		TLSConfig:         listenerTLS(baseTLS, settings, plane == web.PlaneAll, nil),
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -297,7 +330,7 @@ func (s *Server) openAdmin(ctx context.Context, cfg config.Config, webCfg web.Co
 	webCfg.Plane = web.PlaneAdmin
 	webCfg.PublicURL = s.adminURL
 	s.adminHTTP = &http.Server{
-		Handler:           web.New(ctx, webCfg),
+		Handler:           s.ops.refuseGuard(web.New(ctx, webCfg)),
 		TLSConfig:         listenerTLS(baseTLS, settings, true, clientCA),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -310,6 +343,7 @@ func (s *Server) openAdmin(ctx context.Context, cfg config.Config, webCfg web.Co
 func (s *Server) Start() {
 	s.served = make(chan error, 1)
 	go s.guard.Run(s.ctx)
+	s.ops.start(s.ctx, s)
 	go s.auditAgg.Run(s.ctx)
 	go s.pruneThrottles(s.ctx, time.Hour)
 	stopLog := s.authority.Run(s.ctx, logSyncInterval)
@@ -451,6 +485,11 @@ func (s *Server) EnrolmentLink(ctx context.Context) (string, bool, error) {
 // Close stops accepting connections, ends every meeting and releases the
 // node's resources.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Server) close() error {
 	s.meetings.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -467,6 +506,7 @@ func (s *Server) Close() error {
 		}
 	}
 	s.auditAgg.Flush(ctx, true)
+	s.ops.stop()
 	if s.served != nil {
 		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
@@ -543,17 +583,21 @@ func firstAddress() string {
 
 // alarmEvents turns break-in alarms into log lines and audit entries.
 type alarmEvents struct {
-	log   *slog.Logger
-	audit audit.Recorder
+	log    *slog.Logger
+	audit  audit.Recorder
+	alarms *alarm.Center
 }
 
 func (a alarmEvents) Raised(al guard.Alarm) {
 	a.log.Warn("alarm raised", "kind", al.Kind, "subject", al.Subject, "failures", al.Failures, "until", al.Until)
 	a.record(al, string(al.Kind), audit.OutcomeFailure)
+	a.alarms.Raise(string(al.Kind), al.Subject, alarm.Major, fmt.Sprintf("%d failures within 10 minutes: blocked until %s.",
+		al.Failures, al.Until.UTC().Format(time.RFC3339)))
 }
 
 func (a alarmEvents) Cleared(al guard.Alarm) {
 	a.log.Info("alarm cleared", "kind", al.Kind, "subject", al.Subject)
+	a.alarms.Clear(string(al.Kind), al.Subject)
 	action := "room-unblocked"
 	if al.Kind == guard.AddressQuarantined {
 		action = "address-released"

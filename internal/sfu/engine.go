@@ -407,6 +407,8 @@ type SendStats struct {
 	GSO          bool   // the kernel takes UDP segmentation offload on the media socket
 	GSOSends     uint64 // system calls that sent several datagrams at once
 	GSODatagrams uint64 // the datagrams they sent
+	Packets      uint64 // datagrams forwarded on the media socket
+	Bytes        uint64 // their bytes (UDP payload)
 }
 
 // SendStats reads the media socket's batched-send figures.
@@ -415,7 +417,8 @@ func (e *Engine) SendStats() SendStats {
 		return SendStats{}
 	}
 	b := &e.sock.batch
-	return SendStats{GSO: b.gso.Load(), GSOSends: b.gsoSends.Load(), GSODatagrams: b.gsoDgram.Load()}
+	return SendStats{GSO: b.gso.Load(), GSOSends: b.gsoSends.Load(), GSODatagrams: b.gsoDgram.Load(),
+		Packets: b.packets.Load(), Bytes: b.bytes.Load()}
 }
 
 var _ conn.Engine = (*Engine)(nil)

@@ -98,6 +98,8 @@ type sendBatcher struct {
 	refused  func(error)   // called once if the kernel refuses a GSO send
 	gsoSends atomic.Uint64 // GSO system calls made
 	gsoDgram atomic.Uint64 // datagrams they carried
+	packets  atomic.Uint64 // datagrams handed to the socket
+	bytes    atomic.Uint64 // their bytes
 }
 
 // queued queues b for addr if the socket is held, and reports whether it
@@ -189,6 +191,8 @@ func (s *sendBatcher) sendRuns(q *sendQueue, addr netip.AddrPort) {
 				}
 			}
 		}
+		s.packets.Add(uint64(end - k))
+		s.bytes.Add(uint64(total))
 		if end-k == 1 {
 			s.out.writeDatagram(q.datagram(q.idx[k]), addr)
 			k = end

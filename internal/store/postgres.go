@@ -163,7 +163,10 @@ var pgMigrations = []string{
 	);
 	CREATE INDEX cdrs_started_at ON cdrs (started_at);`,
 
-	// 5: the E2EE transparency log (docs/e2ee.md, section 13).
+	// 5: audit records sealed with the audit key (package audit).
+	`ALTER TABLE audit_log ADD COLUMN mac BYTEA;`,
+
+	// 6: the E2EE transparency log (docs/e2ee.md, section 13).
 	`CREATE TABLE e2ee_log (
 		idx    BIGINT PRIMARY KEY CHECK (idx >= 0),
 		record BYTEA  NOT NULL

@@ -169,7 +169,11 @@ var migrations = []string{
 	);
 	CREATE INDEX cdrs_started_at ON cdrs (started_at);`,
 
-	// 5: the E2EE transparency log (docs/e2ee.md, section 13).
+	// 5: audit records sealed with the audit key (package audit): the
+	// HMAC of each record's hash under a key kept apart from the database.
+	`ALTER TABLE audit_log ADD COLUMN mac BLOB;`,
+
+	// 6: the E2EE transparency log (docs/e2ee.md, section 13).
 	`CREATE TABLE e2ee_log (
 		idx    INTEGER PRIMARY KEY CHECK (idx >= 0),
 		record BLOB    NOT NULL

@@ -424,6 +424,10 @@ type Store interface {
 	AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, error)
 	// ListAudit returns the audit records matching f.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
+	// DeleteAuditBefore removes the audit records whose Seq is below seq
+	// (those the audit files no longer keep, see package audit) and
+	// returns how many it removed.
+	DeleteAuditBefore(ctx context.Context, seq int64) (int64, error)
 
 	// SetUserRoles replaces the management roles of a user (names, not
 	// checked here) and sets Role to RoleAdmin when there is at least one,

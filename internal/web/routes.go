@@ -170,6 +170,7 @@ func (s *Server) Routes() []Route {
 		m("GET", "/api/settings/certificate-login", perm.AuthSettingsView, s.apiGetCert),
 		m("PUT", "/api/settings/certificate-login", perm.AuthSettingsManage, s.apiSetCert),
 	}
+	rows = append(rows, s.opsRoutes(m)...)
 	return append(rows, s.sipRoutes(m)...)
 }
 
