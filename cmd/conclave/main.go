@@ -25,6 +25,8 @@ Usage:
   conclave backup <command> ...   create, check and restore encrypted backups
   conclave cert <command> ...     certificate requests, imports and trusted CAs
   conclave selfcheck <command>    check or re-sign the protected configuration
+  conclave cluster <command> ...  enrol, list and remove conference nodes (docs/cluster.md)
+  conclave node <command> ...     on a node: enrol with the management node, renew, status
   conclave version                print the version and build
 
 Run 'conclave <command> -h' for a command's flags.
@@ -60,6 +62,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return certCmd(args[1:], stdout, stderr)
 	case "selfcheck":
 		return selfcheckCmd(args[1:], stdout, stderr)
+	case "cluster":
+		return clusterCmd(args[1:], stdout, stderr)
+	case "node":
+		return nodeCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, version.Get())
 		return 0

@@ -18,6 +18,10 @@ import (
 type Config struct {
 	// DataDir holds the database, certificates and other state.
 	DataDir string
+	// ClusterListen is the address of the cluster listener, on which
+	// conference nodes enrol and renew their certificates
+	// (docs/cluster.md); empty means no node can join.
+	ClusterListen string
 	// Database is the PostgreSQL database of the management store, as a
 	// postgres:// URL (docs/cluster.md); empty means the embedded SQLite
 	// file conclave.db in DataDir.
@@ -182,6 +186,7 @@ func (c *Config) ValidateDatabase() error {
 func Register(fs *flag.FlagSet, c *Config) {
 	RegisterDataDir(fs, c)
 	fs.StringVar(&c.Listen, "listen", env("CONCLAVE_LISTEN", c.Listen), "HTTPS listen address (env CONCLAVE_LISTEN)")
+	fs.StringVar(&c.ClusterListen, "cluster-listen", env("CONCLAVE_CLUSTER_LISTEN", c.ClusterListen), "address where conference nodes enrol, mutual TLS 1.3 (docs/cluster.md); empty: none (env CONCLAVE_CLUSTER_LISTEN)")
 	fs.StringVar(&c.MediaUDP, "media-udp", env("CONCLAVE_MEDIA_UDP", c.MediaUDP), "UDP address for all media (env CONCLAVE_MEDIA_UDP)")
 	fs.StringVar(&c.MediaTCP, "media-tcp", env("CONCLAVE_MEDIA_TCP", c.MediaTCP), "passive ICE-TCP address, empty to disable (env CONCLAVE_MEDIA_TCP)")
 	fs.Func("public-ip", "public IP address announced to clients behind NAT; repeatable or comma-separated (env CONCLAVE_PUBLIC_IPS)", func(v string) error {

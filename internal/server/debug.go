@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"conclave/internal/sfu"
+	"conclave/internal/metrics"
 )
 
 // debugServer is the opt-in debug listener (--debug-listen): process
@@ -27,7 +27,7 @@ type debugServer struct {
 // startDebug listens on addr, which must be a loopback address, and
 // serves the node's metrics (the same as the HTTPS listener's /metrics)
 // without authentication.
-func startDebug(addr string, log *slog.Logger, metrics http.Handler) (*debugServer, error) {
+func startDebug(addr string, log *slog.Logger, handler http.Handler) (*debugServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("debug listener on %s: %w", addr, err)
@@ -37,7 +37,7 @@ func startDebug(addr string, log *slog.Logger, metrics http.Handler) (*debugServ
 		return nil, fmt.Errorf("debug listener on %s: not a loopback address", addr)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metrics)
+	mux.Handle("GET /metrics", handler)
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // also the named profiles: heap, goroutine, allocs...
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -97,6 +97,6 @@ func loopbackHost(host string) bool {
 
 // mediaFigures are the SFU's own figures (*sfu.Engine).
 type mediaFigures interface {
-	ForwardDelay() sfu.DelayHistogram
-	SendStats() sfu.SendStats
+	ForwardDelay() metrics.DelayHistogram
+	SendStats() metrics.SendStats
 }

@@ -11,8 +11,8 @@ import (
 
 	"conclave/internal/alarm"
 	"conclave/internal/audit"
+	"conclave/internal/metrics"
 	"conclave/internal/procstat"
-	"conclave/internal/sfu"
 	"conclave/internal/store"
 	"conclave/internal/version"
 )
@@ -42,27 +42,26 @@ type collector struct {
 	rssPeak, threads, udpDrops *prometheus.Desc
 }
 
+// newCollector describes the node's figures as internal/metrics defines
+// them (names, help texts and labels shared with the load tester).
 func newCollector(n nodeFigures) *collector {
-	d := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc(name, help, labels, nil)
-	}
 	return &collector{n: n,
-		meetings:     d("conclave_meetings", "Meetings in progress."),
-		participants: d("conclave_participants", "Participants in meetings, waiting ones included."),
-		packets:      d("conclave_forwarded_packets_total", "RTP and RTCP datagrams the SFU sent on the media socket."),
-		bytes:        d("conclave_forwarded_bytes_total", "Bytes (UDP payload) of those datagrams."),
-		gsoSends:     d("conclave_media_gso_sends_total", "System calls that sent several datagrams to one subscriber at once (UDP segmentation offload)."),
-		gsoDatagrams: d("conclave_media_gso_datagrams_total", "Datagrams sent by those system calls."),
-		gso:          d("conclave_media_gso", "1 if the media socket sends several datagrams per system call (UDP segmentation offload), 0 if one each."),
-		rssPeak:      d("process_resident_memory_peak_bytes", "Highest resident memory size in bytes (VmHWM)."),
-		threads:      d("process_threads", "Number of OS threads."),
-		udpDrops:     d("conclave_udp_receive_drops", "Datagrams the kernel dropped for lack of receive buffer space on the UDP sockets open now (media), since each opened."),
-		delay:        d("conclave_forward_delay_seconds", "Delay the server adds to the RTP packets it forwards: from the kernel's receive timestamp to the last copy sent."),
-		alarms:       d("conclave_alarms", "Active alarms by kind and severity.", "kind", "severity"),
-		auditBytes:   d("conclave_audit_files_bytes", "Size of the audit files."),
-		clockSynced:  d("conclave_clock_synchronized", "1 if the kernel reports the system clock synchronised, else 0."),
-		certExpiry:   d("conclave_certificate_expiry_timestamp_seconds", "When a certificate expires (Unix time).", "role"),
-		syslogUp:     d("conclave_syslog_up", "1 while a syslog server is reachable.", "server"),
+		meetings:     metrics.Meetings.Desc(),
+		participants: metrics.Participants.Desc(),
+		packets:      metrics.ForwardedPackets.Desc(),
+		bytes:        metrics.ForwardedBytes.Desc(),
+		gsoSends:     metrics.MediaGSOSends.Desc(),
+		gsoDatagrams: metrics.MediaGSODatagrams.Desc(),
+		gso:          metrics.MediaGSO.Desc(),
+		rssPeak:      metrics.ProcessRSSPeak.Desc(),
+		threads:      metrics.ProcessThreads.Desc(),
+		udpDrops:     metrics.UDPReceiveDrops.Desc(),
+		delay:        metrics.ForwardDelay.Desc(),
+		alarms:       metrics.Alarms.Desc(),
+		auditBytes:   metrics.AuditFilesBytes.Desc(),
+		clockSynced:  metrics.ClockSynchronized.Desc(),
+		certExpiry:   metrics.CertificateExpiry.Desc(),
+		syslogUp:     metrics.SyslogUp.Desc(),
 	}
 }
 
@@ -95,8 +94,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		var total uint64
 		for i, n := range h.Counts {
 			total += n
-			if i < len(sfu.DelayBuckets) {
-				buckets[sfu.DelayBuckets[i]] = total
+			if i < len(metrics.DelayBuckets) {
+				buckets[metrics.DelayBuckets[i]] = total
 			}
 		}
 		ch <- prometheus.MustNewConstHistogram(c.delay, total, h.Sum.Seconds(), buckets)
@@ -152,10 +151,10 @@ type auditCounter struct {
 
 func newAuditCounter() *auditCounter {
 	return &auditCounter{
-		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "conclave_logins_total",
-			Help: "Sign-ins to accounts by outcome (success, failure)."}, []string{"outcome"}),
-		actions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "conclave_audit_records_total",
-			Help: "Audit records written by this process, by action."}, []string{"action"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metrics.Logins.Name,
+			Help: metrics.Logins.Help}, metrics.Logins.Labels),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metrics.AuditRecords.Name,
+			Help: metrics.AuditRecords.Help}, metrics.AuditRecords.Labels),
 	}
 }
 
@@ -177,7 +176,7 @@ func newRegistry(n nodeFigures, ac *auditCounter) *prometheus.Registry {
 	reg.MustRegister(newCollector(n), ac.logins, ac.actions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	info := version.Get()
-	bi := prometheus.NewGauge(prometheus.GaugeOpts{Name: "conclave_build_info", Help: "The running build (always 1).",
+	bi := prometheus.NewGauge(prometheus.GaugeOpts{Name: metrics.BuildInfo.Name, Help: metrics.BuildInfo.Help,
 		ConstLabels: prometheus.Labels{"version": info.Version, "revision": info.Revision, "goversion": info.GoVersion}})
 	bi.Set(1)
 	reg.MustRegister(bi)

@@ -32,6 +32,8 @@ import (
 	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
+	"conclave/internal/metrics"
+	"conclave/internal/nodeca"
 	"conclave/internal/pki"
 	"conclave/internal/ra"
 	"conclave/internal/sfu"
@@ -74,6 +76,8 @@ type Server struct {
 	closeOnce     sync.Once
 	closeErr      error
 	sip           *sipedge.Edge    // nil unless --sip-listen
+	clusterCA     *nodeca.CA       // nil unless --cluster-listen
+	cluster       *nodeca.Listener // nil unless --cluster-listen
 	sipCA         *devca.Authority // nil unless --sip-listen
 	url           string
 	ctx           context.Context
@@ -219,6 +223,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		cfg.PINMinLength = auth.DefaultPINMinLen
 	}
 
+	if err := s.openCluster(clk, org); err != nil {
+		return nil, err
+	}
 	telephony, err := s.openSIP(clk, opts)
 	if err != nil {
 		return nil, fmt.Errorf("SIP: %w", err)
@@ -348,6 +355,9 @@ func (s *Server) Start() {
 	go s.pruneThrottles(s.ctx, time.Hour)
 	stopLog := s.authority.Run(s.ctx, logSyncInterval)
 	context.AfterFunc(s.ctx, stopLog)
+	if s.clusterCA != nil {
+		go s.refreshRevocations(s.ctx)
+	}
 	go s.sweepAccounts(s.ctx, AccountSweep)
 	go func() {
 		ln := newLimitListener(s.listener, s.maxConns(), s.guard, s.log)
@@ -434,11 +444,11 @@ func (s *Server) MediaAddr() net.Addr { return s.engine.UDPAddr() }
 // ForwardDelay reads the histogram of the delay the SFU adds to what it
 // forwards (also served as conclave_forward_delay_seconds on the debug
 // listener).
-func (s *Server) ForwardDelay() sfu.DelayHistogram { return s.engine.ForwardDelay() }
+func (s *Server) ForwardDelay() metrics.DelayHistogram { return s.engine.ForwardDelay() }
 
 // SendStats reads the SFU's batched-send counters (also served on the
 // debug listener).
-func (s *Server) SendStats() sfu.SendStats { return s.engine.SendStats() }
+func (s *Server) SendStats() metrics.SendStats { return s.engine.SendStats() }
 
 // FileBytes is how many bytes of meeting files the node stores now
 // (files are deleted when their meeting ends).
@@ -519,6 +529,9 @@ func (s *Server) close() error {
 
 func (s *Server) closeParts() error {
 	var errs []error
+	if s.cluster != nil {
+		errs = append(errs, s.cluster.Close())
+	}
 	if s.sip != nil {
 		errs = append(errs, s.sip.Close())
 	}
