@@ -16,6 +16,7 @@ import { prepareIdentity } from './call.mjs';
 import { watchTrust } from './trustwatch.mjs';
 import { pagesFor } from './adminforms.mjs';
 import { RolesPage, SessionsPage, SigninPage, UsersPage } from './adminaccounts.mjs';
+import { AuditPage, SystemPage } from './adminops.mjs';
 
 const REFRESH_MS = 15000;
 const STATUS_MS = 5000;
@@ -30,6 +31,8 @@ const screens = {
   roles: $('#screen-roles'),
   sessions: $('#screen-sessions'),
   signin: $('#screen-signin'),
+  audit: $('#screen-audit'),
+  system: $('#screen-system'),
 };
 const ui = {
   status: $('#status'),
@@ -131,6 +134,8 @@ const pages = {
   roles: new RolesPage(pageContext),
   sessions: new SessionsPage(pageContext),
   signin: new SigninPage(pageContext),
+  audit: new AuditPage(pageContext),
+  system: new SystemPage(pageContext),
 };
 
 function show(name) {
