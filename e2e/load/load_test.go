@@ -66,7 +66,7 @@ func TestLoadUnauthenticated(t *testing.T) {
 	port := freePort(t)
 	base := "https://127.0.0.1:" + strconv.Itoa(port)
 	srv := exec.Command(bin, "serve", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--media-udp", "127.0.0.1:0",
-		"--media-tcp", "", "--host", "127.0.0.1", "--log-level", "warn")
+		"--media-tcp", "", "--sip-listen", "", "--host", "127.0.0.1", "--log-level", "warn")
 	srv.Env = env
 	var logs bytes.Buffer
 	srv.Stdout, srv.Stderr = &logs, &logs

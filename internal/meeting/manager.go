@@ -42,6 +42,9 @@ type Config struct {
 	// grace after the last host left, the active speaker's sampling) and
 	// its rate limits; nil means clock.System.
 	Clock clock.Clock
+	// Audit records host actions (mute, remove, lock, admit, deny, role
+	// changes, settings, end); nil records nothing.
+	Audit Auditor
 	// Speaker tunes the detection of the active speaker.
 	Speaker SpeakerConfig
 }
@@ -59,6 +62,7 @@ type Manager struct {
 	uploads map[string]*Participant // by upload token
 	closed  bool
 	onEnd   []func(meetingID string)
+	revoked map[string]bool // device public keys (RevokeDevice)
 }
 
 // NewManager returns a manager that forwards media with the media core
@@ -94,6 +98,22 @@ func (m *Manager) Participants(alias string) int {
 		return 0
 	}
 	return r.size()
+}
+
+// Stats returns the number of meetings in progress and of participants
+// in them (waiting ones included).
+func (m *Manager) Stats() (meetings, participants int) {
+	m.mu.Lock()
+	rooms := make([]*Room, 0, len(m.active))
+	for _, r := range m.active {
+		rooms = append(rooms, r)
+	}
+	m.mu.Unlock()
+	for _, r := range rooms {
+		meetings++
+		participants += r.size()
+	}
+	return meetings, participants
 }
 
 // MeetingOf returns the meeting instance id of the admitted participant

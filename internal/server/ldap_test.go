@@ -196,3 +196,26 @@ func TestLDAPRefusesClearText(t *testing.T) {
 		t.Fatalf("changing flag-set settings: %d %v", st, body)
 	}
 }
+
+// TestLDAPPasswordPolicy: the directory's own password policy applies to
+// directory users: after the failures its policy allows (2 here, fewer
+// than Conclave's own delay threshold), the directory locks the entry and
+// even the right password is refused.
+func TestLDAPPasswordPolicy(t *testing.T) {
+	ldif := slapd.OUs() +
+		fmt.Sprintf("dn: %s\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: reader\nuserPassword: reader-Pw-1\n\n", readerDN) +
+		slapd.User("alice", "Alice Liddell", "Alice-Dir-Pw-1") + slapd.Group("conclave-admins", "alice")
+	dir := slapd.Start(t, slapd.Options{LDIF: ldif, LockAfter: 2})
+	srv := ldapServer(t, dir)
+	if st, body, _ := loginStatus(t, srv, "alice", "Alice-Dir-Pw-1"); st != http.StatusOK {
+		t.Fatalf("alice before any failure: %d %v", st, body)
+	}
+	for range 2 {
+		if st, _, _ := loginStatus(t, srv, "alice", "wrong-Password-9"); st != http.StatusUnauthorized {
+			t.Fatalf("wrong password: %d", st)
+		}
+	}
+	if st, body, _ := loginStatus(t, srv, "alice", "Alice-Dir-Pw-1"); st != http.StatusUnauthorized {
+		t.Fatalf("alice after the directory locked her entry: %d %v", st, body)
+	}
+}

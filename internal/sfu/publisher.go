@@ -26,9 +26,7 @@ type Publisher struct {
 	participant string
 	events      conn.PublisherEvents
 	tap         Tap
-	arrivals    *arrivals       // nil: the server delay is not measured
-	delay       *delayHistogram // the engine's
-	sends       *stampConn      // the engine's media socket; nil if not UDP
+	sock        mediaSocket // the engine's
 
 	mu      sync.Mutex
 	sources map[string]conn.Source // mid -> source, from the latest offer
@@ -47,7 +45,7 @@ func (e *Engine) newPublisher(participant string, events conn.PublisherEvents) (
 	if err != nil {
 		return nil, fmt.Errorf("new publisher connection: %w", err)
 	}
-	p := &Publisher{pc: pc, clock: e.clock, participant: participant, events: events, tap: e.tap, arrivals: e.arrivals, delay: &e.delay, sends: e.sock,
+	p := &Publisher{pc: pc, clock: e.clock, participant: participant, events: events, tap: e.tap, sock: e.sock,
 		sources: map[string]conn.Source{}, rids: map[string][]string{}, tracks: map[string]*UpTrack{}}
 	pc.OnTrack(p.onTrack)
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) { events.ConnectionState(s.String()) })
@@ -158,7 +156,7 @@ func (p *Publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRece
 	if !p.closed && declared && up == nil {
 		up = newUpTrack(p.pc, p.clock, remote.Codec(), remote.Kind(), p.participant, source, mid, p.rids[mid])
 		up.tap = p.tap
-		up.arrivals, up.delay, up.sends = p.arrivals, p.delay, p.sends
+		up.sock = p.sock
 		up.audio.ext = audioLevelID(receiver)
 		up.dyn.events = p.events
 		p.tracks[mid] = up

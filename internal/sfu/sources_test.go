@@ -1,9 +1,10 @@
 package sfu
 
 import (
-	"github.com/pion/sdp/v3"
 	"strings"
 	"testing"
+
+	"github.com/pion/sdp/v3"
 
 	"conclave/internal/conn"
 )

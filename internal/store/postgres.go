@@ -162,6 +162,43 @@ var pgMigrations = []string{
 		sealed     BYTEA  NOT NULL
 	);
 	CREATE INDEX cdrs_started_at ON cdrs (started_at);`,
+
+	// 5: audit records sealed with the audit key (package audit).
+	`ALTER TABLE audit_log ADD COLUMN mac BYTEA;`,
+
+	// 6: conference nodes: enrolment tokens, nodes, node certificates.
+	`CREATE TABLE node_tokens (
+		token_hash BYTEA  PRIMARY KEY,
+		name       TEXT   NOT NULL,
+		role       TEXT   NOT NULL,
+		labels     TEXT   NOT NULL,
+		created_by TEXT   NOT NULL,
+		created_at BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL,
+		used_at    BIGINT
+	);
+	CREATE TABLE nodes (
+		name        TEXT   PRIMARY KEY,
+		role        TEXT   NOT NULL,
+		labels      TEXT   NOT NULL,
+		enrolled_at BIGINT NOT NULL,
+		removed_at  BIGINT
+	);
+	CREATE TABLE node_certs (
+		serial     TEXT   PRIMARY KEY,
+		node       TEXT   NOT NULL REFERENCES nodes (name) ON DELETE CASCADE,
+		issued_at  BIGINT NOT NULL,
+		not_after  BIGINT NOT NULL,
+		revoked_at BIGINT,
+		der        BYTEA  NOT NULL
+	);
+	CREATE INDEX node_certs_node ON node_certs (node, issued_at);`,
+
+	// 7: the E2EE transparency log (docs/e2ee.md, section 13).
+	`CREATE TABLE e2ee_log (
+		idx    BIGINT PRIMARY KEY CHECK (idx >= 0),
+		record BYTEA  NOT NULL
+	);`,
 }
 
 // IsPostgresURL reports whether database names a PostgreSQL server (a

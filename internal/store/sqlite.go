@@ -168,6 +168,45 @@ var migrations = []string{
 		sealed     BLOB    NOT NULL
 	);
 	CREATE INDEX cdrs_started_at ON cdrs (started_at);`,
+
+	// 5: audit records sealed with the audit key (package audit): the
+	// HMAC of each record's hash under a key kept apart from the database.
+	`ALTER TABLE audit_log ADD COLUMN mac BLOB;`,
+
+	// 6: conference nodes (docs/cluster.md): one-time enrolment tokens,
+	// the enrolled nodes, and the node certificates issued to them.
+	`CREATE TABLE node_tokens (
+		token_hash BLOB    PRIMARY KEY,
+		name       TEXT    NOT NULL,
+		role       TEXT    NOT NULL,
+		labels     TEXT    NOT NULL,
+		created_by TEXT    NOT NULL,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL,
+		used_at    INTEGER
+	);
+	CREATE TABLE nodes (
+		name        TEXT    PRIMARY KEY,
+		role        TEXT    NOT NULL,
+		labels      TEXT    NOT NULL,
+		enrolled_at INTEGER NOT NULL,
+		removed_at  INTEGER
+	);
+	CREATE TABLE node_certs (
+		serial     TEXT    PRIMARY KEY,
+		node       TEXT    NOT NULL REFERENCES nodes (name) ON DELETE CASCADE,
+		issued_at  INTEGER NOT NULL,
+		not_after  INTEGER NOT NULL,
+		revoked_at INTEGER,
+		der        BLOB    NOT NULL
+	);
+	CREATE INDEX node_certs_node ON node_certs (node, issued_at);`,
+
+	// 7: the E2EE transparency log (docs/e2ee.md, section 13).
+	`CREATE TABLE e2ee_log (
+		idx    INTEGER PRIMARY KEY CHECK (idx >= 0),
+		record BLOB    NOT NULL
+	);`,
 }
 
 // DB is the Store on a SQL database: an embedded SQLite file (OpenSQLite,

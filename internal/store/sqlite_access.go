@@ -360,10 +360,15 @@ func (s *DB) AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, error
 	r.Seq = lastSeq + 1
 	r.PrevHash = lastHash
 	r.Hash = r.ComputeHash()
+	r.MAC = nil
+	if r.Seal != nil {
+		r.MAC = r.Seal(r.Hash)
+	}
+	r.Seal = nil
 	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_log
-		(seq, time, actor, source, action, target, outcome, details, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.Seq, toNanos(r.Time), r.Actor, r.Source, r.Action, r.Target, r.Outcome, r.detailsJSON, r.PrevHash, r.Hash); err != nil {
+		(seq, time, actor, source, action, target, outcome, details, prev_hash, hash, mac)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.Seq, toNanos(r.Time), r.Actor, r.Source, r.Action, r.Target, r.Outcome, r.detailsJSON, r.PrevHash, r.Hash, r.MAC); err != nil {
 		return AuditRecord{}, fmt.Errorf("append audit: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -395,7 +400,22 @@ func (s *DB) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error
 		conds = append(conds, "seq > ?")
 		args = append(args, f.AfterSeq)
 	}
-	q := `SELECT seq, time, actor, source, action, target, outcome, details, prev_hash, hash FROM audit_log`
+	if f.BeforeSeq > 0 {
+		conds = append(conds, "seq < ?")
+		args = append(args, f.BeforeSeq)
+	}
+	for _, c := range []struct{ col, v string }{{"actor", f.Actor}, {"outcome", f.Outcome}, {"source", f.Source}, {"target", f.Target}} {
+		if c.v != "" {
+			conds = append(conds, c.col+" = ?")
+			args = append(args, c.v)
+		}
+	}
+	if f.Text != "" {
+		like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(f.Text) + "%"
+		conds = append(conds, `(actor LIKE ? ESCAPE '\' OR source LIKE ? ESCAPE '\' OR action LIKE ? ESCAPE '\' OR target LIKE ? ESCAPE '\' OR details LIKE ? ESCAPE '\')`)
+		args = append(args, like, like, like, like, like)
+	}
+	q := `SELECT seq, time, actor, source, action, target, outcome, details, prev_hash, hash, mac FROM audit_log`
 	if len(conds) > 0 {
 		q += " WHERE " + strings.Join(conds, " AND ")
 	}
@@ -419,7 +439,7 @@ func (s *DB) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error
 			r  AuditRecord
 			tm int64
 		)
-		if err := rows.Scan(&r.Seq, &tm, &r.Actor, &r.Source, &r.Action, &r.Target, &r.Outcome, &r.detailsJSON, &r.PrevHash, &r.Hash); err != nil {
+		if err := rows.Scan(&r.Seq, &tm, &r.Actor, &r.Source, &r.Action, &r.Target, &r.Outcome, &r.detailsJSON, &r.PrevHash, &r.Hash, &r.MAC); err != nil {
 			return nil, fmt.Errorf("list audit: %w", err)
 		}
 		r.Time = fromNanos(tm)
@@ -435,4 +455,17 @@ func (s *DB) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error
 		return nil, fmt.Errorf("list audit: %w", err)
 	}
 	return recs, nil
+}
+
+// DeleteAuditBefore implements Store.
+func (s *SQLite) DeleteAuditBefore(ctx context.Context, seq int64) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM audit_log WHERE seq < ?`, seq)
+	if err != nil {
+		return 0, fmt.Errorf("delete audit records: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("delete audit records: %w", err)
+	}
+	return n, nil
 }

@@ -39,6 +39,10 @@ type Options struct {
 	// LDIF holds the entries to load below the suffix entry (which is
 	// made).
 	LDIF string
+	// LockAfter, when positive, turns on the password policy overlay
+	// (ppolicy) with a default policy that locks an account after that
+	// many failed binds.
+	LockAfter int
 }
 
 // Server is a running slapd.
@@ -75,12 +79,20 @@ func Start(t testing.TB, o Options) *Server {
 		key := testca.WriteFile(t, dir, "key.pem", leaf.KeyPEM())
 		tlsConf = fmt.Sprintf("TLSCACertificateFile %s\nTLSCertificateFile %s\nTLSCertificateKeyFile %s\n", ca, cert, key)
 	}
+	var policyConf, policyLDIF string
+	if o.LockAfter > 0 {
+		policyConf = "moduleload ppolicy\n"
+		policyLDIF = fmt.Sprintf("dn: ou=policies,%[1]s\nobjectClass: organizationalUnit\nou: policies\n\n"+
+			"dn: cn=default,ou=policies,%[1]s\nobjectClass: person\nobjectClass: pwdPolicy\ncn: default\nsn: default\n"+
+			"pwdAttribute: userPassword\npwdLockout: TRUE\npwdMaxFailure: %[2]d\npwdLockoutDuration: 0\n\n", Suffix, o.LockAfter)
+	}
 	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/nis.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
+%[7]s
 pidfile %[1]s/slapd.pid
 %[2]s
 database mdb
@@ -91,9 +103,9 @@ rootpw %[5]s
 directory %[6]s
 access to attrs=userPassword by self write by anonymous auth by * none
 access to * by * read
-`, dir, tlsConf, Suffix, RootDN, RootPassword, db)
+%[8]s`, dir, tlsConf, Suffix, RootDN, RootPassword, db, policyConf, ppolicyOverlay(o.LockAfter))
 	confPath := testca.WriteFile(t, dir, "slapd.conf", conf)
-	ldif := fmt.Sprintf("dn: %s\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n%s", Suffix, o.LDIF)
+	ldif := fmt.Sprintf("dn: %s\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n%s%s", Suffix, policyLDIF, o.LDIF)
 	ldifPath := testca.WriteFile(t, dir, "data.ldif", ldif)
 	if out, err := exec.Command("/usr/sbin/slapadd", "-f", confPath, "-l", ldifPath).CombinedOutput(); err != nil {
 		t.Fatalf("slapadd: %v\n%s", err, out)
@@ -188,4 +200,13 @@ func Group(cn string, uids ...string) string {
 // OUs returns the LDIF of ou=people and ou=groups.
 func OUs() string {
 	return fmt.Sprintf("dn: ou=people,%[1]s\nobjectClass: organizationalUnit\nou: people\n\ndn: ou=groups,%[1]s\nobjectClass: organizationalUnit\nou: groups\n\n", Suffix)
+}
+
+// ppolicyOverlay is the slapd.conf text that applies the default password
+// policy, or nothing.
+func ppolicyOverlay(lockAfter int) string {
+	if lockAfter <= 0 {
+		return ""
+	}
+	return "overlay ppolicy\nppolicy_default \"cn=default,ou=policies," + Suffix + "\"\n"
 }

@@ -1,4 +1,4 @@
-package sfu
+package mediasock
 
 import (
 	"net/netip"
@@ -11,10 +11,10 @@ import (
 
 // Batched sends on the media socket.
 //
-// The up layer's loop reads the packets of one video frame and then
+// The SFU's up layer loop reads the packets of one video frame and then
 // writes them, subscriber after subscriber, through Pion's stack, which
-// hands each encrypted datagram to the media socket (stampConn). Around
-// one subscriber's packets the loop holds the socket: the datagrams
+// hands each encrypted datagram to the media socket (Socket). Around one
+// subscriber's packets the loop holds the socket: the datagrams
 // written meanwhile are queued, and release sends the queue, each run of
 // equal-sized datagrams to one address in a single system call with UDP
 // generic segmentation offload (GSO, Linux 4.18 and later) when the kernel
@@ -98,6 +98,8 @@ type sendBatcher struct {
 	refused  func(error)   // called once if the kernel refuses a GSO send
 	gsoSends atomic.Uint64 // GSO system calls made
 	gsoDgram atomic.Uint64 // datagrams they carried
+	packets  atomic.Uint64 // datagrams handed to the socket
+	bytes    atomic.Uint64 // their bytes
 }
 
 // queued queues b for addr if the socket is held, and reports whether it
@@ -189,6 +191,8 @@ func (s *sendBatcher) sendRuns(q *sendQueue, addr netip.AddrPort) {
 				}
 			}
 		}
+		s.packets.Add(uint64(end - k))
+		s.bytes.Add(uint64(total))
 		if end-k == 1 {
 			s.out.writeDatagram(q.datagram(q.idx[k]), addr)
 			k = end

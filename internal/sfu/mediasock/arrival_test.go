@@ -1,4 +1,4 @@
-package sfu
+package mediasock
 
 import (
 	"encoding/binary"
@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"conclave/internal/metrics"
 )
 
 func rtpHeader(pt uint8, seq uint16, ssrc uint32) []byte {
@@ -65,15 +67,14 @@ func TestArrivals(t *testing.T) {
 }
 
 // The media socket records the kernel's receive time of RTP packets, and
-// of nothing else.
-func TestStampConn(t *testing.T) {
+// of nothing else; Forwarded measures the delay since.
+func TestSocketStamps(t *testing.T) {
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	var stamps arrivals
-	s := newStampConn(c, &stamps)
+	s := New(c, Config{})
 	if s.stamps == nil {
 		t.Fatal("the kernel refused SO_TIMESTAMPNS on a UDP socket")
 	}
@@ -100,12 +101,22 @@ func TestStampConn(t *testing.T) {
 		}
 	}
 	after := time.Now().UnixNano()
-	at, ok := stamps.get(7, 42)
+	at, ok := s.stamps.get(7, 42)
 	if !ok || at < before-int64(time.Second) || at > after {
 		t.Fatalf("RTP packet: timestamp %d, %v; want between %d and %d", at, ok, before, after)
 	}
-	if _, ok := stamps.get(7, 43); ok {
+	if _, ok := s.stamps.get(7, 43); ok {
 		t.Fatal("an RTCP packet was recorded")
+	}
+	s.Forwarded(7, 42, at+int64(3*time.Millisecond))
+	s.Forwarded(7, 43, at) // not an RTP packet it received: not counted
+	h := s.ForwardDelay()
+	var n uint64
+	for _, c := range h.Counts {
+		n += c
+	}
+	if n != 1 || h.Counts[3] != 1 || h.Sum != 3*time.Millisecond {
+		t.Fatalf("after one packet forwarded 3 ms after it came: %v, sum %v", h.Counts, h.Sum)
 	}
 }
 
@@ -115,7 +126,7 @@ func TestDelayHistogram(t *testing.T) {
 		h.observe(d)
 	}
 	r := h.read()
-	want := map[int]uint64{0: 2, 3: 1, 5: 1, len(DelayBuckets): 1} // ≤0.5 ms (two), ≤5 ms, ≤20 ms, beyond 5 s
+	want := map[int]uint64{0: 2, 3: 1, 5: 1, len(metrics.DelayBuckets): 1} // ≤0.5 ms (two), ≤5 ms, ≤20 ms, beyond 5 s
 	for i, c := range r.Counts {
 		if c != want[i] {
 			t.Errorf("bucket %d: %d, want %d (%v)", i, c, want[i], r.Counts)
