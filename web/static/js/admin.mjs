@@ -12,6 +12,8 @@ import { aliasProblem, meetingPath, safeNextPath } from './links.mjs';
 import { accessSummary, roomCreateBody, roomPinProblem } from './roomaccess.mjs';
 import { RoomEditor } from './roomedit.mjs';
 import { PasswordChange } from './passwordform.mjs';
+import { prepareIdentity } from './call.mjs';
+import { watchTrust } from './trustwatch.mjs';
 import { pagesFor } from './adminforms.mjs';
 import { RolesPage, SessionsPage, SigninPage, UsersPage } from './adminaccounts.mjs';
 import { AuditPage, SystemPage } from './adminops.mjs';
@@ -75,6 +77,9 @@ const ui = {
 };
 
 /** Where to go after signing in: a meeting path, or '' to stay here. */
+// A signed-in user's devices watch the identity log from every page.
+watchTrust(prepareIdentity());
+
 const next = safeNextPath(new URLSearchParams(location.search).get('next'));
 
 let csrf = '';

@@ -308,7 +308,7 @@ export class Session extends EventTarget {
 
   /**
    * Sends an end-to-end encryption message (announce, key or chat).
-   * @param {'announce'|'key'|'chat'} type
+   * @param {'announce'|'key'|'chat'|'verify'} type
    * @param {{payload: string, to?: string}} fields
    * @returns {boolean} false when it could not be sent (not admitted, or the connection is down)
    */
@@ -409,6 +409,7 @@ export class Session extends EventTarget {
       case 'notice': return this.#emit('notice', { code: String(m.code ?? ''), message: String(m.message ?? '') });
       case 'announce':
       case 'key':
+      case 'verify':
       case 'chat': return this.#emit('e2ee', { type: m.type, from: String(m.from ?? ''), payload: String(m.payload ?? '') });
       // Unknown types are extensions this client may ignore (docs/protocol.md, "Extensions").
       default: return undefined;
