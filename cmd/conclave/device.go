@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -164,7 +165,7 @@ func checkIssued(res devca.EnrolResponse, pub any) error {
 	if err != nil {
 		return fmt.Errorf("the server returned an unreadable certificate: %w", err)
 	}
-	k, ok := cert.PublicKey.(interface{ Equal(any) bool })
+	k, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !k.Equal(pub) {
 		return errors.New("the server returned a certificate for another key; do not use it")
 	}
