@@ -189,6 +189,17 @@ func TestCallBetweenTwoBaresipsIsEndToEndEncrypted(t *testing.T) {
 	if r.Packets[0] == 0 || r.Packets[1] == 0 || r.Ended.IsZero() {
 		t.Errorf("relay counts and end in the record: %+v", r)
 	}
+
+	// The auditor reads the record, fingerprints included, on the
+	// telephony page; the devices are not theirs to see.
+	page := telephonyPage(t, srv, "audrey", "auditor")
+	pageShows(t, page, "calls", r.CallerFingerprint)
+	pageShows(t, page, "calls", r.CalleeFingerprint)
+	pageShows(t, page, "calls", "dtls-srtp (end-to-end)")
+	var devicesShown bool
+	if err := page.Eval(`!document.getElementById('admin-devices').hidden`, &devicesShown); err != nil || devicesShown {
+		t.Errorf("the auditor sees the device list (%v)", err)
+	}
 }
 
 // checkHears asserts that p's received-audio dump carries a tone at hz.

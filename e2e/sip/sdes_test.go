@@ -71,4 +71,10 @@ func TestSDESCallWhenAllowedIsMarkedNotEndToEnd(t *testing.T) {
 	if r := recs[0]; r.Media != sipedge.ModeSDES || r.EndToEnd || r.CallerFingerprint != "" {
 		t.Errorf("an SDES call's record: %+v", r)
 	}
+	// The administrator's page marks it, and lists both devices.
+	page := telephonyPage(t, srv, "root", "administrator")
+	pageShows(t, page, "calls", "sdes-srtp — not end-to-end")
+	pageShows(t, page, "sdes-note", "not end-to-end")
+	pageShows(t, page, "devices", bobEnrol.Serial)
+	pageShows(t, page, "devices", aliceEnrol.Serial)
 }

@@ -55,6 +55,7 @@ func (s *Server) sipRoutes(m func(method, path string, p perm.Permission, h Mana
 		}
 	}
 	return []Route{
+		{Method: "GET", Path: "/telephony", Where: Both, Handle: s.page("telephony.html")},
 		{Method: "GET", Path: devca.CRLPath, Where: Both, Handle: on(func(w http.ResponseWriter, r *http.Request) {
 			s.Telephony.CA.CRLHandler().ServeHTTP(w, r)
 		})},
