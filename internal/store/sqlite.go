@@ -167,6 +167,10 @@ var migrations = []string{
 		sealed     BLOB    NOT NULL
 	);
 	CREATE INDEX cdrs_started_at ON cdrs (started_at);`,
+
+	// 5: the SIP digest secret of a device (its HA1 values), for the
+	// optional second factor (docs/sip.md).
+	`ALTER TABLE device_certs ADD COLUMN digest_ha1 TEXT NOT NULL DEFAULT '';`,
 }
 
 // SQLite is the Store on an embedded SQLite database (modernc.org/sqlite, no
