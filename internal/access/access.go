@@ -14,7 +14,6 @@ import (
 	"conclave/internal/auth"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
-	"conclave/internal/signal"
 	"conclave/internal/store"
 )
 
@@ -88,7 +87,7 @@ func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, e
 		GuestsMayUnmute: room.GuestsMayUnmute, GuestsMayPresent: room.GuestsMayPresent,
 		Source: g.guard.SourceString(e.Addr)}
 
-	hostByAccount, member, err := g.accountRole(ctx, room, e.User)
+	hostByAccount, member, err := g.accountRole(ctx, room, e.Account)
 	if err != nil {
 		return meeting.Admission{}, err
 	}
@@ -106,9 +105,9 @@ func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, e
 
 	switch room.Access {
 	case store.AccessOpen:
-		adm.Role = signal.RoleParticipant
+		adm.Role = meeting.RoleParticipant
 		if hostByAccount {
-			adm.Role, adm.BypassLock = signal.RoleHost, true
+			adm.Role, adm.BypassLock = meeting.RoleHost, true
 		}
 		return adm, nil
 
@@ -116,15 +115,15 @@ func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, e
 		adm.HostRequired = true
 		switch {
 		case hostByAccount:
-			adm.Role, adm.BypassLock = signal.RoleHost, true
+			adm.Role, adm.BypassLock = meeting.RoleHost, true
 			return adm, nil
 		case blocked:
 			return adm, g.refuseBlocked(ctx, e, room)
 		case hostPIN:
-			adm.Role, adm.BypassLock = signal.RoleHost, true
+			adm.Role, adm.BypassLock = meeting.RoleHost, true
 			return adm, nil
 		case room.AllowGuests && (guestPIN || room.GuestPINHash == "" && e.PIN == ""):
-			adm.Role = signal.RoleGuest
+			adm.Role = meeting.RoleGuest
 			return adm, nil
 		}
 		return adm, g.refuse(ctx, e, room, "wrong-pin")
@@ -133,15 +132,15 @@ func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, e
 		adm.HostRequired = room.AllowGuests
 		switch {
 		case hostByAccount:
-			adm.Role, adm.BypassLock = signal.RoleHost, true
+			adm.Role, adm.BypassLock = meeting.RoleHost, true
 			return adm, nil
-		case e.User != nil && e.User.Enabled && (member || !room.MembersOnly):
-			adm.Role = signal.RoleParticipant
+		case e.Account != nil && (member || !room.MembersOnly):
+			adm.Role = meeting.RoleParticipant
 			return adm, nil
 		case blocked:
 			return adm, g.refuseBlocked(ctx, e, room)
 		case room.AllowGuests && (guestPIN || room.GuestPINHash == "" && e.PIN == ""):
-			adm.Role = signal.RoleGuest
+			adm.Role = meeting.RoleGuest
 			return adm, nil
 		}
 		return adm, g.refuse(ctx, e, room, "not-allowed")
@@ -160,8 +159,8 @@ func (g *Gate) refuseBlocked(ctx context.Context, e meeting.Entry, room store.Ro
 
 // accountRole tells whether a signed-in user hosts the room (owner or host
 // member) and whether it is on the member list.
-func (g *Gate) accountRole(ctx context.Context, room store.Room, u *store.User) (host, member bool, err error) {
-	if u == nil || !u.Enabled {
+func (g *Gate) accountRole(ctx context.Context, room store.Room, u *meeting.Account) (host, member bool, err error) {
+	if u == nil {
 		return false, false, nil
 	}
 	if room.OwnerID != 0 && room.OwnerID == u.ID {
@@ -238,8 +237,8 @@ func (g *Gate) record(ctx context.Context, e meeting.Entry, action, target strin
 		return
 	}
 	actor := "guest"
-	if e.User != nil {
-		actor = e.User.Username
+	if e.Account != nil {
+		actor = e.Account.Username
 	}
 	if target != "" {
 		details["room"] = target

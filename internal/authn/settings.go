@@ -296,6 +296,13 @@ func load[T any](ctx context.Context, s *Settings, key string, def T) (T, bool, 
 	return out, false, nil
 }
 
+func (s *Settings) isFixed(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.fixed[key]
+	return ok
+}
+
 func save(ctx context.Context, s *Settings, key string, v any, now time.Time) error {
 	s.mu.Lock()
 	_, fixed := s.fixed[key]
@@ -331,6 +338,9 @@ func (s *Settings) Cert(ctx context.Context) (CertSettings, bool, error) {
 // SetLDAP checks and stores directory settings. An empty BindPassword
 // keeps the stored one.
 func (s *Settings) SetLDAP(ctx context.Context, v LDAPSettings, now time.Time) error {
+	if s.isFixed(keyLDAP) {
+		return ErrFixed
+	}
 	if v.BindPassword == "" {
 		old, _, err := s.LDAP(ctx)
 		if err != nil {
@@ -347,6 +357,9 @@ func (s *Settings) SetLDAP(ctx context.Context, v LDAPSettings, now time.Time) e
 // SetOIDC checks and stores single sign-on settings. An empty
 // ClientSecret keeps the stored one.
 func (s *Settings) SetOIDC(ctx context.Context, v OIDCSettings, now time.Time) error {
+	if s.isFixed(keyOIDC) {
+		return ErrFixed
+	}
 	if v.ClientSecret == "" {
 		old, _, err := s.OIDC(ctx)
 		if err != nil {
@@ -362,6 +375,9 @@ func (s *Settings) SetOIDC(ctx context.Context, v OIDCSettings, now time.Time) e
 
 // SetCert checks and stores certificate login settings.
 func (s *Settings) SetCert(ctx context.Context, v CertSettings, now time.Time) error {
+	if s.isFixed(keyCert) {
+		return ErrFixed
+	}
 	if err := v.Check(); err != nil {
 		return &InputError{err.Error()}
 	}

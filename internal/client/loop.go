@@ -183,7 +183,7 @@ func (s *Session) send(m *signal.Message) error {
 		return s.sendOn(s.ws, m)
 	}
 	switch m.Type {
-	case signal.TypeCandidate, signal.TypeRestartICE, signal.TypeAnnounce, signal.TypeKey:
+	case signal.TypeCandidate, signal.TypeRestartICE, signal.TypeAnnounce, signal.TypeKey, signal.TypeVerify:
 		s.outbox = append(s.outbox, m)
 	}
 	return nil
@@ -220,7 +220,7 @@ func (s *Session) onMessage(w *wsConn, m *signal.Message) {
 		if m.Participant != nil {
 			s.onParticipantLeft(*m.Participant)
 		}
-	case signal.TypeAnnounce, signal.TypeKey:
+	case signal.TypeAnnounce, signal.TypeKey, signal.TypeVerify:
 		s.onOpaque(m)
 	case signal.TypeError:
 		s.onError(m)
@@ -348,8 +348,11 @@ func (s *Session) onParticipantLeft(p signal.Participant) {
 
 func (s *Session) onOpaque(m *signal.Message) {
 	hook := s.opts.Hooks.OnAnnounce
-	if m.Type == signal.TypeKey {
+	switch m.Type {
+	case signal.TypeKey:
 		hook = s.opts.Hooks.OnKey
+	case signal.TypeVerify:
+		hook = s.opts.Hooks.OnVerify
 	}
 	if hook == nil {
 		return

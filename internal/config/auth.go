@@ -115,7 +115,7 @@ func ParseGroupRoles(list []string) (map[string][]string, []string, error) {
 
 // validateAuth checks the management-plane flags.
 func (c *AuthConfig) validate(listen string) error {
-	if c.AdminListen != "" && c.AdminListen == listen {
+	if c.AdminListen != "" && c.AdminListen == listen && !strings.HasSuffix(listen, ":0") {
 		return fmt.Errorf("--admin-listen must differ from --listen")
 	}
 	if c.AdminClientCA != "" && c.AdminListen == "" {

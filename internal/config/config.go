@@ -18,6 +18,14 @@ import (
 type Config struct {
 	// DataDir holds the database, certificates and other state.
 	DataDir string
+	// ClusterListen is the address of the cluster listener, on which
+	// conference nodes enrol and renew their certificates
+	// (docs/cluster.md); empty means no node can join.
+	ClusterListen string
+	// Database is the PostgreSQL database of the management store, as a
+	// postgres:// URL (docs/cluster.md); empty means the embedded SQLite
+	// file conclave.db in DataDir.
+	Database string
 	// Listen is the HTTPS address (web client, API, signaling).
 	Listen string
 	// MediaUDP is the UDP address shared by all WebRTC media.
@@ -81,11 +89,45 @@ type Config struct {
 	// (internal/config/auth.go).
 	Auth AuthConfig
 	// HashMemory bounds the memory Argon2 password and PIN checks use at
-	// once, in bytes; 0 means 128 MiB (docs/hardening.md).
+	// once, in bytes; 0 means 64 MiB (docs/hardening.md).
 	HashMemory int64
 	// MaxConnsPerAddress bounds the open HTTPS connections of one client
 	// address (an IPv6 /64 counts as one); 0 means 128, negative no limit.
 	MaxConnsPerAddress int
+	// Secrets says where the master key that seals the private keys at
+	// rest comes from (docs/admin.md, "Secrets at rest").
+	Secrets Secrets
+	// NodeName names this node: its imported certificate is kept under
+	// <data>/tls/nodes/<NodeName>. Empty means the machine's host name.
+	NodeName string
+	// MetricsTokenFile names a file holding the bearer token that lets a
+	// Prometheus server scrape /metrics on the HTTPS listener.
+	MetricsTokenFile string
+}
+
+// Secrets are the sources of the master key; at most one is set.
+type Secrets struct {
+	// KeyFile is a file outside the data directory holding the key.
+	KeyFile string
+	// Key is the key itself (CONCLAVE_SECRETS_KEY).
+	Key string
+	// Passphrase is typed at start (--secrets-passphrase) and stretched.
+	Passphrase string
+	// Prompt asks for the passphrase on the terminal at start.
+	Prompt bool
+}
+
+// RegisterSecrets adds the master key flags to fs (serve and the
+// commands that read the data directory's keys).
+func RegisterSecrets(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.Secrets.KeyFile, "secrets-key-file", env("CONCLAVE_SECRETS_KEY_FILE", c.Secrets.KeyFile), "file, outside the data directory, holding the master key that encrypts private keys at rest (env CONCLAVE_SECRETS_KEY_FILE; or set CONCLAVE_SECRETS_KEY)")
+	fs.BoolVar(&c.Secrets.Prompt, "secrets-passphrase", c.Secrets.Prompt, "ask for the passphrase that encrypts private keys at rest on the terminal at start (or set CONCLAVE_SECRETS_PASSPHRASE)")
+	if v, ok := os.LookupEnv("CONCLAVE_SECRETS_KEY"); ok {
+		c.Secrets.Key = v
+	}
+	if v, ok := os.LookupEnv("CONCLAVE_SECRETS_PASSPHRASE"); ok {
+		c.Secrets.Passphrase = v
+	}
 }
 
 // DefaultSIPListen and DefaultSIPRelayPorts are what `conclave serve`
@@ -122,6 +164,25 @@ func Defaults() Config {
 // RegisterDataDir adds the --data flag (env CONCLAVE_DATA) to fs.
 func RegisterDataDir(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.DataDir, "data", env("CONCLAVE_DATA", c.DataDir), "data directory (env CONCLAVE_DATA)")
+	fs.StringVar(&c.Database, "database", env("CONCLAVE_DATABASE", c.Database), "PostgreSQL store as postgres://user@host:5432/db; empty for SQLite in the data directory (env CONCLAVE_DATABASE)")
+}
+
+// StoreName names the management store for store.Open: the PostgreSQL URL
+// of Database, or else the SQLite file in DataDir.
+func (c *Config) StoreName() string {
+	if c.Database != "" {
+		return c.Database
+	}
+	return filepath.Join(c.DataDir, "conclave.db")
+}
+
+// ValidateDatabase reports, as a sentence an operator can act on, why
+// Database is not a PostgreSQL URL; nil when it is one or is empty.
+func (c *Config) ValidateDatabase() error {
+	if c.Database == "" || strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://") {
+		return nil
+	}
+	return fmt.Errorf("--database takes a postgres:// URL such as postgres://conclave@db.example.org:5432/conclave; leave it empty for the embedded SQLite database in the data directory")
 }
 
 // Register adds every serve flag to fs, with defaults taken from c and the
@@ -129,6 +190,7 @@ func RegisterDataDir(fs *flag.FlagSet, c *Config) {
 func Register(fs *flag.FlagSet, c *Config) {
 	RegisterDataDir(fs, c)
 	fs.StringVar(&c.Listen, "listen", env("CONCLAVE_LISTEN", c.Listen), "HTTPS listen address (env CONCLAVE_LISTEN)")
+	fs.StringVar(&c.ClusterListen, "cluster-listen", env("CONCLAVE_CLUSTER_LISTEN", c.ClusterListen), "address where conference nodes enrol, mutual TLS 1.3 (docs/cluster.md); empty: none (env CONCLAVE_CLUSTER_LISTEN)")
 	fs.StringVar(&c.MediaUDP, "media-udp", env("CONCLAVE_MEDIA_UDP", c.MediaUDP), "UDP address for all media (env CONCLAVE_MEDIA_UDP)")
 	fs.StringVar(&c.MediaTCP, "media-tcp", env("CONCLAVE_MEDIA_TCP", c.MediaTCP), "passive ICE-TCP address, empty to disable (env CONCLAVE_MEDIA_TCP)")
 	fs.Func("public-ip", "public IP address announced to clients behind NAT; repeatable or comma-separated (env CONCLAVE_PUBLIC_IPS)", func(v string) error {
@@ -152,7 +214,10 @@ func Register(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Banner, "banner", env("CONCLAVE_BANNER", c.Banner), "text shown before the admin login (env CONCLAVE_BANNER)")
 	fs.StringVar(&c.LogLevel, "log-level", env("CONCLAVE_LOG_LEVEL", c.LogLevel), "debug, info, warn or error (env CONCLAVE_LOG_LEVEL)")
 	fs.IntVar(&c.MaxParticipants, "max-participants", envInt("CONCLAVE_MAX_PARTICIPANTS", c.MaxParticipants), "most participants in one meeting (env CONCLAVE_MAX_PARTICIPANTS; default 100)")
-	fs.Int64Var(&c.HashMemory, "hash-memory", int64(envInt("CONCLAVE_HASH_MEMORY", int(c.HashMemory))), "memory Argon2 password and PIN checks may use at once, in bytes (env CONCLAVE_HASH_MEMORY; default 128 MiB)")
+	RegisterSecrets(fs, c)
+	fs.StringVar(&c.NodeName, "node-name", env("CONCLAVE_NODE_NAME", c.NodeName), "name of this node, for its own certificate (env CONCLAVE_NODE_NAME; default: the host name)")
+	fs.StringVar(&c.MetricsTokenFile, "metrics-token-file", env("CONCLAVE_METRICS_TOKEN_FILE", c.MetricsTokenFile), "file holding the bearer token for scraping /metrics on the HTTPS listener (env CONCLAVE_METRICS_TOKEN_FILE)")
+	fs.Int64Var(&c.HashMemory, "hash-memory", int64(envInt("CONCLAVE_HASH_MEMORY", int(c.HashMemory))), "memory Argon2 password and PIN checks may use at once, in bytes (env CONCLAVE_HASH_MEMORY; default 64 MiB)")
 	fs.IntVar(&c.MaxConnsPerAddress, "max-conns-per-address", envInt("CONCLAVE_MAX_CONNS_PER_ADDRESS", c.MaxConnsPerAddress), "open HTTPS connections one client address may hold (env CONCLAVE_MAX_CONNS_PER_ADDRESS; default 128, negative: no limit)")
 	fs.StringVar(&c.DebugListen, "debug-listen", env("CONCLAVE_DEBUG_LISTEN", c.DebugListen), "loopback address serving process metrics and Go profiles without authentication, e.g. 127.0.0.1:6060; empty disables (env CONCLAVE_DEBUG_LISTEN)")
 	fs.StringVar(&c.SIPListen, "sip-listen", env("CONCLAVE_SIP_LISTEN", c.SIPListen), "SIP over TLS address; empty disables SIP (env CONCLAVE_SIP_LISTEN)")
@@ -177,6 +242,9 @@ func Register(fs *flag.FlagSet, c *Config) {
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return fmt.Errorf("the data directory is empty; set --data or CONCLAVE_DATA")
+	}
+	if err := c.ValidateDatabase(); err != nil {
+		return err
 	}
 	if c.Listen == "" || c.MediaUDP == "" {
 		return fmt.Errorf("--listen and --media-udp must not be empty")

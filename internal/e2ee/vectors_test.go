@@ -47,7 +47,11 @@ type vectorFile struct {
 	Ratchet      vecRatchet          `json:"ratchet"`
 	Credentials  []vecCredential     `json:"credentials"`
 	Announcement []vecAnnouncement   `json:"announcements"`
-	MeetingCodes []vecMeetingCode    `json:"meeting_codes"`
+	Possession   vecPossession       `json:"possession"`
+	Revocations  []vecRevocation     `json:"revocations"`
+	Log          vecLog              `json:"log"`
+	Rounds       vecRounds           `json:"rounds"`
+	Names        []vecName           `json:"names"`
 	Pairwise     vecPairwise         `json:"pairwise"`
 	Chat         []vecChat           `json:"chat"`
 	File         vecFile             `json:"file"`
@@ -132,6 +136,7 @@ type vecCredential struct {
 	Name        string   `json:"name"`
 	OrgID       string   `json:"org_id"`
 	UserID      string   `json:"user_id"`
+	Account     string   `json:"account"`
 	DisplayName string   `json:"display_name"`
 	Device      string   `json:"device"`
 	NotBefore   int64    `json:"not_before"`
@@ -157,11 +162,6 @@ type vecAnnouncement struct {
 	Body          hexBytes `json:"body"`
 	Signature     hexBytes `json:"signature"`
 	Announcement  hexBytes `json:"announcement"`
-}
-
-type vecMeetingCode struct {
-	Announcements []string `json:"announcements"` // names, in any order
-	Code          string   `json:"code"`
 }
 
 type vecKeyMessage struct {
@@ -400,11 +400,11 @@ func buildVectors(t testing.TB, old *vectorFile) *vectorFile {
 		oldCred[c.Name] = c
 	}
 	for _, c := range []vecCredential{
-		{Name: "alice", OrgID: "example.org", UserID: "u-1001", DisplayName: "Alice Martin", Device: "alice", Serial: 0x1001},
-		{Name: "bob", OrgID: "example.org", UserID: "u-1002", DisplayName: "Bob Ødegård", Device: "bob", Serial: 0x1002},
+		{Name: "alice", OrgID: "example.org", UserID: "u-1001", Account: "alice", DisplayName: "Alice Martin", Device: "alice", Serial: 0x1001},
+		{Name: "bob", OrgID: "example.org", UserID: "u-1002", Account: "bob.odegard", DisplayName: "Bob Ødegård", Device: "bob", Serial: 0x1002},
 	} {
 		c.NotBefore, c.NotAfter = vecNow-86400, vecNow+30*86400
-		f := CredentialFields{OrgID: c.OrgID, UserID: c.UserID, DisplayName: c.DisplayName, DevicePublicKey: &env.devices[c.Device].PublicKey,
+		f := CredentialFields{OrgID: c.OrgID, UserID: c.UserID, Account: c.Account, DisplayName: c.DisplayName, DevicePublicKey: &env.devices[c.Device].PublicKey,
 			NotBefore: time.Unix(c.NotBefore, 0), NotAfter: time.Unix(c.NotAfter, 0), Serial: c.Serial}
 		body, err := EncodeCredentialBody(f)
 		if err != nil {
@@ -446,13 +446,7 @@ func buildVectors(t testing.TB, old *vectorFile) *vectorFile {
 		env.anns[a.Name] = va
 		v.Announcement = append(v.Announcement, a)
 	}
-	for _, set := range [][]string{{"guest", "alice", "bob"}, {"bob", "alice"}, {"alice"}} {
-		var list []*VerifiedAnnouncement
-		for _, n := range set {
-			list = append(list, env.anns[n])
-		}
-		v.MeetingCodes = append(v.MeetingCodes, vecMeetingCode{Announcements: set, Code: MeetingCode(list)})
-	}
+	buildTrustVectors(t, env, old, v)
 
 	// Pairwise channel between alice and bob, and key messages.
 	pa, pb := env.ecdhs["alice"], env.ecdhs["bob"]

@@ -3,8 +3,6 @@ package meeting
 import (
 	"net/netip"
 	"testing"
-
-	"conclave/internal/signal"
 )
 
 // TestHardening09BanBySource: a removed guest is barred by its source as
@@ -15,12 +13,12 @@ func TestHardening09BanBySource(t *testing.T) {
 	m := NewManager(Config{}, nil, nil)
 	r := newRoom(m, Admission{Alias: "board", Name: "Board"})
 	defer r.stopTimers()
-	newP := func(id, addr, source, role string, user int64) *Participant {
+	newP := func(id, addr, source string, role Role, user int64) *Participant {
 		return &Participant{id: id, addr: netip.MustParseAddr(addr), source: source, role: role, userID: user, room: r, mgr: m, log: m.log}
 	}
-	host := newP("h", "2001:db8:9::1", "2001:db8:9::/64", signal.RoleHost, 7)
-	guest := newP("g", "2001:db8:1:2::10", "2001:db8:1:2::/64", signal.RoleGuest, 0)
-	acct := newP("a", "2001:db8:3:4::10", "2001:db8:3:4::/64", signal.RoleParticipant, 42)
+	host := newP("h", "2001:db8:9::1", "2001:db8:9::/64", RoleHost, 7)
+	guest := newP("g", "2001:db8:1:2::10", "2001:db8:1:2::/64", RoleGuest, 0)
+	acct := newP("a", "2001:db8:3:4::10", "2001:db8:3:4::/64", RoleParticipant, 42)
 	r.order = []*Participant{host, guest, acct}
 	for _, q := range []*Participant{guest, acct} {
 		if err := host.removeParticipant(q.id); err != nil {
@@ -32,12 +30,12 @@ func TestHardening09BanBySource(t *testing.T) {
 		p       *Participant
 		refused bool
 	}{
-		{"guest with a new privacy address in its /64", newP("g2", "2001:db8:1:2:abcd::99", "2001:db8:1:2::/64", signal.RoleGuest, 0), true},
-		{"guest back with the host PIN", newP("g3", "2001:db8:1:2::10", "2001:db8:1:2::/64", signal.RoleHost, 0), true},
-		{"removed account without its cookie", newP("a2", "2001:db8:3:4::11", "2001:db8:3:4::/64", signal.RoleParticipant, 0), true},
-		{"removed account from elsewhere", newP("a3", "2001:db8:5:6::1", "2001:db8:5:6::/64", signal.RoleParticipant, 42), true},
-		{"another account behind the same NAT", newP("o", "2001:db8:1:2::10", "2001:db8:1:2::/64", signal.RoleParticipant, 43), false},
-		{"a guest from another /64", newP("x", "2001:db8:7:8::1", "2001:db8:7:8::/64", signal.RoleGuest, 0), false},
+		{"guest with a new privacy address in its /64", newP("g2", "2001:db8:1:2:abcd::99", "2001:db8:1:2::/64", RoleGuest, 0), true},
+		{"guest back with the host PIN", newP("g3", "2001:db8:1:2::10", "2001:db8:1:2::/64", RoleHost, 0), true},
+		{"removed account without its cookie", newP("a2", "2001:db8:3:4::11", "2001:db8:3:4::/64", RoleParticipant, 0), true},
+		{"removed account from elsewhere", newP("a3", "2001:db8:5:6::1", "2001:db8:5:6::/64", RoleParticipant, 42), true},
+		{"another account behind the same NAT", newP("o", "2001:db8:1:2::10", "2001:db8:1:2::/64", RoleParticipant, 43), false},
+		{"a guest from another /64", newP("x", "2001:db8:7:8::1", "2001:db8:7:8::/64", RoleGuest, 0), false},
 	} {
 		err := r.reserve(tc.p, 100)
 		if (err != nil) != tc.refused {

@@ -1,7 +1,8 @@
 // Package meeting runs meetings on a conference node: it admits participants
-// into rooms over a signaling connection, wires their publishers and
-// subscribers in the SFU, and relays signaling and opaque E2EE messages
-// between members of the same room only.
+// into rooms over a signaling connection, decides which tracks each member
+// receives and how (through the media core's vocabulary, internal/conn:
+// it never sees WebRTC), finds the active speaker, and relays signaling
+// and opaque E2EE messages between members of the same room only.
 package meeting
 
 import (
@@ -18,9 +19,8 @@ import (
 	"time"
 
 	"conclave/internal/clock"
-	"conclave/internal/sfu"
+	"conclave/internal/conn"
 	"conclave/internal/signal"
-	"conclave/internal/store"
 )
 
 // Config holds the meeting settings of a node.
@@ -39,17 +39,22 @@ type Config struct {
 	// Logger receives the meeting logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Clock runs the meeting's timers (resume window, waiting for a host,
-	// grace after the last host left) and its rate limits; nil means
-	// clock.System.
+	// grace after the last host left, the active speaker's sampling) and
+	// its rate limits; nil means clock.System.
 	Clock clock.Clock
+	// Audit records host actions (mute, remove, lock, admit, deny, role
+	// changes, settings, end); nil records nothing.
+	Audit Auditor
+	// Speaker tunes the detection of the active speaker.
+	Speaker SpeakerConfig
 }
 
 // Manager holds the active meetings of a node.
 type Manager struct {
-	cfg    Config
-	engine *sfu.Engine
-	gate   Gate
-	log    *slog.Logger
+	cfg   Config
+	media conn.Engine
+	gate  Gate
+	log   *slog.Logger
 
 	mu      sync.Mutex
 	active  map[string]*Room        // by lower-case alias
@@ -57,11 +62,12 @@ type Manager struct {
 	uploads map[string]*Participant // by upload token
 	closed  bool
 	onEnd   []func(meetingID string)
+	revoked map[string]bool // device public keys (RevokeDevice)
 }
 
-// NewManager returns a manager that forwards media with engine and asks
-// gate who may enter which room.
-func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
+// NewManager returns a manager that forwards media with the media core
+// and asks gate who may enter which room.
+func NewManager(cfg Config, media conn.Engine, gate Gate) *Manager {
 	if cfg.ResumeWindow == 0 {
 		cfg.ResumeWindow = 30 * time.Second
 	}
@@ -79,7 +85,7 @@ func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, engine: engine, gate: gate, log: log,
+	return &Manager{cfg: cfg, media: media, gate: gate, log: log,
 		active: map[string]*Room{}, resumes: map[string]*Participant{}, uploads: map[string]*Participant{}}
 }
 
@@ -92,6 +98,22 @@ func (m *Manager) Participants(alias string) int {
 		return 0
 	}
 	return r.size()
+}
+
+// Stats returns the number of meetings in progress and of participants
+// in them (waiting ones included).
+func (m *Manager) Stats() (meetings, participants int) {
+	m.mu.Lock()
+	rooms := make([]*Room, 0, len(m.active))
+	for _, r := range m.active {
+		rooms = append(rooms, r)
+	}
+	m.mu.Unlock()
+	for _, r := range rooms {
+		meetings++
+		participants += r.size()
+	}
+	return meetings, participants
 }
 
 // MeetingOf returns the meeting instance id of the admitted participant
@@ -165,10 +187,28 @@ func (m *Manager) DisconnectUser(userID int64, reason string) int {
 	return len(ps)
 }
 
+// AccountIDs returns the accounts that have a participant in a meeting
+// now (waiting ones included), each once.
+func (m *Manager) AccountIDs() []int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := map[int64]bool{}
+	var out []int64
+	for _, r := range m.active {
+		for _, p := range r.everyone() {
+			if p.userID != 0 && !seen[p.userID] {
+				seen[p.userID] = true
+				out = append(out, p.userID)
+			}
+		}
+	}
+	return out
+}
+
 // Client is who is at the other end of a signaling connection.
 type Client struct {
-	Addr netip.Addr
-	User *store.User // signed-in account, or nil
+	Addr    netip.Addr
+	Account *Account // signed-in account, or nil
 }
 
 // Serve runs one signaling connection until it closes.
@@ -267,7 +307,7 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		}
 		// Unknown or expired: fall through to a fresh join.
 	}
-	adm, err := m.gate.Enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, User: client.User, Addr: client.Addr})
+	adm, err := m.gate.Enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, Account: client.Account, Addr: client.Addr})
 	if errors.Is(err, ErrUnavailable) {
 		return nil, signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
 	}
@@ -299,8 +339,8 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		mgr:    m,
 		log:    m.log,
 	}
-	if client.User != nil {
-		p.userID = client.User.ID
+	if client.Account != nil {
+		p.userID = client.Account.ID
 	}
 	if err := r.reserve(p, m.cfg.MaxParticipants); err != nil {
 		m.mu.Unlock()
@@ -381,6 +421,26 @@ type rateLimiter struct {
 
 func newRateLimiter(rate, burst float64) *rateLimiter {
 	return &rateLimiter{rate: rate, burst: burst, tokens: burst}
+}
+
+// take takes cost tokens if there are that many.
+func (l *rateLimiter) take(now time.Time, cost float64) bool {
+	l.refill(now)
+	if l.tokens < cost {
+		return false
+	}
+	l.tokens -= cost
+	return true
+}
+
+func (l *rateLimiter) refill(now time.Time) {
+	if !l.last.IsZero() {
+		l.tokens += now.Sub(l.last).Seconds() * l.rate
+		if l.tokens > l.burst {
+			l.tokens = l.burst
+		}
+	}
+	l.last = now
 }
 
 func (l *rateLimiter) allow(now time.Time) bool {

@@ -1,14 +1,19 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strings"
+	"time"
 
+	"conclave/internal/audit"
 	"conclave/internal/authn"
+	"conclave/internal/clock"
 	"conclave/internal/config"
 	"conclave/internal/store"
 )
@@ -160,3 +165,56 @@ func (s *Server) AdminAddr() net.Addr {
 	}
 	return s.adminListener.Addr()
 }
+
+// AccountSweep is how often the server closes the meeting connections of
+// accounts disabled or deleted by another process (`conclave admin` on the
+// shell). Changes made through the API close them at once.
+const AccountSweep = 5 * time.Second
+
+// sweepAccounts closes, every interval until ctx ends, the meeting
+// connections of accounts that are no longer enabled.
+func (s *Server) sweepAccounts(ctx context.Context, interval time.Duration) {
+	stop := clock.Every(s.clock, interval, func() {
+		for _, id := range s.meetings.AccountIDs() {
+			u, err := s.store.UserByID(ctx, id)
+			if errors.Is(err, store.ErrNotFound) || err == nil && !u.Enabled {
+				if n := s.meetings.DisconnectUser(id, "account-disabled"); n > 0 {
+					s.log.Info("meeting connections of a disabled account ended", "user", id, "connections", n)
+				}
+			}
+		}
+	})
+	<-ctx.Done()
+	stop()
+}
+
+// deactivated ends what a disabled or deleted account still holds: its
+// meeting connections, and its telephony device certificates, which are
+// revoked (reason: privilege withdrawn) so that its phones stop
+// registering. It runs after the account's sessions have ended.
+func (s *Server) deactivated(ctx context.Context, u store.User, reason string) error {
+	if n := s.meetings.DisconnectUser(u.ID, "account-disabled"); n > 0 {
+		s.log.Info("meeting connections of a deactivated account ended", "username", u.Username, "reason", reason, "connections", n)
+	}
+	if s.sipCA == nil {
+		return nil
+	}
+	certs, err := s.store.ListDeviceCerts(ctx, u.ID)
+	if err != nil {
+		return fmt.Errorf("devices of %s: %w", u.Username, err)
+	}
+	var errs []error
+	for _, c := range certs {
+		if !c.RevokedAt.IsZero() {
+			continue
+		}
+		if _, err := s.sipCA.Revoke(ctx, c.Serial, privilegeWithdrawn, audit.ActorFrom(ctx), audit.SourceFrom(ctx)); err != nil {
+			errs = append(errs, fmt.Errorf("revoke device %s of %s: %w", c.Serial, u.Username, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// privilegeWithdrawn is the CRL reason code (RFC 5280) of devices revoked
+// with their account.
+const privilegeWithdrawn = 9

@@ -555,6 +555,12 @@ func TestHardening02ConnectionFloods(t *testing.T) {
 	}
 	clk.NotifyArmed(nil)
 	joined.join("lounge", "Joe")
+	// The welcome is queued before the reading loop ends the join
+	// deadline; a ping answered after it proves the loop got that far.
+	joined.sendRaw(`{"v":1,"type":"ping","id":"j"}`)
+	if m := joined.next(signal.TypeRoomState, signal.TypeSpeaker); m.Type != signal.TypePong {
+		t.Fatalf("joined connection: %s", m.Type)
+	}
 	clk.Advance(10 * time.Second)
 	idle.expectClosed(websocket.StatusPolicyViolation)
 	joined.sendRaw(`{"v":1,"type":"ping","id":"p"}`)
@@ -582,5 +588,75 @@ func TestHardening02ConnectionFloods(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("the stalled body was cut off after %v", d)
+	}
+}
+
+// TestHardening06MuteRemembered (docs/hardening.md, finding 6): a guest a
+// host muted comes back muted after leaving and joining again.
+func TestHardening06MuteRemembered(t *testing.T) {
+	srv := openAccessServer(t, fakeclock.New(time.Now()))
+	host, hw := joinAs(t, srv, "127.0.0.121", "Hana", hostPIN)
+	guest, gw := joinAs(t, srv, "127.0.0.122", "Gus", guestPIN)
+	if hw.Type != signal.TypeWelcome || gw.Type != signal.TypeWelcome {
+		t.Fatalf("joins: %s %s", hw.Type, gw.Type)
+	}
+	host.sendRaw(`{"v":1,"type":"mute","target":"` + gw.Self.ID + `"}`)
+	if m := guest.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeRoomState, signal.TypeSpeaker); m.Type != signal.TypeMuted {
+		t.Fatalf("guest got %s, want muted", m.Type)
+	}
+	guest.sendRaw(`{"v":1,"type":"leave"}`)
+	_, again := joinAs(t, srv, "127.0.0.122", "Gus", guestPIN)
+	if again.Type != signal.TypeWelcome || again.Self == nil || !again.Self.Muted {
+		t.Fatalf("the muted guest came back: %+v, want welcome with muted", again.Self)
+	}
+}
+
+// TestHardening04InMeetingFloods (docs/hardening.md, finding 4): a member
+// cannot flood the others with chat or announcements: past its budget
+// (1 MiB of chat at once, then 64 KiB a second; 4 announcements, then one
+// every 5 s) it is told "rate-limited" and nothing more is relayed.
+func TestHardening04InMeetingFloods(t *testing.T) {
+	clk := fakeclock.New(time.Now()) // no time passes: no budget comes back
+	srv := testserver.Start(t, testserver.Options{Server: server.Options{Clock: clk}}, "lounge")
+	mallory, ann := dial(t, srv), dial(t, srv)
+	mallory.join("lounge", "Mallory")
+	ann.join("lounge", "Ann")
+	payload := strings.Repeat("A", 60<<10)
+	limited := 0
+	for i := 0; i < 40; i++ { // 2.4 MiB
+		mallory.sendRaw(`{"v":1,"type":"chat","id":"c` + strconv.Itoa(i) + `","payload":"` + payload + `"}`)
+	}
+	for i := 0; i < 10; i++ {
+		mallory.sendRaw(`{"v":1,"type":"announce","id":"a` + strconv.Itoa(i) + `","payload":"QUJD"}`)
+	}
+	mallory.sendRaw(`{"v":1,"type":"ping","id":"end"}`)
+	for {
+		m := mallory.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeRoomState, signal.TypeSpeaker, signal.TypeAnnounce)
+		if m.Type == signal.TypePong {
+			break
+		}
+		if m.Type == signal.TypeError && m.Code == signal.CodeRateLimited {
+			limited++
+		}
+	}
+	ann.sendRaw(`{"v":1,"type":"ping","id":"end"}`)
+	chats, announces := 0, 0
+	for {
+		m := ann.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeRoomState, signal.TypeSpeaker)
+		if m.Type == signal.TypePong {
+			break
+		}
+		switch m.Type {
+		case signal.TypeChat:
+			chats++
+		case signal.TypeAnnounce:
+			announces++
+		}
+	}
+	if chats > 18 || announces > 4 {
+		t.Errorf("Ann received %d chat messages of 60 KiB and %d announcements from a flood of 40 and 10; want at most 18 (1 MiB) and 4", chats, announces)
+	}
+	if limited < 40-18+10-4 {
+		t.Errorf("Mallory was told rate-limited %d times", limited)
 	}
 }

@@ -16,18 +16,24 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"conclave/internal/access"
+	"conclave/internal/alarm"
 	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/authn"
 	"conclave/internal/clock"
+	"conclave/internal/clocksync"
 	"conclave/internal/config"
 	"conclave/internal/devca"
+	"conclave/internal/e2ee"
 	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
+	"conclave/internal/metrics"
+	"conclave/internal/nodeca"
 	"conclave/internal/pki"
 	"conclave/internal/ra"
 	"conclave/internal/sfu"
@@ -41,20 +47,22 @@ import (
 type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
-	store    *store.SQLite
+	store    *store.DB
 	tls      *pki.Material
 	engine   *sfu.Engine
 	meetings *meeting.Manager
 	enroller *auth.Enroller
-	guard    *guard.Guard
-	hashing  *auth.HashBudget
-	accounts *auth.Accounts
-	auditAgg *audit.Aggregator
-	clock    clock.Clock
-	files    *files.Store
-	audit    *audit.Log
-	http     *http.Server
-	listener net.Listener
+	// authority is the E2EE registration authority and log.
+	authority *ra.Authority
+	guard     *guard.Guard
+	hashing   *auth.HashBudget
+	accounts  *auth.Accounts
+	auditAgg  *audit.Aggregator
+	clock     clock.Clock
+	files     *files.Store
+	audit     *audit.Log
+	http      *http.Server
+	listener  net.Listener
 	// adminHTTP serves the management listener (--admin-listen); nil
 	// without it.
 	adminHTTP     *http.Server
@@ -62,8 +70,14 @@ type Server struct {
 	adminURL      string
 	adminServed   chan error
 	lifecycle     *auth.Lifecycle
-	debug         *debugServer     // nil unless --debug-listen
+	debug         *debugServer // nil unless --debug-listen
+	ops           *ops         // the operator's parts (ops.go)
+	started       time.Time
+	closeOnce     sync.Once
+	closeErr      error
 	sip           *sipedge.Edge    // nil unless --sip-listen
+	clusterCA     *nodeca.CA       // nil unless --cluster-listen
+	cluster       *nodeca.Listener // nil unless --cluster-listen
 	sipCA         *devca.Authority // nil unless --sip-listen
 	url           string
 	ctx           context.Context
@@ -83,10 +97,18 @@ type Options struct {
 	SIPTap sipedge.Tap
 	// Clock replaces the system clock for the node's time-based rules:
 	// break-in blocks, sessions, enrolment and credential expiry, audit
-	// times, files' lifetime, and the meetings' timers (resume window,
-	// waiting for a host, grace after the last host). The media path
+	// times, files' lifetime, the meetings' timers (resume window,
+	// waiting for a host, grace after the last host), the daily backup,
+	// the self-check and the certificate and clock checks. The media path
 	// keeps the system clock.
 	Clock clock.Clock
+	// FreeSpace replaces statfs(2) for the disk alarm.
+	FreeSpace func(path string) (free, total uint64, err error)
+	// ClockSync replaces adjtimex(2) for the clock alarm.
+	ClockSync clocksync.Reader
+	// Binary is the executable the self-check hashes; empty means this
+	// process's, "-" none.
+	Binary string
 	// BodyTimeout overrides how long a request body may take to arrive
 	// (web.DefaultBodyTimeout).
 	BodyTimeout time.Duration
@@ -102,7 +124,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	clk := clock.Or(opts.Clock)
-	s := &Server{cfg: cfg, log: log, clock: clk}
+	s := &Server{cfg: cfg, log: log, clock: clk, started: clk.Now().UTC()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -110,7 +132,12 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		}
 	}()
 
-	st, err := store.OpenSQLite(filepath.Join(cfg.DataDir, "conclave.db"))
+	o, err := openOpsEarly(cfg, log, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.ops = o
+	st, err := store.Open(cfg.StoreName())
 	if err != nil {
 		return nil, err
 	}
@@ -123,10 +150,15 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	s.url = publicURL(cfg, s.listener.Addr())
 
 	s.tls, err = pki.Ensure(pki.Options{Dir: cfg.DataDir, Hosts: cfg.Hosts,
-		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CRLURL: s.url + web.CRLPath})
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CRLURL: s.url + web.CRLPath, Box: o.box})
 	if err != nil {
 		return nil, fmt.Errorf("prepare TLS certificates: %w", err)
 	}
+	served, err := o.tlsMaterial(s.tls)
+	if err != nil {
+		return nil, fmt.Errorf("load this node's certificate: %w", err)
+	}
+	o.certs = pki.NewHolder(served)
 	for _, n := range s.tls.Notices {
 		log.Warn("TLS: " + n)
 	}
@@ -142,7 +174,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.audit = audit.NewLog(st, clk)
+	if s.audit, err = o.openAudit(st); err != nil {
+		return nil, err
+	}
 	// Repeated refusals and failed sign-ins are written once a minute with
 	// their count, so that nobody can flood the log (docs/hardening.md).
 	s.auditAgg = audit.NewAggregator(s.audit, clk, 0)
@@ -153,7 +187,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	gcfg := guard.DefaultConfig()
 	gcfg.Allow = allow
-	s.guard, err = guard.New(gcfg, clk, alarmEvents{log: log, audit: s.audit})
+	s.guard, err = guard.New(gcfg, clk, alarmEvents{log: log, audit: s.audit, alarms: o.alarms})
 	if err != nil {
 		return nil, fmt.Errorf("break-in guard: %w", err)
 	}
@@ -162,16 +196,23 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log,
-		Clock: clk, MaxParticipants: cfg.MaxParticipants}, s.engine, gate)
+		Clock: clk, MaxParticipants: cfg.MaxParticipants, Audit: hostAuditor{log: log, audit: s.audit}}, s.engine, gate)
 	s.enroller = auth.NewEnroller(st, clk, auth.EnrolConfig{})
 	org := cfg.OrgName
 	if org == "" {
 		org = s.url0()
 	}
-	authority, err := ra.Open(cfg.DataDir, org, org, clk)
+	authority, err := ra.OpenSealed(cfg.DataDir, org, org, st, clk, o.box)
 	if err != nil {
 		return nil, err
 	}
+	authority.Watch(func(r *e2ee.Revocation) {
+		pub, _ := e2ee.MarshalPublicKey(r.DevicePublicKey)
+		if n := s.meetings.RevokeDevice(pub); n > 0 {
+			log.Info("revoked device sent away", "user", r.UserID, "participants", n)
+		}
+	})
+	s.authority = authority
 	fileStore, err := files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Clock: clk})
 	if err != nil {
 		return nil, err
@@ -182,12 +223,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		cfg.PINMinLength = auth.DefaultPINMinLen
 	}
 
-	if cfg.DebugListen != "" {
-		if s.debug, err = startDebug(cfg.DebugListen, log, s.engine); err != nil {
-			return nil, err
-		}
+	if err := s.openCluster(clk, org); err != nil {
+		return nil, err
 	}
-
 	telephony, err := s.openSIP(clk, opts)
 	if err != nil {
 		return nil, fmt.Errorf("SIP: %w", err)
@@ -202,12 +240,16 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
 	roles := auth.NewRoles(st, clk, s.audit)
 	s.lifecycle = auth.NewLifecycle(st, clk, s.audit, s.accounts, roles)
-	s.lifecycle.OnDeactivate(func(_ context.Context, u store.User, reason string) error {
-		if n := s.meetings.DisconnectUser(u.ID, "account-disabled"); n > 0 {
-			log.Info("meeting connections of a deactivated account ended", "username", u.Username, "reason", reason, "connections", n)
+	// A deactivated account's devices are revoked in the E2EE log, so that
+	// every client stops trusting them (docs/e2ee.md, section 7).
+	s.lifecycle.OnDeactivate(func(ctx context.Context, u store.User, reason string) error {
+		n, err := s.authority.RevokeUser(ctx, u, "account "+reason)
+		if n > 0 {
+			log.Info("devices of a deactivated account revoked", "username", u.Username, "devices", n)
 		}
-		return nil
+		return err
 	})
+	s.lifecycle.OnDeactivate(s.deactivated)
 	settings, err := authSettings(st, cfg.Auth)
 	if err != nil {
 		return nil, err
@@ -242,11 +284,23 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		CRL:          s.tls.CRL,
 		Logger:       log,
 		Telephony:    telephony,
+		Ops:          opsWeb{s},
 	}
 	handler := web.New(ctx, webCfg)
+	if err := o.finish(ctx, s); err != nil {
+		return nil, err
+	}
+	if cfg.DebugListen != "" {
+		if s.debug, err = startDebug(cfg.DebugListen, log, metricsHandler(o.registry)); err != nil {
+			return nil, err
+		}
+	}
+	// Every listener serves the certificate of the holder, which a new
+	// certificate replaces without a restart (ops.reloadCertificate).
 	baseTLS := pki.ServerTLSConfig(s.tls.Certificate)
+	baseTLS.Certificates, baseTLS.GetCertificate = nil, o.certs.GetCertificate
 	s.http = &http.Server{
-		Handler:           handler,
+		Handler:           o.refuseGuard(handler),
 		TLSConfig:         listenerTLS(baseTLS, settings, plane == web.PlaneAll, nil),
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -283,7 +337,7 @@ func (s *Server) openAdmin(ctx context.Context, cfg config.Config, webCfg web.Co
 	webCfg.Plane = web.PlaneAdmin
 	webCfg.PublicURL = s.adminURL
 	s.adminHTTP = &http.Server{
-		Handler:           web.New(ctx, webCfg),
+		Handler:           s.ops.refuseGuard(web.New(ctx, webCfg)),
 		TLSConfig:         listenerTLS(baseTLS, settings, true, clientCA),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -296,8 +350,15 @@ func (s *Server) openAdmin(ctx context.Context, cfg config.Config, webCfg web.Co
 func (s *Server) Start() {
 	s.served = make(chan error, 1)
 	go s.guard.Run(s.ctx)
+	s.ops.start(s.ctx, s)
 	go s.auditAgg.Run(s.ctx)
 	go s.pruneThrottles(s.ctx, time.Hour)
+	stopLog := s.authority.Run(s.ctx, logSyncInterval)
+	context.AfterFunc(s.ctx, stopLog)
+	if s.clusterCA != nil {
+		go s.refreshRevocations(s.ctx)
+	}
+	go s.sweepAccounts(s.ctx, AccountSweep)
 	go func() {
 		ln := newLimitListener(s.listener, s.maxConns(), s.guard, s.log)
 		s.served <- s.http.Serve(tls.NewListener(ln, s.http.TLSConfig))
@@ -352,6 +413,13 @@ func (s *Server) HashStats() auth.HashStats { return s.hashing.Stats() }
 // DataDir is the node's data directory.
 func (s *Server) DataDir() string { return s.cfg.DataDir }
 
+// logSyncInterval is how often the server reads revocations that another
+// process (the admin CLI) appended to the E2EE log.
+const logSyncInterval = 2 * time.Second
+
+// Authority is the node's E2EE registration authority and log.
+func (s *Server) Authority() *ra.Authority { return s.authority }
+
 // URL is the base URL of the web client.
 func (s *Server) URL() string { return s.url }
 
@@ -376,11 +444,11 @@ func (s *Server) MediaAddr() net.Addr { return s.engine.UDPAddr() }
 // ForwardDelay reads the histogram of the delay the SFU adds to what it
 // forwards (also served as conclave_forward_delay_seconds on the debug
 // listener).
-func (s *Server) ForwardDelay() sfu.DelayHistogram { return s.engine.ForwardDelay() }
+func (s *Server) ForwardDelay() metrics.DelayHistogram { return s.engine.ForwardDelay() }
 
 // SendStats reads the SFU's batched-send counters (also served on the
 // debug listener).
-func (s *Server) SendStats() sfu.SendStats { return s.engine.SendStats() }
+func (s *Server) SendStats() metrics.SendStats { return s.engine.SendStats() }
 
 // FileBytes is how many bytes of meeting files the node stores now
 // (files are deleted when their meeting ends).
@@ -427,6 +495,11 @@ func (s *Server) EnrolmentLink(ctx context.Context) (string, bool, error) {
 // Close stops accepting connections, ends every meeting and releases the
 // node's resources.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Server) close() error {
 	s.meetings.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -443,6 +516,7 @@ func (s *Server) Close() error {
 		}
 	}
 	s.auditAgg.Flush(ctx, true)
+	s.ops.stop()
 	if s.served != nil {
 		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
@@ -455,6 +529,9 @@ func (s *Server) Close() error {
 
 func (s *Server) closeParts() error {
 	var errs []error
+	if s.cluster != nil {
+		errs = append(errs, s.cluster.Close())
+	}
 	if s.sip != nil {
 		errs = append(errs, s.sip.Close())
 	}
@@ -519,17 +596,21 @@ func firstAddress() string {
 
 // alarmEvents turns break-in alarms into log lines and audit entries.
 type alarmEvents struct {
-	log   *slog.Logger
-	audit audit.Recorder
+	log    *slog.Logger
+	audit  audit.Recorder
+	alarms *alarm.Center
 }
 
 func (a alarmEvents) Raised(al guard.Alarm) {
 	a.log.Warn("alarm raised", "kind", al.Kind, "subject", al.Subject, "failures", al.Failures, "until", al.Until)
 	a.record(al, string(al.Kind), audit.OutcomeFailure)
+	a.alarms.Raise(string(al.Kind), al.Subject, alarm.Major, fmt.Sprintf("%d failures within 10 minutes: blocked until %s.",
+		al.Failures, al.Until.UTC().Format(time.RFC3339)))
 }
 
 func (a alarmEvents) Cleared(al guard.Alarm) {
 	a.log.Info("alarm cleared", "kind", al.Kind, "subject", al.Subject)
+	a.alarms.Clear(string(al.Kind), al.Subject)
 	action := "room-unblocked"
 	if al.Kind == guard.AddressQuarantined {
 		action = "address-released"

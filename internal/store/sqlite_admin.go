@@ -46,7 +46,7 @@ func insertRoles(ctx context.Context, tx execer, userID int64, roles []string) e
 }
 
 // SetUserRoles implements Store.
-func (s *SQLite) SetUserRoles(ctx context.Context, id int64, roles []string) error {
+func (s *DB) SetUserRoles(ctx context.Context, id int64, roles []string) error {
 	roles = normalRoles(roles)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -71,7 +71,7 @@ func (s *SQLite) SetUserRoles(ctx context.Context, id int64, roles []string) err
 
 // DeleteUser implements Store. Foreign keys cascade to sessions, password
 // history, roles and memberships, and clear room owners.
-func (s *SQLite) DeleteUser(ctx context.Context, id int64) error {
+func (s *DB) DeleteUser(ctx context.Context, id int64) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, id)
 	if err := checkOne(res, err); err != nil {
 		return fmt.Errorf("delete user %d: %w", id, err)
@@ -80,7 +80,7 @@ func (s *SQLite) DeleteUser(ctx context.Context, id int64) error {
 }
 
 // UpdateUserIdentity implements Store.
-func (s *SQLite) UpdateUserIdentity(ctx context.Context, id int64, displayName, source, externalID string) error {
+func (s *DB) UpdateUserIdentity(ctx context.Context, id int64, displayName, source, externalID string) error {
 	if source == "" {
 		source = SourceLocal
 	}
@@ -93,7 +93,7 @@ func (s *SQLite) UpdateUserIdentity(ctx context.Context, id int64, displayName, 
 }
 
 // UserByExternalID implements Store.
-func (s *SQLite) UserByExternalID(ctx context.Context, source, externalID string) (User, error) {
+func (s *DB) UserByExternalID(ctx context.Context, source, externalID string) (User, error) {
 	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE source = ? AND external_id = ?`, source, externalID))
 	if err != nil {
 		return User{}, fmt.Errorf("user %s %q: %w", source, externalID, err)
@@ -102,7 +102,7 @@ func (s *SQLite) UserByExternalID(ctx context.Context, source, externalID string
 }
 
 // CountRoleHolders implements Store.
-func (s *SQLite) CountRoleHolders(ctx context.Context, name string) (int, error) {
+func (s *DB) CountRoleHolders(ctx context.Context, name string) (int, error) {
 	var n int
 	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM user_roles WHERE role = ?`, name).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count holders of role %s: %w", name, err)
@@ -111,7 +111,7 @@ func (s *SQLite) CountRoleHolders(ctx context.Context, name string) (int, error)
 }
 
 // CreateCustomRole implements Store.
-func (s *SQLite) CreateCustomRole(ctx context.Context, r CustomRole) error {
+func (s *DB) CreateCustomRole(ctx context.Context, r CustomRole) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO custom_roles (name, description, permissions, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
 		r.Name, r.Description, strings.Join(r.Permissions, ","), toNanos(r.CreatedAt), toNanos(r.UpdatedAt))
 	if err != nil {
@@ -121,7 +121,7 @@ func (s *SQLite) CreateCustomRole(ctx context.Context, r CustomRole) error {
 }
 
 // UpdateCustomRole implements Store.
-func (s *SQLite) UpdateCustomRole(ctx context.Context, r CustomRole) error {
+func (s *DB) UpdateCustomRole(ctx context.Context, r CustomRole) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE custom_roles SET description = ?, permissions = ?, updated_at = ? WHERE name = ?`,
 		r.Description, strings.Join(r.Permissions, ","), toNanos(r.UpdatedAt), r.Name)
 	if err := checkOne(res, err); err != nil {
@@ -131,7 +131,7 @@ func (s *SQLite) UpdateCustomRole(ctx context.Context, r CustomRole) error {
 }
 
 // DeleteCustomRole implements Store.
-func (s *SQLite) DeleteCustomRole(ctx context.Context, name string) error {
+func (s *DB) DeleteCustomRole(ctx context.Context, name string) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM custom_roles WHERE name = ?`, name)
 	if err := checkOne(res, err); err != nil {
 		return fmt.Errorf("delete role %s: %w", name, err)
@@ -140,7 +140,7 @@ func (s *SQLite) DeleteCustomRole(ctx context.Context, name string) error {
 }
 
 // CustomRoles implements Store.
-func (s *SQLite) CustomRoles(ctx context.Context) ([]CustomRole, error) {
+func (s *DB) CustomRoles(ctx context.Context) ([]CustomRole, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT name, description, permissions, created_at, updated_at FROM custom_roles ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list roles: %w", err)
@@ -185,7 +185,7 @@ func scanSession(row interface{ Scan(...any) error }) (Session, error) {
 }
 
 // ListSessions implements Store.
-func (s *SQLite) ListSessions(ctx context.Context, f SessionFilter) ([]Session, error) {
+func (s *DB) ListSessions(ctx context.Context, f SessionFilter) ([]Session, error) {
 	where, args := sessionWhere(f)
 	rows, err := s.db.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions s JOIN users u ON u.id = s.user_id WHERE `+where+
 		` ORDER BY s.created_at DESC`, args...)
@@ -208,7 +208,7 @@ func (s *SQLite) ListSessions(ctx context.Context, f SessionFilter) ([]Session, 
 }
 
 // Setting implements Store.
-func (s *SQLite) Setting(ctx context.Context, key string) (string, error) {
+func (s *DB) Setting(ctx context.Context, key string) (string, error) {
 	var v string
 	if err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v); err != nil {
 		return "", fmt.Errorf("setting %s: %w", key, mapErr(err))
@@ -217,7 +217,7 @@ func (s *SQLite) Setting(ctx context.Context, key string) (string, error) {
 }
 
 // SetSetting implements Store.
-func (s *SQLite) SetSetting(ctx context.Context, key, value string, now time.Time) error {
+func (s *DB) SetSetting(ctx context.Context, key, value string, now time.Time) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`, key, value, toNanos(now))
 	if err != nil {

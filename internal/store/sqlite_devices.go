@@ -8,10 +8,10 @@ import (
 	"time"
 )
 
-var _ DeviceStore = (*SQLite)(nil)
+var _ DeviceStore = (*DB)(nil)
 
 // CreateDeviceToken implements DeviceStore.
-func (s *SQLite) CreateDeviceToken(ctx context.Context, t DeviceToken) error {
+func (s *DB) CreateDeviceToken(ctx context.Context, t DeviceToken) error {
 	if len(t.TokenHash) == 0 {
 		return errors.New("create device token: empty token hash")
 	}
@@ -25,7 +25,7 @@ func (s *SQLite) CreateDeviceToken(ctx context.Context, t DeviceToken) error {
 }
 
 // ConsumeDeviceToken implements DeviceStore.
-func (s *SQLite) ConsumeDeviceToken(ctx context.Context, tokenHash []byte, now time.Time) (DeviceToken, error) {
+func (s *DB) ConsumeDeviceToken(ctx context.Context, tokenHash []byte, now time.Time) (DeviceToken, error) {
 	n := toNanos(now)
 	var (
 		t                DeviceToken
@@ -59,7 +59,7 @@ func scanDeviceCert(row interface{ Scan(...any) error }) (DeviceCert, error) {
 }
 
 // CreateDeviceCert implements DeviceStore.
-func (s *SQLite) CreateDeviceCert(ctx context.Context, c DeviceCert) error {
+func (s *DB) CreateDeviceCert(ctx context.Context, c DeviceCert) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO device_certs (`+deviceCertColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.Serial, c.UserID, c.AOR, c.Fingerprint, c.KeyType, toNanos(c.IssuedAt), toNanos(c.NotAfter),
@@ -71,7 +71,7 @@ func (s *SQLite) CreateDeviceCert(ctx context.Context, c DeviceCert) error {
 }
 
 // DeviceCertBySerial implements DeviceStore.
-func (s *SQLite) DeviceCertBySerial(ctx context.Context, serial string) (DeviceCert, error) {
+func (s *DB) DeviceCertBySerial(ctx context.Context, serial string) (DeviceCert, error) {
 	c, err := scanDeviceCert(s.db.QueryRowContext(ctx, `SELECT `+deviceCertColumns+` FROM device_certs WHERE serial = ?`, serial))
 	if err != nil {
 		return DeviceCert{}, fmt.Errorf("device certificate %s: %w", serial, err)
@@ -79,7 +79,7 @@ func (s *SQLite) DeviceCertBySerial(ctx context.Context, serial string) (DeviceC
 	return c, nil
 }
 
-func (s *SQLite) queryDeviceCerts(ctx context.Context, query string, args ...any) ([]DeviceCert, error) {
+func (s *DB) queryDeviceCerts(ctx context.Context, query string, args ...any) ([]DeviceCert, error) {
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -97,7 +97,7 @@ func (s *SQLite) queryDeviceCerts(ctx context.Context, query string, args ...any
 }
 
 // ListDeviceCerts implements DeviceStore.
-func (s *SQLite) ListDeviceCerts(ctx context.Context, userID int64) ([]DeviceCert, error) {
+func (s *DB) ListDeviceCerts(ctx context.Context, userID int64) ([]DeviceCert, error) {
 	q := `SELECT ` + deviceCertColumns + ` FROM device_certs`
 	var args []any
 	if userID != 0 {
@@ -112,7 +112,7 @@ func (s *SQLite) ListDeviceCerts(ctx context.Context, userID int64) ([]DeviceCer
 }
 
 // RevokeDeviceCert implements DeviceStore.
-func (s *SQLite) RevokeDeviceCert(ctx context.Context, serial string, t time.Time, reason int) (DeviceCert, error) {
+func (s *DB) RevokeDeviceCert(ctx context.Context, serial string, t time.Time, reason int) (DeviceCert, error) {
 	_, err := s.db.ExecContext(ctx, `UPDATE device_certs SET revoked_at = ?, reason = ?
 		WHERE serial = ? AND revoked_at IS NULL`, toNanos(t), reason, serial)
 	if err != nil {
@@ -122,7 +122,7 @@ func (s *SQLite) RevokeDeviceCert(ctx context.Context, serial string, t time.Tim
 }
 
 // RevokedDeviceCerts implements DeviceStore.
-func (s *SQLite) RevokedDeviceCerts(ctx context.Context, now time.Time) ([]DeviceCert, error) {
+func (s *DB) RevokedDeviceCerts(ctx context.Context, now time.Time) ([]DeviceCert, error) {
 	out, err := s.queryDeviceCerts(ctx, `SELECT `+deviceCertColumns+` FROM device_certs
 		WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY revoked_at, serial`, toNanos(now))
 	if err != nil {
@@ -132,7 +132,7 @@ func (s *SQLite) RevokedDeviceCerts(ctx context.Context, now time.Time) ([]Devic
 }
 
 // AddCDR implements DeviceStore.
-func (s *SQLite) AddCDR(ctx context.Context, c CDR) error {
+func (s *DB) AddCDR(ctx context.Context, c CDR) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO cdrs (id, started_at, sealed) VALUES (?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed`, c.ID, toNanos(c.StartedAt), c.Sealed)
 	if err != nil {
@@ -142,7 +142,7 @@ func (s *SQLite) AddCDR(ctx context.Context, c CDR) error {
 }
 
 // ListCDRs implements DeviceStore.
-func (s *SQLite) ListCDRs(ctx context.Context, from, to time.Time, limit int) ([]CDR, error) {
+func (s *DB) ListCDRs(ctx context.Context, from, to time.Time, limit int) ([]CDR, error) {
 	if limit <= 0 {
 		limit = 1000
 	}

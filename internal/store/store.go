@@ -320,6 +320,14 @@ type Store interface {
 	// counts all users.
 	CountUsers(ctx context.Context, role Role) (int, error)
 
+	// AppendLogRecord appends a record to the E2EE transparency log and
+	// returns its index (records are numbered from 0, without gaps). The
+	// log is append-only: nothing changes or removes a record.
+	AppendLogRecord(ctx context.Context, record []byte) (int64, error)
+	// LogRecords returns up to limit records of the E2EE log from index
+	// start on, in order.
+	LogRecords(ctx context.Context, start int64, limit int) ([][]byte, error)
+
 	// CreateRoom inserts r (its ID is ignored) and returns it with its new ID.
 	// The alias is stored in lower case and must then pass ValidAlias; a
 	// zero CreatedAt is set to the current time. An empty Access means
@@ -416,6 +424,10 @@ type Store interface {
 	AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, error)
 	// ListAudit returns the audit records matching f.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
+	// DeleteAuditBefore removes the audit records whose Seq is below seq
+	// (those the audit files no longer keep, see package audit) and
+	// returns how many it removed.
+	DeleteAuditBefore(ctx context.Context, seq int64) (int64, error)
 
 	// SetUserRoles replaces the management roles of a user (names, not
 	// checked here) and sets Role to RoleAdmin when there is at least one,

@@ -300,7 +300,7 @@ func (s *Server) apiMe(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request) {
-	sess, _, ok := s.session(w, r)
+	sess, u, ok := s.session(w, r)
 	if !ok {
 		return
 	}
@@ -311,6 +311,8 @@ func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request) {
 	c, _ := r.Cookie(s.cookieName())
 	if err := s.Sessions.Delete(r.Context(), c.Value); err != nil {
 		s.log.Error("logout failed", "err", err)
+	} else {
+		s.audited(r, u, audit.ActionLogout, u.Username)
 	}
 	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: "", Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, MaxAge: -1})
@@ -328,7 +330,7 @@ func (s *Server) apiLogoutEverywhere(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "csrf", "The request lacks a valid CSRF token; reload the page.")
 		return
 	}
-	n, err := s.Sessions.DeleteUser(audit.WithSource(r.Context(), clientAddr(r)), u.ID)
+	n, err := s.Sessions.DeleteUser(audit.WithActor(audit.WithSource(r.Context(), clientAddr(r)), u.Username), u.ID)
 	if err != nil {
 		s.log.Error("logout everywhere failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "The server could not end the sessions.")
@@ -384,6 +386,7 @@ func (s *Server) apiEnrol(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("account enrolled", "username", u.Username, "role", u.Role, "remote", clientAddr(r))
+	s.audited(r, u, audit.ActionAccountEnrolled, u.Username)
 	writeJSON(w, http.StatusCreated, map[string]userJSON{"user": toUserJSON(u)})
 }
 

@@ -87,6 +87,10 @@ type Config struct {
 	AuthSettings *authn.Settings
 	SSO          *authn.SSO
 	Revocation   *authn.Revocation
+
+	// Ops serves the operator's endpoints (audit viewer, alarms, settings,
+	// backups, certificates, metrics); nil leaves them out.
+	Ops Operations
 }
 
 // Server is the HTTP handler of a Conclave node.
@@ -130,7 +134,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if timeout <= 0 {
 			timeout = DefaultBodyTimeout
 		}
-		if r.URL.Path == "/api/files" {
+		if r.URL.Path == "/api/files" || r.URL.Path == restorePath {
+			// File uploads and restored backups have their own, larger
+			// size limits.
 			r.Body = &progressDeadline{ReadCloser: r.Body, rc: rc, idle: timeout}
 			rc.SetReadDeadline(time.Now().Add(timeout))
 		} else {

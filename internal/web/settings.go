@@ -66,12 +66,13 @@ func (s *Server) apiSetLDAP(w http.ResponseWriter, r *http.Request, u store.User
 
 // apiTestLDAP connects to the directory with the stored (or given)
 // settings and binds with the service account.
-func (s *Server) apiTestLDAP(w http.ResponseWriter, r *http.Request, _ store.User) {
+func (s *Server) apiTestLDAP(w http.ResponseWriter, r *http.Request, u store.User) {
 	v, _, err := s.AuthSettings.LDAP(r.Context())
 	if err != nil {
 		s.settingsError(w, err)
 		return
 	}
+	s.audited(r, u, "ldap-tested", v.URL)
 	if err := authn.TestLDAP(r.Context(), v); err != nil {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": sentence(err)})
 		return

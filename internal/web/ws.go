@@ -88,10 +88,10 @@ func (w *wsConn) keepalive(ctx context.Context) {
 }
 
 // meetingClient identifies who opens a signaling connection: the address,
-// and the account when the request carries a valid session cookie. An
-// account that must change its password (reset, or expired) enters as
-// nobody in particular: it gets no more than a guest until the password
-// is changed.
+// and the account when the request carries a valid session cookie (of an
+// enabled account: Lookup refuses the others). An account that must
+// change its password (reset, or expired) enters as nobody in particular:
+// it gets no more than a guest until the password is changed.
 func (s *Server) meetingClient(r *http.Request) meeting.Client {
 	c := meeting.Client{}
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
@@ -99,7 +99,7 @@ func (s *Server) meetingClient(r *http.Request) meeting.Client {
 	}
 	if ck, err := r.Cookie(sessionCookie); err == nil {
 		if sess, u, err := s.Sessions.Lookup(r.Context(), ck.Value); err == nil && sess.Plane == s.Plane.name() && !s.Accounts.State(u).MustChangePassword {
-			c.User = &u
+			c.Account = &meeting.Account{ID: u.ID, Username: u.Username}
 		}
 	}
 	return c

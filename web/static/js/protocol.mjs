@@ -33,6 +33,7 @@ const FIELDS = {
   announce: ['payload'],
   key: ['to', 'payload'],
   chat: ['payload'],
+  verify: ['payload'],
   leave: [],
   ping: [],
   // Host commands (docs/protocol.md, "Host controls").
@@ -268,8 +269,9 @@ export function roomSettingsMessage(s) {
 
 /**
  * An end-to-end encryption message: `announce {payload}`, `key {to,
- * payload}` or `chat {payload}`; payloads are base64 (docs/e2ee.md).
- * @param {'announce'|'key'|'chat'} type
+ * payload}`, `chat {payload}` or `verify {payload}` (a commit or reveal of
+ * the meeting code's round); payloads are base64 (docs/e2ee.md).
+ * @param {'announce'|'key'|'chat'|'verify'} type
  * @param {{payload: string, to?: string}} fields
  * @returns {object}
  */
@@ -366,6 +368,7 @@ export function clientMessageProblem(m) {
       return m.pc === 'sub' ? '' : 'pc must be "sub"';
     case 'announce':
     case 'chat':
+    case 'verify':
       return payloadProblem(m.payload);
     case 'key':
       if (!isID(m.to, true)) return 'to is malformed';

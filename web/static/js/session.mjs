@@ -30,7 +30,7 @@ import { reconnectDelay } from './backoff.mjs';
 import { SerialQueue } from './queue.mjs';
 import { mediaGroups, tileKey } from './tiles.mjs';
 import { preferVideoCodecs } from './codecs.mjs';
-import { sendEncodings, applyActive, isLayersMessage, SCREEN_DEGRADATION } from './simulcast.mjs';
+import { sendEncodings, applyActive, isLayersMessage, SCREEN_DEGRADATION, CAMERA_SVC } from './simulcast.mjs';
 import { mungeOpus } from './opus.mjs';
 import { LayoutReporter } from './layout.mjs';
 
@@ -308,7 +308,7 @@ export class Session extends EventTarget {
 
   /**
    * Sends an end-to-end encryption message (announce, key or chat).
-   * @param {'announce'|'key'|'chat'} type
+   * @param {'announce'|'key'|'chat'|'verify'} type
    * @param {{payload: string, to?: string}} fields
    * @returns {boolean} false when it could not be sent (not admitted, or the connection is down)
    */
@@ -409,6 +409,7 @@ export class Session extends EventTarget {
       case 'notice': return this.#emit('notice', { code: String(m.code ?? ''), message: String(m.message ?? '') });
       case 'announce':
       case 'key':
+      case 'verify':
       case 'chat': return this.#emit('e2ee', { type: m.type, from: String(m.from ?? ''), payload: String(m.payload ?? '') });
       // Unknown types are extensions this client may ignore (docs/protocol.md, "Extensions").
       default: return undefined;
@@ -692,6 +693,7 @@ export class Session extends EventTarget {
       return true;
     }
     if (!tr) {
+      if (source === 'camera') this.#checkSVC();
       const stream = source === 'screen' || source === 'screen-audio' ? this.screenStream : this.cameraStream;
       const init = { direction: 'sendonly', streams: [stream] };
       const encodings = sendEncodings(source, this.videoCodec, track?.getSettings?.());
@@ -714,6 +716,28 @@ export class Session extends EventTarget {
     if (tr.direction === 'sendonly') return false;
     tr.direction = 'sendonly';
     return true;
+  }
+
+  // VP9 is sent as one encoding with SVC layers (scalabilityMode). A browser
+  // that ignores scalabilityMode (Firefox 153) would send one full-size VP9
+  // layer that the server cannot thin out per subscriber: the camera goes
+  // out as VP8 simulcast instead. Checked once, on a throwaway connection.
+  #checkSVC() {
+    if (this.videoCodec !== 'vp9' || this.svcChecked) return;
+    this.svcChecked = true;
+    let ok = false;
+    let probe = null;
+    try {
+      probe = new this.env.RTCPeerConnection();
+      const tr = probe.addTransceiver('video', { direction: 'sendonly', sendEncodings: [{ ...CAMERA_SVC }] });
+      ok = tr.sender.getParameters().encodings?.[0]?.scalabilityMode === CAMERA_SVC.scalabilityMode;
+    } catch { /* no SVC */ } finally {
+      try { probe?.close(); } catch { /* closed */ }
+    }
+    if (!ok) {
+      console.warn('conclave: this browser does not send VP9 SVC (scalabilityMode); sending VP8 simulcast instead');
+      this.videoCodec = 'vp8';
+    }
   }
 
   #preferCodecs(tr) {

@@ -727,6 +727,25 @@ test('VP9 when asked: preferred first, one encoding with SVC layers', async () =
   assert.deepEqual(cam.sendEncodings, [{ scalabilityMode: 'L3T3_KEY', maxBitrate: 2000000 }]);
 });
 
+test('VP9 asked in a browser that ignores scalabilityMode (Firefox): VP8 simulcast instead', async () => {
+  const w = world();
+  const Base = w.env.RTCPeerConnection;
+  const env = {
+    ...w.env,
+    RTCPeerConnection: class extends Base {
+      addTransceiver(trackOrKind, init) {
+        const encodings = init.sendEncodings?.map(({ scalabilityMode, ...rest }) => rest);
+        return super.addTransceiver(trackOrKind, { ...init, sendEncodings: encodings });
+      }
+    },
+  };
+  const { s, pub } = await joined(w, { videoCodec: 'vp9', env });
+  const cam = pub.transceivers[1];
+  assert.equal(s.videoCodec, 'vp8');
+  assert.deepEqual(cam.codecs.map((c) => c.mimeType), ['video/VP8', 'video/VP9', 'video/rtx']);
+  assert.deepEqual(cam.sendEncodings.map((e) => e.rid), ['q', 'h', 'f']);
+});
+
 test('the publish offer carries Opus FEC and DTX', async () => {
   const w = world();
   const opus = 'v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n';

@@ -62,7 +62,9 @@ const ops = {
   async newPage(r) {
     if (pages.has(r.page)) throw new Error(`page ${r.page} exists`);
     const ctx = await browser.createBrowserContext();
-    const p = await ctx.newPage();
+    // A window each: a tab behind another is hidden (visibilityState), and
+    // the meeting page stops receiving video it does not show.
+    const p = await ctx.newPage({ type: 'window' });
     pages.set(r.page, { ctx, page: p });
     p.on('console', (m) => {
       const loc = m.location?.() ?? {};
