@@ -8,11 +8,13 @@ import (
 	"conclave/internal/signal"
 )
 
-// Recovery timing of docs/protocol.md, Reconnection.
+// Recovery timing of docs/protocol.md, Reconnection; the browser's are
+// the same (the "schedule" of internal/signal/testdata/messages.json).
 const (
-	iceRecovery    = 10 * time.Second // a failed peer connection may take this long to recover
-	leaveWait      = time.Second      // how long Leave waits for bye
-	publishRetries = 3
+	iceRecovery      = 10 * time.Second // a failed peer connection may take this long to recover
+	leaveWait        = time.Second      // how long Leave waits for bye
+	publishRetries   = 3                // a refused publish offer is retried this many times
+	publishRetryStep = time.Second      // the n-th retry waits n steps
 )
 
 // loopState is the part of a Session that only the session loop touches.

@@ -56,7 +56,45 @@ type vectorFile struct {
 	Chat         []vecChat           `json:"chat"`
 	File         vecFile             `json:"file"`
 	Fingerprints []vecFingerprint    `json:"fingerprints"`
+	Schedule     vecSchedule         `json:"schedule"`
 	Extra        map[string]hexBytes `json:"extra,omitempty"`
+}
+
+// vecSchedule is the key schedule's timings (docs/e2ee.md, sections 6 and
+// 9): the contract of the Go session (internal/client/secure) and the
+// browser (web/static/js/e2ee), whose tests compare their constants with
+// it. It is copied by -update, never generated. Where the two differ by
+// design, each has its own entry.
+type vecSchedule struct {
+	Description string `json:"description"`
+	// A leave's rotation waits this long, so that leaves that come
+	// together cost one.
+	RotationDebounceMs int `json:"rotationDebounceMs"`
+	// A rotated key is used this long after it is sent.
+	SwitchDelayMs int `json:"switchDelayMs"`
+	// Frames of a newer key generation wait this long for its key.
+	KeyWaitMs int `json:"keyWaitMs"`
+	// Older keys stay this long once a newer one decrypted.
+	RetentionMs int `json:"retentionMs"`
+	// Ratchet steps a receiver derives on its own.
+	MaxRatchetAhead int `json:"maxRatchetAhead"`
+	// A key request is answered at most this often per requester.
+	KeyRequestAnswerIntervalMs int `json:"keyRequestAnswerIntervalMs"`
+	// A listed participant may go this long without a verified
+	// announcement before it shows as not end-to-end.
+	AnnounceGraceMs int `json:"announceGraceMs"`
+	// A commit to another participant list is reported after this long.
+	ViewGraceMs int `json:"viewGraceMs"`
+	// Frames fail for lack of a key this long before a key request, and
+	// requests repeat this often: the browser and the native client.
+	KeyRequestAfterMs  vecPerClient `json:"keyRequestAfterMs"`
+	KeyRequestRepeatMs vecPerClient `json:"keyRequestRepeatMs"`
+}
+
+// vecPerClient is a timing that each implementation sets on its own.
+type vecPerClient struct {
+	Browser int `json:"browser"`
+	Native  int `json:"native"`
 }
 
 type rfcVectors struct {
@@ -323,7 +361,8 @@ func buildVectors(t testing.TB, old *vectorFile) *vectorFile {
 	v := &vectorFile{
 		Description: "Conclave E2EE test vectors, shared by internal/e2ee (Go) and web/static/js/e2ee (JavaScript). " +
 			"Bytes are hex. Private keys are P-256 scalars. See docs/e2ee.md. Regenerate with: go test ./internal/e2ee -run TestVectors -update",
-		RFC9605: old.RFC9605,
+		RFC9605:  old.RFC9605,
+		Schedule: old.Schedule,
 	}
 	env := &vecEnv{devices: map[string]*ecdsa.PrivateKey{}, ecdhs: map[string]*ecdh.PrivateKey{}, creds: map[string][]byte{}, anns: map[string]*VerifiedAnnouncement{}}
 
@@ -596,6 +635,12 @@ func TestVectors(t *testing.T) {
 		t.Fatalf("vectors differ in length: file %d lines, got %d", len(wl), len(gl))
 	}
 
+	t.Run("schedule", func(t *testing.T) {
+		// The rest of the schedule is the session's (internal/client/secure).
+		if s := file.Schedule; s.MaxRatchetAhead != MaxRatchetAhead || time.Duration(s.RetentionMs)*time.Millisecond != DefaultRetention {
+			t.Errorf("schedule: %d steps ahead, %d ms retention; the keys here: %d, %v", s.MaxRatchetAhead, s.RetentionMs, MaxRatchetAhead, DefaultRetention)
+		}
+	})
 	t.Run("rfc9605 header", func(t *testing.T) {
 		for _, h := range file.RFC9605.Header {
 			kid, ctr := parseU64(t, h.KID), parseU64(t, h.CTR)

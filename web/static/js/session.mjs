@@ -38,6 +38,8 @@ import { LayoutReporter } from './layout.mjs';
 export const ICE_RECOVERY_MS = 10000;
 /** How many times a refused publish offer is retried. */
 export const PUBLISH_RETRIES = 3;
+/** The n-th retry of a refused publish offer waits n times this, in milliseconds. */
+export const PUBLISH_RETRY_MS = 1000;
 
 const PUBLISH_ORDER = ['microphone', 'camera', 'screen', 'screen-audio'];
 const KIND = { microphone: 'audio', camera: 'video', screen: 'video', 'screen-audio': 'audio' };
@@ -788,7 +790,7 @@ export class Session extends EventTarget {
       this.timers.retry = this.env.setTimeout(() => {
         this.timers.retry = null;
         this.#requestPublish();
-      }, 1000 * this.publishFailures);
+      }, PUBLISH_RETRY_MS * this.publishFailures);
     });
   }
 

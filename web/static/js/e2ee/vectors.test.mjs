@@ -19,8 +19,25 @@ import {
   sealChat, chatSigned, encodeFileDescriptor, CHAT_TEXT, CHAT_FILE,
   FileCipher, encryptFile, decryptFile, FILE_CHUNK_SIZE,
 } from './index.mjs';
+import { LEAVE_DEBOUNCE_MS, SWITCH_DELAY_MS, ANNOUNCE_GRACE_MS, KEY_REQUEST_INTERVAL_MS, VIEW_GRACE_MS } from './meetingcrypto.mjs';
+import { KEY_WAIT_MS, MISSING_KEY_MS, MISSING_KEY_REPEAT_MS } from './framecryptor.mjs';
+import { MAX_RATCHET_AHEAD, DEFAULT_RETENTION_MS } from './keys.mjs';
 
 const V = JSON.parse(readFileSync(new URL('../../../../internal/e2ee/testdata/vectors.json', import.meta.url), 'utf8'));
+
+test('the key schedule\'s timings are the contract\'s', () => {
+  const s = V.schedule;
+  assert.equal(LEAVE_DEBOUNCE_MS, s.rotationDebounceMs);
+  assert.equal(SWITCH_DELAY_MS, s.switchDelayMs);
+  assert.equal(KEY_WAIT_MS, s.keyWaitMs);
+  assert.equal(DEFAULT_RETENTION_MS, s.retentionMs);
+  assert.equal(MAX_RATCHET_AHEAD, s.maxRatchetAhead);
+  assert.equal(KEY_REQUEST_INTERVAL_MS, s.keyRequestAnswerIntervalMs);
+  assert.equal(ANNOUNCE_GRACE_MS, s.announceGraceMs);
+  assert.equal(VIEW_GRACE_MS, s.viewGraceMs);
+  assert.equal(MISSING_KEY_MS, s.keyRequestAfterMs.browser);
+  assert.equal(MISSING_KEY_REPEAT_MS, s.keyRequestRepeatMs.browser);
+});
 const h = fromHex;
 const hexEq = (got, want, msg) => assert.equal(toHex(got), want, msg);
 const NOW = 1767225600;
