@@ -104,6 +104,7 @@ func (s *Subscriber) useOwnPath(e *Engine, p *sendPath, dt *webrtc.DTLSTransport
 	addr := p.remote()
 	e.own.add(addr, p)
 	s.own.Store(p)
+	s.alloc.own.Store(p.est)
 	// The ICE pair may change (a restart, a better pair): the path
 	// follows its remote address.
 	dt.ICETransport().OnSelectedCandidatePairChange(func(pair *webrtc.ICECandidatePair) {
@@ -189,6 +190,7 @@ func (s *Subscriber) leaveOwnPath(p *sendPath) {
 	if !s.own.CompareAndSwap(p, nil) {
 		return
 	}
+	s.alloc.own.CompareAndSwap(p.est, nil)
 	s.mu.Lock()
 	for _, d := range s.downs {
 		d.path.CompareAndSwap(p, nil)
@@ -214,13 +216,4 @@ func (s *Subscriber) closedFlag() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closed
-}
-
-// ownBandwidth is the estimate and loss of the own path's estimator.
-func (s *Subscriber) ownBandwidth() (target int64, loss float64, ok bool) {
-	p := s.own.Load()
-	if p == nil {
-		return 0, 0, false
-	}
-	return int64(p.est.GetTargetBitrate()), p.est.lossRate(), true
 }

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
 
 	"conclave/internal/clock"
@@ -33,15 +32,7 @@ type Subscriber struct {
 	negDue      time.Time
 	negSeq      uint64 // invalidates a deferred negotiation that lost the race to the lock
 
-	bwe        cc.BandwidthEstimator // nil without transport-cc
-	probe      *prober               // nil without transport-cc
-	quit       chan struct{}
-	kick       chan struct{}
-	allocMu    sync.Mutex // guards the allocator's state below
-	allocState map[*DownTrack]*allocState
-	bw         bandwidth
-	budget     atomic.Int64 // the latest round's estimate, bits per second
-	soon       atomic.Bool  // a round is scheduled within pendingInterval
+	alloc *allocator
 
 	// The server's own send path (sendpath.go), once the connection is
 	// up over UDP; nil: Pion's.
@@ -63,18 +54,15 @@ func (e *Engine) newSubscriber(events conn.SubscriberEvents) (*Subscriber, error
 		return nil, fmt.Errorf("new subscriber connection: %w", err)
 	}
 	s := &Subscriber{pc: pc, clock: e.clock, events: events, senders: map[string]*webrtc.RTPSender{}, downs: map[string]*DownTrack{},
-		bwe: bwe, quit: make(chan struct{}), kick: make(chan struct{}, 1), eng: e, meter: meter,
-		allocState: map[*DownTrack]*allocState{}}
-	if meter != nil {
-		s.probe = newProber(meter, s.kickAllocator)
-	}
+		eng: e, meter: meter}
+	s.alloc = newAllocator(e.clock, bwe, meter, s.downTracks)
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateConnected {
 			s.startOwnPath()
 		}
 		events.ConnectionState(st.String())
 	})
-	go s.runAllocator()
+	s.alloc.start()
 	return s, nil
 }
 
@@ -93,7 +81,7 @@ func (s *Subscriber) AddTrack(t conn.UpTrack, opts conn.TrackOptions) error {
 	}
 	if d := s.downs[up.id]; d != nil {
 		if d.priority.Swap(int32(opts.Priority)) != int32(opts.Priority) {
-			s.kickAllocator()
+			s.alloc.kickNow()
 		}
 		return nil
 	}
@@ -131,9 +119,7 @@ func (s *Subscriber) RemoveTrack(t conn.UpTrack) {
 	if p := s.own.Load(); p != nil {
 		p.detach(s.downs[up.id])
 	}
-	s.allocMu.Lock()
-	delete(s.allocState, s.downs[up.id])
-	s.allocMu.Unlock()
+	s.alloc.forget(s.downs[up.id])
 	delete(s.senders, up.id)
 	delete(s.downs, up.id)
 	if s.closed {
@@ -196,7 +182,7 @@ func (s *Subscriber) AddCandidate(c conn.ICECandidate) error {
 func (s *Subscriber) Close() error {
 	s.mu.Lock()
 	if !s.closed {
-		close(s.quit)
+		s.alloc.stop()
 	}
 	s.closed = true
 	if s.negTimer != nil {
@@ -236,31 +222,26 @@ func (s *Subscriber) SetTrackSize(mid string, width, height int) bool {
 	if d.SetTargetSize(width, height) && d.up.kind == webrtc.RTPCodecTypeVideo {
 		// A larger tile: probe for it now rather than at the next
 		// interval, if it needs more than the estimate.
-		s.probe.expedite()
+		s.alloc.grown()
 	}
-	s.kickAllocator()
+	s.alloc.kickNow()
 	return true
 }
 
-// kickAllocator runs an allocation round soon.
-func (s *Subscriber) kickAllocator() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
+// downTracks returns the down tracks now, for the allocator.
+func (s *Subscriber) downTracks() []*DownTrack {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*DownTrack, 0, len(s.downs))
+	for _, d := range s.downs {
+		out = append(out, d)
 	}
+	return out
 }
 
 // Bandwidth is the subscriber's estimated bandwidth in bits per second
 // (GCC's estimate, or more where a probe confirmed more), 0 when unknown.
-func (s *Subscriber) Bandwidth() int {
-	if b := s.budget.Load(); b > 0 {
-		return int(b)
-	}
-	if s.bwe == nil {
-		return 0
-	}
-	return s.bwe.GetTargetBitrate()
-}
+func (s *Subscriber) Bandwidth() int { return s.alloc.estimate() }
 
 // Renegotiation after a track change is deferred so that the changes of
 // one event (the two tracks of a participant that arrives or leaves, a

@@ -201,6 +201,16 @@ var migrations = []string{
 		der        BLOB    NOT NULL
 	);
 	CREATE INDEX node_certs_node ON node_certs (node, issued_at);`,
+
+	// 7: the E2EE transparency log (docs/e2ee.md, section 13).
+	`CREATE TABLE e2ee_log (
+		idx    INTEGER PRIMARY KEY CHECK (idx >= 0),
+		record BLOB    NOT NULL
+	);`,
+
+	// 8: the SIP digest secret of a device (its HA1 values), for the
+	// optional second factor (docs/sip.md).
+	`ALTER TABLE device_certs ADD COLUMN digest_ha1 TEXT NOT NULL DEFAULT '';`,
 }
 
 // DB is the Store on a SQL database: an embedded SQLite file (OpenSQLite,
