@@ -60,6 +60,8 @@ type DownTrack struct {
 	// sender reports (under the path's lock).
 	path atomic.Pointer[sendPath]
 	sr   srStats
+	// ready: the subscriber's connection is up (setReady).
+	ready atomic.Bool
 
 	retransmitMu sync.Mutex // guards the retransmission buffers and budget
 	// resendTokens and resendAt are the NACK budget: packets this
@@ -152,8 +154,25 @@ func (d *DownTrack) bind(ssrc uint32, pt, twcc uint8, w webrtc.TrackLocalWriter)
 	if p := d.path.Load(); p != nil {
 		p.attach(d, ssrc)
 	}
-	// A new subscriber cannot decode until the next key frame.
-	d.up.requestKeyFrame(int8(d.tgt.Load()))
+	// A new subscriber cannot decode until the next key frame: asked
+	// for once its connection can carry it (setReady).
+	if d.ready.Load() {
+		d.up.requestKeyFrame(int8(d.tgt.Load()))
+	}
+}
+
+// setReady marks the subscriber's connection up (DTLS done): from now on
+// the down track forwards, starting at the key frame it asks for. Before,
+// nothing it would send could arrive, and a key frame taken then would
+// leave the subscriber's decoder waiting for the next (a fast join,
+// docs/benchmarks.md "Join").
+func (d *DownTrack) setReady() {
+	if d.ready.Swap(true) {
+		return
+	}
+	if d.binding.Load() != nil {
+		d.up.requestKeyFrame(int8(d.tgt.Load()))
+	}
 }
 
 // Unbind detaches the track from its peer connection.
@@ -222,7 +241,7 @@ func (d *DownTrack) follows(info *packetInfo) bool {
 // negotiated with the publisher, not with this subscriber.
 func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 	b := d.binding.Load()
-	if b == nil {
+	if b == nil || !d.ready.Load() {
 		return
 	}
 	if !d.follows(info) {

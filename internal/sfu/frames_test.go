@@ -92,6 +92,7 @@ func TestFramesGoOutTogether(t *testing.T) {
 		receivers = append(receivers, rc)
 		d := newDownTrack(u, conn.TrackOptions{Stream: "alice"})
 		d.bind(5555, 100, 0, &socketWriter{sock: sock, addr: rc.LocalAddr().(*net.UDPAddr).AddrPort()})
+		d.ready.Store(true)
 		u.addDown(d)
 	}
 	l := u.layers[0].Load()

@@ -151,16 +151,11 @@ func (s *Subscriber) useOwnPath(e *Engine, p *sendPath, dt *webrtc.DTLSTransport
 	p.mu.Unlock()
 }
 
-// attachOwn puts down track d on path p. The subscriber's decoder may
-// have missed the key frame asked for when d was bound (sent before the
-// connection was up): it gets another.
+// attachOwn puts down track d on path p.
 func (s *Subscriber) attachOwn(d *DownTrack, p *sendPath) {
 	d.path.Store(p)
 	if b := d.binding.Load(); b != nil {
 		p.attach(d, b.ssrc)
-		if d.video {
-			d.up.requestKeyFrame(int8(d.tgt.Load()))
-		}
 	}
 }
 

@@ -59,6 +59,7 @@ func (e *Engine) newSubscriber(events conn.SubscriberEvents) (*Subscriber, error
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateConnected {
 			s.startOwnPath()
+			s.connectedDowns()
 		}
 		events.ConnectionState(st.String())
 	})
@@ -100,7 +101,23 @@ func (s *Subscriber) AddTrack(t conn.UpTrack, opts conn.TrackOptions) error {
 	} else {
 		go s.startOwnPath()
 	}
+	if s.pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+		d.setReady()
+	}
 	return nil
+}
+
+// connectedDowns marks every down track ready: the connection is up.
+func (s *Subscriber) connectedDowns() {
+	s.mu.Lock()
+	downs := make([]*DownTrack, 0, len(s.downs))
+	for _, d := range s.downs {
+		downs = append(downs, d)
+	}
+	s.mu.Unlock()
+	for _, d := range downs {
+		d.setReady()
+	}
 }
 
 // RemoveTrack stops forwarding t.
