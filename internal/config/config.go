@@ -99,6 +99,8 @@ type Config struct {
 	// MetricsTokenFile names a file holding the bearer token that lets a
 	// Prometheus server scrape /metrics on the HTTPS listener.
 	MetricsTokenFile string
+	// Cluster holds the bus and node-to-node settings (cluster.go).
+	Cluster Cluster
 }
 
 // Secrets are the sources of the master key; at most one is set.
@@ -222,6 +224,7 @@ func Register(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.SIPRelayPorts, "sip-relay-ports", env("CONCLAVE_SIP_RELAY_PORTS", c.SIPRelayPorts), "UDP port range of the SIP media relay, min-max (env CONCLAVE_SIP_RELAY_PORTS)")
 	fs.BoolVar(&c.SIPAllowSDES, "sip-allow-sdes", envBool("CONCLAVE_SIP_ALLOW_SDES", c.SIPAllowSDES), "allow SDES-SRTP calls, whose keys the server sees (not end-to-end) (env CONCLAVE_SIP_ALLOW_SDES)")
 	registerAuth(fs, &c.Auth)
+	registerCluster(fs, &c.Cluster)
 	if v := os.Getenv("CONCLAVE_PUBLIC_IPS"); v != "" {
 		c.PublicIPs = splitList(v)
 	}

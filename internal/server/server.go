@@ -33,6 +33,7 @@ import (
 	"conclave/internal/meeting"
 	"conclave/internal/metrics"
 	"conclave/internal/nodeca"
+	"conclave/internal/nodeconf"
 	"conclave/internal/pki"
 	"conclave/internal/ra"
 	"conclave/internal/sfu"
@@ -75,8 +76,10 @@ type Server struct {
 	sip           *sipedge.Edge    // nil unless --sip-listen
 	clusterCA     *nodeca.CA       // nil unless --cluster-listen
 	cluster       *nodeca.Listener // nil unless --cluster-listen
+	cl            *cluster         // nil unless --cluster-listen (cluster.go)
 	sipCA         *devca.Authority // nil unless --sip-listen
 	url           string
+	org           nodeconf.Org // the organisation's E2EE key, for the nodes
 	ctx           context.Context
 	cancel        context.CancelFunc
 	served        chan error
@@ -203,6 +206,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.org = nodeconf.Org{ID: authority.OrgID(), Name: authority.Name(), PublicKey: authority.PublicKey()}
 	fileStore, err := files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Clock: clk})
 	if err != nil {
 		return nil, err
@@ -215,6 +219,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 
 	if err := s.openCluster(clk, org); err != nil {
 		return nil, err
+	}
+	if s.cl != nil {
+		s.cl.org = s.org
 	}
 	telephony, err := s.openSIP(clk, opts)
 	if err != nil {
@@ -334,8 +341,8 @@ func (s *Server) Start() {
 	s.ops.start(s.ctx, s)
 	go s.auditAgg.Run(s.ctx)
 	go s.pruneThrottles(s.ctx, time.Hour)
-	if s.clusterCA != nil {
-		go s.refreshRevocations(s.ctx)
+	if s.cl != nil {
+		s.startCluster(s.ctx)
 	}
 	go s.sweepAccounts(s.ctx, AccountSweep)
 	go func() {
@@ -501,6 +508,9 @@ func (s *Server) close() error {
 
 func (s *Server) closeParts() error {
 	var errs []error
+	if s.cl != nil {
+		s.cl.close()
+	}
 	if s.cluster != nil {
 		errs = append(errs, s.cluster.Close())
 	}
