@@ -16,6 +16,7 @@ import (
 	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/config"
+	"conclave/internal/secrets"
 	"conclave/internal/store"
 )
 
@@ -27,6 +28,8 @@ const adminUsage = `Usage:
                              [-host-pin DIGITS] [-guest-pin DIGITS] [-no-guests]
   conclave admin list-rooms
   conclave admin delete-room -alias ALIAS
+  conclave admin list-devices -username NAME       devices the E2EE log certified for a user
+  conclave admin revoke-device -username NAME -device FINGERPRINT [-reason TEXT]
 
 Every command accepts -data DIR (env CONCLAVE_DATA) and, for printed links,
 -public-url URL (env CONCLAVE_PUBLIC_URL). The server may be running.
@@ -50,6 +53,7 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var (
 		username, displayName, role, alias, name string
 		access, hostPIN, guestPIN                string
+		device, reason                           string
 		passwordStdin, noGuests                  bool
 	)
 	switch cmd {
@@ -69,6 +73,12 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.BoolVar(&noGuests, "no-guests", false, "admit no guests (only the host PIN, or accounts)")
 	case "delete-room":
 		fs.StringVar(&alias, "alias", "", "room alias")
+	case "list-devices":
+		fs.StringVar(&username, "username", "", "login name")
+	case "revoke-device":
+		fs.StringVar(&username, "username", "", "login name")
+		fs.StringVar(&device, "device", "", "fingerprint of the device key, as list-devices prints it")
+		fs.StringVar(&reason, "reason", "", "why (kept in the log, shown to participants)")
 	case "list-users", "list-rooms":
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, adminUsage+accountsUsage)
@@ -122,6 +132,18 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			AllowGuests: !noGuests, GuestsMayUnmute: true, GuestsMayPresent: true}, hostPIN, guestPIN)
 	case "list-rooms":
 		err = listRooms(ctx, st, stdout, base)
+	case "list-devices", "revoke-device":
+		// The E2EE CA and log keys may be sealed under the master key.
+		var box *secrets.Box
+		if box, err = masterKey(cfg, stderr); err != nil {
+			break
+		}
+		dev := deviceAdmin{st: st, dataDir: cfg.DataDir, box: box, stdout: stdout}
+		if cmd == "list-devices" {
+			err = dev.list(ctx, username)
+		} else {
+			err = dev.revoke(ctx, username, device, reason)
+		}
 	case "delete-room":
 		if alias == "" {
 			err = errors.New("-alias is required")

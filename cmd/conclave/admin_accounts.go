@@ -72,6 +72,7 @@ func adminAccounts(cmd string, args []string, stdin io.Reader, stdout, stderr io
 	fs := flag.NewFlagSet("conclave admin "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config.RegisterDataDir(fs, &cfg)
+	config.RegisterSecrets(fs, &cfg)
 	username := fs.String("username", "", "the account's username")
 	var (
 		displayName, roles, name, perms, description string
@@ -111,6 +112,20 @@ func adminAccounts(cmd string, args []string, stdin io.Reader, stdout, stderr io
 	accounts := auth.NewAccounts(st, nil, auth.AccountsConfig{Audit: log})
 	rs := auth.NewRoles(st, nil, log)
 	life := auth.NewLifecycle(st, nil, log, accounts, rs)
+	// A disabled or deleted account's E2EE devices are revoked in the log,
+	// as the server does (docs/e2ee.md, section 7); a running server reads
+	// the revocations within 2 s and sends the devices away.
+	life.OnDeactivate(func(ctx context.Context, u store.User, reason string) error {
+		box, err := masterKey(cfg, stderr)
+		if err != nil {
+			return fmt.Errorf("revoke the devices of %s: %w", u.Username, err)
+		}
+		n, err := deviceAdmin{st: st, dataDir: cfg.DataDir, box: box, stdout: stdout}.revokeAll(ctx, u, "account "+reason)
+		if n > 0 {
+			fmt.Fprintf(stdout, "%d end-to-end encryption device(s) of %s revoked.\n", n, u.Username)
+		}
+		return err
+	})
 	actor := auth.CLIActor()
 	if u := os.Getenv("SUDO_USER"); u != "" {
 		actor.Username = "cli:" + u

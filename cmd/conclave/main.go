@@ -18,6 +18,7 @@ Usage:
   conclave serve [flags]          run the all-in-one server
   conclave admin <command> ...    manage users and rooms from the shell
   conclave join [flags] <URL>     join a meeting as a native participant
+  conclave check-devices <URL>    list the devices certified for your account (E2EE log)
   conclave device <command> ...   enrol a SIP device at the registration authority
   conclave loadtest [flags]       measure a server under load (docs/benchmarks.md)
   conclave audit <command> ...    verify and export the audit log
@@ -47,6 +48,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return admin(args[1:], stdin, stdout, stderr)
 	case "join":
 		return join(args[1:], stdout, stderr)
+	case "check-devices":
+		return checkDevices(args[1:], stdout, stderr)
 	case "device":
 		return device(args[1:], stdout, stderr)
 	case "loadtest":

@@ -22,6 +22,7 @@ import (
 	"conclave/internal/pki"
 	"conclave/internal/secrets"
 	"conclave/internal/selfcheck"
+	"conclave/internal/server"
 	"conclave/internal/store"
 	"conclave/internal/version"
 )
@@ -341,21 +342,13 @@ func backupCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 		defer f.Close()
-		// The keys are written clear, then sealed under the master key of
-		// this data directory when one is configured.
-		h, err := backup.Restore(f, p, cfg.DataDir, nil)
+		if cfg.Secrets.Prompt && cfg.Secrets.Passphrase == "" {
+			if cfg.Secrets.Passphrase, err = promptPassphrase("Passphrase of the secrets at rest: "); err != nil {
+				return fail(err)
+			}
+		}
+		h, err := server.RestoreDataDir(f, p, cfg)
 		if err != nil {
-			return fail(err)
-		}
-		box, err := masterKey(cfg, stderr)
-		if err != nil {
-			return fail(err)
-		}
-		if _, err := box.SealDir(cfg.DataDir); err != nil {
-			return fail(err)
-		}
-		exe, _ := os.Executable()
-		if err := selfcheck.Reset(selfcheck.Config{DataDir: cfg.DataDir, Box: box, Binary: exe, Version: version.Get().Version}); err != nil {
 			return fail(err)
 		}
 		st, err := openStore(cfg)

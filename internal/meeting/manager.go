@@ -62,6 +62,7 @@ type Manager struct {
 	uploads map[string]*Participant // by upload token
 	closed  bool
 	onEnd   []func(meetingID string)
+	revoked map[string]bool // device public keys (RevokeDevice)
 }
 
 // NewManager returns a manager that forwards media with the media core

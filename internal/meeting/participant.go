@@ -32,16 +32,17 @@ type Participant struct {
 
 	mu sync.Mutex
 	// Per-participant budgets of what is relayed to every member.
-	chatBudget, announceBudget *rateLimiter
-	role                       Role
-	wait                       waitReason  // admittedNow, waitHost or waitLobby
-	conn                       *connection // nil while disconnected
-	state                      MediaState
-	forcedMute                 bool // a host muted the microphone
-	announce                   string
-	left                       bool
-	dropped                    func() bool // stops the resume window after a lost connection
-	waitTimer                  func() bool // stops the wait for a host
+	chatBudget, announceBudget, verifyBudget *rateLimiter
+	role                                     Role
+	wait                                     waitReason  // admittedNow, waitHost or waitLobby
+	conn                                     *connection // nil while disconnected
+	state                                    MediaState
+	forcedMute                               bool // a host muted the microphone
+	announce                                 string
+	device                                   string // device public key of the announcement (revocation)
+	left                                     bool
+	dropped                                  func() bool // stops the resume window after a lost connection
+	waitTimer                                func() bool // stops the wait for a host
 }
 
 // ID returns the participant's id.
@@ -280,6 +281,8 @@ const (
 	chatRate      = 64 << 10 // bytes a second
 	chatBurst     = 1 << 20
 	announceRate  = 0.2 // announcements a second
+	verifyRate    = 2   // verify messages a second
+	verifyBurst   = 40
 	announceBurst = 4
 )
 
@@ -347,8 +350,14 @@ func (p *Participant) handle(sc *connection, m *signal.Message) error {
 		if !p.budget(&p.announceBudget, announceRate, announceBurst, 1) {
 			return signal.Errorf(signal.CodeRateLimited, "Too many announcements; this one was not relayed.")
 		}
+		device := announcedDevice(m.Payload)
+		if p.mgr.deviceRevoked(device) {
+			p.log.Info("announcement of a revoked device refused", "participant", p.id)
+			go p.leave("revoked")
+			return nil
+		}
 		p.mu.Lock()
-		p.announce = m.Payload
+		p.announce, p.device = m.Payload, device
 		p.mu.Unlock()
 		p.room.broadcast(p, &signal.Message{Type: signal.TypeAnnounce, From: p.id, Payload: m.Payload})
 	case signal.TypeChat:
@@ -359,6 +368,14 @@ func (p *Participant) handle(sc *connection, m *signal.Message) error {
 			return signal.Errorf(signal.CodeRateLimited, "You are sending chat too fast; this message was not sent. Wait a moment.")
 		}
 		p.room.broadcast(p, &signal.Message{Type: signal.TypeChat, From: p.id, Payload: m.Payload})
+	case signal.TypeVerify:
+		// A commit and a reveal per change of the meeting's membership
+		// (docs/e2ee.md, section 14), and a commit again when a member
+		// adopts a newer log checkpoint.
+		if !p.budget(&p.verifyBudget, verifyRate, verifyBurst, 1) {
+			return signal.Errorf(signal.CodeRateLimited, "Too many verification messages; this one was not relayed.")
+		}
+		p.room.broadcast(p, &signal.Message{Type: signal.TypeVerify, From: p.id, Payload: m.Payload})
 	case signal.TypeKey:
 		to := p.room.find(m.To)
 		if to == nil || to == p {

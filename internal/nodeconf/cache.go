@@ -115,6 +115,13 @@ func (c *Cache) PublicKey() []byte {
 	return c.snap.Org.PublicKey
 }
 
+// LogVerifierKey is the E2EE transparency log's checkpoint verifier key.
+func (c *Cache) LogVerifierKey() string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.snap.Org.LogKey
+}
+
 // Revoked reports whether a node certificate is revoked.
 func (c *Cache) Revoked(cert *x509.Certificate) bool {
 	serial := hex.EncodeToString(cert.SerialNumber.Bytes())

@@ -35,6 +35,9 @@ type Org struct {
 	ID        string `json:"id"`
 	Name      string `json:"name"`
 	PublicKey []byte `json:"publicKey"`
+	// LogKey is the verifier key of the E2EE transparency log's
+	// checkpoints (note format).
+	LogKey string `json:"logKey,omitempty"`
 }
 
 // RoomKey is the bucket key of a room: the alias, lower case, in

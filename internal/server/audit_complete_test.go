@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"conclave/internal/audit"
+	"conclave/internal/e2ee"
 	"conclave/internal/meeting"
 	"conclave/internal/perm"
 	"conclave/internal/pki"
@@ -155,6 +156,14 @@ func TestAuditCompleteness(t *testing.T) {
 	call("POST", "/api/users", none, map[string]any{"username": "carol", "password": "Another-Horse-43", "roles": []string{"auditor"}}, http.StatusCreated, "account-created")
 	call("POST", "/api/users/{username}/disable", map[string]string{"username": "carol"}, nil, http.StatusOK, "account-disabled")
 	call("POST", "/api/users/{username}/enable", map[string]string{"username": "carol"}, nil, http.StatusOK, "account-enabled")
+	carol, _ := srv.Store().UserByName(context.Background(), "carol")
+	carolDevice, _ := e2ee.GenerateDeviceKey()
+	carolPub, _ := e2ee.MarshalPublicKey(&carolDevice.PublicKey)
+	if _, _, err := srv.Authority().Certify(context.Background(), carol, carolPub); err != nil {
+		t.Fatal(err)
+	}
+	carolFP, _ := e2ee.Fingerprint(&carolDevice.PublicKey)
+	call("POST", "/api/users/{username}/devices/revoke", map[string]string{"username": "carol"}, map[string]any{"fingerprint": carolFP, "reason": "lost"}, http.StatusOK, "device-revoked")
 	call("POST", "/api/users/{username}/unlock", map[string]string{"username": "carol"}, nil, http.StatusOK, "")
 	call("POST", "/api/users/{username}/password", map[string]string{"username": "carol"}, map[string]any{"password": "Reset-Horse-44x"}, http.StatusOK, audit.ActionPasswordReset)
 	call("PUT", "/api/users/{username}/roles", map[string]string{"username": "carol"}, map[string]any{"roles": []string{"auditor", "operator"}}, http.StatusOK, "")

@@ -28,6 +28,7 @@ import (
 	"conclave/internal/clocksync"
 	"conclave/internal/config"
 	"conclave/internal/devca"
+	"conclave/internal/e2ee"
 	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
@@ -52,15 +53,17 @@ type Server struct {
 	engine   *sfu.Engine
 	meetings *meeting.Manager
 	enroller *auth.Enroller
-	guard    *guard.Guard
-	hashing  *auth.HashBudget
-	accounts *auth.Accounts
-	auditAgg *audit.Aggregator
-	clock    clock.Clock
-	files    *files.Store
-	audit    *audit.Log
-	http     *http.Server
-	listener net.Listener
+	// authority is the E2EE registration authority and log.
+	authority *ra.Authority
+	guard     *guard.Guard
+	hashing   *auth.HashBudget
+	accounts  *auth.Accounts
+	auditAgg  *audit.Aggregator
+	clock     clock.Clock
+	files     *files.Store
+	audit     *audit.Log
+	http      *http.Server
+	listener  net.Listener
 	// adminHTTP serves the management listener (--admin-listen); nil
 	// without it.
 	adminHTTP     *http.Server
@@ -202,11 +205,19 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if org == "" {
 		org = s.url0()
 	}
-	authority, err := ra.OpenSealed(cfg.DataDir, org, org, clk, o.box)
+	authority, err := ra.OpenSealed(cfg.DataDir, org, org, st, clk, o.box)
 	if err != nil {
 		return nil, err
 	}
-	s.org = nodeconf.Org{ID: authority.OrgID(), Name: authority.Name(), PublicKey: authority.PublicKey()}
+	s.org = nodeconf.Org{ID: authority.OrgID(), Name: authority.Name(), PublicKey: authority.PublicKey(),
+		LogKey: authority.LogVerifierKey()}
+	authority.Watch(func(r *e2ee.Revocation) {
+		pub, _ := e2ee.MarshalPublicKey(r.DevicePublicKey)
+		if n := s.meetings.RevokeDevice(pub); n > 0 {
+			log.Info("revoked device sent away", "user", r.UserID, "participants", n)
+		}
+	})
+	s.authority = authority
 	fileStore, err := files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Clock: clk})
 	if err != nil {
 		return nil, err
@@ -237,6 +248,15 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
 	roles := auth.NewRoles(st, clk, s.audit)
 	s.lifecycle = auth.NewLifecycle(st, clk, s.audit, s.accounts, roles)
+	// A deactivated account's devices are revoked in the E2EE log, so that
+	// every client stops trusting them (docs/e2ee.md, section 7).
+	s.lifecycle.OnDeactivate(func(ctx context.Context, u store.User, reason string) error {
+		n, err := s.authority.RevokeUser(ctx, u, "account "+reason)
+		if n > 0 {
+			log.Info("devices of a deactivated account revoked", "username", u.Username, "devices", n)
+		}
+		return err
+	})
 	s.lifecycle.OnDeactivate(s.deactivated)
 	settings, err := authSettings(st, cfg.Auth)
 	if err != nil {
@@ -341,6 +361,8 @@ func (s *Server) Start() {
 	s.ops.start(s.ctx, s)
 	go s.auditAgg.Run(s.ctx)
 	go s.pruneThrottles(s.ctx, time.Hour)
+	stopLog := s.authority.Run(s.ctx, logSyncInterval)
+	context.AfterFunc(s.ctx, stopLog)
 	if s.cl != nil {
 		s.startCluster(s.ctx)
 	}
@@ -398,6 +420,13 @@ func (s *Server) HashStats() auth.HashStats { return s.hashing.Stats() }
 
 // DataDir is the node's data directory.
 func (s *Server) DataDir() string { return s.cfg.DataDir }
+
+// logSyncInterval is how often the server reads revocations that another
+// process (the admin CLI) appended to the E2EE log.
+const logSyncInterval = 2 * time.Second
+
+// Authority is the node's E2EE registration authority and log.
+func (s *Server) Authority() *ra.Authority { return s.authority }
 
 // URL is the base URL of the web client.
 func (s *Server) URL() string { return s.url }

@@ -205,7 +205,8 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 	d.mu.Lock()
 	dec, switched, marker := d.sel.decide(info)
 	// A completed switch or pause: the layer left may no longer be
-	// needed at the publisher.
+	// needed at the publisher. Dynacast looks again off this goroutine
+	// (updateSoon): what it decides may go out as a signaling message.
 	cur := int32(d.sel.current())
 	moved := d.cur.Swap(cur) != cur
 	if dec != forward {
@@ -214,7 +215,7 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 		}
 		d.mu.Unlock()
 		if moved {
-			d.up.dyn.update()
+			d.up.dyn.updateSoon()
 		}
 		return
 	}
@@ -232,7 +233,7 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 	if !ok {
 		d.mu.Unlock()
 		if moved {
-			d.up.dyn.update()
+			d.up.dyn.updateSoon()
 		}
 		return
 	}
@@ -278,7 +279,7 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 	}
 	d.mu.Unlock()
 	if moved {
-		d.up.dyn.update()
+		d.up.dyn.updateSoon()
 	}
 }
 

@@ -2,7 +2,10 @@ package sfu
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/pion/webrtc/v4"
 
 	"conclave/internal/clock"
 	"conclave/internal/conn"
@@ -26,7 +29,8 @@ type dynacast struct {
 	u      *UpTrack
 	events conn.PublisherEvents // told LayersNeeded; nil: nobody listens
 
-	clock clock.Clock // the up track's
+	clock     clock.Clock // the up track's
+	scheduled atomic.Bool // an evaluation is scheduled (updateSoon)
 
 	mu     sync.Mutex
 	active [maxLayers]bool  // what the publisher was last told
@@ -126,7 +130,26 @@ func (d *dynacast) needed(now time.Time) (out [maxLayers]bool, top bool) {
 
 // update re-evaluates the needed layers, telling the publisher at once
 // about layers to resume and arming the debounce for layers to pause.
+// The forwarding path calls updateSoon instead.
 func (d *dynacast) update() { d.evaluate(false) }
+
+// updateSoon is update for the forwarding path (a down track whose layer
+// switch completed): the evaluation, and the LayersNeeded report it may
+// make (which becomes a signaling message, JSON encoding and a WebSocket
+// write), run on a timer goroutine of the clock, not on the goroutine
+// that forwards packets; the updates that come before it runs make one
+// evaluation. It allocates only when it schedules, at a layer switch.
+func (d *dynacast) updateSoon() {
+	if d.events == nil || d.u.kind != webrtc.RTPCodecTypeVideo || d.scheduled.Swap(true) {
+		return
+	}
+	d.clock.AfterFunc(0, func() {
+		d.scheduled.Store(false)
+		if !d.u.ended.Load() {
+			d.evaluate(false)
+		}
+	})
+}
 
 func (d *dynacast) evaluate(fromTimer bool) {
 	if d.events == nil || d.u.kind.String() != "video" {

@@ -599,3 +599,51 @@ func TestDynacastTopOnly(t *testing.T) {
 		t.Fatalf("the top layer did not come: %s", got)
 	}
 }
+
+// A layer switch that completes on the forwarding goroutine does not make
+// dynacast evaluate there (its report may become a signaling message): the
+// evaluation runs on the clock's timer, and then does its work.
+func TestDynacastOffThePacketLoop(t *testing.T) {
+	u := testTrack(3)
+	ev := &recordingPubEvents{}
+	u.dyn.events = ev
+	clock := fakeclock.New(time.Unix(1_700_000_000, 0))
+	useClock(&u.dyn, clock)
+	reports := func() int {
+		ev.mu.Lock()
+		defer ev.mu.Unlock()
+		return len(ev.layers)
+	}
+	d := testDown(u, &fakeWriter{})
+	clock.Advance(u.dyn.pause) // the unused layers pause
+	d.applyAllocation(1, 0)    // the middle layer resumes at once
+	before := reports()
+	if before != 2 {
+		t.Fatalf("%d reports before the switch, want 2", before)
+	}
+
+	armed := clock.Pending() // the debounce of layer 0, which the switch still uses
+	h := &source{l: u.layers[1].Load(), seq: 100, ts: 1000, pid: 1, tl0: 1, w: 640, h: 360, clock: clock.Now().UnixNano()}
+	h.frame(true) // the switch to layer 1 completes on this goroutine
+	if d.CurrentLayer() != 1 {
+		t.Fatalf("forwarding layer %d, want 1", d.CurrentLayer())
+	}
+	if p := clock.Pending(); len(p) != len(armed)+1 || p[0] != 0 || reports() != before {
+		t.Fatalf("timers after the switch: %v (before: %v), %d reports; want one more, at once, and no report yet", p, armed, reports()-before)
+	}
+	h.frame(false)
+	if p := clock.Pending(); len(p) != len(armed)+1 {
+		t.Fatalf("timers after another frame: %v, want the one evaluation", p)
+	}
+	clock.Advance(0) // the evaluation runs on the clock's timer
+	if p := clock.Pending(); len(p) != 1 || p[0] != u.dyn.pause {
+		t.Fatalf("timers after the evaluation: %v, want the pause's debounce", p)
+	}
+	clock.Advance(u.dyn.pause)
+	ev.mu.Lock()
+	got := fmt.Sprint(ev.layers[len(ev.layers)-1])
+	ev.mu.Unlock()
+	if reports() != before+1 || got != "[false true false]" {
+		t.Fatalf("after the debounce: %d reports, last %s; want [false true false]", reports()-before, got)
+	}
+}

@@ -4,10 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
 
 	"conclave/internal/clock"
@@ -33,15 +31,7 @@ type Subscriber struct {
 	negDue      time.Time
 	negSeq      uint64 // invalidates a deferred negotiation that lost the race to the lock
 
-	bwe        cc.BandwidthEstimator // nil without transport-cc
-	probe      *prober               // nil without transport-cc
-	quit       chan struct{}
-	kick       chan struct{}
-	allocMu    sync.Mutex // guards the allocator's state below
-	allocState map[*DownTrack]*allocState
-	bw         bandwidth
-	budget     atomic.Int64 // the latest round's estimate, bits per second
-	soon       atomic.Bool  // a round is scheduled within pendingInterval
+	alloc *allocator
 }
 
 // NewSubscriber creates the sending peer connection toward a participant.
@@ -54,14 +44,10 @@ func (e *Engine) newSubscriber(events conn.SubscriberEvents) (*Subscriber, error
 	if err != nil {
 		return nil, fmt.Errorf("new subscriber connection: %w", err)
 	}
-	s := &Subscriber{pc: pc, clock: e.clock, events: events, senders: map[string]*webrtc.RTPSender{}, downs: map[string]*DownTrack{},
-		bwe: bwe, quit: make(chan struct{}), kick: make(chan struct{}, 1),
-		allocState: map[*DownTrack]*allocState{}}
-	if meter != nil {
-		s.probe = newProber(meter, s.kickAllocator)
-	}
+	s := &Subscriber{pc: pc, clock: e.clock, events: events, senders: map[string]*webrtc.RTPSender{}, downs: map[string]*DownTrack{}}
+	s.alloc = newAllocator(e.clock, bwe, meter, s.downTracks)
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) { events.ConnectionState(st.String()) })
-	go s.runAllocator()
+	s.alloc.start()
 	return s, nil
 }
 
@@ -80,7 +66,7 @@ func (s *Subscriber) AddTrack(t conn.UpTrack, opts conn.TrackOptions) error {
 	}
 	if d := s.downs[up.id]; d != nil {
 		if d.priority.Swap(int32(opts.Priority)) != int32(opts.Priority) {
-			s.kickAllocator()
+			s.alloc.kickNow()
 		}
 		return nil
 	}
@@ -110,9 +96,7 @@ func (s *Subscriber) RemoveTrack(t conn.UpTrack) {
 		return
 	}
 	up.removeDown(s.downs[up.id])
-	s.allocMu.Lock()
-	delete(s.allocState, s.downs[up.id])
-	s.allocMu.Unlock()
+	s.alloc.forget(s.downs[up.id])
 	delete(s.senders, up.id)
 	delete(s.downs, up.id)
 	if s.closed {
@@ -175,7 +159,7 @@ func (s *Subscriber) AddCandidate(c conn.ICECandidate) error {
 func (s *Subscriber) Close() error {
 	s.mu.Lock()
 	if !s.closed {
-		close(s.quit)
+		s.alloc.stop()
 	}
 	s.closed = true
 	if s.negTimer != nil {
@@ -214,31 +198,26 @@ func (s *Subscriber) SetTrackSize(mid string, width, height int) bool {
 	if d.SetTargetSize(width, height) && d.up.kind == webrtc.RTPCodecTypeVideo {
 		// A larger tile: probe for it now rather than at the next
 		// interval, if it needs more than the estimate.
-		s.probe.expedite()
+		s.alloc.grown()
 	}
-	s.kickAllocator()
+	s.alloc.kickNow()
 	return true
 }
 
-// kickAllocator runs an allocation round soon.
-func (s *Subscriber) kickAllocator() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
+// downTracks returns the down tracks now, for the allocator.
+func (s *Subscriber) downTracks() []*DownTrack {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*DownTrack, 0, len(s.downs))
+	for _, d := range s.downs {
+		out = append(out, d)
 	}
+	return out
 }
 
 // Bandwidth is the subscriber's estimated bandwidth in bits per second
 // (GCC's estimate, or more where a probe confirmed more), 0 when unknown.
-func (s *Subscriber) Bandwidth() int {
-	if b := s.budget.Load(); b > 0 {
-		return int(b)
-	}
-	if s.bwe == nil {
-		return 0
-	}
-	return s.bwe.GetTargetBitrate()
-}
+func (s *Subscriber) Bandwidth() int { return s.alloc.estimate() }
 
 // Renegotiation after a track change is deferred so that the changes of
 // one event (the two tracks of a participant that arrives or leaves, a

@@ -193,6 +193,12 @@ var pgMigrations = []string{
 		der        BYTEA  NOT NULL
 	);
 	CREATE INDEX node_certs_node ON node_certs (node, issued_at);`,
+
+	// 7: the E2EE transparency log (docs/e2ee.md, section 13).
+	`CREATE TABLE e2ee_log (
+		idx    BIGINT PRIMARY KEY CHECK (idx >= 0),
+		record BYTEA  NOT NULL
+	);`,
 }
 
 // IsPostgresURL reports whether database names a PostgreSQL server (a

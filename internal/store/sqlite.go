@@ -201,6 +201,12 @@ var migrations = []string{
 		der        BLOB    NOT NULL
 	);
 	CREATE INDEX node_certs_node ON node_certs (node, issued_at);`,
+
+	// 7: the E2EE transparency log (docs/e2ee.md, section 13).
+	`CREATE TABLE e2ee_log (
+		idx    INTEGER PRIMARY KEY CHECK (idx >= 0),
+		record BLOB    NOT NULL
+	);`,
 }
 
 // DB is the Store on a SQL database: an embedded SQLite file (OpenSQLite,

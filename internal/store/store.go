@@ -320,6 +320,14 @@ type Store interface {
 	// counts all users.
 	CountUsers(ctx context.Context, role Role) (int, error)
 
+	// AppendLogRecord appends a record to the E2EE transparency log and
+	// returns its index (records are numbered from 0, without gaps). The
+	// log is append-only: nothing changes or removes a record.
+	AppendLogRecord(ctx context.Context, record []byte) (int64, error)
+	// LogRecords returns up to limit records of the E2EE log from index
+	// start on, in order.
+	LogRecords(ctx context.Context, start int64, limit int) ([][]byte, error)
+
 	// CreateRoom inserts r (its ID is ignored) and returns it with its new ID.
 	// The alias is stored in lower case and must then pass ValidAlias; a
 	// zero CreatedAt is set to the current time. An empty Access means

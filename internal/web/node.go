@@ -35,4 +35,7 @@ type OrgKey interface {
 	OrgID() string
 	Name() string
 	PublicKey() []byte
+	// LogVerifierKey is the note verifier key of the E2EE transparency
+	// log's checkpoints.
+	LogVerifierKey() string
 }

@@ -119,7 +119,11 @@ func (s *Server) Routes() []Route {
 
 		// Meetings.
 		{Method: "GET", Path: "/api/e2ee/org", Where: Meeting, Handle: s.apiOrg},
+		{Method: "POST", Path: "/api/e2ee/challenge", Where: Meeting, Handle: s.apiChallenge},
 		{Method: "POST", Path: "/api/e2ee/credential", Where: Meeting, Handle: s.apiCredential},
+		{Method: "GET", Path: "/api/e2ee/log/checkpoint", Where: Both, Handle: s.apiLogCheckpoint},
+		{Method: "POST", Path: "/api/e2ee/log/prove", Where: Both, Handle: s.apiLogProve},
+		{Method: "GET", Path: "/api/e2ee/log/entries", Where: Both, Handle: s.apiLogEntries},
 		{Method: "POST", Path: "/api/files", Where: Meeting, Handle: s.apiUpload},
 		{Method: "GET", Path: "/api/files/{id}", Where: Meeting, Handle: s.apiDownload},
 
@@ -145,6 +149,8 @@ func (s *Server) Routes() []Route {
 		m("GET", "/api/users/{username}/sessions", perm.UsersView, s.apiUserSessions),
 		m("DELETE", "/api/users/{username}/sessions", perm.UsersManage, s.apiEndUserSessions),
 		m("POST", "/api/enrolments", perm.UsersManage, s.apiCreateEnrolment),
+		m("GET", "/api/users/{username}/devices", perm.UsersView, s.apiListDevices),
+		m("POST", "/api/users/{username}/devices/revoke", perm.UsersManage, s.apiRevokeDevice),
 
 		// Sessions.
 		m("GET", "/api/sessions", perm.SessionsView, s.apiListSessions),

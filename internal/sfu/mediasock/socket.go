@@ -103,6 +103,14 @@ func (s *Socket) Hold() { s.batch.hold() }
 // Release ends one Hold and sends what is queued.
 func (s *Socket) Release() { s.batch.release() }
 
+// Queued returns what waits in the send queue now: datagrams and bytes
+// written while the socket is held, not yet sent.
+func (s *Socket) Queued() (datagrams, bytes int) {
+	s.batch.qmu.Lock()
+	defer s.batch.qmu.Unlock()
+	return len(s.batch.queue.items), len(s.batch.queue.buf)
+}
+
 // Forwarded records that the RTP packet (ssrc, seq) received on this
 // socket has been forwarded to its last subscriber at now (Unix
 // nanoseconds): the delay since the kernel received it goes into the

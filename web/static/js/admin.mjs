@@ -12,8 +12,11 @@ import { aliasProblem, meetingPath, safeNextPath } from './links.mjs';
 import { accessSummary, roomCreateBody, roomPinProblem } from './roomaccess.mjs';
 import { RoomEditor } from './roomedit.mjs';
 import { PasswordChange } from './passwordform.mjs';
+import { prepareIdentity } from './call.mjs';
+import { watchTrust } from './trustwatch.mjs';
 import { pagesFor } from './adminforms.mjs';
 import { RolesPage, SessionsPage, SigninPage, UsersPage } from './adminaccounts.mjs';
+import { AuditPage, SystemPage } from './adminops.mjs';
 
 const REFRESH_MS = 15000;
 const STATUS_MS = 5000;
@@ -28,6 +31,8 @@ const screens = {
   roles: $('#screen-roles'),
   sessions: $('#screen-sessions'),
   signin: $('#screen-signin'),
+  audit: $('#screen-audit'),
+  system: $('#screen-system'),
 };
 const ui = {
   status: $('#status'),
@@ -72,6 +77,9 @@ const ui = {
 };
 
 /** Where to go after signing in: a meeting path, or '' to stay here. */
+// A signed-in user's devices watch the identity log from every page.
+watchTrust(prepareIdentity());
+
 const next = safeNextPath(new URLSearchParams(location.search).get('next'));
 
 let csrf = '';
@@ -126,6 +134,8 @@ const pages = {
   roles: new RolesPage(pageContext),
   sessions: new SessionsPage(pageContext),
   signin: new SigninPage(pageContext),
+  audit: new AuditPage(pageContext),
+  system: new SystemPage(pageContext),
 };
 
 function show(name) {

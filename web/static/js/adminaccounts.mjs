@@ -39,6 +39,7 @@ export class UsersPage {
       rolesField: $('#detail-roles-field'), roles: $('#detail-roles'), saveRoles: $('#detail-save-roles'),
       resetField: $('#detail-reset-field'), password: /** @type {HTMLInputElement} */ ($('#detail-password')), reset: $('#detail-reset'),
       sessions: $('#detail-sessions'), sessionsEmpty: $('#detail-sessions-empty'), endSessions: $('#detail-end-sessions'),
+      devices: $('#detail-devices'), devicesEmpty: $('#detail-devices-empty'),
       detailError: $('#detail-error'),
       create: /** @type {HTMLFormElement} */ ($('#user-create')), newUsername: /** @type {HTMLInputElement} */ ($('#new-username')),
       newName: /** @type {HTMLInputElement} */ ($('#new-display-name')), newPassword: /** @type {HTMLInputElement} */ ($('#new-user-password')),
@@ -66,6 +67,10 @@ export class UsersPage {
     u.sessions.addEventListener('click', (e) => {
       const b = /** @type {HTMLElement} */ (e.target).closest('button[data-session]');
       if (b) this.endSession(b.dataset.session);
+    });
+    u.devices.addEventListener('click', (e) => {
+      const b = /** @type {HTMLElement} */ (e.target).closest('button[data-fingerprint]');
+      if (b) this.revokeDevice(b.dataset.fingerprint);
     });
     u.create.addEventListener('submit', (e) => { e.preventDefault(); this.createUser(); });
     u.enrol.addEventListener('click', () => this.enrolLink());
@@ -135,6 +140,7 @@ export class UsersPage {
     u.roles.replaceChildren(...this.roleChecks('detail-role', a.roles || []));
     formError(u.detailError, '');
     u.detail.hidden = false;
+    this.loadDevices(name);
     const res = await api('GET', `/api/users/${enc(name)}/sessions`);
     if (c.sessionEnded(res)) return;
     const list = res.ok ? res.data?.sessions || [] : [];
@@ -202,6 +208,33 @@ export class UsersPage {
       return;
     }
     if (await this.act('POST', 'password', 'has a new password, to be changed at the next sign-in', { password })) this.ui.password.value = '';
+  }
+
+  /** Lists the account's E2EE devices (docs/e2ee.md, section 13). */
+  async loadDevices(name) {
+    const u = this.ui;
+    const manage = this.ctx.can('users.manage');
+    const res = await api('GET', `/api/users/${enc(name)}/devices`);
+    if (this.ctx.sessionEnded(res) || this.open !== name) return;
+    const list = res.ok ? res.data?.devices || [] : [];
+    u.devices.replaceChildren(...list.map((d) => h('li', { dataset: { fingerprint: d.fingerprint, revoked: String(!!d.revoked) } },
+      h('code', { class: 'fingerprint' }, d.fingerprint),
+      h('span', {}, d.revoked ? ` revoked ${shortTime(d.revokedAt)}` : ` certified ${shortTime(d.firstCertified)}, valid until ${shortTime(d.lastNotAfter)}`),
+      manage && !d.revoked ? h('button', { type: 'button', class: 'danger', dataset: { fingerprint: d.fingerprint }, 'aria-label': `Revoke device ${d.fingerprint}` }, 'Revoke') : null)));
+    u.devicesEmpty.hidden = list.length > 0;
+  }
+
+  async revokeDevice(fingerprint) {
+    const name = this.open;
+    if (!name || !globalThis.confirm?.(`Revoke the device ${fingerprint} of ${name}? It can never be certified for this account again.`)) return;
+    const res = await api('POST', `/api/users/${enc(name)}/devices/revoke`, { body: { fingerprint, reason: 'revoked by an administrator' }, csrf: this.ctx.csrf() });
+    if (this.ctx.sessionEnded(res)) return;
+    if (!res.ok) {
+      formError(this.ui.detailError, res.error.message);
+      return;
+    }
+    this.ctx.flash(`Device ${fingerprint} of ${name} revoked.`);
+    await this.loadDevices(name);
   }
 
   async endSessions() {

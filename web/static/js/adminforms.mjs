@@ -12,6 +12,8 @@ export const PAGES = [
   { id: 'roles', label: 'Roles', perm: 'roles.view' },
   { id: 'sessions', label: 'Sessions', perm: 'sessions.view' },
   { id: 'signin', label: 'Sign-in', perm: 'auth-settings.view' },
+  { id: 'audit', label: 'Audit log', perm: 'audit.view' },
+  { id: 'system', label: 'System', perm: 'system.view' },
 ];
 
 /**
@@ -80,4 +82,43 @@ export function shortTime(iso) {
   if (Number.isNaN(d.getTime())) return '';
   const pad = (n) => String(n).padStart(2, '0');
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/**
+ * The query string of an audit listing from the filter form's values:
+ * empty values left out, dates as given (the server reads YYYY-MM-DD).
+ * @param {Record<string, string>} f
+ * @param {{before?: number, format?: string}} [extra]
+ * @returns {string}
+ */
+export function auditQuery(f, extra = {}) {
+  const q = new URLSearchParams();
+  for (const k of ['action', 'actor', 'outcome', 'q', 'since', 'until']) {
+    const v = String(f?.[k] ?? '').trim();
+    if (v) q.set(k, v);
+  }
+  if (extra.before) q.set('before', String(extra.before));
+  if (extra.format) q.set('format', extra.format);
+  return q.toString();
+}
+
+/**
+ * Parses the syslog servers' lines "name, host:port[, server name]".
+ * Returns the servers, or an error naming the first bad line.
+ * @param {string} text
+ * @returns {{servers: {name: string, address: string, serverName?: string}[], error: string}}
+ */
+export function parseSyslogLines(text) {
+  const servers = [];
+  const lines = String(text || '').split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim();
+    if (!line) continue;
+    const [name, address, serverName] = line.split(',').map((x) => x.trim());
+    if (!name || !address || !/^.+:\d+$/.test(address)) {
+      return { servers: [], error: `Line ${i + 1} is not “name, host:port”.` };
+    }
+    servers.push(serverName ? { name, address, serverName } : { name, address });
+  }
+  return { servers, error: '' };
 }

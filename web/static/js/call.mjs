@@ -22,7 +22,12 @@ import { Session } from './session.mjs';
 import { MeetingCrypto } from './e2ee/meetingcrypto.mjs';
 import { uploadFile, downloadFile } from './filetransfer.mjs';
 import { api, getJSON } from './api.mjs';
-import { openDeviceStore, MemoryStore, loadDeviceKey, pinOrgKey, deviceCredential } from './e2ee/device.mjs';
+import { openDeviceStore, MemoryStore, loadDeviceKey, pinOrgKey, pinLogKey, deviceCredential } from './e2ee/device.mjs';
+import { LogMonitor, httpLog, logVerifier } from './e2ee/log.mjs';
+import { fingerprint, fromBase64, parseCredential, provePossession, toBase64 } from './e2ee/index.mjs';
+
+/** How often the identity log is read during a meeting: a revocation shows within 10 s. */
+export const MEETING_LOG_INTERVAL_MS = 3000;
 
 /** The session events a Call passes on. */
 export const SESSION_EVENTS = Object.freeze([
@@ -51,14 +56,18 @@ export class Call extends EventTarget {
    * @param {object} [opts.env] browser globals for the session (tests; session.mjs)
    * @param {object} [opts.cryptoEnv] clock for the E2EE (tests; meetingcrypto.mjs)
    * @param {typeof globalThis.fetch} [opts.fetch] for file transfers (tests)
+   * @param {number} [opts.codeDigits] meeting code length (tests of the relay's search only)
    */
-  constructor({ room, name, pin = '', media = {}, identity, frames = null, videoCodec = 'vp8', url, env, cryptoEnv, fetch }) {
+  constructor({ room, name, pin = '', media = {}, identity, frames = null, videoCodec = 'vp8', url, env, cryptoEnv, fetch, codeDigits }) {
     super();
     this.room = room;
     this.frames = frames;
     this.fetch = fetch ?? ((...a) => globalThis.fetch(...a));
     this.session = new Session({ room, name, pin, url, media, env, frames, videoCodec });
-    this.crypto = new MeetingCrypto({ identity, send: (type, fields) => this.session.sendE2EE(type, fields), frames, env: cryptoEnv });
+    this.crypto = new MeetingCrypto({ identity, send: (type, fields) => this.session.sendE2EE(type, fields), frames, env: cryptoEnv, codeDigits });
+    this.identityReady = Promise.resolve(identity);
+    this.cryptoEnv = { setTimeout: (f, ms) => globalThis.setTimeout(f, ms), clearTimeout: (t) => globalThis.clearTimeout(t), ...cryptoEnv };
+    this.logTimer = null;
     /** @type {ReturnType<MeetingCrypto['snapshot']>|null} the E2EE state, null until the first report */
     this.snapshot = null;
     this.ended = false;
@@ -72,6 +81,7 @@ export class Call extends EventTarget {
         return;
       }
       this.#emit('chat-reset', {});
+      this.#watchLog();
       mc.start({ meetingId: d.meeting || `room:${room}`, selfId: d.self.id, name: d.self.name || this.session.name, participants: d.participants });
     });
     s.addEventListener('e2ee', (e) => mc.receive(e.detail));
@@ -143,10 +153,31 @@ export class Call extends EventTarget {
     this.#emit('e2ee-state', s);
   }
 
+  // Reads the identity log every MEETING_LOG_INTERVAL_MS while the call
+  // lasts: revocations and new devices show within seconds.
+  #watchLog() {
+    if (this.logTimer) return;
+    const tick = async () => {
+      this.logTimer = null;
+      if (this.ended) return;
+      const log = (await this.identityReady)?.log;
+      if (!log) return;
+      try {
+        await log.refresh();
+      } catch {
+        // the next tick tries again; a split view is reported by the monitor
+      }
+      if (!this.ended) this.logTimer = this.cryptoEnv.setTimeout(tick, MEETING_LOG_INTERVAL_MS);
+    };
+    this.logTimer = this.cryptoEnv.setTimeout(tick, MEETING_LOG_INTERVAL_MS);
+  }
+
   /** The session ended: keys forgotten, the page's worker left alone. */
   #end() {
     if (this.ended) return;
     this.ended = true;
+    if (this.logTimer) this.cryptoEnv.clearTimeout(this.logTimer);
+    this.logTimer = null;
     this.crypto.stop();
     this.snapshot = null;
     this.frames?.removeEventListener?.('missing-key', this.onMissingKey);
@@ -159,9 +190,11 @@ export class Call extends EventTarget {
 }
 
 /**
- * Loads (or makes) the device key, pins the organisation's key and, when
- * signed in, gets a credential. Never fails: without storage the key lives
- * in memory; without the organisation's key nobody is certified.
+ * Loads (or makes) the device key, pins the organisation's and the log's
+ * keys, when signed in gets a credential (proving it holds the device key),
+ * and opens the transparency log monitor (docs/e2ee.md, section 13). Never
+ * fails: without storage the key lives in memory; without the organisation's
+ * or the log's key nobody is certified.
  * @returns {Promise<import('./e2ee/meetingcrypto.mjs').Identity>}
  */
 export async function prepareIdentity() {
@@ -177,9 +210,30 @@ export async function prepareIdentity() {
   const me = await getJSON('/api/me');
   const account = me.ok ? String(me.data?.user?.username ?? '') : '';
   const request = async (devicePublicKey) => {
-    const r = await api('POST', '/api/e2ee/credential', { body: { devicePublicKey }, csrf: me.data?.csrf });
+    const ch = await api('POST', '/api/e2ee/challenge', { body: {}, csrf: me.data?.csrf });
+    if (!ch.ok) return null;
+    const sig = await provePossession(device.privateKey, org.orgId, account, device.publicKeyRaw, fromBase64(String(ch.data.challenge)));
+    const r = await api('POST', '/api/e2ee/credential', { body: { devicePublicKey, challenge: ch.data.challenge, signature: toBase64(sig) }, csrf: me.data?.csrf });
     return r.ok ? r.data : null;
   };
   const credential = await deviceCredential(store, device, org, { account, request }).catch(() => null);
-  return { device, credential, org };
+  const log = await openLog(store, org, orgRes.ok ? orgRes.data?.logKey : '', credential, device).catch(() => null);
+  return { device, credential, org, log };
+}
+
+/**
+ * Opens the log monitor of this server: the pinned log key, the state kept
+ * in the device store, a first refresh. null when no log key can be
+ * trusted (none published, or a changed pin).
+ */
+async function openLog(store, org, logKey, credential, device) {
+  if (!org.key) return null;
+  const pin = await pinLogKey(store, String(logKey ?? ''));
+  if (!pin.vkey) return null;
+  const userId = credential ? parseCredential(credential).userId : '';
+  const log = new LogMonitor({ api: httpLog(), verifier: await logVerifier(pin.vkey), orgKey: org.key, orgId: org.orgId,
+    store, userId, device: device.publicKeyRaw, fingerprint });
+  await log.load();
+  await log.refresh().catch(() => {});
+  return log;
 }

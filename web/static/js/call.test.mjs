@@ -17,12 +17,23 @@ console.warn = () => {};
 
 const ORG = 'acme';
 
+/** The organisation's log as the calls see it: every credential issued here is logged. */
+class Log extends EventTarget {
+  constructor() { super(); this.logged = new Set(); this.refreshes = 0; this.verifier = null; }
+  async status(c) { return { logged: this.logged.has(toBase64(c)), revoked: false, firstCertifiedMs: Date.now() - 30 * 86400 * 1000 }; }
+  async refresh() { this.refreshes++; }
+  checkpoint() { return null; }
+  split() { return ''; }
+}
+const log = new Log();
+
 async function certified(ca, userId) {
   const pair = await generateDeviceKey(false);
   const publicKeyRaw = await exportPublicKey(pair.publicKey);
   const now = Math.floor(Date.now() / 1000);
-  const credential = await issueCredential(ca.privateKey, { orgId: ORG, userId, displayName: userId, devicePublicKey: publicKeyRaw, notBefore: now - 60, notAfter: now + 3600, serial: 1 });
-  return { device: { privateKey: pair.privateKey, publicKeyRaw }, credential, org: { orgId: ORG, name: 'Acme Corp', key: ca.publicKey, changed: false } };
+  const credential = await issueCredential(ca.privateKey, { orgId: ORG, userId, account: userId, displayName: userId, devicePublicKey: publicKeyRaw, notBefore: now - 60, notAfter: now + 3600, serial: 1 });
+  log.logged.add(toBase64(credential));
+  return { device: { privateKey: pair.privateKey, publicKeyRaw }, credential, org: { orgId: ORG, name: 'Acme Corp', key: ca.publicKey, changed: false }, log };
 }
 
 /**
@@ -100,7 +111,8 @@ class Server {
         this.members.find((o) => o.id === m.to)?.ws.receive({ type: 'key', from: me.id, payload: m.payload });
         return;
       case 'chat':
-        for (const o of this.members) if (o !== me) o.ws.receive({ type: 'chat', from: me.id, payload: m.payload });
+      case 'verify':
+        for (const o of this.members) if (o !== me) o.ws.receive({ type: m.type, from: me.id, payload: m.payload });
         return;
       case 'leave':
         this.members = this.members.filter((o) => o !== me);

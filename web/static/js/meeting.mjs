@@ -19,7 +19,8 @@ import { LocalMedia } from './devices.mjs';
 import { DEFAULT_ROOM_STATE } from './session.mjs';
 import { Call, prepareIdentity } from './call.mjs';
 import { FrameEncryption, MODES } from './e2ee/frames.mjs';
-import { renderE2EE } from './e2eeview.mjs';
+import { renderE2EE, withVerifiedNames } from './e2eeview.mjs';
+import { watchTrust } from './trustwatch.mjs';
 import { ChatView } from './chatview.mjs';
 import { leftScreen, noticeEffect, mutedText, knockText } from './access.mjs';
 import { Panels } from './panels.mjs';
@@ -80,6 +81,7 @@ ui.e2eeState.addEventListener('click', () => panels.open('participants'));
 
 /** The device identity, prepared while the person is on the prejoin screen. */
 const identityReady = prepareIdentity();
+watchTrust(identityReady);
 /** @type {FrameEncryption|null} one media worker for the page */
 let frames = null;
 
@@ -109,6 +111,7 @@ Object.defineProperty(window, 'conclaveE2EE', {
       code: s?.code ?? '',
       participants: Object.freeze((s?.participants ?? []).map((p) => Object.freeze({
         id: p.id, name: p.name, fingerprint: p.fingerprint, certified: p.certified, orgName: p.orgName, userId: p.userId, e2ee: p.e2ee, self: p.self,
+        account: p.account, freeName: p.freeName, nameDiffers: p.nameDiffers, revoked: p.revoked, pending: p.pending, newDevice: p.newDevice, lookalike: p.lookalike,
       }))),
       warnings: Object.freeze([...(s?.warnings ?? [])]),
       senderKeyGeneration: s?.senderKeyGeneration ?? 0,
@@ -384,9 +387,9 @@ function render() {
   const session = call?.session;
   if (!session || !session.self) return; // nothing to show before the welcome
   const self = selfView();
-  const others = [...session.participants.values()];
-  const groups = [...session.remote].map(([key, r]) => ({ key, participant: r.participant, source: r.source }));
   const e2ee = call.e2ee;
+  const others = withVerifiedNames([...session.participants.values()], e2ee);
+  const groups = [...session.remote].map(([key, r]) => ({ key, participant: r.participant, source: r.source }));
   stage.render(buildTiles({ self, participants: others, groups }), e2ee);
   participants.render(self, others, e2ee);
   controls.render(self, roomState, stage.speakerLayout);

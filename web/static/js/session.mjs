@@ -38,6 +38,8 @@ import { LayoutReporter } from './layout.mjs';
 export const ICE_RECOVERY_MS = 10000;
 /** How many times a refused publish offer is retried. */
 export const PUBLISH_RETRIES = 3;
+/** The n-th retry of a refused publish offer waits n times this, in milliseconds. */
+export const PUBLISH_RETRY_MS = 1000;
 
 const PUBLISH_ORDER = ['microphone', 'camera', 'screen', 'screen-audio'];
 const KIND = { microphone: 'audio', camera: 'video', screen: 'video', 'screen-audio': 'audio' };
@@ -308,7 +310,7 @@ export class Session extends EventTarget {
 
   /**
    * Sends an end-to-end encryption message (announce, key or chat).
-   * @param {'announce'|'key'|'chat'} type
+   * @param {'announce'|'key'|'chat'|'verify'} type
    * @param {{payload: string, to?: string}} fields
    * @returns {boolean} false when it could not be sent (not admitted, or the connection is down)
    */
@@ -409,6 +411,7 @@ export class Session extends EventTarget {
       case 'notice': return this.#emit('notice', { code: String(m.code ?? ''), message: String(m.message ?? '') });
       case 'announce':
       case 'key':
+      case 'verify':
       case 'chat': return this.#emit('e2ee', { type: m.type, from: String(m.from ?? ''), payload: String(m.payload ?? '') });
       // Unknown types are extensions this client may ignore (docs/protocol.md, "Extensions").
       default: return undefined;
@@ -787,7 +790,7 @@ export class Session extends EventTarget {
       this.timers.retry = this.env.setTimeout(() => {
         this.timers.retry = null;
         this.#requestPublish();
-      }, 1000 * this.publishFailures);
+      }, PUBLISH_RETRY_MS * this.publishFailures);
     });
   }
 

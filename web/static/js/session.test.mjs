@@ -3,7 +3,9 @@
 // subscribed tracks by mid, reconnection and ICE recovery.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Session, ICE_RECOVERY_MS } from './session.mjs';
+import { readFileSync } from 'node:fs';
+import { Session, ICE_RECOVERY_MS, PUBLISH_RETRIES, PUBLISH_RETRY_MS } from './session.mjs';
+import { reconnectDelay } from './backoff.mjs';
 import { FakeTrack, FakeStream, fakeOffer, world, flush } from './testing/fakes.mjs';
 
 // The session warns on the console about the failures these tests provoke.
@@ -820,4 +822,16 @@ test('layout: rendered sizes go out by sub mid, changes only, the full map after
   await w.advance(1000);
   assert.deepEqual(w.ws().ofType('layout').map((m) => m.layout), [{ 1: { width: 320, height: 180 } }]);
   for (const m of w.sockets.flatMap((x) => x.ofType('layout'))) assert.deepEqual(Object.keys(m).sort(), ['layout', 'type', 'v']);
+});
+
+// The recovery schedule is the contract's (the "schedule" of
+// internal/signal/testdata/messages.json), which the native client's tests
+// read too (internal/client).
+test('the recovery schedule is the contract\'s', () => {
+  const { schedule } = JSON.parse(readFileSync(new URL('../../../internal/signal/testdata/messages.json', import.meta.url), 'utf8'));
+  assert.deepEqual(schedule.reconnectDelaysMs.map((_, i) => reconnectDelay(i)), schedule.reconnectDelaysMs);
+  assert.equal(reconnectDelay(1000), schedule.reconnectDelaysMs.at(-1));
+  assert.equal(ICE_RECOVERY_MS, schedule.iceRecoveryMs);
+  assert.equal(PUBLISH_RETRIES, schedule.publishRetries);
+  assert.equal(PUBLISH_RETRY_MS, schedule.publishRetryStepMs);
 });
