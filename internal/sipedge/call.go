@@ -148,6 +148,9 @@ func (e *Edge) handleInvite(req *sip.Request, tx sip.ServerTransaction, _ *devca
 		e.refuseCall(tx, req, src, id, "", sip.StatusForbidden, "Forbidden", "the From address is not the one the certificate is bound to ("+id.AOR+")", true)
 		return
 	}
+	if !e.digestOK(tx, req, id, true) {
+		return
+	}
 	if !strings.EqualFold(req.Recipient.Host, e.cfg.Domain) {
 		e.refuseCall(tx, req, src, id, req.Recipient.Host, sip.StatusForbidden, "Forbidden", "this server routes calls to "+e.cfg.Domain+" only", false)
 		return

@@ -60,6 +60,10 @@ type Config struct {
 	RelayPorts PortRange
 	// AllowSDES lets calls use SDES-SRTP, marked not end-to-end.
 	AllowSDES bool
+	// Digest, "SHA-256" or "MD5", asks every REGISTER and INVITE for the
+	// device's digest secret as a second factor with that algorithm
+	// (digest.go); empty asks for none.
+	Digest string
 	// Certificate is the edge's TLS server certificate.
 	Certificate tls.Certificate
 	// MinExpires and MaxExpires bound registrations (defaults 60 s, 3600 s).
@@ -100,6 +104,8 @@ type Edge struct {
 
 	reg   *registrar
 	calls *callTable
+
+	nonceKey nonceKey
 
 	limMu    sync.Mutex
 	limiters map[netip.Addr]*rate.Limiter
@@ -143,7 +149,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		log = slog.Default()
 	}
 	e := &Edge{cfg: cfg, deps: deps, clock: clock.Or(cfg.Clock), log: log.With("part", "sip"),
-		limiters: map[netip.Addr]*rate.Limiter{}, done: make(chan struct{})}
+		limiters: map[netip.Addr]*rate.Limiter{}, done: make(chan struct{}), nonceKey: newNonceKey()}
 	e.reg = newRegistrar(e)
 	e.calls = newCallTable()
 	return e, nil

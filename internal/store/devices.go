@@ -39,6 +39,9 @@ type DeviceCert struct {
 	Reason int
 	// DER is the certificate.
 	DER []byte
+	// DigestHA1 holds the HA1 values of the device's SIP digest secret
+	// ("MD5:<hex> SHA-256:<hex>"), never the secret.
+	DigestHA1 string
 }
 
 // CDR is a sealed call detail record: the store keeps the ciphertext and

@@ -199,6 +199,9 @@ var pgMigrations = []string{
 		idx    BIGINT PRIMARY KEY CHECK (idx >= 0),
 		record BYTEA  NOT NULL
 	);`,
+
+	// 8: the SIP digest secret of a device (its HA1 values).
+	`ALTER TABLE device_certs ADD COLUMN digest_ha1 TEXT NOT NULL DEFAULT '';`,
 }
 
 // IsPostgresURL reports whether database names a PostgreSQL server (a

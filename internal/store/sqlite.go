@@ -207,6 +207,10 @@ var migrations = []string{
 		idx    INTEGER PRIMARY KEY CHECK (idx >= 0),
 		record BLOB    NOT NULL
 	);`,
+
+	// 8: the SIP digest secret of a device (its HA1 values), for the
+	// optional second factor (docs/sip.md).
+	`ALTER TABLE device_certs ADD COLUMN digest_ha1 TEXT NOT NULL DEFAULT '';`,
 }
 
 // DB is the Store on a SQL database: an embedded SQLite file (OpenSQLite,
