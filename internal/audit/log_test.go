@@ -274,3 +274,22 @@ func BenchmarkRecordSealed(b *testing.B) {
 			Details: map[string]string{"method": "password"}})
 	}
 }
+
+// A settings change applies to the running log: a smaller file size
+// rotates at once, a higher threshold raises the disk alarm.
+func TestSetLimits(t *testing.T) {
+	sl := openSealed(t, 0, 0)
+	fill(t, sl.log, 5)
+	if names, _ := Files(sl.dir); len(names) != 1 {
+		t.Fatalf("files %v with 10 MB files", names)
+	}
+	sl.log.SetLimits(600, 100000, 200<<30)
+	fill(t, sl.log, 5)
+	if names, _ := Files(sl.dir); len(names) < 2 {
+		t.Fatalf("files %v after the file size went down to 600 bytes", names)
+	}
+	sl.log.Sync(context.Background())
+	if !sl.alarms.IsActive(alarm.KindDisk, sl.dir) {
+		t.Fatal("no disk alarm with a threshold above the free space")
+	}
+}
