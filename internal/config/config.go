@@ -103,6 +103,8 @@ type Config struct {
 	// MetricsTokenFile names a file holding the bearer token that lets a
 	// Prometheus server scrape /metrics on the HTTPS listener.
 	MetricsTokenFile string
+	// Cluster holds the bus and node-to-node settings (cluster.go).
+	Cluster Cluster
 }
 
 // Secrets are the sources of the master key; at most one is set.
@@ -227,6 +229,7 @@ func Register(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.SIPDigest, "sip-digest", env("CONCLAVE_SIP_DIGEST", c.SIPDigest), "ask SIP devices for their digest secret as well as their certificate, with sha-256 or md5 (for phones that know nothing else); empty: no digest (env CONCLAVE_SIP_DIGEST)")
 	fs.BoolVar(&c.SIPAllowSDES, "sip-allow-sdes", envBool("CONCLAVE_SIP_ALLOW_SDES", c.SIPAllowSDES), "allow SDES-SRTP calls, whose keys the server sees (not end-to-end) (env CONCLAVE_SIP_ALLOW_SDES)")
 	registerAuth(fs, &c.Auth)
+	registerCluster(fs, &c.Cluster)
 	if v := os.Getenv("CONCLAVE_PUBLIC_IPS"); v != "" {
 		c.PublicIPs = splitList(v)
 	}
