@@ -192,6 +192,7 @@ func (l *upLayer) prepare(fp *framePacket, raw []byte, now int64) bool {
 		info.temporal = int8(info.vp8.TID)
 		if info.keyFrame {
 			st.keyFrames.Add(1)
+			l.keyFrameArrived()
 			if w, h, ok := codecs.VP8FrameSize(pkt.Payload[info.vp8.HeaderSize:]); ok {
 				st.width.Store(int32(w))
 				st.height.Store(int32(h))
@@ -222,6 +223,7 @@ func (l *upLayer) prepare(fp *framePacket, raw []byte, now int64) bool {
 		}
 		if info.keyFrame {
 			st.keyFrames.Add(1)
+			l.keyFrameArrived()
 		}
 	}
 	st.measure(len(raw), !info.padding, now)
