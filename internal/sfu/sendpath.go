@@ -208,9 +208,9 @@ func (p *sendPath) setRemote(a netip.AddrPort) {
 }
 
 // writeRTP sends one packet of down track d: h, whose Extensions are
-// empty with room for one, and payload. It allocates nothing.
-func (p *sendPath) writeRTP(d *DownTrack, twccID uint8, h *rtp.Header, payload []byte) {
-	now := time.Now().UnixNano()
+// empty with room for one, and payload; now (unix ns) is when it is sent,
+// for the transport-cc bookkeeping. It allocates nothing.
+func (p *sendPath) writeRTP(d *DownTrack, twccID uint8, h *rtp.Header, payload []byte, now int64) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

@@ -247,6 +247,12 @@ func (l *upLayer) forward(pkts []framePacket) {
 	if len(pkts) > 1 {
 		evenOut(pkts)
 	}
+	// One reading of the clock for the fan-out's send times (the own
+	// send path's transport-cc bookkeeping), not one per copy.
+	sent := time.Now().UnixNano()
+	for i := range pkts {
+		pkts[i].info.sent = sent
+	}
 	for _, d := range *u.downs.Load() {
 		if len(pkts) == 1 {
 			d.writeRTP(&pkts[0].pkt, &pkts[0].info)
