@@ -259,19 +259,21 @@ func marshalPayload(buf []byte, n int, h *rtp.Header, payload []byte) (int, erro
 	return end, nil
 }
 
-// handleRTCP reads one SRTCP datagram from the subscriber. It runs on the
-// media socket's reader goroutine.
-func (p *sendPath) handleRTCP(b []byte, now time.Time) {
+// handleRTCP reads one SRTCP datagram from the subscriber's address. It
+// runs on the media socket's reader goroutine. It reports false for a
+// datagram its keys do not open (another connection of the same address:
+// Pion's then).
+func (p *sendPath) handleRTCP(b []byte, now time.Time) bool {
 	plain, err := p.in.DecryptRTCP(p.rbuf[:0], b, &p.rhdr)
 	if err != nil || len(plain) == 0 || &plain[0] != &p.rbuf[0] {
-		return
+		return false
 	}
 	downs := *p.downs.Load()
 	w := rtcpWalker{b: plain}
 	for {
 		pkt, ok := w.next()
 		if !ok {
-			return
+			return true
 		}
 		switch {
 		case pkt.typ == rtcpRTPFB && pkt.count == fmtTWCC:
