@@ -265,8 +265,11 @@ func marshalPayload(buf []byte, n int, h *rtp.Header, payload []byte) (int, erro
 // Pion's then).
 func (p *sendPath) handleRTCP(b []byte, now time.Time) bool {
 	plain, err := p.in.DecryptRTCP(p.rbuf[:0], b, &p.rhdr)
+	if errors.Is(err, srtp.ErrFailedToVerifyAuthTag) {
+		return false // not this connection's
+	}
 	if err != nil || len(plain) == 0 || &plain[0] != &p.rbuf[0] {
-		return false
+		return true // a replay or garbage: dropped here
 	}
 	downs := *p.downs.Load()
 	w := rtcpWalker{b: plain}
