@@ -20,6 +20,7 @@ import (
 // framePacket is a received packet, parsed, waiting to be forwarded.
 type framePacket struct {
 	buf  []byte // what it was read into
+	raw  []byte // the packet as received (a slice of buf)
 	pkt  rtp.Packet
 	info packetInfo
 }
@@ -157,6 +158,7 @@ func (l *upLayer) handle(raw []byte, now int64) {
 func (l *upLayer) prepare(fp *framePacket, raw []byte, now int64) bool {
 	u := l.track
 	pkt := &fp.pkt
+	fp.raw = raw
 	if pkt.Unmarshal(raw) != nil {
 		return false
 	}
@@ -267,6 +269,7 @@ func (l *upLayer) forward(pkts []framePacket) {
 		}
 		u.sock.Release()
 	}
+	u.toSinks(pkts)
 	if u.sock != nil {
 		now := time.Now().UnixNano()
 		for i := range pkts {
