@@ -104,7 +104,7 @@ type upLayer struct {
 	// path (sendpath.go), encrypted in place; the layer's reader
 	// goroutine only.
 	batch mediasock.Batch
-	vp9    codecs.VP9     // parsing scratch
+	vp9   codecs.VP9 // parsing scratch
 }
 
 func newUpTrack(pc *webrtc.PeerConnection, clk clock.Clock, codec webrtc.RTPCodecParameters, kind webrtc.RTPCodecType, participant string, source conn.Source, mid string, rids []string) *UpTrack {
