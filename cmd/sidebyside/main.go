@@ -20,6 +20,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -147,9 +148,21 @@ func acquire(ctx context.Context, path string, maxLoad float64) (func(), error) 
 			return nil, err
 		}
 		fmt.Fprintf(os.Stderr, "%s waiting for %s\n", time.Now().Format("15:04:05"), path)
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("flock %s: %w", path, err)
+		for {
+			err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, unix.EWOULDBLOCK) {
+				f.Close()
+				return nil, fmt.Errorf("flock %s: %w", path, err)
+			}
+			select {
+			case <-time.After(500 * time.Millisecond):
+			case <-ctx.Done():
+				f.Close()
+				return nil, ctx.Err()
+			}
 		}
 		unlock = func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }
 	}
