@@ -20,7 +20,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -148,21 +147,18 @@ func acquire(ctx context.Context, path string, maxLoad float64) (func(), error) 
 			return nil, err
 		}
 		fmt.Fprintf(os.Stderr, "%s waiting for %s\n", time.Now().Format("15:04:05"), path)
-		for {
-			err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, unix.EWOULDBLOCK) {
+		// A blocking flock keeps this run's place among the waiters; a
+		// signal ends the wait (and the process).
+		got := make(chan error, 1)
+		go func() { got <- unix.Flock(int(f.Fd()), unix.LOCK_EX) }()
+		select {
+		case err := <-got:
+			if err != nil {
 				f.Close()
 				return nil, fmt.Errorf("flock %s: %w", path, err)
 			}
-			select {
-			case <-time.After(500 * time.Millisecond):
-			case <-ctx.Done():
-				f.Close()
-				return nil, ctx.Err()
-			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 		unlock = func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }
 	}
