@@ -177,9 +177,10 @@ func acquire(ctx context.Context, path string, maxLoad float64) (func(), error) 
 }
 
 // waitQuiet waits until the 1-minute load average is at most maxLoad (0:
-// does not wait).
+// does not wait), three minutes at most: the load is recorded with each
+// run anyway.
 func waitQuiet(ctx context.Context, maxLoad float64) {
-	for maxLoad > 0 && ctx.Err() == nil {
+	for deadline := time.Now().Add(3 * time.Minute); maxLoad > 0 && ctx.Err() == nil && time.Now().Before(deadline); {
 		var l1 float64
 		if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 			fmt.Sscan(string(b), &l1)
