@@ -59,12 +59,15 @@ func (s *Session) takeVerify(from string, payload []byte, queue bool) {
 	case e2ee.IsCommit(payload):
 		s.st.Lock()
 		cp, err := s.rounds.OnCommit(from, payload)
+		moved := s.rounds.Pending()
 		s.st.Unlock()
 		if err != nil {
 			s.counter(from).badAnnouncements.Add(1)
 			s.warn(fmt.Sprintf("refused a verification commit of participant %s (%s): %v", from, p.ann.DisplayName, err))
 			return
 		}
+		// A round ahead of ours: we moved to it with a fresh nonce.
+		s.sendVerify(moved)
 		switch {
 		case cp == nil:
 		case s.cfg.Log != nil && len(cp.Note) > 0:

@@ -510,6 +510,9 @@ export class MeetingCrypto extends EventTarget {
         this.#warn(`round:${from}`, from, `The verification commitment of ${this.#nameOf(from)} does not verify; the meeting code cannot be trusted.`);
         return this.#changed();
       }
+      // A round ahead of ours: we moved to it with a fresh nonce.
+      const moved = this.rounds.pending();
+      if (moved) this.send('verify', { payload: toBase64(moved) });
       if (cp && this.identity?.log && cp.note) this.#adoptLater(cp.note);
       else if (cp && !this.identity?.log) {
         // Without a log key this member cannot check checkpoints: it takes
