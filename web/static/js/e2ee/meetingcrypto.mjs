@@ -68,6 +68,7 @@ export const ORG_CHANGED_WARNING = "The organisation's encryption key changed â€
  * @property {Uint8Array|null} credential the device's credential (null for guests)
  * @property {{orgId: string, name: string, key: CryptoKey|null, changed: boolean}} org pinned organisation
  * @property {import('./log.mjs').LogMonitor|null} [log] the transparency log monitor; without it nobody is certified
+ * @property {string[]} [alarms] pinned keys the server withheld or replaced (device.mjs), shown as warnings
  */
 
 /**
@@ -190,6 +191,9 @@ export class MeetingCrypto extends EventTarget {
       this.identity = id;
       this.#listenLog(id.log ?? null);
       if (id.org.changed) this.warnings.set('org', { participant: '', text: ORG_CHANGED_WARNING });
+      // A pinned org or log key the server withheld or replaced: the checks
+      // of certification and of the log are off, which must show.
+      (id.alarms ?? []).forEach((text, i) => this.warnings.set(`pin:${i}`, { participant: '', text }));
       if (id.log?.split()) this.#warn('split', '', splitWarning(id.log.split()));
       this.ecdh = await generateEphemeral();
       const index = 1 + Math.floor(Math.random() * 65535);

@@ -48,7 +48,7 @@ class FakeLog extends EventTarget {
 }
 
 /** A device identity, certified by ca for userId unless userId is ''; logged in log unless told. */
-async function identity(ca, userId = '', { orgKey = ca.publicKey, changed = false, log = null, unlogged = false, displayName = userId, firstCertifiedMs } = {}) {
+async function identity(ca, userId = '', { orgKey = ca.publicKey, changed = false, log = null, unlogged = false, displayName = userId, firstCertifiedMs, alarms = [] } = {}) {
   const pair = await generateDeviceKey(false);
   const publicKeyRaw = await exportPublicKey(pair.publicKey);
   let credential = null;
@@ -57,7 +57,7 @@ async function identity(ca, userId = '', { orgKey = ca.publicKey, changed = fals
     credential = await issueCredential(ca.privateKey, { orgId: ORG, userId, account: userId, displayName, devicePublicKey: publicKeyRaw, notBefore: now - 60, notAfter: now + 3600, serial: 1 });
     if (log && !unlogged) log.add(credential, firstCertifiedMs);
   }
-  return { device: { privateKey: pair.privateKey, publicKeyRaw }, credential, org: { orgId: ORG, name: 'Acme Corp', key: changed ? null : orgKey, changed }, log };
+  return { device: { privateKey: pair.privateKey, publicKeyRaw }, credential, org: { orgId: ORG, name: 'Acme Corp', key: changed ? null : orgKey, changed }, log, alarms };
 }
 
 /** Fake clock shared by a world. */
@@ -867,4 +867,12 @@ test('a credential the log does not hold is not certified', async () => {
   const r = await w.join('Rogue', 'alice', { unlogged: true });
   const v = a.mc.snapshot().participants.find((p) => p.id === r.id);
   assert.deepEqual({ certified: v.certified, pending: v.pending }, { certified: false, pending: true });
+});
+
+test('an identity whose pinned log or org key the server withheld shows the alarm in the meeting (review of issue 11)', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice', 'alice', { alarms: ['The server no longer gives the identity log key this browser pinned.'] });
+  const s = a.mc.snapshot();
+  assert.equal(s.state, 'warning');
+  assert.ok(s.warnings.some((x) => /no longer gives the identity log key/.test(x)), s.warnings.join(' | '));
 });
