@@ -3,6 +3,7 @@ package secure
 import (
 	"context"
 	"crypto/ecdsa"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -158,5 +159,74 @@ func TestBackdatedCredentialIsNew(t *testing.T) {
 	// An honest old device stays old.
 	if age := clk.Now().Sub(first.Status(w.log.records[0]).FirstCertified); age < NewDeviceAge {
 		t.Errorf("bob's month-old device counts as new (%v)", age)
+	}
+}
+
+// certifyAs appends a credential of a new device for user (account, shown
+// name) and returns the credential and the device key.
+func (w *logWorld) certifyAs(t *testing.T, user, account, display string, notBefore time.Time) ([]byte, *ecdsa.PrivateKey) {
+	t.Helper()
+	dev, _ := e2ee.GenerateDeviceKey()
+	cred, err := e2ee.IssueCredential(w.ca, e2ee.CredentialFields{OrgID: "acme", UserID: user, Account: account, DisplayName: display,
+		DevicePublicKey: &dev.PublicKey, NotBefore: notBefore, NotAfter: notBefore.Add(7 * 24 * time.Hour), Serial: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.log.add(t, cred)
+	return cred, dev
+}
+
+// TestLookalikeNamesNative: the names a certified participant sees flagged
+// (docs/e2ee.md, section 15; review of issue 11). A guest who adds a title
+// to a certified participant's name ("Alice Martin (CEO)"), a guest who
+// writes an account out as the badge does ("Al (@bob)"), and a second
+// account the server made with Alice's display name are all flagged.
+func TestLookalikeNamesNative(t *testing.T) {
+	r := newRelay(t)
+	w := newLogWorld(t)
+	old := r.clock.Now().Add(-48 * time.Hour)
+	aliceCred, aliceDev := w.certifyAs(t, "1", "alice", "Alice Martin", old)
+	bobCred, bobDev := w.certifyAs(t, "2", "bob", "Bob Stone", old)
+	twinCred, twinDev := w.certifyAs(t, "3", "alice.martin", "Alice Martin", old)
+	member := func(id, name string, cred []byte, user string, dev *ecdsa.PrivateKey, n *notices) *Session {
+		cfg := Config{Name: name, OrgKey: &w.ca.PublicKey, OrgName: "Acme"}
+		if n != nil {
+			cfg.OnNotice = n.add
+		}
+		if cred != nil {
+			cfg.Credential, cfg.UserID, cfg.Device = cred, user, dev
+		}
+		cfg.Log = w.monitor(t, r.clock, user, dev)
+		if err := cfg.Log.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return r.join(id, cfg)
+	}
+	var nb notices
+	member("bob", "Bob Stone", bobCred, "2", bobDev, &nb)
+	member("alice", "Alice Martin", aliceCred, "1", aliceDev, nil)
+	member("twin", "Alice Martin", twinCred, "3", twinDev, nil)
+	guestDev, _ := e2ee.GenerateDeviceKey()
+	member("ceo", "Alice Martin (CEO)", nil, "", guestDev, nil)
+	member("al", "Al (@bob)", nil, "", guestDev, nil)
+	r.pump()
+	warned := func(id, like string) bool {
+		for _, x := range nb.warnings() {
+			if strings.Contains(x, "participant "+id+" ") && strings.Contains(x, "LOOKS LIKE "+like) {
+				return true
+			}
+		}
+		return false
+	}
+	// Two certified accounts with one name: Bob cannot tell which is the
+	// Alice he knows, so both are flagged, each naming the other account.
+	for _, c := range [][2]string{{"ceo", "Alice Martin (@"}, {"al", "Bob Stone (@bob)"}, {"twin", "Alice Martin (@alice)"},
+		{"alice", "Alice Martin (@alice.martin)"}} {
+		if !warned(c[0], c[1]) {
+			t.Errorf("Bob was not warned that %s looks like %s: %q", c[0], c[1], nb.warnings())
+		}
+	}
+	if warned("bob", "") || len(nb.warnings()) != 4 {
+		t.Errorf("want exactly the four warnings: %q", nb.warnings())
 	}
 }

@@ -35,7 +35,7 @@ import { concat, equal, fromBase64, toBase64, utf8 } from './bytes.mjs';
 import { signAnnouncement, verifyAnnouncement } from './announce.mjs';
 import { RoundState, isCommit, isReveal, RevealMismatchError } from './round.mjs';
 import { SplitViewError, NEW_DEVICE_AGE_MS } from './log.mjs';
-import { cleanName, skeleton } from './names.mjs';
+import { claimsAccount, cleanName, looksLike, skeleton } from './names.mjs';
 import { ExpiredError, SignatureError, parseCredential } from './identity.mjs';
 import { Channel, generateEphemeral } from './pairwise.mjs';
 import { Receiver, Sender } from './media.mjs';
@@ -825,21 +825,26 @@ export class MeetingCrypto extends EventTarget {
       out.push({ id, self: false, fingerprint: a?.fingerprint ?? '', ...n, e2ee, listed: !!listed, lookalike: '' });
     }
     this.#graceTimer(nextGrace);
-    // Look-alike names: a name someone chose (the free text of a guest, or
-    // of a certified participant when it differs from its credential) whose
-    // skeleton is another participant's name or account, unless both are
-    // the same certified user. A certified name is the organisation's: it
-    // imitates nobody.
+    // Look-alike names (docs/e2ee.md, section 15; Go's lookalikeOf): the
+    // name someone chose (the free text of a guest, or of a certified
+    // participant when it differs from its credential) against another
+    // participant's name, and, against a certified one, also with a title
+    // or decoration added ("Alice Martin (CEO)") or its account written out
+    // ("(@alice)"); and a certified participant's credential name against
+    // another certified user's name or account (an account the server made
+    // with someone else's name: both are flagged).
     for (const p of out) {
       if (p.self) continue;
-      const chosen = p.certified ? (p.nameDiffers ? [p.freeName] : []) : [p.name];
-      const mine = new Set(chosen.map(skeleton).filter(Boolean));
+      const chosen = p.certified ? (p.nameDiffers ? p.freeName : '') : p.name;
       // Certified participants first: the name imitated is usually theirs.
       for (const q of [...out].sort((x, y) => Number(y.certified) - Number(x.certified))) {
         if (q === p || (p.certified && q.certified && p.userId === q.userId)) continue;
-        const theirs = [q.name, q.account].filter(Boolean);
-        if (theirs.some((t) => mine.has(skeleton(t)))) {
-          p.lookalike = q.account ? `${q.name} (@${q.account})` : q.name;
+        const hit = q.certified
+          ? (chosen && (looksLike(chosen, q.name, true) || looksLike(chosen, q.account, false) || claimsAccount(chosen, q.account)))
+            || (p.certified && (looksLike(p.name, q.name, false) || looksLike(p.name, q.account, false)))
+          : chosen && looksLike(chosen, q.name, false);
+        if (hit) {
+          p.lookalike = q.certified ? `${q.name} (@${q.account})` : q.name;
           break;
         }
       }

@@ -876,3 +876,19 @@ test('an identity whose pinned log or org key the server withheld shows the alar
   assert.equal(s.state, 'warning');
   assert.ok(s.warnings.some((x) => /no longer gives the identity log key/.test(x)), s.warnings.join(' | '));
 });
+
+test('look-alike names: a title added, an account written out, a second account with the same name (review of issue 11)', async () => {
+  const w = new World(await makeCA());
+  const b = await w.join('Bob Stone', 'bob', { displayName: 'Bob Stone' });
+  const a = await w.join('Alice Martin', 'alice', { displayName: 'Alice Martin' });
+  const twin = await w.join('Alice Martin', 'alice.martin', { displayName: 'Alice Martin' });
+  const ceo = await w.join('Alice Martin (CEO)');
+  const al = await w.join('Al (@bob)');
+  const seen = new Map(b.mc.snapshot().participants.map((p) => [p.id, p]));
+  assert.match(seen.get(ceo.id).lookalike, /^Alice Martin \(@alice/);
+  assert.equal(seen.get(al.id).lookalike, 'Bob Stone (@bob)');
+  // Two certified accounts with one name: both flagged, each naming the other.
+  assert.equal(seen.get(twin.id).lookalike, 'Alice Martin (@alice)');
+  assert.equal(seen.get(a.id).lookalike, 'Alice Martin (@alice.martin)');
+  assert.equal(seen.get(b.id).lookalike, '');
+});
