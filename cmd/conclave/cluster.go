@@ -6,10 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -31,6 +34,9 @@ Flags common to all: --data, --database (as for conclave serve).
 `
 
 const nodeUsage = `Usage:
+  conclave node run --nats tls://MANAGEMENT:4222 [--management HOST:PORT] [--listen :8443] [--media-udp :8443]
+                    [--relay-listen :8447] [--host NAME]... [--public-url URL] [--data DIR]
+                                   run this machine as a conference node of the cluster
   conclave node enrol -management HOST:PORT -token TOKEN -ca-pin sha256:... [-host ADDR]... [--data DIR]
                                    enrol this machine as a node of the cluster: make its
                                    P-384 key and fetch its certificate
@@ -146,6 +152,9 @@ func nodeCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd := args[0]
+	if cmd == "run" {
+		return nodeRun(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("conclave node "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := config.Defaults()
@@ -216,4 +225,38 @@ func ipList(ips []net.IP) []string {
 		out[i] = ip.String()
 	}
 	return out
+}
+
+// nodeRun runs `conclave node run`: a conference node until SIGINT or
+// SIGTERM.
+func nodeRun(args []string, stdout, stderr io.Writer) int {
+	cfg := config.Defaults()
+	fs := flag.NewFlagSet("conclave node run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config.RegisterNode(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.Level()}))
+	n, err := server.OpenNode(cfg, log, server.NodeOptions{})
+	if err != nil {
+		fmt.Fprintf(stderr, "conclave node run: %v\n", err)
+		return 1
+	}
+	n.Start()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	have, _ := n.ConfigReady()
+	fmt.Fprintf(stdout, "Conference node %s is running.\n\n  Web client:  %s/\n  Media:       UDP %s\n  Bus:         %s\n",
+		n.Name(), n.URL(), n.MediaAddr(), cfg.Cluster.NATS)
+	if !have {
+		fmt.Fprintf(stdout, "\nIt has no configuration yet: it admits participants once it has reached the management node.\n")
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "Shutting down.")
+	if err := n.Close(); err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
 }

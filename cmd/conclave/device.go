@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -148,6 +149,12 @@ func deviceEnrol(args []string, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 	}
+	need := "the registrar does not ask for it now; keep it in case it is turned on (--sip-digest)"
+	if res.DigestRequired {
+		need = "the registrar asks for it: enter it in the phone as its SIP password"
+	}
+	fmt.Fprintf(stdout, "Digest secret of this device (user %s; shown once; %s):\n\n  %s\n\n",
+		strings.ToLower(res.Username), need, res.DigestPassword)
 	fmt.Fprintf(stdout, "Enrolled %s.\n\n  Address of record: %s\n  Registrar:         sips over TLS %s (domain %s)\n  Certificate:       %s (serial %s, until %s)\n  Fingerprint:       %s\n  Key:               %s (encrypted PKCS#8)\n  Device CA:         %s\n",
 		res.Username, res.AOR, res.Registrar, res.Domain, filepath.Join(*dir, "device.crt"), res.Serial, res.NotAfter,
 		res.Fingerprint, keyPath, filepath.Join(*dir, "device-ca.crt"))
@@ -164,7 +171,7 @@ func checkIssued(res devca.EnrolResponse, pub any) error {
 	if err != nil {
 		return fmt.Errorf("the server returned an unreadable certificate: %w", err)
 	}
-	k, ok := cert.PublicKey.(interface{ Equal(any) bool })
+	k, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !k.Equal(pub) {
 		return errors.New("the server returned a certificate for another key; do not use it")
 	}

@@ -47,6 +47,7 @@ type phoneConfig struct {
 	toneHz   float64
 	mediaEnc string // dtls_srtp, srtp-mand, or "" (plain RTP)
 	codecs   string // PCMU
+	authPass string // the digest secret, when the server asks for it
 }
 
 // startPhone runs baresip with its own config directory until the test
@@ -100,12 +101,18 @@ ctrl_tcp_listen 127.0.0.1:%d
 snd_path %s
 `, freeTCPPort(t), cert, ca, tone, ctrlPort, sink)
 	write("config", []byte(config))
-	acct := fmt.Sprintf(`<%s;transport=tls>;outbound="sip:%s;transport=tls";regint=600;answermode=auto;audio_codecs=%s;auth_pass=unused`,
-		pc.aor, pc.proxy, codecs)
+	pass := pc.authPass
+	if pass == "" {
+		pass = "unused"
+	}
+	acct := fmt.Sprintf(`<%s;transport=tls>;outbound="sip:%s;transport=tls";regint=600;answermode=auto;audio_codecs=%s;auth_pass=%s`,
+		pc.aor, pc.proxy, codecs, pass)
 	if pc.mediaEnc != "" {
 		acct += ";mediaenc=" + pc.mediaEnc
 	}
-	write("accounts", []byte(acct+"\n"))
+	// The account is created over the control socket once the test
+	// listens to it (uanew below), so that no registration event is lost.
+	write("accounts", []byte("\n"))
 	p := &phone{t: t, name: pc.name, dir: dir, sink: sink, log: &bytes.Buffer{}, logMu: &sync.Mutex{},
 		events: make(chan map[string]any, 64), resp: make(chan map[string]any, 8)}
 	p.cmd = exec.Command("baresip", "-f", dir, "-v", "-4", "-n", "127.0.0.1")
@@ -135,6 +142,9 @@ snd_path %s
 		time.Sleep(50 * time.Millisecond) // waiting for another process to listen
 	}
 	go p.read()
+	if r := p.command("uanew", acct); r["ok"] != true {
+		t.Fatalf("baresip %s: uanew: %v\n%s", p.name, r, p.Log())
+	}
 	return p
 }
 

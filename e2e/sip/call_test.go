@@ -106,12 +106,19 @@ func startSIPServer(t *testing.T, tap sipedge.Tap, allowSDES bool, users ...stri
 
 func startSIPServerWith(t *testing.T, tap sipedge.Tap, allowSDES bool, allow []string, users ...string) *testserver.Server {
 	t.Helper()
+	return startSIPServerOpts(t, tap, func(c *config.Config) {
+		c.SIPAllowSDES = allowSDES
+		c.AllowList = allow
+	}, users...)
+}
+
+func startSIPServerOpts(t *testing.T, tap sipedge.Tap, adjust func(*config.Config), users ...string) *testserver.Server {
+	t.Helper()
 	srv := testserver.Start(t, testserver.Options{Server: server.Options{SIPTap: tap}, Config: func(c *config.Config) {
 		c.SIPListen = "127.0.0.1:0"
 		c.SIPDomain = domain
 		c.SIPRelayIP = "127.0.0.1"
-		c.SIPAllowSDES = allowSDES
-		c.AllowList = allow
+		adjust(c)
 	}})
 	for _, name := range users {
 		if _, err := srv.Store().CreateUser(context.Background(), store.User{Username: name, DisplayName: name,
@@ -188,6 +195,17 @@ func TestCallBetweenTwoBaresipsIsEndToEndEncrypted(t *testing.T) {
 	}
 	if r.Packets[0] == 0 || r.Packets[1] == 0 || r.Ended.IsZero() {
 		t.Errorf("relay counts and end in the record: %+v", r)
+	}
+
+	// The auditor reads the record, fingerprints included, on the
+	// telephony page; the devices are not theirs to see.
+	page := telephonyPage(t, srv, "audrey", "auditor")
+	pageShows(t, page, "calls", r.CallerFingerprint)
+	pageShows(t, page, "calls", r.CalleeFingerprint)
+	pageShows(t, page, "calls", "dtls-srtp (end-to-end)")
+	var devicesShown bool
+	if err := page.Eval(`!document.getElementById('admin-devices').hidden`, &devicesShown); err != nil || devicesShown {
+		t.Errorf("the auditor sees the device list (%v)", err)
 	}
 }
 

@@ -17,9 +17,20 @@ import (
 	"conclave/internal/store"
 )
 
-// Gate implements meeting.Gate on the management store.
+// Rooms is what the gate reads of the configuration: the management
+// store on the management node, the copy of the configuration a
+// conference node keeps (internal/nodeconf).
+type Rooms interface {
+	// RoomByAlias returns the room, or store.ErrNotFound.
+	RoomByAlias(ctx context.Context, alias string) (store.Room, error)
+	// RoomMemberRole returns a user's role on a room's member list, or
+	// store.ErrNotFound.
+	RoomMemberRole(ctx context.Context, roomID, userID int64) (store.MemberRole, error)
+}
+
+// Gate implements meeting.Gate on the rooms of the configuration.
 type Gate struct {
-	store   store.Store
+	store   Rooms
 	guard   *guard.Guard
 	audit   audit.Recorder
 	hashing *auth.HashBudget
@@ -31,7 +42,7 @@ type Gate struct {
 
 // New returns a gate. audit may be nil; so may hashing (PIN checks are
 // then not bounded, for tests).
-func New(st store.Store, g *guard.Guard, rec audit.Recorder, hashing *auth.HashBudget, log *slog.Logger) (*Gate, error) {
+func New(st Rooms, g *guard.Guard, rec audit.Recorder, hashing *auth.HashBudget, log *slog.Logger) (*Gate, error) {
 	dummy, err := auth.HashPIN("000000")
 	if err != nil {
 		return nil, fmt.Errorf("prepare PIN check: %w", err)

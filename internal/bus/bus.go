@@ -27,10 +27,39 @@ import (
 const (
 	Prefix     = "conclave."
 	NodePrefix = "conclave.node."
+	// CommandPrefix + a node's name + "." + a command is where the
+	// management node sends a node commands (CommandDrain).
+	CommandPrefix = "conclave.command."
+)
+
+// Commands the management node sends a node.
+const (
+	// CommandDrain asks a node to move its participants to other nodes
+	// and take no more (payload "on"), or to take participants again
+	// ("off").
+	CommandDrain = "drain"
+)
+
+// JetStream resources, made by the management node.
+const (
+	// ConfigBucket is the key-value bucket of the configuration the
+	// conference nodes need (internal/nodeconf); only the management
+	// node writes it.
+	ConfigBucket = "conclave_config"
+	// SpoolStream keeps what nodes deliver to the management node (audit
+	// entries, call records) until it has taken them.
+	SpoolStream = "CONCLAVE_SPOOL"
 )
 
 // StatusSubject is where node name publishes its status.
 func StatusSubject(name string) string { return NodePrefix + name + ".status" }
+
+// SpoolSubject is where node name delivers its audit entries and call
+// records (stream SpoolStream).
+func SpoolSubject(name string) string { return NodePrefix + name + ".spool" }
+
+// CommandSubject is where node name receives command cmd.
+func CommandSubject(name, cmd string) string { return CommandPrefix + name + "." + cmd }
 
 // Config configures the embedded server.
 type Config struct {
@@ -126,27 +155,51 @@ func (a nodeAuth) Check(c server.ClientAuthentication) bool {
 	}
 	u := &server.User{Username: name}
 	if role != nodeca.RoleManagement {
-		u.Permissions = &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: []string{NodePrefix + name + ".>", "_INBOX.>"}},
-			Subscribe: &server.SubjectPermission{Allow: []string{Prefix + ">", "_INBOX.>"}},
-		}
+		u.Permissions = NodePermissions(name)
 	}
 	c.RegisterUser(u)
 	return true
 }
 
+// NodePermissions is what a conference or edge node may do on the bus:
+// publish under its own name (status, the spool), answer requests, read
+// the configuration bucket (a watch is an ordered consumer of its
+// stream), and nothing else of JetStream: it cannot write, purge or
+// delete the configuration, nor read or delete another node's spool.
+func NodePermissions(name string) *server.Permissions {
+	kv := "KV_" + ConfigBucket
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			NodePrefix + name + ".>", "_INBOX.>",
+			"$JS.API.INFO",
+			"$JS.API.STREAM.INFO." + kv,
+			"$JS.API.CONSUMER.CREATE." + kv, "$JS.API.CONSUMER.CREATE." + kv + ".>",
+			"$JS.API.CONSUMER.INFO." + kv + ".>",
+			"$JS.API.CONSUMER.DELETE." + kv + ".>",
+			"$JS.API.DIRECT.GET." + kv + ".>",
+			"$JS.FC." + kv + ".>",
+			"$JS.API.STREAM.INFO." + SpoolStream,
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{
+			CommandPrefix + name + ".>", NodePrefix + "*.status", "_INBOX.>",
+		}},
+	}
+}
+
 // Connect connects a node to the bus at url ("tls://host:port") with its
 // current certificate, reconnecting by itself whenever the connection
-// drops.
-func Connect(url string, cert func() *tls.Certificate, trust nodeca.Trust, serverName, clientName string) (*nats.Conn, error) {
-	nc, err := nats.Connect(url,
+// drops. extra adds options (RetryOnFailedConnect for a node that starts
+// while the bus is down, handlers).
+func Connect(url string, cert func() *tls.Certificate, trust nodeca.Trust, serverName, clientName string, extra ...nats.Option) (*nats.Conn, error) {
+	opts := []nats.Option{
 		nats.Secure(nodeca.ClientConfig(cert, trust, serverName)),
 		nats.TLSHandshakeFirst(),
 		nats.Name(clientName),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500*time.Millisecond),
-		nats.Timeout(5*time.Second),
-	)
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.Timeout(5 * time.Second),
+	}
+	nc, err := nats.Connect(url, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the bus at %s: %w", url, err)
 	}

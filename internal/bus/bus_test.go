@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"conclave/internal/nodeca"
 	"conclave/internal/store"
 )
@@ -91,6 +93,55 @@ func TestNodesOnTheBus(t *testing.T) {
 	msg, err := status.NextMsg(5 * time.Second)
 	if err != nil || msg.Subject != StatusSubject("node-a") || string(msg.Data) != "load=3" {
 		t.Fatalf("status received: %v %v", msg, err)
+	}
+
+	// The management node prepares JetStream; a node reads the
+	// configuration and delivers to its spool, and can do nothing else
+	// with either.
+	kv, _, err := Setup(ctx, mgmt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "rooms.x", []byte("v1")); err != nil {
+		t.Fatal(err)
+	}
+	nodeKV, err := ConfigBucketOf(ctx, ca1)
+	if err != nil {
+		t.Fatalf("a node cannot open the configuration: %v", err)
+	}
+	w, err := nodeKV.WatchAll(ctx)
+	if err != nil {
+		t.Fatalf("a node cannot watch the configuration: %v", err)
+	}
+	if e := <-w.Updates(); e == nil || string(e.Value()) != "v1" {
+		t.Fatalf("watched %v", e)
+	}
+	w.Stop()
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if _, err := nodeKV.Put(wctx, "rooms.x", []byte("forged")); err == nil {
+		t.Error("a node wrote the configuration")
+	}
+	cancel()
+	js, _ := jetstream.New(ca1)
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if err := js.DeleteKeyValue(dctx, ConfigBucket); err == nil {
+		t.Error("a node deleted the configuration")
+	}
+	cancel()
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if _, err := js.Publish(pctx, SpoolSubject("node-a"), []byte("{}")); err != nil {
+		t.Errorf("a node cannot deliver to its spool: %v", err)
+	}
+	cancel()
+	pctx, cancel = context.WithTimeout(ctx, 2*time.Second)
+	if _, err := js.Publish(pctx, SpoolSubject("node-b"), []byte("{}")); err == nil {
+		t.Error("a node delivered to another node's spool")
+	}
+	cancel()
+	if e, err := mgmt.JetStream(); err == nil {
+		if si, err := e.StreamInfo(SpoolStream); err != nil || si.State.Msgs != 1 {
+			t.Errorf("spool holds %v (%v), want the one entry", si, err)
+		}
 	}
 
 	// Another cluster's node, and a removed node, are not admitted.

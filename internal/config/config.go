@@ -81,6 +81,10 @@ type Config struct {
 	SIPRelayPorts string
 	// SIPAllowSDES allows SDES-SRTP calls, which are not end-to-end.
 	SIPAllowSDES bool
+	// SIPDigest asks devices for their digest secret as a second factor on
+	// top of their certificate, with this algorithm: "sha-256" or "md5";
+	// empty for no digest.
+	SIPDigest string
 	// Auth holds the management listener and sign-in settings
 	// (internal/config/auth.go).
 	Auth AuthConfig
@@ -99,6 +103,8 @@ type Config struct {
 	// MetricsTokenFile names a file holding the bearer token that lets a
 	// Prometheus server scrape /metrics on the HTTPS listener.
 	MetricsTokenFile string
+	// Cluster holds the bus and node-to-node settings (cluster.go).
+	Cluster Cluster
 }
 
 // Secrets are the sources of the master key; at most one is set.
@@ -220,8 +226,10 @@ func Register(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.SIPDomain, "sip-domain", env("CONCLAVE_SIP_DOMAIN", c.SIPDomain), "SIP domain of addresses of record; default the first host name (env CONCLAVE_SIP_DOMAIN)")
 	fs.StringVar(&c.SIPRelayIP, "sip-relay-ip", env("CONCLAVE_SIP_RELAY_IP", c.SIPRelayIP), "address the SIP media relay binds and announces (env CONCLAVE_SIP_RELAY_IP)")
 	fs.StringVar(&c.SIPRelayPorts, "sip-relay-ports", env("CONCLAVE_SIP_RELAY_PORTS", c.SIPRelayPorts), "UDP port range of the SIP media relay, min-max (env CONCLAVE_SIP_RELAY_PORTS)")
+	fs.StringVar(&c.SIPDigest, "sip-digest", env("CONCLAVE_SIP_DIGEST", c.SIPDigest), "ask SIP devices for their digest secret as well as their certificate, with sha-256 or md5 (for phones that know nothing else); empty: no digest (env CONCLAVE_SIP_DIGEST)")
 	fs.BoolVar(&c.SIPAllowSDES, "sip-allow-sdes", envBool("CONCLAVE_SIP_ALLOW_SDES", c.SIPAllowSDES), "allow SDES-SRTP calls, whose keys the server sees (not end-to-end) (env CONCLAVE_SIP_ALLOW_SDES)")
 	registerAuth(fs, &c.Auth)
+	registerCluster(fs, &c.Cluster)
 	if v := os.Getenv("CONCLAVE_PUBLIC_IPS"); v != "" {
 		c.PublicIPs = splitList(v)
 	}
@@ -268,6 +276,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := c.SIPRelayRange(); err != nil {
 		return err
+	}
+	if d := strings.ToLower(c.SIPDigest); d != "" && d != "sha-256" && d != "md5" {
+		return fmt.Errorf("--sip-digest %q must be sha-256, md5 or empty", c.SIPDigest)
 	}
 	return c.Auth.validate(c.Listen)
 }

@@ -106,6 +106,11 @@ type EnrolResponse struct {
 	Domain      string `json:"domain"`
 	Registrar   string `json:"registrar"`
 	AllowSDES   bool   `json:"allowSDES"`
+	// DigestPassword is the device's SIP digest secret (the second factor
+	// when the server asks for it), shown once.
+	DigestPassword string `json:"digestPassword"`
+	// DigestRequired says whether the server asks for it.
+	DigestRequired bool `json:"digestRequired"`
 }
 
 // RequestEnrol sends token and csr to the server at baseURL

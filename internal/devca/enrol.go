@@ -2,10 +2,12 @@ package devca
 
 import (
 	"context"
+	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -67,6 +69,10 @@ type Issued struct {
 	Cert     *x509.Certificate
 	// CertPEM is the device certificate; CAPEM the device CA.
 	CertPEM, CAPEM []byte
+	// DigestPassword is the device's SIP digest secret, for servers that
+	// ask for digest authentication as a second factor. It is returned
+	// once; the authority keeps only its HA1 values.
+	DigestPassword string
 }
 
 // ParseCSR reads a PKCS#10 request in PEM or DER and checks its signature
@@ -127,9 +133,10 @@ func (a *Authority) Enrol(ctx context.Context, token string, csrData []byte, sou
 	if err != nil {
 		return Issued{}, err
 	}
+	password := rand.Text()
 	dc := store.DeviceCert{Serial: SerialString(cert.SerialNumber), UserID: u.ID, AOR: a.AOR(u.Username),
 		Fingerprint: pki.Fingerprint(cert), KeyType: KeyType(cert.PublicKey), IssuedAt: now,
-		NotAfter: cert.NotAfter, DER: cert.Raw}
+		NotAfter: cert.NotAfter, DER: cert.Raw, DigestHA1: DigestHA1(strings.ToLower(u.Username), a.cfg.Domain, password)}
 	if err := a.st.CreateDeviceCert(ctx, dc); err != nil {
 		return Issued{}, err
 	}
@@ -138,7 +145,8 @@ func (a *Authority) Enrol(ctx context.Context, token string, csrData []byte, sou
 			"key": dc.KeyType, "token-creator": tok.CreatedBy}})
 	a.log.Info("device enrolled", "user", u.Username, "serial", dc.Serial, "key", dc.KeyType)
 	return Issued{Username: u.Username, AOR: dc.AOR, Cert: cert,
-		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), CAPEM: a.caPEM}, nil
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), CAPEM: a.caPEM,
+		DigestPassword: password}, nil
 }
 
 // issue signs the device certificate of u for the key of csr. Nothing of
@@ -181,4 +189,35 @@ func (a *Authority) record(ctx context.Context, e audit.Event) {
 	if err := a.audit.Record(ctx, e); err != nil {
 		a.log.Error("audit record failed", "action", e.Action, "err", err)
 	}
+}
+
+// DigestHA1 returns the stored form of a digest secret: the HA1 values
+// (RFC 7616) for MD5 and SHA-256.
+func DigestHA1(username, realm, password string) string {
+	m := md5.Sum([]byte(username + ":" + realm + ":" + password))
+	s := sha256.Sum256([]byte(username + ":" + realm + ":" + password))
+	return "MD5:" + hex.EncodeToString(m[:]) + " SHA-256:" + hex.EncodeToString(s[:])
+}
+
+// HA1 picks the value for algorithm ("MD5" or "SHA-256") out of a stored
+// DigestHA1; "" when there is none.
+func HA1(stored, algorithm string) string {
+	if algorithm == "" {
+		algorithm = "MD5"
+	}
+	for _, f := range strings.Fields(stored) {
+		if alg, v, ok := strings.Cut(f, ":"); ok && strings.EqualFold(alg, algorithm) {
+			return v
+		}
+	}
+	return ""
+}
+
+// DeviceDigest returns the stored HA1 values of a device certificate.
+func (a *Authority) DeviceDigest(ctx context.Context, serial string) (string, error) {
+	c, err := a.st.DeviceCertBySerial(ctx, serial)
+	if err != nil {
+		return "", err
+	}
+	return c.DigestHA1, nil
 }

@@ -72,6 +72,10 @@ func Listen(ca *CA, addr string, hosts []string, log *slog.Logger) (*Listener, e
 // Addr is the listener's address.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
+// Certificate is the management node's own certificate (the cluster
+// listener's, also used on the bus and the node-to-node links).
+func (l *Listener) Certificate() *tls.Certificate { return l.cert.Load() }
+
 // Close stops the listener.
 func (l *Listener) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

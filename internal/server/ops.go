@@ -73,6 +73,7 @@ type ops struct {
 
 	refusing atomic.Pointer[string] // why the node refuses to serve
 
+	renewing       atomic.Bool              // checkCerts is renewing (no recursion)
 	pendingChanges []selfcheck.Change       // put back at start
 	upgrade        *selfcheck.BinaryUpgrade // a new binary at start
 
@@ -317,6 +318,7 @@ func (o *ops) start(ctx context.Context, s *Server) {
 	o.stops = append(o.stops,
 		every(selfCheckInterval, func() { o.SelfCheck(ctx, s) }),
 		every(clockInterval, o.checkClock),
+		every(clockInterval, func() { o.reloadIfChanged(ctx) }),
 		clock.Every(o.clock, certCheckInterval, o.checkCerts),
 		o.backups.Stop,
 	)
@@ -422,8 +424,24 @@ func (o *ops) reloadCertificate(ctx context.Context) {
 			Details: map[string]string{"fingerprint": pki.Fingerprint(cert.Leaf), "not_after": cert.Leaf.NotAfter.UTC().Format(time.RFC3339)}}); err != nil {
 			o.log.Error("audit record failed", "err", err)
 		}
+		o.checkCerts()
 	}
-	o.checkCerts()
+}
+
+// reloadIfChanged serves the node's imported certificate when the file
+// on disk is not the one served (installed by `conclave cert import`
+// while the server runs).
+func (o *ops) reloadIfChanged(ctx context.Context) {
+	if o.cfg.CertFile != "" {
+		return
+	}
+	cert, err := pki.LoadNode(o.cfg.DataDir, o.node, o.box)
+	if err != nil || cert.Leaf == nil {
+		return
+	}
+	if cur := o.certs.Load(); cur.Leaf == nil || pki.Fingerprint(cur.Leaf) != pki.Fingerprint(cert.Leaf) {
+		o.reloadCertificate(ctx)
+	}
 }
 
 // certificates lists the node's certificates.
@@ -465,10 +483,15 @@ func (o *ops) certExpiries() map[string]time.Time {
 func (o *ops) checkCerts() {
 	days := o.settings.Get().CertAlarmDays
 	now := o.clock.Now()
-	if c := o.certs.Load(); c.Leaf != nil && o.material != nil && !o.material.Operator() && c.Leaf.NotAfter.Sub(now) < 30*24*time.Hour {
-		if o.ctx != nil {
-			defer o.reloadCertificate(o.ctx) // renews the generated certificate
-		}
+	// The generated certificate (not an imported or operator one) renews
+	// itself 30 days before its end; the reload issues the new one and
+	// checks again.
+	if c := o.certs.Load(); c.Leaf != nil && o.material != nil && !o.material.Operator() && o.ctx != nil &&
+		o.material.Certificate.Leaf != nil && pki.Fingerprint(c.Leaf) == pki.Fingerprint(o.material.Certificate.Leaf) &&
+		c.Leaf.NotAfter.Sub(now) < 30*24*time.Hour && o.renewing.CompareAndSwap(false, true) {
+		o.reloadCertificate(o.ctx)
+		o.renewing.Store(false)
+		return
 	}
 	for _, c := range o.certificates() {
 		left := c.NotAfter.Sub(now)

@@ -263,3 +263,46 @@ func TestMetricsScrape(t *testing.T) {
 		t.Fatalf("/metrics with an administrator session: %d", st)
 	}
 }
+
+// An imported certificate close to its end raises the expiry alarm:
+// minor 30 days before, major 7 days before, critical once expired.
+func TestCertificateExpiryAlarms(t *testing.T) {
+	clk := fakeclock.New(time.Now().UTC())
+	srv := testserver.Start(t, testserver.Options{Server: server.Options{Clock: clk}})
+	addAccount(t, srv, "root", perm.Administrator)
+	c := newAPIClient(t, srv)
+	c.login("root", testPassword)
+	ca, caKey, caPEM := newTestCA(t, "Org CA")
+	if st, body, _ := c.do("POST", "/api/certificates/trusted", map[string]any{"name": "org", "pem": caPEM}, true); st != http.StatusOK {
+		t.Fatalf("trust: %d %v", st, body)
+	}
+	_, csr, _ := c.do("POST", "/api/certificates/csr", map[string]any{"names": []string{"127.0.0.1"}}, true)
+	notAfter := clk.Now().Add(40 * 24 * time.Hour)
+	chain := signCSR(t, csr["csr"].(string), ca, caKey, notAfter)
+	if st, body, _ := c.do("POST", "/api/certificates/import", map[string]any{"chain": string(chain)}, true); st != http.StatusOK {
+		t.Fatalf("import: %d %v", st, body)
+	}
+	severity := func() alarm.Severity {
+		for _, a := range srv.ActiveAlarms() {
+			if a.Kind == alarm.KindCertificate && a.Subject == "server" {
+				return a.Severity
+			}
+		}
+		return ""
+	}
+	if s := severity(); s != "" {
+		t.Fatalf("alarm with 40 days left: %s", s)
+	}
+	clk.Advance(11 * 24 * time.Hour) // 29 days left
+	if s := severity(); s != alarm.Minor {
+		t.Fatalf("with 29 days left: %q, want minor", s)
+	}
+	clk.Advance(23 * 24 * time.Hour) // 6 days left
+	if s := severity(); s != alarm.Major {
+		t.Fatalf("with 6 days left: %q, want major", s)
+	}
+	clk.Advance(7 * 24 * time.Hour)
+	if s := severity(); s != alarm.Critical {
+		t.Fatalf("expired: %q, want critical", s)
+	}
+}

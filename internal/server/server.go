@@ -34,6 +34,7 @@ import (
 	"conclave/internal/meeting"
 	"conclave/internal/metrics"
 	"conclave/internal/nodeca"
+	"conclave/internal/nodeconf"
 	"conclave/internal/pki"
 	"conclave/internal/ra"
 	"conclave/internal/sfu"
@@ -78,8 +79,10 @@ type Server struct {
 	sip           *sipedge.Edge    // nil unless --sip-listen
 	clusterCA     *nodeca.CA       // nil unless --cluster-listen
 	cluster       *nodeca.Listener // nil unless --cluster-listen
+	cl            *cluster         // nil unless --cluster-listen (cluster.go)
 	sipCA         *devca.Authority // nil unless --sip-listen
 	url           string
+	org           nodeconf.Org // the organisation's E2EE key, for the nodes
 	ctx           context.Context
 	cancel        context.CancelFunc
 	served        chan error
@@ -206,6 +209,8 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.org = nodeconf.Org{ID: authority.OrgID(), Name: authority.Name(), PublicKey: authority.PublicKey(),
+		LogKey: authority.LogVerifierKey()}
 	authority.Watch(func(r *e2ee.Revocation) {
 		pub, _ := e2ee.MarshalPublicKey(r.DevicePublicKey)
 		if n := s.meetings.RevokeDevice(pub); n > 0 {
@@ -225,6 +230,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 
 	if err := s.openCluster(clk, org); err != nil {
 		return nil, err
+	}
+	if s.cl != nil {
+		s.cl.org = s.org
 	}
 	telephony, err := s.openSIP(clk, opts)
 	if err != nil {
@@ -355,8 +363,8 @@ func (s *Server) Start() {
 	go s.pruneThrottles(s.ctx, time.Hour)
 	stopLog := s.authority.Run(s.ctx, logSyncInterval)
 	context.AfterFunc(s.ctx, stopLog)
-	if s.clusterCA != nil {
-		go s.refreshRevocations(s.ctx)
+	if s.cl != nil {
+		s.startCluster(s.ctx)
 	}
 	go s.sweepAccounts(s.ctx, AccountSweep)
 	go func() {
@@ -529,6 +537,9 @@ func (s *Server) close() error {
 
 func (s *Server) closeParts() error {
 	var errs []error
+	if s.cl != nil {
+		s.cl.close()
+	}
 	if s.cluster != nil {
 		errs = append(errs, s.cluster.Close())
 	}

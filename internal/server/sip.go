@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"conclave/internal/clock"
 	"conclave/internal/devca"
@@ -61,9 +62,9 @@ func (s *Server) openSIP(clk clock.Clock, opts Options) (*web.Telephony, error) 
 		return nil, err
 	}
 	s.sip, err = sipedge.New(sipedge.Config{Listen: cfg.SIPListen, Domain: domain, Host: sipHost, RelayIP: relay,
-		RelayPorts: sipedge.PortRange{Min: lo, Max: hi}, AllowSDES: cfg.SIPAllowSDES, Certificate: cert,
+		RelayPorts: sipedge.PortRange{Min: lo, Max: hi}, AllowSDES: cfg.SIPAllowSDES, Digest: strings.ToUpper(cfg.SIPDigest), Certificate: cert,
 		Tap: opts.SIPTap, Clock: clk, Logger: s.log},
-		sipedge.Deps{CA: ca, Guard: s.guard, Audit: s.audit, CDRs: cdrs})
+		sipedge.Deps{CA: ca, Guard: s.guard, Audit: s.audit, CDRs: cdrs, Directory: s.store})
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +72,7 @@ func (s *Server) openSIP(clk clock.Clock, opts Options) (*web.Telephony, error) 
 		return nil, err
 	}
 	s.sipCA = ca
-	return &web.Telephony{CA: ca, Edge: s.sip, CDRs: cdrs, Guard: s.guard, AllowSDES: cfg.SIPAllowSDES,
+	return &web.Telephony{CA: ca, Edge: s.sip, CDRs: cdrs, Guard: s.guard, AllowSDES: cfg.SIPAllowSDES, RequireDigest: cfg.SIPDigest != "",
 		Registrar: net.JoinHostPort(sipHost, portOf(s.sip.Addr())), Devices: s.store}, nil
 }
 

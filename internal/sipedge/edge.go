@@ -35,6 +35,7 @@ import (
 	"conclave/internal/devca"
 	"conclave/internal/guard"
 	"conclave/internal/pki"
+	"conclave/internal/store"
 )
 
 // Audit actions of the SIP edge.
@@ -60,6 +61,10 @@ type Config struct {
 	RelayPorts PortRange
 	// AllowSDES lets calls use SDES-SRTP, marked not end-to-end.
 	AllowSDES bool
+	// Digest, "SHA-256" or "MD5", asks every REGISTER and INVITE for the
+	// device's digest secret as a second factor with that algorithm
+	// (digest.go); empty asks for none.
+	Digest string
 	// Certificate is the edge's TLS server certificate.
 	Certificate tls.Certificate
 	// MinExpires and MaxExpires bound registrations (defaults 60 s, 3600 s).
@@ -78,12 +83,22 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Directory tells accounts and rooms apart for the answer to a call for
+// an address nobody has registered; store.Store is one.
+type Directory interface {
+	UserByName(ctx context.Context, username string) (store.User, error)
+	RoomByAlias(ctx context.Context, alias string) (store.Room, error)
+}
+
 // Deps are the parts of the server the edge uses.
 type Deps struct {
 	CA    *devca.Authority
 	Guard *guard.Guard
 	Audit audit.Recorder
 	CDRs  *CDRLog
+	// Directory is optional: without it every unregistered address is
+	// answered 480.
+	Directory Directory
 }
 
 // Edge is a running SIP edge.
@@ -100,6 +115,8 @@ type Edge struct {
 
 	reg   *registrar
 	calls *callTable
+
+	nonceKey nonceKey
 
 	limMu    sync.Mutex
 	limiters map[netip.Addr]*rate.Limiter
@@ -143,7 +160,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		log = slog.Default()
 	}
 	e := &Edge{cfg: cfg, deps: deps, clock: clock.Or(cfg.Clock), log: log.With("part", "sip"),
-		limiters: map[netip.Addr]*rate.Limiter{}, done: make(chan struct{})}
+		limiters: map[netip.Addr]*rate.Limiter{}, done: make(chan struct{}), nonceKey: newNonceKey()}
 	e.reg = newRegistrar(e)
 	e.calls = newCallTable()
 	return e, nil

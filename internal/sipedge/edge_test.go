@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/icholy/digest"
+
 	"conclave/internal/audit"
 	"conclave/internal/devca"
 	"conclave/internal/guard"
@@ -66,7 +68,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	e, err := New(Config{Listen: "127.0.0.1:0", Domain: "conclave.test", Host: "127.0.0.1", RelayIP: netip.MustParseAddr("127.0.0.1"),
-		Certificate: cert, Clock: clk}, Deps{CA: ca, Guard: g, Audit: lg, CDRs: cdrs})
+		Certificate: cert, Clock: clk}, Deps{CA: ca, Guard: g, Audit: lg, CDRs: cdrs, Directory: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,51 +136,76 @@ func (f *fixture) dial(t *testing.T, cert *tls.Certificate) (*sipConn, error) {
 
 // register sends a REGISTER for aor and returns the response status.
 func (s *sipConn) register(aor string, expires int) (int, error) {
+	code, _, err := s.send(aor, expires, "")
+	return code, err
+}
+
+// registerAuth sends a REGISTER with an Authorization header (none when
+// empty) and returns the status and the challenges of the answer.
+func (s *sipConn) registerAuth(aor, authorization string) (int, []string, error) {
+	return s.send(aor, 600, authorization)
+}
+
+func (s *sipConn) send(aor string, expires int, authorization string) (int, []string, error) {
 	s.cseq++
 	local := s.c.LocalAddr().String()
 	user := strings.TrimPrefix(strings.Split(aor, "@")[0], "sip:")
 	msg := fmt.Sprintf("REGISTER sip:conclave.test SIP/2.0\r\n"+
 		"Via: SIP/2.0/TLS %s;branch=z9hG4bK%d%d\r\n"+
 		"Max-Forwards: 70\r\nFrom: <%s>;tag=t1\r\nTo: <%s>\r\nCall-ID: reg-%s\r\nCSeq: %d REGISTER\r\n"+
-		"Contact: <sip:%s@%s;transport=tls>\r\nExpires: %d\r\nContent-Length: 0\r\n\r\n",
+		"Contact: <sip:%s@%s;transport=tls>\r\nExpires: %d\r\n",
 		local, time.Now().UnixNano(), s.cseq, aor, aor, user, s.cseq, user, local, expires)
-	if _, err := io.WriteString(s.c, msg); err != nil {
-		return 0, err
+	if authorization != "" {
+		msg += "Authorization: " + authorization + "\r\n"
 	}
-	return s.readStatus()
+	msg += "Content-Length: 0\r\n\r\n"
+	if _, err := io.WriteString(s.c, msg); err != nil {
+		return 0, nil, err
+	}
+	return s.readResponse()
 }
 
 func (s *sipConn) readStatus() (int, error) {
+	code, _, err := s.readResponse()
+	return code, err
+}
+
+func (s *sipConn) readResponse() (int, []string, error) {
 	s.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	defer s.c.SetReadDeadline(time.Time{})
 	for {
 		line, err := s.r.ReadString('\n')
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if !strings.HasPrefix(line, "SIP/2.0 ") {
 			continue
 		}
 		code, _ := strconv.Atoi(strings.Fields(line)[1])
 		n := 0
+		var chals []string
 		for {
 			h, err := s.r.ReadString('\n')
 			if err != nil {
-				return 0, err
+				return 0, nil, err
 			}
 			h = strings.TrimSpace(h)
 			if h == "" {
 				break
 			}
-			if k, v, ok := strings.Cut(h, ":"); ok && strings.EqualFold(k, "Content-Length") {
+			k, v, ok := strings.Cut(h, ":")
+			if ok && strings.EqualFold(k, "Content-Length") {
 				n, _ = strconv.Atoi(strings.TrimSpace(v))
+			}
+			if ok && strings.EqualFold(k, "WWW-Authenticate") {
+				chals = append(chals, strings.TrimSpace(v))
 			}
 		}
 		if _, err := io.CopyN(io.Discard, s.r, int64(n)); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if code >= 200 {
-			return code, nil
+			return code, chals, nil
 		}
 	}
 }
@@ -325,5 +352,136 @@ func TestForeignAndMissingCertificatesAreRefusedAndCountAsBreakIns(t *testing.T)
 	f.clk.Advance(11 * time.Minute)
 	if _, err := f.dial(t, &good); err != nil {
 		t.Fatalf("the quarantine did not end: %v", err)
+	}
+}
+
+func TestDigestIsASecondFactorBoundToTheCertificate(t *testing.T) {
+	f := newFixture(t)
+	f.edge.cfg.Digest = "SHA-256"
+	cert, iss := device(t, f.ca, f.st, "alice")
+	bobCert, bobIss := device(t, f.ca, f.st, "bob")
+	c, err := f.dial(t, &cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without credentials: a challenge.
+	code, chals, err := c.registerAuth("sip:alice@conclave.test", "")
+	if code != 401 || len(chals) != 1 || !strings.Contains(chals[0], "SHA-256") {
+		t.Fatalf("no credentials: %d %v %v", code, chals, err)
+	}
+	answer := func(chal, user, password string) string {
+		ch, err := digest.ParseChallenge(chal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cr, err := digest.Digest(ch, digest.Options{Method: "REGISTER", URI: "sip:conclave.test", Username: user, Password: password})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cr.String()
+	}
+	// Bob's secret with Alice's certificate, and a wrong secret: refused.
+	if code, _, _ := c.registerAuth("sip:alice@conclave.test", answer(chals[0], "bob", bobIss.DigestPassword)); code != 403 {
+		t.Fatalf("bob's secret on alice's certificate: %d", code)
+	}
+	if code, _, _ := c.registerAuth("sip:alice@conclave.test", answer(chals[0], "alice", "wrong")); code != 403 {
+		t.Fatalf("a wrong secret: %d", code)
+	}
+	if n := len(f.audited(t, ActionDigestFailed)); n != 2 {
+		t.Fatalf("%d digest failures audited", n)
+	}
+	f.guard.Sweep()
+	if code, _, err := c.registerAuth("sip:alice@conclave.test", answer(chals[0], "alice", iss.DigestPassword)); code != 200 {
+		t.Fatalf("the right secret: %d %v", code, err)
+	}
+	// An MD5 answer to a SHA-256 challenge is refused (no downgrade).
+	md5chal := strings.Replace(chals[0], "SHA-256", "MD5", 1)
+	if code, _, _ := c.registerAuth("sip:alice@conclave.test", answer(md5chal, "alice", iss.DigestPassword)); code != 403 {
+		t.Fatalf("an MD5 answer to a SHA-256 challenge: %d", code)
+	}
+	// A nonce outlives nothing: five minutes later it is stale.
+	f.clk.Advance(6 * time.Minute)
+	if code, chals2, _ := c.registerAuth("sip:alice@conclave.test", answer(chals[0], "alice", iss.DigestPassword)); code != 401 ||
+		!strings.Contains(chals2[0], "stale=true") {
+		t.Fatalf("an old nonce: %d %v", code, chals2)
+	}
+	_ = bobCert
+}
+
+// invite sends an INVITE from aor to target with a DTLS-SRTP offer and
+// returns the final status and the Warning header.
+func (s *sipConn) invite(aor, target string) (int, string, error) {
+	s.cseq++
+	local := s.c.LocalAddr().String()
+	user := strings.TrimPrefix(strings.Split(aor, "@")[0], "sip:")
+	body := strings.ReplaceAll(dtlsOffer, "192.0.2.10", "127.0.0.1")
+	msg := fmt.Sprintf("INVITE %s SIP/2.0\r\nVia: SIP/2.0/TLS %s;branch=z9hG4bKi%d\r\nMax-Forwards: 70\r\n"+
+		"From: <%s>;tag=f%d\r\nTo: <%s>\r\nCall-ID: inv-%d\r\nCSeq: 1 INVITE\r\nContact: <sip:%s@%s;transport=tls>\r\n"+
+		"Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+		target, local, s.cseq, aor, s.cseq, target, s.cseq, user, local, len(body), body)
+	if _, err := io.WriteString(s.c, msg); err != nil {
+		return 0, "", err
+	}
+	s.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer s.c.SetReadDeadline(time.Time{})
+	for {
+		line, err := s.r.ReadString('\n')
+		if err != nil {
+			return 0, "", err
+		}
+		if !strings.HasPrefix(line, "SIP/2.0 ") {
+			continue
+		}
+		code, _ := strconv.Atoi(strings.Fields(line)[1])
+		warning, n := "", 0
+		for {
+			h, _ := s.r.ReadString('\n')
+			h = strings.TrimSpace(h)
+			if h == "" {
+				break
+			}
+			k, v, _ := strings.Cut(h, ":")
+			switch strings.ToLower(k) {
+			case "warning":
+				warning = v
+			case "content-length":
+				n, _ = strconv.Atoi(strings.TrimSpace(v))
+			}
+		}
+		io.CopyN(io.Discard, s.r, int64(n))
+		if code >= 200 {
+			return code, warning, nil
+		}
+	}
+}
+
+func TestCallsToUnreachableAddressesSayWhy(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.st.CreateRoom(context.Background(), store.Room{Alias: "board", DisplayName: "Board", Access: store.AccessOpen}); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := device(t, f.ca, f.st, "alice")
+	c, err := f.dial(t, &cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		target string
+		code   int
+		says   string
+	}{
+		{"sip:bob@conclave.test", 480, "has no registered device"},
+		{"sip:board@conclave.test", 404, "dialling into meetings is not available"},
+		{"sip:nobody@conclave.test", 404, "no account or room"},
+		{"sip:bob@elsewhere.example", 403, "routes calls to conclave.test only"},
+	} {
+		code, warning, err := c.invite("sip:alice@conclave.test", tc.target)
+		if err != nil || code != tc.code || !strings.Contains(warning, tc.says) {
+			t.Errorf("call to %s: %d %q %v", tc.target, code, warning, err)
+		}
+	}
+	// A From that is not the certificate's address is refused and counted.
+	if code, _, _ := c.invite("sip:bob@conclave.test", "sip:alice@conclave.test"); code != 403 {
+		t.Errorf("calling as bob with alice's certificate: %d", code)
 	}
 }

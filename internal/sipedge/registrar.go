@@ -75,6 +75,9 @@ func (r *registrar) handle(req *sip.Request, tx sip.ServerTransaction, _ *devca.
 		e.respond(tx, req, sip.StatusForbidden, "Forbidden")
 		return
 	}
+	if !e.digestOK(tx, req, id, false) {
+		return
+	}
 	def := e.cfg.MaxExpires
 	if h := req.GetHeader("Expires"); h != nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {

@@ -24,6 +24,8 @@ type DeviceToken struct {
 type DeviceCert struct {
 	// Serial is the certificate's serial number in lower-case hexadecimal.
 	Serial string
+	// UserID is the account it was issued to; 0 once that account is
+	// deleted (the certificate stays, revoked, for the CRL and OCSP).
 	UserID int64
 	// AOR is the SIP address of record the certificate is bound to.
 	AOR string
@@ -39,6 +41,9 @@ type DeviceCert struct {
 	Reason int
 	// DER is the certificate.
 	DER []byte
+	// DigestHA1 holds the HA1 values of the device's SIP digest secret
+	// ("MD5:<hex> SHA-256:<hex>"), never the secret.
+	DigestHA1 string
 }
 
 // CDR is a sealed call detail record: the store keeps the ciphertext and

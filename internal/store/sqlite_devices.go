@@ -43,17 +43,18 @@ func (s *DB) ConsumeDeviceToken(ctx context.Context, tokenHash []byte, now time.
 	return t, nil
 }
 
-const deviceCertColumns = `serial, user_id, aor, fingerprint, key_type, issued_at, not_after, revoked_at, reason, der`
+const deviceCertColumns = `serial, user_id, aor, fingerprint, key_type, issued_at, not_after, revoked_at, reason, der, digest_ha1`
 
 func scanDeviceCert(row interface{ Scan(...any) error }) (DeviceCert, error) {
 	var (
 		c                DeviceCert
 		issued, notAfter int64
-		revoked          sql.NullInt64
+		user, revoked    sql.NullInt64
 	)
-	if err := row.Scan(&c.Serial, &c.UserID, &c.AOR, &c.Fingerprint, &c.KeyType, &issued, &notAfter, &revoked, &c.Reason, &c.DER); err != nil {
+	if err := row.Scan(&c.Serial, &user, &c.AOR, &c.Fingerprint, &c.KeyType, &issued, &notAfter, &revoked, &c.Reason, &c.DER, &c.DigestHA1); err != nil {
 		return DeviceCert{}, mapErr(err)
 	}
+	c.UserID = user.Int64 // 0 once the account is deleted
 	c.IssuedAt, c.NotAfter, c.RevokedAt = fromNanos(issued), fromNanos(notAfter), fromNullNanos(revoked)
 	return c, nil
 }
@@ -61,9 +62,9 @@ func scanDeviceCert(row interface{ Scan(...any) error }) (DeviceCert, error) {
 // CreateDeviceCert implements DeviceStore.
 func (s *DB) CreateDeviceCert(ctx context.Context, c DeviceCert) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO device_certs (`+deviceCertColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.Serial, c.UserID, c.AOR, c.Fingerprint, c.KeyType, toNanos(c.IssuedAt), toNanos(c.NotAfter),
-		toNullNanos(c.RevokedAt), c.Reason, c.DER)
+		toNullNanos(c.RevokedAt), c.Reason, c.DER, c.DigestHA1)
 	if err != nil {
 		return fmt.Errorf("record device certificate %s: %w", c.Serial, mapErr(err))
 	}

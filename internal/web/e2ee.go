@@ -23,8 +23,19 @@ const uploadHeader = "X-Conclave-Upload"
 const fileIDHeader = "X-Conclave-File-Id"
 
 func (s *Server) apiOrg(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"orgId": s.Authority.OrgID(), "name": s.Authority.Name(),
-		"publicKey": base64.StdEncoding.EncodeToString(s.Authority.PublicKey()), "logKey": s.Authority.LogVerifierKey()})
+	var org OrgKey
+	switch {
+	case s.Org != nil:
+		org = s.Org
+	case s.Authority != nil:
+		org = s.Authority
+	}
+	if org == nil || len(org.PublicKey()) == 0 {
+		writeError(w, http.StatusServiceUnavailable, "no-org-key", "This node has not received the organisation's key yet.")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"orgId": org.OrgID(), "name": org.Name(),
+		"publicKey": base64.StdEncoding.EncodeToString(org.PublicKey()), "logKey": org.LogVerifierKey()})
 }
 
 // apiChallenge gives a signed-in session a proof-of-possession challenge

@@ -34,6 +34,8 @@ func (p Plane) name() string {
 		return "meeting"
 	case PlaneAdmin:
 		return "admin"
+	case PlaneNode:
+		return "node"
 	}
 	return ""
 }
@@ -187,7 +189,7 @@ func (w Where) servedOn(p Plane) bool {
 
 func (s *Server) routes() {
 	for _, rt := range s.Routes() {
-		if !rt.Where.servedOn(s.Plane) {
+		if !s.serves(rt) {
 			continue
 		}
 		h := rt.Handle

@@ -37,6 +37,9 @@ type Config struct {
 	Meetings *meeting.Manager
 	// Authority issues E2EE device credentials.
 	Authority *ra.Authority
+	// Org, when set, is the organisation's key served instead of
+	// Authority's (a conference node, which has no authority).
+	Org OrgKey
 	// Guard applies the break-in rules to sign-ins: a quarantined address
 	// is refused before any password is hashed, and failed sign-ins count
 	// towards its quarantine. Nil disables both (tests).

@@ -29,6 +29,8 @@ type Telephony struct {
 	Registrar string
 	// AllowSDES says whether SDES-SRTP calls (not end-to-end) are allowed.
 	AllowSDES bool
+	// RequireDigest says whether devices need their digest secret too.
+	RequireDigest bool
 	// Devices lists certificates; store.SQLite is one.
 	Devices store.DeviceStore
 }
@@ -55,6 +57,7 @@ func (s *Server) sipRoutes(m func(method, path string, p perm.Permission, h Mana
 		}
 	}
 	return []Route{
+		{Method: "GET", Path: "/telephony", Where: Both, Handle: s.page("telephony.html")},
 		{Method: "GET", Path: devca.CRLPath, Where: Both, Handle: on(func(w http.ResponseWriter, r *http.Request) {
 			s.Telephony.CA.CRLHandler().ServeHTTP(w, r)
 		})},
@@ -118,6 +121,10 @@ type enrolResultJSON struct {
 	Fingerprint string `json:"fingerprint"`
 	Serial      string `json:"serial"`
 	NotAfter    string `json:"notAfter"`
+	// DigestPassword is shown once; DigestRequired says whether the
+	// registrar asks for it.
+	DigestPassword string `json:"digestPassword"`
+	DigestRequired bool   `json:"digestRequired"`
 	sipInfoJSON
 }
 
@@ -156,7 +163,7 @@ func (s *Server) apiSIPEnrol(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, enrolResultJSON{Username: iss.Username, AOR: iss.AOR, Certificate: string(iss.CertPEM),
 		CA: string(iss.CAPEM), Fingerprint: pkiFingerprint(iss), Serial: devca.SerialString(iss.Cert.SerialNumber),
-		NotAfter:    iss.Cert.NotAfter.UTC().Format(time.RFC3339),
+		NotAfter: iss.Cert.NotAfter.UTC().Format(time.RFC3339), DigestPassword: iss.DigestPassword, DigestRequired: t.RequireDigest,
 		sipInfoJSON: sipInfoJSON{Domain: t.CA.Domain(), Registrar: t.Registrar, AllowSDES: t.AllowSDES}})
 }
 

@@ -55,6 +55,12 @@ const ops = {
       handleSIGTERM: true,
       handleSIGHUP: true,
     });
+    // Firefox's own output goes to our standard error (never to standard
+    // output, which carries the replies): the harness keeps the last lines
+    // and shows them if Firefox goes away during a test.
+    const proc = browser.process();
+    proc?.stderr?.on('data', (c) => process.stderr.write(c));
+    proc?.stdout?.on('data', (c) => process.stderr.write(c));
     browser.on('disconnected', () => send({ event: 'exit', reason: 'Firefox disconnected' }));
     return browser.version();
   },
