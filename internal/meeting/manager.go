@@ -31,6 +31,14 @@ type Config struct {
 	MaxParticipants int
 	// ICEServers are sent to clients in welcome.
 	ICEServers []signal.ICEServer
+	// Relay, when set, adds a TURN server with credentials for each
+	// participant to the welcome, pushes fresh credentials (ice-servers)
+	// every half of their lifetime, and revokes them when the
+	// participant leaves.
+	Relay Relay
+	// AlwaysRelay tells clients to send all media through the relay
+	// (iceTransportPolicy "relay" in welcome).
+	AlwaysRelay bool
 	// WaitForHost is how long a guest waits for a host before being sent
 	// away; HostGrace is how long a meeting goes on after its last host
 	// left.
@@ -41,6 +49,17 @@ type Config struct {
 	// a host, grace after the last host left); nil means time.AfterFunc.
 	// Tests inject one they fire themselves.
 	AfterFunc func(d time.Duration, f func()) Timer
+}
+
+// Relay issues participants' TURN credentials (internal/turn).
+type Relay interface {
+	// ICEServers returns the TURN servers with fresh credentials for
+	// participant.
+	ICEServers(participant string) []signal.ICEServer
+	// TTL is how long those credentials can open allocations.
+	TTL() time.Duration
+	// Release revokes participant's credentials and ends its relays.
+	Release(participant string)
 }
 
 // Timer is a scheduled call that can be cancelled; *time.Timer is one.
@@ -61,6 +80,7 @@ type Manager struct {
 	uploads map[string]*Participant // by upload token
 	closed  bool
 	onEnd   []func(meetingID string)
+	refresh Timer // next push of fresh TURN credentials
 }
 
 // NewManager returns a manager that forwards media with engine and asks
@@ -85,8 +105,56 @@ func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, engine: engine, gate: gate, log: log,
+	m := &Manager{cfg: cfg, engine: engine, gate: gate, log: log,
 		active: map[string]*Room{}, resumes: map[string]*Participant{}, uploads: map[string]*Participant{}}
+	if cfg.Relay != nil {
+		m.refresh = cfg.AfterFunc(cfg.Relay.TTL()/2, m.refreshRelay)
+	}
+	return m
+}
+
+// iceServers are the ICE servers of a welcome or a refresh to
+// participant.
+func (m *Manager) iceServers(participant string) []signal.ICEServer {
+	out := append([]signal.ICEServer(nil), m.cfg.ICEServers...)
+	if m.cfg.Relay != nil {
+		out = append(out, m.cfg.Relay.ICEServers(participant)...)
+	}
+	return out
+}
+
+// transportPolicy is the iceTransportPolicy of welcomes.
+func (m *Manager) transportPolicy() string {
+	if m.cfg.AlwaysRelay {
+		return "relay"
+	}
+	return ""
+}
+
+// refreshRelay sends every participant in a meeting fresh TURN
+// credentials before those it holds expire, so that an ICE restart late
+// in a long meeting can still open allocations.
+func (m *Manager) refreshRelay() {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	var all []*Participant
+	for _, r := range m.active {
+		all = append(all, r.everyone()...)
+	}
+	m.mu.Unlock()
+	for _, p := range all {
+		if p.admitted() {
+			p.send(&signal.Message{Type: signal.TypeICEServers, ICEServers: m.iceServers(p.id)})
+		}
+	}
+	m.mu.Lock()
+	if !m.closed {
+		m.refresh = m.cfg.AfterFunc(m.cfg.Relay.TTL()/2, m.refreshRelay)
+	}
+	m.mu.Unlock()
 }
 
 // Participants returns how many participants are in the room now.
@@ -126,6 +194,9 @@ func (m *Manager) OnMeetingEnd(f func(meetingID string)) {
 func (m *Manager) Close() {
 	m.mu.Lock()
 	m.closed = true
+	if m.refresh != nil {
+		m.refresh.Stop()
+	}
 	var all []*Participant
 	for _, r := range m.active {
 		all = append(all, r.everyone()...)
@@ -292,6 +363,9 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 // forget drops a participant's resume token and, if its room became empty,
 // the room.
 func (m *Manager) forget(p *Participant) {
+	if m.cfg.Relay != nil {
+		m.cfg.Relay.Release(p.id)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.resumes, p.resume)

@@ -36,6 +36,7 @@ func openAccessServerWith(t *testing.T, clk *auth.FakeClock, opts Options, allow
 	cfg.Listen = "127.0.0.1:0"
 	cfg.MediaUDP = "127.0.0.1:0"
 	cfg.MediaTCP = ""
+	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Hosts = []string{"127.0.0.1"}
 	cfg.AllowList = allow
 	opts.Clock = clk

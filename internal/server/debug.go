@@ -30,8 +30,9 @@ type debugServer struct {
 }
 
 // startDebug listens on addr, which must be a loopback address.
-// media, if not nil, is the SFU whose figures /metrics adds.
-func startDebug(addr string, log *slog.Logger, media mediaFigures) (*debugServer, error) {
+// media, if not nil, is the SFU whose figures /metrics adds; more write
+// other parts' figures (TURN).
+func startDebug(addr string, log *slog.Logger, media mediaFigures, more ...func(io.Writer)) (*debugServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("debug listener on %s: %w", addr, err)
@@ -41,7 +42,7 @@ func startDebug(addr string, log *slog.Logger, media mediaFigures) (*debugServer
 		return nil, fmt.Errorf("debug listener on %s: not a loopback address", addr)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { serveMetrics(w, r, media) })
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { serveMetrics(w, r, media, more...) })
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // also the named profiles: heap, goroutine, allocs...
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -94,7 +95,7 @@ type mediaFigures interface {
 // serveMetrics writes the process's figures in the Prometheus text
 // exposition format, with the standard process_* names. Figures that
 // cannot be read on this system are left out.
-func serveMetrics(w http.ResponseWriter, _ *http.Request, media mediaFigures) {
+func serveMetrics(w http.ResponseWriter, _ *http.Request, media mediaFigures, more ...func(io.Writer)) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	m := func(name, typ, help, value string) {
@@ -122,6 +123,9 @@ func serveMetrics(w http.ResponseWriter, _ *http.Request, media mediaFigures) {
 		m("conclave_media_gso", "gauge", "1 if the media socket sends several datagrams per system call (UDP segmentation offload), 0 if one each.", gso)
 		m("conclave_media_gso_sends_total", "counter", "System calls that sent several datagrams to one subscriber at once (UDP segmentation offload).", strconv.FormatUint(st.GSOSends, 10))
 		m("conclave_media_gso_datagrams_total", "counter", "Datagrams sent by those system calls.", strconv.FormatUint(st.GSODatagrams, 10))
+	}
+	for _, f := range more {
+		f(w)
 	}
 	m("go_goroutines", "gauge", "Number of goroutines that currently exist.", strconv.Itoa(runtime.NumGoroutine()))
 	samples := make([]metrics.Sample, len(runtimeMetrics))

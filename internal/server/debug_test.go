@@ -21,6 +21,7 @@ func TestDebugListener(t *testing.T) {
 	cfg := config.Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen, cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Hosts = []string{"127.0.0.1"}
 	cfg.DebugListen = "127.0.0.1:0"
 	srv, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
@@ -45,7 +46,10 @@ func TestDebugListener(t *testing.T) {
 	}
 	metrics := get("/metrics")
 	for _, name := range []string{"process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_resident_memory_peak_bytes ", "go_goroutines ",
-		"conclave_media_gso ", "conclave_media_gso_sends_total 0", "conclave_media_gso_datagrams_total 0"} {
+		"conclave_media_gso ", "conclave_media_gso_sends_total 0", "conclave_media_gso_datagrams_total 0",
+		`conclave_turn_allocations{transport="tls"} 0`, `conclave_turn_allocations_total{transport="udp"} 0`,
+		`conclave_turn_relayed_bytes_total{direction="to_peer"} 0`, `conclave_turn_refusals_total{reason="expired"} 0`,
+		`conclave_turn_dropped_packets_total{reason="rate"} 0`} {
 		if !strings.Contains(metrics, "\n"+name) {
 			t.Errorf("/metrics lacks %s:\n%s", name, metrics)
 		}
@@ -87,6 +91,7 @@ func TestMaxParticipants(t *testing.T) {
 	cfg = config.Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen, cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Hosts = []string{"127.0.0.1"}
 	cfg.MaxParticipants = 2
 	srv, err := Open(cfg, slog.New(slog.DiscardHandler), Options{})

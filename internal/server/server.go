@@ -5,13 +5,14 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -28,6 +29,7 @@ import (
 	"conclave/internal/ra"
 	"conclave/internal/sfu"
 	"conclave/internal/store"
+	"conclave/internal/turn"
 	"conclave/internal/web"
 	webassets "conclave/web"
 )
@@ -47,6 +49,8 @@ type Server struct {
 	clock    auth.Clock
 	http     *http.Server
 	listener net.Listener
+	demux    *turn.Demux  // shares the HTTPS port with TURN over TLS
+	relay    *turn.Server // nil when TURN is off
 	debug    *debugServer // nil unless --debug-listen
 	url      string
 	ctx      context.Context
@@ -129,8 +133,26 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	s.url = publicURL(cfg, s.listener.Addr())
+	tlsConfig := pki.ServerTLSConfig(s.tls.Certificate)
+	if cfg.TURNTLS {
+		tlsConfig.NextProtos = append(tlsConfig.NextProtos, turn.ALPN)
+	}
+	s.demux = turn.NewDemux(s.listener, tlsConfig, cfg.TURNTLS, log)
+	var relay meeting.Relay
+	if cfg.TURNEnabled() {
+		if s.relay, err = openTURN(cfg, s.url, s.demux, s.engine, clock, log); err != nil {
+			return nil, err
+		}
+		relay = s.relay
+	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log,
-		AfterFunc: opts.AfterFunc, MaxParticipants: cfg.MaxParticipants}, s.engine, gate)
+		AfterFunc: opts.AfterFunc, MaxParticipants: cfg.MaxParticipants,
+		Relay: relay, AlwaysRelay: cfg.AlwaysRelay}, s.engine, gate)
 	s.enroller = auth.NewEnroller(st, clock, auth.EnrolConfig{})
 	org := cfg.OrgName
 	if org == "" {
@@ -150,13 +172,12 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		cfg.PINMinLength = auth.DefaultPINMinLen
 	}
 
-	s.listener, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
-	s.url = publicURL(cfg, s.listener.Addr())
 	if cfg.DebugListen != "" {
-		if s.debug, err = startDebug(cfg.DebugListen, log, s.engine); err != nil {
+		var more []func(io.Writer)
+		if s.relay != nil {
+			more = append(more, func(w io.Writer) { turn.WriteMetrics(w, s.relay.Stats()) })
+		}
+		if s.debug, err = startDebug(cfg.DebugListen, log, s.engine, more...); err != nil {
 			return nil, err
 		}
 	}
@@ -183,8 +204,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Logger:       log,
 	})
 	s.http = &http.Server{
-		Handler:           handler,
-		TLSConfig:         pki.ServerTLSConfig(s.tls.Certificate),
+		Handler:           turn.WithTLSState(handler),
+		ConnContext:       turn.ConnContext,
+		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -200,7 +222,9 @@ func (s *Server) Start() {
 		go s.guard.Run(s.ctx)
 	}
 	go func() {
-		s.served <- s.http.Serve(tls.NewListener(s.listener, s.http.TLSConfig))
+		// The demux completes TLS handshakes with s.http.TLSConfig and
+		// hands HTTPS connections over (TURN ones to the TURN server).
+		s.served <- s.http.Serve(s.demux.HTTP())
 	}()
 }
 
@@ -236,6 +260,47 @@ func (s *Server) ForwardDelay() sfu.DelayHistogram { return s.engine.ForwardDela
 // SendStats reads the SFU's batched-send counters (also served on the
 // debug listener).
 func (s *Server) SendStats() sfu.SendStats { return s.engine.SendStats() }
+
+// TURN is the embedded TURN server, nil when it is off.
+func (s *Server) TURN() *turn.Server { return s.relay }
+
+// openTURN starts the embedded TURN server: over UDP and TCP on their
+// own ports, over TLS through the HTTPS port's demux, with relays bound
+// for the SFU's media port only. Its URLs name the host of the public
+// URL, and TLS its port, as clients reach the web client.
+func openTURN(cfg config.Config, publicURL string, demux *turn.Demux, engine *sfu.Engine, clock auth.Clock, log *slog.Logger) (*turn.Server, error) {
+	media, ok := engine.UDPAddr().(*net.UDPAddr)
+	if !ok {
+		return nil, fmt.Errorf("TURN: the media socket is not UDP")
+	}
+	peers, err := turn.MediaPeers(media, cfg.PublicIPs)
+	if err != nil {
+		return nil, err
+	}
+	relayIP := turn.RelayIP(media)
+	if cfg.TURNRelayIP != "" {
+		if relayIP, err = turn.ParseRelayIP(cfg.TURNRelayIP); err != nil {
+			return nil, err
+		}
+	}
+	u, err := url.Parse(publicURL)
+	if err != nil {
+		return nil, fmt.Errorf("TURN: public URL %q: %w", publicURL, err)
+	}
+	tc := turn.Config{UDPAddr: cfg.TURNUDP, TCPAddr: cfg.TURNTCP, Host: u.Hostname(), RelayIP: relayIP,
+		Peers: peers, TTL: cfg.TURNTTL, MaxBitrate: cfg.TURNMaxBitrate, Now: clock.Now, Logger: log}
+	if cfg.TURNTLS {
+		tc.TLS, tc.TLSPort = demux.TURN(), 443
+		if p := u.Port(); p != "" {
+			tc.TLSPort, _ = strconv.Atoi(p)
+		}
+	}
+	srv, err := turn.New(tc)
+	if err != nil {
+		return nil, fmt.Errorf("TURN: %w", err)
+	}
+	return srv, nil
+}
 
 // url0 names the organisation when no name is configured: the first
 // configured host, or this machine's name.
@@ -287,8 +352,6 @@ func (s *Server) Close() error {
 		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
 		}
-	} else {
-		s.listener.Close()
 	}
 	return errors.Join(err, s.closeParts())
 }
@@ -298,13 +361,19 @@ func (s *Server) closeParts() error {
 	if s.debug != nil {
 		errs = append(errs, s.debug.Close())
 	}
+	if s.relay != nil {
+		errs = append(errs, s.relay.Close())
+	}
+	if s.demux != nil {
+		errs = append(errs, s.demux.Close())
+	}
 	if s.engine != nil {
 		errs = append(errs, s.engine.Close())
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 	}
-	if s.cancel == nil && s.listener != nil {
+	if s.demux == nil && s.listener != nil {
 		errs = append(errs, s.listener.Close())
 	}
 	return errors.Join(errs...)

@@ -26,6 +26,7 @@ func openTestServer(t *testing.T, rooms ...string) *Server {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.MediaUDP = "127.0.0.1:0"
 	cfg.MediaTCP = ""
+	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Hosts = []string{"127.0.0.1"}
 	srv, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
 	if err != nil {
