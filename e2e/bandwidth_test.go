@@ -7,13 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/chromedp"
-
 	"conclave/internal/server"
 	"conclave/internal/sfu"
 	"conclave/internal/testutil/browser"
 	"conclave/internal/testutil/netns"
+	"conclave/internal/testutil/testlog"
 	"conclave/internal/testutil/testserver"
 )
 
@@ -25,7 +23,7 @@ func startServerOn(t *testing.T, host string, tap sfu.Tap, rooms ...string) *ser
 	if os.Getenv("CONCLAVE_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	log := testlog.Logger(t, level)
 	return testserver.Start(t, testserver.Options{Server: server.Options{Tap: tap}, Logger: log, Host: host}, rooms...).Server
 }
 
@@ -43,6 +41,10 @@ func TestConstrainedLink(t *testing.T) {
 	chromium := browser.Chromium(t)
 	near := browser.StartExec(t, link.Wrapper(t, link.Near, chromium), browser.DefaultFlags())
 	far := browser.StartExec(t, link.Wrapper(t, link.Far, chromium), browser.DefaultFlags())
+	// Their pairs run over the link, between addresses of the test's own
+	// namespaces.
+	near.Allow(link.Owns)
+	far.Allow(link.Owns)
 	// Alice's camera captures 1280x720, as a laptop's would: three
 	// layers, the top one well above the cap (the fake camera's 640x480
 	// top layer is about 500 kbit/s).
@@ -111,8 +113,7 @@ func hdCameraPage(t *testing.T, b *browser.Browser, name string) *browser.Page {
 	t.Helper()
 	p := b.NewPage(t, name)
 	for _, js := range []string{hdCameraJS, uplinkFloorJS} {
-		if _, err := chromedp.Call(p.Context(), page.AddScriptToEvaluateOnNewDocument,
-			page.AddScriptToEvaluateOnNewDocumentParams{Source: js}); err != nil {
+		if err := p.AddScript(js); err != nil {
 			t.Fatalf("%s: instrument the page: %v", name, err)
 		}
 	}

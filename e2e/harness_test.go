@@ -9,13 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"conclave/internal/server"
 	"conclave/internal/testutil/browser"
+	"conclave/internal/testutil/testlog"
 	"conclave/internal/testutil/testserver"
 )
 
@@ -44,10 +44,10 @@ func startServerFull(t *testing.T, logs io.Writer, opts server.Options, rooms ..
 	if os.Getenv("CONCLAVE_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
-	var out io.Writer = testWriter{t}
+	var out io.Writer = testlog.Writer(t)
 	if logs != nil {
 		level = slog.LevelDebug - 4
-		out = io.MultiWriter(logs, levelFilter{testWriter{t}})
+		out = io.MultiWriter(logs, levelFilter{testlog.Writer(t)})
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	return testserver.Start(t, testserver.Options{Server: opts, Logger: log}, rooms...).Server
@@ -81,13 +81,6 @@ func (f levelFilter) Write(p []byte) (int, error) {
 	if bytes.Contains(p, []byte("level=WARN")) || bytes.Contains(p, []byte("level=ERROR")) {
 		return f.w.Write(p)
 	}
-	return len(p), nil
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
 

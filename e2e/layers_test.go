@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/chromedp"
 	"github.com/pion/rtp"
 
 	"conclave/internal/codecs"
@@ -259,8 +257,7 @@ const uplinkFloorJS = `(() => {
 func uplinkFloorPage(t *testing.T, b *browser.Browser, name string) *browser.Page {
 	t.Helper()
 	p := b.NewPage(t, name)
-	if _, err := chromedp.Call(p.Context(), page.AddScriptToEvaluateOnNewDocument,
-		page.AddScriptToEvaluateOnNewDocumentParams{Source: uplinkFloorJS}); err != nil {
+	if err := p.AddScript(uplinkFloorJS); err != nil {
 		t.Fatalf("%s: instrument setRemoteDescription: %v", name, err)
 	}
 	return p

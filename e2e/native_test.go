@@ -19,6 +19,7 @@ import (
 	"conclave/internal/pki"
 	"conclave/internal/server"
 	"conclave/internal/testutil/browser"
+	"conclave/internal/testutil/testlog"
 )
 
 // native is a `conclave join` participant run in the test process.
@@ -56,7 +57,7 @@ func joinNativeWith(t *testing.T, base string, roots *x509.CertPool, room, name 
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})).With("who", name)
+	log := testlog.Logger(t, slog.LevelError).With("who", name)
 	sec, err := secure.New(secure.Config{Device: device, Name: name, Logger: log, Observer: o.observer})
 	if err != nil {
 		t.Fatal(err)

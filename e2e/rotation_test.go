@@ -19,6 +19,7 @@ import (
 	"conclave/internal/pki"
 	"conclave/internal/server"
 	"conclave/internal/testutil/browser"
+	"conclave/internal/testutil/wait"
 
 	"github.com/pion/rtp"
 )
@@ -338,7 +339,7 @@ func TestRotation20Plus2Timing(t *testing.T) {
 	}
 
 	var missing []string
-	waitUntilf(t, 30*time.Second, func() bool {
+	wait.Until(t, 30*time.Second, func() bool {
 		_, missing = decrypted(natives, logs, senders, time.Time{})
 		return len(missing) == 0
 	}, func() string {
@@ -355,7 +356,7 @@ func TestRotation20Plus2Timing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var done []pair
-	waitUntilf(t, rotationBound, func() bool {
+	wait.Until(t, rotationBound, func() bool {
 		done, missing = decrypted(stay, stayLogs, senders, left)
 		return len(missing) == 0
 	}, func() string {
@@ -434,7 +435,7 @@ func keyRequests(ms []*native) uint64 {
 
 func waitNativeCodes(t *testing.T, ms []*native, code string) {
 	t.Helper()
-	waitUntil(t, "native meeting codes equal "+code, 20*time.Second, func() bool {
+	wait.For(t, "native meeting codes equal "+code, 20*time.Second, func() bool {
 		for _, m := range ms {
 			if m.sec.MeetingCode() != code {
 				return false
@@ -442,22 +443,4 @@ func waitNativeCodes(t *testing.T, ms []*native, code string) {
 		}
 		return true
 	})
-}
-
-// waitUntil polls ok until it holds, failing the test after timeout.
-func waitUntil(t *testing.T, desc string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	waitUntilf(t, timeout, ok, func() string { return desc })
-}
-
-// waitUntilf is waitUntil with a description made at the timeout.
-func waitUntilf(t *testing.T, timeout time.Duration, ok func() bool, desc func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for: %s", desc())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -186,6 +186,9 @@ func createRoom(ctx context.Context, st store.Store, stdout io.Writer, base stri
 	if !r.Access.Valid() {
 		return fmt.Errorf("-access must be open, pin or accounts")
 	}
+	if err := auth.CheckPINsDiffer(hostPIN, guestPIN, "", ""); err != nil {
+		return fmt.Errorf("-host-pin and -guest-pin: %w", err)
+	}
 	for _, p := range []struct {
 		pin  string
 		hash *string

@@ -29,7 +29,9 @@ import (
 	"conclave/internal/ra"
 	"conclave/internal/server"
 	"conclave/internal/store"
+	"conclave/internal/testutil/testlog"
 	"conclave/internal/testutil/testserver"
+	"conclave/internal/testutil/wait"
 )
 
 // testServer is a complete node on loopback.
@@ -178,7 +180,7 @@ func join(t *testing.T, srv *testServer, room, name string, o joinOpts) *member 
 	if o.log != nil {
 		logger = slog.New(slog.NewTextHandler(o.log, &slog.HandlerOptions{Level: slog.LevelDebug})).With("who", name)
 	} else {
-		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})).With("who", name)
+		logger = testlog.Logger(t, slog.LevelError).With("who", name)
 	}
 	if o.id.device == nil {
 		o.id.device, _ = e2ee.GenerateDeviceKey()
@@ -280,7 +282,7 @@ func (m *member) verified(id string) bool {
 // with one meeting code.
 func waitVerified(t *testing.T, ms ...*member) {
 	t.Helper()
-	waitFor(t, "everyone verified with one meeting code", 15*time.Second, func() bool {
+	wait.For(t, "everyone verified with one meeting code", 15*time.Second, func() bool {
 		code := ms[0].sec.MeetingCode()
 		for _, a := range ms {
 			if a.sec.MeetingCode() != code || code == "" || len(a.sec.Participants()) != len(ms) {
@@ -301,27 +303,9 @@ func waitDecrypted(t *testing.T, at *member, from *member, n uint64) {
 	t.Helper()
 	id := from.Self().ID
 	want := at.e2eeStats(id).Decrypted + n
-	waitFor(t, at.name+" to decrypt frames of "+from.name, 15*time.Second, func() bool {
+	wait.For(t, at.name+" to decrypt frames of "+from.name, 15*time.Second, func() bool {
 		return at.e2eeStats(id).Decrypted >= want
 	})
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
 }
 
 // syncBuffer is a log buffer written by several goroutines.

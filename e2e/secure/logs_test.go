@@ -12,6 +12,7 @@ import (
 	"conclave/internal/client/secure"
 	"conclave/internal/e2ee"
 	"conclave/internal/server"
+	"conclave/internal/testutil/wait"
 )
 
 // TestNoKeysInLogs: a meeting with joins, media, a leave and its rotation,
@@ -42,7 +43,7 @@ func TestNoKeysInLogs(t *testing.T) {
 	if err := ms[2].Leave(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the rotation", 10*time.Second, func() bool { return decryptedGeneration(ms[0], ms[1].Self().ID, 1) })
+	wait.For(t, "the rotation", 10*time.Second, func() bool { return decryptedGeneration(ms[0], ms[1].Self().ID, 1) })
 	meeting := ms[0].sec.MeetingID()
 	for _, m := range ms[:2] {
 		m.Leave()

@@ -16,6 +16,7 @@ import (
 	"conclave/internal/client/ivf"
 	"conclave/internal/client/media"
 	"conclave/internal/server"
+	"conclave/internal/testutil/wait"
 )
 
 // TestMeeting: three native participants, two of them certified by the
@@ -64,7 +65,7 @@ func TestMeeting(t *testing.T) {
 	}
 	t.Logf("meeting code %s", code)
 	// Every goroutine of the sessions and their E2EE is gone.
-	waitFor(t, "the sessions' goroutines to end", 10*time.Second, func() bool { return runtime.NumGoroutine() <= before+2 })
+	wait.For(t, "the sessions' goroutines to end", 10*time.Second, func() bool { return runtime.NumGoroutine() <= before+2 })
 	for _, m := range all {
 		videos, _ := filepath.Glob(filepath.Join(m.dir, "*.ivf"))
 		audios, _ := filepath.Glob(filepath.Join(m.dir, "*.ogg"))

@@ -16,6 +16,7 @@ import (
 	"conclave/internal/e2ee"
 	"conclave/internal/server"
 	"conclave/internal/signal"
+	"conclave/internal/testutil/wait"
 )
 
 // relayRoom is Alice and Bob joined directly, and Vic through a malicious
@@ -85,8 +86,8 @@ func TestRelaySubstitutesKeys(t *testing.T) {
 		aliceID := r.alice.Self().ID
 		// Alice joined before Vic: her announcement reaches Vic in the
 		// batch after Vic's welcome, through the relay.
-		waitFor(t, "Vic to refuse Alice's announcement", 10*time.Second, func() bool { return r.vic.warned("signature") })
-		waitFor(t, "Alice and Bob to agree", 10*time.Second, func() bool {
+		wait.For(t, "Vic to refuse Alice's announcement", 10*time.Second, func() bool { return r.vic.warned("signature") })
+		wait.For(t, "Alice and Bob to agree", 10*time.Second, func() bool {
 			return r.alice.sec.MeetingCode() == r.bob.sec.MeetingCode() && len(r.alice.sec.Participants()) == 3 &&
 				len(r.bob.sec.Participants()) == 3
 		})
@@ -125,7 +126,7 @@ func TestRelaySubstitutesKeys(t *testing.T) {
 		}, joinOpts{})
 		aliceID := r.alice.Self().ID
 		vicID := r.vic.Self().ID
-		waitFor(t, "Vic to list the forged Alice, Alice and Bob to agree", 10*time.Second, func() bool {
+		wait.For(t, "Vic to list the forged Alice, Alice and Bob to agree", 10*time.Second, func() bool {
 			_, ok := r.vic.sec.Participant(aliceID)
 			return ok && len(r.alice.sec.Participants()) == 3 && len(r.bob.sec.Participants()) == 3 &&
 				r.alice.sec.MeetingCode() == r.bob.sec.MeetingCode()
@@ -138,13 +139,13 @@ func TestRelaySubstitutesKeys(t *testing.T) {
 		if r.vic.sec.MeetingCode() == r.alice.sec.MeetingCode() || r.alice.sec.MeetingCode() != r.bob.sec.MeetingCode() {
 			t.Errorf("codes: Vic %s, Alice %s, Bob %s: want Vic apart", r.vic.sec.MeetingCode(), r.alice.sec.MeetingCode(), r.bob.sec.MeetingCode())
 		}
-		waitFor(t, "Vic to find that Alice's key messages do not open", 10*time.Second, func() bool {
+		wait.For(t, "Vic to find that Alice's key messages do not open", 10*time.Second, func() bool {
 			return r.vic.warned("does not open")
 		})
 		// The man in the middle does get Vic's key (that is what the code
 		// comparison catches), and Alice cannot open what Vic sealed for
 		// the forged key.
-		waitFor(t, "Vic's key message to the forged Alice", 10*time.Second, func() bool { return len(r.px.keysSentTo(aliceID)) > 0 })
+		wait.For(t, "Vic's key message to the forged Alice", 10*time.Second, func() bool { return len(r.px.keysSentTo(aliceID)) > 0 })
 		ch, err := e2ee.NewChannel(r.px.meetingID(), aliceID, fake, vicID, ephemeral(t, r.vic).PublicKey())
 		if err != nil {
 			t.Fatal(err)
@@ -217,7 +218,7 @@ func TestRelayInjectsParticipants(t *testing.T) {
 	announce(r.px, "ghost-1", ghost, nil)
 	announce(strictPx, "ghost-1", ghost, nil)
 
-	waitFor(t, "Vic and Val to list the ghost", 10*time.Second, func() bool {
+	wait.For(t, "Vic and Val to list the ghost", 10*time.Second, func() bool {
 		_, a := r.vic.sec.Participant("ghost-1")
 		_, b := val.sec.Participant("ghost-1")
 		return a && b
@@ -241,7 +242,7 @@ func TestRelayInjectsParticipants(t *testing.T) {
 
 	// Vic's key to the ghost: a ratchet step taken for it, useless for
 	// anything Vic sent before.
-	waitFor(t, "Vic's key message to the ghost", 10*time.Second, func() bool { return len(r.px.keysSentTo("ghost-1")) > 0 })
+	wait.For(t, "Vic's key message to the ghost", 10*time.Second, func() bool { return len(r.px.keysSentTo("ghost-1")) > 0 })
 	ch, err := e2ee.NewChannel(meeting, "ghost-1", ghostECDH, vicID, ephemeral(t, r.vic).PublicKey())
 	if err != nil {
 		t.Fatal(err)
@@ -272,7 +273,7 @@ func TestRelayInjectsParticipants(t *testing.T) {
 	announce(r.px, "ghost-2", e2ee.Announcement{MeetingID: meeting, ParticipantID: "ghost-2", UserID: "1", DisplayName: "Admin", Credential: cred}, forgedDevice)
 	announce(r.px, "ghost-3", e2ee.Announcement{MeetingID: "an-earlier-meeting", ParticipantID: "ghost-3", DisplayName: "Ghost"}, nil)
 	announce(r.px, "ghost-5", e2ee.Announcement{MeetingID: meeting, ParticipantID: "ghost-4", DisplayName: "Ghost"}, nil)
-	waitFor(t, "Vic's warnings", 10*time.Second, func() bool {
+	wait.For(t, "Vic's warnings", 10*time.Second, func() bool {
 		return r.vic.warned("participant ghost-2: announcement credential") && r.vic.warned("participant ghost-3: e2ee: announcement for meeting") &&
 			r.vic.warned("relayed as participant ghost-5 but made by ghost-4")
 	})
@@ -321,7 +322,7 @@ func TestRelayDropsAndReplaysKeys(t *testing.T) {
 		return pass(m)
 	}, joinOpts{record: true})
 	aliceID, bobID := r.alice.Self().ID, r.bob.Self().ID
-	waitFor(t, "Vic to ask Alice and Bob for their keys", 15*time.Second, func() bool {
+	wait.For(t, "Vic to ask Alice and Bob for their keys", 15*time.Second, func() bool {
 		return r.vic.e2eeStats(aliceID).KeyRequestsSent > 0 && r.vic.e2eeStats(bobID).KeyRequestsSent > 0 &&
 			r.alice.e2eeStats(r.vic.Self().ID).KeyRequestsReceived > 0
 	})
@@ -356,7 +357,7 @@ func TestRelayDropsAndReplaysKeys(t *testing.T) {
 	for _, m := range replays {
 		r.px.inject(m)
 	}
-	waitFor(t, "Vic to refuse the replays", 10*time.Second, func() bool {
+	wait.For(t, "Vic to refuse the replays", 10*time.Second, func() bool {
 		return r.vic.e2eeStats(aliceID).Replays+r.vic.e2eeStats(bobID).Replays == uint64(len(replays))
 	})
 	if !r.vic.warned("replayed key message") {

@@ -9,6 +9,7 @@ import (
 	"conclave/internal/client/secure"
 	"conclave/internal/e2ee"
 	"conclave/internal/server"
+	"conclave/internal/testutil/wait"
 )
 
 // TestRotationAndLateJoiner: a late joiner cannot decrypt what was sent
@@ -50,7 +51,7 @@ func TestRotationAndLateJoiner(t *testing.T) {
 		t.Fatal(err)
 	}
 	left := time.Now()
-	waitFor(t, "Alice to switch to a new generation", 10*time.Second, func() bool {
+	wait.For(t, "Alice to switch to a new generation", 10*time.Second, func() bool {
 		for _, e := range alice.keyEvents(secure.Switched) {
 			if e.Key.Generation == 1 {
 				return true
@@ -58,11 +59,11 @@ func TestRotationAndLateJoiner(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, "Bob and Dave to decrypt the new generation", 10*time.Second, func() bool {
+	wait.For(t, "Bob and Dave to decrypt the new generation", 10*time.Second, func() bool {
 		return decryptedGeneration(bob, aliceID, 1) && decryptedGeneration(dave, aliceID, 1)
 	})
 	var late []wireFrame
-	waitFor(t, "frames of the new generation on the wire", 10*time.Second, func() bool {
+	wait.For(t, "frames of the new generation on the wire", 10*time.Second, func() bool {
 		late = late[:0]
 		for _, f := range tp.vp8Frames(aliceID) {
 			if _, gen, _ := kidOf(t, f.data); f.at.After(left) && gen >= 1 {

@@ -10,6 +10,7 @@ import (
 	"conclave/internal/client"
 	"conclave/internal/client/secure"
 	"conclave/internal/server"
+	"conclave/internal/testutil/wait"
 )
 
 // TestRotationTiming: 20 native participants, each sending small video
@@ -36,7 +37,7 @@ func TestRotationTiming(t *testing.T) {
 			video: &repeatSource{frame: tinyKeyFrame(), codec: client.CodecVP8}, dialTimout: 30 * time.Second})
 	}
 	waitVerified(t, ms...)
-	waitFor(t, "every pair to decrypt", 30*time.Second, func() bool {
+	wait.For(t, "every pair to decrypt", 30*time.Second, func() bool {
 		for _, at := range ms {
 			for _, from := range ms {
 				if at != from && at.e2eeStats(from.Self().ID).Decrypted == 0 {
@@ -61,7 +62,7 @@ func TestRotationTiming(t *testing.T) {
 		rotated, switched time.Time
 	}
 	rot := map[string]rotation{}
-	waitFor(t, "every sender to rotate and switch", 15*time.Second, func() bool {
+	wait.For(t, "every sender to rotate and switch", 15*time.Second, func() bool {
 		for _, s := range stay {
 			var r rotation
 			for _, e := range s.keyEvents(secure.OwnKey) {
@@ -82,7 +83,7 @@ func TestRotationTiming(t *testing.T) {
 		return true
 	})
 	var fromLeave, fromRotation, fromSwitch []time.Duration
-	waitFor(t, "every receiver to decrypt every sender's new generation", 15*time.Second, func() bool {
+	wait.For(t, "every receiver to decrypt every sender's new generation", 15*time.Second, func() bool {
 		fromLeave, fromRotation, fromSwitch = fromLeave[:0], fromRotation[:0], fromSwitch[:0]
 		for _, at := range stay {
 			first := map[string]time.Time{}

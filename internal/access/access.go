@@ -20,17 +20,19 @@ import (
 
 // Gate implements meeting.Gate on the management store.
 type Gate struct {
-	store store.Store
-	guard *guard.Guard
-	audit audit.Recorder
-	log   *slog.Logger
+	store   store.Store
+	guard   *guard.Guard
+	audit   audit.Recorder
+	hashing *auth.HashBudget
+	log     *slog.Logger
 	// dummyPIN is verified when there is no real PIN hash to check, so
 	// that a refusal takes as long whatever its cause.
 	dummyPIN string
 }
 
-// New returns a gate. audit may be nil.
-func New(st store.Store, g *guard.Guard, rec audit.Recorder, log *slog.Logger) (*Gate, error) {
+// New returns a gate. audit may be nil; so may hashing (PIN checks are
+// then not bounded, for tests).
+func New(st store.Store, g *guard.Guard, rec audit.Recorder, hashing *auth.HashBudget, log *slog.Logger) (*Gate, error) {
 	dummy, err := auth.HashPIN("000000")
 	if err != nil {
 		return nil, fmt.Errorf("prepare PIN check: %w", err)
@@ -38,20 +40,42 @@ func New(st store.Store, g *guard.Guard, rec audit.Recorder, log *slog.Logger) (
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Gate{store: st, guard: g, audit: rec, log: log, dummyPIN: dummy}, nil
+	return &Gate{store: st, guard: g, audit: rec, hashing: hashing, log: log, dummyPIN: dummy}, nil
 }
 
 // Enter implements meeting.Gate.
+//
+// Every attempt that is not refused at the door does the same work,
+// whatever the outcome: one room lookup, two PIN checks when a PIN is
+// given (against a dummy hash where there is no such PIN or no such room),
+// one count in the guard and one audit record when refused. So unknown,
+// wrong and blocked rooms answer alike in content and in time. Only a
+// quarantined address is refused before anything else, without any
+// hashing: it has used up its failures, and refusing it must cost the
+// server nothing.
 func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, error) {
-	if err := g.guard.Check(e.Addr, e.Room); err != nil {
-		g.burnPIN(e.PIN)
-		g.record(ctx, e, "room-access-refused", audit.OutcomeFailure, map[string]string{"reason": "blocked"})
+	if g.guard.CheckAddress(e.Addr) != nil {
+		g.record(ctx, e, "room-access-refused", "", map[string]string{"reason": "address-quarantined"})
 		return meeting.Admission{}, meeting.ErrUnavailable
+	}
+	if e.PIN != "" && g.hashing != nil {
+		release, err := g.hashing.Acquire(ctx, g.guard.Source(e.Addr), auth.PINArgon2.Memory)
+		if err != nil {
+			g.record(ctx, e, "room-access-refused", "", map[string]string{"reason": "busy"})
+			return meeting.Admission{}, meeting.ErrUnavailable
+		}
+		defer release()
+		// Quarantined while this attempt waited for its turn.
+		if g.guard.CheckAddress(e.Addr) != nil {
+			g.record(ctx, e, "room-access-refused", "", map[string]string{"reason": "address-quarantined"})
+			return meeting.Admission{}, meeting.ErrUnavailable
+		}
 	}
 	room, err := g.store.RoomByAlias(ctx, e.Room)
 	if errors.Is(err, store.ErrNotFound) {
 		g.burnPIN(e.PIN)
 		g.guard.Fail(e.Addr, e.Room, guard.UnknownRoom)
+		g.record(ctx, e, "room-access-refused", e.Room, map[string]string{"reason": "unknown-room"})
 		return meeting.Admission{}, meeting.ErrUnavailable
 	}
 	if err != nil {
@@ -61,13 +85,24 @@ func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, e
 		room = store.DefaultRoomAccess(room)
 	}
 	adm := meeting.Admission{Alias: room.Alias, Name: room.DisplayName,
-		GuestsMayUnmute: room.GuestsMayUnmute, GuestsMayPresent: room.GuestsMayPresent}
+		GuestsMayUnmute: room.GuestsMayUnmute, GuestsMayPresent: room.GuestsMayPresent,
+		Source: g.guard.SourceString(e.Addr)}
 
 	hostByAccount, member, err := g.accountRole(ctx, room, e.User)
 	if err != nil {
 		return meeting.Admission{}, err
 	}
 	hostPIN, guestPIN := g.checkPINs(room, e.PIN)
+	if hostPIN && guestPIN {
+		// Equal PINs (refused since, but a room may have been given them
+		// before): nobody can tell a host from a guest, so the lesser
+		// role it is.
+		hostPIN = false
+	}
+	// A blocked room still lets in the people it belongs to, signed in
+	// with their account: its owner, its hosts and (accounts rooms) its
+	// members. Whoever guessed PINs blocked it for PINs only.
+	blocked := g.guard.RoomBlocked(room.Alias)
 
 	switch room.Access {
 	case store.AccessOpen:
@@ -80,7 +115,12 @@ func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, e
 	case store.AccessPIN:
 		adm.HostRequired = true
 		switch {
-		case hostByAccount || hostPIN:
+		case hostByAccount:
+			adm.Role, adm.BypassLock = signal.RoleHost, true
+			return adm, nil
+		case blocked:
+			return adm, g.refuseBlocked(ctx, e, room)
+		case hostPIN:
 			adm.Role, adm.BypassLock = signal.RoleHost, true
 			return adm, nil
 		case room.AllowGuests && (guestPIN || room.GuestPINHash == "" && e.PIN == ""):
@@ -95,9 +135,11 @@ func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, e
 		case hostByAccount:
 			adm.Role, adm.BypassLock = signal.RoleHost, true
 			return adm, nil
-		case e.User != nil && (member || !room.MembersOnly):
+		case e.User != nil && e.User.Enabled && (member || !room.MembersOnly):
 			adm.Role = signal.RoleParticipant
 			return adm, nil
+		case blocked:
+			return adm, g.refuseBlocked(ctx, e, room)
 		case room.AllowGuests && (guestPIN || room.GuestPINHash == "" && e.PIN == ""):
 			adm.Role = signal.RoleGuest
 			return adm, nil
@@ -105,6 +147,15 @@ func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, e
 		return adm, g.refuse(ctx, e, room, "not-allowed")
 	}
 	return meeting.Admission{}, fmt.Errorf("room %s has unknown access mode %q", room.Alias, room.Access)
+}
+
+// refuseBlocked refuses an attempt on a blocked room. It counts against
+// the address (not the room, which is blocked already), so that an address
+// that keeps trying is quarantined.
+func (g *Gate) refuseBlocked(ctx context.Context, e meeting.Entry, room store.Room) error {
+	g.guard.Fail(e.Addr, room.Alias, guard.Refused)
+	g.record(ctx, e, "room-access-refused", room.Alias, map[string]string{"reason": "room-blocked"})
+	return meeting.ErrUnavailable
 }
 
 // accountRole tells whether a signed-in user hosts the room (owner or host
@@ -153,16 +204,19 @@ func (g *Gate) burnPIN(pin string) {
 	}
 }
 
-// refuse counts a failed attempt on an existing room. A wrong PIN counts
-// against the room and the address; an attempt without a PIN, or by an
-// account that may not enter, counts against the address only, like an
-// unknown alias (a shared link opened before the PIN was typed must not
-// block a room).
+// refuse counts a failed attempt on an existing room. A wrong PIN on a
+// room that has a PIN counts against the room and the address; an attempt
+// without a PIN, a PIN on a room that takes none, or an account that may
+// not enter, counts against the address only, like an unknown alias (a
+// shared link opened before the PIN was typed must not block a room, and
+// nobody can block a room that no PIN opens).
 func (g *Gate) refuse(ctx context.Context, e meeting.Entry, room store.Room, reason string) error {
-	if e.PIN != "" {
+	takesPIN := room.HostPINHash != "" || room.GuestPINHash != ""
+	switch {
+	case e.PIN != "" && takesPIN:
 		g.guard.Fail(e.Addr, room.Alias, guard.WrongPIN)
 		reason = "wrong-pin"
-	} else {
+	default:
 		g.guard.Fail(e.Addr, room.Alias, guard.UnknownRoom)
 		if reason == "wrong-pin" {
 			reason = "no-pin"
@@ -172,11 +226,14 @@ func (g *Gate) refuse(ctx context.Context, e meeting.Entry, room store.Room, rea
 	if reason == "wrong-pin" {
 		action = audit.ActionPINFailed
 	}
-	g.record(ctx, e, action, audit.OutcomeFailure, map[string]string{"room": room.Alias, "reason": reason})
+	g.record(ctx, e, action, room.Alias, map[string]string{"reason": reason})
 	return meeting.ErrUnavailable
 }
 
-func (g *Gate) record(ctx context.Context, e meeting.Entry, action, outcome string, details map[string]string) {
+// record writes a refusal to the audit log (an audit.Aggregator in the
+// server, which writes repeats once). target is the alias tried, "" when
+// the address was refused whatever it tried.
+func (g *Gate) record(ctx context.Context, e meeting.Entry, action, target string, details map[string]string) {
 	if g.audit == nil {
 		return
 	}
@@ -184,13 +241,10 @@ func (g *Gate) record(ctx context.Context, e meeting.Entry, action, outcome stri
 	if e.User != nil {
 		actor = e.User.Username
 	}
-	if details == nil {
-		details = map[string]string{}
+	if target != "" {
+		details["room"] = target
 	}
-	if _, ok := details["room"]; !ok {
-		details["room"] = e.Room
-	}
-	ev := audit.Event{Actor: actor, Source: e.Addr.String(), Action: action, Target: e.Room, Outcome: outcome, Details: details}
+	ev := audit.Event{Actor: actor, Source: e.Addr.String(), Action: action, Target: target, Outcome: audit.OutcomeFailure, Details: details}
 	if err := g.audit.Record(ctx, ev); err != nil {
 		g.log.Error("audit record failed", "action", action, "err", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"conclave/internal/clock"
 	"conclave/internal/store"
 )
 
@@ -104,17 +105,15 @@ const Redacted = "[redacted]"
 // Log is the Recorder on the store's hash-chained audit log.
 type Log struct {
 	store store.Store
-	now   func() time.Time
+	clock clock.Clock
 }
 
 var _ Recorder = (*Log)(nil)
 
-// NewLog returns a Log appending to st. A nil now means time.Now.
-func NewLog(st store.Store, now func() time.Time) *Log {
-	if now == nil {
-		now = time.Now
-	}
-	return &Log{store: st, now: now}
+// NewLog returns a Log appending to st, dating events by clk (nil means
+// clock.System).
+func NewLog(st store.Store, clk clock.Clock) *Log {
+	return &Log{store: st, clock: clock.Or(clk)}
 }
 
 // Record appends e to the log after filling defaults (Time, Actor
@@ -122,7 +121,7 @@ func NewLog(st store.Store, now func() time.Time) *Log {
 // details whose key contains the word password, passwd, pin, token, secret,
 // passphrase or cookie (words are separated by '-', '_', '.' or a space).
 func (l *Log) Record(ctx context.Context, e Event) error {
-	r, err := toRecord(e, l.now)
+	r, err := toRecord(e, l.clock)
 	if err != nil {
 		return err
 	}
@@ -133,12 +132,12 @@ func (l *Log) Record(ctx context.Context, e Event) error {
 }
 
 // toRecord checks and normalises e.
-func toRecord(e Event, now func() time.Time) (store.AuditRecord, error) {
+func toRecord(e Event, clk clock.Clock) (store.AuditRecord, error) {
 	if e.Action == "" {
 		return store.AuditRecord{}, errors.New("audit: the event has no action")
 	}
 	if e.Time.IsZero() {
-		e.Time = now()
+		e.Time = clk.Now()
 	}
 	if e.Actor == "" {
 		e.Actor = ActorSystem

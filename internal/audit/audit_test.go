@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"conclave/internal/store"
+	"conclave/internal/testutil/fakeclock"
 
 	_ "modernc.org/sqlite"
 )
@@ -25,8 +26,9 @@ func openLog(t *testing.T) (*Log, *store.SQLite, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	now := t0
-	return NewLog(st, func() time.Time { now = now.Add(time.Second); return now }), st, path
+	clk := fakeclock.New(t0)
+	clk.Step(time.Second)
+	return NewLog(st, clk), st, path
 }
 
 // rawExec changes the database behind the store's back, as an intruder
@@ -190,7 +192,7 @@ func FuzzToRecord(f *testing.F) {
 	f.Fuzz(func(t *testing.T, actor, source, action, target, outcome, key, value string) {
 		e := Event{Actor: actor, Source: source, Action: action, Target: target, Outcome: outcome,
 			Details: map[string]string{key: value}}
-		r, err := toRecord(e, func() time.Time { return t0 })
+		r, err := toRecord(e, fakeclock.New(t0))
 		if err != nil {
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"conclave/internal/audit"
+	"conclave/internal/clock"
 	"conclave/internal/store"
 )
 
@@ -48,7 +49,7 @@ type AccountsConfig struct {
 // stays stored.
 type Accounts struct {
 	store   store.Store
-	clock   Clock
+	clock   clock.Clock
 	policy  PasswordPolicy
 	lockout LockoutPolicy
 	argon2  Argon2Params
@@ -58,12 +59,9 @@ type Accounts struct {
 	dummy string
 }
 
-// NewAccounts returns Accounts on st. A nil clock means SystemClock.
-func NewAccounts(st store.Store, clock Clock, cfg AccountsConfig) *Accounts {
-	if clock == nil {
-		clock = SystemClock{}
-	}
-	a := &Accounts{store: st, clock: clock, policy: DefaultPasswordPolicy(), lockout: DefaultLockoutPolicy(),
+// NewAccounts returns Accounts on st. A nil clock means clock.System.
+func NewAccounts(st store.Store, clk clock.Clock, cfg AccountsConfig) *Accounts {
+	a := &Accounts{store: st, clock: clock.Or(clk), policy: DefaultPasswordPolicy(), lockout: DefaultLockoutPolicy(),
 		argon2: DefaultArgon2, audit: cfg.Audit}
 	if cfg.Policy != nil {
 		a.policy = *cfg.Policy

@@ -12,6 +12,7 @@ import (
 
 	"conclave/internal/audit"
 	"conclave/internal/store"
+	"conclave/internal/testutil/fakeclock"
 )
 
 const day = 24 * time.Hour
@@ -19,7 +20,7 @@ const day = 24 * time.Hour
 type accountsFixture struct {
 	path  string
 	st    *store.SQLite
-	clock *FakeClock
+	clock *fakeclock.Clock
 	acc   *Accounts
 	cfg   AccountsConfig
 }
@@ -28,7 +29,7 @@ type accountsFixture struct {
 // otherwise), cheap hashing and an audit log, on a new store.
 func newAccounts(t *testing.T, cfg AccountsConfig) *accountsFixture {
 	t.Helper()
-	f := &accountsFixture{path: filepath.Join(t.TempDir(), store.DBFileName), clock: NewFakeClock(epoch)}
+	f := &accountsFixture{path: filepath.Join(t.TempDir(), store.DBFileName), clock: fakeclock.New(epoch)}
 	st, err := store.OpenSQLite(f.path)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +37,7 @@ func newAccounts(t *testing.T, cfg AccountsConfig) *accountsFixture {
 	t.Cleanup(func() { st.Close() })
 	f.st = st
 	cfg.Argon2 = cheapArgon2
-	cfg.Audit = audit.NewLog(st, f.clock.Now)
+	cfg.Audit = audit.NewLog(st, f.clock)
 	f.cfg = cfg
 	f.acc = NewAccounts(st, f.clock, cfg)
 	return f
@@ -433,7 +434,7 @@ func TestLockoutSurvivesRestart(t *testing.T) {
 	}
 	defer st.Close()
 	f.st = st
-	f.cfg.Audit = audit.NewLog(st, f.clock.Now)
+	f.cfg.Audit = audit.NewLog(st, f.clock)
 	f.acc = NewAccounts(st, f.clock, f.cfg)
 	run(t, f, "alice", []attempt{
 		{advance: time.Minute, right: true, want: "locked", wait: 14 * time.Minute},

@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"conclave/internal/clock"
 	"conclave/internal/store"
 )
 
@@ -47,17 +48,14 @@ type EnrolConfig struct {
 // not reveal usable links.
 type Enroller struct {
 	store  store.Store
-	clock  Clock
+	clock  clock.Clock
 	ttl    time.Duration
 	argon2 Argon2Params
 	policy PasswordPolicy
 }
 
-// NewEnroller returns an Enroller on st. A nil clock means SystemClock.
-func NewEnroller(st store.Store, clock Clock, cfg EnrolConfig) *Enroller {
-	if clock == nil {
-		clock = SystemClock{}
-	}
+// NewEnroller returns an Enroller on st. A nil clock means clock.System.
+func NewEnroller(st store.Store, clk clock.Clock, cfg EnrolConfig) *Enroller {
 	if cfg.TTL <= 0 {
 		cfg.TTL = DefaultEnrolmentTTL
 	}
@@ -68,7 +66,7 @@ func NewEnroller(st store.Store, clock Clock, cfg EnrolConfig) *Enroller {
 	if cfg.Policy != nil {
 		policy = *cfg.Policy
 	}
-	return &Enroller{store: st, clock: clock, ttl: cfg.TTL, argon2: cfg.Argon2, policy: policy}
+	return &Enroller{store: st, clock: clock.Or(clk), ttl: cfg.TTL, argon2: cfg.Argon2, policy: policy}
 }
 
 // Create makes a new enrolment for an account with the given role and

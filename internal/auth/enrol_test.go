@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"conclave/internal/store"
+	"conclave/internal/testutil/fakeclock"
 )
 
-func newTestEnroller(t *testing.T) (*Enroller, *store.SQLite, *FakeClock) {
+func newTestEnroller(t *testing.T) (*Enroller, *store.SQLite, *fakeclock.Clock) {
 	t.Helper()
 	st := openStore(t)
-	clock := NewFakeClock(epoch)
+	clock := fakeclock.New(epoch)
 	return NewEnroller(st, clock, EnrolConfig{Argon2: cheapArgon2}), st, clock
 }
 
@@ -63,7 +64,7 @@ func TestEnrolCreateRedeem(t *testing.T) {
 func TestEnrolExpiry(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t)
-	clock := NewFakeClock(epoch)
+	clock := fakeclock.New(epoch)
 	e := NewEnroller(st, clock, EnrolConfig{TTL: time.Hour, Argon2: cheapArgon2})
 	tests := []struct {
 		name    string

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto/subtle"
 	"fmt"
 	"unicode/utf8"
 )
@@ -68,4 +69,32 @@ func VerifyPIN(hash, pin string) (bool, error) {
 		return false, fmt.Errorf("verify PIN: %w", err)
 	}
 	return ok, nil
+}
+
+// ErrSamePINs refuses a room whose host and guest PINs are the same: every
+// guest would enter as host.
+var ErrSamePINs = &PolicyError{"the host and guest PINs must differ"}
+
+// CheckPINsDiffer returns ErrSamePINs when a room would end up with equal
+// host and guest PINs. hostPIN and guestPIN are the PINs being set now
+// ("" for one left unchanged or removed); hostHash and guestHash are the
+// room's stored hashes for the PINs that are not being set ("" for none).
+// Stored hashes are salted, so equality is checked by verifying the new
+// PIN against the other PIN's hash, never by comparing the hashes.
+func CheckPINsDiffer(hostPIN, guestPIN, hostHash, guestHash string) error {
+	switch {
+	case hostPIN != "" && guestPIN != "":
+		if subtle.ConstantTimeCompare([]byte(hostPIN), []byte(guestPIN)) == 1 {
+			return ErrSamePINs
+		}
+	case hostPIN != "" && guestHash != "":
+		if ok, _ := VerifyPIN(guestHash, hostPIN); ok {
+			return ErrSamePINs
+		}
+	case guestPIN != "" && hostHash != "":
+		if ok, _ := VerifyPIN(hostHash, guestPIN); ok {
+			return ErrSamePINs
+		}
+	}
+	return nil
 }

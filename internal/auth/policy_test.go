@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"conclave/internal/store"
+	"conclave/internal/testutil/fakeclock"
 )
 
 func TestPasswordPolicyCheck(t *testing.T) {
@@ -113,7 +114,7 @@ func isASCII(s string) bool {
 func TestEnrolUsesPolicy(t *testing.T) {
 	ctx := context.Background()
 	lax := PasswordPolicy{MinLength: 8}
-	e := NewEnroller(openStore(t), NewFakeClock(epoch), EnrolConfig{Argon2: cheapArgon2, Policy: &lax})
+	e := NewEnroller(openStore(t), fakeclock.New(epoch), EnrolConfig{Argon2: cheapArgon2, Policy: &lax})
 	tok, err := e.Create(ctx, store.RoleUser)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"conclave/internal/audit"
+	"conclave/internal/clock"
 	"conclave/internal/store"
 )
 
@@ -85,17 +86,14 @@ func (e *SessionLimitError) Is(target error) bool { return target == ErrTooManyS
 // random token; the store holds only its SHA-256 hash.
 type Sessions struct {
 	store store.Store
-	clock Clock
+	clock clock.Clock
 	cfg   SessionConfig
 	audit audit.Recorder
 }
 
 // NewSessions returns a session manager on st. A nil clock means
-// SystemClock.
-func NewSessions(st store.Store, clock Clock, cfg SessionConfig) *Sessions {
-	if clock == nil {
-		clock = SystemClock{}
-	}
+// clock.System.
+func NewSessions(st store.Store, clk clock.Clock, cfg SessionConfig) *Sessions {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
@@ -115,7 +113,7 @@ func NewSessions(st store.Store, clock Clock, cfg SessionConfig) *Sessions {
 	if rec == nil {
 		rec = audit.Discard{}
 	}
-	return &Sessions{store: st, clock: clock, cfg: cfg, audit: rec}
+	return &Sessions{store: st, clock: clock.Or(clk), cfg: cfg, audit: rec}
 }
 
 // IdleTimeout returns the idle timeout that applies to sessions of role.
@@ -193,6 +191,17 @@ func (m *Sessions) Create(ctx context.Context, u store.User, remote string) (str
 // disabled, is deleted; all such cases, and unknown tokens, give
 // ErrNoSession.
 func (m *Sessions) Lookup(ctx context.Context, token string) (store.Session, store.User, error) {
+	return m.lookup(ctx, token, true)
+}
+
+// Peek is Lookup without recording activity, for requests a page makes
+// by itself (a periodic refresh): they must not keep an unattended
+// session alive past its idle timeout.
+func (m *Sessions) Peek(ctx context.Context, token string) (store.Session, store.User, error) {
+	return m.lookup(ctx, token, false)
+}
+
+func (m *Sessions) lookup(ctx context.Context, token string, touch bool) (store.Session, store.User, error) {
 	hash, ok := hashToken(token)
 	if !ok {
 		return store.Session{}, store.User{}, ErrNoSession
@@ -214,6 +223,9 @@ func (m *Sessions) Lookup(ctx context.Context, token string) (store.Session, sto
 			return store.Session{}, store.User{}, fmt.Errorf("delete ended session: %w", err)
 		}
 		return store.Session{}, store.User{}, ErrNoSession
+	}
+	if !touch {
+		return s, u, nil
 	}
 	if err := m.store.TouchSession(ctx, hash, now); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -248,16 +260,44 @@ func (m *Sessions) DeleteUser(ctx context.Context, userID int64) (int64, error) 
 	if err != nil {
 		return 0, fmt.Errorf("delete sessions: %w", err)
 	}
-	if _, discard := m.audit.(audit.Discard); !discard {
-		target := "user " + strconv.FormatInt(userID, 10)
-		if u, err := m.store.UserByID(ctx, userID); err == nil {
-			target = u.Username
-		}
-		if err := m.audit.Record(ctx, audit.Event{Time: m.clock.Now().UTC(), Actor: audit.ActorFrom(ctx),
-			Source: audit.SourceFrom(ctx), Action: audit.ActionSessionsEnded, Target: target, Outcome: audit.OutcomeSuccess,
-			Details: map[string]string{"count": strconv.FormatInt(n, 10)}}); err != nil {
-			return n, fmt.Errorf("delete sessions (they were deleted): audit: %w", err)
-		}
+	if err := m.recordEnded(ctx, userID, n, "all"); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// recordEnded records that n sessions of a user were ended.
+func (m *Sessions) recordEnded(ctx context.Context, userID, n int64, scope string) error {
+	if _, discard := m.audit.(audit.Discard); discard {
+		return nil
+	}
+	target := "user " + strconv.FormatInt(userID, 10)
+	if u, err := m.store.UserByID(ctx, userID); err == nil {
+		target = u.Username
+	}
+	if err := m.audit.Record(ctx, audit.Event{Time: m.clock.Now().UTC(), Actor: audit.ActorFrom(ctx),
+		Source: audit.SourceFrom(ctx), Action: audit.ActionSessionsEnded, Target: target, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"count": strconv.FormatInt(n, 10), "scope": scope}}); err != nil {
+		return fmt.Errorf("delete sessions (they were deleted): audit: %w", err)
+	}
+	return nil
+}
+
+// DeleteOthers ends every session of the user but the one holding token,
+// as after a password change: whoever else held a session (with the old
+// password, or a stolen cookie) is signed out. It is recorded in the audit
+// log like DeleteUser.
+func (m *Sessions) DeleteOthers(ctx context.Context, userID int64, token string) (int64, error) {
+	hash, ok := hashToken(token)
+	if !ok {
+		return m.DeleteUser(ctx, userID)
+	}
+	n, err := m.store.DeleteOtherUserSessions(ctx, userID, hash)
+	if err != nil {
+		return 0, fmt.Errorf("delete other sessions: %w", err)
+	}
+	if err := m.recordEnded(ctx, userID, n, "other-sessions"); err != nil {
+		return n, err
 	}
 	return n, nil
 }

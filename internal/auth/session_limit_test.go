@@ -77,7 +77,7 @@ func TestSessionLimitLifetime(t *testing.T) {
 func TestSessionLimitAdmins(t *testing.T) {
 	ctx := context.Background()
 	f := newSessionFixture(t, SessionConfig{MaxSessionsPerUser: -1})
-	log := audit.NewLog(f.st, f.clock.Now)
+	log := audit.NewLog(f.st, f.clock)
 	f.m = NewSessions(f.st, f.clock, SessionConfig{MaxSessionsPerUser: -1, Audit: log})
 	admin2, err := f.st.CreateUser(ctx, store.User{Username: "admin2", Role: store.RoleAdmin, Enabled: true})
 	if err != nil {
@@ -116,7 +116,7 @@ func TestSessionLimitAdmins(t *testing.T) {
 func TestSessionDeleteUserAudited(t *testing.T) {
 	ctx := context.Background()
 	f := newSessionFixture(t, SessionConfig{})
-	f.m = NewSessions(f.st, f.clock, SessionConfig{Audit: audit.NewLog(f.st, f.clock.Now)})
+	f.m = NewSessions(f.st, f.clock, SessionConfig{Audit: audit.NewLog(f.st, f.clock)})
 	for i := 0; i < 3; i++ {
 		if _, _, err := f.m.Create(ctx, f.user, ""); err != nil {
 			t.Fatal(err)

@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"conclave/internal/store"
+	"conclave/internal/testutil/fakeclock"
 )
 
 type sessionFixture struct {
 	st    *store.SQLite
-	clock *FakeClock
+	clock *fakeclock.Clock
 	m     *Sessions
 	user  store.User
 	admin store.User
@@ -20,7 +21,7 @@ type sessionFixture struct {
 func newSessionFixture(t *testing.T, cfg SessionConfig) *sessionFixture {
 	t.Helper()
 	ctx := context.Background()
-	f := &sessionFixture{st: openStore(t), clock: NewFakeClock(epoch)}
+	f := &sessionFixture{st: openStore(t), clock: fakeclock.New(epoch)}
 	f.m = NewSessions(f.st, f.clock, cfg)
 	var err error
 	if f.user, err = f.st.CreateUser(ctx, store.User{Username: "user", Role: store.RoleUser, Enabled: true}); err != nil {

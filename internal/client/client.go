@@ -26,6 +26,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"conclave/internal/clock"
 	"conclave/internal/pki"
 	"conclave/internal/signal"
 )
@@ -51,6 +52,9 @@ type Options struct {
 	Jar http.CookieJar
 	// Logger receives the session's logs; nil discards them.
 	Logger *slog.Logger
+	// Clock runs the session's timers (reconnection, renegotiation,
+	// recovery); nil means clock.System.
+	Clock clock.Clock
 
 	// Camera and Microphone, when set, are published as the sources
 	// "camera" and "microphone".
@@ -132,6 +136,7 @@ var ErrClosed = errors.New("client: session closed")
 // Session is one participant in a meeting.
 type Session struct {
 	opts    Options
+	clock   clock.Clock
 	meeting Meeting
 	log     *slog.Logger
 	http    *http.Client
@@ -192,6 +197,7 @@ func Dial(ctx context.Context, opts Options) (*Session, error) {
 	}
 	s := &Session{
 		opts:         opts,
+		clock:        clock.Or(opts.Clock),
 		meeting:      m,
 		log:          log.With("room", m.Room),
 		http:         &http.Client{Jar: opts.Jar, Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}},

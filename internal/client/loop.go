@@ -26,7 +26,7 @@ type loopState struct {
 	outage     bool // Reconnecting was reported and Rejoined not yet
 	peers      *peers
 	outbox     []*signal.Message // sent after a resume
-	timers     map[string]*time.Timer
+	timers     map[string]*loopTimer
 	publishSeq int
 	playing    map[string]chan struct{} // by source: closed when its player stopped
 	iceServers []signal.ICEServer       // of the latest welcome or ice-servers
@@ -36,7 +36,7 @@ type loopState struct {
 // run is the session loop: every change of the session's state happens
 // here, one task at a time, in the order the tasks were posted.
 func (s *Session) run(eventsDone <-chan struct{}) {
-	s.timers = map[string]*time.Timer{}
+	s.timers = map[string]*loopTimer{}
 	s.playing = map[string]chan struct{}{}
 	s.connect()
 	for !s.ended {
@@ -74,7 +74,7 @@ func (s *Session) end(err error) {
 	s.mu.Unlock()
 	s.cancel()
 	for _, t := range s.timers {
-		t.Stop()
+		t.stop()
 	}
 	if s.ws != nil {
 		s.ws.close()
@@ -92,11 +92,15 @@ func (s *Session) end(err error) {
 	}
 }
 
-// timer runs f on the loop after d, replacing the timer of the same name.
+// loopTimer is a timer of the loop; its identity tells a stale firing.
+type loopTimer struct{ stop func() bool }
+
+// timer runs f on the loop after d (on Options.Clock), replacing the timer
+// of the same name.
 func (s *Session) timer(name string, d time.Duration, f func()) {
 	s.stopTimer(name)
-	var t *time.Timer
-	t = time.AfterFunc(d, func() {
+	t := new(loopTimer)
+	t.stop = s.clock.AfterFunc(d, func() {
 		s.post(func() {
 			if s.timers[name] == t {
 				delete(s.timers, name)
@@ -109,7 +113,7 @@ func (s *Session) timer(name string, d time.Duration, f func()) {
 
 func (s *Session) stopTimer(name string) {
 	if t := s.timers[name]; t != nil {
-		t.Stop()
+		t.stop()
 		delete(s.timers, name)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"conclave/internal/client"
 	"conclave/internal/server"
+	"conclave/internal/testutil/wait"
 )
 
 // TestRelayedMedia: a native participant that may use only the server's
@@ -31,7 +32,7 @@ func TestRelayedMedia(t *testing.T) {
 			}
 			// Alice's two peer connections go through the relay over tr;
 			// Bob's, free to choose, connect directly.
-			waitFor(t, "both participants' paths", 5*time.Second, func() bool {
+			wait.For(t, "both participants' paths", 5*time.Second, func() bool {
 				return len(alice.Paths()) == 2 && len(bob.Paths()) == 2
 			})
 			for _, p := range alice.Paths() {
@@ -65,7 +66,7 @@ func TestRelayedMedia(t *testing.T) {
 			}
 			alice.Leave()
 			bob.Leave()
-			waitFor(t, "the relays of Alice to end", 5*time.Second, func() bool {
+			wait.For(t, "the relays of Alice to end", 5*time.Second, func() bool {
 				return relay.Stats().Allocations[tr] == 0
 			})
 		})

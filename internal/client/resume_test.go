@@ -8,6 +8,7 @@ import (
 	"conclave/internal/client"
 	"conclave/internal/server"
 	"conclave/internal/testutil/netcut"
+	"conclave/internal/testutil/wait"
 )
 
 // TestReconnect: a client whose signaling connection is cut resumes as
@@ -24,7 +25,7 @@ func TestReconnect(t *testing.T) {
 
 	// A short cut: resumed, same id, media keeps flowing both ways.
 	proxy.Cut()
-	waitFor(t, "Alice to resume", 10*time.Second, func() bool {
+	wait.For(t, "Alice to resume", 10*time.Second, func() bool {
 		return alice.saw(client.Rejoined, func(e client.Event) bool { return e.Resumed })
 	})
 	if !alice.saw(client.Reconnecting, nil) || alice.Self().ID != aliceID {
@@ -45,14 +46,14 @@ func TestReconnect(t *testing.T) {
 	proxy.Cut()
 	time.Sleep(2200 * time.Millisecond)
 	proxy.Refuse(false)
-	waitFor(t, "Alice to join afresh", 15*time.Second, func() bool {
+	wait.For(t, "Alice to join afresh", 15*time.Second, func() bool {
 		return alice.saw(client.Rejoined, func(e client.Event) bool { return !e.Resumed })
 	})
 	newID := alice.Self().ID
 	if newID == aliceID || newID == "" {
 		t.Fatalf("Alice rejoined with id %q, want a new one", newID)
 	}
-	waitFor(t, "Bob to see the old Alice leave", 5*time.Second, func() bool {
+	wait.For(t, "Bob to see the old Alice leave", 5*time.Second, func() bool {
 		return bob.saw(client.ParticipantLeft, func(e client.Event) bool { return e.Participant.ID == aliceID })
 	})
 	waitMoreMedia(t, alice, bobID, 15, 50)

@@ -25,7 +25,9 @@ import (
 	"conclave/internal/client/media"
 	"conclave/internal/server"
 	"conclave/internal/signal"
+	"conclave/internal/testutil/testlog"
 	"conclave/internal/testutil/testserver"
+	"conclave/internal/testutil/wait"
 )
 
 type testServer struct {
@@ -95,7 +97,7 @@ func join(t *testing.T, srv *testServer, room, name string, o joinOpts) *partici
 		URL:              base + "/r/" + room,
 		Name:             name,
 		RootCAs:          srv.roots,
-		Logger:           slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("who", name),
+		Logger:           testlog.Logger(t, slog.LevelWarn).With("who", name),
 		SendTransform:    o.send,
 		ReceiveTransform: o.receive,
 		Hooks: client.Hooks{
@@ -143,14 +145,6 @@ func join(t *testing.T, srv *testServer, room, name string, o joinOpts) *partici
 	return p
 }
 
-// testWriter sends logs to the test log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
-
 // received sums what p received from participant id, by kind.
 func received(p *participant, id, kind string) client.TrackStats {
 	var sum client.TrackStats
@@ -165,22 +159,11 @@ func received(p *participant, id, kind string) client.TrackStats {
 	return sum
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // waitMedia waits until p has received at least video and audio frames
 // from id.
 func waitMedia(t *testing.T, p *participant, id string, video, audio uint64) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%s to receive %d video and %d audio frames from %s", p.name, video, audio, id), 15*time.Second, func() bool {
+	wait.For(t, fmt.Sprintf("%s to receive %d video and %d audio frames from %s", p.name, video, audio, id), 15*time.Second, func() bool {
 		return received(p, id, "video").Frames >= video && received(p, id, "audio").Frames >= audio
 	})
 }
@@ -320,7 +303,7 @@ func TestTwoParticipants(t *testing.T) {
 	if err := alice.SendKey(bobID, []byte{0, 1, 0xff}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "Bob to get Alice's announcement and key", 5*time.Second, func() bool {
+	wait.For(t, "Bob to get Alice's announcement and key", 5*time.Second, func() bool {
 		return bob.gotOpaque("announce "+aliceID+" alice-announce") && bob.gotOpaque("key "+aliceID+" \x00\x01\xff")
 	})
 	if dave.gotOpaque("announce " + aliceID + " alice-announce") {
@@ -331,7 +314,7 @@ func TestTwoParticipants(t *testing.T) {
 	if err := bob.Leave(); err != nil {
 		t.Fatalf("Bob's leave: %v", err)
 	}
-	waitFor(t, "Alice to see Bob leave", 5*time.Second, func() bool {
+	wait.For(t, "Alice to see Bob leave", 5*time.Second, func() bool {
 		return alice.saw(client.ParticipantLeft, func(e client.Event) bool { return e.Participant.ID == bobID }) &&
 			alice.saw(client.TrackStopped, func(e client.Event) bool { return e.Track.Participant == bobID && e.Track.Kind == "video" })
 	})
@@ -368,7 +351,7 @@ func TestTwoParticipants(t *testing.T) {
 	}
 
 	// Every goroutine of the three sessions is gone.
-	waitFor(t, "the sessions' goroutines to end", 5*time.Second, func() bool { return goroutines() <= before+2 })
+	wait.For(t, "the sessions' goroutines to end", 5*time.Second, func() bool { return goroutines() <= before+2 })
 }
 
 // TestDialErrors: the errors a user meets first read as advice.

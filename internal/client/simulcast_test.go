@@ -8,6 +8,7 @@ import (
 	"conclave/internal/client"
 	"conclave/internal/loadtest/clips"
 	"conclave/internal/server"
+	"conclave/internal/testutil/wait"
 )
 
 // sizeSink notes the widths of the key frames of a participant's camera.
@@ -80,8 +81,8 @@ func TestSimulcast(t *testing.T) {
 	join(t, srv, "board", "Carol", joinOpts{receive: xorTransform{inverse: true}, layout: cameraAt(320, 180), newSink: small.newSink})
 	dave := join(t, srv, "board", "Dave", joinOpts{receive: xorTransform{inverse: true}, layout: cameraAt(0, 0), newSink: hidden.newSink})
 
-	waitFor(t, "Bob to receive the 1280x720 layer", 30*time.Second, func() bool { return big.saw(1280) })
-	waitFor(t, "Carol to receive the 320x180 layer", 10*time.Second, func() bool { return small.saw(320) && small.count() > 30 })
+	wait.For(t, "Bob to receive the 1280x720 layer", 30*time.Second, func() bool { return big.saw(1280) })
+	wait.For(t, "Carol to receive the 320x180 layer", 10*time.Second, func() bool { return small.saw(320) && small.count() > 30 })
 	big.mu.Lock()
 	img, err := decodeVP8(big.last)
 	big.mu.Unlock()
@@ -98,7 +99,7 @@ func TestSimulcast(t *testing.T) {
 		t.Errorf("Dave, who hides Alice's camera, received %d of its frames", n)
 	}
 	// Nobody needs the middle layer: the server pauses it at Alice.
-	waitFor(t, "the middle layer to pause", 10*time.Second, func() bool {
+	wait.For(t, "the middle layer to pause", 10*time.Second, func() bool {
 		st := sent(alice, "camera")
 		return len(st.Encodings) == 3 && st.Encodings[1].Paused && !st.Encodings[0].Paused && !st.Encodings[2].Paused
 	})
@@ -121,7 +122,7 @@ func TestSimulcast(t *testing.T) {
 	if err := dave.SetLayout(map[string]client.Size{mid: {Width: 640, Height: 360}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "Dave to receive the 640x360 layer", 20*time.Second, func() bool { return hidden.saw(640) })
+	wait.For(t, "Dave to receive the 640x360 layer", 20*time.Second, func() bool { return hidden.saw(640) })
 	if err := dave.SetLayout(map[string]client.Size{mid: {Width: -1}}); err == nil {
 		t.Error("a negative size was accepted")
 	}

@@ -8,12 +8,9 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"conclave/internal/testutil/fakeclock"
 )
-
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) now() time.Time          { return c.t }
-func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 func newTestSender(t *testing.T, index uint16) *Sender {
 	t.Helper()
@@ -122,9 +119,9 @@ func TestFrameRoundTripAndTamper(t *testing.T) {
 }
 
 func TestRatchetAndRotation(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1000, 0)}
+	clock := fakeclock.New(time.Unix(1000, 0))
 	s := newTestSender(t, 4)
-	old := NewReceiver(4, KeyRingConfig{Retention: 3 * time.Second, Now: clock.now})
+	old := NewReceiver(4, KeyRingConfig{Retention: 3 * time.Second, Clock: clock})
 	old.AddKey(s.Key())
 	before, _ := s.EncryptFrame(CodecOpus, []byte("before join"), nil)
 
@@ -134,7 +131,7 @@ func TestRatchetAndRotation(t *testing.T) {
 	if err != nil || fresh || k.Step != 1 {
 		t.Fatalf("ratchet: %+v %v %v", k, fresh, err)
 	}
-	newcomer := NewReceiver(4, KeyRingConfig{Now: clock.now})
+	newcomer := NewReceiver(4, KeyRingConfig{Clock: clock})
 	newcomer.AddKey(k)
 	after, _ := s.EncryptFrame(CodecOpus, []byte("after join"), nil)
 	if _, err := newcomer.DecryptFrame(CodecOpus, before, nil); !errors.Is(err, ErrUnknownKey) {
@@ -149,7 +146,7 @@ func TestRatchetAndRotation(t *testing.T) {
 	if _, err := old.DecryptFrame(CodecOpus, before, nil); err != nil {
 		t.Errorf("late frame: %v", err)
 	}
-	clock.advance(4 * time.Second)
+	clock.Advance(4 * time.Second)
 	if _, err := old.DecryptFrame(CodecOpus, before, nil); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("old step kept past retention: %v", err)
 	}

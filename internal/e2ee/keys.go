@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"conclave/internal/clock"
 )
 
 // Labels of the HKDF-SHA-256 derivations from a sender key.
@@ -103,8 +105,8 @@ type KeyRingConfig struct {
 	// Retention is how long older keys stay once a newer key was used;
 	// zero means DefaultRetention.
 	Retention time.Duration
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock tells when retained keys expire; nil means clock.System.
+	Clock clock.Clock
 }
 
 type ringEntry struct {
@@ -120,18 +122,15 @@ type KeyRing struct {
 	mu        sync.Mutex
 	index     uint16
 	retention time.Duration
-	now       func() time.Time
+	clock     clock.Clock
 	entries   []*ringEntry // in the order they were added or derived
 }
 
 // NewKeyRing makes an empty ring for the sender with this sender index.
 func NewKeyRing(senderIndex uint16, cfg KeyRingConfig) *KeyRing {
-	r := &KeyRing{index: senderIndex, retention: cfg.Retention, now: cfg.Now}
+	r := &KeyRing{index: senderIndex, retention: cfg.Retention, clock: clock.Or(cfg.Clock)}
 	if r.retention <= 0 {
 		r.retention = DefaultRetention
-	}
-	if r.now == nil {
-		r.now = time.Now
 	}
 	return r
 }
@@ -168,7 +167,7 @@ func (r *KeyRing) insert(e *ringEntry) {
 }
 
 func (r *KeyRing) purge() {
-	now := r.now()
+	now := r.clock.Now()
 	kept := r.entries[:0]
 	for _, e := range r.entries {
 		if e.expires.IsZero() || now.Before(e.expires) {
@@ -218,7 +217,7 @@ func (r *KeyRing) used(e *ringEntry, derived bool) {
 	if derived {
 		r.insert(e)
 	}
-	deadline := r.now().Add(r.retention)
+	deadline := r.clock.Now().Add(r.retention)
 	for _, c := range r.entries {
 		if c == e {
 			return

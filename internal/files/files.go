@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"conclave/internal/clock"
 )
 
 // Errors returned by Store.
@@ -34,8 +36,8 @@ type Config struct {
 	// TTL is how long a blob is kept at most (24 h); blobs also go when
 	// their meeting ends.
 	TTL time.Duration
-	// Now tells the time; nil means time.Now.
-	Now func() time.Time
+	// Clock tells the time files expire by; nil means clock.System.
+	Clock clock.Clock
 }
 
 type blob struct {
@@ -67,9 +69,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 	if cfg.TTL <= 0 {
 		cfg.TTL = 24 * time.Hour
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("clear file store: %w", err)
 	}
@@ -151,7 +151,7 @@ func (s *Store) PutID(meeting, id string, r io.Reader, sizeHint int64) (string, 
 	}
 	s.mu.Lock()
 	s.used += n - reserve
-	s.blobs[id] = blob{meeting: meeting, size: n, created: s.cfg.Now()}
+	s.blobs[id] = blob{meeting: meeting, size: n, created: s.cfg.Clock.Now()}
 	s.mu.Unlock()
 	return id, nil
 }
@@ -193,7 +193,7 @@ func (s *Store) DeleteMeeting(meeting string) {
 
 // Sweep removes blobs older than the TTL.
 func (s *Store) Sweep() {
-	now := s.cfg.Now()
+	now := s.cfg.Clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, b := range s.blobs {

@@ -8,11 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"conclave/internal/testutil/fakeclock"
 )
-
-type clock struct{ t time.Time }
-
-func (c *clock) now() time.Time { return c.t }
 
 func open(t *testing.T, cfg Config) *Store {
 	t.Helper()
@@ -77,17 +75,17 @@ func TestLimits(t *testing.T) {
 }
 
 func TestExpiry(t *testing.T) {
-	c := &clock{t: time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)}
-	s := open(t, Config{TTL: time.Hour, Now: c.now})
+	c := fakeclock.New(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	s := open(t, Config{TTL: time.Hour, Clock: c})
 	id, err := s.Put("m", strings.NewReader("blob"), 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.t = c.t.Add(59 * time.Minute)
+	c.Advance(59 * time.Minute)
 	if _, _, err := s.Get("m", id); err != nil {
 		t.Fatalf("before expiry: %v", err)
 	}
-	c.t = c.t.Add(time.Minute)
+	c.Advance(time.Minute)
 	if _, _, err := s.Get("m", id); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after expiry: %v", err)
 	}

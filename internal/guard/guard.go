@@ -76,6 +76,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"conclave/internal/clock"
 )
 
 // ErrRefused reports an access attempt refused because the room is blocked
@@ -94,6 +96,15 @@ const (
 	// UnknownRoom is an alias that names no room. It counts against the
 	// source address only.
 	UnknownRoom
+	// FailedLogin is a failed sign-in (wrong password or unknown
+	// username). It counts against the source address only, so that
+	// guessing passwords across many usernames from one address is
+	// stopped like guessing PINs (lockout.md).
+	FailedLogin
+	// Refused is an attempt on a blocked room. It counts against the
+	// source address only, so that an address hammering a blocked room is
+	// quarantined.
+	Refused
 )
 
 // String returns the reason as used in logs: "wrong-pin" or "unknown-room".
@@ -103,6 +114,10 @@ func (r Reason) String() string {
 		return "wrong-pin"
 	case UnknownRoom:
 		return "unknown-room"
+	case FailedLogin:
+		return "failed-login"
+	case Refused:
+		return "refused"
 	}
 	return fmt.Sprintf("Reason(%d)", int(r))
 }
@@ -149,17 +164,6 @@ type Events interface {
 	// Cleared reports that a block or quarantine has ended.
 	Cleared(Alarm)
 }
-
-// Clock tells the time. The Guard reads it for every decision, so tests can
-// replace it with a clock that only moves when told to. auth.SystemClock and
-// auth.FakeClock satisfy it.
-type Clock interface {
-	Now() time.Time
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
 
 type noEvents struct{}
 
@@ -320,7 +324,7 @@ func ParseAllow(entries []string) ([]netip.Prefix, error) {
 // rooms and from quarantined sources. It is safe for concurrent use.
 type Guard struct {
 	cfg    Config
-	clock  Clock
+	clock  clock.Clock
 	events Events
 	epoch  time.Time // clock reading at New; times are kept as offsets from it
 
@@ -337,20 +341,19 @@ type notice struct {
 	alarm  Alarm
 }
 
-// New returns a Guard with the thresholds of cfg. A nil clock means the
-// system clock; nil events means alarms are only visible through Active.
-func New(cfg Config, clock Clock, events Events) (*Guard, error) {
+// New returns a Guard with the thresholds of cfg. The Guard reads clk for
+// every decision and sweeps on its timers (nil means clock.System); nil
+// events means alarms are only visible through Active.
+func New(cfg Config, clk clock.Clock, events Events) (*Guard, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	if clock == nil {
-		clock = systemClock{}
-	}
+	clk = clock.Or(clk)
 	if events == nil {
 		events = noEvents{}
 	}
-	g := &Guard{cfg: cfg, clock: clock, events: events, epoch: clock.Now()}
+	g := &Guard{cfg: cfg, clock: clk, events: events, epoch: clk.Now()}
 	g.rooms = newTracker(RoomBlocked, cfg.RoomFailures, cfg.RoomWindow, cfg.RoomBlock, cfg.MaxRooms,
 		func(s string) string { return s })
 	g.addrs = newTracker(AddressQuarantined, cfg.AddressFailures, cfg.AddressWindow, cfg.AddressQuarantine, cfg.MaxAddresses,
@@ -377,6 +380,45 @@ func (g *Guard) Check(addr netip.Addr, room string) error {
 	}
 	return nil
 }
+
+// CheckAddress reports whether addr's source is quarantined: ErrRefused if
+// it is (and addr is not on the allow list), nil otherwise. Callers check
+// it before any costly work (a PIN or password hash), so that a
+// quarantined address costs the server nothing. It counts nothing.
+func (g *Guard) CheckAddress(addr netip.Addr) error {
+	g.mu.Lock()
+	now := g.lockedSweep()
+	refused := !g.allowed(addr) && g.addrs.blocked(g.source(addr), now)
+	g.unlock()
+	if refused {
+		return ErrRefused
+	}
+	return nil
+}
+
+// RoomBlocked reports whether new access to the room with alias room is
+// blocked now. The caller decides who still gets in (members of the room
+// who signed in with their account do, see package access).
+func (g *Guard) RoomBlocked(room string) bool {
+	g.mu.Lock()
+	now := g.lockedSweep()
+	blocked := g.rooms.blocked(roomKey(room), now)
+	g.unlock()
+	return blocked
+}
+
+// Allowed reports whether addr is on the allow list.
+func (g *Guard) Allowed(addr netip.Addr) bool { return g.allowed(addr) }
+
+// Source returns the source addr's failures count toward: the IPv4
+// address, or the IPv6 /64 with the default prefix lengths. Other
+// per-source limits (a removed guest's ban, concurrent hashing) use it
+// too, so that they cannot be dodged with a fresh IPv6 address.
+func (g *Guard) Source(addr netip.Addr) netip.Prefix { return g.source(addr) }
+
+// SourceString names addr's source as alarms do: "192.0.2.7" or
+// "2001:db8:1:2::/64".
+func (g *Guard) SourceString(addr netip.Addr) string { return sourceString(g.source(addr)) }
 
 // Fail records a failed access attempt from addr to the room with alias
 // room. WrongPIN counts against the room and the source; UnknownRoom (and
@@ -413,18 +455,12 @@ func (g *Guard) Sweep() {
 	g.unlock()
 }
 
-// Run calls Sweep every Config.SweepInterval until ctx is done.
+// Run calls Sweep every Config.SweepInterval, on the Guard's clock, until
+// ctx is done. The first sweep is scheduled before Run blocks.
 func (g *Guard) Run(ctx context.Context) {
-	t := time.NewTicker(g.cfg.SweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			g.Sweep()
-		}
-	}
+	stop := clock.Every(g.clock, g.cfg.SweepInterval, g.Sweep)
+	<-ctx.Done()
+	stop()
 }
 
 // Active returns the alarms currently raised, for the admin interface and

@@ -9,27 +9,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"conclave/internal/testutil/fakeclock"
 )
 
 var epoch = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
-
-// fakeClock is a Clock that moves only when told to.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // recorder is an Events that remembers every call.
 type recorder struct {
@@ -62,13 +46,13 @@ func (r *recorder) counts() (raised, cleared int) {
 type fixture struct {
 	t     *testing.T
 	g     *Guard
-	clock *fakeClock
+	clock *fakeclock.Clock
 	ev    *recorder
 }
 
 func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
-	f := &fixture{t: t, clock: &fakeClock{now: epoch}, ev: &recorder{}}
+	f := &fixture{t: t, clock: fakeclock.New(epoch), ev: &recorder{}}
 	g, err := New(cfg, f.clock, f.ev)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -433,7 +417,7 @@ func (r *reentrant) Raised(a Alarm) {
 func (r *reentrant) Cleared(Alarm) { r.calls++; r.g.Sweep() }
 
 func TestEventsMayCallBack(t *testing.T) {
-	clock := &fakeClock{now: epoch}
+	clock := fakeclock.New(epoch)
 	cfg := DefaultConfig()
 	cfg.AddressFailures = 1
 	ev := &reentrant{}
@@ -634,9 +618,9 @@ func (chanEvents) Raised(Alarm)      {}
 func (c chanEvents) Cleared(a Alarm) { c <- a }
 
 func TestRunClearsWithoutCalls(t *testing.T) {
-	clock := &fakeClock{now: epoch}
+	clock := fakeclock.New(epoch)
 	cfg := DefaultConfig()
-	cfg.SweepInterval = time.Millisecond
+	cfg.SweepInterval = time.Minute
 	ev := make(chanEvents, 1)
 	g, err := New(cfg, clock, ev)
 	if err != nil {
@@ -647,9 +631,16 @@ func TestRunClearsWithoutCalls(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	armed := make(chan time.Duration)
+	clock.NotifyArmed(armed)
 	go func() { g.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
+	if d := <-armed; d != cfg.SweepInterval {
+		t.Fatalf("Run armed a timer of %v, want the sweep interval %v", d, cfg.SweepInterval)
+	}
+	clock.NotifyArmed(nil)
 
+	// No call to the Guard: only Run's sweeps on the clock clear it.
 	clock.Advance(10 * time.Minute)
 	select {
 	case a := <-ev:
@@ -736,7 +727,7 @@ func TestRing(t *testing.T) {
 // every attempt is checked and fails, from many sources on many rooms, with
 // time passing so that counters are created, slide and are forgotten.
 func BenchmarkCheckFail(b *testing.B) {
-	clock := &fakeClock{now: epoch}
+	clock := fakeclock.New(epoch)
 	g, err := New(DefaultConfig(), clock, nil)
 	if err != nil {
 		b.Fatal(err)

@@ -373,7 +373,7 @@ func (r *run) join(ctx context.Context, rm *room, role string, index int) error 
 		if t.Kind == "audio" {
 			h = &r.audio
 		}
-		return &trackSink{counts: &m.counts, delays: h, now: time.Now}, nil
+		return &trackSink{counts: &m.counts, delays: h}, nil
 	}
 	if role == roleSubscriber {
 		n := c.VideoPublishers

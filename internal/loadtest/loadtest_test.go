@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"conclave/internal/sfu"
+	"conclave/internal/testutil/testlog"
 	"conclave/internal/testutil/testserver"
 )
 
@@ -44,7 +45,7 @@ func TestRun(t *testing.T) {
 		ServerSends: func(context.Context) (sfu.SendStats, error) {
 			return srv.SendStats(), nil
 		},
-		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:   testlog.Logger(t, slog.LevelWarn),
 		Progress: func(s string) { progress = append(progress, s) },
 	}
 	rep, err := Run(context.Background(), cfg)
@@ -126,12 +127,4 @@ func TestConfigErrors(t *testing.T) {
 	if err != nil || len(urls) != 2 || urls[1] != "https://h:8443/r/bench-2" {
 		t.Errorf("RoomURLs = %v, %v", urls, err)
 	}
-}
-
-// testWriter sends logs to the test log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
 }

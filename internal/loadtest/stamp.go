@@ -73,7 +73,6 @@ func ParseStamp(b []byte) (frame []byte, s Stamp, err error) {
 type stamper struct {
 	next client.FrameTransform
 	seq  [maxSources * maxLayers]atomic.Uint32
-	now  func() time.Time
 	bufs sync.Pool
 }
 
@@ -84,7 +83,7 @@ const (
 )
 
 func newStamper(next client.FrameTransform) *stamper {
-	return &stamper{next: next, now: time.Now}
+	return &stamper{next: next}
 }
 
 // TransformFrame implements client.FrameTransform. It is called by one
@@ -101,7 +100,7 @@ func (s *stamper) TransformFrame(info client.FrameInfo, frame, dst []byte) ([]by
 	if bp == nil {
 		bp = new([]byte)
 	}
-	stamped := AppendStamp((*bp)[:0], frame, Stamp{Seq: seq, Sent: s.now().UnixNano(), Layer: uint8(layer)})
+	stamped := AppendStamp((*bp)[:0], frame, Stamp{Seq: seq, Sent: time.Now().UnixNano(), Layer: uint8(layer)})
 	out, err := s.next.TransformFrame(info, stamped, dst)
 	if err == nil && sameMemory(out, stamped) {
 		// An identity transform (tests): the buffer goes out with the

@@ -40,6 +40,11 @@ type Admission struct {
 	// Guest rules with which a new meeting of this room starts.
 	GuestsMayUnmute  bool
 	GuestsMayPresent bool
+	// Source names the entrant's machine as the break-in rules count it
+	// (an IPv4 address, an IPv6 /64): a removed guest is barred by it, so
+	// that a fresh IPv6 privacy address does not get it back in. Empty
+	// means the exact address.
+	Source string
 }
 
 // Gate decides who may enter a room and as what. It returns ErrUnavailable

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"conclave/internal/clock"
 	"conclave/internal/sfu"
 	"conclave/internal/signal"
 	"conclave/internal/store"
@@ -45,10 +46,10 @@ type Config struct {
 	WaitForHost, HostGrace time.Duration
 	// Logger receives the meeting logs; nil means slog.Default().
 	Logger *slog.Logger
-	// AfterFunc schedules the meeting's timers (resume window, waiting for
-	// a host, grace after the last host left); nil means time.AfterFunc.
-	// Tests inject one they fire themselves.
-	AfterFunc func(d time.Duration, f func()) Timer
+	// Clock runs the meeting's timers (resume window, waiting for a host,
+	// grace after the last host left, TURN credential refreshes) and its
+	// rate limits; nil means clock.System.
+	Clock clock.Clock
 }
 
 // Relay issues participants' TURN credentials (internal/turn).
@@ -60,11 +61,6 @@ type Relay interface {
 	TTL() time.Duration
 	// Release revokes participant's credentials and ends its relays.
 	Release(participant string)
-}
-
-// Timer is a scheduled call that can be cancelled; *time.Timer is one.
-type Timer interface {
-	Stop() bool
 }
 
 // Manager holds the active meetings of a node.
@@ -80,7 +76,7 @@ type Manager struct {
 	uploads map[string]*Participant // by upload token
 	closed  bool
 	onEnd   []func(meetingID string)
-	refresh Timer // next push of fresh TURN credentials
+	stopRefresh func() // stops the pushes of fresh TURN credentials
 }
 
 // NewManager returns a manager that forwards media with engine and asks
@@ -95,9 +91,7 @@ func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
 	if cfg.HostGrace == 0 {
 		cfg.HostGrace = 2 * time.Minute
 	}
-	if cfg.AfterFunc == nil {
-		cfg.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.MaxParticipants == 0 {
 		cfg.MaxParticipants = 100
 	}
@@ -108,7 +102,7 @@ func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
 	m := &Manager{cfg: cfg, engine: engine, gate: gate, log: log,
 		active: map[string]*Room{}, resumes: map[string]*Participant{}, uploads: map[string]*Participant{}}
 	if cfg.Relay != nil {
-		m.refresh = cfg.AfterFunc(cfg.Relay.TTL()/2, m.refreshRelay)
+		m.stopRefresh = clock.Every(cfg.Clock, cfg.Relay.TTL()/2, m.refreshRelay)
 	}
 	return m
 }
@@ -150,11 +144,6 @@ func (m *Manager) refreshRelay() {
 			p.send(&signal.Message{Type: signal.TypeICEServers, ICEServers: m.iceServers(p.id)})
 		}
 	}
-	m.mu.Lock()
-	if !m.closed {
-		m.refresh = m.cfg.AfterFunc(m.cfg.Relay.TTL()/2, m.refreshRelay)
-	}
-	m.mu.Unlock()
 }
 
 // Participants returns how many participants are in the room now.
@@ -194,8 +183,8 @@ func (m *Manager) OnMeetingEnd(f func(meetingID string)) {
 func (m *Manager) Close() {
 	m.mu.Lock()
 	m.closed = true
-	if m.refresh != nil {
-		m.refresh.Stop()
+	if m.stopRefresh != nil {
+		m.stopRefresh()
 	}
 	var all []*Participant
 	for _, r := range m.active {
@@ -236,9 +225,9 @@ func (m *Manager) Serve(ctx context.Context, c Conn, client Client) {
 		if err != nil {
 			break
 		}
-		if !lim.allow(time.Now()) {
-			if time.Since(lastLimitNotice) > time.Second {
-				lastLimitNotice = time.Now()
+		if now := m.cfg.Clock.Now(); !lim.allow(now) {
+			if now.Sub(lastLimitNotice) > time.Second {
+				lastLimitNotice = now
 				conn.send(signal.ErrorMessage(signal.Errorf(signal.CodeRateLimited,
 					"Too many messages; some were dropped. Slow down."), nil))
 			}

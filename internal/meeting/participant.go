@@ -39,8 +39,8 @@ type Participant struct {
 	forcedMute bool // a host muted the microphone
 	announce   string
 	left       bool
-	dropped    Timer // resume window after a lost connection
-	waitTimer  Timer // waiting for a host
+	dropped    func() bool // stops the resume window after a lost connection
+	waitTimer  func() bool // stops the wait for a host
 }
 
 // ID returns the participant's id.
@@ -114,14 +114,14 @@ func (p *Participant) announcement() string {
 func (p *Participant) startWaitTimer(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.waitTimer = p.mgr.cfg.AfterFunc(d, func() { p.leave("no-host") })
+	p.waitTimer = p.mgr.cfg.Clock.AfterFunc(d, func() { p.leave("no-host") })
 }
 
 func (p *Participant) stopWaitTimer() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.waitTimer != nil {
-		p.waitTimer.Stop()
+		p.waitTimer()
 		p.waitTimer = nil
 	}
 }
@@ -170,7 +170,7 @@ func (p *Participant) attach(conn *connection) bool {
 	old := p.conn
 	p.conn = conn
 	if p.dropped != nil {
-		p.dropped.Stop()
+		p.dropped()
 		p.dropped = nil
 	}
 	wait := p.wait
@@ -214,7 +214,7 @@ func (p *Participant) detach(conn *connection) {
 		return
 	}
 	p.conn = nil
-	p.dropped = p.mgr.cfg.AfterFunc(p.mgr.cfg.ResumeWindow, func() { p.leave("timeout") })
+	p.dropped = p.mgr.cfg.Clock.AfterFunc(p.mgr.cfg.ResumeWindow, func() { p.leave("timeout") })
 	p.log.Info("participant connection lost", "room", p.room.alias, "participant", p.id)
 }
 
@@ -229,9 +229,9 @@ func (p *Participant) leave(reason string) {
 	p.left = true
 	conn := p.conn
 	p.conn = nil
-	for _, t := range []Timer{p.dropped, p.waitTimer} {
-		if t != nil {
-			t.Stop()
+	for _, stop := range []func() bool{p.dropped, p.waitTimer} {
+		if stop != nil {
+			stop()
 		}
 	}
 	p.mu.Unlock()

@@ -26,7 +26,7 @@ type Room struct {
 	locked   bool
 	settings signal.RoomState
 	banned   map[string]bool // "user:<id>" and "addr:<ip>" of removed participants
-	endTimer Timer           // running while a host-required meeting has no host
+	endTimer func() bool     // stops the end of a host-required meeting without a host
 	ended    bool
 	speakers *sfu.SpeakerDetector
 }
@@ -232,7 +232,7 @@ func (r *Room) subscribeLocked(p *Participant, t *sfu.UpTrack) {
 // (or knock, if the room is locked).
 func (r *Room) hostArrivedLocked() {
 	if r.endTimer != nil {
-		r.endTimer.Stop()
+		r.endTimer()
 		r.endTimer = nil
 		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeNotice, Code: "host-back", Text: "A host is back; the meeting goes on."})
 	}
@@ -269,7 +269,7 @@ func (r *Room) hostLeftLocked() {
 	grace := r.mgr.cfg.HostGrace
 	// The timer exists before anyone is told, so that what a client sees
 	// is always backed by the server's state.
-	r.endTimer = r.mgr.cfg.AfterFunc(grace, func() { r.end("ended") })
+	r.endTimer = r.mgr.cfg.Clock.AfterFunc(grace, func() { r.end("ended") })
 	r.broadcastLocked(nil, &signal.Message{Type: signal.TypeNotice, Code: "host-left",
 		Text: "The host left. The meeting will end in " + grace.Round(time.Second).String() + " unless a host returns."})
 	r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
@@ -309,7 +309,7 @@ func (r *Room) end(reason string) {
 	r.ended = true
 	r.speakers.Stop()
 	if r.endTimer != nil {
-		r.endTimer.Stop()
+		r.endTimer()
 		r.endTimer = nil
 	}
 	all := append(append([]*Participant(nil), r.order...), r.waiting...)
@@ -326,7 +326,7 @@ func (r *Room) stopTimers() {
 	defer r.mu.Unlock()
 	r.speakers.Stop()
 	if r.endTimer != nil {
-		r.endTimer.Stop()
+		r.endTimer()
 		r.endTimer = nil
 	}
 }

@@ -14,10 +14,14 @@ import (
 	"fmt"
 	"io/fs"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"conclave/internal/clock"
 )
 
 // File names of the generated material inside <Dir>/tls.
@@ -26,6 +30,7 @@ const (
 	CAKeyFile      = "ca.key"
 	ServerCertFile = "server.crt"
 	ServerKeyFile  = "server.key"
+	CRLFile        = "ca.crl"
 )
 
 const (
@@ -48,8 +53,12 @@ type Options struct {
 	// Hosts are the DNS names and IP addresses the server certificate must
 	// cover. When empty, DefaultHosts is used.
 	Hosts []string
-	// Clock returns the current time; nil means time.Now.
-	Clock func() time.Time
+	// Clock tells the time certificates are checked and issued at; nil
+	// means clock.System.
+	Clock clock.Clock
+	// CRLURL, when set, is written into issued server certificates as
+	// their CRL distribution point; the server serves Material.CRL there.
+	CRLURL string
 	// CertFile and KeyFile name an operator-provided certificate chain and
 	// private key (PEM). When set, they are used as they are and nothing is
 	// generated. Both must be set together.
@@ -73,6 +82,16 @@ type Material struct {
 	// Generated is true when a CA or a server certificate was created during
 	// this call.
 	Generated bool
+	// CRL is the local CA's certificate revocation list (DER), listing the
+	// server certificates it replaced; nil for an operator certificate.
+	CRL []byte
+	// CAKeyOffline is true when the CA's private key is not in the data
+	// directory (taken offline by the operator); the server certificate is
+	// then used as long as it stays valid, and nothing new is signed.
+	CAKeyOffline bool
+	// Notices are sentences for the operator about what Ensure changed and
+	// why, such as a new CA that clients must trust.
+	Notices []string
 }
 
 // Operator reports whether the material is an operator-provided certificate
@@ -95,10 +114,7 @@ func (m *Material) Operator() bool { return m.CACert == nil }
 // Ensure does not lock the directory; callers must not run it concurrently
 // on the same Dir.
 func Ensure(opts Options) (*Material, error) {
-	now := time.Now
-	if opts.Clock != nil {
-		now = opts.Clock
-	}
+	now := clock.Or(opts.Clock).Now
 	if opts.CertFile != "" || opts.KeyFile != "" {
 		return loadOperator(opts.CertFile, opts.KeyFile, now())
 	}
@@ -126,21 +142,35 @@ func Ensure(opts Options) (*Material, error) {
 	}
 
 	t := now()
-	ca, caKey, caNew, err := ensureCA(dir, t)
+	ca, caKey, caNew, notice, err := ensureCA(dir, hosts, t)
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
-	cert, srvNew, err := ensureServer(dir, ca, caKey, hosts, t)
+	cert, replaced, srvNew, err := ensureServer(dir, ca, caKey, hosts, opts.CRLURL, t)
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
-	return &Material{
-		Certificate: cert,
-		CACert:      ca,
-		CAPath:      filepath.Join(dir, CACertFile),
-		Fingerprint: Fingerprint(ca),
-		Generated:   caNew || srvNew,
-	}, nil
+	crl, err := ensureCRL(dir, ca, caKey, replaced, t)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	m := &Material{
+		Certificate:  cert,
+		CACert:       ca,
+		CAPath:       filepath.Join(dir, CACertFile),
+		Fingerprint:  Fingerprint(ca),
+		Generated:    caNew || srvNew,
+		CRL:          crl,
+		CAKeyOffline: caKey == nil,
+	}
+	if notice != "" {
+		m.Notices = append(m.Notices, notice)
+	}
+	if caKey == nil {
+		m.Notices = append(m.Notices, fmt.Sprintf("the CA key %s is offline; the server certificate (valid until %s) is used as it is, and must be renewed by %s: put the key back for one start before then",
+			filepath.Join(dir, CAKeyFile), cert.Leaf.NotAfter.UTC().Format(time.DateOnly), cert.Leaf.NotAfter.Add(-renewBefore).UTC().Format(time.DateOnly)))
+	}
+	return m, nil
 }
 
 // loadOperator loads and checks an operator-provided certificate and key.
@@ -174,70 +204,179 @@ func loadOperator(certFile, keyFile string, now time.Time) (*Material, error) {
 }
 
 // ensureCA loads the CA from dir, or creates it when its certificate file is
-// missing or it expires within renewBefore. It reports whether it created one.
-func ensureCA(dir string, now time.Time) (*x509.Certificate, crypto.Signer, bool, error) {
+// missing, it expires within renewBefore, or its name constraints do not
+// limit it to the configured hosts. It reports whether it created one, with
+// a notice for the operator when an existing CA was replaced. When the CA
+// certificate is there but its key is not (taken offline), the key
+// returned is nil.
+func ensureCA(dir string, hosts hostSet, now time.Time) (*x509.Certificate, crypto.Signer, bool, string, error) {
 	certPath := filepath.Join(dir, CACertFile)
 	keyPath := filepath.Join(dir, CAKeyFile)
 	pair, err := readKeyPair(certPath, keyPath)
+	notice := ""
 	switch {
 	case errors.Is(err, errNoCert):
 		// First start (a key without its certificate was never trusted by
 		// anyone, so it is replaced).
 	case errors.Is(err, errNoKey):
-		return nil, nil, false, fmt.Errorf("CA certificate %s exists but its key %s is missing; restore the key, or remove the certificate to create a new CA (clients will then have to trust the new one)", certPath, keyPath)
+		ca, err := readCert(certPath)
+		if err != nil {
+			return nil, nil, false, "", fmt.Errorf("load CA: %w; fix or remove the files to create a new CA", err)
+		}
+		if err := checkCA(certPath, ca); err != nil {
+			return nil, nil, false, "", err
+		}
+		return ca, nil, false, "", nil
 	case err != nil:
-		return nil, nil, false, fmt.Errorf("load CA: %w; fix or remove the files to create a new CA", err)
+		return nil, nil, false, "", fmt.Errorf("load CA: %w; fix or remove the files to create a new CA", err)
 	default:
 		ca := pair.Leaf
-		if !ca.IsCA || !ca.BasicConstraintsValid || ca.KeyUsage&x509.KeyUsageCertSign == 0 {
-			return nil, nil, false, fmt.Errorf("%s is not a CA certificate (it cannot sign certificates)", certPath)
-		}
-		if err := CheckKeyPolicy(ca.PublicKey); err != nil {
-			return nil, nil, false, fmt.Errorf("CA certificate %s: %w", certPath, err)
+		if err := checkCA(certPath, ca); err != nil {
+			return nil, nil, false, "", err
 		}
 		signer, ok := pair.PrivateKey.(crypto.Signer)
 		if !ok {
-			return nil, nil, false, fmt.Errorf("CA key %s cannot sign", keyPath)
+			return nil, nil, false, "", fmt.Errorf("CA key %s cannot sign", keyPath)
 		}
-		if ca.NotAfter.Sub(now) >= renewBefore {
-			return ca, signer, false, nil
+		why := ""
+		switch {
+		case ca.NotAfter.Sub(now) < renewBefore:
+			why = "the old one expires on " + ca.NotAfter.UTC().Format(time.DateOnly)
+		case !constrainedTo(ca, hosts):
+			why = "the old one was not limited (X.509 name constraints) to the configured host names " + strings.Join(hosts.all(), ", ")
+		default:
+			return ca, signer, false, "", nil
 		}
-		// The CA is expired or about to be; make a new one.
+		notice = fmt.Sprintf("a new local CA was created because %s; clients must now trust the new CA certificate %s (fingerprint below) and may drop the old one, %q",
+			why, certPath, ca.Subject.CommonName)
 	}
-	ca, key, err := createCA(now)
+	ca, key, err := createCA(hosts, now)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, false, "", err
 	}
 	if err := writeKeyPair(certPath, keyPath, ca.Raw, key); err != nil {
-		return nil, nil, false, fmt.Errorf("save CA: %w", err)
+		return nil, nil, false, "", fmt.Errorf("save CA: %w", err)
 	}
-	return ca, key, true, nil
+	// A new CA starts a new revocation list.
+	if err := os.Remove(filepath.Join(dir, CRLFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, false, "", fmt.Errorf("remove the old CA's revocation list: %w", err)
+	}
+	return ca, key, true, notice, nil
+}
+
+// checkCA refuses a certificate that cannot act as the local CA.
+func checkCA(path string, ca *x509.Certificate) error {
+	if !ca.IsCA || !ca.BasicConstraintsValid || ca.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return fmt.Errorf("%s is not a CA certificate (it cannot sign certificates)", path)
+	}
+	if err := CheckKeyPolicy(ca.PublicKey); err != nil {
+		return fmt.Errorf("CA certificate %s: %w", path, err)
+	}
+	return nil
+}
+
+// readCert loads one PEM certificate.
+func readCert(path string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+// nameConstraints returns the X.509 name constraints that limit a CA to
+// hosts: each DNS name (and its subdomains; a wildcard "*.name" gives the
+// subdomains of name only) and each IP address alone.
+func nameConstraints(hosts hostSet) (dns []string, ips []*net.IPNet) {
+	for _, n := range hosts.dns {
+		if rest, ok := strings.CutPrefix(n, "*."); ok {
+			n = "." + rest
+		}
+		dns = append(dns, n)
+	}
+	for _, ip := range hosts.ips {
+		bits := 128
+		if ip4 := ip.To4(); ip4 != nil {
+			ip, bits = ip4, 32
+		}
+		ips = append(ips, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+	}
+	return dns, ips
+}
+
+// constrainedTo reports whether ca carries critical name constraints and
+// they permit every host in hosts (names covered by a permitted domain,
+// addresses by a permitted range).
+func constrainedTo(ca *x509.Certificate, hosts hostSet) bool {
+	if !ca.PermittedDNSDomainsCritical || len(ca.PermittedDNSDomains)+len(ca.PermittedIPRanges) == 0 ||
+		len(ca.ExcludedDNSDomains)+len(ca.ExcludedIPRanges) > 0 {
+		return false
+	}
+	for _, n := range hosts.dns {
+		ok := false
+		for _, c := range ca.PermittedDNSDomains {
+			if permitsName(c, n) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for _, ip := range hosts.ips {
+		ok := false
+		for _, r := range ca.PermittedIPRanges {
+			if r.Contains(ip) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // ensureServer loads the server certificate from dir, or issues a new one
-// from ca when the existing one is unusable. It reports whether it issued one.
-func ensureServer(dir string, ca *x509.Certificate, caKey crypto.Signer, hosts hostSet, now time.Time) (tls.Certificate, bool, error) {
+// from ca when the existing one is unusable. It reports whether it issued
+// one and, if so, the certificate it replaced (nil if none was readable).
+// With the CA key offline (nil caKey), an unusable certificate is an error.
+func ensureServer(dir string, ca *x509.Certificate, caKey crypto.Signer, hosts hostSet, crlURL string, now time.Time) (tls.Certificate, *x509.Certificate, bool, error) {
 	certPath := filepath.Join(dir, ServerCertFile)
 	keyPath := filepath.Join(dir, ServerKeyFile)
 	pair, err := readKeyPair(certPath, keyPath)
-	if err == nil && serverUsable(pair.Leaf, ca, hosts, now) {
+	if err == nil && serverUsable(pair.Leaf, ca, hosts, crlURL, now, caKey == nil) {
 		pair.Certificate = serverChain(pair.Certificate[0], ca)
-		return pair, false, nil
+		return pair, nil, false, nil
+	}
+	if caKey == nil {
+		return tls.Certificate{}, nil, false, fmt.Errorf("the server certificate %s must be issued again (it is missing, expiring, or does not cover the hosts %s) but the CA key %s is offline; put the key back for one start",
+			certPath, strings.Join(hosts.all(), ", "), filepath.Join(dir, CAKeyFile))
+	}
+	var old *x509.Certificate
+	if err == nil {
+		old = pair.Leaf
 	}
 	// Any problem with the server files is repaired by issuing again: they
 	// hold no state worth keeping.
-	der, key, err := issueServer(ca, caKey, hosts, now)
+	der, key, err := issueServer(ca, caKey, hosts, crlURL, now)
 	if err != nil {
-		return tls.Certificate{}, false, err
+		return tls.Certificate{}, nil, false, err
 	}
 	if err := writeKeyPair(certPath, keyPath, der, key); err != nil {
-		return tls.Certificate{}, false, fmt.Errorf("save server certificate: %w", err)
+		return tls.Certificate{}, nil, false, fmt.Errorf("save server certificate: %w", err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return tls.Certificate{}, false, fmt.Errorf("parse issued server certificate: %w", err)
+		return tls.Certificate{}, nil, false, fmt.Errorf("parse issued server certificate: %w", err)
 	}
-	return tls.Certificate{Certificate: serverChain(der, ca), PrivateKey: key, Leaf: leaf}, true, nil
+	return tls.Certificate{Certificate: serverChain(der, ca), PrivateKey: key, Leaf: leaf}, old, true, nil
 }
 
 // serverChain returns the chain to send for leaf: the leaf alone when ca is a
@@ -249,12 +388,21 @@ func serverChain(leaf []byte, ca *x509.Certificate) [][]byte {
 	return [][]byte{leaf, ca.Raw}
 }
 
-// serverUsable reports whether leaf may keep being used.
-func serverUsable(leaf, ca *x509.Certificate, hosts hostSet, now time.Time) bool {
+// serverUsable reports whether leaf may keep being used. With the CA key
+// offline, a certificate is used until it expires rather than renewed
+// early, and a changed CRL address does not call for a new one.
+func serverUsable(leaf, ca *x509.Certificate, hosts hostSet, crlURL string, now time.Time, keyOffline bool) bool {
 	if !bytes.Equal(leaf.RawIssuer, ca.RawSubject) || leaf.CheckSignatureFrom(ca) != nil {
 		return false
 	}
-	if now.Before(leaf.NotBefore) || leaf.NotAfter.Sub(now) < renewBefore {
+	margin := renewBefore
+	if keyOffline {
+		margin = 0
+	}
+	if now.Before(leaf.NotBefore) || leaf.NotAfter.Sub(now) < margin {
+		return false
+	}
+	if !keyOffline && !slices.Equal(leaf.CRLDistributionPoints, crlPoints(crlURL)) {
 		return false
 	}
 	if CheckKeyPolicy(leaf.PublicKey) != nil {
@@ -289,8 +437,28 @@ func covers(leaf *x509.Certificate, hosts hostSet) bool {
 	return true
 }
 
-// createCA makes a self-signed ECDSA P-256 CA valid for caValidityYears.
-func createCA(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+// crlPoints is the CRL distribution points of a server certificate.
+func crlPoints(url string) []string {
+	if url == "" {
+		return nil
+	}
+	return []string{url}
+}
+
+// permitsName reports whether the DNS name constraint c permits name n:
+// "x" permits x and its subdomains, ".x" its subdomains only.
+func permitsName(c, n string) bool {
+	if strings.HasPrefix(c, ".") {
+		return strings.HasSuffix(n, c)
+	}
+	return n == c || strings.HasSuffix(n, "."+c)
+}
+
+// createCA makes a self-signed ECDSA P-256 CA valid for caValidityYears,
+// limited by critical X.509 name constraints to hosts: whoever steals its
+// key can issue certificates for these names only, not for the
+// organisation's other sites or the public web.
+func createCA(hosts hostSet, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate CA key: %w", err)
@@ -318,6 +486,18 @@ func createCA(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 		MaxPathLenZero:        true,
 		SubjectKeyId:          skid,
 	}
+	tmpl.PermittedDNSDomains, tmpl.PermittedIPRanges = nameConstraints(hosts)
+	tmpl.PermittedDNSDomainsCritical = true
+	if len(tmpl.PermittedDNSDomains) == 0 {
+		// Without a DNS constraint, a CA limited to addresses could still
+		// sign any name; permit only the reserved ".invalid" domain.
+		tmpl.PermittedDNSDomains = []string{"invalid"}
+	}
+	if len(tmpl.PermittedIPRanges) == 0 {
+		// Likewise, without an address constraint any address could be
+		// signed; permit only an unusable one.
+		tmpl.PermittedIPRanges = []*net.IPNet{{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(32, 32)}}
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create CA certificate: %w", err)
@@ -330,7 +510,7 @@ func createCA(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 }
 
 // issueServer makes an ECDSA P-256 server certificate for hosts signed by ca.
-func issueServer(ca *x509.Certificate, caKey crypto.Signer, hosts hostSet, now time.Time) ([]byte, *ecdsa.PrivateKey, error) {
+func issueServer(ca *x509.Certificate, caKey crypto.Signer, hosts hostSet, crlURL string, now time.Time) ([]byte, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate server key: %w", err)
@@ -362,6 +542,7 @@ func issueServer(ca *x509.Certificate, caKey crypto.Signer, hosts hostSet, now t
 		DNSNames:              hosts.dns,
 		IPAddresses:           hosts.ips,
 		SubjectKeyId:          skid,
+		CRLDistributionPoints: crlPoints(crlURL),
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
 	if err != nil {

@@ -22,12 +22,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"conclave/internal/testutil/fakeclock"
 )
 
 var testHosts = []string{"conclave.example", "localhost", "127.0.0.1", "::1", "192.0.2.10"}
 
 // fixedClock returns a clock stuck at t.
-func fixedClock(t time.Time) func() time.Time { return func() time.Time { return t } }
+func fixedClock(t time.Time) *fakeclock.Clock { return fakeclock.New(t) }
 
 var base = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
@@ -79,8 +81,8 @@ func TestEnsureGenerates(t *testing.T) {
 		}
 	}
 	entries, _ := os.ReadDir(tlsDir)
-	if len(entries) != 4 {
-		t.Errorf("tls dir holds %d entries, want 4 (no temporary files left)", len(entries))
+	if len(entries) != 5 { // ca.crt, ca.key, ca.crl, server.crt, server.key
+		t.Errorf("tls dir holds %d entries, want 5 (no temporary files left)", len(entries))
 	}
 
 	ca := m.CACert
@@ -208,8 +210,7 @@ func TestEnsureReissue(t *testing.T) {
 		{"same hosts", testHosts, base, false},
 		{"hosts reordered and differently cased", []string{"::1", "LOCALHOST", "Conclave.Example.", "192.0.2.10", "127.0.0.1"}, base, false},
 		{"subset of hosts", []string{"localhost"}, base, false},
-		{"added host name", append(slices.Clone(testHosts), "meet.example"), base, true},
-		{"added IP address", append(slices.Clone(testHosts), "2001:db8::1"), base, true},
+		{"added subdomain (within the CA's name constraints)", append(slices.Clone(testHosts), "meet.conclave.example"), base, true},
 		{"31 days before expiry", testHosts, base.Add(334 * 24 * time.Hour), false},
 		{"29 days before expiry", testHosts, base.Add(336 * 24 * time.Hour), true},
 		{"expired", testHosts, base.Add(400 * 24 * time.Hour), true},
@@ -284,11 +285,13 @@ func TestEnsureRefusesBrokenCA(t *testing.T) {
 		prepare func(t *testing.T, tlsDir string)
 		want    string
 	}{
-		{"key missing", func(t *testing.T, tlsDir string) {
-			if err := os.Remove(filepath.Join(tlsDir, "ca.key")); err != nil {
-				t.Fatal(err)
+		{"key offline and the server certificate must be reissued", func(t *testing.T, tlsDir string) {
+			for _, f := range []string{"ca.key", "server.crt"} {
+				if err := os.Remove(filepath.Join(tlsDir, f)); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}, "its key"},
+		}, "is offline"},
 		{"certificate corrupt", func(t *testing.T, tlsDir string) {
 			if err := os.WriteFile(filepath.Join(tlsDir, "ca.crt"), []byte("garbage"), 0o644); err != nil {
 				t.Fatal(err)

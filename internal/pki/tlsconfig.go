@@ -20,32 +20,39 @@ func cipherSuites() []uint16 {
 	}
 }
 
-// curves returns the key exchange groups allowed. P-256 and P-384 are the
-// groups of the design brief. X25519 is kept too because browsers send an
-// X25519 key share first and evaluators accept it for TLS key exchange (it
-// is excluded only from the E2EE layer); in FIPS 140-3 mode crypto/tls drops
-// it by itself. crypto/tls ignores the order of this list: it picks a group
-// the client already sent a key share for, avoiding a HelloRetryRequest.
+// curves returns the key exchange groups allowed: P-256 and P-384, the
+// groups CCN-STIC-807 approves. X25519 (and the X25519MLKEM768 hybrid) are
+// not offered; a browser that sends an X25519 key share first is asked
+// for a P-256 one (a HelloRetryRequest, one extra round trip per new
+// connection).
 func curves() []tls.CurveID {
-	return []tls.CurveID{tls.CurveP256, tls.CurveP384, tls.X25519}
+	return []tls.CurveID{tls.CurveP256, tls.CurveP384}
 }
 
 // ServerTLSConfig returns the TLS configuration for Conclave's HTTPS
 // listeners serving cert: TLS 1.2 and 1.3 only, ECDHE with AES-GCM suites
-// for TLS 1.2, P-256, P-384 or X25519 key exchange, and ALPN for HTTP/2 and
-// HTTP/1.1.
+// for TLS 1.2, P-256 or P-384 key exchange, no session resumption, and
+// ALPN for HTTP/2 and HTTP/1.1.
+//
+// Session tickets are off. crypto/tls rotates its ticket keys daily but
+// keeps each for 7 days and announces a 7-day ticket lifetime, which would
+// let one stolen ticket key decrypt a week of resumed sessions; without
+// tickets every connection does a full ECDHE handshake (forward secrecy
+// per connection) at a cost of one signature, and browsers keep their
+// connections open anyway (HTTP/2, the signaling WebSocket).
 //
 // crypto/tls offers no way to restrict TLS 1.3 suites, so a TLS 1.3 client
 // that asks for TLS_CHACHA20_POLY1305_SHA256 gets it; only the FIPS 140-3
 // mode (GODEBUG=fips140=on) limits TLS 1.3 to the AES-GCM suites.
 func ServerTLSConfig(cert tls.Certificate) *tls.Config {
 	return &tls.Config{
-		Certificates:     []tls.Certificate{cert},
-		MinVersion:       tls.VersionTLS12,
-		MaxVersion:       tls.VersionTLS13,
-		CipherSuites:     cipherSuites(),
-		CurvePreferences: curves(),
-		NextProtos:       []string{"h2", "http/1.1"},
+		Certificates:           []tls.Certificate{cert},
+		MinVersion:             tls.VersionTLS12,
+		MaxVersion:             tls.VersionTLS13,
+		CipherSuites:           cipherSuites(),
+		CurvePreferences:       curves(),
+		SessionTicketsDisabled: true,
+		NextProtos:             []string{"h2", "http/1.1"},
 	}
 }
 

@@ -185,3 +185,50 @@ func TestServerTLSConfigFields(t *testing.T) {
 		t.Error("configs share their cipher suite slice")
 	}
 }
+
+// TestHardening16HTTPSGroupsAndTickets (docs/hardening.md, finding 16,
+// HTTPS part): the HTTPS listener offers P-256 and P-384 only (a client
+// with only X25519 is refused; one that prefers X25519 gets P-256), and
+// issues no session tickets, so no ticket key outlives a connection.
+func TestHardening16HTTPSGroupsAndTickets(t *testing.T) {
+	m := ensure(t, Options{Dir: t.TempDir(), Hosts: []string{"localhost", "127.0.0.1"}})
+	addr := startTLSServer(t, m.Certificate)
+	pool := mustPool(t, m)
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: v, MaxVersion: v,
+			CurvePreferences: []tls.CurveID{tls.X25519}})
+		if err == nil {
+			c.Close()
+			t.Errorf("%s: a client offering only X25519 was served", tls.VersionName(v))
+		}
+		c, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: v, MaxVersion: v,
+			CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256}})
+		if err != nil {
+			t.Fatalf("%s: X25519 then P-256: %v", tls.VersionName(v), err)
+		}
+		if g := c.ConnectionState().CurveID; g != tls.CurveP256 {
+			t.Errorf("%s: negotiated group %v, want P-256", tls.VersionName(v), g)
+		}
+		c.Close()
+
+		// Resumption needs a ticket; a client with a session cache gets
+		// none and does a full handshake the second time.
+		cache := tls.NewLRUClientSessionCache(4)
+		for i := 0; i < 2; i++ {
+			c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: v, MaxVersion: v,
+				ClientSessionCache: cache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 2)
+			io.ReadFull(c, buf) // TLS 1.3 tickets arrive after the handshake
+			if c.ConnectionState().DidResume {
+				t.Errorf("%s: connection %d resumed a session", tls.VersionName(v), i+1)
+			}
+			c.Close()
+		}
+		if _, ok := cache.Get("localhost"); ok {
+			t.Errorf("%s: the server issued a session ticket", tls.VersionName(v))
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"time"
 
+	"conclave/internal/clock"
 	"conclave/internal/e2ee"
 	"conclave/internal/store"
 )
@@ -34,16 +35,13 @@ type Authority struct {
 	key   *ecdsa.PrivateKey
 	orgID string
 	name  string
-	now   func() time.Time
+	clock clock.Clock
 }
 
 // Open loads the CA key from <dataDir>/e2ee, creating it on first use.
 // orgID identifies the organisation in credentials; name is shown to users
 // ("certified by <name>").
-func Open(dataDir, orgID, name string, now func() time.Time) (*Authority, error) {
-	if now == nil {
-		now = time.Now
-	}
+func Open(dataDir, orgID, name string, clk clock.Clock) (*Authority, error) {
 	dir := filepath.Join(dataDir, "e2ee")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create E2EE CA directory: %w", err)
@@ -56,7 +54,7 @@ func Open(dataDir, orgID, name string, now func() time.Time) (*Authority, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Authority{key: key, orgID: orgID, name: name, now: now}, nil
+	return &Authority{key: key, orgID: orgID, name: name, clock: clock.Or(clk)}, nil
 }
 
 func loadKey(path string) (*ecdsa.PrivateKey, error) {
@@ -129,7 +127,7 @@ func (a *Authority) Issue(u store.User, devicePublicKey []byte) ([]byte, time.Ti
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("the device public key is not an uncompressed P-256 point: %w", err)
 	}
-	now := a.now().UTC()
+	now := a.clock.Now().UTC()
 	var serial [8]byte
 	if _, err := rand.Read(serial[:]); err != nil {
 		return nil, time.Time{}, err

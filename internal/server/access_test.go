@@ -1,20 +1,22 @@
-package server
+package server_test
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
 	"conclave/internal/auth"
 	"conclave/internal/config"
 	"conclave/internal/guard"
+	"conclave/internal/server"
 	"conclave/internal/signal"
 	"conclave/internal/store"
+	"conclave/internal/testutil/fakeclock"
+	"conclave/internal/testutil/testserver"
 )
 
 const (
@@ -24,28 +26,15 @@ const (
 
 // openAccessServer runs a node with an injected clock and a PIN room
 // "vault" (host and guest PINs) and an open room "lounge".
-func openAccessServer(t *testing.T, clk *auth.FakeClock, allow ...string) *Server {
+func openAccessServer(t *testing.T, clk *fakeclock.Clock, allow ...string) *testserver.Server {
 	t.Helper()
-	return openAccessServerWith(t, clk, Options{}, allow...)
+	return openAccessServerWith(t, clk, server.Options{}, allow...)
 }
 
-func openAccessServerWith(t *testing.T, clk *auth.FakeClock, opts Options, allow ...string) *Server {
+func openAccessServerWith(t *testing.T, clk *fakeclock.Clock, opts server.Options, allow ...string) *testserver.Server {
 	t.Helper()
-	cfg := config.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.MediaUDP = "127.0.0.1:0"
-	cfg.MediaTCP = ""
-	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Hosts = []string{"127.0.0.1"}
-	cfg.AllowList = allow
 	opts.Clock = clk
-	srv, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(func() { srv.Close() })
+	srv := testserver.Start(t, testserver.Options{Server: opts, Config: func(c *config.Config) { c.AllowList = allow }})
 	hostHash, err := auth.HashPIN(hostPIN)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +53,7 @@ func openAccessServerWith(t *testing.T, clk *auth.FakeClock, opts Options, allow
 }
 
 // attempt joins room with pin from source and returns the raw first answer.
-func attempt(t *testing.T, srv *Server, source, room, pin string) []byte {
+func attempt(t *testing.T, srv *testserver.Server, source, room, pin string) []byte {
 	t.Helper()
 	c := dialFrom(t, srv, source)
 	c.sendRaw(fmt.Sprintf(`{"v":1,"type":"join","id":"j1","room":%q,"name":"Mallory","pin":%q}`, room, pin))
@@ -73,7 +62,7 @@ func attempt(t *testing.T, srv *Server, source, room, pin string) []byte {
 
 func isWelcome(raw []byte) bool { return bytes.Contains(raw, []byte(`"type":"welcome"`)) }
 
-func alarmsOf(srv *Server, kind guard.Kind) []guard.Alarm {
+func alarmsOf(srv *testserver.Server, kind guard.Kind) []guard.Alarm {
 	var out []guard.Alarm
 	for _, a := range srv.Alarms() {
 		if a.Kind == kind {
@@ -87,7 +76,7 @@ func alarmsOf(srv *Server, kind guard.Kind) []guard.Alarm {
 // for the right PIN, until 10 minutes have passed; the refusals for a wrong
 // PIN, a blocked room, a missing PIN and an unknown room are the same bytes.
 func TestRoomBlock(t *testing.T) {
-	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	clk := fakeclock.New(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
 	srv := openAccessServer(t, clk)
 
 	wrong := attempt(t, srv, "127.0.0.2", "vault", "000000")
@@ -142,7 +131,7 @@ func TestRoomBlock(t *testing.T) {
 // TestAllowList: an allow-listed address is never blocked and its failures
 // do not count.
 func TestAllowList(t *testing.T) {
-	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	clk := fakeclock.New(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
 	srv := openAccessServer(t, clk, "127.0.0.10/32")
 	for i := 0; i < 30; i++ {
 		attempt(t, srv, "127.0.0.10", "vault", "000000")
@@ -162,7 +151,7 @@ func TestAllowList(t *testing.T) {
 // TestQuarantine: scanning 21 unknown aliases quarantines the address for
 // every room; other addresses still get in.
 func TestQuarantine(t *testing.T) {
-	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	clk := fakeclock.New(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
 	srv := openAccessServer(t, clk)
 	for i := 0; i < 21; i++ {
 		attempt(t, srv, "127.0.0.30", fmt.Sprintf("guess-%d", i), "")
@@ -185,14 +174,33 @@ func TestQuarantine(t *testing.T) {
 
 func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
 
-// checkAudit asserts that at least min audit events of action exist.
-func checkAudit(t *testing.T, srv *Server, action string, min int) {
+// checkAudit asserts that at least min audit events of action happened:
+// records, plus the repeats that aggregated records count.
+func checkAudit(t *testing.T, srv *testserver.Server, action string, min int) {
 	t.Helper()
+	if n := auditCount(t, srv, action); n < min {
+		t.Errorf("audit log has %d %q events, want at least %d", n, action, min)
+	}
+}
+
+// auditCount flushes the aggregated failures and returns how many events
+// of action the audit log holds, counting the repeats of aggregated
+// records.
+func auditCount(t *testing.T, srv *testserver.Server, action string) int {
+	t.Helper()
+	if err := srv.FlushAudit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	events, err := srv.AuditEvents(context.Background(), action)
 	if err != nil {
 		t.Fatalf("read audit log: %v", err)
 	}
-	if len(events) < min {
-		t.Errorf("audit log has %d %q events, want at least %d", len(events), action, min)
+	n := 0
+	for _, e := range events {
+		n++
+		if r, err := strconv.Atoi(e.Details["repeated"]); err == nil {
+			n += r - 1 // the record stands for r events
+		}
 	}
+	return n
 }

@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 
 	"conclave/internal/auth"
 	"conclave/internal/store"
+	"conclave/internal/testutil/fakeclock"
+	"conclave/internal/testutil/testserver"
 )
 
 type apiClient struct {
@@ -24,7 +26,7 @@ type apiClient struct {
 	csrf string
 }
 
-func newAPIClient(t *testing.T, srv *Server) *apiClient {
+func newAPIClient(t *testing.T, srv *testserver.Server) *apiClient {
 	jar, _ := cookiejar.New(nil)
 	return &apiClient{t: t, base: srv.URL(), hc: &http.Client{Jar: jar,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
@@ -67,7 +69,7 @@ func errCode(body map[string]any) string {
 // signs in, and manages rooms; the link works only once, and a
 // state-changing request without the CSRF token is refused.
 func TestAdminFlow(t *testing.T) {
-	srv := openTestServer(t)
+	srv := testserver.Start(t, testserver.Options{})
 	link, created, err := srv.EnrolmentLink(context.Background())
 	if err != nil || !created {
 		t.Fatalf("EnrolmentLink = %q, %v, %v", link, created, err)
@@ -176,7 +178,7 @@ func TestAdminFlow(t *testing.T) {
 }
 
 func TestSecurityHeaders(t *testing.T) {
-	srv := openTestServer(t)
+	srv := testserver.Start(t, testserver.Options{})
 	c := newAPIClient(t, srv)
 	for _, path := range []string{"/", "/r/anything", "/api/me"} {
 		_, _, h := c.do("GET", path, nil, false)
@@ -194,7 +196,7 @@ func TestSecurityHeaders(t *testing.T) {
 }
 
 func TestOversizedBodyRefused(t *testing.T) {
-	srv := openTestServer(t)
+	srv := testserver.Start(t, testserver.Options{})
 	c := newAPIClient(t, srv)
 	st, body, _ := c.do("POST", "/api/login", map[string]string{"username": strings.Repeat("a", 100<<10), "password": "x"}, false)
 	if st != http.StatusRequestEntityTooLarge || errCode(body) != "too-large" {
@@ -205,7 +207,7 @@ func TestOversizedBodyRefused(t *testing.T) {
 // TestSessionLimit: an account has at most 10 sessions; an 11th sign-in is
 // refused (not the oldest evicted); signing out everywhere ends them all.
 func TestSessionLimit(t *testing.T) {
-	srv := openTestServer(t)
+	srv := testserver.Start(t, testserver.Options{})
 	hash, _ := auth.HashPassword("Correct-Horse-42")
 	if _, err := srv.Store().CreateUser(context.Background(), store.User{Username: "ann", DisplayName: "Ann",
 		PasswordHash: hash, Role: store.RoleUser, Enabled: true, PasswordChangedAt: time.Now()}); err != nil {
@@ -248,7 +250,7 @@ func TestSessionLimit(t *testing.T) {
 // TestLoginLockout: wrong passwords slow down then lock the account, with
 // the same answers for an unknown username.
 func TestLoginLockout(t *testing.T) {
-	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	clk := fakeclock.New(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
 	srv := openAccessServer(t, clk)
 	hash, _ := auth.HashPassword("Correct-Horse-42")
 	if _, err := srv.Store().CreateUser(context.Background(), store.User{Username: "ann", DisplayName: "Ann",

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"strconv"
+	"strings"
 	"time"
 
 	"conclave/internal/procstat"
@@ -67,7 +68,10 @@ func (d *debugServer) Addr() net.Addr { return d.ln.Addr() }
 func (d *debugServer) Close() error { return d.srv.Close() }
 
 // loopbackOnly refuses clients that are not on this machine (a second
-// guard behind the loopback listener).
+// guard behind the loopback listener), and requests whose Host is not a
+// loopback address or "localhost": a web page that rebinds its own DNS
+// name to 127.0.0.1 makes the browser send that name as Host, so DNS
+// rebinding cannot reach the listener through a victim's browser.
 func loopbackOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ap, err := netip.ParseAddrPort(r.RemoteAddr)
@@ -75,8 +79,26 @@ func loopbackOnly(h http.Handler) http.Handler {
 			http.Error(w, "forbidden", http.StatusForbidden)
 			return
 		}
+		if !loopbackHost(r.Host) {
+			http.Error(w, "forbidden: the Host header must name a loopback address or localhost", http.StatusForbidden)
+			return
+		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// loopbackHost reports whether a Host header names this machine:
+// "localhost" or a loopback address, with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 // runtimeMetrics are read from the Go runtime for /metrics.

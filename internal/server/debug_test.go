@@ -1,7 +1,6 @@
-package server
+package server_test
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,25 +10,15 @@ import (
 
 	"conclave/internal/config"
 	"conclave/internal/loadtest"
+	"conclave/internal/server"
 	"conclave/internal/signal"
-	"conclave/internal/store"
+	"conclave/internal/testutil/testserver"
 )
 
 // TestDebugListener: --debug-listen serves the process metrics and Go
 // profiles on loopback; a non-loopback address is refused at start.
 func TestDebugListener(t *testing.T) {
-	cfg := config.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen, cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "127.0.0.1:0", ""
-	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Hosts = []string{"127.0.0.1"}
-	cfg.DebugListen = "127.0.0.1:0"
-	srv, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(func() { srv.Close() })
+	srv := testserver.Start(t, testserver.Options{Config: func(c *config.Config) { c.DebugListen = "127.0.0.1:0" }})
 	base := "http://" + srv.DebugAddr().String()
 	get := func(path string) string {
 		t.Helper()
@@ -65,10 +54,13 @@ func TestDebugListener(t *testing.T) {
 		t.Errorf("heap profile: %.200s", heap)
 	}
 
+	cfg := config.Defaults()
 	cfg.DataDir = t.TempDir()
+	cfg.Listen, cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.Hosts = []string{"127.0.0.1"}
 	for _, addr := range []string{"0.0.0.0:6060", ":6060", "192.0.2.1:6060", "localhost"} {
 		cfg.DebugListen = addr
-		if s, err := Open(cfg, slog.New(slog.DiscardHandler), Options{}); err == nil {
+		if s, err := server.Open(cfg, slog.New(slog.DiscardHandler), server.Options{}); err == nil {
 			s.Close()
 			t.Errorf("--debug-listen %s accepted", addr)
 		}
@@ -88,21 +80,7 @@ func TestMaxParticipants(t *testing.T) {
 			t.Errorf("--max-participants %d accepted", n)
 		}
 	}
-	cfg = config.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen, cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "127.0.0.1:0", ""
-	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Hosts = []string{"127.0.0.1"}
-	cfg.MaxParticipants = 2
-	srv, err := Open(cfg, slog.New(slog.DiscardHandler), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(func() { srv.Close() })
-	if _, err := srv.Store().CreateRoom(context.Background(), store.Room{Alias: "board", DisplayName: "board"}); err != nil {
-		t.Fatal(err)
-	}
+	srv := testserver.Start(t, testserver.Options{Config: func(c *config.Config) { c.MaxParticipants = 2 }}, "board")
 	dial(t, srv).join("board", "Alice")
 	dial(t, srv).join("board", "Bob")
 	carol := dial(t, srv)

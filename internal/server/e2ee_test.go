@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -15,13 +16,15 @@ import (
 	"conclave/internal/auth"
 	"conclave/internal/e2ee"
 	"conclave/internal/store"
+	"conclave/internal/testutil/testserver"
+	"conclave/internal/testutil/wait"
 )
 
 // TestCredential: a signed-in user gets a credential that binds its device
 // key and verifies against the organisation key the server publishes;
 // without a session or CSRF token there is none.
 func TestCredential(t *testing.T) {
-	srv := openTestServer(t)
+	srv := testserver.Start(t, testserver.Options{})
 	hash, _ := auth.HashPassword("Correct-Horse-42")
 	u, err := srv.Store().CreateUser(context.Background(), store.User{Username: "ann", DisplayName: "Ann",
 		PasswordHash: hash, Role: store.RoleUser, Enabled: true, PasswordChangedAt: time.Now()})
@@ -68,7 +71,7 @@ func TestCredential(t *testing.T) {
 	}
 }
 
-func fileRequest(t *testing.T, srv *Server, method, path, token string, body []byte) (int, []byte) {
+func fileRequest(t *testing.T, srv *testserver.Server, method, path, token string, body []byte) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, srv.URL()+path, bytes.NewReader(body))
 	if token != "" {
@@ -87,7 +90,7 @@ func fileRequest(t *testing.T, srv *Server, method, path, token string, body []b
 // TestFiles: members of a meeting exchange opaque blobs; nobody outside it
 // can fetch them; they vanish when the meeting ends.
 func TestFiles(t *testing.T) {
-	srv := openTestServer(t, "a", "b")
+	srv := testserver.Start(t, testserver.Options{}, "a", "b")
 	alice, bob, eve := dial(t, srv), dial(t, srv), dial(t, srv)
 	aw := alice.join("a", "Alice")
 	bw := bob.join("a", "Bob")
@@ -117,11 +120,7 @@ func TestFiles(t *testing.T) {
 	alice.sendRaw(`{"v":1,"type":"leave"}`)
 	bob.sendRaw(`{"v":1,"type":"leave"}`)
 	// The meeting ended: its blobs are gone, for everyone.
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.files.Used() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("blobs still stored after the meeting ended: %d bytes", srv.files.Used())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.Until(t, 5*time.Second, func() bool { return srv.FileBytes() == 0 }, func() string {
+		return fmt.Sprintf("the blobs to go after the meeting ended (%d bytes stored)", srv.FileBytes())
+	})
 }

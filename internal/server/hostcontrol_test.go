@@ -1,21 +1,21 @@
-package server
+package server_test
 
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"conclave/internal/auth"
-	"conclave/internal/meeting"
 	"conclave/internal/signal"
 	"conclave/internal/store"
+	"conclave/internal/testutil/fakeclock"
+	"conclave/internal/testutil/testserver"
 )
 
 // joinAs joins vault from source and returns the client and its first
 // answer (welcome or waiting).
-func joinAs(t *testing.T, srv *Server, source, name, pin string) (*wsClient, signal.Message) {
+func joinAs(t *testing.T, srv *testserver.Server, source, name, pin string) (*wsClient, signal.Message) {
 	t.Helper()
 	c := dialFrom(t, srv, source)
 	c.sendRaw(fmt.Sprintf(`{"v":1,"type":"join","room":"vault","name":%q,"pin":%q}`, name, pin))
@@ -41,7 +41,7 @@ func (w *wsClient) expectQuiet(skip ...string) {
 // admits a knocking newcomer; host commands from a guest are refused; the
 // host mutes, removes (no rejoin) and ends.
 func TestLobbyAndHostControls(t *testing.T) {
-	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	clk := fakeclock.New(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
 	srv := openAccessServer(t, clk)
 
 	guest, m := joinAs(t, srv, "127.0.0.41", "Gina", guestPIN)
@@ -162,7 +162,7 @@ func TestLobbyAndHostControls(t *testing.T) {
 // TestHostLeaves: when the last host leaves, the guests are told; when a
 // host comes back, they are told too.
 func TestHostLeaves(t *testing.T) {
-	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	clk := fakeclock.New(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
 	srv := openAccessServer(t, clk)
 	host, _ := joinAs(t, srv, "127.0.0.50", "Hana", hostPIN)
 	guest, m := joinAs(t, srv, "127.0.0.51", "Gina", guestPIN)
@@ -183,7 +183,7 @@ func TestHostLeaves(t *testing.T) {
 // command there is, aimed at room "vault"'s participants, and room "vault"
 // notices nothing; a resume token of one room does not enter another.
 func TestCrossRoom(t *testing.T) {
-	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	clk := fakeclock.New(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
 	srv := openAccessServer(t, clk)
 	hostHash, _ := auth.HashPIN("975310")
 	if _, err := srv.Store().CreateRoom(context.Background(), store.Room{Alias: "annex", DisplayName: "Annex",
@@ -249,69 +249,38 @@ func TestCrossRoom(t *testing.T) {
 	guest.expectQuiet(signal.TypeParticipantJoined)
 }
 
-// fakeTimers collects the meetings' timers so that a test fires them
-// itself instead of waiting.
-type fakeTimers struct {
-	mu     sync.Mutex
-	timers []*fakeTimer
+func openTimedServer(t *testing.T) (*testserver.Server, *fakeclock.Clock) {
+	t.Helper()
+	clk := fakeclock.New(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
+	srv := openAccessServer(t, clk)
+	return srv, clk
 }
 
-type fakeTimer struct {
-	d       time.Duration
-	f       func()
-	stopped bool
-}
-
-func (t *fakeTimer) Stop() bool {
-	was := !t.stopped
-	t.stopped = true
-	return was
-}
-
-func (ft *fakeTimers) AfterFunc(d time.Duration, f func()) meeting.Timer {
-	ft.mu.Lock()
-	defer ft.mu.Unlock()
-	t := &fakeTimer{d: d, f: f}
-	ft.timers = append(ft.timers, t)
-	return t
-}
-
-// fire runs every pending timer of duration d and reports how many ran.
-func (ft *fakeTimers) fire(d time.Duration) int {
-	ft.mu.Lock()
-	var due []*fakeTimer
-	for _, t := range ft.timers {
-		if t.d == d && !t.stopped {
-			t.stopped = true
-			due = append(due, t)
+// pendingOf counts the clock's pending timers of duration d.
+func pendingOf(clk *fakeclock.Clock, d time.Duration) int {
+	n := 0
+	for _, p := range clk.Pending() {
+		if p == d {
+			n++
 		}
 	}
-	ft.mu.Unlock()
-	for _, t := range due {
-		t.f()
-	}
-	return len(due)
-}
-
-func openTimedServer(t *testing.T) (*Server, *fakeTimers) {
-	t.Helper()
-	ft := &fakeTimers{}
-	clk := auth.NewFakeClock(time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC))
-	srv := openAccessServerWith(t, clk, Options{AfterFunc: ft.AfterFunc})
-	return srv, ft
+	return n
 }
 
 // TestWaitForHostTimeout: a guest alone waits 10 minutes for a host, then
 // is sent away with a reason.
 func TestWaitForHostTimeout(t *testing.T) {
-	srv, ft := openTimedServer(t)
+	srv, clk := openTimedServer(t)
 	guest, m := joinAs(t, srv, "127.0.0.70", "Gina", guestPIN)
 	if m.Type != signal.TypeWaiting {
 		t.Fatalf("got %+v, want waiting", m)
 	}
-	if n := ft.fire(10 * time.Minute); n != 1 {
-		t.Fatalf("%d wait-for-host timers fired, want 1", n)
+	if n := pendingOf(clk, 10*time.Minute); n != 1 {
+		t.Fatalf("%d wait-for-host timers armed, want 1", n)
 	}
+	clk.Advance(10*time.Minute - time.Millisecond)
+	guest.expectQuiet(signal.TypeParticipantJoined)
+	clk.Advance(time.Millisecond)
 	if m := guest.next(); m.Type != signal.TypeBye || m.Reason != "no-host" {
 		t.Fatalf("guest after the wait: got %+v, want bye no-host", m)
 	}
@@ -320,7 +289,7 @@ func TestWaitForHostTimeout(t *testing.T) {
 // TestHostGrace: when the last host leaves, the meeting ends for the guests
 // after the grace period; a promoted guest can host instead.
 func TestHostGrace(t *testing.T) {
-	srv, ft := openTimedServer(t)
+	srv, clk := openTimedServer(t)
 	host, _ := joinAs(t, srv, "127.0.0.71", "Hana", hostPIN)
 	guest, gw := joinAs(t, srv, "127.0.0.72", "Gina", guestPIN)
 	other, _ := joinAs(t, srv, "127.0.0.73", "Gus", guestPIN)
@@ -346,9 +315,10 @@ func TestHostGrace(t *testing.T) {
 	if m := other.next(signal.TypeParticipantUpdated, signal.TypeParticipantLeft, signal.TypeRoomState); m.Type != signal.TypeNotice || m.Code != "host-left" {
 		t.Fatalf("Gus after the host left: got %+v, want notice host-left", m)
 	}
-	if n := ft.fire(2 * time.Minute); n != 1 {
-		t.Fatalf("%d grace timers fired, want 1", n)
+	if n := pendingOf(clk, 2*time.Minute); n != 1 {
+		t.Fatalf("%d grace timers armed, want 1", n)
 	}
+	clk.Advance(2 * time.Minute)
 	for _, c := range []*wsClient{guest, other} {
 		m := c.next(signal.TypeParticipantUpdated, signal.TypeParticipantLeft, signal.TypeRoomState, signal.TypeNotice)
 		if m.Type != signal.TypeBye || m.Reason != "ended" {

@@ -21,6 +21,7 @@ import (
 	"conclave/internal/access"
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/clock"
 	"conclave/internal/config"
 	"conclave/internal/files"
 	"conclave/internal/guard"
@@ -44,9 +45,12 @@ type Server struct {
 	meetings *meeting.Manager
 	enroller *auth.Enroller
 	guard    *guard.Guard
+	hashing  *auth.HashBudget
+	accounts *auth.Accounts
+	auditAgg *audit.Aggregator
+	clock    clock.Clock
 	files    *files.Store
 	audit    *audit.Log
-	clock    auth.Clock
 	http     *http.Server
 	listener net.Listener
 	demux    *turn.Demux  // shares the HTTPS port with TURN over TLS
@@ -64,14 +68,14 @@ type Options struct {
 	Assets fs.FS
 	// ResumeWindow overrides the meeting resume window.
 	ResumeWindow time.Duration
-	// AfterFunc schedules the meetings' timers (tests only; nil means
-	// time.AfterFunc).
-	AfterFunc func(time.Duration, func()) meeting.Timer
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
-	// Clock replaces the system clock for time-based rules (break-in
-	// blocks, sessions, enrolment expiry).
-	Clock auth.Clock
+	// Clock replaces the system clock for the node's time-based rules:
+	// break-in blocks, sessions, enrolment and credential expiry, audit
+	// times, files' lifetime, and the meetings' timers (resume window,
+	// waiting for a host, grace after the last host). The media path
+	// keeps the system clock.
+	Clock clock.Clock
 }
 
 // Open prepares a node: data directory, database, certificates, media
@@ -83,11 +87,8 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	clock := opts.Clock
-	if clock == nil {
-		clock = auth.SystemClock{}
-	}
-	s := &Server{cfg: cfg, log: log, clock: clock}
+	clk := clock.Or(opts.Clock)
+	s := &Server{cfg: cfg, log: log, clock: clk}
 	ok := false
 	defer func() {
 		if !ok {
@@ -101,10 +102,19 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	s.store = st
 
+	s.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	s.url = publicURL(cfg, s.listener.Addr())
+
 	s.tls, err = pki.Ensure(pki.Options{Dir: cfg.DataDir, Hosts: cfg.Hosts,
-		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile})
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CRLURL: s.url + web.CRLPath})
 	if err != nil {
 		return nil, fmt.Errorf("prepare TLS certificates: %w", err)
+	}
+	for _, n := range s.tls.Notices {
+		log.Warn("TLS: " + n)
 	}
 
 	s.engine, err = sfu.NewEngine(sfu.Config{
@@ -118,26 +128,25 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.audit = audit.NewLog(st, clock.Now)
+	s.audit = audit.NewLog(st, clk)
+	// Repeated refusals and failed sign-ins are written once a minute with
+	// their count, so that nobody can flood the log (docs/hardening.md).
+	s.auditAgg = audit.NewAggregator(s.audit, clk, 0)
+	s.hashing = auth.NewHashBudget(cfg.HashMemory)
 	allow, err := guard.ParseAllow(cfg.AllowList)
 	if err != nil {
 		return nil, fmt.Errorf("allow list: %w", err)
 	}
 	gcfg := guard.DefaultConfig()
 	gcfg.Allow = allow
-	s.guard, err = guard.New(gcfg, clock, alarmEvents{log: log, audit: s.audit})
+	s.guard, err = guard.New(gcfg, clk, alarmEvents{log: log, audit: s.audit})
 	if err != nil {
 		return nil, fmt.Errorf("break-in guard: %w", err)
 	}
-	gate, err := access.New(st, s.guard, s.audit, log)
+	gate, err := access.New(st, s.guard, s.auditAgg, s.hashing, log)
 	if err != nil {
 		return nil, err
 	}
-	s.listener, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
-	s.url = publicURL(cfg, s.listener.Addr())
 	tlsConfig := pki.ServerTLSConfig(s.tls.Certificate)
 	if cfg.TURNTLS {
 		tlsConfig.NextProtos = append(tlsConfig.NextProtos, turn.ALPN)
@@ -145,24 +154,24 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	s.demux = turn.NewDemux(s.listener, tlsConfig, cfg.TURNTLS, log)
 	var relay meeting.Relay
 	if cfg.TURNEnabled() {
-		if s.relay, err = openTURN(cfg, s.url, s.demux, s.engine, clock, log); err != nil {
+		if s.relay, err = openTURN(cfg, s.url, s.demux, s.engine, clk, log); err != nil {
 			return nil, err
 		}
 		relay = s.relay
 	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log,
-		AfterFunc: opts.AfterFunc, MaxParticipants: cfg.MaxParticipants,
+		Clock: clk, MaxParticipants: cfg.MaxParticipants,
 		Relay: relay, AlwaysRelay: cfg.AlwaysRelay}, s.engine, gate)
-	s.enroller = auth.NewEnroller(st, clock, auth.EnrolConfig{})
+	s.enroller = auth.NewEnroller(st, clk, auth.EnrolConfig{})
 	org := cfg.OrgName
 	if org == "" {
 		org = s.url0()
 	}
-	authority, err := ra.Open(cfg.DataDir, org, org, clock.Now)
+	authority, err := ra.Open(cfg.DataDir, org, org, clk)
 	if err != nil {
 		return nil, err
 	}
-	fileStore, err := files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Now: clock.Now})
+	fileStore, err := files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Clock: clk})
 	if err != nil {
 		return nil, err
 	}
@@ -188,10 +197,13 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = ctx, cancel
+	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
 	handler := web.New(ctx, web.Config{
 		Store:        st,
-		Sessions:     auth.NewSessions(st, clock, auth.SessionConfig{Audit: s.audit}),
-		Accounts:     auth.NewAccounts(st, clock, auth.AccountsConfig{Audit: s.audit}),
+		Sessions:     auth.NewSessions(st, clk, auth.SessionConfig{Audit: s.audit}),
+		Accounts:     s.accounts,
+		Guard:        s.guard,
+		Hashing:      s.hashing,
 		Audit:        s.audit,
 		Authority:    authority,
 		Files:        fileStore,
@@ -201,6 +213,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Assets:       assets,
 		PublicURL:    s.url,
 		Banner:       cfg.Banner,
+		CRL:          s.tls.CRL,
 		Logger:       log,
 	})
 	s.http = &http.Server{
@@ -218,15 +231,37 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 // Start accepts connections in the background.
 func (s *Server) Start() {
 	s.served = make(chan error, 1)
-	if _, fake := s.clock.(*auth.FakeClock); !fake {
-		go s.guard.Run(s.ctx)
-	}
+	go s.guard.Run(s.ctx)
+	go s.auditAgg.Run(s.ctx)
+	go s.pruneThrottles(s.ctx, time.Hour)
 	go func() {
 		// The demux completes TLS handshakes with s.http.TLSConfig and
 		// hands HTTPS connections over (TURN ones to the TURN server).
 		s.served <- s.http.Serve(s.demux.HTTP())
 	}()
 }
+
+// pruneThrottles forgets the sign-in throttle records that no longer
+// count anything, every interval until ctx ends, so that attempts at
+// made-up usernames do not pile up in the database.
+func (s *Server) pruneThrottles(ctx context.Context, interval time.Duration) {
+	stop := clock.Every(s.clock, interval, func() {
+		if n, err := s.accounts.PruneThrottles(ctx); err != nil {
+			s.log.Error("pruning sign-in throttles failed", "err", err)
+		} else if n > 0 {
+			s.log.Debug("sign-in throttles pruned", "records", n)
+		}
+	})
+	<-ctx.Done()
+	stop()
+}
+
+// FlushAudit writes the counts of the repeated failures being aggregated
+// now, without waiting for their minute to end (shutdown does it too).
+func (s *Server) FlushAudit(ctx context.Context) error { return s.auditAgg.Flush(ctx, true) }
+
+// HashStats reads the counts of the Argon2 memory budget.
+func (s *Server) HashStats() auth.HashStats { return s.hashing.Stats() }
 
 // DataDir is the node's data directory.
 func (s *Server) DataDir() string { return s.cfg.DataDir }
@@ -268,7 +303,7 @@ func (s *Server) TURN() *turn.Server { return s.relay }
 // own ports, over TLS through the HTTPS port's demux, with relays bound
 // for the SFU's media port only. Its URLs name the host of the public
 // URL, and TLS its port, as clients reach the web client.
-func openTURN(cfg config.Config, publicURL string, demux *turn.Demux, engine *sfu.Engine, clock auth.Clock, log *slog.Logger) (*turn.Server, error) {
+func openTURN(cfg config.Config, publicURL string, demux *turn.Demux, engine *sfu.Engine, clk clock.Clock, log *slog.Logger) (*turn.Server, error) {
 	media, ok := engine.UDPAddr().(*net.UDPAddr)
 	if !ok {
 		return nil, fmt.Errorf("TURN: the media socket is not UDP")
@@ -288,7 +323,7 @@ func openTURN(cfg config.Config, publicURL string, demux *turn.Demux, engine *sf
 		return nil, fmt.Errorf("TURN: public URL %q: %w", publicURL, err)
 	}
 	tc := turn.Config{UDPAddr: cfg.TURNUDP, TCPAddr: cfg.TURNTCP, Host: u.Hostname(), RelayIP: relayIP,
-		Peers: peers, TTL: cfg.TURNTTL, MaxBitrate: cfg.TURNMaxBitrate, Now: clock.Now, Logger: log}
+		Peers: peers, TTL: cfg.TURNTTL, MaxBitrate: cfg.TURNMaxBitrate, Now: clk.Now, Logger: log}
 	if cfg.TURNTLS {
 		tc.TLS, tc.TLSPort = demux.TURN(), 443
 		if p := u.Port(); p != "" {
@@ -301,6 +336,10 @@ func openTURN(cfg config.Config, publicURL string, demux *turn.Demux, engine *sf
 	}
 	return srv, nil
 }
+
+// FileBytes is how many bytes of meeting files the node stores now
+// (files are deleted when their meeting ends).
+func (s *Server) FileBytes() int64 { return s.files.Used() }
 
 // url0 names the organisation when no name is configured: the first
 // configured host, or this machine's name.
@@ -348,6 +387,7 @@ func (s *Server) Close() error {
 	defer cancel()
 	s.cancel()
 	err := s.http.Shutdown(ctx)
+	s.auditAgg.Flush(ctx, true)
 	if s.served != nil {
 		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)

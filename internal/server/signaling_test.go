@@ -1,11 +1,9 @@
-package server
+package server_test
 
 import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -14,47 +12,23 @@ import (
 
 	"github.com/coder/websocket"
 
-	"conclave/internal/config"
 	"conclave/internal/signal"
-	"conclave/internal/store"
+	"conclave/internal/testutil/testserver"
 )
-
-func openTestServer(t *testing.T, rooms ...string) *Server {
-	t.Helper()
-	cfg := config.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.MediaUDP = "127.0.0.1:0"
-	cfg.MediaTCP = ""
-	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Hosts = []string{"127.0.0.1"}
-	srv, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(func() { srv.Close() })
-	for _, alias := range rooms {
-		if _, err := srv.Store().CreateRoom(context.Background(), store.Room{Alias: alias, DisplayName: alias}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return srv
-}
 
 type wsClient struct {
 	t *testing.T
 	c *websocket.Conn
 }
 
-func dial(t *testing.T, srv *Server) *wsClient {
+func dial(t *testing.T, srv *testserver.Server) *wsClient {
 	t.Helper()
 	return dialFrom(t, srv, "127.0.0.1")
 }
 
 // dialFrom connects from a chosen loopback source address, so that tests
 // can play several people on different machines.
-func dialFrom(t *testing.T, srv *Server, source string) *wsClient {
+func dialFrom(t *testing.T, srv *testserver.Server, source string) *wsClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -157,7 +131,7 @@ func (w *wsClient) join(room, name string) signal.Message {
 }
 
 func TestSignalingErrors(t *testing.T) {
-	srv := openTestServer(t, "board")
+	srv := testserver.Start(t, testserver.Options{}, "board")
 	c := dial(t, srv)
 
 	c.sendRaw(`not json`)
@@ -192,7 +166,7 @@ func TestSignalingErrors(t *testing.T) {
 }
 
 func TestSignalingFatalErrors(t *testing.T) {
-	srv := openTestServer(t, "board")
+	srv := testserver.Start(t, testserver.Options{}, "board")
 
 	c := dial(t, srv)
 	c.sendRaw(`{"v":1,"type":"join","room":"nope","name":"Mallory"}`)
@@ -215,7 +189,7 @@ func TestSignalingFatalErrors(t *testing.T) {
 }
 
 func TestSignalingRejectsForeignOrigin(t *testing.T) {
-	srv := openTestServer(t)
+	srv := testserver.Start(t, testserver.Options{})
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	url := "wss" + strings.TrimPrefix(srv.URL(), "https") + "/ws"
 	_, resp, err := websocket.Dial(context.Background(), url, &websocket.DialOptions{HTTPClient: hc,
@@ -228,7 +202,7 @@ func TestSignalingRejectsForeignOrigin(t *testing.T) {
 // TestRelayStaysInRoom: announcements and key messages reach only their
 // audience: key messages only the addressee, nothing crosses rooms.
 func TestRelayStaysInRoom(t *testing.T) {
-	srv := openTestServer(t, "a", "b")
+	srv := testserver.Start(t, testserver.Options{}, "a", "b")
 	alice, bob, carol, eve := dial(t, srv), dial(t, srv), dial(t, srv), dial(t, srv)
 	alice.join("a", "Alice")
 	bw := bob.join("a", "Bob")

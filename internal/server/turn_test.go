@@ -1,10 +1,7 @@
-package server
+package server_test
 
 import (
-	"context"
 	"crypto/tls"
-	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -12,55 +9,29 @@ import (
 
 	pionturn "github.com/pion/turn/v5"
 
-	"conclave/internal/auth"
 	"conclave/internal/config"
 	"conclave/internal/pki"
+	"conclave/internal/server"
 	"conclave/internal/signal"
-	"conclave/internal/store"
+	"conclave/internal/testutil/fakeclock"
+	"conclave/internal/testutil/testserver"
+	"conclave/internal/testutil/wait"
 	"conclave/internal/turn"
 )
 
-// openTURNServer runs a node with TURN on loopback, an injected clock
-// and timers, and the open rooms given; adjust changes the
-// configuration first.
-func openTURNServer(t *testing.T, clk auth.Clock, ft *fakeTimers, adjust func(*config.Config), rooms ...string) *Server {
+// openTURNServer runs a node with TURN on loopback, a fake clock, and
+// the open rooms given; adjust changes the configuration first.
+func openTURNServer(t *testing.T, clk *fakeclock.Clock, adjust func(*config.Config), rooms ...string) *testserver.Server {
 	t.Helper()
-	cfg := config.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen, cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "127.0.0.1:0", ""
-	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Hosts = []string{"127.0.0.1"}
-	if adjust != nil {
-		adjust(&cfg)
-	}
-	opts := Options{Clock: clk}
-	if ft != nil {
-		opts.AfterFunc = ft.AfterFunc
-	}
-	srv, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(func() { srv.Close() })
-	for _, alias := range rooms {
-		if _, err := srv.Store().CreateRoom(context.Background(), store.Room{Alias: alias, DisplayName: alias}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return srv
+	return testserver.Start(t, testserver.Options{Server: server.Options{Clock: clk}, Config: adjust}, rooms...)
 }
 
 // allocate opens a TURN allocation over TLS on the HTTPS port with the
 // credential of ice, and returns the error of the Allocate request.
-func allocate(t *testing.T, srv *Server, ice signal.ICEServer) error {
+func allocate(t *testing.T, srv *testserver.Server, ice signal.ICEServer) error {
 	t.Helper()
-	roots, err := pki.CAPool(srv.TLS())
-	if err != nil {
-		t.Fatal(err)
-	}
 	addr := strings.TrimPrefix(srv.URL(), "https://")
-	c, err := tls.Dial("tcp", addr, pki.ClientTLSConfig(roots))
+	c, err := tls.Dial("tcp", addr, pki.ClientTLSConfig(srv.Roots))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,10 +59,10 @@ func allocate(t *testing.T, srv *Server, ice signal.ICEServer) error {
 // fresh credentials arrive before expiry (ice-servers); a participant's
 // credentials die with its leaving.
 func TestTURNCredentials(t *testing.T) {
-	clk := auth.NewFakeClock(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
-	ft := &fakeTimers{}
-	srv := openTURNServer(t, clk, ft, nil, "alpha", "beta")
+	clk := fakeclock.New(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
+	srv := openTURNServer(t, clk, nil, "alpha", "beta")
 	relay := srv.TURN()
+	ttl := config.Defaults().TURNTTL
 
 	alice := dial(t, srv)
 	aw := alice.join("alpha", "Alice")
@@ -117,7 +88,26 @@ func TestTURNCredentials(t *testing.T) {
 	if err := allocate(t, srv, aliceCred); err != nil {
 		t.Fatalf("allocation with a valid credential: %v", err)
 	}
-	clk.Advance(config.Defaults().TURNTTL)
+	// Fresh credentials every half lifetime, for everyone in a meeting.
+	fresh := func() [2]signal.ICEServer {
+		t.Helper()
+		var out [2]signal.ICEServer
+		for i, c := range []*wsClient{alice, bob} {
+			m := c.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeRoomState, signal.TypeAnnounce)
+			if m.Type != signal.TypeICEServers || len(m.ICEServers) != 1 {
+				t.Fatalf("got %+v, want ice-servers", m)
+			}
+			out[i] = m.ICEServers[0]
+		}
+		return out
+	}
+	clk.Advance(ttl / 2)
+	first := fresh()
+	clk.Advance(ttl / 2) // the welcome's credentials expire now
+	second := fresh()
+	if first[0].Username == aliceCred.Username || second[0].Username == first[0].Username {
+		t.Errorf("refreshed credentials are not new: %s, %s, %s", aliceCred.Username, first[0].Username, second[0].Username)
+	}
 	if err := allocate(t, srv, aliceCred); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("allocation with another meeting's expired credential: %v, want 401 Unauthorized", err)
 	}
@@ -127,27 +117,14 @@ func TestTURNCredentials(t *testing.T) {
 	if n := relay.Stats().Refused[turn.RefusedExpired]; n != 2 {
 		t.Errorf("%d expired credentials refused, want 2", n)
 	}
-
-	// Fresh credentials every half lifetime.
-	if n := ft.fire(config.Defaults().TURNTTL / 2); n != 1 {
-		t.Fatalf("%d credential refresh timers fired, want 1", n)
-	}
-	var fresh [2]signal.ICEServer
-	for i, c := range []*wsClient{alice, bob} {
-		m := c.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeRoomState, signal.TypeAnnounce)
-		if m.Type != signal.TypeICEServers || len(m.ICEServers) != 1 {
-			t.Fatalf("got %+v, want ice-servers", m)
-		}
-		fresh[i] = m.ICEServers[0]
-	}
-	if err := allocate(t, srv, fresh[1]); err != nil {
+	if err := allocate(t, srv, second[1]); err != nil {
 		t.Errorf("allocation with Bob's fresh credential: %v", err)
 	}
 
 	// Alice leaves: even her fresh credential is refused.
 	alice.sendRaw(`{"v":1,"type":"leave"}`)
-	waitUntil(t, "Alice to leave", func() bool { return srv.meetings.Participants("alpha") == 0 })
-	if err := allocate(t, srv, fresh[0]); err == nil || !strings.Contains(err.Error(), "401") {
+	wait.For(t, "Alice to leave", 5*time.Second, func() bool { return !relay.Present(aw.Self.ID) })
+	if err := allocate(t, srv, second[0]); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("allocation with the credential of a participant who left: %v, want 401 Unauthorized", err)
 	}
 	if n := relay.Stats().Refused[turn.RefusedAbsent]; n != 1 {
@@ -158,14 +135,14 @@ func TestTURNCredentials(t *testing.T) {
 // TestTURNSettings: --always-relay asks clients for relayed media only;
 // without TURN the welcome offers none, and --always-relay is refused.
 func TestTURNSettings(t *testing.T) {
-	clk := auth.NewFakeClock(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
-	srv := openTURNServer(t, clk, nil, func(c *config.Config) { c.AlwaysRelay = true }, "alpha")
+	clk := fakeclock.New(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
+	srv := openTURNServer(t, clk, func(c *config.Config) { c.AlwaysRelay = true }, "alpha")
 	if w := dial(t, srv).join("alpha", "Alice"); w.ICEPolicy != "relay" || len(w.ICEServers) != 1 {
 		t.Errorf("welcome with --always-relay: policy %q, servers %+v", w.ICEPolicy, w.ICEServers)
 	}
 
 	off := func(c *config.Config) { c.TURNUDP, c.TURNTCP, c.TURNTLS = "", "", false }
-	srv = openTURNServer(t, clk, nil, off, "alpha")
+	srv = openTURNServer(t, clk, off, "alpha")
 	if srv.TURN() != nil {
 		t.Error("a TURN server runs with every transport off")
 	}
@@ -174,8 +151,7 @@ func TestTURNSettings(t *testing.T) {
 	}
 	// TURN over TLS off: a connection that starts like TURN is closed,
 	// HTTPS goes on.
-	roots, _ := pki.CAPool(srv.TLS())
-	c, err := tls.Dial("tcp", strings.TrimPrefix(srv.URL(), "https://"), pki.ClientTLSConfig(roots))
+	c, err := tls.Dial("tcp", strings.TrimPrefix(srv.URL(), "https://"), pki.ClientTLSConfig(srv.Roots))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,15 +186,4 @@ func TestTURNSettings(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
-}
-
-func waitUntil(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -3,6 +3,8 @@ package sfu
 import (
 	"sync"
 	"time"
+
+	"conclave/internal/clock"
 )
 
 // dynacastPause is how long a layer must stay unneeded before the
@@ -34,10 +36,7 @@ type dynacast struct {
 	u      *UpTrack
 	events LayerEvents // nil: nobody listens
 
-	// now and afterFunc are the clock (time.Now and time.AfterFunc;
-	// tests inject theirs).
-	now       func() time.Time
-	afterFunc func(time.Duration, func()) (stop func() bool)
+	clock clock.Clock // the up track's
 
 	mu     sync.Mutex
 	active [maxLayers]bool  // what the publisher was last told
@@ -61,8 +60,7 @@ func (d *dynacast) init(u *UpTrack) {
 	d.pause = dynacastPause
 	d.delay = topOnlyDelay
 	d.wait = topOnlyWait
-	d.now = time.Now
-	d.afterFunc = func(after time.Duration, f func()) func() bool { return time.AfterFunc(after, f).Stop }
+	d.clock = u.clock
 }
 
 // needed computes, from the down tracks, which layers someone wants (by
@@ -146,7 +144,7 @@ func (d *dynacast) evaluate(fromTimer bool) {
 	}
 	n := d.u.Layers()
 	d.mu.Lock()
-	need, top := d.needed(d.now())
+	need, top := d.needed(d.clock.Now())
 	changed, pausePending := false, false
 	next := d.active
 	for i := 0; i < n; i++ {
@@ -165,7 +163,7 @@ func (d *dynacast) evaluate(fromTimer bool) {
 		d.timer = nil
 	}
 	if pausePending && d.timer == nil && !d.u.ended.Load() {
-		d.timer = d.afterFunc(d.pause, func() { d.evaluate(true) })
+		d.timer = d.clock.AfterFunc(d.pause, func() { d.evaluate(true) })
 	}
 	if !pausePending && d.timer != nil {
 		d.timer()

@@ -22,6 +22,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"conclave/internal/clock"
 	"conclave/internal/pionlog"
 )
 
@@ -45,6 +46,10 @@ type Config struct {
 	// tests can show what the server sees (end-to-end encrypted payloads);
 	// production leaves it nil.
 	Tap Tap
+	// Clock runs the SFU's timers (key frame throttling, dynacast's
+	// debounce, deferred negotiation, the allocator's rounds); nil means
+	// clock.System. Packet timestamps are real time, whatever it is.
+	Clock clock.Clock
 }
 
 // Tap observes forwarded packets. It is called on the forwarding path and
@@ -56,7 +61,8 @@ type Tap interface {
 // Engine builds peer connections that share one media port and one set of
 // codecs and interceptors.
 type Engine struct {
-	tap Tap
+	tap   Tap
+	clock clock.Clock
 	// arrivals are the media socket's receive timestamps (nil if the
 	// socket is not a UDP socket); delay is what the server adds.
 	arrivals *arrivals
@@ -81,9 +87,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	e := &Engine{log: log, tap: cfg.Tap}
+	e := &Engine{log: log, tap: cfg.Tap, clock: clock.Or(cfg.Clock)}
 	var se webrtc.SettingEngine
 	se.LoggerFactory = pionlog.Factory(log, slog.LevelWarn)
+	applyDTLSPolicy(&se)
 
 	udp, err := net.ListenPacket("udp", cfg.UDPAddr)
 	if err != nil {

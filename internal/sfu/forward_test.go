@@ -73,7 +73,7 @@ func testTrack(n int) *UpTrack {
 	if n > 1 {
 		rids = []string{"q", "h", "f", "x"}[:n]
 	}
-	u := newUpTrack(nil, vp8Codec, webrtc.RTPCodecTypeVideo, "alice", "camera", "1", rids)
+	u := newUpTrack(nil, nil, vp8Codec, webrtc.RTPCodecTypeVideo, "alice", "camera", "1", rids)
 	for i := 0; i < n; i++ {
 		u.layers[i].Store(&upLayer{track: u, index: int8(i), ssrc: uint32(1000 + i), cache: packetcache.New(videoCacheSize)})
 	}
@@ -442,10 +442,10 @@ func TestAllocateHoldAfterDowngrade(t *testing.T) {
 }
 
 func TestSpeakerDetector(t *testing.T) {
-	clock := time.Unix(0, 0)
+	clock := fakeclock.New(time.Unix(0, 0))
 	var changes []string
 	sd := NewSpeakerDetector(SpeakerConfig{Interval: 200 * time.Millisecond, Hold: time.Second, Smoothing: 1,
-		Now: func() time.Time { return clock }}, func(id string) { changes = append(changes, id) })
+		Clock: clock}, func(id string) { changes = append(changes, id) })
 	a := &Publisher{participant: "a", tracks: map[string]*UpTrack{}}
 	b := &Publisher{participant: "b", tracks: map[string]*UpTrack{}}
 	levels := map[*Publisher]float64{}
@@ -456,7 +456,7 @@ func TestSpeakerDetector(t *testing.T) {
 		for i := 0; i < n; i++ {
 			levels[a], levels[b] = la, lb
 			sd.Sample()
-			clock = clock.Add(200 * time.Millisecond)
+			clock.Advance(200 * time.Millisecond)
 		}
 	}
 	step(0, 0, 3)

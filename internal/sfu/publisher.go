@@ -8,6 +8,8 @@ import (
 
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"conclave/internal/clock"
 )
 
 // gatherTimeout bounds how long the server waits for its own ICE candidates
@@ -31,6 +33,7 @@ type PublisherEvents interface {
 // The client makes every offer.
 type Publisher struct {
 	pc          *webrtc.PeerConnection
+	clock       clock.Clock
 	participant string
 	events      PublisherEvents
 	tap         Tap
@@ -52,7 +55,7 @@ func (e *Engine) NewPublisher(participant string, events PublisherEvents) (*Publ
 	if err != nil {
 		return nil, fmt.Errorf("new publisher connection: %w", err)
 	}
-	p := &Publisher{pc: pc, participant: participant, events: events, tap: e.tap, arrivals: e.arrivals, delay: &e.delay, sends: e.sock,
+	p := &Publisher{pc: pc, clock: e.clock, participant: participant, events: events, tap: e.tap, arrivals: e.arrivals, delay: &e.delay, sends: e.sock,
 		sources: map[string]string{}, rids: map[string][]string{}, tracks: map[string]*UpTrack{}}
 	pc.OnTrack(p.onTrack)
 	pc.OnConnectionStateChange(events.ConnectionState)
@@ -153,7 +156,7 @@ func (p *Publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRece
 	up := p.tracks[mid]
 	isNew := false
 	if !p.closed && declared && up == nil {
-		up = newUpTrack(p.pc, remote.Codec(), remote.Kind(), p.participant, source, mid, p.rids[mid])
+		up = newUpTrack(p.pc, p.clock, remote.Codec(), remote.Kind(), p.participant, source, mid, p.rids[mid])
 		up.tap = p.tap
 		up.arrivals, up.delay, up.sends = p.arrivals, p.delay, p.sends
 		up.audio.ext = audioLevelID(receiver)
@@ -240,11 +243,13 @@ func drain(remote *webrtc.TrackRemote) {
 }
 
 // sendingMids returns the mids of the media sections in which the offerer
-// sends: direction sendonly or sendrecv (the default), port not zero.
+// sends: direction sendonly or sendrecv (the default), in use (port not
+// zero, or bundle-only in a BUNDLE group: liveSection).
 func sendingMids(s *sdp.SessionDescription) map[string]bool {
 	out := map[string]bool{}
+	bundled := bundledMids(s)
 	for _, m := range s.MediaDescriptions {
-		if m.MediaName.Port.Value == 0 {
+		if !liveSection(m, bundled) {
 			continue
 		}
 		mid, ok := m.Attribute("mid")

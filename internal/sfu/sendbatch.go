@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"conclave/internal/clock"
 )
 
 // Batched sends on the media socket.
@@ -83,7 +85,7 @@ type datagramWriter interface {
 // sendBatcher is the batching state of a media socket.
 type sendBatcher struct {
 	out     datagramWriter
-	clock   func() int64 // Unix nanoseconds; nil: the time of day
+	clock   clock.Clock // ages the queue; nil: clock.System
 	held    atomic.Int32
 	qmu     sync.Mutex // guards queue, since
 	queue   sendQueue
@@ -106,12 +108,7 @@ func (s *sendBatcher) queued(b []byte, addr netip.AddrPort) bool {
 	if s.held.Load() == 0 {
 		return false
 	}
-	var now int64
-	if s.clock != nil {
-		now = s.clock()
-	} else {
-		now = time.Now().UnixNano()
-	}
+	now := clock.Or(s.clock).Now().UnixNano()
 	s.qmu.Lock()
 	if s.held.Load() == 0 {
 		s.qmu.Unlock()

@@ -7,13 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
+
+	"conclave/internal/testutil/fakeclock"
 )
 
 // recordingWriter records what a sendBatcher sends.
@@ -52,7 +53,7 @@ func TestSendBatcherRuns(t *testing.T) {
 	w := &recordingWriter{}
 	var s sendBatcher
 	s.out = w
-	s.clock = func() int64 { return 1 }
+	s.clock = fakeclock.New(time.Unix(0, 1))
 	s.gso.Store(true)
 
 	if s.queued(datagram(0, 10), a) {
@@ -144,8 +145,8 @@ func TestSendBatcherOtherWriters(t *testing.T) {
 	w := &recordingWriter{}
 	var s sendBatcher
 	s.out = w
-	var now atomic.Int64
-	s.clock = now.Load
+	clk := fakeclock.New(time.Unix(0, 0))
+	s.clock = clk
 	s.hold()
 	s.queued(datagram(1, 100), a)
 	done := make(chan bool)
@@ -164,7 +165,7 @@ func TestSendBatcherOtherWriters(t *testing.T) {
 	w.calls = nil
 	s.hold()
 	s.queued(datagram(3, 100), a)
-	now.Add(int64(maxQueueAge) + 1)
+	clk.Advance(maxQueueAge + 1)
 	if s.queued(datagram(4, 100), a) {
 		t.Error("queued behind a datagram older than maxQueueAge")
 	}
@@ -238,7 +239,7 @@ func TestFramesGoOutTogether(t *testing.T) {
 	defer sock.Close()
 	// No queue gets too old, however slow the machine (the race
 	// detector): the grouping is what is checked.
-	sock.batch.clock = func() int64 { return 0 }
+	sock.batch.clock = fakeclock.New(time.Unix(0, 0))
 	u := testTrack(1)
 	u.sends = sock
 	var receivers []*net.UDPConn

@@ -3,6 +3,8 @@ package sfu
 import (
 	"sync"
 	"time"
+
+	"conclave/internal/clock"
 )
 
 // Active speaker detection. Each microphone track's packets carry the
@@ -27,8 +29,8 @@ type SpeakerConfig struct {
 	// Smoothing is the weight of a new sample in the moving average
 	// (default 0.3).
 	Smoothing float64
-	// Now is the clock (default time.Now); tests inject one.
-	Now func() time.Time
+	// Clock runs the sampling (default clock.System).
+	Clock clock.Clock
 }
 
 // SpeakerDetector finds a room's dominant speaker.
@@ -42,7 +44,7 @@ type SpeakerDetector struct {
 	dominant *Publisher
 	leader   *Publisher // challenger
 	since    time.Time  // when the challenger started leading
-	quit     chan struct{}
+	stop     func()     // ends Start's sampling; nil when not started
 	stopped  bool
 }
 
@@ -65,27 +67,19 @@ func NewSpeakerDetector(cfg SpeakerConfig, onChange func(participant string)) *S
 	if cfg.Smoothing <= 0 || cfg.Smoothing > 1 {
 		cfg.Smoothing = 0.3
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	return &SpeakerDetector{cfg: cfg, onChange: onChange, level: microphoneLevel,
-		pubs: map[*Publisher]*speakerState{}, quit: make(chan struct{})}
+		pubs: map[*Publisher]*speakerState{}}
 }
 
-// Start samples on a ticker until Stop.
+// Start samples every Interval on the clock until Stop.
 func (s *SpeakerDetector) Start() {
-	go func() {
-		t := time.NewTicker(s.cfg.Interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.quit:
-				return
-			case <-t.C:
-				s.Sample()
-			}
-		}
-	}()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped || s.stop != nil {
+		return
+	}
+	s.stop = clock.Every(s.cfg.Clock, s.cfg.Interval, s.Sample)
 }
 
 // Stop ends sampling.
@@ -94,7 +88,9 @@ func (s *SpeakerDetector) Stop() {
 	defer s.mu.Unlock()
 	if !s.stopped {
 		s.stopped = true
-		close(s.quit)
+		if s.stop != nil {
+			s.stop()
+		}
 	}
 }
 
@@ -144,7 +140,7 @@ func microphoneLevel(p *Publisher) (float64, bool) {
 // Sample takes one sample of every publisher's level and updates the
 // dominant speaker.
 func (s *SpeakerDetector) Sample() {
-	now := s.cfg.Now()
+	now := s.cfg.Clock.Now()
 	s.mu.Lock()
 	var loudest *Publisher
 	var top float64

@@ -142,8 +142,8 @@ func (s *Subscriber) runAllocator() {
 		case <-t.C:
 		case <-s.kick:
 		}
-		if s.allocateOnce(time.Now()) && !s.soon.Swap(true) {
-			time.AfterFunc(pendingInterval, func() {
+		if s.allocateOnce(s.clock.Now()) && !s.soon.Swap(true) {
+			s.clock.AfterFunc(pendingInterval, func() {
 				s.soon.Store(false)
 				s.kickAllocator()
 			})

@@ -9,6 +9,8 @@ import (
 
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
+
+	"conclave/internal/clock"
 )
 
 // TrackDesc tells a subscriber what a transceiver of its offer carries.
@@ -38,6 +40,7 @@ type SubscriberEvents interface {
 // happen while an offer is outstanding are folded into the next one.
 type Subscriber struct {
 	pc     *webrtc.PeerConnection
+	clock  clock.Clock
 	events SubscriberEvents
 
 	mu          sync.Mutex
@@ -47,7 +50,7 @@ type Subscriber struct {
 	pending     bool   // changes not yet offered
 	restartICE  bool
 	closed      bool
-	negTimer    *time.Timer // a deferred negotiation (negotiateSoonLocked)
+	negTimer    func() bool // stops a deferred negotiation (negotiateSoonLocked)
 	negDue      time.Time
 	negSeq      uint64 // invalidates a deferred negotiation that lost the race to the lock
 
@@ -68,7 +71,7 @@ func (e *Engine) NewSubscriber(events SubscriberEvents) (*Subscriber, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new subscriber connection: %w", err)
 	}
-	s := &Subscriber{pc: pc, events: events, senders: map[string]*webrtc.RTPSender{}, downs: map[string]*DownTrack{},
+	s := &Subscriber{pc: pc, clock: e.clock, events: events, senders: map[string]*webrtc.RTPSender{}, downs: map[string]*DownTrack{},
 		bwe: bwe, quit: make(chan struct{}), kick: make(chan struct{}, 1),
 		allocState: map[*DownTrack]*allocState{}}
 	if meter != nil {
@@ -178,7 +181,7 @@ func (s *Subscriber) Close() error {
 	}
 	s.closed = true
 	if s.negTimer != nil {
-		s.negTimer.Stop()
+		s.negTimer()
 		s.negTimer = nil
 	}
 	for id, d := range s.downs {
@@ -265,17 +268,17 @@ func (s *Subscriber) negotiateSoonLocked(d time.Duration) {
 	if s.closed {
 		return
 	}
-	due := time.Now().Add(d)
+	due := s.clock.Now().Add(d)
 	if s.negTimer != nil {
 		if !s.negDue.After(due) {
 			return
 		}
-		s.negTimer.Stop()
+		s.negTimer()
 	}
 	s.negSeq++
 	seq := s.negSeq
 	s.negDue = due
-	s.negTimer = time.AfterFunc(d, func() {
+	s.negTimer = s.clock.AfterFunc(d, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.negSeq == seq {
@@ -287,7 +290,7 @@ func (s *Subscriber) negotiateSoonLocked(d time.Duration) {
 func (s *Subscriber) negotiateLocked() {
 	if s.negTimer != nil {
 		// This offer carries every change so far.
-		s.negTimer.Stop()
+		s.negTimer()
 		s.negTimer = nil
 		s.negSeq++
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"conclave/internal/clock"
 	"conclave/internal/codecs"
 	"conclave/internal/packetcache"
 )
@@ -66,8 +67,9 @@ type UpTrack struct {
 	svc         bool     // VP9 with a single encoding: layers in the descriptor
 	rids        []string // simulcast RIDs, lowest layer first; nil when not simulcast
 
-	pc  *webrtc.PeerConnection
-	tap Tap
+	pc    *webrtc.PeerConnection
+	tap   Tap
+	clock clock.Clock // key frame throttling, dynacast
 	// arrivals and delay measure the delay the server adds (arrival.go);
 	// arrivals is nil when it is not measured.
 	arrivals *arrivals
@@ -130,7 +132,7 @@ type framePacket struct {
 	info packetInfo
 }
 
-func newUpTrack(pc *webrtc.PeerConnection, codec webrtc.RTPCodecParameters, kind webrtc.RTPCodecType, participant, source, mid string, rids []string) *UpTrack {
+func newUpTrack(pc *webrtc.PeerConnection, clk clock.Clock, codec webrtc.RTPCodecParameters, kind webrtc.RTPCodecType, participant, source, mid string, rids []string) *UpTrack {
 	if len(rids) > maxLayers {
 		rids = rids[:maxLayers]
 	}
@@ -143,6 +145,7 @@ func newUpTrack(pc *webrtc.PeerConnection, codec webrtc.RTPCodecParameters, kind
 		codec:       codec,
 		rids:        rids,
 		pc:          pc,
+		clock:       clock.Or(clk),
 		done:        make(chan struct{}),
 	}
 	u.isVP8 = equalFold(codec.MimeType, webrtc.MimeTypeVP8)
@@ -674,11 +677,11 @@ func (u *UpTrack) requestKeyFrame(s int8) {
 	if l == nil {
 		return
 	}
-	now := time.Now().UnixNano()
+	now := u.clock.Now().UnixNano()
 	last := l.lastKeyFrameRequest.Load()
 	if wait := int64(keyFrameInterval) - (now - last); wait > 0 {
 		if !l.keyFrameDeferred.Swap(true) {
-			time.AfterFunc(time.Duration(wait), func() {
+			u.clock.AfterFunc(time.Duration(wait), func() {
 				l.keyFrameDeferred.Store(false)
 				l.sendKeyFrameRequest()
 			})
@@ -692,7 +695,7 @@ func (l *upLayer) sendKeyFrameRequest() {
 	if l.track.ended.Load() || l.track.pc == nil {
 		return
 	}
-	l.lastKeyFrameRequest.Store(time.Now().UnixNano())
+	l.lastKeyFrameRequest.Store(l.track.clock.Now().UnixNano())
 	_ = l.track.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}})
 }
 

@@ -561,6 +561,19 @@ func (s *SQLite) DeleteUserSessions(ctx context.Context, userID int64) (int64, e
 	return n, nil
 }
 
+// DeleteOtherUserSessions implements Store.
+func (s *SQLite) DeleteOtherUserSessions(ctx context.Context, userID int64, keep []byte) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ? AND id_hash <> ?`, userID, keep)
+	if err != nil {
+		return 0, fmt.Errorf("delete other sessions of user %d: %w", userID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("delete other sessions of user %d: %w", userID, err)
+	}
+	return n, nil
+}
+
 // DeleteExpiredSessions implements Store.
 func (s *SQLite) DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error) {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, toNanos(now))

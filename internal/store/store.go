@@ -321,6 +321,9 @@ type Store interface {
 	// DeleteUserSessions removes every session of a user and returns how many
 	// were removed.
 	DeleteUserSessions(ctx context.Context, userID int64) (int64, error)
+	// DeleteOtherUserSessions removes every session of a user but the one
+	// whose ID hash is keep, and returns how many it removed.
+	DeleteOtherUserSessions(ctx context.Context, userID int64, keep []byte) (int64, error)
 	// DeleteExpiredSessions removes sessions whose absolute expiry is at or
 	// before now and returns how many were removed.
 	DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error)

@@ -278,6 +278,10 @@ func (s *Server) Release(participant string) {
 	}
 }
 
+// Present reports whether participant holds credentials that can open
+// allocations: it was given some (ICEServers) and has not left (Release).
+func (s *Server) Present(participant string) bool { return s.present(participant) }
+
 func (s *Server) present(participant string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

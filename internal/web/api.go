@@ -3,20 +3,29 @@ package web
 import (
 	"errors"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/guard"
 	"conclave/internal/store"
 )
 
-// sessionCookie names the cookie holding the session token.
-const sessionCookie = "conclave_session"
+// sessionCookie names the cookie holding the session token. The __Host-
+// prefix makes browsers refuse it unless it is Secure, has Path=/ and no
+// Domain, so a sibling host cannot plant or overwrite it.
+const sessionCookie = "__Host-conclave_session"
 
 // csrfHeader carries the session's CSRF token on state-changing requests.
 const csrfHeader = "X-CSRF-Token"
+
+// backgroundHeader marks a request a page made by itself (the admin page's
+// periodic refresh): it is answered, but it does not count as activity for
+// the session's idle timeout.
+const backgroundHeader = "X-Conclave-Background"
 
 type userJSON struct {
 	Username    string `json:"username"`
@@ -64,7 +73,15 @@ func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := audit.WithSource(r.Context(), clientAddr(r))
+	release, ok := s.passwordTurn(w, r)
+	if !ok {
+		return
+	}
 	u, state, err := s.Accounts.Login(ctx, req.Username, req.Password)
+	release()
+	if errors.Is(err, auth.ErrBadCredentials) && s.Guard != nil {
+		s.Guard.Fail(clientIP(r), "", guard.FailedLogin)
+	}
 	var te *auth.ThrottleError
 	switch {
 	case errors.As(err, &te):
@@ -114,11 +131,26 @@ func (s *Server) apiPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := audit.WithSource(r.Context(), clientAddr(r))
+	release, ok := s.passwordTurn(w, r)
+	if !ok {
+		return
+	}
 	err := s.Accounts.ChangePassword(ctx, u.ID, req.OldPassword, req.NewPassword)
+	release()
 	var pe *auth.PolicyError
 	var te *auth.ThrottleError
 	switch {
 	case err == nil:
+		// Whoever else holds a session of this account (signed in with the
+		// old password, or with a stolen cookie) is signed out; this
+		// browser stays signed in.
+		c, _ := r.Cookie(sessionCookie)
+		ctx = audit.WithActor(ctx, u.Username)
+		if n, err := s.Sessions.DeleteOthers(ctx, u.ID, c.Value); err != nil {
+			s.log.Error("ending the other sessions after a password change failed", "username", u.Username, "err", err)
+		} else if n > 0 {
+			s.log.Info("other sessions ended after a password change", "username", u.Username, "sessions", n)
+		}
 		w.WriteHeader(http.StatusNoContent)
 	case errors.Is(err, auth.ErrWrongPassword):
 		writeError(w, http.StatusBadRequest, "bad-credentials", "The current password is incorrect.")
@@ -132,6 +164,54 @@ func (s *Server) apiPassword(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// passwordTurn waits for the memory to check a password (Argon2, 64 MiB),
+// after checking that the client's address is not quarantined, before
+// and after the wait. It answers the request itself and returns false
+// when the client must come back later; otherwise call the returned
+// function when the checking is done.
+func (s *Server) passwordTurn(w http.ResponseWriter, r *http.Request) (func(), bool) {
+	ip := clientIP(r)
+	quarantined := func() bool {
+		if s.Guard == nil || s.Guard.CheckAddress(ip) == nil {
+			return false
+		}
+		w.Header().Set("Retry-After", "600")
+		writeError(w, http.StatusTooManyRequests, "address-blocked",
+			"Too many failed attempts came from your network address; sign-in from it is blocked for a few minutes.")
+		return true
+	}
+	if quarantined() {
+		return nil, false
+	}
+	if s.Hashing == nil {
+		return func() {}, true
+	}
+	source := netip.PrefixFrom(ip, ip.BitLen())
+	if s.Guard != nil {
+		source = s.Guard.Source(ip)
+	}
+	release, err := s.Hashing.Acquire(r.Context(), source, auth.DefaultArgon2.Memory)
+	if err != nil {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusTooManyRequests, "busy", sentence(auth.ErrHashBusy))
+		return nil, false
+	}
+	if quarantined() {
+		release()
+		return nil, false
+	}
+	return release, true
+}
+
+// clientIP is the peer's IP address, unmapped.
+func clientIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
 // session returns the request's valid session, or answers 401.
 func (s *Server) session(w http.ResponseWriter, r *http.Request) (store.Session, store.User, bool) {
 	c, err := r.Cookie(sessionCookie)
@@ -139,7 +219,11 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request) (store.Session,
 		writeError(w, http.StatusUnauthorized, "no-session", "Sign in first.")
 		return store.Session{}, store.User{}, false
 	}
-	sess, u, err := s.Sessions.Lookup(r.Context(), c.Value)
+	lookup := s.Sessions.Lookup
+	if r.Header.Get(backgroundHeader) != "" {
+		lookup = s.Sessions.Peek
+	}
+	sess, u, err := lookup(r.Context(), c.Value)
 	if err != nil {
 		if !errors.Is(err, auth.ErrNoSession) {
 			s.log.Error("session lookup failed", "err", err)
@@ -213,8 +297,7 @@ func (s *Server) admin(h func(http.ResponseWriter, *http.Request, store.User)) h
 			writeError(w, http.StatusForbidden, "forbidden", "This needs an administrator account.")
 			return
 		}
-		if st := s.Accounts.State(u); st.MustChangePassword {
-			writeError(w, http.StatusForbidden, "password-change-required", sentence(errors.New(st.Reason)))
+		if !s.passwordCurrent(w, u) {
 			return
 		}
 		if r.Method != http.MethodGet {
@@ -225,6 +308,17 @@ func (s *Server) admin(h func(http.ResponseWriter, *http.Request, store.User)) h
 		}
 		h(w, r, u)
 	}
+}
+
+// passwordCurrent answers 403 password-change-required, and returns false,
+// when u must change its password before doing anything else (reset by an
+// administrator, or expired).
+func (s *Server) passwordCurrent(w http.ResponseWriter, u store.User) bool {
+	if st := s.Accounts.State(u); st.MustChangePassword {
+		writeError(w, http.StatusForbidden, "password-change-required", sentence(errors.New(st.Reason)))
+		return false
+	}
+	return true
 }
 
 func (s *Server) apiEnrol(w http.ResponseWriter, r *http.Request) {

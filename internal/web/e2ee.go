@@ -32,6 +32,9 @@ func (s *Server) apiCredential(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "csrf", "The request lacks a valid CSRF token; reload the page.")
 		return
 	}
+	if !s.passwordCurrent(w, u) {
+		return
+	}
 	var req struct {
 		DevicePublicKey string `json:"devicePublicKey"`
 	}
@@ -111,7 +114,11 @@ func (s *Server) apiDownload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	// A fixed type and an attachment, whatever the blob holds: the server
+	// cannot see what the sender put in it, so it must never be rendered
+	// in this origin.
 	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", "attachment")
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.Header().Set("Cache-Control", "no-store")
 	io.Copy(w, f)

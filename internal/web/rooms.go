@@ -69,21 +69,39 @@ func (s *Server) applyRoomRequest(w http.ResponseWriter, req roomRequest, r *sto
 		}
 		r.Access = a
 	}
-	for _, pin := range []struct {
+	pins := []struct {
 		value *string
 		hash  *string
 		what  string
-	}{{req.HostPIN, &r.HostPINHash, "host"}, {req.GuestPIN, &r.GuestPINHash, "guest"}} {
+	}{{req.HostPIN, &r.HostPINHash, "host"}, {req.GuestPIN, &r.GuestPINHash, "guest"}}
+	// The PINs must differ: compared as typed, or a new one verified
+	// against the other's stored (salted) hash.
+	var newPIN, keptHash [2]string
+	for i, pin := range pins {
+		if pin.value == nil {
+			keptHash[i] = *pin.hash
+			continue
+		}
+		if *pin.value == "" {
+			continue
+		}
+		if err := auth.CheckPIN(*pin.value, s.PINMinLength); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid-pin", "The "+pin.what+" PIN is not valid: "+err.Error()+".")
+			return false
+		}
+		newPIN[i] = *pin.value
+	}
+	if err := auth.CheckPINsDiffer(newPIN[0], newPIN[1], keptHash[0], keptHash[1]); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid-pin", sentence(err))
+		return false
+	}
+	for _, pin := range pins {
 		if pin.value == nil {
 			continue
 		}
 		if *pin.value == "" {
 			*pin.hash = ""
 			continue
-		}
-		if err := auth.CheckPIN(*pin.value, s.PINMinLength); err != nil {
-			writeError(w, http.StatusBadRequest, "invalid-pin", "The "+pin.what+" PIN is not valid: "+err.Error()+".")
-			return false
 		}
 		h, err := auth.HashPIN(*pin.value)
 		if err != nil {
@@ -92,10 +110,6 @@ func (s *Server) applyRoomRequest(w http.ResponseWriter, req roomRequest, r *sto
 			return false
 		}
 		*pin.hash = h
-	}
-	if r.HostPINHash != "" && r.HostPINHash == r.GuestPINHash {
-		writeError(w, http.StatusBadRequest, "invalid-pin", "The host and guest PINs must differ.")
-		return false
 	}
 	set := func(dst *bool, v *bool) {
 		if v != nil {

@@ -19,6 +19,7 @@ import (
 	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/files"
+	"conclave/internal/guard"
 	"conclave/internal/meeting"
 	"conclave/internal/ra"
 	"conclave/internal/store"
@@ -33,6 +34,13 @@ type Config struct {
 	Meetings *meeting.Manager
 	// Authority issues E2EE device credentials.
 	Authority *ra.Authority
+	// Guard applies the break-in rules to sign-ins: a quarantined address
+	// is refused before any password is hashed, and failed sign-ins count
+	// towards its quarantine. Nil disables both (tests).
+	Guard *guard.Guard
+	// Hashing bounds the memory of concurrent password hashing; nil means
+	// no bound (tests).
+	Hashing *auth.HashBudget
 	// Files keeps encrypted file blobs.
 	Files *files.Store
 	// Assets holds the browser client: *.html at the root, modules and
@@ -44,6 +52,9 @@ type Config struct {
 	Banner string
 	// PINMinLength is the minimum number of digits of room PINs.
 	PINMinLength int
+	// CRL is the local CA's revocation list (DER), served at CRLPath;
+	// nil when there is none (an operator certificate).
+	CRL []byte
 	// Audit records administrators' changes; nil records nothing.
 	Audit  audit.Recorder
 	Logger *slog.Logger
@@ -77,6 +88,15 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /enrol", s.page("enrol.html"))
 	m.HandleFunc("GET /static/", s.static)
 	m.HandleFunc("GET /ws", s.handleWS)
+	m.HandleFunc("GET "+CRLPath, func(w http.ResponseWriter, r *http.Request) {
+		if len(s.CRL) == 0 {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/pkix-crl")
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Write(s.CRL)
+	})
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
@@ -110,7 +130,7 @@ func (s *Server) routes() {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "+
-		"media-src 'self' blob:; connect-src 'self' wss:; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		"media-src 'self' blob:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 	h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
@@ -123,6 +143,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mux.ServeHTTP(w, r)
 }
+
+// CRLPath is where the local CA's revocation list is served; the server
+// certificates it issues name it as their CRL distribution point.
+const CRLPath = "/pki/ca.crl"
 
 // maxBodySize bounds API request bodies.
 const maxBodySize = 64 << 10

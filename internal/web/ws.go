@@ -78,14 +78,17 @@ func (w *wsConn) keepalive(ctx context.Context) {
 }
 
 // meetingClient identifies who opens a signaling connection: the address,
-// and the account when the request carries a valid session cookie.
+// and the account when the request carries a valid session cookie. An
+// account that must change its password (reset, or expired) enters as
+// nobody in particular: it gets no more than a guest until the password
+// is changed.
 func (s *Server) meetingClient(r *http.Request) meeting.Client {
 	c := meeting.Client{}
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		c.Addr = ap.Addr().Unmap()
 	}
 	if ck, err := r.Cookie(sessionCookie); err == nil {
-		if _, u, err := s.Sessions.Lookup(r.Context(), ck.Value); err == nil {
+		if _, u, err := s.Sessions.Lookup(r.Context(), ck.Value); err == nil && !s.Accounts.State(u).MustChangePassword {
 			c.User = &u
 		}
 	}

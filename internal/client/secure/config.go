@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"conclave/internal/clock"
 	"conclave/internal/e2ee"
 )
 
@@ -66,8 +67,10 @@ type Config struct {
 	KeyWait time.Duration
 	// Retention is how long a receiver keeps older keys (e2ee.KeyRing).
 	Retention time.Duration
-	// Clock is the time source; nil means the system clock.
-	Clock Clock
+	// Clock is the time source of the debounce before a rotation, the
+	// delay before switching to a rotated key, key retention and key
+	// requests; nil means clock.System.
+	Clock clock.Clock
 
 	// Logger receives the session's logs (never key material); nil
 	// discards them.
@@ -105,9 +108,7 @@ func (c *Config) check() error {
 	if c.Retention <= 0 {
 		c.Retention = e2ee.DefaultRetention
 	}
-	if c.Clock == nil {
-		c.Clock = SystemClock{}
-	}
+	c.Clock = clock.Or(c.Clock)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

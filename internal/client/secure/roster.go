@@ -159,7 +159,7 @@ func (s *Session) onAnnounce(from string, payload []byte) {
 		return
 	}
 	p := &peer{id: from, ann: a, ch: ch, cnt: s.counter(from), keyAdded: make(chan struct{}),
-		recv: e2ee.NewReceiver(a.SenderIndex, e2ee.KeyRingConfig{Retention: s.cfg.Retention, Now: s.cfg.Clock.Now})}
+		recv: e2ee.NewReceiver(a.SenderIndex, e2ee.KeyRingConfig{Retention: s.cfg.Retention, Clock: s.cfg.Clock})}
 	s.st.Lock()
 	s.peers[from] = p
 	p.cnt.name = a.DisplayName

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"conclave/internal/e2ee"
+	"conclave/internal/testutil/wait"
 )
 
 // notices records a session's notices.
@@ -258,7 +259,7 @@ func TestKeyRecovery(t *testing.T) {
 	if err := decrypt(b, "a", encrypt(t, a)); err == nil {
 		t.Fatal("decrypted without the key message")
 	}
-	waitFor(t, func() bool { return r.queued() > 0 }) // the request goes out on a goroutine
+	wait.For(t, "the condition", 5*time.Second, func() bool { return r.queued() > 0 }) // the request goes out on a goroutine
 	drop = false
 	r.pump()
 	mustDecrypt(t, b, "a", encrypt(t, a))
@@ -275,20 +276,6 @@ func TestKeyRecovery(t *testing.T) {
 	}
 	if st := stats(b, "a"); st.Replays != uint64(len(replay)) {
 		t.Errorf("replays counted %d, want %d", st.Replays, len(replay))
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -1,18 +1,41 @@
-// Package browser drives Debian's headless chromium for end-to-end tests.
+// Package browser drives real browsers for end-to-end tests: Debian's
+// headless chromium over the DevTools protocol (chromedp), and Debian's
+// firefox-esr over WebDriver BiDi (puppeteer-core, in a small node process:
+// bidi/driver.mjs).
 //
-// A test starts one browser with [Start] and opens one [Page] per participant
-// with [Browser.NewPage]. Each page has its own browser context (cookies,
-// storage, IndexedDB), so pages behave like separate people. Every page gets an
-// instrumentation script before its first navigation: it wraps
-// RTCPeerConnection so that every peer connection the page creates is kept in
-// window.__pcs, and [StatsJS] / [Page.InboundStats] summarise their inbound
-// RTP. Console messages and uncaught exceptions of each page go to the test log,
-// prefixed with the page's name.
+// A test starts one browser with [Start] (chromium) or [StartFirefox] and
+// opens one [Page] per participant with [Browser.NewPage]. Each page has its
+// own browser context (cookies, storage, IndexedDB), so pages behave like
+// separate people. Every page gets an instrumentation script before its
+// first navigation: it wraps RTCPeerConnection so that every peer
+// connection the page creates is kept in window.__pcs, and [StatsJS] /
+// [Page.InboundStats] summarise their inbound RTP. Console messages and
+// uncaught exceptions of each page go to the test log, prefixed with the
+// page's name.
 //
-// The browser runs with fake media devices and a fake permission prompt, so
-// getUserMedia returns a synthetic camera (640x480 test pattern) and microphone
-// (a beep) without asking. Pages must be served from http(s)://127.0.0.1 (a
-// secure context): on about:blank navigator.mediaDevices is undefined.
+// Both browsers run with fake media devices and no permission prompt, so
+// getUserMedia returns a synthetic camera and microphone without asking.
+// Pages must be served from http(s)://127.0.0.1 (a secure context): on
+// about:blank navigator.mediaDevices is undefined.
+//
+// # Loopback only
+//
+// Test traffic stays on loopback. Both browsers gather ICE candidates on
+// every interface they see, so outside a network namespace a server on
+// 127.0.0.1 gets pairs from the machine's own non-loopback address. A
+// package with browser tests therefore runs its tests in a network
+// namespace that has only lo (netns.Isolate from TestMain); [Start] and
+// [StartFirefox] fail the test anywhere else. Chromium gets
+// --allow-loopback-in-peer-connection and Firefox
+// media.peerconnection.ice.loopback, so that they offer 127.0.0.1 at all.
+// A browser started in another namespace of the test's own ([StartExec],
+// [FirefoxOptions.Wrapper]) says which addresses are the test's with
+// [Browser.Allow].
+//
+// Every page checks this when it closes: each peer connection that
+// connected must have a selected candidate pair, and both ends of every
+// selected pair must be allowed (loopback unless widened): otherwise the
+// test fails. [Page.SelectedPairs] gives them to tests that want to look.
 //
 // # Findings on Debian chromium 156 (headless, with [DefaultFlags])
 //
@@ -47,9 +70,12 @@
 //     encoder starts low while bandwidth estimation ramps up: 800x450 for an
 //     800x600 screen), so tests that check sizes should poll with
 //     [Page.WaitJS] rather than read once.
-//   - Host ICE candidates use the machine's real interface address (not mDNS
-//     names) once getUserMedia permission is granted, so peer connections
-//     connect within one machine.
+//   - Host ICE candidates use the interfaces' real addresses (not mDNS
+//     names) once getUserMedia permission is granted. Outside a network
+//     namespace that includes the machine's own non-loopback address, and
+//     a loopback server then gets pairs from it; in the loopback-only
+//     namespace of the tests, --allow-loopback-in-peer-connection gives
+//     127.0.0.1.
 //
 // TestDisplayMediaFlags re-checks the flag findings, so a chromium upgrade that
 // changes them fails there.
@@ -59,141 +85,86 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"maps"
-	"os"
-	"slices"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/chromedp"
+	"conclave/internal/testutil/netns"
 )
-
-// DefaultChromium is where Debian's chromium package installs the browser.
-// The environment variable CONCLAVE_CHROMIUM overrides it.
-const DefaultChromium = "/usr/bin/chromium"
 
 // ActionTimeout bounds the page actions that take no explicit timeout
 // (Navigate, Eval, Click, SetValue), so that a broken page fails the test
 // instead of hanging until the go test deadline.
 const ActionTimeout = 30 * time.Second
 
-// DefaultFlags returns the chromium command-line switches that [Start] gives
-// every test browser, on top of --headless, --no-sandbox, --disable-gpu,
-// --no-first-run and a fresh --user-data-dir. The map is a fresh copy the
-// caller may change and pass to [StartWith]. See the package documentation for
-// what the switches do to getUserMedia and getDisplayMedia.
-func DefaultFlags() map[string]any {
-	return map[string]any{
-		"disable-background-networking":      true,
-		"disable-component-update":           true,
-		"disable-sync":                       true,
-		"disable-quic":                       true,
-		"disable-dev-shm-usage":              true,
-		"disable-extensions":                 true,
-		"disable-default-apps":               true,
-		"no-default-browser-check":           true,
-		"password-store":                     "basic",
-		"use-mock-keychain":                  true,
-		"use-fake-ui-for-media-stream":       true,
-		"use-fake-device-for-media-stream":   true,
-		"autoplay-policy":                    "no-user-gesture-required",
-		"ignore-certificate-errors":          true,
-		"auto-select-desktop-capture-source": "Entire screen",
-	}
-}
-
-// Browser is one running headless chromium shared by the pages of a test.
+// Browser is one running browser shared by the pages of a test.
 type Browser struct {
-	ctx context.Context // chromedp context that owns the browser process
-	log *testLog
+	name    string // "chromium" or "firefox"
+	log     *testLog
+	open    func(t testing.TB, name string) (engine, error)
+	mu      sync.Mutex
+	allowed []func(netip.Addr) bool
 }
 
-// Start launches a headless chromium for the test and stops it when the test
-// ends. The binary is $CONCLAVE_CHROMIUM or /usr/bin/chromium; if it is
-// missing the test fails (it is never skipped): scripts/test installs it.
-func Start(t testing.TB) *Browser {
-	t.Helper()
-	return StartWith(t, DefaultFlags())
+// engine is what a page needs from its browser: chromium's (chromedp) or
+// Firefox's (WebDriver BiDi).
+type engine interface {
+	navigate(ctx context.Context, url string) error
+	// eval returns the JSON text of the value of js (awaited if it is a
+	// promise), or nothing when it is undefined.
+	eval(ctx context.Context, js string) ([]byte, error)
+	// click clicks the centre of the element matching selector with real
+	// pointer events, once it is visible.
+	click(ctx context.Context, selector string) error
+	// addScript runs src in every new document before the page's own.
+	addScript(ctx context.Context, src string) error
+	// context is canceled when the page closes.
+	context() context.Context
+	close()
 }
 
-// StartWith is [Start] with the given switches instead of [DefaultFlags]
-// (name without the leading dashes; value true for a bare switch, false to
-// leave it out, or a string for --name=value).
-func StartWith(t testing.TB, flags map[string]any) *Browser {
-	t.Helper()
-	return StartExec(t, Chromium(t), flags)
+// Name returns "chromium" or "firefox".
+func (b *Browser) Name() string { return b.name }
+
+// Allow adds to the addresses that the selected candidate pairs of this
+// browser's pages may use: loopback always, and every address for which
+// one of the given functions is true (netns.Link.Owns, for a browser run
+// in a test's own namespaces).
+func (b *Browser) Allow(owns func(netip.Addr) bool) {
+	b.mu.Lock()
+	b.allowed = append(b.allowed, owns)
+	b.mu.Unlock()
 }
 
-// Chromium returns the chromium binary the tests use: $CONCLAVE_CHROMIUM
-// or /usr/bin/chromium. It fails the test if it is missing.
-func Chromium(t testing.TB) string {
-	t.Helper()
-	path := os.Getenv("CONCLAVE_CHROMIUM")
-	if path == "" {
-		path = DefaultChromium
+func (b *Browser) allows(a netip.Addr) bool {
+	if a = a.Unmap(); a.IsLoopback() {
+		return true
 	}
-	if fi, err := os.Stat(path); err != nil || fi.IsDir() {
-		t.Fatalf("browser: chromium not found at %s (set CONCLAVE_CHROMIUM to another path): "+
-			"run the suite with scripts/test, which installs the Debian chromium package", path)
-	}
-	return path
-}
-
-// StartExec is [StartWith] with the browser started by the program at
-// path instead of [Chromium]: a wrapper that runs chromium elsewhere
-// (inside a network namespace, see internal/testutil/netns) and passes
-// its arguments and file descriptors on; chromedp talks to the browser
-// over a pipe.
-func StartExec(t testing.TB, path string, flags map[string]any) *Browser {
-	t.Helper()
-	tl := &testLog{t: t}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.WindowSize(1280, 800),
-	}
-	for _, name := range slices.Sorted(maps.Keys(flags)) {
-		opts = append(opts, chromedp.Flag(name, flags[name]))
-	}
-	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx,
-		chromedp.WithErrorf(func(format string, args ...any) {
-			tl.logf("chromedp: "+format, args...)
-		}))
-
-	started := make(chan error, 1)
-	go func() { started <- chromedp.Do(ctx) }()
-	var err error
-	select {
-	case err = <-started:
-	case <-time.After(60 * time.Second):
-		err = errors.New("no answer from chromium within 60s")
-	}
-	if err != nil {
-		cancel()
-		allocCancel()
-		t.Fatalf("browser: start %s: %v", path, err)
-	}
-
-	t.Cleanup(func() {
-		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
-		defer ccancel()
-		if err := chromedp.Cancel(cctx); err != nil && !errors.Is(err, context.Canceled) {
-			tl.logf("browser: close: %v", err)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, f := range b.allowed {
+		if f(a) {
+			return true
 		}
-		cancel()
-		allocCancel()
-		tl.stop()
-	})
-	return &Browser{ctx: ctx, log: tl}
+	}
+	return false
+}
+
+// requireLoopbackOnly fails the test unless it runs in a network namespace
+// with only loopback interfaces (netns.Isolate).
+func requireLoopbackOnly(t testing.TB, what string) {
+	t.Helper()
+	ok, err := netns.LoopbackOnly()
+	if err != nil {
+		t.Fatalf("browser: list network interfaces: %v", err)
+	}
+	if !ok {
+		t.Fatalf("browser: %s would see this machine's network interfaces and gather candidates on them: "+
+			"browser tests run in a loopback-only network namespace (call netns.Isolate from the package's TestMain), "+
+			"or in a namespace of the test's own through a wrapper (StartExec, FirefoxOptions.Wrapper)", what)
+	}
 }
 
 // Page is one tab in its own browser context, standing for one participant.
@@ -201,10 +172,9 @@ func StartExec(t testing.TB, path string, flags map[string]any) *Browser {
 type Page struct {
 	name    string
 	t       testing.TB
-	ctx     context.Context
-	cancel  context.CancelFunc
+	b       *Browser
+	e       engine
 	log     *testLog
-	done    chan struct{} // closed when the console reader has returned
 	closeMu sync.Mutex
 	closed  bool
 }
@@ -212,11 +182,14 @@ type Page struct {
 // instrumentJS runs in every frame of every page before the page's own
 // scripts. It records each RTCPeerConnection in window.__pcs and each
 // dedicated Worker in window.__workers ({url, worker}); subclassing keeps
-// instanceof and the static methods working.
+// instanceof and the static methods working. It also records the selected
+// candidate pair of every peer connection that connects (pairsJS).
 const instrumentJS = `(() => {
   if (window.__pcs) return;
   window.__pcs = [];
   window.__workers = [];
+  window.__pairs = {};
+  window.__connected = 0;
   const OrigWorker = window.Worker;
   if (OrigWorker) {
     window.Worker = class Worker extends OrigWorker {
@@ -226,12 +199,43 @@ const instrumentJS = `(() => {
       }
     };
   }
+  // The selected pair of a peer connection: the transport's selected pair
+  // (Chromium), or the pair Firefox marks selected, or a nominated pair
+  // that succeeded.
+  window.__selectedPairs = async (pc) => {
+    const stats = await pc.getStats();
+    const ids = new Set();
+    stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) ids.add(s.selectedCandidatePairId); });
+    if (ids.size === 0) stats.forEach((s) => { if (s.type === 'candidate-pair' && (s.selected || (s.nominated && s.state === 'succeeded'))) ids.add(s.id); });
+    const out = [];
+    const end = (c) => c ? {address: String(c.address ?? c.ip ?? ''), port: c.port || 0, type: c.candidateType || '', protocol: c.protocol || ''} : {address: '', port: 0, type: '', protocol: ''};
+    for (const id of ids) {
+      const p = stats.get(id);
+      if (!p) continue;
+      out.push({local: end(stats.get(p.localCandidateId)), remote: end(stats.get(p.remoteCandidateId))});
+    }
+    return out;
+  };
+  const record = async (pc) => {
+    try {
+      for (const p of await window.__selectedPairs(pc)) {
+        window.__pairs[JSON.stringify(p)] = p;
+      }
+    } catch (e) { /* closed meanwhile */ }
+  };
   const Orig = window.RTCPeerConnection;
   if (!Orig) return;
   const Tracked = class RTCPeerConnection extends Orig {
     constructor(...args) {
       super(...args);
       window.__pcs.push(this);
+      let counted = false;
+      this.addEventListener('connectionstatechange', () => {
+        if (this.connectionState !== 'connected') return;
+        if (!counted) { counted = true; window.__connected++; }
+        record(this);
+        setTimeout(() => record(this), 1000);
+      });
     }
   };
   window.RTCPeerConnection = Tracked;
@@ -241,38 +245,19 @@ const instrumentJS = `(() => {
 // NewPage opens a tab in a new browser context (its own cookies and storage)
 // and installs the peer-connection instrumentation before any navigation.
 // The page's console messages and uncaught exceptions are logged as
-// "[name] type: text". The page closes when the test ends.
+// "[name] type: text". The page closes when the test ends, after checking
+// its selected candidate pairs (see the package documentation).
 func (b *Browser) NewPage(t testing.TB, name string) *Page {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
-	p := &Page{name: name, t: t, ctx: ctx, cancel: cancel, log: &testLog{t: t}, done: make(chan struct{})}
-
-	// Console creates the tab; subscribing before the first navigation
-	// means no message of the page is lost.
-	messages := chromedp.Console(ctx)
-	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument,
-		page.AddScriptToEvaluateOnNewDocumentParams{Source: instrumentJS}); err != nil {
-		cancel()
+	e, err := b.open(t, name)
+	if err != nil {
+		t.Fatalf("browser: new %s page %s: %v", b.name, name, err)
+	}
+	p := &Page{name: name, t: t, b: b, e: e, log: &testLog{t: t}}
+	if err := p.AddScript(instrumentJS); err != nil {
+		e.close()
 		t.Fatalf("browser: new page %s: install instrumentation: %v", name, err)
 	}
-	go func() {
-		defer close(p.done)
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			where := ""
-			if m.URL != "" {
-				where = fmt.Sprintf(" (%s:%d)", m.URL, m.Line+1)
-			}
-			p.log.logf("[%s] %s: %s%s", name, m.Type, m.Text, where)
-			if m.IsException() && m.Stack != nil {
-				for _, f := range m.Stack.CallFrames {
-					p.log.logf("[%s]     at %s (%s:%d:%d)", name, f.FunctionName, f.URL, f.LineNumber+1, f.ColumnNumber+1)
-				}
-			}
-		}
-	}()
 	t.Cleanup(p.Close)
 	return p
 }
@@ -280,12 +265,17 @@ func (b *Browser) NewPage(t testing.TB, name string) *Page {
 // Name returns the participant name given to NewPage.
 func (p *Page) Name() string { return p.name }
 
-// Context returns the chromedp context of the page's tab, for actions this
-// package does not wrap. It is canceled when the page closes.
-func (p *Page) Context() context.Context { return p.ctx }
+// Browser returns the browser the page belongs to.
+func (p *Page) Browser() *Browser { return p.b }
 
-// Close closes the tab and its browser context. It is safe to call more than
-// once; NewPage registers it with t.Cleanup.
+// Context returns a context that is canceled when the page closes. For a
+// chromium page it is the chromedp context of the page's tab, for actions
+// this package does not wrap.
+func (p *Page) Context() context.Context { return p.e.context() }
+
+// Close checks the page's selected candidate pairs (CheckPairs), then closes
+// the tab and its browser context. It is safe to call more than once;
+// NewPage registers it with t.Cleanup.
 func (p *Page) Close() {
 	p.closeMu.Lock()
 	defer p.closeMu.Unlock()
@@ -293,16 +283,29 @@ func (p *Page) Close() {
 		return
 	}
 	p.closed = true
-	p.cancel()
-	<-p.done
+	if p.e.context().Err() == nil {
+		p.checkPairs(p.t)
+	}
+	p.e.close()
 	p.log.stop()
+}
+
+// AddScript makes src run in every new document of the page, before the
+// page's own scripts (from the next navigation on).
+func (p *Page) AddScript(src string) error {
+	ctx, cancel := context.WithTimeout(p.e.context(), ActionTimeout)
+	defer cancel()
+	if err := p.e.addScript(ctx, src); err != nil {
+		return fmt.Errorf("%s: add script: %w", p.name, err)
+	}
+	return nil
 }
 
 // Navigate loads url in the page and waits for the load event.
 func (p *Page) Navigate(url string) error {
-	ctx, cancel := context.WithTimeout(p.ctx, ActionTimeout)
+	ctx, cancel := context.WithTimeout(p.e.context(), ActionTimeout)
 	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+	if err := p.e.navigate(ctx, url); err != nil {
 		return fmt.Errorf("%s: navigate %s: %w", p.name, url, err)
 	}
 	return nil
@@ -312,9 +315,9 @@ func (p *Page) Navigate(url string) error {
 // a promise, and decodes its JSON value into out. out may be nil to discard
 // the value. A thrown exception or a rejected promise is returned as an error.
 func (p *Page) Eval(js string, out any) error {
-	ctx, cancel := context.WithTimeout(p.ctx, ActionTimeout)
+	ctx, cancel := context.WithTimeout(p.e.context(), ActionTimeout)
 	defer cancel()
-	raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](js, chromedp.EvalAwaitPromise))
+	raw, err := p.e.eval(ctx, js)
 	if err != nil {
 		return fmt.Errorf("%s: eval %s: %w", p.name, abbrev(js), err)
 	}
@@ -334,9 +337,9 @@ func (p *Page) Eval(js string, out any) error {
 // clicks its centre with real mouse events, which gives the page the user
 // activation that APIs such as getDisplayMedia require.
 func (p *Page) Click(selector string) error {
-	ctx, cancel := context.WithTimeout(p.ctx, ActionTimeout)
+	ctx, cancel := context.WithTimeout(p.e.context(), ActionTimeout)
 	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(selector))); err != nil {
+	if err := p.e.click(ctx, selector); err != nil {
 		return fmt.Errorf("%s: click %s: %w", p.name, selector, err)
 	}
 	return nil
@@ -344,38 +347,70 @@ func (p *Page) Click(selector string) error {
 
 // setValueJS sets the value of the element matching the selector (argument
 // 0) to argument 1 and fires the input and change events typing would fire.
+// It returns false while no element matches.
 const setValueJS = `((sel, v) => {
   const e = document.querySelector(sel);
-  if (!e) throw new Error('no element matches ' + sel);
+  if (!e) return false;
   e.value = v;
   e.dispatchEvent(new Event('input', {bubbles: true}));
   e.dispatchEvent(new Event('change', {bubbles: true}));
+  return true;
 })`
 
 // SetValue waits for the element matching the CSS selector, sets its value
 // and dispatches input and change events, as typing would.
 func (p *Page) SetValue(selector, value string) error {
-	ctx, cancel := context.WithTimeout(p.ctx, ActionTimeout)
-	defer cancel()
 	js := fmt.Sprintf("%s(%s, %s)", setValueJS, jsString(selector), jsString(value))
-	err := chromedp.Do(ctx,
-		chromedp.WaitReady(chromedp.CSS(selector)),
-		chromedp.Evaluate[chromedp.Void](js))
-	if err != nil {
+	if err := p.poll(js, ActionTimeout); err != nil {
 		return fmt.Errorf("%s: set value of %s: %w", p.name, selector, err)
 	}
 	return nil
 }
 
+// visibleJS is true when the element matching the selector (argument 0)
+// takes up space on the page and is not hidden.
+const visibleJS = `((sel) => {
+  const e = document.querySelector(sel);
+  if (!e) return false;
+  const r = e.getBoundingClientRect();
+  return r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== 'hidden';
+})`
+
 // WaitVisible waits up to timeout until the element matching the CSS selector
 // is present and visible.
 func (p *Page) WaitVisible(selector string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(p.ctx, timeout)
-	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(selector))); err != nil {
+	if err := p.poll(fmt.Sprintf("%s(%s)", visibleJS, jsString(selector)), timeout); err != nil {
 		return fmt.Errorf("%s: wait %v for %s to be visible: %w", p.name, timeout, selector, err)
 	}
 	return nil
+}
+
+// poll evaluates js every 100 ms until it yields true or timeout passes.
+func (p *Page) poll(js string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	last := "nothing (not evaluated)"
+	for {
+		ctx, cancel := context.WithDeadline(p.e.context(), deadline)
+		raw, err := p.e.eval(ctx, js)
+		cancel()
+		switch {
+		case err != nil:
+			last = "error: " + err.Error()
+		case string(bytes.TrimSpace(raw)) == "true":
+			return nil
+		case len(raw) == 0:
+			last = "undefined"
+		default:
+			last = abbrev(string(raw))
+		}
+		if p.e.context().Err() != nil {
+			return fmt.Errorf("page closed; last value %s", last)
+		}
+		if !time.Now().Add(100 * time.Millisecond).Before(deadline) {
+			return fmt.Errorf("not true after %v; last value %s", timeout, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // WaitJS evaluates the JavaScript expression js every 100 ms (awaiting it if
@@ -383,29 +418,8 @@ func (p *Page) WaitVisible(selector string, timeout time.Duration) error {
 // last value or error if that does not happen within timeout.
 func (p *Page) WaitJS(t testing.TB, desc string, js string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := "nothing (not evaluated)"
-	for {
-		ctx, cancel := context.WithDeadline(p.ctx, deadline)
-		raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](js, chromedp.EvalAwaitPromise))
-		cancel()
-		switch {
-		case err != nil:
-			last = "error: " + err.Error()
-		case bytes.Equal(bytes.TrimSpace(raw), []byte("true")):
-			return
-		case len(raw) == 0:
-			last = "undefined"
-		default:
-			last = abbrev(string(raw))
-		}
-		if p.ctx.Err() != nil {
-			t.Fatalf("%s: %s: page closed; last value %s", p.name, desc, last)
-		}
-		if !time.Now().Add(100 * time.Millisecond).Before(deadline) {
-			t.Fatalf("%s: %s: not true after %v; last value %s\n  expression: %s", p.name, desc, timeout, last, js)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := p.poll(js, timeout); err != nil {
+		t.Fatalf("%s: %s: %v\n  expression: %s", p.name, desc, err, js)
 	}
 }
 

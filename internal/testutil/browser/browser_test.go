@@ -6,7 +6,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"conclave/internal/testutil/netns"
 )
+
+// The browsers run in a network namespace that has only lo.
+func TestMain(m *testing.M) { netns.Isolate(m) }
 
 // harnessPage has a button that calls getDisplayMedia from its click handler,
 // an input that counts input events, and a loopback helper that sends a
@@ -94,9 +99,18 @@ func shareScreen(t *testing.T, p *Page) displayResult {
 	return d
 }
 
+// TestHarness checks what the tests rely on, in chromium and in Firefox.
 func TestHarness(t *testing.T) {
+	for _, name := range []string{"chromium", "firefox"} {
+		t.Run(name, func(t *testing.T) {
+			b := map[string]func(testing.TB) *Browser{"chromium": Start, "firefox": StartFirefox}[name](t)
+			testHarness(t, b)
+		})
+	}
+}
+
+func testHarness(t *testing.T, b *Browser) {
 	url := serveHarness(t)
-	b := Start(t)
 	alice := b.NewPage(t, "alice")
 	bob := b.NewPage(t, "bob")
 	for _, p := range []*Page{alice, bob} {
@@ -215,7 +229,30 @@ func TestHarness(t *testing.T) {
 		if len(stats) != 3 {
 			t.Errorf("got %d inbound streams, want 3", len(stats))
 		}
+		// Both peer connections connected over loopback, and nothing else.
+		pairs := alice.CheckPairs(t)
+		if pairs.Connected != 2 || len(pairs.Pairs) < 2 {
+			t.Errorf("selected pairs %+v: want two connected peer connections with a pair each", pairs)
+		}
 	})
+}
+
+// TestAllows: selected pairs may use loopback and what Allow adds, nothing
+// else.
+func TestAllows(t *testing.T) {
+	b := &Browser{name: "test"}
+	link := &netns.Link{NearIP: "10.213.7.1", FarIP: "10.213.7.2"}
+	for addr, want := range map[string]bool{"127.0.0.1": true, "::1": true, "::ffff:127.0.0.1": true, "10.213.7.2": false, "192.168.1.4": false, "": false} {
+		if got := b.allows(addrOf(addr)); got != want {
+			t.Errorf("before Allow, %q allowed: %v, want %v", addr, got, want)
+		}
+	}
+	b.Allow(link.Owns)
+	for addr, want := range map[string]bool{"127.0.0.1": true, "10.213.7.1": true, "10.213.7.2": true, "10.213.7.5": false, "192.168.1.4": false, "host.local": false} {
+		if got := b.allows(addrOf(addr)); got != want {
+			t.Errorf("after Allow, %q allowed: %v, want %v", addr, got, want)
+		}
+	}
 }
 
 // TestDisplayMediaFlags checks which chromium flags getDisplayMedia needs in

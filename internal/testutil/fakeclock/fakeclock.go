@@ -1,12 +1,18 @@
 // Package fakeclock is a clock for tests that moves only when the test
 // advances it: time-based rules (debounces, waits, expiries) are then
-// tested at their exact deadlines, without sleeping.
+// tested at their exact deadlines, without sleeping. It implements
+// internal/clock.Clock, which production code takes.
 package fakeclock
 
 import (
+	"slices"
 	"sync"
 	"time"
+
+	"conclave/internal/clock"
 )
+
+var _ clock.Clock = (*Clock)(nil)
 
 // Clock is a fake clock. Its methods are safe for concurrent use.
 type Clock struct {
@@ -14,6 +20,7 @@ type Clock struct {
 	now    time.Time
 	timers []*timer
 	armed  chan<- time.Duration
+	step   time.Duration
 }
 
 type timer struct {
@@ -29,7 +36,17 @@ func New(start time.Time) *Clock { return &Clock{now: start} }
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.now = c.now.Add(c.step)
 	return c.now
+}
+
+// Step makes every later reading first move the clock on by d, without
+// running timers, so that each event a test records gets a time of its
+// own; 0 (the default) stops it.
+func (c *Clock) Step(d time.Duration) {
+	c.mu.Lock()
+	c.step = d
+	c.mu.Unlock()
 }
 
 // AfterFunc arranges for f to run, inside Advance, once the clock reaches
@@ -88,4 +105,33 @@ func (c *Clock) Advance(d time.Duration) {
 	}
 	c.now = end
 	c.mu.Unlock()
+}
+
+// Set moves the clock to t. Forward, it is Advance (timers due on the way
+// run); backward, only the reading changes: timers keep their deadlines.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	d := t.Sub(c.now)
+	if d < 0 {
+		c.now = t
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.Advance(d)
+}
+
+// Pending returns the deadlines of the timers armed and neither fired nor
+// stopped, soonest first, as durations from now.
+func (c *Clock) Pending() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []time.Duration
+	for _, t := range c.timers {
+		if !t.stopped {
+			out = append(out, t.at.Sub(c.now))
+		}
+	}
+	slices.Sort(out)
+	return out
 }

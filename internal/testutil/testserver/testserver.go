@@ -30,6 +30,9 @@ type Options struct {
 	// browser in a network namespace (internal/testutil/netns) gives the
 	// host end of its link, which the namespace reaches.
 	Host string
+	// Config, when set, adjusts the node's configuration (an allow list,
+	// a debug listener, a participant limit) after the defaults above.
+	Config func(*config.Config)
 }
 
 // Server is a running node and the CA pool that trusts it.
@@ -56,6 +59,9 @@ func Start(t testing.TB, opts Options, rooms ...string) *Server {
 		cfg.Hosts = append(cfg.Hosts, "127.0.0.1")
 	}
 	cfg.OrgName = opts.OrgName
+	if opts.Config != nil {
+		opts.Config(&cfg)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

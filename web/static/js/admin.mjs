@@ -85,7 +85,7 @@ function show(name) {
   ui.logout.hidden = !signedIn;
   ui.whoami.hidden = !signedIn;
   clearInterval(refreshTimer);
-  if (name === 'rooms') refreshTimer = setInterval(() => { if (!document.hidden) loadRooms(); }, REFRESH_MS);
+  if (name === 'rooms') refreshTimer = setInterval(() => { if (!document.hidden) loadRooms({ background: true }); }, REFRESH_MS);
 }
 
 function flash(text) {
@@ -202,8 +202,14 @@ function sessionEnded(res) {
 
 // ---- rooms ---------------------------------------------------------------------
 
-async function loadRooms() {
-  const res = await api('GET', '/api/rooms');
+/**
+ * Lists the rooms. The periodic refresh is marked as background, so that
+ * the server does not count it as the administrator's activity: a page
+ * left open still signs out after the idle timeout.
+ * @param {{background?: boolean}} [opts]
+ */
+async function loadRooms({ background = false } = {}) {
+  const res = await api('GET', '/api/rooms', { background });
   if (sessionEnded(res)) return;
   if (!res.ok) {
     const text = res.status === 403 ? 'Only administrators can manage rooms; your account is not one.' : res.error.message;

@@ -10,18 +10,24 @@
  * @property {boolean} network true when the request did not reach the server
  */
 
+/** Marks a request the page made by itself (docs/api.md, Sessions). */
+export const BACKGROUND_HEADER = 'X-Conclave-Background';
+
 /**
  * Sends one API request. Never throws: network failures and API errors are
  * described in the result.
  * @param {string} method
  * @param {string} path
- * @param {{body?: any, csrf?: string}} [opts]
+ * @param {{body?: any, csrf?: string, background?: boolean}} [opts] background:
+ *   a request the page makes by itself (a periodic refresh), which must not
+ *   count as the user's activity for the session's idle timeout
  * @returns {Promise<ApiResult>}
  */
-export async function api(method, path, { body, csrf } = {}) {
+export async function api(method, path, { body, csrf, background = false } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (csrf) headers['X-CSRF-Token'] = csrf;
+  if (background) headers[BACKGROUND_HEADER] = '1';
   let res;
   try {
     res = await fetch(path, {

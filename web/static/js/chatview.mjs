@@ -3,7 +3,7 @@
 // file picker. Encryption is MeetingCrypto's, uploads filetransfer.mjs's.
 
 import { h } from './dom.mjs';
-import { formatSize } from './filetransfer.mjs';
+import { formatSize, savedBlob } from './filetransfer.mjs';
 
 /**
  * @typedef {object} ChatElements
@@ -139,7 +139,7 @@ export class ChatView {
     a.textContent = 'Decrypting…';
     try {
       const data = await this.actions.download(a.descriptor);
-      const url = URL.createObjectURL(new Blob([data], { type: a.descriptor.mimeType || 'application/octet-stream' }));
+      const url = URL.createObjectURL(savedBlob(a.descriptor, data));
       this.urls.push(url);
       a.href = url;
       a.textContent = 'Save';

@@ -103,6 +103,21 @@ export async function downloadFile(descriptor, token, fetchFn = globalThis.fetch
 }
 
 /**
+ * The Blob a received file is saved from. Its type is always
+ * application/octet-stream, whatever type the sender declared: a sender
+ * who labels a file text/html or image/svg+xml must not get it rendered
+ * (and its scripts run) in this page's origin when the link is opened
+ * instead of saved.
+ * @param {object} descriptor from the file chat message (its mimeType is ignored)
+ * @param {Uint8Array} data the decrypted file
+ * @returns {Blob}
+ */
+export function savedBlob(descriptor, data) {
+  void descriptor;
+  return new Blob([data], { type: 'application/octet-stream' });
+}
+
+/**
  * A file size for people: "12 KB", "3.4 MB".
  * @param {number} n bytes
  * @returns {string}

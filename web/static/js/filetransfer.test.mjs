@@ -3,7 +3,7 @@
 // full storage and oversize files give clear errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { uploadFile, downloadFile, blobId, formatSize, MAX_FILE_SIZE } from './filetransfer.mjs';
+import { uploadFile, downloadFile, blobId, formatSize, savedBlob, MAX_FILE_SIZE } from './filetransfer.mjs';
 
 function fakeServer() {
   const blobs = new Map();
@@ -53,4 +53,15 @@ test('errors: storage full, too large, no meeting, gone', async () => {
   srv.blobs.clear();
   await assert.rejects(downloadFile(d, 'token-1', srv.fetch), (e) => e.code === 'not-found');
   assert.equal(formatSize(1536), '1.5 KB');
+});
+
+// Hardening finding 18: a received file is saved with a fixed safe type,
+// never the one its sender declared.
+test('hardening 18: received files keep no sender-chosen type', async () => {
+  const data = new TextEncoder().encode('<script>alert(1)</script>');
+  for (const mimeType of ['text/html', 'image/svg+xml', 'application/xhtml+xml', '']) {
+    const b = savedBlob({ name: 'x.html', mimeType }, data);
+    assert.equal(b.type, 'application/octet-stream', `declared ${mimeType}`);
+    assert.deepEqual(new Uint8Array(await b.arrayBuffer()), data);
+  }
 });

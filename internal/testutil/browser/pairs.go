@@ -1,0 +1,110 @@
+package browser
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// PairEnd is one side of a selected ICE candidate pair.
+type PairEnd struct {
+	Address  string `json:"address"`
+	Port     int    `json:"port"`
+	Type     string `json:"type"`     // host, srflx, prflx, relay
+	Protocol string `json:"protocol"` // udp, tcp
+}
+
+// String formats the end as "127.0.0.1:40000 (host udp)".
+func (e PairEnd) String() string {
+	return fmt.Sprintf("%s (%s %s)", netip.AddrPortFrom(addrOf(e.Address), uint16(e.Port)), e.Type, e.Protocol)
+}
+
+func addrOf(s string) netip.Addr {
+	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a
+}
+
+// Pair is a selected ICE candidate pair of one of the page's peer
+// connections: the page's end and the server's.
+type Pair struct {
+	Local  PairEnd `json:"local"`
+	Remote PairEnd `json:"remote"`
+}
+
+// String formats the pair as "local <-> remote".
+func (p Pair) String() string { return p.Local.String() + " <-> " + p.Remote.String() }
+
+// Pairs is what a page knows of its selected candidate pairs.
+type Pairs struct {
+	// Connected counts the page's peer connections that reached the
+	// connected state.
+	Connected int `json:"connected"`
+	// Pairs are the selected pairs seen when a peer connection connected
+	// and those of the peer connections still open.
+	Pairs []Pair `json:"pairs"`
+}
+
+// pairsJS resolves to the page's Pairs: those recorded by the
+// instrumentation (instrumentJS) and those of the open peer connections.
+const pairsJS = `(async () => {
+  const all = Object.assign({}, window.__pairs || {});
+  for (const pc of (window.__pcs || [])) {
+    if (pc.connectionState === 'closed' || !window.__selectedPairs) continue;
+    try {
+      for (const p of await window.__selectedPairs(pc)) all[JSON.stringify(p)] = p;
+    } catch (e) { /* closed meanwhile */ }
+  }
+  return {connected: window.__connected || 0, pairs: Object.values(all)};
+})()`
+
+// SelectedPairs returns the selected candidate pairs of the page's peer
+// connections.
+func (p *Page) SelectedPairs() (Pairs, error) {
+	var out Pairs
+	if err := p.Eval(pairsJS, &out); err != nil {
+		return Pairs{}, fmt.Errorf("selected candidate pairs: %w", err)
+	}
+	return out, nil
+}
+
+// CheckPairs fails the test unless every peer connection of the page that
+// connected has a selected candidate pair and both ends of every selected
+// pair are on loopback (or allowed by [Browser.Allow]). It returns the
+// pairs.
+func (p *Page) CheckPairs(t testing.TB) Pairs {
+	t.Helper()
+	return p.checkPairs(t)
+}
+
+func (p *Page) checkPairs(t testing.TB) Pairs {
+	t.Helper()
+	got, err := p.SelectedPairs()
+	if err != nil {
+		// The page is gone (navigated away, crashed): nothing to read.
+		p.log.logf("[%s] selected candidate pairs not checked: %v", p.name, err)
+		return got
+	}
+	if got.Connected > 0 && len(got.Pairs) == 0 {
+		t.Errorf("%s: %d peer connection(s) connected, but no selected candidate pair was seen", p.name, got.Connected)
+	}
+	var bad, ok []string
+	for _, pair := range got.Pairs {
+		if p.b.allows(addrOf(pair.Local.Address)) && p.b.allows(addrOf(pair.Remote.Address)) {
+			ok = append(ok, pair.String())
+		} else {
+			bad = append(bad, pair.String())
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("%s (%s): selected candidate pairs off loopback (test traffic must stay on 127.0.0.1/::1 or the test's own namespaces): %s",
+			p.name, p.b.name, strings.Join(bad, "; "))
+	}
+	if len(ok) > 0 {
+		p.log.logf("[%s] selected candidate pairs (%s): %s", p.name, p.b.name, strings.Join(ok, "; "))
+	}
+	return got
+}
