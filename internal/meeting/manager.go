@@ -70,12 +70,12 @@ type Manager struct {
 	gate   Gate
 	log    *slog.Logger
 
-	mu      sync.Mutex
-	active  map[string]*Room        // by lower-case alias
-	resumes map[string]*Participant // by resume token
-	uploads map[string]*Participant // by upload token
-	closed  bool
-	onEnd   []func(meetingID string)
+	mu          sync.Mutex
+	active      map[string]*Room        // by lower-case alias
+	resumes     map[string]*Participant // by resume token
+	uploads     map[string]*Participant // by upload token
+	closed      bool
+	onEnd       []func(meetingID string)
 	stopRefresh func() // stops the pushes of fresh TURN credentials
 }
 

@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pion/transport/v5"
+
 	"conclave/internal/access"
 	"conclave/internal/audit"
 	"conclave/internal/auth"
@@ -70,6 +72,13 @@ type Options struct {
 	ResumeWindow time.Duration
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
+	// ListenRelay opens the TURN server's relay sockets (nil is
+	// net.ListenUDP), and MediaNet lists the interfaces whose addresses
+	// the SFU announces (nil is the system's). A test that runs the node
+	// inside a network namespace (internal/testutil/netns) gives both of
+	// that namespace.
+	ListenRelay func(network string, laddr *net.UDPAddr) (*net.UDPConn, error)
+	MediaNet    transport.Net
 	// Clock replaces the system clock for the node's time-based rules:
 	// break-in blocks, sessions, enrolment and credential expiry, audit
 	// times, files' lifetime, and the meetings' timers (resume window,
@@ -122,6 +131,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		TCPAddr:         cfg.MediaTCP,
 		PublicIPs:       cfg.PublicIPs,
 		IncludeLoopback: true,
+		Net:             opts.MediaNet,
 		Logger:          log,
 		Tap:             opts.Tap,
 	})
@@ -154,7 +164,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	s.demux = turn.NewDemux(s.listener, tlsConfig, cfg.TURNTLS, log)
 	var relay meeting.Relay
 	if cfg.TURNEnabled() {
-		if s.relay, err = openTURN(cfg, s.url, s.demux, s.engine, clk, log); err != nil {
+		if s.relay, err = openTURN(cfg, s.url, s.demux, s.engine, clk, opts.ListenRelay, log); err != nil {
 			return nil, err
 		}
 		relay = s.relay
@@ -287,6 +297,10 @@ func (s *Server) DebugAddr() net.Addr {
 // MediaAddr is the UDP address of the media port.
 func (s *Server) MediaAddr() net.Addr { return s.engine.UDPAddr() }
 
+// MediaTCPAddr is the address of the passive ICE-TCP port, nil when
+// ICE-TCP is off.
+func (s *Server) MediaTCPAddr() net.Addr { return s.engine.TCPAddr() }
+
 // ForwardDelay reads the histogram of the delay the SFU adds to what it
 // forwards (also served as conclave_forward_delay_seconds on the debug
 // listener).
@@ -303,7 +317,8 @@ func (s *Server) TURN() *turn.Server { return s.relay }
 // own ports, over TLS through the HTTPS port's demux, with relays bound
 // for the SFU's media port only. Its URLs name the host of the public
 // URL, and TLS its port, as clients reach the web client.
-func openTURN(cfg config.Config, publicURL string, demux *turn.Demux, engine *sfu.Engine, clk clock.Clock, log *slog.Logger) (*turn.Server, error) {
+func openTURN(cfg config.Config, publicURL string, demux *turn.Demux, engine *sfu.Engine, clk clock.Clock,
+	listen func(string, *net.UDPAddr) (*net.UDPConn, error), log *slog.Logger) (*turn.Server, error) {
 	media, ok := engine.UDPAddr().(*net.UDPAddr)
 	if !ok {
 		return nil, fmt.Errorf("TURN: the media socket is not UDP")
@@ -323,7 +338,7 @@ func openTURN(cfg config.Config, publicURL string, demux *turn.Demux, engine *sf
 		return nil, fmt.Errorf("TURN: public URL %q: %w", publicURL, err)
 	}
 	tc := turn.Config{UDPAddr: cfg.TURNUDP, TCPAddr: cfg.TURNTCP, Host: u.Hostname(), RelayIP: relayIP,
-		Peers: peers, TTL: cfg.TURNTTL, MaxBitrate: cfg.TURNMaxBitrate, Now: clk.Now, Logger: log}
+		Peers: peers, TTL: cfg.TURNTTL, MaxBitrate: cfg.TURNMaxBitrate, Now: clk.Now, ListenUDP: listen, Logger: log}
 	if cfg.TURNTLS {
 		tc.TLS, tc.TLSPort = demux.TURN(), 443
 		if p := u.Port(); p != "" {

@@ -28,7 +28,7 @@ func (g *relayGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (n
 	if (conf.Network == "udp6") != (ip.Is6() && !ip.Is4In6()) {
 		return nil, nil, fmt.Errorf("turn: the relay address %s is not of the family asked for (%s)", ip, conf.Network)
 	}
-	conn, err := net.ListenUDP(conf.Network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(conf.RequestedPort))))
+	conn, err := s.cfg.ListenUDP(conf.Network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(conf.RequestedPort))))
 	if err != nil {
 		return nil, nil, fmt.Errorf("turn: open relay socket: %w", err)
 	}

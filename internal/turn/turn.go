@@ -91,6 +91,9 @@ type Config struct {
 	PerParticipant, MaxAllocations int
 	// Now reads the clock for expiries and rate limits; nil is time.Now.
 	Now func() time.Time
+	// ListenUDP opens relay sockets; nil is net.ListenUDP. Tests that run
+	// the node inside a network namespace open them there.
+	ListenUDP func(network string, laddr *net.UDPAddr) (*net.UDPConn, error)
 	// Logger receives the server's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -145,6 +148,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ListenUDP == nil {
+		cfg.ListenUDP = net.ListenUDP
 	}
 	log := cfg.Logger
 	if log == nil {
