@@ -205,7 +205,8 @@ func (p *participant) waitMedia(from *participant, source string, audio bool) {
 			return
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("%s: %s media from %s stopped progressing: first %+v, now %+v", p.name, source, from.name, first, m)
+			p.t.Fatalf("%s: %s media from %s stopped progressing: first %+v, now %+v\n%s's video in: %s\n%s's camera out: %s",
+				p.name, source, from.name, first, m, p.name, p.videoInDetail(from, source), from.name, from.cameraOut())
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -230,6 +231,27 @@ func (p *participant) debugState() string {
 	})()`, &out)
 	if err != nil {
 		return "debug state unavailable: " + err.Error()
+	}
+	return out
+}
+
+// videoInDetail describes, for failure messages, the inbound video
+// statistics of from's tile of source in p's page.
+func (p *participant) videoInDetail(from *participant, source string) string {
+	var out string
+	err := p.Eval(fmt.Sprintf(`(async () => {
+	  const id = document.querySelector('.tile[data-participant=%q][data-source=%q] video')?.srcObject?.getVideoTracks()[0]?.id;
+	  const lines = [];
+	  for (const pc of (window.__pcs || [])) {
+	    if (pc.connectionState === 'closed') continue;
+	    (await pc.getStats()).forEach(s => {
+	      if (s.type === 'inbound-rtp' && s.trackIdentifier === id) lines.push(['packets', s.packetsReceived, 'lost', s.packetsLost, 'frames received', s.framesReceived, 'decoded', s.framesDecoded, 'dropped', s.framesDropped, 'key frames', s.keyFramesDecoded, 'PLI', s.pliCount, 'NACK', s.nackCount, 'FIR', s.firCount, 'freezes', s.freezeCount, 'size', s.frameWidth + 'x' + s.frameHeight].join(' '));
+	    });
+	  }
+	  return lines.join('; ') || 'no inbound stream';
+	})()`, from.id, source), &out)
+	if err != nil {
+		return err.Error()
 	}
 	return out
 }

@@ -339,7 +339,7 @@ func (p *participant) cameraOut() string {
 	  const out = [];
 	  for (const pc of (window.__pcs || [])) {
 	    (await pc.getStats()).forEach(s => {
-	      if (s.type === 'outbound-rtp' && s.kind === 'video') out.push((s.rid || '-') + (s.active ? '' : ' (paused)') + ': ' + (s.frameWidth || 0) + ' px, ' + (s.framesEncoded || 0) + ' frames, target ' + Math.round((s.targetBitrate || 0) / 1000) + ' kbit/s, limited by ' + s.qualityLimitationReason);
+	      if (s.type === 'outbound-rtp' && s.kind === 'video') out.push((s.rid || '-') + (s.active === false ? ' (paused)' : '') + ': ' + (s.frameWidth || 0) + ' px, ' + (s.framesEncoded || 0) + ' frames, target ' + Math.round((s.targetBitrate || 0) / 1000) + ' kbit/s, limited by ' + s.qualityLimitationReason);
 	      if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) out.push('estimate ' + Math.round(s.availableOutgoingBitrate / 1000) + ' kbit/s');
 	    });
 	  }

@@ -100,13 +100,24 @@ func TestMeeting(t *testing.T) {
 // UDP; someone joins while it is cut. When the network comes back the
 // client reconnects by itself, without a page reload, and media flows both
 // ways, including with the newcomer it could only learn about after the cut.
+// Alice is on Chromium, then on Firefox.
 func TestReconnect(t *testing.T) {
+	for _, name := range []string{"chromium", "firefox"} {
+		t.Run(name, func(t *testing.T) { testReconnect(t, name) })
+	}
+}
+
+func testReconnect(t *testing.T, aliceBrowser string) {
 	srv := startServer(t, "alpha")
 	b := browser.Start(t)
+	ab := b
+	if aliceBrowser == "firefox" {
+		ab = browser.StartFirefox(t)
+	}
 	proxy := netcut.Start(t, strings.TrimPrefix(srv.URL(), "https://"))
 	viaProxy := "https://" + proxy.Addr()
 
-	alice := join(t, b, viaProxy, "alpha", "Alice")
+	alice := join(t, ab, viaProxy, "alpha", "Alice")
 	bob := join(t, b, srv.URL(), "alpha", "Bob")
 	alice.waitMedia(bob, "camera", true)
 	bob.waitMedia(alice, "camera", true)

@@ -9,13 +9,14 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/config"
+	"conclave/internal/secrets"
 	"conclave/internal/store"
 )
 
@@ -27,6 +28,8 @@ const adminUsage = `Usage:
                              [-host-pin DIGITS] [-guest-pin DIGITS] [-no-guests]
   conclave admin list-rooms
   conclave admin delete-room -alias ALIAS
+  conclave admin list-devices -username NAME       devices the E2EE log certified for a user
+  conclave admin revoke-device -username NAME -device FINGERPRINT [-reason TEXT]
 
 Every command accepts -data DIR (env CONCLAVE_DATA) and, for printed links,
 -public-url URL (env CONCLAVE_PUBLIC_URL). The server may be running.
@@ -38,14 +41,19 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, args := args[0], args[1:]
+	if accountCommands[cmd] {
+		return adminAccounts(cmd, args, stdin, stdout, stderr)
+	}
 	cfg := config.Defaults()
 	fs := flag.NewFlagSet("conclave admin "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config.RegisterDataDir(fs, &cfg)
+	config.RegisterSecrets(fs, &cfg)
 	publicURL := fs.String("public-url", envOr("CONCLAVE_PUBLIC_URL", ""), "base URL for printed links")
 	var (
 		username, displayName, role, alias, name string
 		access, hostPIN, guestPIN                string
+		device, reason                           string
 		passwordStdin, noGuests                  bool
 	)
 	switch cmd {
@@ -65,12 +73,18 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.BoolVar(&noGuests, "no-guests", false, "admit no guests (only the host PIN, or accounts)")
 	case "delete-room":
 		fs.StringVar(&alias, "alias", "", "room alias")
+	case "list-devices":
+		fs.StringVar(&username, "username", "", "login name")
+	case "revoke-device":
+		fs.StringVar(&username, "username", "", "login name")
+		fs.StringVar(&device, "device", "", "fingerprint of the device key, as list-devices prints it")
+		fs.StringVar(&reason, "reason", "", "why (kept in the log, shown to participants)")
 	case "list-users", "list-rooms":
 	case "-h", "--help", "help":
-		fmt.Fprint(stdout, adminUsage)
+		fmt.Fprint(stdout, adminUsage+accountsUsage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "conclave admin: unknown command %q\n\n%s", cmd, adminUsage)
+		fmt.Fprintf(stderr, "conclave admin: unknown command %q\n\n%s%s", cmd, adminUsage, accountsUsage)
 		return 2
 	}
 	if err := fs.Parse(args); err != nil {
@@ -80,13 +94,23 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "conclave admin: create data directory: %v\n", err)
 		return 1
 	}
-	st, err := store.OpenSQLite(filepath.Join(cfg.DataDir, "conclave.db"))
+	if err := cfg.ValidateDatabase(); err != nil {
+		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
+		return 1
+	}
+	st, err := store.Open(cfg.StoreName())
 	if err != nil {
 		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
 		return 1
 	}
 	defer st.Close()
 	ctx := context.Background()
+	rec, closeAudit, err := cliAudit(cfg, st, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
+		return 1
+	}
+	defer closeAudit()
 	base := *publicURL
 	if base == "" {
 		base = "https://" + net.JoinHostPort(firstHost(), "8443")
@@ -108,6 +132,18 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			AllowGuests: !noGuests, GuestsMayUnmute: true, GuestsMayPresent: true}, hostPIN, guestPIN)
 	case "list-rooms":
 		err = listRooms(ctx, st, stdout, base)
+	case "list-devices", "revoke-device":
+		// The E2EE CA and log keys may be sealed under the master key.
+		var box *secrets.Box
+		if box, err = masterKey(cfg, stderr); err != nil {
+			break
+		}
+		dev := deviceAdmin{st: st, dataDir: cfg.DataDir, box: box, stdout: stdout}
+		if cmd == "list-devices" {
+			err = dev.list(ctx, username)
+		} else {
+			err = dev.revoke(ctx, username, device, reason)
+		}
 	case "delete-room":
 		if alias == "" {
 			err = errors.New("-alias is required")
@@ -117,11 +153,43 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "Room %s deleted.\n", alias)
 		}
 	}
+	if ev, ok := cliEvent(cmd, username, role, alias, access); ok {
+		ev.Outcome = audit.OutcomeSuccess
+		if err != nil {
+			ev.Outcome = audit.OutcomeFailure
+			ev.Details["error"] = err.Error()
+		}
+		if rerr := rec.Record(ctx, ev); rerr != nil {
+			fmt.Fprintf(stderr, "conclave admin %s: the audit log could not be written: %v\n", cmd, rerr)
+			if err == nil {
+				return 1
+			}
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "conclave admin %s: %v\n", cmd, err)
 		return 1
 	}
 	return 0
+}
+
+// cliEvent is the audit event of a changing admin command.
+func cliEvent(cmd, username, role, alias, access string) (audit.Event, bool) {
+	d := map[string]string{"command": "admin " + cmd}
+	switch cmd {
+	case "create-user":
+		d["role"] = role
+		return audit.Event{Action: audit.ActionUserCreated, Target: username, Details: d}, true
+	case "enrol":
+		d["role"] = role
+		return audit.Event{Action: audit.ActionEnrolmentCreated, Target: role, Details: d}, true
+	case "create-room":
+		d["access"] = access
+		return audit.Event{Action: audit.ActionRoomCreated, Target: alias, Details: d}, true
+	case "delete-room":
+		return audit.Event{Action: audit.ActionRoomDeleted, Target: alias, Details: d}, true
+	}
+	return audit.Event{}, false
 }
 
 func createUser(ctx context.Context, st store.Store, stdin io.Reader, stdout io.Writer, username, displayName string, role store.Role, passwordStdin bool) error {
@@ -168,9 +236,9 @@ func listUsers(ctx context.Context, st store.Store, stdout io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "USERNAME\tDISPLAY NAME\tROLE\tENABLED")
+	fmt.Fprintln(tw, "USERNAME\tDISPLAY NAME\tROLES\tSOURCE\tENABLED")
 	for _, u := range users {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", u.Username, u.DisplayName, u.Role, u.Enabled)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", u.Username, u.DisplayName, strings.Join(u.Roles, ","), u.Source, u.Enabled)
 	}
 	return tw.Flush()
 }

@@ -411,6 +411,7 @@ func (f *joinFlags) setupE2EE(ctx context.Context, opts *client.Options, out *jo
 		Logger: logger, OnNotice: out.notice}
 	server := strings.TrimPrefix(m.Origin, "https://")
 	orgChanged := false
+	var logKey string
 	org, err := secure.FetchOrg(ctx, hc, m.Base)
 	if err != nil {
 		out.printf("WARNING: %v; nobody can be shown as certified.", err)
@@ -429,6 +430,7 @@ func (f *joinFlags) setupE2EE(ctx context.Context, opts *client.Options, out *jo
 			}
 			cfg.OrgKey, _ = pinned.Key()
 			cfg.OrgName = pinned.Name
+			logKey = pinLog(f.keyDir, server, org.LogKey, out)
 		}
 	}
 	if f.user != "" && orgChanged {
@@ -445,7 +447,7 @@ func (f *joinFlags) setupE2EE(ctx context.Context, opts *client.Options, out *jo
 		if err != nil {
 			return nil, err
 		}
-		cred, notAfter, err := secure.RequestCredential(ctx, hc, m.Base, csrf, &device.PublicKey)
+		cred, notAfter, err := secure.RequestCredential(ctx, hc, m.Base, csrf, device, org.ID, f.user)
 		if err != nil {
 			return nil, err
 		}
@@ -456,12 +458,61 @@ func (f *joinFlags) setupE2EE(ctx context.Context, opts *client.Options, out *jo
 		cfg.Credential, cfg.UserID = cred, c.UserID
 		out.printf("Signed in as %s; device certified until %s.", f.user, notAfter.Local().Format(time.DateTime))
 	}
+	if logKey != "" {
+		mon, err := secure.NewLogMonitor(secure.LogMonitorConfig{API: secure.HTTPLog{Client: hc, Base: m.Base},
+			VerifierKey: logKey, OrgKey: cfg.OrgKey, OrgID: org.ID, StatePath: logStatePath(f.keyDir, server),
+			UserID: cfg.UserID, Device: &device.PublicKey})
+		if err != nil {
+			return nil, err
+		}
+		if err := mon.Refresh(ctx); err != nil {
+			out.printf("WARNING: cannot read the identity log (%v); nobody is shown as certified until it can be read.", err)
+		}
+		if split := mon.Split(); split != "" {
+			out.printf("WARNING: THE SERVER SHOWED DIFFERENT VERSIONS OF THE IDENTITY LOG BEFORE (%s): identities cannot be trusted.", split)
+		}
+		cfg.Log = mon
+		go mon.Run(ctx, meetingLogInterval, func(err error) { logger.Warn("identity log refresh failed", "err", err) })
+	}
 	sec, err := secure.New(cfg)
 	if err != nil {
 		return nil, err
 	}
 	sec.Wire(opts)
 	return sec, nil
+}
+
+// meetingLogInterval is how often the identity log is read during a
+// meeting: a revocation is shown, and a new device of the own account
+// reported, within a few seconds.
+const meetingLogInterval = 3 * time.Second
+
+// pinLog pins the server's log key (known-logs, next to the device key) and
+// returns it, or "" with a warning when it is missing or changed.
+func pinLog(keyDir, server, vkey string, out *joinPrinter) string {
+	if vkey == "" {
+		out.printf("WARNING: the server publishes no identity log; nobody can be shown as certified.")
+		return ""
+	}
+	pinned, status, err := secure.CheckLogPin(filepath.Join(keyDir, "known-logs"), server, vkey)
+	switch {
+	case err != nil:
+		out.printf("WARNING: %v; nobody can be shown as certified.", err)
+		return ""
+	case status == secure.PinChanged:
+		out.printf("WARNING: THE IDENTITY LOG KEY OF %s CHANGED (pinned %s). Someone may be impersonating the organisation: nobody is shown as certified. If the administrators replaced it on purpose, remove the line of %s from %s.",
+			server, pinned, server, filepath.Join(keyDir, "known-logs"))
+		return ""
+	case status == secure.PinNew:
+		out.printf("Pinned the identity log key of %s.", server)
+	}
+	return vkey
+}
+
+// logStatePath is where the log monitor keeps what it verified of a
+// server's log.
+func logStatePath(keyDir, server string) string {
+	return filepath.Join(keyDir, "log-"+strings.NewReplacer(":", "_", "/", "_", "[", "", "]", "").Replace(server)+".json")
 }
 
 func fingerprint(point []byte) string {
@@ -504,21 +555,50 @@ func (p *joinPrinter) notice(n secure.Notice) {
 			p.codeShown = true
 			hint = "  (compare it aloud: everyone who sees the same code sees the same participants and keys; it changes when someone joins or leaves)"
 		}
+		if n.Code == "" {
+			p.printf("Meeting code: verifying...")
+			return
+		}
 		p.printf("Meeting code: %s%s", n.Code, hint)
 	case secure.Announced:
-		p.printf("  %s (%s): device %s, %s", n.Participant.Name, n.Participant.ID, n.Participant.Fingerprint, certification(n.Participant))
+		p.printf("  %s: device %s, %s", shownName(n.Participant), n.Participant.Fingerprint, certification(n.Participant))
+	case secure.Revoked:
+		p.printf("WARNING: %s: DEVICE REVOKED by the organisation; it gets no more keys", shownName(n.Participant))
+	case secure.NewDevice:
+		p.printf("WARNING: %s", n.Text)
 	case secure.Verified:
-		p.printf("  %s (%s): end-to-end verified", n.Participant.Name, n.Participant.ID)
+		p.printf("  %s: end-to-end verified", shownName(n.Participant))
 	case secure.Warning:
 		p.printf("WARNING: %s", n.Text)
 	}
 }
 
 func certification(p secure.Participant) string {
-	if p.Certified {
-		return fmt.Sprintf("certified by %s as user %s", p.Org, p.UserID)
+	switch {
+	case p.Certified && p.NewDevice:
+		return fmt.Sprintf("certified by %s (NEW DEVICE, first certified %s)", p.Org, p.FirstCertified.Local().Format(time.DateTime))
+	case p.Certified:
+		return fmt.Sprintf("certified by %s", p.Org)
+	case p.Revoked:
+		return "REVOKED"
+	case p.Pending:
+		return "NOT certified (its credential is not in the identity log)"
 	}
 	return "NOT certified"
+}
+
+// shownName is how a participant is named: a certified one by its
+// credential (display name and account), with the free-text name beside
+// it when it differs; others by their free-text name.
+func shownName(p secure.Participant) string {
+	if !p.Certified {
+		return fmt.Sprintf("%q (%s)", p.Name, p.ID)
+	}
+	s := fmt.Sprintf("%s (@%s, %s)", p.CertifiedName, p.Account, p.ID)
+	if e2ee.Skeleton(p.Name) != e2ee.Skeleton(p.CertifiedName) {
+		s += fmt.Sprintf(" calls themselves %q", p.Name)
+	}
+	return s
 }
 
 // printE2EESummary prints the participants as verified and the frames

@@ -8,10 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-)
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+	"conclave/internal/version"
+)
 
 const usage = `Conclave — self-hosted, end-to-end encrypted video meetings.
 
@@ -19,8 +18,16 @@ Usage:
   conclave serve [flags]          run the all-in-one server
   conclave admin <command> ...    manage users and rooms from the shell
   conclave join [flags] <URL>     join a meeting as a native participant
+  conclave check-devices <URL>    list the devices certified for your account (E2EE log)
+  conclave device <command> ...   enrol a SIP device at the registration authority
   conclave loadtest [flags]       measure a server under load (docs/benchmarks.md)
-  conclave version                print the version
+  conclave audit <command> ...    verify and export the audit log
+  conclave backup <command> ...   create, check and restore encrypted backups
+  conclave cert <command> ...     certificate requests, imports and trusted CAs
+  conclave selfcheck <command>    check or re-sign the protected configuration
+  conclave cluster <command> ...  enrol, list and remove conference nodes (docs/cluster.md)
+  conclave node <command> ...     on a node: enrol with the management node, renew, status
+  conclave version                print the version and build
 
 Run 'conclave <command> -h' for a command's flags.
 `
@@ -41,10 +48,26 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return admin(args[1:], stdin, stdout, stderr)
 	case "join":
 		return join(args[1:], stdout, stderr)
+	case "check-devices":
+		return checkDevices(args[1:], stdout, stderr)
+	case "device":
+		return device(args[1:], stdout, stderr)
 	case "loadtest":
 		return runLoadtest(args[1:], stdout, stderr)
+	case "audit":
+		return auditCmd(args[1:], stdout, stderr)
+	case "backup":
+		return backupCmd(args[1:], stdin, stdout, stderr)
+	case "cert":
+		return certCmd(args[1:], stdout, stderr)
+	case "selfcheck":
+		return selfcheckCmd(args[1:], stdout, stderr)
+	case "cluster":
+		return clusterCmd(args[1:], stdout, stderr)
+	case "node":
+		return nodeCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "conclave", version)
+		fmt.Fprintln(stdout, version.Get())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -17,6 +17,7 @@ import (
 
 func serve(args []string, stdout, stderr io.Writer) int {
 	cfg := config.Defaults()
+	cfg.SIPListen, cfg.SIPRelayPorts = config.DefaultSIPListen, config.DefaultSIPRelayPorts
 	fs := flag.NewFlagSet("conclave serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config.Register(fs, &cfg)
@@ -25,6 +26,14 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.Level()}))
 
+	if cfg.Secrets.Prompt && cfg.Secrets.Passphrase == "" {
+		p, err := promptPassphrase("Passphrase of the secrets at rest: ")
+		if err != nil {
+			fmt.Fprintf(stderr, "conclave: %v\n", err)
+			return 1
+		}
+		cfg.Secrets.Passphrase = p
+	}
 	srv, err := server.Open(cfg, log, server.Options{})
 	if err != nil {
 		fmt.Fprintf(stderr, "conclave: %v\n", err)
@@ -35,9 +44,12 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	fmt.Fprintf(stdout, "Conclave is running.\n\n  Web client:  %s/\n  Admin page:  %s/admin\n  Data:        %s\n  Media:       UDP %s", srv.URL(), srv.URL(), cfg.DataDir, srv.MediaAddr())
+	fmt.Fprintf(stdout, "Conclave is running.\n\n  Web client:  %s/\n  Admin page:  %s/admin\n  Data:        %s\n  Media:       UDP %s", srv.URL(), srv.AdminURL(), cfg.DataDir, srv.MediaAddr())
 	if cfg.MediaTCP != "" {
 		fmt.Fprintf(stdout, ", ICE-TCP %s", cfg.MediaTCP)
+	}
+	if a := srv.SIPAddr(); a != nil {
+		fmt.Fprintf(stdout, "\n  SIP:         TLS %s, domain %s (docs/sip.md)", a, srv.SIPDomain())
 	}
 	if a := srv.DebugAddr(); a != nil {
 		fmt.Fprintf(stdout, "\n  Debug:       http://%s/metrics and /debug/pprof/ (loopback, no authentication)", a)

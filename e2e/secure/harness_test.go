@@ -67,6 +67,7 @@ type identity struct {
 	device     *ecdsa.PrivateKey
 	credential []byte
 	userID     string
+	account    string
 }
 
 // certify makes an account and has a new device certified for it through
@@ -89,7 +90,7 @@ func (s *testServer) certify(t *testing.T, username string) identity {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cred, _, err := secure.RequestCredential(ctx, hc, s.URL(), csrf, &device.PublicKey)
+	cred, _, err := secure.RequestCredential(ctx, hc, s.URL(), csrf, device, orgName, username)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,13 +111,9 @@ func (s *testServer) issue(t *testing.T, username string) identity {
 	if err != nil {
 		t.Fatal(err)
 	}
-	authority, err := ra.Open(s.dataDir, orgName, orgName, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	device, _ := e2ee.GenerateDeviceKey()
 	pub, _ := e2ee.MarshalPublicKey(&device.PublicKey)
-	cred, _, err := authority.Issue(u, pub)
+	cred, _, err := s.Authority().Certify(context.Background(), u, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,10 +123,7 @@ func (s *testServer) issue(t *testing.T, username string) identity {
 // org returns the organisation key as a client pins it.
 func (s *testServer) org(t *testing.T) (*ecdsa.PublicKey, string) {
 	t.Helper()
-	org, err := secure.FetchOrg(context.Background(), s.httpClient(), s.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	org := s.orgInfo(t)
 	k, err := org.Key()
 	if err != nil {
 		t.Fatal(err)
@@ -137,10 +131,42 @@ func (s *testServer) org(t *testing.T) (*ecdsa.PublicKey, string) {
 	return k, org.Name
 }
 
+func (s *testServer) orgInfo(t *testing.T) secure.Org {
+	t.Helper()
+	hc := s.httpClient()
+	defer hc.CloseIdleConnections()
+	org, err := secure.FetchOrg(context.Background(), hc, s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return org
+}
+
+// monitor makes a log monitor of the server's identity log for a device
+// (userID "" for a guest), through api (nil: the server's own API).
+func (s *testServer) monitor(t *testing.T, id identity, api secure.LogAPI) *secure.LogMonitor {
+	t.Helper()
+	org := s.orgInfo(t)
+	k, _ := org.Key()
+	if api == nil {
+		api = secure.HTTPLog{Client: s.httpClient(), Base: s.URL()}
+	}
+	m, err := secure.NewLogMonitor(secure.LogMonitorConfig{API: api, VerifierKey: org.LogKey, OrgKey: k, OrgID: org.ID,
+		UserID: id.userID, Device: &id.device.PublicKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 // member is a native participant with E2EE, and what the test saw of it.
 type member struct {
 	*client.Session
 	sec  *secure.Session
+	log  *secure.LogMonitor // nil without a log
 	name string
 	dir  string // recordings
 
@@ -159,8 +185,11 @@ type joinOpts struct {
 	id         identity
 	orgKey     *ecdsa.PublicKey
 	orgName    string
-	strict     bool      // RequireCertified
-	log        io.Writer // debug logs of the client and its E2EE; nil: warnings to the test log
+	strict     bool          // RequireCertified
+	noLog      bool          // no log monitor: nobody is certified
+	logAPI     secure.LogAPI // the log as this member sees it; nil: the server's
+	digits     int           // meeting code length (0: 12)
+	log        io.Writer     // debug logs of the client and its E2EE; nil: warnings to the test log
 	tune       func(*secure.Config)
 	dialTimout time.Duration
 }
@@ -199,6 +228,28 @@ func join(t *testing.T, srv *testServer, room, name string, o joinOpts) *member 
 			m.mu.Unlock()
 		},
 	}
+	stopLog := func() {}
+	if o.orgKey != nil && !o.noLog {
+		hc := srv.httpClient()
+		api := o.logAPI
+		if api == nil {
+			api = secure.HTTPLog{Client: hc, Base: srv.URL()}
+		}
+		cfg.Log = srv.monitor(t, o.id, api)
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			cfg.Log.Run(ctx, time.Second, nil)
+		}()
+		stopLog = func() {
+			cancel()
+			<-done
+			hc.CloseIdleConnections()
+		}
+	}
+	cfg.CodeDigits = o.digits
 	if o.tune != nil {
 		o.tune(&cfg)
 	}
@@ -223,7 +274,12 @@ func join(t *testing.T, srv *testServer, room, name string, o joinOpts) *member 
 		t.Fatalf("%s: join: %v", name, err)
 	}
 	m.Session, m.sec = s, sec
+	m.log = cfg.Log
 	t.Cleanup(func() { s.Leave() })
+	go func() {
+		<-s.Done()
+		stopLog()
+	}()
 	return m
 }
 
@@ -276,6 +332,13 @@ func (m *member) e2eeStats(id string) secure.Stats {
 func (m *member) verified(id string) bool {
 	p, ok := m.sec.Participant(id)
 	return ok && p.Verified
+}
+
+// codesApart reports whether two members show no common meeting code: a
+// code is "" while its round is incomplete ("verifying").
+func codesApart(a, b *member) bool {
+	ca, cb := a.sec.MeetingCode(), b.sec.MeetingCode()
+	return ca == "" || cb == "" || ca != cb
 }
 
 // waitVerified waits until every member lists every other as verified,

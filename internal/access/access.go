@@ -14,13 +14,23 @@ import (
 	"conclave/internal/auth"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
-	"conclave/internal/signal"
 	"conclave/internal/store"
 )
 
-// Gate implements meeting.Gate on the management store.
+// Rooms is what the gate reads of the configuration: the management
+// store on the management node, the copy of the configuration a
+// conference node keeps (internal/nodeconf).
+type Rooms interface {
+	// RoomByAlias returns the room, or store.ErrNotFound.
+	RoomByAlias(ctx context.Context, alias string) (store.Room, error)
+	// RoomMemberRole returns a user's role on a room's member list, or
+	// store.ErrNotFound.
+	RoomMemberRole(ctx context.Context, roomID, userID int64) (store.MemberRole, error)
+}
+
+// Gate implements meeting.Gate on the rooms of the configuration.
 type Gate struct {
-	store   store.Store
+	store   Rooms
 	guard   *guard.Guard
 	audit   audit.Recorder
 	hashing *auth.HashBudget
@@ -32,7 +42,7 @@ type Gate struct {
 
 // New returns a gate. audit may be nil; so may hashing (PIN checks are
 // then not bounded, for tests).
-func New(st store.Store, g *guard.Guard, rec audit.Recorder, hashing *auth.HashBudget, log *slog.Logger) (*Gate, error) {
+func New(st Rooms, g *guard.Guard, rec audit.Recorder, hashing *auth.HashBudget, log *slog.Logger) (*Gate, error) {
 	dummy, err := auth.HashPIN("000000")
 	if err != nil {
 		return nil, fmt.Errorf("prepare PIN check: %w", err)
@@ -88,7 +98,7 @@ func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, e
 		GuestsMayUnmute: room.GuestsMayUnmute, GuestsMayPresent: room.GuestsMayPresent,
 		Source: g.guard.SourceString(e.Addr)}
 
-	hostByAccount, member, err := g.accountRole(ctx, room, e.User)
+	hostByAccount, member, err := g.accountRole(ctx, room, e.Account)
 	if err != nil {
 		return meeting.Admission{}, err
 	}
@@ -106,9 +116,9 @@ func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, e
 
 	switch room.Access {
 	case store.AccessOpen:
-		adm.Role = signal.RoleParticipant
+		adm.Role = meeting.RoleParticipant
 		if hostByAccount {
-			adm.Role, adm.BypassLock = signal.RoleHost, true
+			adm.Role, adm.BypassLock = meeting.RoleHost, true
 		}
 		return adm, nil
 
@@ -116,15 +126,15 @@ func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, e
 		adm.HostRequired = true
 		switch {
 		case hostByAccount:
-			adm.Role, adm.BypassLock = signal.RoleHost, true
+			adm.Role, adm.BypassLock = meeting.RoleHost, true
 			return adm, nil
 		case blocked:
 			return adm, g.refuseBlocked(ctx, e, room)
 		case hostPIN:
-			adm.Role, adm.BypassLock = signal.RoleHost, true
+			adm.Role, adm.BypassLock = meeting.RoleHost, true
 			return adm, nil
 		case room.AllowGuests && (guestPIN || room.GuestPINHash == "" && e.PIN == ""):
-			adm.Role = signal.RoleGuest
+			adm.Role = meeting.RoleGuest
 			return adm, nil
 		}
 		return adm, g.refuse(ctx, e, room, "wrong-pin")
@@ -133,15 +143,15 @@ func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, e
 		adm.HostRequired = room.AllowGuests
 		switch {
 		case hostByAccount:
-			adm.Role, adm.BypassLock = signal.RoleHost, true
+			adm.Role, adm.BypassLock = meeting.RoleHost, true
 			return adm, nil
-		case e.User != nil && e.User.Enabled && (member || !room.MembersOnly):
-			adm.Role = signal.RoleParticipant
+		case e.Account != nil && (member || !room.MembersOnly):
+			adm.Role = meeting.RoleParticipant
 			return adm, nil
 		case blocked:
 			return adm, g.refuseBlocked(ctx, e, room)
 		case room.AllowGuests && (guestPIN || room.GuestPINHash == "" && e.PIN == ""):
-			adm.Role = signal.RoleGuest
+			adm.Role = meeting.RoleGuest
 			return adm, nil
 		}
 		return adm, g.refuse(ctx, e, room, "not-allowed")
@@ -160,8 +170,8 @@ func (g *Gate) refuseBlocked(ctx context.Context, e meeting.Entry, room store.Ro
 
 // accountRole tells whether a signed-in user hosts the room (owner or host
 // member) and whether it is on the member list.
-func (g *Gate) accountRole(ctx context.Context, room store.Room, u *store.User) (host, member bool, err error) {
-	if u == nil || !u.Enabled {
+func (g *Gate) accountRole(ctx context.Context, room store.Room, u *meeting.Account) (host, member bool, err error) {
+	if u == nil {
 		return false, false, nil
 	}
 	if room.OwnerID != 0 && room.OwnerID == u.ID {
@@ -238,8 +248,8 @@ func (g *Gate) record(ctx context.Context, e meeting.Entry, action, target strin
 		return
 	}
 	actor := "guest"
-	if e.User != nil {
-		actor = e.User.Username
+	if e.Account != nil {
+		actor = e.Account.Username
 	}
 	if target != "" {
 		details["room"] = target

@@ -249,6 +249,10 @@ func passwordSetAt(u store.User) time.Time {
 // loginState tells whether u must change the password at now.
 func (a *Accounts) loginState(u store.User, now time.Time) LoginState {
 	var s LoginState
+	if u.Source != "" && u.Source != store.SourceLocal {
+		// The directory's or provider's own policy applies.
+		return s
+	}
 	if a.policy.MaxAge > 0 {
 		s.PasswordExpiresAt = passwordSetAt(u).Add(a.policy.MaxAge)
 	}
@@ -281,6 +285,9 @@ func (a *Accounts) ChangePassword(ctx context.Context, userID int64, oldPassword
 	}
 	if !u.Enabled {
 		return fmt.Errorf("change password of user %d: the account is disabled", u.ID)
+	}
+	if u.Source != "" && u.Source != store.SourceLocal {
+		return ErrDirectoryAccount
 	}
 	key := throttleKey(u.Username)
 	refused, lockedNow, err := a.beginAttempt(ctx, key, now)

@@ -16,9 +16,13 @@ import (
 // "busy, try again": nothing was checked and nothing was counted.
 var ErrHashBusy = errors.New("the server is busy checking other sign-ins; try again in a moment")
 
-// DefaultHashMemory is the memory Argon2 may use at once (128 MiB): two
-// password checks (64 MiB each) or six PIN checks (19 MiB each).
-const DefaultHashMemory = 128 << 20
+// DefaultHashMemory is the memory Argon2 may use at once (64 MiB): one
+// password check (64 MiB) or three PIN checks (19 MiB each). With Go's
+// garbage collector letting the heap grow to twice what is live, this
+// keeps a node under a sign-in flood within about 200 MiB resident
+// (docs/hardening.md, load test); a password check takes about 0.3 s of
+// one core, so more at once would not go faster on a small machine anyway.
+const DefaultHashMemory = 64 << 20
 
 // Defaults of NewHashBudget.
 const (

@@ -134,6 +134,22 @@ func (m *Sessions) IdleTimeout(role store.Role) time.Duration {
 // audit log). Only live sessions count: those neither past their lifetime
 // nor idle for longer than their role's idle timeout.
 func (m *Sessions) Create(ctx context.Context, u store.User, remote string) (string, store.Session, error) {
+	return m.CreateWith(ctx, u, remote, SessionInfo{})
+}
+
+// SessionInfo says where and how a session was opened.
+type SessionInfo struct {
+	// Plane is the listener ("", "meeting" or "admin"); see
+	// store.Session.
+	Plane string
+	// Method is how the account authenticated: "password", "ldap",
+	// "oidc" or "certificate".
+	Method string
+}
+
+// CreateWith is Create for a session opened on a given plane with a given
+// method.
+func (m *Sessions) CreateWith(ctx context.Context, u store.User, remote string, info SessionInfo) (string, store.Session, error) {
 	if !u.Enabled {
 		return "", store.Session{}, fmt.Errorf("create session for user %d: the account is disabled", u.ID)
 	}
@@ -149,6 +165,7 @@ func (m *Sessions) Create(ctx context.Context, u store.User, remote string) (str
 	s := store.Session{
 		IDHash: hash, UserID: u.ID, CreatedAt: now, LastSeen: now,
 		ExpiresAt: now.Add(m.cfg.MaxLifetime), CSRFToken: csrf, Remote: remote,
+		Plane: info.Plane, Method: info.Method,
 	}
 	var limits []store.SessionLimit
 	if m.cfg.MaxSessionsPerUser > 0 {

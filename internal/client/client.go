@@ -308,6 +308,12 @@ func (s *Session) SendKey(to string, payload []byte) error {
 	return s.sendOpaque(&signal.Message{Type: signal.TypeKey, To: to, Payload: base64.StdEncoding.EncodeToString(payload)})
 }
 
+// SendVerify sends an opaque E2EE verification message (a commit or a
+// reveal) to everyone in the meeting.
+func (s *Session) SendVerify(payload []byte) error {
+	return s.sendOpaque(&signal.Message{Type: signal.TypeVerify, Payload: base64.StdEncoding.EncodeToString(payload)})
+}
+
 // Size is the size, in device pixels, at which a remote video track is
 // rendered; 0x0 means hidden.
 type Size struct{ Width, Height int }

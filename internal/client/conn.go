@@ -171,7 +171,7 @@ func (w *wsConn) send(m *signal.Message) error {
 	}
 	q := w.out
 	switch m.Type {
-	case signal.TypeAnnounce, signal.TypeKey, signal.TypeChat:
+	case signal.TypeAnnounce, signal.TypeKey, signal.TypeChat, signal.TypeVerify:
 		q = w.bulk
 	}
 	select {

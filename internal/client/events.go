@@ -78,4 +78,7 @@ type Hooks struct {
 	// OnKey receives an opaque E2EE key message addressed to this
 	// participant.
 	OnKey func(from string, payload []byte)
+	// OnVerify receives an opaque E2EE verification message (a commit or
+	// a reveal of the meeting code's round) from a participant.
+	OnVerify func(from string, payload []byte)
 }

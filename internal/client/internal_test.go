@@ -2,6 +2,8 @@ package client
 
 import (
 	"bytes"
+	"encoding/json"
+	"os"
 	"testing"
 	"time"
 
@@ -32,12 +34,41 @@ func TestParseMeetingURL(t *testing.T) {
 	}
 }
 
-func TestReconnectDelay(t *testing.T) {
-	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
-	for i, w := range want {
-		if got := reconnectDelay(i); got != w {
-			t.Errorf("reconnectDelay(%d) = %v, want %v", i, got, w)
+// The recovery schedule is the contract's (the "schedule" of
+// internal/signal/testdata/messages.json), which the browser's tests read
+// too (session.test.mjs).
+func TestRecoverySchedule(t *testing.T) {
+	data, err := os.ReadFile("../signal/testdata/messages.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Schedule struct {
+			ReconnectDelaysMs  []int `json:"reconnectDelaysMs"`
+			ICERecoveryMs      int   `json:"iceRecoveryMs"`
+			PublishRetries     int   `json:"publishRetries"`
+			PublishRetryStepMs int   `json:"publishRetryStepMs"`
+		} `json:"schedule"`
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
+	}
+	s := c.Schedule
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	if len(s.ReconnectDelaysMs) < 5 {
+		t.Fatalf("the contract has %d reconnection delays", len(s.ReconnectDelaysMs))
+	}
+	for i, w := range s.ReconnectDelaysMs {
+		if got := reconnectDelay(i); got != ms(w) {
+			t.Errorf("reconnectDelay(%d) = %v, the contract says %v", i, got, ms(w))
 		}
+	}
+	if got := reconnectDelay(1000); got != ms(s.ReconnectDelaysMs[len(s.ReconnectDelaysMs)-1]) {
+		t.Errorf("reconnectDelay(1000) = %v", got)
+	}
+	if iceRecovery != ms(s.ICERecoveryMs) || publishRetries != s.PublishRetries || publishRetryStep != ms(s.PublishRetryStepMs) {
+		t.Errorf("ICE recovery %v, %d publish retries %v apart; the contract says %d ms, %d, %d ms",
+			iceRecovery, publishRetries, publishRetryStep, s.ICERecoveryMs, s.PublishRetries, s.PublishRetryStepMs)
 	}
 }
 

@@ -8,11 +8,13 @@ import (
 	"conclave/internal/signal"
 )
 
-// Recovery timing of docs/protocol.md, Reconnection.
+// Recovery timing of docs/protocol.md, Reconnection; the browser's are
+// the same (the "schedule" of internal/signal/testdata/messages.json).
 const (
-	iceRecovery    = 10 * time.Second // a failed peer connection may take this long to recover
-	leaveWait      = time.Second      // how long Leave waits for bye
-	publishRetries = 3
+	iceRecovery      = 10 * time.Second // a failed peer connection may take this long to recover
+	leaveWait        = time.Second      // how long Leave waits for bye
+	publishRetries   = 3                // a refused publish offer is retried this many times
+	publishRetryStep = time.Second      // the n-th retry waits n steps
 )
 
 // loopState is the part of a Session that only the session loop touches.
@@ -185,7 +187,7 @@ func (s *Session) send(m *signal.Message) error {
 		return s.sendOn(s.ws, m)
 	}
 	switch m.Type {
-	case signal.TypeCandidate, signal.TypeRestartICE, signal.TypeAnnounce, signal.TypeKey:
+	case signal.TypeCandidate, signal.TypeRestartICE, signal.TypeAnnounce, signal.TypeKey, signal.TypeVerify:
 		s.outbox = append(s.outbox, m)
 	}
 	return nil
@@ -222,7 +224,7 @@ func (s *Session) onMessage(w *wsConn, m *signal.Message) {
 		if m.Participant != nil {
 			s.onParticipantLeft(*m.Participant)
 		}
-	case signal.TypeAnnounce, signal.TypeKey:
+	case signal.TypeAnnounce, signal.TypeKey, signal.TypeVerify:
 		s.onOpaque(m)
 	case signal.TypeError:
 		s.onError(m)
@@ -355,8 +357,11 @@ func (s *Session) onParticipantLeft(p signal.Participant) {
 
 func (s *Session) onOpaque(m *signal.Message) {
 	hook := s.opts.Hooks.OnAnnounce
-	if m.Type == signal.TypeKey {
+	switch m.Type {
+	case signal.TypeKey:
 		hook = s.opts.Hooks.OnKey
+	case signal.TypeVerify:
+		hook = s.opts.Hooks.OnVerify
 	}
 	if hook == nil {
 		return

@@ -325,7 +325,7 @@ func (s *Session) onPublishFailed(err error) {
 		return
 	}
 	s.log.Warn("publishing failed; retrying", "err", err, "attempt", p.publishFailures)
-	s.timer("publish-retry", time.Duration(p.publishFailures)*time.Second, s.requestPublish)
+	s.timer("publish-retry", time.Duration(p.publishFailures)*publishRetryStep, s.requestPublish)
 }
 
 func (s *Session) onSubscribeOffer(m *signal.Message) {

@@ -19,6 +19,14 @@ import (
 type Config struct {
 	// DataDir holds the database, certificates and other state.
 	DataDir string
+	// ClusterListen is the address of the cluster listener, on which
+	// conference nodes enrol and renew their certificates
+	// (docs/cluster.md); empty means no node can join.
+	ClusterListen string
+	// Database is the PostgreSQL database of the management store, as a
+	// postgres:// URL (docs/cluster.md); empty means the embedded SQLite
+	// file conclave.db in DataDir.
+	Database string
 	// Listen is the HTTPS address (web client, API, signaling).
 	Listen string
 	// MediaUDP is the UDP address shared by all WebRTC media.
@@ -76,13 +84,80 @@ type Config struct {
 	// (docs/api.md, "Debug listener") on this loopback address, without
 	// authentication. Empty disables it.
 	DebugListen string
+
+	// SIP over TLS (docs/sip.md).
+	// SIPListen is the SIP-TLS address (":5061"); empty disables SIP.
+	SIPListen string
+	// SIPDomain is the SIP domain of addresses of record; empty means the
+	// first host name.
+	SIPDomain string
+	// SIPRelayIP is the address the media relay binds and announces;
+	// empty means the first public IP, else the SIP listener's address,
+	// else this machine's first address.
+	SIPRelayIP string
+	// SIPRelayPorts is the UDP port range of the media relay ("min-max");
+	// empty means ephemeral ports.
+	SIPRelayPorts string
+	// SIPAllowSDES allows SDES-SRTP calls, which are not end-to-end.
+	SIPAllowSDES bool
+	// SIPDigest asks devices for their digest secret as a second factor on
+	// top of their certificate, with this algorithm: "sha-256" or "md5";
+	// empty for no digest.
+	SIPDigest string
+	// Auth holds the management listener and sign-in settings
+	// (internal/config/auth.go).
+	Auth AuthConfig
 	// HashMemory bounds the memory Argon2 password and PIN checks use at
-	// once, in bytes; 0 means 128 MiB (docs/hardening.md).
+	// once, in bytes; 0 means 64 MiB (docs/hardening.md).
 	HashMemory int64
 	// MaxConnsPerAddress bounds the open HTTPS connections of one client
 	// address (an IPv6 /64 counts as one); 0 means 128, negative no limit.
 	MaxConnsPerAddress int
+	// Secrets says where the master key that seals the private keys at
+	// rest comes from (docs/admin.md, "Secrets at rest").
+	Secrets Secrets
+	// NodeName names this node: its imported certificate is kept under
+	// <data>/tls/nodes/<NodeName>. Empty means the machine's host name.
+	NodeName string
+	// MetricsTokenFile names a file holding the bearer token that lets a
+	// Prometheus server scrape /metrics on the HTTPS listener.
+	MetricsTokenFile string
+	// Cluster holds the bus and node-to-node settings (cluster.go).
+	Cluster Cluster
 }
+
+// Secrets are the sources of the master key; at most one is set.
+type Secrets struct {
+	// KeyFile is a file outside the data directory holding the key.
+	KeyFile string
+	// Key is the key itself (CONCLAVE_SECRETS_KEY).
+	Key string
+	// Passphrase is typed at start (--secrets-passphrase) and stretched.
+	Passphrase string
+	// Prompt asks for the passphrase on the terminal at start.
+	Prompt bool
+}
+
+// RegisterSecrets adds the master key flags to fs (serve and the
+// commands that read the data directory's keys).
+func RegisterSecrets(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.Secrets.KeyFile, "secrets-key-file", env("CONCLAVE_SECRETS_KEY_FILE", c.Secrets.KeyFile), "file, outside the data directory, holding the master key that encrypts private keys at rest (env CONCLAVE_SECRETS_KEY_FILE; or set CONCLAVE_SECRETS_KEY)")
+	fs.BoolVar(&c.Secrets.Prompt, "secrets-passphrase", c.Secrets.Prompt, "ask for the passphrase that encrypts private keys at rest on the terminal at start (or set CONCLAVE_SECRETS_PASSPHRASE)")
+	if v, ok := os.LookupEnv("CONCLAVE_SECRETS_KEY"); ok {
+		c.Secrets.Key = v
+	}
+	if v, ok := os.LookupEnv("CONCLAVE_SECRETS_PASSPHRASE"); ok {
+		c.Secrets.Passphrase = v
+	}
+}
+
+// DefaultSIPListen and DefaultSIPRelayPorts are what `conclave serve`
+// uses unless told otherwise. Defaults leaves SIP off, so that servers
+// started by tests do not compete for port 5061.
+const (
+	DefaultSIPListen     = ":5061"
+	DefaultSIPRelayPorts = "40000-40999"
+)
 
 // DefaultDataDir is /var/lib/conclave for root and
 // ~/.local/share/conclave for others.
@@ -116,6 +191,25 @@ func Defaults() Config {
 // RegisterDataDir adds the --data flag (env CONCLAVE_DATA) to fs.
 func RegisterDataDir(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.DataDir, "data", env("CONCLAVE_DATA", c.DataDir), "data directory (env CONCLAVE_DATA)")
+	fs.StringVar(&c.Database, "database", env("CONCLAVE_DATABASE", c.Database), "PostgreSQL store as postgres://user@host:5432/db; empty for SQLite in the data directory (env CONCLAVE_DATABASE)")
+}
+
+// StoreName names the management store for store.Open: the PostgreSQL URL
+// of Database, or else the SQLite file in DataDir.
+func (c *Config) StoreName() string {
+	if c.Database != "" {
+		return c.Database
+	}
+	return filepath.Join(c.DataDir, "conclave.db")
+}
+
+// ValidateDatabase reports, as a sentence an operator can act on, why
+// Database is not a PostgreSQL URL; nil when it is one or is empty.
+func (c *Config) ValidateDatabase() error {
+	if c.Database == "" || strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://") {
+		return nil
+	}
+	return fmt.Errorf("--database takes a postgres:// URL such as postgres://conclave@db.example.org:5432/conclave; leave it empty for the embedded SQLite database in the data directory")
 }
 
 // Register adds every serve flag to fs, with defaults taken from c and the
@@ -123,6 +217,7 @@ func RegisterDataDir(fs *flag.FlagSet, c *Config) {
 func Register(fs *flag.FlagSet, c *Config) {
 	RegisterDataDir(fs, c)
 	fs.StringVar(&c.Listen, "listen", env("CONCLAVE_LISTEN", c.Listen), "HTTPS listen address (env CONCLAVE_LISTEN)")
+	fs.StringVar(&c.ClusterListen, "cluster-listen", env("CONCLAVE_CLUSTER_LISTEN", c.ClusterListen), "address where conference nodes enrol, mutual TLS 1.3 (docs/cluster.md); empty: none (env CONCLAVE_CLUSTER_LISTEN)")
 	fs.StringVar(&c.MediaUDP, "media-udp", env("CONCLAVE_MEDIA_UDP", c.MediaUDP), "UDP address for all media (env CONCLAVE_MEDIA_UDP)")
 	fs.StringVar(&c.MediaTCP, "media-tcp", env("CONCLAVE_MEDIA_TCP", c.MediaTCP), "passive ICE-TCP address, empty to disable (env CONCLAVE_MEDIA_TCP)")
 	fs.Func("public-ip", "public IP address announced to clients behind NAT; repeatable or comma-separated (env CONCLAVE_PUBLIC_IPS)", func(v string) error {
@@ -153,9 +248,20 @@ func Register(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.TURNTTL, "turn-ttl", envDuration("CONCLAVE_TURN_TTL", c.TURNTTL), "how long the TURN credentials given at join can open allocations, 1m to 1h (env CONCLAVE_TURN_TTL)")
 	fs.Int64Var(&c.TURNMaxBitrate, "turn-max-bitrate", int64(envInt("CONCLAVE_TURN_MAX_BITRATE", int(c.TURNMaxBitrate))), "most one TURN allocation relays each way, in bit/s (env CONCLAVE_TURN_MAX_BITRATE)")
 	fs.BoolVar(&c.AlwaysRelay, "always-relay", envBool("CONCLAVE_ALWAYS_RELAY", c.AlwaysRelay), "clients send all media through the TURN server, never directly (env CONCLAVE_ALWAYS_RELAY)")
-	fs.Int64Var(&c.HashMemory, "hash-memory", int64(envInt("CONCLAVE_HASH_MEMORY", int(c.HashMemory))), "memory Argon2 password and PIN checks may use at once, in bytes (env CONCLAVE_HASH_MEMORY; default 128 MiB)")
+	RegisterSecrets(fs, c)
+	fs.StringVar(&c.NodeName, "node-name", env("CONCLAVE_NODE_NAME", c.NodeName), "name of this node, for its own certificate (env CONCLAVE_NODE_NAME; default: the host name)")
+	fs.StringVar(&c.MetricsTokenFile, "metrics-token-file", env("CONCLAVE_METRICS_TOKEN_FILE", c.MetricsTokenFile), "file holding the bearer token for scraping /metrics on the HTTPS listener (env CONCLAVE_METRICS_TOKEN_FILE)")
+	fs.Int64Var(&c.HashMemory, "hash-memory", int64(envInt("CONCLAVE_HASH_MEMORY", int(c.HashMemory))), "memory Argon2 password and PIN checks may use at once, in bytes (env CONCLAVE_HASH_MEMORY; default 64 MiB)")
 	fs.IntVar(&c.MaxConnsPerAddress, "max-conns-per-address", envInt("CONCLAVE_MAX_CONNS_PER_ADDRESS", c.MaxConnsPerAddress), "open HTTPS connections one client address may hold (env CONCLAVE_MAX_CONNS_PER_ADDRESS; default 128, negative: no limit)")
 	fs.StringVar(&c.DebugListen, "debug-listen", env("CONCLAVE_DEBUG_LISTEN", c.DebugListen), "loopback address serving process metrics and Go profiles without authentication, e.g. 127.0.0.1:6060; empty disables (env CONCLAVE_DEBUG_LISTEN)")
+	fs.StringVar(&c.SIPListen, "sip-listen", env("CONCLAVE_SIP_LISTEN", c.SIPListen), "SIP over TLS address; empty disables SIP (env CONCLAVE_SIP_LISTEN)")
+	fs.StringVar(&c.SIPDomain, "sip-domain", env("CONCLAVE_SIP_DOMAIN", c.SIPDomain), "SIP domain of addresses of record; default the first host name (env CONCLAVE_SIP_DOMAIN)")
+	fs.StringVar(&c.SIPRelayIP, "sip-relay-ip", env("CONCLAVE_SIP_RELAY_IP", c.SIPRelayIP), "address the SIP media relay binds and announces (env CONCLAVE_SIP_RELAY_IP)")
+	fs.StringVar(&c.SIPRelayPorts, "sip-relay-ports", env("CONCLAVE_SIP_RELAY_PORTS", c.SIPRelayPorts), "UDP port range of the SIP media relay, min-max (env CONCLAVE_SIP_RELAY_PORTS)")
+	fs.StringVar(&c.SIPDigest, "sip-digest", env("CONCLAVE_SIP_DIGEST", c.SIPDigest), "ask SIP devices for their digest secret as well as their certificate, with sha-256 or md5 (for phones that know nothing else); empty: no digest (env CONCLAVE_SIP_DIGEST)")
+	fs.BoolVar(&c.SIPAllowSDES, "sip-allow-sdes", envBool("CONCLAVE_SIP_ALLOW_SDES", c.SIPAllowSDES), "allow SDES-SRTP calls, whose keys the server sees (not end-to-end) (env CONCLAVE_SIP_ALLOW_SDES)")
+	registerAuth(fs, &c.Auth)
+	registerCluster(fs, &c.Cluster)
 	if v := os.Getenv("CONCLAVE_PUBLIC_IPS"); v != "" {
 		c.PublicIPs = splitList(v)
 	}
@@ -171,6 +277,9 @@ func Register(fs *flag.FlagSet, c *Config) {
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return fmt.Errorf("the data directory is empty; set --data or CONCLAVE_DATA")
+	}
+	if err := c.ValidateDatabase(); err != nil {
+		return err
 	}
 	if c.Listen == "" || c.MediaUDP == "" {
 		return fmt.Errorf("--listen and --media-udp must not be empty")
@@ -197,7 +306,30 @@ func (c *Config) Validate() error {
 	if c.DebugListen != "" && !loopbackAddr(c.DebugListen) {
 		return fmt.Errorf("--debug-listen %q must be a loopback address such as 127.0.0.1:6060: it serves profiles without authentication", c.DebugListen)
 	}
-	return nil
+	if c.SIPRelayIP != "" && net.ParseIP(c.SIPRelayIP) == nil {
+		return fmt.Errorf("--sip-relay-ip %q is not an IP address", c.SIPRelayIP)
+	}
+	if _, _, err := c.SIPRelayRange(); err != nil {
+		return err
+	}
+	if d := strings.ToLower(c.SIPDigest); d != "" && d != "sha-256" && d != "md5" {
+		return fmt.Errorf("--sip-digest %q must be sha-256, md5 or empty", c.SIPDigest)
+	}
+	return c.Auth.validate(c.Listen)
+}
+
+// SIPRelayRange parses SIPRelayPorts; 0, 0 means ephemeral ports.
+func (c *Config) SIPRelayRange() (lo, hi int, err error) {
+	if c.SIPRelayPorts == "" {
+		return 0, 0, nil
+	}
+	a, b, ok := strings.Cut(c.SIPRelayPorts, "-")
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if !ok || err1 != nil || err2 != nil || lo < 1024 || hi > 65535 || hi < lo+3 {
+		return 0, 0, fmt.Errorf("--sip-relay-ports %q must be a range such as 40000-40999 between 1024 and 65535", c.SIPRelayPorts)
+	}
+	return lo, hi, nil
 }
 
 // validateTURN checks the TURN settings.
@@ -261,19 +393,19 @@ func env(name, def string) string {
 	return def
 }
 
-func envInt(name string, def int) int {
+func envBool(name string, def bool) bool {
 	if v, ok := os.LookupEnv(name); ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
+		if b, err := strconv.ParseBool(v); err == nil {
+			return b
 		}
 	}
 	return def
 }
 
-func envBool(name string, def bool) bool {
+func envInt(name string, def int) int {
 	if v, ok := os.LookupEnv(name); ok {
-		if b, err := strconv.ParseBool(v); err == nil {
-			return b
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
 		}
 	}
 	return def

@@ -1,15 +1,10 @@
 package e2ee
 
 import (
-	"bytes"
 	"crypto/ecdh"
 	"crypto/ecdsa"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 )
 
@@ -17,7 +12,6 @@ const (
 	announcementTag     = "CANN"
 	announcementVersion = 1
 	maxCredentialLen    = 1024
-	labelMeetingCode    = "Conclave E2EE v1 meeting code"
 )
 
 // Announcement is what a participant states about itself in one meeting.
@@ -198,39 +192,4 @@ func VerifyAnnouncement(b []byte, opts VerifyOptions) (*VerifiedAnnouncement, er
 	}
 	v.Certified, v.Cred = true, c
 	return v, nil
-}
-
-// MeetingCode returns the code everyone compares aloud: SHA-256 of
-// "Conclave E2EE v1 meeting code" followed, for each announcement sorted by
-// participant id (bytewise), by u32 length || signed body; the first 8
-// bytes as a big-endian integer mod 10^12, written as 4 groups of 3 digits.
-func MeetingCode(anns []*VerifiedAnnouncement) string {
-	bodies := make([]*VerifiedAnnouncement, len(anns))
-	copy(bodies, anns)
-	slices.SortFunc(bodies, func(a, b *VerifiedAnnouncement) int {
-		if c := strings.Compare(a.ParticipantID, b.ParticipantID); c != 0 {
-			return c
-		}
-		return bytes.Compare(a.Body, b.Body)
-	})
-	list := make([][]byte, len(bodies))
-	for i, a := range bodies {
-		list[i] = a.Body
-	}
-	return meetingCode(list)
-}
-
-func meetingCode(sortedBodies [][]byte) string {
-	h := sha256.New()
-	h.Write([]byte(labelMeetingCode))
-	var n [4]byte
-	for _, b := range sortedBodies {
-		binary.BigEndian.PutUint32(n[:], uint32(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
-	sum := h.Sum(nil)
-	v := binary.BigEndian.Uint64(sum[:8]) % 1_000_000_000_000
-	d := fmt.Sprintf("%012d", v)
-	return d[0:3] + " " + d[3:6] + " " + d[6:9] + " " + d[9:12]
 }

@@ -8,9 +8,15 @@
 //     frames, with a per-codec clear prefix: Sender and Receiver.
 //   - Sender keys: SenderKey, its ratchet, and the receivers' KeyRing.
 //   - Device identity: ECDSA P-256 device keys, the compact Credential
-//     signed by the organisation's E2EE CA, Fingerprint.
-//   - Announcement: the signed per-meeting statement of a participant, and
-//     MeetingCode over the verified set.
+//     signed by the organisation's E2EE CA, its proof of possession and
+//     Revocation, Fingerprint.
+//   - Announcement: the signed per-meeting statement of a participant.
+//   - The verification round (Commit, Reveal, RoundState) and the meeting
+//     code over the verified set, every member's nonce and the agreed log
+//     checkpoint (MeetingCodeV2).
+//   - The transparency log of credentials and revocations: checkpoints in
+//     signed notes with ECDSA P-256, inclusion and consistency proofs.
+//   - Names: CleanName and Skeleton, to flag look-alike names.
 //   - Channel: the pairwise ECDH channel that carries KeyMessages.
 //   - Chat messages and file chunks.
 //

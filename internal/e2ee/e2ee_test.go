@@ -252,7 +252,7 @@ func TestCredential(t *testing.T) {
 	ca := testDevice(t)
 	dev := testDevice(t)
 	now := time.Unix(1_800_000_000, 0)
-	f := CredentialFields{OrgID: "org", UserID: "u1", DisplayName: "Ada", DevicePublicKey: &dev.PublicKey, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), Serial: 9}
+	f := CredentialFields{OrgID: "org", UserID: "u1", Account: "ada", DisplayName: "Ada", DevicePublicKey: &dev.PublicKey, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), Serial: 9}
 	cred, err := IssueCredential(ca, f)
 	if err != nil {
 		t.Fatal(err)
@@ -285,7 +285,7 @@ func TestAnnouncements(t *testing.T) {
 	opts := VerifyOptions{MeetingID: "m1", OrgKey: &ca.PublicKey, Now: now}
 	dev := testDevice(t)
 	eph, _ := ecdh.P256().GenerateKey(rand.Reader)
-	cred, _ := IssueCredential(ca, CredentialFields{OrgID: "org", UserID: "u1", DevicePublicKey: &dev.PublicKey, NotBefore: now, NotAfter: now.Add(time.Hour)})
+	cred, _ := IssueCredential(ca, CredentialFields{OrgID: "org", UserID: "u1", Account: "ada", DevicePublicKey: &dev.PublicKey, NotBefore: now, NotAfter: now.Add(time.Hour)})
 	base := Announcement{MeetingID: "m1", ParticipantID: "p1", UserID: "u1", DisplayName: "Ada", ECDHPublicKey: eph.PublicKey(), Credential: cred, SenderIndex: 5, Timestamp: now}
 	good, err := SignAnnouncement(dev, base)
 	if err != nil {
@@ -314,9 +314,9 @@ func TestAnnouncements(t *testing.T) {
 	cases["guest claiming a user id"] = mustSign(t, dev, func(a *Announcement) { a.Credential = nil }, base)
 	cases["credential of another device"] = mustSign(t, other, func(*Announcement) {}, base)
 	cases["credential of another user"] = mustSign(t, dev, func(a *Announcement) { a.UserID = "u2" }, base)
-	expired, _ := IssueCredential(ca, CredentialFields{OrgID: "org", UserID: "u1", DevicePublicKey: &dev.PublicKey, NotBefore: now.Add(-2 * time.Hour), NotAfter: now.Add(-time.Hour)})
+	expired, _ := IssueCredential(ca, CredentialFields{OrgID: "org", UserID: "u1", Account: "ada", DevicePublicKey: &dev.PublicKey, NotBefore: now.Add(-2 * time.Hour), NotAfter: now.Add(-time.Hour)})
 	cases["expired credential"] = mustSign(t, dev, func(a *Announcement) { a.Credential = expired }, base)
-	wrongCA, _ := IssueCredential(other, CredentialFields{OrgID: "org", UserID: "u1", DevicePublicKey: &dev.PublicKey, NotBefore: now, NotAfter: now.Add(time.Hour)})
+	wrongCA, _ := IssueCredential(other, CredentialFields{OrgID: "org", UserID: "u1", Account: "ada", DevicePublicKey: &dev.PublicKey, NotBefore: now, NotAfter: now.Add(time.Hour)})
 	cases["credential from another CA"] = mustSign(t, dev, func(a *Announcement) { a.Credential = wrongCA }, base)
 	for name, b := range cases {
 		if _, err := VerifyAnnouncement(b, opts); err == nil {
@@ -335,7 +335,7 @@ func mustSign(t *testing.T, dev *ecdsa.PrivateKey, edit func(*Announcement), a A
 	return b
 }
 
-func TestMeetingCodeChangesWithMembership(t *testing.T) {
+func TestViewHashChangesWithMembership(t *testing.T) {
 	file, _ := loadVectors(t)
 	var all []*VerifiedAnnouncement
 	ca, _ := ParsePublicKey(file.Keys.CA.Public)
@@ -346,15 +346,15 @@ func TestMeetingCodeChangesWithMembership(t *testing.T) {
 		}
 		all = append(all, v)
 	}
-	codes := map[string]bool{}
+	views := map[[32]byte]bool{}
 	for i := 1; i <= len(all); i++ {
-		codes[MeetingCode(all[:i])] = true
+		views[ViewHash(all[:i])] = true
 	}
-	if len(codes) != len(all) {
-		t.Errorf("codes %v", codes)
+	if len(views) != len(all) {
+		t.Errorf("%d distinct views of %d sets", len(views), len(all))
 	}
-	if MeetingCode([]*VerifiedAnnouncement{all[2], all[0], all[1]}) != MeetingCode(all) {
-		t.Error("code depends on order")
+	if ViewHash([]*VerifiedAnnouncement{all[2], all[0], all[1]}) != ViewHash(all) {
+		t.Error("the view hash depends on order")
 	}
 }
 

@@ -136,3 +136,43 @@ func FuzzFileChunk(f *testing.F) {
 		fc.openAll(b)
 	})
 }
+
+func FuzzParseCommitReveal(f *testing.F) {
+	file, _ := loadVectors(f)
+	for _, c := range file.Rounds.Commits {
+		f.Add([]byte(c.Commit))
+		f.Add([]byte(c.Reveal))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if c, err := ParseCommit(b); err == nil {
+			body, err := encodeCommitBody(c)
+			if err != nil || string(append(body, c.Signature...)) != string(b) {
+				t.Fatalf("commit %x does not encode back: %v", b, err)
+			}
+		}
+		if r, err := ParseReveal(b); err == nil {
+			if enc, err := EncodeReveal(*r); err != nil || string(enc) != string(b) {
+				t.Fatalf("reveal %x does not encode back: %v", b, err)
+			}
+		}
+	})
+}
+
+func FuzzLogRecords(f *testing.F) {
+	file, _ := loadVectors(f)
+	for _, r := range file.Log.Records {
+		f.Add([]byte(r))
+	}
+	f.Add([]byte(file.Log.Checkpoint))
+	v, err := LogVerifier(file.Log.VerifierKey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ParseCredential(b)
+		ParseRevocation(b)
+		OpenCheckpoint(b, v)
+		parseCheckpointUnverified(b)
+		Skeleton(string(b))
+	})
+}

@@ -109,15 +109,17 @@ func fingerprintBytes(point []byte) string {
 
 const (
 	credentialTag     = "CCRD"
-	credentialVersion = 1
+	credentialVersion = 2
 )
 
 // CredentialFields are the statements of a credential: the organisation's
-// E2EE CA says that DevicePublicKey belongs to UserID, between NotBefore
-// and NotAfter (whole seconds).
+// E2EE CA says that DevicePublicKey belongs to UserID (whose login name is
+// Account and display name DisplayName), between NotBefore and NotAfter
+// (whole seconds).
 type CredentialFields struct {
 	OrgID           string
 	UserID          string
+	Account         string
 	DisplayName     string
 	DevicePublicKey *ecdsa.PublicKey
 	NotBefore       time.Time
@@ -135,9 +137,9 @@ type Credential struct {
 }
 
 // EncodeCredentialBody returns the canonical signed body of a credential:
-// "CCRD" | version u8 (1) | org id str16 | user id str16 | display name
-// str16 | device public key (65) | not before i64 | not after i64 | serial
-// u64. Times are Unix seconds.
+// "CCRD" | version u8 (2) | org id str16 | user id str16 | account str16 |
+// display name str16 | device public key (65) | not before i64 | not after
+// i64 | serial u64. Times are Unix seconds.
 func EncodeCredentialBody(f CredentialFields) ([]byte, error) {
 	if err := checkCredentialFields(f); err != nil {
 		return nil, err
@@ -146,11 +148,12 @@ func EncodeCredentialBody(f CredentialFields) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := writer{b: make([]byte, 0, 128+len(f.OrgID)+len(f.UserID)+len(f.DisplayName))}
+	w := writer{b: make([]byte, 0, 128+len(f.OrgID)+len(f.UserID)+len(f.Account)+len(f.DisplayName))}
 	w.raw([]byte(credentialTag))
 	w.u8(credentialVersion)
 	w.str16(f.OrgID)
 	w.str16(f.UserID)
+	w.str16(f.Account)
 	w.str16(f.DisplayName)
 	w.raw(pub)
 	w.i64(f.NotBefore.Unix())
@@ -165,6 +168,8 @@ func checkCredentialFields(f CredentialFields) error {
 		return errors.New("e2ee: credential org id must be 1-128 bytes")
 	case f.UserID == "" || len(f.UserID) > maxUserLen:
 		return errors.New("e2ee: credential user id must be 1-256 bytes")
+	case f.Account == "" || len(f.Account) > maxUserLen:
+		return errors.New("e2ee: credential account must be 1-256 bytes")
 	case len(f.DisplayName) > maxNameLen:
 		return errors.New("e2ee: credential display name longer than 256 bytes")
 	case f.NotAfter.Before(f.NotBefore):
@@ -202,6 +207,7 @@ func ParseCredential(b []byte) (*Credential, error) {
 	var c Credential
 	c.OrgID = r.str16(maxIDLen)
 	c.UserID = r.str16(maxUserLen)
+	c.Account = r.str16(maxUserLen)
 	c.DisplayName = r.str16(maxNameLen)
 	point := r.take(PublicKeyLen)
 	nb := r.i64()
@@ -209,7 +215,7 @@ func ParseCredential(b []byte) (*Credential, error) {
 	c.Serial = r.u64()
 	bodyLen := len(b) - len(r.b)
 	c.Signature = r.take(SignatureLen)
-	if !r.done() || c.OrgID == "" || c.UserID == "" {
+	if !r.done() || c.OrgID == "" || c.UserID == "" || c.Account == "" {
 		return nil, fmt.Errorf("%w: credential", ErrMalformed)
 	}
 	pub, err := ParsePublicKey(point)
@@ -237,4 +243,155 @@ func VerifyCredential(ca *ecdsa.PublicKey, b []byte, now time.Time) (*Credential
 		return nil, ErrExpired
 	}
 	return c, nil
+}
+
+// Proof of possession (docs/e2ee.md, section 7): the device key signs the
+// RA's challenge before the RA certifies it.
+const (
+	popTag       = "CPOP"
+	popVersion   = 1
+	ChallengeLen = 32 // bytes of a proof-of-possession challenge
+)
+
+// PossessionMessage returns the bytes a device signs to prove it holds its
+// key: "CPOP" | u8(1) | org id str16 | account str16 | device public key
+// (65) | challenge (32).
+func PossessionMessage(orgID, account string, devicePublicKey []byte, challenge []byte) ([]byte, error) {
+	if orgID == "" || len(orgID) > maxIDLen || account == "" || len(account) > maxUserLen {
+		return nil, errors.New("e2ee: proof of possession needs an org id and an account")
+	}
+	if len(devicePublicKey) != PublicKeyLen || len(challenge) != ChallengeLen {
+		return nil, fmt.Errorf("%w: proof of possession key or challenge", ErrMalformed)
+	}
+	w := writer{}
+	w.raw([]byte(popTag))
+	w.u8(popVersion)
+	w.str16(orgID)
+	w.str16(account)
+	w.raw(devicePublicKey)
+	w.raw(challenge)
+	return w.b, nil
+}
+
+// ProvePossession signs the proof-of-possession message with the device key.
+func ProvePossession(device *ecdsa.PrivateKey, orgID, account string, challenge []byte) ([]byte, error) {
+	pub, err := MarshalPublicKey(&device.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := PossessionMessage(orgID, account, pub, challenge)
+	if err != nil {
+		return nil, err
+	}
+	return Sign(device, msg)
+}
+
+// VerifyPossession checks a proof of possession made by ProvePossession.
+func VerifyPossession(devicePublicKey []byte, orgID, account string, challenge, sig []byte) error {
+	pub, err := ParsePublicKey(devicePublicKey)
+	if err != nil {
+		return err
+	}
+	msg, err := PossessionMessage(orgID, account, devicePublicKey, challenge)
+	if err != nil {
+		return err
+	}
+	if !Verify(pub, msg, sig) {
+		return fmt.Errorf("proof of possession: %w", ErrSignature)
+	}
+	return nil
+}
+
+const (
+	revocationTag     = "CREV"
+	revocationVersion = 1
+)
+
+// RevocationFields say that the organisation no longer vouches for
+// DevicePublicKey as a device of UserID, from RevokedAt on.
+type RevocationFields struct {
+	OrgID           string
+	UserID          string
+	DevicePublicKey *ecdsa.PublicKey
+	RevokedAt       time.Time // whole seconds
+	Reason          string
+}
+
+// Revocation is a parsed revocation.
+type Revocation struct {
+	RevocationFields
+	Raw       []byte
+	Body      []byte
+	Signature []byte
+}
+
+// IssueRevocation signs a revocation with the CA key: "CREV" | u8(1) | org
+// id str16 | user id str16 | device public key (65) | revoked at i64 |
+// reason str16, then the signature.
+func IssueRevocation(ca *ecdsa.PrivateKey, f RevocationFields) ([]byte, error) {
+	switch {
+	case f.OrgID == "" || len(f.OrgID) > maxIDLen:
+		return nil, errors.New("e2ee: revocation org id must be 1-128 bytes")
+	case f.UserID == "" || len(f.UserID) > maxUserLen:
+		return nil, errors.New("e2ee: revocation user id must be 1-256 bytes")
+	case len(f.Reason) > maxNameLen:
+		return nil, errors.New("e2ee: revocation reason longer than 256 bytes")
+	}
+	pub, err := MarshalPublicKey(f.DevicePublicKey)
+	if err != nil {
+		return nil, err
+	}
+	w := writer{}
+	w.raw([]byte(revocationTag))
+	w.u8(revocationVersion)
+	w.str16(f.OrgID)
+	w.str16(f.UserID)
+	w.raw(pub)
+	w.i64(f.RevokedAt.Unix())
+	w.str16(f.Reason)
+	sig, err := Sign(ca, w.b)
+	if err != nil {
+		return nil, err
+	}
+	return append(w.b, sig...), nil
+}
+
+// ParseRevocation parses a revocation without checking its signature.
+func ParseRevocation(b []byte) (*Revocation, error) {
+	r := reader{b: b}
+	tag := r.take(4)
+	version := r.u8()
+	if r.bad || string(tag) != revocationTag || version != revocationVersion {
+		return nil, fmt.Errorf("%w: not a revocation", ErrMalformed)
+	}
+	var v Revocation
+	v.OrgID = r.str16(maxIDLen)
+	v.UserID = r.str16(maxUserLen)
+	point := r.take(PublicKeyLen)
+	at := r.i64()
+	v.Reason = r.str16(maxNameLen)
+	bodyLen := len(b) - len(r.b)
+	v.Signature = r.take(SignatureLen)
+	if !r.done() || v.OrgID == "" || v.UserID == "" {
+		return nil, fmt.Errorf("%w: revocation", ErrMalformed)
+	}
+	pub, err := ParsePublicKey(point)
+	if err != nil {
+		return nil, err
+	}
+	v.DevicePublicKey, v.RevokedAt = pub, time.Unix(at, 0)
+	v.Raw, v.Body = b, b[:bodyLen]
+	return &v, nil
+}
+
+// VerifyRevocation parses a revocation and checks the CA's signature.
+func VerifyRevocation(ca *ecdsa.PublicKey, b []byte) (*Revocation, error) {
+	v, err := ParseRevocation(b)
+	if err != nil {
+		return nil, err
+	}
+	if !Verify(ca, v.Body, v.Signature) {
+		return nil, fmt.Errorf("revocation: %w", ErrSignature)
+	}
+	return v, nil
 }

@@ -47,12 +47,54 @@ type vectorFile struct {
 	Ratchet      vecRatchet          `json:"ratchet"`
 	Credentials  []vecCredential     `json:"credentials"`
 	Announcement []vecAnnouncement   `json:"announcements"`
-	MeetingCodes []vecMeetingCode    `json:"meeting_codes"`
+	Possession   vecPossession       `json:"possession"`
+	Revocations  []vecRevocation     `json:"revocations"`
+	Log          vecLog              `json:"log"`
+	Rounds       vecRounds           `json:"rounds"`
+	Names        []vecName           `json:"names"`
 	Pairwise     vecPairwise         `json:"pairwise"`
 	Chat         []vecChat           `json:"chat"`
 	File         vecFile             `json:"file"`
 	Fingerprints []vecFingerprint    `json:"fingerprints"`
+	Schedule     vecSchedule         `json:"schedule"`
 	Extra        map[string]hexBytes `json:"extra,omitempty"`
+}
+
+// vecSchedule is the key schedule's timings (docs/e2ee.md, sections 6 and
+// 9): the contract of the Go session (internal/client/secure) and the
+// browser (web/static/js/e2ee), whose tests compare their constants with
+// it. It is copied by -update, never generated. Where the two differ by
+// design, each has its own entry.
+type vecSchedule struct {
+	Description string `json:"description"`
+	// A leave's rotation waits this long, so that leaves that come
+	// together cost one.
+	RotationDebounceMs int `json:"rotationDebounceMs"`
+	// A rotated key is used this long after it is sent.
+	SwitchDelayMs int `json:"switchDelayMs"`
+	// Frames of a newer key generation wait this long for its key.
+	KeyWaitMs int `json:"keyWaitMs"`
+	// Older keys stay this long once a newer one decrypted.
+	RetentionMs int `json:"retentionMs"`
+	// Ratchet steps a receiver derives on its own.
+	MaxRatchetAhead int `json:"maxRatchetAhead"`
+	// A key request is answered at most this often per requester.
+	KeyRequestAnswerIntervalMs int `json:"keyRequestAnswerIntervalMs"`
+	// A listed participant may go this long without a verified
+	// announcement before it shows as not end-to-end.
+	AnnounceGraceMs int `json:"announceGraceMs"`
+	// A commit to another participant list is reported after this long.
+	ViewGraceMs int `json:"viewGraceMs"`
+	// Frames fail for lack of a key this long before a key request, and
+	// requests repeat this often: the browser and the native client.
+	KeyRequestAfterMs  vecPerClient `json:"keyRequestAfterMs"`
+	KeyRequestRepeatMs vecPerClient `json:"keyRequestRepeatMs"`
+}
+
+// vecPerClient is a timing that each implementation sets on its own.
+type vecPerClient struct {
+	Browser int `json:"browser"`
+	Native  int `json:"native"`
 }
 
 type rfcVectors struct {
@@ -132,6 +174,7 @@ type vecCredential struct {
 	Name        string   `json:"name"`
 	OrgID       string   `json:"org_id"`
 	UserID      string   `json:"user_id"`
+	Account     string   `json:"account"`
 	DisplayName string   `json:"display_name"`
 	Device      string   `json:"device"`
 	NotBefore   int64    `json:"not_before"`
@@ -157,11 +200,6 @@ type vecAnnouncement struct {
 	Body          hexBytes `json:"body"`
 	Signature     hexBytes `json:"signature"`
 	Announcement  hexBytes `json:"announcement"`
-}
-
-type vecMeetingCode struct {
-	Announcements []string `json:"announcements"` // names, in any order
-	Code          string   `json:"code"`
 }
 
 type vecKeyMessage struct {
@@ -323,7 +361,8 @@ func buildVectors(t testing.TB, old *vectorFile) *vectorFile {
 	v := &vectorFile{
 		Description: "Conclave E2EE test vectors, shared by internal/e2ee (Go) and web/static/js/e2ee (JavaScript). " +
 			"Bytes are hex. Private keys are P-256 scalars. See docs/e2ee.md. Regenerate with: go test ./internal/e2ee -run TestVectors -update",
-		RFC9605: old.RFC9605,
+		RFC9605:  old.RFC9605,
+		Schedule: old.Schedule,
 	}
 	env := &vecEnv{devices: map[string]*ecdsa.PrivateKey{}, ecdhs: map[string]*ecdh.PrivateKey{}, creds: map[string][]byte{}, anns: map[string]*VerifiedAnnouncement{}}
 
@@ -400,11 +439,11 @@ func buildVectors(t testing.TB, old *vectorFile) *vectorFile {
 		oldCred[c.Name] = c
 	}
 	for _, c := range []vecCredential{
-		{Name: "alice", OrgID: "example.org", UserID: "u-1001", DisplayName: "Alice Martin", Device: "alice", Serial: 0x1001},
-		{Name: "bob", OrgID: "example.org", UserID: "u-1002", DisplayName: "Bob Ødegård", Device: "bob", Serial: 0x1002},
+		{Name: "alice", OrgID: "example.org", UserID: "u-1001", Account: "alice", DisplayName: "Alice Martin", Device: "alice", Serial: 0x1001},
+		{Name: "bob", OrgID: "example.org", UserID: "u-1002", Account: "bob.odegard", DisplayName: "Bob Ødegård", Device: "bob", Serial: 0x1002},
 	} {
 		c.NotBefore, c.NotAfter = vecNow-86400, vecNow+30*86400
-		f := CredentialFields{OrgID: c.OrgID, UserID: c.UserID, DisplayName: c.DisplayName, DevicePublicKey: &env.devices[c.Device].PublicKey,
+		f := CredentialFields{OrgID: c.OrgID, UserID: c.UserID, Account: c.Account, DisplayName: c.DisplayName, DevicePublicKey: &env.devices[c.Device].PublicKey,
 			NotBefore: time.Unix(c.NotBefore, 0), NotAfter: time.Unix(c.NotAfter, 0), Serial: c.Serial}
 		body, err := EncodeCredentialBody(f)
 		if err != nil {
@@ -446,13 +485,7 @@ func buildVectors(t testing.TB, old *vectorFile) *vectorFile {
 		env.anns[a.Name] = va
 		v.Announcement = append(v.Announcement, a)
 	}
-	for _, set := range [][]string{{"guest", "alice", "bob"}, {"bob", "alice"}, {"alice"}} {
-		var list []*VerifiedAnnouncement
-		for _, n := range set {
-			list = append(list, env.anns[n])
-		}
-		v.MeetingCodes = append(v.MeetingCodes, vecMeetingCode{Announcements: set, Code: MeetingCode(list)})
-	}
+	buildTrustVectors(t, env, old, v)
 
 	// Pairwise channel between alice and bob, and key messages.
 	pa, pb := env.ecdhs["alice"], env.ecdhs["bob"]
@@ -602,6 +635,12 @@ func TestVectors(t *testing.T) {
 		t.Fatalf("vectors differ in length: file %d lines, got %d", len(wl), len(gl))
 	}
 
+	t.Run("schedule", func(t *testing.T) {
+		// The rest of the schedule is the session's (internal/client/secure).
+		if s := file.Schedule; s.MaxRatchetAhead != MaxRatchetAhead || time.Duration(s.RetentionMs)*time.Millisecond != DefaultRetention {
+			t.Errorf("schedule: %d steps ahead, %d ms retention; the keys here: %d, %v", s.MaxRatchetAhead, s.RetentionMs, MaxRatchetAhead, DefaultRetention)
+		}
+	})
 	t.Run("rfc9605 header", func(t *testing.T) {
 		for _, h := range file.RFC9605.Header {
 			kid, ctr := parseU64(t, h.KID), parseU64(t, h.CTR)

@@ -25,7 +25,21 @@ var (
 	ErrTooLarge    = errors.New("the file is larger than the limit")
 	ErrStorageFull = errors.New("the server has no room for this file")
 	ErrNotFound    = errors.New("no such file in this meeting")
+	// ErrQuota refuses a file that would take its sender or its meeting
+	// over their share of the store.
+	ErrQuota = errors.New("you have shared as much as one participant (or one meeting) may")
+	// ErrMeetingEnded stops an upload whose meeting ended meanwhile.
+	ErrMeetingEnded = errors.New("the meeting ended during the upload")
 )
+
+// Default quotas.
+const (
+	DefaultParticipantQuota = 250 << 20
+	DefaultMeetingQuota     = 1 << 30
+)
+
+// reserveStep is how much an upload of unknown length reserves at a time.
+const reserveStep = 1 << 20
 
 // Config sets the limits of a Store.
 type Config struct {
@@ -33,6 +47,10 @@ type Config struct {
 	MaxSize int64
 	// Quota bounds the bytes stored in all (10 GiB).
 	Quota int64
+	// ParticipantQuota bounds the bytes one participant stores in its
+	// meeting (DefaultParticipantQuota); MeetingQuota those of one meeting
+	// (DefaultMeetingQuota). Uploads in progress count.
+	ParticipantQuota, MeetingQuota int64
 	// TTL is how long a blob is kept at most (24 h); blobs also go when
 	// their meeting ends.
 	TTL time.Duration
@@ -41,10 +59,12 @@ type Config struct {
 }
 
 type blob struct {
-	meeting string
-	size    int64
-	created time.Time
-	pending bool // being uploaded
+	meeting   string
+	owner     string
+	size      int64 // stored, or reserved while pending
+	created   time.Time
+	pending   bool // being uploaded
+	cancelled bool // its meeting ended during the upload
 }
 
 // Store keeps blobs in one directory.
@@ -52,9 +72,11 @@ type Store struct {
 	dir string
 	cfg Config
 
-	mu    sync.Mutex
-	blobs map[string]blob
-	used  int64 // bytes stored, plus bytes being written
+	mu       sync.Mutex
+	blobs    map[string]*blob
+	used     int64            // bytes stored, plus bytes reserved by uploads
+	meetings map[string]int64 // the same, per meeting
+	owners   map[string]int64 // the same, per meeting and participant
 }
 
 // Open prepares dir. Blobs left from an earlier run are deleted: meetings
@@ -66,6 +88,12 @@ func Open(dir string, cfg Config) (*Store, error) {
 	if cfg.Quota <= 0 {
 		cfg.Quota = 10 << 30
 	}
+	if cfg.ParticipantQuota <= 0 {
+		cfg.ParticipantQuota = DefaultParticipantQuota
+	}
+	if cfg.MeetingQuota <= 0 {
+		cfg.MeetingQuota = DefaultMeetingQuota
+	}
 	if cfg.TTL <= 0 {
 		cfg.TTL = 24 * time.Hour
 	}
@@ -76,56 +104,64 @@ func Open(dir string, cfg Config) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create file store: %w", err)
 	}
-	return &Store{dir: dir, cfg: cfg, blobs: map[string]blob{}}, nil
+	return &Store{dir: dir, cfg: cfg, blobs: map[string]*blob{},
+		meetings: map[string]int64{}, owners: map[string]int64{}}, nil
 }
 
 // MaxSize is the largest blob accepted.
 func (s *Store) MaxSize() int64 { return s.cfg.MaxSize }
 
-// Put stores the blob read from r for meeting under a new random id and
-// returns the id. A blob over MaxSize gives ErrTooLarge, a full quota or
-// disk ErrStorageFull; in every failure nothing is left behind.
-func (s *Store) Put(meeting string, r io.Reader, sizeHint int64) (string, error) {
-	return s.PutID(meeting, newID(), r, sizeHint)
+// Put stores the blob read from r for owner (a participant) of meeting
+// under a new random id and returns the id. A blob over MaxSize gives
+// ErrTooLarge, one over its owner's or meeting's quota ErrQuota, a full
+// store or disk ErrStorageFull, an upload whose meeting ended meanwhile
+// ErrMeetingEnded; in every failure nothing is left behind.
+func (s *Store) Put(meeting, owner string, r io.Reader, sizeHint int64) (string, error) {
+	return s.PutID(meeting, owner, newID(), r, sizeHint)
 }
 
 // PutID is Put under an id the client chose (32 hex digits): E2EE binds
 // the file id into every encrypted chunk, so the client fixes it before
 // encrypting. A malformed id gives ErrNotFound, a taken one ErrExists.
-func (s *Store) PutID(meeting, id string, r io.Reader, sizeHint int64) (string, error) {
+//
+// Space is reserved against the quotas before it is written: all of it
+// when the size is known, else a MiB at a time as the bytes arrive, so
+// that an upload of unknown length holds only what it sent.
+func (s *Store) PutID(meeting, owner, id string, r io.Reader, sizeHint int64) (string, error) {
 	if !validID(id) {
 		return "", ErrNotFound
 	}
-	s.Sweep()
-	reserve := sizeHint
-	if reserve <= 0 || reserve > s.cfg.MaxSize {
-		reserve = s.cfg.MaxSize
+	if sizeHint > s.cfg.MaxSize {
+		return "", ErrTooLarge
 	}
+	s.Sweep()
+	owner = meeting + "/" + owner
 	s.mu.Lock()
 	if _, taken := s.blobs[id]; taken {
 		s.mu.Unlock()
 		return "", ErrExists
 	}
-	if s.used+reserve > s.cfg.Quota {
-		s.mu.Unlock()
-		return "", ErrStorageFull
-	}
-	s.used += reserve
-	s.blobs[id] = blob{meeting: meeting, pending: true}
+	b := &blob{meeting: meeting, owner: owner, pending: true}
+	s.blobs[id] = b
 	s.mu.Unlock()
-	release := func(n int64) {
+	fail := func(err error) (string, error) {
 		s.mu.Lock()
-		s.used -= n
+		s.releaseLocked(b, b.size)
 		delete(s.blobs, id)
 		s.mu.Unlock()
+		return "", err
+	}
+	if sizeHint > 0 {
+		if err := s.reserve(b, sizeHint); err != nil {
+			return fail(err)
+		}
 	}
 
 	tmp, err := os.CreateTemp(s.dir, "upload-*")
 	if err != nil {
-		release(reserve)
-		return "", storageErr(err)
+		return fail(storageErr(err))
 	}
-	n, err := io.Copy(tmp, io.LimitReader(r, s.cfg.MaxSize+1))
+	n, err := io.Copy(tmp, &reservingReader{r: io.LimitReader(r, s.cfg.MaxSize+1), s: s, b: b})
 	if err == nil && n > s.cfg.MaxSize {
 		err = ErrTooLarge
 	}
@@ -143,17 +179,88 @@ func (s *Store) PutID(meeting, id string, r io.Reader, sizeHint int64) (string, 
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		release(reserve)
-		if errors.Is(err, ErrTooLarge) {
-			return "", err
+		switch {
+		case errors.Is(err, ErrTooLarge), errors.Is(err, ErrQuota), errors.Is(err, ErrStorageFull), errors.Is(err, ErrMeetingEnded):
+			return fail(err)
 		}
-		return "", storageErr(err)
+		return fail(storageErr(err))
 	}
 	s.mu.Lock()
-	s.used += n - reserve
-	s.blobs[id] = blob{meeting: meeting, size: n, created: s.cfg.Clock.Now()}
+	if b.cancelled {
+		// The meeting ended while the last bytes were written.
+		os.Remove(filepath.Join(s.dir, id))
+		s.releaseLocked(b, b.size)
+		delete(s.blobs, id)
+		s.mu.Unlock()
+		return "", ErrMeetingEnded
+	}
+	s.releaseLocked(b, b.size-n) // give back what was reserved beyond n
+	b.size, b.pending, b.created = n, false, s.cfg.Clock.Now()
 	s.mu.Unlock()
 	return id, nil
+}
+
+// reserve counts n more bytes for b against the store's, its meeting's
+// and its owner's quotas.
+func (s *Store) reserve(b *blob, n int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case b.cancelled:
+		return ErrMeetingEnded
+	case s.owners[b.owner]+n > s.cfg.ParticipantQuota, s.meetings[b.meeting]+n > s.cfg.MeetingQuota:
+		return ErrQuota
+	case s.used+n > s.cfg.Quota:
+		return ErrStorageFull
+	}
+	s.used += n
+	s.meetings[b.meeting] += n
+	s.owners[b.owner] += n
+	b.size += n
+	return nil
+}
+
+// releaseLocked gives back n bytes of b's reservation (not b.size).
+func (s *Store) releaseLocked(b *blob, n int64) {
+	if n == 0 {
+		return
+	}
+	s.used -= n
+	if s.meetings[b.meeting] -= n; s.meetings[b.meeting] <= 0 {
+		delete(s.meetings, b.meeting)
+	}
+	if s.owners[b.owner] -= n; s.owners[b.owner] <= 0 {
+		delete(s.owners, b.owner)
+	}
+}
+
+// reservingReader reserves space before it passes bytes on, a step at a
+// time, and stops when the blob's meeting ends.
+type reservingReader struct {
+	r    io.Reader
+	s    *Store
+	b    *blob
+	read int64
+}
+
+func (rr *reservingReader) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	rr.s.mu.Lock()
+	reserved, cancelled := rr.b.size, rr.b.cancelled
+	rr.s.mu.Unlock()
+	if cancelled {
+		return 0, ErrMeetingEnded
+	}
+	if total := rr.read + int64(n); total > reserved {
+		// Reserve what arrived, rounded up to a step (never past the
+		// largest blob), before it is written.
+		step := max(total-reserved, min(int64(reserveStep), rr.s.cfg.MaxSize+1-reserved))
+		if rerr := rr.s.reserve(rr.b, step); rerr != nil {
+			return 0, rerr
+		}
+	}
+	rr.read += int64(n)
+	return n, err
 }
 
 func storageErr(err error) error {
@@ -180,12 +287,17 @@ func (s *Store) Get(meeting, id string) (*os.File, int64, error) {
 	return f, b.size, nil
 }
 
-// DeleteMeeting removes every blob of a meeting that ended.
+// DeleteMeeting removes every blob of a meeting that ended, and stops its
+// uploads in progress: they fail with ErrMeetingEnded and leave nothing.
 func (s *Store) DeleteMeeting(meeting string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, b := range s.blobs {
-		if b.meeting == meeting && !b.pending {
+		switch {
+		case b.meeting != meeting:
+		case b.pending:
+			b.cancelled = true
+		default:
 			s.removeLocked(id, b)
 		}
 	}
@@ -210,10 +322,10 @@ func (s *Store) Used() int64 {
 	return s.used
 }
 
-func (s *Store) removeLocked(id string, b blob) {
+func (s *Store) removeLocked(id string, b *blob) {
 	os.Remove(filepath.Join(s.dir, id))
 	delete(s.blobs, id)
-	s.used -= b.size
+	s.releaseLocked(b, b.size)
 }
 
 func newID() string {

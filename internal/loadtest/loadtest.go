@@ -37,8 +37,8 @@ import (
 	"conclave/internal/client"
 	"conclave/internal/client/secure"
 	"conclave/internal/loadtest/clips"
+	"conclave/internal/metrics"
 	"conclave/internal/procstat"
-	"conclave/internal/sfu"
 )
 
 // Config describes a load test.
@@ -80,11 +80,11 @@ type Config struct {
 	// ServerDelay, if set, reads the server's histogram of the delay it
 	// adds to what it forwards (from its debug listener, or in process),
 	// before and after the window.
-	ServerDelay func(context.Context) (sfu.DelayHistogram, error)
+	ServerDelay func(context.Context) (metrics.DelayHistogram, error)
 	// ServerSends, if set, reads the server's counts of batched sends
 	// (datagrams sent several at a time with UDP segmentation offload),
 	// before and after the window.
-	ServerSends func(context.Context) (sfu.SendStats, error)
+	ServerSends func(context.Context) (metrics.SendStats, error)
 	// Debug, with CPUProfile or HeapProfile set, fetches the server's
 	// CPU profile over the measurement window and its heap profile at its
 	// end.
@@ -555,9 +555,9 @@ type snapshot struct {
 	unstamped    uint64
 	load         [3]float64
 	udpErrors    int64 // machine-wide UDP receive buffer errors, -1 unknown
-	delay        sfu.DelayHistogram
+	delay        metrics.DelayHistogram
 	delayErr     error
-	sends        sfu.SendStats
+	sends        metrics.SendStats
 	sendsErr     error
 }
 

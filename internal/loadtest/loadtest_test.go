@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"conclave/internal/sfu"
+	"conclave/internal/metrics"
 	"conclave/internal/testutil/testlog"
 	"conclave/internal/testutil/testserver"
 )
@@ -39,10 +39,10 @@ func TestRun(t *testing.T) {
 		RootCAs:         srv.Roots,
 		Server:          ProcProbe(os.Getpid()),
 		ServerInProcess: true,
-		ServerDelay: func(context.Context) (sfu.DelayHistogram, error) {
+		ServerDelay: func(context.Context) (metrics.DelayHistogram, error) {
 			return srv.ForwardDelay(), nil
 		},
-		ServerSends: func(context.Context) (sfu.SendStats, error) {
+		ServerSends: func(context.Context) (metrics.SendStats, error) {
 			return srv.SendStats(), nil
 		},
 		Logger:   testlog.Logger(t, slog.LevelWarn),

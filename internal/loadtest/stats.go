@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"conclave/internal/client"
-	"conclave/internal/sfu"
+	"conclave/internal/metrics"
 )
 
 // histogram counts durations in buckets: 10 µs wide below 10 ms, 1 ms
@@ -185,7 +185,7 @@ const delayOverflow = 10 * time.Second
 
 // delayQuantiles summarises the server delay histogram between two
 // readings; each figure is the upper bound of its bucket.
-func delayQuantiles(before, after sfu.DelayHistogram) Quantiles {
+func delayQuantiles(before, after metrics.DelayHistogram) Quantiles {
 	if len(before.Counts) != len(after.Counts) {
 		before.Counts = make([]uint64, len(after.Counts))
 	}
@@ -196,8 +196,8 @@ func delayQuantiles(before, after sfu.DelayHistogram) Quantiles {
 		}
 	}
 	return bucketQuantiles(diff, func(i int) float64 {
-		if i < len(sfu.DelayBuckets) {
-			return sfu.DelayBuckets[i] * 1000
+		if i < len(metrics.DelayBuckets) {
+			return metrics.DelayBuckets[i] * 1000
 		}
 		return ms(delayOverflow)
 	})

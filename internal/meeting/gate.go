@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-
-	"conclave/internal/signal"
-	"conclave/internal/store"
 )
 
 // ErrUnavailable is the one refusal a Gate gives for an unknown room, a
@@ -19,25 +16,25 @@ const unavailableMessage = "This meeting is not available. Check the link and th
 
 // Entry is a request to enter a room.
 type Entry struct {
-	Room string
-	PIN  string
-	User *store.User // nil for a guest without an account
-	Addr netip.Addr
+	Room    string
+	PIN     string
+	Account *Account // nil for a guest without an account
+	Addr    netip.Addr
 }
 
 // Admission is a Gate's decision to let an Entry in.
 type Admission struct {
 	Alias string
 	Name  string
-	// Role is signal.RoleHost, RoleParticipant or RoleGuest.
-	Role string
+	// Role is what the entrant may do.
+	Role Role
 	// BypassLock lets the entrant in although the room is locked (host PIN
 	// or host account).
 	BypassLock bool
 	// HostRequired means guests wait until a host is present, and the
 	// meeting ends when the last host has left.
 	HostRequired bool
-	// Guest rules with which a new meeting of this room starts.
+	// RoleGuest rules with which a new meeting of this room starts.
 	GuestsMayUnmute  bool
 	GuestsMayPresent bool
 	// Source names the entrant's machine as the break-in rules count it
@@ -51,26 +48,4 @@ type Admission struct {
 // for every refusal.
 type Gate interface {
 	Enter(ctx context.Context, e Entry) (Admission, error)
-}
-
-// OpenGate admits anyone into any existing room as a participant. It is the
-// behaviour of rooms whose access mode is "open", for tests and for
-// deployments without access control.
-type OpenGate struct {
-	Rooms interface {
-		RoomByAlias(ctx context.Context, alias string) (store.Room, error)
-	}
-}
-
-// Enter implements Gate.
-func (g OpenGate) Enter(ctx context.Context, e Entry) (Admission, error) {
-	r, err := g.Rooms.RoomByAlias(ctx, e.Room)
-	if errors.Is(err, store.ErrNotFound) {
-		return Admission{}, ErrUnavailable
-	}
-	if err != nil {
-		return Admission{}, err
-	}
-	return Admission{Alias: r.Alias, Name: r.DisplayName, Role: signal.RoleParticipant,
-		GuestsMayUnmute: true, GuestsMayPresent: true}, nil
 }

@@ -1,18 +1,86 @@
 package meeting
 
 import (
+	"strconv"
+
 	"conclave/internal/signal"
 )
+
+// HostAction is a host control as the audit log records it (the node
+// turns it into an audit record; this package does not know the store).
+type HostAction struct {
+	// Action is one of the Action constants.
+	Action string
+	// Actor is the host's display name; Source its address.
+	Actor, Source string
+	// Target is the participant's display name, or the room's alias.
+	Target  string
+	Details map[string]string
+}
+
+// Host actions, named as in the audit log (package audit).
+const (
+	ActionParticipantMuted   = "participant-muted"
+	ActionGuestsMuted        = "guests-muted"
+	ActionMeetingSettings    = "meeting-settings-changed"
+	ActionRoleChanged        = "role-changed"
+	ActionRoomLocked         = "room-locked"
+	ActionRoomUnlocked       = "room-unlocked"
+	ActionLobbyAdmitted      = "lobby-admitted"
+	ActionLobbyDenied        = "lobby-denied"
+	ActionParticipantRemoved = "participant-removed"
+	ActionMeetingEnded       = "meeting-ended"
+)
+
+// Auditor records host actions.
+type Auditor interface {
+	HostAction(HostAction)
+}
+
+// audit records a host action by p on target (a participant, or the room
+// when nil).
+func (p *Participant) audit(action string, target *Participant, details map[string]string) {
+	rec := p.mgr.cfg.Audit
+	if rec == nil {
+		return
+	}
+	if details == nil {
+		details = map[string]string{}
+	}
+	r := p.room
+	details["room"] = r.alias
+	details["host_id"] = p.id
+	if p.userID != 0 {
+		details["host_user_id"] = strconv.FormatInt(p.userID, 10)
+	}
+	tgt := r.alias
+	if target != nil {
+		tgt = target.name
+		details["participant_id"] = target.id
+		if target.userID != 0 {
+			details["participant_user_id"] = strconv.FormatInt(target.userID, 10)
+		}
+		if target.addr.IsValid() {
+			details["participant_address"] = target.addr.String()
+		}
+	}
+	src := ""
+	if p.addr.IsValid() {
+		src = p.addr.String()
+	}
+	rec.HostAction(HostAction{Action: action, Actor: p.name, Source: src, Target: tgt, Details: details})
+}
 
 // hostCommand executes a host control. Every rule is enforced here, on the
 // server: a client that is not a host changes nothing.
 func (p *Participant) hostCommand(m *signal.Message) error {
-	if p.getRole() != signal.RoleHost {
+	if p.getRole() != RoleHost {
 		return signal.Errorf(signal.CodeForbidden, "Only a host can do this.")
 	}
 	r := p.room
 	if m.Type == signal.TypeEnd {
 		p.log.Info("meeting ended by host", "room", r.alias, "host", p.id)
+		p.audit(ActionMeetingEnded, nil, nil)
 		go r.end("ended")
 		return nil
 	}
@@ -22,12 +90,13 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 	if m.Type == signal.TypeDeny {
 		r.mu.Lock()
 		q := r.findWaitingLocked(m.Target)
-		if q == nil || q.getWait() != signal.WaitLobby {
+		if q == nil || q.getWait() != waitLobby {
 			r.mu.Unlock()
 			return signal.Errorf(signal.CodeUnknownParticipant, "Nobody with this id is knocking.")
 		}
 		r.mu.Unlock()
 		p.log.Info("lobby denied", "room", r.alias, "host", p.id, "participant", q.id)
+		p.audit(ActionLobbyDenied, q, nil)
 		q.leave("denied") // tells the other hosts knock-ended
 		return nil
 	}
@@ -41,57 +110,70 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 			return signal.Errorf(signal.CodeUnknownParticipant, "Participant %q is not in this meeting.", m.Target)
 		}
 		r.muteLocked(p, q)
+		p.audit(ActionParticipantMuted, q, nil)
 	case signal.TypeMuteGuests:
+		n := 0
 		for _, q := range r.order {
-			if q.getRole() == signal.RoleGuest {
+			if q.getRole() == RoleGuest {
 				r.muteLocked(p, q)
+				n++
 			}
 		}
+		p.audit(ActionGuestsMuted, nil, map[string]string{"muted": strconv.Itoa(n)})
 	case signal.TypeSetRole:
 		q := r.findLocked(m.Target)
 		if q == nil {
 			return signal.Errorf(signal.CodeUnknownParticipant, "Participant %q is not in this meeting.", m.Target)
 		}
+		role := roleFromWire(m.Role)
 		q.mu.Lock()
 		was := q.role
-		q.role = m.Role
+		q.role = role
 		q.mu.Unlock()
-		p.log.Info("role changed", "room", r.alias, "host", p.id, "participant", q.id, "from", was, "to", m.Role)
+		p.log.Info("role changed", "room", r.alias, "host", p.id, "participant", q.id, "from", was, "to", role)
+		p.audit(ActionRoleChanged, q, map[string]string{"from": was.String(), "to": role.String()})
 		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(q.info())})
 		switch {
-		case was != signal.RoleHost && m.Role == signal.RoleHost:
+		case was != RoleHost && role == RoleHost:
 			// A new host sees who is already knocking.
 			for _, w := range r.waiting {
-				if w.getWait() == signal.WaitLobby {
+				if w.getWait() == waitLobby {
 					q.send(&signal.Message{Type: signal.TypeKnock, Participant: ptr(w.info())})
 				}
 			}
 			r.hostArrivedLocked()
-		case was == signal.RoleHost && m.Role != signal.RoleHost:
+		case was == RoleHost && role != RoleHost:
 			r.hostLeftLocked()
 		}
 		r.reconcileLocked()
 	case signal.TypeLock:
 		r.locked = *m.Locked
 		p.log.Info("room lock changed", "room", r.alias, "host", p.id, "locked", r.locked)
+		if r.locked {
+			p.audit(ActionRoomLocked, nil, nil)
+		} else {
+			p.audit(ActionRoomUnlocked, nil, nil)
+		}
 		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
 	case signal.TypeAdmit:
 		q := r.findWaitingLocked(m.Target)
-		if q == nil || q.getWait() != signal.WaitLobby {
+		if q == nil || q.getWait() != waitLobby {
 			return signal.Errorf(signal.CodeUnknownParticipant, "Nobody with this id is knocking.")
 		}
 		r.removeWaitingLocked(q)
 		r.toHostsLocked(&signal.Message{Type: signal.TypeKnockEnded, Participant: ptr(q.info())})
 		p.log.Info("lobby admitted", "room", r.alias, "host", p.id, "participant", q.id)
+		p.audit(ActionLobbyAdmitted, q, nil)
 		if err := r.admitLocked(q); err != nil {
 			p.log.Error("admit failed", "room", r.alias, "participant", q.id, "err", err)
 			go q.leave("server-error")
 		}
 	case signal.TypeRoomSettings:
-		r.settings.GuestsMayUnmute = m.Settings.GuestsMayUnmute
-		r.settings.GuestsMayPresent = m.Settings.GuestsMayPresent
+		r.rules = Rules{GuestsMayUnmute: m.Settings.GuestsMayUnmute, GuestsMayPresent: m.Settings.GuestsMayPresent}
 		p.log.Info("room settings changed", "room", r.alias, "host", p.id,
-			"guestsMayUnmute", r.settings.GuestsMayUnmute, "guestsMayPresent", r.settings.GuestsMayPresent)
+			"guestsMayUnmute", r.rules.GuestsMayUnmute, "guestsMayPresent", r.rules.GuestsMayPresent)
+		p.audit(ActionMeetingSettings, nil, map[string]string{"guests_may_unmute": strconv.FormatBool(r.rules.GuestsMayUnmute),
+			"guests_may_present": strconv.FormatBool(r.rules.GuestsMayPresent)})
 		r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
 		r.reconcileLocked()
 	}
@@ -100,6 +182,10 @@ func (p *Participant) hostCommand(m *signal.Message) error {
 
 func (r *Room) muteLocked(host, q *Participant) {
 	q.setMicMuted(true)
+	// Remembered for the rest of the meeting: a reload does not unmute.
+	if k := muteKey(q); k != "" {
+		r.muted[k] = true
+	}
 	q.send(&signal.Message{Type: signal.TypeMuted, By: host.id})
 	r.broadcastLocked(q, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(q.info())})
 	host.log.Info("participant muted", "room", r.alias, "host", host.id, "participant", q.id)
@@ -118,13 +204,17 @@ func (p *Participant) removeParticipant(id string) error {
 		r.mu.Unlock()
 		return signal.Errorf(signal.CodeUnknownParticipant, "Participant %q is not in this meeting.", id)
 	}
+	// The account, and the machine it came from: a removed account that
+	// comes back without its cookie is a guest from the same source.
 	if q.userID != 0 {
 		r.banned[userKey(q.userID)] = true
-	} else if q.addr.IsValid() {
-		r.banned[addrKey(q)] = true
+	}
+	if k := sourceKey(q); k != "" {
+		r.banned[k] = true
 	}
 	r.mu.Unlock()
 	p.log.Info("participant removed", "room", r.alias, "host", p.id, "participant", q.id)
+	p.audit(ActionParticipantRemoved, q, nil)
 	q.leave("removed")
 	return nil
 }

@@ -1,7 +1,8 @@
 // Package meeting runs meetings on a conference node: it admits participants
-// into rooms over a signaling connection, wires their publishers and
-// subscribers in the SFU, and relays signaling and opaque E2EE messages
-// between members of the same room only.
+// into rooms over a signaling connection, decides which tracks each member
+// receives and how (through the media core's vocabulary, internal/conn:
+// it never sees WebRTC), finds the active speaker, and relays signaling
+// and opaque E2EE messages between members of the same room only.
 package meeting
 
 import (
@@ -18,9 +19,8 @@ import (
 	"time"
 
 	"conclave/internal/clock"
-	"conclave/internal/sfu"
+	"conclave/internal/conn"
 	"conclave/internal/signal"
-	"conclave/internal/store"
 )
 
 // Config holds the meeting settings of a node.
@@ -47,9 +47,15 @@ type Config struct {
 	// Logger receives the meeting logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Clock runs the meeting's timers (resume window, waiting for a host,
-	// grace after the last host left, TURN credential refreshes) and its
-	// rate limits; nil means clock.System.
+	// grace after the last host left, the active speaker's sampling,
+	// TURN credential refreshes) and its rate limits; nil means
+	// clock.System.
 	Clock clock.Clock
+	// Audit records host actions (mute, remove, lock, admit, deny, role
+	// changes, settings, end); nil records nothing.
+	Audit Auditor
+	// Speaker tunes the detection of the active speaker.
+	Speaker SpeakerConfig
 }
 
 // Relay issues participants' TURN credentials (internal/turn).
@@ -65,10 +71,10 @@ type Relay interface {
 
 // Manager holds the active meetings of a node.
 type Manager struct {
-	cfg    Config
-	engine *sfu.Engine
-	gate   Gate
-	log    *slog.Logger
+	cfg   Config
+	media conn.Engine
+	gate  Gate
+	log   *slog.Logger
 
 	mu          sync.Mutex
 	active      map[string]*Room        // by lower-case alias
@@ -76,12 +82,13 @@ type Manager struct {
 	uploads     map[string]*Participant // by upload token
 	closed      bool
 	onEnd       []func(meetingID string)
-	stopRefresh func() // stops the pushes of fresh TURN credentials
+	revoked     map[string]bool // device public keys (RevokeDevice)
+	stopRefresh func()          // stops the pushes of fresh TURN credentials
 }
 
-// NewManager returns a manager that forwards media with engine and asks
-// gate who may enter which room.
-func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
+// NewManager returns a manager that forwards media with the media core
+// and asks gate who may enter which room.
+func NewManager(cfg Config, media conn.Engine, gate Gate) *Manager {
 	if cfg.ResumeWindow == 0 {
 		cfg.ResumeWindow = 30 * time.Second
 	}
@@ -99,7 +106,7 @@ func NewManager(cfg Config, engine *sfu.Engine, gate Gate) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	m := &Manager{cfg: cfg, engine: engine, gate: gate, log: log,
+	m := &Manager{cfg: cfg, media: media, gate: gate, log: log,
 		active: map[string]*Room{}, resumes: map[string]*Participant{}, uploads: map[string]*Participant{}}
 	if cfg.Relay != nil {
 		m.stopRefresh = clock.Every(cfg.Clock, cfg.Relay.TTL()/2, m.refreshRelay)
@@ -157,6 +164,22 @@ func (m *Manager) Participants(alias string) int {
 	return r.size()
 }
 
+// Stats returns the number of meetings in progress and of participants
+// in them (waiting ones included).
+func (m *Manager) Stats() (meetings, participants int) {
+	m.mu.Lock()
+	rooms := make([]*Room, 0, len(m.active))
+	for _, r := range m.active {
+		rooms = append(rooms, r)
+	}
+	m.mu.Unlock()
+	for _, r := range rooms {
+		meetings++
+		participants += r.size()
+	}
+	return meetings, participants
+}
+
 // MeetingOf returns the meeting instance id of the admitted participant
 // holding this upload token, for file transfers; false when the token is
 // unknown or its participant is not in a meeting (left, or waiting).
@@ -168,6 +191,18 @@ func (m *Manager) MeetingOf(uploadToken string) (string, bool) {
 		return "", false
 	}
 	return p.room.id, true
+}
+
+// UploaderOf is MeetingOf, and also names the participant holding the
+// token, whose files count against its own quota.
+func (m *Manager) UploaderOf(uploadToken string) (meetingID, participantID string, ok bool) {
+	m.mu.Lock()
+	p := m.uploads[uploadToken]
+	m.mu.Unlock()
+	if p == nil || !p.admitted() {
+		return "", "", false
+	}
+	return p.room.id, p.id, true
 }
 
 // OnMeetingEnd registers f to be called with the id of each meeting
@@ -196,10 +231,51 @@ func (m *Manager) Close() {
 	}
 }
 
+// DisconnectUser ends at once every meeting connection of the account
+// userID (disabled or deleted by an administrator): each gets `bye` with
+// reason and leaves. It returns how many there were.
+func (m *Manager) DisconnectUser(userID int64, reason string) int {
+	if userID == 0 {
+		return 0
+	}
+	m.mu.Lock()
+	var ps []*Participant
+	for _, r := range m.active {
+		for _, p := range r.everyone() {
+			if p.userID == userID {
+				ps = append(ps, p)
+			}
+		}
+	}
+	m.mu.Unlock()
+	for _, p := range ps {
+		p.leave(reason)
+	}
+	return len(ps)
+}
+
+// AccountIDs returns the accounts that have a participant in a meeting
+// now (waiting ones included), each once.
+func (m *Manager) AccountIDs() []int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := map[int64]bool{}
+	var out []int64
+	for _, r := range m.active {
+		for _, p := range r.everyone() {
+			if p.userID != 0 && !seen[p.userID] {
+				seen[p.userID] = true
+				out = append(out, p.userID)
+			}
+		}
+	}
+	return out
+}
+
 // Client is who is at the other end of a signaling connection.
 type Client struct {
-	Addr netip.Addr
-	User *store.User // signed-in account, or nil
+	Addr    netip.Addr
+	Account *Account // signed-in account, or nil
 }
 
 // Serve runs one signaling connection until it closes.
@@ -253,6 +329,9 @@ func (m *Manager) Serve(ctx context.Context, c Conn, client Client) {
 				continue
 			}
 			p, err = m.join(ctx, conn, msg, client)
+			if j, ok := c.(interface{ Joined() }); ok && p != nil {
+				j.Joined() // the transport's deadline to join is met
+			}
 			if err != nil {
 				conn.send(signal.ErrorMessage(err, msg))
 				if isFatal(err) {
@@ -295,7 +374,7 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		}
 		// Unknown or expired: fall through to a fresh join.
 	}
-	adm, err := m.gate.Enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, User: client.User, Addr: client.Addr})
+	adm, err := m.gate.Enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, Account: client.Account, Addr: client.Addr})
 	if errors.Is(err, ErrUnavailable) {
 		return nil, signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
 	}
@@ -322,12 +401,13 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		upload: randomToken(),
 		role:   adm.Role,
 		addr:   client.Addr,
+		source: adm.Source,
 		room:   r,
 		mgr:    m,
 		log:    m.log,
 	}
-	if client.User != nil {
-		p.userID = client.User.ID
+	if client.Account != nil {
+		p.userID = client.Account.ID
 	}
 	if err := r.reserve(p, m.cfg.MaxParticipants); err != nil {
 		m.mu.Unlock()
@@ -411,6 +491,26 @@ type rateLimiter struct {
 
 func newRateLimiter(rate, burst float64) *rateLimiter {
 	return &rateLimiter{rate: rate, burst: burst, tokens: burst}
+}
+
+// take takes cost tokens if there are that many.
+func (l *rateLimiter) take(now time.Time, cost float64) bool {
+	l.refill(now)
+	if l.tokens < cost {
+		return false
+	}
+	l.tokens -= cost
+	return true
+}
+
+func (l *rateLimiter) refill(now time.Time) {
+	if !l.last.IsZero() {
+		l.tokens += now.Sub(l.last).Seconds() * l.rate
+		if l.tokens > l.burst {
+			l.tokens = l.burst
+		}
+	}
+	l.last = now
 }
 
 func (l *rateLimiter) allow(now time.Time) bool {

@@ -7,9 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/webrtc/v4"
-
-	"conclave/internal/sfu"
+	"conclave/internal/conn"
 	"conclave/internal/signal"
 )
 
@@ -22,25 +20,29 @@ type Participant struct {
 	resume string
 	upload string // authorises the participant's file transfers
 	addr   netip.Addr
-	userID int64 // 0 for guests without an account
+	source string // Admission.Source: what a ban on this participant bars
+	userID int64  // 0 for guests without an account
 	room   *Room
 	mgr    *Manager
 	log    *slog.Logger
 
 	// Set when admitted; nil while waiting.
-	pub *sfu.Publisher
-	sub *sfu.Subscriber
+	pub conn.Publisher
+	sub conn.Subscriber
 
-	mu         sync.Mutex
-	role       string
-	wait       string      // "" once admitted, else signal.WaitHost or WaitLobby
-	conn       *connection // nil while disconnected
-	state      signal.MediaState
-	forcedMute bool // a host muted the microphone
-	announce   string
-	left       bool
-	dropped    func() bool // stops the resume window after a lost connection
-	waitTimer  func() bool // stops the wait for a host
+	mu sync.Mutex
+	// Per-participant budgets of what is relayed to every member.
+	chatBudget, announceBudget, verifyBudget *rateLimiter
+	role                                     Role
+	wait                                     waitReason  // admittedNow, waitHost or waitLobby
+	conn                                     *connection // nil while disconnected
+	state                                    MediaState
+	forcedMute                               bool // a host muted the microphone
+	announce                                 string
+	device                                   string // device public key of the announcement (revocation)
+	left                                     bool
+	dropped                                  func() bool // stops the resume window after a lost connection
+	waitTimer                                func() bool // stops the wait for a host
 }
 
 // ID returns the participant's id.
@@ -50,11 +52,11 @@ func (p *Participant) startMedia() error {
 	if p.pub != nil {
 		return nil
 	}
-	pub, err := p.mgr.engine.NewPublisher(p.id, pubEvents{p})
+	pub, err := p.mgr.media.NewPublisher(p.id, pubEvents{p})
 	if err != nil {
 		return err
 	}
-	sub, err := p.mgr.engine.NewSubscriber(subEvents{p})
+	sub, err := p.mgr.media.NewSubscriber(subEvents{p})
 	if err != nil {
 		pub.Close()
 		return err
@@ -65,26 +67,19 @@ func (p *Participant) startMedia() error {
 	return nil
 }
 
-func (p *Participant) info() signal.Participant {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return signal.Participant{ID: p.id, Name: p.name, Audio: p.state.Audio && !p.forcedMute, Video: p.state.Video,
-		Screen: p.state.Screen, Role: p.role, Account: p.userID != 0, Muted: p.forcedMute}
-}
-
-func (p *Participant) getRole() string {
+func (p *Participant) getRole() Role {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.role
 }
 
-func (p *Participant) getWait() string {
+func (p *Participant) getWait() waitReason {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.wait
 }
 
-func (p *Participant) setWait(w string) {
+func (p *Participant) setWait(w waitReason) {
 	p.mu.Lock()
 	p.wait = w
 	p.mu.Unlock()
@@ -93,16 +88,44 @@ func (p *Participant) setWait(w string) {
 func (p *Participant) admitted() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.wait == "" && p.pub != nil
+	return p.wait == admittedNow && p.pub != nil
 }
 
 // mayForward reports whether the room's rules let this participant's
 // track of the given source reach the others.
-func (p *Participant) mayForward(source string, rules signal.RoomState) bool {
-	if source != signal.SourceScreen && source != signal.SourceScreenAudio {
+func (p *Participant) mayForward(source conn.Source, rules Rules) bool {
+	if !source.Screen() {
 		return true
 	}
-	return p.getRole() != signal.RoleGuest || rules.GuestsMayPresent
+	return p.getRole() != RoleGuest || rules.GuestsMayPresent
+}
+
+// micLevel is the loudness of the participant's microphone since the last
+// call (conn.UpTrack.AudioLevel), for the speaker detector: false when no
+// packet carried a level; silence while a host's mute holds.
+func (p *Participant) micLevel() (float64, bool) {
+	if p.pub == nil {
+		return 0, false
+	}
+	p.mu.Lock()
+	muted := p.forcedMute
+	p.mu.Unlock()
+	var best float64
+	heard := false
+	for _, t := range p.pub.Tracks() {
+		if t.Source() != conn.Microphone {
+			continue
+		}
+		l, n := t.AudioLevel()
+		if muted {
+			l, n = 0, 1
+		}
+		if n > 0 {
+			heard = true
+			best = max(best, l)
+		}
+	}
+	return best, heard
 }
 
 func (p *Participant) announcement() string {
@@ -123,27 +146,6 @@ func (p *Participant) stopWaitTimer() {
 	if p.waitTimer != nil {
 		p.waitTimer()
 		p.waitTimer = nil
-	}
-}
-
-func (p *Participant) welcome(others []*Participant, resumed bool) *signal.Message {
-	list := make([]signal.Participant, 0, len(others))
-	for _, q := range others {
-		if q != p {
-			list = append(list, q.info())
-		}
-	}
-	return &signal.Message{
-		Type:         signal.TypeWelcome,
-		Meeting:      p.room.id,
-		UploadToken:  p.upload,
-		Self:         ptr(p.info()),
-		Resume:       p.resume,
-		Resumed:      resumed,
-		Participants: list,
-		ICEServers:   p.mgr.iceServers(p.id),
-		ICEPolicy:    p.mgr.transportPolicy(),
-		RoomInfo:     &signal.RoomInfo{Alias: p.room.alias, Name: p.room.name},
 	}
 }
 
@@ -180,8 +182,8 @@ func (p *Participant) attach(conn *connection) bool {
 		old.close(CloseNormal, "replaced")
 	}
 	r := p.room
-	if wait != "" {
-		conn.send(&signal.Message{Type: signal.TypeWaiting, Wait: wait, RoomInfo: &signal.RoomInfo{Alias: r.alias, Name: r.name}})
+	if wait != admittedNow {
+		conn.send(&signal.Message{Type: signal.TypeWaiting, Wait: wait.wire(), RoomInfo: &signal.RoomInfo{Alias: r.alias, Name: r.name}})
 		return true
 	}
 	r.mu.Lock()
@@ -257,7 +259,9 @@ func (p *Participant) leave(reason string) {
 }
 
 // setMicMuted applies a host's mute (or its lifting) on the media path: the
-// SFU stops forwarding the microphone at once, without renegotiation.
+// SFU stops forwarding the participant's audio at once, without
+// renegotiation. Every audio track is muted, whatever source it was
+// declared as, so that relabelling a microphone does not escape the mute.
 func (p *Participant) setMicMuted(muted bool) {
 	p.mu.Lock()
 	p.forcedMute = muted
@@ -266,14 +270,35 @@ func (p *Participant) setMicMuted(muted bool) {
 		return
 	}
 	for _, t := range p.pub.Tracks() {
-		if t.Source() == signal.SourceMicrophone {
+		if t.Kind() == conn.Audio {
 			t.SetMuted(muted)
 		}
 	}
 }
 
+// Budgets of what a participant has relayed to every member.
+const (
+	chatRate      = 64 << 10 // bytes a second
+	chatBurst     = 1 << 20
+	announceRate  = 0.2 // announcements a second
+	verifyRate    = 2   // verify messages a second
+	verifyBurst   = 40
+	announceBurst = 4
+)
+
+// budget takes cost from the participant's bucket b (made with rate and
+// burst on first use) and reports whether there was enough.
+func (p *Participant) budget(b **rateLimiter, rate, burst, cost float64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if *b == nil {
+		*b = newRateLimiter(rate, burst)
+	}
+	return (*b).take(p.mgr.cfg.Clock.Now(), cost)
+}
+
 // handle executes one validated message from the participant's client.
-func (p *Participant) handle(conn *connection, m *signal.Message) error {
+func (p *Participant) handle(sc *connection, m *signal.Message) error {
 	if m.Type == signal.TypeLeave {
 		p.leave("left")
 		return nil
@@ -283,16 +308,16 @@ func (p *Participant) handle(conn *connection, m *signal.Message) error {
 	}
 	switch m.Type {
 	case signal.TypePublish:
-		sources := make(map[string]string, len(m.Tracks))
+		sources := make(map[string]conn.Source, len(m.Tracks))
 		for mid, t := range m.Tracks {
-			sources[mid] = t.Source
+			sources[mid] = conn.Source(t.Source)
 		}
 		answer, err := p.pub.HandleOffer(m.SDP, sources)
 		if err != nil {
 			p.log.Warn("publish offer refused", "participant", p.id, "err", err)
 			return signal.Errorf(signal.CodeNegotiationFailed, "The server could not use this offer: %v.", err)
 		}
-		conn.send(&signal.Message{Type: signal.TypePublishAnswer, SDP: answer})
+		sc.send(&signal.Message{Type: signal.TypePublishAnswer, SDP: answer})
 	case signal.TypeSubscribeAnswer:
 		if err := p.sub.HandleAnswer(m.SDP); err != nil {
 			return signal.Errorf(signal.CodeNegotiationFailed, "The server could not use this answer: %v.", err)
@@ -302,18 +327,17 @@ func (p *Participant) handle(conn *connection, m *signal.Message) error {
 		if c.Candidate == "" {
 			return nil // end of candidates
 		}
-		init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
 		var err error
 		if m.PC == signal.PCPublish {
-			err = p.pub.AddCandidate(init)
+			err = p.pub.AddCandidate(iceCandidate(c))
 		} else {
-			err = p.sub.AddCandidate(init)
+			err = p.sub.AddCandidate(iceCandidate(c))
 		}
 		if err != nil {
 			return signal.Errorf(signal.CodeNegotiationFailed, "The server could not use this candidate: %v.", err)
 		}
 	case signal.TypeState:
-		return p.setState(*m.State)
+		return p.setState(mediaStateFromWire(*m.State))
 	case signal.TypeRestartICE:
 		p.sub.RestartICE()
 	case signal.TypeLayout:
@@ -321,12 +345,37 @@ func (p *Participant) handle(conn *connection, m *signal.Message) error {
 			p.sub.SetTrackSize(mid, sz.Width, sz.Height)
 		}
 	case signal.TypeAnnounce:
+		// Each announcement makes every member verify it and re-key: a
+		// few at once (a join, a reconnection), then one every 5 s.
+		if !p.budget(&p.announceBudget, announceRate, announceBurst, 1) {
+			return signal.Errorf(signal.CodeRateLimited, "Too many announcements; this one was not relayed.")
+		}
+		device := announcedDevice(m.Payload)
+		if p.mgr.deviceRevoked(device) {
+			p.log.Info("announcement of a revoked device refused", "participant", p.id)
+			go p.leave("revoked")
+			return nil
+		}
 		p.mu.Lock()
-		p.announce = m.Payload
+		p.announce, p.device = m.Payload, device
 		p.mu.Unlock()
 		p.room.broadcast(p, &signal.Message{Type: signal.TypeAnnounce, From: p.id, Payload: m.Payload})
 	case signal.TypeChat:
+		// Chat is relayed to everyone: a sender gets 64 KiB a second
+		// (a burst of 1 MiB), so that one flooder cannot fill the others'
+		// queues and get slow receivers disconnected.
+		if !p.budget(&p.chatBudget, chatRate, chatBurst, float64(len(m.Payload))) {
+			return signal.Errorf(signal.CodeRateLimited, "You are sending chat too fast; this message was not sent. Wait a moment.")
+		}
 		p.room.broadcast(p, &signal.Message{Type: signal.TypeChat, From: p.id, Payload: m.Payload})
+	case signal.TypeVerify:
+		// A commit and a reveal per change of the meeting's membership
+		// (docs/e2ee.md, section 14), and a commit again when a member
+		// adopts a newer log checkpoint.
+		if !p.budget(&p.verifyBudget, verifyRate, verifyBurst, 1) {
+			return signal.Errorf(signal.CodeRateLimited, "Too many verification messages; this one was not relayed.")
+		}
+		p.room.broadcast(p, &signal.Message{Type: signal.TypeVerify, From: p.id, Payload: m.Payload})
 	case signal.TypeKey:
 		to := p.room.find(m.To)
 		if to == nil || to == p {
@@ -344,16 +393,16 @@ func (p *Participant) handle(conn *connection, m *signal.Message) error {
 
 // setState records what the participant sends. Unmuting after a host's
 // mute is refused to guests unless the room lets guests unmute.
-func (p *Participant) setState(st signal.MediaState) error {
+func (p *Participant) setState(st MediaState) error {
 	r := p.room
 	r.mu.Lock()
-	mayUnmute := r.settings.GuestsMayUnmute
+	mayUnmute := r.rules.GuestsMayUnmute
 	r.mu.Unlock()
 	p.mu.Lock()
 	var err error
 	lift := false
 	if st.Audio && p.forcedMute {
-		if p.role == signal.RoleGuest && !mayUnmute {
+		if p.role == RoleGuest && !mayUnmute {
 			st.Audio = false
 			err = signal.Errorf(signal.CodeForbidden, "The host does not allow guests to unmute; your microphone stays muted.")
 		} else {
@@ -364,24 +413,17 @@ func (p *Participant) setState(st signal.MediaState) error {
 	p.mu.Unlock()
 	if lift {
 		p.setMicMuted(false)
+		r.forgetMute(p)
 	}
 	r.broadcast(p, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(p.info())})
 	return err
 }
 
-func offerMessage(o sfu.Offer) *signal.Message {
-	tracks := make(map[string]signal.TrackInfo, len(o.Tracks))
-	for mid, t := range o.Tracks {
-		tracks[mid] = signal.TrackInfo{Participant: t.Participant, Source: t.Source, Kind: t.Kind, Stream: t.Stream}
-	}
-	return &signal.Message{Type: signal.TypeSubscribeOffer, SDP: o.SDP, Tracks: tracks}
-}
-
 type pubEvents struct{ p *Participant }
 
-func (e pubEvents) TrackAdded(t *sfu.UpTrack) {
+func (e pubEvents) TrackAdded(t conn.UpTrack) {
 	e.p.log.Debug("track added", "participant", e.p.id, "track", t.ID(), "source", t.Source(), "codec", t.Codec())
-	if t.Source() == signal.SourceMicrophone {
+	if t.Kind() == conn.Audio {
 		e.p.mu.Lock()
 		muted := e.p.forcedMute
 		e.p.mu.Unlock()
@@ -390,27 +432,27 @@ func (e pubEvents) TrackAdded(t *sfu.UpTrack) {
 	e.p.room.trackAdded(e.p, t)
 }
 
-func (e pubEvents) TrackRemoved(t *sfu.UpTrack) {
+func (e pubEvents) TrackRemoved(t conn.UpTrack) {
 	e.p.log.Debug("track removed", "participant", e.p.id, "track", t.ID())
 	e.p.room.trackRemoved(t)
 }
 
-// LayersNeeded is the SFU's dynacast: the layers of t that some
+// LayersNeeded is the media core's dynacast: the layers of t that some
 // subscriber needs. The publisher is told, and pauses the others
 // (encodings[i].active in the browser).
-func (e pubEvents) LayersNeeded(t *sfu.UpTrack, active []bool) {
+func (e pubEvents) LayersNeeded(t conn.UpTrack, active []bool) {
 	e.p.log.Debug("layers needed", "participant", e.p.id, "track", t.ID(), "active", active)
 	e.p.send(&signal.Message{Type: signal.TypeLayers, Mid: t.Mid(), Active: active})
 }
 
-func (e pubEvents) ConnectionState(s webrtc.PeerConnectionState) {
-	e.p.log.Debug("publish connection", "participant", e.p.id, "state", s.String())
+func (e pubEvents) ConnectionState(s string) {
+	e.p.log.Debug("publish connection", "participant", e.p.id, "state", s)
 }
 
 type subEvents struct{ p *Participant }
 
-func (e subEvents) SendOffer(o sfu.Offer) { e.p.send(offerMessage(o)) }
+func (e subEvents) SendOffer(o conn.Offer) { e.p.send(offerMessage(o)) }
 
-func (e subEvents) ConnectionState(s webrtc.PeerConnectionState) {
-	e.p.log.Debug("subscribe connection", "participant", e.p.id, "state", s.String())
+func (e subEvents) ConnectionState(s string) {
+	e.p.log.Debug("subscribe connection", "participant", e.p.id, "state", s)
 }

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"conclave/internal/sfu"
+	"conclave/internal/conn"
 	"conclave/internal/signal"
 )
 
@@ -24,29 +24,81 @@ type Room struct {
 	waiting  []*Participant // waiting for a host, or knocking in the lobby
 	joining  int            // reserved, not yet entered
 	locked   bool
-	settings signal.RoomState
-	banned   map[string]bool // "user:<id>" and "addr:<ip>" of removed participants
+	rules    Rules
+	banned   map[string]bool // "user:<id>" and "source:<prefix>" of removed participants
+	muted    map[string]bool // the same keys, of participants a host muted
 	endTimer func() bool     // stops the end of a host-required meeting without a host
 	ended    bool
-	speakers *sfu.SpeakerDetector
+	speakers *speakerDetector
+	speaker  string // the dominant speaker's id, as the tracks' priorities have it
 }
 
 func newRoom(m *Manager, adm Admission) *Room {
 	r := &Room{mgr: m, id: randomHex(16), alias: adm.Alias, name: adm.Name, hostRequired: adm.HostRequired,
-		settings: signal.RoomState{GuestsMayUnmute: adm.GuestsMayUnmute, GuestsMayPresent: adm.GuestsMayPresent},
-		banned:   map[string]bool{}}
-	r.speakers = sfu.NewSpeakerDetector(sfu.SpeakerConfig{}, r.speakerChanged)
-	r.speakers.Start()
+		rules:  Rules{GuestsMayUnmute: adm.GuestsMayUnmute, GuestsMayPresent: adm.GuestsMayPresent},
+		banned: map[string]bool{}, muted: map[string]bool{}}
+	r.speakers = newSpeakerDetector(m.cfg.Speaker, m.cfg.Clock, r.speakerChanged)
+	r.speakers.start()
 	return r
 }
 
-// speakerChanged is told the new dominant speaker of the meeting. The SFU
-// already gives that participant's video priority in every subscriber's
-// bandwidth allocation; the members are told so that their layout can
-// follow.
-func (r *Room) speakerChanged(id string) {
-	r.mgr.log.Debug("active speaker", "room", r.alias, "participant", id)
-	r.broadcast(nil, &signal.Message{Type: signal.TypeSpeaker, From: id})
+// speakerChanged is told the new dominant speaker of the meeting: its
+// tracks get priority in every subscriber's bandwidth allocation (and
+// the previous speaker's lose it), and the members are told so that
+// their layout can follow.
+func (r *Room) speakerChanged(previous, next string) {
+	r.mgr.log.Debug("active speaker", "room", r.alias, "participant", next)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.speaker = next
+	for _, id := range []string{previous, next} {
+		if p := r.findLocked(id); p != nil && id != "" {
+			r.resubscribeLocked(p)
+		}
+	}
+	r.broadcastLocked(nil, &signal.Message{Type: signal.TypeSpeaker, From: next})
+}
+
+// Track priorities in a subscriber's bandwidth allocation: a screen
+// share first, then the active speaker's tracks, then the others (by the
+// size they are shown at).
+const (
+	priorityOther   = 0
+	prioritySpeaker = 1
+	priorityScreen  = 2
+)
+
+// trackOptionsLocked is how the room has a subscriber receive t: a
+// participant's microphone and camera in one stream (lip sync), its
+// screen and screen audio in another; a screen first, then the active
+// speaker's tracks.
+func (r *Room) trackOptionsLocked(t conn.UpTrack) conn.TrackOptions {
+	o := conn.TrackOptions{Stream: t.Participant(), Priority: priorityOther}
+	if t.Source().Screen() {
+		o.Stream = t.Participant() + "-screen"
+	}
+	switch {
+	case t.Source() == conn.Screen:
+		o.Priority = priorityScreen
+	case t.Participant() == r.speaker:
+		o.Priority = prioritySpeaker
+	}
+	return o
+}
+
+// resubscribeLocked applies the room's current options to what the
+// members receive of p's tracks (their priority after a speaker change).
+func (r *Room) resubscribeLocked(p *Participant) {
+	for _, t := range p.pub.Tracks() {
+		if !p.mayForward(t.Source(), r.rules) {
+			continue
+		}
+		for _, q := range r.order {
+			if q != p {
+				r.subscribeLocked(q, t)
+			}
+		}
+	}
 }
 
 func (r *Room) size() int {
@@ -60,9 +112,11 @@ func (r *Room) empty() bool { return r.size() == 0 }
 // reserve counts p in the room before it enters, refusing it when the room
 // is full, ended, or p was removed from this meeting.
 //
-// A removed account is barred; a removed guest's address is barred for
-// guests only, so that a host (host PIN or host account) behind the same
-// NAT can still come in.
+// A removed account is barred, and so is the source it came from (an IPv4
+// address, an IPv6 /64: Admission.Source) for everyone who enters without
+// an account, with a host PIN too: a removed guest who knows the host PIN
+// or takes a fresh IPv6 privacy address does not come back. Other
+// accounts behind the same NAT still come in.
 func (r *Room) reserve(p *Participant, max int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -70,19 +124,48 @@ func (r *Room) reserve(p *Participant, max int) error {
 		return signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
 	}
 	if p.userID != 0 && r.banned[userKey(p.userID)] ||
-		p.userID == 0 && p.role != signal.RoleHost && p.addr.IsValid() && r.banned[addrKey(p)] {
+		p.userID == 0 && sourceKey(p) != "" && r.banned[sourceKey(p)] {
 		return signal.Fatalf(signal.CodeRemoved, "A host removed you from this meeting; you cannot rejoin it.")
 	}
 	if len(r.order)+len(r.waiting)+r.joining >= max {
 		return signal.Fatalf(signal.CodeRoomFull, "This meeting is full (%d participants).", max)
 	}
 	r.joining++
+	if r.muted[muteKey(p)] {
+		p.forcedMute = true // muted by a host earlier in this meeting
+	}
 	return nil
+}
+
+// muteKey names who a host's mute sticks to: the account, or for a guest
+// its source.
+func muteKey(p *Participant) string {
+	if p.userID != 0 {
+		return userKey(p.userID)
+	}
+	return sourceKey(p)
+}
+
+// forgetMute forgets a host's mute of p (lifted).
+func (r *Room) forgetMute(p *Participant) {
+	r.mu.Lock()
+	delete(r.muted, muteKey(p))
+	r.mu.Unlock()
 }
 
 func userKey(id int64) string { return "user:" + strconv.FormatInt(id, 10) }
 
-func addrKey(p *Participant) string { return "addr:" + p.addr.String() }
+// sourceKey names the participant's source for bans: the gate's
+// Admission.Source, else its exact address; "" when it has none.
+func sourceKey(p *Participant) string {
+	switch {
+	case p.source != "":
+		return "source:" + p.source
+	case p.addr.IsValid():
+		return "source:" + p.addr.String()
+	}
+	return ""
+}
 
 // members returns a snapshot of the admitted participants.
 func (r *Room) members() []*Participant {
@@ -126,7 +209,7 @@ func (r *Room) findWaitingLocked(id string) *Participant {
 
 func (r *Room) hostPresentLocked() bool {
 	for _, p := range r.order {
-		if p.getRole() == signal.RoleHost {
+		if p.getRole() == RoleHost {
 			return true
 		}
 	}
@@ -134,10 +217,7 @@ func (r *Room) hostPresentLocked() bool {
 }
 
 func (r *Room) stateLocked() *signal.RoomState {
-	st := r.settings
-	st.Locked = r.locked
-	st.HostPresent = r.hostPresentLocked()
-	return &st
+	return roomState(r.rules, r.locked, r.hostPresentLocked())
 }
 
 // enter places a reserved participant: straight into the meeting, or to
@@ -147,25 +227,25 @@ func (r *Room) enter(p *Participant, adm Admission) error {
 	defer r.mu.Unlock()
 	r.joining--
 	switch {
-	case r.hostRequired && adm.Role == signal.RoleGuest && !r.hostPresentLocked():
-		r.waitLocked(p, signal.WaitHost)
+	case r.hostRequired && adm.Role == RoleGuest && !r.hostPresentLocked():
+		r.waitLocked(p, waitHost)
 		return nil
 	case r.locked && !adm.BypassLock:
-		r.waitLocked(p, signal.WaitLobby)
+		r.waitLocked(p, waitLobby)
 		return nil
 	}
 	return r.admitLocked(p)
 }
 
 // waitLocked puts p in the waiting list with the given reason.
-func (r *Room) waitLocked(p *Participant, wait string) {
+func (r *Room) waitLocked(p *Participant, wait waitReason) {
 	p.setWait(wait)
 	r.waiting = append(r.waiting, p)
-	if wait == signal.WaitHost {
+	if wait == waitHost {
 		p.startWaitTimer(r.mgr.cfg.WaitForHost)
 	}
-	p.send(&signal.Message{Type: signal.TypeWaiting, Wait: wait, RoomInfo: &signal.RoomInfo{Alias: r.alias, Name: r.name}})
-	if wait == signal.WaitLobby {
+	p.send(&signal.Message{Type: signal.TypeWaiting, Wait: wait.wire(), RoomInfo: &signal.RoomInfo{Alias: r.alias, Name: r.name}})
+	if wait == waitLobby {
 		r.toHostsLocked(&signal.Message{Type: signal.TypeKnock, Participant: ptr(p.info())})
 	}
 }
@@ -188,8 +268,8 @@ func (r *Room) admitLocked(p *Participant) error {
 	if err := p.startMedia(); err != nil {
 		return err
 	}
-	r.speakers.Add(p.pub)
-	p.setWait("")
+	r.speakers.add(p.id, p.micLevel)
+	p.setWait(admittedNow)
 	others := append([]*Participant(nil), r.order...)
 	r.order = append(r.order, p)
 
@@ -207,22 +287,23 @@ func (r *Room) admitLocked(p *Participant) error {
 	}
 	for _, q := range others {
 		for _, t := range q.pub.Tracks() {
-			if q.mayForward(t.Source(), r.settings) {
+			if q.mayForward(t.Source(), r.rules) {
 				r.subscribeLocked(p, t)
 			}
 		}
 	}
-	if id := r.speakers.Dominant(); id != "" {
+	if id := r.speaker; id != "" {
 		p.send(&signal.Message{Type: signal.TypeSpeaker, From: id})
 	}
-	if p.getRole() == signal.RoleHost {
+	if p.getRole() == RoleHost {
 		r.hostArrivedLocked()
 	}
 	return nil
 }
 
-func (r *Room) subscribeLocked(p *Participant, t *sfu.UpTrack) {
-	if err := p.sub.AddTrack(t); err != nil {
+// subscribeLocked has p receive t, or updates how it does.
+func (r *Room) subscribeLocked(p *Participant, t conn.UpTrack) {
+	if err := p.sub.AddTrack(t, r.trackOptionsLocked(t)); err != nil {
 		r.mgr.log.Error("subscribe failed", "room", r.alias, "participant", p.id, "track", t.ID(), "err", err)
 	}
 }
@@ -239,24 +320,29 @@ func (r *Room) hostArrivedLocked() {
 	var still []*Participant
 	var admit []*Participant
 	for _, q := range r.waiting {
-		if q.getWait() == signal.WaitHost {
+		if q.getWait() == waitHost {
 			admit = append(admit, q)
 		} else {
 			still = append(still, q)
 		}
 	}
 	r.waiting = still
+	// The members learn that a host is present before the guests who
+	// waited for one come in: those find the state in their welcome.
+	// (Broadcast after them, it could reach an admitted guest after the
+	// answers to its first messages, which its connection handles
+	// meanwhile.)
+	r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
 	for _, q := range admit {
 		q.stopWaitTimer()
 		if r.locked {
-			r.waitLocked(q, signal.WaitLobby)
+			r.waitLocked(q, waitLobby)
 			continue
 		}
 		if err := r.admitLocked(q); err != nil {
 			r.mgr.log.Error("admit failed", "room", r.alias, "participant", q.id, "err", err)
 		}
 	}
-	r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
 }
 
 // hostLeftLocked runs after a host left or was demoted: if no host
@@ -281,7 +367,7 @@ func (r *Room) remove(p *Participant) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.removeWaitingLocked(p) {
-		if p.getWait() == signal.WaitLobby {
+		if p.getWait() == waitLobby {
 			r.toHostsLocked(&signal.Message{Type: signal.TypeKnockEnded, Participant: ptr(p.info())})
 		}
 		return false
@@ -289,8 +375,8 @@ func (r *Room) remove(p *Participant) bool {
 	for i, q := range r.order {
 		if q == p {
 			r.order = append(r.order[:i], r.order[i+1:]...)
-			r.speakers.Remove(p.pub)
-			if p.getRole() == signal.RoleHost {
+			r.speakers.remove(p.id)
+			if p.getRole() == RoleHost {
 				r.hostLeftLocked()
 			}
 			return true
@@ -307,7 +393,7 @@ func (r *Room) end(reason string) {
 		return
 	}
 	r.ended = true
-	r.speakers.Stop()
+	r.speakers.halt()
 	if r.endTimer != nil {
 		r.endTimer()
 		r.endTimer = nil
@@ -324,7 +410,7 @@ func (r *Room) end(reason string) {
 func (r *Room) stopTimers() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.speakers.Stop()
+	r.speakers.halt()
 	if r.endTimer != nil {
 		r.endTimer()
 		r.endTimer = nil
@@ -348,7 +434,7 @@ func (r *Room) broadcastLocked(from *Participant, m *signal.Message) {
 
 func (r *Room) toHostsLocked(m *signal.Message) {
 	for _, q := range r.order {
-		if q.getRole() == signal.RoleHost {
+		if q.getRole() == RoleHost {
 			q.send(m)
 		}
 	}
@@ -356,10 +442,10 @@ func (r *Room) toHostsLocked(m *signal.Message) {
 
 // trackAdded subscribes every other member to a new track of publisher,
 // if the room's rules let it be forwarded.
-func (r *Room) trackAdded(publisher *Participant, t *sfu.UpTrack) {
+func (r *Room) trackAdded(publisher *Participant, t conn.UpTrack) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !publisher.mayForward(t.Source(), r.settings) {
+	if !publisher.mayForward(t.Source(), r.rules) {
 		publisher.send(signal.ErrorMessage(signal.Errorf(signal.CodeForbidden,
 			"The host does not allow guests to present; your screen is not shown to the others."), nil))
 		return
@@ -372,7 +458,7 @@ func (r *Room) trackAdded(publisher *Participant, t *sfu.UpTrack) {
 }
 
 // trackRemoved unsubscribes every member from a track that stopped.
-func (r *Room) trackRemoved(t *sfu.UpTrack) {
+func (r *Room) trackRemoved(t conn.UpTrack) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, q := range r.order {
@@ -388,7 +474,7 @@ func (r *Room) trackRemoved(t *sfu.UpTrack) {
 func (r *Room) reconcileLocked() {
 	for _, p := range r.order {
 		for _, t := range p.pub.Tracks() {
-			allowed := p.mayForward(t.Source(), r.settings)
+			allowed := p.mayForward(t.Source(), r.rules)
 			for _, q := range r.order {
 				if q == p {
 					continue
@@ -402,5 +488,3 @@ func (r *Room) reconcileLocked() {
 		}
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"conclave/internal/clock"
+	"conclave/internal/secrets"
 )
 
 // File names of the generated material inside <Dir>/tls.
@@ -63,6 +64,9 @@ type Options struct {
 	// private key (PEM). When set, they are used as they are and nothing is
 	// generated. Both must be set together.
 	CertFile, KeyFile string
+	// Box seals the generated keys at rest (package secrets); nil keeps
+	// them clear.
+	Box *secrets.Box
 }
 
 // Material is the server's TLS identity as Ensure found or made it.
@@ -142,11 +146,11 @@ func Ensure(opts Options) (*Material, error) {
 	}
 
 	t := now()
-	ca, caKey, caNew, notice, err := ensureCA(dir, hosts, t)
+	ca, caKey, caNew, notice, err := ensureCA(dir, hosts, t, opts.Box)
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
-	cert, replaced, srvNew, err := ensureServer(dir, ca, caKey, hosts, opts.CRLURL, t)
+	cert, replaced, srvNew, err := ensureServer(dir, ca, caKey, hosts, opts.CRLURL, t, opts.Box)
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
@@ -209,10 +213,10 @@ func loadOperator(certFile, keyFile string, now time.Time) (*Material, error) {
 // a notice for the operator when an existing CA was replaced. When the CA
 // certificate is there but its key is not (taken offline), the key
 // returned is nil.
-func ensureCA(dir string, hosts hostSet, now time.Time) (*x509.Certificate, crypto.Signer, bool, string, error) {
+func ensureCA(dir string, hosts hostSet, now time.Time, box *secrets.Box) (*x509.Certificate, crypto.Signer, bool, string, error) {
 	certPath := filepath.Join(dir, CACertFile)
 	keyPath := filepath.Join(dir, CAKeyFile)
-	pair, err := readKeyPair(certPath, keyPath)
+	pair, err := readKeyPairBox(certPath, keyPath, box)
 	notice := ""
 	switch {
 	case errors.Is(err, errNoCert):
@@ -254,7 +258,7 @@ func ensureCA(dir string, hosts hostSet, now time.Time) (*x509.Certificate, cryp
 	if err != nil {
 		return nil, nil, false, "", err
 	}
-	if err := writeKeyPair(certPath, keyPath, ca.Raw, key); err != nil {
+	if err := writeKeyPairBox(certPath, keyPath, ca.Raw, key, box); err != nil {
 		return nil, nil, false, "", fmt.Errorf("save CA: %w", err)
 	}
 	// A new CA starts a new revocation list.
@@ -347,10 +351,10 @@ func constrainedTo(ca *x509.Certificate, hosts hostSet) bool {
 // from ca when the existing one is unusable. It reports whether it issued
 // one and, if so, the certificate it replaced (nil if none was readable).
 // With the CA key offline (nil caKey), an unusable certificate is an error.
-func ensureServer(dir string, ca *x509.Certificate, caKey crypto.Signer, hosts hostSet, crlURL string, now time.Time) (tls.Certificate, *x509.Certificate, bool, error) {
+func ensureServer(dir string, ca *x509.Certificate, caKey crypto.Signer, hosts hostSet, crlURL string, now time.Time, box *secrets.Box) (tls.Certificate, *x509.Certificate, bool, error) {
 	certPath := filepath.Join(dir, ServerCertFile)
 	keyPath := filepath.Join(dir, ServerKeyFile)
-	pair, err := readKeyPair(certPath, keyPath)
+	pair, err := readKeyPairBox(certPath, keyPath, box)
 	if err == nil && serverUsable(pair.Leaf, ca, hosts, crlURL, now, caKey == nil) {
 		pair.Certificate = serverChain(pair.Certificate[0], ca)
 		return pair, nil, false, nil
@@ -369,7 +373,7 @@ func ensureServer(dir string, ca *x509.Certificate, caKey crypto.Signer, hosts h
 	if err != nil {
 		return tls.Certificate{}, nil, false, err
 	}
-	if err := writeKeyPair(certPath, keyPath, der, key); err != nil {
+	if err := writeKeyPairBox(certPath, keyPath, der, key, box); err != nil {
 		return tls.Certificate{}, nil, false, fmt.Errorf("save server certificate: %w", err)
 	}
 	leaf, err := x509.ParseCertificate(der)
@@ -573,6 +577,11 @@ var (
 // readKeyPair loads a PEM certificate and key. It returns errNoCert or
 // errNoKey (wrapped) when a file does not exist.
 func readKeyPair(certPath, keyPath string) (tls.Certificate, error) {
+	return readKeyPairBox(certPath, keyPath, nil)
+}
+
+// readKeyPairBox is readKeyPair with the key opened by box when sealed.
+func readKeyPairBox(certPath, keyPath string, box *secrets.Box) (tls.Certificate, error) {
 	certPEM, err := os.ReadFile(certPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return tls.Certificate{}, fmt.Errorf("%s: %w", certPath, errNoCert)
@@ -580,7 +589,7 @@ func readKeyPair(certPath, keyPath string) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("read %s: %w", certPath, err)
 	}
-	keyPEM, err := os.ReadFile(keyPath)
+	keyPEM, err := box.ReadFile(keyPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return tls.Certificate{}, fmt.Errorf("%s: %w", keyPath, errNoKey)
 	}
@@ -602,12 +611,17 @@ func readKeyPair(certPath, keyPath string) (tls.Certificate, error) {
 // writeKeyPair stores key (PKCS#8 PEM, mode 0600) and then the certificate
 // (PEM, mode 0644), each replaced atomically.
 func writeKeyPair(certPath, keyPath string, certDER []byte, key crypto.Signer) error {
+	return writeKeyPairBox(certPath, keyPath, certDER, key, nil)
+}
+
+// writeKeyPairBox is writeKeyPair with the key sealed by box.
+func writeKeyPairBox(certPath, keyPath string, certDER []byte, key crypto.Signer, box *secrets.Box) error {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return fmt.Errorf("marshal key: %w", err)
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := writeFileAtomic(keyPath, box.Seal(keyPath, keyPEM), 0o600); err != nil {
 		return err
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER})

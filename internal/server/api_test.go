@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"conclave/internal/auth"
+	"conclave/internal/config"
 	"conclave/internal/store"
 	"conclave/internal/testutil/fakeclock"
+	"conclave/internal/testutil/pgtest"
 	"conclave/internal/testutil/testserver"
 )
 
@@ -68,8 +70,21 @@ func errCode(body map[string]any) string {
 // TestAdminFlow: the first administrator enrols with the printed link,
 // signs in, and manages rooms; the link works only once, and a
 // state-changing request without the CSRF token is refused.
+// TestAdminFlow runs on both store engines: the embedded SQLite and
+// PostgreSQL (--database).
 func TestAdminFlow(t *testing.T) {
-	srv := testserver.Start(t, testserver.Options{})
+	t.Run("sqlite", func(t *testing.T) { testAdminFlow(t, testserver.Options{}) })
+	t.Run("postgres", func(t *testing.T) {
+		url := pgtest.NewDatabase(t)
+		testAdminFlow(t, testserver.Options{Config: func(c *config.Config) { c.Database = url }})
+	})
+}
+
+func testAdminFlow(t *testing.T, opts testserver.Options) {
+	srv := testserver.Start(t, opts)
+	if got := srv.Store().(*store.DB).Engine(); opts.Config != nil && got != "postgres" {
+		t.Fatalf("store engine = %s, want postgres", got)
+	}
 	link, created, err := srv.EnrolmentLink(context.Background())
 	if err != nil || !created {
 		t.Fatalf("EnrolmentLink = %q, %v, %v", link, created, err)

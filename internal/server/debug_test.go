@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"conclave/internal/config"
-	"conclave/internal/loadtest"
+	"conclave/internal/metrics"
 	"conclave/internal/server"
 	"conclave/internal/signal"
 	"conclave/internal/testutil/testserver"
@@ -33,20 +33,26 @@ func TestDebugListener(t *testing.T) {
 		}
 		return string(body)
 	}
-	metrics := get("/metrics")
+	body := get("/metrics")
 	for _, name := range []string{"process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_resident_memory_peak_bytes ", "go_goroutines ",
 		"conclave_media_gso ", "conclave_media_gso_sends_total 0", "conclave_media_gso_datagrams_total 0",
 		`conclave_turn_allocations{transport="tls"} 0`, `conclave_turn_allocations_total{transport="udp"} 0`,
 		`conclave_turn_relayed_bytes_total{direction="to_peer"} 0`, `conclave_turn_refusals_total{reason="expired"} 0`,
 		`conclave_turn_dropped_packets_total{reason="rate"} 0`} {
-		if !strings.Contains(metrics, "\n"+name) {
-			t.Errorf("/metrics lacks %s:\n%s", name, metrics)
+		if !strings.Contains(body, "\n"+name) {
+			t.Errorf("/metrics lacks %s:\n%s", name, body)
 		}
 	}
-	// The server delay histogram, as the load tester reads it: nothing
-	// forwarded yet.
-	if h, err := loadtest.ParseDelayHistogram([]byte(metrics)); err != nil {
-		t.Errorf("server delay histogram: %v\n%s", err, metrics)
+	// The figures as the load tester reads them (internal/metrics).
+	if m, err := metrics.Parse([]byte(body), metrics.ProcessCPU, metrics.ProcessRSS, metrics.GoGoroutines); err != nil || len(m) != 3 {
+		t.Errorf("figures as the load tester reads them: %v, %v", m, err)
+	}
+	if st, err := metrics.ParseSendStats([]byte(body)); err != nil || st.GSOSends != 0 {
+		t.Errorf("send counters as the load tester reads them: %+v, %v", st, err)
+	}
+	// The server delay histogram: nothing forwarded yet.
+	if h, err := metrics.ParseDelayHistogram([]byte(body)); err != nil {
+		t.Errorf("server delay histogram: %v\n%s", err, body)
 	} else if slices.ContainsFunc(h.Counts, func(c uint64) bool { return c != 0 }) {
 		t.Errorf("server delay histogram before any media: %v", h.Counts)
 	}

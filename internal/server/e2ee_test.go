@@ -3,6 +3,8 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
@@ -13,22 +15,26 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"conclave/internal/auth"
 	"conclave/internal/e2ee"
+	"conclave/internal/ra"
+	"conclave/internal/signal"
 	"conclave/internal/store"
 	"conclave/internal/testutil/testserver"
 	"conclave/internal/testutil/wait"
 )
 
-// TestCredential: a signed-in user gets a credential that binds its device
-// key and verifies against the organisation key the server publishes;
-// without a session or CSRF token there is none.
+// TestCredential: a signed-in user gets a credential only for a device key
+// it proves it holds (a signature over a single-use challenge of its own
+// session); the credential binds the account and is in the E2EE log, with
+// an inclusion proof against the signed checkpoint the server publishes.
 func TestCredential(t *testing.T) {
 	srv := testserver.Start(t, testserver.Options{})
 	hash, _ := auth.HashPassword("Correct-Horse-42")
-	u, err := srv.Store().CreateUser(context.Background(), store.User{Username: "ann", DisplayName: "Ann",
-		PasswordHash: hash, Role: store.RoleUser, Enabled: true, PasswordChangedAt: time.Now()})
-	if err != nil {
+	if _, err := srv.Store().CreateUser(context.Background(), store.User{Username: "ann", DisplayName: "Ann",
+		PasswordHash: hash, Role: store.RoleUser, Enabled: true, PasswordChangedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	c := newAPIClient(t, srv)
@@ -37,23 +43,65 @@ func TestCredential(t *testing.T) {
 	if st != 200 || err != nil || len(orgKey) != 65 {
 		t.Fatalf("org: %d %v", st, org)
 	}
+	orgID := org["orgId"].(string)
+	verifier, err := e2ee.LogVerifier(org["logKey"].(string))
+	if err != nil {
+		t.Fatalf("log key %q: %v", org["logKey"], err)
+	}
 	device, _ := e2ee.GenerateDeviceKey()
 	pub, _ := e2ee.MarshalPublicKey(&device.PublicKey)
-	req := map[string]string{"devicePublicKey": base64.StdEncoding.EncodeToString(pub)}
-	if st, _, _ := c.do("POST", "/api/e2ee/credential", req, false); st != http.StatusUnauthorized {
-		t.Fatalf("credential without session: %d", st)
+	b64 := base64.StdEncoding.EncodeToString
+	if st, _, _ := c.do("POST", "/api/e2ee/challenge", map[string]string{}, false); st != http.StatusUnauthorized {
+		t.Fatalf("challenge without session: %d", st)
 	}
 	st, body, _ := c.do("POST", "/api/login", map[string]string{"username": "ann", "password": "Correct-Horse-42"}, false)
 	if st != 200 {
 		t.Fatalf("login: %d %v", st, body)
 	}
 	c.csrf = body["csrf"].(string)
-	if st, _, _ := c.do("POST", "/api/e2ee/credential", req, false); st != http.StatusForbidden {
-		t.Fatalf("credential without CSRF token: %d", st)
+	challenge := func() []byte {
+		t.Helper()
+		st, body, _ := c.do("POST", "/api/e2ee/challenge", map[string]string{}, true)
+		ch, err := base64.StdEncoding.DecodeString(fmt.Sprint(body["challenge"]))
+		if st != 200 || err != nil || len(ch) != 32 {
+			t.Fatalf("challenge: %d %v", st, body)
+		}
+		return ch
 	}
-	st, body, _ = c.do("POST", "/api/e2ee/credential", req, true)
+	request := func(key []byte, ch []byte, sig []byte) (int, map[string]any) {
+		st, body, _ := c.do("POST", "/api/e2ee/credential", map[string]string{"devicePublicKey": b64(key), "challenge": b64(ch), "signature": b64(sig)}, true)
+		return st, body
+	}
+	// No proof, a proof by another key, a proof for another account, a
+	// challenge the server never gave: all refused.
+	if st, body, _ := c.do("POST", "/api/e2ee/credential", map[string]string{"devicePublicKey": b64(pub)}, true); st != http.StatusBadRequest || errCode(body) != "proof-required" {
+		t.Fatalf("credential without proof: %d %v", st, body)
+	}
+	other, _ := e2ee.GenerateDeviceKey()
+	ch := challenge()
+	sig, _ := e2ee.ProvePossession(other, orgID, "ann", ch)
+	if st, body := request(pub, ch, sig); st != http.StatusForbidden || errCode(body) != "bad-proof" {
+		t.Fatalf("proof by another key: %d %v", st, body)
+	}
+	ch = challenge()
+	sig, _ = e2ee.ProvePossession(device, orgID, "bob", ch)
+	if st, body := request(pub, ch, sig); st != http.StatusForbidden {
+		t.Fatalf("proof for another account: %d %v", st, body)
+	}
+	made := make([]byte, 32)
+	sig, _ = e2ee.ProvePossession(device, orgID, "ann", made)
+	if st, body := request(pub, made, sig); st != http.StatusForbidden {
+		t.Fatalf("proof over a made-up challenge: %d %v", st, body)
+	}
+	// The real thing, then the same challenge again.
+	ch = challenge()
+	sig, _ = e2ee.ProvePossession(device, orgID, "ann", ch)
+	st, body = request(pub, ch, sig)
 	if st != 200 {
 		t.Fatalf("credential: %d %v", st, body)
+	}
+	if st, body := request(pub, ch, sig); st != http.StatusForbidden {
+		t.Fatalf("a challenge used twice: %d %v", st, body)
 	}
 	raw, _ := base64.StdEncoding.DecodeString(body["credential"].(string))
 	ca, _ := e2ee.ParsePublicKey(orgKey)
@@ -61,13 +109,97 @@ func TestCredential(t *testing.T) {
 	if err != nil {
 		t.Fatalf("credential does not verify against the published org key: %v", err)
 	}
-	if !cred.DevicePublicKey.Equal(&device.PublicKey) || cred.DisplayName != "Ann" || cred.UserID == "" {
-		t.Errorf("credential binds %+v, want Ann's device key", cred.CredentialFields)
+	if !cred.DevicePublicKey.Equal(&device.PublicKey) || cred.DisplayName != "Ann" || cred.Account != "ann" || cred.UserID == "" {
+		t.Errorf("credential binds %+v, want Ann's device key and account", cred.CredentialFields)
 	}
-	_ = u
-	bad := map[string]string{"devicePublicKey": base64.StdEncoding.EncodeToString([]byte("not a key"))}
-	if st, body, _ := c.do("POST", "/api/e2ee/credential", bad, true); st != http.StatusBadRequest || errCode(body) != "invalid-key" {
+	// It is in the log.
+	rh := e2ee.RecordHash(raw)
+	st, proof, _ := c.do("POST", "/api/e2ee/log/prove", map[string]any{"from": 0, "to": 0, "records": []string{b64(rh[:])}}, false)
+	if st != 200 {
+		t.Fatalf("prove: %d %v", st, proof)
+	}
+	cp, err := e2ee.OpenCheckpoint([]byte(proof["checkpoint"].(string)), verifier)
+	if err != nil {
+		t.Fatalf("checkpoint: %v", err)
+	}
+	inc := proof["inclusion"].([]any)[0].(map[string]any)
+	var hs []tlog.Hash
+	for _, x := range inc["proof"].([]any) {
+		b, _ := base64.StdEncoding.DecodeString(x.(string))
+		var h tlog.Hash
+		copy(h[:], b)
+		hs = append(hs, h)
+	}
+	if err := e2ee.VerifyInclusion(cp, int64(inc["index"].(float64)), raw, hs); err != nil {
+		t.Errorf("the credential is not in the log: %v", err)
+	}
+	bad := map[string]string{"devicePublicKey": b64([]byte("not a key")), "challenge": b64(challenge()), "signature": b64(make([]byte, 64))}
+	if st, body, _ := c.do("POST", "/api/e2ee/credential", bad, true); st != http.StatusForbidden && st != http.StatusBadRequest {
 		t.Fatalf("bad key: %d %v", st, body)
+	}
+}
+
+// TestRevokeDevice: an administrator revokes a device through the API; the
+// revocation is in the log, the server sends the device's participants
+// away at once, refuses its announcements, and never certifies that key
+// for the account again.
+func TestRevokeDevice(t *testing.T) {
+	srv := testserver.Start(t, testserver.Options{}, "r")
+	ctx := context.Background()
+	ann, err := srv.Store().CreateUser(ctx, store.User{Username: "ann", DisplayName: "Ann", Role: store.RoleUser, Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	device, _ := e2ee.GenerateDeviceKey()
+	pub, _ := e2ee.MarshalPublicKey(&device.PublicKey)
+	cred, _, err := srv.Authority().Certify(ctx, ann, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := dial(t, srv)
+	welcome := w.join("r", "Ann")
+	eph, _ := ecdh.P256().GenerateKey(rand.Reader)
+	payload, err := e2ee.SignAnnouncement(device, e2ee.Announcement{MeetingID: welcome.Meeting, ParticipantID: welcome.Self.ID,
+		UserID: ra.UserID(ann), DisplayName: "Ann", ECDHPublicKey: eph.PublicKey(), Credential: cred, SenderIndex: 1, Timestamp: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.sendRaw(fmt.Sprintf(`{"v":1,"type":"announce","payload":%q}`, base64.StdEncoding.EncodeToString(payload)))
+	bob := dial(t, srv)
+	bob.join("r", "Bob")
+	if m := bob.next(signal.TypeRoomState, signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeNotice); m.Type != signal.TypeAnnounce {
+		t.Fatalf("Bob got %s, want Ann's announcement", m.Type)
+	}
+
+	addUser(t, srv, "root", store.RoleAdmin, time.Now(), false)
+	admin := signIn(t, srv, "root")
+	fp, _ := e2ee.Fingerprint(&device.PublicKey)
+	st, body, _ := admin.do("GET", "/api/users/ann/devices", nil, false)
+	if st != 200 || !strings.Contains(fmt.Sprint(body), fp) {
+		t.Fatalf("devices: %d %v", st, body)
+	}
+	before := srv.Authority().Size()
+	if st, body, _ := admin.do("POST", "/api/users/ann/devices/revoke", map[string]string{"fingerprint": strings.ToLower(fp), "reason": "lost laptop"}, true); st != 200 {
+		t.Fatalf("revoke: %d %v", st, body)
+	}
+	if srv.Authority().Size() != before+1 {
+		t.Errorf("the log did not grow by the revocation")
+	}
+	m := w.next(signal.TypeRoomState, signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeNotice, signal.TypeAnnounce)
+	if m.Type != signal.TypeBye || m.Reason != "revoked" {
+		t.Fatalf("the revoked device got %s %q, want bye revoked", m.Type, m.Reason)
+	}
+	if _, _, err := srv.Authority().Certify(ctx, ann, pub); err == nil {
+		t.Error("a revoked device key was certified again")
+	}
+	// Coming back with the revoked key: sent away on its announcement.
+	w2 := dial(t, srv)
+	welcome = w2.join("r", "Ann again")
+	payload, _ = e2ee.SignAnnouncement(device, e2ee.Announcement{MeetingID: welcome.Meeting, ParticipantID: welcome.Self.ID,
+		DisplayName: "Ann", ECDHPublicKey: eph.PublicKey(), SenderIndex: 1, Timestamp: time.Now()})
+	w2.sendRaw(fmt.Sprintf(`{"v":1,"type":"announce","payload":%q}`, base64.StdEncoding.EncodeToString(payload)))
+	if m := w2.next(signal.TypeRoomState, signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeNotice, signal.TypeAnnounce); m.Type != signal.TypeBye || m.Reason != "revoked" {
+		t.Fatalf("the revoked device announcing again got %s %q", m.Type, m.Reason)
 	}
 }
 

@@ -4,10 +4,12 @@ package server_test
 // named TestHardeningNN after it. Each failed on the code before its fix.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +25,8 @@ import (
 	"conclave/internal/auth"
 	"conclave/internal/config"
 	"conclave/internal/guard"
+	"conclave/internal/server"
+	"conclave/internal/signal"
 	"conclave/internal/store"
 	"conclave/internal/testutil/fakeclock"
 	"conclave/internal/testutil/testserver"
@@ -395,7 +399,9 @@ func TestHardening14PasswordSpraying(t *testing.T) {
 // records to the audit log, which still says how many there were.
 func TestHardening05AuditFlood(t *testing.T) {
 	clk := fakeclock.New(time.Now())
-	srv := openAccessServer(t, clk)
+	// No connection cap: the test keeps its 221 connections open.
+	srv := testserver.Start(t, testserver.Options{Server: server.Options{Clock: clk},
+		Config: func(c *config.Config) { c.MaxConnsPerAddress = -1 }}, "lounge")
 	for i := 0; i < 21; i++ {
 		attempt(t, srv, "127.0.0.71", "guess-"+strconv.Itoa(i), "")
 	}
@@ -495,5 +501,162 @@ func TestHardening10TimingUnknownRoom(t *testing.T) {
 	}
 	if au != 1 || hu != 1 {
 		t.Errorf("a refusal did %d hashings and wrote %d audit records, want 1 and 1", hu, au)
+	}
+}
+
+// TestHardening02ConnectionFloods: one address cannot hold more than its
+// share of connections; a signaling connection that does not join is
+// closed after the join deadline; a request body that stalls is cut off.
+func TestHardening02ConnectionFloods(t *testing.T) {
+	clk := fakeclock.New(time.Now())
+	srv := testserver.Start(t, testserver.Options{Server: server.Options{Clock: clk, BodyTimeout: 300 * time.Millisecond},
+		Config: func(c *config.Config) { c.MaxConnsPerAddress = 8 }}, "lounge")
+	addr := strings.TrimPrefix(srv.URL(), "https://")
+	dialTLS := func(source string) (*tls.Conn, error) {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Timeout: 5 * time.Second}
+		return tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	}
+	var held []*tls.Conn
+	for i := 0; i < 8; i++ {
+		c, err := dialTLS("127.0.0.111")
+		if err != nil {
+			t.Fatalf("connection %d: %v", i+1, err)
+		}
+		held = append(held, c)
+	}
+	if c, err := dialTLS("127.0.0.111"); err == nil {
+		c.Close()
+		t.Fatal("a 9th connection from one address was served")
+	}
+	if c, err := dialTLS("127.0.0.112"); err != nil {
+		t.Fatalf("another address was refused: %v", err)
+	} else {
+		c.Close()
+	}
+	for _, c := range held {
+		c.Close()
+	}
+
+	// A signaling connection that never joins is closed at the deadline;
+	// one that joined stays.
+	armed := make(chan time.Duration, 64)
+	clk.NotifyArmed(armed)
+	idle := dialFrom(t, srv, "127.0.0.113")
+	joined := dialFrom(t, srv, "127.0.0.114")
+	for deadlines := 0; deadlines < 2; {
+		select {
+		case d := <-armed:
+			if d == 10*time.Second {
+				deadlines++
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the join deadlines were not armed")
+		}
+	}
+	clk.NotifyArmed(nil)
+	joined.join("lounge", "Joe")
+	// The welcome is queued before the reading loop ends the join
+	// deadline; a ping answered after it proves the loop got that far.
+	joined.sendRaw(`{"v":1,"type":"ping","id":"j"}`)
+	if m := joined.next(signal.TypeRoomState, signal.TypeSpeaker); m.Type != signal.TypePong {
+		t.Fatalf("joined connection: %s", m.Type)
+	}
+	clk.Advance(10 * time.Second)
+	idle.expectClosed(websocket.StatusPolicyViolation)
+	joined.sendRaw(`{"v":1,"type":"ping","id":"p"}`)
+	if m := joined.next(signal.TypeRoomState, signal.TypeSpeaker); m.Type != signal.TypePong {
+		t.Fatalf("joined connection: %s", m.Type)
+	}
+
+	// Slowloris on the API: headers, then a body that never comes.
+	c, err := dialTLS("127.0.0.115")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /api/login HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user", addr)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Fatalf("a stalled body got %s", resp.Status)
+		}
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the server still waits for a body that stalled 5 s ago")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("the stalled body was cut off after %v", d)
+	}
+}
+
+// TestHardening06MuteRemembered (docs/hardening.md, finding 6): a guest a
+// host muted comes back muted after leaving and joining again.
+func TestHardening06MuteRemembered(t *testing.T) {
+	srv := openAccessServer(t, fakeclock.New(time.Now()))
+	host, hw := joinAs(t, srv, "127.0.0.121", "Hana", hostPIN)
+	guest, gw := joinAs(t, srv, "127.0.0.122", "Gus", guestPIN)
+	if hw.Type != signal.TypeWelcome || gw.Type != signal.TypeWelcome {
+		t.Fatalf("joins: %s %s", hw.Type, gw.Type)
+	}
+	host.sendRaw(`{"v":1,"type":"mute","target":"` + gw.Self.ID + `"}`)
+	if m := guest.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeRoomState, signal.TypeSpeaker); m.Type != signal.TypeMuted {
+		t.Fatalf("guest got %s, want muted", m.Type)
+	}
+	guest.sendRaw(`{"v":1,"type":"leave"}`)
+	_, again := joinAs(t, srv, "127.0.0.122", "Gus", guestPIN)
+	if again.Type != signal.TypeWelcome || again.Self == nil || !again.Self.Muted {
+		t.Fatalf("the muted guest came back: %+v, want welcome with muted", again.Self)
+	}
+}
+
+// TestHardening04InMeetingFloods (docs/hardening.md, finding 4): a member
+// cannot flood the others with chat or announcements: past its budget
+// (1 MiB of chat at once, then 64 KiB a second; 4 announcements, then one
+// every 5 s) it is told "rate-limited" and nothing more is relayed.
+func TestHardening04InMeetingFloods(t *testing.T) {
+	clk := fakeclock.New(time.Now()) // no time passes: no budget comes back
+	srv := testserver.Start(t, testserver.Options{Server: server.Options{Clock: clk}}, "lounge")
+	mallory, ann := dial(t, srv), dial(t, srv)
+	mallory.join("lounge", "Mallory")
+	ann.join("lounge", "Ann")
+	payload := strings.Repeat("A", 60<<10)
+	limited := 0
+	for i := 0; i < 40; i++ { // 2.4 MiB
+		mallory.sendRaw(`{"v":1,"type":"chat","id":"c` + strconv.Itoa(i) + `","payload":"` + payload + `"}`)
+	}
+	for i := 0; i < 10; i++ {
+		mallory.sendRaw(`{"v":1,"type":"announce","id":"a` + strconv.Itoa(i) + `","payload":"QUJD"}`)
+	}
+	mallory.sendRaw(`{"v":1,"type":"ping","id":"end"}`)
+	for {
+		m := mallory.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeRoomState, signal.TypeSpeaker, signal.TypeAnnounce)
+		if m.Type == signal.TypePong {
+			break
+		}
+		if m.Type == signal.TypeError && m.Code == signal.CodeRateLimited {
+			limited++
+		}
+	}
+	ann.sendRaw(`{"v":1,"type":"ping","id":"end"}`)
+	chats, announces := 0, 0
+	for {
+		m := ann.next(signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeRoomState, signal.TypeSpeaker)
+		if m.Type == signal.TypePong {
+			break
+		}
+		switch m.Type {
+		case signal.TypeChat:
+			chats++
+		case signal.TypeAnnounce:
+			announces++
+		}
+	}
+	if chats > 18 || announces > 4 {
+		t.Errorf("Ann received %d chat messages of 60 KiB and %d announcements from a flood of 40 and 10; want at most 18 (1 MiB) and 4", chats, announces)
+	}
+	if limited < 40-18+10-4 {
+		t.Errorf("Mallory was told rate-limited %d times", limited)
 	}
 }

@@ -144,9 +144,10 @@ func TestLobbyAndHostControls(t *testing.T) {
 	if m.Type != signal.TypeError || m.Code != signal.CodeRemoved || !m.Fatal {
 		t.Fatalf("rejoin after removal: got %+v, want fatal removed", m)
 	}
-	// A host behind the same address is not barred.
-	if _, m = joinAs(t, srv, "127.0.0.42", "Kurt", hostPIN); m.Type != signal.TypeWelcome {
-		t.Fatalf("host PIN from the removed guest's address: got %+v, want welcome", m)
+	// Nor with the host PIN (docs/hardening.md, finding 9): only an
+	// account (signed in) gets in from the removed guest's address.
+	if _, m = joinAs(t, srv, "127.0.0.42", "Kurt", hostPIN); m.Type != signal.TypeError || m.Code != signal.CodeRemoved {
+		t.Fatalf("host PIN from the removed guest's address: got %+v, want fatal removed", m)
 	}
 
 	// End: everyone is told.

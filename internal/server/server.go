@@ -5,9 +5,10 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -16,21 +17,31 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/pion/transport/v5"
 
 	"conclave/internal/access"
+	"conclave/internal/alarm"
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/authn"
 	"conclave/internal/clock"
+	"conclave/internal/clocksync"
 	"conclave/internal/config"
+	"conclave/internal/devca"
+	"conclave/internal/e2ee"
 	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
+	"conclave/internal/metrics"
+	"conclave/internal/nodeca"
+	"conclave/internal/nodeconf"
 	"conclave/internal/pki"
 	"conclave/internal/ra"
 	"conclave/internal/sfu"
+	"conclave/internal/sipedge"
 	"conclave/internal/store"
 	"conclave/internal/turn"
 	"conclave/internal/web"
@@ -41,27 +52,46 @@ import (
 type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
-	store    *store.SQLite
+	store    *store.DB
 	tls      *pki.Material
 	engine   *sfu.Engine
 	meetings *meeting.Manager
 	enroller *auth.Enroller
-	guard    *guard.Guard
-	hashing  *auth.HashBudget
-	accounts *auth.Accounts
-	auditAgg *audit.Aggregator
-	clock    clock.Clock
-	files    *files.Store
-	audit    *audit.Log
-	http     *http.Server
-	listener net.Listener
-	demux    *turn.Demux  // shares the HTTPS port with TURN over TLS
-	relay    *turn.Server // nil when TURN is off
-	debug    *debugServer // nil unless --debug-listen
-	url      string
-	ctx      context.Context
-	cancel   context.CancelFunc
-	served   chan error
+	// authority is the E2EE registration authority and log.
+	authority *ra.Authority
+	guard     *guard.Guard
+	hashing   *auth.HashBudget
+	accounts  *auth.Accounts
+	auditAgg  *audit.Aggregator
+	clock     clock.Clock
+	files     *files.Store
+	audit     *audit.Log
+	http      *http.Server
+	listener  net.Listener
+	demux     *turn.Demux  // shares the HTTPS port with TURN over TLS
+	relay     *turn.Server // nil when TURN is off
+	// adminHTTP serves the management listener (--admin-listen); nil
+	// without it.
+	adminHTTP     *http.Server
+	adminListener net.Listener
+	adminURL      string
+	adminServed   chan error
+	lifecycle     *auth.Lifecycle
+	debug         *debugServer // nil unless --debug-listen
+	ops           *ops         // the operator's parts (ops.go)
+	started       time.Time
+	closeOnce     sync.Once
+	closeErr      error
+	sip           *sipedge.Edge    // nil unless --sip-listen
+	clusterCA     *nodeca.CA       // nil unless --cluster-listen
+	cluster       *nodeca.Listener // nil unless --cluster-listen
+	cl            *cluster         // nil unless --cluster-listen (cluster.go)
+	sipCA         *devca.Authority // nil unless --sip-listen
+	url           string
+	org           nodeconf.Org // the organisation's E2EE key, for the nodes
+	ctx           context.Context
+	cancel        context.CancelFunc
+	served        chan error
 }
 
 // Options adjust a server for tests; the zero value is production.
@@ -72,6 +102,8 @@ type Options struct {
 	ResumeWindow time.Duration
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
+	// SIPTap sees every datagram the SIP media relay forwards (tests only).
+	SIPTap sipedge.Tap
 	// ListenRelay opens the TURN server's relay sockets (nil is
 	// net.ListenUDP), and MediaNet lists the interfaces whose addresses
 	// the SFU announces (nil is the system's). A test that runs the node
@@ -81,10 +113,21 @@ type Options struct {
 	MediaNet    transport.Net
 	// Clock replaces the system clock for the node's time-based rules:
 	// break-in blocks, sessions, enrolment and credential expiry, audit
-	// times, files' lifetime, and the meetings' timers (resume window,
-	// waiting for a host, grace after the last host). The media path
+	// times, files' lifetime, the meetings' timers (resume window,
+	// waiting for a host, grace after the last host), the daily backup,
+	// the self-check and the certificate and clock checks. The media path
 	// keeps the system clock.
 	Clock clock.Clock
+	// FreeSpace replaces statfs(2) for the disk alarm.
+	FreeSpace func(path string) (free, total uint64, err error)
+	// ClockSync replaces adjtimex(2) for the clock alarm.
+	ClockSync clocksync.Reader
+	// Binary is the executable the self-check hashes; empty means this
+	// process's, "-" none.
+	Binary string
+	// BodyTimeout overrides how long a request body may take to arrive
+	// (web.DefaultBodyTimeout).
+	BodyTimeout time.Duration
 }
 
 // Open prepares a node: data directory, database, certificates, media
@@ -97,7 +140,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	clk := clock.Or(opts.Clock)
-	s := &Server{cfg: cfg, log: log, clock: clk}
+	s := &Server{cfg: cfg, log: log, clock: clk, started: clk.Now().UTC()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -105,7 +148,12 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		}
 	}()
 
-	st, err := store.OpenSQLite(filepath.Join(cfg.DataDir, "conclave.db"))
+	o, err := openOpsEarly(cfg, log, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.ops = o
+	st, err := store.Open(cfg.StoreName())
 	if err != nil {
 		return nil, err
 	}
@@ -118,10 +166,15 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	s.url = publicURL(cfg, s.listener.Addr())
 
 	s.tls, err = pki.Ensure(pki.Options{Dir: cfg.DataDir, Hosts: cfg.Hosts,
-		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CRLURL: s.url + web.CRLPath})
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CRLURL: s.url + web.CRLPath, Box: o.box})
 	if err != nil {
 		return nil, fmt.Errorf("prepare TLS certificates: %w", err)
 	}
+	served, err := o.tlsMaterial(s.tls)
+	if err != nil {
+		return nil, fmt.Errorf("load this node's certificate: %w", err)
+	}
+	o.certs = pki.NewHolder(served)
 	for _, n := range s.tls.Notices {
 		log.Warn("TLS: " + n)
 	}
@@ -138,7 +191,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.audit = audit.NewLog(st, clk)
+	if s.audit, err = o.openAudit(st); err != nil {
+		return nil, err
+	}
 	// Repeated refusals and failed sign-ins are written once a minute with
 	// their count, so that nobody can flood the log (docs/hardening.md).
 	s.auditAgg = audit.NewAggregator(s.audit, clk, 0)
@@ -149,7 +204,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	gcfg := guard.DefaultConfig()
 	gcfg.Allow = allow
-	s.guard, err = guard.New(gcfg, clk, alarmEvents{log: log, audit: s.audit})
+	s.guard, err = guard.New(gcfg, clk, alarmEvents{log: log, audit: s.audit, alarms: o.alarms})
 	if err != nil {
 		return nil, fmt.Errorf("break-in guard: %w", err)
 	}
@@ -157,11 +212,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	tlsConfig := pki.ServerTLSConfig(s.tls.Certificate)
-	if cfg.TURNTLS {
-		tlsConfig.NextProtos = append(tlsConfig.NextProtos, turn.ALPN)
-	}
-	s.demux = turn.NewDemux(s.listener, tlsConfig, cfg.TURNTLS, log)
+	// The HTTPS port, limited per client address, carries TURN over TLS
+	// too: the demux tells one from the other after the TLS handshake.
+	s.demux = turn.NewDemux(newLimitListener(s.listener, s.maxConns(), s.guard, s.log), cfg.TURNTLS, log)
 	var relay meeting.Relay
 	if cfg.TURNEnabled() {
 		if s.relay, err = openTURN(cfg, s.url, s.demux, s.engine, clk, opts.ListenRelay, log); err != nil {
@@ -170,17 +223,26 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		relay = s.relay
 	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log,
-		Clock: clk, MaxParticipants: cfg.MaxParticipants,
+		Clock: clk, MaxParticipants: cfg.MaxParticipants, Audit: hostAuditor{log: log, audit: s.audit},
 		Relay: relay, AlwaysRelay: cfg.AlwaysRelay}, s.engine, gate)
 	s.enroller = auth.NewEnroller(st, clk, auth.EnrolConfig{})
 	org := cfg.OrgName
 	if org == "" {
 		org = s.url0()
 	}
-	authority, err := ra.Open(cfg.DataDir, org, org, clk)
+	authority, err := ra.OpenSealed(cfg.DataDir, org, org, st, clk, o.box)
 	if err != nil {
 		return nil, err
 	}
+	s.org = nodeconf.Org{ID: authority.OrgID(), Name: authority.Name(), PublicKey: authority.PublicKey(),
+		LogKey: authority.LogVerifierKey()}
+	authority.Watch(func(r *e2ee.Revocation) {
+		pub, _ := e2ee.MarshalPublicKey(r.DevicePublicKey)
+		if n := s.meetings.RevokeDevice(pub); n > 0 {
+			log.Info("revoked device sent away", "user", r.UserID, "participants", n)
+		}
+	})
+	s.authority = authority
 	fileStore, err := files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Clock: clk})
 	if err != nil {
 		return nil, err
@@ -191,14 +253,15 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		cfg.PINMinLength = auth.DefaultPINMinLen
 	}
 
-	if cfg.DebugListen != "" {
-		var more []func(io.Writer)
-		if s.relay != nil {
-			more = append(more, func(w io.Writer) { turn.WriteMetrics(w, s.relay.Stats()) })
-		}
-		if s.debug, err = startDebug(cfg.DebugListen, log, s.engine, more...); err != nil {
-			return nil, err
-		}
+	if err := s.openCluster(clk, org); err != nil {
+		return nil, err
+	}
+	if s.cl != nil {
+		s.cl.org = s.org
+	}
+	telephony, err := s.openSIP(clk, opts)
+	if err != nil {
+		return nil, fmt.Errorf("SIP: %w", err)
 	}
 
 	assets := opts.Assets
@@ -208,12 +271,40 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = ctx, cancel
 	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
-	handler := web.New(ctx, web.Config{
+	roles := auth.NewRoles(st, clk, s.audit)
+	s.lifecycle = auth.NewLifecycle(st, clk, s.audit, s.accounts, roles)
+	// A deactivated account's devices are revoked in the E2EE log, so that
+	// every client stops trusting them (docs/e2ee.md, section 7).
+	s.lifecycle.OnDeactivate(func(ctx context.Context, u store.User, reason string) error {
+		n, err := s.authority.RevokeUser(ctx, u, "account "+reason)
+		if n > 0 {
+			log.Info("devices of a deactivated account revoked", "username", u.Username, "devices", n)
+		}
+		return err
+	})
+	s.lifecycle.OnDeactivate(s.deactivated)
+	settings, err := authSettings(st, cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	plane := web.PlaneAll
+	if cfg.Auth.AdminListen != "" {
+		plane = web.PlaneMeeting
+	}
+	webCfg := web.Config{
 		Store:        st,
 		Sessions:     auth.NewSessions(st, clk, auth.SessionConfig{Audit: s.audit}),
 		Accounts:     s.accounts,
 		Guard:        s.guard,
 		Hashing:      s.hashing,
+		Roles:        roles,
+		Lifecycle:    s.lifecycle,
+		AuthSettings: settings,
+		SSO:          authn.NewSSO(clk),
+		Revocation:   &authn.Revocation{},
+		Clock:        clk,
+		Plane:        plane,
+		BodyTimeout:  opts.BodyTimeout,
 		Audit:        s.audit,
 		Authority:    authority,
 		Files:        fileStore,
@@ -225,31 +316,109 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Banner:       cfg.Banner,
 		CRL:          s.tls.CRL,
 		Logger:       log,
-	})
+		Telephony:    telephony,
+		Ops:          opsWeb{s},
+	}
+	handler := web.New(ctx, webCfg)
+	if err := o.finish(ctx, s); err != nil {
+		return nil, err
+	}
+	if cfg.DebugListen != "" {
+		if s.debug, err = startDebug(cfg.DebugListen, log, metricsHandler(o.registry)); err != nil {
+			return nil, err
+		}
+	}
+	// Every listener serves the certificate of the holder, which a new
+	// certificate replaces without a restart (ops.reloadCertificate).
+	baseTLS := pki.ServerTLSConfig(s.tls.Certificate)
+	baseTLS.Certificates, baseTLS.GetCertificate = nil, o.certs.GetCertificate
+	// The HTTPS port also answers TURN clients that name it in ALPN
+	// (RFC 7443), after HTTP/2 and HTTP/1.1.
+	httpsTLS := baseTLS.Clone()
+	if cfg.TURNTLS {
+		httpsTLS.NextProtos = append(httpsTLS.NextProtos, turn.ALPN)
+	}
 	s.http = &http.Server{
-		Handler:           turn.WithTLSState(handler),
+		Handler:           turn.WithTLSState(o.refuseGuard(handler)),
 		ConnContext:       turn.ConnContext,
-		TLSConfig:         tlsConfig,
+		TLSConfig:         listenerTLS(httpsTLS, settings, plane == web.PlaneAll, nil),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	// TURN over TLS gets the very configuration of HTTPS (certificate,
+	// versions, suites, groups, client certificates).
+	s.demux.SetTLSConfig(s.http.TLSConfig)
+	if cfg.Auth.AdminListen != "" {
+		if err := s.openAdmin(ctx, cfg, webCfg, baseTLS, settings, log); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return s, nil
+}
+
+// openAdmin prepares the management listener.
+func (s *Server) openAdmin(ctx context.Context, cfg config.Config, webCfg web.Config, baseTLS *tls.Config, settings *authn.Settings, log *slog.Logger) error {
+	var clientCA *x509.CertPool
+	if cfg.Auth.AdminClientCA != "" {
+		b, err := os.ReadFile(cfg.Auth.AdminClientCA)
+		if err != nil {
+			return fmt.Errorf("--admin-client-ca: %w", err)
+		}
+		if clientCA, err = pemPool(string(b)); err != nil {
+			return fmt.Errorf("--admin-client-ca %s: %w", cfg.Auth.AdminClientCA, err)
+		}
+	}
+	l, err := net.Listen("tcp", cfg.Auth.AdminListen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (--admin-listen): %w", cfg.Auth.AdminListen, err)
+	}
+	s.adminListener = l
+	s.adminURL = publicURL(config.Config{Hosts: cfg.Hosts}, l.Addr())
+	webCfg.Plane = web.PlaneAdmin
+	webCfg.PublicURL = s.adminURL
+	s.adminHTTP = &http.Server{
+		Handler:           s.ops.refuseGuard(web.New(ctx, webCfg)),
+		TLSConfig:         listenerTLS(baseTLS, settings, true, clientCA),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	ok = true
-	return s, nil
+	return nil
 }
 
 // Start accepts connections in the background.
 func (s *Server) Start() {
 	s.served = make(chan error, 1)
 	go s.guard.Run(s.ctx)
+	s.ops.start(s.ctx, s)
 	go s.auditAgg.Run(s.ctx)
 	go s.pruneThrottles(s.ctx, time.Hour)
+	stopLog := s.authority.Run(s.ctx, logSyncInterval)
+	context.AfterFunc(s.ctx, stopLog)
+	if s.cl != nil {
+		s.startCluster(s.ctx)
+	}
+	go s.sweepAccounts(s.ctx, AccountSweep)
 	go func() {
-		// The demux completes TLS handshakes with s.http.TLSConfig and
-		// hands HTTPS connections over (TURN ones to the TURN server).
+		// The demux completes the TLS handshakes with s.http.TLSConfig
+		// and hands HTTPS connections over (TURN ones to the TURN server).
 		s.served <- s.http.Serve(s.demux.HTTP())
 	}()
+	if s.adminHTTP != nil {
+		s.adminServed = make(chan error, 1)
+		go func() {
+			ln := newLimitListener(s.adminListener, s.maxConns(), s.guard, s.log)
+			s.adminServed <- s.adminHTTP.Serve(tls.NewListener(ln, s.adminHTTP.TLSConfig))
+		}()
+	}
 }
+
+// Lifecycle manages accounts (create, disable, delete, roles) as the API
+// does.
+func (s *Server) Lifecycle() *auth.Lifecycle { return s.lifecycle }
 
 // pruneThrottles forgets the sign-in throttle records that no longer
 // count anything, every interval until ctx ends, so that attempts at
@@ -266,6 +435,18 @@ func (s *Server) pruneThrottles(ctx context.Context, interval time.Duration) {
 	stop()
 }
 
+// maxConns is the per-address connection limit in force (0: none).
+func (s *Server) maxConns() int {
+	switch n := s.cfg.MaxConnsPerAddress; {
+	case n < 0:
+		return 0
+	case n == 0:
+		return DefaultMaxConnsPerAddress
+	default:
+		return n
+	}
+}
+
 // FlushAudit writes the counts of the repeated failures being aggregated
 // now, without waiting for their minute to end (shutdown does it too).
 func (s *Server) FlushAudit(ctx context.Context) error { return s.auditAgg.Flush(ctx, true) }
@@ -275,6 +456,13 @@ func (s *Server) HashStats() auth.HashStats { return s.hashing.Stats() }
 
 // DataDir is the node's data directory.
 func (s *Server) DataDir() string { return s.cfg.DataDir }
+
+// logSyncInterval is how often the server reads revocations that another
+// process (the admin CLI) appended to the E2EE log.
+const logSyncInterval = 2 * time.Second
+
+// Authority is the node's E2EE registration authority and log.
+func (s *Server) Authority() *ra.Authority { return s.authority }
 
 // URL is the base URL of the web client.
 func (s *Server) URL() string { return s.url }
@@ -301,17 +489,17 @@ func (s *Server) MediaAddr() net.Addr { return s.engine.UDPAddr() }
 // ICE-TCP is off.
 func (s *Server) MediaTCPAddr() net.Addr { return s.engine.TCPAddr() }
 
-// ForwardDelay reads the histogram of the delay the SFU adds to what it
-// forwards (also served as conclave_forward_delay_seconds on the debug
-// listener).
-func (s *Server) ForwardDelay() sfu.DelayHistogram { return s.engine.ForwardDelay() }
-
-// SendStats reads the SFU's batched-send counters (also served on the
-// debug listener).
-func (s *Server) SendStats() sfu.SendStats { return s.engine.SendStats() }
-
 // TURN is the embedded TURN server, nil when it is off.
 func (s *Server) TURN() *turn.Server { return s.relay }
+
+// turnStats reads the TURN server's figures for the metrics, nil when
+// TURN is off.
+func (s *Server) turnStats() func() turn.Stats {
+	if s.relay == nil {
+		return nil
+	}
+	return s.relay.Stats
+}
 
 // openTURN starts the embedded TURN server: over UDP and TCP on their
 // own ports, over TLS through the HTTPS port's demux, with relays bound
@@ -351,6 +539,15 @@ func openTURN(cfg config.Config, publicURL string, demux *turn.Demux, engine *sf
 	}
 	return srv, nil
 }
+
+// ForwardDelay reads the histogram of the delay the SFU adds to what it
+// forwards (also served as conclave_forward_delay_seconds on the debug
+// listener).
+func (s *Server) ForwardDelay() metrics.DelayHistogram { return s.engine.ForwardDelay() }
+
+// SendStats reads the SFU's batched-send counters (also served on the
+// debug listener).
+func (s *Server) SendStats() metrics.SendStats { return s.engine.SendStats() }
 
 // FileBytes is how many bytes of meeting files the node stores now
 // (files are deleted when their meeting ends).
@@ -397,22 +594,49 @@ func (s *Server) EnrolmentLink(ctx context.Context) (string, bool, error) {
 // Close stops accepting connections, ends every meeting and releases the
 // node's resources.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Server) close() error {
 	s.meetings.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.cancel()
 	err := s.http.Shutdown(ctx)
+	if s.adminHTTP != nil {
+		err = errors.Join(err, s.adminHTTP.Shutdown(ctx))
+		if s.adminServed != nil {
+			if serr := <-s.adminServed; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+				err = errors.Join(err, serr)
+			}
+		} else {
+			s.adminListener.Close()
+		}
+	}
 	s.auditAgg.Flush(ctx, true)
+	s.ops.stop()
 	if s.served != nil {
 		if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
 		}
+	} else {
+		s.listener.Close()
 	}
 	return errors.Join(err, s.closeParts())
 }
 
 func (s *Server) closeParts() error {
 	var errs []error
+	if s.cl != nil {
+		s.cl.close()
+	}
+	if s.cluster != nil {
+		errs = append(errs, s.cluster.Close())
+	}
+	if s.sip != nil {
+		errs = append(errs, s.sip.Close())
+	}
 	if s.debug != nil {
 		errs = append(errs, s.debug.Close())
 	}
@@ -430,6 +654,9 @@ func (s *Server) closeParts() error {
 	}
 	if s.demux == nil && s.listener != nil {
 		errs = append(errs, s.listener.Close())
+	}
+	if s.cancel == nil && s.adminListener != nil {
+		errs = append(errs, s.adminListener.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -477,17 +704,21 @@ func firstAddress() string {
 
 // alarmEvents turns break-in alarms into log lines and audit entries.
 type alarmEvents struct {
-	log   *slog.Logger
-	audit audit.Recorder
+	log    *slog.Logger
+	audit  audit.Recorder
+	alarms *alarm.Center
 }
 
 func (a alarmEvents) Raised(al guard.Alarm) {
 	a.log.Warn("alarm raised", "kind", al.Kind, "subject", al.Subject, "failures", al.Failures, "until", al.Until)
 	a.record(al, string(al.Kind), audit.OutcomeFailure)
+	a.alarms.Raise(string(al.Kind), al.Subject, alarm.Major, fmt.Sprintf("%d failures within 10 minutes: blocked until %s.",
+		al.Failures, al.Until.UTC().Format(time.RFC3339)))
 }
 
 func (a alarmEvents) Cleared(al guard.Alarm) {
 	a.log.Info("alarm cleared", "kind", al.Kind, "subject", al.Subject)
+	a.alarms.Clear(string(al.Kind), al.Subject)
 	action := "room-unblocked"
 	if al.Kind == guard.AddressQuarantined {
 		action = "address-released"

@@ -11,6 +11,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"conclave/internal/codecs"
+	"conclave/internal/conn"
 	"conclave/internal/packetcache"
 )
 
@@ -21,8 +22,9 @@ import (
 // timestamps and VP8 picture ids so that the subscriber's decoder sees one
 // continuous stream.
 type DownTrack struct {
-	up     *UpTrack
-	stream string
+	up       *UpTrack
+	stream   string       // conn.TrackOptions.Stream
+	priority atomic.Int32 // conn.TrackOptions.Priority
 
 	binding atomic.Pointer[binding]
 
@@ -53,7 +55,11 @@ type DownTrack struct {
 	frameEnd bool
 	lastSent int64 // unix nanoseconds of the last media packet sent
 
-	retransmitMu  sync.Mutex // guards the retransmission buffers
+	retransmitMu sync.Mutex // guards the retransmission buffers and budget
+	// resendTokens and resendAt are the NACK budget: packets this
+	// subscriber may still have resent, refilled at nackRate.
+	resendTokens  float64
+	resendAt      int64
 	retransmitBuf [packetcache.MaxPacketSize]byte
 	retransmitPkt rtp.Packet
 	retransmitHdr rtp.Header
@@ -67,12 +73,9 @@ type binding struct {
 	write       webrtc.TrackLocalWriter
 }
 
-func newDownTrack(up *UpTrack) *DownTrack {
-	stream := up.participant
-	if up.source == "screen" || up.source == "screen-audio" {
-		stream = up.participant + "-screen"
-	}
-	d := &DownTrack{up: up, stream: stream}
+func newDownTrack(up *UpTrack, opts conn.TrackOptions) *DownTrack {
+	d := &DownTrack{up: up, stream: opts.Stream}
+	d.priority.Store(int32(opts.Priority))
 	d.munger.clockRate = up.codec.ClockRate
 	if d.munger.clockRate == 0 {
 		d.munger.clockRate = 90000
@@ -139,8 +142,8 @@ func (d *DownTrack) ID() string { return d.up.id }
 // RID is empty: a down track carries a single encoding.
 func (d *DownTrack) RID() string { return "" }
 
-// StreamID groups a participant's microphone and camera (for lip sync), and
-// its screen and screen audio, into one media stream each.
+// StreamID is the media stream the room put the track in
+// (conn.TrackOptions.Stream): the tracks of one stream play in sync.
 func (d *DownTrack) StreamID() string { return d.stream }
 
 // Kind is audio or video.
@@ -202,7 +205,8 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 	d.mu.Lock()
 	dec, switched, marker := d.sel.decide(info)
 	// A completed switch or pause: the layer left may no longer be
-	// needed at the publisher.
+	// needed at the publisher. Dynacast looks again off this goroutine
+	// (updateSoon): what it decides may go out as a signaling message.
 	cur := int32(d.sel.current())
 	moved := d.cur.Swap(cur) != cur
 	if dec != forward {
@@ -211,7 +215,7 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 		}
 		d.mu.Unlock()
 		if moved {
-			d.up.dyn.update()
+			d.up.dyn.updateSoon()
 		}
 		return
 	}
@@ -229,7 +233,7 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 	if !ok {
 		d.mu.Unlock()
 		if moved {
-			d.up.dyn.update()
+			d.up.dyn.updateSoon()
 		}
 		return
 	}
@@ -275,7 +279,7 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 	}
 	d.mu.Unlock()
 	if moved {
-		d.up.dyn.update()
+		d.up.dyn.updateSoon()
 	}
 }
 
@@ -354,19 +358,44 @@ func (d *DownTrack) readRTCP(sender *webrtc.RTPSender) {
 // retransmit answers a NACK: each requested sequence number is mapped back
 // to its source layer and sequence number through the history, read from
 // that layer's cache and rewritten as it was first sent.
+//
+// Each subscriber has a budget of retransmissions (nackBurst packets, then
+// nackRate a second): enough to repair the losses of a poor link, not
+// enough for a subscriber that NACKs everything to make the SFU resend
+// its cache without end. Requests beyond the budget are ignored; the
+// subscriber asks for a key frame instead when it cannot repair.
 func (d *DownTrack) retransmit(n *rtcp.TransportLayerNack) {
 	if !d.video {
 		return
 	}
 	d.retransmitMu.Lock()
 	defer d.retransmitMu.Unlock()
+	now := d.up.clock.Now().UnixNano()
+	if d.resendAt == 0 {
+		d.resendTokens = nackBurst
+	} else {
+		d.resendTokens = min(nackBurst, d.resendTokens+float64(now-d.resendAt)*nackRate/1e9)
+	}
+	d.resendAt = now
 	for _, pair := range n.Nacks {
 		pair.Range(func(seq uint16) bool {
+			if d.resendTokens < 1 {
+				return false
+			}
+			d.resendTokens--
 			d.resend(seq)
 			return true
 		})
 	}
 }
+
+// The NACK budget of a subscriber's video track: a burst of nackBurst
+// retransmitted packets, then nackRate a second (a quarter of a 2.5 Mbit/s
+// stream of 1 200-byte packets).
+const (
+	nackBurst = 256
+	nackRate  = 64
+)
 
 func (d *DownTrack) resend(seq uint16) {
 	b := d.binding.Load()

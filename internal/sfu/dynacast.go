@@ -2,9 +2,13 @@ package sfu
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"conclave/internal/clock"
+	"conclave/internal/conn"
 )
 
 // dynacastPause is how long a layer must stay unneeded before the
@@ -20,23 +24,13 @@ const (
 	topOnlyWait  = 2 * time.Second
 )
 
-// LayerEvents is implemented by PublisherEvents that want "dynacast": to
-// be told which layers of a track any subscriber needs, so that the
-// publisher stops encoding the others.
-type LayerEvents interface {
-	// LayersNeeded reports, by layer index (lowest first), the layers of
-	// a video track that should be sent. It is called when the answer
-	// changes: at once when a layer becomes needed, after a debounce of
-	// two seconds when one stops being needed. It must not block.
-	LayersNeeded(t *UpTrack, active []bool)
-}
-
 // dynacast tracks which layers of an up track its down tracks need.
 type dynacast struct {
 	u      *UpTrack
-	events LayerEvents // nil: nobody listens
+	events conn.PublisherEvents // told LayersNeeded; nil: nobody listens
 
-	clock clock.Clock // the up track's
+	clock     clock.Clock // the up track's
+	scheduled atomic.Bool // an evaluation is scheduled (updateSoon)
 
 	mu     sync.Mutex
 	active [maxLayers]bool  // what the publisher was last told
@@ -136,7 +130,26 @@ func (d *dynacast) needed(now time.Time) (out [maxLayers]bool, top bool) {
 
 // update re-evaluates the needed layers, telling the publisher at once
 // about layers to resume and arming the debounce for layers to pause.
+// The forwarding path calls updateSoon instead.
 func (d *dynacast) update() { d.evaluate(false) }
+
+// updateSoon is update for the forwarding path (a down track whose layer
+// switch completed): the evaluation, and the LayersNeeded report it may
+// make (which becomes a signaling message, JSON encoding and a WebSocket
+// write), run on a timer goroutine of the clock, not on the goroutine
+// that forwards packets; the updates that come before it runs make one
+// evaluation. It allocates only when it schedules, at a layer switch.
+func (d *dynacast) updateSoon() {
+	if d.events == nil || d.u.kind != webrtc.RTPCodecTypeVideo || d.scheduled.Swap(true) {
+		return
+	}
+	d.clock.AfterFunc(0, func() {
+		d.scheduled.Store(false)
+		if !d.u.ended.Load() {
+			d.evaluate(false)
+		}
+	})
+}
 
 func (d *dynacast) evaluate(fromTimer bool) {
 	if d.events == nil || d.u.kind.String() != "video" {

@@ -24,7 +24,10 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"conclave/internal/clock"
+	"conclave/internal/conn"
+	"conclave/internal/metrics"
 	"conclave/internal/pionlog"
+	"conclave/internal/sfu/mediasock"
 )
 
 // Config holds the media settings of a conference node.
@@ -67,21 +70,16 @@ type Tap interface {
 // Engine builds peer connections that share one media port and one set of
 // codecs and interceptors.
 type Engine struct {
-	tap   Tap
-	clock clock.Clock
-	// arrivals are the media socket's receive timestamps (nil if the
-	// socket is not a UDP socket); delay is what the server adds.
-	arrivals *arrivals
-	delay    delayHistogram
-	sock     *stampConn  // the media UDP socket, nil if it is not one
-	api      *webrtc.API // publishers
-	subAPI   *webrtc.API // subscribers: TWCC stamping and a send-side estimator
+	tap    Tap
+	clock  clock.Clock
+	sock   *mediasock.Socket // the media UDP socket
+	api    *webrtc.API       // publishers
+	subAPI *webrtc.API       // subscribers: TWCC stamping and a send-side estimator
 
 	ccMu      sync.Mutex // serialises subscriber creation to pair estimators
 	estimator cc.BandwidthEstimator
 	meter     *probeMeter
 	log       *slog.Logger
-	udp       net.PacketConn
 	tcp       net.Listener
 	udpMux    interface{ Close() error }
 	tcpMux    interface{ Close() error }
@@ -98,21 +96,12 @@ func NewEngine(cfg Config) (*Engine, error) {
 	se.LoggerFactory = pionlog.Factory(log, slog.LevelWarn)
 	applyDTLSPolicy(&se)
 
-	udp, err := net.ListenPacket("udp", cfg.UDPAddr)
+	sock, err := mediasock.Listen(cfg.UDPAddr, mediasock.Config{Logger: log, Clock: e.clock})
 	if err != nil {
 		return nil, fmt.Errorf("open media UDP port %s: %w", cfg.UDPAddr, err)
 	}
-	setSocketBuffers(udp, log)
-	if u, ok := udp.(*net.UDPConn); ok {
-		e.arrivals = new(arrivals)
-		e.sock = newStampConn(u, e.arrivals)
-		e.sock.batch.refused = func(err error) {
-			log.Warn("media socket: the kernel refused UDP segmentation offload; sending one datagram per system call from now on", "err", err)
-		}
-		udp = e.sock
-	}
-	e.udp = udp
-	udpMux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("udpmux"), udp)
+	e.sock = sock
+	udpMux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("udpmux"), sock)
 	e.udpMux = udpMux
 	se.SetICEUDPMux(udpMux)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
@@ -120,7 +109,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.TCPAddr != "" {
 		tcp, err := net.Listen("tcp", cfg.TCPAddr)
 		if err != nil {
-			udp.Close()
+			sock.Close()
 			return nil, fmt.Errorf("open media TCP port %s: %w", cfg.TCPAddr, err)
 		}
 		e.tcp = tcp
@@ -184,7 +173,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 }
 
 // UDPAddr returns the address the media UDP socket listens on.
-func (e *Engine) UDPAddr() net.Addr { return e.udp.LocalAddr() }
+func (e *Engine) UDPAddr() net.Addr { return e.sock.LocalAddr() }
 
 // TCPAddr returns the ICE-TCP listener's address, or nil.
 func (e *Engine) TCPAddr() net.Addr {
@@ -199,8 +188,8 @@ func (e *Engine) Close() error {
 	var errs []error
 	if e.udpMux != nil {
 		errs = append(errs, e.udpMux.Close())
-	} else if e.udp != nil {
-		errs = append(errs, e.udp.Close())
+	} else if e.sock != nil {
+		errs = append(errs, e.sock.Close())
 	}
 	if e.tcpMux != nil {
 		errs = append(errs, e.tcpMux.Close())
@@ -374,54 +363,12 @@ func (e *Engine) newSubscriberInterceptors(me *webrtc.MediaEngine, lf logging.Lo
 // lost packet.
 const maxNacksPerPacket = 10
 
-// mediaSocketBuffer is the kernel buffer asked for, each way, on the
-// media UDP port. Every participant's media arrives on this one socket,
-// read by one goroutine: while the process is busy for a moment (a leave
-// makes every subscriber renegotiate and every client rotate its key),
-// the default 208 KiB holds about a hundred packets, and the rest would
-// be dropped, each loss costing a retransmission or a key frame.
-const mediaSocketBuffer = 4 << 20
-
-// setSocketBuffers asks for mediaSocketBuffer; the kernel caps it at
-// net.core.rmem_max and wmem_max (docs/admin.md), which is logged.
-func setSocketBuffers(c net.PacketConn, log *slog.Logger) {
-	u, ok := c.(*net.UDPConn)
-	if !ok {
-		return
-	}
-	if err := u.SetReadBuffer(mediaSocketBuffer); err != nil {
-		log.Warn("media socket: cannot set the receive buffer", "bytes", mediaSocketBuffer, "err", err)
-	}
-	if err := u.SetWriteBuffer(mediaSocketBuffer); err != nil {
-		log.Warn("media socket: cannot set the send buffer", "bytes", mediaSocketBuffer, "err", err)
-	}
-	rcv, snd, ok := socketBuffers(u)
-	// Linux reports twice the size asked for (the other half is its
-	// bookkeeping); less than that means the sysctl cap applied.
-	if ok && (rcv < 2*mediaSocketBuffer || snd < 2*mediaSocketBuffer) {
-		log.Info("media socket buffers are below what Conclave asks for; raise net.core.rmem_max and net.core.wmem_max (docs/admin.md)",
-			"receive", rcv/2, "send", snd/2, "wanted", mediaSocketBuffer)
-	}
-}
-
 // ForwardDelay reads the histogram of the delay the server adds to the
 // media it forwards (arrival.go): from the kernel's receive timestamp of
 // each RTP packet to its last copy sent.
-func (e *Engine) ForwardDelay() DelayHistogram { return e.delay.read() }
-
-// SendStats are figures of the media socket's batched sends
-// (sendbatch.go).
-type SendStats struct {
-	GSO          bool   // the kernel takes UDP segmentation offload on the media socket
-	GSOSends     uint64 // system calls that sent several datagrams at once
-	GSODatagrams uint64 // the datagrams they sent
-}
+func (e *Engine) ForwardDelay() metrics.DelayHistogram { return e.sock.ForwardDelay() }
 
 // SendStats reads the media socket's batched-send figures.
-func (e *Engine) SendStats() SendStats {
-	if e.sock == nil {
-		return SendStats{}
-	}
-	b := &e.sock.batch
-	return SendStats{GSO: b.gso.Load(), GSOSends: b.gsoSends.Load(), GSODatagrams: b.gsoDgram.Load()}
-}
+func (e *Engine) SendStats() metrics.SendStats { return e.sock.SendStats() }
+
+var _ conn.Engine = (*Engine)(nil)

@@ -11,6 +11,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"conclave/internal/codecs"
+	"conclave/internal/conn"
 	"conclave/internal/packetcache"
 	"conclave/internal/testutil/fakeclock"
 )
@@ -81,7 +82,7 @@ func testTrack(n int) *UpTrack {
 }
 
 func testDown(u *UpTrack, w *fakeWriter) *DownTrack {
-	d := newDownTrack(u)
+	d := newDownTrack(u, conn.TrackOptions{Stream: "alice"})
 	d.bind(5555, 100, w)
 	u.addDown(d)
 	return d
@@ -441,51 +442,6 @@ func TestAllocateHoldAfterDowngrade(t *testing.T) {
 	}
 }
 
-func TestSpeakerDetector(t *testing.T) {
-	clock := fakeclock.New(time.Unix(0, 0))
-	var changes []string
-	sd := NewSpeakerDetector(SpeakerConfig{Interval: 200 * time.Millisecond, Hold: time.Second, Smoothing: 1,
-		Clock: clock}, func(id string) { changes = append(changes, id) })
-	a := &Publisher{participant: "a", tracks: map[string]*UpTrack{}}
-	b := &Publisher{participant: "b", tracks: map[string]*UpTrack{}}
-	levels := map[*Publisher]float64{}
-	sd.level = func(p *Publisher) (float64, bool) { return levels[p], true }
-	sd.Add(a)
-	sd.Add(b)
-	step := func(la, lb float64, n int) {
-		for i := 0; i < n; i++ {
-			levels[a], levels[b] = la, lb
-			sd.Sample()
-			clock.Advance(200 * time.Millisecond)
-		}
-	}
-	step(0, 0, 3)
-	if len(changes) != 0 {
-		t.Fatalf("silence made a speaker: %v", changes)
-	}
-	step(90, 0, 1) // first voice takes the floor at once
-	step(80, 100, 4)
-	if fmt.Sprint(changes) != "[a]" {
-		t.Fatalf("b took over before leading for 1 s: %v", changes)
-	}
-	step(80, 100, 2)
-	if fmt.Sprint(changes) != "[a b]" || sd.Dominant() != "b" || !b.speaker || a.speaker {
-		t.Fatalf("after b led 1 s: %v (dominant %q)", changes, sd.Dominant())
-	}
-	step(0, 0, 10) // silence keeps the last speaker
-	if sd.Dominant() != "b" {
-		t.Fatalf("dominant %q after silence", sd.Dominant())
-	}
-	sd.Remove(b)
-	step(60, 0, 1)
-	if sd.Dominant() != "a" {
-		t.Fatalf("dominant %q after b left", sd.Dominant())
-	}
-}
-
-// BenchmarkForward measures the forwarding hot path: one VP8 packet of
-// an up track written to N down tracks (fake subscriber connections), in
-// steady state after a layer switch so that picture ids are rewritten.
 func BenchmarkForward(b *testing.B) {
 	for _, n := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("downs=%d", n), func(b *testing.B) {
@@ -641,5 +597,53 @@ func TestDynacastTopOnly(t *testing.T) {
 	d.applyAllocation(2, time.Now().UnixNano()) // the next round
 	if got := last(); got != "[true false true]" {
 		t.Fatalf("the top layer did not come: %s", got)
+	}
+}
+
+// A layer switch that completes on the forwarding goroutine does not make
+// dynacast evaluate there (its report may become a signaling message): the
+// evaluation runs on the clock's timer, and then does its work.
+func TestDynacastOffThePacketLoop(t *testing.T) {
+	u := testTrack(3)
+	ev := &recordingPubEvents{}
+	u.dyn.events = ev
+	clock := fakeclock.New(time.Unix(1_700_000_000, 0))
+	useClock(&u.dyn, clock)
+	reports := func() int {
+		ev.mu.Lock()
+		defer ev.mu.Unlock()
+		return len(ev.layers)
+	}
+	d := testDown(u, &fakeWriter{})
+	clock.Advance(u.dyn.pause) // the unused layers pause
+	d.applyAllocation(1, 0)    // the middle layer resumes at once
+	before := reports()
+	if before != 2 {
+		t.Fatalf("%d reports before the switch, want 2", before)
+	}
+
+	armed := clock.Pending() // the debounce of layer 0, which the switch still uses
+	h := &source{l: u.layers[1].Load(), seq: 100, ts: 1000, pid: 1, tl0: 1, w: 640, h: 360, clock: clock.Now().UnixNano()}
+	h.frame(true) // the switch to layer 1 completes on this goroutine
+	if d.CurrentLayer() != 1 {
+		t.Fatalf("forwarding layer %d, want 1", d.CurrentLayer())
+	}
+	if p := clock.Pending(); len(p) != len(armed)+1 || p[0] != 0 || reports() != before {
+		t.Fatalf("timers after the switch: %v (before: %v), %d reports; want one more, at once, and no report yet", p, armed, reports()-before)
+	}
+	h.frame(false)
+	if p := clock.Pending(); len(p) != len(armed)+1 {
+		t.Fatalf("timers after another frame: %v, want the one evaluation", p)
+	}
+	clock.Advance(0) // the evaluation runs on the clock's timer
+	if p := clock.Pending(); len(p) != 1 || p[0] != u.dyn.pause {
+		t.Fatalf("timers after the evaluation: %v, want the pause's debounce", p)
+	}
+	clock.Advance(u.dyn.pause)
+	ev.mu.Lock()
+	got := fmt.Sprint(ev.layers[len(ev.layers)-1])
+	ev.mu.Unlock()
+	if reports() != before+1 || got != "[false true false]" {
+		t.Fatalf("after the debounce: %d reports, last %s; want [false true false]", reports()-before, got)
 	}
 }

@@ -465,13 +465,13 @@ func TestMaybeProbe(t *testing.T) {
 		{"the middle layer is the dearest", 500_000, 180_000, 0, stale, true, probeGoal(540_000)},
 	}
 	for _, tt := range tests {
-		s := &Subscriber{quit: make(chan struct{}), probe: newProber(&probeMeter{}, nil)}
+		a := newAllocator(nil, nil, &probeMeter{}, func() []*DownTrack { return nil })
 		tracks := []allocTrack{{d: d, max: 2, layer: tt.layer, area: 1280 * 720, costs: tt.costs}}
-		s.maybeProbe(tracks, time.Now(), tt.total, 40_000, tt.sent)
-		s.probe.mu.Lock()
-		started, goal := s.probe.state != probeIdle, s.probe.goal
-		s.probe.mu.Unlock()
-		close(s.quit)
+		a.maybeProbe(tracks, time.Now(), tt.total, 40_000, tt.sent)
+		a.probe.mu.Lock()
+		started, goal := a.probe.state != probeIdle, a.probe.goal
+		a.probe.mu.Unlock()
+		a.stop()
 		if started != tt.want {
 			t.Errorf("%s: probe started %v", tt.name, started)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"conclave/internal/clock"
+	"conclave/internal/conn"
 )
 
 // gatherTimeout bounds how long the server waits for its own ICE candidates
@@ -17,58 +18,50 @@ import (
 // immediate; the bound only protects against a misconfigured host.
 const gatherTimeout = 3 * time.Second
 
-// PublisherEvents receives a publisher's track changes. Callbacks run on the
-// SFU's goroutines and must not block for long.
-type PublisherEvents interface {
-	// TrackAdded is called when a declared track starts receiving media.
-	TrackAdded(*UpTrack)
-	// TrackRemoved is called once when a track stops: the publisher
-	// stopped sending it, renegotiated it away, or the connection closed.
-	TrackRemoved(*UpTrack)
-	// ConnectionState reports the peer connection's state.
-	ConnectionState(webrtc.PeerConnectionState)
-}
-
-// Publisher is the peer connection on which a participant sends its media.
-// The client makes every offer.
+// Publisher is the peer connection on which a participant sends its media
+// (a conn.Publisher). The client makes every offer.
 type Publisher struct {
 	pc          *webrtc.PeerConnection
 	clock       clock.Clock
 	participant string
-	events      PublisherEvents
+	events      conn.PublisherEvents
 	tap         Tap
-	arrivals    *arrivals       // nil: the server delay is not measured
-	delay       *delayHistogram // the engine's
-	sends       *stampConn      // the engine's media socket; nil if not UDP
+	sock        mediaSocket // the engine's
 
 	mu      sync.Mutex
-	sources map[string]string   // mid -> source, from the latest offer
-	rids    map[string][]string // mid -> simulcast RIDs, from the latest offer
-	tracks  map[string]*UpTrack // mid -> live track
-	speaker bool
+	sources map[string]conn.Source // mid -> source, from the latest offer
+	rids    map[string][]string    // mid -> simulcast RIDs, from the latest offer
+	tracks  map[string]*UpTrack    // mid -> live track
 	closed  bool
 }
 
 // NewPublisher creates the receiving peer connection of a participant.
-func (e *Engine) NewPublisher(participant string, events PublisherEvents) (*Publisher, error) {
+func (e *Engine) NewPublisher(participant string, events conn.PublisherEvents) (conn.Publisher, error) {
+	return e.newPublisher(participant, events)
+}
+
+func (e *Engine) newPublisher(participant string, events conn.PublisherEvents) (*Publisher, error) {
 	pc, err := e.newPeerConnection()
 	if err != nil {
 		return nil, fmt.Errorf("new publisher connection: %w", err)
 	}
-	p := &Publisher{pc: pc, clock: e.clock, participant: participant, events: events, tap: e.tap, arrivals: e.arrivals, delay: &e.delay, sends: e.sock,
-		sources: map[string]string{}, rids: map[string][]string{}, tracks: map[string]*UpTrack{}}
+	p := &Publisher{pc: pc, clock: e.clock, participant: participant, events: events, tap: e.tap, sock: e.sock,
+		sources: map[string]conn.Source{}, rids: map[string][]string{}, tracks: map[string]*UpTrack{}}
 	pc.OnTrack(p.onTrack)
-	pc.OnConnectionStateChange(events.ConnectionState)
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) { events.ConnectionState(s.String()) })
 	return p, nil
 }
 
 // HandleOffer applies the client's offer and returns the server's answer.
 // sources maps the mid of each sending transceiver to what it carries;
 // tracks whose mid is absent or no longer sending are stopped.
-func (p *Publisher) HandleOffer(offer string, sources map[string]string) (string, error) {
+func (p *Publisher) HandleOffer(offer string, sources map[string]conn.Source) (string, error) {
 	parsed := &sdp.SessionDescription{}
 	if err := parsed.UnmarshalString(offer); err != nil {
 		return "", fmt.Errorf("parse offer: %w", err)
+	}
+	if err := checkSources(parsed, sources); err != nil {
+		return "", err
 	}
 	sending := sendingMids(parsed)
 	rids := simulcastRIDs(parsed)
@@ -78,7 +71,7 @@ func (p *Publisher) HandleOffer(offer string, sources map[string]string) (string
 		p.mu.Unlock()
 		return "", fmt.Errorf("publisher is closed")
 	}
-	p.sources = make(map[string]string, len(sources))
+	p.sources = make(map[string]conn.Source, len(sources))
 	p.rids = rids
 	for mid, src := range sources {
 		if sending[mid] {
@@ -114,15 +107,20 @@ func (p *Publisher) HandleOffer(offer string, sources map[string]string) (string
 }
 
 // AddCandidate adds a trickled remote ICE candidate.
-func (p *Publisher) AddCandidate(c webrtc.ICECandidateInit) error {
-	return p.pc.AddICECandidate(c)
+func (p *Publisher) AddCandidate(c conn.ICECandidate) error {
+	return p.pc.AddICECandidate(iceCandidate(c))
+}
+
+// iceCandidate is c in Pion's terms.
+func iceCandidate(c conn.ICECandidate) webrtc.ICECandidateInit {
+	return webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
 }
 
 // Tracks returns the live up tracks.
-func (p *Publisher) Tracks() []*UpTrack {
+func (p *Publisher) Tracks() []conn.UpTrack {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]*UpTrack, 0, len(p.tracks))
+	out := make([]conn.UpTrack, 0, len(p.tracks))
 	for _, t := range p.tracks {
 		out = append(out, t)
 	}
@@ -158,12 +156,9 @@ func (p *Publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRece
 	if !p.closed && declared && up == nil {
 		up = newUpTrack(p.pc, p.clock, remote.Codec(), remote.Kind(), p.participant, source, mid, p.rids[mid])
 		up.tap = p.tap
-		up.arrivals, up.delay, up.sends = p.arrivals, p.delay, p.sends
+		up.sock = p.sock
 		up.audio.ext = audioLevelID(receiver)
-		up.speaker.Store(p.speaker)
-		if le, ok := p.events.(LayerEvents); ok {
-			up.dyn.events = le
-		}
+		up.dyn.events = p.events
 		p.tracks[mid] = up
 		isNew = true
 	}
@@ -199,24 +194,6 @@ func (p *Publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRece
 		p.events.TrackAdded(up)
 	}
 }
-
-// SetActiveSpeaker marks the publisher's tracks as those of the active
-// speaker (or not): subscribers' allocators give them priority.
-func (p *Publisher) SetActiveSpeaker(on bool) {
-	p.mu.Lock()
-	p.speaker = on
-	tracks := make([]*UpTrack, 0, len(p.tracks))
-	for _, t := range p.tracks {
-		tracks = append(tracks, t)
-	}
-	p.mu.Unlock()
-	for _, t := range tracks {
-		t.speaker.Store(on)
-	}
-}
-
-// Participant is the id of the publishing participant.
-func (p *Publisher) Participant() string { return p.participant }
 
 // audioLevelURI is the RTP header extension carrying the sender's audio
 // level (RFC 6464). It is not encrypted by SFrame: the server sees how loud

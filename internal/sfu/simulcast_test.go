@@ -7,6 +7,8 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"conclave/internal/conn"
 )
 
 type recordingPubEvents struct {
@@ -15,14 +17,14 @@ type recordingPubEvents struct {
 	layers [][]bool
 }
 
-func (e *recordingPubEvents) TrackAdded(t *UpTrack) {
+func (e *recordingPubEvents) TrackAdded(t conn.UpTrack) {
 	e.mu.Lock()
-	e.added = append(e.added, t)
+	e.added = append(e.added, t.(*UpTrack))
 	e.mu.Unlock()
 }
-func (e *recordingPubEvents) TrackRemoved(*UpTrack)                      {}
-func (e *recordingPubEvents) ConnectionState(webrtc.PeerConnectionState) {}
-func (e *recordingPubEvents) LayersNeeded(_ *UpTrack, a []bool) {
+func (e *recordingPubEvents) TrackRemoved(conn.UpTrack) {}
+func (e *recordingPubEvents) ConnectionState(string)    {}
+func (e *recordingPubEvents) LayersNeeded(_ conn.UpTrack, a []bool) {
 	e.mu.Lock()
 	e.layers = append(e.layers, a)
 	e.mu.Unlock()
@@ -38,7 +40,7 @@ func TestSimulcastReceive(t *testing.T) {
 	}
 	defer e.Close()
 	ev := &recordingPubEvents{}
-	pub, err := e.NewPublisher("alice", ev)
+	pub, err := e.newPublisher("alice", ev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,7 @@ func TestSimulcastReceive(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-gathered
-	answer, err := pub.HandleOffer(client.LocalDescription().SDP, map[string]string{"0": "camera"})
+	answer, err := pub.HandleOffer(client.LocalDescription().SDP, map[string]conn.Source{"0": conn.Camera})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,14 +2,21 @@ package sfu
 
 import (
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/pion/interceptor/pkg/cc"
+
+	"conclave/internal/clock"
 )
 
 // Stream allocation policy. The allocator of a subscriber runs every
 // allocateInterval (and at once when the subscriber reports a new layout).
 // It distributes the subscriber's estimated bandwidth over its video
-// tracks in priority order (screen share, then the active speaker, then
-// the others by rendered area): first the lowest layer for every visible
+// tracks in priority order (the room's conn.TrackOptions.Priority: it
+// puts a screen share first, then the active speaker), then by rendered
+// area: first the lowest layer for every visible
 // track, then upgrades toward the layer that fits each track's rendered
 // size. Downgrades are immediate. Upgrades are cautious: only with
 // upgradeHeadroom of spare estimate, not within upgradeHold of a
@@ -120,56 +127,115 @@ func allocate(tracks []allocTrack, budget int64, now time.Time, state map[*DownT
 	}
 }
 
-// trackPriority ranks a track for the allocator.
-func trackPriority(u *UpTrack) int {
-	switch {
-	case u.source == "screen":
-		return 2
-	case u.speaker.Load():
-		return 1
-	}
-	return 0
+// allocator shares one subscriber's estimated bandwidth among its video
+// down tracks: a round every allocateInterval, or at once when kicked (a
+// new layout, a probe's result), more often while an upgrade waits for a
+// paused layer. Its subscriber owns it; it reads the subscriber's down
+// tracks through downs.
+type allocator struct {
+	clock clock.Clock
+	bwe   cc.BandwidthEstimator // nil without transport-cc
+	probe *prober               // nil without transport-cc
+	downs func() []*DownTrack   // the subscriber's down tracks now
+	quit  chan struct{}
+	kick  chan struct{}
+	halt  func() // stops the periodic rounds
+
+	mu     sync.Mutex // guards state and bw
+	state  map[*DownTrack]*allocState
+	bw     bandwidth
+	budget atomic.Int64 // the latest round's estimate, bits per second
+	soon   atomic.Bool  // a round is scheduled within pendingInterval
 }
 
-// runAllocator is the subscriber's allocation loop.
-func (s *Subscriber) runAllocator() {
-	t := time.NewTicker(allocateInterval)
-	defer t.Stop()
+// newAllocator makes a subscriber's allocator; start runs it. bwe and
+// meter are the subscriber connection's estimator and probe meter (nil
+// without transport-cc).
+func newAllocator(clk clock.Clock, bwe cc.BandwidthEstimator, meter *probeMeter, downs func() []*DownTrack) *allocator {
+	a := &allocator{clock: clock.Or(clk), bwe: bwe, downs: downs, quit: make(chan struct{}), kick: make(chan struct{}, 1),
+		state: map[*DownTrack]*allocState{}}
+	if meter != nil {
+		a.probe = newProber(meter, a.kickNow)
+	}
+	return a
+}
+
+// start runs the allocation loop until stop.
+func (a *allocator) start() {
+	a.halt = clock.Every(a.clock, allocateInterval, a.kickNow)
+	go a.run()
+}
+
+// stop ends the loop and any probe.
+func (a *allocator) stop() {
+	if a.halt != nil {
+		a.halt()
+	}
+	close(a.quit)
+}
+
+// kickNow runs a round soon.
+func (a *allocator) kickNow() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// forget drops what the allocator kept of a down track that is gone.
+func (a *allocator) forget(d *DownTrack) {
+	a.mu.Lock()
+	delete(a.state, d)
+	a.mu.Unlock()
+}
+
+// grown tells the allocator that a track is shown larger than before:
+// the next probe may start at once.
+func (a *allocator) grown() { a.probe.expedite() }
+
+// estimate is the subscriber's estimated bandwidth in bits per second
+// (GCC's, or more where a probe confirmed more), 0 when unknown.
+func (a *allocator) estimate() int {
+	if b := a.budget.Load(); b > 0 {
+		return int(b)
+	}
+	if a.bwe == nil {
+		return 0
+	}
+	return a.bwe.GetTargetBitrate()
+}
+
+// run is the allocation loop.
+func (a *allocator) run() {
 	for {
 		select {
-		case <-s.quit:
+		case <-a.quit:
 			return
-		case <-t.C:
-		case <-s.kick:
+		case <-a.kick:
 		}
-		if s.allocateOnce(s.clock.Now()) && !s.soon.Swap(true) {
-			s.clock.AfterFunc(pendingInterval, func() {
-				s.soon.Store(false)
-				s.kickAllocator()
+		if a.round(a.clock.Now()) && !a.soon.Swap(true) {
+			a.clock.AfterFunc(pendingInterval, func() {
+				a.soon.Store(false)
+				a.kickNow()
 			})
 		}
 	}
 }
 
-// allocateOnce runs one allocation round over the subscriber's tracks,
-// and starts a probe when one is wanted. It reports whether an upgrade
-// waits for a paused layer.
-func (s *Subscriber) allocateOnce(now time.Time) (pending bool) {
-	s.mu.Lock()
-	downs := make([]*DownTrack, 0, len(s.downs))
-	for _, d := range s.downs {
-		downs = append(downs, d)
-	}
-	s.mu.Unlock()
+// round runs one allocation round over the subscriber's tracks, and
+// starts a probe when one is wanted. It reports whether an upgrade waits
+// for a paused layer.
+func (a *allocator) round(now time.Time) (pending bool) {
+	downs := a.downs()
 	var gcc int64
 	var loss float64
-	if s.bwe != nil {
-		gcc = int64(s.bwe.GetTargetBitrate())
-		if l, ok := s.bwe.GetStats()["averageLoss"].(float64); ok {
+	if a.bwe != nil {
+		gcc = int64(a.bwe.GetTargetBitrate())
+		if l, ok := a.bwe.GetStats()["averageLoss"].(float64); ok {
 			loss = l
 		}
 	}
-	s.probe.expire(now)
+	a.probe.expire(now)
 	nowNS := now.UnixNano()
 	tracks := make([]allocTrack, 0, len(downs))
 	var other, sent int64 // audio; what is being forwarded
@@ -182,7 +248,7 @@ func (s *Subscriber) allocateOnce(now time.Time) (pending bool) {
 		if cur := d.cur.Load(); cur >= 0 {
 			sent += u.layerCost(int(cur), nowNS)
 		}
-		t := allocTrack{d: d, priority: trackPriority(u), prev: int8(d.desired.Load())}
+		t := allocTrack{d: d, priority: int(d.priority.Load()), prev: int8(d.desired.Load())}
 		n := u.spatialLayers()
 		w, h := int(d.width.Load()), int(d.height.Load())
 		switch {
@@ -201,28 +267,28 @@ func (s *Subscriber) allocateOnce(now time.Time) (pending bool) {
 	}
 	sent += other
 
-	s.allocMu.Lock()
+	a.mu.Lock()
 	for i := range tracks {
 		t := &tracks[i]
-		st := s.allocState[t.d]
+		st := a.state[t.d]
 		if st == nil {
 			st = &allocState{max: -1}
-			s.allocState[t.d] = st
+			a.state[t.d] = st
 		}
 		t.grew = t.max > st.max
 		st.max = t.max
 	}
-	confirmed := s.probe.takeConfirmed()
-	win := s.probe.window()
+	confirmed := a.probe.takeConfirmed()
+	win := a.probe.window()
 	total := int64(0) // unknown: no limit
 	if gcc > 0 {
-		congestedBefore := s.bw.congestedAt
-		total = s.bw.update(now, gcc, win, sent, confirmed)
-		if s.bw.congestedAt != congestedBefore {
-			s.probe.holdOff(now)
+		congestedBefore := a.bw.congestedAt
+		total = a.bw.update(now, gcc, win, sent, confirmed)
+		if a.bw.congestedAt != congestedBefore {
+			a.probe.holdOff(now)
 		}
 	}
-	s.budget.Store(total)
+	a.budget.Store(total)
 	budget := total
 	if budget > 0 {
 		budget -= other
@@ -230,12 +296,12 @@ func (s *Subscriber) allocateOnce(now time.Time) (pending bool) {
 			budget = 1 // everything but the lowest layers is cut
 		}
 	}
-	allocate(tracks, budget, now, s.allocState, confirmed > 0)
-	congestedAt := s.bw.congestedAt
-	s.allocMu.Unlock()
+	allocate(tracks, budget, now, a.state, confirmed > 0)
+	congestedAt := a.bw.congestedAt
+	a.mu.Unlock()
 
 	if total > 0 && loss < probeLossLimit && now.Sub(congestedAt) >= probeIntervalMin {
-		s.maybeProbe(tracks, now, total, other, sent)
+		a.maybeProbe(tracks, now, total, other, sent)
 	}
 	for i := range tracks {
 		t := &tracks[i]
@@ -253,7 +319,7 @@ func (s *Subscriber) allocateOnce(now time.Time) (pending bool) {
 // why). A successful probe lets the next round jump to the wanted
 // layers; the goal covers the dearest layer on the way in case it does
 // not. Loss and congestion hold probes off, and failed probes back off.
-func (s *Subscriber) maybeProbe(tracks []allocTrack, now time.Time, total, other, sent int64) {
+func (a *allocator) maybeProbe(tracks []allocTrack, now time.Time, total, other, sent int64) {
 	want := other
 	short := false
 	var pad *DownTrack
@@ -278,24 +344,25 @@ func (s *Subscriber) maybeProbe(tracks []allocTrack, now time.Time, total, other
 	if !short || float64(want) <= upgradeHeadroom*float64(total) {
 		return
 	}
-	if pad == nil || !s.probe.ready(now) {
+	if pad == nil || !a.probe.ready(now) {
 		return
 	}
 	// The goal leaves the allocator its headroom: a probe that shows it
 	// lets the next round upgrade.
 	goal := min(int64(float64(want)/upgradeHeadroom), int64(float64(total)*probeMaxFactor/probeMargin))
-	if s.probe.begin(now, pad, goal) {
-		go s.runProbe()
+	if a.probe.begin(now, pad, goal) {
+		go a.runProbe()
 	}
 }
 
-// runProbe sends the open probe cluster's padding.
-func (s *Subscriber) runProbe() {
+// runProbe sends the open probe cluster's padding. It paces by the real
+// time, as the probe meter measures what leaves and arrives.
+func (a *allocator) runProbe() {
 	t := time.NewTicker(probeTick)
 	defer t.Stop()
-	for s.probe.tick(time.Now()) {
+	for a.probe.tick(time.Now()) {
 		select {
-		case <-s.quit:
+		case <-a.quit:
 			return
 		case <-t.C:
 		}

@@ -4,93 +4,73 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
 
 	"conclave/internal/clock"
+	"conclave/internal/conn"
 )
 
-// TrackDesc tells a subscriber what a transceiver of its offer carries.
-type TrackDesc struct {
-	Participant string
-	Source      string
-	Kind        string
-	Stream      string
-}
-
-// Offer is a server offer for a subscriber connection.
-type Offer struct {
-	SDP    string
-	Tracks map[string]TrackDesc // by mid
-}
-
-// SubscriberEvents receives a subscriber connection's signaling needs.
-type SubscriberEvents interface {
-	// SendOffer must deliver the offer to the client without blocking.
-	SendOffer(Offer)
-	// ConnectionState reports the peer connection's state.
-	ConnectionState(webrtc.PeerConnectionState)
-}
-
 // Subscriber is the peer connection on which a participant receives the
-// others' media. The server makes every offer, one at a time: changes that
+// others' media (a conn.Subscriber). The server makes every offer, one at a time: changes that
 // happen while an offer is outstanding are folded into the next one.
 type Subscriber struct {
 	pc     *webrtc.PeerConnection
 	clock  clock.Clock
-	events SubscriberEvents
+	events conn.SubscriberEvents
 
 	mu          sync.Mutex
 	senders     map[string]*webrtc.RTPSender // by up track id
 	downs       map[string]*DownTrack
-	outstanding *Offer // sent, not yet answered
-	pending     bool   // changes not yet offered
+	outstanding *conn.Offer // sent, not yet answered
+	pending     bool        // changes not yet offered
 	restartICE  bool
 	closed      bool
 	negTimer    func() bool // stops a deferred negotiation (negotiateSoonLocked)
 	negDue      time.Time
 	negSeq      uint64 // invalidates a deferred negotiation that lost the race to the lock
 
-	bwe        cc.BandwidthEstimator // nil without transport-cc
-	probe      *prober               // nil without transport-cc
-	quit       chan struct{}
-	kick       chan struct{}
-	allocMu    sync.Mutex // guards the allocator's state below
-	allocState map[*DownTrack]*allocState
-	bw         bandwidth
-	budget     atomic.Int64 // the latest round's estimate, bits per second
-	soon       atomic.Bool  // a round is scheduled within pendingInterval
+	alloc *allocator
 }
 
 // NewSubscriber creates the sending peer connection toward a participant.
-func (e *Engine) NewSubscriber(events SubscriberEvents) (*Subscriber, error) {
+func (e *Engine) NewSubscriber(events conn.SubscriberEvents) (conn.Subscriber, error) {
+	return e.newSubscriber(events)
+}
+
+func (e *Engine) newSubscriber(events conn.SubscriberEvents) (*Subscriber, error) {
 	pc, bwe, meter, err := e.newSubscriberConnection()
 	if err != nil {
 		return nil, fmt.Errorf("new subscriber connection: %w", err)
 	}
-	s := &Subscriber{pc: pc, clock: e.clock, events: events, senders: map[string]*webrtc.RTPSender{}, downs: map[string]*DownTrack{},
-		bwe: bwe, quit: make(chan struct{}), kick: make(chan struct{}, 1),
-		allocState: map[*DownTrack]*allocState{}}
-	if meter != nil {
-		s.probe = newProber(meter, s.kickAllocator)
-	}
-	pc.OnConnectionStateChange(events.ConnectionState)
-	go s.runAllocator()
+	s := &Subscriber{pc: pc, clock: e.clock, events: events, senders: map[string]*webrtc.RTPSender{}, downs: map[string]*DownTrack{}}
+	s.alloc = newAllocator(e.clock, bwe, meter, s.downTracks)
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) { events.ConnectionState(st.String()) })
+	s.alloc.start()
 	return s, nil
 }
 
-// AddTrack starts forwarding up to this subscriber (after the next
-// negotiation).
-func (s *Subscriber) AddTrack(up *UpTrack) error {
+// AddTrack starts forwarding t to this subscriber (after the next
+// negotiation); for a track already added it applies opts.Priority. t must
+// be an up track of this engine.
+func (s *Subscriber) AddTrack(t conn.UpTrack, opts conn.TrackOptions) error {
+	up, ok := t.(*UpTrack)
+	if !ok {
+		return fmt.Errorf("add track %s: not a track of this media engine (%T)", t.ID(), t)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.senders[up.id] != nil {
+	if s.closed {
 		return nil
 	}
-	d := newDownTrack(up)
+	if d := s.downs[up.id]; d != nil {
+		if d.priority.Swap(int32(opts.Priority)) != int32(opts.Priority) {
+			s.alloc.kickNow()
+		}
+		return nil
+	}
+	d := newDownTrack(up, opts)
 	sender, err := s.pc.AddTrack(d)
 	if err != nil {
 		return fmt.Errorf("add track %s: %w", up.id, err)
@@ -103,8 +83,12 @@ func (s *Subscriber) AddTrack(up *UpTrack) error {
 	return nil
 }
 
-// RemoveTrack stops forwarding the up track with this id.
-func (s *Subscriber) RemoveTrack(up *UpTrack) {
+// RemoveTrack stops forwarding t.
+func (s *Subscriber) RemoveTrack(t conn.UpTrack) {
+	up, ok := t.(*UpTrack)
+	if !ok {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sender := s.senders[up.id]
@@ -112,9 +96,7 @@ func (s *Subscriber) RemoveTrack(up *UpTrack) {
 		return
 	}
 	up.removeDown(s.downs[up.id])
-	s.allocMu.Lock()
-	delete(s.allocState, s.downs[up.id])
-	s.allocMu.Unlock()
+	s.alloc.forget(s.downs[up.id])
 	delete(s.senders, up.id)
 	delete(s.downs, up.id)
 	if s.closed {
@@ -159,25 +141,25 @@ func (s *Subscriber) HandleAnswer(answer string) error {
 
 // Outstanding returns the offer that still waits for an answer, if any, so
 // that it can be sent again after the client reconnects.
-func (s *Subscriber) Outstanding() (Offer, bool) {
+func (s *Subscriber) Outstanding() (conn.Offer, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.outstanding == nil {
-		return Offer{}, false
+		return conn.Offer{}, false
 	}
 	return *s.outstanding, true
 }
 
 // AddCandidate adds a trickled remote ICE candidate.
-func (s *Subscriber) AddCandidate(c webrtc.ICECandidateInit) error {
-	return s.pc.AddICECandidate(c)
+func (s *Subscriber) AddCandidate(c conn.ICECandidate) error {
+	return s.pc.AddICECandidate(iceCandidate(c))
 }
 
 // Close stops every down track and the peer connection.
 func (s *Subscriber) Close() error {
 	s.mu.Lock()
 	if !s.closed {
-		close(s.quit)
+		s.alloc.stop()
 	}
 	s.closed = true
 	if s.negTimer != nil {
@@ -216,31 +198,26 @@ func (s *Subscriber) SetTrackSize(mid string, width, height int) bool {
 	if d.SetTargetSize(width, height) && d.up.kind == webrtc.RTPCodecTypeVideo {
 		// A larger tile: probe for it now rather than at the next
 		// interval, if it needs more than the estimate.
-		s.probe.expedite()
+		s.alloc.grown()
 	}
-	s.kickAllocator()
+	s.alloc.kickNow()
 	return true
 }
 
-// kickAllocator runs an allocation round soon.
-func (s *Subscriber) kickAllocator() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
+// downTracks returns the down tracks now, for the allocator.
+func (s *Subscriber) downTracks() []*DownTrack {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*DownTrack, 0, len(s.downs))
+	for _, d := range s.downs {
+		out = append(out, d)
 	}
+	return out
 }
 
 // Bandwidth is the subscriber's estimated bandwidth in bits per second
 // (GCC's estimate, or more where a probe confirmed more), 0 when unknown.
-func (s *Subscriber) Bandwidth() int {
-	if b := s.budget.Load(); b > 0 {
-		return int(b)
-	}
-	if s.bwe == nil {
-		return 0
-	}
-	return s.bwe.GetTargetBitrate()
-}
+func (s *Subscriber) Bandwidth() int { return s.alloc.estimate() }
 
 // Renegotiation after a track change is deferred so that the changes of
 // one event (the two tracks of a participant that arrives or leaves, a
@@ -315,7 +292,7 @@ func (s *Subscriber) negotiateLocked() {
 		return
 	}
 	waitGathering(gathered)
-	o := &Offer{SDP: s.pc.LocalDescription().SDP, Tracks: map[string]TrackDesc{}}
+	o := &conn.Offer{SDP: s.pc.LocalDescription().SDP, Tracks: map[string]conn.TrackDesc{}}
 	for _, t := range s.pc.GetTransceivers() {
 		sender := t.Sender()
 		if sender == nil || t.Mid() == "" {
@@ -325,7 +302,7 @@ func (s *Subscriber) negotiateLocked() {
 		if !ok || d == nil {
 			continue
 		}
-		o.Tracks[t.Mid()] = TrackDesc{
+		o.Tracks[t.Mid()] = conn.TrackDesc{
 			Participant: d.up.participant,
 			Source:      d.up.source,
 			Kind:        d.up.Kind(),

@@ -42,6 +42,7 @@ const (
 	TypeAnnounce        = "announce"
 	TypeKey             = "key"
 	TypeChat            = "chat"
+	TypeVerify          = "verify"
 	TypeLayout          = "layout"
 	TypeLeave           = "leave"
 	TypePing            = "ping"
@@ -58,8 +59,8 @@ const (
 	TypeEnd          = "end"
 )
 
-// Message types sent by the server (besides TypeCandidate, TypeAnnounce and
-// TypeKey, which travel both ways).
+// Message types sent by the server (besides TypeCandidate, TypeAnnounce,
+// TypeKey, TypeChat and TypeVerify, which travel both ways).
 const (
 	TypeWelcome            = "welcome"
 	TypePublishAnswer      = "publish-answer"
@@ -454,7 +455,7 @@ func (m *Message) Validate() error {
 			return Errorf(CodeInvalidField, "Field \"pc\" must be %q; restart the publishing connection with a new publish offer.", PCSubscribe)
 		}
 		return m.onlyFields("pc")
-	case TypeAnnounce, TypeChat:
+	case TypeAnnounce, TypeChat, TypeVerify:
 		if err := checkPayload(m.Payload); err != nil {
 			return err
 		}

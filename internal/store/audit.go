@@ -27,6 +27,13 @@ type AuditRecord struct {
 	Details  map[string]string
 	PrevHash []byte
 	Hash     []byte
+	// MAC is the audit key's HMAC of Hash (package audit), nil for a
+	// record appended without a key. Someone who can write the database
+	// but not read the key cannot seal a record of their own.
+	MAC []byte
+	// Seal, when set, computes MAC from the Hash that AppendAudit
+	// assigns, inside the append's transaction. It is not stored.
+	Seal func(hash []byte) []byte
 
 	// detailsJSON is the details column as stored, when the record was
 	// read from the store; Canonical uses it so that a changed column is
@@ -93,10 +100,16 @@ func (r AuditRecord) ComputeHash() []byte {
 // AuditFilter selects audit records for ListAudit. Zero fields select
 // everything.
 type AuditFilter struct {
-	Action   string    // only this action
-	Since    time.Time // only records at or after Since
-	Until    time.Time // only records before Until
-	AfterSeq int64     // only records with a larger Seq
-	Limit    int       // at most this many records; 0 means no limit
-	Newest   bool      // newest first instead of oldest first
+	Action    string    // only this action
+	Since     time.Time // only records at or after Since
+	Until     time.Time // only records before Until
+	AfterSeq  int64     // only records with a larger Seq
+	BeforeSeq int64     // only records with a smaller Seq
+	Actor     string    // only this actor
+	Outcome   string    // only this outcome
+	Source    string    // only this source address
+	Target    string    // only this target
+	Text      string    // only records with this text in actor, source, action, target or details
+	Limit     int       // at most this many records; 0 means no limit
+	Newest    bool      // newest first instead of oldest first
 }

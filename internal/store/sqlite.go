@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -107,23 +108,136 @@ var migrations = []string{
 		PRIMARY KEY (room_id, user_id)
 	);
 	CREATE INDEX room_members_user_id ON room_members (user_id);`,
+
+	// 3: management roles and permissions, directory and single sign-on
+	// accounts, session planes and methods, settings. Existing
+	// administrators get the built-in role of every permission.
+	`ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT 'local';
+	ALTER TABLE users ADD COLUMN external_id TEXT NOT NULL DEFAULT '';
+	CREATE INDEX users_external ON users (source, external_id);
+	CREATE TABLE user_roles (
+		user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+		role    TEXT    NOT NULL,
+		PRIMARY KEY (user_id, role)
+	);
+	CREATE INDEX user_roles_role ON user_roles (role);
+	INSERT INTO user_roles (user_id, role) SELECT id, 'administrator' FROM users WHERE role = 'admin';
+	CREATE TABLE custom_roles (
+		name        TEXT    PRIMARY KEY,
+		description TEXT    NOT NULL,
+		permissions TEXT    NOT NULL,
+		created_at  INTEGER NOT NULL,
+		updated_at  INTEGER NOT NULL
+	);
+	ALTER TABLE sessions ADD COLUMN plane TEXT NOT NULL DEFAULT '';
+	ALTER TABLE sessions ADD COLUMN method TEXT NOT NULL DEFAULT '';
+	CREATE TABLE settings (
+		key        TEXT    PRIMARY KEY,
+		value      TEXT    NOT NULL,
+		updated_at INTEGER NOT NULL
+	);`,
+
+	// 4: telephony (docs/sip.md): one-time device enrolment tokens, device
+	// certificates issued by the registration authority with their
+	// revocation state, and call detail records (encrypted by the caller).
+	`CREATE TABLE device_tokens (
+		token_hash BLOB    PRIMARY KEY,
+		user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+		created_by TEXT    NOT NULL,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL,
+		used_at    INTEGER
+	);
+	CREATE TABLE device_certs (
+		serial      TEXT    PRIMARY KEY,
+		user_id     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+		aor         TEXT    NOT NULL,
+		fingerprint TEXT    NOT NULL,
+		key_type    TEXT    NOT NULL,
+		issued_at   INTEGER NOT NULL,
+		not_after   INTEGER NOT NULL,
+		revoked_at  INTEGER,
+		reason      INTEGER NOT NULL DEFAULT 0,
+		der         BLOB    NOT NULL
+	);
+	CREATE INDEX device_certs_user_id ON device_certs (user_id);
+	CREATE INDEX device_certs_revoked ON device_certs (revoked_at);
+	CREATE TABLE cdrs (
+		id         TEXT    PRIMARY KEY,
+		started_at INTEGER NOT NULL,
+		sealed     BLOB    NOT NULL
+	);
+	CREATE INDEX cdrs_started_at ON cdrs (started_at);`,
+
+	// 5: audit records sealed with the audit key (package audit): the
+	// HMAC of each record's hash under a key kept apart from the database.
+	`ALTER TABLE audit_log ADD COLUMN mac BLOB;`,
+
+	// 6: conference nodes (docs/cluster.md): one-time enrolment tokens,
+	// the enrolled nodes, and the node certificates issued to them.
+	`CREATE TABLE node_tokens (
+		token_hash BLOB    PRIMARY KEY,
+		name       TEXT    NOT NULL,
+		role       TEXT    NOT NULL,
+		labels     TEXT    NOT NULL,
+		created_by TEXT    NOT NULL,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL,
+		used_at    INTEGER
+	);
+	CREATE TABLE nodes (
+		name        TEXT    PRIMARY KEY,
+		role        TEXT    NOT NULL,
+		labels      TEXT    NOT NULL,
+		enrolled_at INTEGER NOT NULL,
+		removed_at  INTEGER
+	);
+	CREATE TABLE node_certs (
+		serial     TEXT    PRIMARY KEY,
+		node       TEXT    NOT NULL REFERENCES nodes (name) ON DELETE CASCADE,
+		issued_at  INTEGER NOT NULL,
+		not_after  INTEGER NOT NULL,
+		revoked_at INTEGER,
+		der        BLOB    NOT NULL
+	);
+	CREATE INDEX node_certs_node ON node_certs (node, issued_at);`,
+
+	// 7: the E2EE transparency log (docs/e2ee.md, section 13).
+	`CREATE TABLE e2ee_log (
+		idx    INTEGER PRIMARY KEY CHECK (idx >= 0),
+		record BLOB    NOT NULL
+	);`,
+
+	// 8: the SIP digest secret of a device (its HA1 values), for the
+	// optional second factor (docs/sip.md).
+	`ALTER TABLE device_certs ADD COLUMN digest_ha1 TEXT NOT NULL DEFAULT '';`,
 }
 
-// SQLite is the Store on an embedded SQLite database (modernc.org/sqlite, no
-// cgo). Several SQLite values, in one process or several, may share a file:
-// the database runs in WAL mode, write transactions take the write lock up
-// front, and a connection waits up to 5 s for a busy lock.
-type SQLite struct {
-	db *sql.DB
+// DB is the Store on a SQL database: an embedded SQLite file (OpenSQLite,
+// the default) or a PostgreSQL server (OpenPostgres). Both run the same
+// queries, written once with '?' placeholders, on the same schema history
+// (migrations and pgMigrations, one entry per version in each).
+//
+// On SQLite, several DB values, in one process or several, may share a
+// file: the database runs in WAL mode, write transactions take the write
+// lock up front, and a connection waits up to 5 s for a busy lock. On
+// PostgreSQL, write transactions take an advisory lock first, so that they
+// run one after the other in the same way.
+type DB struct {
+	db *sqlDB
 }
 
-var _ Store = (*SQLite)(nil)
+// SQLite is DB's name from before PostgreSQL: the callers that open the
+// embedded database still use it.
+type SQLite = DB
+
+var _ Store = (*DB)(nil)
 
 // OpenSQLite opens (creating it if needed) the SQLite database file at path,
 // normally filepath.Join(dataDir, DBFileName), and applies the migrations it
 // has not seen yet. The path must name a file: an in-memory database would
 // not be shared between the pool's connections.
-func OpenSQLite(path string) (*SQLite, error) {
+func OpenSQLite(path string) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("open sqlite: the database path is empty")
 	}
@@ -138,11 +252,12 @@ func OpenSQLite(path string) (*SQLite, error) {
 		"&_pragma=journal_mode(WAL)" +
 		"&_pragma=synchronous(NORMAL)" +
 		"&_pragma=foreign_keys(1)"
-	db, err := sql.Open("sqlite", dsn)
+	pool, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	s := &SQLite{db: db}
+	db := &sqlDB{pool: pool, engine: engineSQLite}
+	s := &DB{db: db}
 	ctx := context.Background()
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
@@ -156,7 +271,7 @@ func OpenSQLite(path string) (*SQLite, error) {
 }
 
 // SchemaVersion returns the highest migration applied to the database.
-func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
+func (s *DB) SchemaVersion(ctx context.Context) (int, error) {
 	var v int
 	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
 	if err != nil {
@@ -166,38 +281,52 @@ func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
 }
 
 // migrate applies, each in its own transaction, the migrations not yet
-// recorded in schema_migrations. The check runs inside the (immediate) write
-// transaction, so two processes opening the same new file cannot both apply
-// a migration.
-func (s *SQLite) migrate(ctx context.Context) error {
-	_, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		applied_at INTEGER NOT NULL
-	)`)
-	if err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
+// recorded in schema_migrations. The check runs inside the write
+// transaction, so two processes opening the same new database cannot both
+// apply a migration.
+func (s *DB) migrate(ctx context.Context) error {
+	list := migrations
+	if s.db.engine == enginePostgres {
+		list = pgMigrations
 	}
-	for i, m := range migrations {
-		if err := s.applyMigration(ctx, i+1, m); err != nil {
-			return fmt.Errorf("migration %d: %w", i+1, err)
-		}
+	if len(pgMigrations) != len(migrations) {
+		return fmt.Errorf("this program has %d SQLite migrations but %d PostgreSQL ones; every schema version needs both", len(migrations), len(pgMigrations))
+	}
+	if err := s.applyMigration(ctx, 0, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    BIGINT PRIMARY KEY,
+		applied_at BIGINT NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	var latest int
 	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&latest); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	if latest > len(migrations) {
-		return fmt.Errorf("the database has schema version %d but this program knows only up to %d; run a newer Conclave", latest, len(migrations))
+	if latest > len(list) {
+		return fmt.Errorf("the database has schema version %d but this program knows only up to %d; run a newer Conclave", latest, len(list))
+	}
+	for i, m := range list {
+		if err := s.applyMigration(ctx, i+1, m); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
 	}
 	return nil
 }
 
-func (s *SQLite) applyMigration(ctx context.Context, version int, query string) error {
+// applyMigration applies schema version `version` (0: the bookkeeping
+// table itself, not recorded) unless it is recorded already.
+func (s *DB) applyMigration(ctx context.Context, version int, query string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	if version == 0 {
+		if _, err := tx.ExecContext(ctx, query); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
 		return fmt.Errorf("check: %w", err)
@@ -219,15 +348,15 @@ func (s *SQLite) applyMigration(ctx context.Context, version int, query string) 
 }
 
 // Close closes the database.
-func (s *SQLite) Close() error {
+func (s *DB) Close() error {
 	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("close sqlite: %w", err)
+		return fmt.Errorf("close %s: %w", s.db.engine, err)
 	}
 	return nil
 }
 
 // CreateUser implements Store.
-func (s *SQLite) CreateUser(ctx context.Context, u User) (User, error) {
+func (s *DB) CreateUser(ctx context.Context, u User) (User, error) {
 	if err := ValidUsername(u.Username); err != nil {
 		return User{}, fmt.Errorf("create user: %w", err)
 	}
@@ -237,23 +366,40 @@ func (s *SQLite) CreateUser(ctx context.Context, u User) (User, error) {
 	if u.CreatedAt.IsZero() {
 		u.CreatedAt = time.Now()
 	}
+	if u.Source == "" {
+		u.Source = SourceLocal
+	}
+	u.Roles = normalRoles(u.Roles)
+	if u.Role == RoleAdmin && len(u.Roles) == 0 {
+		u.Roles = []string{DefaultAdminRole}
+	}
+	u.Role = kindOf(u.Roles)
 	u.CreatedAt = u.CreatedAt.UTC()
 	u.PasswordChangedAt = u.PasswordChangedAt.UTC()
-	res, err := s.db.ExecContext(ctx, `INSERT INTO users
-		(username, display_name, password_hash, role, enabled, created_at, password_changed_at, must_change_password)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return User{}, fmt.Errorf("create user %s: %w", u.Username, err)
+	}
+	defer tx.Rollback()
+	err = tx.QueryRowContext(ctx, `INSERT INTO users
+		(username, display_name, password_hash, role, enabled, created_at, password_changed_at, must_change_password, source, external_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		u.Username, u.DisplayName, u.PasswordHash, string(u.Role), u.Enabled,
-		toNanos(u.CreatedAt), toNullNanos(u.PasswordChangedAt), u.MustChangePassword)
+		toNanos(u.CreatedAt), toNullNanos(u.PasswordChangedAt), u.MustChangePassword, u.Source, u.ExternalID).Scan(&u.ID)
 	if err != nil {
 		return User{}, fmt.Errorf("create user %s: %w", u.Username, mapErr(err))
 	}
-	if u.ID, err = res.LastInsertId(); err != nil {
+	if err := insertRoles(ctx, tx, u.ID, u.Roles); err != nil {
+		return User{}, fmt.Errorf("create user %s: %w", u.Username, err)
+	}
+	if err := tx.Commit(); err != nil {
 		return User{}, fmt.Errorf("create user %s: %w", u.Username, err)
 	}
 	return u, nil
 }
 
-const userColumns = `id, username, display_name, password_hash, role, enabled, created_at, password_changed_at, must_change_password`
+const userColumns = `id, username, display_name, password_hash, role, enabled, created_at, password_changed_at, must_change_password,
+	source, external_id, (SELECT COALESCE(string_agg(role, ',' ORDER BY role), '') FROM user_roles WHERE user_id = users.id)`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var (
@@ -261,18 +407,23 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 		role      string
 		created   int64
 		pwChanged sql.NullInt64
+		roles     string
 	)
-	if err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.PasswordHash, &role, &u.Enabled, &created, &pwChanged, &u.MustChangePassword); err != nil {
+	if err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.PasswordHash, &role, &u.Enabled, &created, &pwChanged, &u.MustChangePassword,
+		&u.Source, &u.ExternalID, &roles); err != nil {
 		return User{}, mapErr(err)
 	}
 	u.Role = Role(role)
+	if roles != "" {
+		u.Roles = strings.Split(roles, ",")
+	}
 	u.CreatedAt = fromNanos(created)
 	u.PasswordChangedAt = fromNullNanos(pwChanged)
 	return u, nil
 }
 
 // UserByID implements Store.
-func (s *SQLite) UserByID(ctx context.Context, id int64) (User, error) {
+func (s *DB) UserByID(ctx context.Context, id int64) (User, error) {
 	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
 	if err != nil {
 		return User{}, fmt.Errorf("user %d: %w", id, err)
@@ -281,7 +432,7 @@ func (s *SQLite) UserByID(ctx context.Context, id int64) (User, error) {
 }
 
 // UserByName implements Store.
-func (s *SQLite) UserByName(ctx context.Context, username string) (User, error) {
+func (s *DB) UserByName(ctx context.Context, username string) (User, error) {
 	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = ?`, username))
 	if err != nil {
 		return User{}, fmt.Errorf("user %q: %w", username, err)
@@ -290,7 +441,7 @@ func (s *SQLite) UserByName(ctx context.Context, username string) (User, error) 
 }
 
 // ListUsers implements Store.
-func (s *SQLite) ListUsers(ctx context.Context) ([]User, error) {
+func (s *DB) ListUsers(ctx context.Context) ([]User, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY username, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
@@ -311,7 +462,7 @@ func (s *SQLite) ListUsers(ctx context.Context) ([]User, error) {
 }
 
 // SetPassword implements Store.
-func (s *SQLite) SetPassword(ctx context.Context, id int64, hash string, changedAt time.Time) error {
+func (s *DB) SetPassword(ctx context.Context, id int64, hash string, changedAt time.Time) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE users SET password_hash = ?, password_changed_at = ? WHERE id = ?`,
 		hash, toNullNanos(changedAt), id)
 	if err := checkOne(res, err); err != nil {
@@ -321,7 +472,7 @@ func (s *SQLite) SetPassword(ctx context.Context, id int64, hash string, changed
 }
 
 // SetUserEnabled implements Store.
-func (s *SQLite) SetUserEnabled(ctx context.Context, id int64, enabled bool) error {
+func (s *DB) SetUserEnabled(ctx context.Context, id int64, enabled bool) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE users SET enabled = ? WHERE id = ?`, enabled, id)
 	if err := checkOne(res, err); err != nil {
 		return fmt.Errorf("set enabled of user %d: %w", id, err)
@@ -330,7 +481,7 @@ func (s *SQLite) SetUserEnabled(ctx context.Context, id int64, enabled bool) err
 }
 
 // CountUsers implements Store.
-func (s *SQLite) CountUsers(ctx context.Context, role Role) (int, error) {
+func (s *DB) CountUsers(ctx context.Context, role Role) (int, error) {
 	var n int
 	var err error
 	if role == "" {
@@ -345,7 +496,7 @@ func (s *SQLite) CountUsers(ctx context.Context, role Role) (int, error) {
 }
 
 // CreateRoom implements Store.
-func (s *SQLite) CreateRoom(ctx context.Context, r Room) (Room, error) {
+func (s *DB) CreateRoom(ctx context.Context, r Room) (Room, error) {
 	r.Alias = strings.ToLower(r.Alias)
 	if err := ValidAlias(r.Alias); err != nil {
 		return Room{}, fmt.Errorf("create room: %w", err)
@@ -367,16 +518,13 @@ func (s *SQLite) CreateRoom(ctx context.Context, r Room) (Room, error) {
 	if r.OwnerID != 0 {
 		owner = sql.NullInt64{Int64: r.OwnerID, Valid: true}
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO rooms (alias, display_name, owner_id, created_at,
+	err := s.db.QueryRowContext(ctx, `INSERT INTO rooms (alias, display_name, owner_id, created_at,
 		access, host_pin_hash, guest_pin_hash, allow_guests, guests_may_unmute, guests_may_present, members_only)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		r.Alias, r.DisplayName, owner, toNanos(r.CreatedAt),
-		string(r.Access), r.HostPINHash, r.GuestPINHash, r.AllowGuests, r.GuestsMayUnmute, r.GuestsMayPresent, r.MembersOnly)
+		string(r.Access), r.HostPINHash, r.GuestPINHash, r.AllowGuests, r.GuestsMayUnmute, r.GuestsMayPresent, r.MembersOnly).Scan(&r.ID)
 	if err != nil {
 		return Room{}, fmt.Errorf("create room %s: %w", r.Alias, mapErr(err))
-	}
-	if r.ID, err = res.LastInsertId(); err != nil {
-		return Room{}, fmt.Errorf("create room %s: %w", r.Alias, err)
 	}
 	return r, nil
 }
@@ -402,7 +550,7 @@ func scanRoom(row interface{ Scan(...any) error }) (Room, error) {
 }
 
 // RoomByAlias implements Store.
-func (s *SQLite) RoomByAlias(ctx context.Context, alias string) (Room, error) {
+func (s *DB) RoomByAlias(ctx context.Context, alias string) (Room, error) {
 	r, err := scanRoom(s.db.QueryRowContext(ctx, `SELECT `+roomColumns+` FROM rooms WHERE alias = ?`, alias))
 	if err != nil {
 		return Room{}, fmt.Errorf("room %q: %w", alias, err)
@@ -411,7 +559,7 @@ func (s *SQLite) RoomByAlias(ctx context.Context, alias string) (Room, error) {
 }
 
 // ListRooms implements Store.
-func (s *SQLite) ListRooms(ctx context.Context) ([]Room, error) {
+func (s *DB) ListRooms(ctx context.Context) ([]Room, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+roomColumns+` FROM rooms ORDER BY alias, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list rooms: %w", err)
@@ -432,7 +580,7 @@ func (s *SQLite) ListRooms(ctx context.Context) ([]Room, error) {
 }
 
 // DeleteRoom implements Store.
-func (s *SQLite) DeleteRoom(ctx context.Context, alias string) error {
+func (s *DB) DeleteRoom(ctx context.Context, alias string) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM rooms WHERE alias = ?`, alias)
 	if err := checkOne(res, err); err != nil {
 		return fmt.Errorf("delete room %q: %w", alias, err)
@@ -441,7 +589,7 @@ func (s *SQLite) DeleteRoom(ctx context.Context, alias string) error {
 }
 
 // CreateEnrolment implements Store.
-func (s *SQLite) CreateEnrolment(ctx context.Context, e Enrolment) error {
+func (s *DB) CreateEnrolment(ctx context.Context, e Enrolment) error {
 	if len(e.TokenHash) == 0 {
 		return errors.New("create enrolment: empty token hash")
 	}
@@ -457,7 +605,7 @@ func (s *SQLite) CreateEnrolment(ctx context.Context, e Enrolment) error {
 }
 
 // EnrolmentByHash implements Store.
-func (s *SQLite) EnrolmentByHash(ctx context.Context, tokenHash []byte) (Enrolment, error) {
+func (s *DB) EnrolmentByHash(ctx context.Context, tokenHash []byte) (Enrolment, error) {
 	e, err := scanEnrolment(s.db.QueryRowContext(ctx, `SELECT `+enrolmentColumns+` FROM enrolments WHERE token_hash = ?`, tokenHash))
 	if err != nil {
 		return Enrolment{}, fmt.Errorf("enrolment: %w", err)
@@ -486,7 +634,7 @@ func scanEnrolment(row interface{ Scan(...any) error }) (Enrolment, error) {
 
 // ConsumeEnrolment implements Store. The check and the update are one
 // statement, so two concurrent redemptions cannot both succeed.
-func (s *SQLite) ConsumeEnrolment(ctx context.Context, tokenHash []byte, now time.Time) (Enrolment, error) {
+func (s *DB) ConsumeEnrolment(ctx context.Context, tokenHash []byte, now time.Time) (Enrolment, error) {
 	n := toNanos(now)
 	e, err := scanEnrolment(s.db.QueryRowContext(ctx, `UPDATE enrolments SET used_at = ?
 		WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?
@@ -498,14 +646,14 @@ func (s *SQLite) ConsumeEnrolment(ctx context.Context, tokenHash []byte, now tim
 }
 
 // CreateSession implements Store.
-func (s *SQLite) CreateSession(ctx context.Context, ss Session) error {
+func (s *DB) CreateSession(ctx context.Context, ss Session) error {
 	if len(ss.IDHash) == 0 {
 		return errors.New("create session: empty ID hash")
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions
-		(id_hash, user_id, created_at, last_seen, expires_at, csrf_token, remote)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		ss.IDHash, ss.UserID, toNanos(ss.CreatedAt), toNanos(ss.LastSeen), toNanos(ss.ExpiresAt), ss.CSRFToken, ss.Remote)
+		(id_hash, user_id, created_at, last_seen, expires_at, csrf_token, remote, plane, method)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ss.IDHash, ss.UserID, toNanos(ss.CreatedAt), toNanos(ss.LastSeen), toNanos(ss.ExpiresAt), ss.CSRFToken, ss.Remote, ss.Plane, ss.Method)
 	if err != nil {
 		return fmt.Errorf("create session for user %d: %w", ss.UserID, mapErr(err))
 	}
@@ -513,25 +661,16 @@ func (s *SQLite) CreateSession(ctx context.Context, ss Session) error {
 }
 
 // SessionByID implements Store.
-func (s *SQLite) SessionByID(ctx context.Context, idHash []byte) (Session, error) {
-	var (
-		ss                         Session
-		created, lastSeen, expires int64
-	)
-	err := s.db.QueryRowContext(ctx, `SELECT id_hash, user_id, created_at, last_seen, expires_at, csrf_token, remote
-		FROM sessions WHERE id_hash = ?`, idHash).
-		Scan(&ss.IDHash, &ss.UserID, &created, &lastSeen, &expires, &ss.CSRFToken, &ss.Remote)
+func (s *DB) SessionByID(ctx context.Context, idHash []byte) (Session, error) {
+	ss, err := scanSession(s.db.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions s WHERE id_hash = ?`, idHash))
 	if err != nil {
-		return Session{}, fmt.Errorf("session: %w", mapErr(err))
+		return Session{}, fmt.Errorf("session: %w", err)
 	}
-	ss.CreatedAt = fromNanos(created)
-	ss.LastSeen = fromNanos(lastSeen)
-	ss.ExpiresAt = fromNanos(expires)
 	return ss, nil
 }
 
 // TouchSession implements Store.
-func (s *SQLite) TouchSession(ctx context.Context, idHash []byte, lastSeen time.Time) error {
+func (s *DB) TouchSession(ctx context.Context, idHash []byte, lastSeen time.Time) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE sessions SET last_seen = ? WHERE id_hash = ?`, toNanos(lastSeen), idHash)
 	if err := checkOne(res, err); err != nil {
 		return fmt.Errorf("touch session: %w", err)
@@ -540,7 +679,7 @@ func (s *SQLite) TouchSession(ctx context.Context, idHash []byte, lastSeen time.
 }
 
 // DeleteSession implements Store.
-func (s *SQLite) DeleteSession(ctx context.Context, idHash []byte) error {
+func (s *DB) DeleteSession(ctx context.Context, idHash []byte) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE id_hash = ?`, idHash)
 	if err := checkOne(res, err); err != nil {
 		return fmt.Errorf("delete session: %w", err)
@@ -549,7 +688,7 @@ func (s *SQLite) DeleteSession(ctx context.Context, idHash []byte) error {
 }
 
 // DeleteUserSessions implements Store.
-func (s *SQLite) DeleteUserSessions(ctx context.Context, userID int64) (int64, error) {
+func (s *DB) DeleteUserSessions(ctx context.Context, userID int64) (int64, error) {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, userID)
 	if err != nil {
 		return 0, fmt.Errorf("delete sessions of user %d: %w", userID, err)
@@ -562,7 +701,7 @@ func (s *SQLite) DeleteUserSessions(ctx context.Context, userID int64) (int64, e
 }
 
 // DeleteOtherUserSessions implements Store.
-func (s *SQLite) DeleteOtherUserSessions(ctx context.Context, userID int64, keep []byte) (int64, error) {
+func (s *DB) DeleteOtherUserSessions(ctx context.Context, userID int64, keep []byte) (int64, error) {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ? AND id_hash <> ?`, userID, keep)
 	if err != nil {
 		return 0, fmt.Errorf("delete other sessions of user %d: %w", userID, err)
@@ -575,7 +714,7 @@ func (s *SQLite) DeleteOtherUserSessions(ctx context.Context, userID int64, keep
 }
 
 // DeleteExpiredSessions implements Store.
-func (s *SQLite) DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error) {
+func (s *DB) DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error) {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, toNanos(now))
 	if err != nil {
 		return 0, fmt.Errorf("delete expired sessions: %w", err)
@@ -608,6 +747,10 @@ func checkOne(res sql.Result, err error) error {
 func mapErr(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
+		return ErrExists
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {

@@ -11,7 +11,7 @@ import (
 )
 
 // RoomByID implements Store.
-func (s *SQLite) RoomByID(ctx context.Context, id int64) (Room, error) {
+func (s *DB) RoomByID(ctx context.Context, id int64) (Room, error) {
 	r, err := scanRoom(s.db.QueryRowContext(ctx, `SELECT `+roomColumns+` FROM rooms WHERE id = ?`, id))
 	if err != nil {
 		return Room{}, fmt.Errorf("room %d: %w", id, err)
@@ -20,7 +20,7 @@ func (s *SQLite) RoomByID(ctx context.Context, id int64) (Room, error) {
 }
 
 // UpdateRoom implements Store.
-func (s *SQLite) UpdateRoom(ctx context.Context, r Room) error {
+func (s *DB) UpdateRoom(ctx context.Context, r Room) error {
 	if err := checkAccess(r); err != nil {
 		return fmt.Errorf("update room %d: %w", r.ID, err)
 	}
@@ -41,7 +41,7 @@ func (s *SQLite) UpdateRoom(ctx context.Context, r Room) error {
 }
 
 // AddRoomMember implements Store.
-func (s *SQLite) AddRoomMember(ctx context.Context, roomID, userID int64, role MemberRole) error {
+func (s *DB) AddRoomMember(ctx context.Context, roomID, userID int64, role MemberRole) error {
 	if !role.Valid() {
 		return fmt.Errorf("add member %d to room %d: unknown role %q", userID, roomID, role)
 	}
@@ -71,7 +71,7 @@ func (s *SQLite) AddRoomMember(ctx context.Context, roomID, userID int64, role M
 }
 
 // RemoveRoomMember implements Store.
-func (s *SQLite) RemoveRoomMember(ctx context.Context, roomID, userID int64) error {
+func (s *DB) RemoveRoomMember(ctx context.Context, roomID, userID int64) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM room_members WHERE room_id = ? AND user_id = ?`, roomID, userID)
 	if err := checkOne(res, err); err != nil {
 		return fmt.Errorf("remove member %d from room %d: %w", userID, roomID, err)
@@ -80,7 +80,7 @@ func (s *SQLite) RemoveRoomMember(ctx context.Context, roomID, userID int64) err
 }
 
 // RoomMembers implements Store.
-func (s *SQLite) RoomMembers(ctx context.Context, roomID int64) ([]RoomMember, error) {
+func (s *DB) RoomMembers(ctx context.Context, roomID int64) ([]RoomMember, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT m.room_id, m.user_id, u.username, m.role
 		FROM room_members m JOIN users u ON u.id = m.user_id
 		WHERE m.room_id = ? ORDER BY u.username, u.id`, roomID)
@@ -105,7 +105,7 @@ func (s *SQLite) RoomMembers(ctx context.Context, roomID int64) ([]RoomMember, e
 }
 
 // RoomMemberRole implements Store.
-func (s *SQLite) RoomMemberRole(ctx context.Context, roomID, userID int64) (MemberRole, error) {
+func (s *DB) RoomMemberRole(ctx context.Context, roomID, userID int64) (MemberRole, error) {
 	var role string
 	err := s.db.QueryRowContext(ctx, `SELECT role FROM room_members WHERE room_id = ? AND user_id = ?`, roomID, userID).Scan(&role)
 	if err != nil {
@@ -146,7 +146,7 @@ func countSessions(ctx context.Context, q queryer, f SessionFilter) (int, error)
 }
 
 // CountSessions implements Store.
-func (s *SQLite) CountSessions(ctx context.Context, f SessionFilter) (int, error) {
+func (s *DB) CountSessions(ctx context.Context, f SessionFilter) (int, error) {
 	n, err := countSessions(ctx, s.db, f)
 	if err != nil {
 		return 0, fmt.Errorf("count sessions: %w", err)
@@ -155,7 +155,7 @@ func (s *SQLite) CountSessions(ctx context.Context, f SessionFilter) (int, error
 }
 
 // CreateSessionLimited implements Store.
-func (s *SQLite) CreateSessionLimited(ctx context.Context, ss Session, limits []SessionLimit) error {
+func (s *DB) CreateSessionLimited(ctx context.Context, ss Session, limits []SessionLimit) error {
 	if len(ss.IDHash) == 0 {
 		return errors.New("create session: empty ID hash")
 	}
@@ -174,9 +174,9 @@ func (s *SQLite) CreateSessionLimited(ctx context.Context, ss Session, limits []
 		}
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO sessions
-		(id_hash, user_id, created_at, last_seen, expires_at, csrf_token, remote)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		ss.IDHash, ss.UserID, toNanos(ss.CreatedAt), toNanos(ss.LastSeen), toNanos(ss.ExpiresAt), ss.CSRFToken, ss.Remote)
+		(id_hash, user_id, created_at, last_seen, expires_at, csrf_token, remote, plane, method)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ss.IDHash, ss.UserID, toNanos(ss.CreatedAt), toNanos(ss.LastSeen), toNanos(ss.ExpiresAt), ss.CSRFToken, ss.Remote, ss.Plane, ss.Method)
 	if err != nil {
 		return fmt.Errorf("create session for user %d: %w", ss.UserID, mapErr(err))
 	}
@@ -187,7 +187,7 @@ func (s *SQLite) CreateSessionLimited(ctx context.Context, ss Session, limits []
 }
 
 // ReplacePassword implements Store.
-func (s *SQLite) ReplacePassword(ctx context.Context, id int64, c PasswordChange) error {
+func (s *DB) ReplacePassword(ctx context.Context, id int64, c PasswordChange) error {
 	if c.Hash == "" {
 		return fmt.Errorf("replace password of user %d: empty hash", id)
 	}
@@ -222,7 +222,7 @@ func (s *SQLite) ReplacePassword(ctx context.Context, id int64, c PasswordChange
 }
 
 // PasswordHistory implements Store.
-func (s *SQLite) PasswordHistory(ctx context.Context, id int64, n int) ([]string, error) {
+func (s *DB) PasswordHistory(ctx context.Context, id int64, n int) ([]string, error) {
 	if n <= 0 {
 		return nil, nil
 	}
@@ -246,7 +246,7 @@ func (s *SQLite) PasswordHistory(ctx context.Context, id int64, n int) ([]string
 }
 
 // SetMustChangePassword implements Store.
-func (s *SQLite) SetMustChangePassword(ctx context.Context, id int64, must bool) error {
+func (s *DB) SetMustChangePassword(ctx context.Context, id int64, must bool) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE users SET must_change_password = ? WHERE id = ?`, must, id)
 	if err := checkOne(res, err); err != nil {
 		return fmt.Errorf("set must-change-password of user %d: %w", id, err)
@@ -269,7 +269,7 @@ func scanThrottle(row interface{ Scan(...any) error }) (LoginThrottle, error) {
 }
 
 // LoginThrottle implements Store.
-func (s *SQLite) LoginThrottle(ctx context.Context, key string) (LoginThrottle, error) {
+func (s *DB) LoginThrottle(ctx context.Context, key string) (LoginThrottle, error) {
 	t, err := scanThrottle(s.db.QueryRowContext(ctx, `SELECT `+throttleColumns+` FROM login_throttle WHERE key = ?`, key))
 	if err != nil {
 		return LoginThrottle{}, fmt.Errorf("login throttle: %w", err)
@@ -278,7 +278,7 @@ func (s *SQLite) LoginThrottle(ctx context.Context, key string) (LoginThrottle, 
 }
 
 // UpdateLoginThrottle implements Store.
-func (s *SQLite) UpdateLoginThrottle(ctx context.Context, key string, fn func(LoginThrottle) LoginThrottle) (LoginThrottle, error) {
+func (s *DB) UpdateLoginThrottle(ctx context.Context, key string, fn func(LoginThrottle) LoginThrottle) (LoginThrottle, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return LoginThrottle{}, fmt.Errorf("update login throttle: %w", err)
@@ -311,7 +311,7 @@ func (s *SQLite) UpdateLoginThrottle(ctx context.Context, key string, fn func(Lo
 }
 
 // DeleteLoginThrottle implements Store.
-func (s *SQLite) DeleteLoginThrottle(ctx context.Context, key string) error {
+func (s *DB) DeleteLoginThrottle(ctx context.Context, key string) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM login_throttle WHERE key = ?`, key)
 	if err := checkOne(res, err); err != nil {
 		return fmt.Errorf("delete login throttle: %w", err)
@@ -320,7 +320,7 @@ func (s *SQLite) DeleteLoginThrottle(ctx context.Context, key string) error {
 }
 
 // PruneLoginThrottles implements Store.
-func (s *SQLite) PruneLoginThrottles(ctx context.Context, before time.Time) (int64, error) {
+func (s *DB) PruneLoginThrottles(ctx context.Context, before time.Time) (int64, error) {
 	b := toNanos(before)
 	res, err := s.db.ExecContext(ctx, `DELETE FROM login_throttle WHERE last_failure < ? AND not_before < ? AND locked_until < ?`, b, b, b)
 	if err != nil {
@@ -335,7 +335,7 @@ func (s *SQLite) PruneLoginThrottles(ctx context.Context, before time.Time) (int
 
 // AppendAudit implements Store. The write transaction serialises appends,
 // from this process or another, so the chain has no forks.
-func (s *SQLite) AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, error) {
+func (s *DB) AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, error) {
 	if r.Action == "" {
 		return AuditRecord{}, errors.New("append audit: empty action")
 	}
@@ -360,10 +360,15 @@ func (s *SQLite) AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, e
 	r.Seq = lastSeq + 1
 	r.PrevHash = lastHash
 	r.Hash = r.ComputeHash()
+	r.MAC = nil
+	if r.Seal != nil {
+		r.MAC = r.Seal(r.Hash)
+	}
+	r.Seal = nil
 	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_log
-		(seq, time, actor, source, action, target, outcome, details, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.Seq, toNanos(r.Time), r.Actor, r.Source, r.Action, r.Target, r.Outcome, r.detailsJSON, r.PrevHash, r.Hash); err != nil {
+		(seq, time, actor, source, action, target, outcome, details, prev_hash, hash, mac)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.Seq, toNanos(r.Time), r.Actor, r.Source, r.Action, r.Target, r.Outcome, r.detailsJSON, r.PrevHash, r.Hash, r.MAC); err != nil {
 		return AuditRecord{}, fmt.Errorf("append audit: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -374,7 +379,7 @@ func (s *SQLite) AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, e
 
 // ListAudit implements Store. A record whose details column does not decode
 // is returned with nil Details (its hash then no longer matches).
-func (s *SQLite) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
+func (s *DB) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
 	var (
 		conds []string
 		args  []any
@@ -395,7 +400,22 @@ func (s *SQLite) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 		conds = append(conds, "seq > ?")
 		args = append(args, f.AfterSeq)
 	}
-	q := `SELECT seq, time, actor, source, action, target, outcome, details, prev_hash, hash FROM audit_log`
+	if f.BeforeSeq > 0 {
+		conds = append(conds, "seq < ?")
+		args = append(args, f.BeforeSeq)
+	}
+	for _, c := range []struct{ col, v string }{{"actor", f.Actor}, {"outcome", f.Outcome}, {"source", f.Source}, {"target", f.Target}} {
+		if c.v != "" {
+			conds = append(conds, c.col+" = ?")
+			args = append(args, c.v)
+		}
+	}
+	if f.Text != "" {
+		like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(f.Text) + "%"
+		conds = append(conds, `(actor LIKE ? ESCAPE '\' OR source LIKE ? ESCAPE '\' OR action LIKE ? ESCAPE '\' OR target LIKE ? ESCAPE '\' OR details LIKE ? ESCAPE '\')`)
+		args = append(args, like, like, like, like, like)
+	}
+	q := `SELECT seq, time, actor, source, action, target, outcome, details, prev_hash, hash, mac FROM audit_log`
 	if len(conds) > 0 {
 		q += " WHERE " + strings.Join(conds, " AND ")
 	}
@@ -419,7 +439,7 @@ func (s *SQLite) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 			r  AuditRecord
 			tm int64
 		)
-		if err := rows.Scan(&r.Seq, &tm, &r.Actor, &r.Source, &r.Action, &r.Target, &r.Outcome, &r.detailsJSON, &r.PrevHash, &r.Hash); err != nil {
+		if err := rows.Scan(&r.Seq, &tm, &r.Actor, &r.Source, &r.Action, &r.Target, &r.Outcome, &r.detailsJSON, &r.PrevHash, &r.Hash, &r.MAC); err != nil {
 			return nil, fmt.Errorf("list audit: %w", err)
 		}
 		r.Time = fromNanos(tm)
@@ -435,4 +455,17 @@ func (s *SQLite) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 		return nil, fmt.Errorf("list audit: %w", err)
 	}
 	return recs, nil
+}
+
+// DeleteAuditBefore implements Store.
+func (s *SQLite) DeleteAuditBefore(ctx context.Context, seq int64) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM audit_log WHERE seq < ?`, seq)
+	if err != nil {
+		return 0, fmt.Errorf("delete audit records: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("delete audit records: %w", err)
+	}
+	return n, nil
 }

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -17,17 +16,27 @@ import (
 // guests fully able to take part, and existing users need no password
 // change.
 func TestMigrationFromV1(t *testing.T) {
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) { testMigrationFromV1(t, engine) })
+	}
+}
+
+func testMigrationFromV1(t *testing.T, engine string) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), DBFileName)
-	db, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)")
+	dsn := newDatabase(t, engine)
+	driver, raw, v1, yes := "sqlite", dsn+"?_pragma=foreign_keys(1)", migrations[0], "1"
+	if engine == "postgres" {
+		driver, raw, v1, yes = "pgx", dsn, pgMigrations[0], "TRUE"
+	}
+	db, err := sql.Open(driver, raw)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
-		`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`,
-		migrations[0],
+		`CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`,
+		v1,
 		`INSERT INTO schema_migrations (version, applied_at) VALUES (1, 1)`,
-		`INSERT INTO users (username, display_name, password_hash, role, enabled, created_at) VALUES ('old', 'Old', 'h', 'user', 1, 1)`,
+		`INSERT INTO users (username, display_name, password_hash, role, enabled, created_at) VALUES ('old', 'Old', 'h', 'user', ` + yes + `, 1)`,
 		`INSERT INTO rooms (alias, display_name, owner_id, created_at) VALUES ('legacy', 'Legacy', 1, 1)`,
 	} {
 		if _, err := db.ExecContext(ctx, q); err != nil {
@@ -36,9 +45,9 @@ func TestMigrationFromV1(t *testing.T) {
 	}
 	db.Close()
 
-	s, err := OpenSQLite(path)
+	s, err := Open(dsn)
 	if err != nil {
-		t.Fatalf("OpenSQLite on v1: %v", err)
+		t.Fatalf("Open on v1: %v", err)
 	}
 	defer s.Close()
 	if v, err := s.SchemaVersion(ctx); err != nil || v != len(migrations) {
@@ -61,9 +70,11 @@ func TestMigrationFromV1(t *testing.T) {
 	}
 }
 
-func TestRoomAccess(t *testing.T) {
+func TestRoomAccess(t *testing.T) { forEachEngine(t, testRoomAccess) }
+
+func testRoomAccess(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := eng.DB
 	owner := mustUser(t, s, "owner", RoleUser)
 
 	// Zero access: the defaults, as for callers that predate access control.
@@ -140,9 +151,11 @@ func TestRoomAccess(t *testing.T) {
 	}
 }
 
-func TestRoomMembers(t *testing.T) {
+func TestRoomMembers(t *testing.T) { forEachEngine(t, testRoomMembers) }
+
+func testRoomMembers(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := eng.DB
 	alice := mustUser(t, s, "alice", RoleUser)
 	bob := mustUser(t, s, "bob", RoleUser)
 	room, err := s.CreateRoom(ctx, Room{Alias: "team", Access: AccessAccounts, MembersOnly: true})
@@ -201,9 +214,11 @@ func TestRoomMembers(t *testing.T) {
 	}
 }
 
-func TestSessionLimitsStore(t *testing.T) {
+func TestSessionLimitsStore(t *testing.T) { forEachEngine(t, testSessionLimitsStore) }
+
+func testSessionLimitsStore(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := eng.DB
 	admin := mustUser(t, s, "admin", RoleAdmin)
 	user := mustUser(t, s, "user", RoleUser)
 	add := func(uid int64, id byte, lastSeen, expires time.Time) {
@@ -253,9 +268,11 @@ func TestSessionLimitsStore(t *testing.T) {
 	}
 }
 
-func TestPasswordHistoryStore(t *testing.T) {
+func TestPasswordHistoryStore(t *testing.T) { forEachEngine(t, testPasswordHistoryStore) }
+
+func testPasswordHistoryStore(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := eng.DB
 	u := mustUser(t, s, "alice", RoleUser) // password hash "hash-alice"
 	if err := s.ReplacePassword(ctx, 4242, PasswordChange{Hash: "x", KeepHistory: 2}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("ReplacePassword(unknown) error = %v, want ErrNotFound", err)
@@ -294,9 +311,11 @@ func TestPasswordHistoryStore(t *testing.T) {
 	}
 }
 
-func TestLoginThrottleStore(t *testing.T) {
+func TestLoginThrottleStore(t *testing.T) { forEachEngine(t, testLoginThrottleStore) }
+
+func testLoginThrottleStore(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := eng.DB
 	if _, err := s.LoginThrottle(ctx, "user:a"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("LoginThrottle(none) error = %v, want ErrNotFound", err)
 	}
@@ -340,9 +359,11 @@ func TestLoginThrottleStore(t *testing.T) {
 	}
 }
 
-func TestAuditStore(t *testing.T) {
+func TestAuditStore(t *testing.T) { forEachEngine(t, testAuditStore) }
+
+func testAuditStore(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := eng.DB
 	if _, err := s.AppendAudit(ctx, AuditRecord{Time: t0}); err == nil {
 		t.Error("AppendAudit without action succeeded")
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,17 +12,6 @@ import (
 )
 
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
-
-func openTest(t *testing.T) (*SQLite, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), DBFileName)
-	s, err := OpenSQLite(path)
-	if err != nil {
-		t.Fatalf("OpenSQLite: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, path
-}
 
 func mustUser(t *testing.T, s Store, name string, role Role) User {
 	t.Helper()
@@ -47,8 +35,12 @@ func TestOpenSQLiteRejectsBadPaths(t *testing.T) {
 }
 
 func TestMigrationsIdempotentOnReopen(t *testing.T) {
+	forEachEngine(t, testMigrationsIdempotentOnReopen)
+}
+
+func testMigrationsIdempotentOnReopen(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	s, path := openTest(t)
+	s := eng.DB
 	v, err := s.SchemaVersion(ctx)
 	if err != nil || v != len(migrations) {
 		t.Fatalf("SchemaVersion = %d, %v; want %d", v, err, len(migrations))
@@ -57,7 +49,7 @@ func TestMigrationsIdempotentOnReopen(t *testing.T) {
 	s.Close()
 
 	for i := 0; i < 2; i++ {
-		s2, err := OpenSQLite(path)
+		s2, err := eng.open()
 		if err != nil {
 			t.Fatalf("reopen %d: %v", i, err)
 		}
@@ -71,34 +63,40 @@ func TestMigrationsIdempotentOnReopen(t *testing.T) {
 		if _, err := s2.UserByName(ctx, "alice"); err != nil {
 			t.Errorf("reopen %d: data lost: %v", i, err)
 		}
-		var mode string
-		if err := s2.db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
-			t.Errorf("journal_mode = %q, %v; want wal", mode, err)
-		}
-		var fk int
-		if err := s2.db.QueryRowContext(ctx, `PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
-			t.Errorf("foreign_keys = %d, %v; want 1", fk, err)
+		if eng.name == "sqlite" {
+			var mode string
+			if err := s2.db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+				t.Errorf("journal_mode = %q, %v; want wal", mode, err)
+			}
+			var fk int
+			if err := s2.db.QueryRowContext(ctx, `PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
+				t.Errorf("foreign_keys = %d, %v; want 1", fk, err)
+			}
 		}
 		s2.Close()
 	}
 }
 
-func TestRefusesNewerSchema(t *testing.T) {
+func TestRefusesNewerSchema(t *testing.T) { forEachEngine(t, testRefusesNewerSchema) }
+
+func testRefusesNewerSchema(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	s, path := openTest(t)
+	s := eng.DB
 	if _, err := s.db.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)`, len(migrations)+1); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	if s2, err := OpenSQLite(path); err == nil {
+	if s2, err := eng.open(); err == nil {
 		s2.Close()
 		t.Fatal("OpenSQLite on a newer schema succeeded, want error")
 	}
 }
 
-func TestUsers(t *testing.T) {
+func TestUsers(t *testing.T) { forEachEngine(t, testUsers) }
+
+func testUsers(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := eng.DB
 	alice := mustUser(t, s, "Alice", RoleAdmin)
 	if alice.ID == 0 {
 		t.Fatal("CreateUser returned ID 0")
@@ -194,9 +192,11 @@ func TestUsers(t *testing.T) {
 	}
 }
 
-func TestRooms(t *testing.T) {
+func TestRooms(t *testing.T) { forEachEngine(t, testRooms) }
+
+func testRooms(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := eng.DB
 	owner := mustUser(t, s, "owner", RoleUser)
 	r, err := s.CreateRoom(ctx, Room{Alias: "Board-Room", DisplayName: "Board", OwnerID: owner.ID, CreatedAt: t0})
 	if err != nil {
@@ -307,9 +307,11 @@ func TestValidUsername(t *testing.T) {
 	}
 }
 
-func TestConsumeEnrolment(t *testing.T) {
+func TestConsumeEnrolment(t *testing.T) { forEachEngine(t, testConsumeEnrolment) }
+
+func testConsumeEnrolment(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := eng.DB
 	mk := func(b byte, expires time.Time) []byte {
 		h := bytes.Repeat([]byte{b}, 32)
 		if err := s.CreateEnrolment(ctx, Enrolment{TokenHash: h, Role: RoleAdmin, CreatedAt: t0, ExpiresAt: expires}); err != nil {
@@ -356,10 +358,12 @@ func TestConsumeEnrolment(t *testing.T) {
 	}
 }
 
-func TestConsumeEnrolmentConcurrent(t *testing.T) {
+func TestConsumeEnrolmentConcurrent(t *testing.T) { forEachEngine(t, testConsumeEnrolmentConcurrent) }
+
+func testConsumeEnrolmentConcurrent(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	s, path := openTest(t)
-	s2, err := OpenSQLite(path)
+	s := eng.DB
+	s2, err := eng.open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,9 +397,11 @@ func TestConsumeEnrolmentConcurrent(t *testing.T) {
 	}
 }
 
-func TestSessions(t *testing.T) {
+func TestSessions(t *testing.T) { forEachEngine(t, testSessions) }
+
+func testSessions(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := eng.DB
 	u := mustUser(t, s, "alice", RoleUser)
 	other := mustUser(t, s, "bob", RoleUser)
 	sess := Session{
@@ -463,10 +469,12 @@ func TestSessions(t *testing.T) {
 
 // TestConcurrentHandles opens two handles on one file, as the CLI does next
 // to a running server, and writes from both at once.
-func TestConcurrentHandles(t *testing.T) {
+func TestConcurrentHandles(t *testing.T) { forEachEngine(t, testConcurrentHandles) }
+
+func testConcurrentHandles(t *testing.T, eng *engineDB) {
 	ctx := context.Background()
-	a, path := openTest(t)
-	b, err := OpenSQLite(path)
+	a := eng.DB
+	b, err := eng.open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,20 +519,29 @@ func TestConcurrentHandles(t *testing.T) {
 	}
 }
 
+// TestConcurrentFirstOpen opens a new database from several handles at
+// once: one of them applies each migration, and none fails.
 func TestConcurrentFirstOpen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), DBFileName)
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, err := OpenSQLite(path)
-			if err != nil {
-				t.Errorf("concurrent OpenSQLite: %v", err)
-				return
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) {
+			dsn := newDatabase(t, engine)
+			var wg sync.WaitGroup
+			for i := 0; i < 4; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s, err := Open(dsn)
+					if err != nil {
+						t.Errorf("concurrent Open: %v", err)
+						return
+					}
+					if v, err := s.SchemaVersion(context.Background()); err != nil || v != len(migrations) {
+						t.Errorf("SchemaVersion = %d, %v; want %d", v, err, len(migrations))
+					}
+					s.Close()
+				}()
 			}
-			s.Close()
-		}()
+			wg.Wait()
+		})
 	}
-	wg.Wait()
 }

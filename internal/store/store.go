@@ -44,7 +44,15 @@ func (r Role) Valid() bool {
 	return r == RoleAdmin || r == RoleUser
 }
 
-// User is a local user account.
+// User is a user account: local, or made from a directory (LDAP) or
+// single sign-on (OIDC) identity.
+//
+// Role is the account's kind: RoleAdmin for a management account, which
+// holds at least one management role in Roles (and gets the
+// administrators' idle timeout and session limit), RoleUser for a meeting
+// user, which holds none. The store keeps the two in step: CreateUser and
+// SetUserRoles derive Role from Roles (an admin created without Roles
+// gets the built-in role "administrator").
 type User struct {
 	ID       int64
 	Username string // unique, compared case-insensitively, see ValidUsername
@@ -61,6 +69,39 @@ type User struct {
 	// MustChangePassword is set when an administrator has reset the
 	// password: the user must choose a new one at the next login.
 	MustChangePassword bool
+	// Roles are the names of the management roles the account holds
+	// (built-in or custom, see internal/perm), sorted; empty for meeting
+	// users.
+	Roles []string
+	// Source says where the account comes from: SourceLocal (the default
+	// when empty), SourceLDAP or SourceOIDC. Directory and single sign-on
+	// accounts have no local password: their own system checks it.
+	Source string
+	// ExternalID identifies the account in its source: the entry's DN for
+	// LDAP, "issuer subject" for OIDC; empty for local accounts.
+	ExternalID string
+}
+
+// Account sources.
+const (
+	SourceLocal = "local"
+	SourceLDAP  = "ldap"
+	SourceOIDC  = "oidc"
+)
+
+// DefaultAdminRole is the management role an administrator account gets
+// when it is created without roles (the built-in role of every
+// permission, see internal/perm).
+const DefaultAdminRole = "administrator"
+
+// CustomRole is an organisation-defined management role: a named set of
+// permissions (internal/perm says which names exist).
+type CustomRole struct {
+	Name        string
+	Description string
+	Permissions []string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // Room is a virtual meeting room (VMR), reached by its alias.
@@ -242,6 +283,15 @@ type Session struct {
 	ExpiresAt time.Time // absolute end of the session, whatever the activity
 	CSRFToken string
 	Remote    string // client address at creation, for display and audit
+	// Plane is the listener the session was made on: "" when the server
+	// has one listener for everything, "meeting" or "admin" when
+	// management has its own (--admin-listen). A session is only accepted
+	// on its own plane.
+	Plane string
+	// Method says how the account authenticated: "password", "ldap",
+	// "oidc", "certificate" ("" for sessions made before it was
+	// recorded).
+	Method string
 }
 
 // Store is the management database. Implementations are safe for concurrent
@@ -269,6 +319,14 @@ type Store interface {
 	// CountUsers returns the number of users holding role; an empty role
 	// counts all users.
 	CountUsers(ctx context.Context, role Role) (int, error)
+
+	// AppendLogRecord appends a record to the E2EE transparency log and
+	// returns its index (records are numbered from 0, without gaps). The
+	// log is append-only: nothing changes or removes a record.
+	AppendLogRecord(ctx context.Context, record []byte) (int64, error)
+	// LogRecords returns up to limit records of the E2EE log from index
+	// start on, in order.
+	LogRecords(ctx context.Context, start int64, limit int) ([][]byte, error)
 
 	// CreateRoom inserts r (its ID is ignored) and returns it with its new ID.
 	// The alias is stored in lower case and must then pass ValidAlias; a
@@ -366,6 +424,47 @@ type Store interface {
 	AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, error)
 	// ListAudit returns the audit records matching f.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
+	// DeleteAuditBefore removes the audit records whose Seq is below seq
+	// (those the audit files no longer keep, see package audit) and
+	// returns how many it removed.
+	DeleteAuditBefore(ctx context.Context, seq int64) (int64, error)
+
+	// SetUserRoles replaces the management roles of a user (names, not
+	// checked here) and sets Role to RoleAdmin when there is at least one,
+	// RoleUser otherwise, in one transaction.
+	SetUserRoles(ctx context.Context, id int64, roles []string) error
+	// DeleteUser removes a user and, with it, its sessions, password
+	// history, roles and room memberships; rooms it owned lose their owner.
+	DeleteUser(ctx context.Context, id int64) error
+	// UpdateUserIdentity sets a user's display name, source and external
+	// ID, as a directory or single sign-on login finds them.
+	UpdateUserIdentity(ctx context.Context, id int64, displayName, source, externalID string) error
+	// UserByExternalID returns the user with the given source and external
+	// ID.
+	UserByExternalID(ctx context.Context, source, externalID string) (User, error)
+	// CountRoleHolders returns how many users hold the role called name.
+	CountRoleHolders(ctx context.Context, name string) (int, error)
+
+	// CreateCustomRole stores a new custom role; ErrExists if the name is
+	// taken.
+	CreateCustomRole(ctx context.Context, r CustomRole) error
+	// UpdateCustomRole replaces the description and permissions of the
+	// custom role r.Name.
+	UpdateCustomRole(ctx context.Context, r CustomRole) error
+	// DeleteCustomRole removes a custom role; the caller checks first that
+	// nobody holds it.
+	DeleteCustomRole(ctx context.Context, name string) error
+	// CustomRoles returns the custom roles ordered by name.
+	CustomRoles(ctx context.Context) ([]CustomRole, error)
+
+	// ListSessions returns the sessions matching f (live ones only when
+	// f.Now is set), newest first.
+	ListSessions(ctx context.Context, f SessionFilter) ([]Session, error)
+
+	// Setting returns the value stored under key; ErrNotFound if none.
+	Setting(ctx context.Context, key string) (string, error)
+	// SetSetting stores value under key.
+	SetSetting(ctx context.Context, key, value string, now time.Time) error
 
 	// Close releases the store's resources.
 	Close() error

@@ -48,19 +48,20 @@ type Demux struct {
 	closed bool
 }
 
-// NewDemux shares ln between HTTP and TURN over TLS, with cfg as the TLS
-// configuration of both. With turn false every connection goes to HTTP
-// and those that start like TURN are closed.
+// NewDemux shares ln between HTTP and TURN over TLS. With turn false
+// every connection goes to HTTP and those that start like TURN are
+// closed. SetTLSConfig gives the TLS configuration of both before the
+// HTTP server starts.
 //
 // Connections are accepted from the first Accept on the HTTP listener
 // on: an http.Server completes its TLS configuration (HTTP/2) when it
 // starts serving, before its first Accept, and no handshake may read the
 // configuration while it does.
-func NewDemux(ln net.Listener, cfg *tls.Config, turn bool, log *slog.Logger) *Demux {
+func NewDemux(ln net.Listener, turn bool, log *slog.Logger) *Demux {
 	if log == nil {
 		log = slog.Default()
 	}
-	d := &Demux{ln: ln, cfg: cfg, log: log}
+	d := &Demux{ln: ln, log: log}
 	d.http = newSubListener(d)
 	d.turn = newSubListener(d)
 	if !turn {
@@ -68,6 +69,11 @@ func NewDemux(ln net.Listener, cfg *tls.Config, turn bool, log *slog.Logger) *De
 	}
 	return d
 }
+
+// SetTLSConfig sets the TLS configuration of HTTPS and TURN over TLS:
+// the HTTP server's own (http.Server.TLSConfig). It must be called before
+// the HTTP server starts.
+func (d *Demux) SetTLSConfig(cfg *tls.Config) { d.cfg = cfg }
 
 // HTTP is the listener of HTTPS connections.
 func (d *Demux) HTTP() net.Listener { return d.http }
@@ -93,7 +99,10 @@ func (d *Demux) closeShared() error {
 		return nil
 	}
 	d.closed = true
-	return d.ln.Close()
+	if err := d.ln.Close(); !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // subClosed closes the shared listener once neither sub-listener
@@ -132,6 +141,11 @@ func (d *Demux) run() {
 
 // route completes the TLS handshake of c and hands it over.
 func (d *Demux) route(c net.Conn) {
+	if d.cfg == nil {
+		d.log.Error("HTTPS listener without a TLS configuration: connection closed")
+		c.Close()
+		return
+	}
 	tc := tls.Server(c, d.cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), HandshakeTimeout)
 	err := tc.HandshakeContext(ctx)

@@ -1,8 +1,6 @@
 package turn
 
 import (
-	"fmt"
-	"io"
 	"net"
 	"sync/atomic"
 
@@ -131,32 +129,5 @@ func (s *Server) events() turn.EventHandler {
 		OnAllocationDeleted: func(src, local net.Addr, _, participant, _ string) {
 			s.stats.open[s.transportOf(local)].Add(-1)
 		},
-	}
-}
-
-// WriteMetrics writes st in the Prometheus text exposition format, as
-// the debug listener's /metrics serves it (docs/api.md).
-func WriteMetrics(w io.Writer, st Stats) {
-	head := func(name, typ, help string) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
-	}
-	head("conclave_turn_allocations", "gauge", "TURN allocations open now, by the transport the client reaches the server over.")
-	for _, t := range transports {
-		fmt.Fprintf(w, "conclave_turn_allocations{transport=%q} %d\n", t, st.Allocations[t])
-	}
-	head("conclave_turn_allocations_total", "counter", "TURN allocations opened, by transport.")
-	for _, t := range transports {
-		fmt.Fprintf(w, "conclave_turn_allocations_total{transport=%q} %d\n", t, st.AllocationsTotal[t])
-	}
-	head("conclave_turn_relayed_bytes_total", "counter", "Bytes relayed by TURN (UDP payloads): to_peer from clients to the SFU, to_client back.")
-	fmt.Fprintf(w, "conclave_turn_relayed_bytes_total{direction=\"to_peer\"} %d\n", st.BytesToPeer)
-	fmt.Fprintf(w, "conclave_turn_relayed_bytes_total{direction=\"to_client\"} %d\n", st.BytesToClient)
-	head("conclave_turn_refusals_total", "counter", "TURN requests refused, by reason (docs/admin.md).")
-	for _, r := range refusalReasons {
-		fmt.Fprintf(w, "conclave_turn_refusals_total{reason=%q} %d\n", r, st.Refused[r])
-	}
-	head("conclave_turn_dropped_packets_total", "counter", "Relayed datagrams dropped: to or from a port that is not the SFU's (peer), beyond an allocation's bit rate (rate).")
-	for _, r := range dropReasons {
-		fmt.Fprintf(w, "conclave_turn_dropped_packets_total{reason=%q} %d\n", r, st.Dropped[r])
 	}
 }

@@ -56,7 +56,8 @@ func newRig(t *testing.T, adjust func(*Config)) *rig {
 	cfg := pki.ServerTLSConfig(m.Certificate)
 	cfg.NextProtos = append(cfg.NextProtos, ALPN)
 	log := testLogger(t)
-	d := NewDemux(ln, cfg, true, log)
+	d := NewDemux(ln, true, log)
+	d.SetTLSConfig(cfg)
 	hs := &http.Server{Handler: WithTLSState(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil {
 			http.Error(w, "no TLS state", http.StatusInternalServerError)

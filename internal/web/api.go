@@ -14,10 +14,24 @@ import (
 	"conclave/internal/store"
 )
 
-// sessionCookie names the cookie holding the session token. The __Host-
-// prefix makes browsers refuse it unless it is Secure, has Path=/ and no
-// Domain, so a sibling host cannot plant or overwrite it.
-const sessionCookie = "__Host-conclave_session"
+// sessionCookie names the cookie holding the session token on the
+// meeting listener (or the only one); adminCookie on the management
+// listener. Browsers send cookies to every port of a host, so the two
+// listeners need different names. The __Host- prefix makes browsers refuse
+// them unless they are Secure, have Path=/ and no Domain, so a sibling
+// host cannot plant or overwrite them.
+const (
+	sessionCookie = "__Host-conclave_session"
+	adminCookie   = "__Host-conclave_admin_session"
+)
+
+// cookieName is the session cookie of this plane.
+func (s *Server) cookieName() string {
+	if s.Plane == PlaneAdmin {
+		return adminCookie
+	}
+	return sessionCookie
+}
 
 // csrfHeader carries the session's CSRF token on state-changing requests.
 const csrfHeader = "X-CSRF-Token"
@@ -35,6 +49,9 @@ type userJSON struct {
 
 type meJSON struct {
 	User               userJSON `json:"user"`
+	Roles              []string `json:"roles"`
+	Permissions        []string `json:"permissions"`
+	Source             string   `json:"source"`
 	CSRF               string   `json:"csrf"`
 	MustChangePassword bool     `json:"mustChangePassword,omitempty"`
 	Reason             string   `json:"reason,omitempty"`
@@ -77,7 +94,7 @@ func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	u, state, err := s.Accounts.Login(ctx, req.Username, req.Password)
+	u, state, method, err := s.Accounts.LoginChain(ctx, req.Username, req.Password, s.directory(ctx))
 	release()
 	if errors.Is(err, auth.ErrBadCredentials) && s.Guard != nil {
 		s.Guard.Fail(clientIP(r), "", guard.FailedLogin)
@@ -96,22 +113,56 @@ func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "internal", "The server could not check the sign-in.")
 		return
 	}
-	token, sess, err := s.Sessions.Create(ctx, u, clientAddr(r))
+	if s.refuseWithoutCert(w, r, u, method) {
+		return
+	}
+	s.startSession(w, r, u, state, method)
+}
+
+// startSession opens a session for u, who has just authenticated with
+// method, sets the cookie and answers as /api/me does.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, u store.User, state auth.LoginState, method string) bool {
+	ctx := audit.WithSource(r.Context(), clientAddr(r))
+	token, sess, err := s.Sessions.CreateWith(ctx, u, clientAddr(r), auth.SessionInfo{Plane: s.Plane.name(), Method: method})
 	var le *auth.SessionLimitError
 	if errors.As(err, &le) {
 		writeError(w, http.StatusForbidden, "session-limit", sentence(err))
-		return
+		return false
 	}
 	if err != nil {
 		s.log.Error("session creation failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "The server could not start a session.")
-		return
+		return false
 	}
-	s.log.Info("login", "username", u.Username, "remote", clientAddr(r))
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", Secure: true, HttpOnly: true,
+	s.log.Info("login", "username", u.Username, "method", method, "remote", clientAddr(r))
+	s.setSessionCookie(w, token, sess)
+	writeJSON(w, http.StatusOK, s.me(r, u, sess, state))
+	return true
+}
+
+func (s *Server) setSessionCookie(w http.ResponseWriter, token string, sess store.Session) {
+	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: token, Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Expires: sess.ExpiresAt})
-	writeJSON(w, http.StatusOK, meJSON{User: toUserJSON(u), CSRF: sess.CSRFToken,
-		MustChangePassword: state.MustChangePassword, Reason: state.Reason})
+}
+
+// me describes the signed-in account to itself.
+func (s *Server) me(r *http.Request, u store.User, sess store.Session, st auth.LoginState) meJSON {
+	m := meJSON{User: toUserJSON(u), CSRF: sess.CSRFToken, MustChangePassword: st.MustChangePassword, Reason: st.Reason,
+		Roles: u.Roles, Source: u.Source, Permissions: []string{}}
+	if m.Roles == nil {
+		m.Roles = []string{}
+	}
+	if m.Source == "" {
+		m.Source = store.SourceLocal
+	}
+	if s.Roles != nil {
+		if ps, err := s.Roles.Permissions(r.Context(), u); err == nil {
+			for _, p := range ps.List() {
+				m.Permissions = append(m.Permissions, string(p))
+			}
+		}
+	}
+	return m
 }
 
 func (s *Server) apiPassword(w http.ResponseWriter, r *http.Request) {
@@ -144,7 +195,7 @@ func (s *Server) apiPassword(w http.ResponseWriter, r *http.Request) {
 		// Whoever else holds a session of this account (signed in with the
 		// old password, or with a stolen cookie) is signed out; this
 		// browser stays signed in.
-		c, _ := r.Cookie(sessionCookie)
+		c, _ := r.Cookie(s.cookieName())
 		ctx = audit.WithActor(ctx, u.Username)
 		if n, err := s.Sessions.DeleteOthers(ctx, u.ID, c.Value); err != nil {
 			s.log.Error("ending the other sessions after a password change failed", "username", u.Username, "err", err)
@@ -152,6 +203,8 @@ func (s *Server) apiPassword(w http.ResponseWriter, r *http.Request) {
 			s.log.Info("other sessions ended after a password change", "username", u.Username, "sessions", n)
 		}
 		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, auth.ErrDirectoryAccount):
+		writeError(w, http.StatusConflict, "external-account", sentence(err))
 	case errors.Is(err, auth.ErrWrongPassword):
 		writeError(w, http.StatusBadRequest, "bad-credentials", "The current password is incorrect.")
 	case errors.As(err, &te):
@@ -214,7 +267,7 @@ func clientIP(r *http.Request) netip.Addr {
 
 // session returns the request's valid session, or answers 401.
 func (s *Server) session(w http.ResponseWriter, r *http.Request) (store.Session, store.User, bool) {
-	c, err := r.Cookie(sessionCookie)
+	c, err := r.Cookie(s.cookieName())
 	if err != nil {
 		writeError(w, http.StatusUnauthorized, "no-session", "Sign in first.")
 		return store.Session{}, store.User{}, false
@@ -224,6 +277,10 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request) (store.Session,
 		lookup = s.Sessions.Peek
 	}
 	sess, u, err := lookup(r.Context(), c.Value)
+	if err == nil && sess.Plane != s.Plane.name() {
+		// A session of the other listener is not valid here.
+		err = auth.ErrNoSession
+	}
 	if err != nil {
 		if !errors.Is(err, auth.ErrNoSession) {
 			s.log.Error("session lookup failed", "err", err)
@@ -239,13 +296,11 @@ func (s *Server) apiMe(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	st := s.Accounts.State(u)
-	writeJSON(w, http.StatusOK, meJSON{User: toUserJSON(u), CSRF: sess.CSRFToken,
-		MustChangePassword: st.MustChangePassword, Reason: st.Reason})
+	writeJSON(w, http.StatusOK, s.me(r, u, sess, s.Accounts.State(u)))
 }
 
 func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request) {
-	sess, _, ok := s.session(w, r)
+	sess, u, ok := s.session(w, r)
 	if !ok {
 		return
 	}
@@ -253,11 +308,13 @@ func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "csrf", "The request lacks a valid CSRF token; reload the page.")
 		return
 	}
-	c, _ := r.Cookie(sessionCookie)
+	c, _ := r.Cookie(s.cookieName())
 	if err := s.Sessions.Delete(r.Context(), c.Value); err != nil {
 		s.log.Error("logout failed", "err", err)
+	} else {
+		s.audited(r, u, audit.ActionLogout, u.Username)
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", Secure: true, HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: "", Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -273,41 +330,16 @@ func (s *Server) apiLogoutEverywhere(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "csrf", "The request lacks a valid CSRF token; reload the page.")
 		return
 	}
-	n, err := s.Sessions.DeleteUser(audit.WithSource(r.Context(), clientAddr(r)), u.ID)
+	n, err := s.Sessions.DeleteUser(audit.WithActor(audit.WithSource(r.Context(), clientAddr(r)), u.Username), u.ID)
 	if err != nil {
 		s.log.Error("logout everywhere failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "The server could not end the sessions.")
 		return
 	}
 	s.log.Info("logged out everywhere", "username", u.Username, "sessions", n)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", Secure: true, HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: "", Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// admin wraps a handler that requires an administrator session, and a CSRF
-// token for anything but GET.
-func (s *Server) admin(h func(http.ResponseWriter, *http.Request, store.User)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		sess, u, ok := s.session(w, r)
-		if !ok {
-			return
-		}
-		if u.Role != store.RoleAdmin {
-			writeError(w, http.StatusForbidden, "forbidden", "This needs an administrator account.")
-			return
-		}
-		if !s.passwordCurrent(w, u) {
-			return
-		}
-		if r.Method != http.MethodGet {
-			if !sameOrigin(r) || !auth.ValidCSRF(sess, r.Header.Get(csrfHeader)) {
-				writeError(w, http.StatusForbidden, "csrf", "The request lacks a valid CSRF token; reload the page.")
-				return
-			}
-		}
-		h(w, r, u)
-	}
 }
 
 // passwordCurrent answers 403 password-change-required, and returns false,
@@ -354,6 +386,7 @@ func (s *Server) apiEnrol(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("account enrolled", "username", u.Username, "role", u.Role, "remote", clientAddr(r))
+	s.audited(r, u, audit.ActionAccountEnrolled, u.Username)
 	writeJSON(w, http.StatusCreated, map[string]userJSON{"user": toUserJSON(u)})
 }
 

@@ -8,7 +8,11 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"conclave/internal/files"
+	"conclave/internal/ra"
+	"conclave/internal/store"
 )
 
 // uploadHeader carries a participant's upload token on file requests.
@@ -19,8 +23,34 @@ const uploadHeader = "X-Conclave-Upload"
 const fileIDHeader = "X-Conclave-File-Id"
 
 func (s *Server) apiOrg(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"orgId": s.Authority.OrgID(), "name": s.Authority.Name(),
-		"publicKey": base64.StdEncoding.EncodeToString(s.Authority.PublicKey())})
+	var org OrgKey
+	switch {
+	case s.Org != nil:
+		org = s.Org
+	case s.Authority != nil:
+		org = s.Authority
+	}
+	if org == nil || len(org.PublicKey()) == 0 {
+		writeError(w, http.StatusServiceUnavailable, "no-org-key", "This node has not received the organisation's key yet.")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"orgId": org.OrgID(), "name": org.Name(),
+		"publicKey": base64.StdEncoding.EncodeToString(org.PublicKey()), "logKey": org.LogVerifierKey()})
+}
+
+// apiChallenge gives a signed-in session a proof-of-possession challenge
+// (docs/e2ee.md, section 7).
+func (s *Server) apiChallenge(w http.ResponseWriter, r *http.Request) {
+	sess, _, ok := s.session(w, r)
+	if !ok {
+		return
+	}
+	if !sameOrigin(r) || !validCSRF(sess, r) {
+		writeError(w, http.StatusForbidden, "csrf", "The request lacks a valid CSRF token; reload the page.")
+		return
+	}
+	c := s.Authority.Challenge(string(sess.IDHash))
+	writeJSON(w, http.StatusOK, map[string]string{"challenge": base64.StdEncoding.EncodeToString(c)})
 }
 
 func (s *Server) apiCredential(w http.ResponseWriter, r *http.Request) {
@@ -37,23 +67,206 @@ func (s *Server) apiCredential(w http.ResponseWriter, r *http.Request) {
 	}
 	var req struct {
 		DevicePublicKey string `json:"devicePublicKey"`
+		Challenge       string `json:"challenge"`
+		Signature       string `json:"signature"`
 	}
 	if !readJSON(w, r, &req) {
 		return
 	}
-	pub, err := base64.StdEncoding.DecodeString(req.DevicePublicKey)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid-key", "The device public key is not base64.")
+	pub, err1 := base64.StdEncoding.DecodeString(req.DevicePublicKey)
+	chal, err2 := base64.StdEncoding.DecodeString(req.Challenge)
+	sig, err3 := base64.StdEncoding.DecodeString(req.Signature)
+	if err1 != nil || err2 != nil || err3 != nil {
+		writeError(w, http.StatusBadRequest, "invalid-key", "The device key, challenge or signature is not base64.")
 		return
 	}
-	cred, notAfter, err := s.Authority.Issue(u, pub)
-	if err != nil {
+	if len(chal) == 0 || len(sig) == 0 {
+		writeError(w, http.StatusBadRequest, "proof-required", "A credential request needs a challenge (POST /api/e2ee/challenge) signed by the device key.")
+		return
+	}
+	cred, notAfter, err := s.Authority.IssueWithProof(r.Context(), string(sess.IDHash), u, pub, chal, sig)
+	switch {
+	case errors.Is(err, ra.ErrProof):
+		s.audited(r, u, "credential-refused", u.Username)
+		writeError(w, http.StatusForbidden, "bad-proof", sentence(err))
+		return
+	case errors.Is(err, ra.ErrRevoked):
+		writeError(w, http.StatusForbidden, "revoked", sentence(err))
+		return
+	case err != nil:
 		writeError(w, http.StatusBadRequest, "invalid-key", sentence(err))
 		return
 	}
 	s.audited(r, u, "credential-issued", u.Username)
 	writeJSON(w, http.StatusOK, map[string]string{"credential": base64.StdEncoding.EncodeToString(cred),
 		"notAfter": notAfter.Format(time.RFC3339)})
+}
+
+func (s *Server) apiLogCheckpoint(w http.ResponseWriter, r *http.Request) {
+	cp, err := s.Authority.Checkpoint()
+	if err != nil {
+		s.log.Error("log checkpoint", "err", err)
+		writeError(w, http.StatusInternalServerError, "log", "The log is unavailable.")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(cp)
+}
+
+// hashesJSON encodes tlog hashes as base64 strings.
+func hashesJSON(hs []tlog.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = base64.StdEncoding.EncodeToString(h[:])
+	}
+	return out
+}
+
+// maxProveRecords bounds the records of one prove request.
+const maxProveRecords = 256
+
+func (s *Server) apiLogProve(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		From    int64    `json:"from"`
+		To      int64    `json:"to"`
+		Records []string `json:"records"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if len(req.Records) > maxProveRecords {
+		writeError(w, http.StatusBadRequest, "too-many", "Ask for at most 256 records at once.")
+		return
+	}
+	var hs []tlog.Hash
+	for _, rec := range req.Records {
+		b, err := base64.StdEncoding.DecodeString(rec)
+		if err != nil || len(b) != tlog.HashSize {
+			writeError(w, http.StatusBadRequest, "invalid-hash", "A record hash is not 32 bytes of base64.")
+			return
+		}
+		var h tlog.Hash
+		copy(h[:], b)
+		hs = append(hs, h)
+	}
+	p, err := s.Authority.Prove(req.From, req.To, hs)
+	if errors.Is(err, ra.ErrTreeSize) {
+		writeError(w, http.StatusBadRequest, "tree-size", "The log has no tree of that size.")
+		return
+	} else if err != nil {
+		s.log.Error("log proof", "err", err)
+		writeError(w, http.StatusInternalServerError, "log", "The log is unavailable.")
+		return
+	}
+	type inclusion struct {
+		Index int64    `json:"index"`
+		Proof []string `json:"proof"`
+	}
+	out := struct {
+		Checkpoint  string      `json:"checkpoint,omitempty"`
+		Size        int64       `json:"size"`
+		Consistency []string    `json:"consistency"`
+		Inclusion   []inclusion `json:"inclusion"`
+	}{Checkpoint: string(p.Checkpoint), Size: p.Size, Consistency: hashesJSON(p.Consistency), Inclusion: []inclusion{}}
+	for _, in := range p.Inclusion {
+		out.Inclusion = append(out.Inclusion, inclusion{Index: in.Index, Proof: hashesJSON(in.Proof)})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) apiLogEntries(w http.ResponseWriter, r *http.Request) {
+	start, err1 := strconv.ParseInt(r.URL.Query().Get("start"), 10, 64)
+	size, err2 := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
+	if err1 != nil || err2 != nil {
+		writeError(w, http.StatusBadRequest, "invalid-range", "Give start and size as integers.")
+		return
+	}
+	entries, err := s.Authority.Entries(start, size)
+	if errors.Is(err, ra.ErrTreeSize) {
+		writeError(w, http.StatusBadRequest, "tree-size", "The log has no tree of that size, or start is past it.")
+		return
+	} else if err != nil {
+		s.log.Error("log entries", "err", err)
+		writeError(w, http.StatusInternalServerError, "log", "The log is unavailable.")
+		return
+	}
+	type entry struct {
+		Record string   `json:"record"`
+		Proof  []string `json:"proof"`
+	}
+	out := struct {
+		Entries []entry `json:"entries"`
+	}{Entries: []entry{}}
+	for _, e := range entries {
+		out.Entries = append(out.Entries, entry{Record: base64.StdEncoding.EncodeToString(e.Record), Proof: hashesJSON(e.Proof)})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// e2eeDeviceJSON is a device of a user, for the admin API.
+type e2eeDeviceJSON struct {
+	PublicKey      string    `json:"publicKey"`
+	Fingerprint    string    `json:"fingerprint"`
+	FirstCertified time.Time `json:"firstCertified"`
+	LastNotAfter   time.Time `json:"lastNotAfter"`
+	Credentials    int       `json:"credentials"`
+	Revoked        bool      `json:"revoked"`
+	RevokedAt      time.Time `json:"revokedAt,omitzero"`
+}
+
+func (s *Server) apiListDevices(w http.ResponseWriter, r *http.Request, _ store.User) {
+	u, err := s.Store.UserByName(r.Context(), r.PathValue("username"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, "no-user", "No user has this name.")
+		return
+	}
+	devs, err := s.Authority.Devices(r.Context(), u)
+	if err != nil {
+		s.log.Error("list devices", "err", err)
+		writeError(w, http.StatusInternalServerError, "log", "The log is unavailable.")
+		return
+	}
+	out := []e2eeDeviceJSON{}
+	for _, d := range devs {
+		out = append(out, e2eeDeviceJSON{PublicKey: base64.StdEncoding.EncodeToString(d.PublicKey), Fingerprint: d.Fingerprint,
+			FirstCertified: d.FirstCertified, LastNotAfter: d.LastNotAfter, Credentials: d.Credentials, Revoked: d.Revoked, RevokedAt: d.RevokedAt})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"devices": out})
+}
+
+func (s *Server) apiRevokeDevice(w http.ResponseWriter, r *http.Request, admin store.User) {
+	var req struct {
+		Fingerprint string `json:"fingerprint"`
+		Reason      string `json:"reason"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	u, err := s.Store.UserByName(r.Context(), r.PathValue("username"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, "no-user", "No user has this name.")
+		return
+	}
+	devs, err := s.Authority.Devices(r.Context(), u)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "log", "The log is unavailable.")
+		return
+	}
+	for _, d := range devs {
+		if !ra.SameFingerprint(d.Fingerprint, req.Fingerprint) {
+			continue
+		}
+		if err := s.Authority.Revoke(r.Context(), u, d.PublicKey, req.Reason); err != nil {
+			s.log.Error("revoke device", "err", err)
+			writeError(w, http.StatusInternalServerError, "log", "The revocation could not be logged.")
+			return
+		}
+		s.audited(r, admin, "device-revoked", u.Username+" "+d.Fingerprint)
+		writeJSON(w, http.StatusOK, map[string]string{"revoked": d.Fingerprint})
+		return
+	}
+	writeError(w, http.StatusNotFound, "no-device", "This user has no device with this fingerprint.")
 }
 
 // fileMeeting returns the meeting of the request's upload token, or
@@ -68,8 +281,9 @@ func (s *Server) fileMeeting(w http.ResponseWriter, r *http.Request) (string, bo
 }
 
 func (s *Server) apiUpload(w http.ResponseWriter, r *http.Request) {
-	meeting, ok := s.fileMeeting(w, r)
+	meeting, owner, ok := s.Meetings.UploaderOf(r.Header.Get(uploadHeader))
 	if !ok {
+		writeError(w, http.StatusUnauthorized, "no-meeting", "Files can only be exchanged by participants of a meeting in progress.")
 		return
 	}
 	if r.ContentLength > s.Files.MaxSize() {
@@ -79,15 +293,19 @@ func (s *Server) apiUpload(w http.ResponseWriter, r *http.Request) {
 	var id string
 	var err error
 	if want := r.Header.Get(fileIDHeader); want != "" {
-		id, err = s.Files.PutID(meeting, want, r.Body, r.ContentLength)
+		id, err = s.Files.PutID(meeting, owner, want, r.Body, r.ContentLength)
 	} else {
-		id, err = s.Files.Put(meeting, r.Body, r.ContentLength)
+		id, err = s.Files.Put(meeting, owner, r.Body, r.ContentLength)
 	}
 	switch {
 	case errors.Is(err, files.ErrExists), errors.Is(err, files.ErrNotFound):
 		writeError(w, http.StatusConflict, "bad-id", "The file id is malformed or already taken.")
 	case errors.Is(err, files.ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, "too-large", tooLarge(s.Files.MaxSize()))
+	case errors.Is(err, files.ErrQuota):
+		writeError(w, http.StatusInsufficientStorage, "quota", "You have shared as much in this meeting as one participant may (or the meeting as a whole). Files go when the meeting ends.")
+	case errors.Is(err, files.ErrMeetingEnded):
+		writeError(w, http.StatusGone, "meeting-ended", "The meeting ended during the upload; the file was not kept.")
 	case errors.Is(err, files.ErrStorageFull):
 		s.log.Warn("file store full", "used", s.Files.Used())
 		writeError(w, http.StatusInsufficientStorage, "storage-full", "The server has no room for this file now. Try a smaller file or later.")

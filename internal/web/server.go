@@ -15,9 +15,12 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"time"
 
 	"conclave/internal/audit"
 	"conclave/internal/auth"
+	"conclave/internal/authn"
+	"conclave/internal/clock"
 	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
@@ -34,6 +37,9 @@ type Config struct {
 	Meetings *meeting.Manager
 	// Authority issues E2EE device credentials.
 	Authority *ra.Authority
+	// Org, when set, is the organisation's key served instead of
+	// Authority's (a conference node, which has no authority).
+	Org OrgKey
 	// Guard applies the break-in rules to sign-ins: a quarantined address
 	// is refused before any password is hashed, and failed sign-ins count
 	// towards its quarantine. Nil disables both (tests).
@@ -41,6 +47,13 @@ type Config struct {
 	// Hashing bounds the memory of concurrent password hashing; nil means
 	// no bound (tests).
 	Hashing *auth.HashBudget
+	// JoinTimeout is how long a signaling connection may stay open without
+	// joining (DefaultJoinTimeout when 0).
+	JoinTimeout time.Duration
+	// BodyTimeout is how long an API request may take to send its body
+	// (DefaultBodyTimeout when 0); file uploads may instead pause at most
+	// this long between two reads.
+	BodyTimeout time.Duration
 	// Files keeps encrypted file blobs.
 	Files *files.Store
 	// Assets holds the browser client: *.html at the root, modules and
@@ -58,6 +71,29 @@ type Config struct {
 	// Audit records administrators' changes; nil records nothing.
 	Audit  audit.Recorder
 	Logger *slog.Logger
+
+	// Telephony is the SIP side (docs/sip.md); nil when SIP is off.
+	Telephony *Telephony
+
+	// Plane is the listener this handler answers for: PlaneAll when one
+	// listener serves everything, else PlaneMeeting or PlaneAdmin.
+	Plane Plane
+	// Roles resolves accounts' roles into permissions; Lifecycle creates,
+	// disables, deletes accounts and changes their roles.
+	Roles     *auth.Roles
+	Lifecycle *auth.Lifecycle
+	// Clock dates what the handlers compute; nil means the system clock.
+	Clock clock.Clock
+	// AuthSettings holds the directory, single sign-on and certificate
+	// login settings; SSO runs single sign-ons; Revocation checks client
+	// certificates.
+	AuthSettings *authn.Settings
+	SSO          *authn.SSO
+	Revocation   *authn.Revocation
+
+	// Ops serves the operator's endpoints (audit viewer, alarms, settings,
+	// backups, certificates, metrics); nil leaves them out.
+	Ops Operations
 }
 
 // Server is the HTTP handler of a Conclave node.
@@ -80,51 +116,6 @@ func New(ctx context.Context, cfg Config) *Server {
 	return s
 }
 
-func (s *Server) routes() {
-	m := s.mux
-	m.HandleFunc("GET /{$}", s.page("index.html"))
-	m.HandleFunc("GET /r/{alias}", s.page("meeting.html"))
-	m.HandleFunc("GET /admin", s.page("admin.html"))
-	m.HandleFunc("GET /enrol", s.page("enrol.html"))
-	m.HandleFunc("GET /static/", s.static)
-	m.HandleFunc("GET /ws", s.handleWS)
-	m.HandleFunc("GET "+CRLPath, func(w http.ResponseWriter, r *http.Request) {
-		if len(s.CRL) == 0 {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/pkix-crl")
-		w.Header().Set("Cache-Control", "max-age=3600")
-		w.Write(s.CRL)
-	})
-	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
-
-	m.HandleFunc("GET /api/banner", s.apiBanner)
-	m.HandleFunc("POST /api/login", s.apiLogin)
-	m.HandleFunc("POST /api/logout", s.apiLogout)
-	m.HandleFunc("POST /api/password", s.apiPassword)
-	m.HandleFunc("POST /api/logout-everywhere", s.apiLogoutEverywhere)
-	m.HandleFunc("GET /api/e2ee/org", s.apiOrg)
-	m.HandleFunc("POST /api/e2ee/credential", s.apiCredential)
-	m.HandleFunc("POST /api/files", s.apiUpload)
-	m.HandleFunc("GET /api/files/{id}", s.apiDownload)
-	m.HandleFunc("GET /api/me", s.apiMe)
-	m.HandleFunc("POST /api/enrol", s.apiEnrol)
-	m.HandleFunc("GET /api/rooms", s.admin(s.apiListRooms))
-	m.HandleFunc("POST /api/rooms", s.admin(s.apiCreateRoom))
-	m.HandleFunc("PATCH /api/rooms/{alias}", s.admin(s.apiUpdateRoom))
-	m.HandleFunc("DELETE /api/rooms/{alias}", s.admin(s.apiDeleteRoom))
-	m.HandleFunc("GET /api/rooms/{alias}/members", s.admin(s.apiListMembers))
-	m.HandleFunc("PUT /api/rooms/{alias}/members/{username}", s.admin(s.apiSetMember))
-	m.HandleFunc("DELETE /api/rooms/{alias}/members/{username}", s.admin(s.apiRemoveMember))
-	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not-found", "No such API endpoint.")
-	})
-}
-
 // ServeHTTP applies the security headers and the request size limit, then
 // routes the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -137,11 +128,48 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self), geolocation=()")
-	if r.Body != nil && r.URL.Path != "/api/files" {
-		// File uploads have their own, larger limit.
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodySize)
+	if r.Body != nil && r.Body != http.NoBody {
+		// A client that sends its body slowly (slowloris) is cut off: an
+		// API body has BodyTimeout to arrive in full, a file upload may
+		// pause at most that long.
+		rc := http.NewResponseController(w)
+		timeout := s.BodyTimeout
+		if timeout <= 0 {
+			timeout = DefaultBodyTimeout
+		}
+		if r.URL.Path == "/api/files" || r.URL.Path == restorePath {
+			// File uploads and restored backups have their own, larger
+			// size limits.
+			r.Body = &progressDeadline{ReadCloser: r.Body, rc: rc, idle: timeout}
+			rc.SetReadDeadline(time.Now().Add(timeout))
+		} else {
+			// File uploads have their own, larger size limit.
+			r.Body = http.MaxBytesReader(w, r.Body, maxBodySize)
+			rc.SetReadDeadline(time.Now().Add(timeout))
+		}
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// DefaultBodyTimeout bounds how long a request body may take (API) or
+// pause (file upload).
+const DefaultBodyTimeout = 10 * time.Second
+
+// progressDeadline moves the connection's read deadline on after every
+// read, so that a file upload may take as long as it needs while it makes
+// progress, but not stall.
+type progressDeadline struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (p *progressDeadline) Read(b []byte) (int, error) {
+	n, err := p.ReadCloser.Read(b)
+	if n > 0 {
+		p.rc.SetReadDeadline(time.Now().Add(p.idle))
+	}
+	return n, err
 }
 
 // CRLPath is where the local CA's revocation list is served; the server

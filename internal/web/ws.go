@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"conclave/internal/clock"
 	"conclave/internal/meeting"
 	"conclave/internal/signal"
 )
@@ -22,8 +23,17 @@ const (
 
 // wsConn adapts a WebSocket to meeting.Conn.
 type wsConn struct {
-	c      *websocket.Conn
-	cancel context.CancelFunc
+	c        *websocket.Conn
+	cancel   context.CancelFunc
+	stopJoin func() bool // the deadline to join, until Joined
+}
+
+// Joined tells the connection it has joined a meeting, which ends its
+// deadline to join.
+func (w *wsConn) Joined() {
+	if w.stopJoin != nil {
+		w.stopJoin()
+	}
 }
 
 func (w *wsConn) ReadMessage(ctx context.Context) ([]byte, error) {
@@ -78,18 +88,18 @@ func (w *wsConn) keepalive(ctx context.Context) {
 }
 
 // meetingClient identifies who opens a signaling connection: the address,
-// and the account when the request carries a valid session cookie. An
-// account that must change its password (reset, or expired) enters as
-// nobody in particular: it gets no more than a guest until the password
-// is changed.
+// and the account when the request carries a valid session cookie (of an
+// enabled account: Lookup refuses the others). An account that must
+// change its password (reset, or expired) enters as nobody in particular:
+// it gets no more than a guest until the password is changed.
 func (s *Server) meetingClient(r *http.Request) meeting.Client {
 	c := meeting.Client{}
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		c.Addr = ap.Addr().Unmap()
 	}
-	if ck, err := r.Cookie(sessionCookie); err == nil {
-		if _, u, err := s.Sessions.Lookup(r.Context(), ck.Value); err == nil && !s.Accounts.State(u).MustChangePassword {
-			c.User = &u
+	if ck, err := r.Cookie(sessionCookie); err == nil && s.Sessions != nil {
+		if sess, u, err := s.Sessions.Lookup(r.Context(), ck.Value); err == nil && sess.Plane == s.Plane.name() && !s.Accounts.State(u).MustChangePassword {
+			c.Account = &meeting.Account{ID: u.ID, Username: u.Username}
 		}
 	}
 	return c
@@ -107,8 +117,30 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	c.SetReadLimit(4 * signal.MaxMessageSize)
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	conn := &wsConn{c: c, cancel: cancel}
+	// A connection that has not joined (or been admitted to wait) within
+	// JoinTimeout is closed: an idle socket must not be held for free.
+	conn.stopJoin = clock.Or(s.Clock).AfterFunc(s.joinTimeout(), func() {
+		// Close waits for the client's answer; not on the clock's
+		// goroutine.
+		go func() {
+			c.Close(websocket.StatusPolicyViolation, "join timeout")
+			cancel()
+		}()
+	})
 	go conn.keepalive(ctx)
 	s.Meetings.Serve(ctx, conn, s.meetingClient(r))
+	conn.stopJoin()
 	cancel()
 	c.CloseNow()
+}
+
+// DefaultJoinTimeout is how long a signaling connection may stay open
+// before it joins.
+const DefaultJoinTimeout = 10 * time.Second
+
+func (s *Server) joinTimeout() time.Duration {
+	if s.JoinTimeout > 0 {
+		return s.JoinTimeout
+	}
+	return DefaultJoinTimeout
 }

@@ -1,6 +1,10 @@
 package framing
 
-import "github.com/pion/rtp"
+import (
+	"github.com/pion/rtp"
+
+	"conclave/internal/codecs"
+)
 
 // Depacketizer reads one codec's RTP payload header.
 type Depacketizer interface {
@@ -12,42 +16,18 @@ type Depacketizer interface {
 	FrameEndsAtMarker() bool
 }
 
-// VP8 is the Depacketizer of RFC 7741.
+// VP8 is the Depacketizer of RFC 7741, on the descriptor parser the SFU
+// uses (internal/codecs).
 type VP8 struct{}
 
 // Header implements Depacketizer. A frame starts at a packet with the S
 // bit set and partition index 0.
 func (VP8) Header(p []byte) (n int, start, ok bool) {
-	if len(p) == 0 {
-		return 0, false, false
+	var v codecs.VP8
+	if v.Unmarshal(p) != nil || v.HeaderSize >= len(p) {
+		return 0, false, false // malformed, or no frame data at all
 	}
-	n = 1
-	if p[0]&0x80 != 0 { // X
-		if len(p) < 2 {
-			return 0, false, false
-		}
-		x := p[1]
-		n = 2
-		if x&0x80 != 0 { // I: 7- or 15-bit picture id
-			if len(p) < 3 {
-				return 0, false, false
-			}
-			n++
-			if p[2]&0x80 != 0 {
-				n++
-			}
-		}
-		if x&0x40 != 0 { // L: TL0PICIDX
-			n++
-		}
-		if x&0x30 != 0 { // T or K: TID/Y/KEYIDX
-			n++
-		}
-	}
-	if n >= len(p) {
-		return 0, false, false // no frame data at all
-	}
-	return n, p[0]&0x10 != 0 && p[0]&0x0f == 0, true
+	return v.HeaderSize, v.Start && v.Partition == 0, true
 }
 
 // FrameEndsAtMarker implements Depacketizer.

@@ -6,4 +6,6 @@
 // require. That is deliberate: with end-to-end encryption (SFrame) a frame
 // is opaque except for a short clear prefix, so the VP8 payload descriptor
 // written here depends only on the frame boundaries, never on its bytes.
+// The payload descriptors of received packets are read with the parsers
+// the SFU uses (internal/codecs), so that both read them alike.
 package framing

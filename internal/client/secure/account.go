@@ -22,7 +22,7 @@ import (
 // FetchOrg gets the organisation's E2EE CA (GET /api/e2ee/org). base is
 // the server's web root, https://host[:port][/prefix].
 func FetchOrg(ctx context.Context, hc *http.Client, base string) (Org, error) {
-	var out struct{ OrgID, Name, PublicKey string }
+	var out struct{ OrgID, Name, PublicKey, LogKey string }
 	if _, err := call(ctx, hc, "GET", base+"/api/e2ee/org", "", nil, &out); err != nil {
 		return Org{}, fmt.Errorf("get the organisation key: %w", err)
 	}
@@ -30,7 +30,7 @@ func FetchOrg(ctx context.Context, hc *http.Client, base string) (Org, error) {
 	if err != nil {
 		return Org{}, errors.New("get the organisation key: the key is not base64")
 	}
-	org := Org{ID: out.OrgID, Name: out.Name, PublicKey: key}
+	org := Org{ID: out.OrgID, Name: out.Name, PublicKey: key, LogKey: out.LogKey}
 	if _, err := org.Key(); err != nil {
 		return Org{}, fmt.Errorf("get the organisation key: %w", err)
 	}
@@ -57,18 +57,33 @@ func Login(ctx context.Context, hc *http.Client, base, username, password string
 }
 
 // RequestCredential asks the organisation's RA to certify the device key
-// (POST /api/e2ee/credential), after Login with the same client.
-func RequestCredential(ctx context.Context, hc *http.Client, base, csrf string, device *ecdsa.PublicKey) ([]byte, time.Time, error) {
-	pub, err := e2ee.MarshalPublicKey(device)
+// (POST /api/e2ee/credential), after Login as account with the same
+// client: it gets a challenge and proves it holds the device key
+// (docs/e2ee.md, section 7).
+func RequestCredential(ctx context.Context, hc *http.Client, base, csrf string, device *ecdsa.PrivateKey, orgID, account string) ([]byte, time.Time, error) {
+	pub, err := e2ee.MarshalPublicKey(&device.PublicKey)
 	if err != nil {
 		return nil, time.Time{}, err
+	}
+	var ch struct{ Challenge string }
+	if _, err := call(ctx, hc, "POST", base+"/api/e2ee/challenge", csrf, map[string]string{}, &ch); err != nil {
+		return nil, time.Time{}, fmt.Errorf("get a device credential: %w", err)
+	}
+	chal, err := base64.StdEncoding.DecodeString(ch.Challenge)
+	if err != nil {
+		return nil, time.Time{}, errors.New("get a device credential: the challenge is not base64")
+	}
+	sig, err := e2ee.ProvePossession(device, orgID, account, chal)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("get a device credential: %w", err)
 	}
 	var out struct {
 		Credential string
 		NotAfter   time.Time
 	}
 	if _, err := call(ctx, hc, "POST", base+"/api/e2ee/credential", csrf,
-		map[string]string{"devicePublicKey": base64.StdEncoding.EncodeToString(pub)}, &out); err != nil {
+		map[string]string{"devicePublicKey": base64.StdEncoding.EncodeToString(pub), "challenge": ch.Challenge,
+			"signature": base64.StdEncoding.EncodeToString(sig)}, &out); err != nil {
 		return nil, time.Time{}, fmt.Errorf("get a device credential: %w", err)
 	}
 	cred, err := base64.StdEncoding.DecodeString(out.Credential)

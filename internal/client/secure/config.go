@@ -57,6 +57,14 @@ type Config struct {
 	// RequireCertified sends keys only to participants whose credential
 	// verified: guests and injected participants then get nothing.
 	RequireCertified bool
+	// Log is the transparency log monitor (docs/e2ee.md, section 13): a
+	// credential counts only once the log holds it, revocations in it
+	// remove participants, and its checkpoint enters the meeting code.
+	// Without it nobody is shown as certified.
+	Log *LogMonitor
+	// CodeDigits is the length of the meeting code; 0 means 12. Shorter
+	// codes exist for tests of the relay's search only.
+	CodeDigits int
 
 	// Timings; zero means the default.
 	RotationDebounce time.Duration

@@ -29,6 +29,7 @@ type relay struct {
 	// filter, when set, may drop (false) a delivery.
 	filter func(d delivery) bool
 	sent   []delivery // every delivery made
+	out    []delivery // every message a member sent (to "" for broadcasts)
 }
 
 type delivery struct {
@@ -51,9 +52,23 @@ func (rt relayTransport) SendAnnounce(p []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.anns[rt.id] = p
+	r.out = append(r.out, delivery{"announce", rt.id, "", p})
 	for _, id := range r.order {
 		if id != rt.id {
 			r.queue = append(r.queue, delivery{"announce", rt.id, id, p})
+		}
+	}
+	return nil
+}
+
+func (rt relayTransport) SendVerify(p []byte) error {
+	r := rt.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.out = append(r.out, delivery{"verify", rt.id, "", p})
+	for _, id := range r.order {
+		if id != rt.id {
+			r.queue = append(r.queue, delivery{"verify", rt.id, id, p})
 		}
 	}
 	return nil
@@ -147,9 +162,12 @@ func (r *relay) pump() {
 		if !ok {
 			continue
 		}
-		if d.kind == "announce" {
+		switch d.kind {
+		case "announce":
 			to.onAnnounce(d.from, d.payload)
-		} else {
+		case "verify":
+			to.onVerify(d.from, d.payload)
+		default:
 			to.onKey(d.from, d.payload)
 		}
 	}

@@ -18,6 +18,7 @@ type Org struct {
 	ID        string
 	Name      string
 	PublicKey []byte // 65-byte uncompressed P-256 point
+	LogKey    string // the transparency log's verifier key
 }
 
 // Key parses the organisation's public key.
@@ -89,4 +90,44 @@ func CheckPin(path, server string, got Org) (Org, PinStatus, error) {
 		return Org{}, 0, fmt.Errorf("write the organisation pins: %w", err)
 	}
 	return got, PinNew, nil
+}
+
+// CheckLogPin compares a server's log verifier key with the pin for that
+// server in the file at path ("known-logs": one "<host[:port]> <verifier
+// key>" line per server), pinning it on first use.
+func CheckLogPin(path, server, vkey string) (string, PinStatus, error) {
+	if strings.ContainsAny(server, " \t\n") || strings.ContainsAny(vkey, " \t\n") || vkey == "" {
+		return "", 0, errors.New("server or log key with white space, or no log key")
+	}
+	if _, err := e2ee.LogVerifier(vkey); err != nil {
+		return "", 0, fmt.Errorf("the server's log key: %w", err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", 0, fmt.Errorf("read the log pins: %w", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if len(f) != 2 {
+			return "", 0, fmt.Errorf("%s:%d: damaged pin line", path, n)
+		}
+		if f[0] != server {
+			continue
+		}
+		if f[1] == vkey {
+			return f[1], PinMatch, nil
+		}
+		return f[1], PinChanged, nil
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		data = append(data, '\n')
+	}
+	if err := writeFileAtomic(path, append(data, fmt.Sprintf("%s %s\n", server, vkey)...)); err != nil {
+		return "", 0, fmt.Errorf("write the log pins: %w", err)
+	}
+	return vkey, PinNew, nil
 }

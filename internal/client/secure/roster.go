@@ -6,6 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"conclave/internal/e2ee"
 )
@@ -44,7 +47,11 @@ func (s *Session) onWelcome(self, meeting string, others []string) {
 	s.st.Lock()
 	s.meeting, s.self, s.own, s.code = meeting, self, nil, ""
 	s.peers = map[string]*peer{}
+	s.rounds = nil
+	s.revokedPeers = map[string]Participant{}
 	s.st.Unlock()
+	s.verifyQueue = map[string][][]byte{}
+	s.departed = map[string]*peer{}
 	s.active.Store(nil)
 	if meeting == "" {
 		s.warn("the server gave no meeting id: end-to-end encryption is impossible; nothing will be sent or received")
@@ -74,8 +81,13 @@ func (s *Session) onWelcome(self, meeting string, others []string) {
 	}
 	s.eph, s.ownPayload = eph, payload
 	s.active.Store(sender)
+	var verifier note.Verifier
+	if s.cfg.Log != nil {
+		verifier = s.cfg.Log.Verifier()
+	}
 	s.st.Lock()
 	s.own = own
+	s.rounds = e2ee.NewRoundState(meeting, self, s.cfg.Device, verifier, s.cfg.CodeDigits)
 	s.st.Unlock()
 	s.observe(KeyEvent{Kind: Ephemeral, Participant: self, ECDH: eph})
 	s.observe(KeyEvent{Kind: OwnKey, Participant: self, Key: k})
@@ -141,6 +153,9 @@ func (s *Session) onAnnounce(from string, payload []byte) {
 	if old != nil && bytes.Equal(old.ann.Raw, payload) {
 		return // the same announcement again
 	}
+	if _, gone := s.revokedOf(from); gone {
+		return // its device was revoked: nothing of it is taken in again
+	}
 	a, err := e2ee.VerifyAnnouncement(payload, s.verifyOptions(meeting))
 	if err != nil {
 		s.counter(from).badAnnouncements.Add(1)
@@ -176,7 +191,16 @@ func (s *Session) onAnnounce(from string, payload []byte) {
 		}
 	}
 	delete(s.preexisting, from)
-	s.notify(Notice{Kind: Announced, Participant: s.describe(a, false, false)})
+	d := s.describe(a, false, false)
+	p.certified = d.Certified
+	s.notify(Notice{Kind: Announced, Participant: d})
+	if like := s.lookalike(d); like != "" {
+		s.warn(fmt.Sprintf("participant %s calls themselves %q, which LOOKS LIKE %s", from, d.Name, like))
+	}
+	if d.NewDevice {
+		s.warn(fmt.Sprintf("participant %s (%s) uses a NEW DEVICE, first certified %s ago: if they did not add a device, it may be an impostor",
+			from, d.CertifiedName, s.cfg.Clock.Now().Sub(d.FirstCertified).Round(time.Minute)))
+	}
 	s.updateCode()
 	s.giveKeys(p, newcomer)
 	queued := s.buffered[from]
@@ -247,6 +271,10 @@ func (s *Session) onLeft(id string) {
 	if p == nil {
 		return
 	}
+	if len(s.departed) >= maxDeparted {
+		clear(s.departed)
+	}
+	s.departed[id] = p
 	s.notify(Notice{Kind: Gone, Participant: s.describe(p.ann, false, p.verified.Load())})
 	s.updateCode()
 	if p.keysSent {
@@ -254,23 +282,37 @@ func (s *Session) onLeft(id string) {
 	}
 }
 
-// updateCode recomputes the meeting code over the verified announcements,
-// own included, and reports a change.
+// updateCode starts a new round of the meeting code (docs/e2ee.md,
+// section 14) for the changed view: a fresh nonce and a commit to the
+// verified announcements and the trusted log checkpoint. The code shows
+// "verifying" ("") until the round completes.
 func (s *Session) updateCode() {
 	s.st.Lock()
-	if s.own == nil {
+	if s.own == nil || s.rounds == nil {
 		s.st.Unlock()
 		return
 	}
-	anns := []*e2ee.VerifiedAnnouncement{s.own}
+	view := []*e2ee.VerifiedAnnouncement{s.own}
 	for _, p := range s.peers {
-		anns = append(anns, p.ann)
+		view = append(view, p.ann)
 	}
-	code := e2ee.MeetingCode(anns)
-	changed := code != s.code
-	s.code = code
+	var cp e2ee.Checkpoint
+	if s.cfg.Log != nil {
+		cp = s.cfg.Log.Checkpoint()
+	}
+	commit, err := s.rounds.Begin(view, cp)
+	changed := s.code != ""
+	s.code = ""
 	s.st.Unlock()
-	if changed {
-		s.notify(Notice{Kind: CodeChanged, Code: code})
+	if err != nil {
+		s.warn("cannot start the verification of the meeting code: " + err.Error())
+		return
 	}
+	if changed {
+		s.notify(Notice{Kind: CodeChanged, Code: ""})
+	}
+	s.sendVerify(commit)
+	// Commits that came before the view changed still count if they name it.
+	s.replayVerify()
+	s.progressRound()
 }

@@ -10,7 +10,7 @@ import (
 // eligible reports whether p may get this session's keys: any verified
 // participant, or only certified ones with RequireCertified.
 func (s *Session) eligible(p *peer) bool {
-	return !s.cfg.RequireCertified || p.ann.Certified
+	return !s.cfg.RequireCertified || s.certified(p.ann)
 }
 
 // giveKeys sends a newly verified participant the keys it needs

@@ -19,6 +19,7 @@ import (
 type Transport interface {
 	SendAnnounce(payload []byte) error
 	SendKey(to string, payload []byte) error
+	SendVerify(payload []byte) error
 }
 
 // Session is the end-to-end encryption of one participant: its keys, the
@@ -43,6 +44,8 @@ type Session struct {
 	ownPayload  []byte                 // our signed announcement
 	listed      map[string]string      // the server's participants (others), id -> name
 	graceStops  map[string]func() bool // AnnounceGrace checks, by participant
+	verifyQueue map[string][][]byte    // verify messages kept until they can be used, by sender
+	departed    map[string]*peer       // who left this meeting, to report a revocation that comes after (at most maxDeparted)
 	closed      bool
 
 	// st guards the state read by the frame path and the accessors. It is
@@ -54,6 +57,10 @@ type Session struct {
 	peers   map[string]*peer // verified announcements, by participant id
 	code    string
 	counts  map[string]*counters // by participant id, kept after a leave
+	rounds  *e2ee.RoundState     // the meeting code's verification rounds
+	// revokedPeers are participants whose device the log revoked during
+	// this meeting: shown as revoked, never keyed again.
+	revokedPeers map[string]Participant
 
 	active             atomic.Pointer[e2ee.Sender]
 	encrypted, dropped atomic.Uint64 // own frames
@@ -67,7 +74,9 @@ type peer struct {
 	recv *e2ee.Receiver
 	cnt  *counters
 
-	verified atomic.Bool // a key message from it opened
+	verified   atomic.Bool // a key message from it opened
+	certified  bool        // shown as certified (guarded by Session.mu)
+	warnedView uint32      // the commit round whose other view was warned about (Session.mu)
 
 	// Guarded by Session.mu.
 	keysSent   bool // it got a key from us: its leave needs a rotation
@@ -99,13 +108,20 @@ func New(cfg Config) (*Session, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	return &Session{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		peers:      map[string]*peer{},
-		graceStops: map[string]func() bool{},
-		counts:     map[string]*counters{},
-	}, nil
+	s := &Session{
+		cfg:          cfg,
+		log:          cfg.Logger,
+		peers:        map[string]*peer{},
+		graceStops:   map[string]func() bool{},
+		counts:       map[string]*counters{},
+		verifyQueue:  map[string][][]byte{},
+		departed:     map[string]*peer{},
+		revokedPeers: map[string]Participant{},
+	}
+	if cfg.Log != nil {
+		cfg.Log.Listen(s.onLogEvent)
+	}
+	return s, nil
 }
 
 // Wire makes opts use this session: its frame transforms and its hooks.
@@ -137,6 +153,12 @@ func (s *Session) Wire(opts *client.Options) {
 		s.onKey(from, payload)
 		if prev.OnKey != nil {
 			prev.OnKey(from, payload)
+		}
+	}
+	opts.Hooks.OnVerify = func(from string, payload []byte) {
+		s.onVerify(from, payload)
+		if prev.OnVerify != nil {
+			prev.OnVerify(from, payload)
 		}
 	}
 }
@@ -269,15 +291,38 @@ func (s *Session) Participant(id string) (Participant, bool) {
 }
 
 func (s *Session) describe(a *e2ee.VerifiedAnnouncement, self, verified bool) Participant {
-	p := Participant{ID: a.ParticipantID, Name: a.DisplayName, Fingerprint: a.Fingerprint,
-		Certified: a.Certified, Verified: verified, Self: self, SenderIndex: a.SenderIndex}
-	if a.Certified {
-		p.UserID, p.Org = a.UserID, s.cfg.OrgName
+	p := Participant{ID: a.ParticipantID, Name: e2ee.CleanName(a.DisplayName), Fingerprint: a.Fingerprint,
+		Verified: verified, Self: self, SenderIndex: a.SenderIndex}
+	if a.Certified && s.cfg.Log != nil {
+		st := s.cfg.Log.Status(a.Credential)
+		p.Revoked = st.Revoked
+		p.Certified = st.Logged && !st.Revoked
+		p.Pending = !st.Logged && !st.Revoked
+		if p.Certified && !self && !st.FirstCertified.IsZero() && s.cfg.Clock.Now().Sub(st.FirstCertified) < NewDeviceAge {
+			p.NewDevice, p.FirstCertified = true, st.FirstCertified
+		}
+	}
+	if p.Revoked || p.Pending {
+		// Who the credential names, to say whose device it is.
+		p.Account, p.CertifiedName = a.Cred.Account, e2ee.CleanName(a.Cred.DisplayName)
+	}
+	if p.Certified {
+		p.UserID, p.Account, p.CertifiedName, p.Org = a.UserID, a.Cred.Account, e2ee.CleanName(a.Cred.DisplayName), s.cfg.OrgName
 		if p.Org == "" {
 			p.Org = a.Cred.OrgID
 		}
 	}
 	return p
+}
+
+// certified reports whether a participant is certified: a credential of
+// the pinned organisation, logged in the trusted tree, not revoked.
+func (s *Session) certified(a *e2ee.VerifiedAnnouncement) bool {
+	if !a.Certified || s.cfg.Log == nil {
+		return false
+	}
+	st := s.cfg.Log.Status(a.Credential)
+	return st.Logged && !st.Revoked
 }
 
 // KeyRing returns the keys this session holds for a participant's frames,

@@ -411,3 +411,9 @@ func TestChangedAnnouncement(t *testing.T) {
 		t.Error("the holder of b's old keys still decrypts a")
 	}
 }
+
+func (n *notices) all() []Notice {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]Notice(nil), n.list...)
+}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,10 +44,13 @@ const DefaultFirefox = "/usr/bin/firefox-esr"
 //     (media.navigator.permission.disabled).
 func FirefoxPrefs() map[string]any {
 	return map[string]any{
-		"media.navigator.streams.fake":                      true,
-		"media.navigator.permission.disabled":               true,
-		"media.navigator.permission.fake":                   true,
-		"media.peerconnection.ice.loopback":                 true,
+		"media.navigator.streams.fake":        true,
+		"media.navigator.permission.disabled": true,
+		"media.navigator.permission.fake":     true,
+		"media.peerconnection.ice.loopback":   true,
+		// The fake camera at Chromium's fake rate (20 fps) rather than 30:
+		// two cores carry three browsers and a server under -race.
+		"media.navigator.video.default_fps":                 20,
 		"media.peerconnection.ice.obfuscate_host_addresses": false,
 		"media.autoplay.default":                            0, // allowed
 		"media.autoplay.blocking_policy":                    0,
@@ -173,7 +177,15 @@ type bidiDriver struct {
 	next  int
 	calls map[int]chan driverReply
 	tabs  map[string]*firefoxTab
+	// stderr keeps the last lines Firefox and the driver wrote, shown if
+	// Firefox goes away during the test; closing is set once the harness
+	// closes it.
+	stderr  []string
+	closing bool
 }
+
+// stderrKept is how many lines of Firefox's output are kept.
+const stderrKept = 60
 
 type driverReply struct {
 	ID    int    `json:"id"`
@@ -213,7 +225,12 @@ func startDriver(cmd *exec.Cmd, tl *testLog) (*bidiDriver, error) {
 		s := bufio.NewScanner(stderr)
 		s.Buffer(make([]byte, 64<<10), 4<<20)
 		for s.Scan() {
-			tl.logf("firefox driver: %s", s.Text())
+			d.mu.Lock()
+			d.stderr = append(d.stderr, s.Text())
+			if len(d.stderr) > stderrKept {
+				d.stderr = d.stderr[len(d.stderr)-stderrKept:]
+			}
+			d.mu.Unlock()
 		}
 	}()
 	go d.read(out)
@@ -267,7 +284,15 @@ func (d *bidiDriver) read(out io.Reader) {
 				d.log.logf("firefox [%s] %s: %s%s", r.Page, r.Type, r.Text, where)
 			}
 		case "exit":
-			d.log.logf("firefox driver: %s", r.Reason)
+			d.mu.Lock()
+			closing, last := d.closing, slices.Clone(d.stderr)
+			d.mu.Unlock()
+			if closing {
+				continue
+			}
+			// Firefox went away in the middle of the test: what it said
+			// last is the best clue.
+			d.log.logf("firefox driver: %s during the test; Firefox's and the driver's last output:\n  %s", r.Reason, strings.Join(last, "\n  "))
 		}
 	}
 }
@@ -329,6 +354,9 @@ func (d *bidiDriver) callRaw(ctx context.Context, req map[string]any) ([]byte, b
 
 // stop closes Firefox and ends the driver.
 func (d *bidiDriver) stop() {
+	d.mu.Lock()
+	d.closing = true
+	d.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := d.call(ctx, map[string]any{"op": "close"}, nil); err != nil {

@@ -1,7 +1,10 @@
 // The administration page (/admin): sign-in (with the login banner, a
-// required password change, and ?next= back to a meeting), the rooms table
-// with live participant counts and access summary, room creation, editing
-// (roomedit.mjs) and deletion.
+// required password change, and ?next= back to a meeting; single sign-on
+// and certificate buttons when the server offers them), a navigation that
+// shows the pages the account's permissions open, the rooms table with
+// live participant counts and access summary, room creation, editing
+// (roomedit.mjs) and deletion; accounts, roles, sessions and sign-in
+// settings are in adminaccounts.mjs.
 
 import { $, h, showOnly } from './dom.mjs';
 import { api } from './api.mjs';
@@ -9,6 +12,11 @@ import { aliasProblem, meetingPath, safeNextPath } from './links.mjs';
 import { accessSummary, roomCreateBody, roomPinProblem } from './roomaccess.mjs';
 import { RoomEditor } from './roomedit.mjs';
 import { PasswordChange } from './passwordform.mjs';
+import { prepareIdentity } from './call.mjs';
+import { watchTrust } from './trustwatch.mjs';
+import { pagesFor } from './adminforms.mjs';
+import { RolesPage, SessionsPage, SigninPage, UsersPage } from './adminaccounts.mjs';
+import { AuditPage, SystemPage } from './adminops.mjs';
 
 const REFRESH_MS = 15000;
 const STATUS_MS = 5000;
@@ -19,6 +27,12 @@ const screens = {
   password: $('#screen-password'),
   user: $('#screen-user'),
   rooms: $('#screen-rooms'),
+  users: $('#screen-users'),
+  roles: $('#screen-roles'),
+  sessions: $('#screen-sessions'),
+  signin: $('#screen-signin'),
+  audit: $('#screen-audit'),
+  system: $('#screen-system'),
 };
 const ui = {
   status: $('#status'),
@@ -51,14 +65,28 @@ const ui = {
   confirmText: $('#confirm-text'),
   confirmYes: $('#confirm-yes'),
   confirmNo: $('#confirm-no'),
+  nav: $('#admin-nav'),
+  loginOther: $('#login-other'),
+  loginSSO: $('#login-sso'),
+  loginCert: $('#login-cert'),
+  loginCertRequired: $('#login-cert-required'),
+  ask: /** @type {HTMLDialogElement} */ ($('#ask-dialog')),
+  askText: $('#ask-text'),
+  askYes: $('#ask-yes'),
+  askNo: $('#ask-no'),
 };
 
 /** Where to go after signing in: a meeting path, or '' to stay here. */
+// A signed-in user's devices watch the identity log from every page.
+watchTrust(prepareIdentity());
+
 const next = safeNextPath(new URLSearchParams(location.search).get('next'));
 
 let csrf = '';
 /** @type {{username?: string, displayName?: string, role?: string}} */
 let user = {};
+/** @type {Set<string>} the signed-in account's permissions */
+let permissions = new Set();
 let refreshTimer = 0;
 let statusTimer = 0;
 /** @type {Map<string, object>} the rooms of the last listing, by alias */
@@ -79,14 +107,61 @@ const passwordChange = new PasswordChange({
   },
 });
 
+/** Asks a yes/no question in a dialog. */
+function ask(text) {
+  return new Promise((resolve) => {
+    ui.askText.textContent = text;
+    ui.ask.returnValue = '';
+    ui.ask.addEventListener('close', () => resolve(ui.ask.returnValue === 'yes'), { once: true });
+    ui.ask.showModal();
+    ui.askNo.focus();
+  });
+}
+ui.askYes.addEventListener('click', () => ui.ask.close('yes'));
+ui.askNo.addEventListener('click', () => ui.ask.close('no'));
+
+const pageContext = {
+  csrf: () => csrf,
+  sessionEnded: (res) => sessionEnded(res),
+  flash: (text) => flash(text),
+  can: (p) => permissions.has(p),
+  me: () => user.username || '',
+  confirm: ask,
+};
+const pages = {
+  rooms: { load: (opts) => loadRooms(opts) },
+  users: new UsersPage(pageContext),
+  roles: new RolesPage(pageContext),
+  sessions: new SessionsPage(pageContext),
+  signin: new SigninPage(pageContext),
+  audit: new AuditPage(pageContext),
+  system: new SystemPage(pageContext),
+};
+
 function show(name) {
   showOnly(Object.values(screens), screens[name]);
-  const signedIn = name === 'rooms' || name === 'user' || name === 'password';
+  const signedIn = name in pages || name === 'user' || name === 'password';
   ui.logout.hidden = !signedIn;
   ui.whoami.hidden = !signedIn;
+  ui.nav.hidden = !(name in pages);
   clearInterval(refreshTimer);
-  if (name === 'rooms') refreshTimer = setInterval(() => { if (!document.hidden) loadRooms({ background: true }); }, REFRESH_MS);
+  if (name === 'rooms' || name === 'users' || name === 'sessions') {
+    refreshTimer = setInterval(() => { if (!document.hidden) pages[name].load({ background: true }); }, REFRESH_MS);
+  }
 }
+
+/** Shows one administration page and loads it. */
+function showPage(id) {
+  for (const b of ui.nav.querySelectorAll('button')) b.setAttribute('aria-current', b.dataset.page === id ? 'page' : 'false');
+  show(id);
+  pages[id].load();
+  if (location.hash !== '#' + id) history.replaceState(null, '', '#' + id);
+}
+
+ui.nav.addEventListener('click', (e) => {
+  const b = /** @type {HTMLElement} */ (e.target).closest('button[data-page]');
+  if (b) showPage(b.dataset.page);
+});
 
 function flash(text) {
   clearTimeout(statusTimer);
@@ -111,20 +186,43 @@ function formError(el, text) {
 
 async function start() {
   show('loading');
-  const [banner, me] = await Promise.all([api('GET', '/api/banner'), api('GET', '/api/me')]);
+  const [banner, me, methods] = await Promise.all([api('GET', '/api/banner'), api('GET', '/api/me'), api('GET', '/api/login/methods')]);
   const text = banner.ok ? String(banner.data?.banner ?? '').trim() : '';
   ui.banner.textContent = text;
   ui.banner.hidden = !text;
+  const m = methods.ok ? methods.data : {};
+  ui.loginSSO.hidden = !m.oidc;
+  ui.loginCert.hidden = !m.certificate;
+  ui.loginOther.hidden = !m.oidc && !m.certificate;
+  ui.loginCertRequired.hidden = !m.certificateRequired;
   if (me.ok) {
     signedIn(me.data);
     return;
   }
-  showLogin(me.network ? me.error.message : '');
+  // Back from single sign-on with an error: #sso-error=<sentence>.
+  const ssoError = new URLSearchParams(location.hash.slice(1)).get('sso-error');
+  if (ssoError) history.replaceState(null, '', location.pathname + location.search);
+  showLogin(ssoError || (me.network ? me.error.message : ''));
 }
+
+ui.loginSSO.addEventListener('click', () => {
+  location.assign('/api/oidc/login?return=' + encodeURIComponent(location.pathname + location.search));
+});
+
+ui.loginCert.addEventListener('click', async () => {
+  const res = await api('POST', '/api/login/certificate');
+  if (res.ok) {
+    formError(ui.loginError, '');
+    signedIn(res.data);
+    return;
+  }
+  formError(ui.loginError, res.error.message);
+});
 
 function showLogin(message) {
   csrf = '';
   user = {};
+  permissions = new Set();
   editor.close();
   formError(ui.loginError, message);
   ui.loginNext.textContent = next ? `Sign in to join the meeting ${next} with your account.` : '';
@@ -137,6 +235,7 @@ function showLogin(message) {
 function signedIn(data) {
   csrf = data?.csrf ?? '';
   user = data?.user ?? {};
+  permissions = new Set(data?.permissions ?? []);
   ui.whoami.textContent = `${user.displayName || user.username || ''}${user.role ? ` (${user.role})` : ''}`;
   if (data?.mustChangePassword) {
     show('password');
@@ -158,8 +257,16 @@ function proceed() {
     ui.userLogout.focus();
     return;
   }
-  show('rooms');
-  loadRooms();
+  const open = pagesFor([...permissions]);
+  if (open.length === 0) {
+    ui.userMessage.textContent = `Signed in as ${user.displayName || user.username || ''} — your roles open no page here.`;
+    show('user');
+    ui.userLogout.focus();
+    return;
+  }
+  ui.nav.replaceChildren(...open.map((p) => h('button', { type: 'button', dataset: { page: p.id } }, p.label)));
+  const wanted = location.hash.slice(1);
+  showPage(open.some((p) => p.id === wanted) ? wanted : open[0].id);
 }
 
 ui.loginForm.addEventListener('submit', async (e) => {

@@ -2,6 +2,11 @@
 
 import { $ } from './dom.mjs';
 import { aliasFromInput, meetingPath } from './links.mjs';
+import { prepareIdentity } from './call.mjs';
+import { watchTrust } from './trustwatch.mjs';
+
+// A signed-in user's devices watch the identity log from every page.
+watchTrust(prepareIdentity());
 
 const form = $('#room-form');
 const input = /** @type {HTMLInputElement} */ ($('#room'));

@@ -1,6 +1,9 @@
 // Messages of the Conclave signaling protocol (docs/protocol.md): builders
-// for client messages, a validator that mirrors the server's checks
+// for client messages, a validator that answers as the server would
 // (internal/signal), and a parser for server messages. No DOM, no network.
+// The limits, the client types and their fields, and the server's answer
+// to valid and invalid messages are the contract both implementations
+// test against: internal/signal/testdata/messages.json.
 
 /** Protocol version carried by every message. */
 export const VERSION = 1;
@@ -8,7 +11,7 @@ export const VERSION = 1;
 /** Media sources a participant can publish. */
 export const SOURCES = Object.freeze(['microphone', 'camera', 'screen', 'screen-audio']);
 
-/** Limits shared with the server (internal/signal). */
+/** Limits shared with the server (internal/signal, messages.json). */
 export const LIMITS = Object.freeze({
   name: 64, // characters
   room: 64, // characters
@@ -19,10 +22,12 @@ export const LIMITS = Object.freeze({
   candidate: 1024, // bytes
   payload: 64 << 10, // bytes
   message: 256 << 10, // bytes
+  usernameFragment: 256, // bytes
+  pin: 32, // digits
 });
 
-// Fields each client message type may carry, besides v, type and id.
-const FIELDS = {
+/** Fields each client message type may carry, besides v, type and id. */
+export const FIELDS = Object.freeze({
   join: ['room', 'name', 'resume', 'pin'],
   publish: ['sdp', 'tracks'],
   'subscribe-answer': ['sdp'],
@@ -33,6 +38,7 @@ const FIELDS = {
   announce: ['payload'],
   key: ['to', 'payload'],
   chat: ['payload'],
+  verify: ['payload'],
   leave: [],
   ping: [],
   // Host commands (docs/protocol.md, "Host controls").
@@ -45,7 +51,37 @@ const FIELDS = {
   deny: ['target'],
   'room-settings': ['settings'],
   end: [],
+});
+
+/** The server's error codes for a client message (docs/protocol.md). */
+export const CODES = Object.freeze({
+  badMessage: 'bad-message',
+  tooLarge: 'too-large',
+  unsupportedVersion: 'unsupported-version',
+  unknownType: 'unknown-type',
+  invalidField: 'invalid-field',
+});
+
+// The JSON shape of a message as the server decodes it (internal/signal's
+// Message): a field it does not know, or of another JSON type, makes the
+// whole message a bad one. null is an absent field. 'any' is a field only
+// the server sends, refused later whatever its shape.
+const ROOM_STATE_SHAPE = { obj: { locked: 'bool', guestsMayUnmute: 'bool', guestsMayPresent: 'bool', hostPresent: 'bool' } };
+const SHAPE = {
+  v: 'int', type: 'string', id: 'string',
+  room: 'string', name: 'string', resume: 'string', pin: 'string',
+  target: 'string', locked: 'bool', role: 'string', settings: ROOM_STATE_SHAPE,
+  sdp: 'string', tracks: { map: { obj: { participant: 'string', source: 'string', kind: 'string', stream: 'string' } } },
+  pc: 'string', candidate: { obj: { candidate: 'string', sdpMid: 'string', sdpMLineIndex: 'uint16', usernameFragment: 'string' } },
+  state: { obj: { audio: 'bool', video: 'bool', screen: 'bool' } },
+  layout: { map: { obj: { width: 'int', height: 'int' } } },
+  payload: 'string', to: 'string',
+  // Sent by the server only.
+  mid: 'any', active: 'any', from: 'any', meeting: 'any', uploadToken: 'any', self: 'any', participants: 'any',
+  iceServers: 'any', roomInfo: 'any', resumed: 'any', participant: 'any', by: 'any', roomState: 'any', wait: 'any',
+  code: 'any', message: 'any', fatal: 'any', reason: 'any', ref: 'any',
 };
+const SERVER_FIELDS = Object.keys(SHAPE).filter((k) => SHAPE[k] === 'any');
 
 /** Roles of participants. */
 export const ROLES = Object.freeze(['host', 'participant', 'guest']);
@@ -268,8 +304,9 @@ export function roomSettingsMessage(s) {
 
 /**
  * An end-to-end encryption message: `announce {payload}`, `key {to,
- * payload}` or `chat {payload}`; payloads are base64 (docs/e2ee.md).
- * @param {'announce'|'key'|'chat'} type
+ * payload}`, `chat {payload}` or `verify {payload}` (a commit or reveal of
+ * the meeting code's round); payloads are base64 (docs/e2ee.md).
+ * @param {'announce'|'key'|'chat'|'verify'} type
  * @param {{payload: string, to?: string}} fields
  * @returns {object}
  */
@@ -291,22 +328,87 @@ export function endMessage() {
  * @returns {string} what is wrong, or '' when the message is valid
  */
 export function clientMessageProblem(m) {
-  if (m === null || typeof m !== 'object' || Array.isArray(m)) return 'message is not an object';
-  if (m.v !== VERSION) return `v must be ${VERSION}`;
-  const allowed = FIELDS[m.type];
-  if (!allowed) return `unknown type ${JSON.stringify(m.type)}`;
-  for (const k of Object.keys(m)) {
-    if (k !== 'v' && k !== 'type' && k !== 'id' && !allowed.includes(k)) return `field ${k} is not allowed in ${m.type}`;
+  return checkClientMessage(m).problem;
+}
+
+/**
+ * Checks a client message as the server would, in the server's order:
+ * size, JSON shape, version, then the fields of its type.
+ * @param {any} m
+ * @returns {{code: string, problem: string}} the error code the server
+ *   would answer (CODES) and what is wrong; both '' when the message is valid
+ */
+export function checkClientMessage(m) {
+  const fail = (code, problem) => ({ code, problem });
+  if (m === null || typeof m !== 'object' || Array.isArray(m)) return fail(CODES.badMessage, 'message is not an object');
+  let text;
+  try {
+    text = JSON.stringify(m);
+  } catch {
+    return fail(CODES.badMessage, 'message is not JSON');
   }
-  if (m.id !== undefined && !isID(m.id, false)) return 'id is malformed';
+  if (byteLength(text) > LIMITS.message) return fail(CODES.tooLarge, `message is larger than ${LIMITS.message} bytes`);
+  const shape = shapeProblem(m, { obj: SHAPE }, 'message');
+  if (shape) return fail(CODES.badMessage, shape);
+  if (m.v !== VERSION) return fail(CODES.unsupportedVersion, `v must be ${VERSION}`);
+  if (set(m.id) && !isID(m.id, false)) return fail(CODES.invalidField, 'id is malformed');
+  if (SERVER_FIELDS.some((k) => set(m[k]))) return fail(CODES.invalidField, 'message carries fields only the server may send');
+  if (!set(m.type)) return fail(CODES.invalidField, 'type is required');
+  const allowed = FIELDS[m.type];
+  if (!allowed) return fail(CODES.unknownType, `unknown type ${JSON.stringify(m.type)}`);
+  const p = typeProblem(m);
+  if (p) return fail(CODES.invalidField, p);
+  for (const k of Object.keys(m)) {
+    if (k !== 'v' && k !== 'type' && k !== 'id' && set(m[k]) && !allowed.includes(k)) return fail(CODES.invalidField, `field ${k} is not allowed in ${m.type}`);
+  }
+  return { code: '', problem: '' };
+}
+
+/** Whether a field counts as present: the server reads an empty string, false or null as absent. */
+function set(v) {
+  return v !== undefined && v !== null && v !== '' && v !== false && v !== 0;
+}
+
+/**
+ * Why a value does not have the shape the server decodes, or ''.
+ * @param {any} v
+ * @param {any} shape a type name, {obj: {field: shape}} or {map: shape}
+ * @param {string} path
+ * @returns {string}
+ */
+function shapeProblem(v, shape, path) {
+  if (v === null || v === undefined || shape === 'any') return '';
+  switch (shape) {
+    case 'string': return typeof v === 'string' ? '' : `${path} must be a string`;
+    case 'bool': return typeof v === 'boolean' ? '' : `${path} must be a boolean`;
+    case 'int': return Number.isInteger(v) ? '' : `${path} must be an integer`;
+    case 'uint16': return Number.isInteger(v) && v >= 0 && v < 65536 ? '' : `${path} must be an integer from 0 to 65535`;
+  }
+  if (typeof v !== 'object' || Array.isArray(v)) return `${path} must be an object`;
+  if (shape.map) {
+    for (const [k, x] of Object.entries(v)) {
+      const p = shapeProblem(x, shape.map, `${path}.${k}`);
+      if (p) return p;
+    }
+    return '';
+  }
+  for (const [k, x] of Object.entries(v)) {
+    if (!(k in shape.obj)) return `${path} has an unknown field ${k}`;
+    const p = shapeProblem(x, shape.obj[k], `${path}.${k}`);
+    if (p) return p;
+  }
+  return '';
+}
+
+/** What is wrong with the fields of a message of a known type, or ''. */
+function typeProblem(m) {
   switch (m.type) {
     case 'join': {
       const roomLen = typeof m.room === 'string' ? Array.from(m.room).length : 0;
       if (roomLen < 1 || roomLen > LIMITS.room || hasControl(m.room)) return 'room is malformed';
       if (typeof m.name !== 'string' || nameProblem(m.name)) return 'name is malformed';
-      if (m.resume !== undefined && !isID(m.resume, false)) return 'resume is malformed';
-      if (m.pin !== undefined) {
-        if (typeof m.pin !== 'string') return 'pin must be a string';
+      if (set(m.resume) && !isID(m.resume, false)) return 'resume is malformed';
+      if (set(m.pin)) {
         if (m.pin.length > MAX_PIN) return `pin is longer than ${MAX_PIN} characters`;
         if (!/^[0-9]*$/.test(m.pin)) return 'pin is made of digits only';
       }
@@ -315,15 +417,14 @@ export function clientMessageProblem(m) {
     case 'publish': {
       const p = sdpProblem(m.sdp);
       if (p) return p;
-      if (m.tracks === undefined) return '';
-      if (m.tracks === null || typeof m.tracks !== 'object' || Array.isArray(m.tracks)) return 'tracks must be an object';
+      if (!set(m.tracks)) return '';
       const mids = Object.keys(m.tracks);
       if (mids.length > LIMITS.tracks) return `tracks has more than ${LIMITS.tracks} entries`;
       for (const mid of mids) {
         if (!isID(mid, true)) return `track mid ${JSON.stringify(mid)} is malformed`;
-        const t = m.tracks[mid];
-        if (!t || typeof t !== 'object' || !SOURCES.includes(t.source)) return `track ${mid} has an unknown source`;
-        if (Object.keys(t).some((k) => k !== 'source')) return `track ${mid} may only carry a source`;
+        const t = m.tracks[mid] ?? {};
+        if (!SOURCES.includes(t.source)) return `track ${mid} has an unknown source`;
+        if (set(t.participant) || set(t.kind) || set(t.stream)) return `track ${mid} may only carry a source`;
       }
       return '';
     }
@@ -332,32 +433,23 @@ export function clientMessageProblem(m) {
     case 'candidate': {
       if (m.pc !== 'pub' && m.pc !== 'sub') return 'pc must be "pub" or "sub"';
       const c = m.candidate;
-      if (!c || typeof c !== 'object' || typeof c.candidate !== 'string') return 'candidate is required';
-      const ok = ['candidate', 'sdpMid', 'sdpMLineIndex', 'usernameFragment'];
-      if (Object.keys(c).some((k) => !ok.includes(k))) return 'candidate has unknown fields';
-      if (byteLength(c.candidate) > LIMITS.candidate) return 'candidate is too long';
-      if (c.sdpMid !== undefined && (typeof c.sdpMid !== 'string' || byteLength(c.sdpMid) > LIMITS.id)) return 'sdpMid is malformed';
-      if (c.sdpMLineIndex !== undefined && !(Number.isInteger(c.sdpMLineIndex) && c.sdpMLineIndex >= 0 && c.sdpMLineIndex < 65536)) return 'sdpMLineIndex is malformed';
-      if (c.usernameFragment !== undefined && (typeof c.usernameFragment !== 'string' || byteLength(c.usernameFragment) > 256)) return 'usernameFragment is malformed';
+      if (!set(c)) return 'candidate is required';
+      if (byteLength(c.candidate ?? '') > LIMITS.candidate) return 'candidate is too long';
+      if (typeof c.sdpMid === 'string' && byteLength(c.sdpMid) > LIMITS.id) return 'sdpMid is malformed';
+      if (typeof c.usernameFragment === 'string' && byteLength(c.usernameFragment) > LIMITS.usernameFragment) return 'usernameFragment is malformed';
       return '';
     }
-    case 'state': {
-      const s = m.state;
-      if (!s || typeof s !== 'object') return 'state is required';
-      if (Object.keys(s).some((k) => !['audio', 'video', 'screen'].includes(k) || typeof s[k] !== 'boolean')) return 'state is malformed';
-      return '';
-    }
+    case 'state':
+      return set(m.state) ? '' : 'state is required';
     case 'layout': {
-      const l = m.layout;
-      if (!l || typeof l !== 'object' || Array.isArray(l)) return 'layout is required';
-      const mids = Object.keys(l);
+      if (!set(m.layout)) return 'layout is required';
+      const mids = Object.keys(m.layout);
       if (mids.length > LIMITS.tracks) return `layout has more than ${LIMITS.tracks} entries`;
       for (const mid of mids) {
         if (!isID(mid, true)) return `layout key ${JSON.stringify(mid)} is malformed`;
-        const sz = l[mid];
-        if (!sz || typeof sz !== 'object' || Object.keys(sz).some((k) => k !== 'width' && k !== 'height')) return `layout ${mid} must be {width, height}`;
-        for (const d of [sz.width, sz.height]) {
-          if (!Number.isInteger(d) || d < 0 || d > LIMITS.trackSize) return `layout ${mid} has a size outside 0..${LIMITS.trackSize}`;
+        const sz = m.layout[mid] ?? {};
+        for (const d of [sz.width ?? 0, sz.height ?? 0]) {
+          if (d < 0 || d > LIMITS.trackSize) return `layout ${mid} has a size outside 0..${LIMITS.trackSize}`;
         }
       }
       return '';
@@ -366,6 +458,7 @@ export function clientMessageProblem(m) {
       return m.pc === 'sub' ? '' : 'pc must be "sub"';
     case 'announce':
     case 'chat':
+    case 'verify':
       return payloadProblem(m.payload);
     case 'key':
       if (!isID(m.to, true)) return 'to is malformed';
@@ -380,23 +473,16 @@ export function clientMessageProblem(m) {
       return ROLES.includes(m.role) ? '' : 'role must be "host", "participant" or "guest"';
     case 'lock':
       return typeof m.locked === 'boolean' ? '' : 'locked is required (a boolean)';
-    case 'room-settings': {
-      const s = m.settings;
-      if (!s || typeof s !== 'object' || Array.isArray(s)) return 'settings is required';
-      for (const [k, v] of Object.entries(s)) {
-        if (!ROOM_STATE_FIELDS.includes(k)) return `settings has an unknown field ${k}`;
-        if (typeof v !== 'boolean') return `settings.${k} must be a boolean`;
-      }
-      return '';
-    }
+    case 'room-settings':
+      return m.settings !== undefined && m.settings !== null ? '' : 'settings is required';
     default:
       return '';
   }
 }
 
 function isID(s, required) {
+  if (s === undefined || s === null || s === '') return !required;
   if (typeof s !== 'string') return false;
-  if (s === '') return !required;
   return s.length <= LIMITS.id && ID_RE.test(s);
 }
 
@@ -409,7 +495,7 @@ function sdpProblem(sdp) {
 
 function payloadProblem(p) {
   if (typeof p !== 'string' || p === '') return 'payload is required';
-  if (p.length > LIMITS.payload) return 'payload is too long';
+  if (byteLength(p) > LIMITS.payload) return 'payload is too long';
   if (!BASE64_RE.test(p)) return 'payload must be base64 text';
   return '';
 }

@@ -30,7 +30,7 @@ import { reconnectDelay } from './backoff.mjs';
 import { SerialQueue } from './queue.mjs';
 import { mediaGroups, tileKey } from './tiles.mjs';
 import { preferVideoCodecs } from './codecs.mjs';
-import { sendEncodings, applyActive, isLayersMessage, SCREEN_DEGRADATION } from './simulcast.mjs';
+import { sendEncodings, applyActive, isLayersMessage, SCREEN_DEGRADATION, CAMERA_SVC } from './simulcast.mjs';
 import { mungeOpus } from './opus.mjs';
 import { LayoutReporter } from './layout.mjs';
 
@@ -38,6 +38,8 @@ import { LayoutReporter } from './layout.mjs';
 export const ICE_RECOVERY_MS = 10000;
 /** How many times a refused publish offer is retried. */
 export const PUBLISH_RETRIES = 3;
+/** The n-th retry of a refused publish offer waits n times this, in milliseconds. */
+export const PUBLISH_RETRY_MS = 1000;
 
 const PUBLISH_ORDER = ['microphone', 'camera', 'screen', 'screen-audio'];
 const KIND = { microphone: 'audio', camera: 'video', screen: 'video', 'screen-audio': 'audio' };
@@ -310,7 +312,7 @@ export class Session extends EventTarget {
 
   /**
    * Sends an end-to-end encryption message (announce, key or chat).
-   * @param {'announce'|'key'|'chat'} type
+   * @param {'announce'|'key'|'chat'|'verify'} type
    * @param {{payload: string, to?: string}} fields
    * @returns {boolean} false when it could not be sent (not admitted, or the connection is down)
    */
@@ -412,6 +414,7 @@ export class Session extends EventTarget {
       case 'notice': return this.#emit('notice', { code: String(m.code ?? ''), message: String(m.message ?? '') });
       case 'announce':
       case 'key':
+      case 'verify':
       case 'chat': return this.#emit('e2ee', { type: m.type, from: String(m.from ?? ''), payload: String(m.payload ?? '') });
       // Unknown types are extensions this client may ignore (docs/protocol.md, "Extensions").
       default: return undefined;
@@ -718,6 +721,7 @@ export class Session extends EventTarget {
       return true;
     }
     if (!tr) {
+      if (source === 'camera') this.#checkSVC();
       const stream = source === 'screen' || source === 'screen-audio' ? this.screenStream : this.cameraStream;
       const init = { direction: 'sendonly', streams: [stream] };
       const encodings = sendEncodings(source, this.videoCodec, track?.getSettings?.());
@@ -740,6 +744,28 @@ export class Session extends EventTarget {
     if (tr.direction === 'sendonly') return false;
     tr.direction = 'sendonly';
     return true;
+  }
+
+  // VP9 is sent as one encoding with SVC layers (scalabilityMode). A browser
+  // that ignores scalabilityMode (Firefox 153) would send one full-size VP9
+  // layer that the server cannot thin out per subscriber: the camera goes
+  // out as VP8 simulcast instead. Checked once, on a throwaway connection.
+  #checkSVC() {
+    if (this.videoCodec !== 'vp9' || this.svcChecked) return;
+    this.svcChecked = true;
+    let ok = false;
+    let probe = null;
+    try {
+      probe = new this.env.RTCPeerConnection();
+      const tr = probe.addTransceiver('video', { direction: 'sendonly', sendEncodings: [{ ...CAMERA_SVC }] });
+      ok = tr.sender.getParameters().encodings?.[0]?.scalabilityMode === CAMERA_SVC.scalabilityMode;
+    } catch { /* no SVC */ } finally {
+      try { probe?.close(); } catch { /* closed */ }
+    }
+    if (!ok) {
+      console.warn('conclave: this browser does not send VP9 SVC (scalabilityMode); sending VP8 simulcast instead');
+      this.videoCodec = 'vp8';
+    }
   }
 
   #preferCodecs(tr) {
@@ -790,7 +816,7 @@ export class Session extends EventTarget {
       this.timers.retry = this.env.setTimeout(() => {
         this.timers.retry = null;
         this.#requestPublish();
-      }, 1000 * this.publishFailures);
+      }, PUBLISH_RETRY_MS * this.publishFailures);
     });
   }
 

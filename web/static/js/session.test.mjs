@@ -3,203 +3,13 @@
 // subscribed tracks by mid, reconnection and ICE recovery.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Session, ICE_RECOVERY_MS } from './session.mjs';
+import { readFileSync } from 'node:fs';
+import { Session, ICE_RECOVERY_MS, PUBLISH_RETRIES, PUBLISH_RETRY_MS } from './session.mjs';
+import { reconnectDelay } from './backoff.mjs';
+import { FakeTrack, FakeStream, fakeOffer, world, flush } from './testing/fakes.mjs';
 
 // The session warns on the console about the failures these tests provoke.
 console.warn = () => {};
-
-// ---- fakes -------------------------------------------------------------------
-
-class FakeTrack {
-  constructor(kind, id) {
-    this.kind = kind;
-    this.id = id;
-    this.enabled = true;
-  }
-}
-
-class FakeStream {
-  constructor(tracks = []) {
-    this.tracks = [...tracks];
-  }
-  getTracks() { return [...this.tracks]; }
-  getAudioTracks() { return this.tracks.filter((t) => t.kind === 'audio'); }
-  getVideoTracks() { return this.tracks.filter((t) => t.kind === 'video'); }
-  addTrack(t) { this.tracks.push(t); }
-  removeTrack(t) { this.tracks = this.tracks.filter((x) => x !== t); }
-}
-
-// Remote SDPs of the fake are "v=0" followed by "m=<mid> <kind>" lines.
-function fakeOffer(mids) {
-  return ['v=0', ...Object.entries(mids).map(([mid, kind]) => `m=${mid} ${kind}`)].join('\r\n');
-}
-
-// A sender whose parameters hold the encodings it was created with; every
-// setParameters is recorded.
-function fakeSender(track, encodings) {
-  let params = { transactionId: '1', encodings: (encodings ?? [{}]).map((e) => ({ active: true, ...e })) };
-  return {
-    track,
-    sets: [],
-    async replaceTrack(x) { this.track = x; },
-    getParameters() { return structuredClone(params); },
-    async setParameters(p) {
-      params = structuredClone(p);
-      this.sets.push(structuredClone(p));
-    },
-  };
-}
-
-class FakePC extends EventTarget {
-  constructor(config) {
-    super();
-    this.config = config;
-    this.transceivers = [];
-    this.signalingState = 'stable';
-    this.connectionState = 'new';
-    this.iceConnectionState = 'new';
-    this.localDescription = null;
-    this.remoteDescription = null;
-    this.candidates = [];
-    this.offers = [];
-    this.nextMid = 0;
-  }
-  addTransceiver(trackOrKind, init) {
-    const kind = typeof trackOrKind === 'string' ? trackOrKind : trackOrKind.kind;
-    const t = {
-      mid: null,
-      kind,
-      direction: init.direction,
-      streams: init.streams,
-      codecs: null,
-      sendEncodings: init.sendEncodings,
-      sender: fakeSender(typeof trackOrKind === 'string' ? null : trackOrKind, init.sendEncodings),
-      receiver: { track: null },
-      setCodecPreferences(c) { this.codecs = c; },
-    };
-    this.transceivers.push(t);
-    return t;
-  }
-  getTransceivers() { return this.transceivers; }
-  getConfiguration() { return { ...this.config }; }
-  setConfiguration(c) {
-    if (c.bundlePolicy !== this.config.bundlePolicy) throw new Error('InvalidModificationError: bundlePolicy');
-    this.config = c;
-    (this.configs ??= []).push(c);
-  }
-  async createOffer(opts) {
-    this.offers.push(opts ?? {});
-    return { type: 'offer', sdp: `v=0\r\noffer ${this.offers.length}${opts?.iceRestart ? ' ice-restart' : ''}` };
-  }
-  async createAnswer() { return { type: 'answer', sdp: 'v=0\r\nanswer' }; }
-  async setLocalDescription(d) {
-    if (d.type === 'rollback') {
-      this.signalingState = 'stable';
-      return;
-    }
-    this.localDescription = d;
-    if (d.type === 'offer') {
-      for (const t of this.transceivers) if (t.mid === null) t.mid = String(this.nextMid++);
-      this.signalingState = 'have-local-offer';
-    } else {
-      this.signalingState = 'stable';
-    }
-  }
-  async setRemoteDescription(d) {
-    this.remoteDescription = d;
-    if (d.type === 'answer') {
-      this.signalingState = 'stable';
-      return;
-    }
-    for (const line of d.sdp.split('\r\n')) {
-      const m = line.match(/^m=(\S+) (\S+)$/);
-      if (!m || this.transceivers.some((t) => t.mid === m[1])) continue;
-      this.transceivers.push({ mid: m[1], kind: m[2], direction: 'recvonly', receiver: { track: new FakeTrack(m[2], `remote-${m[1]}`) } });
-    }
-    this.signalingState = 'have-remote-offer';
-  }
-  async addIceCandidate(c) { this.candidates.push(c); }
-  close() {
-    this.signalingState = 'closed';
-    this.closed = true;
-  }
-  setICE(state) {
-    this.iceConnectionState = state;
-    this.connectionState = state === 'completed' ? 'connected' : state;
-    this.dispatchEvent(new Event('iceconnectionstatechange'));
-  }
-  candidate(c) {
-    const e = new Event('icecandidate');
-    e.candidate = c;
-    this.dispatchEvent(e);
-  }
-}
-
-class FakeWS {
-  constructor(url, world) {
-    this.url = url;
-    this.world = world;
-    this.readyState = 0;
-    this.sent = [];
-    world.sockets.push(this);
-  }
-  send(text) {
-    assert.equal(this.readyState, 1, 'send on a WebSocket that is not open');
-    this.sent.push(JSON.parse(text));
-  }
-  close() {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    queueMicrotask(() => this.onclose?.({ code: 1000 }));
-  }
-  // Test side.
-  open() {
-    this.readyState = 1;
-    this.onopen?.({});
-  }
-  receive(m) { this.onmessage?.({ data: JSON.stringify({ v: 1, ...m }) }); }
-  drop() {
-    this.readyState = 3;
-    this.onclose?.({ code: 1006 });
-  }
-  ofType(type) { return this.sent.filter((m) => m.type === type); }
-}
-
-/** A fake browser: sockets, peer connections and a manual clock. */
-function world() {
-  const w = { sockets: [], pcs: [], timers: [], now: 0, seq: 0 };
-  w.env = {
-    WebSocket: class extends FakeWS { constructor(url) { super(url, w); } },
-    RTCPeerConnection: class extends FakePC { constructor(c) { super(c); w.pcs.push(this); } },
-    MediaStream: FakeStream,
-    setTimeout: (fn, ms) => {
-      const id = ++w.seq;
-      w.timers.push({ id, at: w.now + ms, fn });
-      return id;
-    },
-    clearTimeout: (id) => { w.timers = w.timers.filter((t) => t.id !== id); },
-    videoCodecs: () => [{ mimeType: 'video/H264' }, { mimeType: 'video/VP9' }, { mimeType: 'video/VP8' }, { mimeType: 'video/rtx' }],
-  };
-  w.advance = async (ms) => {
-    const end = w.now + ms;
-    for (;;) {
-      w.timers.sort((a, b) => a.at - b.at);
-      const t = w.timers[0];
-      if (!t || t.at > end) break;
-      w.timers.shift();
-      w.now = t.at;
-      t.fn();
-      await flush();
-    }
-    w.now = end;
-  };
-  w.ws = () => w.sockets[w.sockets.length - 1];
-  return w;
-}
-
-async function flush() {
-  for (let i = 0; i < 30; i++) await new Promise((r) => setImmediate(r));
-}
 
 function record(session) {
   const events = [];
@@ -919,6 +729,25 @@ test('VP9 when asked: preferred first, one encoding with SVC layers', async () =
   assert.deepEqual(cam.sendEncodings, [{ scalabilityMode: 'L3T3_KEY', maxBitrate: 2000000 }]);
 });
 
+test('VP9 asked in a browser that ignores scalabilityMode (Firefox): VP8 simulcast instead', async () => {
+  const w = world();
+  const Base = w.env.RTCPeerConnection;
+  const env = {
+    ...w.env,
+    RTCPeerConnection: class extends Base {
+      addTransceiver(trackOrKind, init) {
+        const encodings = init.sendEncodings?.map(({ scalabilityMode, ...rest }) => rest);
+        return super.addTransceiver(trackOrKind, { ...init, sendEncodings: encodings });
+      }
+    },
+  };
+  const { s, pub } = await joined(w, { videoCodec: 'vp9', env });
+  const cam = pub.transceivers[1];
+  assert.equal(s.videoCodec, 'vp8');
+  assert.deepEqual(cam.codecs.map((c) => c.mimeType), ['video/VP8', 'video/VP9', 'video/rtx']);
+  assert.deepEqual(cam.sendEncodings.map((e) => e.rid), ['q', 'h', 'f']);
+});
+
 test('the publish offer carries Opus FEC and DTX', async () => {
   const w = world();
   const opus = 'v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n';
@@ -995,6 +824,18 @@ test('layout: rendered sizes go out by sub mid, changes only, the full map after
   for (const m of w.sockets.flatMap((x) => x.ofType('layout'))) assert.deepEqual(Object.keys(m).sort(), ['layout', 'type', 'v']);
 });
 
+// The recovery schedule is the contract's (the "schedule" of
+// internal/signal/testdata/messages.json), which the native client's tests
+// read too (internal/client).
+test('the recovery schedule is the contract\'s', () => {
+  const { schedule } = JSON.parse(readFileSync(new URL('../../../internal/signal/testdata/messages.json', import.meta.url), 'utf8'));
+  assert.deepEqual(schedule.reconnectDelaysMs.map((_, i) => reconnectDelay(i)), schedule.reconnectDelaysMs);
+  assert.equal(reconnectDelay(1000), schedule.reconnectDelaysMs.at(-1));
+  assert.equal(ICE_RECOVERY_MS, schedule.iceRecoveryMs);
+  assert.equal(PUBLISH_RETRIES, schedule.publishRetries);
+  assert.equal(PUBLISH_RETRY_MS, schedule.publishRetryStepMs);
+});
+
 test('TURN: the welcome\'s servers and relay policy reach both peer connections; ice-servers and a resume update them', async () => {
   const w = world();
   const turn1 = [{ urls: ['turn:h:3478?transport=udp', 'turns:h:443?transport=tcp'], username: '100:me', credential: 'a' }];
@@ -1037,3 +878,4 @@ test('TURN: the welcome\'s servers and relay policy reach both peer connections;
   await joined(w2);
   assert.equal(w2.pcs[0].config.iceTransportPolicy, 'all');
 });
+

@@ -55,6 +55,12 @@ const ops = {
       handleSIGTERM: true,
       handleSIGHUP: true,
     });
+    // Firefox's own output goes to our standard error (never to standard
+    // output, which carries the replies): the harness keeps the last lines
+    // and shows them if Firefox goes away during a test.
+    const proc = browser.process();
+    proc?.stderr?.on('data', (c) => process.stderr.write(c));
+    proc?.stdout?.on('data', (c) => process.stderr.write(c));
     browser.on('disconnected', () => send({ event: 'exit', reason: 'Firefox disconnected' }));
     return browser.version();
   },
@@ -62,7 +68,9 @@ const ops = {
   async newPage(r) {
     if (pages.has(r.page)) throw new Error(`page ${r.page} exists`);
     const ctx = await browser.createBrowserContext();
-    const p = await ctx.newPage();
+    // A window each: a tab behind another is hidden (visibilityState), and
+    // the meeting page stops receiving video it does not show.
+    const p = await ctx.newPage({ type: 'window' });
     pages.set(r.page, { ctx, page: p });
     p.on('console', (m) => {
       const loc = m.location?.() ?? {};

@@ -1,6 +1,6 @@
 // Announcements: the signed per-meeting statement of a participant, their
-// verification, and the meeting code. See docs/e2ee.md.
-import { MalformedError, Reader, Writer, compare, concat, equal, utf8 } from './bytes.mjs';
+// verification. The meeting code is round.mjs's. See docs/e2ee.md.
+import { MalformedError, Reader, Writer, concat, equal, utf8 } from './bytes.mjs';
 import {
   MAX_ID_LEN, MAX_NAME_LEN, MAX_USER_LEN, PUBLIC_KEY_LEN, SIGNATURE_LEN, SignatureError,
   fingerprint, importPublicKey, sign, verify, verifyCredential,
@@ -9,7 +9,6 @@ import {
 const ANNOUNCEMENT_TAG = utf8('CANN');
 const ANNOUNCEMENT_VERSION = 1;
 const MAX_CREDENTIAL_LEN = 1024;
-export const LABEL_MEETING_CODE = 'Conclave E2EE v1 meeting code';
 
 // encodeAnnouncementBody: "CANN" | version u8 (1) | meeting id str16 |
 // participant id str16 | user id str16 | display name str16 | ECDH public
@@ -85,16 +84,4 @@ export async function verifyAnnouncement(b, { meetingId, orgKey = null, nowSecon
   v.certified = true;
   v.credentialInfo = c;
   return v;
-}
-
-// meetingCode: SHA-256("Conclave E2EE v1 meeting code" || for each
-// announcement sorted by participant id (UTF-8 bytewise): u32 length ||
-// body); first 8 bytes big-endian mod 10^12, as "ddd ddd ddd ddd".
-export async function meetingCode(verified) {
-  const list = [...verified].sort((x, y) => compare(utf8(x.participantId), utf8(y.participantId)) || compare(x.body, y.body));
-  const w = new Writer().raw(utf8(LABEL_MEETING_CODE));
-  for (const a of list) w.bytes32(a.body);
-  const h = new DataView(await globalThis.crypto.subtle.digest('SHA-256', w.bytes()));
-  const d = (h.getBigUint64(0) % 1000000000000n).toString().padStart(12, '0');
-  return `${d.slice(0, 3)} ${d.slice(3, 6)} ${d.slice(6, 9)} ${d.slice(9)}`;
 }

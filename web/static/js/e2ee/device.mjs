@@ -181,3 +181,19 @@ export async function deviceCredential(store, device, org, { account, request, n
   }
   return fallback;
 }
+
+/**
+ * Pins the transparency log's verifier key on first use, like the
+ * organisation key: a different key later keeps the old pin and is
+ * reported as changed (and then nobody can be certified).
+ * @param {KeyValueStore} store
+ * @param {string} vkey the logKey of GET /api/e2ee/org ('' when none)
+ * @returns {Promise<{vkey: string, changed: boolean}>} vkey '' when none can be trusted
+ */
+export async function pinLogKey(store, vkey) {
+  const pinned = await store.get('log-key');
+  if (!vkey) return { vkey: '', changed: false };
+  if (pinned?.vkey) return pinned.vkey === vkey ? { vkey, changed: false } : { vkey: '', changed: true };
+  await store.put('log-key', { vkey, pinnedAt: Date.now() });
+  return { vkey, changed: false };
+}

@@ -50,7 +50,7 @@ test('credentials: fetched when signed in, cached, renewed within a day of expir
     calls++;
     assert.equal(pub, toBase64(device.publicKeyRaw));
     const s = Math.floor(now / 1000);
-    const c = await issueCredential(org.privateKey, { orgId: 'acme', userId: 'u1', displayName: 'U', devicePublicKey: device.publicKeyRaw, notBefore: s - 1, notAfter: s + lifetime, serial: calls });
+    const c = await issueCredential(org.privateKey, { orgId: 'acme', userId: 'u1', account: 'u1', displayName: 'U', devicePublicKey: device.publicKeyRaw, notBefore: s - 1, notAfter: s + lifetime, serial: calls });
     return { credential: toBase64(c), notAfter: new Date((s + lifetime) * 1000).toISOString() };
   };
   const io = { account: 'u1', request, now: () => now };

@@ -12,7 +12,10 @@ export const MAX_ID_LEN = 128;
 export const MAX_USER_LEN = 256;
 export const MAX_NAME_LEN = 256;
 const CREDENTIAL_TAG = utf8('CCRD');
-const CREDENTIAL_VERSION = 1;
+const CREDENTIAL_VERSION = 2;
+const POP_TAG = utf8('CPOP');
+const REVOCATION_TAG = utf8('CREV');
+export const CHALLENGE_LEN = 32;
 
 export class SignatureError extends Error {
   constructor(what) { super(`e2ee: bad signature on ${what}`); this.name = 'SignatureError'; }
@@ -68,14 +71,15 @@ export async function fingerprint(pubRaw) {
   return toHex(h.subarray(0, 16)).toUpperCase().match(/.{4}/g).join(' ');
 }
 
-// encodeCredentialBody: "CCRD" | version u8 (1) | org id str16 | user id
-// str16 | display name str16 | device public key (65) | not before i64 |
-// not after i64 | serial u64. Times are Unix seconds.
+// encodeCredentialBody: "CCRD" | version u8 (2) | org id str16 | user id
+// str16 | account str16 | display name str16 | device public key (65) |
+// not before i64 | not after i64 | serial u64. Times are Unix seconds.
 export function encodeCredentialBody(f) {
   const ok = f.orgId && utf8(f.orgId).length <= MAX_ID_LEN && f.userId && utf8(f.userId).length <= MAX_USER_LEN &&
+    f.account && utf8(f.account).length <= MAX_USER_LEN &&
     utf8(f.displayName ?? '').length <= MAX_NAME_LEN && f.devicePublicKey?.length === PUBLIC_KEY_LEN && f.notAfter >= f.notBefore;
   if (!ok) throw new Error('e2ee: invalid credential fields');
-  return new Writer().raw(CREDENTIAL_TAG).u8(CREDENTIAL_VERSION).str16(f.orgId).str16(f.userId).str16(f.displayName ?? '')
+  return new Writer().raw(CREDENTIAL_TAG).u8(CREDENTIAL_VERSION).str16(f.orgId).str16(f.userId).str16(f.account).str16(f.displayName ?? '')
     .raw(f.devicePublicKey).i64(f.notBefore).i64(f.notAfter).u64(f.serial).bytes();
 }
 
@@ -96,6 +100,7 @@ export function parseCredential(b) {
   const c = {};
   c.orgId = r.str16(MAX_ID_LEN);
   c.userId = r.str16(MAX_USER_LEN);
+  c.account = r.str16(MAX_USER_LEN);
   c.displayName = r.str16(MAX_NAME_LEN);
   c.devicePublicKey = r.take(PUBLIC_KEY_LEN);
   c.notBefore = Number(r.i64());
@@ -103,7 +108,7 @@ export function parseCredential(b) {
   c.serial = r.u64();
   const bodyLen = r.o;
   c.signature = r.take(SIGNATURE_LEN);
-  if (!r.done() || !c.orgId || !c.userId) throw new MalformedError('credential');
+  if (!r.done() || !c.orgId || !c.userId || !c.account) throw new MalformedError('credential');
   c.body = b.subarray(0, bodyLen);
   c.raw = b;
   return c;
@@ -118,4 +123,49 @@ export async function verifyCredential(caPublic, b, nowSeconds) {
   const now = Math.floor(nowSeconds);
   if (now < c.notBefore || now > c.notAfter) throw new ExpiredError();
   return c;
+}
+
+// possessionMessage: "CPOP" | u8(1) | org id str16 | account str16 |
+// device public key (65) | challenge (32): what a device signs to prove it
+// holds its key before the RA certifies it (docs/e2ee.md, section 7).
+export function possessionMessage(orgId, account, devicePublicKey, challenge) {
+  if (!orgId || utf8(orgId).length > MAX_ID_LEN || !account || utf8(account).length > MAX_USER_LEN ||
+    devicePublicKey?.length !== PUBLIC_KEY_LEN || challenge?.length !== CHALLENGE_LEN) {
+    throw new MalformedError('proof of possession');
+  }
+  return new Writer().raw(POP_TAG).u8(1).str16(orgId).str16(account).raw(devicePublicKey).raw(challenge).bytes();
+}
+
+// provePossession signs the proof-of-possession message with the device key.
+export function provePossession(devicePrivate, orgId, account, devicePublicKey, challenge) {
+  return sign(devicePrivate, possessionMessage(orgId, account, devicePublicKey, challenge));
+}
+
+// parseRevocation: "CREV" | u8(1) | org id str16 | user id str16 | device
+// public key (65) | revoked at i64 (Unix s) | reason str16, then the CA's
+// signature. No signature check.
+export function parseRevocation(b) {
+  const r = new Reader(b);
+  const tag = r.take(4);
+  const version = r.u8();
+  if (r.bad || tag.length !== 4 || !tag.every((x, i) => x === REVOCATION_TAG[i]) || version !== 1) throw new MalformedError('not a revocation');
+  const v = {};
+  v.orgId = r.str16(MAX_ID_LEN);
+  v.userId = r.str16(MAX_USER_LEN);
+  v.devicePublicKey = r.take(PUBLIC_KEY_LEN);
+  v.revokedAt = Number(r.i64());
+  v.reason = r.str16(MAX_NAME_LEN);
+  const bodyLen = r.o;
+  v.signature = r.take(SIGNATURE_LEN);
+  if (!r.done() || !v.orgId || !v.userId) throw new MalformedError('revocation');
+  v.body = b.subarray(0, bodyLen);
+  v.raw = b;
+  return v;
+}
+
+// verifyRevocation parses a revocation and checks the CA's signature.
+export async function verifyRevocation(caPublic, b) {
+  const v = parseRevocation(b);
+  if (!(await verify(caPublic, v.body, v.signature))) throw new SignatureError('revocation');
+  return v;
 }

@@ -9,3 +9,6 @@ export * from './announce.mjs';
 export * from './pairwise.mjs';
 export * from './chat.mjs';
 export * from './files.mjs';
+export * from './log.mjs';
+export * from './round.mjs';
+export * from './names.mjs';

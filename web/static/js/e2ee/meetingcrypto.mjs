@@ -6,6 +6,15 @@
 // No DOM, no WebSocket, no WebRTC: messages go out through `send`, keys to
 // the media worker through `frames`, and the page listens to events.
 //
+// The meeting code is the verification round's (docs/e2ee.md, section 14):
+// each change of the verified set starts an epoch with a fresh nonce, a
+// signed commit and, once every member committed to the same view and log
+// checkpoint, a reveal; `verify` messages carry both. Until the round
+// completes the code is '' ("verifying"). Credentials count only once the
+// transparency log holds them (identity.log, a LogMonitor), revoked devices
+// leave the view, and names are shown as the credential gives them, with
+// look-alikes flagged (section 15).
+//
 // Events (CustomEvent, detail = this.snapshot() unless said otherwise):
 //   state         the E2EE status changed (snapshot.state)
 //   participants  a participant's verification changed
@@ -23,7 +32,10 @@
 // limited.
 
 import { concat, equal, fromBase64, toBase64, utf8 } from './bytes.mjs';
-import { signAnnouncement, verifyAnnouncement, meetingCode } from './announce.mjs';
+import { signAnnouncement, verifyAnnouncement } from './announce.mjs';
+import { RoundState, isCommit, isReveal, RevealMismatchError } from './round.mjs';
+import { SplitViewError, NEW_DEVICE_AGE_MS } from './log.mjs';
+import { cleanName, skeleton } from './names.mjs';
 import { ExpiredError, SignatureError, parseCredential } from './identity.mjs';
 import { Channel, generateEphemeral } from './pairwise.mjs';
 import { Receiver, Sender } from './media.mjs';
@@ -40,6 +52,10 @@ export const ANNOUNCE_GRACE_MS = 10000;
 export const KEY_REQUEST_INTERVAL_MS = 2000;
 /** How long a chat message waits for the key it was sealed under. */
 export const CHAT_WAIT_MS = 10000;
+/** How long a member may commit to another list of participants before a warning says so. */
+export const VIEW_GRACE_MS = 5000;
+/** Verify messages kept per participant until its announcement is verified. */
+const MAX_VERIFY_QUEUE = 8;
 /** Payload of a key request (before base64). */
 export const KEY_REQUEST = concat(utf8('CKRQ'), Uint8Array.of(1));
 
@@ -51,12 +67,20 @@ export const ORG_CHANGED_WARNING = "The organisation's encryption key changed â€
  * @property {{privateKey: CryptoKey, publicKeyRaw: Uint8Array}} device the long-term device key
  * @property {Uint8Array|null} credential the device's credential (null for guests)
  * @property {{orgId: string, name: string, key: CryptoKey|null, changed: boolean}} org pinned organisation
+ * @property {import('./log.mjs').LogMonitor|null} [log] the transparency log monitor; without it nobody is certified
  */
 
 /**
  * @typedef {object} ParticipantView
  * @property {string} id participant id
- * @property {string} name display name (the server's, else the announcement's)
+ * @property {string} name the name to show: the credential's display name when certified, else the free text (cleaned)
+ * @property {string} freeName the free-text name (the server's, else the announcement's), cleaned
+ * @property {boolean} nameDiffers certified, and the free-text name looks different from the credential's
+ * @property {string} account the credential's account when certified (or revoked), else ''
+ * @property {boolean} revoked the log revoked this device
+ * @property {boolean} pending a credential the log does not (yet) hold: not certified
+ * @property {boolean} newDevice certified less than 24 hours ago for the first time
+ * @property {string} lookalike the name of another participant this one's name looks like, '' if none
  * @property {boolean} self
  * @property {string} fingerprint of the device key, '' when unverified
  * @property {boolean} certified
@@ -76,7 +100,7 @@ export class MeetingCrypto extends EventTarget {
    * @param {object} [opts.env] now, setTimeout, clearTimeout (tests)
    * @param {number} [opts.retentionMs] how long superseded keys stay usable for chat
    */
-  constructor({ identity, send, frames = null, env = {}, retentionMs }) {
+  constructor({ identity, send, frames = null, env = {}, retentionMs, codeDigits }) {
     super();
     this.identityReady = Promise.resolve(identity);
     this.send = send;
@@ -88,6 +112,14 @@ export class MeetingCrypto extends EventTarget {
       ...env,
     };
     this.retentionMs = retentionMs;
+    this.codeDigits = codeDigits;
+    this.rounds = null;
+    this.verifyQueue = new Map(); // from -> payloads that came before the announcement
+    /** @type {Map<string, object>} participants whose device the log revoked, by id: their last view */
+    this.revoked = new Map();
+    this.departed = new Map(); // id -> peer, to report a revocation that comes after the leave
+    this.ownTrust = { logged: false, revoked: false, firstCertifiedMs: 0 };
+    this.logListeners = null;
     this.tail = Promise.resolve();
     this.generation = 0; // bumps on every start, so stale tasks stop
     this.identity = null;
@@ -108,7 +140,7 @@ export class MeetingCrypto extends EventTarget {
     this.warnings = new Map();
     this.pendingKeys = new Map(); // from -> payloads that came before the announcement
     this.pendingChat = new Map(); // from -> [{payload, at}] waiting for a key
-    this.timers = { leave: null, switch: null, grace: null };
+    this.timers = { leave: null, switch: null, grace: null, view: new Map() };
     this.leavers = false; // someone holding our key left since the last rotation
     this.code = '';
     this.codeOf = []; // the announcements this.code was computed from
@@ -143,6 +175,10 @@ export class MeetingCrypto extends EventTarget {
     this.codeOf = [];
     this.pendingKeys = new Map();
     this.pendingChat = new Map();
+    this.verifyQueue = new Map();
+    this.revoked = new Map();
+    this.departed = new Map();
+    this.rounds = null;
     this.leavers = false;
     for (const [k, w] of this.warnings) if (w.participant) this.warnings.delete(k);
     this.before = new Set(participants.map((p) => p.id));
@@ -152,7 +188,9 @@ export class MeetingCrypto extends EventTarget {
     return this.#queue(gen, async () => {
       const id = await this.identityReady;
       this.identity = id;
+      this.#listenLog(id.log ?? null);
       if (id.org.changed) this.warnings.set('org', { participant: '', text: ORG_CHANGED_WARNING });
+      if (id.log?.split()) this.#warn('split', '', splitWarning(id.log.split()));
       this.ecdh = await generateEphemeral();
       const index = 1 + Math.floor(Math.random() * 65535);
       this.sender = await Sender.create(index);
@@ -166,6 +204,8 @@ export class MeetingCrypto extends EventTarget {
         credential, senderIndex: index, timestampMs: this.env.now(),
       });
       this.own = await verifyAnnouncement(payload, { meetingId, orgKey: id.org.key, nowSeconds: this.env.now() / 1000 });
+      this.ownTrust = await this.#trustOf(this.own);
+      this.rounds = new RoundState({ meetingId, selfId, device: id.device.privateKey, verifier: id.log?.verifier ?? null, digits: this.codeDigits });
       this.ownPayload = toBase64(payload);
       this.send('announce', { payload: this.ownPayload });
       await this.#changed();
@@ -177,6 +217,9 @@ export class MeetingCrypto extends EventTarget {
     const gen = this.generation;
     this.#queue(gen, async () => {
       if (this.ownPayload) this.send('announce', { payload: this.ownPayload });
+      const own = this.rounds?.own();
+      if (own?.commit) this.send('verify', { payload: toBase64(own.commit) });
+      if (own?.reveal) this.send('verify', { payload: toBase64(own.reveal) });
     });
   }
 
@@ -187,6 +230,8 @@ export class MeetingCrypto extends EventTarget {
     this.#clearTimers();
     this.peers = new Map();
     this.sender = null;
+    this.rounds = null;
+    this.#listenLog(null);
     this.frames?.reset();
   }
 
@@ -228,6 +273,11 @@ export class MeetingCrypto extends EventTarget {
       this.peers.delete(id);
       this.pendingKeys.delete(id);
       this.pendingChat.delete(id);
+      this.verifyQueue.delete(id);
+      if (peer) {
+        if (this.departed.size >= 64) this.departed.clear();
+        this.departed.set(id, peer);
+      }
       for (const [k, w] of this.warnings) if (w.participant === id) this.warnings.delete(k);
       if (peer) {
         this.frames?.removeParticipant(id);
@@ -247,6 +297,7 @@ export class MeetingCrypto extends EventTarget {
     if (m.type === 'announce') this.#queue(gen, () => this.#onAnnounce(m.from, m.payload));
     else if (m.type === 'key') this.#queue(gen, () => this.#onKey(m.from, m.payload));
     else if (m.type === 'chat') this.#queue(gen, () => this.#onChat(m.from, m.payload));
+    else if (m.type === 'verify') this.#queue(gen, () => this.#onVerify(m.from, m.payload));
   }
 
   /**
@@ -295,7 +346,9 @@ export class MeetingCrypto extends EventTarget {
     if (!this.own) state = 'connecting';
     else if (participants.some((p) => p.e2ee === 'connecting')) state = 'connecting';
     if (participants.some((p) => p.e2ee === 'unverified')) state = 'not-e2ee';
-    if (this.warnings.size) state = 'warning';
+    // A participant's new device, and a revoked device the meeting already
+    // rotated away from, are notes to read, not failed checks.
+    if ([...this.warnings.keys()].some((k) => !k.startsWith('newdevice:') && !k.startsWith('revoked:'))) state = 'warning';
     return {
       state,
       code: this.code,
@@ -340,7 +393,7 @@ export class MeetingCrypto extends EventTarget {
   }
 
   async #onAnnounce(from, payload) {
-    if (from === this.selfId) return;
+    if (from === this.selfId || this.revoked.has(from)) return;
     let bytes;
     try {
       bytes = fromBase64(payload);
@@ -374,7 +427,16 @@ export class MeetingCrypto extends EventTarget {
     this.warnings.delete(`announce:${from}`);
     const opts = this.retentionMs === undefined ? {} : { retentionMs: this.retentionMs };
     const receiver = new Receiver(ann.senderIndex, { now: this.env.now, ...opts });
-    this.peers.set(from, { id: from, ann, channel, receiver, keyed: false, sentKey: false, requested: 0, answered: 0 });
+    const trust = await this.#trustOf(ann);
+    if (trust.revoked) {
+      this.#warn(`revoked:${from}`, from, `The device of ${this.#nameOf(from)} was revoked by the organisation; it gets no keys.`);
+      return this.#changed();
+    }
+    this.peers.set(from, { id: from, ann, channel, receiver, trust, keyed: false, sentKey: false, requested: 0, answered: 0 });
+    if (trust.logged && this.env.now() - trust.firstCertifiedMs < NEW_DEVICE_AGE_MS) {
+      const c = ann.credentialInfo;
+      this.#warn(`newdevice:${from}`, from, `${cleanName(c.displayName) || c.account} (@${c.account}) uses a new device, first certified ${ago(this.env.now() - trust.firstCertifiedMs)} ago: if they did not add a device, it may be an impostor.`);
+    }
     this.frames?.setReceiver(from, ann.senderIndex);
     // A newcomer (or a participant whose keys changed) must not read what
     // was sent before it arrived: ratchet first, and give it the result.
@@ -388,7 +450,170 @@ export class MeetingCrypto extends EventTarget {
     }
     for (const p of this.pendingKeys.get(from) ?? []) await this.#onKey(from, p);
     this.pendingKeys.delete(from);
+    await this.#changed();
+    const queued = this.verifyQueue.get(from) ?? [];
+    this.verifyQueue.delete(from);
+    for (const p of queued) await this.#onVerify(from, p);
+    return undefined;
+  }
+
+  // ---- the verification round (docs/e2ee.md, section 14) ---------------------
+
+  /** What the log says of a verified announcement's credential. */
+  async #trustOf(ann) {
+    const log = this.identity?.log;
+    if (!ann?.certified || !log) return { logged: false, revoked: false, firstCertifiedMs: 0 };
+    return log.status(ann.credential);
+  }
+
+  #certified(ann, trust) {
+    return !!ann?.certified && !!trust?.logged && !trust?.revoked;
+  }
+
+  /** A new epoch: the verified set changed. */
+  async #beginRound(view) {
+    if (!this.rounds) return;
+    const commit = await this.rounds.begin(view, this.identity?.log?.checkpoint() ?? null);
+    this.code = '';
+    this.send('verify', { payload: toBase64(commit) });
+    await this.#progress();
+  }
+
+  /** Reveals once everyone committed to the same view and checkpoint; takes the code once every reveal is in. */
+  async #progress() {
+    if (!this.rounds) return;
+    const reveal = this.rounds.reveal();
+    if (reveal) this.send('verify', { payload: toBase64(reveal) });
+    this.code = await this.rounds.currentCode();
+  }
+
+  async #onVerify(from, payload) {
+    if (!this.rounds || from === this.selfId) return undefined;
+    let bytes;
+    try {
+      bytes = fromBase64(payload);
+    } catch {
+      return undefined;
+    }
+    const peer = this.peers.get(from);
+    if (!peer) {
+      const list = this.verifyQueue.get(from) ?? [];
+      if (list.length < MAX_VERIFY_QUEUE && this.verifyQueue.size < 16) list.push(payload);
+      this.verifyQueue.set(from, list);
+      return undefined;
+    }
+    if (isCommit(bytes)) {
+      let cp;
+      try {
+        cp = await this.rounds.onCommit(from, bytes);
+      } catch (err) {
+        this.#warn(`round:${from}`, from, `The verification commitment of ${this.#nameOf(from)} does not verify; the meeting code cannot be trusted.`);
+        return this.#changed();
+      }
+      if (cp && this.identity?.log && cp.note) this.#adoptLater(cp.note);
+      else if (cp && !this.identity?.log) {
+        // Without a log key this member cannot check checkpoints: it takes
+        // the largest its peers hold, so that the round can agree.
+        const commit = await this.rounds.adopt(cp);
+        if (commit) this.send('verify', { payload: toBase64(commit) });
+      }
+      const round = this.rounds.disagreeing().get(from);
+      if (round !== undefined) this.#checkViewLater(from, round);
+      else this.warnings.delete(`view:${from}`);
+    } else if (isReveal(bytes)) {
+      try {
+        await this.rounds.onReveal(from, bytes);
+      } catch (err) {
+        if (err instanceof RevealMismatchError) {
+          this.#warn(`round:${from}`, from, `${this.#nameOf(from)} revealed a value that does not match its commitment: the meeting code cannot be trusted.`);
+        }
+      }
+    }
+    await this.#progress();
     return this.#changed();
+  }
+
+  // A member committed to another list of participants: warn if it still
+  // does after VIEW_GRACE_MS (views differ for a moment while a join travels).
+  #checkViewLater(from, round) {
+    const gen = this.generation;
+    const old = this.timers.view.get(from);
+    if (old) this.env.clearTimeout(old);
+    this.timers.view.set(from, this.env.setTimeout(() => {
+      this.timers.view.delete(from);
+      this.#queue(gen, async () => {
+        if (this.rounds?.disagreeing().get(from) === round) {
+          this.#warn(`view:${from}`, from, `${this.#nameOf(from)} sees a different list of participants than you: no meeting code can be agreed. Compare the participant lists aloud; someone may be in the middle.`);
+          return this.#changed();
+        }
+        return undefined;
+      });
+    }, VIEW_GRACE_MS));
+  }
+
+  // Checks a peer's checkpoint against ours (a consistency proof from the
+  // server) off the queue, then adopts it in the round.
+  #adoptLater(note) {
+    const gen = this.generation;
+    const log = this.identity.log;
+    log.adopt(note).then((cp) => this.#queue(gen, async () => {
+      const commit = await this.rounds?.adopt(cp);
+      if (commit) this.send('verify', { payload: toBase64(commit) });
+      await this.#progress();
+      return this.#changed();
+    }), (err) => this.#queue(gen, async () => {
+      if (!(err instanceof SplitViewError)) {
+        this.#warn('log', '', `The identity log of a participant cannot be checked against yours (${err.message}); the meeting code stays unverified.`);
+      }
+      return this.#changed();
+    }));
+  }
+
+  #listenLog(log) {
+    const old = this.logListeners;
+    if (old) for (const [type, f] of Object.entries(old.fns)) old.log.removeEventListener(type, f);
+    this.logListeners = null;
+    if (!log) return;
+    const gen = this.generation;
+    const fns = {
+      split: (e) => this.#queue(gen, () => { this.#warn('split', '', splitWarning(e.detail.text)); return this.#changed(); }),
+      'new-device': (e) => this.#queue(gen, () => {
+        const when = new Date(e.detail.at).toLocaleString();
+        this.#warn(`mydevice:${e.detail.fingerprint}`, '', `A new device was certified for your account: ${e.detail.fingerprint}, on ${when}. If it is not one of yours, tell your administrator at once: it can be revoked.`);
+        return this.#changed();
+      }),
+      advanced: () => this.#queue(gen, () => this.#onLogAdvanced()),
+    };
+    for (const [type, f] of Object.entries(fns)) log.addEventListener(type, f);
+    this.logListeners = { log, fns };
+  }
+
+  // The log moved on: credentials may now be logged, devices revoked.
+  async #onLogAdvanced() {
+    if (this.own) this.ownTrust = await this.#trustOf(this.own);
+    for (const [id, peer] of this.departed) {
+      if ((await this.#trustOf(peer.ann)).revoked) {
+        this.departed.delete(id);
+        this.revoked.set(id, { id, name: this.#displayName(peer.ann, id) });
+        this.#warn(`revoked:${id}`, '', `The organisation revoked the device of ${this.#displayName(peer.ann, id)}; it was sent away and got no keys after it left.`);
+      }
+    }
+    for (const [id, peer] of [...this.peers]) {
+      peer.trust = await this.#trustOf(peer.ann);
+      if (!peer.trust.revoked) continue;
+      this.peers.delete(id);
+      this.revoked.set(id, { id, name: this.#displayName(peer.ann, id) });
+      this.frames?.removeParticipant(id);
+      if (peer.sentKey) this.#scheduleRotation();
+      this.#warn(`revoked:${id}`, '', `The organisation revoked the device of ${this.#displayName(peer.ann, id)}: it gets no more keys.`);
+    }
+    return this.#changed();
+  }
+
+  #displayName(ann, id) {
+    const c = ann?.certified ? ann.credentialInfo : null;
+    if (c) return `${cleanName(c.displayName) || c.account} (@${c.account})`;
+    return cleanName(this.#nameOf(id));
   }
 
   /**
@@ -547,10 +772,30 @@ export class MeetingCrypto extends EventTarget {
       const org = this.identity?.org;
       return org && ann.credentialInfo.orgId === org.orgId && org.name ? org.name : ann.credentialInfo.orgId;
     };
+    // Names: the credential's when certified, the free text (cleaned) otherwise.
+    const named = (a, trust, free) => {
+      const certified = this.#certified(a, trust);
+      const c = a?.certified ? a.credentialInfo : null;
+      const freeName = cleanName(free);
+      const certName = c ? cleanName(c.displayName) || c.account : '';
+      return {
+        name: certified ? certName : freeName,
+        freeName,
+        nameDiffers: certified && !!freeName && skeleton(freeName) !== skeleton(certName),
+        account: c && (certified || trust?.revoked) ? c.account : '',
+        certified,
+        pending: !!a?.certified && !!this.identity?.log && !trust?.logged && !trust?.revoked,
+        revoked: !!trust?.revoked,
+        newDevice: certified && this.env.now() - (trust?.firstCertifiedMs ?? 0) < NEW_DEVICE_AGE_MS,
+        orgName: certified ? orgName(a) : '',
+        userId: certified ? a.userId : '',
+      };
+    };
     if (this.selfId) {
       const a = this.own;
-      out.push({ id: this.selfId, name: this.name, self: true, fingerprint: a?.fingerprint ?? '', certified: !!a?.certified,
-        orgName: orgName(a), userId: a?.userId ?? '', e2ee: a ? 'verified' : 'connecting', listed: true });
+      const n = named(a, this.ownTrust, this.name);
+      out.push({ id: this.selfId, self: true, fingerprint: a?.fingerprint ?? '', ...n, newDevice: false,
+        e2ee: a ? 'verified' : 'connecting', listed: true, lookalike: '' });
     }
     let nextGrace = Infinity;
     const ids = new Set([...this.listed.keys(), ...this.peers.keys()]);
@@ -569,10 +814,29 @@ export class MeetingCrypto extends EventTarget {
         if (left > 0) nextGrace = Math.min(nextGrace, left);
       }
       const a = peer?.ann;
-      out.push({ id, name: listed?.name || a?.displayName || id, self: false, fingerprint: a?.fingerprint ?? '', certified: !!a?.certified,
-        orgName: orgName(a), userId: a?.userId ?? '', e2ee, listed: !!listed });
+      const n = named(a, peer?.trust, listed?.name || a?.displayName || id);
+      out.push({ id, self: false, fingerprint: a?.fingerprint ?? '', ...n, e2ee, listed: !!listed, lookalike: '' });
     }
     this.#graceTimer(nextGrace);
+    // Look-alike names: a name someone chose (the free text of a guest, or
+    // of a certified participant when it differs from its credential) whose
+    // skeleton is another participant's name or account, unless both are
+    // the same certified user. A certified name is the organisation's: it
+    // imitates nobody.
+    for (const p of out) {
+      if (p.self) continue;
+      const chosen = p.certified ? (p.nameDiffers ? [p.freeName] : []) : [p.name];
+      const mine = new Set(chosen.map(skeleton).filter(Boolean));
+      // Certified participants first: the name imitated is usually theirs.
+      for (const q of [...out].sort((x, y) => Number(y.certified) - Number(x.certified))) {
+        if (q === p || (p.certified && q.certified && p.userId === q.userId)) continue;
+        const theirs = [q.name, q.account].filter(Boolean);
+        if (theirs.some((t) => mine.has(skeleton(t)))) {
+          p.lookalike = q.account ? `${q.name} (@${q.account})` : q.name;
+          break;
+        }
+      }
+    }
     return out;
   }
 
@@ -592,8 +856,8 @@ export class MeetingCrypto extends EventTarget {
       // brings a key message from everyone, each ending here.
       const anns = [this.own, ...[...this.peers.values()].map((p) => p.ann)];
       if (anns.length !== this.codeOf.length || anns.some((a, i) => a !== this.codeOf[i])) {
-        this.code = await meetingCode(anns);
         this.codeOf = anns;
+        await this.#beginRound(anns);
       }
     }
     const snap = this.snapshot();
@@ -616,9 +880,12 @@ export class MeetingCrypto extends EventTarget {
 
   #clearTimers() {
     for (const k of Object.keys(this.timers)) {
+      if (k === 'view') continue;
       if (this.timers[k]) this.env.clearTimeout(this.timers[k]);
       this.timers[k] = null;
     }
+    for (const t of this.timers.view.values()) this.env.clearTimeout(t);
+    this.timers.view.clear();
   }
 }
 
@@ -637,4 +904,15 @@ export function announceProblem(name, err) {
   if (msg.includes('certifies another')) return `The certificate of ${name} belongs to another device or user.`;
   if (msg.includes('user id without a credential')) return `${name} claims an account without a certificate.`;
   return `The announcement of ${name} is malformed; it was ignored.`;
+}
+
+/** The warning for a split view of the identity log. */
+export function splitWarning(text) {
+  return `The server showed you and another participant different versions of the identity log (${text}): identities in this meeting cannot be trusted, and no meeting code will be agreed.`;
+}
+
+/** A duration as people say it: "5 minutes", "3 hours". */
+function ago(ms) {
+  const m = Math.max(1, Math.round(ms / 60000));
+  return m < 120 ? `${m} minute${m === 1 ? '' : 's'}` : `${Math.round(m / 60)} hours`;
 }

@@ -9,7 +9,8 @@ import { FrameCryptor } from './framecryptor.mjs';
 import { KeyRing, newSenderKey } from './keys.mjs';
 import {
   fromBase64, toBase64, generateDeviceKey, exportPublicKey, issueCredential, signAnnouncement,
-  generateEphemeral, parseAnnouncement, concat,
+  generateEphemeral, parseAnnouncement, concat, encodeAnnouncementBody, verifyAnnouncement, RoundState, isReveal,
+  Writer, utf8, compare,
 } from './index.mjs';
 
 const MEETING = 'meeting-1';
@@ -20,16 +21,42 @@ async function makeCA() {
   return { privateKey: pair.privateKey, publicKey: pair.publicKey };
 }
 
-/** A device identity, certified by ca for userId unless userId is ''. */
-async function identity(ca, userId = '', { orgKey = ca.publicKey, changed = false } = {}) {
+/**
+ * The organisation's transparency log as MeetingCrypto asks it (the real
+ * LogMonitor is tested with the vectors and against the server): which
+ * credentials are logged, which devices revoked, when each was first
+ * certified. One per world, shared by its clients (an honest, unsplit log).
+ */
+class FakeLog extends EventTarget {
+  constructor() { super(); this.logged = new Set(); this.revokedKeys = new Set(); this.first = new Map(); this.verifier = null; }
+  add(credential, firstCertifiedMs = Date.now() - 30 * 86400 * 1000) {
+    this.logged.add(toBase64(credential));
+    this.first.set(toBase64(credential), firstCertifiedMs);
+  }
+  revoke(credential) {
+    this.revokedKeys.add(toBase64(credential));
+    this.dispatchEvent(new CustomEvent('advanced', { detail: {} }));
+  }
+  async status(credential) {
+    const k = toBase64(credential);
+    return { logged: this.logged.has(k), revoked: this.revokedKeys.has(k), firstCertifiedMs: this.first.get(k) ?? 0 };
+  }
+  checkpoint() { return null; }
+  split() { return ''; }
+  async adopt() { return null; }
+}
+
+/** A device identity, certified by ca for userId unless userId is ''; logged in log unless told. */
+async function identity(ca, userId = '', { orgKey = ca.publicKey, changed = false, log = null, unlogged = false, displayName = userId, firstCertifiedMs } = {}) {
   const pair = await generateDeviceKey(false);
   const publicKeyRaw = await exportPublicKey(pair.publicKey);
   let credential = null;
   if (userId) {
     const now = Math.floor(Date.now() / 1000);
-    credential = await issueCredential(ca.privateKey, { orgId: ORG, userId, displayName: userId, devicePublicKey: publicKeyRaw, notBefore: now - 60, notAfter: now + 3600, serial: 1 });
+    credential = await issueCredential(ca.privateKey, { orgId: ORG, userId, account: userId, displayName, devicePublicKey: publicKeyRaw, notBefore: now - 60, notAfter: now + 3600, serial: 1 });
+    if (log && !unlogged) log.add(credential, firstCertifiedMs);
   }
-  return { device: { privateKey: pair.privateKey, publicKeyRaw }, credential, org: { orgId: ORG, name: 'Acme Corp', key: changed ? null : orgKey, changed } };
+  return { device: { privateKey: pair.privateKey, publicKeyRaw }, credential, org: { orgId: ORG, name: 'Acme Corp', key: changed ? null : orgKey, changed }, log };
 }
 
 /** Fake clock shared by a world. */
@@ -65,11 +92,13 @@ class Frames {
 class World {
   constructor(ca) {
     this.ca = ca;
+    this.log = new FakeLog();
     this.clock = clock();
     this.clients = new Map();
     this.announcements = new Map();
     this.tamper = (m) => m;
     this.seq = 0;
+    this.sent = [];
     this.chats = new Map();
     /** The FrameCryptor's keyWaitMs for clients joining from now on. */
     this.keyWaitMs = 0;
@@ -77,10 +106,11 @@ class World {
 
   async join(name, userId = '', idOpts = {}) {
     const id = `p${++this.seq}-${name}`;
-    const ident = await identity(this.ca, userId, idOpts);
+    const ident = await identity(this.ca, userId, { log: this.log, ...idOpts });
     const frames = new Frames(this.clock.env, this.keyWaitMs);
     const c = { id, name, frames, chats: [] };
-    c.mc = new MeetingCrypto({ identity: ident, send: (type, f) => this.#from(c, type, f), frames, env: this.clock.env, retentionMs: 5000 });
+    c.ident = ident;
+    c.mc = new MeetingCrypto({ identity: ident, send: (type, f) => this.#from(c, type, f), frames, env: this.clock.env, retentionMs: 5000, codeDigits: idOpts.codeDigits });
     c.mc.addEventListener('chat', (e) => c.chats.push(e.detail));
     const others = [...this.clients.values()];
     this.clients.set(id, c);
@@ -103,13 +133,14 @@ class World {
 
   #from(c, type, f) {
     if (!this.clients.has(c.id)) return false;
+    this.sent.push({ from: c.id, type, ...f });
     if (type === 'announce') {
       this.announcements.set(c.id, f.payload);
       for (const o of this.clients.values()) if (o !== c) this.deliver(o, { type, from: c.id, payload: f.payload });
     } else if (type === 'key') {
       const o = this.clients.get(f.to);
       if (o) this.deliver(o, { type, from: c.id, to: f.to, payload: f.payload });
-    } else if (type === 'chat') {
+    } else if (type === 'chat' || type === 'verify') {
       for (const o of this.clients.values()) if (o !== c) this.deliver(o, { type, from: c.id, payload: f.payload });
     }
     return true;
@@ -221,9 +252,19 @@ test('the code changes when someone joins or leaves', async () => {
   assert.deepEqual(codes(a, b, c), [three, three, three]);
   w.leave(c);
   await w.settle();
-  assert.equal(a.mc.snapshot().code, two);
-  assert.equal(b.mc.snapshot().code, two);
+  // A new epoch: fresh nonces, so a new code, the same for both.
+  const after = a.mc.snapshot().code;
+  assert.match(after, /^\d{3} \d{3} \d{3} \d{3}$/);
+  assert.equal(b.mc.snapshot().code, after);
+  assert.notEqual(after, two);
+  assert.notEqual(after, three);
 });
+
+/** No two of the clients show the same code while their views differ ('' is "verifying"). */
+function apart(x, y) {
+  const [cx, cy] = codes(x, y);
+  return cx === '' || cy === '' || cx !== cy;
+}
 
 test('join ratchet: a newcomer cannot decrypt what was sent before it joined', async () => {
   const w = new World(await makeCA());
@@ -393,10 +434,13 @@ test('a relay that re-signs an announcement with its own device key: guest shows
   const c = await w.join('Carol');
   c.mc.receive({ type: 'announce', from: b.id, payload: toBase64(forged) });
   await w.settle();
-  // Carol now has a "Bob" with another device key: the codes disagree.
-  assert.notEqual(c.mc.snapshot().code, a.mc.snapshot().code);
-  assert.equal(a.mc.snapshot().code, b.mc.snapshot().code);
+  // Carol now has a "Bob" with another device key: no code is shared with
+  // her, and once the grace has passed Alice and Bob are told that Carol
+  // sees another list.
+  assert.ok(apart(c, a) && apart(c, b));
   assert.ok(c.mc.snapshot().warnings.some((x) => /device key of Bob changed/.test(x)));
+  await w.advance(6000);
+  assert.ok(a.mc.snapshot().warnings.some((x) => /Carol sees a different list of participants/.test(x)), a.mc.snapshot().warnings.join(' | '));
 
   // A certified participant's credential does not match a substituted device key.
   const w2 = new World(await makeCA());
@@ -428,13 +472,16 @@ test('ghosts: a guest ghost shown to everyone is verified but not certified and 
   });
   a.mc.receive({ type: 'announce', from: 'ghost', payload: toBase64(ghost) });
   await w.settle();
-  assert.notEqual(a.mc.snapshot().code, b.mc.snapshot().code, 'shown to Alice only: the codes differ');
+  assert.ok(apart(a, b), 'shown to Alice only: no common code');
   const g = a.mc.snapshot().participants.find((p) => p.id === 'ghost');
   assert.deepEqual({ certified: g.certified, e2ee: g.e2ee, listed: g.listed, name: g.name }, { certified: false, e2ee: 'connecting', listed: false, name: 'Nobody' });
   assert.equal(a.mc.snapshot().state, 'connecting', 'a participant that never sends a key keeps the meeting "connecting"');
   b.mc.receive({ type: 'announce', from: 'ghost', payload: toBase64(ghost) });
   await w.settle();
-  assert.equal(a.mc.snapshot().code, b.mc.snapshot().code, 'shown to everyone: same code, and the ghost is in the list');
+  // Shown to everyone: the ghost is in every list, and since it does not
+  // take part in the round (it has no commit to give), nobody gets a code.
+  assert.deepEqual(codes(a, b), ['', '']);
+  assert.ok(b.mc.snapshot().participants.some((p) => p.id === 'ghost'));
 });
 
 test('ghosts with a forged credential, another meeting id or a relayed id are refused with a warning', async () => {
@@ -447,7 +494,7 @@ test('ghosts with a forged credential, another meeting id or a relayed id are re
   const ghostRaw = await exportPublicKey(ghostDevice.publicKey);
   const ghostEcdh = await generateEphemeral();
   const now = Math.floor(Date.now() / 1000);
-  const forgedCred = await issueCredential(fakeCA.privateKey, { orgId: ORG, userId: 'ceo', displayName: 'CEO', devicePublicKey: ghostRaw, notBefore: now - 10, notAfter: now + 3600, serial: 9 });
+  const forgedCred = await issueCredential(fakeCA.privateKey, { orgId: ORG, userId: 'ceo', account: 'ceo', displayName: 'CEO', devicePublicKey: ghostRaw, notBefore: now - 10, notAfter: now + 3600, serial: 9 });
   const ann = (over) => signAnnouncement(ghostDevice.privateKey, {
     meetingId: MEETING, participantId: 'ghost', userId: '', displayName: 'Ghost', ecdhPublicKey: ghostEcdh.publicKey,
     devicePublicKey: ghostRaw, credential: null, senderIndex: 5, timestampMs: Date.now(), ...over,
@@ -606,4 +653,144 @@ test('a fresh start (new meeting id) starts over; a repeated announcement change
   await w.settle();
   assert.equal(a.mc.snapshot().participants.length, 1);
   assert.equal(a.mc.snapshot().state, 'e2ee');
+});
+
+// ---- issue 11: what a server cannot do ------------------------------------------
+
+/** The version-1 meeting code (the regression fixture of the relay's search). */
+async function legacyCode(anns, digits) {
+  const list = [...anns].sort((x, y) => compare(utf8(x.participantId), utf8(y.participantId)) || compare(x.body, y.body));
+  const w = new Writer().raw(utf8('Conclave E2EE v1 meeting code'));
+  for (const a of list) w.bytes32(a.body);
+  const h = new DataView(await globalThis.crypto.subtle.digest('SHA-256', w.bytes()));
+  return (h.getBigUint64(0) % (10n ** BigInt(digits))).toString();
+}
+
+test('the relay runs the birthday search against two browsers: in 20 attempts their codes always differ', async () => {
+  const DIGITS = 7;
+  const ATTEMPTS = 20;
+  const relay = await generateDeviceKey(false);
+  const relayRaw = await exportPublicKey(relay.publicKey);
+  const eph = await generateEphemeral();
+  const wa = new World(await makeCA());
+  const wb = new World(wa.ca);
+  const alice = await wa.join('Alice', '', { codeDigits: DIGITS });
+  const bob = await wb.join('Bob', '', { codeDigits: DIGITS });
+  const realA = await verifyAnnouncement(fromBase64(wa.announcements.get(alice.id)), { meetingId: MEETING, nowSeconds: Date.now() / 1000 });
+  const realB = await verifyAnnouncement(fromBase64(wb.announcements.get(bob.id)), { meetingId: MEETING, nowSeconds: Date.now() / 1000 });
+  const fake = (pid, name, ts) => ({ meetingId: MEETING, participantId: pid, userId: '', displayName: name, ecdhPublicKey: eph.publicKey,
+    devicePublicKey: relayRaw, credential: null, senderIndex: 7, timestampMs: ts });
+  const bodyOf = (a) => ({ participantId: a.participantId, body: encodeAnnouncementBody(a) });
+  let searched = 0;
+  for (let n = 0; n < ATTEMPTS; n++) {
+    // The search: fake announcements whose version-1 codes collide.
+    const start = Date.now() + n * 100000;
+    const seen = new Map();
+    let pair = null;
+    for (let i = 0; i < 1 << 13 && !pair; i++) seen.set(await legacyCode([realA, bodyOf(fake(bob.id, 'Bob', start + i))], DIGITS), start + i);
+    for (let j = 0; j < 1 << 13 && !pair; j++) {
+      const ts = seen.get(await legacyCode([bodyOf(fake(alice.id, 'Alice', start + j)), realB], DIGITS));
+      if (ts !== undefined) pair = { fakeB: fake(bob.id, 'Bob', ts), fakeA: fake(alice.id, 'Alice', start + j) };
+    }
+    searched += seen.size;
+    if (!pair) continue; // no collision this time: try again with other time stamps
+    const codeA = await playFake(wa, alice, pair.fakeB, relay.privateKey, DIGITS);
+    const codeB = await playFake(wb, bob, pair.fakeA, relay.privateKey, DIGITS);
+    assert.match(codeA, /^\d{3} \d{3} \d$/);
+    assert.match(codeB, /^\d{3} \d{3} \d$/);
+    assert.notEqual(codeA, codeB, `attempt ${n}: both read ${codeA}`);
+    // The next attempt needs a new epoch on both sides: the fakes leave.
+    alice.mc.participantLeft(bob.id);
+    bob.mc.participantLeft(alice.id);
+    await wa.settle();
+    await wb.settle();
+  }
+  assert.ok(searched > 0);
+});
+
+/** Announces the relay's fake to the victim and plays its side of the round (commit first, reveal after the victim). */
+async function playFake(w, victim, fakeFields, relayKey, digits) {
+  const payload = await signAnnouncement(relayKey, fakeFields);
+  const fakeAnn = await verifyAnnouncement(payload, { meetingId: MEETING, nowSeconds: Date.now() / 1000 });
+  const own = await verifyAnnouncement(fromBase64(w.announcements.get(victim.id)), { meetingId: MEETING, nowSeconds: Date.now() / 1000 });
+  const from = w.sent.length;
+  victim.mc.setServerParticipants([{ id: fakeAnn.participantId, name: fakeAnn.displayName }]);
+  victim.mc.receive({ type: 'announce', from: fakeAnn.participantId, payload: toBase64(payload) });
+  await w.settle();
+  const rs = new RoundState({ meetingId: MEETING, selfId: fakeAnn.participantId, device: relayKey, digits });
+  const commit = await rs.begin([own, fakeAnn], null);
+  victim.mc.receive({ type: 'verify', from: fakeAnn.participantId, payload: toBase64(commit) });
+  await w.settle();
+  let revealed = false;
+  for (const m of w.sent.slice(from)) {
+    if (m.type !== 'verify') continue;
+    const b = fromBase64(m.payload);
+    if (isReveal(b)) {
+      revealed = true;
+      await rs.onReveal(victim.id, b);
+    } else {
+      await rs.onCommit(victim.id, b);
+    }
+  }
+  assert.ok(revealed, 'the victim revealed once it held the relay\'s commit');
+  victim.mc.receive({ type: 'verify', from: fakeAnn.participantId, payload: toBase64(rs.reveal()) });
+  await w.settle();
+  assert.equal(victim.mc.snapshot().code, await rs.currentCode());
+  return victim.mc.snapshot().code;
+}
+
+test('revocation: the revoked device is shown revoked, gets no key of the rotation and cannot decrypt after it', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice', 'alice');
+  const b = await w.join('Bob', 'bob');
+  const m = await w.join('Mallory', 'mallory');
+  await assertDecrypts(a, m);
+  const gen = a.mc.snapshot().senderKeyGeneration;
+  w.log.revoke(m.ident.credential);
+  await w.settle();
+  await w.advance(LEAVE_DEBOUNCE_MS + SWITCH_DELAY_MS + 10);
+  for (const c of [a, b]) {
+    const s = c.mc.snapshot();
+    assert.ok(s.warnings.some((x) => /revoked the device of mallory/.test(x)), s.warnings.join(' | '));
+    assert.ok(!s.participants.some((p) => p.id === m.id && p.certified), 'still listed as certified');
+    assert.equal(s.senderKeyGeneration, gen + 1, `${c.name} rotated`);
+  }
+  assert.equal(a.mc.snapshot().code, b.mc.snapshot().code);
+  await assertDecrypts(a, b);
+  assert.ok(!((await through(a, m)) instanceof Uint8Array), 'the revoked device decrypts after the rotation');
+});
+
+test('impersonation by display name: a second account joining as "Alice" is shown as itself, flagged as a look-alike', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice', 'alice', { displayName: 'Alice' });
+  const x = await w.join('Alice', 'bob', { displayName: 'Bob Stone' });
+  const g = await w.join('\u0410lice\u202e');
+  const s = a.mc.snapshot();
+  const vx = s.participants.find((p) => p.id === x.id);
+  assert.deepEqual({ name: vx.name, account: vx.account, freeName: vx.freeName, nameDiffers: vx.nameDiffers, certified: vx.certified },
+    { name: 'Bob Stone', account: 'bob', freeName: 'Alice', nameDiffers: true, certified: true });
+  assert.match(vx.lookalike, /Alice \(@alice\)/);
+  const vg = s.participants.find((p) => p.id === g.id);
+  assert.equal(vg.certified, false);
+  assert.equal(vg.name, '\u0410lice', 'bidi controls removed');
+  assert.match(vg.lookalike, /Alice/);
+  const self = s.participants.find((p) => p.self);
+  assert.equal(self.lookalike, '', 'the real Alice is not flagged against herself');
+});
+
+test('a device certified less than a day ago is flagged as new', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice', 'alice');
+  const r = await w.join('Alice', 'alice', { firstCertifiedMs: Date.now() - 3600 * 1000 });
+  const v = a.mc.snapshot().participants.find((p) => p.id === r.id);
+  assert.equal(v.newDevice, true);
+  assert.ok(a.mc.snapshot().warnings.some((x) => /uses a new device, first certified 60 minutes ago/.test(x)), a.mc.snapshot().warnings.join(' | '));
+});
+
+test('a credential the log does not hold is not certified', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice', 'alice');
+  const r = await w.join('Rogue', 'alice', { unlogged: true });
+  const v = a.mc.snapshot().participants.find((p) => p.id === r.id);
+  assert.deepEqual({ certified: v.certified, pending: v.pending }, { certified: false, pending: true });
 });

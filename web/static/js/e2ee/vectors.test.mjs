@@ -10,13 +10,34 @@ import {
   Sender, Receiver, clearPrefix, codecFromMimeType,
   importPublicKey, importPrivateScalar, generateDeviceKey, exportPublicKey, sign, verify, fingerprint,
   encodeCredentialBody, parseCredential, verifyCredential, issueCredential, ExpiredError, SignatureError,
-  encodeAnnouncementBody, signAnnouncement, verifyAnnouncement, meetingCode,
+  encodeAnnouncementBody, signAnnouncement, verifyAnnouncement,
+  possessionMessage, provePossession, verifyRevocation,
+  logVerifier, openCheckpoint, checkRecord, checkTree, recordHash, verifyConsistency, SplitViewError,
+  viewHash, nonceHash, verifyCommit, parseReveal, meetingCodeV2, RoundState,
+  cleanName, skeleton,
   pairwiseKeys, Channel, ReplayError, generateEphemeral,
   sealChat, chatSigned, encodeFileDescriptor, CHAT_TEXT, CHAT_FILE,
   FileCipher, encryptFile, decryptFile, FILE_CHUNK_SIZE,
 } from './index.mjs';
+import { LEAVE_DEBOUNCE_MS, SWITCH_DELAY_MS, ANNOUNCE_GRACE_MS, KEY_REQUEST_INTERVAL_MS, VIEW_GRACE_MS } from './meetingcrypto.mjs';
+import { KEY_WAIT_MS, MISSING_KEY_MS, MISSING_KEY_REPEAT_MS } from './framecryptor.mjs';
+import { MAX_RATCHET_AHEAD, DEFAULT_RETENTION_MS } from './keys.mjs';
 
 const V = JSON.parse(readFileSync(new URL('../../../../internal/e2ee/testdata/vectors.json', import.meta.url), 'utf8'));
+
+test('the key schedule\'s timings are the contract\'s', () => {
+  const s = V.schedule;
+  assert.equal(LEAVE_DEBOUNCE_MS, s.rotationDebounceMs);
+  assert.equal(SWITCH_DELAY_MS, s.switchDelayMs);
+  assert.equal(KEY_WAIT_MS, s.keyWaitMs);
+  assert.equal(DEFAULT_RETENTION_MS, s.retentionMs);
+  assert.equal(MAX_RATCHET_AHEAD, s.maxRatchetAhead);
+  assert.equal(KEY_REQUEST_INTERVAL_MS, s.keyRequestAnswerIntervalMs);
+  assert.equal(ANNOUNCE_GRACE_MS, s.announceGraceMs);
+  assert.equal(VIEW_GRACE_MS, s.viewGraceMs);
+  assert.equal(MISSING_KEY_MS, s.keyRequestAfterMs.browser);
+  assert.equal(MISSING_KEY_REPEAT_MS, s.keyRequestRepeatMs.browser);
+});
 const h = fromHex;
 const hexEq = (got, want, msg) => assert.equal(toHex(got), want, msg);
 const NOW = 1767225600;
@@ -89,13 +110,14 @@ test('credential vectors', async () => {
   const ca = await caPub();
   for (const c of V.credentials) {
     const dev = h(pair(V.keys.devices, c.device).public);
-    const body = encodeCredentialBody({ orgId: c.org_id, userId: c.user_id, displayName: c.display_name, devicePublicKey: dev,
+    const body = encodeCredentialBody({ orgId: c.org_id, userId: c.user_id, account: c.account, displayName: c.display_name, devicePublicKey: dev,
       notBefore: c.not_before, notAfter: c.not_after, serial: BigInt(c.serial) });
     hexEq(body, c.body, c.name);
     hexEq(concat(body, h(c.signature)), c.credential);
     const p = await verifyCredential(ca, h(c.credential), NOW);
     assert.equal(p.userId, c.user_id);
     assert.equal(p.displayName, c.display_name);
+    assert.equal(p.account, c.account);
     await assert.rejects(verifyCredential(ca, h(c.credential), c.not_after + 1), ExpiredError);
     await assert.rejects(verifyCredential(ca, h(c.credential), c.not_before - 1), ExpiredError);
     await assert.rejects(verifyCredential(await devicePub('alice'), h(c.credential), NOW), SignatureError);
@@ -105,7 +127,7 @@ test('credential vectors', async () => {
 test('credential sign and verify round-trip', async () => {
   const ca = await generateDeviceKey();
   const dev = await generateDeviceKey();
-  const f = { orgId: 'org', userId: 'u', displayName: 'D', devicePublicKey: await exportPublicKey(dev.publicKey), notBefore: 10, notAfter: 20, serial: 1n };
+  const f = { orgId: 'org', userId: 'u', account: 'u', displayName: 'D', devicePublicKey: await exportPublicKey(dev.publicKey), notBefore: 10, notAfter: 20, serial: 1n };
   const cred = await issueCredential(ca.privateKey, f);
   assert.equal((await verifyCredential(ca.publicKey, cred, 15)).userId, 'u');
   for (let i = 0; i < cred.length; i += 7) {
@@ -121,7 +143,7 @@ async function verifiedAnnouncements() {
   return out;
 }
 
-test('announcement vectors and meeting codes', async () => {
+test('announcement vectors', async () => {
   const creds = Object.fromEntries(V.credentials.map((c) => [c.name, h(c.credential)]));
   for (const a of V.announcements) {
     const body = encodeAnnouncementBody({ meetingId: a.meeting_id, participantId: a.participant_id, userId: a.user_id, displayName: a.display_name,
@@ -136,7 +158,6 @@ test('announcement vectors and meeting codes', async () => {
     assert.equal(v[a.name].participantId, a.participant_id);
     assert.equal(v[a.name].senderIndex, a.sender_index);
   }
-  for (const c of V.meeting_codes) assert.equal(await meetingCode(c.announcements.map((n) => v[n])), c.code);
   const uncertified = await verifyAnnouncement(h(V.announcements[0].announcement), { meetingId: V.announcements[0].meeting_id, nowSeconds: NOW });
   assert.equal(uncertified.certified, false);
 });
@@ -169,7 +190,7 @@ test('announcement tampering and ghosts are refused', async () => {
   assert.equal(guest.certified, false);
   // The meeting code changes when a participant is added.
   const v = await verifiedAnnouncements();
-  assert.notEqual(await meetingCode([v.alice, v.bob]), await meetingCode([v.alice, v.bob, guest]));
+  assert.notDeepEqual(await viewHash([v.alice, v.bob]), await viewHash([v.alice, v.bob, guest]));
 });
 
 test('pairwise and key message vectors', async () => {
@@ -332,4 +353,104 @@ test('device signatures round-trip in P1363 form', async () => {
   assert.equal(parseCredential(cred).serial, BigInt(V.credentials[0].serial));
   assert.ok(await verify(await caPub(), h(V.credentials[0].body), h(V.credentials[0].signature)));
   assert.ok(await devicePriv('alice'));
+});
+
+test('proof of possession vectors', async () => {
+  const p = V.possession;
+  const dev = h(pair(V.keys.devices, p.device).public);
+  hexEq(possessionMessage(p.org_id, p.account, dev, h(p.challenge)), p.message);
+  assert.ok(await verify(await devicePub(p.device), h(p.message), h(p.signature)));
+  const sig = await provePossession(await devicePriv(p.device), p.org_id, p.account, dev, h(p.challenge));
+  assert.ok(await verify(await devicePub(p.device), h(p.message), sig));
+  assert.throws(() => possessionMessage(p.org_id, p.account, dev, new Uint8Array(31)));
+});
+
+test('revocation vectors', async () => {
+  for (const r of V.revocations) {
+    const v = await verifyRevocation(await caPub(), h(r.revocation));
+    assert.equal(v.userId, r.user_id);
+    assert.equal(v.reason, r.reason);
+    assert.equal(v.revokedAt, r.revoked_at);
+    hexEq(v.devicePublicKey, pair(V.keys.devices, r.device).public);
+    const bad = h(r.revocation); bad[10] ^= 1;
+    await assert.rejects(verifyRevocation(await caPub(), bad));
+  }
+});
+
+test('log vectors: checkpoint, inclusion and consistency proofs', async () => {
+  const L = V.log;
+  const v = await logVerifier(L.verifier_key);
+  assert.equal(v.name, L.origin);
+  assert.equal(v.keyId, L.key_id);
+  const cp = await openCheckpoint(L.checkpoint, v);
+  assert.equal(cp.size, L.size);
+  hexEq(cp.hash, L.root_hash);
+  for (const [i, r] of L.records.entries()) hexEq(await recordHash(h(r)), L.record_hashes[i]);
+  for (const inc of L.inclusion) {
+    const proof = inc.proof.map(h);
+    assert.ok(await checkRecord(proof, cp.size, cp.hash, inc.index, h(L.record_hashes[inc.index])), `record ${inc.index}`);
+    assert.equal(await checkRecord(proof, cp.size, cp.hash, inc.index, h(L.record_hashes[(inc.index + 1) % cp.size])), false);
+  }
+  for (const c of L.consistency) {
+    const proof = c.proof.map(h);
+    assert.ok(await checkTree(proof, cp.size, cp.hash, c.from, h(c.from_hash)), `from ${c.from}`);
+    const other = h(c.from_hash); other[0] ^= 1;
+    await assert.rejects(verifyConsistency({ origin: cp.origin, size: c.from, hash: other }, cp, proof), SplitViewError);
+  }
+  // A tampered note, another key, a note with a signature line changed.
+  await assert.rejects(openCheckpoint(L.checkpoint.replace(`\n${L.size}\n`, `\n${L.size + 1}\n`), v));
+  const other = await logVerifier(L.verifier_key);
+  other.keyId ^= 1;
+  await assert.rejects(openCheckpoint(L.checkpoint, other));
+  await assert.rejects(logVerifier(L.verifier_key.replace('e2ee-log.conclave/', 'e2ee-log.conclave/x')));
+});
+
+test('round vectors: view, commits, reveals, codes', async () => {
+  const v = await verifiedAnnouncements();
+  for (const w of V.rounds.views) hexEq(await viewHash(w.announcements.map((n) => v[n])), w.view);
+  const log = await logVerifier(V.log.verifier_key);
+  const cp = await openCheckpoint(V.log.checkpoint, log);
+  const nonces = [];
+  for (const c of V.rounds.commits) {
+    const a = v[c.participant];
+    hexEq(await nonceHash(a.meetingId, a.participantId, c.round, h(c.nonce)), c.nonce_hash);
+    const got = await verifyCommit(h(c.commit), a);
+    assert.equal(got.round, c.round);
+    assert.equal(got.checkpoint, V.log.checkpoint);
+    const r = parseReveal(h(c.reveal));
+    hexEq(r.nonce, c.nonce);
+    nonces.push({ participantId: a.participantId, nonce: h(c.nonce) });
+    const bad = h(c.commit); bad[bad.length - 70] ^= 1;
+    await assert.rejects(verifyCommit(bad, a));
+  }
+  const view = await viewHash([v.alice, v.bob]);
+  for (const c of V.rounds.codes) assert.equal(await meetingCodeV2(view, cp, nonces, c.digits), c.code);
+});
+
+test('a round between two RoundStates agrees, and reveals only after every commit', async () => {
+  const v = await verifiedAnnouncements();
+  const view = [v.alice, v.bob];
+  const a = new RoundState({ meetingId: v.alice.meetingId, selfId: v.alice.participantId, device: await devicePriv('alice'), digits: 7 });
+  const b = new RoundState({ meetingId: v.bob.meetingId, selfId: v.bob.participantId, device: await devicePriv('bob'), digits: 7 });
+  const ca = await a.begin(view, null);
+  const cb = await b.begin(view, null);
+  assert.equal(a.reveal(), null);
+  await a.onCommit(v.bob.participantId, cb);
+  await b.onCommit(v.alice.participantId, ca);
+  const ra = a.reveal();
+  const rb = b.reveal();
+  assert.ok(ra && rb);
+  assert.equal(a.reveal(), null);
+  await a.onReveal(v.bob.participantId, rb);
+  await b.onReveal(v.alice.participantId, ra);
+  const code = await a.currentCode();
+  assert.match(code, /^\d{3} \d{3} \d$/);
+  assert.equal(await b.currentCode(), code);
+});
+
+test('name vectors: clean names and skeletons agree with Go', () => {
+  for (const n of V.names) {
+    assert.equal(cleanName(n.name), n.clean, JSON.stringify(n.name));
+    assert.equal(skeleton(n.name), n.skeleton, JSON.stringify(n.name));
+  }
 });

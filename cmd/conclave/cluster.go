@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"conclave/internal/config"
+	"conclave/internal/nodeca"
+	"conclave/internal/server"
+	"conclave/internal/store"
+)
+
+const clusterUsage = `Usage:
+  conclave cluster add-node -name NAME [-role conference|edge] [-labels L] [-management HOST:PORT] [-ttl 24h]
+                                   make a one-time enrolment token and print the command
+                                   that enrols the node with it
+  conclave cluster list-nodes      the enrolled nodes and their certificates
+  conclave cluster remove-node -name NAME
+                                   take a node out and revoke its certificates
+
+Flags common to all: --data, --database (as for conclave serve).
+`
+
+const nodeUsage = `Usage:
+  conclave node run --nats tls://MANAGEMENT:4222 [--management HOST:PORT] [--listen :8443] [--media-udp :8443]
+                    [--relay-listen :8447] [--host NAME]... [--public-url URL] [--data DIR]
+                                   run this machine as a conference node of the cluster
+  conclave node enrol -management HOST:PORT -token TOKEN -ca-pin sha256:... [-host ADDR]... [--data DIR]
+                                   enrol this machine as a node of the cluster: make its
+                                   P-384 key and fetch its certificate
+  conclave node renew -management HOST:PORT [--data DIR]
+                                   renew the node certificate now
+  conclave node status [--data DIR]
+                                   the node's name, role and certificate
+`
+
+// clusterCmd runs `conclave cluster ...` on the management node's data.
+func clusterCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, clusterUsage)
+		return 2
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("conclave cluster "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := config.Defaults()
+	config.RegisterDataDir(fs, &cfg)
+	var name, role, labels, mgmt string
+	var ttl time.Duration
+	switch cmd {
+	case "add-node":
+		fs.StringVar(&name, "name", "", "the node's name (lower-case letters, digits, '-')")
+		fs.StringVar(&role, "role", nodeca.RoleConference, "conference or edge")
+		fs.StringVar(&labels, "labels", "", "location labels, comma-separated (node selection by location)")
+		fs.StringVar(&mgmt, "management", "", "the cluster listener's address as the node reaches it (default: this machine's first address and port 8445)")
+		fs.DurationVar(&ttl, "ttl", nodeca.TokenLifetime, "how long the token stays valid")
+	case "remove-node":
+		fs.StringVar(&name, "name", "", "the node's name")
+	case "list-nodes":
+	default:
+		fmt.Fprintf(stderr, "conclave cluster: unknown command %q\n\n%s", cmd, clusterUsage)
+		return 2
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if err := cfg.ValidateDatabase(); err != nil {
+		fmt.Fprintf(stderr, "conclave cluster: %v\n", err)
+		return 1
+	}
+	st, err := store.Open(cfg.StoreName())
+	if err != nil {
+		fmt.Fprintf(stderr, "conclave cluster: %v\n", err)
+		return 1
+	}
+	defer st.Close()
+	ctx := context.Background()
+	ca, err := nodeca.Open(filepath.Join(cfg.DataDir, server.ClusterDir), firstHost(), st, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "conclave cluster: %v\n", err)
+		return 1
+	}
+	switch cmd {
+	case "add-node":
+		if mgmt == "" {
+			mgmt = firstHost() + ":8445"
+		}
+		tok, err := ca.NewToken(ctx, name, role, labels, "cli", ttl)
+		if err != nil {
+			fmt.Fprintf(stderr, "conclave cluster: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "Enrolment token for node %s (%s), valid %s, usable once.\nOn the node, run:\n\n  conclave node enrol -management %s -token %s -ca-pin %s\n",
+			name, role, ttl, mgmt, tok, ca.Fingerprint())
+	case "remove-node":
+		if err := ca.Remove(ctx, name); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				err = fmt.Errorf("no node called %q is part of the cluster", name)
+			}
+			fmt.Fprintf(stderr, "conclave cluster: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "Node %s removed; its certificates are revoked (a running management node refuses it within %s).\n", name, "10s")
+	case "list-nodes":
+		nodes, err := st.ListNodes(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "conclave cluster: %v\n", err)
+			return 1
+		}
+		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tROLE\tLABELS\tENROLLED\tCERTIFICATE\tEXPIRES\tSTATE")
+		for _, n := range nodes {
+			certs, _ := st.NodeCerts(ctx, n.Name)
+			serial, expires := "-", "-"
+			if len(certs) > 0 {
+				serial, expires = certs[0].Serial, certs[0].NotAfter.UTC().Format(time.RFC3339)
+			}
+			state := "member"
+			if !n.RemovedAt.IsZero() {
+				state = "removed " + n.RemovedAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, orDash(n.Labels), n.EnrolledAt.UTC().Format(time.RFC3339), serial, expires, state)
+		}
+		tw.Flush()
+	}
+	return 0
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// nodeCmd runs `conclave node ...` on a conference or edge node.
+func nodeCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, nodeUsage)
+		return 2
+	}
+	cmd := args[0]
+	if cmd == "run" {
+		return nodeRun(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("conclave node "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := config.Defaults()
+	config.RegisterDataDir(fs, &cfg)
+	var mgmt, token, pin string
+	var hosts []string
+	switch cmd {
+	case "enrol":
+		fs.StringVar(&token, "token", "", "the one-time token from conclave cluster add-node")
+		fs.StringVar(&pin, "ca-pin", "", "the cluster CA's fingerprint from conclave cluster add-node")
+		fs.Func("host", "an address other nodes reach this node at, for its certificate; repeatable", func(v string) error {
+			hosts = append(hosts, v)
+			return nil
+		})
+		fallthrough
+	case "renew":
+		fs.StringVar(&mgmt, "management", "", "the management node's cluster listener, HOST:PORT")
+	case "status":
+	default:
+		fmt.Fprintf(stderr, "conclave node: unknown command %q\n\n%s", cmd, nodeUsage)
+		return 2
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	dir := filepath.Join(cfg.DataDir, "node")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var (
+		n   *nodeca.Node
+		err error
+	)
+	switch cmd {
+	case "enrol":
+		if mgmt == "" || token == "" || pin == "" {
+			fmt.Fprintf(stderr, "conclave node enrol: -management, -token and -ca-pin are required; conclave cluster add-node prints them\n")
+			return 2
+		}
+		if len(hosts) == 0 {
+			hosts = []string{firstHost()}
+		}
+		if _, serr := os.Stat(filepath.Join(dir, "node.pem")); serr == nil {
+			fmt.Fprintf(stderr, "conclave node enrol: this data directory already holds a node identity (%s); use another --data, or remove it to enrol again\n", dir)
+			return 1
+		}
+		n, err = nodeca.Enrol(ctx, dir, mgmt, strings.TrimSpace(token), strings.TrimSpace(pin), hosts)
+	case "renew":
+		if n, err = nodeca.LoadNode(dir); err == nil {
+			err = n.Renew(ctx, mgmt)
+		}
+	case "status":
+		n, err = nodeca.LoadNode(dir)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "conclave node %s: %v\n", cmd, err)
+		return 1
+	}
+	l := n.Leaf()
+	fmt.Fprintf(stdout, "Node %s (%s)\n  certificate %s, valid until %s\n  covers %s\n  identity in %s\n",
+		n.Name(), n.Role(), nodeca.SerialOf(l), l.NotAfter.UTC().Format(time.RFC3339),
+		strings.Join(append(ipList(l.IPAddresses), l.DNSNames...), ", "), dir)
+	return 0
+}
+
+func ipList(ips []net.IP) []string {
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	return out
+}
+
+// nodeRun runs `conclave node run`: a conference node until SIGINT or
+// SIGTERM.
+func nodeRun(args []string, stdout, stderr io.Writer) int {
+	cfg := config.Defaults()
+	fs := flag.NewFlagSet("conclave node run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config.RegisterNode(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.Level()}))
+	n, err := server.OpenNode(cfg, log, server.NodeOptions{})
+	if err != nil {
+		fmt.Fprintf(stderr, "conclave node run: %v\n", err)
+		return 1
+	}
+	n.Start()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	have, _ := n.ConfigReady()
+	fmt.Fprintf(stdout, "Conference node %s is running.\n\n  Web client:  %s/\n  Media:       UDP %s\n  Bus:         %s\n",
+		n.Name(), n.URL(), n.MediaAddr(), cfg.Cluster.NATS)
+	if !have {
+		fmt.Fprintf(stdout, "\nIt has no configuration yet: it admits participants once it has reached the management node.\n")
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "Shutting down.")
+	if err := n.Close(); err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
+}

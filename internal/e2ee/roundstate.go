@@ -1,0 +1,254 @@
+package e2ee
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"encoding/base64"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// RoundState is one member's side of the verification rounds of a meeting
+// (docs/e2ee.md, section 14), without I/O: the caller sends the payloads
+// it returns as `verify` messages, feeds it the ones it receives, fetches
+// consistency proofs, and shows Code (or "verifying" while it is empty).
+// It is not safe for concurrent use.
+type RoundState struct {
+	meeting, self string
+	device        *ecdsa.PrivateKey
+	verifier      note.Verifier // the pinned log key; nil when none is pinned
+	digits        int
+
+	round    uint32
+	nonce    []byte
+	view     [32]byte
+	members  map[string]*VerifiedAnnouncement // the view, self included
+	cp       Checkpoint
+	commit   []byte // own commit payload of this round
+	revealed bool
+	epochs   int // rounds begun on a change of view
+
+	commits map[string]*Commit    // latest commit of each peer
+	cps     map[string]Checkpoint // the checkpoint of that commit
+	reveals map[string][]byte     // nonce opening that commit
+	code    string
+}
+
+// NewRoundState starts the rounds of one member of a meeting. verifier is
+// the pinned log key (nil: checkpoints are compared, not verified); digits
+// is the code length (0: 12).
+func NewRoundState(meeting, self string, device *ecdsa.PrivateKey, verifier note.Verifier, digits int) *RoundState {
+	return &RoundState{meeting: meeting, self: self, device: device, verifier: verifier, digits: digits,
+		commits: map[string]*Commit{}, cps: map[string]Checkpoint{}, reveals: map[string][]byte{}}
+}
+
+// Begin starts a new epoch for a changed view (own announcement included)
+// with the member's trusted checkpoint; it returns the commit to send.
+func (r *RoundState) Begin(view []*VerifiedAnnouncement, cp Checkpoint) ([]byte, error) {
+	old := r.members
+	r.members = map[string]*VerifiedAnnouncement{}
+	for _, a := range view {
+		r.members[a.ParticipantID] = a
+	}
+	for id := range r.commits {
+		// A member that left, or that announced itself anew (its rounds
+		// count again from 1): its commits are of another member.
+		if r.members[id] == nil || old[id] == nil || !bytes.Equal(old[id].Body, r.members[id].Body) {
+			delete(r.commits, id)
+			delete(r.cps, id)
+			delete(r.reveals, id)
+		}
+	}
+	r.view = ViewHash(view)
+	r.epochs++
+	r.revealed = false
+	return r.recommit(cp)
+}
+
+func (r *RoundState) recommit(cp Checkpoint) ([]byte, error) {
+	nonce := make([]byte, NonceLen)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	r.round++
+	r.nonce, r.cp, r.code = nonce, cp, ""
+	p, err := SignCommit(r.device, Commit{MeetingID: r.meeting, ParticipantID: r.self, Round: r.round, View: r.view, Checkpoint: cp.Note}, nonce)
+	if err != nil {
+		return nil, err
+	}
+	r.commit = p
+	return p, nil
+}
+
+// Adopt switches the round to a larger checkpoint the caller verified
+// (consistent with the current one). Before the reveal it commits again
+// with a fresh nonce and returns that commit; after it, the checkpoint is
+// kept for the next epoch only and Adopt returns nil.
+func (r *RoundState) Adopt(cp Checkpoint) ([]byte, error) {
+	// A member without a log holds the zero checkpoint, smaller than any.
+	larger := cp.Size > r.cp.Size || (r.cp.Origin == "" && cp.Origin != "")
+	if r.revealed || !larger || r.commit == nil {
+		return nil, nil
+	}
+	return r.recommit(cp)
+}
+
+// Checkpoint returns the checkpoint of the current round.
+func (r *RoundState) Checkpoint() Checkpoint { return r.cp }
+
+// Own returns this member's commit, and its reveal once made (to send
+// again after a reconnection).
+func (r *RoundState) Own() (commit, reveal []byte) {
+	if r.revealed {
+		reveal, _ = EncodeReveal(Reveal{MeetingID: r.meeting, ParticipantID: r.self, Round: r.round, Nonce: r.nonce})
+	}
+	return r.commit, reveal
+}
+
+// Epochs returns how many epochs began: each is a change of view.
+func (r *RoundState) Epochs() int { return r.epochs }
+
+// OnCommit verifies and keeps a peer's commit. It returns the commit's
+// checkpoint when it differs from the round's (the caller must then
+// verify consistency and Adopt, or report a split view).
+func (r *RoundState) OnCommit(from string, payload []byte) (*Checkpoint, error) {
+	a := r.members[from]
+	if a == nil || from == r.self {
+		return nil, fmt.Errorf("e2ee: a commit from %s, who is not in this view", from)
+	}
+	c, err := VerifyCommit(payload, a)
+	if err != nil {
+		return nil, err
+	}
+	if old := r.commits[from]; old != nil && c.Round <= old.Round {
+		return nil, nil // old or repeated
+	}
+	cp, err := r.openCheckpoint(c.Checkpoint)
+	if err != nil {
+		return nil, fmt.Errorf("the checkpoint in the commit of %s: %w", from, err)
+	}
+	r.commits[from], r.cps[from] = c, cp
+	delete(r.reveals, from)
+	r.code = ""
+	if !cp.Equal(r.cp) {
+		return &cp, nil
+	}
+	return nil, nil
+}
+
+func (r *RoundState) openCheckpoint(b []byte) (Checkpoint, error) {
+	if len(b) == 0 {
+		return Checkpoint{}, nil
+	}
+	if r.verifier != nil {
+		return OpenCheckpoint(b, r.verifier)
+	}
+	return parseCheckpointUnverified(b)
+}
+
+// parseCheckpointUnverified reads a signed checkpoint's head without a key
+// (a member that pinned no log key can still compare heads).
+func parseCheckpointUnverified(b []byte) (Checkpoint, error) {
+	text, _, ok := strings.Cut(string(b), "\n\n")
+	lines := strings.Split(text, "\n")
+	if !ok || len(lines) < 3 {
+		return Checkpoint{}, fmt.Errorf("%w: checkpoint", ErrMalformed)
+	}
+	size, err := strconv.ParseInt(lines[1], 10, 64)
+	h, herr := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || herr != nil || len(h) != tlog.HashSize {
+		return Checkpoint{}, fmt.Errorf("%w: checkpoint", ErrMalformed)
+	}
+	c := Checkpoint{Origin: lines[0], Size: size, Note: b}
+	copy(c.Hash[:], h)
+	return c, nil
+}
+
+// ErrRevealMismatch reports a reveal that does not open its commit.
+var ErrRevealMismatch = errors.New("e2ee: a reveal does not open its commit")
+
+// OnReveal keeps a peer's reveal of its latest commit.
+func (r *RoundState) OnReveal(from string, payload []byte) error {
+	v, err := ParseReveal(payload)
+	if err != nil {
+		return err
+	}
+	c := r.commits[from]
+	if c == nil || v.ParticipantID != from || v.MeetingID != r.meeting || v.Round != c.Round {
+		return nil // for a commit superseded or not seen: ignore
+	}
+	if !v.Opens(c) {
+		return ErrRevealMismatch
+	}
+	r.reveals[from] = v.Nonce
+	return nil
+}
+
+// Waiting returns the members whose matching commit is missing.
+func (r *RoundState) Waiting() []string {
+	var out []string
+	for id := range r.members {
+		if id == r.self {
+			continue
+		}
+		c := r.commits[id]
+		if c == nil || c.View != r.view || !r.cps[id].Equal(r.cp) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Disagreeing returns the members whose latest commit names another view
+// than this member's, with the round of that commit: they see another
+// list of participants (in transit, or shown by the relay).
+func (r *RoundState) Disagreeing() map[string]uint32 {
+	out := map[string]uint32{}
+	for id, c := range r.commits {
+		if r.members[id] != nil && c.View != r.view {
+			out[id] = c.Round
+		}
+	}
+	return out
+}
+
+// Reveal returns this member's reveal once every member of its view has
+// committed to the same view and checkpoint, once per epoch; nil before.
+func (r *RoundState) Reveal() []byte {
+	if r.revealed || r.commit == nil || len(r.Waiting()) > 0 {
+		return nil
+	}
+	r.revealed = true
+	_, reveal := r.Own()
+	return reveal
+}
+
+// Code returns the meeting code once every member's reveal opens its
+// matching commit; "" while the round is incomplete ("verifying").
+func (r *RoundState) Code() string {
+	if !r.revealed || len(r.Waiting()) > 0 {
+		return ""
+	}
+	nonces := []RoundNonce{{ParticipantID: r.self, Nonce: r.nonce}}
+	for id := range r.members {
+		if id == r.self {
+			continue
+		}
+		n := r.reveals[id]
+		if n == nil {
+			return ""
+		}
+		nonces = append(nonces, RoundNonce{ParticipantID: id, Nonce: n})
+	}
+	if r.code == "" {
+		r.code = MeetingCodeV2(r.view, r.cp, nonces, r.digits)
+	}
+	return r.code
+}

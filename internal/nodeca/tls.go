@@ -1,0 +1,138 @@
+package nodeca
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Suite and Curve are the only cipher suite and key exchange group of
+// node-to-node connections.
+const (
+	Suite = tls.TLS_AES_256_GCM_SHA384
+	Curve = tls.CurveP384
+)
+
+// Trust is what a node-to-node TLS endpoint checks its peer against.
+type Trust struct {
+	// Roots holds the cluster CA.
+	Roots *x509.CertPool
+	// Revoked reports whether a verified peer certificate is revoked; nil
+	// means none is.
+	Revoked func(*x509.Certificate) bool
+	// Roles, when not empty, are the only peer roles accepted.
+	Roles []string
+}
+
+// check verifies the negotiated parameters and the peer of a finished
+// handshake.
+func (tr Trust) check(cs tls.ConnectionState, needPeer bool) error {
+	if cs.Version != tls.VersionTLS13 || cs.CipherSuite != Suite {
+		return fmt.Errorf("node-to-node TLS must be TLS 1.3 with TLS_AES_256_GCM_SHA384, got %s with %s",
+			tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))
+	}
+	if len(cs.VerifiedChains) == 0 {
+		if needPeer {
+			return errors.New("the peer presented no node certificate")
+		}
+		return nil
+	}
+	leaf := cs.VerifiedChains[0][0]
+	if tr.Revoked != nil && tr.Revoked(leaf) {
+		return fmt.Errorf("%w (serial %s)", ErrRevoked, SerialOf(leaf))
+	}
+	_, role, err := Identity(leaf)
+	if err != nil {
+		return err
+	}
+	if len(tr.Roles) > 0 && !slices.Contains(tr.Roles, role) {
+		return fmt.Errorf("a %s node may not connect here", role)
+	}
+	return nil
+}
+
+// checkHello refuses a ClientHello that would not negotiate TLS 1.3 with
+// TLS_AES_256_GCM_SHA384 on P-384: the client must offer both and prefer
+// AES-GCM to ChaCha20 (crypto/tls chooses among AES-GCM suites for such a
+// client, and AES-256 first, see aes256.go).
+func checkHello(h *tls.ClientHelloInfo) error {
+	if !slices.Contains(h.SupportedVersions, tls.VersionTLS13) {
+		return errors.New("node-to-node TLS needs TLS 1.3")
+	}
+	if !slices.Contains(h.CipherSuites, Suite) {
+		return errors.New("node-to-node TLS needs TLS_AES_256_GCM_SHA384")
+	}
+	for _, s := range h.CipherSuites {
+		switch s {
+		case tls.TLS_AES_128_GCM_SHA256, tls.TLS_AES_256_GCM_SHA384:
+			goto preferred
+		case tls.TLS_CHACHA20_POLY1305_SHA256:
+			return errors.New("node-to-node TLS needs a client that prefers AES-GCM")
+		}
+	}
+preferred:
+	if !slices.Contains(h.SupportedCurves, Curve) {
+		return errors.New("node-to-node TLS needs the P-384 group")
+	}
+	return nil
+}
+
+// ServerConfig is the TLS configuration of a node-to-node listener
+// serving the certificate getCert returns (so that a renewed certificate
+// is used from the next handshake). With clientAuth
+// tls.RequireAndVerifyClientCert every peer must present a valid,
+// unrevoked node certificate; with tls.VerifyClientCertIfGiven a peer
+// without one may complete the handshake (the enrolment endpoint), but a
+// peer with an invalid one is refused.
+func ServerConfig(getCert func() *tls.Certificate, tr Trust, clientAuth tls.ClientAuthType) *tls.Config {
+	base := &tls.Config{
+		MinVersion:             tls.VersionTLS13,
+		MaxVersion:             tls.VersionTLS13,
+		CurvePreferences:       []tls.CurveID{Curve},
+		ClientAuth:             clientAuth,
+		ClientCAs:              tr.Roots,
+		SessionTicketsDisabled: true,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if c := getCert(); c != nil {
+				return c, nil
+			}
+			return nil, errors.New("no node certificate yet")
+		},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return tr.check(cs, clientAuth == tls.RequireAndVerifyClientCert)
+		},
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		MaxVersion: tls.VersionTLS13,
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			if err := checkHello(h); err != nil {
+				return nil, err
+			}
+			return base, nil
+		},
+	}
+}
+
+// ClientConfig is the TLS configuration of a node-to-node client
+// presenting the certificate getCert returns (none yet when it returns
+// nil, for enrolment), verifying the server against tr, with serverName
+// the name or address the server's certificate must cover.
+func ClientConfig(getCert func() *tls.Certificate, tr Trust, serverName string) *tls.Config {
+	return &tls.Config{
+		MinVersion:       tls.VersionTLS13,
+		MaxVersion:       tls.VersionTLS13,
+		CurvePreferences: []tls.CurveID{Curve},
+		RootCAs:          tr.Roots,
+		ServerName:       serverName,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if c := getCert(); c != nil {
+				return c, nil
+			}
+			return &tls.Certificate{}, nil
+		},
+		VerifyConnection: func(cs tls.ConnectionState) error { return tr.check(cs, true) },
+	}
+}

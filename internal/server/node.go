@@ -1,0 +1,415 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"conclave/internal/access"
+	"conclave/internal/alarm"
+	"conclave/internal/audit"
+	"conclave/internal/auth"
+	"conclave/internal/bus"
+	"conclave/internal/clock"
+	"conclave/internal/config"
+	"conclave/internal/files"
+	"conclave/internal/guard"
+	"conclave/internal/meeting"
+	"conclave/internal/nodeca"
+	"conclave/internal/nodeconf"
+	"conclave/internal/pki"
+	"conclave/internal/procstat"
+	"conclave/internal/secrets"
+	"conclave/internal/sfu"
+	"conclave/internal/spool"
+	"conclave/internal/version"
+	"conclave/internal/web"
+	webassets "conclave/web"
+)
+
+// NodeDir is the directory, inside a conference node's data directory,
+// of its identity (nodeca), its configuration cache and its spool.
+const NodeDir = "node"
+
+// Node is a running conference node (conclave node run): meetings,
+// signaling and media for participants, its configuration from the bus,
+// its audit entries spooled to the management node. It has no database,
+// accounts or management of its own.
+type Node struct {
+	cfg      config.Config
+	log      *slog.Logger
+	clock    clock.Clock
+	id       *nodeca.Node
+	conf     *nodeconf.Cache
+	spool    *spool.Spool
+	tls      *pki.Material
+	engine   *sfu.Engine
+	meetings *meeting.Manager
+	guard    *guard.Guard
+	auditAgg *audit.Aggregator
+	files    *files.Store
+	alarms   *alarm.Center
+	http     *http.Server
+	listener net.Listener
+	url      string
+	started  time.Time
+	draining atomic.Bool
+
+	mu sync.Mutex
+	nc *nats.Conn // nil until Start
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	served    chan error
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NodeOptions adjust a conference node for tests; the zero value is
+// production.
+type NodeOptions struct {
+	// Assets replaces the embedded web client.
+	Assets fs.FS
+	// ResumeWindow overrides the meeting resume window.
+	ResumeWindow time.Duration
+	// Tap sees every media packet the SFU forwards (tests only).
+	Tap sfu.Tap
+	// Clock replaces the system clock of the node's time-based rules.
+	Clock clock.Clock
+}
+
+// OpenNode prepares a conference node from its enrolled identity
+// (conclave node enrol) and its configuration cache. It starts even when
+// the bus is unreachable: with a configuration received earlier it
+// admits participants at once; without one it refuses them until the
+// management node has been reached.
+func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, error) {
+	if err := cfg.ValidateNode(); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(cfg.DataDir, NodeDir)
+	id, err := nodeca.LoadNode(dir)
+	if err != nil {
+		return nil, err
+	}
+	if id.Role() != nodeca.RoleConference {
+		return nil, fmt.Errorf("this node is enrolled as a %s node; conclave node run runs conference nodes", id.Role())
+	}
+	clk := clock.Or(opts.Clock)
+	n := &Node{cfg: cfg, log: log.With("node", id.Name()), clock: clk, id: id, started: clk.Now().UTC()}
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeParts()
+		}
+	}()
+	if n.conf, err = nodeconf.OpenCache(dir, n.log); err != nil {
+		return nil, err
+	}
+	if n.spool, err = spool.Open(filepath.Join(dir, "spool"), func() time.Time { return clk.Now() }); err != nil {
+		return nil, fmt.Errorf("open the audit spool: %w", err)
+	}
+	box, err := secrets.Open(cfg.DataDir, secrets.Source{KeyFile: cfg.Secrets.KeyFile, Key: cfg.Secrets.Key, Passphrase: cfg.Secrets.Passphrase})
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	if n.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	n.url = publicURL(cfg, n.listener.Addr())
+	if n.tls, err = pki.Ensure(pki.Options{Dir: cfg.DataDir, Hosts: cfg.Hosts, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile,
+		CRLURL: n.url + web.CRLPath, Box: box}); err != nil {
+		return nil, fmt.Errorf("prepare TLS certificates: %w", err)
+	}
+	if n.engine, err = sfu.NewEngine(sfu.Config{UDPAddr: cfg.MediaUDP, TCPAddr: cfg.MediaTCP, PublicIPs: cfg.PublicIPs,
+		IncludeLoopback: true, Logger: n.log, Tap: opts.Tap}); err != nil {
+		return nil, err
+	}
+	n.alarms = alarm.New(clk)
+	n.auditAgg = audit.NewAggregator(n.spool, clk, 0)
+	allow, err := guard.ParseAllow(cfg.AllowList)
+	if err != nil {
+		return nil, fmt.Errorf("allow list: %w", err)
+	}
+	gcfg := guard.DefaultConfig()
+	gcfg.Allow = allow
+	// The break-in rules count on each node: a node cut off from the
+	// others still blocks a room it sees attacked, and quarantines the
+	// address attacking it.
+	if n.guard, err = guard.New(gcfg, clk, alarmEvents{log: n.log, audit: n.spool, alarms: n.alarms}); err != nil {
+		return nil, fmt.Errorf("break-in guard: %w", err)
+	}
+	gate, err := access.New(n.conf, n.guard, n.auditAgg, auth.NewHashBudget(cfg.HashMemory), n.log)
+	if err != nil {
+		return nil, err
+	}
+	n.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: n.log, Clock: clk,
+		MaxParticipants: cfg.MaxParticipants, Audit: hostAuditor{log: n.log, audit: n.spool}}, n.engine, gate)
+	if n.files, err = files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Clock: clk}); err != nil {
+		return nil, err
+	}
+	n.meetings.OnMeetingEnd(n.files.DeleteMeeting)
+
+	assets := opts.Assets
+	if assets == nil {
+		assets = webassets.FS
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	handler := web.New(n.ctx, web.Config{
+		Meetings:     n.meetings,
+		Files:        n.files,
+		Assets:       assets,
+		PublicURL:    n.url,
+		CRL:          n.tls.CRL,
+		Logger:       n.log,
+		Clock:        clk,
+		Plane:        web.PlaneNode,
+		Org:          n.conf,
+		Guard:        n.guard,
+		PINMinLength: auth.DefaultPINMinLen,
+	})
+	baseTLS := pki.ServerTLSConfig(n.tls.Certificate)
+	n.http = &http.Server{
+		Handler:           handler,
+		TLSConfig:         baseTLS,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	ok = true
+	return n, nil
+}
+
+// Start serves participants and joins the cluster's bus in the
+// background.
+func (n *Node) Start() {
+	n.served = make(chan error, 1)
+	go n.guard.Run(n.ctx)
+	go n.auditAgg.Run(n.ctx)
+	go func() {
+		ln := newLimitListener(n.listener, DefaultMaxConnsPerAddress, n.guard, n.log)
+		n.served <- n.http.Serve(tls.NewListener(ln, n.http.TLSConfig))
+	}()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.runBus(n.ctx)
+	}()
+}
+
+// runBus connects to the bus (retrying while it is unreachable) and runs
+// the node's part of it until ctx ends: the configuration watch, the
+// spool's delivery, the status, the commands.
+func (n *Node) runBus(ctx context.Context) {
+	host := strings.TrimPrefix(n.cfg.Cluster.NATS, "tls://")
+	serverName, _, err := net.SplitHostPort(host)
+	if err != nil {
+		serverName = host
+	}
+	trust := nodeca.Trust{Roots: n.id.Roots(), Roles: []string{nodeca.RoleManagement}}
+	nc, err := bus.Connect(n.cfg.Cluster.NATS, n.id.Certificate, trust, serverName, n.id.Name(),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			n.conf.Lost()
+			n.log.Warn("cluster: the bus is unreachable; the node goes on with its copy of the configuration", "err", err)
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { n.log.Info("cluster: the bus is reachable again") }),
+	)
+	if err != nil {
+		n.log.Error("cluster: cannot use the bus", "url", n.cfg.Cluster.NATS, "err", err)
+		return
+	}
+	n.mu.Lock()
+	n.nc = nc
+	n.mu.Unlock()
+	defer nc.Close()
+
+	if _, err := nc.Subscribe(bus.CommandSubject(n.id.Name(), bus.CommandDrain), func(m *nats.Msg) {
+		n.SetDraining(string(m.Data) != "off")
+		if m.Reply != "" {
+			_ = m.Respond([]byte("ok"))
+		}
+	}); err != nil {
+		n.log.Error("cluster: cannot receive commands", "err", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); n.spool.Ship(ctx, nc, n.id.Name(), n.log) }()
+	go func() { defer wg.Done(); n.watchConfig(ctx, nc) }()
+	go func() { defer wg.Done(); n.publishStatus(ctx, nc) }()
+	wg.Wait()
+}
+
+// watchConfig follows the configuration bucket, starting the watch again
+// whenever it ends (the bus went away, the management node restarted).
+func (n *Node) watchConfig(ctx context.Context, nc *nats.Conn) {
+	failing := false
+	for ctx.Err() == nil {
+		err := func() error {
+			if !nc.IsConnected() {
+				return errors.New("not connected")
+			}
+			kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			kv, err := bus.ConfigBucketOf(kctx, nc)
+			cancel()
+			if err != nil {
+				return err
+			}
+			if failing {
+				n.log.Info("cluster: following the configuration again")
+				failing = false
+			}
+			return n.conf.Watch(ctx, kv)
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		if !failing {
+			n.log.Warn("cluster: cannot follow the configuration; admitting with the copy kept on disk", "err", err)
+			failing = true
+		}
+		n.conf.Lost()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// publishStatus publishes the node's status every bus.StatusInterval.
+func (n *Node) publishStatus(ctx context.Context, nc *nats.Conn) {
+	t := time.NewTicker(bus.StatusInterval)
+	defer t.Stop()
+	var load loadMeter
+	for {
+		if nc.IsConnected() {
+			if err := bus.PublishStatus(nc, n.Status(load.read())); err != nil {
+				n.log.Debug("cluster: status not published", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Status is the node's status now; load is its CPU load (0..1).
+func (n *Node) Status(load float64) bus.Status {
+	meetings, participants := n.meetings.Stats()
+	var labels []string
+	for _, d := range n.conf.Nodes() {
+		if d.Name == n.id.Name() && d.Labels != "" {
+			labels = strings.Split(d.Labels, ",")
+		}
+	}
+	return bus.Status{Name: n.id.Name(), Role: n.id.Role(), Labels: labels, Version: version.Get().Version,
+		URL: n.url, Meetings: meetings, Participants: participants, Load: load, Draining: n.draining.Load(),
+		CertExpiry: n.id.Leaf().NotAfter.UTC(), ConfigRevision: n.conf.Revision(), Spooled: n.spool.Pending(),
+		Started: n.started, Time: n.clock.Now().UTC()}
+}
+
+// SetDraining starts or ends draining (conclave node drain).
+func (n *Node) SetDraining(on bool) {
+	if n.draining.Swap(on) != on {
+		n.log.Info("cluster: draining", "on", on)
+	}
+}
+
+// loadMeter turns the process's CPU time into a load between 0 and 1.
+type loadMeter struct {
+	lastCPU time.Duration
+	lastAt  time.Time
+}
+
+func (l *loadMeter) read() float64 {
+	s, err := procstat.Read(os.Getpid())
+	now := time.Now()
+	if err != nil {
+		return 0
+	}
+	defer func() { l.lastCPU, l.lastAt = s.CPU, now }()
+	if l.lastAt.IsZero() {
+		return 0
+	}
+	wall := now.Sub(l.lastAt)
+	if wall <= 0 {
+		return 0
+	}
+	return min(1, float64(s.CPU-l.lastCPU)/float64(wall)/float64(runtime.NumCPU()))
+}
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.id.Name() }
+
+// URL is the node's HTTPS base URL.
+func (n *Node) URL() string { return n.url }
+
+// MediaAddr is the node's media UDP address.
+func (n *Node) MediaAddr() net.Addr { return n.engine.UDPAddr() }
+
+// TLS is the node's web certificate material.
+func (n *Node) TLS() *pki.Material { return n.tls }
+
+// ConfigReady reports whether the node has a configuration to admit
+// with, and whether it is the bus's current one.
+func (n *Node) ConfigReady() (have, current bool) { return n.conf.Ready(), n.conf.Synced() }
+
+// Spooled is how many audit entries wait for the management node.
+func (n *Node) Spooled() int { return n.spool.Pending() }
+
+// Close stops the node: meetings end, what is spooled stays on disk.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() { n.closeErr = n.close() })
+	return n.closeErr
+}
+
+func (n *Node) close() error {
+	n.meetings.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n.auditAgg.Flush(ctx, true)
+	n.cancel()
+	err := n.http.Shutdown(ctx)
+	if n.served != nil {
+		if serr := <-n.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, serr)
+		}
+	} else {
+		n.listener.Close()
+	}
+	n.wg.Wait()
+	return errors.Join(err, n.closeParts())
+}
+
+func (n *Node) closeParts() error {
+	var errs []error
+	if n.cancel == nil && n.listener != nil {
+		errs = append(errs, n.listener.Close())
+	}
+	if n.engine != nil {
+		errs = append(errs, n.engine.Close())
+	}
+	if n.spool != nil {
+		errs = append(errs, n.spool.Close())
+	}
+	return errors.Join(errs...)
+}

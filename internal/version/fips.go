@@ -1,0 +1,5 @@
+package version
+
+import "crypto/fips140"
+
+func fipsEnabled() bool { return fips140.Enabled() }
