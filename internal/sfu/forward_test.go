@@ -83,7 +83,8 @@ func testTrack(n int) *UpTrack {
 
 func testDown(u *UpTrack, w *fakeWriter) *DownTrack {
 	d := newDownTrack(u, conn.TrackOptions{Stream: "alice"})
-	d.bind(5555, 100, w)
+	d.bind(5555, 100, 0, w)
+	d.ready.Store(true) // its connection is up
 	u.addDown(d)
 	return d
 }
@@ -645,5 +646,72 @@ func TestDynacastOffThePacketLoop(t *testing.T) {
 	ev.mu.Unlock()
 	if reports() != before+1 || got != "[false true false]" {
 		t.Fatalf("after the debounce: %d reports, last %s; want [false true false]", reports()-before, got)
+	}
+}
+
+// TestNothingBeforeReady: a down track whose subscriber's connection is
+// not up forwards nothing, and does not take the key frames that pass
+// meanwhile; once ready it starts at the next key frame (the fast join:
+// docs/benchmarks.md "Join").
+func TestNothingBeforeReady(t *testing.T) {
+	u := testTrack(1)
+	w := &fakeWriter{keep: true}
+	d := newDownTrack(u, conn.TrackOptions{Stream: "alice"})
+	d.bind(5555, 100, 0, w)
+	u.addDown(d)
+	src := &source{l: u.layers[0].Load(), w: 320, h: 180}
+	src.frame(true)
+	src.frame(false)
+	if got := w.take(); len(got) != 0 {
+		t.Fatalf("forwarded %d packets before the connection was up", len(got))
+	}
+	d.setReady()
+	src.frame(false) // a delta frame: the decoder could not use it
+	if got := w.take(); len(got) != 0 {
+		t.Fatalf("forwarded a delta frame first: %+v", got)
+	}
+	src.frame(true)
+	src.frame(false)
+	got := w.take()
+	if len(got) != 4 || !got[0].key {
+		t.Fatalf("after ready: %+v, want the key frame first and then the next frame", got)
+	}
+}
+
+// TestKeyFrameRequestAfterAnswer: requests for a layer's key frame are
+// throttled to one per keyFrameInterval while unanswered, but once a key
+// frame has come, the next request (a subscriber whose connection came
+// up just after it) goes out after keyFrameAnsweredGap.
+func TestKeyFrameRequestAfterAnswer(t *testing.T) {
+	clk := fakeclock.New(time.Unix(1000, 0))
+	u := newUpTrack(nil, clk, vp8Codec, webrtc.RTPCodecTypeVideo, "alice", "camera", "1", nil)
+	l := &upLayer{track: u, index: 0, ssrc: 1000, cache: packetcache.New(videoCacheSize)}
+	u.layers[0].Store(l)
+	u.requestKeyFrame(0)
+	if n := l.keyFrameRequests.Load(); n != 1 {
+		t.Fatalf("%d requests, want 1", n)
+	}
+	// Unanswered: a second request waits for the interval.
+	clk.Advance(100 * time.Millisecond)
+	u.requestKeyFrame(0)
+	clk.Advance(200 * time.Millisecond)
+	if n := l.keyFrameRequests.Load(); n != 1 {
+		t.Fatalf("%d requests 300 ms after an unanswered one, want 1", n)
+	}
+	clk.Advance(keyFrameInterval - 300*time.Millisecond)
+	if n := l.keyFrameRequests.Load(); n != 2 {
+		t.Fatalf("%d requests after the interval, want 2", n)
+	}
+	// Answered: the key frame comes, and a newcomer's request goes out
+	// keyFrameAnsweredGap after the last one.
+	clk.Advance(20 * time.Millisecond)
+	l.keyFrameArrived()
+	u.requestKeyFrame(0)
+	if n := l.keyFrameRequests.Load(); n != 2 {
+		t.Fatalf("%d requests 20 ms after the last, want 2", n)
+	}
+	clk.Advance(keyFrameAnsweredGap - 20*time.Millisecond)
+	if n := l.keyFrameRequests.Load(); n != 3 {
+		t.Fatalf("%d requests after an answered one and the short gap, want 3", n)
 	}
 }

@@ -94,12 +94,24 @@ export class Call extends EventTarget {
 
     this.onMissingKey = (e) => { if (!this.ended) mc.requestKey(e.detail.participant); };
     this.onFramesFailed = () => this.#e2eeChanged();
+    // The join's timeline (jointimeline.mjs): keys and frames of others.
+    this.onKey = () => { if (!this.ended) this.session.timeline?.mark('first-key'); };
+    this.onDecrypted = (e) => { if (!this.ended && e.detail?.kind === 'video') this.session.timeline?.mark('first-decrypt'); };
     frames?.addEventListener?.('missing-key', this.onMissingKey);
     frames?.addEventListener?.('failed', this.onFramesFailed);
+    frames?.addEventListener?.('key', this.onKey);
+    frames?.addEventListener?.('decrypted', this.onDecrypted);
   }
 
   /** Joins the meeting (session.mjs join). */
   join() { this.session.join(); }
+
+  /**
+   * The phases of the join so far (jointimeline.mjs), in the order they
+   * happened; empty before join().
+   * @returns {{phase: string, ms: number}[]}
+   */
+  get joinPhases() { return this.session.timeline?.phases() ?? []; }
 
   /** Leaves the meeting; 'left' follows. */
   leave() { this.session.leave(); }
@@ -182,6 +194,8 @@ export class Call extends EventTarget {
     this.snapshot = null;
     this.frames?.removeEventListener?.('missing-key', this.onMissingKey);
     this.frames?.removeEventListener?.('failed', this.onFramesFailed);
+    this.frames?.removeEventListener?.('key', this.onKey);
+    this.frames?.removeEventListener?.('decrypted', this.onDecrypted);
   }
 
   #emit(type, detail) {
@@ -206,7 +220,7 @@ export async function prepareIdentity() {
   }
   const device = await loadDeviceKey(store).catch(() => loadDeviceKey(store = new MemoryStore()));
   const orgRes = await getJSON('/api/e2ee/org');
-  const org = await pinOrgKey(store, orgRes.ok ? orgRes.data : null).catch(() => ({ orgId: '', name: '', key: null, changed: false }));
+  const org = await pinOrgKey(store, orgRes.ok ? orgRes.data : null).catch(() => ({ orgId: '', name: '', key: null, changed: false, alarm: '' }));
   const me = await getJSON('/api/me');
   const account = me.ok ? String(me.data?.user?.username ?? '') : '';
   const request = async (devicePublicKey) => {
@@ -217,18 +231,21 @@ export async function prepareIdentity() {
     return r.ok ? r.data : null;
   };
   const credential = await deviceCredential(store, device, org, { account, request }).catch(() => null);
-  const log = await openLog(store, org, orgRes.ok ? orgRes.data?.logKey : '', credential, device).catch(() => null);
-  return { device, credential, org, log };
+  const alarms = org.alarm ? [org.alarm] : [];
+  const log = await openLog(store, org, orgRes.ok ? orgRes.data?.logKey : '', credential, device, alarms).catch(() => null);
+  return { device, credential, org, log, alarms };
 }
 
 /**
  * Opens the log monitor of this server: the pinned log key, the state kept
  * in the device store, a first refresh. null when no log key can be
- * trusted (none published, or a changed pin).
+ * trusted (none published, or a changed pin); a pinned key withheld or
+ * replaced adds its alarm to alarms.
  */
-async function openLog(store, org, logKey, credential, device) {
+async function openLog(store, org, logKey, credential, device, alarms) {
   if (!org.key) return null;
   const pin = await pinLogKey(store, String(logKey ?? ''));
+  if (pin.alarm) alarms.push(pin.alarm);
   if (!pin.vkey) return null;
   const userId = credential ? parseCredential(credential).userId : '';
   const log = new LogMonitor({ api: httpLog(), verifier: await logVerifier(pin.vkey), orgKey: org.key, orgId: org.orgId,
