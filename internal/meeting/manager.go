@@ -339,10 +339,11 @@ func (m *Manager) Serve(ctx context.Context, c Conn, client Client) {
 					"Send a join message first."), msg))
 				continue
 			}
-			p, err = m.join(ctx, conn, msg, client)
-			if j, ok := c.(interface{ Joined() }); ok && p != nil {
-				j.Joined() // the transport's deadline to join is met
+			joined := func() {}
+			if j, ok := c.(interface{ Joined() }); ok {
+				joined = j.Joined // the transport's deadline to join is met
 			}
+			p, err = m.join(ctx, conn, msg, client, joined)
 			if err != nil {
 				conn.send(signal.ErrorMessage(err, msg))
 				if isFatal(err) {
@@ -374,11 +375,20 @@ func isFatal(err error) bool {
 	return errors.As(err, &pe) && pe.Fatal
 }
 
-func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Message, client Client) (*Participant, error) {
+// join admits the connection's participant, or resumes it. joined runs
+// once the participant is in, before its first message (welcome or
+// waiting) is sent, so that a client answering that message is never
+// held to the deadline to join.
+func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Message, client Client, joined func()) (*Participant, error) {
 	if msg.Resume != "" {
 		m.mu.Lock()
 		p := m.resumes[msg.Resume]
 		m.mu.Unlock()
+		if p != nil && strings.EqualFold(p.room.alias, msg.Room) {
+			// A valid token: the deadline is lifted before attach sends
+			// the welcome (if attach fails, a fresh join follows).
+			joined()
+		}
 		if p != nil && strings.EqualFold(p.room.alias, msg.Room) && p.attach(conn) {
 			m.log.Info("participant resumed", "room", p.room.alias, "participant", p.id, "remote", client.Addr)
 			return p, nil
@@ -439,6 +449,7 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 	p.mu.Lock()
 	p.conn = conn
 	p.mu.Unlock()
+	joined()
 	if err := r.enter(p, adm); err != nil {
 		m.forget(p)
 		m.log.Error("participant setup failed", "room", r.alias, "err", err)

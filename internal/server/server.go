@@ -273,8 +273,13 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
 	roles := auth.NewRoles(st, clk, s.audit)
 	s.lifecycle = auth.NewLifecycle(st, clk, s.audit, s.accounts, roles)
-	// A deactivated account's devices are revoked in the E2EE log, so that
-	// every client stops trusting them (docs/e2ee.md, section 7).
+	// First the account's meeting connections end with the reason its user
+	// is shown ("Your account has been disabled"); then its devices are
+	// revoked in the E2EE log, so that every client stops trusting them
+	// (docs/e2ee.md, section 7). In the other order the revocation sends
+	// the participant away first, as a revoked device, and the user is
+	// not told why.
+	s.lifecycle.OnDeactivate(s.deactivated)
 	s.lifecycle.OnDeactivate(func(ctx context.Context, u store.User, reason string) error {
 		n, err := s.authority.RevokeUser(ctx, u, "account "+reason)
 		if n > 0 {
@@ -282,7 +287,6 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		}
 		return err
 	})
-	s.lifecycle.OnDeactivate(s.deactivated)
 	settings, err := authSettings(st, cfg.Auth)
 	if err != nil {
 		return nil, err
