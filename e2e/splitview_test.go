@@ -63,7 +63,10 @@ func b64s(hs []tlog.Hash) []string {
 	return out
 }
 
-// serve answers the log API (docs/e2ee.md, section 13) from the fork.
+// serve answers the log API (docs/e2ee.md, section 13) from the fork:
+// checkpoints with consistency proofs, and records with inclusion proofs.
+// It gives no inclusion proofs by record hash (prove's "records"): the
+// guests of TestSplitViewInBrowser hold no credential to ask about.
 func (f *forkedLog) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
