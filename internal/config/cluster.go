@@ -14,7 +14,7 @@ import (
 type Cluster struct {
 	// BusListen is where the management node's embedded NATS server
 	// listens for nodes (with ClusterListen set); empty means port 4222 on
-	// ClusterListen's host.
+	// ClusterListen's host (an ephemeral port if ClusterListen's is).
 	BusListen string
 	// NATS is the URL of an external NATS server or cluster
 	// (tls://host:4222) used instead of the embedded one; on a
@@ -83,16 +83,27 @@ func (c *Config) BusAddr() string {
 	if c.Cluster.BusListen != "" {
 		return c.Cluster.BusListen
 	}
-	host, _, _ := net.SplitHostPort(c.ClusterListen)
-	return net.JoinHostPort(host, DefaultBusPort)
+	return c.besideCluster(DefaultBusPort)
 }
 
-// RelayAddr is where the node-to-node listener listens.
+// RelayAddr is where the node-to-node listener listens: RelayListen, or
+// port 8447 on ClusterListen's host (on all addresses for a conference
+// node).
 func (c *Config) RelayAddr() string {
 	if c.Cluster.RelayListen != "" {
 		return c.Cluster.RelayListen
 	}
-	return ":" + DefaultRelayPort
+	return c.besideCluster(DefaultRelayPort)
+}
+
+// besideCluster is port on ClusterListen's host; a cluster listener on
+// an ephemeral port (tests) makes the others ephemeral too.
+func (c *Config) besideCluster(port string) string {
+	host, p, _ := net.SplitHostPort(c.ClusterListen)
+	if p == "0" {
+		port = "0"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // ValidateNode checks the settings of a conference node.

@@ -12,10 +12,12 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"conclave/internal/bus"
+	"conclave/internal/cascade"
 	"conclave/internal/clock"
 	"conclave/internal/nodeca"
 	"conclave/internal/nodeconf"
 	"conclave/internal/spool"
+	"conclave/internal/version"
 )
 
 // ClusterDir is the directory, inside the data directory, of the cluster
@@ -40,6 +42,8 @@ type cluster struct {
 	pub      *nodeconf.Publisher
 	nodes    *nodeTable
 	org      nodeconf.Org
+	mesh     *cascade.Mesh // the management node's own meetings, linked to the nodes'
+	peers    *peerBook
 }
 
 // openCluster opens the cluster CA, its listener and the bus when
@@ -88,6 +92,16 @@ func (s *Server) openCluster(clk clock.Clock, org string) error {
 		c.close()
 		return err
 	}
+	// The management node hosts meetings too: linked to the conference
+	// nodes', they can span both.
+	c.mesh, err = cascade.Listen(cascade.Config{Name: "management", URL: s.url, Listen: s.cfg.RelayAddr(),
+		Cert: ln.Certificate, Trust: trust, Media: s.engine, Rooms: s.meetings, Log: s.log, Tap: s.opts.RelayTap})
+	if err != nil {
+		c.close()
+		return err
+	}
+	s.meetings.SetFederation(c.mesh)
+	c.peers, _ = openPeerBook("", "management", c.mesh)
 	return nil
 }
 
@@ -104,6 +118,9 @@ func loopbackOf(addr string) string {
 }
 
 func (c *cluster) close() {
+	if c.mesh != nil {
+		c.mesh.Close()
+	}
 	if c.nc != nil {
 		c.nc.Close()
 	}
@@ -125,12 +142,33 @@ func (s *Server) startCluster(ctx context.Context) {
 			return
 		}
 		c.nodes.update(st, s.clock.Now())
+		c.peers.heard(st)
 	})
 	if err != nil {
 		s.log.Error("cluster: cannot follow the nodes' status", "err", err)
 	} else {
 		go func() { <-ctx.Done(); sub.Unsubscribe() }()
 	}
+	go func() {
+		var load loadMeter
+		t := time.NewTicker(bus.StatusInterval)
+		defer t.Stop()
+		for {
+			meetings, participants := s.meetings.Stats()
+			st := bus.Status{Name: "management", Role: nodeca.RoleManagement, Version: version.Get().Version, URL: s.url,
+				Relay: relayAdvertise(c.listener.Certificate().Leaf, c.mesh.Addr()), Meetings: meetings,
+				Participants: participants, Load: load.read(), CertExpiry: c.listener.Certificate().Leaf.NotAfter.UTC(),
+				Started: s.started, Time: s.clock.Now().UTC()}
+			if err := bus.PublishStatus(c.nc, st); err != nil {
+				s.log.Debug("cluster: status not published", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	go func() {
 		for {
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)

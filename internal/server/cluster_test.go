@@ -7,19 +7,24 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"conclave/internal/auth"
+	"conclave/internal/client"
 	"conclave/internal/config"
+	"conclave/internal/conn"
 	"conclave/internal/nodeca"
 	"conclave/internal/server"
 	"conclave/internal/signal"
 	"conclave/internal/store"
+	"conclave/internal/testutil/testlog"
 	"conclave/internal/testutil/wait"
 )
 
@@ -36,6 +41,7 @@ func clusterMgmt(t *testing.T, dir string, busPort int) *server.Server {
 	cfg.Hosts = []string{"127.0.0.1"}
 	cfg.ClusterListen = "127.0.0.1:0"
 	cfg.Cluster.BusListen = "127.0.0.1:" + strconv.Itoa(busPort)
+	cfg.Cluster.RelayListen = "127.0.0.1:0"
 	srv, err := server.Open(cfg, slog.New(slog.DiscardHandler), server.Options{Binary: "-"})
 	if err != nil {
 		t.Fatalf("open management node: %v", err)
@@ -63,6 +69,11 @@ func enrolNode(t *testing.T, mgmt *server.Server, name string) string {
 
 func startNode(t *testing.T, dir, busURL string) *server.Node {
 	t.Helper()
+	return startNodeWith(t, dir, busURL, server.NodeOptions{})
+}
+
+func startNodeWith(t *testing.T, dir, busURL string, opts server.NodeOptions) *server.Node {
+	t.Helper()
 	cfg := config.Defaults()
 	cfg.DataDir = dir
 	cfg.Listen = "127.0.0.1:0"
@@ -70,7 +81,8 @@ func startNode(t *testing.T, dir, busURL string) *server.Node {
 	cfg.MediaTCP = ""
 	cfg.Hosts = []string{"127.0.0.1"}
 	cfg.Cluster.NATS = busURL
-	n, err := server.OpenNode(cfg, slog.New(slog.DiscardHandler), server.NodeOptions{})
+	cfg.Cluster.RelayListen = "127.0.0.1:0"
+	n, err := server.OpenNode(cfg, testlog.Logger(t, slog.LevelInfo), opts)
 	if err != nil {
 		t.Fatalf("open conference node: %v", err)
 	}
@@ -201,4 +213,148 @@ func TestConferenceNodeWithoutManagement(t *testing.T) {
 	mgmt = clusterMgmt(t, mgmtDir, busPort)
 	wait.For(t, "the spooled entries to be delivered", 20*time.Second, func() bool { return node.Spooled() == 0 })
 	wait.For(t, "the outage's entry in the management node's audit log", 20*time.Second, func() bool { return fromNode("127.0.0.3") })
+}
+
+// relayCount counts, per relayed track, the RTP packets a node received
+// from the others.
+type relayCount struct {
+	mu     sync.Mutex
+	tracks map[conn.RelayedTrack]int
+}
+
+func (c *relayCount) tap(_ string, t conn.RelayedTrack, _ []byte) {
+	c.mu.Lock()
+	if c.tracks == nil {
+		c.tracks = map[conn.RelayedTrack]int{}
+	}
+	c.tracks[t]++
+	c.mu.Unlock()
+}
+
+// of returns how many relayed tracks of participant's source arrived.
+func (c *relayCount) of(participant string, source conn.Source) (tracks, packets int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for t, n := range c.tracks {
+		if t.Participant() == participant && t.Source() == source {
+			tracks++
+			packets += n
+		}
+	}
+	return tracks, packets
+}
+
+// TestMeetingAcrossNodes: participants of one meeting on two conference
+// nodes receive each other's media, relayed once per node: two
+// subscribers on node B of a publisher on node A make one relayed track.
+// Host controls cross too: a host on A locks the room and mutes a
+// participant on B; the lock holds for a newcomer on B.
+func TestMeetingAcrossNodes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	busPort := freePort(t)
+	mgmt := clusterMgmt(t, t.TempDir(), busPort)
+	defer mgmt.Close()
+	hostHash, _ := auth.HashPIN("246810")
+	guestHash, _ := auth.HashPIN("135790")
+	if _, err := mgmt.Store().CreateRoom(ctx, store.Room{Alias: "board", DisplayName: "Board", Access: store.AccessPIN,
+		HostPINHash: hostHash, GuestPINHash: guestHash, AllowGuests: true, GuestsMayUnmute: true}); err != nil {
+		t.Fatal(err)
+	}
+	mgmt.ConfigChanged()
+	bus := "tls://127.0.0.1:" + strconv.Itoa(busPort)
+	var onB relayCount
+	a := startNode(t, enrolNode(t, mgmt, "node-a"), bus)
+	b := startNodeWith(t, enrolNode(t, mgmt, "node-b"), bus, server.NodeOptions{RelayTap: onB.tap})
+	for _, n := range []*server.Node{a, b} {
+		wait.For(t, "the nodes to have the configuration", 20*time.Second, func() bool { have, cur := n.ConfigReady(); return have && cur })
+	}
+	wait.For(t, "the nodes to link", 20*time.Second, func() bool {
+		return slices.Contains(a.Linked(), "node-b") && slices.Contains(b.Linked(), "node-a")
+	})
+
+	join := func(n *server.Node, name, pin string, publish bool) *client.Session {
+		t.Helper()
+		opts := client.Options{URL: n.URL() + "/r/board", Name: name, PIN: pin, InsecureSkipVerify: true}
+		if publish {
+			opts.Camera, opts.Microphone = client.NewTestVideo(), client.NewTestAudio()
+		}
+		s, err := client.Dial(ctx, opts)
+		if err != nil {
+			t.Fatalf("%s joins: %v", name, err)
+		}
+		t.Cleanup(func() { s.Leave() })
+		return s
+	}
+	ann := join(a, "Ann", "246810", true) // host, on A
+	bob := join(b, "Bob", "135790", true) // guest, on B
+	cat := join(b, "Cat", "135790", false)
+
+	frames := func(s *client.Session, from, source string) uint64 {
+		for _, st := range s.Stats() {
+			if st.Name == from && st.Source == source {
+				return st.Frames
+			}
+		}
+		return 0
+	}
+	for _, c := range []struct {
+		who  *client.Session
+		from string
+	}{{bob, "Ann"}, {cat, "Ann"}, {ann, "Bob"}} {
+		wait.For(t, c.from+"'s video to arrive across the nodes", 30*time.Second, func() bool {
+			return frames(c.who, c.from, "camera") > 10 && frames(c.who, c.from, "microphone") > 10
+		})
+	}
+	if n := len(ann.Participants()); n != 2 {
+		t.Errorf("Ann sees %d others, want 2: %+v", n, ann.Participants())
+	}
+	tracks, packets := onB.of(ann.Self().ID, conn.Camera)
+	if tracks != 1 || packets == 0 {
+		t.Errorf("node B received Ann's camera as %d relayed tracks (%d packets); want one for its two subscribers", tracks, packets)
+	}
+
+	// Ann, on A, mutes Bob, on B, and locks the room.
+	var bobID string
+	for _, p := range ann.Participants() {
+		if p.Name == "Bob" {
+			bobID = p.ID
+		}
+	}
+	if err := ann.Command(&signal.Message{Type: signal.TypeMute, Target: bobID}); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, "Cat to see Bob muted", 10*time.Second, func() bool {
+		for _, p := range cat.Participants() {
+			if p.Name == "Bob" && p.Muted {
+				return true
+			}
+		}
+		return false
+	})
+	locked := true
+	if err := ann.Command(&signal.Message{Type: signal.TypeLock, Locked: &locked}); err != nil {
+		t.Fatal(err)
+	}
+	// A guest arriving on B waits in the lobby; Ann, on A, sees the knock.
+	lobby := make(chan client.Event, 4)
+	go func() {
+		s, err := client.Dial(ctx, client.Options{URL: b.URL() + "/r/board", Name: "Dan", PIN: "135790", InsecureSkipVerify: true,
+			Hooks: client.Hooks{OnEvent: func(e client.Event) {
+				if e.Kind == client.Waiting {
+					lobby <- e
+				}
+			}}})
+		if err == nil {
+			t.Cleanup(func() { s.Leave() })
+		}
+	}()
+	select {
+	case e := <-lobby:
+		if e.Wait != "lobby" {
+			t.Fatalf("Dan waits for %q, want the lobby", e.Wait)
+		}
+	case <-ctx.Done():
+		t.Fatal("Dan was not held in the lobby of the locked room")
+	}
 }

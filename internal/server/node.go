@@ -24,8 +24,10 @@ import (
 	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/bus"
+	"conclave/internal/cascade"
 	"conclave/internal/clock"
 	"conclave/internal/config"
+	"conclave/internal/conn"
 	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
@@ -63,6 +65,8 @@ type Node struct {
 	auditAgg *audit.Aggregator
 	files    *files.Store
 	alarms   *alarm.Center
+	mesh     *cascade.Mesh
+	peers    *peerBook
 	http     *http.Server
 	listener net.Listener
 	url      string
@@ -91,6 +95,9 @@ type NodeOptions struct {
 	Tap sfu.Tap
 	// Clock replaces the system clock of the node's time-based rules.
 	Clock clock.Clock
+	// RelayTap sees every RTP packet other nodes relay to this one
+	// (tests only).
+	RelayTap func(from string, t conn.RelayedTrack, raw []byte)
 }
 
 // OpenNode prepares a conference node from its enrolled identity
@@ -164,6 +171,15 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		return nil, err
 	}
 	n.meetings.OnMeetingEnd(n.files.DeleteMeeting)
+	if n.mesh, err = cascade.Listen(cascade.Config{Name: id.Name(), URL: n.url, Listen: cfg.RelayAddr(),
+		Cert: id.Certificate, Trust: nodeca.Trust{Roots: id.Roots(), Revoked: n.conf.Revoked},
+		Media: n.engine, Rooms: n.meetings, Log: n.log, Tap: opts.RelayTap}); err != nil {
+		return nil, err
+	}
+	n.meetings.SetFederation(n.mesh)
+	if n.peers, err = openPeerBook(filepath.Join(dir, peersFile), id.Name(), n.mesh); err != nil {
+		return nil, err
+	}
 
 	assets := opts.Assets
 	if assets == nil {
@@ -240,6 +256,13 @@ func (n *Node) runBus(ctx context.Context) {
 	n.mu.Unlock()
 	defer nc.Close()
 
+	if _, err := nc.Subscribe(bus.NodePrefix+"*.status", func(m *nats.Msg) {
+		if st, err := bus.DecodeStatus(m); err == nil {
+			n.peers.heard(st)
+		}
+	}); err != nil {
+		n.log.Error("cluster: cannot follow the other nodes", "err", err)
+	}
 	if _, err := nc.Subscribe(bus.CommandSubject(n.id.Name(), bus.CommandDrain), func(m *nats.Msg) {
 		n.SetDraining(string(m.Data) != "off")
 		if m.Reply != "" {
@@ -322,7 +345,7 @@ func (n *Node) Status(load float64) bus.Status {
 		}
 	}
 	return bus.Status{Name: n.id.Name(), Role: n.id.Role(), Labels: labels, Version: version.Get().Version,
-		URL: n.url, Meetings: meetings, Participants: participants, Load: load, Draining: n.draining.Load(),
+		URL: n.url, Relay: relayAdvertise(n.id.Leaf(), n.mesh.Addr()), Meetings: meetings, Participants: participants, Load: load, Draining: n.draining.Load(),
 		CertExpiry: n.id.Leaf().NotAfter.UTC(), ConfigRevision: n.conf.Revision(), Spooled: n.spool.Pending(),
 		Started: n.started, Time: n.clock.Now().UTC()}
 }
@@ -363,6 +386,12 @@ func (n *Node) Name() string { return n.id.Name() }
 // URL is the node's HTTPS base URL.
 func (n *Node) URL() string { return n.url }
 
+// RelayAddr is the node-to-node listener's address.
+func (n *Node) RelayAddr() net.Addr { return n.mesh.Addr() }
+
+// Linked returns the nodes this one is linked to now.
+func (n *Node) Linked() []string { return n.mesh.LinkedNodes() }
+
 // MediaAddr is the node's media UDP address.
 func (n *Node) MediaAddr() net.Addr { return n.engine.UDPAddr() }
 
@@ -402,6 +431,9 @@ func (n *Node) close() error {
 
 func (n *Node) closeParts() error {
 	var errs []error
+	if n.mesh != nil {
+		errs = append(errs, n.mesh.Close())
+	}
 	if n.cancel == nil && n.listener != nil {
 		errs = append(errs, n.listener.Close())
 	}

@@ -27,6 +27,7 @@ import (
 	"conclave/internal/clock"
 	"conclave/internal/clocksync"
 	"conclave/internal/config"
+	"conclave/internal/conn"
 	"conclave/internal/devca"
 	"conclave/internal/e2ee"
 	"conclave/internal/files"
@@ -83,6 +84,7 @@ type Server struct {
 	sipCA         *devca.Authority // nil unless --sip-listen
 	url           string
 	org           nodeconf.Org // the organisation's E2EE key, for the nodes
+	opts          Options
 	ctx           context.Context
 	cancel        context.CancelFunc
 	served        chan error
@@ -96,6 +98,9 @@ type Options struct {
 	ResumeWindow time.Duration
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
+	// RelayTap sees every RTP packet other nodes relay to this one
+	// (tests only).
+	RelayTap func(from string, t conn.RelayedTrack, raw []byte)
 	// SIPTap sees every datagram the SIP media relay forwards (tests only).
 	SIPTap sipedge.Tap
 	// Clock replaces the system clock for the node's time-based rules:
@@ -127,7 +132,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	clk := clock.Or(opts.Clock)
-	s := &Server{cfg: cfg, log: log, clock: clk, started: clk.Now().UTC()}
+	s := &Server{cfg: cfg, log: log, clock: clk, started: clk.Now().UTC(), opts: opts}
 	ok := false
 	defer func() {
 		if !ok {

@@ -57,7 +57,15 @@ func (u *UpTrack) requestKeyFrame(s int8) {
 }
 
 func (l *upLayer) sendKeyFrameRequest() {
-	if l.track.ended.Load() || l.track.pc == nil {
+	if l.track.ended.Load() {
+		return
+	}
+	if f := l.track.keyFrames; f != nil {
+		l.lastKeyFrameRequest.Store(l.track.clock.Now().UnixNano())
+		f(int(l.index))
+		return
+	}
+	if l.track.pc == nil {
 		return
 	}
 	l.lastKeyFrameRequest.Store(l.track.clock.Now().UnixNano())

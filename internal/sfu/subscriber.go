@@ -55,7 +55,7 @@ func (e *Engine) newSubscriber(events conn.SubscriberEvents) (*Subscriber, error
 // negotiation); for a track already added it applies opts.Priority. t must
 // be an up track of this engine.
 func (s *Subscriber) AddTrack(t conn.UpTrack, opts conn.TrackOptions) error {
-	up, ok := t.(*UpTrack)
+	up, ok := asUpTrack(t)
 	if !ok {
 		return fmt.Errorf("add track %s: not a track of this media engine (%T)", t.ID(), t)
 	}
@@ -85,7 +85,7 @@ func (s *Subscriber) AddTrack(t conn.UpTrack, opts conn.TrackOptions) error {
 
 // RemoveTrack stops forwarding t.
 func (s *Subscriber) RemoveTrack(t conn.UpTrack) {
-	up, ok := t.(*UpTrack)
+	up, ok := asUpTrack(t)
 	if !ok {
 		return
 	}

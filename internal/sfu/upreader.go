@@ -20,6 +20,7 @@ import (
 // framePacket is a received packet, parsed, waiting to be forwarded.
 type framePacket struct {
 	buf  []byte // what it was read into
+	raw  []byte // the packet as received (in buf), for relays
 	pkt  rtp.Packet
 	info packetInfo
 }
@@ -160,6 +161,7 @@ func (l *upLayer) prepare(fp *framePacket, raw []byte, now int64) bool {
 	if pkt.Unmarshal(raw) != nil {
 		return false
 	}
+	fp.raw = raw
 	info := &fp.info
 	info.layer = l.index
 	info.spatial, info.temporal = 0, 0
@@ -259,6 +261,7 @@ func (l *upLayer) forward(pkts []framePacket) {
 		}
 		u.sock.Release()
 	}
+	u.relayed(pkts)
 	if u.sock != nil {
 		now := time.Now().UnixNano()
 		for i := range pkts {
