@@ -364,7 +364,9 @@ func (l *Log) checkDisk() {
 		l.cfg.Logger.Warn("free space unknown", "dir", l.cfg.Dir, "err", err)
 		return
 	}
+	l.mu.Lock()
 	min := l.cfg.MinFree
+	l.mu.Unlock()
 	if min == 0 {
 		min = 1 << 30
 		if total/20 < min {
@@ -400,6 +402,25 @@ func (l *Log) Close() error {
 	}
 	err := l.files.flush()
 	return errors.Join(err, l.files.close())
+}
+
+// SetLimits changes the files' sizes and the disk alarm's threshold while
+// the log runs (a settings change); zero sizes mean the defaults. The cap
+// applies at the next rotation.
+func (l *Log) SetLimits(maxFile, maxTotal int64, minFree uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cfg.MinFree = minFree
+	if l.files == nil {
+		return
+	}
+	if maxFile <= 0 {
+		maxFile = DefaultMaxFileSize
+	}
+	if maxTotal <= 0 {
+		maxTotal = DefaultMaxTotalSize
+	}
+	l.files.maxFile, l.files.maxTotal = maxFile, max(maxTotal, maxFile)
 }
 
 // BytesUsed is the size of the audit files.

@@ -85,6 +85,8 @@ func (w opsWeb) ReplaceSettings(ctx context.Context, next settings.Settings) err
 	if err := o.checker.Commit(); err != nil {
 		return err
 	}
+	a := next.Audit
+	w.s.audit.SetLimits(int64(a.MaxFileMB)<<20, int64(a.MaxTotalMB)<<20, uint64(a.MinFreeMB)<<20)
 	o.applySyslog(w.s.ctx)
 	o.backups.Schedule(w.s.ctx)
 	return nil

@@ -55,6 +55,14 @@ type DownTrack struct {
 	frameEnd bool
 	lastSent int64 // unix nanoseconds of the last media packet sent
 
+	// path is the subscriber's own send path once it is up (sendpath.go);
+	// nil: Pion's track writer. sr counts what went out on it, for the
+	// sender reports (under the path's lock).
+	path atomic.Pointer[sendPath]
+	sr   srStats
+	// ready: the subscriber's connection is up (setReady).
+	ready atomic.Bool
+
 	retransmitMu sync.Mutex // guards the retransmission buffers and budget
 	// resendTokens and resendAt are the NACK budget: packets this
 	// subscriber may still have resent, refilled at nackRate.
@@ -70,7 +78,18 @@ type DownTrack struct {
 type binding struct {
 	ssrc        uint32
 	payloadType uint8
+	twccID      uint8 // transport-wide sequence number extension, 0 if not negotiated
 	write       webrtc.TrackLocalWriter
+}
+
+// send writes one packet: on the subscriber's own send path when it is
+// up, else through Pion.
+func (d *DownTrack) send(b *binding, h *rtp.Header, payload []byte) {
+	if p := d.path.Load(); p != nil {
+		p.writeRTP(d, b.twccID, h, payload)
+		return
+	}
+	_, _ = b.write.WriteRTP(h, payload)
 }
 
 func newDownTrack(up *UpTrack, opts conn.TrackOptions) *DownTrack {
@@ -120,14 +139,40 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if partial == nil {
 		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
 	}
-	d.bind(uint32(ctx.SSRC()), uint8(partial.PayloadType), ctx.WriteStream())
+	var twcc uint8
+	for _, e := range ctx.HeaderExtensions() {
+		if e.URI == transportCCURI {
+			twcc = uint8(e.ID)
+		}
+	}
+	d.bind(uint32(ctx.SSRC()), uint8(partial.PayloadType), twcc, ctx.WriteStream())
 	return *partial, nil
 }
 
-func (d *DownTrack) bind(ssrc uint32, pt uint8, w webrtc.TrackLocalWriter) {
-	d.binding.Store(&binding{ssrc: ssrc, payloadType: pt, write: w})
-	// A new subscriber cannot decode until the next key frame.
-	d.up.requestKeyFrame(int8(d.tgt.Load()))
+func (d *DownTrack) bind(ssrc uint32, pt, twcc uint8, w webrtc.TrackLocalWriter) {
+	d.binding.Store(&binding{ssrc: ssrc, payloadType: pt, twccID: twcc, write: w})
+	if p := d.path.Load(); p != nil {
+		p.attach(d, ssrc)
+	}
+	// A new subscriber cannot decode until the next key frame: asked
+	// for once its connection can carry it (setReady).
+	if d.ready.Load() {
+		d.up.requestKeyFrame(int8(d.tgt.Load()))
+	}
+}
+
+// setReady marks the subscriber's connection up (DTLS done): from now on
+// the down track forwards, starting at the key frame it asks for. Before,
+// nothing it would send could arrive, and a key frame taken then would
+// leave the subscriber's decoder waiting for the next (a fast join,
+// docs/benchmarks.md "Join").
+func (d *DownTrack) setReady() {
+	if d.ready.Swap(true) {
+		return
+	}
+	if d.binding.Load() != nil {
+		d.up.requestKeyFrame(int8(d.tgt.Load()))
+	}
 }
 
 // Unbind detaches the track from its peer connection.
@@ -196,7 +241,7 @@ func (d *DownTrack) follows(info *packetInfo) bool {
 // negotiated with the publisher, not with this subscriber.
 func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 	b := d.binding.Load()
-	if b == nil {
+	if b == nil || !d.ready.Load() {
 		return
 	}
 	if !d.follows(info) {
@@ -260,7 +305,7 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 		info.vp8.SetPictureID(payload, out.pid)
 		info.vp8.SetTL0PICIDX(payload, out.tl0)
 	}
-	_, _ = b.write.WriteRTP(h, payload)
+	d.send(b, h, payload)
 	if out.seq == d.munger.lastOutSeq {
 		d.frameEnd = marker
 		d.lastSent = info.now
@@ -324,7 +369,7 @@ func (d *DownTrack) writePadding(n int, size uint8, now int64) int {
 			SSRC:           b.ssrc,
 			Extensions:     d.ext[:0],
 		}
-		_, _ = b.write.WriteRTP(h, nil)
+		d.send(b, h, nil)
 		d.hist.record(sentPacket{outSeq: seq, layer: -1, ts: ts})
 		d.frameEnd = true
 	}
@@ -343,11 +388,7 @@ func (d *DownTrack) readRTCP(sender *webrtc.RTPSender) {
 		for _, p := range pkts {
 			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				l := d.cur.Load()
-				if l < 0 {
-					l = d.tgt.Load()
-				}
-				d.up.requestKeyFrame(int8(l))
+				d.keyFrameRequested()
 			case *rtcp.TransportLayerNack:
 				d.retransmit(p)
 			}
@@ -365,6 +406,16 @@ func (d *DownTrack) readRTCP(sender *webrtc.RTPSender) {
 // its cache without end. Requests beyond the budget are ignored; the
 // subscriber asks for a key frame instead when it cannot repair.
 func (d *DownTrack) retransmit(n *rtcp.TransportLayerNack) {
+	d.retransmitEach(func(resend func(uint16) bool) {
+		for _, pair := range n.Nacks {
+			pair.Range(resend)
+		}
+	})
+}
+
+// retransmitEach answers one NACK whose sequence numbers each calls
+// resend with (resend reports false once the budget is spent).
+func (d *DownTrack) retransmitEach(each func(resend func(seq uint16) bool)) {
 	if !d.video {
 		return
 	}
@@ -377,16 +428,24 @@ func (d *DownTrack) retransmit(n *rtcp.TransportLayerNack) {
 		d.resendTokens = min(nackBurst, d.resendTokens+float64(now-d.resendAt)*nackRate/1e9)
 	}
 	d.resendAt = now
-	for _, pair := range n.Nacks {
-		pair.Range(func(seq uint16) bool {
-			if d.resendTokens < 1 {
-				return false
-			}
-			d.resendTokens--
-			d.resend(seq)
-			return true
-		})
+	each(func(seq uint16) bool {
+		if d.resendTokens < 1 {
+			return false
+		}
+		d.resendTokens--
+		d.resend(seq)
+		return true
+	})
+}
+
+// keyFrameRequested passes the subscriber's PLI or FIR on to the
+// publisher of the layer it receives (throttled there).
+func (d *DownTrack) keyFrameRequested() {
+	l := d.cur.Load()
+	if l < 0 {
+		l = d.tgt.Load()
 	}
+	d.up.requestKeyFrame(int8(l))
 }
 
 // The NACK budget of a subscriber's video track: a burst of nackBurst
@@ -438,5 +497,5 @@ func (d *DownTrack) resend(seq uint16) {
 	h.Extension = false
 	h.Extensions = d.retransmitExt[:0]
 	h.ExtensionProfile = 0
-	_, _ = b.write.WriteRTP(h, p.Payload)
+	d.send(b, h, p.Payload)
 }

@@ -67,6 +67,7 @@ type Engine struct {
 	tap    Tap
 	clock  clock.Clock
 	sock   *mediasock.Socket // the media UDP socket
+	own    ownPaths          // subscribers on the own send path (sendpath.go)
 	api    *webrtc.API       // publishers
 	subAPI *webrtc.API       // subscribers: TWCC stamping and a send-side estimator
 
@@ -95,6 +96,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("open media UDP port %s: %w", cfg.UDPAddr, err)
 	}
 	e.sock = sock
+	sock.SetRTCPHandler(e.handleRTCP)
 	udpMux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("udpmux"), sock)
 	e.udpMux = udpMux
 	se.SetICEUDPMux(udpMux)

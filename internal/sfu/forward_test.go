@@ -83,7 +83,8 @@ func testTrack(n int) *UpTrack {
 
 func testDown(u *UpTrack, w *fakeWriter) *DownTrack {
 	d := newDownTrack(u, conn.TrackOptions{Stream: "alice"})
-	d.bind(5555, 100, w)
+	d.bind(5555, 100, 0, w)
+	d.ready.Store(true) // its connection is up
 	u.addDown(d)
 	return d
 }
@@ -645,5 +646,34 @@ func TestDynacastOffThePacketLoop(t *testing.T) {
 	ev.mu.Unlock()
 	if reports() != before+1 || got != "[false true false]" {
 		t.Fatalf("after the debounce: %d reports, last %s; want [false true false]", reports()-before, got)
+	}
+}
+
+// TestNothingBeforeReady: a down track whose subscriber's connection is
+// not up forwards nothing, and does not take the key frames that pass
+// meanwhile; once ready it starts at the next key frame (the fast join:
+// docs/benchmarks.md "Join").
+func TestNothingBeforeReady(t *testing.T) {
+	u := testTrack(1)
+	w := &fakeWriter{keep: true}
+	d := newDownTrack(u, conn.TrackOptions{Stream: "alice"})
+	d.bind(5555, 100, 0, w)
+	u.addDown(d)
+	src := &source{l: u.layers[0].Load(), w: 320, h: 180}
+	src.frame(true)
+	src.frame(false)
+	if got := w.take(); len(got) != 0 {
+		t.Fatalf("forwarded %d packets before the connection was up", len(got))
+	}
+	d.setReady()
+	src.frame(false) // a delta frame: the decoder could not use it
+	if got := w.take(); len(got) != 0 {
+		t.Fatalf("forwarded a delta frame first: %+v", got)
+	}
+	src.frame(true)
+	src.frame(false)
+	got := w.take()
+	if len(got) != 4 || !got[0].key {
+		t.Fatalf("after ready: %+v, want the key frame first and then the next frame", got)
 	}
 }

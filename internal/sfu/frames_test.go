@@ -91,7 +91,8 @@ func TestFramesGoOutTogether(t *testing.T) {
 		defer rc.Close()
 		receivers = append(receivers, rc)
 		d := newDownTrack(u, conn.TrackOptions{Stream: "alice"})
-		d.bind(5555, 100, &socketWriter{sock: sock, addr: rc.LocalAddr().(*net.UDPAddr).AddrPort()})
+		d.bind(5555, 100, 0, &socketWriter{sock: sock, addr: rc.LocalAddr().(*net.UDPAddr).AddrPort()})
+		d.ready.Store(true)
 		u.addDown(d)
 	}
 	l := u.layers[0].Load()

@@ -229,16 +229,11 @@ func (w *deliveryWindow) countLocked(e *meterEntry, received bool, arrival int64
 	w.recvBytes += size
 }
 
-// feedback applies one transport-cc report.
+// feedback applies one transport-cc report parsed by Pion (the
+// connections whose packets Pion's interceptors send; the server's own
+// send path reads its reports in place, sendpath.go).
 func (m *probeMeter) feedback(fb *rtcp.TransportLayerCC) {
-	m.mu.Lock()
-	ref := int64(fb.ReferenceTime & 0xffffff)
-	if m.haveRef {
-		// The nearest epoch of the 24-bit reference time.
-		ref = m.refBase + (ref-m.refBase+(1<<23))&0xffffff - (1 << 23)
-	}
-	m.refBase, m.haveRef = ref, true
-	t := ref * 64_000 // microseconds
+	t := m.feedbackBegin(int64(fb.ReferenceTime & 0xffffff))
 	seq := fb.BaseSequenceNumber
 	deltas := fb.RecvDeltas
 	remaining := int(fb.PacketStatusCount)
@@ -248,25 +243,7 @@ func (m *probeMeter) feedback(fb *rtcp.TransportLayerCC) {
 			t += deltas[0].Delta
 			deltas = deltas[1:]
 		}
-		e := &m.entries[seq&(meterSize-1)]
-		if e.seq == seq && e.noted {
-			// A probe cluster is meant to exceed what the link
-			// carries: its packets say nothing about congestion.
-			e.noted = false
-			if e.cluster == 0 {
-				m.win.countLocked(e, received, t)
-			}
-		}
-		if off := uint16(seq - m.first); m.cluster != 0 && int(off) < m.count {
-			if e.cluster == m.cluster && e.seq == seq {
-				if received {
-					e.arrival, e.arrived = t, true
-				}
-				if off+1 > m.reported {
-					m.reported = off + 1
-				}
-			}
-		}
+		m.feedbackPacket(seq, received, t)
 		seq++
 		remaining--
 	}
@@ -288,6 +265,53 @@ func (m *probeMeter) feedback(fb *rtcp.TransportLayerCC) {
 			}
 		}
 	}
+	m.feedbackEnd()
+}
+
+// feedbackBegin starts applying one transport-cc report whose reference
+// time is ref (its 24 bits, in 64 ms units) and returns that time in
+// microseconds, unwrapped: the base of the report's arrival times. The
+// meter stays locked until feedbackEnd.
+func (m *probeMeter) feedbackBegin(ref int64) int64 {
+	m.mu.Lock()
+	ref &= 0xffffff
+	if m.haveRef {
+		// The nearest epoch of the 24-bit reference time.
+		ref = m.refBase + (ref-m.refBase+(1<<23))&0xffffff - (1 << 23)
+	}
+	m.refBase, m.haveRef = ref, true
+	return ref * 64_000
+}
+
+// feedbackPacket applies one packet's status of the report: received or
+// not, and its arrival time (µs, on feedbackBegin's base). It returns
+// when and how large the packet was sent, if the meter noted it.
+func (m *probeMeter) feedbackPacket(seq uint16, received bool, t int64) (sent int64, size int, ok bool) {
+	e := &m.entries[seq&(meterSize-1)]
+	if e.seq == seq && e.noted {
+		// A probe cluster is meant to exceed what the link
+		// carries: its packets say nothing about congestion.
+		e.noted = false
+		sent, size, ok = e.sent, int(e.size), true
+		if e.cluster == 0 {
+			m.win.countLocked(e, received, t)
+		}
+	}
+	if off := uint16(seq - m.first); m.cluster != 0 && int(off) < m.count {
+		if e.cluster == m.cluster && e.seq == seq {
+			if received {
+				e.arrival, e.arrived = t, true
+			}
+			if off+1 > m.reported {
+				m.reported = off + 1
+			}
+		}
+	}
+	return sent, size, ok
+}
+
+// feedbackEnd ends the report begun by feedbackBegin.
+func (m *probeMeter) feedbackEnd() {
 	r, ok := m.finishLocked(false)
 	done := m.done
 	m.mu.Unlock()

@@ -146,6 +146,9 @@ type allocator struct {
 	bw     bandwidth
 	budget atomic.Int64 // the latest round's estimate, bits per second
 	soon   atomic.Bool  // a round is scheduled within pendingInterval
+	// own is the own send path's estimator once the subscriber is on
+	// it (sendpath.go): it replaces bwe.
+	own atomic.Pointer[estimator]
 }
 
 // newAllocator makes a subscriber's allocator; start runs it. bwe and
@@ -199,6 +202,9 @@ func (a *allocator) estimate() int {
 	if b := a.budget.Load(); b > 0 {
 		return int(b)
 	}
+	if e := a.own.Load(); e != nil {
+		return e.GetTargetBitrate()
+	}
 	if a.bwe == nil {
 		return 0
 	}
@@ -229,7 +235,9 @@ func (a *allocator) round(now time.Time) (pending bool) {
 	downs := a.downs()
 	var gcc int64
 	var loss float64
-	if a.bwe != nil {
+	if e := a.own.Load(); e != nil {
+		gcc, loss = int64(e.GetTargetBitrate()), e.lossRate() // the own path's estimator (estimator.go)
+	} else if a.bwe != nil {
 		gcc = int64(a.bwe.GetTargetBitrate())
 		if l, ok := a.bwe.GetStats()["averageLoss"].(float64); ok {
 			loss = l
@@ -279,6 +287,9 @@ func (a *allocator) round(now time.Time) (pending bool) {
 		st.max = t.max
 	}
 	confirmed := a.probe.takeConfirmed()
+	if e := a.own.Load(); e != nil && confirmed > 0 {
+		e.probed(confirmed)
+	}
 	win := a.probe.window()
 	total := int64(0) // unknown: no limit
 	if gcc > 0 {

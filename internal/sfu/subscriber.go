@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -32,6 +33,14 @@ type Subscriber struct {
 	negSeq      uint64 // invalidates a deferred negotiation that lost the race to the lock
 
 	alloc *allocator
+
+	// The server's own send path (sendpath.go), once the connection is
+	// up over UDP; nil: Pion's.
+	eng        *Engine
+	meter      *probeMeter // nil without transport-cc
+	own        atomic.Pointer[sendPath]
+	ownMu      sync.Mutex // serialises starting it
+	ownRefused bool       // under ownMu: said once why not
 }
 
 // NewSubscriber creates the sending peer connection toward a participant.
@@ -44,9 +53,16 @@ func (e *Engine) newSubscriber(events conn.SubscriberEvents) (*Subscriber, error
 	if err != nil {
 		return nil, fmt.Errorf("new subscriber connection: %w", err)
 	}
-	s := &Subscriber{pc: pc, clock: e.clock, events: events, senders: map[string]*webrtc.RTPSender{}, downs: map[string]*DownTrack{}}
+	s := &Subscriber{pc: pc, clock: e.clock, events: events, senders: map[string]*webrtc.RTPSender{}, downs: map[string]*DownTrack{},
+		eng: e, meter: meter}
 	s.alloc = newAllocator(e.clock, bwe, meter, s.downTracks)
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) { events.ConnectionState(st.String()) })
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateConnected {
+			s.startOwnPath()
+			s.connectedDowns()
+		}
+		events.ConnectionState(st.String())
+	})
 	s.alloc.start()
 	return s, nil
 }
@@ -80,7 +96,28 @@ func (s *Subscriber) AddTrack(t conn.UpTrack, opts conn.TrackOptions) error {
 	up.addDown(d)
 	go d.readRTCP(sender)
 	s.negotiateSoonLocked(negotiateAddDelay)
+	if p := s.own.Load(); p != nil {
+		s.attachOwn(d, p)
+	} else {
+		go s.startOwnPath()
+	}
+	if s.pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+		d.setReady()
+	}
 	return nil
+}
+
+// connectedDowns marks every down track ready: the connection is up.
+func (s *Subscriber) connectedDowns() {
+	s.mu.Lock()
+	downs := make([]*DownTrack, 0, len(s.downs))
+	for _, d := range s.downs {
+		downs = append(downs, d)
+	}
+	s.mu.Unlock()
+	for _, d := range downs {
+		d.setReady()
+	}
 }
 
 // RemoveTrack stops forwarding t.
@@ -96,6 +133,9 @@ func (s *Subscriber) RemoveTrack(t conn.UpTrack) {
 		return
 	}
 	up.removeDown(s.downs[up.id])
+	if p := s.own.Load(); p != nil {
+		p.detach(s.downs[up.id])
+	}
 	s.alloc.forget(s.downs[up.id])
 	delete(s.senders, up.id)
 	delete(s.downs, up.id)
@@ -172,6 +212,7 @@ func (s *Subscriber) Close() error {
 		delete(s.senders, id)
 	}
 	s.mu.Unlock()
+	s.stopOwnPath()
 	return s.pc.Close()
 }
 

@@ -167,10 +167,30 @@ func (e *Edge) handleInvite(req *sip.Request, tx sip.ServerTransaction, _ *devca
 	}
 	bindings := e.reg.lookup(target)
 	if len(bindings) == 0 {
-		e.refuseCall(tx, req, src, id, target, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", target+" is not registered", false)
+		code, reason, why := e.unreachable(strings.ToLower(req.Recipient.User), target)
+		e.refuseCall(tx, req, src, id, target, code, reason, why, false)
 		return
 	}
 	e.bridge(req, tx, id, src, target, offer, bindings[0])
+}
+
+// unreachable says why nobody answers for user: an account without a
+// registered device (480), a room (dial-in is not built: 404 with a
+// sentence), or nothing (404).
+func (e *Edge) unreachable(user, target string) (int, string, string) {
+	d := e.deps.Directory
+	if d == nil {
+		return sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", target + " is not registered"
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := d.UserByName(ctx, user); err == nil {
+		return sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", target + " has no registered device"
+	}
+	if _, err := d.RoomByAlias(ctx, user); err == nil {
+		return sip.StatusNotFound, "Not Found", "dialling into meetings is not available on this server yet; join " + user + " from a browser"
+	}
+	return sip.StatusNotFound, "Not Found", "no account or room is called " + user
 }
 
 func newCallID() string { return strings.ToLower(rand.Text()) }

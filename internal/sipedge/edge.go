@@ -35,6 +35,7 @@ import (
 	"conclave/internal/devca"
 	"conclave/internal/guard"
 	"conclave/internal/pki"
+	"conclave/internal/store"
 )
 
 // Audit actions of the SIP edge.
@@ -82,12 +83,22 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Directory tells accounts and rooms apart for the answer to a call for
+// an address nobody has registered; store.Store is one.
+type Directory interface {
+	UserByName(ctx context.Context, username string) (store.User, error)
+	RoomByAlias(ctx context.Context, alias string) (store.Room, error)
+}
+
 // Deps are the parts of the server the edge uses.
 type Deps struct {
 	CA    *devca.Authority
 	Guard *guard.Guard
 	Audit audit.Recorder
 	CDRs  *CDRLog
+	// Directory is optional: without it every unregistered address is
+	// answered 480.
+	Directory Directory
 }
 
 // Edge is a running SIP edge.

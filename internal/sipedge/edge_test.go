@@ -68,7 +68,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	e, err := New(Config{Listen: "127.0.0.1:0", Domain: "conclave.test", Host: "127.0.0.1", RelayIP: netip.MustParseAddr("127.0.0.1"),
-		Certificate: cert, Clock: clk}, Deps{CA: ca, Guard: g, Audit: lg, CDRs: cdrs})
+		Certificate: cert, Clock: clk}, Deps{CA: ca, Guard: g, Audit: lg, CDRs: cdrs, Directory: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,4 +406,82 @@ func TestDigestIsASecondFactorBoundToTheCertificate(t *testing.T) {
 		t.Fatalf("an old nonce: %d %v", code, chals2)
 	}
 	_ = bobCert
+}
+
+// invite sends an INVITE from aor to target with a DTLS-SRTP offer and
+// returns the final status and the Warning header.
+func (s *sipConn) invite(aor, target string) (int, string, error) {
+	s.cseq++
+	local := s.c.LocalAddr().String()
+	user := strings.TrimPrefix(strings.Split(aor, "@")[0], "sip:")
+	body := strings.ReplaceAll(dtlsOffer, "192.0.2.10", "127.0.0.1")
+	msg := fmt.Sprintf("INVITE %s SIP/2.0\r\nVia: SIP/2.0/TLS %s;branch=z9hG4bKi%d\r\nMax-Forwards: 70\r\n"+
+		"From: <%s>;tag=f%d\r\nTo: <%s>\r\nCall-ID: inv-%d\r\nCSeq: 1 INVITE\r\nContact: <sip:%s@%s;transport=tls>\r\n"+
+		"Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+		target, local, s.cseq, aor, s.cseq, target, s.cseq, user, local, len(body), body)
+	if _, err := io.WriteString(s.c, msg); err != nil {
+		return 0, "", err
+	}
+	s.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer s.c.SetReadDeadline(time.Time{})
+	for {
+		line, err := s.r.ReadString('\n')
+		if err != nil {
+			return 0, "", err
+		}
+		if !strings.HasPrefix(line, "SIP/2.0 ") {
+			continue
+		}
+		code, _ := strconv.Atoi(strings.Fields(line)[1])
+		warning, n := "", 0
+		for {
+			h, _ := s.r.ReadString('\n')
+			h = strings.TrimSpace(h)
+			if h == "" {
+				break
+			}
+			k, v, _ := strings.Cut(h, ":")
+			switch strings.ToLower(k) {
+			case "warning":
+				warning = v
+			case "content-length":
+				n, _ = strconv.Atoi(strings.TrimSpace(v))
+			}
+		}
+		io.CopyN(io.Discard, s.r, int64(n))
+		if code >= 200 {
+			return code, warning, nil
+		}
+	}
+}
+
+func TestCallsToUnreachableAddressesSayWhy(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.st.CreateRoom(context.Background(), store.Room{Alias: "board", DisplayName: "Board", Access: store.AccessOpen}); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := device(t, f.ca, f.st, "alice")
+	c, err := f.dial(t, &cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		target string
+		code   int
+		says   string
+	}{
+		{"sip:bob@conclave.test", 480, "has no registered device"},
+		{"sip:board@conclave.test", 404, "dialling into meetings is not available"},
+		{"sip:nobody@conclave.test", 404, "no account or room"},
+		{"sip:bob@elsewhere.example", 403, "routes calls to conclave.test only"},
+	} {
+		code, warning, err := c.invite("sip:alice@conclave.test", tc.target)
+		if err != nil || code != tc.code || !strings.Contains(warning, tc.says) {
+			t.Errorf("call to %s: %d %q %v", tc.target, code, warning, err)
+		}
+	}
+	// A From that is not the certificate's address is refused and counted.
+	if code, _, _ := c.invite("sip:bob@conclave.test", "sip:alice@conclave.test"); code != 403 {
+		t.Errorf("calling as bob with alice's certificate: %d", code)
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"conclave/internal/clock"
@@ -55,6 +56,29 @@ type Socket struct {
 	oob    []byte         // read by the mux's single reader goroutine only
 	batch  sendBatcher
 	gsoOOB []byte // the UDP_SEGMENT control message; under batch.flushMu
+	rtcp   atomic.Pointer[RTCPHandler]
+}
+
+// RTCPHandler is offered every RTCP datagram the socket reads, on the
+// reading goroutine, before the ICE mux sees it: the SFU's own send path
+// takes its subscribers' feedback here (internal/sfu, sendpath.go). It
+// reports whether it took the datagram; a datagram it did not take goes
+// on to Pion. It must not keep b.
+type RTCPHandler func(b []byte, from netip.AddrPort) bool
+
+// SetRTCPHandler installs h (nil: none).
+func (s *Socket) SetRTCPHandler(h RTCPHandler) {
+	if h == nil {
+		s.rtcp.Store(nil)
+		return
+	}
+	s.rtcp.Store(&h)
+}
+
+// isRTCP tells RTCP from RTP, STUN and DTLS on a multiplexed port (RFC
+// 5761, section 4; RFC 7983): version 2 and a packet type of 192-223.
+func isRTCP(b []byte) bool {
+	return len(b) >= 8 && b[0]>>6 == 2 && b[1] >= 192 && b[1] <= 223
 }
 
 // Listen opens the media socket on a UDP address, asks for BufferSize
@@ -151,6 +175,19 @@ func (s *Socket) writeSegments(b []byte, segment int, addr netip.AddrPort) error
 // allocation-free path, which it only takes by itself for a bare
 // *net.UDPConn).
 func (s *Socket) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	for {
+		n, addr, err := s.read(b)
+		if err != nil {
+			return n, addr, err
+		}
+		if h := s.rtcp.Load(); h != nil && isRTCP(b[:n]) && (*h)(b[:n], addr) {
+			continue // taken by the SFU's own send path
+		}
+		return n, addr, nil
+	}
+}
+
+func (s *Socket) read(b []byte) (int, netip.AddrPort, error) {
 	if s.stamps == nil {
 		return s.UDPConn.ReadFromUDPAddrPort(b)
 	}

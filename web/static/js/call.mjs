@@ -94,12 +94,24 @@ export class Call extends EventTarget {
 
     this.onMissingKey = (e) => { if (!this.ended) mc.requestKey(e.detail.participant); };
     this.onFramesFailed = () => this.#e2eeChanged();
+    // The join's timeline (jointimeline.mjs): keys and frames of others.
+    this.onKey = () => { if (!this.ended) this.session.timeline?.mark('first-key'); };
+    this.onDecrypted = (e) => { if (!this.ended && e.detail?.kind === 'video') this.session.timeline?.mark('first-decrypt'); };
     frames?.addEventListener?.('missing-key', this.onMissingKey);
     frames?.addEventListener?.('failed', this.onFramesFailed);
+    frames?.addEventListener?.('key', this.onKey);
+    frames?.addEventListener?.('decrypted', this.onDecrypted);
   }
 
   /** Joins the meeting (session.mjs join). */
   join() { this.session.join(); }
+
+  /**
+   * The phases of the join so far (jointimeline.mjs), in the order they
+   * happened; empty before join().
+   * @returns {{phase: string, ms: number}[]}
+   */
+  get joinPhases() { return this.session.timeline?.phases() ?? []; }
 
   /** Leaves the meeting; 'left' follows. */
   leave() { this.session.leave(); }
@@ -182,6 +194,8 @@ export class Call extends EventTarget {
     this.snapshot = null;
     this.frames?.removeEventListener?.('missing-key', this.onMissingKey);
     this.frames?.removeEventListener?.('failed', this.onFramesFailed);
+    this.frames?.removeEventListener?.('key', this.onKey);
+    this.frames?.removeEventListener?.('decrypted', this.onDecrypted);
   }
 
   #emit(type, detail) {

@@ -101,6 +101,13 @@ function onE2EE() {
   render();
 }
 
+// The phases of the current (or last) join, milliseconds after Join was
+// clicked (jointimeline.mjs): for the join benchmark and support.
+Object.defineProperty(window, 'conclaveJoin', {
+  configurable: true,
+  get() { return Object.freeze((call?.joinPhases ?? []).map((p) => Object.freeze({ ...p }))); },
+});
+
 // A read-only view for tests and support: states and fingerprints, never keys.
 Object.defineProperty(window, 'conclaveE2EE', {
   configurable: true,

@@ -33,6 +33,7 @@ import { preferVideoCodecs } from './codecs.mjs';
 import { sendEncodings, applyActive, isLayersMessage, SCREEN_DEGRADATION, CAMERA_SVC } from './simulcast.mjs';
 import { mungeOpus } from './opus.mjs';
 import { LayoutReporter } from './layout.mjs';
+import { JoinTimeline } from './jointimeline.mjs';
 
 /** How long a failed peer connection may take to recover before a full rejoin. */
 export const ICE_RECOVERY_MS = 10000;
@@ -40,6 +41,9 @@ export const ICE_RECOVERY_MS = 10000;
 export const PUBLISH_RETRIES = 3;
 /** The n-th retry of a refused publish offer waits n times this, in milliseconds. */
 export const PUBLISH_RETRY_MS = 1000;
+/** How often, and for how long after a join, the first decoded remote frame is looked for. */
+const FIRST_FRAME_POLL_MS = 20;
+const FIRST_FRAME_WATCH_MS = 60000;
 
 const PUBLISH_ORDER = ['microphone', 'camera', 'screen', 'screen-audio'];
 const KIND = { microphone: 'audio', camera: 'video', screen: 'video', 'screen-audio': 'audio' };
@@ -79,6 +83,7 @@ export class Session extends EventTarget {
       setTimeout: (fn, ms) => g.setTimeout(fn, ms),
       clearTimeout: (t) => g.clearTimeout(t),
       videoCodecs: () => g.RTCRtpReceiver?.getCapabilities?.('video')?.codecs ?? [],
+      now: () => g.performance?.now?.() ?? Date.now(),
       ...env,
     };
     this.frames = frames;
@@ -145,12 +150,15 @@ export class Session extends EventTarget {
     });
     /** the active speaker's participant id ('' until the server names one) */
     this.speaker = '';
+    /** @type {JoinTimeline|null} the phases of the join (jointimeline.mjs) */
+    this.timeline = null;
   }
 
   // ---- public API ---------------------------------------------------------
 
   /** Connects and joins the meeting. */
   join() {
+    this.timeline = new JoinTimeline(this.env.now);
     this.#status('connecting');
     this.#connect();
   }
@@ -346,6 +354,7 @@ export class Session extends EventTarget {
     this.admitted = false;
     ws.onopen = () => {
       if (ws !== this.ws) return;
+      this.timeline?.mark('ws-open');
       this.#sendOn(ws, joinMessage(this.room, this.name, this.resumeToken || undefined, this.pin || undefined));
     };
     ws.onmessage = (e) => {
@@ -439,6 +448,7 @@ export class Session extends EventTarget {
       if (this.pendingPublish) this.#send(this.pendingPublish);
       this.layout.resendAll(); // a layout sent while the connection dropped may be lost
     } else {
+      this.timeline?.mark('welcome');
       this.outbox = [];
       this.speaker = '';
       this.#teardownPeers();
@@ -599,6 +609,30 @@ export class Session extends EventTarget {
       pc.addEventListener('connectionstatechange', watch);
     }
     this.#updatePublishing();
+    this.#watchFirstFrame(sub);
+  }
+
+  // Marks the join's first decoded remote video frame: the subscribing
+  // connection's statistics, read every FIRST_FRAME_POLL_MS until a frame
+  // is decoded, the connection is replaced, or FIRST_FRAME_WATCH_MS pass.
+  #watchFirstFrame(pc) {
+    const tl = this.timeline;
+    if (!tl || tl.has('first-frame') || typeof pc.getStats !== 'function') return;
+    const until = this.env.now() + FIRST_FRAME_WATCH_MS;
+    const poll = async () => {
+      if (pc !== this.sub || this.closed || this.env.now() > until) return;
+      try {
+        const stats = await pc.getStats();
+        let decoded = false;
+        stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded > 0) decoded = true; });
+        if (decoded) {
+          tl.mark('first-frame');
+          return;
+        }
+      } catch { /* closed meanwhile */ }
+      this.env.setTimeout(poll, FIRST_FRAME_POLL_MS);
+    };
+    this.env.setTimeout(poll, FIRST_FRAME_POLL_MS);
   }
 
   #teardownPeers() {
@@ -630,6 +664,8 @@ export class Session extends EventTarget {
     if (pc !== this[name] || this.closed) return;
     const failed = pc.connectionState === 'failed' || pc.iceConnectionState === 'failed';
     const ok = pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed';
+    if (ok) this.timeline?.mark(`${name}-ice`);
+    if (pc.connectionState === 'connected') this.timeline?.mark(`${name}-dtls`);
     if (failed && !this.timers[name]) {
       console.warn(`conclave: the ${name} connection failed; restarting ICE`);
       this.#status('reconnecting');
@@ -834,7 +870,7 @@ export class Session extends EventTarget {
     const msg = publishMessage(pc.localDescription.sdp, this.#tracksMap(), id);
     const answer = new Promise((resolve, reject) => { this.publishWaiter = { id, resolve, reject }; });
     this.pendingPublish = msg;
-    this.#send(msg);
+    if (this.#send(msg)) this.timeline?.mark('publish');
     try {
       const sdp = await answer;
       await pc.setRemoteDescription({ type: 'answer', sdp });
@@ -879,6 +915,7 @@ export class Session extends EventTarget {
   #onSubscribeOffer(m) {
     const pc = this.sub;
     if (!pc) return;
+    if (Object.keys(m.tracks ?? {}).length) this.timeline?.mark('sub-offer');
     this.subQueue.run(async () => {
       if (pc !== this.sub) return;
       await pc.setRemoteDescription({ type: 'offer', sdp: m.sdp });

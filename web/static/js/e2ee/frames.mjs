@@ -7,6 +7,10 @@
 //
 // Events: 'missing-key' {participant}: that participant's frames arrive
 // without a key we hold; ask it again (MeetingCrypto.requestKey).
+// 'key' {participant}: a sender key of that participant was handed to the
+// worker. 'decrypted' {participant, kind}: the first frame of a kind from
+// that participant was decrypted (once per participant and kind). The last
+// two time the join (jointimeline.mjs).
 
 /** How frames reach the worker. */
 export const MODES = Object.freeze({ script: 'script-transform', streams: 'encoded-streams', none: 'none' });
@@ -44,6 +48,7 @@ export class FrameEncryption extends EventTarget {
     this.worker = new Worker(WORKER_URL, { type: 'module', name: 'conclave-e2ee' });
     this.worker.addEventListener('message', (e) => {
       if (e.data?.op === 'missing-key') this.dispatchEvent(new CustomEvent('missing-key', { detail: { participant: e.data.participant } }));
+      if (e.data?.op === 'decrypted') this.dispatchEvent(new CustomEvent('decrypted', { detail: { participant: e.data.participant, kind: e.data.kind } }));
     });
     this.worker.addEventListener('error', () => {
       this.failed = true;
@@ -113,7 +118,10 @@ export class FrameEncryption extends EventTarget {
    * @param {string} participant
    * @param {{index: number, generation: number, step: number, key: Uint8Array}} key
    */
-  addKey(participant, key) { this.worker.postMessage({ op: 'key', participant, key }); }
+  addKey(participant, key) {
+    this.worker.postMessage({ op: 'key', participant, key });
+    this.dispatchEvent(new CustomEvent('key', { detail: { participant } }));
+  }
 
   /** @param {string} participant */
   removeParticipant(participant) { this.worker.postMessage({ op: 'remove', participant }); }

@@ -17,6 +17,7 @@
 //   {op: 'missing-key', participant}      frames of this participant lack a key: ask it again
 //   {op: 'ready'}                         the worker runs
 //   {op: 'stats', seq, report}            the answer to 'stats': counts and key versions, never keys
+//   {op: 'decrypted', participant, kind}  the first frame of that kind from that participant was decrypted
 // A transform's options are {id, role: 'send'|'recv', kind: 'audio'|'video'}.
 
 import { DROP, FrameCryptor, frameCodec } from './framecryptor.mjs';
@@ -28,6 +29,8 @@ const cryptor = new FrameCryptor();
 const mapping = new Map();
 /** @type {Map<string, {kind: string, transformer: any, lastRequest: number}>} incoming transforms */
 const incoming = new Map();
+/** @type {Set<string>} participant + kind whose first decrypted frame was reported */
+const firstDecrypted = new Set();
 
 /**
  * Pipes the frames of one transform through the cryptor.
@@ -52,6 +55,7 @@ function pipe(opts, readable, writable, transformer) {
       }
       frame.data = out.buffer.byteLength === out.length ? out.buffer : out.slice().buffer;
       controller.enqueue(frame);
+      if (!send) reportDecrypted(mapping.get(id) || '', kind);
     },
   })).pipeTo(writable).catch(() => {}); // the track ended
 }
@@ -62,6 +66,13 @@ function metadataOf(frame) {
   } catch {
     return null;
   }
+}
+
+function reportDecrypted(participant, kind) {
+  const k = `${kind} ${participant}`;
+  if (!participant || firstDecrypted.has(k)) return;
+  firstDecrypted.add(k);
+  postMessage({ op: 'decrypted', participant, kind });
 }
 
 function reportMissing() {
@@ -102,7 +113,7 @@ self.onmessage = async (e) => {
       break;
     }
     case 'stream': pipe(m, m.readable, m.writable, null); break;
-    case 'reset': cryptor.reset(); mapping.clear(); break;
+    case 'reset': cryptor.reset(); mapping.clear(); firstDecrypted.clear(); break;
     case 'stats': postMessage({ op: 'stats', seq: m.seq, report: cryptor.report() }); break;
     default: break;
   }
