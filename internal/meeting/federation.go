@@ -183,9 +183,7 @@ func resumeHash(token string) string {
 // SetFederation connects the manager to the other nodes; call it before
 // the first participant arrives.
 func (m *Manager) SetFederation(f Federation) {
-	m.mu.Lock()
-	m.fed = f
-	m.mu.Unlock()
+	m.fed.Store(&f)
 }
 
 // member is p as the other nodes see it.
@@ -257,9 +255,10 @@ func (r *Room) memberChangedLocked(p *Participant) {
 }
 
 func (m *Manager) federation() Federation {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.fed
+	if f := m.fed.Load(); f != nil {
+		return *f
+	}
+	return nil
 }
 
 // Deliver applies what node says about room alias.

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"conclave/internal/clock"
@@ -47,6 +48,10 @@ type Config struct {
 	Audit Auditor
 	// Speaker tunes the detection of the active speaker.
 	Speaker SpeakerConfig
+	// Director sends joining participants to another node of the
+	// cluster by policy, and names the nodes a client falls back to; nil
+	// for a node alone (nodes.go).
+	Director Director
 }
 
 // Manager holds the active meetings of a node.
@@ -64,7 +69,9 @@ type Manager struct {
 	onEnd   []func(meetingID string)
 	revoked map[string]bool // device public keys (RevokeDevice)
 
-	fed      Federation      // nil: this node alone (federation.go)
+	// fed connects the meetings to other nodes; nil: this node alone
+	// (federation.go). Read without mu: rooms read it under their lock.
+	fed      atomic.Pointer[Federation]
 	endedIDs map[string]bool // meetings that ended here, whose late news from other nodes is ignored
 }
 
@@ -266,6 +273,10 @@ func (m *Manager) Serve(ctx context.Context, c Conn, client Client) {
 				conn.send(signal.ErrorMessage(signal.Errorf(signal.CodeNotJoined,
 					"Send a join message first."), msg))
 				continue
+			}
+			if url := m.direct(msg, client); url != "" {
+				conn.send(&signal.Message{Type: signal.TypeRedirect, URL: url, Reason: RedirectSelection})
+				break
 			}
 			p, err = m.join(ctx, conn, msg, client)
 			if j, ok := c.(interface{ Joined() }); ok && p != nil {

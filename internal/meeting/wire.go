@@ -79,6 +79,7 @@ func (p *Participant) welcome(others []*Participant, resumed bool) *signal.Messa
 		Participants: list,
 		ICEServers:   p.mgr.cfg.ICEServers,
 		RoomInfo:     &signal.RoomInfo{Alias: p.room.alias, Name: p.room.name},
+		Nodes:        p.mgr.alternatives(p.room),
 	}
 }
 

@@ -122,6 +122,13 @@ func (c *Cache) LogVerifierKey() string {
 	return c.snap.Org.LogKey
 }
 
+// Policy is the node selection policy.
+func (c *Cache) Policy() Policy {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.snap.Policy
+}
+
 // Revoked reports whether a node certificate is revoked.
 func (c *Cache) Revoked(cert *x509.Certificate) bool {
 	serial := hex.EncodeToString(cert.SerialNumber.Bytes())

@@ -31,6 +31,7 @@ type Publisher struct {
 	src     Source
 	revoked func() []string
 	org     Org
+	policy  Policy
 	kv      jetstream.KeyValue
 	log     *slog.Logger
 	written map[string][32]byte // key -> hash of the value written
@@ -45,8 +46,8 @@ const PublishInterval = 5 * time.Second
 // NewPublisher returns a publisher writing to kv. revoked returns the
 // serials of the revoked node certificates; org is the organisation's
 // E2EE key.
-func NewPublisher(src Source, revoked func() []string, org Org, kv jetstream.KeyValue, log *slog.Logger) *Publisher {
-	return &Publisher{src: src, revoked: revoked, org: org, kv: kv, log: log, kick: make(chan struct{}, 1)}
+func NewPublisher(src Source, revoked func() []string, org Org, policy Policy, kv jetstream.KeyValue, log *slog.Logger) *Publisher {
+	return &Publisher{src: src, revoked: revoked, org: org, policy: policy, kv: kv, log: log, kick: make(chan struct{}, 1)}
 }
 
 // Changed asks for a round now (a room was changed).
@@ -115,6 +116,7 @@ func (p *Publisher) Sync(ctx context.Context) error {
 	}
 	want[keyRevoked], _ = json.Marshal(revoked)
 	want[keyOrg], _ = json.Marshal(p.org)
+	want[keyPolicy], _ = json.Marshal(p.policy)
 
 	if p.written == nil {
 		// First round after a (re)start: learn what the bucket holds, so

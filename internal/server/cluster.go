@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,6 +46,9 @@ type cluster struct {
 	org      nodeconf.Org
 	mesh     *cascade.Mesh // the management node's own meetings, linked to the nodes'
 	peers    *peerBook
+	policy   nodeconf.Policy
+	draining atomic.Bool
+	load     atomic.Uint64 // math.Float64bits of the management node's load
 }
 
 // openCluster opens the cluster CA, its listener and the bus when
@@ -102,6 +107,13 @@ func (s *Server) openCluster(clk clock.Clock, org string) error {
 	}
 	s.meetings.SetFederation(c.mesh)
 	c.peers, _ = openPeerBook("", "management", c.mesh)
+	if c.policy, err = policyOf(s.cfg.Cluster); err != nil {
+		c.close()
+		return err
+	}
+	s.meetings.SetDirector(&director{self: "management", selfURL: s.url, mesh: c.mesh, nodes: c.nodes,
+		policy: func() nodeconf.Policy { return c.policy }, draining: c.draining.Load,
+		load: func() float64 { return math.Float64frombits(c.load.Load()) }, now: s.clock.Now})
 	return nil
 }
 
@@ -155,9 +167,11 @@ func (s *Server) startCluster(ctx context.Context) {
 		defer t.Stop()
 		for {
 			meetings, participants := s.meetings.Stats()
+			l := load.read()
+			c.load.Store(math.Float64bits(l))
 			st := bus.Status{Name: "management", Role: nodeca.RoleManagement, Version: version.Get().Version, URL: s.url,
-				Relay: relayAdvertise(c.listener.Certificate().Leaf, c.mesh.Addr()), Meetings: meetings,
-				Participants: participants, Load: load.read(), CertExpiry: c.listener.Certificate().Leaf.NotAfter.UTC(),
+				Relay: relayAdvertise(c.listener.Certificate().Leaf, c.mesh.Addr()), Meetings: meetings, Draining: c.draining.Load(),
+				Participants: participants, Load: l, CertExpiry: c.listener.Certificate().Leaf.NotAfter.UTC(),
 				Started: s.started, Time: s.clock.Now().UTC()}
 			if err := bus.PublishStatus(c.nc, st); err != nil {
 				s.log.Debug("cluster: status not published", "err", err)
@@ -186,7 +200,7 @@ func (s *Server) startCluster(ctx context.Context) {
 				}
 				continue
 			}
-			c.pub = nodeconf.NewPublisher(s.store, c.ca.RevokedSerials, c.org, kv, s.log)
+			c.pub = nodeconf.NewPublisher(s.store, c.ca.RevokedSerials, c.org, c.policy, kv, s.log)
 			go c.pub.Run(ctx)
 			for ctx.Err() == nil {
 				if err := spool.Consume(ctx, js, s.audit, s.log); err != nil && ctx.Err() == nil {
@@ -287,6 +301,25 @@ func (t *nodeTable) list(now time.Time) []NodeState {
 	for _, n := range t.last {
 		n.Up = now.Sub(n.Heard) < bus.StatusStale
 		out = append(out, n)
+	}
+	return out
+}
+
+// peerOrigins are the other nodes' HTTPS origins (web.Config.PeerOrigins).
+func (s *Server) peerOrigins() []string {
+	if s.cl == nil {
+		return nil
+	}
+	return meshOrigins(s.cl.mesh)
+}
+
+// meshOrigins are the HTTPS origins of the nodes linked to mesh.
+func meshOrigins(mesh *cascade.Mesh) []string {
+	var out []string
+	for _, url := range mesh.Peers() {
+		if url != "" {
+			out = append(out, url)
+		}
 	}
 	return out
 }

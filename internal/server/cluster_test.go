@@ -358,3 +358,87 @@ func TestMeetingAcrossNodes(t *testing.T) {
 		t.Fatal("Dan was not held in the lobby of the locked room")
 	}
 }
+
+// TestDrainMovesParticipants: draining a node sends its participants to
+// another node of the meeting, where they keep their role; new joins go
+// there too; the node is then empty.
+func TestDrainMovesParticipants(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	busPort := freePort(t)
+	mgmt := clusterMgmt(t, t.TempDir(), busPort)
+	defer mgmt.Close()
+	hostHash, _ := auth.HashPIN("246810")
+	if _, err := mgmt.Store().CreateRoom(ctx, store.Room{Alias: "board", DisplayName: "Board", Access: store.AccessPIN,
+		HostPINHash: hostHash, AllowGuests: true}); err != nil {
+		t.Fatal(err)
+	}
+	mgmt.ConfigChanged()
+	bus := "tls://127.0.0.1:" + strconv.Itoa(busPort)
+	aDir := enrolNode(t, mgmt, "node-a")
+	a := startNode(t, aDir, bus)
+	b := startNode(t, enrolNode(t, mgmt, "node-b"), bus)
+	for _, n := range []*server.Node{a, b} {
+		wait.For(t, "the nodes to have the configuration", 20*time.Second, func() bool { have, cur := n.ConfigReady(); return have && cur })
+	}
+	wait.For(t, "the nodes to link and hear each other", 20*time.Second, func() bool {
+		return slices.Contains(a.Linked(), "node-b") && slices.Contains(b.Linked(), "node-a") && a.Knows("node-b") && b.Knows("node-a")
+	})
+	events := make(chan client.Event, 64)
+	ann, err := client.Dial(ctx, client.Options{URL: a.URL() + "/r/board", Name: "Ann", PIN: "246810", InsecureSkipVerify: true,
+		Camera: client.NewTestVideo(), Hooks: client.Hooks{OnEvent: func(e client.Event) { events <- e }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ann.Leave()
+	bob, err := client.Dial(ctx, client.Options{URL: b.URL() + "/r/board", Name: "Bob", InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Leave()
+	first := ann.Self().ID
+
+	rep, err := server.Control(aDir, server.ControlRequest{Command: "drain"})
+	if err != nil || rep.Moved != 1 || !rep.Draining {
+		t.Fatalf("drain: %+v %v", rep, err)
+	}
+	for {
+		select {
+		case e := <-events:
+			if e.Kind == client.Rejoined {
+				if e.Participant.ID == first || e.Participant.Role != signal.RoleHost {
+					t.Fatalf("Ann after the drain: %+v", e.Participant)
+				}
+				goto moved
+			}
+		case <-ctx.Done():
+			t.Fatal("Ann was not moved")
+		}
+	}
+moved:
+	wait.For(t, "node A to be empty", 10*time.Second, func() bool {
+		rep, err := server.Control(aDir, server.ControlRequest{Command: "status"})
+		return err == nil && rep.Participants == 0
+	})
+	wait.For(t, "Bob to see Ann, host, once", 10*time.Second, func() bool {
+		ps := bob.Participants()
+		return len(ps) == 1 && ps[0].Name == "Ann" && ps[0].Role == signal.RoleHost
+	})
+	wait.For(t, "Bob to receive Ann's video from node B itself", 20*time.Second, func() bool {
+		for _, st := range bob.Stats() {
+			if st.Name == "Ann" && st.Source == "camera" && st.Active && st.Frames > 10 {
+				return true
+			}
+		}
+		return false
+	})
+	// A newcomer on the draining node is sent to node B.
+	cat, err := client.Dial(ctx, client.Options{URL: a.URL() + "/r/board", Name: "Cat", InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Leave()
+	if rep, _ := server.Control(aDir, server.ControlRequest{Command: "status"}); rep.Participants != 0 {
+		t.Fatalf("the draining node took a newcomer: %+v", rep)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -67,6 +68,8 @@ type Node struct {
 	alarms   *alarm.Center
 	mesh     *cascade.Mesh
 	peers    *peerBook
+	nodes    *nodeTable    // the other nodes' latest status
+	load     atomic.Uint64 // this node's load (math.Float64bits)
 	http     *http.Server
 	listener net.Listener
 	url      string
@@ -180,6 +183,10 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 	if n.peers, err = openPeerBook(filepath.Join(dir, peersFile), id.Name(), n.mesh); err != nil {
 		return nil, err
 	}
+	n.nodes = newNodeTable()
+	n.meetings.SetDirector(&director{self: id.Name(), selfURL: n.url, mesh: n.mesh, nodes: n.nodes,
+		policy: n.conf.Policy, draining: n.draining.Load, load: func() float64 { return math.Float64frombits(n.load.Load()) },
+		now: clk.Now})
 
 	assets := opts.Assets
 	if assets == nil {
@@ -198,6 +205,7 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		Org:          n.conf,
 		Guard:        n.guard,
 		PINMinLength: auth.DefaultPINMinLen,
+		PeerOrigins:  func() []string { return meshOrigins(n.mesh) },
 	})
 	baseTLS := pki.ServerTLSConfig(n.tls.Certificate)
 	n.http = &http.Server{
@@ -227,6 +235,9 @@ func (n *Node) Start() {
 		defer n.wg.Done()
 		n.runBus(n.ctx)
 	}()
+	if err := n.serveControl(n.ctx); err != nil {
+		n.log.Error("cluster: conclave node drain will not reach this node", "err", err)
+	}
 }
 
 // runBus connects to the bus (retrying while it is unreachable) and runs
@@ -259,6 +270,7 @@ func (n *Node) runBus(ctx context.Context) {
 	if _, err := nc.Subscribe(bus.NodePrefix+"*.status", func(m *nats.Msg) {
 		if st, err := bus.DecodeStatus(m); err == nil {
 			n.peers.heard(st)
+			n.nodes.update(st, n.clock.Now())
 		}
 	}); err != nil {
 		n.log.Error("cluster: cannot follow the other nodes", "err", err)
@@ -322,8 +334,10 @@ func (n *Node) publishStatus(ctx context.Context, nc *nats.Conn) {
 	defer t.Stop()
 	var load loadMeter
 	for {
+		l := load.read()
+		n.load.Store(math.Float64bits(l))
 		if nc.IsConnected() {
-			if err := bus.PublishStatus(nc, n.Status(load.read())); err != nil {
+			if err := bus.PublishStatus(nc, n.Status(l)); err != nil {
 				n.log.Debug("cluster: status not published", "err", err)
 			}
 		}
@@ -350,11 +364,20 @@ func (n *Node) Status(load float64) bus.Status {
 		Started: n.started, Time: n.clock.Now().UTC()}
 }
 
-// SetDraining starts or ends draining (conclave node drain).
-func (n *Node) SetDraining(on bool) {
+// SetDraining starts or ends draining (conclave node drain): while
+// draining, the node sends joining participants to other nodes, and,
+// when it starts, its own participants too. It returns how many
+// participants were sent away.
+func (n *Node) SetDraining(on bool) int {
 	if n.draining.Swap(on) != on {
 		n.log.Info("cluster: draining", "on", on)
 	}
+	if !on {
+		return 0
+	}
+	moved := n.meetings.Drain()
+	n.log.Info("cluster: participants sent to other nodes", "participants", moved)
+	return moved
 }
 
 // loadMeter turns the process's CPU time into a load between 0 and 1.
@@ -388,6 +411,17 @@ func (n *Node) URL() string { return n.url }
 
 // RelayAddr is the node-to-node listener's address.
 func (n *Node) RelayAddr() net.Addr { return n.mesh.Addr() }
+
+// Knows reports whether the node has a current status of node (heard on
+// the bus within bus.StatusStale).
+func (n *Node) Knows(node string) bool {
+	for _, st := range n.nodes.list(n.clock.Now()) {
+		if st.Name == node && st.Up {
+			return true
+		}
+	}
+	return false
+}
 
 // Linked returns the nodes this one is linked to now.
 func (n *Node) Linked() []string { return n.mesh.LinkedNodes() }

@@ -298,6 +298,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Logger:       log,
 		Telephony:    telephony,
 		Ops:          opsWeb{s},
+		PeerOrigins:  s.peerOrigins,
 	}
 	handler := web.New(ctx, webCfg)
 	if err := o.finish(ctx, s); err != nil {
