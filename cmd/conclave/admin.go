@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/config"
-	"conclave/internal/secrets"
 	"conclave/internal/store"
 )
 
@@ -90,27 +88,14 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		fmt.Fprintf(stderr, "conclave admin: create data directory: %v\n", err)
-		return 1
-	}
-	if err := cfg.ValidateDatabase(); err != nil {
-		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
-		return 1
-	}
-	st, err := store.Open(cfg.StoreName())
+	n, err := openNode(cfg, true, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
 		return 1
 	}
-	defer st.Close()
+	defer n.Close()
+	st, rec := n.st, n.audit
 	ctx := context.Background()
-	rec, closeAudit, err := cliAudit(cfg, st, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
-		return 1
-	}
-	defer closeAudit()
 	base := *publicURL
 	if base == "" {
 		base = "https://" + net.JoinHostPort(firstHost(), "8443")
@@ -134,11 +119,7 @@ func admin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = listRooms(ctx, st, stdout, base)
 	case "list-devices", "revoke-device":
 		// The E2EE CA and log keys may be sealed under the master key.
-		var box *secrets.Box
-		if box, err = masterKey(cfg, stderr); err != nil {
-			break
-		}
-		dev := deviceAdmin{st: st, dataDir: cfg.DataDir, box: box, stdout: stdout}
+		dev := deviceAdmin{st: st, dataDir: cfg.DataDir, box: n.box, stdout: stdout}
 		if cmd == "list-devices" {
 			err = dev.list(ctx, username)
 		} else {

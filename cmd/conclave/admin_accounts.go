@@ -8,14 +8,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/clock"
 	"conclave/internal/config"
+	"conclave/internal/devca"
 	"conclave/internal/perm"
 	"conclave/internal/store"
 )
@@ -97,42 +98,36 @@ func adminAccounts(cmd string, args []string, stdin io.Reader, stdout, stderr io
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := cfg.ValidateDatabase(); err != nil {
-		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
-		return 1
-	}
-	st, err := store.Open(cfg.StoreName())
+	n, err := openNode(cfg, true, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "conclave admin: %v\n", err)
 		return 1
 	}
-	defer st.Close()
-	ctx := audit.WithSource(context.Background(), "cli")
-	log := audit.NewLog(st, nil)
-	accounts := auth.NewAccounts(st, nil, auth.AccountsConfig{Audit: log})
-	rs := auth.NewRoles(st, nil, log)
-	life := auth.NewLifecycle(st, nil, log, accounts, rs)
-	// A disabled or deleted account's E2EE devices are revoked in the log,
-	// as the server does (docs/e2ee.md, section 7); a running server reads
-	// the revocations within 2 s and sends the devices away.
-	life.OnDeactivate(func(ctx context.Context, u store.User, reason string) error {
-		box, err := masterKey(cfg, stderr)
-		if err != nil {
-			return fmt.Errorf("revoke the devices of %s: %w", u.Username, err)
-		}
-		n, err := deviceAdmin{st: st, dataDir: cfg.DataDir, box: box, stdout: stdout}.revokeAll(ctx, u, "account "+reason)
-		if n > 0 {
-			fmt.Fprintf(stdout, "%d end-to-end encryption device(s) of %s revoked.\n", n, u.Username)
-		}
-		return err
-	})
+	defer n.Close()
+	st := n.st
 	actor := auth.CLIActor()
-	if u := os.Getenv("SUDO_USER"); u != "" {
-		actor.Username = "cli:" + u
-	} else if u := os.Getenv("USER"); u != "" {
-		actor.Username = "cli:" + u
-	}
-	ctx = audit.WithActor(ctx, actor.Username)
+	actor.Username = n.audit.actor
+	ctx := audit.WithActor(audit.WithSource(context.Background(), cliSource), actor.Username)
+	accounts := auth.NewAccounts(st, nil, auth.AccountsConfig{Audit: n.audit})
+	rs := auth.NewRoles(st, nil, n.audit)
+	life := auth.NewLifecycle(st, nil, n.audit, accounts, rs)
+	// A disabled or deleted account's devices are revoked as the server
+	// revokes them: its E2EE devices in the log (docs/e2ee.md, section
+	// 7), and its telephony device certificates (docs/sip.md). A running
+	// server reads both within seconds: it sends the E2EE devices away,
+	// drops the phones' registrations and publishes the revocations in
+	// its device CRL and OCSP answers.
+	life.OnDeactivate(func(ctx context.Context, u store.User, reason string) error {
+		dn, err := deviceAdmin{st: st, dataDir: cfg.DataDir, box: n.box, stdout: stdout}.revokeAll(ctx, u, "account "+reason)
+		if dn > 0 {
+			fmt.Fprintf(stdout, "%d end-to-end encryption device(s) of %s revoked.\n", dn, u.Username)
+		}
+		pn, perr := devca.RevokeUserInStore(ctx, st, n.audit, time.Now(), u, actor.Username, cliSource)
+		if pn > 0 {
+			fmt.Fprintf(stdout, "%d telephony device(s) of %s revoked.\n", pn, u.Username)
+		}
+		return errors.Join(err, perr)
+	})
 
 	target := func() (store.User, error) {
 		if *username == "" {

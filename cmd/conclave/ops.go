@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -17,8 +16,6 @@ import (
 
 	"conclave/internal/audit"
 	"conclave/internal/backup"
-	"conclave/internal/client/termpass"
-	"conclave/internal/config"
 	"conclave/internal/pki"
 	"conclave/internal/secrets"
 	"conclave/internal/selfcheck"
@@ -31,71 +28,6 @@ import (
 // (docs/admin.md). Each works on the data directory with the server
 // running or not, and records what it changes in the audit log.
 
-// masterKey opens the data directory's master key as configured,
-// prompting for the passphrase on the terminal when asked to.
-func masterKey(cfg config.Config, stderr io.Writer) (*secrets.Box, error) {
-	src := secrets.Source{KeyFile: cfg.Secrets.KeyFile, Key: cfg.Secrets.Key, Passphrase: cfg.Secrets.Passphrase}
-	if cfg.Secrets.Prompt && src.Passphrase == "" {
-		p, err := promptPassphrase("Passphrase of the secrets at rest: ")
-		if err != nil {
-			return nil, err
-		}
-		src.Passphrase = p
-	}
-	return secrets.Open(cfg.DataDir, src)
-}
-
-// promptPassphrase reads a passphrase from the terminal without echo.
-func promptPassphrase(prompt string) (string, error) {
-	p, err := termpass.Read(prompt)
-	if err != nil {
-		return "", fmt.Errorf("passphrase: %w; set the environment variable instead", err)
-	}
-	return string(p), nil
-}
-
-// cliRecorder dates and signs events of the command line: the actor is
-// "cli:<login name>" and the source "local".
-type cliRecorder struct {
-	log   *audit.Log
-	actor string
-}
-
-func (c cliRecorder) Record(ctx context.Context, e audit.Event) error {
-	if e.Actor == "" {
-		e.Actor = c.actor
-	}
-	if e.Source == "" {
-		e.Source = "local"
-	}
-	if e.Details == nil {
-		e.Details = map[string]string{}
-	}
-	return c.log.Record(ctx, e)
-}
-
-// cliAudit opens the sealed audit log for a command (the running server
-// copies its records to the audit files and syslog).
-func cliAudit(cfg config.Config, st *store.SQLite, stderr io.Writer) (audit.Recorder, func(), error) {
-	box, err := masterKey(cfg, stderr)
-	if err != nil {
-		return nil, nil, err
-	}
-	key, err := audit.LoadKey(filepath.Join(cfg.DataDir, "audit", audit.KeyFile), box, true)
-	if err != nil {
-		return nil, nil, err
-	}
-	l, err := audit.OpenLog(st, nil, audit.LogConfig{Key: key})
-	if err != nil {
-		return nil, nil, err
-	}
-	name := "unknown"
-	if u, err := user.Current(); err == nil {
-		name = u.Username
-	}
-	return cliRecorder{log: l, actor: "cli:" + name}, func() { l.Close() }, nil
-}
-
 const auditUsage = `Usage:
   conclave audit verify                 check the chain, the seals and the audit files
   conclave audit export [-format csv|json] [-action A] [-actor U] [-outcome O]
@@ -105,53 +37,39 @@ Every command accepts -data DIR (env CONCLAVE_DATA) and the master key flags.
 `
 
 func auditCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprint(stderr, auditUsage)
-		return 2
-	}
-	cmd, args := args[0], args[1:]
-	cfg := config.Defaults()
-	fs := flag.NewFlagSet("conclave audit "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config.RegisterDataDir(fs, &cfg)
-	config.RegisterSecrets(fs, &cfg)
 	var f store.AuditFilter
 	var format, out, since, until string
-	switch cmd {
-	case "verify":
-	case "export":
-		fs.StringVar(&format, "format", "csv", "csv or json")
-		fs.StringVar(&f.Action, "action", "", "only this action")
-		fs.StringVar(&f.Actor, "actor", "", "only this actor")
-		fs.StringVar(&f.Outcome, "outcome", "", "only this outcome (success, failure, info)")
-		fs.StringVar(&f.Text, "q", "", "only records holding this text")
-		fs.StringVar(&since, "since", "", "only records from this date (2026-12-05) or time (RFC 3339)")
-		fs.StringVar(&until, "until", "", "only records before this date or time")
-		fs.StringVar(&out, "o", "", "write to this file instead of standard output")
-	default:
-		fmt.Fprintf(stderr, "conclave audit: unknown command %q\n\n%s", cmd, auditUsage)
-		return 2
+	cmd, cfg, code, ok := subcommand("audit", args, auditUsage, stderr, func(cmd string, fs *flag.FlagSet) bool {
+		switch cmd {
+		case "verify":
+		case "export":
+			fs.StringVar(&format, "format", "csv", "csv or json")
+			fs.StringVar(&f.Action, "action", "", "only this action")
+			fs.StringVar(&f.Actor, "actor", "", "only this actor")
+			fs.StringVar(&f.Outcome, "outcome", "", "only this outcome (success, failure, info)")
+			fs.StringVar(&f.Text, "q", "", "only records holding this text")
+			fs.StringVar(&since, "since", "", "only records from this date (2026-12-05) or time (RFC 3339)")
+			fs.StringVar(&until, "until", "", "only records before this date or time")
+			fs.StringVar(&out, "o", "", "write to this file instead of standard output")
+		default:
+			return false
+		}
+		return true
+	})
+	if !ok {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	st, err := openStore(cfg)
+	n, err := openNode(cfg, false, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "conclave audit: %v\n", err)
 		return 1
 	}
-	defer st.Close()
-	rec, closeAudit, err := cliAudit(cfg, st, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "conclave audit: %v\n", err)
-		return 1
-	}
-	defer closeAudit()
+	defer n.Close()
+	st, rec := n.st, n.audit
 	ctx := context.Background()
 	switch cmd {
 	case "verify":
-		l := rec.(cliRecorder).log
-		res, err := audit.VerifyLog(ctx, st, audit.VerifyOptions{Key: l.Key(), Dir: filepath.Join(cfg.DataDir, "audit")})
+		res, err := audit.VerifyLog(ctx, st, audit.VerifyOptions{Key: rec.log.Key(), Dir: filepath.Join(cfg.DataDir, "audit")})
 		outcome := audit.OutcomeSuccess
 		if err != nil {
 			outcome = audit.OutcomeFailure
@@ -227,13 +145,6 @@ func auditCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func openStore(cfg config.Config) (*store.SQLite, error) {
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, backup.DatabaseFile)); err != nil {
-		return nil, fmt.Errorf("no Conclave database in %s (set -data)", cfg.DataDir)
-	}
-	return store.OpenSQLite(filepath.Join(cfg.DataDir, backup.DatabaseFile))
-}
-
 const backupUsage = `Usage:
   conclave backup create [-o FILE]          encrypted backup of the data directory (default: into <data>/backups)
   conclave backup restore -in FILE -data NEWDIR
@@ -247,32 +158,24 @@ Every command accepts -data DIR (env CONCLAVE_DATA) and the master key flags.
 `
 
 func backupCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprint(stderr, backupUsage)
-		return 2
-	}
-	cmd, args := args[0], args[1:]
-	cfg := config.Defaults()
-	fs := flag.NewFlagSet("conclave backup "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config.RegisterDataDir(fs, &cfg)
-	config.RegisterSecrets(fs, &cfg)
 	var in, out string
 	var passStdin bool
-	switch cmd {
-	case "create":
-		fs.StringVar(&out, "o", "", "write the backup to this file instead of <data>/backups")
-		fs.BoolVar(&passStdin, "passphrase-stdin", false, "read the passphrase from the first line of standard input")
-	case "restore", "check":
-		fs.StringVar(&in, "in", "", "the backup file")
-		fs.BoolVar(&passStdin, "passphrase-stdin", false, "read the passphrase from the first line of standard input")
-	case "list":
-	default:
-		fmt.Fprintf(stderr, "conclave backup: unknown command %q\n\n%s", cmd, backupUsage)
-		return 2
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cmd, cfg, code, ok := subcommand("backup", args, backupUsage, stderr, func(cmd string, fs *flag.FlagSet) bool {
+		switch cmd {
+		case "create":
+			fs.StringVar(&out, "o", "", "write the backup to this file instead of <data>/backups")
+			fs.BoolVar(&passStdin, "passphrase-stdin", false, "read the passphrase from the first line of standard input")
+		case "restore", "check":
+			fs.StringVar(&in, "in", "", "the backup file")
+			fs.BoolVar(&passStdin, "passphrase-stdin", false, "read the passphrase from the first line of standard input")
+		case "list":
+		default:
+			return false
+		}
+		return true
+	})
+	if !ok {
+		return code
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "conclave backup %s: %v\n", cmd, err)
@@ -351,17 +254,12 @@ func backupCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(err)
 		}
-		st, err := openStore(cfg)
+		n, err := openNode(cfg, false, stderr)
 		if err != nil {
 			return fail(err)
 		}
-		defer st.Close()
-		rec, closeAudit, err := cliAudit(cfg, st, stderr)
-		if err != nil {
-			return fail(err)
-		}
-		defer closeAudit()
-		rec.Record(ctx, audit.Event{Action: audit.ActionBackupRestored, Target: filepath.Base(in), Outcome: audit.OutcomeSuccess,
+		defer n.Close()
+		n.audit.Record(ctx, audit.Event{Action: audit.ActionBackupRestored, Target: filepath.Base(in), Outcome: audit.OutcomeSuccess,
 			Details: map[string]string{"created": h.Created.Format(time.RFC3339), "node": h.Node, "version": h.Version}})
 		fmt.Fprintf(stdout, "Restored the backup of node %s made %s into %s. Start Conclave on it: 'conclave serve -data %s'.\n", h.Node, h.Created.Format(time.RFC3339), cfg.DataDir, cfg.DataDir)
 		return 0
@@ -370,22 +268,14 @@ func backupCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(err)
 		}
-		st, err := openStore(cfg)
+		n, err := openNode(cfg, false, stderr)
 		if err != nil {
 			return fail(err)
 		}
-		defer st.Close()
-		box, err := masterKey(cfg, stderr)
-		if err != nil {
-			return fail(err)
-		}
-		rec, closeAudit, err := cliAudit(cfg, st, stderr)
-		if err != nil {
-			return fail(err)
-		}
-		defer closeAudit()
+		defer n.Close()
+		rec := n.audit
 		host, _ := os.Hostname()
-		src := backup.Source{DataDir: cfg.DataDir, Box: box, Snapshot: st.Snapshot, Version: version.Get().Version, Node: host, Now: time.Now()}
+		src := backup.Source{DataDir: cfg.DataDir, Box: n.box, Snapshot: n.st.Snapshot, Version: version.Get().Version, Node: host, Now: time.Now()}
 		var name string
 		if out == "" {
 			m, err := backup.NewManager(backup.ManagerConfig{Source: src})
@@ -432,62 +322,46 @@ Every command accepts -data DIR (env CONCLAVE_DATA) and the master key flags.
 `
 
 func certCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprint(stderr, certUsage)
-		return 2
-	}
-	cmd, args := args[0], args[1:]
-	cfg := config.Defaults()
-	fs := flag.NewFlagSet("conclave cert "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config.RegisterDataDir(fs, &cfg)
-	config.RegisterSecrets(fs, &cfg)
 	host, _ := os.Hostname()
 	var req pki.CSRRequest
 	var node, file, name string
-	switch cmd {
-	case "csr":
-		fs.StringVar(&req.KeyType, "key-type", "ecdsa-p256", "ecdsa-p256, ecdsa-p384, rsa-3072 or rsa-4096")
-		fs.Func("name", "DNS name or IP address the certificate covers; repeatable", func(v string) error {
-			req.Names = append(req.Names, v)
-			return nil
-		})
-		fs.StringVar(&req.CommonName, "cn", "", "subject common name (default: the first name)")
-		fs.StringVar(&req.Organization, "org", "", "subject organisation")
-		fs.StringVar(&req.Country, "country", "", "subject country (two letters)")
-		fs.StringVar(&node, "node", host, "node the certificate is for")
-	case "import":
-		fs.StringVar(&file, "chain", "", "PEM file: the certificate, then its intermediates")
-		fs.StringVar(&node, "node", host, "node the certificate is for")
-	case "trust":
-		fs.StringVar(&name, "name", "", "short name for these CA certificates")
-		fs.StringVar(&file, "ca", "", "PEM file of CA certificates")
-	case "list":
-	default:
-		fmt.Fprintf(stderr, "conclave cert: unknown command %q\n\n%s", cmd, certUsage)
-		return 2
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cmd, cfg, code, ok := subcommand("cert", args, certUsage, stderr, func(cmd string, fs *flag.FlagSet) bool {
+		switch cmd {
+		case "csr":
+			fs.StringVar(&req.KeyType, "key-type", "ecdsa-p256", "ecdsa-p256, ecdsa-p384, rsa-3072 or rsa-4096")
+			fs.Func("name", "DNS name or IP address the certificate covers; repeatable", func(v string) error {
+				req.Names = append(req.Names, v)
+				return nil
+			})
+			fs.StringVar(&req.CommonName, "cn", "", "subject common name (default: the first name)")
+			fs.StringVar(&req.Organization, "org", "", "subject organisation")
+			fs.StringVar(&req.Country, "country", "", "subject country (two letters)")
+			fs.StringVar(&node, "node", host, "node the certificate is for")
+		case "import":
+			fs.StringVar(&file, "chain", "", "PEM file: the certificate, then its intermediates")
+			fs.StringVar(&node, "node", host, "node the certificate is for")
+		case "trust":
+			fs.StringVar(&name, "name", "", "short name for these CA certificates")
+			fs.StringVar(&file, "ca", "", "PEM file of CA certificates")
+		case "list":
+		default:
+			return false
+		}
+		return true
+	})
+	if !ok {
+		return code
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "conclave cert %s: %v\n", cmd, err)
 		return 1
 	}
-	box, err := masterKey(cfg, stderr)
+	n, err := openNode(cfg, false, stderr)
 	if err != nil {
 		return fail(err)
 	}
-	st, err := openStore(cfg)
-	if err != nil {
-		return fail(err)
-	}
-	defer st.Close()
-	rec, closeAudit, err := cliAudit(cfg, st, stderr)
-	if err != nil {
-		return fail(err)
-	}
-	defer closeAudit()
+	defer n.Close()
+	box, rec := n.box, n.audit
 	ctx := context.Background()
 	// A change made here is signed into the self-check's manifest, so that
 	// the running server does not take it for an intrusion.
@@ -568,21 +442,20 @@ const selfcheckUsage = `Usage:
 `
 
 func selfcheckCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprint(stderr, selfcheckUsage)
-		return 2
+	cmd, cfg, code, ok := subcommand("selfcheck", args, selfcheckUsage, stderr, func(cmd string, fs *flag.FlagSet) bool {
+		return cmd == "check" || cmd == "reset"
+	})
+	if !ok {
+		return code
 	}
-	cmd, args := args[0], args[1:]
-	cfg := config.Defaults()
-	fs := flag.NewFlagSet("conclave selfcheck "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config.RegisterDataDir(fs, &cfg)
-	config.RegisterSecrets(fs, &cfg)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	box, err := masterKey(cfg, stderr)
-	if err != nil {
+	// The master key opens the manifest key; the audit log, where there
+	// is a database, records a reset.
+	var box *secrets.Box
+	n, err := openNode(cfg, false, stderr)
+	if err == nil {
+		defer n.Close()
+		box = n.box
+	} else if box, err = masterKey(cfg, stderr); err != nil {
 		fmt.Fprintf(stderr, "conclave selfcheck: %v\n", err)
 		return 1
 	}
@@ -613,12 +486,8 @@ func selfcheckCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "conclave selfcheck: %v\n", err)
 			return 1
 		}
-		if st, err := openStore(cfg); err == nil {
-			if rec, closeAudit, err := cliAudit(cfg, st, stderr); err == nil {
-				rec.Record(context.Background(), audit.Event{Action: "self-check-reset", Target: "configuration", Outcome: audit.OutcomeSuccess})
-				closeAudit()
-			}
-			st.Close()
+		if n != nil {
+			n.audit.Record(context.Background(), audit.Event{Action: "self-check-reset", Target: "configuration", Outcome: audit.OutcomeSuccess})
 		}
 		fmt.Fprintln(stdout, "The present configuration is signed as the good one.")
 		return 0

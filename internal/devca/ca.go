@@ -85,6 +85,8 @@ type Authority struct {
 	crlAt     time.Time
 	crlGen    uint64 // counts revocations, so that a CRL signed before one is not cached
 	listeners []func(serial string)
+	// seen are the revoked serials the listeners were told of (Sync).
+	seen map[string]bool
 	// serverSerials are the SIP edge's own certificates, good for OCSP.
 	serverSerials map[string]bool
 }
@@ -124,6 +126,16 @@ func Open(cfg Config, st store.DeviceStore, users Users) (*Authority, error) {
 	a.pool = x509.NewCertPool()
 	a.pool.AddCert(ca)
 	a.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
+	// Revocations made before this start need no telling: nothing holds
+	// a connection of theirs yet.
+	a.seen = map[string]bool{}
+	revoked, err := st.RevokedDeviceCerts(context.Background(), a.clock.Now())
+	if err != nil {
+		return nil, fmt.Errorf("device CA: %w", err)
+	}
+	for _, c := range revoked {
+		a.seen[c.Serial] = true
+	}
 	return a, nil
 }
 

@@ -23,6 +23,9 @@ const (
 	ReasonSuperseded      = 4
 	ReasonCessation       = 5
 	ReasonCertificateHold = 6
+	// ReasonPrivilegeWithdrawn revokes the devices of a disabled or
+	// deleted account.
+	ReasonPrivilegeWithdrawn = 9
 )
 
 // crlValidity is how long a published CRL is valid; it is regenerated at
@@ -36,34 +39,124 @@ const (
 // user named by, for reason. Revoking a revoked certificate changes
 // nothing and is not an error.
 func (a *Authority) Revoke(ctx context.Context, serial string, reason int, by, source string) (store.DeviceCert, error) {
-	serial = strings.ToLower(strings.TrimSpace(serial))
-	if reason < 0 || reason > 10 || reason == 7 {
-		return store.DeviceCert{}, fmt.Errorf("revocation reason %d is not a CRL reason code", reason)
+	c, revoked, err := RevokeInStore(ctx, a.st, a.audit, a.clock.Now(), serial, reason, by, source)
+	if revoked {
+		a.log.Info("device certificate revoked", "serial", c.Serial, "aor", c.AOR, "by", by)
+		a.revoked([]string{c.Serial})
 	}
-	before, err := a.st.DeviceCertBySerial(ctx, serial)
-	if err != nil {
-		return store.DeviceCert{}, err
+	return c, err
+}
+
+// RevokeUser revokes every certificate of the account u still in force
+// (reason: privilege withdrawn), as its account is disabled or deleted,
+// and returns how many it revoked.
+func (a *Authority) RevokeUser(ctx context.Context, u store.User, by, source string) (int, error) {
+	serials, err := revokeUser(ctx, a.st, a.audit, a.clock.Now(), u, by, source)
+	if len(serials) > 0 {
+		a.log.Info("device certificates of a deactivated account revoked", "username", u.Username, "devices", len(serials))
+		a.revoked(serials)
 	}
-	now := a.clock.Now().UTC()
-	c, err := a.st.RevokeDeviceCert(ctx, serial, now, reason)
-	if err != nil {
-		return store.DeviceCert{}, err
-	}
-	if !before.RevokedAt.IsZero() {
-		return c, nil
-	}
+	return len(serials), err
+}
+
+// revoked drops the cached CRL and tells the listeners that serials were
+// revoked.
+func (a *Authority) revoked(serials []string) {
 	a.mu.Lock()
 	a.crl = nil
 	a.crlGen++
+	for _, s := range serials {
+		a.seen[s] = true
+	}
 	listeners := append([]func(string){}, a.listeners...)
 	a.mu.Unlock()
-	a.record(ctx, audit.Event{Actor: by, Source: source, Action: ActionRevoked, Target: c.AOR, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"serial": serial, "reason": fmt.Sprint(reason)}})
-	a.log.Info("device certificate revoked", "serial", serial, "aor", c.AOR, "by", by)
-	for _, f := range listeners {
-		f(serial)
+	for _, serial := range serials {
+		for _, f := range listeners {
+			f(serial)
+		}
 	}
-	return c, nil
+}
+
+// Sync picks up the revocations another process wrote to the store
+// (`conclave admin disable-user` on the shell, through RevokeUserInStore):
+// it drops the cached CRL and tells the OnRevoke listeners, as Revoke
+// does. The server calls it every few seconds.
+func (a *Authority) Sync(ctx context.Context) error {
+	list, err := a.st.RevokedDeviceCerts(ctx, a.clock.Now())
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	var fresh []string
+	for _, c := range list {
+		if !a.seen[c.Serial] {
+			fresh = append(fresh, c.Serial)
+		}
+	}
+	a.mu.Unlock()
+	if len(fresh) > 0 {
+		a.log.Info("device certificates revoked by another process", "devices", len(fresh))
+		a.revoked(fresh)
+	}
+	return nil
+}
+
+// RevokeInStore revokes the certificate with serial at now, for reason,
+// in the store alone, and records it in the audit log; it reports
+// whether this call revoked it (false for one already revoked). It is
+// Revoke for a process that does not run the authority: a running
+// server's authority picks the revocation up at its next Sync.
+func RevokeInStore(ctx context.Context, st store.DeviceStore, rec audit.Recorder, now time.Time, serial string, reason int, by, source string) (store.DeviceCert, bool, error) {
+	serial = strings.ToLower(strings.TrimSpace(serial))
+	if reason < 0 || reason > 10 || reason == 7 {
+		return store.DeviceCert{}, false, fmt.Errorf("revocation reason %d is not a CRL reason code", reason)
+	}
+	before, err := st.DeviceCertBySerial(ctx, serial)
+	if err != nil {
+		return store.DeviceCert{}, false, err
+	}
+	c, err := st.RevokeDeviceCert(ctx, serial, now.UTC(), reason)
+	if err != nil || !before.RevokedAt.IsZero() {
+		return c, false, err
+	}
+	if rec != nil {
+		if err := rec.Record(ctx, audit.Event{Actor: by, Source: source, Action: ActionRevoked, Target: c.AOR, Outcome: audit.OutcomeSuccess,
+			Details: map[string]string{"serial": serial, "reason": fmt.Sprint(reason)}}); err != nil {
+			return c, true, fmt.Errorf("device certificate %s revoked, but the audit log could not be written: %w", serial, err)
+		}
+	}
+	return c, true, nil
+}
+
+// RevokeUserInStore is RevokeUser for a process that does not run the
+// authority (see RevokeInStore).
+func RevokeUserInStore(ctx context.Context, st store.DeviceStore, rec audit.Recorder, now time.Time, u store.User, by, source string) (int, error) {
+	serials, err := revokeUser(ctx, st, rec, now, u, by, source)
+	return len(serials), err
+}
+
+func revokeUser(ctx context.Context, st store.DeviceStore, rec audit.Recorder, now time.Time, u store.User, by, source string) ([]string, error) {
+	certs, err := st.ListDeviceCerts(ctx, u.ID)
+	if err != nil {
+		return nil, fmt.Errorf("devices of %s: %w", u.Username, err)
+	}
+	var (
+		serials []string
+		errs    []error
+	)
+	for _, c := range certs {
+		if !c.RevokedAt.IsZero() {
+			continue
+		}
+		_, revoked, err := RevokeInStore(ctx, st, rec, now, c.Serial, ReasonPrivilegeWithdrawn, by, source)
+		if revoked {
+			serials = append(serials, c.Serial)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("revoke device %s of %s: %w", c.Serial, u.Username, err))
+		}
+	}
+	return serials, errors.Join(errs...)
 }
 
 // ErrRevoked, ErrUnknownCert and ErrForeign are wrapped by Verify's errors.

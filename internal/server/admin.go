@@ -15,6 +15,7 @@ import (
 	"conclave/internal/authn"
 	"conclave/internal/clock"
 	"conclave/internal/config"
+	"conclave/internal/devca"
 	"conclave/internal/store"
 )
 
@@ -175,6 +176,13 @@ const AccountSweep = 5 * time.Second
 // connections of accounts that are no longer enabled.
 func (s *Server) sweepAccounts(ctx context.Context, interval time.Duration) {
 	stop := clock.Every(s.clock, interval, func() {
+		if s.sipCA != nil {
+			// Telephony devices revoked from the shell: drop their
+			// registrations and the cached revocation list.
+			if err := s.sipCA.Sync(ctx); err != nil {
+				s.log.Warn("device revocations", "err", err)
+			}
+		}
 		for _, id := range s.meetings.AccountIDs() {
 			u, err := s.store.UserByID(ctx, id)
 			if errors.Is(err, store.ErrNotFound) || err == nil && !u.Enabled {
@@ -197,24 +205,11 @@ func (s *Server) deactivated(ctx context.Context, u store.User, reason string) e
 		s.log.Info("meeting connections of a deactivated account ended", "username", u.Username, "reason", reason, "connections", n)
 	}
 	if s.sipCA == nil {
-		return nil
+		// Telephony is off now, but devices enrolled while it was on
+		// are revoked all the same.
+		_, err := devca.RevokeUserInStore(ctx, s.store, s.audit, s.clock.Now(), u, audit.ActorFrom(ctx), audit.SourceFrom(ctx))
+		return err
 	}
-	certs, err := s.store.ListDeviceCerts(ctx, u.ID)
-	if err != nil {
-		return fmt.Errorf("devices of %s: %w", u.Username, err)
-	}
-	var errs []error
-	for _, c := range certs {
-		if !c.RevokedAt.IsZero() {
-			continue
-		}
-		if _, err := s.sipCA.Revoke(ctx, c.Serial, privilegeWithdrawn, audit.ActorFrom(ctx), audit.SourceFrom(ctx)); err != nil {
-			errs = append(errs, fmt.Errorf("revoke device %s of %s: %w", c.Serial, u.Username, err))
-		}
-	}
-	return errors.Join(errs...)
+	_, err := s.sipCA.RevokeUser(ctx, u, audit.ActorFrom(ctx), audit.SourceFrom(ctx))
+	return err
 }
-
-// privilegeWithdrawn is the CRL reason code (RFC 5280) of devices revoked
-// with their account.
-const privilegeWithdrawn = 9

@@ -1,8 +1,11 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ocsp"
 
 	"conclave/internal/config"
 	"conclave/internal/devca"
@@ -262,6 +267,97 @@ func TestDisableRevokesDevices(t *testing.T) {
 	}
 	if certs[0].RevokedAt.IsZero() || certs[0].Reason != 9 {
 		t.Fatalf("mia's phone after the account was disabled: %+v (issued %v)", certs[0], issued)
+	}
+}
+
+// enrolPhone enrols a telephony device for the account username and
+// returns its certificate.
+func enrolPhone(t *testing.T, srv *testserver.Server, username string) *x509.Certificate {
+	t.Helper()
+	ctx := context.Background()
+	u, err := srv.Store().UserByName(ctx, username)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := srv.DeviceCA().CreateToken(ctx, u, "root", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := devca.GenerateKey("ecdsa-p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := devca.MakeCSR(key, "phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued, err := srv.DeviceCA().Enrol(ctx, tok, csr, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return issued.Cert
+}
+
+// deviceRevocation reads, over HTTPS as an outside relying party would,
+// the device CA's CRL entry and OCSP answer for cert.
+func deviceRevocation(t *testing.T, srv *testserver.Server, cert *x509.Certificate) (crlReason int, listed bool, ocspStatus int) {
+	t.Helper()
+	hc := newAPIClient(t, srv).hc
+	resp, err := hc.Get(srv.URL() + devca.CRLPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatalf("device CRL: %v", err)
+	}
+	if err := crl.CheckSignatureFrom(srv.DeviceCA().Certificate()); err != nil {
+		t.Fatalf("device CRL signature: %v", err)
+	}
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
+			crlReason, listed = e.ReasonCode, true
+		}
+	}
+	req, err := ocsp.CreateRequest(cert, srv.DeviceCA().Certificate(), &ocsp.RequestOptions{Hash: crypto.SHA256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = hc.Post(srv.URL()+devca.OCSPPath, "application/ocsp-request", bytes.NewReader(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	r, err := ocsp.ParseResponseForCert(body, cert, srv.DeviceCA().Certificate())
+	if err != nil {
+		t.Fatalf("OCSP answer: %v", err)
+	}
+	return crlReason, listed, r.Status
+}
+
+// TestDeleteKeepsDeviceRevocations: deleting an account revokes its
+// telephony devices, and the revocations outlive the account: the
+// device CA's CRL still lists them and its OCSP responder still says
+// "revoked" (not "unknown"), for relying parties outside Conclave.
+func TestDeleteKeepsDeviceRevocations(t *testing.T) {
+	srv := openServerWith(t, func(c *config.Config) { c.SIPListen = "127.0.0.1:0" })
+	addAccount(t, srv, "root", perm.Administrator)
+	addAccount(t, srv, "mia")
+	phone := enrolPhone(t, srv, "mia")
+	if _, listed, status := deviceRevocation(t, srv, phone); listed || status != ocsp.Good {
+		t.Fatalf("before: listed %v, OCSP %d", listed, status)
+	}
+	_, _, root := loginStatus(t, srv, "root", testPassword)
+	if st, body, _ := root.do("DELETE", "/api/users/mia", nil, true); st != http.StatusNoContent {
+		t.Fatalf("delete: %d %v", st, body)
+	}
+	reason, listed, status := deviceRevocation(t, srv, phone)
+	if !listed || reason != 9 || status != ocsp.Revoked {
+		t.Fatalf("after the account was deleted: CRL lists the phone %v (reason %d), OCSP status %d; want listed with reason 9 (privilege withdrawn) and revoked (%d)",
+			listed, reason, status, ocsp.Revoked)
 	}
 }
 

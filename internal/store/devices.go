@@ -24,6 +24,8 @@ type DeviceToken struct {
 type DeviceCert struct {
 	// Serial is the certificate's serial number in lower-case hexadecimal.
 	Serial string
+	// UserID is the account it was issued to; 0 once that account is
+	// deleted (the certificate stays, revoked, for the CRL and OCSP).
 	UserID int64
 	// AOR is the SIP address of record the certificate is bound to.
 	AOR string

@@ -162,6 +162,18 @@ func testDeviceStore(t *testing.T, eng *engineDB) {
 		t.Errorf("an expired revoked certificate is still listed: %+v", list)
 	}
 
+	// Deleting the account keeps its certificates, revoked, for the
+	// revocation list; their owner becomes 0.
+	if err := s.DeleteUser(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.DeviceCertBySerial(ctx, "0a1b"); err != nil || got.UserID != 0 || got.Reason != 4 {
+		t.Errorf("the certificate of a deleted account = %+v, %v; want it kept with UserID 0", got, err)
+	}
+	if list, err := s.RevokedDeviceCerts(ctx, t0.Add(2*time.Hour)); err != nil || len(list) != 1 {
+		t.Errorf("RevokedDeviceCerts after the account was deleted = %+v, %v", list, err)
+	}
+
 	for i, id := range []string{"call-1", "call-2"} {
 		if err := s.AddCDR(ctx, CDR{ID: id, StartedAt: t0.Add(time.Duration(i) * time.Minute), Sealed: []byte(id)}); err != nil {
 			t.Fatal(err)

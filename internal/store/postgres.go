@@ -202,6 +202,13 @@ var pgMigrations = []string{
 
 	// 8: the SIP digest secret of a device (its HA1 values).
 	`ALTER TABLE device_certs ADD COLUMN digest_ha1 TEXT NOT NULL DEFAULT '';`,
+
+	// 9: device certificates outlive their account (user_id set to NULL),
+	// for the device CA's CRL and OCSP responder.
+	`ALTER TABLE device_certs ALTER COLUMN user_id DROP NOT NULL;
+	ALTER TABLE device_certs DROP CONSTRAINT device_certs_user_id_fkey;
+	ALTER TABLE device_certs ADD CONSTRAINT device_certs_user_id_fkey
+		FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE SET NULL;`,
 }
 
 // IsPostgresURL reports whether database names a PostgreSQL server (a

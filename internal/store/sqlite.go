@@ -211,6 +211,31 @@ var migrations = []string{
 	// 8: the SIP digest secret of a device (its HA1 values), for the
 	// optional second factor (docs/sip.md).
 	`ALTER TABLE device_certs ADD COLUMN digest_ha1 TEXT NOT NULL DEFAULT '';`,
+
+	// 9: device certificates outlive their account, so that the device
+	// CA's CRL and OCSP responder keep telling the revocation of a
+	// deleted account's devices: user_id is set to NULL instead of the
+	// row being deleted. SQLite cannot change a foreign key in place,
+	// so the table is rebuilt (nothing references it).
+	`CREATE TABLE device_certs_v9 (
+		serial      TEXT    PRIMARY KEY,
+		user_id     INTEGER REFERENCES users (id) ON DELETE SET NULL,
+		aor         TEXT    NOT NULL,
+		fingerprint TEXT    NOT NULL,
+		key_type    TEXT    NOT NULL,
+		issued_at   INTEGER NOT NULL,
+		not_after   INTEGER NOT NULL,
+		revoked_at  INTEGER,
+		reason      INTEGER NOT NULL DEFAULT 0,
+		der         BLOB    NOT NULL,
+		digest_ha1  TEXT    NOT NULL DEFAULT ''
+	);
+	INSERT INTO device_certs_v9 (serial, user_id, aor, fingerprint, key_type, issued_at, not_after, revoked_at, reason, der, digest_ha1)
+		SELECT serial, user_id, aor, fingerprint, key_type, issued_at, not_after, revoked_at, reason, der, digest_ha1 FROM device_certs;
+	DROP TABLE device_certs;
+	ALTER TABLE device_certs_v9 RENAME TO device_certs;
+	CREATE INDEX device_certs_user_id ON device_certs (user_id);
+	CREATE INDEX device_certs_revoked ON device_certs (revoked_at);`,
 }
 
 // DB is the Store on a SQL database: an embedded SQLite file (OpenSQLite,

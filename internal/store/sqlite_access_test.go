@@ -21,6 +21,54 @@ func TestMigrationFromV1(t *testing.T) {
 	}
 }
 
+// A database of schema version 8 keeps its device certificates through
+// migration 9, which makes them outlive their account.
+func TestMigrationKeepsDeviceCerts(t *testing.T) {
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			dsn := newDatabase(t, engine)
+			driver, raw, list, yes := "sqlite", dsn+"?_pragma=foreign_keys(1)", migrations, "1"
+			if engine == "postgres" {
+				driver, raw, list, yes = "pgx", dsn, pgMigrations, "TRUE"
+			}
+			db, err := sql.Open(driver, raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			qs := []string{`CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`}
+			for v := 1; v <= 8; v++ {
+				qs = append(qs, list[v-1], fmt.Sprintf(`INSERT INTO schema_migrations (version, applied_at) VALUES (%d, 1)`, v))
+			}
+			qs = append(qs,
+				`INSERT INTO users (username, display_name, password_hash, role, enabled, created_at) VALUES ('dave', 'Dave', 'h', 'user', `+yes+`, 1)`,
+				`INSERT INTO device_certs (serial, user_id, aor, fingerprint, key_type, issued_at, not_after, revoked_at, reason, der, digest_ha1)
+					VALUES ('0a1b', 1, 'sip:dave@example.org', 'ab', 'ECDSA P-256', 1, 2, 3, 1, '\x30', 'MD5:00')`)
+			for _, q := range qs {
+				if _, err := db.ExecContext(ctx, q); err != nil {
+					t.Fatalf("set up v8: %v\n%s", err, q)
+				}
+			}
+			db.Close()
+			s, err := Open(dsn)
+			if err != nil {
+				t.Fatalf("Open on v8: %v", err)
+			}
+			defer s.Close()
+			c, err := s.DeviceCertBySerial(ctx, "0a1b")
+			if err != nil || c.UserID != 1 || c.Reason != 1 || c.DigestHA1 != "MD5:00" || !c.RevokedAt.Equal(fromNanos(3)) {
+				t.Fatalf("migrated certificate = %+v, %v", c, err)
+			}
+			if err := s.DeleteUser(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+			if c, err := s.DeviceCertBySerial(ctx, "0a1b"); err != nil || c.UserID != 0 {
+				t.Fatalf("after the account was deleted: %+v, %v", c, err)
+			}
+		})
+	}
+}
+
 func testMigrationFromV1(t *testing.T, engine string) {
 	ctx := context.Background()
 	dsn := newDatabase(t, engine)

@@ -70,7 +70,8 @@ func (s *DB) SetUserRoles(ctx context.Context, id int64, roles []string) error {
 }
 
 // DeleteUser implements Store. Foreign keys cascade to sessions, password
-// history, roles and memberships, and clear room owners.
+// history, roles, memberships and device tokens, and clear room owners
+// and the owner of device certificates (kept for the revocation list).
 func (s *DB) DeleteUser(ctx context.Context, id int64) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, id)
 	if err := checkOne(res, err); err != nil {

@@ -49,11 +49,12 @@ func scanDeviceCert(row interface{ Scan(...any) error }) (DeviceCert, error) {
 	var (
 		c                DeviceCert
 		issued, notAfter int64
-		revoked          sql.NullInt64
+		user, revoked    sql.NullInt64
 	)
-	if err := row.Scan(&c.Serial, &c.UserID, &c.AOR, &c.Fingerprint, &c.KeyType, &issued, &notAfter, &revoked, &c.Reason, &c.DER, &c.DigestHA1); err != nil {
+	if err := row.Scan(&c.Serial, &user, &c.AOR, &c.Fingerprint, &c.KeyType, &issued, &notAfter, &revoked, &c.Reason, &c.DER, &c.DigestHA1); err != nil {
 		return DeviceCert{}, mapErr(err)
 	}
+	c.UserID = user.Int64 // 0 once the account is deleted
 	c.IssuedAt, c.NotAfter, c.RevokedAt = fromNanos(issued), fromNanos(notAfter), fromNullNanos(revoked)
 	return c, nil
 }

@@ -434,7 +434,9 @@ type Store interface {
 	// RoleUser otherwise, in one transaction.
 	SetUserRoles(ctx context.Context, id int64, roles []string) error
 	// DeleteUser removes a user and, with it, its sessions, password
-	// history, roles and room memberships; rooms it owned lose their owner.
+	// history, roles and room memberships; rooms it owned lose their owner,
+	// and its device certificates their UserID (they stay, for the device
+	// CA's revocation list).
 	DeleteUser(ctx context.Context, id int64) error
 	// UpdateUserIdentity sets a user's display name, source and external
 	// ID, as a directory or single sign-on login finds them.
