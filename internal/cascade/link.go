@@ -177,6 +177,7 @@ func (l *link) readLoop() error {
 			if tap := l.mesh.cfg.Tap; tap != nil {
 				tap(l.peer, in.track, raw)
 			}
+			l.mesh.captureRelayed(l, raw)
 			in.track.WriteRTP(layer, raw)
 		case frameControl:
 			c, err := parseControl(payload)

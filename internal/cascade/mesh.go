@@ -20,6 +20,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"conclave/internal/conn"
@@ -77,6 +78,9 @@ type Mesh struct {
 	links  map[string]*link
 	urls   map[string]string // name -> HTTPS URL (from hellos)
 	closed bool
+
+	capMu    sync.Mutex                 // serialises changes of captures
+	captures atomic.Pointer[[]*capture] // Capture calls in progress (capture.go)
 }
 
 // Listen opens the node-to-node listener.

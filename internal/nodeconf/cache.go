@@ -181,6 +181,7 @@ func (c *Cache) Watch(ctx context.Context, kv jetstream.KeyValue) error {
 				c.snap, c.have, c.synced = fresh, true, true
 				c.mu.Unlock()
 				initial = false
+				c.log.Info("cluster: configuration received", "revision", fresh.Revision, "rooms", len(fresh.Rooms))
 				c.saved()
 				continue
 			}

@@ -41,7 +41,7 @@ type cluster struct {
 	bus      *bus.Server // nil with an external NATS (--nats)
 	busURL   string
 	nc       *nats.Conn
-	pub      *nodeconf.Publisher
+	pub      atomic.Pointer[nodeconf.Publisher]
 	nodes    *nodeTable
 	org      nodeconf.Org
 	mesh     *cascade.Mesh // the management node's own meetings, linked to the nodes'
@@ -200,8 +200,9 @@ func (s *Server) startCluster(ctx context.Context) {
 				}
 				continue
 			}
-			c.pub = nodeconf.NewPublisher(s.store, c.ca.RevokedSerials, c.org, c.policy, kv, s.log)
-			go c.pub.Run(ctx)
+			pub := nodeconf.NewPublisher(s.store, c.ca.RevokedSerials, c.org, c.policy, kv, s.log)
+			c.pub.Store(pub)
+			go pub.Run(ctx)
 			for ctx.Err() == nil {
 				if err := spool.Consume(ctx, js, s.audit, s.log); err != nil && ctx.Err() == nil {
 					s.log.Warn("cluster: taking the nodes' audit entries failed; retrying", "err", err)
@@ -266,8 +267,10 @@ func (s *Server) NodeStatuses() []NodeState {
 // ConfigChanged publishes the configuration to the nodes now, rather
 // than at the next round (a room was created, changed or deleted).
 func (s *Server) ConfigChanged() {
-	if s.cl != nil && s.cl.pub != nil {
-		s.cl.pub.Changed()
+	if s.cl != nil {
+		if pub := s.cl.pub.Load(); pub != nil {
+			pub.Changed()
+		}
 	}
 }
 

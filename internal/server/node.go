@@ -67,6 +67,7 @@ type Node struct {
 	files    *files.Store
 	alarms   *alarm.Center
 	mesh     *cascade.Mesh
+	debug    *debugServer // nil unless --debug-listen
 	peers    *peerBook
 	nodes    *nodeTable    // the other nodes' latest status
 	load     atomic.Uint64 // this node's load (math.Float64bits)
@@ -207,6 +208,11 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		PINMinLength: auth.DefaultPINMinLen,
 		PeerOrigins:  func() []string { return meshOrigins(n.mesh) },
 	})
+	if cfg.DebugListen != "" {
+		if n.debug, err = startDebug(cfg.DebugListen, n.log, nil, relayCapture(n.mesh)); err != nil {
+			return nil, err
+		}
+	}
 	baseTLS := pki.ServerTLSConfig(n.tls.Certificate)
 	n.http = &http.Server{
 		Handler:           handler,
@@ -467,6 +473,9 @@ func (n *Node) closeParts() error {
 	var errs []error
 	if n.mesh != nil {
 		errs = append(errs, n.mesh.Close())
+	}
+	if n.debug != nil {
+		errs = append(errs, n.debug.Close())
 	}
 	if n.cancel == nil && n.listener != nil {
 		errs = append(errs, n.listener.Close())

@@ -271,8 +271,12 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if cfg.Auth.AdminListen != "" {
 		plane = web.PlaneMeeting
 	}
+	var webStore store.Store = st
+	if s.cl != nil {
+		webStore = configStore{Store: st, changed: s.ConfigChanged}
+	}
 	webCfg := web.Config{
-		Store:        st,
+		Store:        webStore,
 		Sessions:     auth.NewSessions(st, clk, auth.SessionConfig{Audit: s.audit}),
 		Accounts:     s.accounts,
 		Guard:        s.guard,
@@ -300,12 +304,19 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Ops:          opsWeb{s},
 		PeerOrigins:  s.peerOrigins,
 	}
+	if s.cl != nil {
+		webCfg.Cluster = clusterAdmin{s}
+	}
 	handler := web.New(ctx, webCfg)
 	if err := o.finish(ctx, s); err != nil {
 		return nil, err
 	}
 	if cfg.DebugListen != "" {
-		if s.debug, err = startDebug(cfg.DebugListen, log, metricsHandler(o.registry)); err != nil {
+		var extra []debugRoute
+		if s.cl != nil {
+			extra = append(extra, relayCapture(s.cl.mesh))
+		}
+		if s.debug, err = startDebug(cfg.DebugListen, log, metricsHandler(o.registry), extra...); err != nil {
 			return nil, err
 		}
 	}

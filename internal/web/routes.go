@@ -173,6 +173,7 @@ func (s *Server) Routes() []Route {
 		m("PUT", "/api/settings/certificate-login", perm.AuthSettingsManage, s.apiSetCert),
 	}
 	rows = append(rows, s.opsRoutes(m)...)
+	rows = append(rows, s.clusterRoutes(m)...)
 	return append(rows, s.sipRoutes(m)...)
 }
 

@@ -95,6 +95,10 @@ type Config struct {
 	// backups, certificates, metrics); nil leaves them out.
 	Ops Operations
 
+	// Cluster manages the cluster's nodes (docs/cluster.md); nil when the
+	// server is not a cluster's management node.
+	Cluster ClusterAdmin
+
 	// PeerOrigins returns the origins (https://host:port) of the
 	// cluster's other nodes: the meeting page may open their signaling
 	// WebSocket (a redirect, a failover), and they open this node's.
