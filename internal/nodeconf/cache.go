@@ -122,6 +122,13 @@ func (c *Cache) LogVerifierKey() string {
 	return c.snap.Org.LogKey
 }
 
+// Management is where the management node serves browsers.
+func (c *Cache) Management() Management {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.snap.Management
+}
+
 // Policy is the node selection policy.
 func (c *Cache) Policy() Policy {
 	c.mu.RLock()

@@ -30,7 +30,26 @@ const (
 	keyOrg = "org"
 	// keyPolicy holds the node selection policy.
 	keyPolicy = "policy"
+	// keyManagement holds where the management node serves browsers.
+	keyManagement = "management"
 )
+
+// Management is where the management node serves browsers: conference
+// nodes pass the E2EE transparency log's requests on to it.
+type Management struct {
+	URL string `json:"url"`
+	// CA is the certificate (DER) of the authority of its web
+	// certificate; nil when it is one the system trusts.
+	CA []byte `json:"ca,omitempty"`
+}
+
+// Published is what the management node publishes besides the store:
+// the organisation's key, the node selection policy, its own address.
+type Published struct {
+	Org        Org
+	Policy     Policy
+	Management Management
+}
 
 // Node selection policies (docs/cluster.md, "Which node").
 const (
@@ -151,7 +170,8 @@ type Snapshot struct {
 	Nodes    []Node          `json:"nodes"`
 	Revoked  []string        `json:"revoked"`
 	Org      Org             `json:"org"`
-	Policy   Policy          `json:"policy"`
+	Policy     Policy          `json:"policy"`
+	Management Management      `json:"management"`
 }
 
 // apply applies one entry of the bucket; deleted says it was deleted.
@@ -187,6 +207,13 @@ func (s *Snapshot) apply(key string, value []byte, deleted bool) error {
 		if !deleted {
 			if err := json.Unmarshal(value, &s.Revoked); err != nil {
 				return fmt.Errorf("revoked node certificates: %w", err)
+			}
+		}
+	case key == keyManagement:
+		s.Management = Management{}
+		if !deleted {
+			if err := json.Unmarshal(value, &s.Management); err != nil {
+				return fmt.Errorf("management node: %w", err)
 			}
 		}
 	case key == keyPolicy:

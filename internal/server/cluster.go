@@ -200,7 +200,11 @@ func (s *Server) startCluster(ctx context.Context) {
 				}
 				continue
 			}
-			pub := nodeconf.NewPublisher(s.store, c.ca.RevokedSerials, c.org, c.policy, kv, s.log)
+			more := nodeconf.Published{Org: c.org, Policy: c.policy, Management: nodeconf.Management{URL: s.url}}
+			if s.tls.CACert != nil {
+				more.Management.CA = s.tls.CACert.Raw
+			}
+			pub := nodeconf.NewPublisher(s.store, c.ca.RevokedSerials, more, kv, s.log)
 			c.pub.Store(pub)
 			go pub.Run(ctx)
 			for ctx.Err() == nil {

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -168,6 +169,24 @@ func TestConferenceNodeWithoutManagement(t *testing.T) {
 		return false
 	})
 
+	// The transparency log is the management node's: the node passes its
+	// requests on.
+	get := func(base string) (int, string) {
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		resp, err := hc.Get(base + "/api/e2ee/log/checkpoint")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	st, viaNode := get(node.URL())
+	_, direct := get(mgmt.URL())
+	if st != http.StatusOK || viaNode != direct {
+		t.Fatalf("log checkpoint through the node: %d %q, from management %q", st, viaNode, direct)
+	}
+
 	host := dialURL(t, node.URL())
 	if m := host.joinPIN("board", "Host", "246810"); m.Type != signal.TypeWelcome {
 		t.Fatalf("host PIN on the node: %+v", m)
@@ -208,6 +227,9 @@ func TestConferenceNodeWithoutManagement(t *testing.T) {
 	}
 	if node.Spooled() == 0 {
 		t.Fatal("the refusal during the outage is not spooled")
+	}
+	if st, body := get(node.URL()); st != http.StatusServiceUnavailable || !strings.Contains(body, "log-unavailable") {
+		t.Errorf("log checkpoint through the node without management: %d %s", st, body)
 	}
 
 	// The management node is back: the outage's refusal arrives in its

@@ -207,6 +207,7 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		Guard:        n.guard,
 		PINMinLength: auth.DefaultPINMinLen,
 		PeerOrigins:  func() []string { return meshOrigins(n.mesh) },
+		LogUpstream:  &logProxy{conf: n.conf},
 	})
 	if cfg.DebugListen != "" {
 		if n.debug, err = startDebug(cfg.DebugListen, n.log, nil, relayCapture(n.mesh)); err != nil {

@@ -199,6 +199,9 @@ func (s *Server) routes() {
 		}
 		s.mux.HandleFunc(rt.Pattern(), h)
 	}
+	if s.Plane == PlaneNode && s.LogUpstream != nil {
+		s.mux.Handle("/api/e2ee/log/", s.LogUpstream)
+	}
 	if s.Plane == PlaneAdmin {
 		s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/admin", http.StatusSeeOther)

@@ -98,6 +98,10 @@ type Config struct {
 	// Cluster manages the cluster's nodes (docs/cluster.md); nil when the
 	// server is not a cluster's management node.
 	Cluster ClusterAdmin
+	// LogUpstream, on a conference node (PlaneNode), answers the E2EE
+	// transparency log's requests (/api/e2ee/log/...) by passing them on
+	// to the management node, which keeps the log.
+	LogUpstream http.Handler
 
 	// PeerOrigins returns the origins (https://host:port) of the
 	// cluster's other nodes: the meeting page may open their signaling
