@@ -253,8 +253,8 @@ func nodeRun(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	have, _ := n.ConfigReady()
-	fmt.Fprintf(stdout, "Conference node %s is running.\n\n  Web client:  %s/\n  Media:       UDP %s\n  Bus:         %s\n",
-		n.Name(), n.URL(), n.MediaAddr(), cfg.Cluster.NATS)
+	fmt.Fprintf(stdout, "%s node %s is running.\n\n  Web client:  %s/\n  Media:       UDP %s\n  Bus:         %s\n",
+		strings.ToUpper(n.Role()[:1])+n.Role()[1:], n.Name(), n.URL(), n.MediaAddr(), cfg.Cluster.NATS)
 	if !have {
 		fmt.Fprintf(stdout, "\nIt has no configuration yet: it admits participants once it has reached the management node.\n")
 	}

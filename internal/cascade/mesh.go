@@ -43,6 +43,11 @@ type Config struct {
 	// Name is this node's name (its certificate's); URL its HTTPS base
 	// URL for browsers, told to the other nodes.
 	Name, URL string
+	// Edge says this node is an edge node (in a DMZ): it dials every
+	// internal node itself, and no internal node dials it, so that the
+	// internal nodes need accept nothing from outside but the edges'
+	// links.
+	Edge bool
 	// Listen is the node-to-node listener's address.
 	Listen string
 	// Cert returns the node's current certificate.
@@ -77,6 +82,7 @@ type Mesh struct {
 	dials  map[string]context.CancelFunc
 	links  map[string]*link
 	urls   map[string]string // name -> HTTPS URL (from hellos)
+	roles  map[string]string // name -> role (from certificates)
 	closed bool
 
 	capMu    sync.Mutex                 // serialises changes of captures
@@ -89,38 +95,70 @@ func Listen(cfg Config) (*Mesh, error) {
 		cfg.Log = slog.Default()
 	}
 	tr := cfg.Trust
-	tr.Roles = []string{nodeca.RoleConference, nodeca.RoleManagement}
+	tr.Roles = []string{nodeca.RoleConference, nodeca.RoleManagement, nodeca.RoleEdge}
 	cfg.Trust = tr
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("node-to-node listener on %s: %w", cfg.Listen, err)
+	var ln net.Listener
+	if cfg.Listen != "" {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("node-to-node listener on %s: %w", cfg.Listen, err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Mesh{cfg: cfg, log: cfg.Log, ln: ln, ctx: ctx, cancel: cancel,
 		server: nodeca.ServerConfig(cfg.Cert, tr, tls.RequireAndVerifyClientCert),
-		peers:  map[string]string{}, dials: map[string]context.CancelFunc{}, links: map[string]*link{}, urls: map[string]string{}}
-	m.wg.Add(1)
-	go m.accept()
+		peers:  map[string]string{}, dials: map[string]context.CancelFunc{}, links: map[string]*link{}, urls: map[string]string{},
+		roles: map[string]string{}}
+	if ln != nil {
+		m.wg.Add(1)
+		go m.accept()
+	}
 	return m, nil
 }
 
-// Addr is the listener's address.
-func (m *Mesh) Addr() net.Addr { return m.ln.Addr() }
+// Addr is the listener's address; nil for a node that only dials (an
+// edge node without --relay-listen).
+func (m *Mesh) Addr() net.Addr {
+	if m.ln == nil {
+		return nil
+	}
+	return m.ln.Addr()
+}
 
 // Self implements meeting.Federation.
 func (m *Mesh) Self() string { return m.cfg.Name }
 
-// SetPeers sets the other nodes' node-to-node addresses (name ->
-// host:port). This node dials those whose name sorts after its own, and
-// keeps dialling them while they are listed; the others dial it.
-func (m *Mesh) SetPeers(peers map[string]string) {
+// Peer is another node as the bus tells it.
+type Peer struct {
+	Addr string // node-to-node address, host:port ("" for an edge)
+	Edge bool
+}
+
+// dials reports whether this node dials peer: the node whose name sorts
+// first dials, except that an edge dials every internal node and no
+// internal node dials an edge.
+func (m *Mesh) dialsPeer(name string, edge bool) bool {
+	switch {
+	case m.cfg.Edge && !edge:
+		return true
+	case edge && !m.cfg.Edge:
+		return false
+	}
+	return name > m.cfg.Name
+}
+
+// SetPeers sets the other nodes (name -> peer). This node dials those
+// it should (dialsPeer), and keeps dialling them while they are listed;
+// the others dial it.
+func (m *Mesh) SetPeers(peers map[string]Peer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return
 	}
-	for name, addr := range peers {
-		if name == m.cfg.Name || name < m.cfg.Name {
+	for name, p := range peers {
+		addr := p.Addr
+		if name == m.cfg.Name || !m.dialsPeer(name, p.Edge) || addr == "" {
 			continue
 		}
 		if old, ok := m.peers[name]; ok && old == addr {
@@ -136,7 +174,7 @@ func (m *Mesh) SetPeers(peers map[string]string) {
 		go m.dial(ctx, name, addr)
 	}
 	for name := range m.peers {
-		if _, ok := peers[name]; !ok {
+		if p, ok := peers[name]; !ok || p.Addr == "" {
 			m.dials[name]()
 			delete(m.dials, name)
 			delete(m.peers, name)
@@ -144,13 +182,19 @@ func (m *Mesh) SetPeers(peers map[string]string) {
 	}
 }
 
-// Peers returns the nodes linked now and their HTTPS URLs.
-func (m *Mesh) Peers() map[string]string {
+// Linked is a node linked to this one.
+type Linked struct {
+	URL  string // its HTTPS base URL for browsers
+	Role string // from its certificate
+}
+
+// Peers returns the nodes linked now.
+func (m *Mesh) Peers() map[string]Linked {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := map[string]string{}
+	out := map[string]Linked{}
 	for name := range m.links {
-		out[name] = m.urls[name]
+		out[name] = Linked{URL: m.urls[name], Role: m.roles[name]}
 	}
 	return out
 }
@@ -173,7 +217,7 @@ func (m *Mesh) dial(ctx context.Context, name, addr string) {
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err == nil {
 			tc := c.(*tls.Conn)
-			peer, perr := peerName(tc)
+			peer, role, perr := peerIdentity(tc)
 			switch {
 			case perr != nil:
 				err = perr
@@ -184,7 +228,7 @@ func (m *Mesh) dial(ctx context.Context, name, addr string) {
 				tc.Close()
 			} else {
 				failing = false
-				m.serve(ctx, name, tc)
+				m.serve(ctx, name, role, tc)
 			}
 		}
 		if err != nil && !failing && ctx.Err() == nil {
@@ -224,32 +268,35 @@ func (m *Mesh) accept() {
 				tc.Close()
 				return
 			}
-			peer, err := peerName(tc)
-			if err == nil && peer >= m.cfg.Name {
+			peer, role, err := peerIdentity(tc)
+			if err == nil && m.dialsPeer(peer, role == nodeca.RoleEdge) {
 				err = fmt.Errorf("node %q must wait for this node to dial it", peer)
+			}
+			if err == nil && peer == m.cfg.Name {
+				err = fmt.Errorf("node %q is this node's own name", peer)
 			}
 			if err != nil {
 				m.log.Warn("cluster: node-to-node connection refused", "remote", c.RemoteAddr(), "err", err)
 				tc.Close()
 				return
 			}
-			m.serve(m.ctx, peer, tc)
+			m.serve(m.ctx, peer, role, tc)
 		}()
 	}
 }
 
-// peerName is the name in the peer's verified node certificate.
-func peerName(c *tls.Conn) (string, error) {
+// peerIdentity is the name and role in the peer's verified node
+// certificate.
+func peerIdentity(c *tls.Conn) (name, role string, err error) {
 	cs := c.ConnectionState()
 	if len(cs.VerifiedChains) == 0 {
-		return "", errors.New("the peer presented no node certificate")
+		return "", "", errors.New("the peer presented no node certificate")
 	}
-	name, _, err := nodeca.Identity(cs.VerifiedChains[0][0])
-	return name, err
+	return nodeca.Identity(cs.VerifiedChains[0][0])
 }
 
 // serve runs a link until it ends.
-func (m *Mesh) serve(ctx context.Context, peer string, c *tls.Conn) {
+func (m *Mesh) serve(ctx context.Context, peer, role string, c *tls.Conn) {
 	l := newLink(m, peer, c)
 	m.mu.Lock()
 	if m.closed {
@@ -259,6 +306,7 @@ func (m *Mesh) serve(ctx context.Context, peer string, c *tls.Conn) {
 	}
 	old := m.links[peer]
 	m.links[peer] = l
+	m.roles[peer] = role
 	m.mu.Unlock()
 	if old != nil {
 		old.close()
@@ -392,7 +440,10 @@ func (m *Mesh) Close() error {
 	}
 	m.mu.Unlock()
 	m.cancel()
-	err := m.ln.Close()
+	var err error
+	if m.ln != nil {
+		err = m.ln.Close()
+	}
 	for _, l := range links {
 		l.close()
 	}

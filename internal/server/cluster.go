@@ -323,9 +323,9 @@ func (s *Server) peerOrigins() []string {
 // meshOrigins are the HTTPS origins of the nodes linked to mesh.
 func meshOrigins(mesh *cascade.Mesh) []string {
 	var out []string
-	for _, url := range mesh.Peers() {
-		if url != "" {
-			out = append(out, url)
+	for _, p := range mesh.Peers() {
+		if p.URL != "" {
+			out = append(out, p.URL)
 		}
 	}
 	return out

@@ -57,8 +57,14 @@ func clusterMgmt(t *testing.T, dir string, busPort int) *server.Server {
 // it into a fresh data directory, which it returns.
 func enrolNode(t *testing.T, mgmt *server.Server, name string) string {
 	t.Helper()
+	return enrolRole(t, mgmt, name, nodeca.RoleConference)
+}
+
+// enrolRole is enrolNode with a role.
+func enrolRole(t *testing.T, mgmt *server.Server, name, role string) string {
+	t.Helper()
 	ctx := context.Background()
-	tok, err := mgmt.ClusterCA().NewToken(ctx, name, nodeca.RoleConference, "", "test", 0)
+	tok, err := mgmt.ClusterCA().NewToken(ctx, name, role, "", "test", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,10 +78,16 @@ func enrolNode(t *testing.T, mgmt *server.Server, name string) string {
 
 func startNode(t *testing.T, dir, busURL string) *server.Node {
 	t.Helper()
-	return startNodeWith(t, dir, busURL, server.NodeOptions{})
+	return startNodeWith(t, dir, busURL, nodeOpts{})
 }
 
-func startNodeWith(t *testing.T, dir, busURL string, opts server.NodeOptions) *server.Node {
+// nodeOpts are a test node's options.
+type nodeOpts struct {
+	server.NodeOptions
+	NoRelayListener bool // an edge node that only dials
+}
+
+func startNodeWith(t *testing.T, dir, busURL string, opts nodeOpts) *server.Node {
 	t.Helper()
 	cfg := config.Defaults()
 	cfg.DataDir = dir
@@ -85,7 +97,10 @@ func startNodeWith(t *testing.T, dir, busURL string, opts server.NodeOptions) *s
 	cfg.Hosts = []string{"127.0.0.1"}
 	cfg.Cluster.NATS = busURL
 	cfg.Cluster.RelayListen = "127.0.0.1:0"
-	n, err := server.OpenNode(cfg, testlog.Logger(t, slog.LevelInfo), opts)
+	if opts.NoRelayListener {
+		cfg.Cluster.RelayListen = ""
+	}
+	n, err := server.OpenNode(cfg, testlog.Logger(t, slog.LevelInfo), opts.NodeOptions)
 	if err != nil {
 		t.Fatalf("open conference node: %v", err)
 	}
@@ -289,7 +304,7 @@ func TestMeetingAcrossNodes(t *testing.T) {
 	bus := "tls://127.0.0.1:" + strconv.Itoa(busPort)
 	var onB relayCount
 	a := startNode(t, enrolNode(t, mgmt, "node-a"), bus)
-	b := startNodeWith(t, enrolNode(t, mgmt, "node-b"), bus, server.NodeOptions{RelayTap: onB.tap})
+	b := startNodeWith(t, enrolNode(t, mgmt, "node-b"), bus, nodeOpts{NodeOptions: server.NodeOptions{RelayTap: onB.tap}})
 	for _, n := range []*server.Node{a, b} {
 		wait.For(t, "the nodes to have the configuration", 20*time.Second, func() bool { have, cur := n.ConfigReady(); return have && cur })
 	}
@@ -543,5 +558,64 @@ func TestNodesAPI(t *testing.T) {
 	recs, _ := mgmt.AuditEvents(context.Background(), "node-removed")
 	if len(recs) != 1 || recs[0].Actor != "root" || recs[0].Target != "node-a" {
 		t.Errorf("audit of the removal: %+v", recs)
+	}
+}
+
+// TestEdgeNode: an edge node (in a DMZ) has no node-to-node listener: it
+// dials the internal node itself, whose name sorts first, and the
+// meeting spans them; the internal node does not send its participants
+// to the edge, nor the edge its participants inside.
+func TestEdgeNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	busPort := freePort(t)
+	mgmt := clusterMgmt(t, t.TempDir(), busPort)
+	defer mgmt.Close()
+	if _, err := mgmt.Store().CreateRoom(ctx, store.Room{Alias: "board", DisplayName: "Board"}); err != nil {
+		t.Fatal(err)
+	}
+	mgmt.ConfigChanged()
+	bus := "tls://127.0.0.1:" + strconv.Itoa(busPort)
+	inside := startNode(t, enrolNode(t, mgmt, "node-a"), bus)
+	edge := startNodeWith(t, enrolRole(t, mgmt, "dmz-1", nodeca.RoleEdge), bus, nodeOpts{NoRelayListener: true})
+	if edge.RelayAddr() != nil {
+		t.Fatalf("the edge node listens on %v", edge.RelayAddr())
+	}
+	wait.For(t, "the edge to link to the internal node", 20*time.Second, func() bool {
+		return slices.Contains(edge.Linked(), "node-a") && slices.Contains(inside.Linked(), "dmz-1")
+	})
+	for _, n := range []*server.Node{inside, edge} {
+		wait.For(t, "the configuration", 20*time.Second, func() bool { have, cur := n.ConfigReady(); return have && cur })
+	}
+	outsider, err := client.Dial(ctx, client.Options{URL: edge.URL() + "/r/board", Name: "Out", InsecureSkipVerify: true,
+		Camera: client.NewTestVideo()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outsider.Leave()
+	insider, err := client.Dial(ctx, client.Options{URL: inside.URL() + "/r/board", Name: "In", InsecureSkipVerify: true,
+		Camera: client.NewTestVideo()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer insider.Leave()
+	for _, c := range []struct {
+		s    *client.Session
+		from string
+	}{{outsider, "In"}, {insider, "Out"}} {
+		wait.For(t, c.from+"'s video across the edge", 30*time.Second, func() bool {
+			for _, st := range c.s.Stats() {
+				if st.Name == c.from && st.Source == "camera" && st.Frames > 10 {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if rep := inside.Status(0); rep.Participants != 1 {
+		t.Errorf("the internal node hosts %d participants, want its own one", rep.Participants)
+	}
+	if rep := edge.Status(0); rep.Participants != 1 || rep.Relay != "" {
+		t.Errorf("the edge: %+v", rep)
 	}
 }

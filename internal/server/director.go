@@ -9,6 +9,7 @@ import (
 
 	"conclave/internal/cascade"
 	"conclave/internal/config"
+	"conclave/internal/nodeca"
 	"conclave/internal/nodeconf"
 )
 
@@ -23,6 +24,10 @@ const overloaded = 0.85
 // the node they reached, and fall back to the linked nodes.
 type director struct {
 	self     string
+	// edge: this node is an edge node, whose participants come from
+	// outside: it directs them only to edge nodes; internal nodes never
+	// direct theirs to an edge.
+	edge     bool
 	selfURL  string
 	mesh     *cascade.Mesh
 	nodes    *nodeTable
@@ -56,12 +61,12 @@ func (d *director) candidates() []candidate {
 		}
 		out = append(out, c)
 	}
-	for name, url := range d.mesh.Peers() {
+	for name, p := range d.mesh.Peers() {
 		st, ok := statuses[name]
-		if !ok || !st.Up || st.Draining || url == "" {
+		if !ok || !st.Up || st.Draining || p.URL == "" || (p.Role == nodeca.RoleEdge) != d.edge {
 			continue
 		}
-		out = append(out, candidate{name: name, url: url, labels: st.Labels, load: st.Load, participants: st.Participants})
+		out = append(out, candidate{name: name, url: p.URL, labels: st.Labels, load: st.Load, participants: st.Participants})
 	}
 	return out
 }
@@ -122,9 +127,9 @@ func (d *director) Alternatives(alias string, hosting []string) []string {
 	for _, c := range cs {
 		known[c.name] = true
 	}
-	for name, url := range d.mesh.Peers() {
-		if !known[name] && url != "" {
-			cs = append(cs, candidate{name: name, url: url, load: 1})
+	for name, p := range d.mesh.Peers() {
+		if !known[name] && p.URL != "" && (p.Role == nodeca.RoleEdge) == d.edge {
+			cs = append(cs, candidate{name: name, url: p.URL, load: 1})
 		}
 	}
 	slices.SortFunc(cs, func(a, b candidate) int {

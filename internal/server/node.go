@@ -118,9 +118,10 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 	if err != nil {
 		return nil, err
 	}
-	if id.Role() != nodeca.RoleConference {
-		return nil, fmt.Errorf("this node is enrolled as a %s node; conclave node run runs conference nodes", id.Role())
+	if id.Role() != nodeca.RoleConference && id.Role() != nodeca.RoleEdge {
+		return nil, fmt.Errorf("this node is enrolled as a %s node; conclave node run runs conference and edge nodes", id.Role())
 	}
+	edge := id.Role() == nodeca.RoleEdge
 	clk := clock.Or(opts.Clock)
 	n := &Node{cfg: cfg, log: log.With("node", id.Name()), clock: clk, id: id, started: clk.Now().UTC()}
 	ok := false
@@ -175,7 +176,13 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		return nil, err
 	}
 	n.meetings.OnMeetingEnd(n.files.DeleteMeeting)
-	if n.mesh, err = cascade.Listen(cascade.Config{Name: id.Name(), URL: n.url, Listen: cfg.RelayAddr(),
+	relayListen := cfg.RelayAddr()
+	if edge {
+		// An edge dials the internal nodes; it listens only if told to
+		// (links between edge nodes).
+		relayListen = cfg.Cluster.RelayListen
+	}
+	if n.mesh, err = cascade.Listen(cascade.Config{Name: id.Name(), URL: n.url, Listen: relayListen, Edge: edge,
 		Cert: id.Certificate, Trust: nodeca.Trust{Roots: id.Roots(), Revoked: n.conf.Revoked},
 		Media: n.engine, Rooms: n.meetings, Log: n.log, Tap: opts.RelayTap}); err != nil {
 		return nil, err
@@ -185,7 +192,7 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		return nil, err
 	}
 	n.nodes = newNodeTable()
-	n.meetings.SetDirector(&director{self: id.Name(), selfURL: n.url, mesh: n.mesh, nodes: n.nodes,
+	n.meetings.SetDirector(&director{self: id.Name(), edge: edge, selfURL: n.url, mesh: n.mesh, nodes: n.nodes,
 		policy: n.conf.Policy, draining: n.draining.Load, load: func() float64 { return math.Float64frombits(n.load.Load()) },
 		now: clk.Now})
 
@@ -412,6 +419,9 @@ func (l *loadMeter) read() float64 {
 
 // Name is the node's name.
 func (n *Node) Name() string { return n.id.Name() }
+
+// Role is the node's role (conference or edge).
+func (n *Node) Role() string { return n.id.Role() }
 
 // URL is the node's HTTPS base URL.
 func (n *Node) URL() string { return n.url }

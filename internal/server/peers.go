@@ -11,6 +11,7 @@ import (
 
 	"conclave/internal/bus"
 	"conclave/internal/cascade"
+	"conclave/internal/nodeca"
 )
 
 // peersFile keeps, in a conference node's directory, the other nodes'
@@ -26,17 +27,17 @@ type peerBook struct {
 	mesh *cascade.Mesh
 
 	mu    sync.Mutex
-	addrs map[string]string
+	addrs map[string]cascade.Peer
 }
 
 func openPeerBook(path, self string, mesh *cascade.Mesh) (*peerBook, error) {
-	b := &peerBook{path: path, self: self, mesh: mesh, addrs: map[string]string{}}
+	b := &peerBook{path: path, self: self, mesh: mesh, addrs: map[string]cascade.Peer{}}
 	if path != "" {
 		data, err := os.ReadFile(path)
 		switch {
 		case err == nil:
 			if err := json.Unmarshal(data, &b.addrs); err != nil {
-				b.addrs = map[string]string{} // rebuilt from the bus
+				b.addrs = map[string]cascade.Peer{} // rebuilt from the bus
 			}
 		case !errors.Is(err, os.ErrNotExist):
 			return nil, err
@@ -48,16 +49,17 @@ func openPeerBook(path, self string, mesh *cascade.Mesh) (*peerBook, error) {
 
 // heard notes a node's status.
 func (b *peerBook) heard(st bus.Status) {
-	if st.Name == b.self || st.Relay == "" || st.Role == "edge" {
+	if st.Name == b.self {
 		return
 	}
+	p := cascade.Peer{Addr: st.Relay, Edge: st.Role == nodeca.RoleEdge}
 	b.mu.Lock()
-	if b.addrs[st.Name] == st.Relay {
+	if old, ok := b.addrs[st.Name]; ok && old == p {
 		b.mu.Unlock()
 		return
 	}
-	b.addrs[st.Name] = st.Relay
-	addrs := make(map[string]string, len(b.addrs))
+	b.addrs[st.Name] = p
+	addrs := make(map[string]cascade.Peer, len(b.addrs))
 	for k, v := range b.addrs {
 		addrs[k] = v
 	}
@@ -76,6 +78,9 @@ func (b *peerBook) heard(st bus.Status) {
 // relayAdvertise is the node-to-node address other nodes dial: the first
 // address the node certificate covers, with the listener's port.
 func relayAdvertise(leaf *x509.Certificate, ln net.Addr) string {
+	if ln == nil {
+		return ""
+	}
 	port := 0
 	if ta, ok := ln.(*net.TCPAddr); ok {
 		port = ta.Port
