@@ -165,11 +165,11 @@ type Node struct {
 // Snapshot is the whole configuration at one revision of the bucket.
 type Snapshot struct {
 	// Revision is the bucket's revision of the last change applied.
-	Revision uint64          `json:"revision"`
-	Rooms    map[string]Room `json:"rooms"` // by lower-case alias
-	Nodes    []Node          `json:"nodes"`
-	Revoked  []string        `json:"revoked"`
-	Org      Org             `json:"org"`
+	Revision   uint64          `json:"revision"`
+	Rooms      map[string]Room `json:"rooms"` // by lower-case alias
+	Nodes      []Node          `json:"nodes"`
+	Revoked    []string        `json:"revoked"`
+	Org        Org             `json:"org"`
 	Policy     Policy          `json:"policy"`
 	Management Management      `json:"management"`
 }

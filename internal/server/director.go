@@ -23,7 +23,7 @@ const overloaded = 0.85
 // draining. With the bus down, no status is fresh: participants stay on
 // the node they reached, and fall back to the linked nodes.
 type director struct {
-	self     string
+	self string
 	// edge: this node is an edge node, whose participants come from
 	// outside: it directs them only to edge nodes; internal nodes never
 	// direct theirs to an edge.

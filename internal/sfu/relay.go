@@ -63,7 +63,7 @@ func relayTrack(up *UpTrack) conn.RelayTrack {
 // AddTrack starts relaying t; every layer crosses until the other node
 // says what it needs.
 func (s *RelaySender) AddTrack(t conn.UpTrack, _ conn.TrackOptions) error {
-	up, ok := asUpTrack(t)
+	up, ok := ownTrack(t)
 	if !ok {
 		return fmt.Errorf("relay track %s: not a track of this media engine (%T)", t.ID(), t)
 	}
@@ -85,7 +85,7 @@ func (s *RelaySender) AddTrack(t conn.UpTrack, _ conn.TrackOptions) error {
 
 // RemoveTrack stops relaying t.
 func (s *RelaySender) RemoveTrack(t conn.UpTrack) {
-	up, ok := asUpTrack(t)
+	up, ok := ownTrack(t)
 	if !ok {
 		return
 	}
@@ -280,15 +280,3 @@ func (r relayedTrack) WriteRTP(layer int, raw []byte) {
 func (r relayedTrack) End() { r.end() }
 
 var _ conn.RelayEngine = (*Engine)(nil)
-
-// asUpTrack returns the up track of this engine behind t: a publisher's,
-// or one relayed from another node.
-func asUpTrack(t conn.UpTrack) (*UpTrack, bool) {
-	switch u := t.(type) {
-	case *UpTrack:
-		return u, true
-	case relayedTrack:
-		return u.UpTrack, true
-	}
-	return nil, false
-}
