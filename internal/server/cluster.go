@@ -317,16 +317,27 @@ func (s *Server) peerOrigins() []string {
 	if s.cl == nil {
 		return nil
 	}
-	return meshOrigins(s.cl.mesh)
+	return clusterOrigins(s.cl.mesh, s.cl.nodes, s.clock.Now())
 }
 
-// meshOrigins are the HTTPS origins of the nodes linked to mesh.
-func meshOrigins(mesh *cascade.Mesh) []string {
+// clusterOrigins are the HTTPS origins of the other nodes: those linked
+// now, and every node heard on the bus since the start, down ones
+// included — a page from a node that died opens its WebSocket to another
+// node.
+func clusterOrigins(mesh *cascade.Mesh, nodes *nodeTable, now time.Time) []string {
+	seen := map[string]bool{}
 	var out []string
-	for _, p := range mesh.Peers() {
-		if p.URL != "" {
-			out = append(out, p.URL)
+	add := func(u string) {
+		if u != "" && !seen[u] {
+			seen[u] = true
+			out = append(out, u)
 		}
+	}
+	for _, p := range mesh.Peers() {
+		add(p.URL)
+	}
+	for _, st := range nodes.list(now) {
+		add(st.URL)
 	}
 	return out
 }

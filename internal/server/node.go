@@ -213,7 +213,7 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		Org:          n.conf,
 		Guard:        n.guard,
 		PINMinLength: auth.DefaultPINMinLen,
-		PeerOrigins:  func() []string { return meshOrigins(n.mesh) },
+		PeerOrigins:  func() []string { return clusterOrigins(n.mesh, n.nodes, n.clock.Now()) },
 		LogUpstream:  &logProxy{conf: n.conf},
 	})
 	if cfg.DebugListen != "" {
