@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,10 +20,12 @@ import (
 	"github.com/pion/rtp"
 	"golang.org/x/image/vp8"
 
+	"conclave/internal/audit"
 	"conclave/internal/codecs"
 	"conclave/internal/e2ee"
 	"conclave/internal/testutil/browser"
 	"conclave/internal/testutil/netns"
+	"conclave/internal/testutil/pgtest"
 	"conclave/internal/testutil/wait"
 )
 
@@ -162,9 +165,12 @@ func TestCluster(t *testing.T) {
 	lan := netns.NewLAN(t, "mgmt", "a", "b", "clients")
 	m, a, b := lan.Addr("mgmt"), lan.Addr("a"), lan.Addr("b")
 	mdata := t.TempDir()
-	run(t, lan, "", bin, "admin", "create-room", "-data", mdata, "-alias", "board", "-name", "Board", "-access", "pin",
+	// The management store is PostgreSQL (Debian's, started by the test;
+	// its Unix socket is reached from the management node's namespace).
+	db := pgtest.NewDatabase(t)
+	run(t, lan, "", bin, "admin", "create-room", "-data", mdata, "-database", db, "-alias", "board", "-name", "Board", "-access", "pin",
 		"-host-pin", vaultHostPIN, "-guest-pin", vaultGuestPIN)
-	serveArgs := []string{"serve", "--data", mdata, "--listen", m + ":8443", "--media-udp", m + ":8443", "--media-tcp", "",
+	serveArgs := []string{"serve", "--data", mdata, "--database", db, "--listen", m + ":8443", "--media-udp", m + ":8443", "--media-tcp", "",
 		"--host", m, "--cluster-listen", m + ":8445", "--sip-listen", "", "--log-level", "info"}
 	mgmt := startProc(t, lan, "mgmt", "management", bin, serveArgs...)
 	mgmt.waitLog("Conclave is running", 60*time.Second)
@@ -172,7 +178,7 @@ func TestCluster(t *testing.T) {
 	nodes := map[string]*proc{}
 	nodeData := map[string]string{}
 	for _, n := range []struct{ name, host string }{{"node-a", "a"}, {"node-b", "b"}} {
-		out := run(t, lan, "", bin, "cluster", "add-node", "-data", mdata, "-name", n.name, "-management", m+":8445")
+		out := run(t, lan, "", bin, "cluster", "add-node", "-data", mdata, "-database", db, "-name", n.name, "-management", m+":8445")
 		sub := enrolRE.FindStringSubmatch(out)
 		if sub == nil {
 			t.Fatalf("add-node printed no enrolment command:\n%s", out)
@@ -202,6 +208,10 @@ func TestCluster(t *testing.T) {
 	ann.inMeeting(30 * time.Second)
 	bob := knock(t, br, urlB, "board", "Bob", vaultGuestPIN)
 	bob.inMeeting(30 * time.Second)
+	// What crosses from A to B while Cat joins on B (her first frames of
+	// Ann's video are key frames, asked for across the link) is captured
+	// on B.
+	captured := startRelayCapture(t, lan, "b", 12)
 	cat := knock(t, br, urlB, "board", "Cat", vaultGuestPIN)
 	cat.inMeeting(30 * time.Second)
 
@@ -212,9 +222,8 @@ func TestCluster(t *testing.T) {
 	ann.waitMedia(cat, "camera", true)
 	bob.waitMedia(cat, "camera", true)
 
-	// What crosses from A to B is end-to-end encrypted.
-	frames := relayKeyFrames(t, lan, "b")
-	checkUndecodable(t, frames)
+	// What crossed from A to B is end-to-end encrypted.
+	checkUndecodable(t, relayKeyFrames(t, <-captured))
 
 	// Management down: admission and the meeting go on.
 	mgmt.stop(syscall.SIGTERM)
@@ -231,8 +240,18 @@ func TestCluster(t *testing.T) {
 	mgmt = startProc(t, lan, "mgmt", "management (again)", bin, serveArgs...)
 	mgmt.waitLog("Conclave is running", 60*time.Second)
 	wait.For(t, "node B's refusal of the outage in the management node's audit log", 60*time.Second, func() bool {
-		out := run(t, lan, "", bin, "audit", "export", "-data", mdata, "-format", "json", "-action", "pin-failed")
-		return strings.Contains(out, `"node":"node-b"`) && strings.Contains(out, `"room":"board"`)
+		out := run(t, lan, "", bin, "audit", "export", "-data", mdata, "-database", db, "-format", "json", "-action", "pin-failed")
+		var recs []audit.FileRecord
+		if err := json.Unmarshal([]byte(out), &recs); err != nil {
+			t.Fatalf("audit export: %v\n%s", err, out)
+		}
+		for _, r := range recs {
+			if r.Details["node"] == "node-b" && r.Details["room"] == "board" && r.Source == lan.Addr("clients") {
+				t.Logf("in the management node's audit log: %s %s %s from %s, node %s", r.Time.Format(time.RFC3339), r.Action, r.Target, r.Source, r.Details["node"])
+				return true
+			}
+		}
+		return false
 	})
 
 	// Node loss. Ann, host on A, locks the room; A is killed.
@@ -268,47 +287,54 @@ func TestCluster(t *testing.T) {
 	fay.WaitJS(t, "Fay: in the lobby", `!document.querySelector('#screen-waiting').hidden`, 15*time.Second)
 }
 
-// relayKeyFrames captures, on host's node, what the other nodes relay to
-// it for a few seconds (GET /debug/relay-capture, a pcap) and rebuilds
-// the VP8 key frames in it.
-func relayKeyFrames(t *testing.T, lan *netns.LAN, host string) [][]byte {
+// startRelayCapture captures on host's node, for the given seconds, what
+// the other nodes relay to it (GET /debug/relay-capture, a pcap); the
+// capture arrives on the channel.
+func startRelayCapture(t *testing.T, lan *netns.LAN, host string, seconds int) <-chan []byte {
 	t.Helper()
-	hc := &http.Client{Transport: &http.Transport{DialContext: lan.DialContext(host)}, Timeout: 30 * time.Second}
-	var frames [][]byte
-	for attempt := 0; attempt < 4 && len(frames) < 2; attempt++ {
-		resp, err := hc.Get("http://127.0.0.1:6060/debug/relay-capture?seconds=4")
-		if err != nil {
-			t.Fatalf("relay capture on %s: %v", host, err)
-		}
-		data, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("relay capture on %s: %s %v", host, resp.Status, err)
-		}
-		pkts := parsePcapRTP(t, data)
-		// The video streams: those whose packets start VP8 key frames
-		// (their 10 bytes of clear header hold VP8's start code).
-		video := map[uint32]bool{}
-		for _, p := range pkts {
-			var d codecs.VP8
-			if d.Unmarshal(p.Payload) == nil && d.Start && d.Partition == 0 {
-				if body := p.Payload[d.HeaderSize:]; len(body) >= 10 && body[0]&1 == 0 && bytes.Equal(body[3:6], []byte{0x9d, 0x01, 0x2a}) {
-					video[p.SSRC] = true
-				}
-			}
-		}
-		k := &keyFrameTap{}
-		k.watch("relayed")
-		for _, p := range pkts {
-			if video[p.SSRC] {
-				k.Packet("relayed", "camera", "video/VP8", p)
-			}
-		}
-		frames = append(frames, k.keyFrames()...)
-		t.Logf("relay capture on %s: %d RTP packets, %d VP8 key frames", host, len(pkts), len(k.keyFrames()))
+	out := make(chan []byte, 1)
+	hc := &http.Client{Transport: &http.Transport{DialContext: lan.DialContext(host)}, Timeout: time.Duration(seconds+20) * time.Second}
+	resp, err := hc.Get(fmt.Sprintf("http://127.0.0.1:6060/debug/relay-capture?seconds=%d", seconds))
+	if err != nil {
+		t.Fatalf("relay capture on %s: %v", host, err)
 	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("relay capture on %s: %s", host, resp.Status)
+	}
+	go func() {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		out <- data
+	}()
+	return out
+}
+
+// relayKeyFrames rebuilds the VP8 key frames of a relay capture.
+func relayKeyFrames(t *testing.T, data []byte) [][]byte {
+	t.Helper()
+	pkts := parsePcapRTP(t, data)
+	// The video streams: those whose packets start VP8 key frames (their
+	// 10 bytes of clear header hold VP8's start code).
+	video := map[uint32]bool{}
+	for _, p := range pkts {
+		var d codecs.VP8
+		if d.Unmarshal(p.Payload) == nil && d.Start && d.Partition == 0 {
+			if body := p.Payload[d.HeaderSize:]; len(body) >= 10 && body[0]&1 == 0 && bytes.Equal(body[3:6], []byte{0x9d, 0x01, 0x2a}) {
+				video[p.SSRC] = true
+			}
+		}
+	}
+	k := &keyFrameTap{}
+	k.watch("relayed")
+	for _, p := range pkts {
+		if video[p.SSRC] {
+			k.Packet("relayed", "camera", "video/VP8", p)
+		}
+	}
+	frames := k.keyFrames()
+	t.Logf("relay capture: %d RTP packets, %d VP8 key frames", len(pkts), len(frames))
 	if len(frames) == 0 {
-		t.Fatal("no VP8 key frame crossed the node-to-node link in the captures")
+		t.Fatal("no VP8 key frame crossed the node-to-node link in the capture")
 	}
 	return frames
 }
