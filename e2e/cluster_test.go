@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -79,14 +80,34 @@ func startProc(t *testing.T, lan *netns.LAN, host, name, bin string, args ...str
 	w := io.MultiWriter(p.out, levelFilter{prefixWriter{t: t, prefix: name + ": "}})
 	p.cmd.Stdout, p.cmd.Stderr = w, w
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
+	// The parent-death signal fires when the thread that started the
+	// process ends, not the test process: a goroutine locked to its thread
+	// that ends (netns.LAN.DialContext's) would kill a node started from
+	// that thread. So the process is started from a thread of its own,
+	// held until the process ends.
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		if err := p.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		p.cmd.Wait()
 		close(p.done)
 	}()
-	t.Cleanup(func() { p.stop(syscall.SIGTERM) })
+	if err := <-started; err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		p.stop(syscall.SIGTERM)
+		if t.Failed() {
+			// What the level filter left out (a panic's trace, the info
+			// lines) shows what the process did last.
+			lines := strings.Split(strings.TrimRight(p.out.String(), "\n"), "\n")
+			t.Logf("%s: the last lines of its output:\n%s", name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
+	})
 	return p
 }
 
