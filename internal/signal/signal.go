@@ -79,6 +79,7 @@ const (
 	TypeNotice             = "notice"
 	TypeLayers             = "layers"
 	TypeSpeaker            = "speaker"
+	TypeICEServers         = "ice-servers"
 	// TypeRedirect sends the client to another node of the cluster
 	// (URL; Reason "node-selection" or "draining"): it joins there, with
 	// its resume token if it has one (docs/protocol.md, "Nodes").
@@ -256,7 +257,8 @@ type Message struct {
 	UploadToken  string        `json:"uploadToken,omitempty"` // authorises file uploads and downloads
 	Self         *Participant  `json:"self,omitempty"`
 	Participants []Participant `json:"participants,omitempty"`
-	ICEServers   []ICEServer   `json:"iceServers,omitempty"`
+	ICEServers   []ICEServer   `json:"iceServers,omitempty"` // also ice-servers
+	ICEPolicy    string        `json:"iceTransportPolicy,omitempty"`
 	RoomInfo     *RoomInfo     `json:"roomInfo,omitempty"`
 	Resumed      bool          `json:"resumed,omitempty"`
 	// Nodes are the base URLs of the cluster's other nodes, by
@@ -375,7 +377,7 @@ func (m *Message) Validate() error {
 		return err
 	}
 	// Fields that only the server sends are never accepted from a client.
-	if m.Self != nil || m.Participants != nil || m.ICEServers != nil || m.RoomInfo != nil ||
+	if m.Self != nil || m.Participants != nil || m.ICEServers != nil || m.ICEPolicy != "" || m.RoomInfo != nil ||
 		m.Resumed || m.Participant != nil || m.Code != "" || m.Text != "" || m.Fatal ||
 		m.Reason != "" || m.RefType != "" || m.From != "" || m.By != "" || m.RoomState != nil || m.Wait != "" ||
 		m.Meeting != "" || m.UploadToken != "" || m.Mid != "" || m.Active != nil || m.Nodes != nil || m.URL != "" {
