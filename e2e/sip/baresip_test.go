@@ -68,7 +68,11 @@ func startPhone(t *testing.T, pc phoneConfig) *phone {
 	}
 	cert := write("cert.pem", pc.certPEM)
 	ca := write("ca.pem", pc.caPEM)
-	tone := write("tone.wav", toneWAV(pc.toneHz, 8000, 30*time.Second))
+	srate := 8000
+	if strings.Contains(strings.ToLower(pc.codecs), "opus") {
+		srate = 48000
+	}
+	tone := write("tone.wav", toneWAV(pc.toneHz, srate, 30*time.Second))
 	ctrlPort := freeTCPPort(t)
 	codecs := pc.codecs
 	if codecs == "" {
@@ -82,13 +86,14 @@ sip_trans_def tls
 audio_player alsa,null
 audio_source aufile,%s
 audio_alert alsa,null
-audio_srate 8000
+audio_srate %d
 audio_channels 1
 rtp_tos 0
 rtcp_mux no
 jitter_buffer_delay 1-10
 module_path /usr/lib/baresip/modules
 module g711.so
+module opus.so
 module aufile.so
 module alsa.so
 module sndfile.so
@@ -99,7 +104,7 @@ module_app menu.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen 127.0.0.1:%d
 snd_path %s
-`, freeTCPPort(t), cert, ca, tone, ctrlPort, sink)
+`, freeTCPPort(t), cert, ca, tone, srate, ctrlPort, sink)
 	write("config", []byte(config))
 	pass := pc.authPass
 	if pass == "" {
