@@ -270,6 +270,7 @@ func (e *Edge) dialIn(req *sip.Request, tx sip.ServerTransaction, id devca.Ident
 		c.rec.Status = sip.StatusOK
 		c.rec.Answered = e.clock.Now().UTC()
 		e.putCDR(c.record())
+		leg.connect()
 		return true
 	}
 	var pins chan string

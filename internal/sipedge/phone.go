@@ -150,8 +150,8 @@ func (l *phoneLeg) expect(k int, ap netip.AddrPort) {
 	}
 }
 
-// start reads the sockets and runs the DTLS handshake in the background;
-// handlers get the telephone's media once it is up.
+// start reads the sockets; handlers get the telephone's media once the
+// handshake (connect) is done.
 func (l *phoneLeg) start(onOpus func([]byte, uint32), onTone func(uint32, []byte)) {
 	l.onOpus, l.onTone = onOpus, onTone
 	l.wg.Add(1)
@@ -160,8 +160,11 @@ func (l *phoneLeg) start(onOpus func([]byte, uint32), onTone func(uint32, []byte
 		l.wg.Add(1)
 		go l.read(l.rtcpSock, 1)
 	}
-	go l.handshake()
 }
+
+// connect runs the DTLS handshake in the background, once the telephone
+// has the answer (it bounds the handshake's time).
+func (l *phoneLeg) connect() { go l.handshake() }
 
 // waitReady waits for the DTLS handshake.
 func (l *phoneLeg) waitReady(ctx context.Context) error {
