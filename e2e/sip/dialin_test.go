@@ -126,8 +126,9 @@ func TestDialInToAMeetingWithTheHostsConsent(t *testing.T) {
 
 	// With consent, PIN on the keypad.
 	phone.command("dial", "sip:board@"+domain)
-	phone.waitEvent(30*time.Second, "CALL_ESTABLISHED")
-	wait.For(t, "the telephone's media to come up", 10*time.Second, func() bool { return len(srv.SIP().ActiveCalls()) == 1 })
+	// Keys are typed once the call is answered and its media secured
+	// (DTLS-SRTP), as a person would when the line opens.
+	phone.waitEvents(30*time.Second, "CALL_ESTABLISHED", "CALL_MENC")
 	phone.command("sndcode", boardGuestPIN+"#")
 	answerKnock(t, host, "admit")
 	host.WaitJS(t, "Hana: the meeting is not end-to-end while the telephone is in it",

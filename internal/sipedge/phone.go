@@ -85,8 +85,9 @@ type phoneLeg struct {
 	remoteFP       string // the telephone's, from its offer: "sha-256 AB:..."
 	dtlsClient     bool   // the edge opens the handshake (the offer said setup:passive)
 
-	dtlsIn chan []byte // DTLS records from the telephone
-	dtls   *dtls.Conn
+	dtlsIn  chan []byte // DTLS records from the telephone
+	dtls    *dtls.Conn
+	timeout time.Duration // of the handshake
 
 	mu      sync.Mutex // the SRTP contexts (set once the handshake is done)
 	decrypt *srtp.Context
@@ -119,7 +120,7 @@ func newPhoneLeg(ip netip.Addr, ports PortRange, callerIP netip.Addr, mux bool) 
 		return nil, err
 	}
 	l := &phoneLeg{allowIP: callerIP.Unmap(), cert: cert, fingerprint: fp, dtlsIn: make(chan []byte, 64),
-		ready: make(chan struct{}), failed: make(chan struct{}), ssrc: mrand.Uint32(), seq: uint16(mrand.Uint32()),
+		ready: make(chan struct{}), failed: make(chan struct{}), ssrc: mrand.Uint32(), seq: uint16(mrand.Uint32()), timeout: dtlsHandshakeTimeout,
 		outBuf: make([]byte, 1500), encBuf: make([]byte, 1500)}
 	if l.rtpSock, err = listenRelay(ip, ports); err != nil {
 		return nil, err
@@ -207,7 +208,7 @@ func (l *phoneLeg) handshake() {
 			return nil
 		},
 	}
-	pc := &dtlsPacketConn{l: l}
+	pc := newDTLSPacketConn(l)
 	remote := net.UDPAddrFromAddrPort(l.peerOr(0))
 	var conn *dtls.Conn
 	var err error
@@ -220,7 +221,7 @@ func (l *phoneLeg) handshake() {
 		l.fail(fmt.Errorf("DTLS: %w", err))
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), dtlsHandshakeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
 	if err := conn.HandshakeContext(ctx); err != nil {
 		conn.Close()
@@ -385,27 +386,49 @@ func (l *phoneLeg) close() {
 }
 
 // dtlsPacketConn gives the DTLS library the telephone's DTLS records and
-// sends its own to the telephone.
+// sends its own to the telephone. A new read deadline wakes a blocked
+// read, as the library expects of a net.PacketConn.
 type dtlsPacketConn struct {
-	l        *phoneLeg
-	deadline atomic.Pointer[time.Time]
+	l      *phoneLeg
+	closed chan struct{} // the DTLS connection ended: reads return
+	once   sync.Once
+
+	mu       sync.Mutex
+	deadline time.Time
+	changed  chan struct{} // closed and replaced when the deadline changes
+}
+
+func newDTLSPacketConn(l *phoneLeg) *dtlsPacketConn {
+	return &dtlsPacketConn{l: l, closed: make(chan struct{}), changed: make(chan struct{})}
 }
 
 func (c *dtlsPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	var timeout <-chan time.Time
-	if d := c.deadline.Load(); d != nil && !d.IsZero() {
-		t := time.NewTimer(time.Until(*d))
-		defer t.Stop()
-		timeout = t.C
-	}
-	select {
-	case b := <-c.l.dtlsIn:
-		n := copy(p, b)
-		return n, net.UDPAddrFromAddrPort(c.l.peerOr(0)), nil
-	case <-c.l.failed:
-		return 0, nil, net.ErrClosed
-	case <-timeout:
-		return 0, nil, errDeadline
+	for {
+		c.mu.Lock()
+		deadline, changed := c.deadline, c.changed
+		c.mu.Unlock()
+		var timeout <-chan time.Time
+		if !deadline.IsZero() {
+			d := time.Until(deadline)
+			if d <= 0 {
+				return 0, nil, errDeadline
+			}
+			t := time.NewTimer(d)
+			timeout = t.C
+			defer t.Stop()
+		}
+		select {
+		case b := <-c.l.dtlsIn:
+			n := copy(p, b)
+			return n, net.UDPAddrFromAddrPort(c.l.peerOr(0)), nil
+		case <-c.l.failed:
+			return 0, nil, net.ErrClosed
+		case <-c.closed:
+			return 0, nil, net.ErrClosed
+		case <-timeout:
+			return 0, nil, errDeadline
+		case <-changed:
+		}
 	}
 }
 
@@ -417,14 +440,19 @@ func (c *dtlsPacketConn) WriteTo(p []byte, _ net.Addr) (int, error) {
 	return c.l.rtpSock.WriteToUDPAddrPort(p, dst)
 }
 
-func (c *dtlsPacketConn) Close() error        { return nil }
-func (c *dtlsPacketConn) LocalAddr() net.Addr { return c.l.rtpSock.LocalAddr() }
-func (c *dtlsPacketConn) SetDeadline(t time.Time) error {
-	c.deadline.Store(&t)
+func (c *dtlsPacketConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
 	return nil
 }
+
+func (c *dtlsPacketConn) LocalAddr() net.Addr           { return c.l.rtpSock.LocalAddr() }
+func (c *dtlsPacketConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
 func (c *dtlsPacketConn) SetReadDeadline(t time.Time) error {
-	c.deadline.Store(&t)
+	c.mu.Lock()
+	c.deadline = t
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
 	return nil
 }
 func (c *dtlsPacketConn) SetWriteDeadline(time.Time) error { return nil }
