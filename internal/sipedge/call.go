@@ -207,7 +207,10 @@ func (e *Edge) handleInvite(req *sip.Request, tx sip.ServerTransaction, _ *devca
 		e.refuseCall(tx, req, src, id, req.Recipient.Host, sip.StatusForbidden, "Forbidden", "this server routes calls to "+e.cfg.Domain+" only", false)
 		return
 	}
-	target := "sip:" + strings.ToLower(req.Recipient.User) + "@" + strings.ToLower(e.cfg.Domain)
+	// A PIN dialled in the address (alias*PIN, dialin.go) stays out of
+	// the audit and the logs: the target is named without it.
+	alias, _ := splitDialIn(req.Recipient.User)
+	target := "sip:" + alias + "@" + strings.ToLower(e.cfg.Domain)
 	if target == id.AOR {
 		e.refuseCall(tx, req, src, id, target, sip.StatusForbidden, "Forbidden", "a device cannot call its own address", false)
 		return
@@ -225,7 +228,7 @@ func (e *Edge) handleInvite(req *sip.Request, tx sip.ServerTransaction, _ *devca
 		}
 	}
 	if len(bindings) == 0 {
-		code, reason, why := e.unreachable(strings.ToLower(req.Recipient.User), target)
+		code, reason, why := e.unreachable(alias, target)
 		e.refuseCall(tx, req, src, id, target, code, reason, why, false)
 		return
 	}
