@@ -194,6 +194,7 @@ func (l *upLayer) prepare(fp *framePacket, raw []byte, now int64) bool {
 		info.temporal = int8(info.vp8.TID)
 		if info.keyFrame {
 			st.keyFrames.Add(1)
+			l.keyFrameArrived()
 			if w, h, ok := codecs.VP8FrameSize(pkt.Payload[info.vp8.HeaderSize:]); ok {
 				st.width.Store(int32(w))
 				st.height.Store(int32(h))
@@ -224,6 +225,7 @@ func (l *upLayer) prepare(fp *framePacket, raw []byte, now int64) bool {
 		}
 		if info.keyFrame {
 			st.keyFrames.Add(1)
+			l.keyFrameArrived()
 		}
 	}
 	st.measure(len(raw), !info.padding, now)
@@ -246,6 +248,12 @@ func (l *upLayer) forward(pkts []framePacket) {
 	u := l.track
 	if len(pkts) > 1 {
 		evenOut(pkts)
+	}
+	// One reading of the clock for the fan-out's send times (the own
+	// send path's transport-cc bookkeeping), not one per copy.
+	sent := time.Now().UnixNano()
+	for i := range pkts {
+		pkts[i].info.sent = sent
 	}
 	for _, d := range *u.downs.Load() {
 		if len(pkts) == 1 {

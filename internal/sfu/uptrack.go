@@ -93,8 +93,10 @@ type upLayer struct {
 	ssrc   uint32
 	cache  *packetcache.Cache // nil for audio
 
-	lastKeyFrameRequest atomic.Int64 // unix nanoseconds
+	lastKeyFrameRequest atomic.Int64 // unix nanoseconds (the track's clock)
+	lastKeyFrame        atomic.Int64 // when a key frame last arrived, likewise
 	keyFrameDeferred    atomic.Bool
+	keyFrameRequests    atomic.Uint64 // sent to the publisher
 
 	single [1]framePacket // reused for every packet forwarded alone
 	vp9    codecs.VP9     // parsing scratch
