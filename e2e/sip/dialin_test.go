@@ -3,7 +3,6 @@ package sip_test
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"testing"
 	"time"
 
@@ -173,7 +172,9 @@ func TestDialInToAMeetingWithTheHostsConsent(t *testing.T) {
 			}
 		}
 		return false
-	}, func() string { return fmt.Sprintf("a key rotation after the telephone left (generations %v, before %v)", report.SendingSince, gen) })
+	}, func() string {
+		return fmt.Sprintf("a key rotation after the telephone left (generations %v, before %v)", report.SendingSince, gen)
+	})
 
 	// The telephone's sink holds the browser's audio.
 	s, rate := wavSamples(t, phone.receivedAudio())
@@ -205,6 +206,5 @@ func countDialIns(t *testing.T, srv *testserver.Server, status int) int {
 			n++
 		}
 	}
-	_ = strconv.Itoa
 	return n
 }
