@@ -118,3 +118,15 @@ func TestJoinPrinterWarnsOfAGateway(t *testing.T) {
 		t.Fatalf("not told the gateway is gone:\n%s", out.String())
 	}
 }
+
+// --relay takes a TURN transport or any, and refuses anything else.
+func TestJoinRelayFlag(t *testing.T) {
+	for _, v := range []string{"any", "udp", "tcp", "tls"} {
+		if f, err := parseJoinFlags([]string{"--relay", v, "https://127.0.0.1:1/r/x"}, io.Discard); err != nil || f.relay != v {
+			t.Errorf("--relay %s: %+v, %v", v, f, err)
+		}
+	}
+	if _, err := parseJoinFlags([]string{"--relay", "quic", "https://127.0.0.1:1/r/x"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--relay") {
+		t.Errorf("--relay quic: %v", err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"conclave/internal/client"
 	"conclave/internal/loadtest"
 )
 
@@ -58,6 +59,7 @@ type loadtestFlags struct {
 	ca, data                 string
 	insecure                 bool
 	logLevel                 string
+	relay                    string
 }
 
 func parseLoadtestFlags(args []string, stderr io.Writer) (*loadtestFlags, loadtest.Layout, error) {
@@ -89,6 +91,7 @@ func parseLoadtestFlags(args []string, stderr io.Writer) (*loadtestFlags, loadte
 	fs.StringVar(&f.ca, "ca", "", "with -url, trust the CA certificate(s) in this PEM file")
 	fs.StringVar(&f.data, "data", os.Getenv("CONCLAVE_DATA"), "with -url, the server's data directory: trust its <data>/tls/ca.crt (env CONCLAVE_DATA)")
 	fs.BoolVar(&f.insecure, "insecure", false, "with -url, accept any server certificate")
+	fs.StringVar(&f.relay, "relay", "", "send all media through the server's TURN relay: any, udp, tcp or tls (default: direct)")
 	fs.StringVar(&f.logLevel, "log-level", "error", "participants' log level: debug, info, warn or error (to standard error)")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
@@ -118,6 +121,8 @@ func parseLoadtestFlags(args []string, stderr io.Writer) (*loadtestFlags, loadte
 		return bad("-rooms must be at least 1")
 	case f.duration < time.Second:
 		return bad("-duration must be at least 1s")
+	case f.relay != "" && f.relay != loadtest.RelayAny && f.relay != client.RelayUDP && f.relay != client.RelayTCP && f.relay != client.RelayTLS:
+		return bad("-relay %q is not one of any, udp, tcp, tls", f.relay)
 	case (f.cpuProfile != "" || f.memProfile != "") && !f.local && f.serverDebug == "":
 		return bad("-cpuprofile and -memprofile need -local or -server-debug")
 	}
@@ -170,6 +175,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 		Warmup:          f.warmup,
 		ReadyTimeout:    f.ready,
 		JoinRate:        f.joinRate,
+		Relay:           f.relay,
 		Logger:          slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 		Progress:        progress,
 	}

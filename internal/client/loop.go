@@ -31,6 +31,8 @@ type loopState struct {
 	timers     map[string]*loopTimer
 	publishSeq int
 	playing    map[string]chan struct{} // by source: closed when its player stopped
+	iceServers []signal.ICEServer       // of the latest welcome or ice-servers
+	relayOnly  bool                     // the server asks for relayed media only
 }
 
 // run is the session loop: every change of the session's state happens
@@ -242,6 +244,8 @@ func (s *Session) onMessage(w *wsConn, m *signal.Message) {
 		s.onLayers(m)
 	case signal.TypeNotice:
 		s.log.Info("server notice", "code", m.Code, "message", m.Text)
+	case signal.TypeICEServers:
+		s.onICEServers(m)
 	case signal.TypePong:
 	default:
 		// Extensions this client does not know (docs/protocol.md).
@@ -290,7 +294,9 @@ func (s *Session) onWelcome(m *signal.Message) {
 		}
 	}
 
+	s.relayOnly = m.ICEPolicy == "relay"
 	if resumed {
+		s.onICEServers(m) // fresh credentials
 		queued := s.outbox
 		s.outbox = nil
 		for _, q := range queued {
@@ -302,6 +308,7 @@ func (s *Session) onWelcome(m *signal.Message) {
 	} else {
 		s.outbox = nil
 		s.teardownPeers()
+		s.iceServers = m.ICEServers
 		if err := s.setupPeers(m.ICEServers); err != nil {
 			s.end(err)
 			return

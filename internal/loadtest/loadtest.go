@@ -41,6 +41,10 @@ import (
 	"conclave/internal/procstat"
 )
 
+// RelayAny relays media over whichever TURN transport connects first
+// (Config.Relay).
+const RelayAny = "any"
+
 // Config describes a load test.
 type Config struct {
 	// URL is the meeting link of an open room, https://host/r/<alias>.
@@ -62,6 +66,11 @@ type Config struct {
 	// settle (default 10 s); ReadyTimeout bounds the wait for that
 	// (default 60 s).
 	Duration, Warmup, ReadyTimeout time.Duration
+	// Relay sends every participant's media through the server's TURN
+	// relay: "" connects directly (ICE picks the path), "any" relays over
+	// whichever transport connects first, "udp", "tcp" or "tls" over that
+	// one only (client.RelayUDP, ...).
+	Relay string
 	// JoinRate bounds joins per second (default 20). Each join also waits
 	// until the newcomer has verified the others' announcements, so a
 	// large meeting joins as fast as the machine verifies signatures.
@@ -136,6 +145,8 @@ func (c *Config) check() error {
 		return errors.New("the measurement lasts at least 1 s, and waits cannot be negative")
 	case c.JoinRate < 0.1:
 		return errors.New("the join rate must be at least 0.1 per second")
+	case c.Relay != "" && c.Relay != RelayAny && c.Relay != client.RelayUDP && c.Relay != client.RelayTCP && c.Relay != client.RelayTLS:
+		return fmt.Errorf("relay %q is not one of any, udp, tcp, tls", c.Relay)
 	case (c.CPUProfile != nil || c.HeapProfile != nil) && c.Debug == nil:
 		return errors.New("profiles need the server's debug listener")
 	}
@@ -354,6 +365,12 @@ func (r *run) join(ctx context.Context, rm *room, role string, index int) error 
 		RootCAs:            c.RootCAs,
 		InsecureSkipVerify: c.InsecureSkipVerify,
 		Logger:             c.Logger.With("participant", m.name),
+	}
+	if c.Relay != "" {
+		opts.ForceRelay = true
+		if c.Relay != RelayAny {
+			opts.RelayOver = c.Relay
+		}
 	}
 	switch role {
 	case roleVideo:

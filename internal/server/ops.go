@@ -245,6 +245,7 @@ func (o *ops) finish(ctx context.Context, s *Server) error {
 		clock:    func() bool { return o.clockState().Synced },
 		certs:    o.certExpiries,
 		syslog:   o.syslogUp,
+		relay:    s.turnStats(),
 	}, o.counter)
 	// On PostgreSQL the database is backed up with PostgreSQL's tools;
 	// the backup holds the rest of the node.

@@ -10,6 +10,7 @@ import (
 	"conclave/internal/codecs"
 	"conclave/internal/conn"
 	"conclave/internal/packetcache"
+	"conclave/internal/sfu/mediasock"
 )
 
 // videoCacheSize is how many packets of a video layer are kept for
@@ -99,7 +100,11 @@ type upLayer struct {
 	keyFrameRequests    atomic.Uint64 // sent to the publisher
 
 	single [1]framePacket // reused for every packet forwarded alone
-	vp9    codecs.VP9     // parsing scratch
+	// batch holds one subscriber's share of a frame on the own send
+	// path (sendpath.go), encrypted in place; the layer's reader
+	// goroutine only.
+	batch mediasock.Batch
+	vp9   codecs.VP9 // parsing scratch
 }
 
 func newUpTrack(pc *webrtc.PeerConnection, clk clock.Clock, codec webrtc.RTPCodecParameters, kind webrtc.RTPCodecType, participant string, source conn.Source, mid string, rids []string) *UpTrack {

@@ -79,6 +79,7 @@ const (
 	TypeNotice             = "notice"
 	TypeLayers             = "layers"
 	TypeSpeaker            = "speaker"
+	TypeICEServers         = "ice-servers"
 )
 
 // Roles of participants.
@@ -252,7 +253,8 @@ type Message struct {
 	UploadToken  string        `json:"uploadToken,omitempty"` // authorises file uploads and downloads
 	Self         *Participant  `json:"self,omitempty"`
 	Participants []Participant `json:"participants,omitempty"`
-	ICEServers   []ICEServer   `json:"iceServers,omitempty"`
+	ICEServers   []ICEServer   `json:"iceServers,omitempty"` // also ice-servers
+	ICEPolicy    string        `json:"iceTransportPolicy,omitempty"`
 	RoomInfo     *RoomInfo     `json:"roomInfo,omitempty"`
 	Resumed      bool          `json:"resumed,omitempty"`
 
@@ -363,7 +365,7 @@ func (m *Message) Validate() error {
 		return err
 	}
 	// Fields that only the server sends are never accepted from a client.
-	if m.Self != nil || m.Participants != nil || m.ICEServers != nil || m.RoomInfo != nil ||
+	if m.Self != nil || m.Participants != nil || m.ICEServers != nil || m.ICEPolicy != "" || m.RoomInfo != nil ||
 		m.Resumed || m.Participant != nil || m.Code != "" || m.Text != "" || m.Fatal ||
 		m.Reason != "" || m.RefType != "" || m.From != "" || m.By != "" || m.RoomState != nil || m.Wait != "" ||
 		m.Meeting != "" || m.UploadToken != "" || m.Mid != "" || m.Active != nil {

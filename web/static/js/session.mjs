@@ -114,6 +114,8 @@ export class Session extends EventTarget {
     this.uploadToken = '';
     this.roomInfo = null;
     this.iceServers = [];
+    /** @type {'all'|'relay'} 'relay' when the server asks that all media go through TURN */
+    this.iceTransportPolicy = 'all';
     /** @type {Map<string, object>} the other participants by id */
     this.participants = new Map();
     /** @type {{locked: boolean, guestsMayUnmute: boolean, guestsMayPresent: boolean, hostPresent: boolean}} */
@@ -417,6 +419,7 @@ export class Session extends EventTarget {
       case 'muted': return this.#onMuted(m);
       case 'layers': return this.#onLayers(m);
       case 'speaker': return this.#onSpeaker(m);
+      case 'ice-servers': return this.#onIceServers(m);
       case 'notice': return this.#emit('notice', { code: String(m.code ?? ''), message: String(m.message ?? '') });
       case 'announce':
       case 'key':
@@ -440,8 +443,10 @@ export class Session extends EventTarget {
     if (!resumed || this.self.role !== 'host') this.knocks = new Map();
     this.roomInfo = m.roomInfo ?? this.roomInfo;
     this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
+    this.iceTransportPolicy = m.iceTransportPolicy === 'relay' ? 'relay' : 'all';
     this.participants = new Map((m.participants ?? []).map((p) => [p.id, p]));
     if (resumed) {
+      this.#applyIceServers();
       const queued = this.outbox;
       this.outbox = [];
       for (const c of queued) this.#send(c);
@@ -589,8 +594,9 @@ export class Session extends EventTarget {
     // The client's own offers bundle everything; the server's offers decide for sub
     // (an offer without media has no BUNDLE group, which max-bundle would refuse).
     const extra = this.frames?.peerConfig() ?? {};
-    const pub = new this.env.RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', ...extra });
-    const sub = new this.env.RTCPeerConnection({ iceServers: this.iceServers, rtcpMuxPolicy: 'require', ...extra });
+    const ice = { iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy };
+    const pub = new this.env.RTCPeerConnection({ ...ice, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', ...extra });
+    const sub = new this.env.RTCPeerConnection({ ...ice, rtcpMuxPolicy: 'require', ...extra });
     this.pub = pub;
     this.sub = sub;
     this.pubQueue = new SerialQueue();
@@ -633,6 +639,26 @@ export class Session extends EventTarget {
       this.env.setTimeout(poll, FIRST_FRAME_POLL_MS);
     };
     this.env.setTimeout(poll, FIRST_FRAME_POLL_MS);
+  }
+
+  // Fresh TURN credentials (the server sends them before those of the welcome
+  // expire): allocations open now keep working, and an ICE restart opens new
+  // ones with these.
+  #onIceServers(m) {
+    if (!Array.isArray(m.iceServers)) return;
+    this.iceServers = m.iceServers;
+    this.#applyIceServers();
+  }
+
+  #applyIceServers() {
+    for (const pc of [this.pub, this.sub]) {
+      if (!pc || pc.signalingState === 'closed') continue;
+      try {
+        pc.setConfiguration({ ...pc.getConfiguration(), iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy });
+      } catch (err) {
+        console.warn('conclave: cannot update the TURN servers of a peer connection:', err.message);
+      }
+    }
   }
 
   #teardownPeers() {

@@ -835,3 +835,47 @@ test('the recovery schedule is the contract\'s', () => {
   assert.equal(PUBLISH_RETRIES, schedule.publishRetries);
   assert.equal(PUBLISH_RETRY_MS, schedule.publishRetryStepMs);
 });
+
+test('TURN: the welcome\'s servers and relay policy reach both peer connections; ice-servers and a resume update them', async () => {
+  const w = world();
+  const turn1 = [{ urls: ['turn:h:3478?transport=udp', 'turns:h:443?transport=tcp'], username: '100:me', credential: 'a' }];
+  const mic = new FakeTrack('audio', 'mic');
+  const s = new Session({ room: 'weekly', name: 'Ada', url: 'wss://h/ws', media: { microphone: mic }, env: w.env });
+  s.join();
+  w.ws().open();
+  w.ws().receive(welcome({ iceServers: turn1, iceTransportPolicy: 'relay' }));
+  await flush();
+  const [pub, sub] = w.pcs;
+  for (const pc of [pub, sub]) {
+    assert.deepEqual(pc.config.iceServers, turn1);
+    assert.equal(pc.config.iceTransportPolicy, 'relay');
+  }
+  assert.equal(pub.config.bundlePolicy, 'max-bundle');
+
+  // Fresh credentials: both connections get them, the rest of their configuration unchanged.
+  const turn2 = [{ ...turn1[0], username: '700:me', credential: 'b' }];
+  w.ws().receive({ type: 'ice-servers', iceServers: turn2 });
+  await flush();
+  for (const pc of [pub, sub]) {
+    assert.deepEqual(pc.config.iceServers, turn2);
+    assert.equal(pc.config.iceTransportPolicy, 'relay');
+  }
+  assert.equal(pub.config.bundlePolicy, 'max-bundle');
+  assert.equal(w.pcs.length, 2, 'no new peer connection');
+
+  // A resumed welcome carries fresh credentials too.
+  const turn3 = [{ ...turn1[0], username: '900:me', credential: 'c' }];
+  w.ws().drop();
+  await w.advance(5000);
+  w.ws().open();
+  w.ws().receive(welcome({ resumed: true, iceServers: turn3, iceTransportPolicy: 'relay' }));
+  await flush();
+  assert.equal(w.pcs.length, 2);
+  for (const pc of [pub, sub]) assert.deepEqual(pc.config.iceServers, turn3);
+
+  // Without the relay policy, all candidates.
+  const w2 = world();
+  await joined(w2);
+  assert.equal(w2.pcs[0].config.iceTransportPolicy, 'all');
+});
+
