@@ -3,6 +3,7 @@ package sip_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -132,7 +133,6 @@ func TestDialInToAMeetingWithTheHostsConsent(t *testing.T) {
 	answerKnock(t, host, "admit")
 	host.WaitJS(t, "Hana: the meeting is not end-to-end while the telephone is in it",
 		`document.querySelector('#e2ee-state').dataset.state === 'not-e2ee' && /telephone connected through the server/.test(document.querySelector('#e2ee-warning').textContent)`, 20*time.Second)
-	var gen map[string]float64
 	var before inbound
 	host.Eval(inboundAudioJS, &before)
 	var heard inbound
@@ -147,7 +147,9 @@ func TestDialInToAMeetingWithTheHostsConsent(t *testing.T) {
 	if err := host.Eval(browser.E2EEWorkerReportJS, &report); err != nil {
 		t.Fatal(err)
 	}
-	gen = report.SendingSince
+	// A copy: json.Unmarshal adds to the map it finds, so the next reports
+	// must not write into this one.
+	gen := maps.Clone(report.SendingSince)
 
 	// Let the telephone hear a few seconds of the browser, then hang up.
 	calls := srv.SIP().ActiveCalls()
@@ -164,6 +166,7 @@ func TestDialInToAMeetingWithTheHostsConsent(t *testing.T) {
 	host.WaitJS(t, "Hana: end-to-end again after the telephone left",
 		`document.querySelector('#e2ee-state').dataset.state === 'e2ee' && !/telephone/.test(document.querySelector('#e2ee-warning').textContent)`, 20*time.Second)
 	wait.Until(t, 10*time.Second, func() bool {
+		report.SendingSince = nil
 		host.Eval(browser.E2EEWorkerReportJS, &report)
 		for g, at := range report.SendingSince {
 			if _, old := gen[g]; !old && time.UnixMilli(int64(at)).After(left.Add(-time.Second)) {
@@ -188,23 +191,29 @@ func TestDialInToAMeetingWithTheHostsConsent(t *testing.T) {
 	}
 }
 
-// countDialIns counts the dial-in call records with a final status.
+// countDialIns counts the ended dial-in call records with a final
+// status, once there is one: the record is written when the edge has
+// ended the call, which may be just after the telephone saw it end.
 func countDialIns(t *testing.T, srv *testserver.Server, status int) int {
 	t.Helper()
-	var recs []sipedge.Record
-	wait.For(t, "the call records", 10*time.Second, func() bool {
-		var err error
-		recs, err = srv.SIP().CallRecords(context.Background(), 20)
-		return err == nil
-	})
-	n := 0
-	for _, r := range recs {
-		if r.Kind == "dial-in" && r.Status == status && !r.Ended.IsZero() {
-			if r.EndToEnd {
-				t.Errorf("dial-in record %s says end-to-end", r.ID)
+	var ended []sipedge.Record
+	wait.Within(10*time.Second, func() bool {
+		recs, err := srv.SIP().CallRecords(context.Background(), 20)
+		if err != nil {
+			return false
+		}
+		ended = ended[:0]
+		for _, r := range recs {
+			if r.Kind == "dial-in" && r.Status == status && !r.Ended.IsZero() {
+				ended = append(ended, r)
 			}
-			n++
+		}
+		return len(ended) > 0
+	})
+	for _, r := range ended {
+		if r.EndToEnd {
+			t.Errorf("dial-in record %s says end-to-end", r.ID)
 		}
 	}
-	return n
+	return len(ended)
 }

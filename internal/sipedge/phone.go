@@ -407,28 +407,37 @@ func (c *dtlsPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		c.mu.Lock()
 		deadline, changed := c.deadline, c.changed
 		c.mu.Unlock()
-		var timeout <-chan time.Time
-		if !deadline.IsZero() {
-			d := time.Until(deadline)
-			if d <= 0 {
-				return 0, nil, errDeadline
-			}
-			t := time.NewTimer(d)
-			timeout = t.C
-			defer t.Stop()
+		n, again, err := c.readOnce(p, deadline, changed)
+		if !again {
+			return n, net.UDPAddrFromAddrPort(c.l.peerOr(0)), err
 		}
-		select {
-		case b := <-c.l.dtlsIn:
-			n := copy(p, b)
-			return n, net.UDPAddrFromAddrPort(c.l.peerOr(0)), nil
-		case <-c.l.failed:
-			return 0, nil, net.ErrClosed
-		case <-c.closed:
-			return 0, nil, net.ErrClosed
-		case <-timeout:
-			return 0, nil, errDeadline
-		case <-changed:
+	}
+}
+
+// readOnce waits for one record until the deadline, or until it changes
+// (again).
+func (c *dtlsPacketConn) readOnce(p []byte, deadline time.Time, changed <-chan struct{}) (n int, again bool, err error) {
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		d := time.Until(deadline)
+		if d <= 0 {
+			return 0, false, errDeadline
 		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case b := <-c.l.dtlsIn:
+		return copy(p, b), false, nil
+	case <-c.l.failed:
+		return 0, false, net.ErrClosed
+	case <-c.closed:
+		return 0, false, net.ErrClosed
+	case <-timeout:
+		return 0, false, errDeadline
+	case <-changed:
+		return 0, true, nil
 	}
 }
 
