@@ -10,7 +10,7 @@ import { KeyRing, newSenderKey } from './keys.mjs';
 import {
   fromBase64, toBase64, generateDeviceKey, exportPublicKey, issueCredential, signAnnouncement,
   generateEphemeral, parseAnnouncement, concat, encodeAnnouncementBody, verifyAnnouncement, RoundState, isReveal,
-  parseReveal, viewHash, meetingCodeV2, signCommit, encodeReveal,
+  parseReveal, viewHash, meetingCodeV2, signCommit, encodeReveal, verifyCommit,
   Writer, utf8, compare,
 } from './index.mjs';
 
@@ -838,6 +838,31 @@ test('the relay commits again after the victims revealed, with nonces it chose k
     await wa.settle();
     await wb.settle();
   }
+});
+
+test('a participant cannot use up the rounds: its commit to the last round is refused with a warning, and the others agree once it left', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice');
+  const b = await w.join('Bob');
+  const m = await w.join('Mal');
+  assert.equal(new Set(codes(a, b, m)).size, 1);
+  // Mal's client signs a commit of its view for the last round a u32 numbers.
+  const malAnn = await verifyAnnouncement(fromBase64(w.announcements.get(m.id)), { meetingId: MEETING, nowSeconds: Date.now() / 1000 });
+  const own = w.sent.filter((x) => x.type === 'verify' && x.from === m.id && !isReveal(fromBase64(x.payload))).at(-1);
+  const c = await verifyCommit(fromBase64(own.payload), malAnn);
+  const last = await signCommit(m.ident.device.privateKey, { meetingId: MEETING, participantId: m.id, round: 0xffffffff, view: c.view,
+    checkpoint: c.checkpoint }, new Uint8Array(32));
+  // From now on Mal's client sends only that.
+  w.tamper = (x) => (x.from === m.id ? null : x);
+  for (const x of [a, b]) x.mc.receive({ type: 'verify', from: m.id, to: x.id, payload: toBase64(last) });
+  await w.settle();
+  const warned = [a, b].map((x) => x.mc.snapshot().warnings);
+  w.leave(m);
+  await w.settle();
+  const [ca, cb] = codes(a, b);
+  assert.match(ca, /^\d{3} \d{3} \d{3} \d{3}$/, 'Alice shows a code after Mal left');
+  assert.equal(cb, ca);
+  for (const ws of warned) assert.ok(ws.some((t) => t.includes('commitment of Mal')), ws.join(' | '));
 });
 
 test('revocation: the revoked device is shown revoked, gets no key of the rotation and cannot decrypt after it', async () => {
