@@ -1,14 +1,19 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 
+	pionturn "github.com/pion/turn/v5"
+
 	"conclave/internal/config"
+	"conclave/internal/pki"
 	"conclave/internal/server"
 	"conclave/internal/testutil/browser"
 	"conclave/internal/testutil/netns"
@@ -186,4 +191,37 @@ func TestICETCPOnly(t *testing.T) {
 	if udp == 0 {
 		t.Errorf("the firewall dropped no UDP: was Carol's browser behind it?")
 	}
+}
+
+// allocateOverTLS opens a TURN allocation over TLS on srv's HTTPS port, as
+// a browser behind a firewall that lets only that port through does.
+func allocateOverTLS(t *testing.T, srv *testserver.Server, when string) {
+	t.Helper()
+	if srv.TURN() == nil {
+		t.Fatal("no TURN server")
+	}
+	const who = "turn-tls-probe"
+	ice := srv.TURN().ICEServers(who)[0]
+	defer srv.TURN().Release(who)
+	addr := strings.TrimPrefix(srv.URL(), "https://")
+	c, err := tls.Dial("tcp", addr, pki.ClientTLSConfig(srv.Roots))
+	if err != nil {
+		t.Fatalf("%s: %v", when, err)
+	}
+	conn := pionturn.NewSTUNConn(c)
+	defer conn.Close()
+	cl, err := pionturn.NewClient(&pionturn.ClientConfig{TURNServerAddr: addr, STUNServerAddr: addr, Conn: conn,
+		Username: ice.Username, Password: ice.Credential, Realm: turn.Realm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := cl.Allocate()
+	if err != nil {
+		t.Fatalf("TURN over TLS on the HTTPS port %s: %v", when, err)
+	}
+	relay.Close()
 }

@@ -280,6 +280,9 @@ type joinPrinter struct {
 	start time.Time
 
 	codeShown bool // the meeting code's explanation was printed
+	// gateways are the members the server marks as breaking end-to-end
+	// encryption (docs/protocol.md, "Gateways"), by id.
+	gateways map[string]string
 }
 
 func (p *joinPrinter) printf(format string, args ...any) {
@@ -291,11 +294,34 @@ func (p *joinPrinter) printf(format string, args ...any) {
 func (p *joinPrinter) event(e client.Event) {
 	switch e.Kind {
 	case client.Joined:
+		p.mu.Lock()
+		p.gateways = map[string]string{}
+		p.mu.Unlock()
 		p.printf("Joined %s as %s (%s).", p.room, e.Participant.Name, e.Participant.ID)
 	case client.ParticipantJoined:
 		p.printf("+ %s joined (%s)%s", e.Participant.Name, e.Participant.ID, sending(e.Participant.Audio, e.Participant.Video, e.Participant.Screen))
+		if e.Participant.Gateway != "" {
+			p.mu.Lock()
+			if p.gateways == nil {
+				p.gateways = map[string]string{}
+			}
+			_, known := p.gateways[e.Participant.ID]
+			p.gateways[e.Participant.ID] = e.Participant.Name
+			p.mu.Unlock()
+			if !known {
+				p.printf("WARNING: NOT END-TO-END: %s is a telephone connected through the server, which hears everything said in this meeting while it is present.", e.Participant.Name)
+			}
+		}
 	case client.ParticipantLeft:
 		p.printf("- %s left (%s)", e.Participant.Name, e.Participant.ID)
+		p.mu.Lock()
+		_, was := p.gateways[e.Participant.ID]
+		delete(p.gateways, e.Participant.ID)
+		left := len(p.gateways)
+		p.mu.Unlock()
+		if was && left == 0 {
+			p.printf("No telephone is connected through the server any more: after the key rotation the meeting is end-to-end again.")
+		}
 	case client.TrackStarted:
 		p.printf("  %s: %s started (%s)", e.Track.Name, e.Track.Source, e.Track.Codec)
 	case client.TrackStopped:

@@ -109,13 +109,13 @@ class World {
     const id = `p${++this.seq}-${name}`;
     const ident = await identity(this.ca, userId, { log: this.log, ...idOpts });
     const frames = new Frames(this.clock.env, this.keyWaitMs);
-    const c = { id, name, frames, chats: [] };
+    const c = { id, name, frames, chats: [], gateway: idOpts.gateway ?? '' };
     c.ident = ident;
     c.mc = new MeetingCrypto({ identity: ident, send: (type, f) => this.#from(c, type, f), frames, env: this.clock.env, retentionMs: 5000, codeDigits: idOpts.codeDigits });
     c.mc.addEventListener('chat', (e) => c.chats.push(e.detail));
     const others = [...this.clients.values()];
     this.clients.set(id, c);
-    c.mc.start({ meetingId: MEETING, selfId: id, name, participants: others.map((o) => ({ id: o.id, name: o.name })) });
+    c.mc.start({ meetingId: MEETING, selfId: id, name, participants: others.map((o) => ({ id: o.id, name: o.name, gateway: o.gateway })) });
     for (const o of others) o.mc.setServerParticipants(this.#listFor(o));
     for (const [from, payload] of this.announcements) this.deliver(c, { type: 'announce', from, payload });
     await this.settle();
@@ -129,7 +129,7 @@ class World {
   }
 
   #listFor(c) {
-    return [...this.clients.values()].filter((o) => o !== c).map((o) => ({ id: o.id, name: o.name }));
+    return [...this.clients.values()].filter((o) => o !== c).map((o) => ({ id: o.id, name: o.name, gateway: o.gateway }));
   }
 
   #from(c, type, f) {
@@ -315,6 +315,33 @@ test('leave rotation: after the rotation the one who left decrypts nothing', asy
   assert.doesNotMatch(JSON.stringify(b.frames.c.report()), /key"/);
   const gone = c.frames.c.report().participants[a.id];
   assert.equal(gone.noKey, 1, 'Carol could not decrypt the frame sent after the rotation');
+});
+
+test('a gateway (a telephone through the server) turns the meeting "not end-to-end" while present; after it leaves, a rotation and end-to-end again', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice');
+  const b = await w.join('Bob');
+  assert.equal(a.mc.snapshot().state, 'e2ee');
+  const g = await w.join('Alice (phone)', '', { gateway: 'sip' });
+  const snap = a.mc.snapshot();
+  assert.equal(snap.state, 'not-e2ee', 'a gateway in the meeting is not end-to-end');
+  assert.deepEqual(snap.gateways, [g.id]);
+  assert.equal(snap.participants.find((p) => p.id === g.id).e2ee, 'gateway');
+  assert.match(snap.warnings.join(' '), /Alice \(phone\) is a telephone connected through the server: the server hears everything/);
+  // It holds the keys: that is what a gateway is.
+  await assertDecrypts(a, g);
+  const gen = a.mc.snapshot().senderKeyGeneration;
+  w.leave(g);
+  await w.settle();
+  await w.advance(LEAVE_DEBOUNCE_MS + SWITCH_DELAY_MS);
+  const after = a.mc.snapshot();
+  assert.equal(after.senderKeyGeneration, gen + 1, 'Alice rotated after the gateway left');
+  assert.equal(after.state, 'e2ee', 'end-to-end again once the gateway is gone');
+  assert.deepEqual(after.gateways, []);
+  assert.doesNotMatch(after.warnings.join(' '), /telephone/);
+  const f = await a.frames.c.encrypt('vp9', frame(9));
+  assert.equal(await g.frames.c.decrypt(a.id, 'vp9', f), 'no-key', 'the gateway cannot decrypt after the rotation');
+  assert.ok((await b.frames.c.decrypt(a.id, 'vp9', f)) instanceof Uint8Array);
 });
 
 test('frames of a rotated key that overtake its key message wait for it; a key that never comes stalls them once', async () => {
