@@ -209,6 +209,9 @@ var pgMigrations = []string{
 	ALTER TABLE device_certs DROP CONSTRAINT device_certs_user_id_fkey;
 	ALTER TABLE device_certs ADD CONSTRAINT device_certs_user_id_fkey
 		FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE SET NULL;`,
+
+	// 10: the audit log's search text (AuditRecord.searchText).
+	`ALTER TABLE audit_log ADD COLUMN search TEXT NOT NULL DEFAULT '';`,
 }
 
 // IsPostgresURL reports whether database names a PostgreSQL server (a
