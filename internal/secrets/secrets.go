@@ -299,6 +299,7 @@ var KeyFiles = []string{
 	"e2ee/*.key",
 	"audit/audit.key",
 	"selfcheck/*.key",
+	FieldsKeyFile,
 }
 
 // IsKeyFile reports whether rel (slash-separated) matches KeyFiles.
@@ -346,4 +347,84 @@ func (b *Box) SealDir(dataDir string) ([]string, error) {
 		return nil
 	})
 	return sealed, err
+}
+
+// FieldsKeyFile holds the key of Fields, in the data directory (sealed
+// under the master key when there is one).
+const FieldsKeyFile = "secrets/fields.key"
+
+// fieldPrefix starts a value sealed by Fields.
+const fieldPrefix = "conclave-sealed-1:"
+
+// Fields seals short secrets that Conclave keeps in its database rather
+// than in files (the LDAP service password and the OpenID Connect client
+// secret the admin page sets): AES-256-GCM under a key of the data
+// directory, FieldsKeyFile, which the master key seals like every other
+// key. The database alone (a PostgreSQL server run by others, a dump of
+// it) then holds no such secret in the clear; a backup holds the key
+// opened inside the encrypted archive, so that a restored node reads them.
+type Fields struct {
+	aead cipher.AEAD
+}
+
+// OpenFields loads the fields key of dataDir through box, making it on
+// first use.
+func OpenFields(dataDir string, box *Box) (*Fields, error) {
+	path := filepath.Join(dataDir, filepath.FromSlash(FieldsKeyFile))
+	key, err := box.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key = make([]byte, KeySize)
+		rand.Read(key)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("fields key: %w", err)
+		}
+		err = box.WriteFile(path, key, 0o600)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fields key: %w", err)
+	}
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("fields key %s: not a %d-byte key; restore it from a backup", path, KeySize)
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return &Fields{aead: aead}, nil
+}
+
+// FieldSealed reports whether v is a value sealed by Fields.
+func FieldSealed(v string) bool { return strings.HasPrefix(v, fieldPrefix) }
+
+// Seal returns value sealed for the field name (authenticated: a sealed
+// value moved to another field does not open). "" stays "".
+func (f *Fields) Seal(name, value string) string {
+	if value == "" {
+		return ""
+	}
+	nonce := make([]byte, f.aead.NonceSize())
+	rand.Read(nonce)
+	return fieldPrefix + base64.RawStdEncoding.EncodeToString(f.aead.Seal(nonce, nonce, []byte(value), []byte(name)))
+}
+
+// Open returns the value of the field name: a sealed value opened, a
+// clear one (written before Conclave sealed them) as it is.
+func (f *Fields) Open(name, value string) (string, error) {
+	if !FieldSealed(value) {
+		return value, nil
+	}
+	ct, err := base64.RawStdEncoding.DecodeString(value[len(fieldPrefix):])
+	ns := f.aead.NonceSize()
+	if err != nil || len(ct) < ns {
+		return "", fmt.Errorf("%s: the sealed value is damaged", name)
+	}
+	plain, err := f.aead.Open(nil, ct[:ns], ct[ns:], []byte(name))
+	if err != nil {
+		return "", fmt.Errorf("%s: the sealed value does not open with this node's %s (restored from another node without it?); enter the secret again", name, FieldsKeyFile)
+	}
+	return string(plain), nil
 }

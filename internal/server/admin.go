@@ -16,12 +16,14 @@ import (
 	"conclave/internal/clock"
 	"conclave/internal/config"
 	"conclave/internal/devca"
+	"conclave/internal/secrets"
 	"conclave/internal/store"
 )
 
 // authSettings turns the sign-in flags into authn settings: each group set
-// on the command line is fixed; the others are edited on the admin page.
-func authSettings(st store.Store, c config.AuthConfig) (*authn.Settings, error) {
+// on the command line is fixed; the others are edited on the admin page,
+// their secrets sealed by fields in the store.
+func authSettings(st store.Store, fields *secrets.Fields, c config.AuthConfig) (*authn.Settings, error) {
 	readFile := func(flag, path string) (string, error) {
 		if path == "" {
 			return "", nil
@@ -104,7 +106,7 @@ func authSettings(st store.Store, c config.AuthConfig) (*authn.Settings, error) 
 	} else if c.CertRequired {
 		return nil, fmt.Errorf("--admin-cert-required needs --admin-cert-ca")
 	}
-	return authn.NewSettings(st, ldap, oidc, cert)
+	return authn.NewSettings(st, fields, ldap, oidc, cert)
 }
 
 // listenerTLS returns the TLS configuration of a listener: base, plus a

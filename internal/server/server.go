@@ -38,6 +38,7 @@ import (
 	"conclave/internal/pki"
 	"conclave/internal/ra"
 	"conclave/internal/sfu"
+	"conclave/internal/secrets"
 	"conclave/internal/sipedge"
 	"conclave/internal/store"
 	"conclave/internal/web"
@@ -258,7 +259,11 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return err
 	})
 	s.lifecycle.OnDeactivate(s.deactivated)
-	settings, err := authSettings(st, cfg.Auth)
+	fields, err := secrets.OpenFields(cfg.DataDir, o.box)
+	if err != nil {
+		return nil, err
+	}
+	settings, err := authSettings(st, fields, cfg.Auth)
 	if err != nil {
 		return nil, err
 	}
