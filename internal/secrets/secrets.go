@@ -300,6 +300,9 @@ var KeyFiles = []string{
 	"audit/audit.key",
 	"selfcheck/*.key",
 	FieldsKeyFile,
+	"devca/*.key",
+	"sip/cdr.key",
+	"cluster/cluster-ca-key.pem",
 }
 
 // IsKeyFile reports whether rel (slash-separated) matches KeyFiles.

@@ -98,12 +98,16 @@ func TestSelfCheckRestoresEditedSetting(t *testing.T) {
 }
 
 // A node with a master key leaves no private key readable in its data
-// directory, whichever package wrote it; a wrong key refuses to start.
+// directory, whichever package wrote it (every optional part on: the SIP
+// edge with its device CA and call records, the cluster's CA); a wrong
+// key refuses to start.
 func TestEveryKeySealed(t *testing.T) {
 	key := strings.Repeat("ab", 32)
 	var dir string
 	srv := testserver.Start(t, testserver.Options{Config: func(c *config.Config) {
 		c.Secrets.Key = key
+		c.SIPListen, c.SIPRelayIP = "127.0.0.1:0", "127.0.0.1"
+		c.ClusterListen, c.Cluster.BusListen, c.Cluster.RelayListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 		dir = c.DataDir
 	}}, "board")
 	var clear []string

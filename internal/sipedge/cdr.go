@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"conclave/internal/secrets"
 	"conclave/internal/store"
 )
 
@@ -58,17 +59,18 @@ type CDRLog struct {
 }
 
 // OpenCDRLog loads (creating on first use) the record key from
-// <dir>/cdr.key.
-func OpenCDRLog(dir string, st store.DeviceStore) (*CDRLog, error) {
+// <dir>/cdr.key, sealed at rest by box (package secrets; nil keeps it in
+// the clear).
+func OpenCDRLog(dir string, st store.DeviceStore, box *secrets.Box) (*CDRLog, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("call records: %w", err)
 	}
 	path := filepath.Join(dir, "cdr.key")
-	key, err := os.ReadFile(path)
+	key, err := box.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		key = make([]byte, 32)
 		rand.Read(key)
-		if err := os.WriteFile(path, key, 0o600); err != nil {
+		if err := box.WriteFile(path, key, 0o600); err != nil {
 			return nil, fmt.Errorf("call records: write key: %w", err)
 		}
 	} else if err != nil {

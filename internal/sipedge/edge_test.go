@@ -59,7 +59,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cdrs, err := OpenCDRLog(filepath.Join(dir, "sip"), st)
+	cdrs, err := OpenCDRLog(filepath.Join(dir, "sip"), st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
