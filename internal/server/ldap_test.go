@@ -237,7 +237,7 @@ func TestSignInSecretsSealed(t *testing.T) {
 		"bindPassword": "reader-Pw-1", "userBase": "ou=people," + slapd.Suffix, "userFilter": "(&(objectClass=person)(uid={username}))",
 		"usernameAttribute": "uid", "displayNameAttribute": "cn", "groupBase": "ou=groups," + slapd.Suffix,
 		"groupFilter": "(&(objectClass=groupOfNames)(member={dn}))",
-		"groups": []map[string]any{{"group": adminsGroup, "roles": []string{perm.SecurityAdmin}}}, "use": "both"}
+		"groups":      []map[string]any{{"group": adminsGroup, "roles": []string{perm.SecurityAdmin}}}, "use": "both"}
 	if st, body, _ := root.do("PUT", "/api/settings/ldap", ldapSettings, true); st != http.StatusOK {
 		t.Fatalf("LDAP settings: %d %v", st, body)
 	}

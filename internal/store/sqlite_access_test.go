@@ -516,21 +516,21 @@ func testAuditTextSearch(t *testing.T, eng *engineDB) {
 		}
 	}
 	for q, want := range map[string][]int64{
-		"mia":              {1},
-		"MIA":              {1},
-		"db8::1":           {1},
-		"ROOM-CREATED":     {2},
-		"zoë":              {2},
-		"ZOË":              nil, // only ASCII letters fold, on both engines
-		"a<b":              {2},
-		`& "c"`:            {2},
-		`\ d`:              {2},
-		"5%":               {3},
-		"5%f":              nil, // % is a character, not a wildcard
-		"free_space":       {3},
-		"free space":       nil, // _ is a character too
-		"access":           nil, // keys of the details are not searched
-		"u003c":            nil, // nor their JSON escapes
+		"mia":               {1},
+		"MIA":               {1},
+		"db8::1":            {1},
+		"ROOM-CREATED":      {2},
+		"zoë":               {2},
+		"ZOË":               nil, // only ASCII letters fold, on both engines
+		"a<b":               {2},
+		`& "c"`:             {2},
+		`\ d`:               {2},
+		"5%":                {3},
+		"5%f":               nil, // % is a character, not a wildcard
+		"free_space":        {3},
+		"free space":        nil, // _ is a character too
+		"access":            nil, // keys of the details are not searched
+		"u003c":             nil, // nor their JSON escapes
 		"ALARM-RAISED disk": nil,
 	} {
 		recs, err := s.ListAudit(ctx, AuditFilter{Text: q})
