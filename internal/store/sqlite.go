@@ -262,6 +262,10 @@ var migrationCode = map[int]func(ctx context.Context, tx *sqlTx) error{
 // run one after the other in the same way.
 type DB struct {
 	db *sqlDB
+	// pgURL and where are the URL of a PostgreSQL database (for its
+	// client programs, see Snapshot) and its description without the
+	// password.
+	pgURL, where string
 }
 
 // SQLite is DB's name from before PostgreSQL: the callers that open the
