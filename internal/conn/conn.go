@@ -186,3 +186,44 @@ type Engine interface {
 	// NewSubscriber makes the sending connection toward a participant.
 	NewSubscriber(events SubscriberEvents) (Subscriber, error)
 }
+
+// Sink receives, in this process, the packets an up track forwards: a
+// SIP leg hears the meeting through one. WriteRTP is called on the
+// track's forwarding goroutine with one marshalled RTP packet as the
+// publisher sent it (its payload still end-to-end encrypted); it must
+// neither block nor keep packet after it returns.
+type Sink interface {
+	WriteRTP(packet []byte)
+}
+
+// SinkTrack is an up track that also hands its packets to sinks in this
+// process. The media core's audio tracks are SinkTracks.
+type SinkTrack interface {
+	UpTrack
+	// AddSink starts handing the track's packets to s.
+	AddSink(s Sink)
+	// RemoveSink stops it; when it returns, s is not called any more.
+	RemoveSink(s Sink)
+}
+
+// LocalTrack is an up track whose packets this process writes instead of
+// a client's connection: what a SIP leg says into the meeting. The media
+// core forwards it to subscribers like any other track.
+type LocalTrack interface {
+	UpTrack
+	// WriteRTP forwards one marshalled RTP packet (the track's SSRC,
+	// sequence numbers and timestamps are the writer's). Calls must not
+	// overlap.
+	WriteRTP(packet []byte) error
+	// Close ends the track.
+	Close()
+}
+
+// LocalEngine is a media core that forwards local tracks; the WebRTC
+// engine is one.
+type LocalEngine interface {
+	// NewLocalTrack makes an audio or video track of participant,
+	// carrying source in codec (a MIME type the engine negotiates with
+	// subscribers, e.g. "audio/opus").
+	NewLocalTrack(participant string, source Source, codec string) (LocalTrack, error)
+}

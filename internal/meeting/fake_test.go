@@ -356,11 +356,18 @@ type client struct {
 // (welcome or waiting) once the server has handled the join in full.
 func (w *world) join(room, name, pin string) (*client, signal.Message) {
 	w.t.Helper()
+	return w.joinAs(room, name, pin, Client{})
+}
+
+// joinAs is join for a connection the node knows more about (an account,
+// a gateway).
+func (w *world) joinAs(room, name, pin string, cl Client) (*client, signal.Message) {
+	w.t.Helper()
 	c := &client{t: w.t, name: name, c: newPipeConn(), done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		defer close(c.done)
-		w.m.Serve(ctx, c.c, Client{})
+		w.m.Serve(ctx, c.c, cl)
 	}()
 	w.t.Cleanup(func() {
 		cancel()

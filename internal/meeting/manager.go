@@ -209,6 +209,17 @@ func (m *Manager) AccountIDs() []int64 {
 type Client struct {
 	Addr    netip.Addr
 	Account *Account // signed-in account, or nil
+	// Gateway, when set, says that the connection is a gateway that
+	// breaks end-to-end encryption (signal.GatewaySIP: a telephone
+	// dialled in through the SIP edge). It comes from the node's own
+	// code, never from the wire. A gateway enters only with a host's
+	// consent (it knocks even when the room is open, and waits for a
+	// host when none is present), is never a host, and every member is
+	// told what it is.
+	Gateway string
+	// Media is this participant's media core when it is not the node's
+	// (a gateway's own conn.Engine); nil means the node's.
+	Media conn.Engine
 }
 
 // Serve runs one signaling connection until it closes.
@@ -327,17 +338,25 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		r = newRoom(m, adm)
 		m.active[key] = r
 	}
+	if client.Gateway != "" {
+		// A telephone cannot run the meeting, and its consent is the
+		// host's to give: no host role, no way around the lobby.
+		adm.Role = min(adm.Role, RoleParticipant)
+		adm.BypassLock = false
+	}
 	p := &Participant{
-		id:     randomHex(8),
-		name:   strings.TrimSpace(msg.Name),
-		resume: randomToken(),
-		upload: randomToken(),
-		role:   adm.Role,
-		addr:   client.Addr,
-		source: adm.Source,
-		room:   r,
-		mgr:    m,
-		log:    m.log,
+		gateway: client.Gateway,
+		media:   client.Media,
+		id:      randomHex(8),
+		name:    strings.TrimSpace(msg.Name),
+		resume:  randomToken(),
+		upload:  randomToken(),
+		role:    adm.Role,
+		addr:    client.Addr,
+		source:  adm.Source,
+		room:    r,
+		mgr:     m,
+		log:     m.log,
 	}
 	if client.Account != nil {
 		p.userID = client.Account.ID

@@ -25,6 +25,10 @@ type Participant struct {
 	room   *Room
 	mgr    *Manager
 	log    *slog.Logger
+	// gateway is Client.Gateway: set for a participant that breaks
+	// end-to-end encryption; media is Client.Media.
+	gateway string
+	media   conn.Engine
 
 	// Set when admitted; nil while waiting.
 	pub conn.Publisher
@@ -52,11 +56,15 @@ func (p *Participant) startMedia() error {
 	if p.pub != nil {
 		return nil
 	}
-	pub, err := p.mgr.media.NewPublisher(p.id, pubEvents{p})
+	media := p.mgr.media
+	if p.media != nil {
+		media = p.media
+	}
+	pub, err := media.NewPublisher(p.id, pubEvents{p})
 	if err != nil {
 		return err
 	}
-	sub, err := p.mgr.media.NewSubscriber(subEvents{p})
+	sub, err := media.NewSubscriber(subEvents{p})
 	if err != nil {
 		pub.Close()
 		return err

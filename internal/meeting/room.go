@@ -221,12 +221,19 @@ func (r *Room) stateLocked() *signal.RoomState {
 }
 
 // enter places a reserved participant: straight into the meeting, or to
-// wait for a host, or in the lobby of a locked room.
+// wait for a host, or in the lobby of a locked room. A gateway always
+// knocks: it is let in only by a host's admit.
 func (r *Room) enter(p *Participant, adm Admission) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.joining--
 	switch {
+	case p.gateway != "" && !r.hostPresentLocked():
+		r.waitLocked(p, waitHost)
+		return nil
+	case p.gateway != "":
+		r.waitLocked(p, waitLobby)
+		return nil
 	case r.hostRequired && adm.Role == RoleGuest && !r.hostPresentLocked():
 		r.waitLocked(p, waitHost)
 		return nil
@@ -335,7 +342,7 @@ func (r *Room) hostArrivedLocked() {
 	r.broadcastLocked(nil, &signal.Message{Type: signal.TypeRoomState, RoomState: r.stateLocked()})
 	for _, q := range admit {
 		q.stopWaitTimer()
-		if r.locked {
+		if r.locked || q.gateway != "" {
 			r.waitLocked(q, waitLobby)
 			continue
 		}

@@ -58,7 +58,8 @@ func (p *Participant) info() signal.Participant {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return signal.Participant{ID: p.id, Name: p.name, Audio: p.state.Audio && !p.forcedMute, Video: p.state.Video,
-		Screen: p.state.Screen, Role: p.role.wire(), Account: p.userID != 0, Muted: p.forcedMute}
+		Screen: p.state.Screen, Role: p.role.wire(), Account: p.userID != 0, Muted: p.forcedMute,
+		Gateway: p.gateway}
 }
 
 // welcome is the message that admits p (again, when resumed) among others.

@@ -84,9 +84,12 @@ type binding struct {
 
 // send writes one packet: on the subscriber's own send path when it is
 // up, else through Pion.
-func (d *DownTrack) send(b *binding, h *rtp.Header, payload []byte) {
+func (d *DownTrack) send(b *binding, h *rtp.Header, payload []byte, now int64) {
 	if p := d.path.Load(); p != nil {
-		p.writeRTP(d, b.twccID, h, payload)
+		if now == 0 {
+			now = time.Now().UnixNano()
+		}
+		p.writeRTP(d, b.twccID, h, payload, now)
 		return
 	}
 	_, _ = b.write.WriteRTP(h, payload)
@@ -305,7 +308,7 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 		info.vp8.SetPictureID(payload, out.pid)
 		info.vp8.SetTL0PICIDX(payload, out.tl0)
 	}
-	d.send(b, h, payload)
+	d.send(b, h, payload, info.sent)
 	if out.seq == d.munger.lastOutSeq {
 		d.frameEnd = marker
 		d.lastSent = info.now
@@ -369,7 +372,7 @@ func (d *DownTrack) writePadding(n int, size uint8, now int64) int {
 			SSRC:           b.ssrc,
 			Extensions:     d.ext[:0],
 		}
-		d.send(b, h, nil)
+		d.send(b, h, nil, now)
 		d.hist.record(sentPacket{outSeq: seq, layer: -1, ts: ts})
 		d.frameEnd = true
 	}
@@ -497,5 +500,5 @@ func (d *DownTrack) resend(seq uint16) {
 	h.Extension = false
 	h.Extensions = d.retransmitExt[:0]
 	h.ExtensionProfile = 0
-	d.send(b, h, p.Payload)
+	d.send(b, h, p.Payload, 0)
 }

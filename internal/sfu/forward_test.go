@@ -677,3 +677,41 @@ func TestNothingBeforeReady(t *testing.T) {
 		t.Fatalf("after ready: %+v, want the key frame first and then the next frame", got)
 	}
 }
+
+// TestKeyFrameRequestAfterAnswer: requests for a layer's key frame are
+// throttled to one per keyFrameInterval while unanswered, but once a key
+// frame has come, the next request (a subscriber whose connection came
+// up just after it) goes out after keyFrameAnsweredGap.
+func TestKeyFrameRequestAfterAnswer(t *testing.T) {
+	clk := fakeclock.New(time.Unix(1000, 0))
+	u := newUpTrack(nil, clk, vp8Codec, webrtc.RTPCodecTypeVideo, "alice", "camera", "1", nil)
+	l := &upLayer{track: u, index: 0, ssrc: 1000, cache: packetcache.New(videoCacheSize)}
+	u.layers[0].Store(l)
+	u.requestKeyFrame(0)
+	if n := l.keyFrameRequests.Load(); n != 1 {
+		t.Fatalf("%d requests, want 1", n)
+	}
+	// Unanswered: a second request waits for the interval.
+	clk.Advance(100 * time.Millisecond)
+	u.requestKeyFrame(0)
+	clk.Advance(200 * time.Millisecond)
+	if n := l.keyFrameRequests.Load(); n != 1 {
+		t.Fatalf("%d requests 300 ms after an unanswered one, want 1", n)
+	}
+	clk.Advance(keyFrameInterval - 300*time.Millisecond)
+	if n := l.keyFrameRequests.Load(); n != 2 {
+		t.Fatalf("%d requests after the interval, want 2", n)
+	}
+	// Answered: the key frame comes, and a newcomer's request goes out
+	// keyFrameAnsweredGap after the last one.
+	clk.Advance(20 * time.Millisecond)
+	l.keyFrameArrived()
+	u.requestKeyFrame(0)
+	if n := l.keyFrameRequests.Load(); n != 2 {
+		t.Fatalf("%d requests 20 ms after the last, want 2", n)
+	}
+	clk.Advance(keyFrameAnsweredGap - 20*time.Millisecond)
+	if n := l.keyFrameRequests.Load(); n != 3 {
+		t.Fatalf("%d requests after an answered one and the short gap, want 3", n)
+	}
+}

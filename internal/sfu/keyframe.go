@@ -12,8 +12,16 @@ import (
 )
 
 // keyFrameInterval is the shortest time between two key frame requests sent
-// to a publisher for one layer of a track, however many subscribers ask.
-const keyFrameInterval = 500 * time.Millisecond
+// to a publisher for one layer of a track, however many subscribers ask,
+// while the first is unanswered; keyFrameAnsweredGap the shortest once a
+// key frame has come since. A subscriber whose connection came up just
+// after a key frame then waits for the next one about keyFrameAnsweredGap
+// instead of up to keyFrameInterval (a join's first picture), and a burst
+// of joins still makes at most one request per keyFrameAnsweredGap.
+const (
+	keyFrameInterval    = 500 * time.Millisecond
+	keyFrameAnsweredGap = 150 * time.Millisecond
+)
 
 // RequestKeyFrame asks the publisher for a key frame on every layer,
 // throttled per layer.
@@ -44,7 +52,11 @@ func (u *UpTrack) requestKeyFrame(s int8) {
 	}
 	now := u.clock.Now().UnixNano()
 	last := l.lastKeyFrameRequest.Load()
-	if wait := int64(keyFrameInterval) - (now - last); wait > 0 {
+	gap := keyFrameInterval
+	if l.lastKeyFrame.Load() >= last {
+		gap = keyFrameAnsweredGap // the last request was answered
+	}
+	if wait := int64(gap) - (now - last); wait > 0 {
 		if !l.keyFrameDeferred.Swap(true) {
 			u.clock.AfterFunc(time.Duration(wait), func() {
 				l.keyFrameDeferred.Store(false)
@@ -56,10 +68,20 @@ func (u *UpTrack) requestKeyFrame(s int8) {
 	l.sendKeyFrameRequest()
 }
 
+// keyFrameArrived notes a key frame of the layer: the request before it
+// was answered.
+func (l *upLayer) keyFrameArrived() {
+	l.lastKeyFrame.Store(l.track.clock.Now().UnixNano())
+}
+
 func (l *upLayer) sendKeyFrameRequest() {
-	if l.track.ended.Load() || l.track.pc == nil {
+	if l.track.ended.Load() {
 		return
 	}
 	l.lastKeyFrameRequest.Store(l.track.clock.Now().UnixNano())
+	l.keyFrameRequests.Add(1)
+	if l.track.pc == nil {
+		return // a test's track
+	}
 	_ = l.track.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}})
 }

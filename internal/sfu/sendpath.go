@@ -208,9 +208,9 @@ func (p *sendPath) setRemote(a netip.AddrPort) {
 }
 
 // writeRTP sends one packet of down track d: h, whose Extensions are
-// empty with room for one, and payload. It allocates nothing.
-func (p *sendPath) writeRTP(d *DownTrack, twccID uint8, h *rtp.Header, payload []byte) {
-	now := time.Now().UnixNano()
+// empty with room for one, and payload; now (unix ns) is when it is sent,
+// for the transport-cc bookkeeping. It allocates nothing.
+func (p *sendPath) writeRTP(d *DownTrack, twccID uint8, h *rtp.Header, payload []byte, now int64) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -259,19 +259,24 @@ func marshalPayload(buf []byte, n int, h *rtp.Header, payload []byte) (int, erro
 	return end, nil
 }
 
-// handleRTCP reads one SRTCP datagram from the subscriber. It runs on the
-// media socket's reader goroutine.
-func (p *sendPath) handleRTCP(b []byte, now time.Time) {
+// handleRTCP reads one SRTCP datagram from the subscriber's address. It
+// runs on the media socket's reader goroutine. It reports false for a
+// datagram its keys do not open (another connection of the same address:
+// Pion's then).
+func (p *sendPath) handleRTCP(b []byte, now time.Time) bool {
 	plain, err := p.in.DecryptRTCP(p.rbuf[:0], b, &p.rhdr)
+	if errors.Is(err, srtp.ErrFailedToVerifyAuthTag) {
+		return false // not this connection's
+	}
 	if err != nil || len(plain) == 0 || &plain[0] != &p.rbuf[0] {
-		return
+		return true // a replay or garbage: dropped here
 	}
 	downs := *p.downs.Load()
 	w := rtcpWalker{b: plain}
 	for {
 		pkt, ok := w.next()
 		if !ok {
-			return
+			return true
 		}
 		switch {
 		case pkt.typ == rtcpRTPFB && pkt.count == fmtTWCC:

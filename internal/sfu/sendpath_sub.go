@@ -51,8 +51,7 @@ func (e *Engine) handleRTCP(b []byte, from netip.AddrPort) bool {
 	if p == nil {
 		return false // a publisher's, or a subscriber on Pion's path
 	}
-	p.handleRTCP(b, time.Now())
-	return true
+	return p.handleRTCP(b, time.Now())
 }
 
 // startOwnPath moves the subscriber onto the server's own send path

@@ -330,7 +330,7 @@ func BenchmarkOwnSend(b *testing.B) {
 		h.Timestamp = uint32(i) * 3000
 		h.Extension = false
 		h.Extensions = ext[:0]
-		p.writeRTP(d, 3, &h, payload)
+		p.writeRTP(d, 3, &h, payload, int64(i))
 	}
 	if sock.n.Load() == 0 {
 		b.Fatal("nothing sent")

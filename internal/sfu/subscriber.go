@@ -71,7 +71,7 @@ func (e *Engine) newSubscriber(events conn.SubscriberEvents) (*Subscriber, error
 // negotiation); for a track already added it applies opts.Priority. t must
 // be an up track of this engine.
 func (s *Subscriber) AddTrack(t conn.UpTrack, opts conn.TrackOptions) error {
-	up, ok := t.(*UpTrack)
+	up, ok := ownTrack(t)
 	if !ok {
 		return fmt.Errorf("add track %s: not a track of this media engine (%T)", t.ID(), t)
 	}
@@ -122,7 +122,7 @@ func (s *Subscriber) connectedDowns() {
 
 // RemoveTrack stops forwarding t.
 func (s *Subscriber) RemoveTrack(t conn.UpTrack) {
-	up, ok := t.(*UpTrack)
+	up, ok := ownTrack(t)
 	if !ok {
 		return
 	}

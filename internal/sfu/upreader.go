@@ -20,6 +20,7 @@ import (
 // framePacket is a received packet, parsed, waiting to be forwarded.
 type framePacket struct {
 	buf  []byte // what it was read into
+	raw  []byte // the packet as received (a slice of buf)
 	pkt  rtp.Packet
 	info packetInfo
 }
@@ -157,6 +158,7 @@ func (l *upLayer) handle(raw []byte, now int64) {
 func (l *upLayer) prepare(fp *framePacket, raw []byte, now int64) bool {
 	u := l.track
 	pkt := &fp.pkt
+	fp.raw = raw
 	if pkt.Unmarshal(raw) != nil {
 		return false
 	}
@@ -192,6 +194,7 @@ func (l *upLayer) prepare(fp *framePacket, raw []byte, now int64) bool {
 		info.temporal = int8(info.vp8.TID)
 		if info.keyFrame {
 			st.keyFrames.Add(1)
+			l.keyFrameArrived()
 			if w, h, ok := codecs.VP8FrameSize(pkt.Payload[info.vp8.HeaderSize:]); ok {
 				st.width.Store(int32(w))
 				st.height.Store(int32(h))
@@ -222,6 +225,7 @@ func (l *upLayer) prepare(fp *framePacket, raw []byte, now int64) bool {
 		}
 		if info.keyFrame {
 			st.keyFrames.Add(1)
+			l.keyFrameArrived()
 		}
 	}
 	st.measure(len(raw), !info.padding, now)
@@ -245,6 +249,12 @@ func (l *upLayer) forward(pkts []framePacket) {
 	if len(pkts) > 1 {
 		evenOut(pkts)
 	}
+	// One reading of the clock for the fan-out's send times (the own
+	// send path's transport-cc bookkeeping), not one per copy.
+	sent := time.Now().UnixNano()
+	for i := range pkts {
+		pkts[i].info.sent = sent
+	}
 	for _, d := range *u.downs.Load() {
 		if len(pkts) == 1 {
 			d.writeRTP(&pkts[0].pkt, &pkts[0].info)
@@ -259,6 +269,7 @@ func (l *upLayer) forward(pkts []framePacket) {
 		}
 		u.sock.Release()
 	}
+	u.toSinks(pkts)
 	if u.sock != nil {
 		now := time.Now().UnixNano()
 		for i := range pkts {

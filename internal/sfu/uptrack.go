@@ -74,6 +74,11 @@ type UpTrack struct {
 
 	dyn dynacast
 
+	// Sinks in this process (conn.SinkTrack): called on the forwarding
+	// goroutine under sinkMu's read lock, so that RemoveSink can wait.
+	sinkMu sync.RWMutex
+	sinks  atomic.Pointer[[]conn.Sink]
+
 	muted atomic.Bool // not forwarded (a host muted it)
 	ended atomic.Bool
 	done  chan struct{}
@@ -88,8 +93,10 @@ type upLayer struct {
 	ssrc   uint32
 	cache  *packetcache.Cache // nil for audio
 
-	lastKeyFrameRequest atomic.Int64 // unix nanoseconds
+	lastKeyFrameRequest atomic.Int64 // unix nanoseconds (the track's clock)
+	lastKeyFrame        atomic.Int64 // when a key frame last arrived, likewise
 	keyFrameDeferred    atomic.Bool
+	keyFrameRequests    atomic.Uint64 // sent to the publisher
 
 	single [1]framePacket // reused for every packet forwarded alone
 	vp9    codecs.VP9     // parsing scratch
@@ -218,6 +225,50 @@ func (u *UpTrack) removeDown(d *DownTrack) {
 	u.downs.Store(&next)
 	u.mu.Unlock()
 	u.dyn.update()
+}
+
+// AddSink starts handing the track's packets to s (conn.SinkTrack).
+func (u *UpTrack) AddSink(s conn.Sink) {
+	u.sinkMu.Lock()
+	defer u.sinkMu.Unlock()
+	var next []conn.Sink
+	if old := u.sinks.Load(); old != nil {
+		next = append(next, *old...)
+	}
+	next = append(next, s)
+	u.sinks.Store(&next)
+}
+
+// RemoveSink stops handing packets to s; s is not called after it
+// returns.
+func (u *UpTrack) RemoveSink(s conn.Sink) {
+	u.sinkMu.Lock()
+	defer u.sinkMu.Unlock()
+	old := u.sinks.Load()
+	if old == nil {
+		return
+	}
+	next := make([]conn.Sink, 0, len(*old))
+	for _, x := range *old {
+		if x != s {
+			next = append(next, x)
+		}
+	}
+	u.sinks.Store(&next)
+}
+
+// toSinks hands forwarded packets to the sinks, if any.
+func (u *UpTrack) toSinks(pkts []framePacket) {
+	if p := u.sinks.Load(); p == nil || len(*p) == 0 {
+		return
+	}
+	u.sinkMu.RLock()
+	for _, s := range *u.sinks.Load() {
+		for i := range pkts {
+			s.WriteRTP(pkts[i].raw)
+		}
+	}
+	u.sinkMu.RUnlock()
 }
 
 // SetMuted stops (true) or resumes (false) forwarding the track, at once

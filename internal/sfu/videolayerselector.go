@@ -20,6 +20,7 @@ type packetInfo struct {
 	isVP8        bool
 	vp8          codecs.VP8
 	now          int64 // arrival, unix nanoseconds
+	sent         int64 // when its fan-out began, unix nanoseconds (0: not known)
 }
 
 // decision is a selector's verdict on one packet.

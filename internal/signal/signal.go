@@ -138,7 +138,14 @@ type Participant struct {
 	Role    string `json:"role,omitempty"`    // host, participant or guest
 	Account bool   `json:"account,omitempty"` // signed in with an account
 	Muted   bool   `json:"muted,omitempty"`   // microphone muted by a host
+	// Gateway is set for a participant that breaks end-to-end
+	// encryption: "sip" for a telephone dialled in through the SIP
+	// gateway, which holds the meeting's keys while it is present.
+	Gateway string `json:"gateway,omitempty"`
 }
+
+// GatewaySIP marks a telephone that dialled in through the SIP gateway.
+const GatewaySIP = "sip"
 
 // RoomState is the room's access state as members see it.
 type RoomState struct {
