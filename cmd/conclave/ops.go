@@ -194,6 +194,18 @@ func backupCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return promptPassphrase("Backup passphrase: ")
 	}
+	// openBackup opens the backup of -in and asks for its passphrase.
+	openBackup := func() (*os.File, string, error) {
+		if in == "" {
+			return nil, "", errors.New("-in is required")
+		}
+		p, err := passphrase()
+		if err != nil {
+			return nil, "", err
+		}
+		f, err := os.Open(in)
+		return f, p, err
+	}
 	ctx := context.Background()
 	switch cmd {
 	case "list":
@@ -211,14 +223,7 @@ func backupCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		tw.Flush()
 		return 0
 	case "check":
-		if in == "" {
-			return fail(errors.New("-in is required"))
-		}
-		p, err := passphrase()
-		if err != nil {
-			return fail(err)
-		}
-		f, err := os.Open(in)
+		f, p, err := openBackup()
 		if err != nil {
 			return fail(err)
 		}
@@ -233,14 +238,7 @@ func backupCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "restore":
-		if in == "" {
-			return fail(errors.New("-in is required"))
-		}
-		p, err := passphrase()
-		if err != nil {
-			return fail(err)
-		}
-		f, err := os.Open(in)
+		f, p, err := openBackup()
 		if err != nil {
 			return fail(err)
 		}

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"conclave/internal/pki"
 	"conclave/internal/secrets"
 	"conclave/internal/store"
 )
@@ -177,7 +178,7 @@ func (s LDAPSettings) Check() error {
 		return errors.New("the directory URL must start with ldap:// (StartTLS) or ldaps://; there is no clear-text mode")
 	}
 	if s.CACert != "" {
-		if _, err := certPool(s.CACert); err != nil {
+		if _, err := pki.CertPool([]byte(s.CACert)); err != nil {
 			return fmt.Errorf("the directory CA: %w", err)
 		}
 	}
@@ -222,7 +223,7 @@ func (s CertSettings) Check() error {
 		}
 		return nil
 	}
-	if _, err := certPool(s.CACert); err != nil {
+	if _, err := pki.CertPool([]byte(s.CACert)); err != nil {
 		return fmt.Errorf("the certificate login CA: %w", err)
 	}
 	switch s.Identity {

@@ -132,8 +132,24 @@ func CreateCSR(dataDir, node string, req CSRRequest, box *secrets.Box) ([]byte, 
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
 }
 
-// parseChain returns the certificates of a PEM bundle, in order.
-func parseChain(data []byte) ([]*x509.Certificate, error) {
+// CertPool is a pool of the certificates of a PEM bundle (the CA setting
+// of a directory, a syslog server or certificate login); none is an
+// error.
+func CertPool(pemText []byte) (*x509.CertPool, error) {
+	certs, err := ParseCertificates(pemText)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
+// ParseCertificates returns the certificates of a PEM bundle, in order
+// (blocks of other types are passed over); none is an error.
+func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	for {
 		var b *pem.Block
@@ -168,7 +184,7 @@ func ImportCertificate(dataDir, node string, chainPEM []byte, roots *x509.CertPo
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	chain, err := parseChain(chainPEM)
+	chain, err := ParseCertificates(chainPEM)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -259,7 +275,7 @@ func ImportTrustedCA(dataDir, name string, data []byte) ([]*x509.Certificate, er
 	if name == "" || strings.ContainsAny(name, `/\. `) || len(name) > 64 {
 		return nil, errors.New("give the CA a short name (letters, digits, '-' or '_')")
 	}
-	certs, err := parseChain(data)
+	certs, err := ParseCertificates(data)
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +312,7 @@ func TrustedCAs(dataDir string) (map[string][]*x509.Certificate, error) {
 		if err != nil {
 			return nil, err
 		}
-		certs, err := parseChain(data)
+		certs, err := ParseCertificates(data)
 		if err != nil {
 			return nil, fmt.Errorf("trusted CA %s: %w", e.Name(), err)
 		}

@@ -69,11 +69,7 @@ func New(key []byte) (*Box, error) {
 	if len(key) != KeySize {
 		return nil, fmt.Errorf("the master key must be %d bytes, not %d", KeySize, len(key))
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCM(block)
+	aead, err := NewAEAD(key)
 	if err != nil {
 		return nil, err
 	}
@@ -373,31 +369,55 @@ type Fields struct {
 // OpenFields loads the fields key of dataDir through box, making it on
 // first use.
 func OpenFields(dataDir string, box *Box) (*Fields, error) {
-	path := filepath.Join(dataDir, filepath.FromSlash(FieldsKeyFile))
-	key, err := box.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		key = make([]byte, KeySize)
-		rand.Read(key)
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("fields key: %w", err)
-		}
-		err = box.WriteFile(path, key, 0o600)
-	}
+	key, err := LoadKey(filepath.Join(dataDir, filepath.FromSlash(FieldsKeyFile)), box, true)
 	if err != nil {
 		return nil, fmt.Errorf("fields key: %w", err)
 	}
-	if len(key) != KeySize {
-		return nil, fmt.Errorf("fields key %s: not a %d-byte key; restore it from a backup", path, KeySize)
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCM(block)
+	aead, err := NewAEAD(key)
 	if err != nil {
 		return nil, err
 	}
 	return &Fields{aead: aead}, nil
+}
+
+// LoadKey returns the 32-byte key kept in the file at path, opened by
+// box; with create, a missing file is made with a random key (written
+// through box, mode 0600, in a directory of mode 0700). Keys are written
+// as 64 hexadecimal digits; 32 raw bytes are read too. A file that holds
+// neither is an error that says to restore it from a backup. Every
+// symmetric key of the data directory is kept this way.
+func LoadKey(path string, box *Box, create bool) ([]byte, error) {
+	data, err := box.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && create {
+		key := make([]byte, KeySize)
+		rand.Read(key)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		if err := box.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		return key, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(data) == KeySize {
+		return data, nil
+	}
+	if k, err := hex.DecodeString(strings.TrimSpace(string(data))); err == nil && len(k) == KeySize {
+		return k, nil
+	}
+	return nil, fmt.Errorf("%s is not a %d-byte key (damaged?): restore it from a backup", path, KeySize)
+}
+
+// NewAEAD returns AES-256-GCM under a 32-byte key.
+func NewAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }
 
 // FieldSealed reports whether v is a value sealed by Fields.

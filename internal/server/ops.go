@@ -579,11 +579,7 @@ func (o *ops) syslogRoots(caPEM string) (*x509.CertPool, error) {
 	if caPEM == "" {
 		return pki.TrustedPool(o.cfg.DataDir)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
-		return nil, errors.New("the CA setting holds no PEM certificate")
-	}
-	return pool, nil
+	return pki.CertPool([]byte(caPEM))
 }
 
 func (o *ops) syslogStatus() []syslog.Status {

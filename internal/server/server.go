@@ -337,7 +337,7 @@ func (s *Server) openAdmin(ctx context.Context, cfg config.Config, webCfg web.Co
 		if err != nil {
 			return fmt.Errorf("--admin-client-ca: %w", err)
 		}
-		if clientCA, err = pemPool(string(b)); err != nil {
+		if clientCA, err = pki.CertPool(b); err != nil {
 			return fmt.Errorf("--admin-client-ca %s: %w", cfg.Auth.AdminClientCA, err)
 		}
 	}
