@@ -69,7 +69,8 @@ func nodeDir(dataDir, node string) (string, error) {
 
 // CreateCSR makes a new key for node (kept, sealed by box, until the
 // signed certificate is imported) and returns the PEM request: ECDSA
-// P-256 with SHA-256, P-384 with SHA-384, or RSA 3072/4096 with SHA-256.
+// P-256 with SHA-256, P-384 with SHA-384, RSA 3072 with SHA-256 or RSA
+// 4096 with SHA-384.
 func CreateCSR(dataDir, node string, req CSRRequest, box *secrets.Box) ([]byte, error) {
 	dir, err := nodeDir(dataDir, node)
 	if err != nil {
@@ -251,20 +252,9 @@ func LoadNode(dataDir, node string, box *secrets.Box) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	certPEM, err := os.ReadFile(filepath.Join(dir, ServerCertFile))
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	keyPEM, err := box.ReadFile(filepath.Join(dir, ServerKeyFile))
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	cert, err := ReadKeyPair(filepath.Join(dir, ServerCertFile), filepath.Join(dir, ServerKeyFile), box)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("node %s certificate: %w", node, err)
-	}
-	if cert.Leaf == nil {
-		cert.Leaf, _ = x509.ParseCertificate(cert.Certificate[0])
 	}
 	return cert, nil
 }
