@@ -40,6 +40,11 @@ func directory(t *testing.T, noTLS bool) *slapd.Server {
 // ldapServer starts Conclave signing in against dir with the flags an
 // operator would give.
 func ldapServer(t *testing.T, dir *slapd.Server) *testserver.Server {
+	return ldapServerWith(t, dir, nil)
+}
+
+// ldapServerWith is ldapServer with the configuration adjusted by change.
+func ldapServerWith(t *testing.T, dir *slapd.Server, change func(*config.Config)) *testserver.Server {
 	tmp := t.TempDir()
 	pw := testca.WriteFile(t, tmp, "bind-pw", "reader-Pw-1\n")
 	var caFile string
@@ -54,7 +59,44 @@ func ldapServer(t *testing.T, dir *slapd.Server) *testserver.Server {
 		c.Auth.LDAPUserBase = "ou=people," + slapd.Suffix
 		c.Auth.LDAPGroupBase = "ou=groups," + slapd.Suffix
 		c.Auth.LDAPGroupRoles = []string{adminsGroup + "=" + perm.SecurityAdmin}
+		if change != nil {
+			change(c)
+		}
 	})
+}
+
+// TestLDAPUseAndConflicts: a directory used for meeting users only gives
+// no management role, even to a member of a mapped group; one used for
+// administrators only signs in nobody without a mapped group; and a
+// directory entry cannot take over a local account of the same name
+// (refused and audited).
+func TestLDAPUseAndConflicts(t *testing.T) {
+	dir := directory(t, false)
+	users := ldapServerWith(t, dir, func(c *config.Config) { c.Auth.LDAPUse = "users" })
+	st, body, _ := loginStatus(t, users, "alice", "Alice-Dir-Pw-1")
+	if st != http.StatusOK || len(rolesOf(body)) != 0 {
+		t.Fatalf("alice through a directory for meeting users: %d, roles %v; want a meeting user", st, rolesOf(body))
+	}
+
+	admins := ldapServerWith(t, dir, func(c *config.Config) { c.Auth.LDAPUse = "admins" })
+	if st, body, _ := loginStatus(t, admins, "alice", "Alice-Dir-Pw-1"); st != http.StatusOK || !slices.Equal(rolesOf(body), []string{perm.SecurityAdmin}) {
+		t.Fatalf("alice through a directory for administrators: %d %v", st, body)
+	}
+	if st, _, _ := loginStatus(t, admins, "bob", "Bob-Dir-Pw-1"); st != http.StatusUnauthorized {
+		t.Fatalf("bob, in no mapped group, through a directory for administrators: %d", st)
+	}
+
+	both := ldapServer(t, dir)
+	addAccount(t, both, "alice", perm.Administrator) // a local administrator named alice
+	if st, _, _ := loginStatus(t, both, "alice", "Alice-Dir-Pw-1"); st != http.StatusUnauthorized {
+		t.Fatalf("the directory's alice over a local account of that name: %d", st)
+	}
+	if !auditHas(t, both, "external-account-conflict", "") {
+		t.Error("the refused takeover is not in the audit log")
+	}
+	if u, err := both.Store().UserByName(context.Background(), "alice"); err != nil || u.Source != "local" || !slices.Contains(u.Roles, perm.Administrator) {
+		t.Fatalf("the local alice after the attempt: %+v %v", u, err)
+	}
 }
 
 func loginStatus(t *testing.T, srv *testserver.Server, username, password string) (int, map[string]any, *apiClient) {
