@@ -68,6 +68,9 @@ type Config struct {
 	// Box seals the private keys at rest (package secrets); nil keeps
 	// them in the clear.
 	Box *secrets.Box
+	// Fields seals the devices' digest secrets (their HA1 values) in the
+	// store; nil keeps them in the clear.
+	Fields *secrets.Fields
 }
 
 // Authority issues and revokes device certificates.

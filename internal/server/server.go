@@ -74,6 +74,7 @@ type Server struct {
 	lifecycle     *auth.Lifecycle
 	debug         *debugServer // nil unless --debug-listen
 	ops           *ops         // the operator's parts (ops.go)
+	fields        *secrets.Fields
 	started       time.Time
 	closeOnce     sync.Once
 	closeErr      error
@@ -235,6 +236,11 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if s.cl != nil {
 		s.cl.org = s.org
 	}
+	// The secrets the store keeps (sign-in settings, devices' digest
+	// secrets) are sealed by the data directory's fields key.
+	if s.fields, err = secrets.OpenFields(cfg.DataDir, o.box); err != nil {
+		return nil, err
+	}
 	telephony, err := s.openSIP(clk, opts)
 	if err != nil {
 		return nil, fmt.Errorf("SIP: %w", err)
@@ -259,11 +265,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return err
 	})
 	s.lifecycle.OnDeactivate(s.deactivated)
-	fields, err := secrets.OpenFields(cfg.DataDir, o.box)
-	if err != nil {
-		return nil, err
-	}
-	settings, err := authSettings(st, fields, cfg.Auth)
+	settings, err := authSettings(st, s.fields, cfg.Auth)
 	if err != nil {
 		return nil, err
 	}
