@@ -48,6 +48,10 @@ func TestAdminAccountCommands(t *testing.T) {
 		{"", []string{"delete-user", "-username", "mia"}, 1, `no account is named "mia"`},
 		{"", []string{"delete-role", "-name", "room-viewer"}, 0, "deleted"},
 	}
+	// A sealed record first, as a node that has run has.
+	if code, out := runAdmin(t, data, "", "create-room", "-alias", "board"); code != 0 {
+		t.Fatal(out)
+	}
 	for _, s := range steps {
 		code, out := runAdmin(t, data, s.stdin, s.args...)
 		if code != s.code || !strings.Contains(out, s.want) {
@@ -78,6 +82,10 @@ func TestAdminAccountCommands(t *testing.T) {
 		if !strings.HasPrefix(r.Actor, "cli:") || r.Source != "local" || len(r.MAC) == 0 {
 			t.Errorf("record %d (%s): actor %q, source %q, sealed %v; want cli:<user>, local, sealed", r.Seq, r.Action, r.Actor, r.Source, len(r.MAC) > 0)
 		}
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"audit", "verify", "-data", data}, nil, &out, &errb); code != 0 {
+		t.Errorf("conclave audit verify after the account commands: %d %s%s", code, out.String(), errb.String())
 	}
 	for action, n := range map[string]int{"account-created": 2, "role-created": 1, audit.ActionRoleChanged: 1, "account-disabled": 1,
 		"account-enabled": 1, audit.ActionPasswordReset: 1, audit.ActionAccountUnlocked: 1, audit.ActionSessionsEnded: 1,
