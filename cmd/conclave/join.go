@@ -490,14 +490,17 @@ const meetingLogInterval = 3 * time.Second
 // pinLog pins the server's log key (known-logs, next to the device key) and
 // returns it, or "" with a warning when it is missing or changed.
 func pinLog(keyDir, server, vkey string, out *joinPrinter) string {
-	if vkey == "" {
-		out.printf("WARNING: the server publishes no identity log; nobody can be shown as certified.")
-		return ""
-	}
 	pinned, status, err := secure.CheckLogPin(filepath.Join(keyDir, "known-logs"), server, vkey)
 	switch {
+	case err != nil && vkey == "":
+		out.printf("WARNING: the server publishes no identity log; nobody can be shown as certified.")
+		return ""
 	case err != nil:
 		out.printf("WARNING: %v; nobody can be shown as certified.", err)
+		return ""
+	case status == secure.PinWithheld:
+		out.printf("WARNING: %s NO LONGER PUBLISHES THE IDENTITY LOG KEY pinned in %s (%s): nobody is shown as certified, and devices added to your account cannot be reported. Someone may be switching the checks off.",
+			server, filepath.Join(keyDir, "known-logs"), pinned)
 		return ""
 	case status == secure.PinChanged:
 		out.printf("WARNING: THE IDENTITY LOG KEY OF %s CHANGED (pinned %s). Someone may be impersonating the organisation: nobody is shown as certified. If the administrators replaced it on purpose, remove the line of %s from %s.",

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -196,4 +197,110 @@ func runRound(t *testing.T, meeting string, victim, fakePeer *VerifiedAnnounceme
 		t.Fatal("a second reveal in one epoch")
 	}
 	return vs.Code()
+}
+
+// TestRelayCannotRecommitAfterReveal: the relay lets a round complete
+// honestly on each victim's side, learns the two victims' nonces from
+// their reveals, searches for two nonces of its own that give both sides
+// one code, and then commits its fakes again with a higher round and
+// reveals those nonces. A victim must never combine a nonce it revealed
+// with a commit it received after revealing (review of issue 11): in
+// every attempt the victims' codes differ.
+func TestRelayCannotRecommitAfterReveal(t *testing.T) {
+	const attempts = 20
+	m := newMITM(t)
+	relayDev, _ := GenerateDeviceKey()
+	signed := func(a Announcement) *VerifiedAnnouncement {
+		a.Timestamp = time.Now()
+		p, err := SignAnnouncement(relayDev, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := VerifyAnnouncement(p, VerifyOptions{MeetingID: m.meeting})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	// A victim, with a device key of its own (its announcement re-signed).
+	victim := func(real *VerifiedAnnouncement) (*RoundState, *VerifiedAnnouncement) {
+		dev, _ := GenerateDeviceKey()
+		p, _ := SignAnnouncement(dev, real.Announcement)
+		a, err := VerifyAnnouncement(p, VerifyOptions{MeetingID: m.meeting})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return NewRoundState(m.meeting, a.ParticipantID, dev, nil, testDigits), a
+	}
+	nonceOf := func(reveal []byte) []byte {
+		v, err := ParseReveal(reveal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Nonce
+	}
+	for n := range attempts {
+		a, annA := victim(m.alice)
+		b, annB := victim(m.bob)
+		fakeB, fakeA := signed(m.fakeB), signed(m.fakeA)
+		viewA := []*VerifiedAnnouncement{annA, fakeB}
+		viewB := []*VerifiedAnnouncement{fakeA, annB}
+		// The fake's commit of round r to nonce, and its reveal.
+		play := func(s *RoundState, fake *VerifiedAnnouncement, view []*VerifiedAnnouncement, round uint32, nonce []byte) {
+			t.Helper()
+			c, err := SignCommit(relayDev, Commit{MeetingID: m.meeting, ParticipantID: fake.ParticipantID, Round: round, View: ViewHash(view)}, nonce)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.OnCommit(fake.ParticipantID, c); err != nil {
+				t.Fatal(err)
+			}
+			r, _ := EncodeReveal(Reveal{MeetingID: m.meeting, ParticipantID: fake.ParticipantID, Round: round, Nonce: nonce})
+			// The victim reveals (once it holds the commit), then gets
+			// the fake's reveal.
+			s.Reveal()
+			if err := s.OnReveal(fake.ParticipantID, r); err != nil {
+				t.Fatal(err)
+			}
+			s.Reveal()
+		}
+		if _, err := a.Begin(viewA, Checkpoint{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Begin(viewB, Checkpoint{}); err != nil {
+			t.Fatal(err)
+		}
+		play(a, fakeB, viewA, 1, bytes.Repeat([]byte{1}, NonceLen))
+		play(b, fakeA, viewB, 1, bytes.Repeat([]byte{2}, NonceLen))
+		_, revA := a.Own()
+		_, revB := b.Own()
+		if revA == nil || revB == nil || a.Code() == "" || b.Code() == "" {
+			t.Fatalf("attempt %d: the honest round did not complete", n)
+		}
+		// The relay now knows both victims' nonces: a birthday search
+		// over nonces of its own.
+		nA, nB := nonceOf(revA), nonceOf(revB)
+		vhA, vhB := ViewHash(viewA), ViewHash(viewB)
+		seen := map[string][]byte{}
+		var x, y []byte
+		for i := 0; i < 1<<14 && x == nil; i++ {
+			c := sha256.Sum256(fmt.Appendf(nil, "x %d %d", n, i))
+			seen[MeetingCodeV2(vhA, Checkpoint{}, []RoundNonce{{annA.ParticipantID, nA}, {fakeB.ParticipantID, c[:]}}, testDigits)] = c[:]
+		}
+		for j := 0; j < 1<<14 && x == nil; j++ {
+			c := sha256.Sum256(fmt.Appendf(nil, "y %d %d", n, j))
+			if hit, ok := seen[MeetingCodeV2(vhB, Checkpoint{}, []RoundNonce{{fakeA.ParticipantID, c[:]}, {annB.ParticipantID, nB}}, testDigits)]; ok {
+				x, y = hit, c[:]
+			}
+		}
+		if x == nil {
+			t.Fatalf("attempt %d: the search found no collision", n)
+		}
+		play(a, fakeB, viewA, 2, x)
+		play(b, fakeA, viewB, 2, y)
+		codeA, codeB := a.Code(), b.Code()
+		if codeA != "" && codeA == codeB {
+			t.Fatalf("attempt %d: the relay chose its nonces after the victims revealed theirs: both read %s", n, codeA)
+		}
+	}
 }

@@ -1,8 +1,10 @@
 package e2ee
 
 import (
+	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -31,8 +33,10 @@ func CleanName(s string) string {
 }
 
 // confusables maps letters of the Cyrillic and Greek scripts that look
-// like Latin ones (upper and lower case) to the Latin letter, and a few
-// signs that pass for letters. It is applied before and after lower-casing.
+// like Latin ones (upper and lower case) to the Latin letter, a few signs
+// that pass for letters, Latin small capitals, and (init, below) every
+// single-letter entry of Unicode's UTS #39 confusables. It is applied
+// before and after lower-casing.
 var confusables = map[rune]string{
 	// Cyrillic capitals
 	'А': "A", 'В': "B", 'Е': "E", 'К': "K", 'М': "M", 'Н': "H", 'О': "O", 'Р': "P", 'С': "C",
@@ -50,6 +54,19 @@ var confusables = map[rune]string{
 	'ο': "o", 'ρ': "p", 'τ': "t", 'υ': "u", 'χ': "x", 'ω': "w", 'ϲ': "c", 'ϳ': "j", 'ς': "c",
 	// Latin variants and signs
 	'ı': "i", 'ɡ': "g", 'ɑ': "a", 'ǀ': "l", '0': "o", '1': "l", '|': "l", '!': "l",
+	// Latin small capitals (UTS #39 lists only some of them)
+	'ᴀ': "a", 'ʙ': "b", 'ᴅ': "d", 'ᴇ': "e", 'ɢ': "g", 'ʜ': "h", 'ᴊ': "j", 'ᴋ': "k", 'ʟ': "l",
+	'ᴍ': "m", 'ɴ': "n", 'ᴘ': "p", 'ʀ': "r", 'ꜱ': "s", 'ᴛ': "t",
+}
+
+// The UTS #39 entries complete the table (names_uts39.go); the hand-made
+// entries above win.
+func init() {
+	for r, m := range uts39Confusables {
+		if _, ok := confusables[r]; !ok {
+			confusables[r] = m
+		}
+	}
 }
 
 // foldStroke makes one letter of the vertical strokes that remain after
@@ -105,4 +122,68 @@ func Skeleton(s string) string {
 // Confusable reports whether two different names look alike.
 func Confusable(a, b string) bool {
 	return a != b && Skeleton(a) == Skeleton(b)
+}
+
+// skeletonWords splits a skeleton into its runs of letters and digits.
+func skeletonWords(sk string) []string {
+	return strings.FieldsFunc(sk, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+}
+
+// LooksLike reports whether the name someone chose imitates another name:
+// the same skeleton, or the same words once punctuation and symbols are
+// set aside ("Alice-Martin ✓"); with within, also the other name's words
+// in a row among the chosen name's ("Alice Martin (CEO)", "Dr Alice
+// Martin"), when they hold at least 3 letters. A name and an account of a
+// certified participant are compared within; other names are not.
+func LooksLike(chosen, other string, within bool) bool {
+	a, b := Skeleton(chosen), Skeleton(other)
+	if a == "" || b == "" {
+		return false
+	}
+	if a == b {
+		return true
+	}
+	wa, wb := skeletonWords(a), skeletonWords(b)
+	if len(wb) == 0 {
+		return false
+	}
+	if slices.Equal(wa, wb) {
+		return true
+	}
+	letters := 0
+	for _, w := range wb {
+		letters += utf8.RuneCountInString(w)
+	}
+	if !within || letters < 3 {
+		return false
+	}
+	for i := 0; i+len(wb) <= len(wa); i++ {
+		if slices.Equal(wa[i:i+len(wb)], wb) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClaimsAccount reports whether a chosen name writes out an account as
+// the badge does ("Alice (@alice)"): "@" then the account, alike by
+// skeleton, not followed by a letter or digit.
+func ClaimsAccount(chosen, account string) bool {
+	a, acc := Skeleton(chosen), Skeleton(account)
+	if acc == "" {
+		return false
+	}
+	at := "@" + acc
+	for i := strings.Index(a, at); i >= 0; {
+		rest := a[i+len(at):]
+		if r, _ := utf8.DecodeRuneInString(rest); rest == "" || !(unicode.IsLetter(r) || unicode.IsDigit(r)) {
+			return true
+		}
+		j := strings.Index(a[i+1:], at)
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
 }

@@ -32,6 +32,7 @@ type RoundState struct {
 	members  map[string]*VerifiedAnnouncement // the view, self included
 	cp       Checkpoint
 	commit   []byte // own commit payload of this round
+	pending  []byte // a commit made in OnCommit, not yet taken by Pending
 	revealed bool
 	epochs   int // rounds begun on a change of view
 
@@ -68,16 +69,33 @@ func (r *RoundState) Begin(view []*VerifiedAnnouncement, cp Checkpoint) ([]byte,
 	}
 	r.view = ViewHash(view)
 	r.epochs++
-	r.revealed = false
-	return r.recommit(cp)
+	return r.recommit(cp, r.nextRound())
 }
 
-func (r *RoundState) recommit(cp Checkpoint) ([]byte, error) {
+// nextRound is the round a member moves to for a new commit: past its
+// own, and joining the highest round a member already committed to for
+// the same view (rounds are the meeting's, not each member's).
+func (r *RoundState) nextRound() uint32 {
+	next := r.round + 1
+	for id, c := range r.commits {
+		if r.members[id] != nil && c.View == r.view && c.Round > next {
+			next = c.Round
+		}
+	}
+	return next
+}
+
+// recommit starts round `round` with a fresh nonce: nothing this member
+// revealed before is ever combined with what it receives from now on.
+func (r *RoundState) recommit(cp Checkpoint, round uint32) ([]byte, error) {
+	if round <= r.round {
+		return nil, errors.New("e2ee: no round left in this meeting")
+	}
 	nonce := make([]byte, NonceLen)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	r.round++
+	r.round, r.revealed, r.pending = round, false, nil
 	r.nonce, r.cp, r.code = nonce, cp, ""
 	p, err := SignCommit(r.device, Commit{MeetingID: r.meeting, ParticipantID: r.self, Round: r.round, View: r.view, Checkpoint: cp.Note}, nonce)
 	if err != nil {
@@ -87,17 +105,24 @@ func (r *RoundState) recommit(cp Checkpoint) ([]byte, error) {
 	return p, nil
 }
 
-// Adopt switches the round to a larger checkpoint the caller verified
-// (consistent with the current one). Before the reveal it commits again
-// with a fresh nonce and returns that commit; after it, the checkpoint is
-// kept for the next epoch only and Adopt returns nil.
+// Adopt switches to a larger checkpoint the caller verified (consistent
+// with the current one): a new round with a fresh nonce, whose commit it
+// returns (nil when cp is not larger).
 func (r *RoundState) Adopt(cp Checkpoint) ([]byte, error) {
 	// A member without a log holds the zero checkpoint, smaller than any.
 	larger := cp.Size > r.cp.Size || (r.cp.Origin == "" && cp.Origin != "")
-	if r.revealed || !larger || r.commit == nil {
+	if !larger || r.commit == nil {
 		return nil, nil
 	}
-	return r.recommit(cp)
+	return r.recommit(cp, r.nextRound())
+}
+
+// Pending returns, once, the commit of a round this member moved to on a
+// peer's commit (OnCommit), for the caller to send; nil if none.
+func (r *RoundState) Pending() []byte {
+	p := r.pending
+	r.pending = nil
+	return p
 }
 
 // Checkpoint returns the checkpoint of the current round.
@@ -117,7 +142,9 @@ func (r *RoundState) Epochs() int { return r.epochs }
 
 // OnCommit verifies and keeps a peer's commit. It returns the commit's
 // checkpoint when it differs from the round's (the caller must then
-// verify consistency and Adopt, or report a split view).
+// verify consistency and Adopt, or report a split view). A commit of a
+// higher round for the same view moves this member to that round with a
+// fresh nonce: the caller sends Pending's commit.
 func (r *RoundState) OnCommit(from string, payload []byte) (*Checkpoint, error) {
 	a := r.members[from]
 	if a == nil || from == r.self {
@@ -137,6 +164,16 @@ func (r *RoundState) OnCommit(from string, payload []byte) (*Checkpoint, error) 
 	r.commits[from], r.cps[from] = c, cp
 	delete(r.reveals, from)
 	r.code = ""
+	if c.View == r.view && c.Round > r.round && r.commit != nil {
+		// A member of this view is a round ahead: move to it with a fresh
+		// nonce. Never keep a revealed nonce for a commit that came after
+		// the reveal, or the relay could choose its nonce knowing ours.
+		p, err := r.recommit(r.cp, c.Round)
+		if err != nil {
+			return nil, err
+		}
+		r.pending = p
+	}
 	if !cp.Equal(r.cp) {
 		return &cp, nil
 	}
@@ -191,7 +228,8 @@ func (r *RoundState) OnReveal(from string, payload []byte) error {
 	return nil
 }
 
-// Waiting returns the members whose matching commit is missing.
+// Waiting returns the members whose commit of this round, view and
+// checkpoint is missing.
 func (r *RoundState) Waiting() []string {
 	var out []string
 	for id := range r.members {
@@ -199,7 +237,7 @@ func (r *RoundState) Waiting() []string {
 			continue
 		}
 		c := r.commits[id]
-		if c == nil || c.View != r.view || !r.cps[id].Equal(r.cp) {
+		if c == nil || c.Round != r.round || c.View != r.view || !r.cps[id].Equal(r.cp) {
 			out = append(out, id)
 		}
 	}
@@ -220,7 +258,8 @@ func (r *RoundState) Disagreeing() map[string]uint32 {
 }
 
 // Reveal returns this member's reveal once every member of its view has
-// committed to the same view and checkpoint, once per epoch; nil before.
+// committed to the same round, view and checkpoint, once per round; nil
+// before.
 func (r *RoundState) Reveal() []byte {
 	if r.revealed || r.commit == nil || len(r.Waiting()) > 0 {
 		return nil

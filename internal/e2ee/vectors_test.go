@@ -52,6 +52,7 @@ type vectorFile struct {
 	Log          vecLog              `json:"log"`
 	Rounds       vecRounds           `json:"rounds"`
 	Names        []vecName           `json:"names"`
+	Lookalikes   []vecLookalike      `json:"lookalikes"`
 	Pairwise     vecPairwise         `json:"pairwise"`
 	Chat         []vecChat           `json:"chat"`
 	File         vecFile             `json:"file"`

@@ -93,6 +93,26 @@ type vecName struct {
 	Skeleton string `json:"skeleton"`
 }
 
+// vecLookalike is a chosen name against another name or account: whether
+// it looks like it (LooksLike, with and without within) and whether it
+// writes it out as an account (ClaimsAccount).
+type vecLookalike struct {
+	Chosen        string `json:"chosen"`
+	Other         string `json:"other"`
+	LooksLike     bool   `json:"looksLike"`
+	Within        bool   `json:"within"`
+	ClaimsAccount bool   `json:"claimsAccount"`
+}
+
+// lookalikeCases are the inputs of the lookalikes section.
+var lookalikeCases = [][2]string{
+	{"Alice Martin (CEO)", "Alice Martin"}, {"Alice Martin (@alice)", "alice"}, {"Alice (@alicex)", "alice"},
+	{"Dr. Аlice Martin", "Alice Martin"}, {"Alice-Martin ✓", "Alice Martin"}, {"Al Smith", "Al"},
+	{"Bob Marley", "Bob"}, {"Alicemartin", "Alice Martin"}, {"Martin", "Alice Martin"}, {"Ꮇartin Alice", "Martin Alice"},
+	{"Alice  Martin", "alice martin"}, {"", "Alice"}, {"Alice", ""}, {"@bob.stone", "bob.stone"}, {"x@bob", "bob"},
+	{"Alice Martin‮", "Alice Martin"}, {"ᴀlice ʟee", "Alice Lee"}, {"Ali", "Alice"},
+}
+
 // nameCases are the inputs of the names section: one per look-alike entry
 // and the cases of docs/e2ee.md section 15.
 func nameCases() []string {
@@ -269,6 +289,10 @@ func buildTrustVectors(t testing.TB, env *vecEnv, old, v *vectorFile) {
 	for _, n := range nameCases() {
 		v.Names = append(v.Names, vecName{Name: n, Clean: CleanName(n), Skeleton: Skeleton(n)})
 	}
+	for _, c := range lookalikeCases {
+		v.Lookalikes = append(v.Lookalikes, vecLookalike{Chosen: c[0], Other: c[1], LooksLike: LooksLike(c[0], c[1], false),
+			Within: LooksLike(c[0], c[1], true), ClaimsAccount: ClaimsAccount(c[0], c[1])})
+	}
 }
 
 // TestTrustVectors checks the decoding direction of the trust sections.
@@ -365,6 +389,27 @@ func TestTrustVectors(t *testing.T) {
 	for _, n := range file.Names {
 		if c, s := CleanName(n.Name), Skeleton(n.Name); c != n.Clean || s != n.Skeleton {
 			t.Errorf("%q: clean %q skeleton %q, want %q %q", n.Name, c, s, n.Clean, n.Skeleton)
+		}
+	}
+	for _, c := range file.Lookalikes {
+		if LooksLike(c.Chosen, c.Other, false) != c.LooksLike || LooksLike(c.Chosen, c.Other, true) != c.Within || ClaimsAccount(c.Chosen, c.Other) != c.ClaimsAccount {
+			t.Errorf("lookalike %+v", c)
+		}
+	}
+	// What the cases are for (docs/e2ee.md, section 15).
+	want := map[[2]string][3]bool{
+		{"Alice Martin (CEO)", "Alice Martin"}:  {false, true, false},
+		{"Alice Martin (@alice)", "alice"}:      {false, true, true},
+		{"Alice (@alicex)", "alice"}:            {false, true, false},
+		{"Al Smith", "Al"}:                      {false, false, false},
+		{"Alice-Martin \u2713", "Alice Martin"}: {true, true, false},
+		{"\u13b7artin Alice", "Martin Alice"}:   {true, true, false},
+		{"\u1d00lice \u029fee", "Alice Lee"}:    {true, true, false},
+		{"Martin", "Alice Martin"}:              {false, false, false},
+	}
+	for k, w := range want {
+		if got := [3]bool{LooksLike(k[0], k[1], false), LooksLike(k[0], k[1], true), ClaimsAccount(k[0], k[1])}; got != w {
+			t.Errorf("%q against %q: looks like %v, within %v, claims %v; want %v", k[0], k[1], got[0], got[1], got[2], w)
 		}
 	}
 }

@@ -146,15 +146,35 @@ func playFake(t *testing.T, r *relay, victim *Session, fakePayload []byte, dev *
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The relay's commit goes first: its nonce is fixed before it sees the victim's.
-	r.mu.Lock()
-	r.queue = append(r.queue, delivery{"verify", fake.ParticipantID, victim.self, commit})
-	r.mu.Unlock()
-	r.pump()
+	// The victim committed on seeing the fake: the fake joins its round
+	// (the round number is public) and commits before the victim reveals.
+	feedVictim(t, r, victim, fs, from)
+	if p := fs.Pending(); p != nil {
+		commit = p
+	}
+	from = r.sentCount()
+	r.send("verify", fake.ParticipantID, victim.self, commit)
+	if !feedVictim(t, r, victim, fs, from) {
+		t.Fatal("the victim did not reveal after holding the relay's commit")
+	}
+	reveal := fs.Reveal()
+	if reveal == nil {
+		t.Fatal("the relay cannot reveal")
+	}
+	r.send("verify", fake.ParticipantID, victim.self, reveal)
+	if fs.Code() != victim.MeetingCode() {
+		t.Fatalf("the relay's fake computes %q, the victim shows %q", fs.Code(), victim.MeetingCode())
+	}
+	return victim.MeetingCode()
+}
+
+// feedVictim gives the fake's round state what the victim sent since
+// message from; it reports whether the victim revealed.
+func feedVictim(t *testing.T, r *relay, victim *Session, fs *e2ee.RoundState, from int) (revealed bool) {
+	t.Helper()
 	r.mu.Lock()
 	sent := append([]delivery(nil), r.out[from:]...)
 	r.mu.Unlock()
-	var revealed bool
 	for _, d := range sent {
 		if d.kind != "verify" || d.from != victim.self {
 			continue
@@ -171,19 +191,116 @@ func playFake(t *testing.T, r *relay, victim *Session, fakePayload []byte, dev *
 			}
 		}
 	}
-	if !revealed {
-		t.Fatal("the victim did not reveal after holding the relay's commit")
-	}
-	reveal := fs.Reveal()
-	if reveal == nil {
-		t.Fatal("the relay cannot reveal")
-	}
+	return revealed
+}
+
+// lastReveal returns the nonce of the victim's latest reveal.
+func lastReveal(t *testing.T, r *relay, victim *Session) []byte {
+	t.Helper()
 	r.mu.Lock()
-	r.queue = append(r.queue, delivery{"verify", fake.ParticipantID, victim.self, reveal})
+	defer r.mu.Unlock()
+	for i := len(r.out) - 1; i >= 0; i-- {
+		d := r.out[i]
+		if d.kind == "verify" && d.from == victim.self && e2ee.IsReveal(d.payload) {
+			v, err := e2ee.ParseReveal(d.payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v.Nonce
+		}
+	}
+	t.Fatal("the victim never revealed")
+	return nil
+}
+
+// TestRelayCannotRecommitAfterReveal: the relay of TestRelayCannotGrindCode
+// goes further. Once each victim revealed its nonce, it searches two
+// nonces of its own that give both victims one code, commits its fakes
+// again in a higher round, and reveals them. The victims move to that
+// round with fresh nonces (they send a new commit and a new reveal), so
+// the relay's search is worthless: in every attempt their codes differ.
+func TestRelayCannotRecommitAfterReveal(t *testing.T) {
+	const attempts = 20
+	const digits = 7
+	ra, rb := newRelay(t), newRelay(t)
+	alice := ra.join("p-alice", Config{Name: "Alice", CodeDigits: digits})
+	bob := rb.join("p-bob", Config{Name: "Bob", CodeDigits: digits})
+	relayDev := mustDevice(t)
+	for n := range attempts {
+		fakeB, fakeA, _ := birthdayPair(t, alice.own, bob.own, relayDev, digits)
+		if fakeB == nil {
+			t.Fatalf("attempt %d: no collision", n)
+		}
+		playFake(t, ra, alice, fakeB, relayDev, digits)
+		playFake(t, rb, bob, fakeA, relayDev, digits)
+		fb, _ := e2ee.VerifyAnnouncement(fakeB, e2ee.VerifyOptions{MeetingID: ra.meeting})
+		fa, _ := e2ee.VerifyAnnouncement(fakeA, e2ee.VerifyOptions{MeetingID: rb.meeting})
+		viewA := e2ee.ViewHash([]*e2ee.VerifiedAnnouncement{alice.own, fb})
+		viewB := e2ee.ViewHash([]*e2ee.VerifiedAnnouncement{fa, bob.own})
+		nA, nB := lastReveal(t, ra, alice), lastReveal(t, rb, bob)
+		seen := map[string][]byte{}
+		var x, y []byte
+		for i := 0; i < 1<<14 && x == nil; i++ {
+			c := sha256.Sum256(fmt.Appendf(nil, "x %d %d", n, i))
+			seen[e2ee.MeetingCodeV2(viewA, e2ee.Checkpoint{}, []e2ee.RoundNonce{{ParticipantID: "p-alice", Nonce: nA}, {ParticipantID: "p-bob", Nonce: c[:]}}, digits)] = c[:]
+		}
+		for j := 0; j < 1<<14 && x == nil; j++ {
+			c := sha256.Sum256(fmt.Appendf(nil, "y %d %d", n, j))
+			if hit, ok := seen[e2ee.MeetingCodeV2(viewB, e2ee.Checkpoint{}, []e2ee.RoundNonce{{ParticipantID: "p-alice", Nonce: c[:]}, {ParticipantID: "p-bob", Nonce: nB}}, digits)]; ok {
+				x, y = hit, c[:]
+			}
+		}
+		if x == nil {
+			t.Fatalf("attempt %d: the nonce search found no collision", n)
+		}
+		recommit := func(r *relay, victim *Session, fake *e2ee.VerifiedAnnouncement, view [32]byte, nonce []byte) string {
+			round := uint32(1 << 20 * (n + 1))
+			c, err := e2ee.SignCommit(relayDev, e2ee.Commit{MeetingID: r.meeting, ParticipantID: fake.ParticipantID, Round: round, View: view}, nonce)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rev, _ := e2ee.EncodeReveal(e2ee.Reveal{MeetingID: r.meeting, ParticipantID: fake.ParticipantID, Round: round, Nonce: nonce})
+			from := r.sentCount()
+			r.send("verify", fake.ParticipantID, victim.self, c)
+			r.send("verify", fake.ParticipantID, victim.self, rev)
+			moved := false
+			r.mu.Lock()
+			for _, d := range r.out[from:] {
+				if d.kind == "verify" && d.from == victim.self && e2ee.IsCommit(d.payload) {
+					if pc, _ := e2ee.ParseCommit(d.payload); pc != nil && pc.Round == round {
+						moved = true
+					}
+				}
+			}
+			r.mu.Unlock()
+			if !moved {
+				t.Errorf("attempt %d: %s did not move to the relay's round with a new commit", n, victim.self)
+			}
+			return victim.MeetingCode()
+		}
+		codeA := recommit(ra, alice, fb, viewA, x)
+		codeB := recommit(rb, bob, fa, viewB, y)
+		if codeA != "" && codeA == codeB {
+			t.Fatalf("attempt %d: the relay chose its nonces after the victims revealed: both read %s", n, codeA)
+		}
+		alice.onLeft("p-bob")
+		bob.onLeft("p-alice")
+		ra.pump()
+		rb.pump()
+	}
+}
+
+// sentCount is how many messages the sessions sent so far.
+func (r *relay) sentCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.out)
+}
+
+// send delivers one message of the relay's making and pumps.
+func (r *relay) send(kind, from, to string, payload []byte) {
+	r.mu.Lock()
+	r.queue = append(r.queue, delivery{kind, from, to, payload})
 	r.mu.Unlock()
 	r.pump()
-	if fs.Code() != victim.MeetingCode() {
-		t.Fatalf("the relay's fake computes %q, the victim shows %q", fs.Code(), victim.MeetingCode())
-	}
-	return victim.MeetingCode()
 }

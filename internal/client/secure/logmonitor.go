@@ -59,6 +59,13 @@ type logState struct {
 	Reported   map[string]bool  `json:"reported"`  // new devices already reported
 	Split      string           `json:"split"`     // why the log is known to be split, "" if not
 	User       string           `json:"user"`      // the own account's user id
+	// Clock is the log's clock: the latest time a scanned record states
+	// (a credential's not before, a revocation's time), at most the local
+	// time of its scan. A record is no older than the records before it.
+	Clock int64 `json:"clock"`
+	// Checked is when this client last saw the trusted checkpoint as the
+	// log's latest (Unix seconds): records after it are no older.
+	Checked int64 `json:"checked"`
 }
 
 // LogEventKind says what a LogEvent reports.
@@ -302,6 +309,9 @@ func (m *LogMonitor) advance(ctx context.Context, cp e2ee.Checkpoint, base int64
 			if m.scanned() < cp.Size {
 				return m.scanTo(ctx, cp)
 			}
+			m.mu.Lock()
+			m.st.Checked = m.clock.Now().Unix()
+			m.mu.Unlock()
 			return nil
 		}
 		// An older tree than the trusted one (another refresh went first):
@@ -338,6 +348,14 @@ func (m *LogMonitor) advance(ctx context.Context, cp e2ee.Checkpoint, base int64
 func (m *LogMonitor) scanTo(ctx context.Context, cp e2ee.Checkpoint) error {
 	var events []LogEvent
 	next := m.scanned()
+	// Records this client did not see when it last checked the log are
+	// no older than that check (none on first use).
+	var floor int64
+	m.mu.Lock()
+	if m.cp.Size > 0 && next >= m.cp.Size {
+		floor = m.st.Checked
+	}
+	m.mu.Unlock()
 	for next < cp.Size {
 		es, err := m.api.Entries(ctx, next, cp.Size)
 		if err != nil {
@@ -350,13 +368,13 @@ func (m *LogMonitor) scanTo(ctx context.Context, cp e2ee.Checkpoint) error {
 			if err := e2ee.VerifyInclusion(cp, next, e.Record, e.Proof); err != nil {
 				return fmt.Errorf("log record %d: %w", next, err)
 			}
-			events = append(events, m.record(next, e.Record)...)
+			events = append(events, m.record(next, e.Record, floor)...)
 			next++
 		}
 	}
 	m.mu.Lock()
 	m.cp = cp
-	m.st.Checkpoint, m.st.Scanned = cp.Note, cp.Size
+	m.st.Checkpoint, m.st.Scanned, m.st.Checked = cp.Note, cp.Size, m.clock.Now().Unix()
 	m.saveLocked()
 	m.mu.Unlock()
 	for _, e := range events {
@@ -372,11 +390,22 @@ func (m *LogMonitor) scanned() int64 {
 	return m.st.Scanned
 }
 
-// record takes in record n.
-func (m *LogMonitor) record(n int64, rec []byte) []LogEvent {
+// record takes in record n; floor is the earliest time it can have been
+// appended as this client saw the log (0 when unknown).
+func (m *LogMonitor) record(n int64, rec []byte, floor int64) []LogEvent {
 	h := e2ee.RecordHash(rec)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// The time a record states is the server's to choose: a credential
+	// minted today can say it is valid since last week. Its place in the
+	// log is not: it is no older than the records before it, nor than the
+	// last time this client saw the log without it.
+	now := m.clock.Now().Unix()
+	since := func(stated int64) int64 {
+		t := max(stated, m.st.Clock, floor)
+		m.st.Clock = max(m.st.Clock, min(stated, now))
+		return t
+	}
 	if _, ok := m.st.Records[b64(h[:])]; !ok {
 		m.st.Records[b64(h[:])] = n
 	}
@@ -389,15 +418,16 @@ func (m *LogMonitor) record(n int64, rec []byte) []LogEvent {
 		if err != nil || c.OrgID != m.orgID || !e2ee.Verify(m.ca, c.Body, c.Signature) {
 			return nil
 		}
+		at := since(c.NotBefore.Unix())
 		dev := mustPoint(c.DevicePublicKey)
 		if _, ok := m.st.FirstCert[b64(dev)]; !ok {
-			m.st.FirstCert[b64(dev)] = c.NotBefore.Unix()
+			m.st.FirstCert[b64(dev)] = at
 		}
 		if m.ownUser == "" || c.UserID != m.ownUser {
 			return nil
 		}
 		if _, ok := m.st.Own[b64(dev)]; !ok {
-			m.st.Own[b64(dev)] = c.NotBefore.Unix()
+			m.st.Own[b64(dev)] = at
 		}
 		if bytes.Equal(dev, m.ownKey) {
 			if m.st.OwnFirst < 0 {
@@ -408,13 +438,14 @@ func (m *LogMonitor) record(n int64, rec []byte) []LogEvent {
 		if m.st.OwnFirst >= 0 && !m.st.Reported[b64(dev)] {
 			m.st.Reported[b64(dev)] = true
 			fp, _ := e2ee.Fingerprint(c.DevicePublicKey)
-			return []LogEvent{{Kind: LogNewDevice, Fingerprint: fp, At: c.NotBefore.Add(5 * time.Minute)}}
+			return []LogEvent{{Kind: LogNewDevice, Fingerprint: fp, At: time.Unix(at, 0)}}
 		}
 	case e2ee.RecordRevocation:
 		r, err := e2ee.VerifyRevocation(m.ca, rec)
 		if err != nil || r.OrgID != m.orgID {
 			return nil
 		}
+		since(r.RevokedAt.Unix())
 		m.st.Revoked[r.UserID+"/"+b64(mustPoint(r.DevicePublicKey))] = r.RevokedAt.Unix()
 	}
 	return nil

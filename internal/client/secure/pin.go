@@ -36,6 +36,10 @@ const (
 	// PinChanged: the server's key differs from the pinned one. This is
 	// an alarm: the pin is kept, and nobody is shown as certified.
 	PinChanged
+	// PinWithheld: the server publishes no key where one is pinned. An
+	// alarm too: without it the client could not check the log, so a
+	// server must not be able to switch the checks off silently.
+	PinWithheld
 )
 
 // The pin file ("known-orgs", next to the device key) has one line per
@@ -94,13 +98,16 @@ func CheckPin(path, server string, got Org) (Org, PinStatus, error) {
 
 // CheckLogPin compares a server's log verifier key with the pin for that
 // server in the file at path ("known-logs": one "<host[:port]> <verifier
-// key>" line per server), pinning it on first use.
+// key>" line per server), pinning it on first use. With no key (vkey ""),
+// it returns the pin and PinWithheld, or an error when nothing is pinned.
 func CheckLogPin(path, server, vkey string) (string, PinStatus, error) {
-	if strings.ContainsAny(server, " \t\n") || strings.ContainsAny(vkey, " \t\n") || vkey == "" {
-		return "", 0, errors.New("server or log key with white space, or no log key")
+	if strings.ContainsAny(server, " \t\n") || strings.ContainsAny(vkey, " \t\n") {
+		return "", 0, errors.New("server or log key with white space")
 	}
-	if _, err := e2ee.LogVerifier(vkey); err != nil {
-		return "", 0, fmt.Errorf("the server's log key: %w", err)
+	if vkey != "" {
+		if _, err := e2ee.LogVerifier(vkey); err != nil {
+			return "", 0, fmt.Errorf("the server's log key: %w", err)
+		}
 	}
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -121,7 +128,13 @@ func CheckLogPin(path, server, vkey string) (string, PinStatus, error) {
 		if f[1] == vkey {
 			return f[1], PinMatch, nil
 		}
+		if vkey == "" {
+			return f[1], PinWithheld, nil
+		}
 		return f[1], PinChanged, nil
+	}
+	if vkey == "" {
+		return "", 0, errors.New("the server publishes no log key")
 	}
 	if len(data) > 0 && data[len(data)-1] != '\n' {
 		data = append(data, '\n')

@@ -194,9 +194,7 @@ func (s *Session) onAnnounce(from string, payload []byte) {
 	d := s.describe(a, false, false)
 	p.certified = d.Certified
 	s.notify(Notice{Kind: Announced, Participant: d})
-	if like := s.lookalike(d); like != "" {
-		s.warn(fmt.Sprintf("participant %s calls themselves %q, which LOOKS LIKE %s", from, d.Name, like))
-	}
+	s.warnLookalikes()
 	if d.NewDevice {
 		s.warn(fmt.Sprintf("participant %s (%s) uses a NEW DEVICE, first certified %s ago: if they did not add a device, it may be an impostor",
 			from, d.CertifiedName, s.cfg.Clock.Now().Sub(d.FirstCertified).Round(time.Minute)))

@@ -77,6 +77,7 @@ type peer struct {
 	verified   atomic.Bool // a key message from it opened
 	certified  bool        // shown as certified (guarded by Session.mu)
 	warnedView uint32      // the commit round whose other view was warned about (Session.mu)
+	warnedLike string      // whose name this participant's was last said to look like (Session.mu)
 
 	// Guarded by Session.mu.
 	keysSent   bool // it got a key from us: its leave needs a rotation

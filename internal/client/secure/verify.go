@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"conclave/internal/e2ee"
@@ -59,12 +60,15 @@ func (s *Session) takeVerify(from string, payload []byte, queue bool) {
 	case e2ee.IsCommit(payload):
 		s.st.Lock()
 		cp, err := s.rounds.OnCommit(from, payload)
+		moved := s.rounds.Pending()
 		s.st.Unlock()
 		if err != nil {
 			s.counter(from).badAnnouncements.Add(1)
 			s.warn(fmt.Sprintf("refused a verification commit of participant %s (%s): %v", from, p.ann.DisplayName, err))
 			return
 		}
+		// A round ahead of ours: we moved to it with a fresh nonce.
+		s.sendVerify(moved)
 		switch {
 		case cp == nil:
 		case s.cfg.Log != nil && len(cp.Note) > 0:
@@ -290,41 +294,78 @@ func (s *Session) Revoked() []Participant {
 	return out
 }
 
-// lookalike returns who d's chosen name imitates (docs/e2ee.md, section
-// 15): the free text of a guest, or of a certified participant whose
-// credential names it otherwise, with the skeleton of another
-// participant's name or account; "" if none. The browser's rule is the
-// same (meetingcrypto.mjs).
-func (s *Session) lookalike(d Participant) string {
+// lookalikeOf returns who d's name imitates among all (docs/e2ee.md,
+// section 15), "" if nobody: the name d chose (the free text of a guest,
+// or of a certified participant whose credential names it otherwise)
+// against another participant's name, and, against a certified one, also
+// with a title or decoration added ("Alice Martin (CEO)") or its account
+// written out ("(@alice)"); and the credential's name of a certified d
+// against another certified user's name or account (an account the server
+// made with someone else's name). The browser's rule is the same
+// (meetingcrypto.mjs).
+func lookalikeOf(d Participant, all []Participant) string {
 	var chosen string
 	switch {
 	case !d.Certified:
 		chosen = d.Name
 	case e2ee.Skeleton(d.Name) != e2ee.Skeleton(d.CertifiedName):
 		chosen = d.Name
-	default:
-		return ""
 	}
-	sk := e2ee.Skeleton(chosen)
-	if sk == "" {
-		return ""
+	certName := func(p Participant) string {
+		if p.CertifiedName != "" {
+			return p.CertifiedName
+		}
+		return p.Account
 	}
-	for _, o := range s.Participants() {
+	// Certified participants first: the name imitated is usually theirs.
+	others := slices.Clone(all)
+	slices.SortStableFunc(others, func(a, b Participant) int {
+		switch {
+		case a.Certified == b.Certified:
+			return 0
+		case a.Certified:
+			return -1
+		}
+		return 1
+	})
+	for _, o := range others {
 		if o.ID == d.ID || (d.Certified && o.Certified && o.UserID == d.UserID) {
 			continue
 		}
-		names := []string{o.Name}
 		if o.Certified {
-			names = []string{o.CertifiedName, o.Account}
-		}
-		for _, n := range names {
-			if n != "" && e2ee.Skeleton(n) == sk {
-				if o.Certified {
-					return fmt.Sprintf("%s (@%s)", o.CertifiedName, o.Account)
-				}
-				return fmt.Sprintf("%q", o.Name)
+			on := certName(o)
+			if chosen != "" && (e2ee.LooksLike(chosen, on, true) || e2ee.LooksLike(chosen, o.Account, false) || e2ee.ClaimsAccount(chosen, o.Account)) ||
+				d.Certified && (e2ee.LooksLike(certName(d), on, false) || e2ee.LooksLike(certName(d), o.Account, false)) {
+				return fmt.Sprintf("%s (@%s)", on, o.Account)
 			}
+		} else if chosen != "" && e2ee.LooksLike(chosen, o.Name, false) {
+			return fmt.Sprintf("%q", o.Name)
 		}
 	}
 	return ""
+}
+
+// warnLookalikes warns of every participant whose name now imitates
+// another's (once per participant and imitated name): a look-alike may
+// come before the participant it imitates. Called with mu held.
+func (s *Session) warnLookalikes() {
+	all := s.Participants()
+	for _, d := range all {
+		if d.Self {
+			continue
+		}
+		like := lookalikeOf(d, all)
+		s.st.RLock()
+		p := s.peers[d.ID]
+		s.st.RUnlock()
+		if p == nil || like == "" || p.warnedLike == like {
+			continue
+		}
+		p.warnedLike = like
+		shown := d.Name
+		if d.Certified && shown == "" {
+			shown = d.CertifiedName
+		}
+		s.warn(fmt.Sprintf("participant %s calls themselves %q, which LOOKS LIKE %s", d.ID, shown, like))
+	}
 }

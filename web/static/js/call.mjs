@@ -220,7 +220,7 @@ export async function prepareIdentity() {
   }
   const device = await loadDeviceKey(store).catch(() => loadDeviceKey(store = new MemoryStore()));
   const orgRes = await getJSON('/api/e2ee/org');
-  const org = await pinOrgKey(store, orgRes.ok ? orgRes.data : null).catch(() => ({ orgId: '', name: '', key: null, changed: false }));
+  const org = await pinOrgKey(store, orgRes.ok ? orgRes.data : null).catch(() => ({ orgId: '', name: '', key: null, changed: false, alarm: '' }));
   const me = await getJSON('/api/me');
   const account = me.ok ? String(me.data?.user?.username ?? '') : '';
   const request = async (devicePublicKey) => {
@@ -231,18 +231,21 @@ export async function prepareIdentity() {
     return r.ok ? r.data : null;
   };
   const credential = await deviceCredential(store, device, org, { account, request }).catch(() => null);
-  const log = await openLog(store, org, orgRes.ok ? orgRes.data?.logKey : '', credential, device).catch(() => null);
-  return { device, credential, org, log };
+  const alarms = org.alarm ? [org.alarm] : [];
+  const log = await openLog(store, org, orgRes.ok ? orgRes.data?.logKey : '', credential, device, alarms).catch(() => null);
+  return { device, credential, org, log, alarms };
 }
 
 /**
  * Opens the log monitor of this server: the pinned log key, the state kept
  * in the device store, a first refresh. null when no log key can be
- * trusted (none published, or a changed pin).
+ * trusted (none published, or a changed pin); a pinned key withheld or
+ * replaced adds its alarm to alarms.
  */
-async function openLog(store, org, logKey, credential, device) {
+async function openLog(store, org, logKey, credential, device, alarms) {
   if (!org.key) return null;
   const pin = await pinLogKey(store, String(logKey ?? ''));
+  if (pin.alarm) alarms.push(pin.alarm);
   if (!pin.vkey) return null;
   const userId = credential ? parseCredential(credential).userId : '';
   const log = new LogMonitor({ api: httpLog(), verifier: await logVerifier(pin.vkey), orgKey: org.key, orgId: org.orgId,

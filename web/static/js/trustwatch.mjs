@@ -27,7 +27,8 @@ export function alertTexts(alerts) {
 
 /**
  * Starts watching: identity is a promise of the page's device identity
- * (with its LogMonitor, or none for guests). Returns a stop function.
+ * (with its LogMonitor, or none for guests, and the alarms of pinned keys
+ * the server withheld or replaced, shown too). Returns a stop function.
  * @param {Promise<{log?: import('./e2ee/log.mjs').LogMonitor|null}>} identity
  * @param {{interval?: number, root?: HTMLElement}} [opts]
  * @returns {() => void}
@@ -39,9 +40,10 @@ export function watchTrust(identity, { interval = PAGE_LOG_INTERVAL_MS, root = d
   const banner = h('div', { class: 'notice trust-alert', role: 'alert', hidden: true, dataset: { trustAlert: 'true' } });
   root.prepend(banner);
 
+  let pinAlarms = []; // pinned keys the server withheld or replaced, as long as it does
   const show = async () => {
     const alerts = (await store?.get(ALERTS)) ?? [];
-    const texts = alertTexts(alerts);
+    const texts = [...pinAlarms, ...alertTexts(alerts)];
     const ack = h('button', { type: 'button', class: 'secondary' }, 'These devices are mine');
     ack.addEventListener('click', async () => {
       await store?.put(ALERTS, alerts.filter((a) => a.kind === 'split'));
@@ -64,7 +66,10 @@ export function watchTrust(identity, { interval = PAGE_LOG_INTERVAL_MS, root = d
       store = new MemoryStore();
     }
     await show();
-    const log = (await identity)?.log;
+    const id = await identity;
+    pinAlarms = id?.alarms ?? [];
+    if (pinAlarms.length) await show();
+    const log = id?.log;
     if (!log || stopped) return;
     log.addEventListener('new-device', (e) => add({ kind: 'device', fingerprint: e.detail.fingerprint, at: e.detail.at }));
     log.addEventListener('split', (e) => add({ kind: 'split', text: e.detail.text }));

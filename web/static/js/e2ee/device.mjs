@@ -13,6 +13,13 @@ export const STORE_NAME = 'device';
 /** A credential is renewed when it expires within this time. */
 export const RENEW_BEFORE_MS = 24 * 3600 * 1000;
 
+/** The alarm when the server no longer gives the organisation key this browser pinned. */
+export const ORG_KEY_WITHHELD = "The server no longer gives the organisation's encryption key this browser pinned: nobody can be shown as certified, and the identity log cannot be checked.";
+/** The alarm when the server no longer gives the log key this browser pinned. */
+export const LOG_KEY_WITHHELD = "The server no longer gives the identity log key this browser pinned: nobody can be shown as certified, and devices added to your account cannot be reported.";
+/** The alarm when the server gives another log key than the pinned one. */
+export const LOG_KEY_CHANGED = "The identity log's key changed — verification may be compromised: nobody can be shown as certified, and devices added to your account cannot be reported.";
+
 /**
  * @typedef {object} KeyValueStore
  * @property {(key: string) => Promise<any>} get the value, or undefined
@@ -91,6 +98,8 @@ export async function loadDeviceKey(store) {
  *   with; null when none is pinned or the pin was contradicted
  * @property {boolean} changed the server now presents another key than the
  *   pinned one: an alarm, never an update
+ * @property {string} alarm ORG_KEY_WITHHELD when a key is pinned and the
+ *   server gives none (a server silencing this browser's checks), else ''
  */
 
 /**
@@ -104,7 +113,7 @@ export async function loadDeviceKey(store) {
 export async function pinOrgKey(store, org) {
   const pinned = await store.get('org');
   if (!org || typeof org.publicKey !== 'string' || !org.publicKey) {
-    return { orgId: pinned?.orgId ?? '', name: pinned?.name ?? '', key: null, changed: false };
+    return { orgId: pinned?.orgId ?? '', name: pinned?.name ?? '', key: null, changed: false, alarm: pinned?.publicKey ? ORG_KEY_WITHHELD : '' };
   }
   let raw;
   try {
@@ -114,17 +123,17 @@ export async function pinOrgKey(store, org) {
   }
   if (pinned?.publicKey) {
     const same = equal(fromBase64(pinned.publicKey), raw) && pinned.orgId === String(org.orgId ?? '');
-    if (!same) return { orgId: pinned.orgId, name: pinned.name, key: null, changed: true };
-    return { orgId: pinned.orgId, name: String(org.name || pinned.name || ''), key: await importPublicKey(raw), changed: false };
+    if (!same) return { orgId: pinned.orgId, name: pinned.name, key: null, changed: true, alarm: '' };
+    return { orgId: pinned.orgId, name: String(org.name || pinned.name || ''), key: await importPublicKey(raw), changed: false, alarm: '' };
   }
   let key;
   try {
     key = await importPublicKey(raw);
   } catch {
-    return { orgId: '', name: '', key: null, changed: false }; // not a key: nothing to pin
+    return { orgId: '', name: '', key: null, changed: false, alarm: '' }; // not a key: nothing to pin
   }
   await store.put('org', { orgId: String(org.orgId ?? ''), name: String(org.name ?? ''), publicKey: toBase64(raw), pinnedAt: Date.now() });
-  return { orgId: String(org.orgId ?? ''), name: String(org.name ?? ''), key, changed: false };
+  return { orgId: String(org.orgId ?? ''), name: String(org.name ?? ''), key, changed: false, alarm: '' };
 }
 
 /**
@@ -185,15 +194,18 @@ export async function deviceCredential(store, device, org, { account, request, n
 /**
  * Pins the transparency log's verifier key on first use, like the
  * organisation key: a different key later keeps the old pin and is
- * reported as changed (and then nobody can be certified).
+ * reported as changed (and then nobody can be certified). A pinned key the
+ * server no longer gives is an alarm too: without it this browser could
+ * neither see devices added to its account nor a split view, so a server
+ * must not be able to switch the checks off silently.
  * @param {KeyValueStore} store
  * @param {string} vkey the logKey of GET /api/e2ee/org ('' when none)
- * @returns {Promise<{vkey: string, changed: boolean}>} vkey '' when none can be trusted
+ * @returns {Promise<{vkey: string, changed: boolean, alarm: string}>} vkey '' when none can be trusted
  */
 export async function pinLogKey(store, vkey) {
   const pinned = await store.get('log-key');
-  if (!vkey) return { vkey: '', changed: false };
-  if (pinned?.vkey) return pinned.vkey === vkey ? { vkey, changed: false } : { vkey: '', changed: true };
+  if (!vkey) return { vkey: '', changed: false, alarm: pinned?.vkey ? LOG_KEY_WITHHELD : '' };
+  if (pinned?.vkey) return pinned.vkey === vkey ? { vkey, changed: false, alarm: '' } : { vkey: '', changed: true, alarm: LOG_KEY_CHANGED };
   await store.put('log-key', { vkey, pinnedAt: Date.now() });
-  return { vkey, changed: false };
+  return { vkey, changed: false, alarm: '' };
 }

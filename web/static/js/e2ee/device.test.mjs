@@ -3,7 +3,7 @@
 // and renewed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryStore, loadDeviceKey, pinOrgKey, deviceCredential, RENEW_BEFORE_MS } from './device.mjs';
+import { MemoryStore, loadDeviceKey, pinOrgKey, pinLogKey, deviceCredential, RENEW_BEFORE_MS, LOG_KEY_CHANGED, LOG_KEY_WITHHELD, ORG_KEY_WITHHELD } from './device.mjs';
 import { generateDeviceKey, exportPublicKey, issueCredential, toBase64, equal } from './index.mjs';
 
 async function ca() {
@@ -70,4 +70,20 @@ test('credentials: fetched when signed in, cached, renewed within a day of expir
   assert.equal(await deviceCredential(new MemoryStore(), other, trust, io), null);
   // Without a pinned key nothing can be verified: no credential.
   assert.equal(await deviceCredential(store, device, { ...trust, key: null }, io), null);
+});
+
+test('a pinned key the server no longer gives, or replaces, is an alarm, not a silent "no log" (review of issue 11)', async () => {
+  const store = new MemoryStore();
+  const one = await ca();
+  const org = { orgId: 'acme', name: 'Acme', publicKey: toBase64(one.raw) };
+  assert.equal((await pinOrgKey(store, org)).alarm, '');
+  const gone = await pinOrgKey(store, null);
+  assert.deepEqual({ key: gone.key, alarm: gone.alarm }, { key: null, alarm: ORG_KEY_WITHHELD });
+  assert.equal((await pinOrgKey(new MemoryStore(), null)).alarm, '', 'nothing pinned, nothing withheld');
+  const vkey = 'e2ee-log.conclave/0011223344556677+01020304+AgAA';
+  assert.deepEqual(await pinLogKey(store, vkey), { vkey, changed: false, alarm: '' });
+  assert.deepEqual(await pinLogKey(store, ''), { vkey: '', changed: false, alarm: LOG_KEY_WITHHELD });
+  assert.deepEqual(await pinLogKey(store, `${vkey}x`), { vkey: '', changed: true, alarm: LOG_KEY_CHANGED });
+  assert.deepEqual(await pinLogKey(store, vkey), { vkey, changed: false, alarm: '' }, 'the pin is kept');
+  assert.deepEqual(await pinLogKey(new MemoryStore(), ''), { vkey: '', changed: false, alarm: '' });
 });

@@ -317,12 +317,16 @@ export class LogMonitor extends EventTarget {
    * @param {string} [o.userId] the own account ('' for a guest)
    * @param {Uint8Array} [o.device] the own device key (65 bytes)
    * @param {(pub: Uint8Array) => Promise<string>} [o.fingerprint]
+   * @param {() => number} [o.now] milliseconds (tests)
    */
-  constructor({ api, verifier, orgKey, orgId, store = null, userId = '', device = null, fingerprint = async () => '' }) {
+  constructor({ api, verifier, orgKey, orgId, store = null, userId = '', device = null, fingerprint = async () => '', now = () => Date.now() }) {
     super();
-    Object.assign(this, { api, verifier, orgKey, orgId, store, userId, device, fingerprint });
+    Object.assign(this, { api, verifier, orgKey, orgId, store, userId, device, fingerprint, now });
     this.cp = null;
-    this.st = { checkpoint: '', scanned: 0, records: {}, revoked: {}, firstCert: {}, ownFirst: -1, own: {}, reported: {}, split: '', user: '' };
+    // clock: the log's clock, the latest time a scanned record states (at
+    // most the local time of its scan); checked: when this client last saw
+    // the trusted checkpoint as the latest (both Unix seconds).
+    this.st = { checkpoint: '', scanned: 0, records: {}, revoked: {}, firstCert: {}, ownFirst: -1, own: {}, reported: {}, split: '', user: '', clock: 0, checked: 0 };
     this.tail = Promise.resolve();
   }
 
@@ -437,6 +441,9 @@ export class LogMonitor extends EventTarget {
   async #scanTo(cp) {
     const events = [];
     let next = this.st.scanned;
+    // Records this client did not see when it last checked the log are no
+    // older than that check (none on first use).
+    const floor = this.cp && this.cp.size > 0 && next >= this.cp.size ? this.st.checked : 0;
     while (next < cp.size) {
       const es = await this.api.entries(next, cp.size);
       if (!es.length) throw new Error('the identity log sent no records');
@@ -444,22 +451,35 @@ export class LogMonitor extends EventTarget {
         if (!(await checkRecord(e.proof, cp.size, cp.hash, next, await recordHash(e.record)))) {
           throw new Error(`identity log record ${next}: its inclusion proof fails`);
         }
-        events.push(...(await this.#record(next, e.record)));
+        events.push(...(await this.#record(next, e.record, floor)));
         next++;
       }
     }
     this.cp = cp;
     this.st.checkpoint = cp.note;
     this.st.scanned = cp.size;
+    this.st.checked = Math.floor(this.now() / 1000);
     await this.#save();
     for (const e of events) this.dispatchEvent(new CustomEvent('new-device', { detail: e }));
     this.dispatchEvent(new CustomEvent('advanced', { detail: { size: cp.size } }));
   }
 
-  async #record(n, rec) {
+  // Takes in record n; floor is the earliest time it can have been appended
+  // as this client saw the log (0 when unknown).
+  async #record(n, rec, floor) {
     const h = toBase64(await recordHash(rec));
     if (!(h in this.st.records)) this.st.records[h] = n;
     this.st.scanned = n + 1;
+    // The time a record states is the server's to choose (a credential
+    // minted today can say it is valid since last week); its place in the
+    // log is not: no older than the records before it, nor than the last
+    // time this client saw the log without it.
+    const now = Math.floor(this.now() / 1000);
+    const since = (stated) => {
+      const t = Math.max(stated, this.st.clock ?? 0, floor);
+      this.st.clock = Math.max(this.st.clock ?? 0, Math.min(stated, now));
+      return t;
+    };
     if (tagOf(rec) === RECORD_CREDENTIAL) {
       let c;
       try {
@@ -468,22 +488,26 @@ export class LogMonitor extends EventTarget {
         return [];
       }
       if (c.orgId !== this.orgId || !(await verifyP1363(this.orgKey, c.body, c.signature))) return [];
+      const at = since(c.notBefore);
       const dev = toBase64(c.devicePublicKey);
-      if (!(dev in this.st.firstCert)) this.st.firstCert[dev] = c.notBefore;
+      if (!(dev in this.st.firstCert)) this.st.firstCert[dev] = at;
       if (!this.userId || c.userId !== this.userId) return [];
-      if (!(dev in this.st.own)) this.st.own[dev] = c.notBefore;
+      if (!(dev in this.st.own)) this.st.own[dev] = at;
       if (this.device && equal(c.devicePublicKey, this.device)) {
         if (this.st.ownFirst < 0) this.st.ownFirst = n;
         return [];
       }
       if (this.st.ownFirst >= 0 && !this.st.reported[dev]) {
         this.st.reported[dev] = true;
-        return [{ fingerprint: await this.fingerprint(c.devicePublicKey), at: (c.notBefore + 300) * 1000 }];
+        return [{ fingerprint: await this.fingerprint(c.devicePublicKey), at: at * 1000 }];
       }
     } else if (tagOf(rec) === RECORD_REVOCATION) {
       try {
         const r = await verifyRevocation(this.orgKey, rec);
-        if (r.orgId === this.orgId) this.st.revoked[`${r.userId}/${toBase64(r.devicePublicKey)}`] = r.revokedAt;
+        if (r.orgId === this.orgId) {
+          this.st.revoked[`${r.userId}/${toBase64(r.devicePublicKey)}`] = r.revokedAt;
+          since(r.revokedAt);
+        }
       } catch {
         // not the organisation's: ignored
       }

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  LogMonitor, SplitViewError, logVerifier, recordHash, nodeHash,
+  LogMonitor, SplitViewError, logVerifier, recordHash, nodeHash, NEW_DEVICE_AGE_MS,
   generateDeviceKey, exportPublicKey, issueCredential, fingerprint, toBase64, toHex, concat, utf8,
 } from './index.mjs';
 import { MemoryStore } from './device.mjs';
@@ -169,4 +169,35 @@ test('the log monitor: a revocation in the log revokes the device for its user',
   srv.records.push(concat(body, sig));
   await m.refresh();
   assert.equal((await m.status(cred)).revoked, true);
+});
+
+test('the log monitor: a credential the server backdates is as new as its place in the log (review of issue 11)', async () => {
+  const ca = await generateDeviceKey(false);
+  const srv = await Server.create();
+  const DAY = 86400;
+  let now = Date.UTC(2026, 11, 1, 9) / 1000;
+  const cred = async (userId, notBefore) => {
+    const dev = await exportPublicKey((await generateDeviceKey(false)).publicKey);
+    const c = await issueCredential(ca.privateKey, { orgId: ORG, userId, account: userId, displayName: userId, devicePublicKey: dev, notBefore, notAfter: notBefore + 7 * DAY, serial: 1 });
+    srv.records.push(c);
+    return { c, dev };
+  };
+  const bob = await cred('bob', now - 30 * DAY);
+  await cred('carol', now - 7200); // an honest record, two hours old
+  const rogue1 = await cred('ann', now - 3 * DAY);
+  const m = await new LogMonitor({ api: srv.api(), verifier: await logVerifier(srv.vkey), orgKey: ca.publicKey, orgId: ORG,
+    userId: 'bob', device: bob.dev, fingerprint, now: () => now * 1000 }).load();
+  // First use: the rogue credential comes after a record of two hours ago.
+  await m.refresh();
+  const age = async (c) => now * 1000 - (await m.status(c)).firstCertifiedMs;
+  assert.ok(await age(rogue1.c) < NEW_DEVICE_AGE_MS, `backdated after a 2 h old record: first certified ${(await age(rogue1.c)) / 3600000} h ago`);
+  // A quiet log, watched: a credential dated three days back appears now.
+  now += 2 * DAY;
+  await m.refresh();
+  now += 10;
+  const rogue2 = await cred('ann', now - 3 * DAY);
+  await m.refresh();
+  assert.equal((await m.status(rogue2.c)).logged, true);
+  assert.ok(await age(rogue2.c) < NEW_DEVICE_AGE_MS, `backdated in a watched log: first certified ${(await age(rogue2.c)) / 3600000} h ago`);
+  assert.ok(await age(bob.c) > NEW_DEVICE_AGE_MS, 'an honest month-old device stays old');
 });

@@ -35,7 +35,7 @@ import { concat, equal, fromBase64, toBase64, utf8 } from './bytes.mjs';
 import { signAnnouncement, verifyAnnouncement } from './announce.mjs';
 import { RoundState, isCommit, isReveal, RevealMismatchError } from './round.mjs';
 import { SplitViewError, NEW_DEVICE_AGE_MS } from './log.mjs';
-import { cleanName, skeleton } from './names.mjs';
+import { claimsAccount, cleanName, looksLike, skeleton } from './names.mjs';
 import { ExpiredError, SignatureError, parseCredential } from './identity.mjs';
 import { Channel, generateEphemeral } from './pairwise.mjs';
 import { Receiver, Sender } from './media.mjs';
@@ -68,6 +68,7 @@ export const ORG_CHANGED_WARNING = "The organisation's encryption key changed â€
  * @property {Uint8Array|null} credential the device's credential (null for guests)
  * @property {{orgId: string, name: string, key: CryptoKey|null, changed: boolean}} org pinned organisation
  * @property {import('./log.mjs').LogMonitor|null} [log] the transparency log monitor; without it nobody is certified
+ * @property {string[]} [alarms] pinned keys the server withheld or replaced (device.mjs), shown as warnings
  */
 
 /**
@@ -190,6 +191,9 @@ export class MeetingCrypto extends EventTarget {
       this.identity = id;
       this.#listenLog(id.log ?? null);
       if (id.org.changed) this.warnings.set('org', { participant: '', text: ORG_CHANGED_WARNING });
+      // A pinned org or log key the server withheld or replaced: the checks
+      // of certification and of the log are off, which must show.
+      (id.alarms ?? []).forEach((text, i) => this.warnings.set(`pin:${i}`, { participant: '', text }));
       if (id.log?.split()) this.#warn('split', '', splitWarning(id.log.split()));
       this.ecdh = await generateEphemeral();
       const index = 1 + Math.floor(Math.random() * 65535);
@@ -510,6 +514,9 @@ export class MeetingCrypto extends EventTarget {
         this.#warn(`round:${from}`, from, `The verification commitment of ${this.#nameOf(from)} does not verify; the meeting code cannot be trusted.`);
         return this.#changed();
       }
+      // A round ahead of ours: we moved to it with a fresh nonce.
+      const moved = this.rounds.pending();
+      if (moved) this.send('verify', { payload: toBase64(moved) });
       if (cp && this.identity?.log && cp.note) this.#adoptLater(cp.note);
       else if (cp && !this.identity?.log) {
         // Without a log key this member cannot check checkpoints: it takes
@@ -818,21 +825,26 @@ export class MeetingCrypto extends EventTarget {
       out.push({ id, self: false, fingerprint: a?.fingerprint ?? '', ...n, e2ee, listed: !!listed, lookalike: '' });
     }
     this.#graceTimer(nextGrace);
-    // Look-alike names: a name someone chose (the free text of a guest, or
-    // of a certified participant when it differs from its credential) whose
-    // skeleton is another participant's name or account, unless both are
-    // the same certified user. A certified name is the organisation's: it
-    // imitates nobody.
+    // Look-alike names (docs/e2ee.md, section 15; Go's lookalikeOf): the
+    // name someone chose (the free text of a guest, or of a certified
+    // participant when it differs from its credential) against another
+    // participant's name, and, against a certified one, also with a title
+    // or decoration added ("Alice Martin (CEO)") or its account written out
+    // ("(@alice)"); and a certified participant's credential name against
+    // another certified user's name or account (an account the server made
+    // with someone else's name: both are flagged).
     for (const p of out) {
       if (p.self) continue;
-      const chosen = p.certified ? (p.nameDiffers ? [p.freeName] : []) : [p.name];
-      const mine = new Set(chosen.map(skeleton).filter(Boolean));
+      const chosen = p.certified ? (p.nameDiffers ? p.freeName : '') : p.name;
       // Certified participants first: the name imitated is usually theirs.
       for (const q of [...out].sort((x, y) => Number(y.certified) - Number(x.certified))) {
         if (q === p || (p.certified && q.certified && p.userId === q.userId)) continue;
-        const theirs = [q.name, q.account].filter(Boolean);
-        if (theirs.some((t) => mine.has(skeleton(t)))) {
-          p.lookalike = q.account ? `${q.name} (@${q.account})` : q.name;
+        const hit = q.certified
+          ? (chosen && (looksLike(chosen, q.name, true) || looksLike(chosen, q.account, false) || claimsAccount(chosen, q.account)))
+            || (p.certified && (looksLike(p.name, q.name, false) || looksLike(p.name, q.account, false)))
+          : chosen && looksLike(chosen, q.name, false);
+        if (hit) {
+          p.lookalike = q.certified ? `${q.name} (@${q.account})` : q.name;
           break;
         }
       }

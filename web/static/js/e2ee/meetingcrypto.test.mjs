@@ -10,6 +10,7 @@ import { KeyRing, newSenderKey } from './keys.mjs';
 import {
   fromBase64, toBase64, generateDeviceKey, exportPublicKey, issueCredential, signAnnouncement,
   generateEphemeral, parseAnnouncement, concat, encodeAnnouncementBody, verifyAnnouncement, RoundState, isReveal,
+  parseReveal, viewHash, meetingCodeV2, signCommit, encodeReveal,
   Writer, utf8, compare,
 } from './index.mjs';
 
@@ -47,7 +48,7 @@ class FakeLog extends EventTarget {
 }
 
 /** A device identity, certified by ca for userId unless userId is ''; logged in log unless told. */
-async function identity(ca, userId = '', { orgKey = ca.publicKey, changed = false, log = null, unlogged = false, displayName = userId, firstCertifiedMs } = {}) {
+async function identity(ca, userId = '', { orgKey = ca.publicKey, changed = false, log = null, unlogged = false, displayName = userId, firstCertifiedMs, alarms = [] } = {}) {
   const pair = await generateDeviceKey(false);
   const publicKeyRaw = await exportPublicKey(pair.publicKey);
   let credential = null;
@@ -56,7 +57,7 @@ async function identity(ca, userId = '', { orgKey = ca.publicKey, changed = fals
     credential = await issueCredential(ca.privateKey, { orgId: ORG, userId, account: userId, displayName, devicePublicKey: publicKeyRaw, notBefore: now - 60, notAfter: now + 3600, serial: 1 });
     if (log && !unlogged) log.add(credential, firstCertifiedMs);
   }
-  return { device: { privateKey: pair.privateKey, publicKeyRaw }, credential, org: { orgId: ORG, name: 'Acme Corp', key: changed ? null : orgKey, changed }, log };
+  return { device: { privateKey: pair.privateKey, publicKeyRaw }, credential, org: { orgId: ORG, name: 'Acme Corp', key: changed ? null : orgKey, changed }, log, alarms };
 }
 
 /** Fake clock shared by a world. */
@@ -718,26 +719,99 @@ async function playFake(w, victim, fakeFields, relayKey, digits) {
   victim.mc.receive({ type: 'announce', from: fakeAnn.participantId, payload: toBase64(payload) });
   await w.settle();
   const rs = new RoundState({ meetingId: MEETING, selfId: fakeAnn.participantId, device: relayKey, digits });
-  const commit = await rs.begin([own, fakeAnn], null);
+  let commit = await rs.begin([own, fakeAnn], null);
+  // The victim committed on seeing the fake: the fake joins its round
+  // (round numbers are public) and commits before the victim reveals.
+  const feed = async (start) => {
+    let revealed = false;
+    for (const m of w.sent.slice(start)) {
+      if (m.type !== 'verify' || m.from !== victim.id) continue;
+      const b = fromBase64(m.payload);
+      if (isReveal(b)) {
+        revealed = true;
+        await rs.onReveal(victim.id, b);
+      } else {
+        await rs.onCommit(victim.id, b);
+      }
+    }
+    return revealed;
+  };
+  await feed(from);
+  commit = rs.pending?.() ?? commit;
+  const sent = w.sent.length;
   victim.mc.receive({ type: 'verify', from: fakeAnn.participantId, payload: toBase64(commit) });
   await w.settle();
-  let revealed = false;
-  for (const m of w.sent.slice(from)) {
-    if (m.type !== 'verify') continue;
-    const b = fromBase64(m.payload);
-    if (isReveal(b)) {
-      revealed = true;
-      await rs.onReveal(victim.id, b);
-    } else {
-      await rs.onCommit(victim.id, b);
-    }
-  }
-  assert.ok(revealed, 'the victim revealed once it held the relay\'s commit');
+  assert.ok(await feed(sent), 'the victim revealed once it held the relay\'s commit');
   victim.mc.receive({ type: 'verify', from: fakeAnn.participantId, payload: toBase64(rs.reveal()) });
   await w.settle();
   assert.equal(victim.mc.snapshot().code, await rs.currentCode());
   return victim.mc.snapshot().code;
 }
+
+test('the relay commits again after the victims revealed, with nonces it chose knowing theirs: the victims start a new round and their codes differ', async () => {
+  const DIGITS = 7;
+  const ATTEMPTS = 10;
+  const relay = await generateDeviceKey(false);
+  const relayRaw = await exportPublicKey(relay.publicKey);
+  const eph = await generateEphemeral();
+  const wa = new World(await makeCA());
+  const wb = new World(wa.ca);
+  const alice = await wa.join('Alice', '', { codeDigits: DIGITS });
+  const bob = await wb.join('Bob', '', { codeDigits: DIGITS });
+  const ann = async (w, c) => verifyAnnouncement(fromBase64(w.announcements.get(c.id)), { meetingId: MEETING, nowSeconds: Date.now() / 1000 });
+  const fake = (pid, name, ts) => ({ meetingId: MEETING, participantId: pid, userId: '', displayName: name, ecdhPublicKey: eph.publicKey,
+    devicePublicKey: relayRaw, credential: null, senderIndex: 7, timestampMs: ts });
+  const lastNonce = (w, c) => {
+    const m = w.sent.filter((x) => x.type === 'verify' && x.from === c.id && isReveal(fromBase64(x.payload))).at(-1);
+    return parseReveal(fromBase64(m.payload)).nonce;
+  };
+  const nonce = async (tag, i) => new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', utf8(`${tag} ${i}`)));
+  for (let n = 0; n < ATTEMPTS; n++) {
+    const ts = Date.now() + n;
+    const fakeB = fake(bob.id, 'Bob', ts);
+    const fakeA = fake(alice.id, 'Alice', ts);
+    await playFake(wa, alice, fakeB, relay.privateKey, DIGITS);
+    await playFake(wb, bob, fakeA, relay.privateKey, DIGITS);
+    const annFB = await verifyAnnouncement(await signAnnouncement(relay.privateKey, fakeB), { meetingId: MEETING, nowSeconds: Date.now() / 1000 });
+    const annFA = await verifyAnnouncement(await signAnnouncement(relay.privateKey, fakeA), { meetingId: MEETING, nowSeconds: Date.now() / 1000 });
+    const viewA = await viewHash([await ann(wa, alice), annFB]);
+    const viewB = await viewHash([annFA, await ann(wb, bob)]);
+    const nA = lastNonce(wa, alice);
+    const nB = lastNonce(wb, bob);
+    // The relay's search over nonces of its own, knowing the victims'.
+    const seen = new Map();
+    let x = null;
+    let y = null;
+    for (let i = 0; i < 1 << 13; i++) {
+      const c = await nonce(`x${n}`, i);
+      seen.set(await meetingCodeV2(viewA, null, [{ participantId: alice.id, nonce: nA }, { participantId: bob.id, nonce: c }], DIGITS), c);
+    }
+    for (let j = 0; j < 1 << 14 && !x; j++) {
+      const c = await nonce(`y${n}`, j);
+      const hit = seen.get(await meetingCodeV2(viewB, null, [{ participantId: alice.id, nonce: c }, { participantId: bob.id, nonce: nB }], DIGITS));
+      if (hit) [x, y] = [hit, c];
+    }
+    assert.ok(x, `attempt ${n}: the search found no collision`);
+    const recommit = async (w, victim, fakeAnn, view, chosen) => {
+      const round = 1000000 * (n + 1);
+      const c = await signCommit(relay.privateKey, { meetingId: MEETING, participantId: fakeAnn.participantId, round, view, checkpoint: '' }, chosen);
+      const from = w.sent.length;
+      victim.mc.receive({ type: 'verify', from: fakeAnn.participantId, payload: toBase64(c) });
+      victim.mc.receive({ type: 'verify', from: fakeAnn.participantId, payload: toBase64(encodeReveal({ meetingId: MEETING, participantId: fakeAnn.participantId, round, nonce: chosen })) });
+      await w.settle();
+      const moved = w.sent.slice(from).some((m) => m.type === 'verify' && m.from === victim.id && !isReveal(fromBase64(m.payload)));
+      return { code: victim.mc.snapshot().code, moved };
+    };
+    const a = await recommit(wa, alice, annFB, viewA, x);
+    const b = await recommit(wb, bob, annFA, viewB, y);
+    assert.ok(!a.code || a.code !== b.code, `attempt ${n}: the relay chose its nonces after the victims revealed: both read ${a.code}`);
+    assert.ok(a.moved && b.moved, `attempt ${n}: a victim did not start a new round with a new commit`);
+    alice.mc.participantLeft(bob.id);
+    bob.mc.participantLeft(alice.id);
+    await wa.settle();
+    await wb.settle();
+  }
+});
 
 test('revocation: the revoked device is shown revoked, gets no key of the rotation and cannot decrypt after it', async () => {
   const w = new World(await makeCA());
@@ -793,4 +867,28 @@ test('a credential the log does not hold is not certified', async () => {
   const r = await w.join('Rogue', 'alice', { unlogged: true });
   const v = a.mc.snapshot().participants.find((p) => p.id === r.id);
   assert.deepEqual({ certified: v.certified, pending: v.pending }, { certified: false, pending: true });
+});
+
+test('an identity whose pinned log or org key the server withheld shows the alarm in the meeting (review of issue 11)', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice', 'alice', { alarms: ['The server no longer gives the identity log key this browser pinned.'] });
+  const s = a.mc.snapshot();
+  assert.equal(s.state, 'warning');
+  assert.ok(s.warnings.some((x) => /no longer gives the identity log key/.test(x)), s.warnings.join(' | '));
+});
+
+test('look-alike names: a title added, an account written out, a second account with the same name (review of issue 11)', async () => {
+  const w = new World(await makeCA());
+  const b = await w.join('Bob Stone', 'bob', { displayName: 'Bob Stone' });
+  const a = await w.join('Alice Martin', 'alice', { displayName: 'Alice Martin' });
+  const twin = await w.join('Alice Martin', 'alice.martin', { displayName: 'Alice Martin' });
+  const ceo = await w.join('Alice Martin (CEO)');
+  const al = await w.join('Al (@bob)');
+  const seen = new Map(b.mc.snapshot().participants.map((p) => [p.id, p]));
+  assert.match(seen.get(ceo.id).lookalike, /^Alice Martin \(@alice/);
+  assert.equal(seen.get(al.id).lookalike, 'Bob Stone (@bob)');
+  // Two certified accounts with one name: both flagged, each naming the other.
+  assert.equal(seen.get(twin.id).lookalike, 'Alice Martin (@alice)');
+  assert.equal(seen.get(a.id).lookalike, 'Alice Martin (@alice.martin)');
+  assert.equal(seen.get(b.id).lookalike, '');
 });

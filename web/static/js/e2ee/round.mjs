@@ -131,6 +131,7 @@ export class RoundState {
     this.members = new Map();
     this.cp = zeroCheckpoint;
     this.commit = null;
+    this.pendingCommit = null;
     this.revealed = false;
     this.epochs = 0;
     this.commits = new Map(); // id -> {commit, cp}
@@ -150,26 +151,50 @@ export class RoundState {
     }
     this.view = await viewHash(view);
     this.epochs++;
-    this.revealed = false;
-    return this.#recommit(cp ?? zeroCheckpoint);
+    return this.#recommit(cp ?? zeroCheckpoint, this.#nextRound());
   }
 
-  async #recommit(cp) {
-    this.round++;
+  // The round to move to for a new commit: past our own, joining the
+  // highest round a member already committed to for the same view.
+  #nextRound() {
+    let next = this.round + 1;
+    for (const [id, e] of this.commits) {
+      if (this.members.has(id) && equal(e.commit.view, this.view) && e.commit.round > next) next = e.commit.round;
+    }
+    return next;
+  }
+
+  // A new round with a fresh nonce: nothing revealed before is ever
+  // combined with what comes after.
+  async #recommit(cp, round) {
+    if (!(round > this.round && round <= 0xffffffff)) throw new Error('e2ee: no round left in this meeting');
+    this.round = round;
+    this.revealed = false;
+    this.pendingCommit = null;
     this.nonce = randomBytes(NONCE_LEN);
     this.cp = cp;
     this.code = '';
-    this.commit = await signCommit(this.device, { meetingId: this.meetingId, participantId: this.selfId, round: this.round,
-      view: this.view, checkpoint: cp.note }, this.nonce);
-    return this.commit;
+    this.commit = null; // nothing to reveal until the new commit exists
+    const nonce = this.nonce;
+    const commit = await signCommit(this.device, { meetingId: this.meetingId, participantId: this.selfId, round,
+      view: this.view, checkpoint: cp.note }, nonce);
+    if (this.round === round) this.commit = commit;
+    return commit;
   }
 
-  /** Switches to a larger verified checkpoint; before the reveal, commits again (returned). */
+  /** Switches to a larger verified checkpoint: a new round, whose commit it returns (null when cp is not larger). */
   adopt(cp) {
     // A member without a log holds the zero checkpoint, smaller than any.
     const larger = cp.size > this.cp.size || (!this.cp.origin && !!cp.origin);
-    if (this.revealed || !this.commit || !larger) return Promise.resolve(null);
-    return this.#recommit(cp);
+    if (!this.commit || !larger) return Promise.resolve(null);
+    return this.#recommit(cp, this.#nextRound());
+  }
+
+  /** The commit of a round onCommit moved to (once), for the caller to send; null if none. */
+  pending() {
+    const p = this.pendingCommit;
+    this.pendingCommit = null;
+    return p;
   }
 
   /** This member's commit and, once made, its reveal (to send again). */
@@ -180,7 +205,8 @@ export class RoundState {
   /**
    * Verifies and keeps a peer's commit; returns its checkpoint when it
    * differs from the round's (the caller verifies consistency and adopts),
-   * else null.
+   * else null. A commit of a higher round for the same view moves this
+   * member to that round with a fresh nonce: the caller sends pending().
    */
   async onCommit(from, payload) {
     const a = this.members.get(from);
@@ -193,6 +219,13 @@ export class RoundState {
     this.commits.set(from, { commit: c, cp });
     this.reveals.delete(from);
     this.code = '';
+    if (this.commit && c.round > this.round && equal(c.view, this.view)) {
+      // A member of this view is a round ahead: move to it with a fresh
+      // nonce. A revealed nonce is never kept for a commit that came after
+      // the reveal, or the relay could choose its nonce knowing ours.
+      const p = await this.#recommit(this.cp, c.round);
+      this.pendingCommit = p;
+    }
     return sameCheckpoint(cp, this.cp) || (cp.size === 0 && this.cp.size === 0 && !cp.origin && !this.cp.origin) ? null : cp;
   }
 
@@ -208,10 +241,10 @@ export class RoundState {
   #matches(id) {
     const e = this.commits.get(id);
     const same = e && (sameCheckpoint(e.cp, this.cp) || (!e.cp.origin && !this.cp.origin && e.cp.size === this.cp.size));
-    return !!e && equal(e.commit.view, this.view) && same;
+    return !!e && e.commit.round === this.round && equal(e.commit.view, this.view) && same;
   }
 
-  /** Members whose matching commit is missing. */
+  /** Members whose commit of this round, view and checkpoint is missing. */
   waiting() {
     return [...this.members.keys()].filter((id) => id !== this.selfId && !this.#matches(id));
   }
@@ -223,7 +256,7 @@ export class RoundState {
     return out;
   }
 
-  /** The reveal, once, when every member committed to the same view and checkpoint; else null. */
+  /** The reveal, once per round, when every member committed to this round, view and checkpoint; else null. */
   reveal() {
     if (this.revealed || !this.commit || this.waiting().length) return null;
     this.revealed = true;

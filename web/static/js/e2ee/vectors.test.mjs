@@ -14,7 +14,7 @@ import {
   possessionMessage, provePossession, verifyRevocation,
   logVerifier, openCheckpoint, checkRecord, checkTree, recordHash, verifyConsistency, SplitViewError,
   viewHash, nonceHash, verifyCommit, parseReveal, meetingCodeV2, RoundState,
-  cleanName, skeleton,
+  cleanName, skeleton, looksLike, claimsAccount,
   pairwiseKeys, Channel, ReplayError, generateEphemeral,
   sealChat, chatSigned, encodeFileDescriptor, CHAT_TEXT, CHAT_FILE,
   FileCipher, encryptFile, decryptFile, FILE_CHUNK_SIZE,
@@ -452,5 +452,15 @@ test('name vectors: clean names and skeletons agree with Go', () => {
   for (const n of V.names) {
     assert.equal(cleanName(n.name), n.clean, JSON.stringify(n.name));
     assert.equal(skeleton(n.name), n.skeleton, JSON.stringify(n.name));
+  }
+});
+
+test('look-alike vectors: chosen names against names and accounts agree with Go', () => {
+  assert.ok(V.lookalikes.length > 10);
+  for (const c of V.lookalikes) {
+    const what = JSON.stringify([c.chosen, c.other]);
+    assert.equal(looksLike(c.chosen, c.other, false), c.looksLike, what);
+    assert.equal(looksLike(c.chosen, c.other, true), c.within, what);
+    assert.equal(claimsAccount(c.chosen, c.other), c.claimsAccount, what);
   }
 });
