@@ -143,7 +143,37 @@ func Open(cfg Config, st store.DeviceStore, users Users) (*Authority, error) {
 	for _, c := range revoked {
 		a.seen[c.Serial] = true
 	}
+	if err := a.sealStoredDigests(context.Background()); err != nil {
+		return nil, fmt.Errorf("device CA: %w", err)
+	}
 	return a, nil
+}
+
+// sealStoredDigests seals the digest secrets still in the clear in the
+// store (enrolled before they were sealed, or brought back by the restore
+// of such a backup), so that no HA1 value stays readable in the database.
+func (a *Authority) sealStoredDigests(ctx context.Context) error {
+	if a.cfg.Fields == nil {
+		return nil
+	}
+	certs, err := a.st.ListDeviceCerts(ctx, 0)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, c := range certs {
+		if c.DigestHA1 == "" || secrets.FieldSealed(c.DigestHA1) {
+			continue
+		}
+		if err := a.st.SetDeviceDigest(ctx, c.Serial, a.cfg.Fields.Seal(digestField(c.Serial), c.DigestHA1)); err != nil {
+			return err
+		}
+		n++
+	}
+	if n > 0 {
+		a.log.Info("sealed the digest secrets of telephony devices stored in the clear", "devices", n)
+	}
+	return nil
 }
 
 // Certificate is the device CA's certificate.

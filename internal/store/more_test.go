@@ -150,6 +150,15 @@ func testDeviceStore(t *testing.T, eng *engineDB) {
 	if list, err := s.ListDeviceCerts(ctx, u.ID); err != nil || len(list) != 1 {
 		t.Errorf("ListDeviceCerts = %+v, %v", list, err)
 	}
+	if err := s.SetDeviceDigest(ctx, "0a1b", "sealed"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.DeviceCertBySerial(ctx, "0a1b"); got.DigestHA1 != "sealed" {
+		t.Errorf("SetDeviceDigest left %q", got.DigestHA1)
+	}
+	if err := s.SetDeviceDigest(ctx, "ffff", "x"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetDeviceDigest of an unknown serial = %v, want ErrNotFound", err)
+	}
 	r, err := s.RevokeDeviceCert(ctx, "0a1b", t0.Add(time.Hour), 4)
 	if err != nil || !r.RevokedAt.Equal(t0.Add(time.Hour)) || r.Reason != 4 {
 		t.Errorf("RevokeDeviceCert = %+v, %v", r, err)
