@@ -268,6 +268,30 @@ func TestScheduledBackupToSFTPWithPassword(t *testing.T) {
 	}
 }
 
+// TestSFTPKeyboardInteractive: a server that asks for the password only
+// through keyboard-interactive authentication (PAM, as many do) takes the
+// configured password; a wrong one is refused and uploads nothing.
+func TestSFTPKeyboardInteractive(t *testing.T) {
+	const password = "Sftp-Kbd-Password-5"
+	srv := sshd.StartKeyboardInteractive(t, password)
+	target := SFTPTarget{Address: srv.Addr, User: srv.User, HostKey: srv.HostKey, Password: password, Dir: filepath.Join(srv.Dir, "pam")}
+	first, second := FileName(time.Date(2030, 3, 1, 2, 0, 0, 0, time.UTC)), FileName(time.Date(2030, 3, 2, 2, 0, 0, 0, time.UTC))
+	if err := target.Upload(first, strings.NewReader("backup"), 2); err != nil {
+		t.Fatalf("upload through keyboard-interactive login: %v", err)
+	}
+	if remote, err := target.List(); err != nil || len(remote) != 1 || remote[0] != first {
+		t.Fatalf("the SFTP directory after the upload: %v %v", remote, err)
+	}
+	wrong := target
+	wrong.Password = "Not-The-Password-6"
+	if err := wrong.Upload(second, strings.NewReader("backup"), 2); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
+		t.Fatalf("upload with a wrong password: %v", err)
+	}
+	if ents, err := os.ReadDir(target.Dir); err != nil || len(ents) != 1 {
+		t.Fatalf("the refused upload left files: %v %v", ents, err)
+	}
+}
+
 type recorder struct{ events []audit.Event }
 
 func (r *recorder) Record(_ context.Context, e audit.Event) error {

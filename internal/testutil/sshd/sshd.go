@@ -1,7 +1,8 @@
 // Package sshd runs Debian's OpenSSH server (openssh-server) on a loopback
 // port for tests: a fresh ECDSA host key, one authorised client key for
 // the user running the test, and the internal SFTP server. StartPassword
-// lets that user log in with a password too. scripts/test installs
+// lets that user log in with a password too, StartKeyboardInteractive
+// only through keyboard-interactive (PAM). scripts/test installs
 // openssh-server (and openssl, which hashes the password); a test fails,
 // never skips, without them.
 package sshd
@@ -42,8 +43,9 @@ type Server struct {
 	cmd  *exec.Cmd
 	conf string
 	// shadow, for password login, is the copy of /etc/shadow that sshd
-	// sees in its own mount namespace.
-	shadow string
+	// sees in its own mount namespace; pam, for keyboard-interactive
+	// login, its /etc/pam.d/sshd there.
+	shadow, pam string
 }
 
 // NewKeyPair returns an ECDSA P-256 key as OpenSSH PEM and its public key
@@ -68,7 +70,7 @@ func NewKeyPair(t testing.TB) ([]byte, string) {
 // Start runs sshd until the test ends; the user logs in with ClientKey.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	return start(t, "")
+	return start(t, "", false)
 }
 
 // StartPassword is Start with password login too: the user's password is
@@ -78,10 +80,20 @@ func Start(t testing.TB) *Server {
 // touched. It needs root (to mount), as the test suite runs.
 func StartPassword(t testing.TB, password string) *Server {
 	t.Helper()
-	return start(t, password)
+	return start(t, password, false)
 }
 
-func start(t testing.TB, password string) *Server {
+// StartKeyboardInteractive is StartPassword with the password asked only
+// through keyboard-interactive authentication by PAM (pam_unix), as
+// servers that log in through PAM offer it; "password" authentication is
+// off. The PAM configuration, like the shadow file, is a copy mounted in
+// sshd's own mount namespace.
+func StartKeyboardInteractive(t testing.TB, password string) *Server {
+	t.Helper()
+	return start(t, password, true)
+}
+
+func start(t testing.TB, password string, kbd bool) *Server {
 	t.Helper()
 	bin := "/usr/sbin/sshd"
 	if _, err := os.Stat(bin); err != nil {
@@ -117,10 +129,15 @@ func start(t testing.TB, password string) *Server {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	passwordAuth, rootLogin, shadow := "no", "prohibit-password", ""
+	passwordAuth, kbdAuth, usePAM, rootLogin, shadow, pam := "no", "no", "no", "prohibit-password", "", ""
 	if password != "" {
 		passwordAuth, rootLogin = "yes", "yes"
 		shadow = write("shadow", shadowWith(t, u.Username, password))
+	}
+	if kbd {
+		passwordAuth, kbdAuth, usePAM = "no", "yes", "yes"
+		pam = write("pam-sshd", []byte("auth required pam_unix.so nodelay\naccount required pam_unix.so\n"+
+			"session required pam_permit.so\npassword required pam_deny.so\n"))
 	}
 	conf := write("sshd_config", []byte(fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
@@ -131,15 +148,15 @@ StrictModes no
 PubkeyAuthentication yes
 PasswordAuthentication %s
 PermitEmptyPasswords no
-KbdInteractiveAuthentication no
-UsePAM no
+KbdInteractiveAuthentication %s
+UsePAM %s
 PermitRootLogin %s
 AllowTcpForwarding no
 X11Forwarding no
 Subsystem sftp internal-sftp
-`, port, hostKey, filepath.Join(dir, "sshd.pid"), auth, passwordAuth, rootLogin)))
+`, port, hostKey, filepath.Join(dir, "sshd.pid"), auth, passwordAuth, kbdAuth, usePAM, rootLogin)))
 	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), User: u.Username, HostKey: hostPub, ClientKey: cliPEM,
-		Dir: upload, t: t, conf: conf, shadow: shadow}
+		Dir: upload, t: t, conf: conf, shadow: shadow, pam: pam}
 	s.start()
 	t.Cleanup(s.Stop)
 	return s
@@ -182,7 +199,9 @@ func (s *Server) start() {
 		// In a mount namespace of its own (Go makes its mounts private),
 		// the copy is mounted over /etc/shadow, then sshd replaces the
 		// shell.
-		cmd = exec.Command("/bin/sh", "-c", `mount --bind "$1" /etc/shadow && exec /usr/sbin/sshd -D -e -f "$2"`, "sh", s.shadow, s.conf)
+		cmd = exec.Command("/bin/sh", "-c", `mount --bind "$1" /etc/shadow &&
+			if [ -n "$3" ]; then mount --bind "$3" /etc/pam.d/sshd; fi &&
+			exec /usr/sbin/sshd -D -e -f "$2"`, "sh", s.shadow, s.conf, s.pam)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
