@@ -173,22 +173,8 @@ func tinyVideo(t *testing.T) client.FrameSource {
 	return src
 }
 
-// workerReportJS asks the page's media encryption worker for its report
-// (FrameCryptor.report in web/static/js/e2ee/framecryptor.mjs).
-const workerReportJS = `(async () => {
-  const w = (window.__workers || []).find((x) => x.url.includes('/e2ee/worker.mjs'));
-  if (!w) return {participants: {}};
-  const seq = Math.random();
-  return await new Promise((resolve) => {
-    const h = (e) => {
-      if (e.data?.op !== 'stats' || e.data.seq !== seq) return;
-      w.worker.removeEventListener('message', h);
-      resolve(e.data.report);
-    };
-    w.worker.addEventListener('message', h);
-    w.worker.postMessage({op: 'stats', seq});
-  });
-})()`
+// workerReportJS asks the page's media encryption worker for its report.
+const workerReportJS = browser.E2EEWorkerReportJS
 
 // workerReport is what a browser's media worker says of one sender.
 type workerReport struct {

@@ -14,13 +14,22 @@ import (
 // (--admin-listen): TLS 1.2 and 1.3 only, ECDHE with
 // AES-GCM, P-256 and P-384 only, no session tickets, a certificate chain
 // to the local CA with a CRL distribution point (docs/hardening.md).
-// Other TLS listeners (TURN over TLS) call tlsscan.Scan the same way.
+// The HTTPS port is scanned with TURN over TLS multiplexed on it (the
+// default): TURN allocations over TLS on that port work before and after
+// the scan, so the findings are those of the port as deployed.
+// Other TLS listeners call tlsscan.Scan the same way.
 func TestTLSScanHTTPS(t *testing.T) {
 	// The management listener on localhost:0: the same address as the
 	// other, but --admin-listen must not be written like --listen.
 	srv := testserver.Start(t, testserver.Options{Config: func(c *config.Config) { c.Auth.AdminListen = "localhost:0" }})
 	for name, url := range map[string]string{"https": srv.URL(), "admin": srv.AdminURL()} {
-		t.Run(name, func(t *testing.T) { scanListener(t, strings.TrimPrefix(url, "https://"), srv.TLS().CAPath) })
+		t.Run(name, func(t *testing.T) {
+			if name == "https" {
+				allocateOverTLS(t, srv, "before the scan")
+				defer allocateOverTLS(t, srv, "after the scan")
+			}
+			scanListener(t, strings.TrimPrefix(url, "https://"), srv.TLS().CAPath)
+		})
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"conclave/internal/auth"
 	"conclave/internal/e2ee"
+	"conclave/internal/perm"
 	"conclave/internal/server"
 	"conclave/internal/store"
 	"conclave/internal/testutil/browser"
@@ -120,12 +121,14 @@ func TestImpersonationByName(t *testing.T) {
 	}
 }
 
-// TestRevocationInBrowser: an administrator revokes Mallory's device
-// during a meeting. Within 10 s Alice's and Bob's pages show it revoked and
-// encrypt under a new key generation, which goes only to each other (the
-// server also sends Mallory's page away); they agree on a new code and keep
-// decoding each other. (That the revoked device cannot decrypt frames of
-// the new generation is shown frame by frame in meetingcrypto.test.mjs.)
+// TestRevocationInBrowser: an administrator opens Mallory's account on the
+// admin page and presses Revoke next to her device during a meeting. The
+// page lists the device as revoked and the audit log names who did it.
+// Within 10 s Alice's and Bob's pages show it revoked and encrypt under a
+// new key generation, which goes only to each other (the server also sends
+// Mallory's page away); they agree on a new code and keep decoding each
+// other. (That the revoked device cannot decrypt frames of the new
+// generation is shown frame by frame in meetingcrypto.test.mjs.)
 func TestRevocationInBrowser(t *testing.T) {
 	srv := startServer(t, "board")
 	account(t, srv, "alice", "Alice")
@@ -140,20 +143,48 @@ func TestRevocationInBrowser(t *testing.T) {
 	var gen int
 	alice.Eval(`window.conclaveE2EE.senderKeyGeneration`, &gen)
 
-	devs, err := srv.Authority().Devices(context.Background(), mu)
+	ctx := context.Background()
+	devs, err := srv.Authority().Devices(ctx, mu)
 	if err != nil || len(devs) != 1 {
 		t.Fatalf("Mallory's devices: %+v %v", devs, err)
 	}
-	revoked := time.Now()
-	if err := srv.Authority().Revoke(context.Background(), mu, devs[0].PublicKey, "lost laptop"); err != nil {
+
+	if _, err := srv.Lifecycle().Create(ctx, auth.CLIActor(), auth.NewAccount{Username: "root", Password: "Root-Password-12",
+		KeepPassword: true, Roles: []string{perm.Administrator}}); err != nil {
 		t.Fatal(err)
 	}
+	admin := b.NewPage(t, "root")
+	if err := admin.AddScript(`window.confirm = () => true;`); err != nil {
+		t.Fatal(err)
+	}
+	signInAdminPage(t, admin, srv.URL()+"/admin", "root", "Root-Password-12")
+	admin.WaitJS(t, "root: the navigation", `!document.querySelector('#admin-nav').hidden && !!document.querySelector('#admin-nav button[data-page="users"]')`, 15*time.Second)
+	if err := admin.Click(`#admin-nav button[data-page="users"]`); err != nil {
+		t.Fatal(err)
+	}
+	admin.WaitJS(t, "root: mallory's row", `!!document.querySelector('#users button.manage[data-username="mallory"]')`, 10*time.Second)
+	if err := admin.Click(`#users button.manage[data-username="mallory"]`); err != nil {
+		t.Fatal(err)
+	}
+	row := fmt.Sprintf(`#detail-devices li[data-fingerprint=%q]`, devs[0].Fingerprint)
+	admin.WaitJS(t, "root: Mallory's device listed", fmt.Sprintf(`document.querySelector('%s')?.dataset.revoked === 'false' && !!document.querySelector('%s button')`, row, row), 10*time.Second)
+	revoked := time.Now()
+	if err := admin.Click(row + " button"); err != nil {
+		t.Fatal(err)
+	}
+	admin.WaitJS(t, "root: the device shown revoked", fmt.Sprintf(`document.querySelector('%s')?.dataset.revoked === 'true' && !document.querySelector('%s button')`, row, row), 10*time.Second)
 	for _, p := range []*participant{alice, bob} {
 		p.WaitJS(t, p.name+": Mallory shown revoked, keys rotated", fmt.Sprintf(
 			`document.querySelector('#e2ee-warning').textContent.includes('revoked the device of Mallory') && window.conclaveE2EE.senderKeyGeneration > %d`, gen), 10*time.Second)
 	}
-	t.Logf("revocation shown and keys rotated %v after it was logged", time.Since(revoked).Round(10*time.Millisecond))
+	t.Logf("revocation shown and keys rotated %v after the click", time.Since(revoked).Round(10*time.Millisecond))
 	mallory.WaitJS(t, "Mallory: sent away", `!!document.querySelector('#e2ee-bar')?.hidden`, 10*time.Second)
+	if devs, _ := srv.Authority().Devices(ctx, mu); len(devs) != 1 || !devs[0].Revoked {
+		t.Errorf("the log does not hold the revocation: %+v", devs)
+	}
+	if recs, err := srv.AuditEvents(ctx, "device-revoked"); err != nil || len(recs) != 1 || recs[0].Actor != "root" {
+		t.Errorf("audit of the revocation: %+v %v", recs, err)
+	}
 	code := sameCode(t, alice, bob)
 	t.Logf("Alice and Bob agree on %s without Mallory", code)
 	alice.waitMedia(bob, "camera", true)

@@ -58,6 +58,7 @@ type joinFlags struct {
 	keyDir           string
 	plainDeviceKey   bool
 	requireCertified bool
+	relay            string
 }
 
 func parseJoinFlags(args []string, stderr io.Writer) (*joinFlags, error) {
@@ -82,6 +83,7 @@ func parseJoinFlags(args []string, stderr io.Writer) (*joinFlags, error) {
 	fs.StringVar(&f.user, "user", "", "sign in as this user to have the device certified by the organisation (password: env CONCLAVE_PASSWORD, or asked)")
 	fs.StringVar(&f.keyDir, "key-dir", os.Getenv("CONCLAVE_KEY_DIR"), "directory of the device key and the pinned organisation keys (default: <user config dir>/conclave; env CONCLAVE_KEY_DIR)")
 	fs.BoolVar(&f.plainDeviceKey, "plain-device-key", false, "keep the device key unencrypted (tests and load tests only: anyone who reads the file can impersonate this device)")
+	fs.StringVar(&f.relay, "relay", "", "send and receive media only through the server's TURN relay: any, udp, tcp or tls (default: direct when possible)")
 	fs.BoolVar(&f.requireCertified, "require-certified", false, "send keys only to participants certified by the organisation (guests cannot decrypt this participant)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -91,6 +93,11 @@ func parseJoinFlags(args []string, stderr io.Writer) (*joinFlags, error) {
 		return nil, errors.New("give exactly one meeting URL")
 	}
 	f.meetingURL = fs.Arg(0)
+	switch f.relay {
+	case "", "any", client.RelayUDP, client.RelayTCP, client.RelayTLS:
+	default:
+		return nil, fmt.Errorf("--relay %q is not one of any, udp, tcp, tls", f.relay)
+	}
 	if f.keyDir == "" {
 		dir, err := os.UserConfigDir()
 		if err != nil {
@@ -209,6 +216,10 @@ func join(args []string, stdout, stderr io.Writer) int {
 		InsecureSkipVerify: f.insecure,
 		Logger:             logger,
 		Microphone:         audio,
+		ForceRelay:         f.relay != "",
+	}
+	if f.relay != "any" {
+		opts.RelayOver = f.relay
 	}
 	setCamera(&opts, video)
 	if f.record != "" {
@@ -269,6 +280,9 @@ type joinPrinter struct {
 	start time.Time
 
 	codeShown bool // the meeting code's explanation was printed
+	// gateways are the members the server marks as breaking end-to-end
+	// encryption (docs/protocol.md, "Gateways"), by id.
+	gateways map[string]string
 }
 
 func (p *joinPrinter) printf(format string, args ...any) {
@@ -280,11 +294,34 @@ func (p *joinPrinter) printf(format string, args ...any) {
 func (p *joinPrinter) event(e client.Event) {
 	switch e.Kind {
 	case client.Joined:
+		p.mu.Lock()
+		p.gateways = map[string]string{}
+		p.mu.Unlock()
 		p.printf("Joined %s as %s (%s).", p.room, e.Participant.Name, e.Participant.ID)
 	case client.ParticipantJoined:
 		p.printf("+ %s joined (%s)%s", e.Participant.Name, e.Participant.ID, sending(e.Participant.Audio, e.Participant.Video, e.Participant.Screen))
+		if e.Participant.Gateway != "" {
+			p.mu.Lock()
+			if p.gateways == nil {
+				p.gateways = map[string]string{}
+			}
+			_, known := p.gateways[e.Participant.ID]
+			p.gateways[e.Participant.ID] = e.Participant.Name
+			p.mu.Unlock()
+			if !known {
+				p.printf("WARNING: NOT END-TO-END: %s is a telephone connected through the server, which hears everything said in this meeting while it is present.", e.Participant.Name)
+			}
+		}
 	case client.ParticipantLeft:
 		p.printf("- %s left (%s)", e.Participant.Name, e.Participant.ID)
+		p.mu.Lock()
+		_, was := p.gateways[e.Participant.ID]
+		delete(p.gateways, e.Participant.ID)
+		left := len(p.gateways)
+		p.mu.Unlock()
+		if was && left == 0 {
+			p.printf("No telephone is connected through the server any more: after the key rotation the meeting is end-to-end again.")
+		}
 	case client.TrackStarted:
 		p.printf("  %s: %s started (%s)", e.Track.Name, e.Track.Source, e.Track.Codec)
 	case client.TrackStopped:

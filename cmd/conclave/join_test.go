@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"conclave/internal/client"
 	"conclave/internal/loadtest/clips"
+	"conclave/internal/signal"
 )
 
 // writeClips writes the load test's three layers as IVF files.
@@ -92,5 +95,38 @@ func TestJoinVideoErrors(t *testing.T) {
 		if _, err := openSources(t, "--video", c.video); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("--video %s: err %v, want one saying %q", c.video, err, c.want)
 		}
+	}
+}
+
+// conclave join says the meeting is not end-to-end while a telephone is
+// connected through the server, and says when it is again.
+func TestJoinPrinterWarnsOfAGateway(t *testing.T) {
+	var out bytes.Buffer
+	p := &joinPrinter{w: &out, room: "board", start: time.Now()}
+	p.event(client.Event{Kind: client.Joined, Participant: signal.Participant{ID: "me", Name: "Me"}})
+	p.event(client.Event{Kind: client.ParticipantJoined, Participant: signal.Participant{ID: "a", Name: "Ann"}})
+	p.event(client.Event{Kind: client.ParticipantJoined, Participant: signal.Participant{ID: "g", Name: "Alice (phone)", Gateway: signal.GatewaySIP}})
+	if !strings.Contains(out.String(), "WARNING: NOT END-TO-END: Alice (phone) is a telephone connected through the server") {
+		t.Fatalf("no warning for the gateway:\n%s", out.String())
+	}
+	p.event(client.Event{Kind: client.ParticipantLeft, Participant: signal.Participant{ID: "a", Name: "Ann"}})
+	if strings.Contains(out.String(), "end-to-end again") {
+		t.Fatalf("end-to-end again while the gateway is present:\n%s", out.String())
+	}
+	p.event(client.Event{Kind: client.ParticipantLeft, Participant: signal.Participant{ID: "g", Name: "Alice (phone)", Gateway: signal.GatewaySIP}})
+	if !strings.Contains(out.String(), "the meeting is end-to-end again") {
+		t.Fatalf("not told the gateway is gone:\n%s", out.String())
+	}
+}
+
+// --relay takes a TURN transport or any, and refuses anything else.
+func TestJoinRelayFlag(t *testing.T) {
+	for _, v := range []string{"any", "udp", "tcp", "tls"} {
+		if f, err := parseJoinFlags([]string{"--relay", v, "https://127.0.0.1:1/r/x"}, io.Discard); err != nil || f.relay != v {
+			t.Errorf("--relay %s: %+v, %v", v, f, err)
+		}
+	}
+	if _, err := parseJoinFlags([]string{"--relay", "quic", "https://127.0.0.1:1/r/x"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--relay") {
+		t.Errorf("--relay quic: %v", err)
 	}
 }

@@ -14,6 +14,9 @@ func TestLoadtestFlags(t *testing.T) {
 		want string // in the error; "" for accepted
 	}{
 		{"-local -pubs 10 -subs 100", ""},
+		{"-local -pubs 5 -subs 20 -relay udp", ""},
+		{"-local -pubs 5 -subs 20 -relay any", ""},
+		{"-local -pubs 5 -subs 20 -relay quic", "-relay"},
 		{"-url https://h/r/bench -audio 10 -subs 500 -server-debug http://127.0.0.1:6060 -cpuprofile x", ""},
 		{"-pubs 1 -subs 1", "-local or -url"},
 		{"-local -url https://h/r/x -pubs 1 -subs 1", "-local or -url"},

@@ -69,6 +69,7 @@ func run() error {
 	rest := fs.Duration("rest", 10*time.Second, "pause between runs")
 	lock := fs.String("lock", "/tmp/conclave-heavy.lock", "file to flock for each pair of runs (empty: none)")
 	maxLoad := fs.Float64("max-load", 0, "before each pair, wait until the 1-minute load average is at most this (0: do not wait)")
+	perLock := fs.Int("pairs-per-lock", 1, "pairs of runs measured under one hold of -lock (the runs of a shape, when others queue for it often)")
 	_ = fs.Parse(os.Args[1:])
 	if *out == "" || a.Name == "" || b.Name == "" || a.Name == b.Name {
 		return fmt.Errorf("need -out and two systems with different -a-name and -b-name")
@@ -107,15 +108,21 @@ func run() error {
 			f.Close()
 		}
 	}
+	var unlock func()
+	var err error
+	held := 0 // pairs measured under the current hold
 	for _, sh := range list {
 		for i := 1; i <= *runs && ctx.Err() == nil; i++ {
 			order := []sidebyside.System{a, b}
 			if i%2 == 0 {
 				order = []sidebyside.System{b, a}
 			}
-			unlock, err := acquire(ctx, *lock, *maxLoad)
-			if err != nil {
-				return err
+			if unlock == nil {
+				if unlock, err = acquire(ctx, *lock, *maxLoad); err != nil {
+					return err
+				}
+			} else {
+				waitQuiet(ctx, *maxLoad)
 			}
 			for k, sys := range order {
 				if k > 0 {
@@ -127,7 +134,10 @@ func run() error {
 				results = append(results, r.Measure(ctx, sys, sh, i, k+1))
 				save()
 			}
-			unlock()
+			if held++; held >= *perLock || i == *runs {
+				unlock()
+				unlock, held = nil, 0
+			}
 			select {
 			case <-time.After(*rest):
 			case <-ctx.Done():
@@ -147,13 +157,30 @@ func acquire(ctx context.Context, path string, maxLoad float64) (func(), error) 
 			return nil, err
 		}
 		fmt.Fprintf(os.Stderr, "%s waiting for %s\n", time.Now().Format("15:04:05"), path)
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("flock %s: %w", path, err)
+		// A blocking flock keeps this run's place among the waiters; a
+		// signal ends the wait (and the process).
+		got := make(chan error, 1)
+		go func() { got <- unix.Flock(int(f.Fd()), unix.LOCK_EX) }()
+		select {
+		case err := <-got:
+			if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("flock %s: %w", path, err)
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 		unlock = func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }
 	}
-	for maxLoad > 0 && ctx.Err() == nil {
+	waitQuiet(ctx, maxLoad)
+	return unlock, nil
+}
+
+// waitQuiet waits until the 1-minute load average is at most maxLoad (0:
+// does not wait), three minutes at most: the load is recorded with each
+// run anyway.
+func waitQuiet(ctx context.Context, maxLoad float64) {
+	for deadline := time.Now().Add(3 * time.Minute); maxLoad > 0 && ctx.Err() == nil && time.Now().Before(deadline); {
 		var l1 float64
 		if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 			fmt.Sscan(string(b), &l1)
@@ -167,7 +194,6 @@ func acquire(ctx context.Context, path string, maxLoad float64) (func(), error) 
 		case <-ctx.Done():
 		}
 	}
-	return unlock, nil
 }
 
 // reexecInNamespace runs this program again in a new network namespace.

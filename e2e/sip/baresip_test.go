@@ -68,7 +68,13 @@ func startPhone(t *testing.T, pc phoneConfig) *phone {
 	}
 	cert := write("cert.pem", pc.certPEM)
 	ca := write("ca.pem", pc.caPEM)
-	tone := write("tone.wav", toneWAV(pc.toneHz, 8000, 30*time.Second))
+	// baresip's aufile plays the file at the codec's rate and channels:
+	// G.711 is 8 kHz mono, Opus 48 kHz stereo.
+	srate, channels := 8000, 1
+	if strings.Contains(strings.ToLower(pc.codecs), "opus") {
+		srate, channels = 48000, 2
+	}
+	tone := write("tone.wav", toneWAV(pc.toneHz, srate, channels, 30*time.Second))
 	ctrlPort := freeTCPPort(t)
 	codecs := pc.codecs
 	if codecs == "" {
@@ -82,13 +88,14 @@ sip_trans_def tls
 audio_player alsa,null
 audio_source aufile,%s
 audio_alert alsa,null
-audio_srate 8000
-audio_channels 1
+audio_srate %d
+audio_channels %d
 rtp_tos 0
 rtcp_mux no
 jitter_buffer_delay 1-10
 module_path /usr/lib/baresip/modules
 module g711.so
+module opus.so
 module aufile.so
 module alsa.so
 module sndfile.so
@@ -99,7 +106,7 @@ module_app menu.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen 127.0.0.1:%d
 snd_path %s
-`, freeTCPPort(t), cert, ca, tone, ctrlPort, sink)
+`, freeTCPPort(t), cert, ca, tone, srate, channels, ctrlPort, sink)
 	write("config", []byte(config))
 	pass := pc.authPass
 	if pass == "" {
@@ -237,6 +244,29 @@ func (p *phone) waitEvent(timeout time.Duration, types ...string) map[string]any
 	}
 }
 
+// waitEvents waits until an event of each of types has come, in any
+// order.
+func (p *phone) waitEvents(timeout time.Duration, types ...string) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	missing := map[string]bool{}
+	for _, typ := range types {
+		missing[typ] = true
+	}
+	for len(missing) > 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
+			p.t.Fatalf("baresip %s: no %v within %s\n%s", p.name, missing, timeout, p.Log())
+		}
+		var want []string
+		for typ := range missing {
+			want = append(want, typ)
+		}
+		ev := p.waitEvent(left, want...)
+		delete(missing, ev["type"].(string))
+	}
+}
+
 func freeTCPPort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -247,26 +277,29 @@ func freeTCPPort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// toneWAV makes a mono S16LE WAV file of a sine tone.
-func toneWAV(hz float64, rate int, d time.Duration) []byte {
+// toneWAV makes an S16LE WAV file of a sine tone, the same on every
+// channel.
+func toneWAV(hz float64, rate, channels int, d time.Duration) []byte {
 	n := int(d.Seconds() * float64(rate))
 	var b bytes.Buffer
 	le := binary.LittleEndian
 	b.WriteString("RIFF")
-	binary.Write(&b, le, uint32(36+2*n))
+	binary.Write(&b, le, uint32(36+2*n*channels))
 	b.WriteString("WAVEfmt ")
 	binary.Write(&b, le, uint32(16))
 	binary.Write(&b, le, uint16(1))
-	binary.Write(&b, le, uint16(1))
+	binary.Write(&b, le, uint16(channels))
 	binary.Write(&b, le, uint32(rate))
-	binary.Write(&b, le, uint32(rate*2))
-	binary.Write(&b, le, uint16(2))
+	binary.Write(&b, le, uint32(rate*2*channels))
+	binary.Write(&b, le, uint16(2*channels))
 	binary.Write(&b, le, uint16(16))
 	b.WriteString("data")
-	binary.Write(&b, le, uint32(2*n))
+	binary.Write(&b, le, uint32(2*n*channels))
 	for i := range n {
 		v := int16(8000 * math.Sin(2*math.Pi*hz*float64(i)/float64(rate)))
-		binary.Write(&b, le, v)
+		for range channels {
+			binary.Write(&b, le, v)
+		}
 	}
 	return b.Bytes()
 }

@@ -87,6 +87,13 @@ type Options struct {
 	// sizes at any time.
 	Layout func(tracks []TrackInfo) map[string]Size
 
+	// ForceRelay sends and receives media only through the server's TURN
+	// relay (ICE transport policy "relay"), as every client does when the
+	// server runs with --always-relay. RelayOver, when set, keeps only
+	// the TURN servers of one transport: RelayUDP, RelayTCP or RelayTLS.
+	ForceRelay bool
+	RelayOver  string
+
 	// Hooks receive events and opaque E2EE messages.
 	Hooks Hooks
 }
@@ -134,6 +141,7 @@ type Session struct {
 	log     *slog.Logger
 	http    *http.Client
 	api     *webrtc.API
+	dialer  *turnDialer
 
 	ctx    context.Context // canceled when the session ends
 	cancel context.CancelFunc
@@ -175,9 +183,15 @@ func Dial(ctx context.Context, opts Options) (*Session, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	switch opts.RelayOver {
+	case "", RelayUDP, RelayTCP, RelayTLS:
+	default:
+		return nil, fmt.Errorf("relay transport %q is not one of udp, tcp, tls", opts.RelayOver)
+	}
 	tlsConfig := pki.ClientTLSConfig(opts.RootCAs)
 	tlsConfig.InsecureSkipVerify = opts.InsecureSkipVerify
-	api, err := newAPI(log, loopback(m.Host))
+	dialer := &turnDialer{tls: tlsConfig}
+	api, err := newAPI(log, loopback(m.Host), dialer)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +202,7 @@ func Dial(ctx context.Context, opts Options) (*Session, error) {
 		log:          log.With("room", m.Room),
 		http:         &http.Client{Jar: opts.Jar, Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}},
 		api:          api,
+		dialer:       dialer,
 		tasks:        newQueue(),
 		events:       newQueue(),
 		ready:        make(chan error, 1),
@@ -338,6 +353,20 @@ func layoutMessages(sizes map[string]Size) ([]*signal.Message, error) {
 		mids = mids[n:]
 	}
 	return msgs, nil
+}
+
+// Command sends a host command (docs/protocol.md, "Host controls"):
+// mute, mute-guests, remove, set-role, lock, admit, deny, room-settings
+// or end, with its fields set in m. The server carries it out only if
+// this participant is a host, and answers an error otherwise.
+func (s *Session) Command(m *signal.Message) error {
+	switch m.Type {
+	case signal.TypeMute, signal.TypeMuteGuests, signal.TypeRemove, signal.TypeSetRole, signal.TypeLock,
+		signal.TypeAdmit, signal.TypeDeny, signal.TypeRoomSettings, signal.TypeEnd:
+	default:
+		return fmt.Errorf("%q is not a host command", m.Type)
+	}
+	return s.sendFromOutside(m)
 }
 
 // sendOpaque queues an announce or key message; while the signaling

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -41,7 +42,8 @@ var codecs = map[Codec]webrtc.RTPCodecParameters{
 // NACK in both directions, RTCP reports, transport-wide sequence numbers
 // and feedback.
 // Loopback candidates are gathered only for a server on this machine.
-func newAPI(log *slog.Logger, includeLoopback bool) (*webrtc.API, error) {
+// TURN over TCP and TLS goes through dialer.
+func newAPI(log *slog.Logger, includeLoopback bool, dialer *turnDialer) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	for _, c := range []Codec{CodecOpus, CodecVP8, CodecVP9} {
 		if err := me.RegisterCodec(codecs[c], webrtc.RTPCodecType(kindOf(c))); err != nil {
@@ -91,6 +93,7 @@ func newAPI(log *slog.Logger, includeLoopback bool) (*webrtc.API, error) {
 	se.SetNet(bufferedNet{std})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(includeLoopback)
+	se.SetICEProxyDialer(dialer)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
 }
@@ -151,17 +154,19 @@ type peers struct {
 }
 
 func (s *Session) setupPeers(servers []signal.ICEServer) error {
-	var ice []webrtc.ICEServer
-	for _, v := range servers {
-		ice = append(ice, webrtc.ICEServer{URLs: v.URLs, Username: v.Username, Credential: v.Credential})
+	ice := s.dialer.iceServers(servers, s.opts.RelayOver)
+	policy := s.transportPolicy()
+	if policy == webrtc.ICETransportPolicyRelay && len(ice) == 0 {
+		return errors.New("relayed media only, and the server offers no TURN server (over the transport asked for)")
 	}
-	pub, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: ice,
+	pub, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: ice, ICETransportPolicy: policy,
 		BundlePolicy: webrtc.BundlePolicyMaxBundle, RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire})
 	if err != nil {
 		return fmt.Errorf("create publish connection: %w", err)
 	}
 	// The server's offers decide the bundling of sub, as in the browser.
-	sub, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: ice, RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire})
+	sub, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: ice, ICETransportPolicy: policy,
+		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire})
 	if err != nil {
 		pub.Close()
 		return fmt.Errorf("create subscribe connection: %w", err)

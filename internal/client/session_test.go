@@ -83,6 +83,7 @@ type joinOpts struct {
 	layers   []client.FrameSource // a simulcast camera
 	layout   func([]client.TrackInfo) map[string]client.Size
 	newSink  func(client.TrackInfo) (client.FrameSink, error) // instead of recording
+	relay    string                                           // "any", or a TURN transport: media only through TURN
 }
 
 func join(t *testing.T, srv *testServer, room, name string, o joinOpts) *participant {
@@ -127,6 +128,12 @@ func join(t *testing.T, srv *testServer, room, name string, o joinOpts) *partici
 		opts.NewSink = o.newSink
 	}
 	opts.CameraLayers, opts.Layout = o.layers, o.layout
+	if o.relay != "" {
+		opts.ForceRelay = true
+		if o.relay != "any" {
+			opts.RelayOver = o.relay
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := client.Dial(ctx, opts)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is the configuration of `conclave serve`.
@@ -61,6 +62,24 @@ type Config struct {
 	// MaxParticipants bounds the participants of one meeting (those
 	// waiting included); 0 means the default, 100.
 	MaxParticipants int
+	// TURNUDP and TURNTCP are the embedded TURN server's UDP and TCP
+	// addresses; empty disables the transport.
+	TURNUDP, TURNTCP string
+	// TURNTLS offers TURN over TLS on the HTTPS port (--listen).
+	TURNTLS bool
+	// TURNRelayIP is the address TURN relay sockets bind to; empty
+	// derives it from MediaUDP (loopback when media listens on all
+	// addresses).
+	TURNRelayIP string
+	// TURNTTL is how long the TURN credentials given at join can open
+	// allocations.
+	TURNTTL time.Duration
+	// TURNMaxBitrate bounds what one TURN allocation relays each way,
+	// in bit/s.
+	TURNMaxBitrate int64
+	// AlwaysRelay makes clients send all media through TURN
+	// (iceTransportPolicy "relay").
+	AlwaysRelay bool
 	// DebugListen, when set, serves process metrics and Go profiles
 	// (docs/api.md, "Debug listener") on this loopback address, without
 	// authentication. Empty disables it.
@@ -159,7 +178,13 @@ func Defaults() Config {
 		Listen:   ":8443",
 		MediaUDP: ":8443",
 		MediaTCP: ":8444",
+		TURNUDP:  ":3478",
+		TURNTCP:  ":3478",
+		TURNTLS:  true,
+		TURNTTL:  10 * time.Minute,
 		LogLevel: "info",
+
+		TURNMaxBitrate: 20_000_000,
 	}
 }
 
@@ -216,6 +241,13 @@ func Register(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Banner, "banner", env("CONCLAVE_BANNER", c.Banner), "text shown before the admin login (env CONCLAVE_BANNER)")
 	fs.StringVar(&c.LogLevel, "log-level", env("CONCLAVE_LOG_LEVEL", c.LogLevel), "debug, info, warn or error (env CONCLAVE_LOG_LEVEL)")
 	fs.IntVar(&c.MaxParticipants, "max-participants", envInt("CONCLAVE_MAX_PARTICIPANTS", c.MaxParticipants), "most participants in one meeting (env CONCLAVE_MAX_PARTICIPANTS; default 100)")
+	fs.StringVar(&c.TURNUDP, "turn-udp", env("CONCLAVE_TURN_UDP", c.TURNUDP), "UDP address of the embedded TURN server, empty to disable (env CONCLAVE_TURN_UDP)")
+	fs.StringVar(&c.TURNTCP, "turn-tcp", env("CONCLAVE_TURN_TCP", c.TURNTCP), "TCP address of the embedded TURN server, empty to disable (env CONCLAVE_TURN_TCP)")
+	fs.BoolVar(&c.TURNTLS, "turn-tls", envBool("CONCLAVE_TURN_TLS", c.TURNTLS), "offer TURN over TLS on the HTTPS port (env CONCLAVE_TURN_TLS)")
+	fs.StringVar(&c.TURNRelayIP, "turn-relay-ip", env("CONCLAVE_TURN_RELAY_IP", c.TURNRelayIP), "address TURN relay sockets bind to; default: loopback, or the --media-udp address when it names one (env CONCLAVE_TURN_RELAY_IP)")
+	fs.DurationVar(&c.TURNTTL, "turn-ttl", envDuration("CONCLAVE_TURN_TTL", c.TURNTTL), "how long the TURN credentials given at join can open allocations, 1m to 1h (env CONCLAVE_TURN_TTL)")
+	fs.Int64Var(&c.TURNMaxBitrate, "turn-max-bitrate", int64(envInt("CONCLAVE_TURN_MAX_BITRATE", int(c.TURNMaxBitrate))), "most one TURN allocation relays each way, in bit/s (env CONCLAVE_TURN_MAX_BITRATE)")
+	fs.BoolVar(&c.AlwaysRelay, "always-relay", envBool("CONCLAVE_ALWAYS_RELAY", c.AlwaysRelay), "clients send all media through the TURN server, never directly (env CONCLAVE_ALWAYS_RELAY)")
 	RegisterSecrets(fs, c)
 	fs.StringVar(&c.NodeName, "node-name", env("CONCLAVE_NODE_NAME", c.NodeName), "name of this node, for its own certificate (env CONCLAVE_NODE_NAME; default: the host name)")
 	fs.StringVar(&c.MetricsTokenFile, "metrics-token-file", env("CONCLAVE_METRICS_TOKEN_FILE", c.MetricsTokenFile), "file holding the bearer token for scraping /metrics on the HTTPS listener (env CONCLAVE_METRICS_TOKEN_FILE)")
@@ -268,6 +300,9 @@ func (c *Config) Validate() error {
 	if c.MaxParticipants < 0 || c.MaxParticipants > MaxParticipantsLimit {
 		return fmt.Errorf("--max-participants must be between 1 and %d (0 for the default, 100)", MaxParticipantsLimit)
 	}
+	if err := c.validateTURN(); err != nil {
+		return err
+	}
 	if c.DebugListen != "" && !loopbackAddr(c.DebugListen) {
 		return fmt.Errorf("--debug-listen %q must be a loopback address such as 127.0.0.1:6060: it serves profiles without authentication", c.DebugListen)
 	}
@@ -296,6 +331,34 @@ func (c *Config) SIPRelayRange() (lo, hi int, err error) {
 	}
 	return lo, hi, nil
 }
+
+// validateTURN checks the TURN settings.
+func (c *Config) validateTURN() error {
+	for _, a := range []struct{ flag, v string }{{"--turn-udp", c.TURNUDP}, {"--turn-tcp", c.TURNTCP}} {
+		if a.v == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.v); err != nil || port == "" {
+			return fmt.Errorf("%s %q is not host:port, e.g. :3478", a.flag, a.v)
+		}
+	}
+	if c.TURNRelayIP != "" && net.ParseIP(c.TURNRelayIP) == nil {
+		return fmt.Errorf("--turn-relay-ip %q is not an IP address", c.TURNRelayIP)
+	}
+	if c.TURNTTL < time.Minute || c.TURNTTL > time.Hour {
+		return fmt.Errorf("--turn-ttl %v must be between 1m and 1h: TURN credentials are short-lived", c.TURNTTL)
+	}
+	if c.TURNMaxBitrate < 500_000 {
+		return fmt.Errorf("--turn-max-bitrate %d is below 500000 bit/s, too little for one video", c.TURNMaxBitrate)
+	}
+	if c.AlwaysRelay && !c.TURNEnabled() {
+		return fmt.Errorf("--always-relay needs the TURN server: set --turn-udp, --turn-tcp or --turn-tls")
+	}
+	return nil
+}
+
+// TURNEnabled reports whether the embedded TURN server runs.
+func (c *Config) TURNEnabled() bool { return c.TURNUDP != "" || c.TURNTCP != "" || c.TURNTLS }
 
 // MaxParticipantsLimit is the highest --max-participants accepted.
 const MaxParticipantsLimit = 10000
@@ -343,6 +406,15 @@ func envInt(name string, def int) int {
 	if v, ok := os.LookupEnv(name); ok {
 		if n, err := strconv.Atoi(v); err == nil {
 			return n
+		}
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(name); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
 		}
 	}
 	return def

@@ -42,6 +42,13 @@ type RoundState struct {
 	code    string
 }
 
+// MaxPeerRound is the highest round a peer's commit may name. Members
+// follow a peer to a higher round (docs/e2ee.md, section 14, rule 3): a
+// participant that led everyone to the last round a u32 numbers would
+// leave the meeting no round for its next epoch, and no code for the rest
+// of it. From 2^31 on a meeting still has 2^31 rounds of its own.
+const MaxPeerRound = 1 << 31
+
 // NewRoundState starts the rounds of one member of a meeting. verifier is
 // the pinned log key (nil: checkpoints are compared, not verified); digits
 // is the code length (0: 12).
@@ -153,6 +160,9 @@ func (r *RoundState) OnCommit(from string, payload []byte) (*Checkpoint, error) 
 	c, err := VerifyCommit(payload, a)
 	if err != nil {
 		return nil, err
+	}
+	if c.Round > MaxPeerRound {
+		return nil, fmt.Errorf("e2ee: a commit of %s for round %d, past the rounds a peer may lead to (%d)", from, c.Round, uint32(MaxPeerRound))
 	}
 	if old := r.commits[from]; old != nil && c.Round <= old.Round {
 		return nil, nil // old or repeated

@@ -41,11 +41,19 @@ import (
 	"conclave/internal/procstat"
 )
 
+// RelayAny relays media over whichever TURN transport connects first
+// (Config.Relay).
+const RelayAny = "any"
+
 // Config describes a load test.
 type Config struct {
 	// URL is the meeting link of an open room, https://host/r/<alias>.
 	// With Rooms > 1 the rooms are <alias>-1 ... <alias>-N.
 	URL string
+	// SubscriberURLs, with one room, are links of the same room on other
+	// nodes of a cluster: subscribers join URL and these in turn (a
+	// meeting that spans nodes, docs/cluster.md); publishers join URL.
+	SubscriberURLs []string
 	// Rooms is the number of meetings, each with the participants below
 	// (default 1).
 	Rooms int
@@ -62,6 +70,11 @@ type Config struct {
 	// settle (default 10 s); ReadyTimeout bounds the wait for that
 	// (default 60 s).
 	Duration, Warmup, ReadyTimeout time.Duration
+	// Relay sends every participant's media through the server's TURN
+	// relay: "" connects directly (ICE picks the path), "any" relays over
+	// whichever transport connects first, "udp", "tcp" or "tls" over that
+	// one only (client.RelayUDP, ...).
+	Relay string
 	// JoinRate bounds joins per second (default 20). Each join also waits
 	// until the newcomer has verified the others' announcements, so a
 	// large meeting joins as fast as the machine verifies signatures.
@@ -136,6 +149,8 @@ func (c *Config) check() error {
 		return errors.New("the measurement lasts at least 1 s, and waits cannot be negative")
 	case c.JoinRate < 0.1:
 		return errors.New("the join rate must be at least 0.1 per second")
+	case c.Relay != "" && c.Relay != RelayAny && c.Relay != client.RelayUDP && c.Relay != client.RelayTCP && c.Relay != client.RelayTLS:
+		return fmt.Errorf("relay %q is not one of any, udp, tcp, tls", c.Relay)
 	case (c.CPUProfile != nil || c.HeapProfile != nil) && c.Debug == nil:
 		return errors.New("profiles need the server's debug listener")
 	}
@@ -146,7 +161,18 @@ func (c *Config) check() error {
 		c.Progress = func(string) {}
 	}
 	_, err := RoomURLs(c.URL, c.Rooms)
-	return err
+	if err != nil {
+		return err
+	}
+	if len(c.SubscriberURLs) > 0 && c.Rooms > 1 {
+		return errors.New("subscribers on other nodes need one room")
+	}
+	for _, u := range c.SubscriberURLs {
+		if _, err := client.ParseMeetingURL(u); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RoomURLs returns the meeting links of rooms rooms: url itself for one,
@@ -348,12 +374,24 @@ func (r *run) join(ctx context.Context, rm *room, role string, index int) error 
 		return fmt.Errorf("device key: %w", err)
 	}
 	var sec *secure.Session
+	url := rm.url
+	if role == roleSubscriber && len(c.SubscriberURLs) > 0 {
+		if k := index % (len(c.SubscriberURLs) + 1); k > 0 {
+			url = c.SubscriberURLs[k-1]
+		}
+	}
 	opts := client.Options{
-		URL:                rm.url,
+		URL:                url,
 		Name:               m.name,
 		RootCAs:            c.RootCAs,
 		InsecureSkipVerify: c.InsecureSkipVerify,
 		Logger:             c.Logger.With("participant", m.name),
+	}
+	if c.Relay != "" {
+		opts.ForceRelay = true
+		if c.Relay != RelayAny {
+			opts.RelayOver = c.Relay
+		}
 	}
 	switch role {
 	case roleVideo:

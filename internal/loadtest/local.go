@@ -71,6 +71,7 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalServer, error) {
 		return nil, err
 	}
 	args := []string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--media-udp", "127.0.0.1:0", "--media-tcp", "",
+		"--turn-udp", "127.0.0.1:0", "--turn-tcp", "127.0.0.1:0",
 		"--host", "127.0.0.1", "--debug-listen", "127.0.0.1:0", "--log-level", "warn"}
 	if o.MaxParticipants > 0 {
 		args = append(args, "--max-participants", strconv.Itoa(o.MaxParticipants))

@@ -59,6 +59,9 @@ type ReportConfig struct {
 	Layout          string  `json:"layout"`
 	Duration        float64 `json:"duration_s"`
 	Warmup          float64 `json:"warmup_s"`
+	// Relay is the TURN transport all media went through ("any", "udp",
+	// "tcp", "tls"), empty when direct.
+	Relay string `json:"relay,omitempty"`
 }
 
 // Machine describes where the test ran.
@@ -147,7 +150,7 @@ type Generator struct {
 func (r *run) reportConfig() ReportConfig {
 	c := r.cfg
 	return ReportConfig{URL: c.URL, Rooms: c.Rooms, VideoPublishers: c.VideoPublishers, AudioPublishers: c.AudioPublishers,
-		Subscribers: c.Subscribers, Layout: c.Layout.String(), Duration: c.Duration.Seconds(), Warmup: c.Warmup.Seconds()}
+		Subscribers: c.Subscribers, Layout: c.Layout.String(), Duration: c.Duration.Seconds(), Warmup: c.Warmup.Seconds(), Relay: c.Relay}
 }
 
 func machine() Machine {
@@ -228,7 +231,11 @@ func (rep *Report) WriteText(w io.Writer) error {
 		rooms = fmt.Sprintf(" in each of %d rooms", c.Rooms)
 	}
 	p("  %d video publishers (simulcast 320x180/640x360/1280x720), %d audio publishers, %d subscribers%s", c.VideoPublishers, c.AudioPublishers, c.Subscribers, rooms)
-	p("  layout %s; end-to-end encryption on; server %s", c.Layout, c.URL)
+	path := "direct"
+	if c.Relay != "" {
+		path = "all media through the server's TURN relay (" + c.Relay + ")"
+	}
+	p("  layout %s; end-to-end encryption on; %s; server %s", c.Layout, path, c.URL)
 	m := rep.Machine
 	p("  machine: %d CPUs (%s), %s; load average %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end",
 		m.CPUs, orUnknown(m.Model), m.Go, m.LoadStart[0], m.LoadStart[1], m.LoadStart[2], m.LoadEnd[0], m.LoadEnd[1], m.LoadEnd[2])

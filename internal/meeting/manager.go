@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"conclave/internal/clock"
@@ -32,6 +33,14 @@ type Config struct {
 	MaxParticipants int
 	// ICEServers are sent to clients in welcome.
 	ICEServers []signal.ICEServer
+	// Relay, when set, adds a TURN server with credentials for each
+	// participant to the welcome, pushes fresh credentials (ice-servers)
+	// every half of their lifetime, and revokes them when the
+	// participant leaves.
+	Relay Relay
+	// AlwaysRelay tells clients to send all media through the relay
+	// (iceTransportPolicy "relay" in welcome).
+	AlwaysRelay bool
 	// WaitForHost is how long a guest waits for a host before being sent
 	// away; HostGrace is how long a meeting goes on after its last host
 	// left.
@@ -39,14 +48,30 @@ type Config struct {
 	// Logger receives the meeting logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Clock runs the meeting's timers (resume window, waiting for a host,
-	// grace after the last host left, the active speaker's sampling) and
-	// its rate limits; nil means clock.System.
+	// grace after the last host left, the active speaker's sampling,
+	// TURN credential refreshes) and its rate limits; nil means
+	// clock.System.
 	Clock clock.Clock
 	// Audit records host actions (mute, remove, lock, admit, deny, role
 	// changes, settings, end); nil records nothing.
 	Audit Auditor
 	// Speaker tunes the detection of the active speaker.
 	Speaker SpeakerConfig
+	// Director sends joining participants to another node of the
+	// cluster by policy, and names the nodes a client falls back to; nil
+	// for a node alone (nodes.go).
+	Director Director
+}
+
+// Relay issues participants' TURN credentials (internal/turn).
+type Relay interface {
+	// ICEServers returns the TURN servers with fresh credentials for
+	// participant.
+	ICEServers(participant string) []signal.ICEServer
+	// TTL is how long those credentials can open allocations.
+	TTL() time.Duration
+	// Release revokes participant's credentials and ends its relays.
+	Release(participant string)
 }
 
 // Manager holds the active meetings of a node.
@@ -56,13 +81,19 @@ type Manager struct {
 	gate  Gate
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	active  map[string]*Room        // by lower-case alias
-	resumes map[string]*Participant // by resume token
-	uploads map[string]*Participant // by upload token
-	closed  bool
-	onEnd   []func(meetingID string)
-	revoked map[string]bool // device public keys (RevokeDevice)
+	mu          sync.Mutex
+	active      map[string]*Room        // by lower-case alias
+	resumes     map[string]*Participant // by resume token
+	uploads     map[string]*Participant // by upload token
+	closed      bool
+	onEnd       []func(meetingID string)
+	revoked     map[string]bool // device public keys (RevokeDevice)
+	stopRefresh func()          // stops the pushes of fresh TURN credentials
+
+	// fed connects the meetings to other nodes; nil: this node alone
+	// (federation.go). Read without mu: rooms read it under their lock.
+	fed      atomic.Pointer[Federation]
+	endedIDs map[string]bool // meetings that ended here, whose late news from other nodes is ignored
 }
 
 // NewManager returns a manager that forwards media with the media core
@@ -85,8 +116,51 @@ func NewManager(cfg Config, media conn.Engine, gate Gate) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, media: media, gate: gate, log: log,
+	m := &Manager{cfg: cfg, media: media, gate: gate, log: log,
 		active: map[string]*Room{}, resumes: map[string]*Participant{}, uploads: map[string]*Participant{}}
+	if cfg.Relay != nil {
+		m.stopRefresh = clock.Every(cfg.Clock, cfg.Relay.TTL()/2, m.refreshRelay)
+	}
+	return m
+}
+
+// iceServers are the ICE servers of a welcome or a refresh to
+// participant.
+func (m *Manager) iceServers(participant string) []signal.ICEServer {
+	out := append([]signal.ICEServer(nil), m.cfg.ICEServers...)
+	if m.cfg.Relay != nil {
+		out = append(out, m.cfg.Relay.ICEServers(participant)...)
+	}
+	return out
+}
+
+// transportPolicy is the iceTransportPolicy of welcomes.
+func (m *Manager) transportPolicy() string {
+	if m.cfg.AlwaysRelay {
+		return "relay"
+	}
+	return ""
+}
+
+// refreshRelay sends every participant in a meeting fresh TURN
+// credentials before those it holds expire, so that an ICE restart late
+// in a long meeting can still open allocations.
+func (m *Manager) refreshRelay() {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	var all []*Participant
+	for _, r := range m.active {
+		all = append(all, r.everyone()...)
+	}
+	m.mu.Unlock()
+	for _, p := range all {
+		if p.admitted() {
+			p.send(&signal.Message{Type: signal.TypeICEServers, ICEServers: m.iceServers(p.id)})
+		}
+	}
 }
 
 // Participants returns how many participants are in the room now.
@@ -110,8 +184,11 @@ func (m *Manager) Stats() (meetings, participants int) {
 	}
 	m.mu.Unlock()
 	for _, r := range rooms {
-		meetings++
-		participants += r.size()
+		// A meeting only followed for the other nodes is not hosted here.
+		if n := r.size(); n > 0 {
+			meetings++
+			participants += n
+		}
 	}
 	return meetings, participants
 }
@@ -154,6 +231,9 @@ func (m *Manager) OnMeetingEnd(f func(meetingID string)) {
 func (m *Manager) Close() {
 	m.mu.Lock()
 	m.closed = true
+	if m.stopRefresh != nil {
+		m.stopRefresh()
+	}
 	var all []*Participant
 	for _, r := range m.active {
 		all = append(all, r.everyone()...)
@@ -272,10 +352,15 @@ func (m *Manager) Serve(ctx context.Context, c Conn, client Client) {
 					"Send a join message first."), msg))
 				continue
 			}
-			p, err = m.join(ctx, conn, msg, client)
-			if j, ok := c.(interface{ Joined() }); ok && p != nil {
-				j.Joined() // the transport's deadline to join is met
+			if url := m.direct(msg, client); url != "" {
+				conn.send(&signal.Message{Type: signal.TypeRedirect, URL: url, Reason: RedirectSelection})
+				break
 			}
+			joined := func() {}
+			if j, ok := c.(interface{ Joined() }); ok {
+				joined = j.Joined // the transport's deadline to join is met
+			}
+			p, err = m.join(ctx, conn, msg, client, joined)
 			if err != nil {
 				conn.send(signal.ErrorMessage(err, msg))
 				if isFatal(err) {
@@ -307,24 +392,51 @@ func isFatal(err error) bool {
 	return errors.As(err, &pe) && pe.Fatal
 }
 
-func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Message, client Client) (*Participant, error) {
+// join admits the connection's participant, or resumes it. joined runs
+// once the participant is in, before its first message (welcome or
+// waiting) is sent, so that a client answering that message is never
+// held to the deadline to join.
+func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Message, client Client, joined func()) (*Participant, error) {
+	var taken *Member
 	if msg.Resume != "" {
 		m.mu.Lock()
 		p := m.resumes[msg.Resume]
+		r := m.active[strings.ToLower(msg.Room)]
 		m.mu.Unlock()
+		if p != nil && strings.EqualFold(p.room.alias, msg.Room) {
+			// A valid token: the deadline is lifted before attach sends
+			// the welcome (if attach fails, a fresh join follows).
+			joined()
+		}
 		if p != nil && strings.EqualFold(p.room.alias, msg.Room) && p.attach(conn) {
 			m.log.Info("participant resumed", "room", p.room.alias, "participant", p.id, "remote", client.Addr)
 			return p, nil
 		}
+		// A participant of another node, coming here because its node
+		// went down or is draining: it gets its role back.
+		if p == nil && r != nil {
+			r.mu.Lock()
+			if mem, ok := r.takeOverLocked(msg.Resume); ok {
+				taken = &mem
+			}
+			r.mu.Unlock()
+		}
 		// Unknown or expired: fall through to a fresh join.
 	}
-	adm, err := m.gate.Enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, Account: client.Account, Addr: client.Addr})
-	if errors.Is(err, ErrUnavailable) {
-		return nil, signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
-	}
-	if err != nil {
-		m.log.Error("room admission failed", "room", msg.Room, "err", err)
-		return nil, signal.Fatalf(signal.CodeInternal, "The server could not look up this meeting. Try again later.")
+	var adm Admission
+	if taken != nil {
+		adm = m.takenAdmission(msg.Room, *taken)
+		m.log.Info("participant taken over from another node", "room", msg.Room, "was", taken.Info.ID, "remote", client.Addr)
+	} else {
+		var err error
+		adm, err = m.gate.Enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, Account: client.Account, Addr: client.Addr})
+		if errors.Is(err, ErrUnavailable) {
+			return nil, signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
+		}
+		if err != nil {
+			m.log.Error("room admission failed", "room", msg.Room, "err", err)
+			return nil, signal.Fatalf(signal.CodeInternal, "The server could not look up this meeting. Try again later.")
+		}
 	}
 
 	m.mu.Lock()
@@ -361,6 +473,15 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 	if client.Account != nil {
 		p.userID = client.Account.ID
 	}
+	if taken != nil {
+		p.replaces = taken.Info.ID
+		if p.name == "" {
+			p.name = taken.Info.Name
+		}
+		if p.userID == 0 {
+			p.userID = taken.UserID
+		}
+	}
 	if err := r.reserve(p, m.cfg.MaxParticipants); err != nil {
 		m.mu.Unlock()
 		return nil, err
@@ -368,10 +489,14 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 	m.resumes[p.resume] = p
 	m.uploads[p.upload] = p
 	m.mu.Unlock()
+	if taken != nil && taken.Info.Muted {
+		p.forcedMute = true
+	}
 
 	p.mu.Lock()
 	p.conn = conn
 	p.mu.Unlock()
+	joined()
 	if err := r.enter(p, adm); err != nil {
 		m.forget(p)
 		m.log.Error("participant setup failed", "room", r.alias, "err", err)
@@ -384,15 +509,25 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 // forget drops a participant's resume token and, if its room became empty,
 // the room.
 func (m *Manager) forget(p *Participant) {
+	if m.cfg.Relay != nil {
+		m.cfg.Relay.Release(p.id)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.resumes, p.resume)
 	delete(m.uploads, p.upload)
 	key := strings.ToLower(p.room.alias)
-	if m.active[key] == p.room && p.room.empty() {
+	r := p.room
+	if m.active[key] != r {
+		return
+	}
+	r.mu.Lock()
+	empty := len(r.order)+len(r.waiting)+r.joining == 0 && len(r.remote) == 0 && len(r.orphans) == 0
+	r.mu.Unlock()
+	if empty {
 		delete(m.active, key)
-		p.room.stopTimers()
-		m.endedLocked(p.room)
+		r.stopTimers()
+		m.endedLocked(r)
 	}
 }
 
@@ -409,6 +544,10 @@ func (m *Manager) endRoom(r *Room) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	key := strings.ToLower(r.alias)
+	if m.endedIDs == nil {
+		m.endedIDs = map[string]bool{}
+	}
+	m.endedIDs[r.id] = true
 	if m.active[key] == r {
 		delete(m.active, key)
 		m.endedLocked(r)

@@ -78,8 +78,10 @@ func (p *Participant) welcome(others []*Participant, resumed bool) *signal.Messa
 		Resume:       p.resume,
 		Resumed:      resumed,
 		Participants: list,
-		ICEServers:   p.mgr.cfg.ICEServers,
+		ICEServers:   p.mgr.iceServers(p.id),
+		ICEPolicy:    p.mgr.transportPolicy(),
 		RoomInfo:     &signal.RoomInfo{Alias: p.room.alias, Name: p.room.name},
+		Nodes:        p.mgr.alternatives(p.room),
 	}
 }
 

@@ -58,13 +58,20 @@ var (
 	Logins            = Metric{Name: "conclave_logins_total", Type: "counter", Help: "Sign-ins to accounts by outcome (success, failure).", Labels: []string{"outcome"}}
 	AuditRecords      = Metric{Name: "conclave_audit_records_total", Type: "counter", Help: "Audit records written by this process, by action.", Labels: []string{"action"}}
 	BuildInfo         = Metric{Name: "conclave_build_info", Type: "gauge", Help: "The running build (always 1)."}
+
+	TURNAllocations      = Metric{Name: "conclave_turn_allocations", Type: "gauge", Help: "TURN allocations open now, by the transport clients reach the TURN server over (udp, tcp, tls).", Labels: []string{"transport"}}
+	TURNAllocationsTotal = Metric{Name: "conclave_turn_allocations_total", Type: "counter", Help: "TURN allocations opened, by transport.", Labels: []string{"transport"}}
+	TURNRelayedBytes     = Metric{Name: "conclave_turn_relayed_bytes_total", Type: "counter", Help: "Bytes (UDP payload) relayed by TURN: to_peer from clients to the SFU, to_client back.", Labels: []string{"direction"}}
+	TURNRefusals         = Metric{Name: "conclave_turn_refusals_total", Type: "counter", Help: "TURN requests refused, by reason (docs/admin.md).", Labels: []string{"reason"}}
+	TURNDropped          = Metric{Name: "conclave_turn_dropped_packets_total", Type: "counter", Help: "Relayed datagrams dropped: to or from a port that is not the SFU's (peer), beyond an allocation's bit rate (rate).", Labels: []string{"reason"}}
 )
 
 // Conclave lists Conclave's own figures, those the server's collector
 // publishes.
 var Conclave = []Metric{ProcessRSSPeak, ProcessThreads, UDPReceiveDrops, ForwardDelay, ForwardedPackets, ForwardedBytes,
 	MediaGSO, MediaGSOSends, MediaGSODatagrams, Meetings, Participants, Alarms, AuditFilesBytes, ClockSynchronized,
-	CertificateExpiry, SyslogUp, Logins, AuditRecords, BuildInfo}
+	CertificateExpiry, SyslogUp, Logins, AuditRecords, BuildInfo,
+	TURNAllocations, TURNAllocationsTotal, TURNRelayedBytes, TURNRefusals, TURNDropped}
 
 // DelayBuckets are the upper bounds, in seconds, of the server delay
 // histogram (ForwardDelay), the last one infinite.

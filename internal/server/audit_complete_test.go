@@ -245,7 +245,7 @@ func TestAuditCompleteness(t *testing.T) {
 
 	// One's own account.
 	probe.expect("password change", audit.ActionPasswordChanged, "bob", func() {
-		clk.Advance(11 * 24 * time.Hour) // past the minimum age
+		clk.Jump(11 * 24 * time.Hour) // past the minimum age (Jump: periodic timers tick once)
 		bobC.login("bob", testPassword)
 		if st, body, _ := bobC.do("POST", "/api/password", map[string]string{"oldPassword": testPassword, "newPassword": "Bob-New-Horse-45"}, true); st != http.StatusNoContent {
 			t.Fatalf("password: %d %v", st, body)
@@ -274,9 +274,11 @@ func TestAuditCompleteness(t *testing.T) {
 		}
 	})
 
-	// Every changing management route has a case above.
+	// Every changing management route has a case above. The cluster's
+	// routes (/api/nodes) need a cluster: TestNodesAPI checks their
+	// audit records.
 	for _, rt := range (&web.Server{}).Routes() {
-		if rt.Manage == nil || rt.Method == "GET" {
+		if rt.Manage == nil || rt.Method == "GET" || strings.HasPrefix(rt.Path, "/api/nodes") {
 			continue
 		}
 		if !covered[rt.Method+" "+rt.Path] {

@@ -35,7 +35,10 @@ func TestDebugListener(t *testing.T) {
 	}
 	body := get("/metrics")
 	for _, name := range []string{"process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_resident_memory_peak_bytes ", "go_goroutines ",
-		"conclave_media_gso ", "conclave_media_gso_sends_total 0", "conclave_media_gso_datagrams_total 0"} {
+		"conclave_media_gso ", "conclave_media_gso_sends_total 0", "conclave_media_gso_datagrams_total 0",
+		`conclave_turn_allocations{transport="tls"} 0`, `conclave_turn_allocations_total{transport="udp"} 0`,
+		`conclave_turn_relayed_bytes_total{direction="to_peer"} 0`, `conclave_turn_refusals_total{reason="expired"} 0`,
+		`conclave_turn_dropped_packets_total{reason="rate"} 0`} {
 		if !strings.Contains(body, "\n"+name) {
 			t.Errorf("/metrics lacks %s:\n%s", name, body)
 		}

@@ -14,6 +14,7 @@ import (
 	"conclave/internal/metrics"
 	"conclave/internal/procstat"
 	"conclave/internal/store"
+	"conclave/internal/turn"
 	"conclave/internal/version"
 )
 
@@ -31,6 +32,7 @@ type nodeFigures struct {
 	clock    func() bool // synchronised
 	certs    func() map[string]time.Time
 	syslog   func() map[string]bool
+	relay    func() turn.Stats // nil when TURN is off
 }
 
 // collector turns the node's figures into metrics at scrape time.
@@ -39,7 +41,8 @@ type collector struct {
 
 	meetings, participants, packets, bytes, gsoSends, gsoDatagrams, gso, delay,
 	alarms, auditBytes, clockSynced, certExpiry, syslogUp,
-	rssPeak, threads, udpDrops *prometheus.Desc
+	rssPeak, threads, udpDrops,
+	turnOpen, turnOpened, turnBytes, turnRefused, turnDropped *prometheus.Desc
 }
 
 // newCollector describes the node's figures as internal/metrics defines
@@ -62,12 +65,18 @@ func newCollector(n nodeFigures) *collector {
 		clockSynced:  metrics.ClockSynchronized.Desc(),
 		certExpiry:   metrics.CertificateExpiry.Desc(),
 		syslogUp:     metrics.SyslogUp.Desc(),
+		turnOpen:     metrics.TURNAllocations.Desc(),
+		turnOpened:   metrics.TURNAllocationsTotal.Desc(),
+		turnBytes:    metrics.TURNRelayedBytes.Desc(),
+		turnRefused:  metrics.TURNRefusals.Desc(),
+		turnDropped:  metrics.TURNDropped.Desc(),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.meetings, c.participants, c.packets, c.bytes, c.gsoSends, c.gsoDatagrams, c.gso, c.delay,
-		c.alarms, c.auditBytes, c.clockSynced, c.certExpiry, c.syslogUp, c.rssPeak, c.threads, c.udpDrops} {
+		c.alarms, c.auditBytes, c.clockSynced, c.certExpiry, c.syslogUp, c.rssPeak, c.threads, c.udpDrops,
+		c.turnOpen, c.turnOpened, c.turnBytes, c.turnRefused, c.turnDropped} {
 		ch <- d
 	}
 }
@@ -129,6 +138,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if c.n.certs != nil {
 		for role, t := range c.n.certs() {
 			ch <- prometheus.MustNewConstMetric(c.certExpiry, prometheus.GaugeValue, float64(t.Unix()), role)
+		}
+	}
+	if c.n.relay != nil {
+		st := c.n.relay()
+		for _, t := range turn.Transports() {
+			ch <- prometheus.MustNewConstMetric(c.turnOpen, prometheus.GaugeValue, float64(st.Allocations[t]), t)
+			ch <- prometheus.MustNewConstMetric(c.turnOpened, prometheus.CounterValue, float64(st.AllocationsTotal[t]), t)
+		}
+		ch <- prometheus.MustNewConstMetric(c.turnBytes, prometheus.CounterValue, float64(st.BytesToPeer), "to_peer")
+		ch <- prometheus.MustNewConstMetric(c.turnBytes, prometheus.CounterValue, float64(st.BytesToClient), "to_client")
+		for _, r := range turn.RefusalReasons() {
+			ch <- prometheus.MustNewConstMetric(c.turnRefused, prometheus.CounterValue, float64(st.Refused[r]), r)
+		}
+		for _, r := range turn.DropReasons() {
+			ch <- prometheus.MustNewConstMetric(c.turnDropped, prometheus.CounterValue, float64(st.Dropped[r]), r)
 		}
 	}
 	if c.n.syslog != nil {

@@ -13,11 +13,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/pion/transport/v5"
 
 	"conclave/internal/access"
 	"conclave/internal/alarm"
@@ -27,6 +30,7 @@ import (
 	"conclave/internal/clock"
 	"conclave/internal/clocksync"
 	"conclave/internal/config"
+	"conclave/internal/conn"
 	"conclave/internal/devca"
 	"conclave/internal/e2ee"
 	"conclave/internal/files"
@@ -41,6 +45,7 @@ import (
 	"conclave/internal/sfu"
 	"conclave/internal/sipedge"
 	"conclave/internal/store"
+	"conclave/internal/turn"
 	"conclave/internal/web"
 	webassets "conclave/web"
 )
@@ -65,6 +70,8 @@ type Server struct {
 	audit     *audit.Log
 	http      *http.Server
 	listener  net.Listener
+	demux     *turn.Demux  // shares the HTTPS port with TURN over TLS
+	relay     *turn.Server // nil when TURN is off
 	// adminHTTP serves the management listener (--admin-listen); nil
 	// without it.
 	adminHTTP     *http.Server
@@ -85,6 +92,7 @@ type Server struct {
 	sipCA         *devca.Authority // nil unless --sip-listen
 	url           string
 	org           nodeconf.Org // the organisation's E2EE key, for the nodes
+	opts          Options
 	ctx           context.Context
 	cancel        context.CancelFunc
 	served        chan error
@@ -98,8 +106,18 @@ type Options struct {
 	ResumeWindow time.Duration
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
+	// RelayTap sees every RTP packet other nodes relay to this one
+	// (tests only).
+	RelayTap func(from string, t conn.RelayedTrack, raw []byte)
 	// SIPTap sees every datagram the SIP media relay forwards (tests only).
 	SIPTap sipedge.Tap
+	// ListenRelay opens the TURN server's relay sockets (nil is
+	// net.ListenUDP), and MediaNet lists the interfaces whose addresses
+	// the SFU announces (nil is the system's). A test that runs the node
+	// inside a network namespace (internal/testutil/netns) gives both of
+	// that namespace.
+	ListenRelay func(network string, laddr *net.UDPAddr) (*net.UDPConn, error)
+	MediaNet    transport.Net
 	// Clock replaces the system clock for the node's time-based rules:
 	// break-in blocks, sessions, enrolment and credential expiry, audit
 	// times, files' lifetime, the meetings' timers (resume window,
@@ -129,7 +147,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	clk := clock.Or(opts.Clock)
-	s := &Server{cfg: cfg, log: log, clock: clk, started: clk.Now().UTC()}
+	s := &Server{cfg: cfg, log: log, clock: clk, started: clk.Now().UTC(), opts: opts}
 	ok := false
 	defer func() {
 		if !ok {
@@ -173,6 +191,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		TCPAddr:         cfg.MediaTCP,
 		PublicIPs:       cfg.PublicIPs,
 		IncludeLoopback: true,
+		Net:             opts.MediaNet,
 		Logger:          log,
 		Tap:             opts.Tap,
 	})
@@ -200,8 +219,19 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The HTTPS port, limited per client address, carries TURN over TLS
+	// too: the demux tells one from the other after the TLS handshake.
+	s.demux = turn.NewDemux(newLimitListener(s.listener, s.maxConns(), s.guard, s.log), cfg.TURNTLS, log)
+	var relay meeting.Relay
+	if cfg.TURNEnabled() {
+		if s.relay, err = openTURN(cfg, s.url, s.demux, s.engine, clk, opts.ListenRelay, log); err != nil {
+			return nil, err
+		}
+		relay = s.relay
+	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log,
-		Clock: clk, MaxParticipants: cfg.MaxParticipants, Audit: hostAuditor{log: log, audit: s.audit}}, s.engine, gate)
+		Clock: clk, MaxParticipants: cfg.MaxParticipants, Audit: hostAuditor{log: log, audit: s.audit},
+		Relay: relay, AlwaysRelay: cfg.AlwaysRelay}, s.engine, gate)
 	s.enroller = auth.NewEnroller(st, clk, auth.EnrolConfig{})
 	org := cfg.OrgName
 	if org == "" {
@@ -255,8 +285,13 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	s.accounts = auth.NewAccounts(st, clk, auth.AccountsConfig{Audit: s.auditAgg})
 	roles := auth.NewRoles(st, clk, s.audit)
 	s.lifecycle = auth.NewLifecycle(st, clk, s.audit, s.accounts, roles)
-	// A deactivated account's devices are revoked in the E2EE log, so that
-	// every client stops trusting them (docs/e2ee.md, section 7).
+	// First the account's meeting connections end with the reason its user
+	// is shown ("Your account has been disabled"); then its devices are
+	// revoked in the E2EE log, so that every client stops trusting them
+	// (docs/e2ee.md, section 7). In the other order the revocation sends
+	// the participant away first, as a revoked device, and the user is
+	// not told why.
+	s.lifecycle.OnDeactivate(s.deactivated)
 	s.lifecycle.OnDeactivate(func(ctx context.Context, u store.User, reason string) error {
 		n, err := s.authority.RevokeUser(ctx, u, "account "+reason)
 		if n > 0 {
@@ -264,7 +299,6 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		}
 		return err
 	})
-	s.lifecycle.OnDeactivate(s.deactivated)
 	settings, err := authSettings(st, s.fields, cfg.Auth)
 	if err != nil {
 		return nil, err
@@ -273,8 +307,12 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if cfg.Auth.AdminListen != "" {
 		plane = web.PlaneMeeting
 	}
+	var webStore store.Store = st
+	if s.cl != nil {
+		webStore = configStore{Store: st, changed: s.ConfigChanged}
+	}
 	webCfg := web.Config{
-		Store:        st,
+		Store:        webStore,
 		Sessions:     auth.NewSessions(st, clk, auth.SessionConfig{Audit: s.audit}),
 		Accounts:     s.accounts,
 		Guard:        s.guard,
@@ -300,13 +338,21 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Logger:       log,
 		Telephony:    telephony,
 		Ops:          opsWeb{s},
+		PeerOrigins:  s.peerOrigins,
+	}
+	if s.cl != nil {
+		webCfg.Cluster = clusterAdmin{s}
 	}
 	handler := web.New(ctx, webCfg)
 	if err := o.finish(ctx, s); err != nil {
 		return nil, err
 	}
 	if cfg.DebugListen != "" {
-		if s.debug, err = startDebug(cfg.DebugListen, log, metricsHandler(o.registry)); err != nil {
+		var extra []debugRoute
+		if s.cl != nil {
+			extra = append(extra, relayCapture(s.cl.mesh))
+		}
+		if s.debug, err = startDebug(cfg.DebugListen, log, metricsHandler(o.registry), extra...); err != nil {
 			return nil, err
 		}
 	}
@@ -314,14 +360,24 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	// certificate replaces without a restart (ops.reloadCertificate).
 	baseTLS := pki.ServerTLSConfig(s.tls.Certificate)
 	baseTLS.Certificates, baseTLS.GetCertificate = nil, o.certs.GetCertificate
+	// The HTTPS port also answers TURN clients that name it in ALPN
+	// (RFC 7443), after HTTP/2 and HTTP/1.1.
+	httpsTLS := baseTLS.Clone()
+	if cfg.TURNTLS {
+		httpsTLS.NextProtos = append(httpsTLS.NextProtos, turn.ALPN)
+	}
 	s.http = &http.Server{
-		Handler:           o.refuseGuard(handler),
-		TLSConfig:         listenerTLS(baseTLS, settings, plane == web.PlaneAll, nil),
+		Handler:           turn.WithTLSState(o.refuseGuard(handler)),
+		ConnContext:       turn.ConnContext,
+		TLSConfig:         listenerTLS(httpsTLS, settings, plane == web.PlaneAll, nil),
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	// TURN over TLS gets the very configuration of HTTPS (certificate,
+	// versions, suites, groups, client certificates).
+	s.demux.SetTLSConfig(s.http.TLSConfig)
 	if cfg.Auth.AdminListen != "" {
 		if err := s.openAdmin(ctx, cfg, webCfg, baseTLS, settings, log); err != nil {
 			return nil, err
@@ -375,8 +431,9 @@ func (s *Server) Start() {
 	}
 	go s.sweepAccounts(s.ctx, AccountSweep)
 	go func() {
-		ln := newLimitListener(s.listener, s.maxConns(), s.guard, s.log)
-		s.served <- s.http.Serve(tls.NewListener(ln, s.http.TLSConfig))
+		// The demux completes the TLS handshakes with s.http.TLSConfig
+		// and hands HTTPS connections over (TURN ones to the TURN server).
+		s.served <- s.http.Serve(s.demux.HTTP())
 	}()
 	if s.adminHTTP != nil {
 		s.adminServed = make(chan error, 1)
@@ -455,6 +512,61 @@ func (s *Server) DebugAddr() net.Addr {
 
 // MediaAddr is the UDP address of the media port.
 func (s *Server) MediaAddr() net.Addr { return s.engine.UDPAddr() }
+
+// MediaTCPAddr is the address of the passive ICE-TCP port, nil when
+// ICE-TCP is off.
+func (s *Server) MediaTCPAddr() net.Addr { return s.engine.TCPAddr() }
+
+// TURN is the embedded TURN server, nil when it is off.
+func (s *Server) TURN() *turn.Server { return s.relay }
+
+// turnStats reads the TURN server's figures for the metrics, nil when
+// TURN is off.
+func (s *Server) turnStats() func() turn.Stats {
+	if s.relay == nil {
+		return nil
+	}
+	return s.relay.Stats
+}
+
+// openTURN starts the embedded TURN server: over UDP and TCP on their
+// own ports, over TLS through the HTTPS port's demux, with relays bound
+// for the SFU's media port only. Its URLs name the host of the public
+// URL, and TLS its port, as clients reach the web client.
+func openTURN(cfg config.Config, publicURL string, demux *turn.Demux, engine *sfu.Engine, clk clock.Clock,
+	listen func(string, *net.UDPAddr) (*net.UDPConn, error), log *slog.Logger) (*turn.Server, error) {
+	media, ok := engine.UDPAddr().(*net.UDPAddr)
+	if !ok {
+		return nil, fmt.Errorf("TURN: the media socket is not UDP")
+	}
+	peers, err := turn.MediaPeers(media, cfg.PublicIPs)
+	if err != nil {
+		return nil, err
+	}
+	relayIP := turn.RelayIP(media)
+	if cfg.TURNRelayIP != "" {
+		if relayIP, err = turn.ParseRelayIP(cfg.TURNRelayIP); err != nil {
+			return nil, err
+		}
+	}
+	u, err := url.Parse(publicURL)
+	if err != nil {
+		return nil, fmt.Errorf("TURN: public URL %q: %w", publicURL, err)
+	}
+	tc := turn.Config{UDPAddr: cfg.TURNUDP, TCPAddr: cfg.TURNTCP, Host: u.Hostname(), RelayIP: relayIP,
+		Peers: peers, TTL: cfg.TURNTTL, MaxBitrate: cfg.TURNMaxBitrate, Now: clk.Now, ListenUDP: listen, Logger: log}
+	if cfg.TURNTLS {
+		tc.TLS, tc.TLSPort = demux.TURN(), 443
+		if p := u.Port(); p != "" {
+			tc.TLSPort, _ = strconv.Atoi(p)
+		}
+	}
+	srv, err := turn.New(tc)
+	if err != nil {
+		return nil, fmt.Errorf("TURN: %w", err)
+	}
+	return srv, nil
+}
 
 // ForwardDelay reads the histogram of the delay the SFU adds to what it
 // forwards (also served as conclave_forward_delay_seconds on the debug
@@ -556,13 +668,19 @@ func (s *Server) closeParts() error {
 	if s.debug != nil {
 		errs = append(errs, s.debug.Close())
 	}
+	if s.relay != nil {
+		errs = append(errs, s.relay.Close())
+	}
+	if s.demux != nil {
+		errs = append(errs, s.demux.Close())
+	}
 	if s.engine != nil {
 		errs = append(errs, s.engine.Close())
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 	}
-	if s.cancel == nil && s.listener != nil {
+	if s.demux == nil && s.listener != nil {
 		errs = append(errs, s.listener.Close())
 	}
 	if s.cancel == nil && s.adminListener != nil {

@@ -64,7 +64,8 @@ func (s *Server) openSIP(clk clock.Clock, opts Options) (*web.Telephony, error) 
 	s.sip, err = sipedge.New(sipedge.Config{Listen: cfg.SIPListen, Domain: domain, Host: sipHost, RelayIP: relay,
 		RelayPorts: sipedge.PortRange{Min: lo, Max: hi}, AllowSDES: cfg.SIPAllowSDES, Digest: strings.ToUpper(cfg.SIPDigest), Certificate: cert,
 		Tap: opts.SIPTap, Clock: clk, Logger: s.log},
-		sipedge.Deps{CA: ca, Guard: s.guard, Audit: s.audit, CDRs: cdrs, Directory: s.store})
+		sipedge.Deps{CA: ca, Guard: s.guard, Audit: s.audit, CDRs: cdrs, Directory: s.store,
+			Meetings: s.meetings, Media: s.engine})
 	if err != nil {
 		return nil, err
 	}

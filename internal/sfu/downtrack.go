@@ -13,6 +13,7 @@ import (
 	"conclave/internal/codecs"
 	"conclave/internal/conn"
 	"conclave/internal/packetcache"
+	"conclave/internal/sfu/mediasock"
 )
 
 // DownTrack sends one up track to one subscriber. It implements
@@ -84,12 +85,12 @@ type binding struct {
 
 // send writes one packet: on the subscriber's own send path when it is
 // up, else through Pion.
-func (d *DownTrack) send(b *binding, h *rtp.Header, payload []byte, now int64) {
+func (d *DownTrack) send(b *binding, h *rtp.Header, payload []byte, now int64, batch *mediasock.Batch) {
 	if p := d.path.Load(); p != nil {
 		if now == 0 {
 			now = time.Now().UnixNano()
 		}
-		p.writeRTP(d, b.twccID, h, payload, now)
+		p.writeRTP(d, b.twccID, h, payload, now, batch)
 		return
 	}
 	_, _ = b.write.WriteRTP(h, payload)
@@ -308,7 +309,7 @@ func (d *DownTrack) writeRTP(p *rtp.Packet, info *packetInfo) {
 		info.vp8.SetPictureID(payload, out.pid)
 		info.vp8.SetTL0PICIDX(payload, out.tl0)
 	}
-	d.send(b, h, payload, info.sent)
+	d.send(b, h, payload, info.sent, info.batch)
 	if out.seq == d.munger.lastOutSeq {
 		d.frameEnd = marker
 		d.lastSent = info.now
@@ -372,7 +373,7 @@ func (d *DownTrack) writePadding(n int, size uint8, now int64) int {
 			SSRC:           b.ssrc,
 			Extensions:     d.ext[:0],
 		}
-		d.send(b, h, nil, now)
+		d.send(b, h, nil, now, nil)
 		d.hist.record(sentPacket{outSeq: seq, layer: -1, ts: ts})
 		d.frameEnd = true
 	}
@@ -500,5 +501,5 @@ func (d *DownTrack) resend(seq uint16) {
 	h.Extension = false
 	h.Extensions = d.retransmitExt[:0]
 	h.ExtensionProfile = 0
-	d.send(b, h, p.Payload, 0)
+	d.send(b, h, p.Payload, 0, nil)
 }

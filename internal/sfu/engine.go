@@ -20,6 +20,7 @@ import (
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
 	"github.com/pion/rtp"
+	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 
 	"conclave/internal/clock"
@@ -43,6 +44,11 @@ type Config struct {
 	// IncludeLoopback announces loopback addresses too, so that a browser on
 	// the same machine can connect over 127.0.0.1.
 	IncludeLoopback bool
+	// Net lists the interfaces whose addresses ICE announces (ICE-TCP
+	// candidates come from it); nil is the system's, listed anew for
+	// each peer connection. A test that runs the node inside a network
+	// namespace gives one listed there.
+	Net transport.Net
 	// Logger receives the SFU's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Tap, when set, sees every packet the SFU forwards. It exists so that
@@ -116,6 +122,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	se.SetNetworkTypes(networks)
 	se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
+	if cfg.Net != nil {
+		se.SetNet(cfg.Net)
+	}
 	if len(cfg.PublicIPs) > 0 {
 		for _, ip := range cfg.PublicIPs {
 			if net.ParseIP(ip) == nil {

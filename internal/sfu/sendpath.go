@@ -18,6 +18,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"conclave/internal/sfu/mediasock"
 )
 
 // The server's own send path toward a subscriber (docs/architecture.md,
@@ -210,7 +212,7 @@ func (p *sendPath) setRemote(a netip.AddrPort) {
 // writeRTP sends one packet of down track d: h, whose Extensions are
 // empty with room for one, and payload; now (unix ns) is when it is sent,
 // for the transport-cc bookkeeping. It allocates nothing.
-func (p *sendPath) writeRTP(d *DownTrack, twccID uint8, h *rtp.Header, payload []byte, now int64) {
+func (p *sendPath) writeRTP(d *DownTrack, twccID uint8, h *rtp.Header, payload []byte, now int64, batch *mediasock.Batch) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -230,8 +232,15 @@ func (p *sendPath) writeRTP(d *DownTrack, twccID uint8, h *rtp.Header, payload [
 		p.mu.Unlock()
 		return
 	}
-	out, err := p.out.EncryptRTP(p.cipher[:0], p.plain[:n], &p.hdr)
-	if err != nil || &out[0] != &p.cipher[0] {
+	dst := p.cipher[:0]
+	if batch != nil {
+		if batch.Len() == 0 {
+			batch.Reset(p.addr)
+		}
+		dst = batch.Space(n + srtpOverhead)[:0]
+	}
+	out, err := p.out.EncryptRTP(dst, p.plain[:n], &p.hdr)
+	if err != nil || len(out) > cap(dst) || &out[0] != &dst[:1][0] {
 		p.mu.Unlock()
 		return
 	}
@@ -239,9 +248,17 @@ func (p *sendPath) writeRTP(d *DownTrack, twccID uint8, h *rtp.Header, payload [
 		p.meter.record(p.meter.open.Load(), seq, n, now)
 	}
 	d.sr.note(h.Timestamp, len(payload), now)
-	_, _ = p.sock.WriteToAddrPort(out, p.addr)
+	if batch != nil {
+		batch.Commit(len(out)) // sent with the rest of the share
+	} else {
+		_, _ = p.sock.WriteToAddrPort(out, p.addr)
+	}
 	p.mu.Unlock()
 }
+
+// srtpOverhead bounds what SRTP adds to a packet (the 16-byte GCM tag, or
+// the 10-byte HMAC and room for a ROC).
+const srtpOverhead = 16
 
 // marshalPayload puts payload and the header's padding after the header
 // (n bytes) in buf.

@@ -15,6 +15,7 @@ import (
 
 	"conclave/internal/codecs"
 	"conclave/internal/packetcache"
+	"conclave/internal/sfu/mediasock"
 )
 
 // framePacket is a received packet, parsed, waiting to be forwarded.
@@ -137,6 +138,7 @@ func (l *upLayer) readFrames(r packetReader) {
 type mediaSocket interface {
 	Hold()
 	Release()
+	SendBatch(b *mediasock.Batch)
 	Forwarded(ssrc uint32, seq uint16, now int64)
 }
 
@@ -252,24 +254,38 @@ func (l *upLayer) forward(pkts []framePacket) {
 	// One reading of the clock for the fan-out's send times (the own
 	// send path's transport-cc bookkeeping), not one per copy.
 	sent := time.Now().UnixNano()
+	var batch *mediasock.Batch
+	if u.sock != nil {
+		batch = &l.batch
+	}
 	for i := range pkts {
 		pkts[i].info.sent = sent
+		pkts[i].info.batch = batch
 	}
 	for _, d := range *u.downs.Load() {
-		if len(pkts) == 1 {
-			d.writeRTP(&pkts[0].pkt, &pkts[0].info)
-			continue
-		}
 		if !d.follows(&pkts[0].info) {
 			continue
 		}
-		u.sock.Hold()
+		// A subscriber on the own send path: its share is encrypted
+		// into the batch and leaves in one call (sendpath.go).
+		// Otherwise the socket is held while Pion writes it.
+		own := batch != nil && d.path.Load() != nil
+		hold := !own && len(pkts) > 1 && u.sock != nil
+		if hold {
+			u.sock.Hold()
+		}
 		for i := range pkts {
 			d.writeRTP(&pkts[i].pkt, &pkts[i].info)
 		}
-		u.sock.Release()
+		if hold {
+			u.sock.Release()
+		}
+		if own && batch.Len() > 0 {
+			u.sock.SendBatch(batch)
+		}
 	}
 	u.toSinks(pkts)
+	u.relayed(pkts)
 	if u.sock != nil {
 		now := time.Now().UnixNano()
 		for i := range pkts {

@@ -10,6 +10,7 @@ import (
 	"conclave/internal/codecs"
 	"conclave/internal/conn"
 	"conclave/internal/packetcache"
+	"conclave/internal/sfu/mediasock"
 )
 
 // videoCacheSize is how many packets of a video layer are kept for
@@ -68,9 +69,14 @@ type UpTrack struct {
 	stats  [maxLayers]layerStats              // by spatial layer
 	svcN   atomic.Int32                       // spatial layers announced by VP9 SS
 
-	mu      sync.Mutex                   // serialises changes of downs, readers
+	mu      sync.Mutex                   // serialises changes of downs, taps, readers
 	downs   atomic.Pointer[[]*DownTrack] // read lock-free by the forwarding loops
+	taps    atomic.Pointer[[]*relayTap]  // relays to other nodes (relay.go)
 	readers int                          // layers whose read loop runs
+
+	// keyFrames, for a track relayed from another node, asks that node
+	// for key frames instead of a publisher (relay.go).
+	keyFrames func(layer int)
 
 	dyn dynacast
 
@@ -99,7 +105,11 @@ type upLayer struct {
 	keyFrameRequests    atomic.Uint64 // sent to the publisher
 
 	single [1]framePacket // reused for every packet forwarded alone
-	vp9    codecs.VP9     // parsing scratch
+	// batch holds one subscriber's share of a frame on the own send
+	// path (sendpath.go), encrypted in place; the layer's reader
+	// goroutine only.
+	batch mediasock.Batch
+	vp9   codecs.VP9 // parsing scratch
 }
 
 func newUpTrack(pc *webrtc.PeerConnection, clk clock.Clock, codec webrtc.RTPCodecParameters, kind webrtc.RTPCodecType, participant string, source conn.Source, mid string, rids []string) *UpTrack {
@@ -124,6 +134,8 @@ func newUpTrack(pc *webrtc.PeerConnection, clk clock.Clock, codec webrtc.RTPCode
 	u.svcN.Store(1)
 	empty := []*DownTrack{}
 	u.downs.Store(&empty)
+	noTaps := []*relayTap{}
+	u.taps.Store(&noTaps)
 	u.dyn.init(u)
 	return u
 }
@@ -193,6 +205,8 @@ func (u *UpTrack) end() {
 	u.mu.Lock()
 	empty := []*DownTrack{}
 	u.downs.Store(&empty)
+	noTaps := []*relayTap{}
+	u.taps.Store(&noTaps)
 	u.mu.Unlock()
 	u.dyn.stop()
 	close(u.done)

@@ -1,6 +1,9 @@
 package sfu
 
-import "conclave/internal/codecs"
+import (
+	"conclave/internal/codecs"
+	"conclave/internal/sfu/mediasock"
+)
 
 // packetInfo is what the up track learned about one packet before handing
 // it to its down tracks. It is filled once per packet, in place, by the
@@ -21,6 +24,10 @@ type packetInfo struct {
 	vp8          codecs.VP8
 	now          int64 // arrival, unix nanoseconds
 	sent         int64 // when its fan-out began, unix nanoseconds (0: not known)
+	// batch, when set, is where the own send path puts the packet
+	// (encrypted) for the forwarding loop to send with the rest of the
+	// subscriber's share.
+	batch *mediasock.Batch
 }
 
 // decision is a selector's verdict on one packet.

@@ -15,6 +15,7 @@ import (
 
 	"conclave/internal/audit"
 	"conclave/internal/devca"
+	"conclave/internal/dialin"
 )
 
 // A call is bridged as two dialogs: the caller's INVITE ends at the edge
@@ -36,6 +37,54 @@ type call struct {
 	relays []*relaySession
 	once   sync.Once
 	ended  chan struct{}
+
+	// A dial-in (dialin.go): the telephone's media ends at the edge, and
+	// a gateway participant is in the meeting for it.
+	leg  *phoneLeg
+	dmu  sync.Mutex
+	gw   *dialin.Gateway
+	pins chan string // the keypad's PIN, when one is awaited
+	pin  pinCollector
+}
+
+func (c *call) gateway() *dialin.Gateway {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	return c.gw
+}
+
+func (c *call) setGateway(g *dialin.Gateway) {
+	c.dmu.Lock()
+	c.gw = g
+	c.pins = nil
+	c.dmu.Unlock()
+}
+
+func (c *call) setPINs(ch chan string) {
+	c.dmu.Lock()
+	c.pins = ch
+	c.dmu.Unlock()
+}
+
+func (c *call) resetPIN() {
+	c.dmu.Lock()
+	c.pin.reset()
+	c.dmu.Unlock()
+}
+
+// tone takes a telephone event while a keypad PIN is awaited.
+func (c *call) tone(ts uint32, payload []byte) {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	if c.pins == nil {
+		return
+	}
+	if pin, ok := c.pin.add(ts, payload); ok {
+		select {
+		case c.pins <- pin:
+		default:
+		}
+	}
 }
 
 type callTable struct {
@@ -109,6 +158,9 @@ func (c *call) record() Record {
 			r.Bytes[i] += b[i]
 		}
 	}
+	if c.leg != nil {
+		r.Packets[0], r.Packets[1] = c.leg.received.Load(), c.leg.sent.Load()
+	}
 	return r
 }
 
@@ -155,7 +207,10 @@ func (e *Edge) handleInvite(req *sip.Request, tx sip.ServerTransaction, _ *devca
 		e.refuseCall(tx, req, src, id, req.Recipient.Host, sip.StatusForbidden, "Forbidden", "this server routes calls to "+e.cfg.Domain+" only", false)
 		return
 	}
-	target := "sip:" + strings.ToLower(req.Recipient.User) + "@" + strings.ToLower(e.cfg.Domain)
+	// A PIN dialled in the address (alias*PIN, dialin.go) stays out of
+	// the audit and the logs: the target is named without it.
+	alias, _ := splitDialIn(req.Recipient.User)
+	target := "sip:" + alias + "@" + strings.ToLower(e.cfg.Domain)
 	if target == id.AOR {
 		e.refuseCall(tx, req, src, id, target, sip.StatusForbidden, "Forbidden", "a device cannot call its own address", false)
 		return
@@ -166,8 +221,14 @@ func (e *Edge) handleInvite(req *sip.Request, tx sip.ServerTransaction, _ *devca
 		return
 	}
 	bindings := e.reg.lookup(target)
+	if len(bindings) == 0 && e.deps.Meetings != nil && e.deps.Media != nil {
+		if alias, pin, ok := e.roomOf(req.Recipient.User); ok {
+			e.dialIn(req, tx, id, src, alias, pin, offer)
+			return
+		}
+	}
 	if len(bindings) == 0 {
-		code, reason, why := e.unreachable(strings.ToLower(req.Recipient.User), target)
+		code, reason, why := e.unreachable(alias, target)
 		e.refuseCall(tx, req, src, id, target, code, reason, why, false)
 		return
 	}
@@ -175,7 +236,7 @@ func (e *Edge) handleInvite(req *sip.Request, tx sip.ServerTransaction, _ *devca
 }
 
 // unreachable says why nobody answers for user: an account without a
-// registered device (480), a room (dial-in is not built: 404 with a
+// registered device (480), a room when dial-in is not wired (404 with a
 // sentence), or nothing (404).
 func (e *Edge) unreachable(user, target string) (int, string, string) {
 	d := e.deps.Directory
@@ -188,9 +249,22 @@ func (e *Edge) unreachable(user, target string) (int, string, string) {
 		return sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", target + " has no registered device"
 	}
 	if _, err := d.RoomByAlias(ctx, user); err == nil {
-		return sip.StatusNotFound, "Not Found", "dialling into meetings is not available on this server yet; join " + user + " from a browser"
+		return sip.StatusNotFound, "Not Found", "dialling into meetings is not available on this edge; join " + user + " from a browser"
 	}
 	return sip.StatusNotFound, "Not Found", "no account or room is called " + user
+}
+
+// roomOf reports whether user (alias or alias*PIN) names a room.
+func (e *Edge) roomOf(user string) (alias, pin string, ok bool) {
+	d := e.deps.Directory
+	if d == nil {
+		return "", "", false
+	}
+	alias, pin = splitDialIn(user)
+	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+	defer cancel()
+	_, err := d.RoomByAlias(ctx, alias)
+	return alias, pin, err == nil
 }
 
 func newCallID() string { return strings.ToLower(rand.Text()) }
@@ -387,6 +461,12 @@ func (c *call) finish(reason string) {
 		close(c.ended)
 		for _, rl := range c.relays {
 			rl.close()
+		}
+		if gw := c.gateway(); gw != nil {
+			gw.Leave()
+		}
+		if c.leg != nil {
+			c.leg.close()
 		}
 		c.e.calls.remove(c)
 		r := c.record()

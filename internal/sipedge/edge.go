@@ -32,7 +32,9 @@ import (
 
 	"conclave/internal/audit"
 	"conclave/internal/clock"
+	"conclave/internal/conn"
 	"conclave/internal/devca"
+	"conclave/internal/dialin"
 	"conclave/internal/guard"
 	"conclave/internal/pki"
 	"conclave/internal/store"
@@ -99,6 +101,11 @@ type Deps struct {
 	// Directory is optional: without it every unregistered address is
 	// answered 480.
 	Directory Directory
+	// Meetings and Media let devices dial into meetings (dialin.go):
+	// the node's meeting manager and its media core. Without them a
+	// room's address is answered 404.
+	Meetings dialin.Meetings
+	Media    conn.LocalEngine
 }
 
 // Edge is a running SIP edge.

@@ -1,5 +1,5 @@
 // Package mediasock is the SFU's media socket: the one UDP socket that
-// every peer connection's ICE shares. Below Pion it does three things,
+// every peer connection's ICE shares. Below Pion it does these things,
 // behind a small API:
 //
 //   - stamping: it asks the kernel for the receive time of every datagram
@@ -10,6 +10,12 @@
 //     queued, and Release sends each run to one address in one system
 //     call with UDP segmentation offload where the kernel takes it
 //     (sendbatch.go, SendStats);
+//   - direct batches: the SFU's own send path encrypts a subscriber's
+//     share of a frame into a Batch owned by the forwarding goroutine,
+//     which SendBatch sends the same way, without the shared queue
+//     (batch.go);
+//   - an RTCP hook: the own send path takes its subscribers' RTCP off the
+//     socket before the ICE mux sees it (SetRTCPHandler);
 //   - socket options: large kernel buffers, and the checks of what the
 //     kernel granted (sockopt_*.go).
 //

@@ -208,7 +208,7 @@ const instrumentJS = `(() => {
     stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) ids.add(s.selectedCandidatePairId); });
     if (ids.size === 0) stats.forEach((s) => { if (s.type === 'candidate-pair' && (s.selected || (s.nominated && s.state === 'succeeded'))) ids.add(s.id); });
     const out = [];
-    const end = (c) => c ? {address: String(c.address ?? c.ip ?? ''), port: c.port || 0, type: c.candidateType || '', protocol: c.protocol || ''} : {address: '', port: 0, type: '', protocol: ''};
+    const end = (c) => c ? {address: String(c.address ?? c.ip ?? ''), port: c.port || 0, type: c.candidateType || '', protocol: c.protocol || '', relayProtocol: c.relayProtocol || ''} : {address: '', port: 0, type: '', protocol: '', relayProtocol: ''};
     for (const id of ids) {
       const p = stats.get(id);
       if (!p) continue;

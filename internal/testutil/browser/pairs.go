@@ -13,11 +13,19 @@ type PairEnd struct {
 	Port     int    `json:"port"`
 	Type     string `json:"type"`     // host, srflx, prflx, relay
 	Protocol string `json:"protocol"` // udp, tcp
+	// RelayProtocol is how a relay candidate reaches its TURN server:
+	// udp, tcp or tls (empty for other types).
+	RelayProtocol string `json:"relayProtocol,omitempty"`
 }
 
-// String formats the end as "127.0.0.1:40000 (host udp)".
+// String formats the end as "127.0.0.1:40000 (host udp)", or
+// "127.0.0.1:40000 (relay udp over tls)".
 func (e PairEnd) String() string {
-	return fmt.Sprintf("%s (%s %s)", netip.AddrPortFrom(addrOf(e.Address), uint16(e.Port)), e.Type, e.Protocol)
+	s := fmt.Sprintf("%s (%s %s", netip.AddrPortFrom(addrOf(e.Address), uint16(e.Port)), e.Type, e.Protocol)
+	if e.RelayProtocol != "" {
+		s += " over " + e.RelayProtocol
+	}
+	return s + ")"
 }
 
 func addrOf(s string) netip.Addr {
@@ -60,6 +68,29 @@ const pairsJS = `(async () => {
   }
   return {connected: window.__connected || 0, pairs: Object.values(all)};
 })()`
+
+// currentPairsJS resolves to the selected pairs of the page's open peer
+// connections now, one list per peer connection.
+const currentPairsJS = `(async () => {
+  const out = [];
+  for (const pc of (window.__pcs || [])) {
+    if (pc.connectionState === 'closed' || !window.__selectedPairs) continue;
+    try { out.push(await window.__selectedPairs(pc)); } catch (e) { /* closed meanwhile */ }
+  }
+  return out;
+})()`
+
+// CurrentPairs returns the pairs the page's open peer connections have
+// selected now (an ICE agent may switch to a better pair after the first
+// it connected over, which SelectedPairs also keeps), one list per peer
+// connection.
+func (p *Page) CurrentPairs() ([][]Pair, error) {
+	var out [][]Pair
+	if err := p.Eval(currentPairsJS, &out); err != nil {
+		return nil, fmt.Errorf("current candidate pairs: %w", err)
+	}
+	return out, nil
+}
 
 // SelectedPairs returns the selected candidate pairs of the page's peer
 // connections.

@@ -107,6 +107,36 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// Jump moves the clock on by d at once, as a machine waking from sleep
+// sees it: the clock reads its end first, then every timer due by then
+// runs once, in the order of their deadlines, on the caller's goroutine.
+// A periodic timer re-armed by its function is due after the end, so it
+// does not run again: a jump of days costs one tick, not one per period
+// as with Advance. Rules that must see the time pass in steps use Advance.
+func (c *Clock) Jump(d time.Duration) {
+	c.mu.Lock()
+	end := c.now.Add(d)
+	c.now = end
+	for {
+		next := -1
+		for i, t := range c.timers {
+			if !t.stopped && !t.at.After(end) && (next < 0 || t.at.Before(c.timers[next].at)) {
+				next = i
+			}
+		}
+		if next < 0 {
+			break
+		}
+		t := c.timers[next]
+		c.timers = append(c.timers[:next], c.timers[next+1:]...)
+		t.stopped = true
+		c.mu.Unlock()
+		t.f()
+		c.mu.Lock()
+	}
+	c.mu.Unlock()
+}
+
 // Set moves the clock to t. Forward, it is Advance (timers due on the way
 // run); backward, only the reading changes: timers keep their deadlines.
 func (c *Clock) Set(t time.Time) {

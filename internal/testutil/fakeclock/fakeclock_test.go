@@ -65,3 +65,27 @@ func TestStep(t *testing.T) {
 		t.Fatalf("readings %v apart, want 1s", b.Sub(a))
 	}
 }
+
+// Jump runs each timer due within it once, at the end, in deadline order:
+// a periodic timer re-armed from its function does not run again.
+func TestJump(t *testing.T) {
+	c := New(epoch)
+	var got []string
+	ticks := 0
+	var tick func()
+	tick = func() { ticks++; c.AfterFunc(2*time.Second, tick) }
+	c.AfterFunc(2*time.Second, tick)
+	c.AfterFunc(time.Hour, func() { got = append(got, "b@"+c.Now().Sub(epoch).String()) })
+	c.AfterFunc(time.Minute, func() { got = append(got, "a@"+c.Now().Sub(epoch).String()) })
+	c.AfterFunc(48*time.Hour, func() { got = append(got, "later") })
+	c.Jump(24 * time.Hour)
+	if want := "a@24h0m0s b@24h0m0s"; strings.Join(got, " ") != want {
+		t.Fatalf("ran %q, want %q", strings.Join(got, " "), want)
+	}
+	if ticks != 1 {
+		t.Fatalf("periodic timer ran %d times in a jump, want 1", ticks)
+	}
+	if p := c.Pending(); len(p) != 2 || p[0] != 2*time.Second || p[1] != 24*time.Hour {
+		t.Fatalf("Pending after the jump = %v", p)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 	"golang.org/x/sys/unix"
 )
 
@@ -153,6 +156,51 @@ func (l *Link) Do(t testing.TB, fn func()) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ListenUDP opens a UDP socket inside Near, like net.ListenUDP, from a
+// thread of its own: a server that Do started there opens its later
+// sockets (TURN relays) with it. It has net.ListenUDP's signature, to be
+// given where a server takes one.
+func (l *Link) ListenUDP(network string, laddr *net.UDPAddr) (*net.UDPConn, error) {
+	type result struct {
+		c   *net.UDPConn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// Never unlocked: the thread ends with this goroutine.
+		runtime.LockOSThread()
+		f, err := os.Open(filepath.Join("/run/netns", l.Near))
+		if err != nil {
+			done <- result{nil, fmt.Errorf("netns: open %s: %w", l.Near, err)}
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- result{nil, fmt.Errorf("netns: enter %s: %w", l.Near, err)}
+			return
+		}
+		c, err := net.ListenUDP(network, laddr)
+		done <- result{c, err}
+	}()
+	r := <-done
+	return r.c, r.err
+}
+
+// Net returns a network stack for Pion (ICE) that lists Near's
+// interfaces: a server started by Do announces their addresses, though
+// its peer connections are created on threads outside Near.
+func (l *Link) Net(t testing.TB) transport.Net {
+	t.Helper()
+	var n *stdnet.Net
+	l.Do(t, func() {
+		var err error
+		if n, err = stdnet.NewNet(); err != nil {
+			t.Fatalf("netns: list %s's interfaces: %v", l.Near, err)
+		}
+	})
+	return n
 }
 
 // Wrapper writes an executable script that runs program, with the

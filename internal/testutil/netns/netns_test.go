@@ -71,3 +71,55 @@ func TestLink(t *testing.T) {
 		t.Errorf("interfaces left: %s", out)
 	}
 }
+
+// TestAllowOnlyTCP: with the firewall in Far, a program there reaches the
+// allowed TCP port of Near and nothing else: another TCP port and UDP are
+// dropped (and counted), the allowed port still answers.
+func TestAllowOnlyTCP(t *testing.T) {
+	l := New(t)
+	var open, closed net.Listener
+	var udp net.PacketConn
+	l.Do(t, func() {
+		var err error
+		if open, err = net.Listen("tcp", l.NearIP+":0"); err != nil {
+			t.Fatal(err)
+		}
+		if closed, err = net.Listen("tcp", l.NearIP+":0"); err != nil {
+			t.Fatal(err)
+		}
+		if udp, err = net.ListenPacket("udp", l.NearIP+":0"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer open.Close()
+	defer closed.Close()
+	defer udp.Close()
+	fw := l.AllowOnlyTCP(t, l.Far, l.NearIP, open.Addr().(*net.TCPAddr).Port)
+	go func() {
+		for {
+			c, err := open.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "open\n")
+			c.Close()
+		}
+	}()
+	sh := func(script string) (string, error) {
+		out, err := exec.Command(l.Wrapper(t, l.Far, "/bin/bash"), "-c", script).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := sh(fmt.Sprintf("exec 3<>/dev/tcp/%s/%d && cat <&3", l.NearIP, open.Addr().(*net.TCPAddr).Port)); err != nil || out != "open\n" {
+		t.Fatalf("the allowed port from Far: %q, %v", out, err)
+	}
+	if out, err := sh(fmt.Sprintf("timeout 2 bash -c 'echo x >/dev/tcp/%s/%d'", l.NearIP, closed.Addr().(*net.TCPAddr).Port)); err == nil {
+		t.Errorf("another TCP port reached from Far: %q", out)
+	}
+	if out, err := sh(fmt.Sprintf("echo x >/dev/udp/%s/%d", l.NearIP, udp.LocalAddr().(*net.UDPAddr).Port)); err == nil || !strings.Contains(out, "not permitted") {
+		t.Logf("UDP from Far: %q, %v", out, err)
+	}
+	dropUDP, dropTCP := fw.Dropped(t)
+	if dropUDP == 0 || dropTCP == 0 {
+		t.Errorf("dropped %d UDP and %d TCP packets, want both counted", dropUDP, dropTCP)
+	}
+}

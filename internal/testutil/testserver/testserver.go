@@ -1,6 +1,7 @@
 // Package testserver starts a complete Conclave node on loopback for tests
 // outside the server package: fresh data directory, media on a random UDP
-// port, no ICE-TCP, certificates for 127.0.0.1, and the given open rooms.
+// port, no ICE-TCP, TURN on random UDP and TCP ports and over TLS on the
+// HTTPS port, certificates for 127.0.0.1, and the given open rooms.
 // A test may choose another local address instead of loopback (Host).
 package testserver
 
@@ -52,6 +53,7 @@ func Start(t testing.TB, opts Options, rooms ...string) *Server {
 	cfg.Listen = host + ":0"
 	cfg.MediaUDP = host + ":0"
 	cfg.MediaTCP = ""
+	cfg.TURNUDP, cfg.TURNTCP = host+":0", host+":0"
 	cfg.Hosts = []string{host, "localhost"}
 	if host != "127.0.0.1" {
 		cfg.Hosts = append(cfg.Hosts, "127.0.0.1")

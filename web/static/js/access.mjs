@@ -45,6 +45,8 @@ export function leftScreen(reason) {
       return { message: 'You are no longer in the meeting', detail: 'The server is restarting. Rejoin in a moment.', rejoin: true };
     case 'timeout':
       return { message: 'You are no longer in the meeting', detail: 'The connection to the server was lost for too long.', rejoin: true };
+    case 'revoked':
+      return { message: 'This device was revoked.', detail: 'Its key is no longer trusted by the others. Ask your administrator to enrol it again if you think this is a mistake.', rejoin: false };
     case 'account-disabled':
       return { message: 'Your account has been disabled.', detail: 'An administrator ended your sessions. Ask them if you think this is a mistake.', rejoin: false };
     default:

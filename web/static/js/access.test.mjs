@@ -15,6 +15,8 @@ test('left screens by reason', () => {
   assert.deepEqual([leftScreen('removed').message, leftScreen('removed').rejoin], ['A host removed you from this meeting.', false]);
   assert.equal(leftScreen('ended').message, 'The meeting has ended.');
   assert.equal(leftScreen('leave').message, 'You left the meeting');
+  assert.deepEqual([leftScreen('revoked').message, leftScreen('revoked').rejoin], ['This device was revoked.', false]);
+  assert.deepEqual([leftScreen('account-disabled').message, leftScreen('account-disabled').rejoin], ['Your account has been disabled.', false]);
   for (const r of ['leave', 'no-host', 'denied', 'ended', 'replaced', 'server-shutdown', 'whatever']) assert.equal(leftScreen(r).rejoin, true, r);
 });
 

@@ -65,12 +65,13 @@ export function nameNotes(p) {
 
 /**
  * What a participant's verification state says.
- * @param {'verified'|'connecting'|'unverified'|string} e2ee
+ * @param {'verified'|'connecting'|'unverified'|'gateway'|string} e2ee
  * @returns {string}
  */
 export function e2eeText(e2ee) {
   if (e2ee === 'verified') return 'End-to-end verified';
   if (e2ee === 'unverified') return 'Not end-to-end';
+  if (e2ee === 'gateway') return 'Not end-to-end: a telephone through the server';
   return 'Connecting…';
 }
 

@@ -33,7 +33,7 @@ export class Lobby {
 
   /**
    * Shows the knocks.
-   * @param {{id: string, name: string, account?: boolean}[]} knocks
+   * @param {{id: string, name: string, account?: boolean, gateway?: string}[]} knocks
    */
   render(knocks) {
     this.knocks = knocks;
@@ -41,10 +41,14 @@ export class Lobby {
     for (const id of this.pending) if (!ids.has(id)) this.pending.delete(id);
     const items = knocks.map((p) => {
       const busy = this.pending.has(p.id);
-      return h('li', { dataset: { participant: p.id, account: String(!!p.account) } },
+      // A gateway (docs/protocol.md, "Gateways") breaks end-to-end
+      // encryption: the host is told before consenting.
+      const kind = p.gateway ? 'telephone, not end-to-end' : p.account ? 'account' : 'guest';
+      return h('li', { dataset: { participant: p.id, account: String(!!p.account), ...(p.gateway ? { gateway: p.gateway } : {}) } },
         h('span', { class: 'avatar small', 'aria-hidden': 'true' }, initials(p.name)),
         h('span', { class: 'name' }, p.name),
-        h('span', { class: 'kind' }, p.account ? 'account' : 'guest'),
+        h('span', { class: 'kind' }, kind),
+        p.gateway ? h('span', { class: 'name-note', role: 'note' }, 'Admitting it lets the server hear this meeting until it leaves.') : null,
         h('span', { class: 'lobby-actions' },
           h('button', { type: 'button', class: 'admit primary', disabled: busy, dataset: { target: p.id }, 'aria-label': `Admit ${p.name}` }, 'Admit'),
           h('button', { type: 'button', class: 'deny', disabled: busy, dataset: { target: p.id }, 'aria-label': `Deny ${p.name}` }, 'Deny')));

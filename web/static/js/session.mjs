@@ -49,6 +49,25 @@ const PUBLISH_ORDER = ['microphone', 'camera', 'screen', 'screen-audio'];
 const KIND = { microphone: 'audio', camera: 'video', screen: 'video', 'screen-audio': 'audio' };
 const OPEN = 1;
 
+/** The delay before trying another node of the cluster, in milliseconds. */
+export const FAILOVER_DELAY_MS = 250;
+
+/**
+ * The signaling WebSocket URL of a node, from its base URL (a welcome's
+ * nodes, a redirect's url); '' when it is not an https URL.
+ * @param {string} base
+ * @returns {string}
+ */
+export function nodeSocketURL(base) {
+  try {
+    const u = new URL(String(base));
+    if (u.protocol !== 'https:' || u.username || u.password) return '';
+    return `wss://${u.host}/ws`;
+  } catch {
+    return '';
+  }
+}
+
 /** The room state assumed until the server sends one (absent booleans are false). */
 export const DEFAULT_ROOM_STATE = Object.freeze({ locked: false, guestsMayUnmute: false, guestsMayPresent: false, hostPresent: false });
 
@@ -92,6 +111,10 @@ export class Session extends EventTarget {
     this.name = String(name).trim();
     this.pin = String(pin ?? '');
     this.url = url ?? `wss://${g.location?.host}/ws`;
+    /** @type {string[]} other nodes' WebSocket URLs, best first, from the last welcome */
+    this.alternates = [];
+    /** the next join follows a node's redirect (the node does not send it on) */
+    this.redirected = false;
 
     /** @type {Map<string, MediaStreamTrack|null>} published source -> track (null: camera off) */
     this.local = new Map();
@@ -114,6 +137,8 @@ export class Session extends EventTarget {
     this.uploadToken = '';
     this.roomInfo = null;
     this.iceServers = [];
+    /** @type {'all'|'relay'} 'relay' when the server asks that all media go through TURN */
+    this.iceTransportPolicy = 'all';
     /** @type {Map<string, object>} the other participants by id */
     this.participants = new Map();
     /** @type {{locked: boolean, guestsMayUnmute: boolean, guestsMayPresent: boolean, hostPresent: boolean}} */
@@ -352,10 +377,12 @@ export class Session extends EventTarget {
     }
     this.ws = ws;
     this.admitted = false;
+    let opened = false;
     ws.onopen = () => {
       if (ws !== this.ws) return;
+      opened = true;
       this.timeline?.mark('ws-open');
-      this.#sendOn(ws, joinMessage(this.room, this.name, this.resumeToken || undefined, this.pin || undefined));
+      this.#sendOn(ws, joinMessage(this.room, this.name, this.resumeToken || undefined, this.pin || undefined, this.redirected));
     };
     ws.onmessage = (e) => {
       if (ws !== this.ws) return;
@@ -374,7 +401,17 @@ export class Session extends EventTarget {
       if (this.closed) return;
       if (this.everJoined) this.#status('reconnecting');
       else this.#status('connecting', this.attempt >= 2 ? 'Cannot reach the Conclave server. Retrying…' : undefined);
-      const delay = reconnectDelay(this.attempt++);
+      let delay = reconnectDelay(this.attempt++);
+      if (!opened && this.alternates.length > 0) {
+        // The node does not answer: the next one of the cluster, at once
+        // (docs/protocol.md, "Nodes"). The failed one goes last, in case
+        // it comes back.
+        const failed = this.url;
+        this.url = this.alternates.shift();
+        this.alternates.push(failed);
+        this.redirected = true;
+        delay = FAILOVER_DELAY_MS;
+      }
       this.timers.reconnect = this.env.setTimeout(() => this.#connect(), delay);
     };
     ws.onerror = () => {}; // a close event follows
@@ -411,12 +448,14 @@ export class Session extends EventTarget {
       case 'participant-left': return this.#onParticipantLeft(m.participant);
       case 'error': return this.#onError(m);
       case 'bye': return this.#onBye(m);
+      case 'redirect': return this.#onRedirect(m);
       case 'room-state': return this.#onRoomState(m.roomState);
       case 'knock': return this.#onKnock(m.participant);
       case 'knock-ended': return this.#onKnockEnded(m.participant);
       case 'muted': return this.#onMuted(m);
       case 'layers': return this.#onLayers(m);
       case 'speaker': return this.#onSpeaker(m);
+      case 'ice-servers': return this.#onIceServers(m);
       case 'notice': return this.#emit('notice', { code: String(m.code ?? ''), message: String(m.message ?? '') });
       case 'announce':
       case 'key':
@@ -440,8 +479,12 @@ export class Session extends EventTarget {
     if (!resumed || this.self.role !== 'host') this.knocks = new Map();
     this.roomInfo = m.roomInfo ?? this.roomInfo;
     this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
+    this.iceTransportPolicy = m.iceTransportPolicy === 'relay' ? 'relay' : 'all';
+    this.alternates = (Array.isArray(m.nodes) ? m.nodes : []).map(nodeSocketURL).filter((u) => u && u !== this.url);
+    this.redirected = false;
     this.participants = new Map((m.participants ?? []).map((p) => [p.id, p]));
     if (resumed) {
+      this.#applyIceServers();
       const queued = this.outbox;
       this.outbox = [];
       for (const c of queued) this.#send(c);
@@ -548,6 +591,25 @@ export class Session extends EventTarget {
     this.#emit('error', { code: m.code, message: m.message, fatal: false });
   }
 
+  // Another node of the cluster is to take this participant: the policy
+  // chose it, or this node is being drained. The session joins there at
+  // once, with its resume token (the role and the meeting are kept).
+  #onRedirect(m) {
+    const url = nodeSocketURL(m.url);
+    if (!url) {
+      console.warn('conclave: ignoring a redirect to', m.url);
+      return;
+    }
+    const ws = this.ws;
+    this.ws = null;
+    ws?.close(1000);
+    this.url = url;
+    this.redirected = true;
+    this.attempt = 0;
+    this.#clearTimer('reconnect');
+    this.#connect();
+  }
+
   #onBye(m) {
     const reason = m.reason || 'bye';
     this.ws?.close(1000);
@@ -589,8 +651,9 @@ export class Session extends EventTarget {
     // The client's own offers bundle everything; the server's offers decide for sub
     // (an offer without media has no BUNDLE group, which max-bundle would refuse).
     const extra = this.frames?.peerConfig() ?? {};
-    const pub = new this.env.RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', ...extra });
-    const sub = new this.env.RTCPeerConnection({ iceServers: this.iceServers, rtcpMuxPolicy: 'require', ...extra });
+    const ice = { iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy };
+    const pub = new this.env.RTCPeerConnection({ ...ice, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', ...extra });
+    const sub = new this.env.RTCPeerConnection({ ...ice, rtcpMuxPolicy: 'require', ...extra });
     this.pub = pub;
     this.sub = sub;
     this.pubQueue = new SerialQueue();
@@ -633,6 +696,26 @@ export class Session extends EventTarget {
       this.env.setTimeout(poll, FIRST_FRAME_POLL_MS);
     };
     this.env.setTimeout(poll, FIRST_FRAME_POLL_MS);
+  }
+
+  // Fresh TURN credentials (the server sends them before those of the welcome
+  // expire): allocations open now keep working, and an ICE restart opens new
+  // ones with these.
+  #onIceServers(m) {
+    if (!Array.isArray(m.iceServers)) return;
+    this.iceServers = m.iceServers;
+    this.#applyIceServers();
+  }
+
+  #applyIceServers() {
+    for (const pc of [this.pub, this.sub]) {
+      if (!pc || pc.signalingState === 'closed') continue;
+      try {
+        pc.setConfiguration({ ...pc.getConfiguration(), iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy });
+      } catch (err) {
+        console.warn('conclave: cannot update the TURN servers of a peer connection:', err.message);
+      }
+    }
   }
 
   #teardownPeers() {

@@ -181,7 +181,7 @@ export class StageView {
     setData(el.root, 'muted', t.muted ? 'true' : null);
     const state = t.self ? (e2ee?.participants.find((p) => p.self)?.e2ee ?? 'connecting') : e2eeOf(e2ee, t.participant);
     setData(el.root, 'e2ee', state);
-    el.mark.hidden = state !== 'unverified';
+    el.mark.hidden = state !== 'unverified' && state !== 'gateway';
     const badge = roleLabel(t.role);
     if (el.role.textContent !== badge) el.role.textContent = badge;
     el.role.hidden = !badge;
@@ -215,7 +215,7 @@ export class StageView {
  * A participant's end-to-end state as the page shows it.
  * @param {object|null} e2ee the call's E2EE state
  * @param {string} id
- * @returns {'verified'|'connecting'|'unverified'}
+ * @returns {'verified'|'connecting'|'unverified'|'gateway'}
  */
 function e2eeOf(e2ee, id) {
   return e2ee?.participants.find((p) => p.id === id && !p.self)?.e2ee ?? 'connecting';

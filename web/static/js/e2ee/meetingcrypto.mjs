@@ -59,6 +59,16 @@ const MAX_VERIFY_QUEUE = 8;
 /** Payload of a key request (before base64). */
 export const KEY_REQUEST = concat(utf8('CKRQ'), Uint8Array.of(1));
 
+/**
+ * What the page says while a gateway is in the meeting.
+ * @param {{name: string, gateway: string}} p
+ * @returns {string}
+ */
+export function gatewayWarning(p) {
+  const what = p.gateway === 'sip' ? 'a telephone connected through the server' : `a ${p.gateway} gateway`;
+  return `${p.name} is ${what}: the server hears everything said in this meeting while it is present.`;
+}
+
 /** The warning shown when the organisation's key no longer matches the pinned one. */
 export const ORG_CHANGED_WARNING = "The organisation's encryption key changed â€” verification may be compromised";
 
@@ -87,8 +97,9 @@ export const ORG_CHANGED_WARNING = "The organisation's encryption key changed â€
  * @property {boolean} certified
  * @property {string} orgName who certified it, '' when not certified
  * @property {string} userId the certified user id, '' for guests
- * @property {'verified'|'connecting'|'unverified'} e2ee
+ * @property {'verified'|'connecting'|'unverified'|'gateway'} e2ee
  * @property {boolean} listed the server lists it (false: only its announcement says it is here)
+ * @property {string} gateway the server marks it as a gateway that breaks end-to-end encryption ('sip'), '' otherwise
  */
 
 /** One participant's end-to-end encryption state in a meeting. */
@@ -340,8 +351,9 @@ export class MeetingCrypto extends EventTarget {
 
   /**
    * The E2EE status: 'warning' (a verification failed), 'not-e2ee' (someone
-   * the server lists has no verified announcement, or media cannot be
-   * encrypted), 'connecting' (announcements or keys still awaited), 'e2ee'.
+   * the server lists has no verified announcement, a gateway is present,
+   * or media cannot be encrypted), 'connecting' (announcements or keys
+   * still awaited), 'e2ee'.
    * @returns {{state: string, code: string, participants: ParticipantView[], warnings: string[], senderKeyGeneration: number, senderKeyStep: number}}
    */
   snapshot() {
@@ -352,12 +364,17 @@ export class MeetingCrypto extends EventTarget {
     if (participants.some((p) => p.e2ee === 'unverified')) state = 'not-e2ee';
     // A participant's new device, and a revoked device the meeting already
     // rotated away from, are notes to read, not failed checks.
+    // A gateway in the meeting (docs/protocol.md, "Gateways"): the
+    // server hears the meeting while it is present.
+    const gateways = participants.filter((p) => p.gateway);
+    if (gateways.length) state = 'not-e2ee';
     if ([...this.warnings.keys()].some((k) => !k.startsWith('newdevice:') && !k.startsWith('revoked:'))) state = 'warning';
     return {
       state,
       code: this.code,
       participants,
-      warnings: [...this.warnings.values()].map((w) => w.text),
+      gateways: gateways.map((p) => p.id),
+      warnings: [...this.warnings.values()].map((w) => w.text).concat(gateways.map(gatewayWarning)),
       senderKeyGeneration: this.sender?.key.generation ?? 0,
       senderKeyStep: this.sender?.key.step ?? 0,
     };
@@ -384,7 +401,7 @@ export class MeetingCrypto extends EventTarget {
     const now = this.env.now();
     for (const p of participants) {
       const had = this.listed.get(p.id);
-      this.listed.set(p.id, { id: p.id, name: String(p.name ?? ''), since: had?.since ?? now });
+      this.listed.set(p.id, { id: p.id, name: String(p.name ?? ''), since: had?.since ?? now, gateway: String(p.gateway ?? '') });
     }
   }
 
@@ -822,7 +839,11 @@ export class MeetingCrypto extends EventTarget {
       }
       const a = peer?.ann;
       const n = named(a, peer?.trust, listed?.name || a?.displayName || id);
-      out.push({ id, self: false, fingerprint: a?.fingerprint ?? '', ...n, e2ee, listed: !!listed, lookalike: '' });
+      // A gateway (a telephone through the server) holds the keys on the
+      // server: whatever its announcement, it is not end-to-end.
+      const gateway = listed?.gateway ?? '';
+      if (gateway) e2ee = 'gateway';
+      out.push({ id, self: false, fingerprint: a?.fingerprint ?? '', ...n, e2ee, listed: !!listed, lookalike: '', gateway });
     }
     this.#graceTimer(nextGrace);
     // Look-alike names (docs/e2ee.md, section 15; Go's lookalikeOf): the

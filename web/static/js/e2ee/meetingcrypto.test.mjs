@@ -10,7 +10,7 @@ import { KeyRing, newSenderKey } from './keys.mjs';
 import {
   fromBase64, toBase64, generateDeviceKey, exportPublicKey, issueCredential, signAnnouncement,
   generateEphemeral, parseAnnouncement, concat, encodeAnnouncementBody, verifyAnnouncement, RoundState, isReveal,
-  parseReveal, viewHash, meetingCodeV2, signCommit, encodeReveal,
+  parseReveal, viewHash, meetingCodeV2, signCommit, encodeReveal, verifyCommit,
   Writer, utf8, compare,
 } from './index.mjs';
 
@@ -109,13 +109,13 @@ class World {
     const id = `p${++this.seq}-${name}`;
     const ident = await identity(this.ca, userId, { log: this.log, ...idOpts });
     const frames = new Frames(this.clock.env, this.keyWaitMs);
-    const c = { id, name, frames, chats: [] };
+    const c = { id, name, frames, chats: [], gateway: idOpts.gateway ?? '' };
     c.ident = ident;
     c.mc = new MeetingCrypto({ identity: ident, send: (type, f) => this.#from(c, type, f), frames, env: this.clock.env, retentionMs: 5000, codeDigits: idOpts.codeDigits });
     c.mc.addEventListener('chat', (e) => c.chats.push(e.detail));
     const others = [...this.clients.values()];
     this.clients.set(id, c);
-    c.mc.start({ meetingId: MEETING, selfId: id, name, participants: others.map((o) => ({ id: o.id, name: o.name })) });
+    c.mc.start({ meetingId: MEETING, selfId: id, name, participants: others.map((o) => ({ id: o.id, name: o.name, gateway: o.gateway })) });
     for (const o of others) o.mc.setServerParticipants(this.#listFor(o));
     for (const [from, payload] of this.announcements) this.deliver(c, { type: 'announce', from, payload });
     await this.settle();
@@ -129,7 +129,7 @@ class World {
   }
 
   #listFor(c) {
-    return [...this.clients.values()].filter((o) => o !== c).map((o) => ({ id: o.id, name: o.name }));
+    return [...this.clients.values()].filter((o) => o !== c).map((o) => ({ id: o.id, name: o.name, gateway: o.gateway }));
   }
 
   #from(c, type, f) {
@@ -315,6 +315,33 @@ test('leave rotation: after the rotation the one who left decrypts nothing', asy
   assert.doesNotMatch(JSON.stringify(b.frames.c.report()), /key"/);
   const gone = c.frames.c.report().participants[a.id];
   assert.equal(gone.noKey, 1, 'Carol could not decrypt the frame sent after the rotation');
+});
+
+test('a gateway (a telephone through the server) turns the meeting "not end-to-end" while present; after it leaves, a rotation and end-to-end again', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice');
+  const b = await w.join('Bob');
+  assert.equal(a.mc.snapshot().state, 'e2ee');
+  const g = await w.join('Alice (phone)', '', { gateway: 'sip' });
+  const snap = a.mc.snapshot();
+  assert.equal(snap.state, 'not-e2ee', 'a gateway in the meeting is not end-to-end');
+  assert.deepEqual(snap.gateways, [g.id]);
+  assert.equal(snap.participants.find((p) => p.id === g.id).e2ee, 'gateway');
+  assert.match(snap.warnings.join(' '), /Alice \(phone\) is a telephone connected through the server: the server hears everything/);
+  // It holds the keys: that is what a gateway is.
+  await assertDecrypts(a, g);
+  const gen = a.mc.snapshot().senderKeyGeneration;
+  w.leave(g);
+  await w.settle();
+  await w.advance(LEAVE_DEBOUNCE_MS + SWITCH_DELAY_MS);
+  const after = a.mc.snapshot();
+  assert.equal(after.senderKeyGeneration, gen + 1, 'Alice rotated after the gateway left');
+  assert.equal(after.state, 'e2ee', 'end-to-end again once the gateway is gone');
+  assert.deepEqual(after.gateways, []);
+  assert.doesNotMatch(after.warnings.join(' '), /telephone/);
+  const f = await a.frames.c.encrypt('vp9', frame(9));
+  assert.equal(await g.frames.c.decrypt(a.id, 'vp9', f), 'no-key', 'the gateway cannot decrypt after the rotation');
+  assert.ok((await b.frames.c.decrypt(a.id, 'vp9', f)) instanceof Uint8Array);
 });
 
 test('frames of a rotated key that overtake its key message wait for it; a key that never comes stalls them once', async () => {
@@ -811,6 +838,31 @@ test('the relay commits again after the victims revealed, with nonces it chose k
     await wa.settle();
     await wb.settle();
   }
+});
+
+test('a participant cannot use up the rounds: its commit to the last round is refused with a warning, and the others agree once it left', async () => {
+  const w = new World(await makeCA());
+  const a = await w.join('Alice');
+  const b = await w.join('Bob');
+  const m = await w.join('Mal');
+  assert.equal(new Set(codes(a, b, m)).size, 1);
+  // Mal's client signs a commit of its view for the last round a u32 numbers.
+  const malAnn = await verifyAnnouncement(fromBase64(w.announcements.get(m.id)), { meetingId: MEETING, nowSeconds: Date.now() / 1000 });
+  const own = w.sent.filter((x) => x.type === 'verify' && x.from === m.id && !isReveal(fromBase64(x.payload))).at(-1);
+  const c = await verifyCommit(fromBase64(own.payload), malAnn);
+  const last = await signCommit(m.ident.device.privateKey, { meetingId: MEETING, participantId: m.id, round: 0xffffffff, view: c.view,
+    checkpoint: c.checkpoint }, new Uint8Array(32));
+  // From now on Mal's client sends only that.
+  w.tamper = (x) => (x.from === m.id ? null : x);
+  for (const x of [a, b]) x.mc.receive({ type: 'verify', from: m.id, to: x.id, payload: toBase64(last) });
+  await w.settle();
+  const warned = [a, b].map((x) => x.mc.snapshot().warnings);
+  w.leave(m);
+  await w.settle();
+  const [ca, cb] = codes(a, b);
+  assert.match(ca, /^\d{3} \d{3} \d{3} \d{3}$/, 'Alice shows a code after Mal left');
+  assert.equal(cb, ca);
+  for (const ws of warned) assert.ok(ws.some((t) => t.includes('commitment of Mal')), ws.join(' | '));
 });
 
 test('revocation: the revoked device is shown revoked, gets no key of the rotation and cannot decrypt after it', async () => {

@@ -13,6 +13,13 @@ const REVEAL_TAG = utf8('CRVL');
 const ROUND_VERSION = 2;
 export const NONCE_LEN = 32;
 export const DEFAULT_DIGITS = 12;
+/**
+ * The highest round a peer's commit may name (Go's e2ee.MaxPeerRound):
+ * members follow a peer to a higher round, so one that led everyone to the
+ * last round a u32 numbers would leave the meeting no round for its next
+ * epoch, and no code for the rest of it.
+ */
+export const MAX_PEER_ROUND = 2 ** 31;
 
 const sha256 = async (b) => new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', b));
 
@@ -212,6 +219,7 @@ export class RoundState {
     const a = this.members.get(from);
     if (!a || from === this.selfId) throw new Error(`e2ee: a commit from ${from}, who is not in this view`);
     const c = await verifyCommit(payload, a);
+    if (c.round > MAX_PEER_ROUND) throw new Error(`e2ee: a commit of ${from} for round ${c.round}, past the rounds a peer may lead to (${MAX_PEER_ROUND})`);
     const old = this.commits.get(from);
     if (old && c.round <= old.commit.round) return null;
     let cp = zeroCheckpoint;

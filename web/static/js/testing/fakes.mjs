@@ -74,6 +74,12 @@ export class FakePC extends EventTarget {
     return t;
   }
   getTransceivers() { return this.transceivers; }
+  getConfiguration() { return { ...this.config }; }
+  setConfiguration(c) {
+    if (c.bundlePolicy !== this.config.bundlePolicy) throw new Error('InvalidModificationError: bundlePolicy');
+    this.config = c;
+    (this.configs ??= []).push(c);
+  }
   async createOffer(opts) {
     this.offers.push(opts ?? {});
     return { type: 'offer', sdp: `v=0\r\noffer ${this.offers.length}${opts?.iceRestart ? ' ice-restart' : ''}` };
