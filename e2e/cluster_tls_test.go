@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"conclave/internal/cascade"
 	"conclave/internal/nodeca"
 	"conclave/internal/store"
 	"conclave/internal/testutil/tlsscan"
@@ -68,8 +69,32 @@ func TestTLSScanCluster(t *testing.T) {
 		t.Errorf("a node of another cluster: %v, want a refused certificate", err)
 	}
 
-	r := tlsscan.Scan(t, ln.Addr().String(), caFile)
-	t.Logf("testssl summary:\n%s", r.Summary())
+	checkNodeTLS(t, "cluster listener", tlsscan.Scan(t, ln.Addr().String(), caFile))
+
+	// The node-to-node listener of meetings across nodes (cascade), which
+	// asks every client for a node certificate: the same policy, and the
+	// other cluster's node refused.
+	mesh, err := cascade.Listen(cascade.Config{Name: "management", Listen: "127.0.0.1:0", Cert: ln.Certificate,
+		Trust: nodeca.Trust{Roots: ca.Pool(), Revoked: ca.Revoked}, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mesh.Close()
+	conn, err = tls.Dial("tcp", mesh.Addr().String(), nodeca.ClientConfig(intruder.Certificate, nodeca.Trust{Roots: ca.Pool()}, "127.0.0.1"))
+	if err == nil {
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("a node of another cluster on the node-to-node listener: %v, want a refused certificate", err)
+	}
+	checkNodeTLS(t, "node-to-node listener", tlsscan.Scan(t, mesh.Addr().String(), caFile))
+}
+
+// checkNodeTLS checks a testssl report of a node-to-node listener.
+func checkNodeTLS(t *testing.T, what string, r tlsscan.Report) {
+	t.Helper()
+	t.Logf("testssl summary of the %s:\n%s", what, r.Summary())
 	for _, f := range r.AboveLow() {
 		t.Errorf("testssl: %s %s: %s", f.Severity, f.ID, f.Finding)
 	}

@@ -66,6 +66,13 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+// String returns what was written.
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // Contains reports whether the buffer holds s.
 func (b *syncBuffer) Contains(s string) bool {
 	b.mu.Lock()

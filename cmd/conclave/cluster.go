@@ -37,6 +37,9 @@ const nodeUsage = `Usage:
   conclave node run --nats tls://MANAGEMENT:4222 [--management HOST:PORT] [--listen :8443] [--media-udp :8443]
                     [--relay-listen :8447] [--host NAME]... [--public-url URL] [--data DIR]
                                    run this machine as a conference node of the cluster
+  conclave node drain [--off] [--wait 2m] [--data DIR]
+                                   move the participants of the running node to the other
+                                   nodes and take no new ones (maintenance); --off ends it
   conclave node enrol -management HOST:PORT -token TOKEN -ca-pin sha256:... [-host ADDR]... [--data DIR]
                                    enrol this machine as a node of the cluster: make its
                                    P-384 key and fetch its certificate
@@ -152,8 +155,11 @@ func nodeCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd := args[0]
-	if cmd == "run" {
+	switch cmd {
+	case "run":
 		return nodeRun(args[1:], stdout, stderr)
+	case "drain":
+		return nodeDrain(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("conclave node "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -247,8 +253,8 @@ func nodeRun(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	have, _ := n.ConfigReady()
-	fmt.Fprintf(stdout, "Conference node %s is running.\n\n  Web client:  %s/\n  Media:       UDP %s\n  Bus:         %s\n",
-		n.Name(), n.URL(), n.MediaAddr(), cfg.Cluster.NATS)
+	fmt.Fprintf(stdout, "%s node %s is running.\n\n  Web client:  %s/\n  Media:       UDP %s\n  Bus:         %s\n",
+		strings.ToUpper(n.Role()[:1])+n.Role()[1:], n.Name(), n.URL(), n.MediaAddr(), cfg.Cluster.NATS)
 	if !have {
 		fmt.Fprintf(stdout, "\nIt has no configuration yet: it admits participants once it has reached the management node.\n")
 	}
@@ -258,5 +264,44 @@ func nodeRun(args []string, stdout, stderr io.Writer) int {
 		log.Error("shutdown", "err", err)
 		return 1
 	}
+	return 0
+}
+
+// nodeDrain runs `conclave node drain`: the running node on this data
+// directory sends its participants to the other nodes and takes no new
+// ones; the command waits until they have gone (or --wait passes).
+func nodeDrain(args []string, stdout, stderr io.Writer) int {
+	cfg := config.Defaults()
+	fs := flag.NewFlagSet("conclave node drain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config.RegisterDataDir(fs, &cfg)
+	off := fs.Bool("off", false, "end draining: the node takes participants again")
+	wait := fs.Duration("wait", 2*time.Minute, "how long to wait for the participants to leave (0: do not wait)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	rep, err := server.Control(cfg.DataDir, server.ControlRequest{Command: "drain", Off: *off})
+	if err != nil {
+		fmt.Fprintf(stderr, "conclave node drain: %v\n", err)
+		return 1
+	}
+	if *off {
+		fmt.Fprintf(stdout, "The node takes participants again (%d in %d meetings now).\n", rep.Participants, rep.Meetings)
+		return 0
+	}
+	fmt.Fprintf(stdout, "Draining: %d participants sent to other nodes; new ones go elsewhere.\n", rep.Moved)
+	deadline := time.Now().Add(*wait)
+	for rep.Participants > 0 && time.Now().Before(deadline) {
+		time.Sleep(500 * time.Millisecond)
+		if rep, err = server.Control(cfg.DataDir, server.ControlRequest{Command: "status"}); err != nil {
+			fmt.Fprintf(stderr, "conclave node drain: %v\n", err)
+			return 1
+		}
+	}
+	if rep.Participants > 0 {
+		fmt.Fprintf(stdout, "%d participants are still here (their clients did not move, or no other node could take them); the node keeps draining.\n", rep.Participants)
+		return 1
+	}
+	fmt.Fprintln(stdout, "No participant is left: the node can be stopped.")
 	return 0
 }

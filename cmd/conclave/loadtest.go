@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -46,6 +47,8 @@ Flags:
 // loadtestFlags are the options of 'conclave loadtest'.
 type loadtestFlags struct {
 	url, layout              string
+	subURLs                  []string
+	serverPIDs               []int
 	local                    bool
 	pubs, audio, subs, rooms int
 	duration, warmup, ready  time.Duration
@@ -81,7 +84,19 @@ func parseLoadtestFlags(args []string, stderr io.Writer) (*loadtestFlags, loadte
 	fs.DurationVar(&f.warmup, "warmup", 10*time.Second, "wait before measuring, once every subscriber receives what it shows")
 	fs.DurationVar(&f.ready, "ready-timeout", 60*time.Second, "longest wait for every subscriber to receive what it shows")
 	fs.Float64Var(&f.joinRate, "join-rate", 20, "most participants joining per second")
-	fs.IntVar(&f.serverPID, "server-pid", 0, "process id of the server (on this machine), for its CPU time and memory")
+	fs.Func("server-pid", "process id of the server (on this machine), for its CPU time and memory; repeat it for the nodes of a cluster (their figures add up)", func(v string) error {
+		pid, err := strconv.Atoi(v)
+		if err != nil || pid <= 0 {
+			return fmt.Errorf("%q is not a process id", v)
+		}
+		f.serverPIDs = append(f.serverPIDs, pid)
+		f.serverPID = f.serverPIDs[0]
+		return nil
+	})
+	fs.Func("sub-url", "with -url, a link of the same room on another node of a cluster: subscribers join -url and the -sub-url links in turn (repeatable)", func(v string) error {
+		f.subURLs = append(f.subURLs, v)
+		return nil
+	})
 	fs.StringVar(&f.serverDebug, "server-debug", "", "the server's debug listener (--debug-listen), e.g. http://127.0.0.1:6060, for its figures and profiles")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the server's CPU profile over the measurement to this file (needs -local or -server-debug)")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write the server's heap profile at the end of the measurement to this file (needs -local or -server-debug)")
@@ -109,6 +124,8 @@ func parseLoadtestFlags(args []string, stderr io.Writer) (*loadtestFlags, loadte
 		return bad("give either -local or -url")
 	case f.local && (f.serverPID != 0 || f.serverDebug != "" || f.ca != "" || f.insecure):
 		return bad("-server-pid, -server-debug, -ca and -insecure go with -url, not -local")
+	case len(f.subURLs) > 0 && f.local:
+		return bad("-sub-url goes with -url")
 	case f.serverLog != "" && !f.local:
 		return bad("-server-log goes with -local")
 	case f.pubs < 0 || f.audio < 0 || f.subs < 0:
@@ -166,6 +183,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 
 	cfg := loadtest.Config{
 		URL:             f.url,
+		SubscriberURLs:  f.subURLs,
 		Rooms:           f.rooms,
 		VideoPublishers: f.pubs,
 		AudioPublishers: f.audio,
@@ -202,8 +220,15 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 		switch {
 		case f.serverPID != 0:
 			cfg.Server = loadtest.ProcProbe(f.serverPID)
+			if len(f.serverPIDs) > 1 {
+				var sum loadtest.SumProbe
+				for _, pid := range f.serverPIDs {
+					sum = append(sum, loadtest.ProcProbe(pid))
+				}
+				cfg.Server = sum
+			}
 			if _, err := cfg.Server.Sample(ctx); err != nil {
-				return fail(fmt.Errorf("-server-pid %d: %w", f.serverPID, err))
+				return fail(fmt.Errorf("-server-pid %v: %w", f.serverPIDs, err))
 			}
 		case f.serverDebug != "":
 			d, err := loadtest.NewDebugServer(f.serverDebug)

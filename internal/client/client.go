@@ -355,6 +355,20 @@ func layoutMessages(sizes map[string]Size) ([]*signal.Message, error) {
 	return msgs, nil
 }
 
+// Command sends a host command (docs/protocol.md, "Host controls"):
+// mute, mute-guests, remove, set-role, lock, admit, deny, room-settings
+// or end, with its fields set in m. The server carries it out only if
+// this participant is a host, and answers an error otherwise.
+func (s *Session) Command(m *signal.Message) error {
+	switch m.Type {
+	case signal.TypeMute, signal.TypeMuteGuests, signal.TypeRemove, signal.TypeSetRole, signal.TypeLock,
+		signal.TypeAdmit, signal.TypeDeny, signal.TypeRoomSettings, signal.TypeEnd:
+	default:
+		return fmt.Errorf("%q is not a host command", m.Type)
+	}
+	return s.sendFromOutside(m)
+}
+
 // sendOpaque queues an announce or key message; while the signaling
 // connection is down it waits in the outbox for a resume.
 func (s *Session) sendOpaque(m *signal.Message) error {

@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"conclave/internal/signal"
@@ -19,13 +20,18 @@ const (
 
 // loopState is the part of a Session that only the session loop touches.
 type loopState struct {
-	ws         *wsConn // nil while disconnected
-	attempt    int     // reconnection attempts since the last welcome
-	resume     string  // token of the latest welcome
-	joined     bool    // a welcome was received once
-	ended      bool
-	leaving    bool
-	outage     bool // Reconnecting was reported and Rejoined not yet
+	ws      *wsConn // nil while disconnected
+	attempt int     // reconnection attempts since the last welcome
+	resume  string  // token of the latest welcome
+	joined  bool    // a welcome was received once
+	ended   bool
+	leaving bool
+	outage  bool // Reconnecting was reported and Rejoined not yet
+	// alternates are the other nodes of the cluster, best first, from
+	// the latest welcome (base URLs); redirected marks a join that
+	// follows a node's redirect or a failover to another node.
+	alternates []string
+	redirected bool
 	peers      *peers
 	outbox     []*signal.Message // sent after a resume
 	timers     map[string]*loopTimer
@@ -123,9 +129,10 @@ func (s *Session) stopTimer(name string) {
 // connect opens a signaling connection in the background and joins.
 func (s *Session) connect() {
 	s.wg.Add(1)
+	meeting := s.meeting
 	go func() {
 		defer s.wg.Done()
-		c, err := dialWS(s.ctx, s.meeting, s.http)
+		c, err := dialWS(s.ctx, meeting, s.http)
 		s.post(func() {
 			if s.ended {
 				if c != nil {
@@ -139,6 +146,15 @@ func (s *Session) connect() {
 					return
 				}
 				s.log.Debug("reconnection failed", "err", err)
+				if len(s.alternates) > 0 {
+					// The node does not answer: the next one of the
+					// cluster, at once; the failed one goes last.
+					next := s.alternates[0]
+					s.alternates = append(s.alternates[1:], s.meeting.Origin)
+					s.moveTo(next)
+					s.timer("reconnect", failoverDelay, s.connect)
+					return
+				}
 				s.reconnectLater()
 				return
 			}
@@ -147,7 +163,8 @@ func (s *Session) connect() {
 			w.start(&s.wg,
 				func(m *signal.Message) { s.post(func() { s.onMessage(w, m) }) },
 				func(err error) { s.post(func() { s.onClosed(w, err) }) })
-			s.sendOn(w, &signal.Message{Type: signal.TypeJoin, Room: s.meeting.Room, Name: s.opts.Name, Resume: s.resume, PIN: s.opts.PIN})
+			s.sendOn(w, &signal.Message{Type: signal.TypeJoin, Room: s.meeting.Room, Name: s.opts.Name, Resume: s.resume, PIN: s.opts.PIN,
+				Redirected: s.redirected})
 		})
 	}()
 }
@@ -244,6 +261,8 @@ func (s *Session) onMessage(w *wsConn, m *signal.Message) {
 		s.onLayers(m)
 	case signal.TypeNotice:
 		s.log.Info("server notice", "code", m.Code, "message", m.Text)
+	case signal.TypeRedirect:
+		s.onRedirect(m)
 	case signal.TypeICEServers:
 		s.onICEServers(m)
 	case signal.TypePong:
@@ -260,6 +279,13 @@ func (s *Session) onWelcome(m *signal.Message) {
 	resumed := m.Resumed && s.peers != nil && m.Self.ID == s.Self().ID
 	s.attempt = 0
 	s.resume = m.Resume
+	s.redirected = false
+	s.alternates = s.alternates[:0]
+	for _, n := range m.Nodes {
+		if u, err := url.Parse(n); err == nil && u.Scheme == "https" && "https://"+u.Host != s.meeting.Origin {
+			s.alternates = append(s.alternates, n)
+		}
+	}
 	s.stopTimer("reconnect")
 
 	s.mu.Lock()
@@ -420,6 +446,42 @@ func (s *Session) rejoin() {
 		s.outage = true
 		s.emit(Event{Kind: Reconnecting})
 	}
+	s.stopTimer("reconnect")
+	s.connect()
+}
+
+// failoverDelay is how long a session waits before trying another node of
+// the cluster (docs/protocol.md, "Nodes"), as the browser does.
+const failoverDelay = 250 * time.Millisecond
+
+// moveTo points the session at the node with base URL base (https://host:port).
+func (s *Session) moveTo(base string) bool {
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+		return false
+	}
+	origin := "https://" + u.Host
+	s.meeting.WebSocket = "wss://" + u.Host + "/ws"
+	s.meeting.Origin = origin
+	s.meeting.Base = origin
+	s.meeting.Host = u.Hostname()
+	s.redirected = true
+	return true
+}
+
+// onRedirect joins the node the server names, at once, keeping the
+// resume token: the role and the meeting are kept there.
+func (s *Session) onRedirect(m *signal.Message) {
+	if !s.moveTo(m.URL) {
+		s.log.Warn("ignoring a redirect to a URL that is not https", "url", m.URL)
+		return
+	}
+	s.log.Info("redirected to another node", "url", m.URL, "reason", m.Reason)
+	if w := s.ws; w != nil {
+		s.ws = nil
+		w.close()
+	}
+	s.attempt = 0
 	s.stopTimer("reconnect")
 	s.connect()
 }

@@ -14,7 +14,7 @@ import (
 type Cluster struct {
 	// BusListen is where the management node's embedded NATS server
 	// listens for nodes (with ClusterListen set); empty means port 4222 on
-	// ClusterListen's host.
+	// ClusterListen's host (an ephemeral port if ClusterListen's is).
 	BusListen string
 	// NATS is the URL of an external NATS server or cluster
 	// (tls://host:4222) used instead of the embedded one; on a
@@ -27,6 +27,11 @@ type Cluster struct {
 	// Management is the management node's cluster listener (host:port),
 	// where a conference node renews its certificate.
 	Management string
+	// Selection is the node selection policy (local, least-loaded,
+	// location); Locations map client networks to node labels
+	// ("10.1.0.0/16=paris").
+	Selection string
+	Locations []string
 }
 
 // DefaultBusPort and DefaultRelayPort are the cluster's default ports.
@@ -39,6 +44,11 @@ func registerCluster(fs *flag.FlagSet, c *Cluster) {
 	fs.StringVar(&c.BusListen, "bus-listen", env("CONCLAVE_BUS_LISTEN", c.BusListen), "address of the embedded NATS server for the cluster's nodes (with --cluster-listen; default port 4222 on its host) (env CONCLAVE_BUS_LISTEN)")
 	fs.StringVar(&c.NATS, "nats", env("CONCLAVE_NATS", c.NATS), "tls:// URL of an external NATS server or cluster to use instead of the embedded one (env CONCLAVE_NATS)")
 	fs.StringVar(&c.RelayListen, "relay-listen", env("CONCLAVE_RELAY_LISTEN", c.RelayListen), "node-to-node listener for meetings that span nodes, mutual TLS 1.3 (default :8447 in a cluster) (env CONCLAVE_RELAY_LISTEN)")
+	fs.StringVar(&c.Selection, "node-selection", env("CONCLAVE_NODE_SELECTION", c.Selection), "which node a joining participant uses: local (the one it reached), least-loaded, or location (see --location) (env CONCLAVE_NODE_SELECTION)")
+	fs.Func("location", "a client network and the node label it should use, NETWORK=LABEL (e.g. 10.1.0.0/16=paris); repeatable", func(v string) error {
+		c.Locations = append(c.Locations, v)
+		return nil
+	})
 }
 
 // RegisterNode adds the flags of `conclave node run`: a conference node
@@ -83,16 +93,27 @@ func (c *Config) BusAddr() string {
 	if c.Cluster.BusListen != "" {
 		return c.Cluster.BusListen
 	}
-	host, _, _ := net.SplitHostPort(c.ClusterListen)
-	return net.JoinHostPort(host, DefaultBusPort)
+	return c.besideCluster(DefaultBusPort)
 }
 
-// RelayAddr is where the node-to-node listener listens.
+// RelayAddr is where the node-to-node listener listens: RelayListen, or
+// port 8447 on ClusterListen's host (on all addresses for a conference
+// node).
 func (c *Config) RelayAddr() string {
 	if c.Cluster.RelayListen != "" {
 		return c.Cluster.RelayListen
 	}
-	return ":" + DefaultRelayPort
+	return c.besideCluster(DefaultRelayPort)
+}
+
+// besideCluster is port on ClusterListen's host; a cluster listener on
+// an ephemeral port (tests) makes the others ephemeral too.
+func (c *Config) besideCluster(port string) string {
+	host, p, _ := net.SplitHostPort(c.ClusterListen)
+	if p == "0" {
+		port = "0"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // ValidateNode checks the settings of a conference node.

@@ -50,6 +50,10 @@ type Config struct {
 	// URL is the meeting link of an open room, https://host/r/<alias>.
 	// With Rooms > 1 the rooms are <alias>-1 ... <alias>-N.
 	URL string
+	// SubscriberURLs, with one room, are links of the same room on other
+	// nodes of a cluster: subscribers join URL and these in turn (a
+	// meeting that spans nodes, docs/cluster.md); publishers join URL.
+	SubscriberURLs []string
 	// Rooms is the number of meetings, each with the participants below
 	// (default 1).
 	Rooms int
@@ -157,7 +161,18 @@ func (c *Config) check() error {
 		c.Progress = func(string) {}
 	}
 	_, err := RoomURLs(c.URL, c.Rooms)
-	return err
+	if err != nil {
+		return err
+	}
+	if len(c.SubscriberURLs) > 0 && c.Rooms > 1 {
+		return errors.New("subscribers on other nodes need one room")
+	}
+	for _, u := range c.SubscriberURLs {
+		if _, err := client.ParseMeetingURL(u); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RoomURLs returns the meeting links of rooms rooms: url itself for one,
@@ -359,8 +374,14 @@ func (r *run) join(ctx context.Context, rm *room, role string, index int) error 
 		return fmt.Errorf("device key: %w", err)
 	}
 	var sec *secure.Session
+	url := rm.url
+	if role == roleSubscriber && len(c.SubscriberURLs) > 0 {
+		if k := index % (len(c.SubscriberURLs) + 1); k > 0 {
+			url = c.SubscriberURLs[k-1]
+		}
+	}
 	opts := client.Options{
-		URL:                rm.url,
+		URL:                url,
 		Name:               m.name,
 		RootCAs:            c.RootCAs,
 		InsecureSkipVerify: c.InsecureSkipVerify,

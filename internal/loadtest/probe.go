@@ -29,6 +29,37 @@ func (p ProcProbe) Sample(context.Context) (procstat.Sample, error) { return pro
 
 func (p ProcProbe) String() string { return fmt.Sprintf("/proc/%d", int(p)) }
 
+// SumProbe adds the figures of several processes: the nodes of a
+// cluster that serve one meeting together.
+type SumProbe []Probe
+
+// Sample implements Probe: CPU time, memory, threads, descriptors and
+// drops added up (Peak is the sum of the peaks).
+func (s SumProbe) Sample(ctx context.Context) (procstat.Sample, error) {
+	var out procstat.Sample
+	for _, p := range s {
+		x, err := p.Sample(ctx)
+		if err != nil {
+			return procstat.Sample{}, fmt.Errorf("%s: %w", p, err)
+		}
+		out.CPU += x.CPU
+		out.RSS += x.RSS
+		out.Peak += x.Peak
+		out.Threads += x.Threads
+		out.FDs += x.FDs
+		out.UDPDrops += x.UDPDrops
+	}
+	return out, nil
+}
+
+func (s SumProbe) String() string {
+	parts := make([]string, len(s))
+	for i, p := range s {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, " + ")
+}
+
 // DebugServer is a Conclave server's debug listener (--debug-listen,
 // docs/api.md): its metrics are a Probe, and it serves Go profiles.
 type DebugServer struct {

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"conclave/internal/clock"
@@ -56,6 +57,10 @@ type Config struct {
 	Audit Auditor
 	// Speaker tunes the detection of the active speaker.
 	Speaker SpeakerConfig
+	// Director sends joining participants to another node of the
+	// cluster by policy, and names the nodes a client falls back to; nil
+	// for a node alone (nodes.go).
+	Director Director
 }
 
 // Relay issues participants' TURN credentials (internal/turn).
@@ -84,6 +89,11 @@ type Manager struct {
 	onEnd       []func(meetingID string)
 	revoked     map[string]bool // device public keys (RevokeDevice)
 	stopRefresh func()          // stops the pushes of fresh TURN credentials
+
+	// fed connects the meetings to other nodes; nil: this node alone
+	// (federation.go). Read without mu: rooms read it under their lock.
+	fed      atomic.Pointer[Federation]
+	endedIDs map[string]bool // meetings that ended here, whose late news from other nodes is ignored
 }
 
 // NewManager returns a manager that forwards media with the media core
@@ -174,8 +184,11 @@ func (m *Manager) Stats() (meetings, participants int) {
 	}
 	m.mu.Unlock()
 	for _, r := range rooms {
-		meetings++
-		participants += r.size()
+		// A meeting only followed for the other nodes is not hosted here.
+		if n := r.size(); n > 0 {
+			meetings++
+			participants += n
+		}
 	}
 	return meetings, participants
 }
@@ -339,6 +352,10 @@ func (m *Manager) Serve(ctx context.Context, c Conn, client Client) {
 					"Send a join message first."), msg))
 				continue
 			}
+			if url := m.direct(msg, client); url != "" {
+				conn.send(&signal.Message{Type: signal.TypeRedirect, URL: url, Reason: RedirectSelection})
+				break
+			}
 			joined := func() {}
 			if j, ok := c.(interface{ Joined() }); ok {
 				joined = j.Joined // the transport's deadline to join is met
@@ -380,9 +397,11 @@ func isFatal(err error) bool {
 // waiting) is sent, so that a client answering that message is never
 // held to the deadline to join.
 func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Message, client Client, joined func()) (*Participant, error) {
+	var taken *Member
 	if msg.Resume != "" {
 		m.mu.Lock()
 		p := m.resumes[msg.Resume]
+		r := m.active[strings.ToLower(msg.Room)]
 		m.mu.Unlock()
 		if p != nil && strings.EqualFold(p.room.alias, msg.Room) {
 			// A valid token: the deadline is lifted before attach sends
@@ -393,15 +412,31 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 			m.log.Info("participant resumed", "room", p.room.alias, "participant", p.id, "remote", client.Addr)
 			return p, nil
 		}
+		// A participant of another node, coming here because its node
+		// went down or is draining: it gets its role back.
+		if p == nil && r != nil {
+			r.mu.Lock()
+			if mem, ok := r.takeOverLocked(msg.Resume); ok {
+				taken = &mem
+			}
+			r.mu.Unlock()
+		}
 		// Unknown or expired: fall through to a fresh join.
 	}
-	adm, err := m.gate.Enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, Account: client.Account, Addr: client.Addr})
-	if errors.Is(err, ErrUnavailable) {
-		return nil, signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
-	}
-	if err != nil {
-		m.log.Error("room admission failed", "room", msg.Room, "err", err)
-		return nil, signal.Fatalf(signal.CodeInternal, "The server could not look up this meeting. Try again later.")
+	var adm Admission
+	if taken != nil {
+		adm = m.takenAdmission(msg.Room, *taken)
+		m.log.Info("participant taken over from another node", "room", msg.Room, "was", taken.Info.ID, "remote", client.Addr)
+	} else {
+		var err error
+		adm, err = m.gate.Enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, Account: client.Account, Addr: client.Addr})
+		if errors.Is(err, ErrUnavailable) {
+			return nil, signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
+		}
+		if err != nil {
+			m.log.Error("room admission failed", "room", msg.Room, "err", err)
+			return nil, signal.Fatalf(signal.CodeInternal, "The server could not look up this meeting. Try again later.")
+		}
 	}
 
 	m.mu.Lock()
@@ -438,6 +473,15 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 	if client.Account != nil {
 		p.userID = client.Account.ID
 	}
+	if taken != nil {
+		p.replaces = taken.Info.ID
+		if p.name == "" {
+			p.name = taken.Info.Name
+		}
+		if p.userID == 0 {
+			p.userID = taken.UserID
+		}
+	}
 	if err := r.reserve(p, m.cfg.MaxParticipants); err != nil {
 		m.mu.Unlock()
 		return nil, err
@@ -445,6 +489,9 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 	m.resumes[p.resume] = p
 	m.uploads[p.upload] = p
 	m.mu.Unlock()
+	if taken != nil && taken.Info.Muted {
+		p.forcedMute = true
+	}
 
 	p.mu.Lock()
 	p.conn = conn
@@ -470,10 +517,17 @@ func (m *Manager) forget(p *Participant) {
 	delete(m.resumes, p.resume)
 	delete(m.uploads, p.upload)
 	key := strings.ToLower(p.room.alias)
-	if m.active[key] == p.room && p.room.empty() {
+	r := p.room
+	if m.active[key] != r {
+		return
+	}
+	r.mu.Lock()
+	empty := len(r.order)+len(r.waiting)+r.joining == 0 && len(r.remote) == 0 && len(r.orphans) == 0
+	r.mu.Unlock()
+	if empty {
 		delete(m.active, key)
-		p.room.stopTimers()
-		m.endedLocked(p.room)
+		r.stopTimers()
+		m.endedLocked(r)
 	}
 }
 
@@ -490,6 +544,10 @@ func (m *Manager) endRoom(r *Room) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	key := strings.ToLower(r.alias)
+	if m.endedIDs == nil {
+		m.endedIDs = map[string]bool{}
+	}
+	m.endedIDs[r.id] = true
 	if m.active[key] == r {
 		delete(m.active, key)
 		m.endedLocked(r)

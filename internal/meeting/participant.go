@@ -45,6 +45,8 @@ type Participant struct {
 	announce                                 string
 	device                                   string // device public key of the announcement (revocation)
 	left                                     bool
+	replaces                                 string      // the participant of another node this one took over
+	pendingReason                            string      // why it is about to leave (setPendingLeave)
 	dropped                                  func() bool // stops the resume window after a lost connection
 	waitTimer                                func() bool // stops the wait for a host
 }
@@ -196,8 +198,10 @@ func (p *Participant) attach(conn *connection) bool {
 	}
 	r.mu.Lock()
 	w := p.welcome(r.order, true)
+	w.Participants = append(w.Participants, r.remoteInfosLocked()...)
 	w.RoomState = r.stateLocked()
 	members := append([]*Participant(nil), r.order...)
+	remoteAnn := r.remoteAnnouncesLocked()
 	r.mu.Unlock()
 	conn.send(w)
 	for _, q := range members {
@@ -207,6 +211,9 @@ func (p *Participant) attach(conn *connection) bool {
 		if a := q.announcement(); a != "" {
 			conn.send(&signal.Message{Type: signal.TypeAnnounce, From: q.id, Payload: a})
 		}
+	}
+	for _, a := range remoteAnn {
+		conn.send(a)
 	}
 	if o, ok := p.sub.Outstanding(); ok {
 		conn.send(offerMessage(o))
@@ -367,7 +374,7 @@ func (p *Participant) handle(sc *connection, m *signal.Message) error {
 		p.mu.Lock()
 		p.announce, p.device = m.Payload, device
 		p.mu.Unlock()
-		p.room.broadcast(p, &signal.Message{Type: signal.TypeAnnounce, From: p.id, Payload: m.Payload})
+		p.room.relay(p, signal.TypeAnnounce, m.Payload)
 	case signal.TypeChat:
 		// Chat is relayed to everyone: a sender gets 64 KiB a second
 		// (a burst of 1 MiB), so that one flooder cannot fill the others'
@@ -375,7 +382,7 @@ func (p *Participant) handle(sc *connection, m *signal.Message) error {
 		if !p.budget(&p.chatBudget, chatRate, chatBurst, float64(len(m.Payload))) {
 			return signal.Errorf(signal.CodeRateLimited, "You are sending chat too fast; this message was not sent. Wait a moment.")
 		}
-		p.room.broadcast(p, &signal.Message{Type: signal.TypeChat, From: p.id, Payload: m.Payload})
+		p.room.relay(p, signal.TypeChat, m.Payload)
 	case signal.TypeVerify:
 		// A commit and a reveal per change of the meeting's membership
 		// (docs/e2ee.md, section 14), and a commit again when a member
@@ -383,9 +390,12 @@ func (p *Participant) handle(sc *connection, m *signal.Message) error {
 		if !p.budget(&p.verifyBudget, verifyRate, verifyBurst, 1) {
 			return signal.Errorf(signal.CodeRateLimited, "Too many verification messages; this one was not relayed.")
 		}
-		p.room.broadcast(p, &signal.Message{Type: signal.TypeVerify, From: p.id, Payload: m.Payload})
+		p.room.relay(p, signal.TypeVerify, m.Payload)
 	case signal.TypeKey:
 		to := p.room.find(m.To)
+		if to == nil && p.room.keyToRemote(p, m.To, m.Payload) {
+			return nil
+		}
 		if to == nil || to == p {
 			return signal.Errorf(signal.CodeUnknownParticipant, "Participant %q is not in this meeting.", m.To)
 		}
@@ -423,7 +433,10 @@ func (p *Participant) setState(st MediaState) error {
 		p.setMicMuted(false)
 		r.forgetMute(p)
 	}
-	r.broadcast(p, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(p.info())})
+	r.mu.Lock()
+	r.broadcastLocked(p, &signal.Message{Type: signal.TypeParticipantUpdated, Participant: ptr(p.info())})
+	r.memberChangedLocked(p)
+	r.mu.Unlock()
 	return err
 }
 
@@ -463,4 +476,21 @@ func (e subEvents) SendOffer(o conn.Offer) { e.p.send(offerMessage(o)) }
 
 func (e subEvents) ConnectionState(s string) {
 	e.p.log.Debug("subscribe connection", "participant", e.p.id, "state", s)
+}
+
+// setPendingLeave records why the participant is about to be sent away
+// (by a command from another node), for pendingLeave.
+func (p *Participant) setPendingLeave(reason string) {
+	p.mu.Lock()
+	p.pendingReason = reason
+	p.mu.Unlock()
+}
+
+func (p *Participant) pendingLeave() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pendingReason == "" {
+		return "removed"
+	}
+	return p.pendingReason
 }

@@ -31,12 +31,20 @@ type Room struct {
 	ended    bool
 	speakers *speakerDetector
 	speaker  string // the dominant speaker's id, as the tracks' priorities have it
+
+	// Meetings across nodes (federation.go).
+	rev         uint64                     // revision of the shared state
+	remote      map[string]*remote         // other nodes' participants, by id
+	orphans     map[string]*orphan         // participants of nodes that went down, by resume hash
+	orphanTimer func() bool                // expires the orphans
+	relays      map[string]conn.Subscriber // by node: what carries the local tracks there
 }
 
 func newRoom(m *Manager, adm Admission) *Room {
 	r := &Room{mgr: m, id: randomHex(16), alias: adm.Alias, name: adm.Name, hostRequired: adm.HostRequired,
 		rules:  Rules{GuestsMayUnmute: adm.GuestsMayUnmute, GuestsMayPresent: adm.GuestsMayPresent},
-		banned: map[string]bool{}, muted: map[string]bool{}}
+		banned: map[string]bool{}, muted: map[string]bool{},
+		remote: map[string]*remote{}, orphans: map[string]*orphan{}, relays: map[string]conn.Subscriber{}}
 	r.speakers = newSpeakerDetector(m.cfg.Speaker, m.cfg.Clock, r.speakerChanged)
 	r.speakers.start()
 	return r
@@ -54,6 +62,13 @@ func (r *Room) speakerChanged(previous, next string) {
 	for _, id := range []string{previous, next} {
 		if p := r.findLocked(id); p != nil && id != "" {
 			r.resubscribeLocked(p)
+		}
+		if x := r.remote[id]; x != nil && id != "" {
+			for _, t := range x.tracks {
+				for _, q := range r.order {
+					r.subscribeLocked(q, t)
+				}
+			}
 		}
 	}
 	r.broadcastLocked(nil, &signal.Message{Type: signal.TypeSpeaker, From: next})
@@ -89,6 +104,9 @@ func (r *Room) trackOptionsLocked(t conn.UpTrack) conn.TrackOptions {
 // resubscribeLocked applies the room's current options to what the
 // members receive of p's tracks (their priority after a speaker change).
 func (r *Room) resubscribeLocked(p *Participant) {
+	if p.pub == nil {
+		return
+	}
 	for _, t := range p.pub.Tracks() {
 		if !p.mayForward(t.Source(), r.rules) {
 			continue
@@ -127,7 +145,7 @@ func (r *Room) reserve(p *Participant, max int) error {
 		p.userID == 0 && sourceKey(p) != "" && r.banned[sourceKey(p)] {
 		return signal.Fatalf(signal.CodeRemoved, "A host removed you from this meeting; you cannot rejoin it.")
 	}
-	if len(r.order)+len(r.waiting)+r.joining >= max {
+	if len(r.order)+len(r.waiting)+r.joining+len(r.remote) >= max {
 		return signal.Fatalf(signal.CodeRoomFull, "This meeting is full (%d participants).", max)
 	}
 	r.joining++
@@ -213,6 +231,11 @@ func (r *Room) hostPresentLocked() bool {
 			return true
 		}
 	}
+	for _, x := range r.remote {
+		if x.admitted() && x.role() == RoleHost {
+			return true
+		}
+	}
 	return false
 }
 
@@ -248,6 +271,7 @@ func (r *Room) enter(p *Participant, adm Admission) error {
 func (r *Room) waitLocked(p *Participant, wait waitReason) {
 	p.setWait(wait)
 	r.waiting = append(r.waiting, p)
+	r.memberChangedLocked(p)
 	if wait == waitHost {
 		p.startWaitTimer(r.mgr.cfg.WaitForHost)
 	}
@@ -281,20 +305,30 @@ func (r *Room) admitLocked(p *Participant) error {
 	r.order = append(r.order, p)
 
 	w := p.welcome(others, false)
+	w.Participants = append(w.Participants, r.remoteInfosLocked()...)
 	w.RoomState = r.stateLocked()
 	p.send(w)
 	joined := &signal.Message{Type: signal.TypeParticipantJoined, Participant: ptr(p.info())}
 	for _, q := range others {
 		q.send(joined)
 	}
+	r.memberChangedLocked(p)
 	for _, q := range others {
 		if a := q.announcement(); a != "" {
 			p.send(&signal.Message{Type: signal.TypeAnnounce, From: q.id, Payload: a})
 		}
 	}
+	r.remoteAnnouncementsLocked(p)
 	for _, q := range others {
 		for _, t := range q.pub.Tracks() {
 			if q.mayForward(t.Source(), r.rules) {
+				r.subscribeLocked(p, t)
+			}
+		}
+	}
+	for _, x := range r.remote {
+		if x.admitted() {
+			for _, t := range x.tracks {
 				r.subscribeLocked(p, t)
 			}
 		}
@@ -377,12 +411,14 @@ func (r *Room) remove(p *Participant) bool {
 		if p.getWait() == waitLobby {
 			r.toHostsLocked(&signal.Message{Type: signal.TypeKnockEnded, Participant: ptr(p.info())})
 		}
+		r.federateLocked(Event{Kind: EventGone, ID: p.id})
 		return false
 	}
 	for i, q := range r.order {
 		if q == p {
 			r.order = append(r.order[:i], r.order[i+1:]...)
 			r.speakers.remove(p.id)
+			r.federateLocked(Event{Kind: EventGone, ID: p.id})
 			if p.getRole() == RoleHost {
 				r.hostLeftLocked()
 			}
@@ -421,6 +457,13 @@ func (r *Room) stopTimers() {
 	if r.endTimer != nil {
 		r.endTimer()
 		r.endTimer = nil
+	}
+	if r.orphanTimer != nil {
+		r.orphanTimer()
+		r.orphanTimer = nil
+	}
+	for node := range r.relays {
+		r.dropRelayLocked(node)
 	}
 }
 
@@ -462,6 +505,16 @@ func (r *Room) trackAdded(publisher *Participant, t conn.UpTrack) {
 			r.subscribeLocked(q, t)
 		}
 	}
+	r.relayLocked(t)
+}
+
+// relayLocked gives t to the relays toward the other nodes.
+func (r *Room) relayLocked(t conn.UpTrack) {
+	for node, sub := range r.relays {
+		if err := sub.AddTrack(t, r.trackOptionsLocked(t)); err != nil {
+			r.mgr.log.Warn("cluster: relay failed", "room", r.alias, "node", node, "track", t.ID(), "err", err)
+		}
+	}
 }
 
 // trackRemoved unsubscribes every member from a track that stopped.
@@ -472,6 +525,9 @@ func (r *Room) trackRemoved(t conn.UpTrack) {
 		if q.sub != nil {
 			q.sub.RemoveTrack(t)
 		}
+	}
+	for _, sub := range r.relays {
+		sub.RemoveTrack(t)
 	}
 }
 
@@ -490,6 +546,13 @@ func (r *Room) reconcileLocked() {
 					r.subscribeLocked(q, t)
 				} else {
 					q.sub.RemoveTrack(t)
+				}
+			}
+			if allowed {
+				r.relayLocked(t)
+			} else {
+				for _, sub := range r.relays {
+					sub.RemoveTrack(t)
 				}
 			}
 		}

@@ -81,6 +81,7 @@ func (p *Participant) welcome(others []*Participant, resumed bool) *signal.Messa
 		ICEServers:   p.mgr.iceServers(p.id),
 		ICEPolicy:    p.mgr.transportPolicy(),
 		RoomInfo:     &signal.RoomInfo{Alias: p.room.alias, Name: p.room.name},
+		Nodes:        p.mgr.alternatives(p.room),
 	}
 }
 

@@ -122,6 +122,20 @@ func (c *Cache) LogVerifierKey() string {
 	return c.snap.Org.LogKey
 }
 
+// Management is where the management node serves browsers.
+func (c *Cache) Management() Management {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.snap.Management
+}
+
+// Policy is the node selection policy.
+func (c *Cache) Policy() Policy {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.snap.Policy
+}
+
 // Revoked reports whether a node certificate is revoked.
 func (c *Cache) Revoked(cert *x509.Certificate) bool {
 	serial := hex.EncodeToString(cert.SerialNumber.Bytes())
@@ -174,6 +188,7 @@ func (c *Cache) Watch(ctx context.Context, kv jetstream.KeyValue) error {
 				c.snap, c.have, c.synced = fresh, true, true
 				c.mu.Unlock()
 				initial = false
+				c.log.Info("cluster: configuration received", "revision", fresh.Revision, "rooms", len(fresh.Rooms))
 				c.saved()
 				continue
 			}

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"conclave/internal/store"
@@ -27,7 +28,78 @@ const (
 	keyRevoked = "revoked"
 	// keyOrg holds the organisation's E2EE key.
 	keyOrg = "org"
+	// keyPolicy holds the node selection policy.
+	keyPolicy = "policy"
+	// keyManagement holds where the management node serves browsers.
+	keyManagement = "management"
 )
+
+// Management is where the management node serves browsers: conference
+// nodes pass the E2EE transparency log's requests on to it.
+type Management struct {
+	URL string `json:"url"`
+	// CA is the certificate (DER) of the authority of its web
+	// certificate; nil when it is one the system trusts.
+	CA []byte `json:"ca,omitempty"`
+}
+
+// Published is what the management node publishes besides the store:
+// the organisation's key, the node selection policy, its own address.
+type Published struct {
+	Org        Org
+	Policy     Policy
+	Management Management
+}
+
+// Node selection policies (docs/cluster.md, "Which node").
+const (
+	// SelectLocal keeps a participant on the node it reached, unless that
+	// node is draining.
+	SelectLocal = "local"
+	// SelectLeastLoaded sends it to the least loaded node, preferring a
+	// node that already hosts the meeting.
+	SelectLeastLoaded = "least-loaded"
+	// SelectLocation sends it to the least loaded node whose labels hold
+	// the label of its network (Locations), else as SelectLeastLoaded.
+	SelectLocation = "location"
+)
+
+// Policy is how participants are directed to nodes.
+type Policy struct {
+	Selection string     `json:"selection"`
+	Locations []Location `json:"locations,omitempty"`
+}
+
+// Location names the clients of a network.
+type Location struct {
+	Prefix string `json:"prefix"` // CIDR, e.g. 10.1.0.0/16
+	Label  string `json:"label"`
+}
+
+// ParseLocation reads "CIDR=label".
+func ParseLocation(s string) (Location, error) {
+	prefix, label, ok := strings.Cut(s, "=")
+	if !ok || label == "" {
+		return Location{}, fmt.Errorf("location %q: write it as NETWORK=LABEL, e.g. 10.1.0.0/16=paris", s)
+	}
+	if _, err := netip.ParsePrefix(prefix); err != nil {
+		return Location{}, fmt.Errorf("location %q: %w", s, err)
+	}
+	return Location{Prefix: prefix, Label: label}, nil
+}
+
+// LabelOf returns the label of the most specific location holding addr,
+// or "".
+func (p Policy) LabelOf(addr netip.Addr) string {
+	best, bits := "", -1
+	for _, l := range p.Locations {
+		pf, err := netip.ParsePrefix(l.Prefix)
+		if err == nil && pf.Contains(addr.Unmap()) && pf.Bits() > bits {
+			best, bits = l.Label, pf.Bits()
+		}
+	}
+	return best
+}
 
 // Org is the organisation's E2EE signing key, which browsers pin
 // (GET /api/e2ee/org) to check the credentials of certified devices.
@@ -93,11 +165,13 @@ type Node struct {
 // Snapshot is the whole configuration at one revision of the bucket.
 type Snapshot struct {
 	// Revision is the bucket's revision of the last change applied.
-	Revision uint64          `json:"revision"`
-	Rooms    map[string]Room `json:"rooms"` // by lower-case alias
-	Nodes    []Node          `json:"nodes"`
-	Revoked  []string        `json:"revoked"`
-	Org      Org             `json:"org"`
+	Revision   uint64          `json:"revision"`
+	Rooms      map[string]Room `json:"rooms"` // by lower-case alias
+	Nodes      []Node          `json:"nodes"`
+	Revoked    []string        `json:"revoked"`
+	Org        Org             `json:"org"`
+	Policy     Policy          `json:"policy"`
+	Management Management      `json:"management"`
 }
 
 // apply applies one entry of the bucket; deleted says it was deleted.
@@ -133,6 +207,20 @@ func (s *Snapshot) apply(key string, value []byte, deleted bool) error {
 		if !deleted {
 			if err := json.Unmarshal(value, &s.Revoked); err != nil {
 				return fmt.Errorf("revoked node certificates: %w", err)
+			}
+		}
+	case key == keyManagement:
+		s.Management = Management{}
+		if !deleted {
+			if err := json.Unmarshal(value, &s.Management); err != nil {
+				return fmt.Errorf("management node: %w", err)
+			}
+		}
+	case key == keyPolicy:
+		s.Policy = Policy{}
+		if !deleted {
+			if err := json.Unmarshal(value, &s.Policy); err != nil {
+				return fmt.Errorf("node selection policy: %w", err)
 			}
 		}
 	case key == keyOrg:

@@ -30,7 +30,7 @@ type Source interface {
 type Publisher struct {
 	src     Source
 	revoked func() []string
-	org     Org
+	more    Published
 	kv      jetstream.KeyValue
 	log     *slog.Logger
 	written map[string][32]byte // key -> hash of the value written
@@ -43,10 +43,9 @@ type Publisher struct {
 const PublishInterval = 5 * time.Second
 
 // NewPublisher returns a publisher writing to kv. revoked returns the
-// serials of the revoked node certificates; org is the organisation's
-// E2EE key.
-func NewPublisher(src Source, revoked func() []string, org Org, kv jetstream.KeyValue, log *slog.Logger) *Publisher {
-	return &Publisher{src: src, revoked: revoked, org: org, kv: kv, log: log, kick: make(chan struct{}, 1)}
+// serials of the revoked node certificates.
+func NewPublisher(src Source, revoked func() []string, more Published, kv jetstream.KeyValue, log *slog.Logger) *Publisher {
+	return &Publisher{src: src, revoked: revoked, more: more, kv: kv, log: log, kick: make(chan struct{}, 1)}
 }
 
 // Changed asks for a round now (a room was changed).
@@ -114,7 +113,9 @@ func (p *Publisher) Sync(ctx context.Context) error {
 		revoked = []string{}
 	}
 	want[keyRevoked], _ = json.Marshal(revoked)
-	want[keyOrg], _ = json.Marshal(p.org)
+	want[keyOrg], _ = json.Marshal(p.more.Org)
+	want[keyPolicy], _ = json.Marshal(p.more.Policy)
+	want[keyManagement], _ = json.Marshal(p.more.Management)
 
 	if p.written == nil {
 		// First round after a (re)start: learn what the bucket holds, so

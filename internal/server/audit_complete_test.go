@@ -266,9 +266,11 @@ func TestAuditCompleteness(t *testing.T) {
 		}
 	})
 
-	// Every changing management route has a case above.
+	// Every changing management route has a case above. The cluster's
+	// routes (/api/nodes) need a cluster: TestNodesAPI checks their
+	// audit records.
 	for _, rt := range (&web.Server{}).Routes() {
-		if rt.Manage == nil || rt.Method == "GET" || strings.HasPrefix(rt.Path, "/api/sip/") {
+		if rt.Manage == nil || rt.Method == "GET" || strings.HasPrefix(rt.Path, "/api/sip/") || strings.HasPrefix(rt.Path, "/api/nodes") {
 			continue
 		}
 		if !covered[rt.Method+" "+rt.Path] {

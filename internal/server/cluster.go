@@ -3,19 +3,23 @@ package server
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"conclave/internal/bus"
+	"conclave/internal/cascade"
 	"conclave/internal/clock"
 	"conclave/internal/nodeca"
 	"conclave/internal/nodeconf"
 	"conclave/internal/spool"
+	"conclave/internal/version"
 )
 
 // ClusterDir is the directory, inside the data directory, of the cluster
@@ -37,9 +41,14 @@ type cluster struct {
 	bus      *bus.Server // nil with an external NATS (--nats)
 	busURL   string
 	nc       *nats.Conn
-	pub      *nodeconf.Publisher
+	pub      atomic.Pointer[nodeconf.Publisher]
 	nodes    *nodeTable
 	org      nodeconf.Org
+	mesh     *cascade.Mesh // the management node's own meetings, linked to the nodes'
+	peers    *peerBook
+	policy   nodeconf.Policy
+	draining atomic.Bool
+	load     atomic.Uint64 // math.Float64bits of the management node's load
 }
 
 // openCluster opens the cluster CA, its listener and the bus when
@@ -88,6 +97,23 @@ func (s *Server) openCluster(clk clock.Clock, org string) error {
 		c.close()
 		return err
 	}
+	// The management node hosts meetings too: linked to the conference
+	// nodes', they can span both.
+	c.mesh, err = cascade.Listen(cascade.Config{Name: "management", URL: s.url, Listen: s.cfg.RelayAddr(),
+		Cert: ln.Certificate, Trust: trust, Media: s.engine, Rooms: s.meetings, Log: s.log, Tap: s.opts.RelayTap})
+	if err != nil {
+		c.close()
+		return err
+	}
+	s.meetings.SetFederation(c.mesh)
+	c.peers, _ = openPeerBook("", "management", c.mesh)
+	if c.policy, err = policyOf(s.cfg.Cluster); err != nil {
+		c.close()
+		return err
+	}
+	s.meetings.SetDirector(&director{self: "management", selfURL: s.url, mesh: c.mesh, nodes: c.nodes,
+		policy: func() nodeconf.Policy { return c.policy }, draining: c.draining.Load,
+		load: func() float64 { return math.Float64frombits(c.load.Load()) }, now: s.clock.Now})
 	return nil
 }
 
@@ -104,6 +130,9 @@ func loopbackOf(addr string) string {
 }
 
 func (c *cluster) close() {
+	if c.mesh != nil {
+		c.mesh.Close()
+	}
 	if c.nc != nil {
 		c.nc.Close()
 	}
@@ -125,12 +154,35 @@ func (s *Server) startCluster(ctx context.Context) {
 			return
 		}
 		c.nodes.update(st, s.clock.Now())
+		c.peers.heard(st)
 	})
 	if err != nil {
 		s.log.Error("cluster: cannot follow the nodes' status", "err", err)
 	} else {
 		go func() { <-ctx.Done(); sub.Unsubscribe() }()
 	}
+	go func() {
+		var load loadMeter
+		t := time.NewTicker(bus.StatusInterval)
+		defer t.Stop()
+		for {
+			meetings, participants := s.meetings.Stats()
+			l := load.read()
+			c.load.Store(math.Float64bits(l))
+			st := bus.Status{Name: "management", Role: nodeca.RoleManagement, Version: version.Get().Version, URL: s.url,
+				Relay: relayAdvertise(c.listener.Certificate().Leaf, c.mesh.Addr()), Meetings: meetings, Draining: c.draining.Load(),
+				Participants: participants, Load: l, CertExpiry: c.listener.Certificate().Leaf.NotAfter.UTC(),
+				Started: s.started, Time: s.clock.Now().UTC()}
+			if err := bus.PublishStatus(c.nc, st); err != nil {
+				s.log.Debug("cluster: status not published", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	go func() {
 		for {
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -148,8 +200,13 @@ func (s *Server) startCluster(ctx context.Context) {
 				}
 				continue
 			}
-			c.pub = nodeconf.NewPublisher(s.store, c.ca.RevokedSerials, c.org, kv, s.log)
-			go c.pub.Run(ctx)
+			more := nodeconf.Published{Org: c.org, Policy: c.policy, Management: nodeconf.Management{URL: s.url}}
+			if s.tls.CACert != nil {
+				more.Management.CA = s.tls.CACert.Raw
+			}
+			pub := nodeconf.NewPublisher(s.store, c.ca.RevokedSerials, more, kv, s.log)
+			c.pub.Store(pub)
+			go pub.Run(ctx)
 			for ctx.Err() == nil {
 				if err := spool.Consume(ctx, js, s.audit, s.log); err != nil && ctx.Err() == nil {
 					s.log.Warn("cluster: taking the nodes' audit entries failed; retrying", "err", err)
@@ -214,8 +271,10 @@ func (s *Server) NodeStatuses() []NodeState {
 // ConfigChanged publishes the configuration to the nodes now, rather
 // than at the next round (a room was created, changed or deleted).
 func (s *Server) ConfigChanged() {
-	if s.cl != nil && s.cl.pub != nil {
-		s.cl.pub.Changed()
+	if s.cl != nil {
+		if pub := s.cl.pub.Load(); pub != nil {
+			pub.Changed()
+		}
 	}
 }
 
@@ -249,6 +308,36 @@ func (t *nodeTable) list(now time.Time) []NodeState {
 	for _, n := range t.last {
 		n.Up = now.Sub(n.Heard) < bus.StatusStale
 		out = append(out, n)
+	}
+	return out
+}
+
+// peerOrigins are the other nodes' HTTPS origins (web.Config.PeerOrigins).
+func (s *Server) peerOrigins() []string {
+	if s.cl == nil {
+		return nil
+	}
+	return clusterOrigins(s.cl.mesh, s.cl.nodes, s.clock.Now())
+}
+
+// clusterOrigins are the HTTPS origins of the other nodes: those linked
+// now, and every node heard on the bus since the start, down ones
+// included — a page from a node that died opens its WebSocket to another
+// node.
+func clusterOrigins(mesh *cascade.Mesh, nodes *nodeTable, now time.Time) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(u string) {
+		if u != "" && !seen[u] {
+			seen[u] = true
+			out = append(out, u)
+		}
+	}
+	for _, p := range mesh.Peers() {
+		add(p.URL)
+	}
+	for _, st := range nodes.list(now) {
+		add(st.URL)
 	}
 	return out
 }

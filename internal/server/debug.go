@@ -1,13 +1,16 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,7 +30,7 @@ type debugServer struct {
 // startDebug listens on addr, which must be a loopback address, and
 // serves the node's metrics (the same as the HTTPS listener's /metrics)
 // without authentication.
-func startDebug(addr string, log *slog.Logger, handler http.Handler) (*debugServer, error) {
+func startDebug(addr string, log *slog.Logger, handler http.Handler, extra ...debugRoute) (*debugServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("debug listener on %s: %w", addr, err)
@@ -37,7 +40,12 @@ func startDebug(addr string, log *slog.Logger, handler http.Handler) (*debugServ
 		return nil, fmt.Errorf("debug listener on %s: not a loopback address", addr)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", handler)
+	if handler != nil {
+		mux.Handle("GET /metrics", handler)
+	}
+	for _, r := range extra {
+		mux.HandleFunc(r.pattern, r.handler)
+	}
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // also the named profiles: heap, goroutine, allocs...
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -99,4 +107,43 @@ func loopbackHost(host string) bool {
 type mediaFigures interface {
 	ForwardDelay() metrics.DelayHistogram
 	SendStats() metrics.SendStats
+}
+
+// debugRoute is one more endpoint of the debug listener.
+type debugRoute struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+// relayCapture serves GET /debug/relay-capture?seconds=N&packets=M: what
+// the other nodes relay to this one, as a pcap file (cascade.Mesh.Capture;
+// docs/cluster.md), for at most N seconds (default 5, at most 60) and M
+// packets (default 10000).
+func relayCapture(mesh interface {
+	Capture(ctx context.Context, w io.Writer, max int) (int, error)
+}) debugRoute {
+	return debugRoute{pattern: "GET /debug/relay-capture", handler: func(w http.ResponseWriter, r *http.Request) {
+		secs, max := 5, 10000
+		if v := r.URL.Query().Get("seconds"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 60 {
+				http.Error(w, "seconds must be between 1 and 60", http.StatusBadRequest)
+				return
+			}
+			secs = n
+		}
+		if v := r.URL.Query().Get("packets"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1_000_000 {
+				http.Error(w, "packets must be between 1 and 1000000", http.StatusBadRequest)
+				return
+			}
+			max = n
+		}
+		w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
+		w.Header().Set("Content-Disposition", `attachment; filename="relay.pcap"`)
+		ctx, cancel := context.WithTimeout(r.Context(), time.Duration(secs)*time.Second)
+		defer cancel()
+		mesh.Capture(ctx, w, max)
+	}}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -24,8 +25,10 @@ import (
 	"conclave/internal/audit"
 	"conclave/internal/auth"
 	"conclave/internal/bus"
+	"conclave/internal/cascade"
 	"conclave/internal/clock"
 	"conclave/internal/config"
+	"conclave/internal/conn"
 	"conclave/internal/files"
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
@@ -63,6 +66,11 @@ type Node struct {
 	auditAgg *audit.Aggregator
 	files    *files.Store
 	alarms   *alarm.Center
+	mesh     *cascade.Mesh
+	debug    *debugServer // nil unless --debug-listen
+	peers    *peerBook
+	nodes    *nodeTable    // the other nodes' latest status
+	load     atomic.Uint64 // this node's load (math.Float64bits)
 	http     *http.Server
 	listener net.Listener
 	url      string
@@ -91,6 +99,9 @@ type NodeOptions struct {
 	Tap sfu.Tap
 	// Clock replaces the system clock of the node's time-based rules.
 	Clock clock.Clock
+	// RelayTap sees every RTP packet other nodes relay to this one
+	// (tests only).
+	RelayTap func(from string, t conn.RelayedTrack, raw []byte)
 }
 
 // OpenNode prepares a conference node from its enrolled identity
@@ -107,9 +118,10 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 	if err != nil {
 		return nil, err
 	}
-	if id.Role() != nodeca.RoleConference {
-		return nil, fmt.Errorf("this node is enrolled as a %s node; conclave node run runs conference nodes", id.Role())
+	if id.Role() != nodeca.RoleConference && id.Role() != nodeca.RoleEdge {
+		return nil, fmt.Errorf("this node is enrolled as a %s node; conclave node run runs conference and edge nodes", id.Role())
 	}
+	edge := id.Role() == nodeca.RoleEdge
 	clk := clock.Or(opts.Clock)
 	n := &Node{cfg: cfg, log: log.With("node", id.Name()), clock: clk, id: id, started: clk.Now().UTC()}
 	ok := false
@@ -164,6 +176,25 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		return nil, err
 	}
 	n.meetings.OnMeetingEnd(n.files.DeleteMeeting)
+	relayListen := cfg.RelayAddr()
+	if edge {
+		// An edge dials the internal nodes; it listens only if told to
+		// (links between edge nodes).
+		relayListen = cfg.Cluster.RelayListen
+	}
+	if n.mesh, err = cascade.Listen(cascade.Config{Name: id.Name(), URL: n.url, Listen: relayListen, Edge: edge,
+		Cert: id.Certificate, Trust: nodeca.Trust{Roots: id.Roots(), Revoked: n.conf.Revoked},
+		Media: n.engine, Rooms: n.meetings, Log: n.log, Tap: opts.RelayTap}); err != nil {
+		return nil, err
+	}
+	n.meetings.SetFederation(n.mesh)
+	if n.peers, err = openPeerBook(filepath.Join(dir, peersFile), id.Name(), n.mesh); err != nil {
+		return nil, err
+	}
+	n.nodes = newNodeTable()
+	n.meetings.SetDirector(&director{self: id.Name(), edge: edge, selfURL: n.url, mesh: n.mesh, nodes: n.nodes,
+		policy: n.conf.Policy, draining: n.draining.Load, load: func() float64 { return math.Float64frombits(n.load.Load()) },
+		now: clk.Now})
 
 	assets := opts.Assets
 	if assets == nil {
@@ -182,7 +213,14 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		Org:          n.conf,
 		Guard:        n.guard,
 		PINMinLength: auth.DefaultPINMinLen,
+		PeerOrigins:  func() []string { return clusterOrigins(n.mesh, n.nodes, n.clock.Now()) },
+		LogUpstream:  &logProxy{conf: n.conf},
 	})
+	if cfg.DebugListen != "" {
+		if n.debug, err = startDebug(cfg.DebugListen, n.log, nil, relayCapture(n.mesh)); err != nil {
+			return nil, err
+		}
+	}
 	baseTLS := pki.ServerTLSConfig(n.tls.Certificate)
 	n.http = &http.Server{
 		Handler:           handler,
@@ -211,6 +249,9 @@ func (n *Node) Start() {
 		defer n.wg.Done()
 		n.runBus(n.ctx)
 	}()
+	if err := n.serveControl(n.ctx); err != nil {
+		n.log.Error("cluster: conclave node drain will not reach this node", "err", err)
+	}
 }
 
 // runBus connects to the bus (retrying while it is unreachable) and runs
@@ -240,6 +281,14 @@ func (n *Node) runBus(ctx context.Context) {
 	n.mu.Unlock()
 	defer nc.Close()
 
+	if _, err := nc.Subscribe(bus.NodePrefix+"*.status", func(m *nats.Msg) {
+		if st, err := bus.DecodeStatus(m); err == nil {
+			n.peers.heard(st)
+			n.nodes.update(st, n.clock.Now())
+		}
+	}); err != nil {
+		n.log.Error("cluster: cannot follow the other nodes", "err", err)
+	}
 	if _, err := nc.Subscribe(bus.CommandSubject(n.id.Name(), bus.CommandDrain), func(m *nats.Msg) {
 		n.SetDraining(string(m.Data) != "off")
 		if m.Reply != "" {
@@ -299,8 +348,10 @@ func (n *Node) publishStatus(ctx context.Context, nc *nats.Conn) {
 	defer t.Stop()
 	var load loadMeter
 	for {
+		l := load.read()
+		n.load.Store(math.Float64bits(l))
 		if nc.IsConnected() {
-			if err := bus.PublishStatus(nc, n.Status(load.read())); err != nil {
+			if err := bus.PublishStatus(nc, n.Status(l)); err != nil {
 				n.log.Debug("cluster: status not published", "err", err)
 			}
 		}
@@ -322,16 +373,25 @@ func (n *Node) Status(load float64) bus.Status {
 		}
 	}
 	return bus.Status{Name: n.id.Name(), Role: n.id.Role(), Labels: labels, Version: version.Get().Version,
-		URL: n.url, Meetings: meetings, Participants: participants, Load: load, Draining: n.draining.Load(),
+		URL: n.url, Relay: relayAdvertise(n.id.Leaf(), n.mesh.Addr()), Meetings: meetings, Participants: participants, Load: load, Draining: n.draining.Load(),
 		CertExpiry: n.id.Leaf().NotAfter.UTC(), ConfigRevision: n.conf.Revision(), Spooled: n.spool.Pending(),
 		Started: n.started, Time: n.clock.Now().UTC()}
 }
 
-// SetDraining starts or ends draining (conclave node drain).
-func (n *Node) SetDraining(on bool) {
+// SetDraining starts or ends draining (conclave node drain): while
+// draining, the node sends joining participants to other nodes, and,
+// when it starts, its own participants too. It returns how many
+// participants were sent away.
+func (n *Node) SetDraining(on bool) int {
 	if n.draining.Swap(on) != on {
 		n.log.Info("cluster: draining", "on", on)
 	}
+	if !on {
+		return 0
+	}
+	moved := n.meetings.Drain()
+	n.log.Info("cluster: participants sent to other nodes", "participants", moved)
+	return moved
 }
 
 // loadMeter turns the process's CPU time into a load between 0 and 1.
@@ -360,8 +420,28 @@ func (l *loadMeter) read() float64 {
 // Name is the node's name.
 func (n *Node) Name() string { return n.id.Name() }
 
+// Role is the node's role (conference or edge).
+func (n *Node) Role() string { return n.id.Role() }
+
 // URL is the node's HTTPS base URL.
 func (n *Node) URL() string { return n.url }
+
+// RelayAddr is the node-to-node listener's address.
+func (n *Node) RelayAddr() net.Addr { return n.mesh.Addr() }
+
+// Knows reports whether the node has a current status of node (heard on
+// the bus within bus.StatusStale).
+func (n *Node) Knows(node string) bool {
+	for _, st := range n.nodes.list(n.clock.Now()) {
+		if st.Name == node && st.Up {
+			return true
+		}
+	}
+	return false
+}
+
+// Linked returns the nodes this one is linked to now.
+func (n *Node) Linked() []string { return n.mesh.LinkedNodes() }
 
 // MediaAddr is the node's media UDP address.
 func (n *Node) MediaAddr() net.Addr { return n.engine.UDPAddr() }
@@ -402,6 +482,12 @@ func (n *Node) close() error {
 
 func (n *Node) closeParts() error {
 	var errs []error
+	if n.mesh != nil {
+		errs = append(errs, n.mesh.Close())
+	}
+	if n.debug != nil {
+		errs = append(errs, n.debug.Close())
+	}
 	if n.cancel == nil && n.listener != nil {
 		errs = append(errs, n.listener.Close())
 	}

@@ -30,6 +30,7 @@ import (
 	"conclave/internal/clock"
 	"conclave/internal/clocksync"
 	"conclave/internal/config"
+	"conclave/internal/conn"
 	"conclave/internal/devca"
 	"conclave/internal/e2ee"
 	"conclave/internal/files"
@@ -89,6 +90,7 @@ type Server struct {
 	sipCA         *devca.Authority // nil unless --sip-listen
 	url           string
 	org           nodeconf.Org // the organisation's E2EE key, for the nodes
+	opts          Options
 	ctx           context.Context
 	cancel        context.CancelFunc
 	served        chan error
@@ -102,6 +104,9 @@ type Options struct {
 	ResumeWindow time.Duration
 	// Tap sees every media packet the SFU forwards (tests only).
 	Tap sfu.Tap
+	// RelayTap sees every RTP packet other nodes relay to this one
+	// (tests only).
+	RelayTap func(from string, t conn.RelayedTrack, raw []byte)
 	// SIPTap sees every datagram the SIP media relay forwards (tests only).
 	SIPTap sipedge.Tap
 	// ListenRelay opens the TURN server's relay sockets (nil is
@@ -140,7 +145,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	clk := clock.Or(opts.Clock)
-	s := &Server{cfg: cfg, log: log, clock: clk, started: clk.Now().UTC()}
+	s := &Server{cfg: cfg, log: log, clock: clk, started: clk.Now().UTC(), opts: opts}
 	ok := false
 	defer func() {
 		if !ok {
@@ -295,8 +300,12 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if cfg.Auth.AdminListen != "" {
 		plane = web.PlaneMeeting
 	}
+	var webStore store.Store = st
+	if s.cl != nil {
+		webStore = configStore{Store: st, changed: s.ConfigChanged}
+	}
 	webCfg := web.Config{
-		Store:        st,
+		Store:        webStore,
 		Sessions:     auth.NewSessions(st, clk, auth.SessionConfig{Audit: s.audit}),
 		Accounts:     s.accounts,
 		Guard:        s.guard,
@@ -322,13 +331,21 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		Logger:       log,
 		Telephony:    telephony,
 		Ops:          opsWeb{s},
+		PeerOrigins:  s.peerOrigins,
+	}
+	if s.cl != nil {
+		webCfg.Cluster = clusterAdmin{s}
 	}
 	handler := web.New(ctx, webCfg)
 	if err := o.finish(ctx, s); err != nil {
 		return nil, err
 	}
 	if cfg.DebugListen != "" {
-		if s.debug, err = startDebug(cfg.DebugListen, log, metricsHandler(o.registry)); err != nil {
+		var extra []debugRoute
+		if s.cl != nil {
+			extra = append(extra, relayCapture(s.cl.mesh))
+		}
+		if s.debug, err = startDebug(cfg.DebugListen, log, metricsHandler(o.registry), extra...); err != nil {
 			return nil, err
 		}
 	}

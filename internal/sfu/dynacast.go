@@ -96,8 +96,15 @@ func (d *dynacast) needed(now time.Time) (out [maxLayers]bool, top bool) {
 			sized[size] = true
 		}
 	}
+	// Relays to other nodes need what their subscribers need (relay.go).
+	var tapped [maxLayers]bool
+	u.tapNeeds(&tapped)
 	if u.svc {
+		out[0] = out[0] || tapped[0]
 		return out, false
+	}
+	for i := range wanted {
+		wanted[i] = wanted[i] || tapped[i]
 	}
 	n := u.Layers()
 	onlyTop := n > 1 && wanted[n-1]

@@ -80,6 +80,10 @@ func (l *upLayer) sendKeyFrameRequest() {
 	}
 	l.lastKeyFrameRequest.Store(l.track.clock.Now().UnixNano())
 	l.keyFrameRequests.Add(1)
+	if f := l.track.keyFrames; f != nil {
+		f(int(l.index)) // a track relayed from another node (relay.go)
+		return
+	}
 	if l.track.pc == nil {
 		return // a test's track
 	}

@@ -70,13 +70,15 @@ func (t *localTrack) Close() {
 	t.end()
 }
 
-// ownTrack returns the engine's up track behind t: a received track or a
-// local one.
+// ownTrack returns the engine's up track behind t: a received track, a
+// local one, or one relayed from another node.
 func ownTrack(t conn.UpTrack) (*UpTrack, bool) {
 	switch u := t.(type) {
 	case *UpTrack:
 		return u, true
 	case *localTrack:
+		return u.UpTrack, true
+	case relayedTrack:
 		return u.UpTrack, true
 	}
 	return nil, false

@@ -285,6 +285,7 @@ func (l *upLayer) forward(pkts []framePacket) {
 		}
 	}
 	u.toSinks(pkts)
+	u.relayed(pkts)
 	if u.sock != nil {
 		now := time.Now().UnixNano()
 		for i := range pkts {

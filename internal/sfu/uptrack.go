@@ -69,9 +69,14 @@ type UpTrack struct {
 	stats  [maxLayers]layerStats              // by spatial layer
 	svcN   atomic.Int32                       // spatial layers announced by VP9 SS
 
-	mu      sync.Mutex                   // serialises changes of downs, readers
+	mu      sync.Mutex                   // serialises changes of downs, taps, readers
 	downs   atomic.Pointer[[]*DownTrack] // read lock-free by the forwarding loops
+	taps    atomic.Pointer[[]*relayTap]  // relays to other nodes (relay.go)
 	readers int                          // layers whose read loop runs
+
+	// keyFrames, for a track relayed from another node, asks that node
+	// for key frames instead of a publisher (relay.go).
+	keyFrames func(layer int)
 
 	dyn dynacast
 
@@ -129,6 +134,8 @@ func newUpTrack(pc *webrtc.PeerConnection, clk clock.Clock, codec webrtc.RTPCode
 	u.svcN.Store(1)
 	empty := []*DownTrack{}
 	u.downs.Store(&empty)
+	noTaps := []*relayTap{}
+	u.taps.Store(&noTaps)
 	u.dyn.init(u)
 	return u
 }
@@ -198,6 +205,8 @@ func (u *UpTrack) end() {
 	u.mu.Lock()
 	empty := []*DownTrack{}
 	u.downs.Store(&empty)
+	noTaps := []*relayTap{}
+	u.taps.Store(&noTaps)
 	u.mu.Unlock()
 	u.dyn.stop()
 	close(u.done)

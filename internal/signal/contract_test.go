@@ -229,6 +229,9 @@ func clearUnless(m *Message, keep map[string]bool) {
 	if keep["tracks"] {
 		m.Tracks = map[string]TrackInfo{}
 	}
+	if keep["redirected"] {
+		m.Redirected = true
+	}
 }
 
 // The server accepts every valid message of the contract, and answers

@@ -80,6 +80,10 @@ const (
 	TypeLayers             = "layers"
 	TypeSpeaker            = "speaker"
 	TypeICEServers         = "ice-servers"
+	// TypeRedirect sends the client to another node of the cluster
+	// (URL; Reason "node-selection" or "draining"): it joins there, with
+	// its resume token if it has one (docs/protocol.md, "Nodes").
+	TypeRedirect = "redirect"
 )
 
 // Roles of participants.
@@ -257,6 +261,14 @@ type Message struct {
 	ICEPolicy    string        `json:"iceTransportPolicy,omitempty"`
 	RoomInfo     *RoomInfo     `json:"roomInfo,omitempty"`
 	Resumed      bool          `json:"resumed,omitempty"`
+	// Nodes are the base URLs of the cluster's other nodes, by
+	// preference, where the client reconnects if this one fails.
+	Nodes []string `json:"nodes,omitempty"`
+
+	// join: the client follows a redirect (the node does not send it on).
+	Redirected bool `json:"redirected,omitempty"`
+	// redirect: the base URL of the node to join.
+	URL string `json:"url,omitempty"`
 
 	// participant-joined, participant-updated, participant-left, knock,
 	// knock-ended, muted (By)
@@ -368,7 +380,7 @@ func (m *Message) Validate() error {
 	if m.Self != nil || m.Participants != nil || m.ICEServers != nil || m.ICEPolicy != "" || m.RoomInfo != nil ||
 		m.Resumed || m.Participant != nil || m.Code != "" || m.Text != "" || m.Fatal ||
 		m.Reason != "" || m.RefType != "" || m.From != "" || m.By != "" || m.RoomState != nil || m.Wait != "" ||
-		m.Meeting != "" || m.UploadToken != "" || m.Mid != "" || m.Active != nil {
+		m.Meeting != "" || m.UploadToken != "" || m.Mid != "" || m.Active != nil || m.Nodes != nil || m.URL != "" {
 		return Errorf(CodeInvalidField, "Message carries fields only the server may send.")
 	}
 	switch m.Type {
@@ -391,7 +403,7 @@ func (m *Message) Validate() error {
 				return Errorf(CodeInvalidField, "A PIN is made of digits only.")
 			}
 		}
-		return m.onlyFields("room", "name", "resume", "pin")
+		return m.onlyFields("room", "name", "resume", "pin", "redirected")
 	case TypePublish:
 		if err := checkSDP(m.SDP); err != nil {
 			return err
@@ -515,22 +527,23 @@ func (m *Message) Validate() error {
 // having data silently ignored.
 func (m *Message) onlyFields(allowed ...string) error {
 	present := map[string]bool{
-		"room":      m.Room != "",
-		"name":      m.Name != "",
-		"resume":    m.Resume != "",
-		"sdp":       m.SDP != "",
-		"tracks":    m.Tracks != nil,
-		"pc":        m.PC != "",
-		"candidate": m.Candidate != nil,
-		"state":     m.State != nil,
-		"payload":   m.Payload != "",
-		"to":        m.To != "",
-		"pin":       m.PIN != "",
-		"target":    m.Target != "",
-		"locked":    m.Locked != nil,
-		"role":      m.Role != "",
-		"settings":  m.Settings != nil,
-		"layout":    m.Layout != nil,
+		"room":       m.Room != "",
+		"name":       m.Name != "",
+		"resume":     m.Resume != "",
+		"sdp":        m.SDP != "",
+		"tracks":     m.Tracks != nil,
+		"pc":         m.PC != "",
+		"candidate":  m.Candidate != nil,
+		"state":      m.State != nil,
+		"payload":    m.Payload != "",
+		"to":         m.To != "",
+		"pin":        m.PIN != "",
+		"target":     m.Target != "",
+		"locked":     m.Locked != nil,
+		"role":       m.Role != "",
+		"settings":   m.Settings != nil,
+		"layout":     m.Layout != nil,
+		"redirected": m.Redirected,
 	}
 	for _, a := range allowed {
 		delete(present, a)

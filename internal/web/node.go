@@ -1,5 +1,10 @@
 package web
 
+import (
+	"net/url"
+	"strings"
+)
+
 // PlaneNode is the listener of a conference node (conclave node run):
 // meeting pages, signaling and meeting files for participants who have
 // no account session on it. Accounts, sign-in and management live on
@@ -39,3 +44,39 @@ type OrgKey interface {
 	// log's checkpoints.
 	LogVerifierKey() string
 }
+
+// peerSockets is the CSP connect-src addition for the other nodes'
+// signaling WebSockets: " wss://host:port" each.
+func (s *Server) peerSockets() string {
+	if s.PeerOrigins == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, o := range s.PeerOrigins() {
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme != "https" || u.Host == "" || strings.ContainsAny(u.Host, " ;'\"") {
+			continue
+		}
+		b.WriteString(" wss://" + u.Host)
+	}
+	return b.String()
+}
+
+// peerOriginPatterns are the other nodes' origins as WebSocket origin
+// patterns (path.Match, its special characters escaped).
+func (s *Server) peerOriginPatterns() []string {
+	if s.PeerOrigins == nil {
+		return nil
+	}
+	var out []string
+	for _, o := range s.PeerOrigins() {
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			continue
+		}
+		out = append(out, "https://"+patternEscaper.Replace(u.Host))
+	}
+	return out
+}
+
+var patternEscaper = strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)

@@ -173,6 +173,7 @@ func (s *Server) Routes() []Route {
 		m("PUT", "/api/settings/certificate-login", perm.AuthSettingsManage, s.apiSetCert),
 	}
 	rows = append(rows, s.opsRoutes(m)...)
+	rows = append(rows, s.clusterRoutes(m)...)
 	return append(rows, s.sipRoutes(m)...)
 }
 
@@ -197,6 +198,9 @@ func (s *Server) routes() {
 			h = s.require(rt.Perm, rt.Manage)
 		}
 		s.mux.HandleFunc(rt.Pattern(), h)
+	}
+	if s.Plane == PlaneNode && s.LogUpstream != nil {
+		s.mux.Handle("/api/e2ee/log/", s.LogUpstream)
 	}
 	if s.Plane == PlaneAdmin {
 		s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

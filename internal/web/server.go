@@ -94,6 +94,20 @@ type Config struct {
 	// Ops serves the operator's endpoints (audit viewer, alarms, settings,
 	// backups, certificates, metrics); nil leaves them out.
 	Ops Operations
+
+	// Cluster manages the cluster's nodes (docs/cluster.md); nil when the
+	// server is not a cluster's management node.
+	Cluster ClusterAdmin
+	// LogUpstream, on a conference node (PlaneNode), answers the E2EE
+	// transparency log's requests (/api/e2ee/log/...) by passing them on
+	// to the management node, which keeps the log.
+	LogUpstream http.Handler
+
+	// PeerOrigins returns the origins (https://host:port) of the
+	// cluster's other nodes: the meeting page may open their signaling
+	// WebSocket (a redirect, a failover), and they open this node's.
+	// Nil for a node alone (node.go).
+	PeerOrigins func() []string
 }
 
 // Server is the HTTP handler of a Conclave node.
@@ -121,7 +135,7 @@ func New(ctx context.Context, cfg Config) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "+
-		"media-src 'self' blob:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		"media-src 'self' blob:; connect-src 'self'"+s.peerSockets()+"; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 	h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")

@@ -108,7 +108,7 @@ func (s *Server) meetingClient(r *http.Request) meeting.Client {
 // handleWS upgrades a meeting signaling connection. The WebSocket library
 // refuses an Origin that names another host.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{})
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.peerOriginPatterns()})
 	if err != nil {
 		return // Accept has answered the request
 	}

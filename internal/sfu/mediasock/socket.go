@@ -1,5 +1,5 @@
 // Package mediasock is the SFU's media socket: the one UDP socket that
-// every peer connection's ICE shares. Below Pion it does three things,
+// every peer connection's ICE shares. Below Pion it does these things,
 // behind a small API:
 //
 //   - stamping: it asks the kernel for the receive time of every datagram

@@ -17,6 +17,7 @@ import { watchTrust } from './trustwatch.mjs';
 import { pagesFor } from './adminforms.mjs';
 import { RolesPage, SessionsPage, SigninPage, UsersPage } from './adminaccounts.mjs';
 import { AuditPage, SystemPage } from './adminops.mjs';
+import { NodesPage } from './adminnodes.mjs';
 
 const REFRESH_MS = 15000;
 const STATUS_MS = 5000;
@@ -33,6 +34,7 @@ const screens = {
   signin: $('#screen-signin'),
   audit: $('#screen-audit'),
   system: $('#screen-system'),
+  nodes: $('#screen-nodes'),
 };
 const ui = {
   status: $('#status'),
@@ -136,6 +138,7 @@ const pages = {
   signin: new SigninPage(pageContext),
   audit: new AuditPage(pageContext),
   system: new SystemPage(pageContext),
+  nodes: new NodesPage(pageContext),
 };
 
 function show(name) {

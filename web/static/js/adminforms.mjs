@@ -14,6 +14,7 @@ export const PAGES = [
   { id: 'signin', label: 'Sign-in', perm: 'auth-settings.view' },
   { id: 'audit', label: 'Audit log', perm: 'audit.view' },
   { id: 'system', label: 'System', perm: 'system.view' },
+  { id: 'nodes', label: 'Nodes', perm: 'system.view' },
 ];
 
 /**
@@ -121,4 +122,29 @@ export function parseSyslogLines(text) {
     servers.push(serverName ? { name, address, serverName } : { name, address });
   }
   return { servers, error: '' };
+}
+
+/**
+ * A node's health as the Nodes page shows it (docs/cluster.md).
+ * @param {{removedAt?: string, status?: {up: boolean, draining: boolean, spooled: number}}} n
+ * @returns {{ok: boolean, text: string}}
+ */
+export function nodeHealth(n) {
+  if (n.removedAt) return { ok: true, text: 'removed' };
+  const st = n.status;
+  if (!st) return { ok: false, text: 'never heard from' };
+  if (!st.up) return { ok: false, text: 'down' };
+  const parts = [st.draining ? 'draining' : 'up'];
+  if (st.spooled > 0) parts.push(`${st.spooled} audit entries waiting`);
+  return { ok: true, text: parts.join(', ') };
+}
+
+/**
+ * Whole days until a certificate expires (negative once expired).
+ * @param {string} expiry RFC 3339
+ * @param {number} now milliseconds
+ * @returns {number}
+ */
+export function certDays(expiry, now) {
+  return Math.floor((Date.parse(expiry) - now) / 86400000);
 }

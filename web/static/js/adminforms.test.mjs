@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { accountState, auditQuery, groupsToText, pagesFor, parseSyslogLines, textToGroups } from './adminforms.mjs';
+import { accountState, auditQuery, groupsToText, pagesFor, parseSyslogLines, textToGroups, nodeHealth, certDays } from './adminforms.mjs';
 
 test('pages follow permissions', () => {
   assert.deepEqual(pagesFor(['audit.view']).map((p) => p.id), ['audit']); // the auditor
-  assert.deepEqual(pagesFor(['rooms.view', 'sessions.view', 'system.view']).map((p) => p.id), ['rooms', 'sessions', 'system']);
+  assert.deepEqual(pagesFor(['rooms.view', 'sessions.view', 'system.view']).map((p) => p.id), ['rooms', 'sessions', 'system', 'nodes']);
   assert.deepEqual(pagesFor(['rooms.view', 'users.view']).map((p) => p.id), ['rooms', 'users']);
   assert.deepEqual(pagesFor(['auth-settings.view', 'roles.view']).map((p) => p.id), ['roles', 'signin']);
 });
@@ -39,4 +39,12 @@ test('syslog server lines', () => {
     servers: [{ name: 'siem', address: 'logs.example.org:6514' }, { name: 'backup', address: '10.0.0.9:6514', serverName: 'logs2.example.org' }], error: '' });
   assert.equal(parseSyslogLines('siem logs:6514').error, 'Line 1 is not “name, host:port”.');
   assert.equal(parseSyslogLines('a, b:1\nc, nohost').error, 'Line 2 is not “name, host:port”.');
+});
+
+test('a node\'s health and certificate days', () => {
+  assert.deepEqual(nodeHealth({ removedAt: '2026-12-01T00:00:00Z' }), { ok: true, text: 'removed' });
+  assert.deepEqual(nodeHealth({}), { ok: false, text: 'never heard from' });
+  assert.deepEqual(nodeHealth({ status: { up: false } }), { ok: false, text: 'down' });
+  assert.deepEqual(nodeHealth({ status: { up: true, draining: true, spooled: 3 } }), { ok: true, text: 'draining, 3 audit entries waiting' });
+  assert.equal(certDays('2026-12-11T00:00:00Z', Date.parse('2026-12-01T12:00:00Z')), 9);
 });

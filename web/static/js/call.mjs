@@ -80,7 +80,9 @@ export class Call extends EventTarget {
         mc.resumed();
         return;
       }
-      this.#emit('chat-reset', {});
+      // Another node of the same meeting (a failover) keeps the chat.
+      if (d.meeting !== this.chatMeeting) this.#emit('chat-reset', {});
+      this.chatMeeting = d.meeting;
       this.#watchLog();
       mc.start({ meetingId: d.meeting || `room:${room}`, selfId: d.self.id, name: d.self.name || this.session.name, participants: d.participants });
     });

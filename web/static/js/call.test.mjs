@@ -250,6 +250,25 @@ test('chat goes end to end; a new meeting resets the chat, a resume does not', a
   assert.equal(alice.call.e2ee.code, bob.call.e2ee.code);
 });
 
+test('another node of the same meeting (a failover) keeps the chat; the participant is new there', async () => {
+  const m = await meeting();
+  const alice = await m.join('Alice');
+  await m.join('Bob');
+  await m.advance(200);
+  const before = alice.call.session.self.id;
+  // Alice's node dies; another node of the cluster has the meeting but
+  // not her connection: a new participant, the same meeting id.
+  m.server.members = m.server.members.filter((p) => p.id !== before);
+  alice.w.ws().drop();
+  await alice.w.advance(1000);
+  alice.w.ws().open();
+  await m.settle();
+  const last = alice.events.filter(([t]) => t === 'joined').at(-1)[1];
+  assert.equal(last.resumed, false);
+  assert.notEqual(alice.call.session.self.id, before);
+  assert.equal(alice.events.filter(([t]) => t === 'chat-reset').length, 1, 'the failover reset the chat');
+});
+
 test('frames under a missing key make the call ask the sender for it, until the call ends', async () => {
   const m = await meeting();
   const alice = await m.join('Alice');

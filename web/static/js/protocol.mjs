@@ -28,7 +28,7 @@ export const LIMITS = Object.freeze({
 
 /** Fields each client message type may carry, besides v, type and id. */
 export const FIELDS = Object.freeze({
-  join: ['room', 'name', 'resume', 'pin'],
+  join: ['room', 'name', 'resume', 'pin', 'redirected'],
   publish: ['sdp', 'tracks'],
   'subscribe-answer': ['sdp'],
   candidate: ['pc', 'candidate'],
@@ -69,7 +69,7 @@ export const CODES = Object.freeze({
 const ROOM_STATE_SHAPE = { obj: { locked: 'bool', guestsMayUnmute: 'bool', guestsMayPresent: 'bool', hostPresent: 'bool' } };
 const SHAPE = {
   v: 'int', type: 'string', id: 'string',
-  room: 'string', name: 'string', resume: 'string', pin: 'string',
+  room: 'string', name: 'string', resume: 'string', pin: 'string', redirected: 'bool',
   target: 'string', locked: 'bool', role: 'string', settings: ROOM_STATE_SHAPE,
   sdp: 'string', tracks: { map: { obj: { participant: 'string', source: 'string', kind: 'string', stream: 'string' } } },
   pc: 'string', candidate: { obj: { candidate: 'string', sdpMid: 'string', sdpMLineIndex: 'uint16', usernameFragment: 'string' } },
@@ -79,7 +79,7 @@ const SHAPE = {
   // Sent by the server only.
   mid: 'any', active: 'any', from: 'any', meeting: 'any', uploadToken: 'any', self: 'any', participants: 'any',
   iceServers: 'any', roomInfo: 'any', resumed: 'any', participant: 'any', by: 'any', roomState: 'any', wait: 'any',
-  code: 'any', message: 'any', fatal: 'any', reason: 'any', ref: 'any',
+  code: 'any', message: 'any', fatal: 'any', reason: 'any', ref: 'any', nodes: 'any', url: 'any',
 };
 const SERVER_FIELDS = Object.keys(SHAPE).filter((k) => SHAPE[k] === 'any');
 
@@ -147,12 +147,14 @@ export function pinProblem(pin) {
  * @param {string} name display name (trimmed here)
  * @param {string} [resume] resume token from an earlier welcome
  * @param {string} [pin] the host or guest PIN, digits
+ * @param {boolean} [redirected] the join follows a node's redirect
  * @returns {object}
  */
-export function joinMessage(room, name, resume, pin) {
+export function joinMessage(room, name, resume, pin, redirected) {
   const m = { v: VERSION, type: 'join', room, name: String(name).trim() };
   if (resume) m.resume = resume;
   if (pin) m.pin = String(pin);
+  if (redirected) m.redirected = true;
   return m;
 }
 

@@ -49,6 +49,25 @@ const PUBLISH_ORDER = ['microphone', 'camera', 'screen', 'screen-audio'];
 const KIND = { microphone: 'audio', camera: 'video', screen: 'video', 'screen-audio': 'audio' };
 const OPEN = 1;
 
+/** The delay before trying another node of the cluster, in milliseconds. */
+export const FAILOVER_DELAY_MS = 250;
+
+/**
+ * The signaling WebSocket URL of a node, from its base URL (a welcome's
+ * nodes, a redirect's url); '' when it is not an https URL.
+ * @param {string} base
+ * @returns {string}
+ */
+export function nodeSocketURL(base) {
+  try {
+    const u = new URL(String(base));
+    if (u.protocol !== 'https:' || u.username || u.password) return '';
+    return `wss://${u.host}/ws`;
+  } catch {
+    return '';
+  }
+}
+
 /** The room state assumed until the server sends one (absent booleans are false). */
 export const DEFAULT_ROOM_STATE = Object.freeze({ locked: false, guestsMayUnmute: false, guestsMayPresent: false, hostPresent: false });
 
@@ -92,6 +111,10 @@ export class Session extends EventTarget {
     this.name = String(name).trim();
     this.pin = String(pin ?? '');
     this.url = url ?? `wss://${g.location?.host}/ws`;
+    /** @type {string[]} other nodes' WebSocket URLs, best first, from the last welcome */
+    this.alternates = [];
+    /** the next join follows a node's redirect (the node does not send it on) */
+    this.redirected = false;
 
     /** @type {Map<string, MediaStreamTrack|null>} published source -> track (null: camera off) */
     this.local = new Map();
@@ -354,10 +377,12 @@ export class Session extends EventTarget {
     }
     this.ws = ws;
     this.admitted = false;
+    let opened = false;
     ws.onopen = () => {
       if (ws !== this.ws) return;
+      opened = true;
       this.timeline?.mark('ws-open');
-      this.#sendOn(ws, joinMessage(this.room, this.name, this.resumeToken || undefined, this.pin || undefined));
+      this.#sendOn(ws, joinMessage(this.room, this.name, this.resumeToken || undefined, this.pin || undefined, this.redirected));
     };
     ws.onmessage = (e) => {
       if (ws !== this.ws) return;
@@ -376,7 +401,17 @@ export class Session extends EventTarget {
       if (this.closed) return;
       if (this.everJoined) this.#status('reconnecting');
       else this.#status('connecting', this.attempt >= 2 ? 'Cannot reach the Conclave server. Retrying…' : undefined);
-      const delay = reconnectDelay(this.attempt++);
+      let delay = reconnectDelay(this.attempt++);
+      if (!opened && this.alternates.length > 0) {
+        // The node does not answer: the next one of the cluster, at once
+        // (docs/protocol.md, "Nodes"). The failed one goes last, in case
+        // it comes back.
+        const failed = this.url;
+        this.url = this.alternates.shift();
+        this.alternates.push(failed);
+        this.redirected = true;
+        delay = FAILOVER_DELAY_MS;
+      }
       this.timers.reconnect = this.env.setTimeout(() => this.#connect(), delay);
     };
     ws.onerror = () => {}; // a close event follows
@@ -413,6 +448,7 @@ export class Session extends EventTarget {
       case 'participant-left': return this.#onParticipantLeft(m.participant);
       case 'error': return this.#onError(m);
       case 'bye': return this.#onBye(m);
+      case 'redirect': return this.#onRedirect(m);
       case 'room-state': return this.#onRoomState(m.roomState);
       case 'knock': return this.#onKnock(m.participant);
       case 'knock-ended': return this.#onKnockEnded(m.participant);
@@ -444,6 +480,8 @@ export class Session extends EventTarget {
     this.roomInfo = m.roomInfo ?? this.roomInfo;
     this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
     this.iceTransportPolicy = m.iceTransportPolicy === 'relay' ? 'relay' : 'all';
+    this.alternates = (Array.isArray(m.nodes) ? m.nodes : []).map(nodeSocketURL).filter((u) => u && u !== this.url);
+    this.redirected = false;
     this.participants = new Map((m.participants ?? []).map((p) => [p.id, p]));
     if (resumed) {
       this.#applyIceServers();
@@ -551,6 +589,25 @@ export class Session extends EventTarget {
     }
     console.warn(`conclave: server error ${m.code}${m.ref ? ` (answering ${m.ref})` : ''}: ${m.message}`);
     this.#emit('error', { code: m.code, message: m.message, fatal: false });
+  }
+
+  // Another node of the cluster is to take this participant: the policy
+  // chose it, or this node is being drained. The session joins there at
+  // once, with its resume token (the role and the meeting are kept).
+  #onRedirect(m) {
+    const url = nodeSocketURL(m.url);
+    if (!url) {
+      console.warn('conclave: ignoring a redirect to', m.url);
+      return;
+    }
+    const ws = this.ws;
+    this.ws = null;
+    ws?.close(1000);
+    this.url = url;
+    this.redirected = true;
+    this.attempt = 0;
+    this.#clearTimer('reconnect');
+    this.#connect();
   }
 
   #onBye(m) {

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { Session, ICE_RECOVERY_MS, PUBLISH_RETRIES, PUBLISH_RETRY_MS } from './session.mjs';
+import { Session, ICE_RECOVERY_MS, PUBLISH_RETRIES, PUBLISH_RETRY_MS, FAILOVER_DELAY_MS } from './session.mjs';
 import { reconnectDelay } from './backoff.mjs';
 import { FakeTrack, FakeStream, fakeOffer, world, flush } from './testing/fakes.mjs';
 
@@ -834,6 +834,54 @@ test('the recovery schedule is the contract\'s', () => {
   assert.equal(ICE_RECOVERY_MS, schedule.iceRecoveryMs);
   assert.equal(PUBLISH_RETRIES, schedule.publishRetries);
   assert.equal(PUBLISH_RETRY_MS, schedule.publishRetryStepMs);
+});
+
+test('a node that does not answer: the next node of the welcome, at once, with the resume token', async () => {
+  const w = world();
+  const mic = new FakeTrack('audio', 'mic');
+  const s = new Session({ room: 'weekly', name: 'Ada', url: 'wss://a:8443/ws', media: { microphone: mic }, env: w.env });
+  s.join();
+  w.ws().open();
+  w.ws().receive(welcome({ nodes: ['https://b:8443', 'http://plain:80', 'not a url', 'https://c:8443'] }));
+  await flush();
+  // Node a dies: the first reconnection goes to a (a dropped connection
+  // may be nothing more), which refuses; the next goes to b.
+  w.ws().drop();
+  await w.advance(500);
+  assert.equal(w.ws().url, 'wss://a:8443/ws');
+  w.ws().drop();
+  await w.advance(FAILOVER_DELAY_MS);
+  assert.equal(w.ws().url, 'wss://b:8443/ws');
+  // b refuses too: c; the failed ones come after.
+  w.ws().drop();
+  await w.advance(FAILOVER_DELAY_MS);
+  const c = w.ws();
+  assert.equal(c.url, 'wss://c:8443/ws');
+  assert.deepEqual(s.alternates, ['wss://a:8443/ws', 'wss://b:8443/ws']);
+  c.open();
+  assert.deepEqual(c.sent[0], { v: 1, type: 'join', room: 'weekly', name: 'Ada', resume: 'resume-1', redirected: true });
+  w.ws().receive(welcome({ self: { id: 'me2', name: 'Ada' }, resume: 'resume-2', nodes: ['https://b:8443'] }));
+  await flush();
+  assert.deepEqual(s.alternates, ['wss://b:8443/ws']);
+});
+
+test('a redirect joins the named node at once, with the resume token; a bad one is ignored', async () => {
+  const w = world();
+  const { s } = await joined(w);
+  const first = w.ws();
+  first.receive({ type: 'redirect', url: 'javascript:alert(1)', reason: 'draining' });
+  await flush();
+  assert.equal(w.ws(), first);
+  first.receive({ type: 'redirect', url: 'https://b.example.org:8443', reason: 'draining' });
+  await flush();
+  assert.equal(first.readyState, 3, 'the old connection is closed');
+  const b = w.ws();
+  assert.equal(b.url, 'wss://b.example.org:8443/ws');
+  b.open();
+  assert.deepEqual(b.sent[0], { v: 1, type: 'join', room: 'weekly', name: 'Ada', resume: 'resume-1', redirected: true });
+  await w.advance(5000);
+  assert.equal(w.ws(), b, 'the old connection\'s close started no reconnection');
+  assert.equal(s.closed, false);
 });
 
 test('TURN: the welcome\'s servers and relay policy reach both peer connections; ice-servers and a resume update them', async () => {
