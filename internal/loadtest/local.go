@@ -70,13 +70,7 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalServer, error) {
 	if err := createRooms(ctx, dir, o.Rooms); err != nil {
 		return nil, err
 	}
-	args := []string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--media-udp", "127.0.0.1:0", "--media-tcp", "",
-		"--turn-udp", "127.0.0.1:0", "--turn-tcp", "127.0.0.1:0",
-		"--host", "127.0.0.1", "--debug-listen", "127.0.0.1:0", "--log-level", "warn"}
-	if o.MaxParticipants > 0 {
-		args = append(args, "--max-participants", strconv.Itoa(o.MaxParticipants))
-	}
-	args = append(args, o.Args...)
+	args := localServeArgs(dir, o)
 	cmd := exec.Command(o.Exe, args...)
 	cmd.Env = withoutConclaveEnv(os.Environ())
 	cmd.Stderr = o.Log
@@ -228,4 +222,20 @@ func (s *LocalServer) stop() error {
 		<-s.exited
 		return errors.New("local server did not stop within 10 s; killed")
 	}
+}
+
+// localServeArgs is the command line of the local server. Every
+// participant of the load comes from 127.0.0.1, so the per-address
+// connection cap (128 by default, against floods) is lifted: with it, a
+// run of more than 127 participants lost its 129th WebSocket (an EOF in
+// the handshake).
+func localServeArgs(dir string, o LocalOptions) []string {
+	args := []string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--media-udp", "127.0.0.1:0", "--media-tcp", "",
+		"--turn-udp", "127.0.0.1:0", "--turn-tcp", "127.0.0.1:0",
+		"--host", "127.0.0.1", "--debug-listen", "127.0.0.1:0", "--log-level", "warn",
+		"--max-conns-per-address", "-1"}
+	if o.MaxParticipants > 0 {
+		args = append(args, "--max-participants", strconv.Itoa(o.MaxParticipants))
+	}
+	return append(args, o.Args...)
 }
