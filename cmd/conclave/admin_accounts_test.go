@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"conclave/internal/audit"
 	"conclave/internal/store"
 )
 
@@ -47,6 +48,10 @@ func TestAdminAccountCommands(t *testing.T) {
 		{"", []string{"delete-user", "-username", "mia"}, 1, `no account is named "mia"`},
 		{"", []string{"delete-role", "-name", "room-viewer"}, 0, "deleted"},
 	}
+	// A sealed record first, as a node that has run has.
+	if code, out := runAdmin(t, data, "", "create-room", "-alias", "board"); code != 0 {
+		t.Fatal(out)
+	}
 	for _, s := range steps {
 		code, out := runAdmin(t, data, s.stdin, s.args...)
 		if code != s.code || !strings.Contains(out, s.want) {
@@ -61,5 +66,32 @@ func TestAdminAccountCommands(t *testing.T) {
 	recs, err := st.ListAudit(context.Background(), store.AuditFilter{Action: "account-disabled"})
 	if err != nil || len(recs) != 1 || !strings.HasPrefix(recs[0].Actor, "cli") {
 		t.Fatalf("the disabling in the audit log: %v %v", recs, err)
+	}
+	// Every change made is in the audit log, by the person at the shell,
+	// sealed with the audit key as the server's records are.
+	all, err := st.ListAudit(context.Background(), store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, r := range all {
+		if r.Outcome != "success" {
+			continue
+		}
+		count[r.Action]++
+		if !strings.HasPrefix(r.Actor, "cli:") || r.Source != "local" || len(r.MAC) == 0 {
+			t.Errorf("record %d (%s): actor %q, source %q, sealed %v; want cli:<user>, local, sealed", r.Seq, r.Action, r.Actor, r.Source, len(r.MAC) > 0)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"audit", "verify", "-data", data}, nil, &out, &errb); code != 0 {
+		t.Errorf("conclave audit verify after the account commands: %d %s%s", code, out.String(), errb.String())
+	}
+	for action, n := range map[string]int{"account-created": 2, "role-created": 1, audit.ActionRoleChanged: 1, "account-disabled": 1,
+		"account-enabled": 1, audit.ActionPasswordReset: 1, audit.ActionAccountUnlocked: 1, audit.ActionSessionsEnded: 1,
+		"account-deleted": 1, "role-deleted": 1} {
+		if count[action] != n {
+			t.Errorf("%d %s records, want %d (all: %v)", count[action], action, n, count)
+		}
 	}
 }

@@ -60,6 +60,7 @@ func clusterCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfg := config.Defaults()
 	config.RegisterDataDir(fs, &cfg)
+	config.RegisterSecrets(fs, &cfg)
 	var name, role, labels, mgmt string
 	var ttl time.Duration
 	switch cmd {
@@ -90,7 +91,14 @@ func clusterCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	defer st.Close()
 	ctx := context.Background()
-	ca, err := nodeca.Open(filepath.Join(cfg.DataDir, server.ClusterDir), firstHost(), st, nil)
+	// The cluster CA's key is sealed under the master key when there is
+	// one.
+	box, err := masterKey(cfg, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "conclave cluster: %v\n", err)
+		return 1
+	}
+	ca, err := nodeca.OpenSealed(filepath.Join(cfg.DataDir, server.ClusterDir), firstHost(), st, nil, box)
 	if err != nil {
 		fmt.Fprintf(stderr, "conclave cluster: %v\n", err)
 		return 1

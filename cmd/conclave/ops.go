@@ -194,6 +194,18 @@ func backupCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return promptPassphrase("Backup passphrase: ")
 	}
+	// openBackup opens the backup of -in and asks for its passphrase.
+	openBackup := func() (*os.File, string, error) {
+		if in == "" {
+			return nil, "", errors.New("-in is required")
+		}
+		p, err := passphrase()
+		if err != nil {
+			return nil, "", err
+		}
+		f, err := os.Open(in)
+		return f, p, err
+	}
 	ctx := context.Background()
 	switch cmd {
 	case "list":
@@ -211,14 +223,7 @@ func backupCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		tw.Flush()
 		return 0
 	case "check":
-		if in == "" {
-			return fail(errors.New("-in is required"))
-		}
-		p, err := passphrase()
-		if err != nil {
-			return fail(err)
-		}
-		f, err := os.Open(in)
+		f, p, err := openBackup()
 		if err != nil {
 			return fail(err)
 		}
@@ -233,14 +238,7 @@ func backupCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "restore":
-		if in == "" {
-			return fail(errors.New("-in is required"))
-		}
-		p, err := passphrase()
-		if err != nil {
-			return fail(err)
-		}
-		f, err := os.Open(in)
+		f, p, err := openBackup()
 		if err != nil {
 			return fail(err)
 		}
@@ -261,7 +259,11 @@ func backupCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		defer n.Close()
 		n.audit.Record(ctx, audit.Event{Action: audit.ActionBackupRestored, Target: filepath.Base(in), Outcome: audit.OutcomeSuccess,
 			Details: map[string]string{"created": h.Created.Format(time.RFC3339), "node": h.Node, "version": h.Version}})
-		fmt.Fprintf(stdout, "Restored the backup of node %s made %s into %s. Start Conclave on it: 'conclave serve -data %s'.\n", h.Node, h.Created.Format(time.RFC3339), cfg.DataDir, cfg.DataDir)
+		start := "-data " + cfg.DataDir
+		if cfg.Database != "" {
+			start += " -database ..."
+		}
+		fmt.Fprintf(stdout, "Restored the backup of node %s made %s into %s. %s Start Conclave on it: 'conclave serve %s'.\n", h.Node, h.Created.Format(time.RFC3339), cfg.DataDir, h.Database, start)
 		return 0
 	case "create":
 		p, err := passphrase()
@@ -275,7 +277,7 @@ func backupCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		defer n.Close()
 		rec := n.audit
 		host, _ := os.Hostname()
-		src := backup.Source{DataDir: cfg.DataDir, Box: n.box, Snapshot: n.st.Snapshot, Version: version.Get().Version, Node: host, Now: time.Now()}
+		src := backup.Source{DataDir: cfg.DataDir, Box: n.box, Snapshot: n.st.Snapshot, SnapshotName: server.SnapshotName(n.st), Version: version.Get().Version, Node: host, Now: time.Now()}
 		var name string
 		if out == "" {
 			m, err := backup.NewManager(backup.ManagerConfig{Source: src})

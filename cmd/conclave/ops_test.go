@@ -11,6 +11,7 @@ import (
 
 	"conclave/internal/audit"
 	"conclave/internal/store"
+	"conclave/internal/testutil/pgtest"
 
 	_ "modernc.org/sqlite"
 )
@@ -30,6 +31,11 @@ func auditActions(t *testing.T, data string) []string {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	return auditActionsOf(t, st)
+}
+
+func auditActionsOf(t *testing.T, st store.Store) []string {
+	t.Helper()
 	recs, err := st.ListAudit(context.Background(), store.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
@@ -123,5 +129,66 @@ func TestCLIBackupRestore(t *testing.T) {
 	t.Setenv("CONCLAVE_DATA", fresh)
 	if code, o, e := conclave(t, "", "audit", "verify"); code != 0 {
 		t.Fatalf("the restored chain does not verify: %q %q", o, e)
+	}
+}
+
+// TestMain stops the PostgreSQL server the PostgreSQL tests start.
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// On a node whose store is PostgreSQL, the operator's commands work on
+// that database (-database): a backup holds it (pg_dump), and restores
+// it into a new, empty database with a new data directory, where the
+// audit chain verifies; a PostgreSQL backup does not restore onto SQLite.
+func TestCLIBackupRestorePostgres(t *testing.T) {
+	data := t.TempDir()
+	t.Setenv("CONCLAVE_DATA", data)
+	t.Setenv("CONCLAVE_DATABASE", pgtest.NewDatabase(t))
+	t.Setenv("CONCLAVE_BACKUP_PASSPHRASE", "correct horse battery staple")
+	if code, o, e := conclave(t, "", "admin", "create-room", "-alias", "board"); code != 0 {
+		t.Fatalf("create-room: %d %q %q", code, o, e)
+	}
+	if code, o, e := conclave(t, "", "audit", "verify"); code != 0 || !strings.Contains(o, "intact") {
+		t.Fatalf("audit verify on PostgreSQL: %d %q %q", code, o, e)
+	}
+	out := filepath.Join(t.TempDir(), "b.cbk")
+	if code, o, e := conclave(t, "", "backup", "create", "-o", out); code != 0 {
+		t.Fatalf("create: %d %q %q", code, o, e)
+	}
+	if code, o, e := conclave(t, "", "backup", "check", "-in", out); code != 0 || !strings.Contains(o, "conclave.pgdump") || strings.Contains(o, "conclave.db") {
+		t.Fatalf("check: %d %q %q", code, o, e)
+	}
+
+	onSQLite := filepath.Join(t.TempDir(), "sqlite")
+	t.Setenv("CONCLAVE_DATABASE", "")
+	if code, _, e := conclave(t, "", "backup", "restore", "-in", out, "-data", onSQLite); code != 1 || !strings.Contains(e, "store is PostgreSQL") {
+		t.Fatalf("restore of a PostgreSQL backup without -database: %d %q", code, e)
+	}
+	if ents, _ := os.ReadDir(onSQLite); len(ents) != 0 {
+		t.Fatalf("the refused restore left %d entries in %s", len(ents), onSQLite)
+	}
+
+	fresh, db := filepath.Join(t.TempDir(), "new"), pgtest.NewDatabase(t)
+	t.Setenv("CONCLAVE_DATABASE", db)
+	if code, o, e := conclave(t, "", "backup", "restore", "-in", out, "-data", fresh); code != 0 || !strings.Contains(o, "loaded into the PostgreSQL database") {
+		t.Fatalf("restore: %d %q %q", code, o, e)
+	}
+	if _, err := os.Stat(filepath.Join(fresh, "conclave.pgdump")); !os.IsNotExist(err) {
+		t.Fatalf("the database dump was left in the data directory: %v", err)
+	}
+	t.Setenv("CONCLAVE_DATA", fresh)
+	if code, o, e := conclave(t, "", "audit", "verify"); code != 0 {
+		t.Fatalf("the restored chain does not verify: %q %q", o, e)
+	}
+	st, err := store.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.RoomByAlias(context.Background(), "board"); err != nil {
+		t.Fatalf("the restored database lacks the room: %v", err)
+	}
+	got := strings.Join(auditActionsOf(t, st), " ")
+	if !strings.Contains(got, "room-created") || !strings.Contains(got, audit.ActionBackupRestored) {
+		t.Fatalf("restored audit log: %s", got)
 	}
 }

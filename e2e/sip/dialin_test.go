@@ -143,9 +143,23 @@ func TestDialInToAMeetingWithTheHostsConsent(t *testing.T) {
 	t.Logf("the browser receives the telephone: %.0f audio packets, energy %.3g", heard.Packets, heard.Energy)
 	var report struct {
 		SendingSince map[string]float64 `json:"sendingSince"`
+		Participants map[string]struct {
+			Decrypted, Auth int
+		} `json:"participants"`
 	}
 	if err := host.Eval(browser.E2EEWorkerReportJS, &report); err != nil {
 		t.Fatal(err)
+	}
+	// What the browser plays came through the SFU in SFrame, under the
+	// gateway's sender key, not in clear.
+	if len(report.Participants) != 1 {
+		t.Fatalf("the browser decrypts %d participants' media, want the telephone's: %+v", len(report.Participants), report.Participants)
+	}
+	for id, r := range report.Participants {
+		if r.Decrypted < 50 || r.Auth != 0 {
+			t.Fatalf("the browser's decryption of the telephone (%s): %+v", id, r)
+		}
+		t.Logf("the browser decrypted %d frames of the telephone, none failing authentication", r.Decrypted)
 	}
 	// A copy: json.Unmarshal adds to the map it finds, so the next reports
 	// must not write into this one.

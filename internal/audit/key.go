@@ -2,15 +2,8 @@ package audit
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"conclave/internal/secrets"
 )
@@ -30,24 +23,9 @@ type Key struct {
 // LoadKey reads the audit key at path, creating it when create is true
 // and it does not exist.
 func LoadKey(path string, box *secrets.Box, create bool) (*Key, error) {
-	data, err := box.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) && create {
-		k := make([]byte, 32)
-		rand.Read(k)
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("create audit key: %w", err)
-		}
-		if err := box.WriteFile(path, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
-			return nil, fmt.Errorf("create audit key: %w", err)
-		}
-		return &Key{k: k}, nil
-	}
+	k, err := secrets.LoadKey(path, box, create)
 	if err != nil {
-		return nil, fmt.Errorf("read audit key: %w", err)
-	}
-	k, err := hex.DecodeString(strings.TrimSpace(string(data)))
-	if err != nil || len(k) != 32 {
-		return nil, fmt.Errorf("the audit key %s is damaged: restore it from a backup", path)
+		return nil, fmt.Errorf("audit key: %w", err)
 	}
 	return &Key{k: k}, nil
 }

@@ -147,19 +147,17 @@ func (l *Lifecycle) wouldOrphan(ctx context.Context, id int64, change func(*stor
 // sessions at once and then runs the deactivation hooks (meetings,
 // devices).
 func (l *Lifecycle) SetEnabled(ctx context.Context, actor store.User, id int64, enabled bool) error {
-	u, err := l.store.UserByID(ctx, id)
+	var (
+		u   store.User
+		err error
+	)
+	if enabled {
+		u, err = l.store.UserByID(ctx, id)
+	} else {
+		u, err = l.mayDeactivate(ctx, actor, id)
+	}
 	if err != nil {
 		return err
-	}
-	if !enabled {
-		if u.ID == actor.ID {
-			return ErrSelf
-		}
-		if orphan, err := l.wouldOrphan(ctx, id, func(u *store.User) { u.Enabled = false }); err != nil {
-			return err
-		} else if orphan {
-			return ErrLastAdministrator
-		}
 	}
 	if err := l.store.SetUserEnabled(ctx, id, enabled); err != nil {
 		return err
@@ -176,6 +174,24 @@ func (l *Lifecycle) SetEnabled(ctx context.Context, actor store.User, id int64, 
 		map[string]string{"sessions-ended": strconv.FormatInt(n, 10)}))
 }
 
+// mayDeactivate returns the account id if actor may disable or delete
+// it: not one's own, and not the last enabled administrator.
+func (l *Lifecycle) mayDeactivate(ctx context.Context, actor store.User, id int64) (store.User, error) {
+	u, err := l.store.UserByID(ctx, id)
+	if err != nil {
+		return store.User{}, err
+	}
+	if u.ID == actor.ID {
+		return store.User{}, ErrSelf
+	}
+	if orphan, err := l.wouldOrphan(ctx, id, func(u *store.User) { u.Enabled = false }); err != nil {
+		return store.User{}, err
+	} else if orphan {
+		return store.User{}, ErrLastAdministrator
+	}
+	return u, nil
+}
+
 func (l *Lifecycle) deactivated(ctx context.Context, u store.User, reason string) error {
 	var errs []error
 	for _, f := range l.onDeact {
@@ -189,17 +205,9 @@ func (l *Lifecycle) deactivated(ctx context.Context, u store.User, reason string
 // Delete removes the account id with its sessions, after the
 // deactivation hooks ran.
 func (l *Lifecycle) Delete(ctx context.Context, actor store.User, id int64) error {
-	u, err := l.store.UserByID(ctx, id)
+	u, err := l.mayDeactivate(ctx, actor, id)
 	if err != nil {
 		return err
-	}
-	if u.ID == actor.ID {
-		return ErrSelf
-	}
-	if orphan, err := l.wouldOrphan(ctx, id, func(u *store.User) { u.Enabled = false }); err != nil {
-		return err
-	} else if orphan {
-		return ErrLastAdministrator
 	}
 	// Disable first, so that nothing signs in between the hooks and the
 	// deletion.

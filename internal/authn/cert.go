@@ -17,6 +17,8 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 	"golang.org/x/crypto/ocsp"
+
+	"conclave/internal/pki"
 )
 
 // oidSAN is the subjectAltName extension; oidUPN the Microsoft User
@@ -139,7 +141,7 @@ func (rv *Revocation) VerifyClientCert(ctx context.Context, s CertSettings, chai
 		return "", errors.New("no client certificate was presented; choose one in the browser (or install it) and try again")
 	}
 	leaf := chain[0]
-	roots, err := certPool(s.CACert)
+	roots, err := pki.CertPool([]byte(s.CACert))
 	if err != nil {
 		return "", fmt.Errorf("certificate login is misconfigured: %w", err)
 	}

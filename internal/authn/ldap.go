@@ -3,8 +3,6 @@ package authn
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"conclave/internal/pki"
 )
 
 // Identity is who a directory or single sign-on provider says signed in.
@@ -53,32 +53,6 @@ func (e *UnavailableError) Error() string { return "the directory is unavailable
 // Unwrap returns the cause.
 func (e *UnavailableError) Unwrap() error { return e.Err }
 
-func certPool(pemText string) (*x509.CertPool, error) {
-	pool := x509.NewCertPool()
-	rest := []byte(pemText)
-	n := 0
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("a certificate does not parse: %w", err)
-		}
-		pool.AddCert(c)
-		n++
-	}
-	if n == 0 {
-		return nil, errors.New("no PEM certificate found")
-	}
-	return pool, nil
-}
-
 // dialLDAP opens a TLS-protected connection: LDAPS, or StartTLS before
 // anything else is sent. It never returns a clear-text connection.
 func dialLDAP(s LDAPSettings) (*ldap.Conn, error) {
@@ -88,7 +62,7 @@ func dialLDAP(s LDAPSettings) (*ldap.Conn, error) {
 	}
 	tc := &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
 	if s.CACert != "" {
-		if tc.RootCAs, err = certPool(s.CACert); err != nil {
+		if tc.RootCAs, err = pki.CertPool([]byte(s.CACert)); err != nil {
 			return nil, fmt.Errorf("the directory CA: %w", err)
 		}
 	}

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"conclave/internal/pki"
+	"conclave/internal/secrets"
 	"conclave/internal/store"
 )
 
@@ -176,7 +178,7 @@ func (s LDAPSettings) Check() error {
 		return errors.New("the directory URL must start with ldap:// (StartTLS) or ldaps://; there is no clear-text mode")
 	}
 	if s.CACert != "" {
-		if _, err := certPool(s.CACert); err != nil {
+		if _, err := pki.CertPool([]byte(s.CACert)); err != nil {
 			return fmt.Errorf("the directory CA: %w", err)
 		}
 	}
@@ -221,7 +223,7 @@ func (s CertSettings) Check() error {
 		}
 		return nil
 	}
-	if _, err := certPool(s.CACert); err != nil {
+	if _, err := pki.CertPool([]byte(s.CACert)); err != nil {
 		return fmt.Errorf("the certificate login CA: %w", err)
 	}
 	switch s.Identity {
@@ -238,19 +240,28 @@ func (s CertSettings) Check() error {
 }
 
 // Settings keeps the three sign-in configurations: those the command line
-// sets are fixed; the others live in the store.
+// sets are fixed; the others live in the store, their secrets (the LDAP
+// service password, the OpenID Connect client secret) sealed by fields.
 type Settings struct {
-	store store.Store
+	store  store.Store
+	fields *secrets.Fields
 
 	mu    sync.Mutex
 	fixed map[string]any // key -> settings set by flags
 }
 
-// NewSettings returns Settings on st. Non-nil arguments are settings given
-// on the command line: they win over the stored ones and cannot be changed
-// through the API.
-func NewSettings(st store.Store, ldap *LDAPSettings, oidc *OIDCSettings, cert *CertSettings) (*Settings, error) {
-	s := &Settings{store: st, fixed: map[string]any{}}
+// Names of the sealed secrets (the additional data of their sealing).
+const (
+	fieldLDAPPassword = keyLDAP + ".bindPassword"
+	fieldOIDCSecret   = keyOIDC + ".clientSecret"
+)
+
+// NewSettings returns Settings on st, whose secrets fields seals (nil
+// keeps them in the clear). Non-nil arguments are settings given on the
+// command line: they win over the stored ones and cannot be changed
+// through the API. Secrets stored in the clear before are sealed now.
+func NewSettings(st store.Store, fields *secrets.Fields, ldap *LDAPSettings, oidc *OIDCSettings, cert *CertSettings) (*Settings, error) {
+	s := &Settings{store: st, fields: fields, fixed: map[string]any{}}
 	if ldap != nil {
 		if err := ldap.Check(); err != nil {
 			return nil, fmt.Errorf("directory flags: %w", err)
@@ -269,7 +280,63 @@ func NewSettings(st store.Store, ldap *LDAPSettings, oidc *OIDCSettings, cert *C
 		}
 		s.fixed[keyCert] = *cert
 	}
+	if err := s.sealStored(context.Background()); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// sealStored seals the stored secrets that are still in the clear
+// (written before they were sealed).
+func (s *Settings) sealStored(ctx context.Context) error {
+	if s.fields == nil {
+		return nil
+	}
+	for _, k := range []struct{ key, field string }{{keyLDAP, "bindPassword"}, {keyOIDC, "clientSecret"}} {
+		if s.isFixed(k.key) {
+			continue
+		}
+		v, err := s.store.Setting(ctx, k.key)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(v), &m); err != nil {
+			return fmt.Errorf("stored %s settings: %w", k.key, err)
+		}
+		clear, _ := m[k.field].(string)
+		if clear == "" || secrets.FieldSealed(clear) {
+			continue
+		}
+		m[k.field] = s.fields.Seal(k.key+"."+k.field, clear)
+		b, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		if err := s.store.SetSetting(ctx, k.key, string(b), time.Now().UTC()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seal and open seal and open the secret named field, with no Fields
+// (clear mode) leaving it as it is.
+func (s *Settings) seal(field, v string) string {
+	if s.fields == nil {
+		return v
+	}
+	return s.fields.Seal(field, v)
+}
+
+func (s *Settings) open(field, v string) (string, error) {
+	if s.fields == nil {
+		return v, nil
+	}
+	return s.fields.Open(field, v)
 }
 
 // ErrFixed refuses to change settings the command line sets.
@@ -320,13 +387,21 @@ func save(ctx context.Context, s *Settings, key string, v any, now time.Time) er
 // LDAP returns the directory settings and whether the command line fixes
 // them.
 func (s *Settings) LDAP(ctx context.Context) (LDAPSettings, bool, error) {
-	return load(ctx, s, keyLDAP, DefaultLDAP())
+	v, fixed, err := load(ctx, s, keyLDAP, DefaultLDAP())
+	if err == nil && !fixed {
+		v.BindPassword, err = s.open(fieldLDAPPassword, v.BindPassword)
+	}
+	return v, fixed, err
 }
 
 // OIDC returns the single sign-on settings and whether the command line
 // fixes them.
 func (s *Settings) OIDC(ctx context.Context) (OIDCSettings, bool, error) {
-	return load(ctx, s, keyOIDC, DefaultOIDC())
+	v, fixed, err := load(ctx, s, keyOIDC, DefaultOIDC())
+	if err == nil && !fixed {
+		v.ClientSecret, err = s.open(fieldOIDCSecret, v.ClientSecret)
+	}
+	return v, fixed, err
 }
 
 // Cert returns the certificate login settings and whether the command
@@ -351,6 +426,7 @@ func (s *Settings) SetLDAP(ctx context.Context, v LDAPSettings, now time.Time) e
 	if err := v.Check(); err != nil {
 		return &InputError{err.Error()}
 	}
+	v.BindPassword = s.seal(fieldLDAPPassword, v.BindPassword)
 	return save(ctx, s, keyLDAP, v, now)
 }
 
@@ -370,6 +446,7 @@ func (s *Settings) SetOIDC(ctx context.Context, v OIDCSettings, now time.Time) e
 	if err := v.Check(); err != nil {
 		return &InputError{err.Error()}
 	}
+	v.ClientSecret = s.seal(fieldOIDCSecret, v.ClientSecret)
 	return save(ctx, s, keyOIDC, v, now)
 }
 

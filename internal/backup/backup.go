@@ -20,6 +20,10 @@ import (
 // holds a consistent snapshot of it instead of the live file.
 const DatabaseFile = "conclave.db"
 
+// PostgresFile is the name, in a backup of a node whose store is
+// PostgreSQL, of the database's dump (pg_dump's custom format).
+const PostgresFile = "conclave.pgdump"
+
 // Excluded reports whether a path of the data directory (slash-separated,
 // relative) stays out of backups, and is the one place that says so:
 //   - files/: encrypted file blobs exchanged in meetings (deleted when the
@@ -29,7 +33,7 @@ const DatabaseFile = "conclave.db"
 //     are sealed again under that node's master key), so the restore
 //     signs a new one;
 //   - the live database and its WAL and shared-memory files (the backup
-//     takes a snapshot);
+//     takes a snapshot), and a PostgreSQL dump left by a restore;
 //   - secrets.check and secrets.salt, which belong to the node's master
 //     key (sealed keys are stored opened inside the encrypted backup);
 //   - scratch files (".name.tmp...", "*.tmp").
@@ -37,7 +41,7 @@ func Excluded(rel string) bool {
 	first, _, _ := strings.Cut(rel, "/")
 	switch first {
 	case "files", "backups", "restore-pending", "restore-pending.sig", "selfcheck", DatabaseFile, DatabaseFile + "-wal", DatabaseFile + "-shm",
-		DatabaseFile + "-journal", secrets.CheckFile, secrets.SaltFile:
+		DatabaseFile + "-journal", PostgresFile, secrets.CheckFile, secrets.SaltFile:
 		return true
 	}
 	base := path.Base(rel)
@@ -54,8 +58,11 @@ type Source struct {
 	// Box opens the files sealed under the master key; nil if none.
 	Box *secrets.Box
 	// Snapshot writes a consistent copy of the database to path (VACUUM
-	// INTO); nil backs up no database.
+	// INTO, or pg_dump); nil backs up no database.
 	Snapshot func(ctx context.Context, path string) error
+	// SnapshotName is the snapshot's name in the backup: DatabaseFile
+	// (the default) or PostgresFile.
+	SnapshotName string
 	// Version and Node go into the header.
 	Version, Node string
 	// Now dates the backup.
@@ -76,7 +83,11 @@ func Create(ctx context.Context, w io.Writer, passphrase string, src Source) (He
 			return h, fmt.Errorf("backup: %w", err)
 		}
 		defer os.RemoveAll(tmp)
-		snap := filepath.Join(tmp, DatabaseFile)
+		name := src.SnapshotName
+		if name == "" {
+			name = DatabaseFile
+		}
+		snap := filepath.Join(tmp, name)
 		if err := src.Snapshot(ctx, snap); err != nil {
 			return h, fmt.Errorf("backup: snapshot of the database: %w", err)
 		}
@@ -84,7 +95,7 @@ func Create(ctx context.Context, w io.Writer, passphrase string, src Source) (He
 		if err != nil {
 			return h, fmt.Errorf("backup: %w", err)
 		}
-		if err := addFile(tw, DatabaseFile, 0o600, src.Now, data, false); err != nil {
+		if err := addFile(tw, name, 0o600, src.Now, data, false); err != nil {
 			return h, err
 		}
 	}

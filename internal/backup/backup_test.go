@@ -217,6 +217,81 @@ func TestScheduledBackupToSFTP(t *testing.T) {
 	}
 }
 
+// A scheduled backup reaches Debian's OpenSSH server by password login
+// (the key left out); a wrong password is refused, with the alarm and the
+// audit record of a failed upload.
+func TestScheduledBackupToSFTPWithPassword(t *testing.T) {
+	const password = "Sftp-Test-Password-7"
+	srv := sshd.StartPassword(t, password)
+	dir, st := node(t, nil)
+	clk := fakeclock.New(time.Date(2030, 3, 1, 1, 30, 0, 0, time.UTC))
+	alarms := alarm.New(clk)
+	set := settings.Defaults().Backup
+	set.Daily, set.Hour, set.Keep, set.Passphrase = true, 2, 2, pass
+	set.SFTP = settings.SFTP{Address: srv.Addr, User: srv.User, HostKey: srv.HostKey, Password: password, Dir: filepath.Join(srv.Dir, "by-password")}
+	rec := &recorder{}
+	m, err := NewManager(ManagerConfig{Source: Source{DataDir: dir, Snapshot: snapshotOf(st)}, Settings: func() settings.Backup { return set },
+		Clock: clk, Alarms: alarms, Audit: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if res := m.RunScheduled(ctx); res.Error != "" {
+		t.Fatalf("scheduled backup with password login: %+v", res)
+	}
+	remote, err := SFTPTarget{Address: srv.Addr, User: srv.User, HostKey: srv.HostKey, Password: password, Dir: set.SFTP.Dir}.List()
+	if err != nil || len(remote) != 1 {
+		t.Fatalf("the SFTP directory after the upload: %v %v", remote, err)
+	}
+	up, err := os.ReadFile(filepath.Join(set.SFTP.Dir, remote[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Inspect(bytes.NewReader(up), pass); err != nil {
+		t.Fatalf("the uploaded backup does not open: %v", err)
+	}
+	if rec.count(audit.ActionBackupUploaded) != 1 || alarms.IsActive(alarm.KindBackup, "scheduled") {
+		t.Fatalf("audit %+v, alarms %v", rec.events, alarms.Active())
+	}
+
+	set.SFTP.Password = "Not-The-Password-8"
+	clk.Advance(time.Hour)
+	res := m.RunScheduled(ctx)
+	if !strings.Contains(res.Error, "unable to authenticate") {
+		t.Fatalf("upload with a wrong password: %+v", res)
+	}
+	if !alarms.IsActive(alarm.KindBackup, "scheduled") || rec.count(audit.ActionBackupFailed) != 1 {
+		t.Fatalf("no alarm or audit record for the refused password: %v", alarms.Active())
+	}
+	if remote, _ := (SFTPTarget{Address: srv.Addr, User: srv.User, HostKey: srv.HostKey, PrivateKey: srv.ClientKey, Dir: set.SFTP.Dir}).List(); len(remote) != 1 {
+		t.Fatalf("the refused upload left files: %v", remote)
+	}
+}
+
+// TestSFTPKeyboardInteractive: a server that asks for the password only
+// through keyboard-interactive authentication (PAM, as many do) takes the
+// configured password; a wrong one is refused and uploads nothing.
+func TestSFTPKeyboardInteractive(t *testing.T) {
+	const password = "Sftp-Kbd-Password-5"
+	srv := sshd.StartKeyboardInteractive(t, password)
+	target := SFTPTarget{Address: srv.Addr, User: srv.User, HostKey: srv.HostKey, Password: password, Dir: filepath.Join(srv.Dir, "pam")}
+	first, second := FileName(time.Date(2030, 3, 1, 2, 0, 0, 0, time.UTC)), FileName(time.Date(2030, 3, 2, 2, 0, 0, 0, time.UTC))
+	if err := target.Upload(first, strings.NewReader("backup"), 2); err != nil {
+		t.Fatalf("upload through keyboard-interactive login: %v", err)
+	}
+	if remote, err := target.List(); err != nil || len(remote) != 1 || remote[0] != first {
+		t.Fatalf("the SFTP directory after the upload: %v %v", remote, err)
+	}
+	wrong := target
+	wrong.Password = "Not-The-Password-6"
+	if err := wrong.Upload(second, strings.NewReader("backup"), 2); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
+		t.Fatalf("upload with a wrong password: %v", err)
+	}
+	if ents, err := os.ReadDir(target.Dir); err != nil || len(ents) != 1 {
+		t.Fatalf("the refused upload left files: %v %v", ents, err)
+	}
+}
+
 type recorder struct{ events []audit.Event }
 
 func (r *recorder) Record(_ context.Context, e audit.Event) error {

@@ -29,6 +29,22 @@ type SFTPTarget struct {
 	Dir string
 }
 
+// passwordAnswers answers a keyboard-interactive challenge that asks for
+// the password: one hidden prompt. Anything else (a prompt shown as typed,
+// a second hidden one such as a one-time code) is not answered with the
+// password: the login fails with a message that says why.
+func passwordAnswers(password string) ssh.KeyboardInteractiveChallenge {
+	return func(_, _ string, questions []string, echos []bool) ([]string, error) {
+		if len(questions) == 0 {
+			return nil, nil
+		}
+		if len(questions) != 1 || echos[0] {
+			return nil, fmt.Errorf("the SFTP server asks for more than a password (%q): only key and password login are supported", questions)
+		}
+		return []string{password}, nil
+	}
+}
+
 // ErrHostKey is returned when the server's host key is not the pinned one.
 var ErrHostKey = errors.New("the SFTP server's host key is not the one configured: refusing to connect (if the server's key really changed, check it with its administrator and update the setting)")
 
@@ -50,7 +66,9 @@ func (t SFTPTarget) dial() (*sftp.Client, *ssh.Client, error) {
 		auth = append(auth, ssh.PublicKeys(signer))
 	}
 	if t.Password != "" {
-		auth = append(auth, ssh.Password(t.Password))
+		// Servers that log in through PAM ask for the password by
+		// keyboard-interactive authentication rather than "password".
+		auth = append(auth, ssh.Password(t.Password), ssh.KeyboardInteractive(passwordAnswers(t.Password)))
 	}
 	hostKeyErr := false
 	cfg := &ssh.ClientConfig{

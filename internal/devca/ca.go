@@ -14,7 +14,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"math/big"
 	"net/url"
@@ -26,6 +25,8 @@ import (
 
 	"conclave/internal/audit"
 	"conclave/internal/clock"
+	"conclave/internal/pki"
+	"conclave/internal/secrets"
 	"conclave/internal/store"
 )
 
@@ -64,6 +65,12 @@ type Config struct {
 	Clock                       clock.Clock
 	Audit                       audit.Recorder
 	Logger                      *slog.Logger
+	// Box seals the private keys at rest (package secrets); nil keeps
+	// them in the clear.
+	Box *secrets.Box
+	// Fields seals the devices' digest secrets (their HA1 values) in the
+	// store; nil keeps them in the clear.
+	Fields *secrets.Fields
 }
 
 // Authority issues and revokes device certificates.
@@ -115,9 +122,9 @@ func Open(cfg Config, st store.DeviceStore, users Users) (*Authority, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("device CA: %w", err)
 	}
-	ca, key, err := loadCA(cfg.Dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		ca, key, err = createCA(cfg.Dir, a.clock.Now())
+	ca, key, err := loadCA(cfg.Dir, cfg.Box)
+	if errors.Is(err, pki.ErrNoCert) {
+		ca, key, err = createCA(cfg.Dir, a.clock.Now(), cfg.Box)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("device CA: %w", err)
@@ -136,7 +143,37 @@ func Open(cfg Config, st store.DeviceStore, users Users) (*Authority, error) {
 	for _, c := range revoked {
 		a.seen[c.Serial] = true
 	}
+	if err := a.sealStoredDigests(context.Background()); err != nil {
+		return nil, fmt.Errorf("device CA: %w", err)
+	}
 	return a, nil
+}
+
+// sealStoredDigests seals the digest secrets still in the clear in the
+// store (enrolled before they were sealed, or brought back by the restore
+// of such a backup), so that no HA1 value stays readable in the database.
+func (a *Authority) sealStoredDigests(ctx context.Context) error {
+	if a.cfg.Fields == nil {
+		return nil
+	}
+	certs, err := a.st.ListDeviceCerts(ctx, 0)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, c := range certs {
+		if c.DigestHA1 == "" || secrets.FieldSealed(c.DigestHA1) {
+			continue
+		}
+		if err := a.st.SetDeviceDigest(ctx, c.Serial, a.cfg.Fields.Seal(digestField(c.Serial), c.DigestHA1)); err != nil {
+			return err
+		}
+		n++
+	}
+	if n > 0 {
+		a.log.Info("sealed the digest secrets of telephony devices stored in the clear", "devices", n)
+	}
+	return nil
 }
 
 // Certificate is the device CA's certificate.
@@ -161,45 +198,23 @@ func (a *Authority) OnRevoke(f func(serial string)) {
 	a.mu.Unlock()
 }
 
-func loadCA(dir string) (*x509.Certificate, crypto.Signer, error) {
-	certPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+func loadCA(dir string, box *secrets.Box) (*x509.Certificate, crypto.Signer, error) {
+	pair, err := pki.ReadKeyPair(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), box)
+	if errors.Is(err, pki.ErrNoKey) {
+		return nil, nil, fmt.Errorf("the CA certificate exists but its key cannot be read (%w); restore ca.key from a backup", err)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	keyPEM, err := os.ReadFile(filepath.Join(dir, "ca.key"))
-	if err != nil {
-		return nil, nil, fmt.Errorf("the CA certificate exists but its key cannot be read (%w); restore ca.key from a backup", err)
-	}
-	cb, _ := pem.Decode(certPEM)
-	kb, _ := pem.Decode(keyPEM)
-	if cb == nil || kb == nil {
-		return nil, nil, fmt.Errorf("%s holds no PEM certificate and key", dir)
-	}
-	ca, err := x509.ParseCertificate(cb.Bytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("parse CA certificate: %w", err)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("parse CA key: %w", err)
-	}
-	signer, ok := k.(crypto.Signer)
+	signer, ok := pair.PrivateKey.(crypto.Signer)
 	if !ok {
 		return nil, nil, errors.New("the CA key cannot sign")
 	}
-	if !publicEqual(signer.Public(), ca.PublicKey) {
-		return nil, nil, errors.New("the CA key does not match the CA certificate")
-	}
-	return ca, signer, nil
-}
-
-func publicEqual(a, b crypto.PublicKey) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
+	return pair.Leaf, signer, nil
 }
 
 // createCA makes an ECDSA P-384 CA for devices.
-func createCA(dir string, now time.Time) (*x509.Certificate, crypto.Signer, error) {
+func createCA(dir string, now time.Time, box *secrets.Box) (*x509.Certificate, crypto.Signer, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -232,29 +247,10 @@ func createCA(dir string, now time.Time) (*x509.Certificate, crypto.Signer, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := writeFile(filepath.Join(dir, "ca.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, nil, err
-	}
-	if err := writeFile(filepath.Join(dir, "ca.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := pki.WriteKeyPair(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), der, key, box); err != nil {
 		return nil, nil, err
 	}
 	return ca, key, nil
-}
-
-func writeFile(path string, data []byte, perm fs.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 func randomSerial() (*big.Int, error) {

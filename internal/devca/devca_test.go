@@ -14,12 +14,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
 
 	"conclave/internal/audit"
+	"conclave/internal/secrets"
 	"conclave/internal/store"
 	"conclave/internal/testutil/fakeclock"
 )
@@ -246,5 +248,40 @@ func TestVerifyRefusesForeignAndDisabled(t *testing.T) {
 	}
 	if _, err := f.ca.Verify(ctx, [][]byte{iss.Cert.Raw}); err == nil {
 		t.Fatal("a disabled account's device was accepted")
+	}
+}
+
+// TestClearDigestsSealedAtOpen: digest secrets stored in the clear (a
+// phone enrolled before they were sealed, or a restored old backup) are
+// sealed when the authority opens with a fields key, and still read back.
+func TestClearDigestsSealedAtOpen(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	serial := SerialString(f.enrol(t, key).Cert.SerialNumber)
+	before, err := f.st.DeviceCertBySerial(ctx, serial)
+	if err != nil || HA1(before.DigestHA1, "SHA-256") == "" {
+		t.Fatalf("the fixture stores no clear digest: %q, %v", before.DigestHA1, err)
+	}
+	dir := t.TempDir()
+	fields, err := secrets.OpenFields(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := Open(Config{Dir: f.ca.cfg.Dir, Domain: "example.org", BaseURL: "https://example.org:8443",
+		Clock: f.clk, Fields: fields}, f.st, f.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := f.st.DeviceCertBySerial(ctx, serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !secrets.FieldSealed(after.DigestHA1) || strings.Contains(after.DigestHA1, before.DigestHA1) {
+		t.Fatalf("the digest stayed in the clear in the store: %q", after.DigestHA1)
+	}
+	got, err := ca.DeviceDigest(ctx, serial)
+	if err != nil || got != before.DigestHA1 {
+		t.Fatalf("DeviceDigest after sealing: %q, %v; want %q", got, err, before.DigestHA1)
 	}
 }

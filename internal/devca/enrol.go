@@ -134,9 +134,13 @@ func (a *Authority) Enrol(ctx context.Context, token string, csrData []byte, sou
 		return Issued{}, err
 	}
 	password := rand.Text()
-	dc := store.DeviceCert{Serial: SerialString(cert.SerialNumber), UserID: u.ID, AOR: a.AOR(u.Username),
+	serial := SerialString(cert.SerialNumber)
+	dc := store.DeviceCert{Serial: serial, UserID: u.ID, AOR: a.AOR(u.Username),
 		Fingerprint: pki.Fingerprint(cert), KeyType: KeyType(cert.PublicKey), IssuedAt: now,
 		NotAfter: cert.NotAfter, DER: cert.Raw, DigestHA1: DigestHA1(strings.ToLower(u.Username), a.cfg.Domain, password)}
+	if a.cfg.Fields != nil {
+		dc.DigestHA1 = a.cfg.Fields.Seal(digestField(serial), dc.DigestHA1)
+	}
 	if err := a.st.CreateDeviceCert(ctx, dc); err != nil {
 		return Issued{}, err
 	}
@@ -219,5 +223,12 @@ func (a *Authority) DeviceDigest(ctx context.Context, serial string) (string, er
 	if err != nil {
 		return "", err
 	}
-	return c.DigestHA1, nil
+	if a.cfg.Fields == nil {
+		return c.DigestHA1, nil
+	}
+	return a.cfg.Fields.Open(digestField(serial), c.DigestHA1)
 }
+
+// digestField names a device's sealed digest secret: its serial is part
+// of the sealing, so that a value moved to another row does not open.
+func digestField(serial string) string { return "device_certs.digest_ha1:" + serial }

@@ -8,13 +8,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"conclave/internal/pki"
 )
 
 // The SIP edge's own certificate is issued by the device CA too, so that
@@ -33,10 +34,9 @@ func (a *Authority) ServerCertificate(hosts []string) (tls.Certificate, error) {
 	certPath := filepath.Join(a.cfg.Dir, "sip-server.crt")
 	keyPath := filepath.Join(a.cfg.Dir, "sip-server.key")
 	now := a.clock.Now()
-	if pair, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
-		leaf, err := x509.ParseCertificate(pair.Certificate[0])
-		if err == nil && a.sameIssuer(leaf) && leaf.NotAfter.Sub(now) > serverRenewBefore && coversAll(leaf, hosts) {
-			pair.Leaf = leaf
+	if pair, err := pki.ReadKeyPair(certPath, keyPath, a.cfg.Box); err == nil {
+		leaf := pair.Leaf
+		if a.sameIssuer(leaf) && leaf.NotAfter.Sub(now) > serverRenewBefore && coversAll(leaf, hosts) {
 			a.addServerSerial(leaf)
 			return pair, nil
 		}
@@ -75,14 +75,7 @@ func (a *Authority) ServerCertificate(hosts []string) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("issue the SIP server certificate: %w", err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	if err := writeFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return tls.Certificate{}, err
-	}
-	if err := writeFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := pki.WriteKeyPair(certPath, keyPath, der, key, a.cfg.Box); err != nil {
 		return tls.Certificate{}, err
 	}
 	leaf, err := x509.ParseCertificate(der)

@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"conclave/internal/clock"
+	"conclave/internal/pki"
+	"conclave/internal/secrets"
 	"conclave/internal/store"
 )
 
@@ -143,24 +145,24 @@ const (
 // Open loads the CA from dir, creating a new P-384 CA there on first use,
 // and loads the revoked serials from st.
 func Open(dir string, org string, st store.NodeStore, clk clock.Clock) (*CA, error) {
+	return OpenSealed(dir, org, st, clk, nil)
+}
+
+// OpenSealed is Open with the CA key sealed at rest by box (package
+// secrets).
+func OpenSealed(dir string, org string, st store.NodeStore, clk clock.Clock, box *secrets.Box) (*CA, error) {
 	clk = clock.Or(clk)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster CA: %w", err)
 	}
 	ca := &CA{store: st, clk: clk, revoked: map[string]bool{}}
 	certPath, keyPath := filepath.Join(dir, caCertFile), filepath.Join(dir, caKeyFile)
-	certPEM, err := os.ReadFile(certPath)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		if err := ca.create(certPath, keyPath, org); err != nil {
-			return nil, fmt.Errorf("cluster CA: %w", err)
-		}
-	case err != nil:
-		return nil, fmt.Errorf("cluster CA: %w", err)
-	default:
-		if err := ca.load(certPEM, keyPath); err != nil {
-			return nil, fmt.Errorf("cluster CA in %s: %w", dir, err)
-		}
+	err := ca.load(certPath, keyPath, box)
+	if errors.Is(err, pki.ErrNoCert) {
+		err = ca.create(certPath, keyPath, org, box)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA in %s: %w", dir, err)
 	}
 	if err := ca.RefreshRevoked(context.Background()); err != nil {
 		return nil, err
@@ -168,7 +170,7 @@ func Open(dir string, org string, st store.NodeStore, clk clock.Clock) (*CA, err
 	return ca, nil
 }
 
-func (ca *CA) create(certPath, keyPath, org string) error {
+func (ca *CA) create(certPath, keyPath, org string, box *secrets.Box) error {
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		return err
@@ -188,46 +190,23 @@ func (ca *CA) create(certPath, keyPath, org string) error {
 	if err != nil {
 		return err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
+	if err := pki.WriteKeyPair(certPath, keyPath, der, key, box); err != nil {
 		return err
 	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return err
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
-		return err
-	}
-	return ca.load(certPEM, keyPath)
+	return ca.load(certPath, keyPath, box)
 }
 
-func (ca *CA) load(certPEM []byte, keyPath string) error {
-	block, _ := pem.Decode(certPEM)
-	if block == nil {
-		return errors.New("the CA certificate file holds no PEM certificate")
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
+func (ca *CA) load(certPath, keyPath string, box *secrets.Box) error {
+	pair, err := pki.ReadKeyPair(certPath, keyPath, box)
 	if err != nil {
 		return err
 	}
-	keyPEM, err := os.ReadFile(keyPath)
-	if err != nil {
-		return err
-	}
-	kb, _ := pem.Decode(keyPEM)
-	if kb == nil {
-		return errors.New("the CA key file holds no PEM key")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
-	if err != nil {
-		return err
-	}
-	key, ok := k.(*ecdsa.PrivateKey)
-	if !ok || key.Curve != elliptic.P384() || !key.PublicKey.Equal(cert.PublicKey) {
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok || key.Curve != elliptic.P384() {
 		return errors.New("the CA key is not the P-384 key of the CA certificate")
 	}
-	ca.cert, ca.key, ca.pem = cert, key, certPEM
+	ca.cert, ca.key = pair.Leaf, key
+	ca.pem = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pair.Leaf.Raw})
 	return nil
 }
 

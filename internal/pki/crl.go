@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"conclave/internal/secrets"
 )
 
 // crlValidity is how long a revocation list signed now stays valid: as
@@ -67,7 +69,7 @@ func ensureCRL(dir string, ca *x509.Certificate, caKey crypto.Signer, replaced *
 	if err != nil {
 		return nil, fmt.Errorf("sign revocation list: %w", err)
 	}
-	if err := writeFileAtomic(path, der, 0o644); err != nil {
+	if err := secrets.WriteAtomic(path, der, 0o644); err != nil {
 		return nil, err
 	}
 	return der, nil

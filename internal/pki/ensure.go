@@ -216,13 +216,13 @@ func loadOperator(certFile, keyFile string, now time.Time) (*Material, error) {
 func ensureCA(dir string, hosts hostSet, now time.Time, box *secrets.Box) (*x509.Certificate, crypto.Signer, bool, string, error) {
 	certPath := filepath.Join(dir, CACertFile)
 	keyPath := filepath.Join(dir, CAKeyFile)
-	pair, err := readKeyPairBox(certPath, keyPath, box)
+	pair, err := ReadKeyPair(certPath, keyPath, box)
 	notice := ""
 	switch {
-	case errors.Is(err, errNoCert):
+	case errors.Is(err, ErrNoCert):
 		// First start (a key without its certificate was never trusted by
 		// anyone, so it is replaced).
-	case errors.Is(err, errNoKey):
+	case errors.Is(err, ErrNoKey):
 		ca, err := readCert(certPath)
 		if err != nil {
 			return nil, nil, false, "", fmt.Errorf("load CA: %w; fix or remove the files to create a new CA", err)
@@ -258,7 +258,7 @@ func ensureCA(dir string, hosts hostSet, now time.Time, box *secrets.Box) (*x509
 	if err != nil {
 		return nil, nil, false, "", err
 	}
-	if err := writeKeyPairBox(certPath, keyPath, ca.Raw, key, box); err != nil {
+	if err := WriteKeyPair(certPath, keyPath, ca.Raw, key, box); err != nil {
 		return nil, nil, false, "", fmt.Errorf("save CA: %w", err)
 	}
 	// A new CA starts a new revocation list.
@@ -354,7 +354,7 @@ func constrainedTo(ca *x509.Certificate, hosts hostSet) bool {
 func ensureServer(dir string, ca *x509.Certificate, caKey crypto.Signer, hosts hostSet, crlURL string, now time.Time, box *secrets.Box) (tls.Certificate, *x509.Certificate, bool, error) {
 	certPath := filepath.Join(dir, ServerCertFile)
 	keyPath := filepath.Join(dir, ServerKeyFile)
-	pair, err := readKeyPairBox(certPath, keyPath, box)
+	pair, err := ReadKeyPair(certPath, keyPath, box)
 	if err == nil && serverUsable(pair.Leaf, ca, hosts, crlURL, now, caKey == nil) {
 		pair.Certificate = serverChain(pair.Certificate[0], ca)
 		return pair, nil, false, nil
@@ -373,7 +373,7 @@ func ensureServer(dir string, ca *x509.Certificate, caKey crypto.Signer, hosts h
 	if err != nil {
 		return tls.Certificate{}, nil, false, err
 	}
-	if err := writeKeyPairBox(certPath, keyPath, der, key, box); err != nil {
+	if err := WriteKeyPair(certPath, keyPath, der, key, box); err != nil {
 		return tls.Certificate{}, nil, false, fmt.Errorf("save server certificate: %w", err)
 	}
 	leaf, err := x509.ParseCertificate(der)
@@ -569,29 +569,29 @@ func randomSerial() (*big.Int, error) {
 	}
 }
 
+// ErrNoCert and ErrNoKey are wrapped by ReadKeyPair's error when the
+// certificate or the key file does not exist (both also wrap
+// fs.ErrNotExist).
 var (
-	errNoCert = errors.New("certificate file missing")
-	errNoKey  = errors.New("key file missing")
+	ErrNoCert = fmt.Errorf("certificate file missing: %w", fs.ErrNotExist)
+	ErrNoKey  = fmt.Errorf("key file missing: %w", fs.ErrNotExist)
 )
 
-// readKeyPair loads a PEM certificate and key. It returns errNoCert or
-// errNoKey (wrapped) when a file does not exist.
-func readKeyPair(certPath, keyPath string) (tls.Certificate, error) {
-	return readKeyPairBox(certPath, keyPath, nil)
-}
-
-// readKeyPairBox is readKeyPair with the key opened by box when sealed.
-func readKeyPairBox(certPath, keyPath string, box *secrets.Box) (tls.Certificate, error) {
+// ReadKeyPair loads a PEM certificate and its key, opening the key with
+// box when it is sealed under the master key (package secrets), and checks
+// that they match. The leaf is parsed. A missing file gives an error that
+// wraps ErrNoCert or ErrNoKey.
+func ReadKeyPair(certPath, keyPath string, box *secrets.Box) (tls.Certificate, error) {
 	certPEM, err := os.ReadFile(certPath)
 	if errors.Is(err, fs.ErrNotExist) {
-		return tls.Certificate{}, fmt.Errorf("%s: %w", certPath, errNoCert)
+		return tls.Certificate{}, fmt.Errorf("%s: %w", certPath, ErrNoCert)
 	}
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("read %s: %w", certPath, err)
 	}
 	keyPEM, err := box.ReadFile(keyPath)
 	if errors.Is(err, fs.ErrNotExist) {
-		return tls.Certificate{}, fmt.Errorf("%s: %w", keyPath, errNoKey)
+		return tls.Certificate{}, fmt.Errorf("%s: %w", keyPath, ErrNoKey)
 	}
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("read %s: %w", keyPath, err)
@@ -608,54 +608,18 @@ func readKeyPairBox(certPath, keyPath string, box *secrets.Box) (tls.Certificate
 	return pair, nil
 }
 
-// writeKeyPair stores key (PKCS#8 PEM, mode 0600) and then the certificate
-// (PEM, mode 0644), each replaced atomically.
-func writeKeyPair(certPath, keyPath string, certDER []byte, key crypto.Signer) error {
-	return writeKeyPairBox(certPath, keyPath, certDER, key, nil)
-}
-
-// writeKeyPairBox is writeKeyPair with the key sealed by box.
-func writeKeyPairBox(certPath, keyPath string, certDER []byte, key crypto.Signer, box *secrets.Box) error {
+// WriteKeyPair stores key (PKCS#8 PEM, mode 0600, sealed by box when it
+// is not nil) and then the certificate (PEM, mode 0644), each replaced
+// atomically.
+func WriteKeyPair(certPath, keyPath string, certDER []byte, key crypto.Signer, box *secrets.Box) error {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return fmt.Errorf("marshal key: %w", err)
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	if err := writeFileAtomic(keyPath, box.Seal(keyPath, keyPEM), 0o600); err != nil {
+	if err := box.WriteFile(keyPath, keyPEM, 0o600); err != nil {
 		return err
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER})
-	return writeFileAtomic(certPath, certPEM, 0o644)
-}
-
-// writeFileAtomic writes data to a temporary file with mode perm in the same
-// directory, syncs it and renames it over path.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return secrets.WriteAtomic(certPath, certPEM, 0o644)
 }

@@ -36,7 +36,7 @@ func TestHardening15LocalCANameConstraints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pair, err := readKeyPair(filepath.Join(dir, "tls", CACertFile), filepath.Join(dir, "tls", CAKeyFile))
+	pair, err := ReadKeyPair(filepath.Join(dir, "tls", CACertFile), filepath.Join(dir, "tls", CAKeyFile), nil)
 	if err != nil || len(caKeyPEM) == 0 {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestHardening15LocalCANameConstraints(t *testing.T) {
 		NotBefore: base.Add(-time.Hour), NotAfter: base.AddDate(5, 0, 0), IsCA: true, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
 	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err := writeKeyPair(filepath.Join(tlsDir, CACertFile), filepath.Join(tlsDir, CAKeyFile), der, key); err != nil {
+	if err := WriteKeyPair(filepath.Join(tlsDir, CACertFile), filepath.Join(tlsDir, CAKeyFile), der, key, nil); err != nil {
 		t.Fatal(err)
 	}
 	m2 := ensure(t, Options{Dir: old, Hosts: testHosts, Clock: fixedClock(base)})

@@ -69,7 +69,8 @@ func nodeDir(dataDir, node string) (string, error) {
 
 // CreateCSR makes a new key for node (kept, sealed by box, until the
 // signed certificate is imported) and returns the PEM request: ECDSA
-// P-256 with SHA-256, P-384 with SHA-384, or RSA 3072/4096 with SHA-256.
+// P-256 with SHA-256, P-384 with SHA-384, RSA 3072 with SHA-256 or RSA
+// 4096 with SHA-384.
 func CreateCSR(dataDir, node string, req CSRRequest, box *secrets.Box) ([]byte, error) {
 	dir, err := nodeDir(dataDir, node)
 	if err != nil {
@@ -132,8 +133,24 @@ func CreateCSR(dataDir, node string, req CSRRequest, box *secrets.Box) ([]byte, 
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
 }
 
-// parseChain returns the certificates of a PEM bundle, in order.
-func parseChain(data []byte) ([]*x509.Certificate, error) {
+// CertPool is a pool of the certificates of a PEM bundle (the CA setting
+// of a directory, a syslog server or certificate login); none is an
+// error.
+func CertPool(pemText []byte) (*x509.CertPool, error) {
+	certs, err := ParseCertificates(pemText)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
+// ParseCertificates returns the certificates of a PEM bundle, in order
+// (blocks of other types are passed over); none is an error.
+func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	for {
 		var b *pem.Block
@@ -168,7 +185,7 @@ func ImportCertificate(dataDir, node string, chainPEM []byte, roots *x509.CertPo
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	chain, err := parseChain(chainPEM)
+	chain, err := ParseCertificates(chainPEM)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -235,20 +252,9 @@ func LoadNode(dataDir, node string, box *secrets.Box) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	certPEM, err := os.ReadFile(filepath.Join(dir, ServerCertFile))
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	keyPEM, err := box.ReadFile(filepath.Join(dir, ServerKeyFile))
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	cert, err := ReadKeyPair(filepath.Join(dir, ServerCertFile), filepath.Join(dir, ServerKeyFile), box)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("node %s certificate: %w", node, err)
-	}
-	if cert.Leaf == nil {
-		cert.Leaf, _ = x509.ParseCertificate(cert.Certificate[0])
 	}
 	return cert, nil
 }
@@ -259,7 +265,7 @@ func ImportTrustedCA(dataDir, name string, data []byte) ([]*x509.Certificate, er
 	if name == "" || strings.ContainsAny(name, `/\. `) || len(name) > 64 {
 		return nil, errors.New("give the CA a short name (letters, digits, '-' or '_')")
 	}
-	certs, err := parseChain(data)
+	certs, err := ParseCertificates(data)
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +302,7 @@ func TrustedCAs(dataDir string) (map[string][]*x509.Certificate, error) {
 		if err != nil {
 			return nil, err
 		}
-		certs, err := parseChain(data)
+		certs, err := ParseCertificates(data)
 		if err != nil {
 			return nil, fmt.Errorf("trusted CA %s: %w", e.Name(), err)
 		}

@@ -69,11 +69,7 @@ func New(key []byte) (*Box, error) {
 	if len(key) != KeySize {
 		return nil, fmt.Errorf("the master key must be %d bytes, not %d", KeySize, len(key))
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCM(block)
+	aead, err := NewAEAD(key)
 	if err != nil {
 		return nil, err
 	}
@@ -299,6 +295,10 @@ var KeyFiles = []string{
 	"e2ee/*.key",
 	"audit/audit.key",
 	"selfcheck/*.key",
+	FieldsKeyFile,
+	"devca/*.key",
+	"sip/cdr.key",
+	"cluster/cluster-ca-key.pem",
 }
 
 // IsKeyFile reports whether rel (slash-separated) matches KeyFiles.
@@ -346,4 +346,108 @@ func (b *Box) SealDir(dataDir string) ([]string, error) {
 		return nil
 	})
 	return sealed, err
+}
+
+// FieldsKeyFile holds the key of Fields, in the data directory (sealed
+// under the master key when there is one).
+const FieldsKeyFile = "secrets/fields.key"
+
+// fieldPrefix starts a value sealed by Fields.
+const fieldPrefix = "conclave-sealed-1:"
+
+// Fields seals short secrets that Conclave keeps in its database rather
+// than in files (the LDAP service password and the OpenID Connect client
+// secret the admin page sets): AES-256-GCM under a key of the data
+// directory, FieldsKeyFile, which the master key seals like every other
+// key. The database alone (a PostgreSQL server run by others, a dump of
+// it) then holds no such secret in the clear; a backup holds the key
+// opened inside the encrypted archive, so that a restored node reads them.
+type Fields struct {
+	aead cipher.AEAD
+}
+
+// OpenFields loads the fields key of dataDir through box, making it on
+// first use.
+func OpenFields(dataDir string, box *Box) (*Fields, error) {
+	key, err := LoadKey(filepath.Join(dataDir, filepath.FromSlash(FieldsKeyFile)), box, true)
+	if err != nil {
+		return nil, fmt.Errorf("fields key: %w", err)
+	}
+	aead, err := NewAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	return &Fields{aead: aead}, nil
+}
+
+// LoadKey returns the 32-byte key kept in the file at path, opened by
+// box; with create, a missing file is made with a random key (written
+// through box, mode 0600, in a directory of mode 0700). Keys are written
+// as 64 hexadecimal digits; 32 raw bytes are read too. A file that holds
+// neither is an error that says to restore it from a backup. Every
+// symmetric key of the data directory is kept this way.
+func LoadKey(path string, box *Box, create bool) ([]byte, error) {
+	data, err := box.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && create {
+		key := make([]byte, KeySize)
+		rand.Read(key)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		if err := box.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		return key, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(data) == KeySize {
+		return data, nil
+	}
+	if k, err := hex.DecodeString(strings.TrimSpace(string(data))); err == nil && len(k) == KeySize {
+		return k, nil
+	}
+	return nil, fmt.Errorf("%s is not a %d-byte key (damaged?): restore it from a backup", path, KeySize)
+}
+
+// NewAEAD returns AES-256-GCM under a 32-byte key.
+func NewAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// FieldSealed reports whether v is a value sealed by Fields.
+func FieldSealed(v string) bool { return strings.HasPrefix(v, fieldPrefix) }
+
+// Seal returns value sealed for the field name (authenticated: a sealed
+// value moved to another field does not open). "" stays "".
+func (f *Fields) Seal(name, value string) string {
+	if value == "" {
+		return ""
+	}
+	nonce := make([]byte, f.aead.NonceSize())
+	rand.Read(nonce)
+	return fieldPrefix + base64.RawStdEncoding.EncodeToString(f.aead.Seal(nonce, nonce, []byte(value), []byte(name)))
+}
+
+// Open returns the value of the field name: a sealed value opened, a
+// clear one (written before Conclave sealed them) as it is.
+func (f *Fields) Open(name, value string) (string, error) {
+	if !FieldSealed(value) {
+		return value, nil
+	}
+	ct, err := base64.RawStdEncoding.DecodeString(value[len(fieldPrefix):])
+	ns := f.aead.NonceSize()
+	if err != nil || len(ct) < ns {
+		return "", fmt.Errorf("%s: the sealed value is damaged", name)
+	}
+	plain, err := f.aead.Open(nil, ct[:ns], ct[ns:], []byte(name))
+	if err != nil {
+		return "", fmt.Errorf("%s: the sealed value does not open with this node's %s (restored from another node without it?); enter the secret again", name, FieldsKeyFile)
+	}
+	return string(plain), nil
 }

@@ -1,6 +1,7 @@
 package secrets
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -82,5 +83,54 @@ func TestPassphraseAndSealDir(t *testing.T) {
 	b2, _ := Open(data, Source{Passphrase: "a long enough passphrase"})
 	if got, err := b2.ReadFile(filepath.Join(data, "e2ee/org-ca.key")); err != nil || !strings.HasSuffix(string(got), "clear") {
 		t.Fatalf("reopened: %q %v", got, err)
+	}
+}
+
+// Fields seal values under a key of the data directory, itself sealed
+// by the master key; a value sealed for one field does not open as
+// another, a clear value (from before) reads as it is, and a node with
+// another fields key says what to do.
+func TestFields(t *testing.T) {
+	dir := t.TempDir()
+	box, err := New(bytes.Repeat([]byte{7}, KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := OpenFields(dir, box)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := os.ReadFile(filepath.Join(dir, FieldsKeyFile)); !Sealed(raw) {
+		t.Fatalf("the fields key is not sealed by the master key: %q", raw)
+	}
+	v := f.Seal("authn.ldap.bindPassword", "reader-Pw-1")
+	if !FieldSealed(v) || strings.Contains(v, "reader") {
+		t.Fatalf("sealed value %q", v)
+	}
+	if got, err := f.Open("authn.ldap.bindPassword", v); err != nil || got != "reader-Pw-1" {
+		t.Fatalf("Open = %q, %v", got, err)
+	}
+	if _, err := f.Open("authn.oidc.clientSecret", v); err == nil {
+		t.Fatal("a value sealed for one field opened as another")
+	}
+	if got, err := f.Open("x", "clear-from-before"); err != nil || got != "clear-from-before" {
+		t.Fatalf("a clear value: %q, %v", got, err)
+	}
+	if f.Seal("x", "") != "" {
+		t.Fatal("an empty secret was sealed")
+	}
+	again, err := OpenFields(dir, box)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := again.Open("authn.ldap.bindPassword", v); err != nil || got != "reader-Pw-1" {
+		t.Fatalf("after reopening: %q, %v", got, err)
+	}
+	other, err := OpenFields(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Open("authn.ldap.bindPassword", v); err == nil || !strings.Contains(err.Error(), "enter the secret again") {
+		t.Fatalf("another node's key: %v", err)
 	}
 }

@@ -56,6 +56,9 @@ var Protected = []string{
 	"e2ee/*.key",
 	"e2ee/*.crt",
 	"audit/audit.key",
+	secrets.FieldsKeyFile,
+	"devca/ca.crt",
+	"devca/ca.key",
 }
 
 // Dir is the self-check's directory in the data directory.

@@ -33,8 +33,15 @@ func openAccessServer(t *testing.T, clk *fakeclock.Clock, allow ...string) *test
 
 func openAccessServerWith(t *testing.T, clk *fakeclock.Clock, opts server.Options, allow ...string) *testserver.Server {
 	t.Helper()
+	return openAccessServerConfig(t, clk, opts, func(c *config.Config) { c.AllowList = allow })
+}
+
+// openAccessServerConfig is openAccessServerWith with the configuration
+// adjusted by change.
+func openAccessServerConfig(t *testing.T, clk *fakeclock.Clock, opts server.Options, change func(*config.Config)) *testserver.Server {
+	t.Helper()
 	opts.Clock = clk
-	srv := testserver.Start(t, testserver.Options{Server: opts, Config: func(c *config.Config) { c.AllowList = allow }})
+	srv := testserver.Start(t, testserver.Options{Server: opts, Config: change})
 	hostHash, err := auth.HashPIN(hostPIN)
 	if err != nil {
 		t.Fatal(err)

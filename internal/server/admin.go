@@ -16,12 +16,15 @@ import (
 	"conclave/internal/clock"
 	"conclave/internal/config"
 	"conclave/internal/devca"
+	"conclave/internal/pki"
+	"conclave/internal/secrets"
 	"conclave/internal/store"
 )
 
 // authSettings turns the sign-in flags into authn settings: each group set
-// on the command line is fixed; the others are edited on the admin page.
-func authSettings(st store.Store, c config.AuthConfig) (*authn.Settings, error) {
+// on the command line is fixed; the others are edited on the admin page,
+// their secrets sealed by fields in the store.
+func authSettings(st store.Store, fields *secrets.Fields, c config.AuthConfig) (*authn.Settings, error) {
 	readFile := func(flag, path string) (string, error) {
 		if path == "" {
 			return "", nil
@@ -57,10 +60,7 @@ func authSettings(st store.Store, c config.AuthConfig) (*authn.Settings, error) 
 			return nil, err
 		}
 		l.BindPassword = strings.TrimRight(l.BindPassword, "\r\n")
-		m, order, _ := config.ParseGroupRoles(c.LDAPGroupRoles)
-		for _, g := range order {
-			l.Groups = append(l.Groups, authn.GroupRoles{Group: g, Roles: m[g]})
-		}
+		l.Groups = groupRoles(c.LDAPGroupRoles)
 		ldap = &l
 	}
 	if c.OIDCIssuer != "" {
@@ -82,10 +82,7 @@ func authSettings(st store.Store, c config.AuthConfig) (*authn.Settings, error) 
 			return nil, err
 		}
 		o.ClientSecret = strings.TrimRight(o.ClientSecret, "\r\n")
-		m, order, _ := config.ParseGroupRoles(c.OIDCGroupRoles)
-		for _, g := range order {
-			o.Groups = append(o.Groups, authn.GroupRoles{Group: g, Roles: m[g]})
-		}
+		o.Groups = groupRoles(c.OIDCGroupRoles)
 		oidc = &o
 	}
 	if c.CertCA != "" {
@@ -104,7 +101,18 @@ func authSettings(st store.Store, c config.AuthConfig) (*authn.Settings, error) 
 	} else if c.CertRequired {
 		return nil, fmt.Errorf("--admin-cert-required needs --admin-cert-ca")
 	}
-	return authn.NewSettings(st, ldap, oidc, cert)
+	return authn.NewSettings(st, fields, ldap, oidc, cert)
+}
+
+// groupRoles turns the group=role,role flags (checked by config) into
+// mappings, in the order given.
+func groupRoles(flags []string) []authn.GroupRoles {
+	m, order, _ := config.ParseGroupRoles(flags)
+	out := make([]authn.GroupRoles, 0, len(order))
+	for _, g := range order {
+		out = append(out, authn.GroupRoles{Group: g, Roles: m[g]})
+	}
+	return out
 }
 
 // listenerTLS returns the TLS configuration of a listener: base, plus a
@@ -133,20 +141,12 @@ func listenerTLS(base *tls.Config, settings *authn.Settings, askCert bool, clien
 		// expired or revoked one gets a clear answer instead of a broken
 		// handshake.
 		c.ClientAuth = tls.RequestClientCert
-		if pool, err := pemPool(cs.CACert); err == nil {
+		if pool, err := pki.CertPool([]byte(cs.CACert)); err == nil {
 			c.ClientCAs = pool
 		}
 		return c, nil
 	}
 	return cfg
-}
-
-func pemPool(text string) (*x509.CertPool, error) {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM([]byte(text)) {
-		return nil, fmt.Errorf("no PEM certificate found")
-	}
-	return pool, nil
 }
 
 // AdminURL is the base URL of the management listener, or of the only

@@ -361,6 +361,28 @@ func TestDeleteKeepsDeviceRevocations(t *testing.T) {
 	}
 }
 
+// TestDeviceDigestSealed: the HA1 values of a phone's SIP digest secret
+// (enough to answer digest challenges: a password equivalent) are sealed
+// in the database like the other secrets it keeps, and still read back
+// for the SIP edge.
+func TestDeviceDigestSealed(t *testing.T) {
+	srv := openServerWith(t, func(c *config.Config) { c.SIPListen, c.SIPRelayIP = "127.0.0.1:0", "127.0.0.1" })
+	addAccount(t, srv, "mia")
+	phone := enrolPhone(t, srv, "mia")
+	serial := devca.SerialString(phone.SerialNumber)
+	row, err := srv.Store().(store.DeviceStore).DeviceCertBySerial(context.Background(), serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(row.DigestHA1, "MD5:") || strings.Contains(row.DigestHA1, "SHA-256:") {
+		t.Fatalf("the database holds the device's digest HA1 in the clear: %q", row.DigestHA1)
+	}
+	ha1, err := srv.DeviceCA().DeviceDigest(context.Background(), serial)
+	if err != nil || devca.HA1(ha1, "SHA-256") == "" || devca.HA1(ha1, "MD5") == "" {
+		t.Fatalf("the SIP edge reads %q, %v", ha1, err)
+	}
+}
+
 // TestAdminListenerMutualTLS: with --admin-client-ca, the management
 // listener completes no TLS handshake without a client certificate of
 // that CA, and serves those that present one; the meeting listener asks

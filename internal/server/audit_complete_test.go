@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"conclave/internal/audit"
+	"conclave/internal/config"
+	"conclave/internal/devca"
 	"conclave/internal/e2ee"
 	"conclave/internal/meeting"
 	"conclave/internal/perm"
@@ -113,7 +115,7 @@ func newTestCA(t *testing.T, name string) (*x509.Certificate, *ecdsa.PrivateKey,
 // without a case here fails the test.
 func TestAuditCompleteness(t *testing.T) {
 	clk := fakeclock.New(time.Now().UTC().Truncate(time.Second))
-	srv := openAccessServerWith(t, clk, server.Options{})
+	srv := openAccessServerConfig(t, clk, server.Options{}, func(c *config.Config) { c.SIPListen, c.SIPRelayIP = "127.0.0.1:0", "127.0.0.1" })
 	probe := &auditProbe{t: t, srv: srv}
 	addAccount(t, srv, "root", perm.Administrator)
 	addAccount(t, srv, "bob", perm.Operator)
@@ -164,12 +166,12 @@ func TestAuditCompleteness(t *testing.T) {
 	}
 	carolFP, _ := e2ee.Fingerprint(&carolDevice.PublicKey)
 	call("POST", "/api/users/{username}/devices/revoke", map[string]string{"username": "carol"}, map[string]any{"fingerprint": carolFP, "reason": "lost"}, http.StatusOK, "device-revoked")
-	call("POST", "/api/users/{username}/unlock", map[string]string{"username": "carol"}, nil, http.StatusOK, "")
+	call("POST", "/api/users/{username}/unlock", map[string]string{"username": "carol"}, nil, http.StatusOK, audit.ActionAccountUnlocked)
 	call("POST", "/api/users/{username}/password", map[string]string{"username": "carol"}, map[string]any{"password": "Reset-Horse-44x"}, http.StatusOK, audit.ActionPasswordReset)
-	call("PUT", "/api/users/{username}/roles", map[string]string{"username": "carol"}, map[string]any{"roles": []string{"auditor", "operator"}}, http.StatusOK, "")
+	call("PUT", "/api/users/{username}/roles", map[string]string{"username": "carol"}, map[string]any{"roles": []string{"auditor", "operator"}}, http.StatusOK, audit.ActionRoleChanged)
 	bobC := newAPIClient(t, srv)
 	bobC.login("bob", testPassword)
-	call("DELETE", "/api/users/{username}/sessions", map[string]string{"username": "bob"}, nil, http.StatusOK, "")
+	call("DELETE", "/api/users/{username}/sessions", map[string]string{"username": "bob"}, nil, http.StatusOK, audit.ActionSessionsEnded)
 	bobC.login("bob", testPassword)
 	_, sess, _ := admin.do("GET", "/api/sessions", nil, false)
 	var bobSession string
@@ -185,6 +187,12 @@ func TestAuditCompleteness(t *testing.T) {
 	call("PUT", "/api/roles/{name}", map[string]string{"name": "watcher"}, map[string]any{"description": "watches more", "permissions": []string{"system.view", "audit.view"}}, http.StatusOK, "role-changed")
 	call("DELETE", "/api/roles/{name}", map[string]string{"name": "watcher"}, nil, http.StatusNoContent, "role-deleted")
 	call("DELETE", "/api/users/{username}", map[string]string{"username": "carol"}, nil, http.StatusNoContent, "account-deleted")
+
+	// Telephony devices.
+	call("POST", "/api/sip/tokens", none, map[string]any{"username": "bob"}, http.StatusOK, devca.ActionTokenCreated)
+	phone := enrolPhone(t, srv, "bob")
+	call("POST", "/api/sip/devices/{serial}/revoke", map[string]string{"serial": devca.SerialString(phone.SerialNumber)},
+		map[string]any{"reason": devca.ReasonKeyCompromise}, http.StatusOK, devca.ActionRevoked)
 
 	// Sign-in settings.
 	call("PUT", "/api/settings/ldap", none, map[string]any{"enabled": false}, http.StatusOK, audit.ActionConfigChanged)
@@ -270,7 +278,7 @@ func TestAuditCompleteness(t *testing.T) {
 	// routes (/api/nodes) need a cluster: TestNodesAPI checks their
 	// audit records.
 	for _, rt := range (&web.Server{}).Routes() {
-		if rt.Manage == nil || rt.Method == "GET" || strings.HasPrefix(rt.Path, "/api/sip/") || strings.HasPrefix(rt.Path, "/api/nodes") {
+		if rt.Manage == nil || rt.Method == "GET" || strings.HasPrefix(rt.Path, "/api/nodes") {
 			continue
 		}
 		if !covered[rt.Method+" "+rt.Path] {

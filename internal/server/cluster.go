@@ -57,7 +57,7 @@ func (s *Server) openCluster(clk clock.Clock, org string) error {
 	if s.cfg.ClusterListen == "" {
 		return nil
 	}
-	ca, err := nodeca.Open(filepath.Join(s.cfg.DataDir, ClusterDir), org, s.store, clk)
+	ca, err := nodeca.OpenSealed(filepath.Join(s.cfg.DataDir, ClusterDir), org, s.store, clk, s.ops.box)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"conclave/internal/config"
 	"conclave/internal/perm"
+	"conclave/internal/server"
 	"conclave/internal/testutil/slapd"
 	"conclave/internal/testutil/testca"
 	"conclave/internal/testutil/testserver"
@@ -37,6 +40,11 @@ func directory(t *testing.T, noTLS bool) *slapd.Server {
 // ldapServer starts Conclave signing in against dir with the flags an
 // operator would give.
 func ldapServer(t *testing.T, dir *slapd.Server) *testserver.Server {
+	return ldapServerWith(t, dir, nil)
+}
+
+// ldapServerWith is ldapServer with the configuration adjusted by change.
+func ldapServerWith(t *testing.T, dir *slapd.Server, change func(*config.Config)) *testserver.Server {
 	tmp := t.TempDir()
 	pw := testca.WriteFile(t, tmp, "bind-pw", "reader-Pw-1\n")
 	var caFile string
@@ -51,7 +59,44 @@ func ldapServer(t *testing.T, dir *slapd.Server) *testserver.Server {
 		c.Auth.LDAPUserBase = "ou=people," + slapd.Suffix
 		c.Auth.LDAPGroupBase = "ou=groups," + slapd.Suffix
 		c.Auth.LDAPGroupRoles = []string{adminsGroup + "=" + perm.SecurityAdmin}
+		if change != nil {
+			change(c)
+		}
 	})
+}
+
+// TestLDAPUseAndConflicts: a directory used for meeting users only gives
+// no management role, even to a member of a mapped group; one used for
+// administrators only signs in nobody without a mapped group; and a
+// directory entry cannot take over a local account of the same name
+// (refused and audited).
+func TestLDAPUseAndConflicts(t *testing.T) {
+	dir := directory(t, false)
+	users := ldapServerWith(t, dir, func(c *config.Config) { c.Auth.LDAPUse = "users" })
+	st, body, _ := loginStatus(t, users, "alice", "Alice-Dir-Pw-1")
+	if st != http.StatusOK || len(rolesOf(body)) != 0 {
+		t.Fatalf("alice through a directory for meeting users: %d, roles %v; want a meeting user", st, rolesOf(body))
+	}
+
+	admins := ldapServerWith(t, dir, func(c *config.Config) { c.Auth.LDAPUse = "admins" })
+	if st, body, _ := loginStatus(t, admins, "alice", "Alice-Dir-Pw-1"); st != http.StatusOK || !slices.Equal(rolesOf(body), []string{perm.SecurityAdmin}) {
+		t.Fatalf("alice through a directory for administrators: %d %v", st, body)
+	}
+	if st, _, _ := loginStatus(t, admins, "bob", "Bob-Dir-Pw-1"); st != http.StatusUnauthorized {
+		t.Fatalf("bob, in no mapped group, through a directory for administrators: %d", st)
+	}
+
+	both := ldapServer(t, dir)
+	addAccount(t, both, "alice", perm.Administrator) // a local administrator named alice
+	if st, _, _ := loginStatus(t, both, "alice", "Alice-Dir-Pw-1"); st != http.StatusUnauthorized {
+		t.Fatalf("the directory's alice over a local account of that name: %d", st)
+	}
+	if !auditHas(t, both, "external-account-conflict", "") {
+		t.Error("the refused takeover is not in the audit log")
+	}
+	if u, err := both.Store().UserByName(context.Background(), "alice"); err != nil || u.Source != "local" || !slices.Contains(u.Roles, perm.Administrator) {
+		t.Fatalf("the local alice after the attempt: %+v %v", u, err)
+	}
 }
 
 func loginStatus(t *testing.T, srv *testserver.Server, username, password string) (int, map[string]any, *apiClient) {
@@ -217,5 +262,79 @@ func TestLDAPPasswordPolicy(t *testing.T) {
 	}
 	if st, body, _ := loginStatus(t, srv, "alice", "Alice-Dir-Pw-1"); st != http.StatusUnauthorized {
 		t.Fatalf("alice after the directory locked her entry: %d %v", st, body)
+	}
+}
+
+// TestSignInSecretsSealed: the LDAP service password and the OpenID
+// Connect client secret set on the admin page are not in the database in
+// the clear (it may be a PostgreSQL server others run and back up); the
+// directory sign-in still works with them, and a backup restored onto a
+// new node with another master key keeps them.
+func TestSignInSecretsSealed(t *testing.T) {
+	dir := directory(t, false)
+	srv := openServerWith(t, func(c *config.Config) { c.Secrets.Key = strings.Repeat("ab", 32) })
+	addAccount(t, srv, "root", perm.Administrator)
+	_, _, root := loginStatus(t, srv, "root", testPassword)
+	ldapSettings := map[string]any{"enabled": true, "url": dir.URL, "caCert": string(dir.CA.PEM()), "bindDn": readerDN,
+		"bindPassword": "reader-Pw-1", "userBase": "ou=people," + slapd.Suffix, "userFilter": "(&(objectClass=person)(uid={username}))",
+		"usernameAttribute": "uid", "displayNameAttribute": "cn", "groupBase": "ou=groups," + slapd.Suffix,
+		"groupFilter": "(&(objectClass=groupOfNames)(member={dn}))",
+		"groups":      []map[string]any{{"group": adminsGroup, "roles": []string{perm.SecurityAdmin}}}, "use": "both"}
+	if st, body, _ := root.do("PUT", "/api/settings/ldap", ldapSettings, true); st != http.StatusOK {
+		t.Fatalf("LDAP settings: %d %v", st, body)
+	}
+	const clientSecret = "the-oidc-client-secret-42"
+	if st, body, _ := root.do("PUT", "/api/settings/oidc", map[string]any{"enabled": true, "issuer": "https://sso.example.org",
+		"clientId": "conclave", "clientSecret": clientSecret, "usernameClaim": "preferred_username", "use": "users"}, true); st != http.StatusOK {
+		t.Fatalf("OIDC settings: %d %v", st, body)
+	}
+	ctx := context.Background()
+	for key, secret := range map[string]string{"authn.ldap": "reader-Pw-1", "authn.oidc": clientSecret} {
+		raw, err := srv.Store().Setting(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(raw, secret) {
+			t.Errorf("the database holds the %s secret in the clear: %s", key, raw)
+		}
+	}
+	if st, body, _ := loginStatus(t, srv, "alice", "Alice-Dir-Pw-1"); st != http.StatusOK {
+		t.Fatalf("alice signs in through the directory: %d %v", st, body)
+	}
+	// Leaving the password out keeps the stored one.
+	delete(ldapSettings, "bindPassword")
+	ldapSettings["timeoutSeconds"] = 7
+	if st, body, _ := root.do("PUT", "/api/settings/ldap", ldapSettings, true); st != http.StatusOK {
+		t.Fatalf("LDAP settings without the password: %d %v", st, body)
+	}
+	if st, body, _ := loginStatus(t, srv, "alice", "Alice-Dir-Pw-1"); st != http.StatusOK {
+		t.Fatalf("alice after a change that kept the password: %d %v", st, body)
+	}
+
+	// Backed up, restored onto a node with another master key.
+	_, b, _ := root.do("POST", "/api/backups", map[string]any{"passphrase": "a backup passphrase"}, true)
+	name, _ := b["name"].(string)
+	path, err := srv.Backups().Path(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg := config.Defaults()
+	cfg.DataDir = filepath.Join(t.TempDir(), "restored")
+	cfg.Secrets.Key = strings.Repeat("cd", 32)
+	if _, err := server.RestoreDataDir(f, "a backup passphrase", cfg); err != nil {
+		t.Fatal(err)
+	}
+	restored := openServerWith(t, func(c *config.Config) { c.DataDir, c.Secrets.Key = cfg.DataDir, cfg.Secrets.Key })
+	if st, body, _ := loginStatus(t, restored, "alice", "Alice-Dir-Pw-1"); st != http.StatusOK {
+		t.Fatalf("alice on the restored node: %d %v", st, body)
+	}
+	_, _, root2 := loginStatus(t, restored, "root", testPassword)
+	if st, body, _ := root2.do("GET", "/api/settings/oidc", nil, false); st != http.StatusOK || body["hasSecret"] != true {
+		t.Fatalf("the restored node's single sign-on settings: %d %v", st, body)
 	}
 }

@@ -247,17 +247,11 @@ func (o *ops) finish(ctx context.Context, s *Server) error {
 		syslog:   o.syslogUp,
 		relay:    s.turnStats(),
 	}, o.counter)
-	// On PostgreSQL the database is backed up with PostgreSQL's tools;
-	// the backup holds the rest of the node.
-	var snapshot func(context.Context, string) error
-	if o.store.Engine() == "sqlite" {
-		snapshot = o.store.Snapshot
-	} else {
-		o.log.Info("backups hold the keys, certificates, settings and audit files; back the PostgreSQL database up with its own tools")
-	}
+	// The database goes into every backup: SQLite as a copy of its file,
+	// PostgreSQL as pg_dump's archive.
 	var err error
 	o.backups, err = backup.NewManager(backup.ManagerConfig{
-		Source: backup.Source{DataDir: o.cfg.DataDir, Box: o.box, Snapshot: snapshot,
+		Source: backup.Source{DataDir: o.cfg.DataDir, Box: o.box, Snapshot: o.store.Snapshot, SnapshotName: SnapshotName(o.store),
 			Version: info.Version, Node: o.node},
 		Settings: func() settings.Backup { return o.settings.Get().Backup },
 		Clock:    o.clock, Alarms: o.alarms, Audit: o.audit, Logger: o.log,
@@ -586,11 +580,7 @@ func (o *ops) syslogRoots(caPEM string) (*x509.CertPool, error) {
 	if caPEM == "" {
 		return pki.TrustedPool(o.cfg.DataDir)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
-		return nil, errors.New("the CA setting holds no PEM certificate")
-	}
-	return pool, nil
+	return pki.CertPool([]byte(caPEM))
 }
 
 func (o *ops) syslogStatus() []syslog.Status {
@@ -713,14 +703,24 @@ func (o *ops) applyStagedRestore() (bool, error) {
 	return true, nil
 }
 
-// stageRestore checks a backup and stages it for the next start.
+// stageRestore checks a backup and stages it for the next start, its
+// keys sealed under the master key as they wait in the data directory.
+// A node whose store is PostgreSQL does not stage: the database it runs
+// on is replaced by `conclave backup restore` onto an empty one.
 func (o *ops) stageRestore(r io.Reader, passphrase string) (backup.Header, error) {
 	staged := filepath.Join(o.cfg.DataDir, stagedDir)
 	os.RemoveAll(staged)
 	os.Remove(filepath.Join(o.cfg.DataDir, stagedSig))
-	h, err := backup.Restore(r, passphrase, staged, nil)
+	if o.store.Engine() == "postgres" {
+		return backup.Header{}, errors.New("this node's store is PostgreSQL, which the admin page does not replace under the running node: restore with 'conclave backup restore -data NEWDIR -database postgres://.../EMPTY' onto a new data directory and an empty database")
+	}
+	h, err := backup.Restore(r, passphrase, staged, o.box)
 	if err != nil {
 		return h, err
+	}
+	if _, err := os.Stat(filepath.Join(staged, backup.PostgresFile)); err == nil {
+		os.RemoveAll(staged)
+		return h, errors.New("this backup was made on a node whose store is PostgreSQL; restore it with 'conclave backup restore -database postgres://...'")
 	}
 	digest, err := selfcheck.TreeDigest(staged)
 	if err == nil {

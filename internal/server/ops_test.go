@@ -98,12 +98,16 @@ func TestSelfCheckRestoresEditedSetting(t *testing.T) {
 }
 
 // A node with a master key leaves no private key readable in its data
-// directory, whichever package wrote it; a wrong key refuses to start.
+// directory, whichever package wrote it (every optional part on: the SIP
+// edge with its device CA and call records, the cluster's CA); a wrong
+// key refuses to start.
 func TestEveryKeySealed(t *testing.T) {
 	key := strings.Repeat("ab", 32)
 	var dir string
 	srv := testserver.Start(t, testserver.Options{Config: func(c *config.Config) {
 		c.Secrets.Key = key
+		c.SIPListen, c.SIPRelayIP = "127.0.0.1:0", "127.0.0.1"
+		c.ClusterListen, c.Cluster.BusListen, c.Cluster.RelayListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 		dir = c.DataDir
 	}}, "board")
 	var clear []string
@@ -120,6 +124,44 @@ func TestEveryKeySealed(t *testing.T) {
 	})
 	if len(clear) > 0 {
 		t.Fatalf("private keys in the clear: %v (read and write them through secrets.Box and add them to secrets.KeyFiles)", clear)
+	}
+	// A restore staged from the admin page waits for the next start in
+	// the data directory: its keys are sealed there too.
+	addAccount(t, srv, "root", perm.Administrator)
+	c := newAPIClient(t, srv)
+	c.login("root", testPassword)
+	_, b, _ := c.do("POST", "/api/backups", map[string]any{"passphrase": "a backup passphrase"}, true)
+	name, _ := b["name"].(string)
+	path, err := srv.Backups().Path(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	req, _ := http.NewRequest("POST", srv.URL()+"/api/backups/restore", bytes.NewReader(data))
+	req.Header.Set("X-CSRF-Token", c.csrf)
+	req.Header.Set("X-Backup-Passphrase", "a backup passphrase")
+	resp, err := c.hc.Do(req)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("stage a restore: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	staged := 0
+	filepath.WalkDir(filepath.Join(srv.DataDir(), "restore-pending"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, _ := os.ReadFile(p)
+		if secrets.Sealed(data) {
+			staged++
+		}
+		if bytes.Contains(data, []byte("PRIVATE KEY-----")) || strings.HasSuffix(p, ".key") && !secrets.Sealed(data) {
+			rel, _ := filepath.Rel(srv.DataDir(), p)
+			clear = append(clear, rel)
+		}
+		return nil
+	})
+	if len(clear) > 0 || staged == 0 {
+		t.Fatalf("the staged restore holds private keys in the clear: %v (%d sealed files)", clear, staged)
 	}
 	srv.Close()
 	cfg := config.Defaults()
@@ -304,5 +346,76 @@ func TestCertificateExpiryAlarms(t *testing.T) {
 	clk.Jump(7 * 24 * time.Hour)
 	if s := severity(); s != alarm.Critical {
 		t.Fatalf("expired: %q, want critical", s)
+	}
+}
+
+// A restore staged on the admin page is put in place at the next start
+// (the data of the time of the backup comes back, what came after is set
+// aside in the data directory); a restore the node did not stage itself
+// is refused at start.
+func TestStagedRestoreAppliedAtStart(t *testing.T) {
+	key := strings.Repeat("ab", 32)
+	dir := filepath.Join(t.TempDir(), "data")
+	start := func() *testserver.Server {
+		return testserver.Start(t, testserver.Options{Config: func(c *config.Config) { c.DataDir, c.Secrets.Key = dir, key }})
+	}
+	srv := start()
+	ctx := context.Background()
+	addAccount(t, srv, "root", perm.Administrator)
+	if _, err := srv.Store().CreateRoom(ctx, store.Room{Alias: "before", DisplayName: "Before"}); err != nil {
+		t.Fatal(err)
+	}
+	c := newAPIClient(t, srv)
+	c.login("root", testPassword)
+	_, b, _ := c.do("POST", "/api/backups", map[string]any{"passphrase": "a backup passphrase"}, true)
+	name, _ := b["name"].(string)
+	path, err := srv.Backups().Path(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	if _, err := srv.Store().CreateRoom(ctx, store.Room{Alias: "after", DisplayName: "After"}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", srv.URL()+"/api/backups/restore", bytes.NewReader(data))
+	req.Header.Set("X-CSRF-Token", c.csrf)
+	req.Header.Set("X-Backup-Passphrase", "a backup passphrase")
+	resp, err := c.hc.Do(req)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("stage a restore: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	srv.Close()
+
+	srv = start()
+	if _, err := srv.Store().RoomByAlias(ctx, "before"); err != nil {
+		t.Fatalf("the room of the backup's time: %v", err)
+	}
+	if _, err := srv.Store().RoomByAlias(ctx, "after"); err == nil {
+		t.Fatal("a room made after the backup survived its restore")
+	}
+	aside, _ := filepath.Glob(filepath.Join(dir, "replaced-*", "conclave.db"))
+	if len(aside) != 1 {
+		t.Fatalf("the replaced data was not set aside: %v", aside)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "restore-pending")); !os.IsNotExist(err) {
+		t.Fatalf("the staged restore is still there: %v", err)
+	}
+	if res, err := audit.VerifyLog(ctx, srv.Store(), audit.VerifyOptions{Key: srv.AuditLog().Key()}); err != nil {
+		t.Fatalf("the restored audit log: %+v %v", res, err)
+	}
+	srv.Close()
+
+	// Files dropped into restore-pending by someone else are refused.
+	os.MkdirAll(filepath.Join(dir, "restore-pending"), 0o700)
+	os.WriteFile(filepath.Join(dir, "restore-pending", "settings.json"), []byte(`{"audit":{"maxTotalMB":1048576}}`), 0o600)
+	cfg := config.Defaults()
+	cfg.DataDir, cfg.Listen, cfg.MediaUDP, cfg.MediaTCP, cfg.Hosts = dir, "127.0.0.1:0", "127.0.0.1:0", "", []string{"127.0.0.1"}
+	cfg.Secrets.Key = key
+	if s, err := server.Open(cfg, slog.New(slog.DiscardHandler), server.Options{}); err == nil || !strings.Contains(err.Error(), "did not stage") {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("start with a restore the node did not stage: %v", err)
 	}
 }

@@ -41,6 +41,7 @@ import (
 	"conclave/internal/nodeconf"
 	"conclave/internal/pki"
 	"conclave/internal/ra"
+	"conclave/internal/secrets"
 	"conclave/internal/sfu"
 	"conclave/internal/sipedge"
 	"conclave/internal/store"
@@ -80,6 +81,7 @@ type Server struct {
 	lifecycle     *auth.Lifecycle
 	debug         *debugServer // nil unless --debug-listen
 	ops           *ops         // the operator's parts (ops.go)
+	fields        *secrets.Fields
 	started       time.Time
 	closeOnce     sync.Once
 	closeErr      error
@@ -264,6 +266,11 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	if s.cl != nil {
 		s.cl.org = s.org
 	}
+	// The secrets the store keeps (sign-in settings, devices' digest
+	// secrets) are sealed by the data directory's fields key.
+	if s.fields, err = secrets.OpenFields(cfg.DataDir, o.box); err != nil {
+		return nil, err
+	}
 	telephony, err := s.openSIP(clk, opts)
 	if err != nil {
 		return nil, fmt.Errorf("SIP: %w", err)
@@ -292,7 +299,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		}
 		return err
 	})
-	settings, err := authSettings(st, cfg.Auth)
+	settings, err := authSettings(st, s.fields, cfg.Auth)
 	if err != nil {
 		return nil, err
 	}
@@ -388,7 +395,7 @@ func (s *Server) openAdmin(ctx context.Context, cfg config.Config, webCfg web.Co
 		if err != nil {
 			return fmt.Errorf("--admin-client-ca: %w", err)
 		}
-		if clientCA, err = pemPool(string(b)); err != nil {
+		if clientCA, err = pki.CertPool(b); err != nil {
 			return fmt.Errorf("--admin-client-ca %s: %w", cfg.Auth.AdminClientCA, err)
 		}
 	}

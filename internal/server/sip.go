@@ -26,11 +26,11 @@ func (s *Server) openSIP(clk clock.Clock, opts Options) (*web.Telephony, error) 
 		domain = s.url0()
 	}
 	ca, err := devca.Open(devca.Config{Dir: filepath.Join(cfg.DataDir, "devca"), Domain: domain, BaseURL: s.url,
-		OrgName: cfg.OrgName, Clock: clk, Audit: s.audit, Logger: s.log}, s.store, s.store)
+		OrgName: cfg.OrgName, Clock: clk, Audit: s.audit, Logger: s.log, Box: s.ops.box, Fields: s.fields}, s.store, s.store)
 	if err != nil {
 		return nil, err
 	}
-	cdrs, err := sipedge.OpenCDRLog(filepath.Join(cfg.DataDir, "sip"), s.store)
+	cdrs, err := sipedge.OpenCDRLog(filepath.Join(cfg.DataDir, "sip"), s.store, s.ops.box)
 	if err != nil {
 		return nil, err
 	}

@@ -2,16 +2,15 @@ package sipedge
 
 import (
 	"context"
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
+	"conclave/internal/secrets"
 	"conclave/internal/store"
 )
 
@@ -58,30 +57,17 @@ type CDRLog struct {
 }
 
 // OpenCDRLog loads (creating on first use) the record key from
-// <dir>/cdr.key.
-func OpenCDRLog(dir string, st store.DeviceStore) (*CDRLog, error) {
+// <dir>/cdr.key, sealed at rest by box (package secrets; nil keeps it in
+// the clear).
+func OpenCDRLog(dir string, st store.DeviceStore, box *secrets.Box) (*CDRLog, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("call records: %w", err)
 	}
-	path := filepath.Join(dir, "cdr.key")
-	key, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		key = make([]byte, 32)
-		rand.Read(key)
-		if err := os.WriteFile(path, key, 0o600); err != nil {
-			return nil, fmt.Errorf("call records: write key: %w", err)
-		}
-	} else if err != nil {
+	key, err := secrets.LoadKey(filepath.Join(dir, "cdr.key"), box, true)
+	if err != nil {
 		return nil, fmt.Errorf("call records: %w", err)
 	}
-	if len(key) != 32 {
-		return nil, fmt.Errorf("call records: %s is not a 32-byte key; restore it from a backup", path)
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCM(block)
+	aead, err := secrets.NewAEAD(key)
 	if err != nil {
 		return nil, err
 	}

@@ -59,7 +59,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cdrs, err := OpenCDRLog(filepath.Join(dir, "sip"), st)
+	cdrs, err := OpenCDRLog(filepath.Join(dir, "sip"), st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,5 +483,37 @@ func TestCallsToUnreachableAddressesSayWhy(t *testing.T) {
 	// A From that is not the certificate's address is refused and counted.
 	if code, _, _ := c.invite("sip:bob@conclave.test", "sip:alice@conclave.test"); code != 403 {
 		t.Errorf("calling as bob with alice's certificate: %d", code)
+	}
+}
+
+// A PIN dialled in the address (sip:board*246810@...) is a secret: the
+// refusal names the room, and the audit trail holds the address without
+// the PIN.
+func TestAPINInTheDialledAddressStaysOutOfTheAudit(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.st.CreateRoom(context.Background(), store.Room{Alias: "board", DisplayName: "Board", Access: store.AccessOpen}); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := device(t, f.ca, f.st, "alice")
+	c, err := f.dial(t, &cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This edge has no meetings to join (no Deps.Meetings): it refuses,
+	// naming the room it understood.
+	code, warning, err := c.invite("sip:alice@conclave.test", "sip:board*246810@conclave.test")
+	if err != nil || code != 404 || !strings.Contains(warning, "join board from a browser") || strings.Contains(warning, "246810") {
+		t.Errorf("call to board with its PIN: %d %q %v", code, warning, err)
+	}
+	refused := f.auditedN(t, ActionCallRefused, 1)
+	if refused[0].Target != "sip:board@conclave.test" {
+		t.Errorf("the refusal's audit target is %q, want the room's address without the PIN", refused[0].Target)
+	}
+	leaked, err := f.audit.List(context.Background(), store.AuditFilter{Text: "246810"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leaked) != 0 {
+		t.Errorf("the PIN is in the audit trail: %+v", leaked)
 	}
 }

@@ -1,9 +1,12 @@
 package store
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -97,6 +100,78 @@ func (r AuditRecord) ComputeHash() []byte {
 	return h.Sum(nil)
 }
 
+// searchText is what a text search of the audit log looks in: the actor,
+// source, action, target and the values of the details as they read (not
+// as JSON escapes them), one a line, with ASCII letters in lower case.
+// The query is folded the same way and matched with LIKE, which then
+// compares character for character on both engines.
+func (r AuditRecord) searchText() string {
+	parts := []string{r.Actor, r.Source, r.Action, r.Target}
+	keys := make([]string, 0, len(r.Details))
+	for k := range r.Details {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		parts = append(parts, r.Details[k])
+	}
+	return foldASCII(strings.Join(parts, "\n"))
+}
+
+// foldASCII puts the ASCII letters of s in lower case and leaves every
+// other character as it is (SQLite's lower() and the C locale's, the same
+// on every engine and machine).
+func foldASCII(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
+}
+
+// searchPattern is the LIKE pattern (escape character '\') of a text
+// search for text.
+func searchPattern(text string) string {
+	return "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(foldASCII(text)) + "%"
+}
+
+// fillAuditSearch computes the search text of the records written before
+// the column existed (migration 10).
+func fillAuditSearch(ctx context.Context, tx *sqlTx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT seq, actor, source, action, target, details FROM audit_log`)
+	if err != nil {
+		return err
+	}
+	type fill struct {
+		seq    int64
+		search string
+	}
+	var fills []fill
+	for rows.Next() {
+		var (
+			r       AuditRecord
+			details string
+		)
+		if err := rows.Scan(&r.Seq, &r.Actor, &r.Source, &r.Action, &r.Target, &details); err != nil {
+			rows.Close()
+			return err
+		}
+		json.Unmarshal([]byte(details), &r.Details) // a damaged record keeps its other fields searchable
+		fills = append(fills, fill{r.Seq, r.searchText()})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, f := range fills {
+		if _, err := tx.ExecContext(ctx, `UPDATE audit_log SET search = ? WHERE seq = ?`, f.search, f.seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // AuditFilter selects audit records for ListAudit. Zero fields select
 // everything.
 type AuditFilter struct {
@@ -109,7 +184,7 @@ type AuditFilter struct {
 	Outcome   string    // only this outcome
 	Source    string    // only this source address
 	Target    string    // only this target
-	Text      string    // only records with this text in actor, source, action, target or details
+	Text      string    // only records with this text in actor, source, action, target or a detail's value (ASCII letters of any case)
 	Limit     int       // at most this many records; 0 means no limit
 	Newest    bool      // newest first instead of oldest first
 }

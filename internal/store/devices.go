@@ -73,6 +73,9 @@ type DeviceStore interface {
 	// RevokeDeviceCert marks a certificate revoked at t for reason, unless
 	// it already is; it returns the certificate as stored afterwards.
 	RevokeDeviceCert(ctx context.Context, serial string, t time.Time, reason int) (DeviceCert, error)
+	// SetDeviceDigest replaces the stored digest secret of a certificate
+	// (to seal one written in the clear).
+	SetDeviceDigest(ctx context.Context, serial, digest string) error
 	// RevokedDeviceCerts returns every revoked certificate that has not
 	// expired at now, for the revocation list.
 	RevokedDeviceCerts(ctx context.Context, now time.Time) ([]DeviceCert, error)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -148,6 +150,15 @@ func testDeviceStore(t *testing.T, eng *engineDB) {
 	if list, err := s.ListDeviceCerts(ctx, u.ID); err != nil || len(list) != 1 {
 		t.Errorf("ListDeviceCerts = %+v, %v", list, err)
 	}
+	if err := s.SetDeviceDigest(ctx, "0a1b", "sealed"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.DeviceCertBySerial(ctx, "0a1b"); got.DigestHA1 != "sealed" {
+		t.Errorf("SetDeviceDigest left %q", got.DigestHA1)
+	}
+	if err := s.SetDeviceDigest(ctx, "ffff", "x"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetDeviceDigest of an unknown serial = %v, want ErrNotFound", err)
+	}
 	r, err := s.RevokeDeviceCert(ctx, "0a1b", t0.Add(time.Hour), 4)
 	if err != nil || !r.RevokedAt.Equal(t0.Add(time.Hour)) || r.Reason != 4 {
 		t.Errorf("RevokeDeviceCert = %+v, %v", r, err)
@@ -185,5 +196,55 @@ func testDeviceStore(t *testing.T, eng *engineDB) {
 	cdrs, err := s.ListCDRs(ctx, t0, time.Time{}, 0)
 	if err != nil || len(cdrs) != 2 || cdrs[0].ID != "call-2" || string(cdrs[1].Sealed) != "ended" {
 		t.Errorf("ListCDRs = %+v, %v", cdrs, err)
+	}
+}
+
+// A PostgreSQL store's snapshot (pg_dump) loads into an empty database
+// with everything in it, the audit chain included; a database that is
+// not empty is refused and left as it was.
+func TestPostgresSnapshotRestore(t *testing.T) {
+	eng := openEngine(t, "postgres")
+	ctx := context.Background()
+	u := mustUser(t, eng.DB, "dave", RoleUser)
+	if _, err := eng.CreateRoom(ctx, Room{Alias: "board", DisplayName: "Board", OwnerID: u.ID}); err != nil {
+		t.Fatal(err)
+	}
+	var last AuditRecord
+	for i := 0; i < 3; i++ {
+		r, err := eng.AppendAudit(ctx, AuditRecord{Time: t0.Add(time.Duration(i) * time.Minute), Actor: "dave", Action: "login", Outcome: "success"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r
+	}
+	dump := filepath.Join(t.TempDir(), "conclave.pgdump")
+	if err := eng.Snapshot(ctx, dump); err != nil {
+		t.Fatal(err)
+	}
+	target := newDatabase(t, "postgres")
+	if err := RestorePostgres(ctx, target, dump); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if r, err := s.RoomByAlias(ctx, "board"); err != nil || r.OwnerID != u.ID {
+		t.Fatalf("restored room = %+v, %v", r, err)
+	}
+	recs, err := s.ListAudit(ctx, AuditFilter{})
+	if err != nil || len(recs) != 3 || !bytes.Equal(recs[2].Hash, last.Hash) || !bytes.Equal(recs[2].Hash, recs[2].ComputeHash()) {
+		t.Fatalf("restored audit log = %+v, %v", recs, err)
+	}
+	// The identity columns go on after the restored rows.
+	if v, err := s.CreateUser(ctx, User{Username: "erin", DisplayName: "Erin", Role: RoleUser, Enabled: true}); err != nil || v.ID <= u.ID {
+		t.Fatalf("a user after the restore = %+v, %v", v, err)
+	}
+	if err := RestorePostgres(ctx, target, dump); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("restore into a database that is not empty: %v", err)
+	}
+	if _, err := s.UserByName(ctx, "erin"); err != nil {
+		t.Fatalf("the refused restore changed the database: %v", err)
 	}
 }

@@ -209,6 +209,9 @@ var pgMigrations = []string{
 	ALTER TABLE device_certs DROP CONSTRAINT device_certs_user_id_fkey;
 	ALTER TABLE device_certs ADD CONSTRAINT device_certs_user_id_fkey
 		FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE SET NULL;`,
+
+	// 10: the audit log's search text (AuditRecord.searchText).
+	`ALTER TABLE audit_log ADD COLUMN search TEXT NOT NULL DEFAULT '';`,
 }
 
 // IsPostgresURL reports whether database names a PostgreSQL server (a
@@ -223,6 +226,22 @@ func IsPostgresURL(database string) bool {
 // database must exist; its owner must be able to create the trusted
 // extension citext (PostgreSQL 13 or later).
 func OpenPostgres(rawURL string) (*DB, error) {
+	s, err := openPostgresPool(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.migrate(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("open postgres %s: %w", s.where, redact(err, rawURL))
+	}
+	return s, nil
+}
+
+// openPostgresPool connects to the database at rawURL without applying
+// the migrations.
+func openPostgresPool(rawURL string) (*DB, error) {
 	cfg, err := pgx.ParseConfig(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: the --database URL does not parse (%v); use postgres://user:password@host:5432/database", redact(err, rawURL))
@@ -231,17 +250,12 @@ func OpenPostgres(rawURL string) (*DB, error) {
 	pool.SetMaxOpenConns(20)
 	pool.SetMaxIdleConns(4)
 	pool.SetConnMaxIdleTime(5 * time.Minute)
-	where := describePostgres(cfg)
-	s := &DB{db: &sqlDB{pool: pool, engine: enginePostgres}}
+	s := &DB{db: &sqlDB{pool: pool, engine: enginePostgres}, pgURL: rawURL, where: describePostgres(cfg)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := pool.PingContext(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("open postgres %s: %w", where, redact(err, rawURL))
-	}
-	if err := s.migrate(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("open postgres %s: %w", where, redact(err, rawURL))
+		return nil, fmt.Errorf("open postgres %s: %w", s.where, redact(err, rawURL))
 	}
 	return s, nil
 }

@@ -236,6 +236,18 @@ var migrations = []string{
 	ALTER TABLE device_certs_v9 RENAME TO device_certs;
 	CREATE INDEX device_certs_user_id ON device_certs (user_id);
 	CREATE INDEX device_certs_revoked ON device_certs (revoked_at);`,
+
+	// 10: the audit log's search text (AuditRecord.searchText), so that a
+	// text search finds the same records on both engines; existing
+	// records get theirs from fillAuditSearch.
+	`ALTER TABLE audit_log ADD COLUMN search TEXT NOT NULL DEFAULT '';`,
+}
+
+// migrationCode runs, in the transaction of the schema version it is
+// keyed by and after its SQL, what SQL alone cannot do. Both engines run
+// it.
+var migrationCode = map[int]func(ctx context.Context, tx *sqlTx) error{
+	10: fillAuditSearch,
 }
 
 // DB is the Store on a SQL database: an embedded SQLite file (OpenSQLite,
@@ -250,6 +262,10 @@ var migrations = []string{
 // run one after the other in the same way.
 type DB struct {
 	db *sqlDB
+	// pgURL and where are the URL of a PostgreSQL database (for its
+	// client programs, see Snapshot) and its description without the
+	// password.
+	pgURL, where string
 }
 
 // SQLite is DB's name from before PostgreSQL: the callers that open the
@@ -361,6 +377,11 @@ func (s *DB) applyMigration(ctx context.Context, version int, query string) erro
 	}
 	if _, err := tx.ExecContext(ctx, query); err != nil {
 		return fmt.Errorf("apply: %w", err)
+	}
+	if f := migrationCode[version]; f != nil {
+		if err := f(ctx, tx); err != nil {
+			return fmt.Errorf("apply: %w", err)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
 		version, time.Now().UTC().UnixNano()); err != nil {

@@ -366,9 +366,9 @@ func (s *DB) AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, error
 	}
 	r.Seal = nil
 	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_log
-		(seq, time, actor, source, action, target, outcome, details, prev_hash, hash, mac)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.Seq, toNanos(r.Time), r.Actor, r.Source, r.Action, r.Target, r.Outcome, r.detailsJSON, r.PrevHash, r.Hash, r.MAC); err != nil {
+		(seq, time, actor, source, action, target, outcome, details, prev_hash, hash, mac, search)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.Seq, toNanos(r.Time), r.Actor, r.Source, r.Action, r.Target, r.Outcome, r.detailsJSON, r.PrevHash, r.Hash, r.MAC, r.searchText()); err != nil {
 		return AuditRecord{}, fmt.Errorf("append audit: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -411,9 +411,8 @@ func (s *DB) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error
 		}
 	}
 	if f.Text != "" {
-		like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(f.Text) + "%"
-		conds = append(conds, `(actor LIKE ? ESCAPE '\' OR source LIKE ? ESCAPE '\' OR action LIKE ? ESCAPE '\' OR target LIKE ? ESCAPE '\' OR details LIKE ? ESCAPE '\')`)
-		args = append(args, like, like, like, like, like)
+		conds = append(conds, `search LIKE ? ESCAPE '\'`)
+		args = append(args, searchPattern(f.Text))
 	}
 	q := `SELECT seq, time, actor, source, action, target, outcome, details, prev_hash, hash, mac FROM audit_log`
 	if len(conds) > 0 {

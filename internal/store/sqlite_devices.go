@@ -122,6 +122,18 @@ func (s *DB) RevokeDeviceCert(ctx context.Context, serial string, t time.Time, r
 	return s.DeviceCertBySerial(ctx, serial)
 }
 
+// SetDeviceDigest implements DeviceStore.
+func (s *DB) SetDeviceDigest(ctx context.Context, serial, digest string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE device_certs SET digest_ha1 = ? WHERE serial = ?`, digest, serial)
+	if err != nil {
+		return fmt.Errorf("device certificate %s: %w", serial, mapErr(err))
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("device certificate %s: %w", serial, ErrNotFound)
+	}
+	return nil
+}
+
 // RevokedDeviceCerts implements DeviceStore.
 func (s *DB) RevokedDeviceCerts(ctx context.Context, now time.Time) ([]DeviceCert, error) {
 	out, err := s.queryDeviceCerts(ctx, `SELECT `+deviceCertColumns+` FROM device_certs

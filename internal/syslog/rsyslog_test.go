@@ -217,6 +217,8 @@ func TestRsyslogReceivesEverythingInOrder(t *testing.T) {
 	}
 	defer st.Close()
 	alarms := alarm.New(nil)
+	events := make(chan string, 16)
+	alarms.Observe(alarmEvents(events))
 	log := audit.NewLog(st, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -244,13 +246,20 @@ func TestRsyslogReceivesEverythingInOrder(t *testing.T) {
 		record(i)
 	}
 	// The alarm is raised while the server is down.
-	deadline := time.Now().Add(20 * time.Second)
-	for !alarms.IsActive(alarm.KindSyslog, "siem") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no syslog alarm while rsyslog is stopped; status %+v", fw.Status())
+	awaitAlarm := func(want string) {
+		t.Helper()
+		for {
+			select {
+			case e := <-events:
+				if e == want {
+					return
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("no %s alarm event; status %+v", want, fw.Status())
+			}
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	awaitAlarm("raised " + alarm.KindSyslog + ":siem")
 	rs.start()
 	got := rs.waitFor(40)
 	for i, seq := range got {
@@ -261,13 +270,7 @@ func TestRsyslogReceivesEverythingInOrder(t *testing.T) {
 	if len(got) != 40 {
 		t.Fatalf("received %d messages, want 40: %v", len(got), got)
 	}
-	deadline = time.Now().Add(10 * time.Second)
-	for alarms.IsActive(alarm.KindSyslog, "siem") {
-		if time.Now().After(deadline) {
-			t.Fatal("the syslog alarm stayed after rsyslog came back")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	awaitAlarm("cleared " + alarm.KindSyslog + ":siem")
 	// The message is RFC 5424 with the record's fields.
 	data, _ := os.ReadFile(rs.out)
 	first := strings.SplitN(string(data), "\n", 2)[0]
@@ -275,6 +278,12 @@ func TestRsyslogReceivesEverythingInOrder(t *testing.T) {
 		t.Fatalf("first message %q is not the expected RFC 5424 form", first)
 	}
 }
+
+// alarmEvents tells "raised kind:subject" and "cleared kind:subject".
+type alarmEvents chan string
+
+func (e alarmEvents) Raised(a alarm.Alarm)  { e <- "raised " + a.Kind + ":" + a.Subject }
+func (e alarmEvents) Cleared(a alarm.Alarm) { e <- "cleared " + a.Kind + ":" + a.Subject }
 
 // A server whose certificate the configured CA did not sign is refused.
 func TestSyslogRefusesUnknownServer(t *testing.T) {
