@@ -46,7 +46,7 @@ export function leftScreen(reason) {
     case 'timeout':
       return { message: 'You are no longer in the meeting', detail: 'The connection to the server was lost for too long.', rejoin: true };
     case 'revoked':
-      return { message: 'This device was revoked.', detail: 'Its key is no longer trusted by the others. Ask your administrator to enrol it again if you think this is a mistake.', rejoin: false };
+      return { message: 'This device was revoked.', detail: 'An administrator revoked its key, and the others no longer trust it. Ask your administrator if you think this is a mistake.', rejoin: false };
     case 'account-disabled':
       return { message: 'Your account has been disabled.', detail: 'An administrator ended your sessions. Ask them if you think this is a mistake.', rejoin: false };
     default:
