@@ -146,8 +146,13 @@ func TestMixedBrowsers(t *testing.T) {
 	carol.WaitJS(t, "Carol: Bob's tile removed", gone, 2*time.Second-time.Since(left))
 	t.Logf("Bob's tiles gone for Alice and Carol %v after he clicked leave", time.Since(left).Round(time.Millisecond))
 	sameCode(t, alice, carol)
-	carol.waitMedia(alice, "camera", true)
-	alice.waitMedia(carol, "camera", true)
+	// After the leave every sender rotates its key. On two shared cores
+	// with the race detector, Alice's Firefox was seen to take more than
+	// 10 s to bring its camera back to 2 frames a second afterwards (16
+	// frames decoded by Carol, 7 freezes): the window here is 20 s, and
+	// what is asserted is unchanged.
+	carol.waitMediaWithin(alice, "camera", true, 20*time.Second)
+	alice.waitMediaWithin(carol, "camera", true, 20*time.Second)
 }
 
 // clickAndRenegotiate clicks sel and waits for the renegotiation it

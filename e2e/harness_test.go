@@ -185,6 +185,13 @@ func (p *participant) media(from *participant, source string) media {
 // energy keep rising.
 func (p *participant) waitMedia(from *participant, source string, audio bool) {
 	p.t.Helper()
+	p.waitMediaWithin(from, source, audio, 10*time.Second)
+}
+
+// waitMediaWithin is waitMedia with the time given to see decoding go on
+// (waitMedia's is 10 s).
+func (p *participant) waitMediaWithin(from *participant, source string, audio bool, window time.Duration) {
+	p.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	var first media
 	for {
@@ -198,8 +205,8 @@ func (p *participant) waitMedia(from *participant, source string, audio bool) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	// Rising: at least 2 s more of decoding (≥ 20 frames at the fake
-	// camera's rate), sampled until seen or 10 s pass.
-	deadline = time.Now().Add(10 * time.Second)
+	// camera's rate), sampled until seen or the window passes.
+	deadline = time.Now().Add(window)
 	for {
 		m := p.media(from, source)
 		ok := m.FramesDecoded >= first.FramesDecoded+20 && m.Width > 0 && m.Height > 0
