@@ -82,30 +82,7 @@ func (c *Clock) NotifyArmed(ch chan<- time.Duration) {
 // the order of their deadlines (in the order armed for equal ones), each
 // with the clock at its deadline, outside the clock's lock, on the
 // caller's goroutine.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	end := c.now.Add(d)
-	for {
-		next := -1
-		for i, t := range c.timers {
-			if !t.stopped && !t.at.After(end) && (next < 0 || t.at.Before(c.timers[next].at)) {
-				next = i
-			}
-		}
-		if next < 0 {
-			break
-		}
-		t := c.timers[next]
-		c.timers = append(c.timers[:next], c.timers[next+1:]...)
-		t.stopped = true
-		c.now = t.at
-		c.mu.Unlock()
-		t.f()
-		c.mu.Lock()
-	}
-	c.now = end
-	c.mu.Unlock()
-}
+func (c *Clock) Advance(d time.Duration) { c.run(d, true) }
 
 // Jump moves the clock on by d at once, as a machine waking from sleep
 // sees it: the clock reads its end first, then every timer due by then
@@ -113,10 +90,18 @@ func (c *Clock) Advance(d time.Duration) {
 // A periodic timer re-armed by its function is due after the end, so it
 // does not run again: a jump of days costs one tick, not one per period
 // as with Advance. Rules that must see the time pass in steps use Advance.
-func (c *Clock) Jump(d time.Duration) {
+func (c *Clock) Jump(d time.Duration) { c.run(d, false) }
+
+// run moves the clock on by d, running the timers due by its end in the
+// order of their deadlines, outside the clock's lock. Stepwise, the clock
+// reads each timer's deadline as it runs (Advance); otherwise it reads the
+// end from the start (Jump).
+func (c *Clock) run(d time.Duration, stepwise bool) {
 	c.mu.Lock()
 	end := c.now.Add(d)
-	c.now = end
+	if !stepwise {
+		c.now = end
+	}
 	for {
 		next := -1
 		for i, t := range c.timers {
@@ -130,10 +115,14 @@ func (c *Clock) Jump(d time.Duration) {
 		t := c.timers[next]
 		c.timers = append(c.timers[:next], c.timers[next+1:]...)
 		t.stopped = true
+		if stepwise {
+			c.now = t.at
+		}
 		c.mu.Unlock()
 		t.f()
 		c.mu.Lock()
 	}
+	c.now = end
 	c.mu.Unlock()
 }
 
