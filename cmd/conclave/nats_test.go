@@ -22,6 +22,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"conclave/internal/auth"
 	"conclave/internal/bus"
@@ -116,15 +117,8 @@ func TestExternalNATS(t *testing.T) {
 		}
 		return false
 	})
-	if got := joinPIN(t, node.URL(), "board", "246810"); got.Type != signal.TypeWelcome {
-		t.Fatalf("the host PIN on the node: %+v", got)
-	}
-	if got := joinPIN(t, node.URL(), "board", "135790"); got.Type != signal.TypeError || got.Code != signal.CodeRoomUnavailable {
-		t.Fatalf("a wrong PIN on the node: %+v", got)
-	}
-
-	// The node's certificate on the external server: TLS 1.3 on P-384,
-	// and nothing beyond bus.NodePermissions.
+	// The node's certificate on the external server (a second
+	// connection beside the node's).
 	id, err := nodeca.LoadNode(filepath.Join(nodeData, server.NodeDir))
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +130,19 @@ func TestExternalNATS(t *testing.T) {
 		t.Fatalf("the node's certificate on the external server: %v", err)
 	}
 	defer probe.Close()
+	kv, err := bus.ConfigBucketOf(ctx, probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caughtUp(t, mgmt, kv)
+	if got := joinPIN(t, node.URL(), "board", "246810"); got.Type != signal.TypeWelcome {
+		t.Fatalf("the host PIN on the node: %+v", got)
+	}
+	if got := joinPIN(t, node.URL(), "board", "135790"); got.Type != signal.TypeError || got.Code != signal.CodeRoomUnavailable {
+		t.Fatalf("a wrong PIN on the node: %+v", got)
+	}
+
+	// On it: TLS 1.3 on P-384, and nothing beyond bus.NodePermissions.
 	cs, err := probe.TLSConnectionState()
 	if err != nil || cs.Version != tls.VersionTLS13 || cs.CurveID != tls.CurveP384 {
 		t.Fatalf("TLS with the external server: %x %v %v", cs.Version, cs.CurveID, err)
@@ -235,7 +242,7 @@ func startNode(t *testing.T, dir, url string) *server.Node {
 	cfg.Hosts = []string{"127.0.0.1"}
 	cfg.Cluster.NATS = url
 	cfg.Cluster.RelayListen = "127.0.0.1:0"
-	n, err := server.OpenNode(cfg, testlog.Logger(t, slog.LevelWarn), server.NodeOptions{})
+	n, err := server.OpenNode(cfg, testlog.Logger(t, slog.LevelInfo), server.NodeOptions{}) // its configuration watch in the log
 	if err != nil {
 		t.Fatalf("open the conference node: %v", err)
 	}
@@ -285,4 +292,152 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestExternalNATSCluster: three nats-servers configured by `conclave
+// cluster nats-config -routes` form one NATS cluster (routes admitted by
+// their bus certificates); the management node on one and a conference
+// node on another share the configuration, kept in three copies; when the
+// management node's server dies, a room added then still reaches the node
+// through the two others.
+func TestExternalNATSCluster(t *testing.T) {
+	ctx := context.Background()
+	run := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := run(args, strings.NewReader(""), &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	mgmtData, natsRoot := t.TempDir(), t.TempDir()
+	var clients, routes, dirs []string
+	for i := range 3 {
+		clients = append(clients, "127.0.0.1:"+strconv.Itoa(freePort(t)))
+		routes = append(routes, "127.0.0.1:"+strconv.Itoa(freePort(t)))
+		dirs = append(dirs, filepath.Join(natsRoot, "nats-"+strconv.Itoa(i+1)))
+	}
+	for i, dir := range dirs {
+		if code, out := run("cluster", "nats-config", "--data", mgmtData, "-out", dir, "-server-name", "nats-"+strconv.Itoa(i+1),
+			"-host", "127.0.0.1", "-listen", clients[i], "-route-listen", routes[i], "-routes", strings.Join(routes, ",")); code != 0 {
+			t.Fatalf("nats-config nats-%d: %d %s", i+1, code, out)
+		}
+	}
+	var servers []*natsserver.Server
+	for i, dir := range dirs {
+		servers = append(servers, natsserver.Start(t, filepath.Join(dir, bus.ExternalConfigFile), clients[i]))
+	}
+	for i, s := range servers {
+		wait.Until(t, 30*time.Second, func() bool {
+			l := s.Log()
+			return strings.Contains(l, "Self is new JetStream cluster metadata leader") || strings.Contains(l, "JetStream cluster new metadata leader:")
+		}, func() string {
+			return "nats-" + strconv.Itoa(i+1) + " to know the JetStream metadata leader:\n" + s.Log()
+		})
+	}
+	for i, s := range servers {
+		wait.Until(t, 10*time.Second, func() bool { return strings.Count(s.Log(), "Route connection created") >= 2 },
+			func() string { return "nats-" + strconv.Itoa(i+1) + "'s routes to the two others:\n" + s.Log() })
+	}
+
+	mgmt := testserver.Start(t, testserver.Options{Logger: testlog.Logger(t, slog.LevelWarn), Config: func(c *config.Config) {
+		c.DataDir = mgmtData
+		c.ClusterListen = "127.0.0.1:0"
+		c.Cluster.RelayListen = "127.0.0.1:0"
+		c.Cluster.NATS = "tls://" + clients[0]
+	}})
+	pinRoom := func(alias string) {
+		hash, err := auth.HashPIN("246810")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mgmt.Store().CreateRoom(ctx, store.Room{Alias: alias, DisplayName: alias, Access: store.AccessPIN, HostPINHash: hash}); err != nil {
+			t.Fatal(err)
+		}
+		mgmt.ConfigChanged()
+	}
+	pinRoom("board")
+	code, out := run("cluster", "add-node", "--data", mgmtData, "-name", "paris-1", "-management", mgmt.ClusterAddr().String())
+	m := regexp.MustCompile(`-token (\S+) -ca-pin (sha256:[0-9a-f]{64})`).FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("add-node: %d %s", code, out)
+	}
+	nodeData := t.TempDir()
+	if code, out := run("node", "enrol", "--data", nodeData, "-management", mgmt.ClusterAddr().String(), "-token", m[1], "-ca-pin", m[2], "-host", "127.0.0.1"); code != 0 {
+		t.Fatalf("node enrol: %d %s", code, out)
+	}
+	for i, dir := range dirs {
+		if code, out := run("cluster", "nats-config", "--data", mgmtData, "-out", dir, "-users-only"); code != 0 {
+			t.Fatalf("nats-config -users-only: %d %s", code, out)
+		}
+		if err := servers[i].Reload(); err != nil {
+			t.Fatal(err)
+		}
+		servers[i].WaitLog(t, "Reloaded server configuration", 10*time.Second)
+	}
+	node := startNode(t, nodeData, "tls://"+clients[1])
+	wait.For(t, "the node to receive the configuration through another NATS server", 20*time.Second, func() bool {
+		have, current := node.ConfigReady()
+		return have && current
+	})
+	id, err := nodeca.LoadNode(filepath.Join(nodeData, server.NodeDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe, err := bus.Connect("tls://"+clients[2], id.Certificate, nodeca.Trust{Roots: id.Roots()}, "127.0.0.1", "probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	kv, err := bus.ConfigBucketOf(ctx, probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caughtUp(t, mgmt, kv)
+	if got := joinPIN(t, node.URL(), "board", "246810"); got.Type != signal.TypeWelcome {
+		t.Fatalf("the host PIN on the node: %+v", got)
+	}
+	bucket := func() jetstream.StreamInfo {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *st.(*jetstream.KeyValueBucketStatus).StreamInfo()
+	}
+	if r := bucket().Config.Replicas; r != 3 {
+		t.Fatalf("the configuration bucket has %d replicas on a NATS cluster of three", r)
+	}
+
+	// The management node's NATS server dies; the management node moves
+	// to another, and a new room reaches the node.
+	before := bucket().State.LastSeq
+	servers[0].Stop()
+	killed := time.Now()
+	pinRoom("annex")
+	wait.For(t, "the new room in the configuration bucket on the surviving servers", 30*time.Second, func() bool {
+		st, err := kv.Status(ctx) // refused while the bucket elects a new leader
+		return err == nil && st.(*jetstream.KeyValueBucketStatus).StreamInfo().State.LastSeq > before
+	})
+	caughtUp(t, mgmt, kv)
+	t.Logf("the node applied the room added after the server's death %.1f s after the death", time.Since(killed).Seconds())
+	if got := joinPIN(t, node.URL(), "annex", "246810"); got.Type != signal.TypeWelcome {
+		t.Fatalf("the host PIN of the room added after the server's death: %+v", got)
+	}
+}
+
+// caughtUp waits until node paris-1 says (in its status) that it applied
+// the configuration bucket's last revision.
+func caughtUp(t *testing.T, mgmt *testserver.Server, kv jetstream.KeyValue) {
+	t.Helper()
+	var last uint64
+	wait.Until(t, 20*time.Second, func() bool {
+		st, err := kv.Status(context.Background())
+		if err != nil {
+			return false
+		}
+		last = st.(*jetstream.KeyValueBucketStatus).StreamInfo().State.LastSeq
+		for _, n := range mgmt.NodeStatuses() {
+			if n.Name == "paris-1" && n.Up && n.ConfigRevision >= last {
+				return true
+			}
+		}
+		return false
+	}, func() string { return "the node to apply the configuration's revision " + strconv.FormatUint(last, 10) })
 }

@@ -157,3 +157,10 @@ func (s *Server) WaitLog(t testing.TB, want string, timeout time.Duration) {
 	wait.Until(t, timeout, func() bool { return strings.Contains(s.Log(), want) },
 		func() string { return fmt.Sprintf("nats-server's log to say %q; it says:\n%s", want, s.Log()) })
 }
+
+// Stop kills the server (as a machine that fails would) and waits until
+// it has ended.
+func (s *Server) Stop() {
+	s.cmd.Process.Kill()
+	<-s.done
+}
