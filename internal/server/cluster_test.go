@@ -45,6 +45,7 @@ func clusterMgmt(t *testing.T, dir string, busPort int) *server.Server {
 	cfg.ClusterListen = "127.0.0.1:0"
 	cfg.Cluster.BusListen = "127.0.0.1:" + strconv.Itoa(busPort)
 	cfg.Cluster.RelayListen = "127.0.0.1:0"
+	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0" // not :3478, which every node of the test would want
 	srv, err := server.Open(cfg, slog.New(slog.DiscardHandler), server.Options{Binary: "-"})
 	if err != nil {
 		t.Fatalf("open management node: %v", err)
@@ -97,6 +98,7 @@ func startNodeWith(t *testing.T, dir, busURL string, opts nodeOpts) *server.Node
 	cfg.Hosts = []string{"127.0.0.1"}
 	cfg.Cluster.NATS = busURL
 	cfg.Cluster.RelayListen = "127.0.0.1:0"
+	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0"
 	if opts.NoRelayListener {
 		cfg.Cluster.RelayListen = ""
 	}
