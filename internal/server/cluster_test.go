@@ -86,6 +86,7 @@ func startNode(t *testing.T, dir, busURL string) *server.Node {
 type nodeOpts struct {
 	server.NodeOptions
 	NoRelayListener bool // an edge node that only dials
+	Debug           bool // a debug listener (metrics) on loopback
 }
 
 func startNodeWith(t *testing.T, dir, busURL string, opts nodeOpts) *server.Node {
@@ -101,6 +102,9 @@ func startNodeWith(t *testing.T, dir, busURL string, opts nodeOpts) *server.Node
 	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0"
 	if opts.NoRelayListener {
 		cfg.Cluster.RelayListen = ""
+	}
+	if opts.Debug {
+		cfg.DebugListen = "127.0.0.1:0"
 	}
 	n, err := server.OpenNode(cfg, testlog.Logger(t, slog.LevelInfo), opts.NodeOptions)
 	if err != nil {

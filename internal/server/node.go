@@ -450,6 +450,15 @@ func (n *Node) Linked() []string { return n.mesh.LinkedNodes() }
 // MediaAddr is the node's media UDP address.
 func (n *Node) MediaAddr() net.Addr { return n.engine.UDPAddr() }
 
+// DebugAddr is the address of the debug listener (metrics, profiles,
+// relay capture), nil without --debug-listen.
+func (n *Node) DebugAddr() net.Addr {
+	if n.debug == nil {
+		return nil
+	}
+	return n.debug.Addr()
+}
+
 // TURN is the node's embedded TURN server, nil when it is off.
 func (n *Node) TURN() *turn.Server { return n.https.relay }
 

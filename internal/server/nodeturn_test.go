@@ -3,6 +3,9 @@ package server_test
 import (
 	"context"
 	"crypto/tls"
+	"io"
+	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,7 +41,7 @@ func TestTURNOnNodes(t *testing.T) {
 	}
 	mgmt.ConfigChanged()
 	bus := "tls://127.0.0.1:" + strconv.Itoa(busPort)
-	inside := startNode(t, enrolNode(t, mgmt, "node-a"), bus)
+	inside := startNodeWith(t, enrolNode(t, mgmt, "node-a"), bus, nodeOpts{Debug: true})
 	edge := startNodeWith(t, enrolRole(t, mgmt, "dmz-1", nodeca.RoleEdge), bus, nodeOpts{NoRelayListener: true})
 	for _, n := range []*server.Node{inside, edge} {
 		if n.TURN() == nil {
@@ -144,6 +147,27 @@ func TestTURNOnNodes(t *testing.T) {
 			if n != b.Refused[reason] {
 				t.Errorf("%s: %d TURN refusals (%s) for its participant", c.n.Name(), n-b.Refused[reason], reason)
 			}
+		}
+	}
+	// The node's metrics (debug listener) count its relay's work.
+	resp, err := http.Get("http://" + inside.DebugAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, c := range []struct {
+		series string
+		least  uint64
+	}{{`conclave_turn_allocations_total{transport="tls"}`, 1}, {`conclave_turn_relayed_bytes_total{direction="to_peer"}`, fromAnn},
+		{`conclave_turn_relayed_bytes_total{direction="to_client"}`, fromOut}} {
+		m := regexp.MustCompile(regexp.QuoteMeta(c.series) + ` (\S+)\n`).FindSubmatch(body)
+		if m == nil {
+			t.Errorf("node A's /metrics lacks %s:\n%s", c.series, body)
+			continue
+		}
+		if v, err := strconv.ParseFloat(string(m[1]), 64); err != nil || v < float64(c.least) {
+			t.Errorf("node A's /metrics: %s %s, want at least %d", c.series, m[1], c.least)
 		}
 	}
 	if st := mgmt.TURN().Stats(); st.BytesToPeer != 0 || st.BytesToClient != 0 {
