@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,6 +98,13 @@ func TestExternalNATS(t *testing.T) {
 	if code, out := run("node", "enrol", "--data", nodeData, "-management", mgmt.ClusterAddr().String(), "-token", m[1], "-ca-pin", m[2], "-host", "127.0.0.1"); code != 0 {
 		t.Fatalf("node enrol: %d %s", code, out)
 	}
+	// Started before the server knows it, the node is refused and says
+	// what to do; it connects by itself once the users are written again
+	// and the server reloaded.
+	var nodeLog lockedBuffer
+	node := startNodeLog(t, nodeData, natsURL, slog.New(slog.NewTextHandler(io.MultiWriter(&nodeLog, testlog.Writer(t)), nil)))
+	wait.Until(t, 10*time.Second, func() bool { return strings.Contains(nodeLog.String(), "nats-config") },
+		func() string { return "the refused node to log the advice; its log:\n" + nodeLog.String() })
 	if code, out := run("cluster", "nats-config", "--data", mgmtData, "-out", natsDir, "-users-only"); code != 0 || !strings.Contains(out, "1 nodes") {
 		t.Fatalf("nats-config -users-only: %d %s", code, out)
 	}
@@ -103,8 +112,6 @@ func TestExternalNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	nsrv.WaitLog(t, "Reloaded server configuration", 10*time.Second)
-
-	node := startNode(t, nodeData, natsURL)
 	wait.For(t, "the node to receive the configuration from the external NATS server", 20*time.Second, func() bool {
 		have, current := node.ConfigReady()
 		return have && current
@@ -234,6 +241,30 @@ func foreignManagement(t *testing.T) func() *tls.Certificate {
 // startNode runs the conference node enrolled in dir on the bus at url.
 func startNode(t *testing.T, dir, url string) *server.Node {
 	t.Helper()
+	return startNodeLog(t, dir, url, testlog.Logger(t, slog.LevelInfo))
+}
+
+// lockedBuffer is a log written by one goroutine and read by another.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startNodeLog is startNode logging to log.
+func startNodeLog(t *testing.T, dir, url string, log *slog.Logger) *server.Node {
+	t.Helper()
 	cfg := config.Defaults()
 	cfg.DataDir = dir
 	cfg.Listen = "127.0.0.1:0"
@@ -242,7 +273,7 @@ func startNode(t *testing.T, dir, url string) *server.Node {
 	cfg.Hosts = []string{"127.0.0.1"}
 	cfg.Cluster.NATS = url
 	cfg.Cluster.RelayListen = "127.0.0.1:0"
-	n, err := server.OpenNode(cfg, testlog.Logger(t, slog.LevelInfo), server.NodeOptions{}) // its configuration watch in the log
+	n, err := server.OpenNode(cfg, log, server.NodeOptions{})
 	if err != nil {
 		t.Fatalf("open the conference node: %v", err)
 	}

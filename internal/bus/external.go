@@ -11,12 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -409,4 +411,41 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// LogErrors is an option of Connect that logs the connection's
+// asynchronous errors through log instead of nats.go's printing them to
+// the standard error: a certificate the server refuses while connecting
+// again (with the advice of connectError), a permission the server
+// denies. The same error is logged at most once a minute.
+func LogErrors(log *slog.Logger, url string) nats.Option {
+	var mu sync.Mutex
+	last := map[string]time.Time{}
+	report := func(what string, sub *nats.Subscription, err error) {
+		msg := err.Error()
+		mu.Lock()
+		seen, ok := last[msg]
+		if ok && time.Since(seen) < time.Minute {
+			mu.Unlock()
+			return
+		}
+		last[msg] = time.Now()
+		mu.Unlock()
+		args := []any{"url", url, "err", connectError(url, err)}
+		if sub != nil {
+			args = append(args, "subject", sub.Subject)
+		}
+		log.Warn(what, args...)
+	}
+	return func(o *nats.Options) error {
+		o.AsyncErrorCB = func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			report("cluster: the bus refused a request", sub, err)
+		}
+		o.ReconnectErrCB = func(_ *nats.Conn, err error) {
+			if err != nil {
+				report("cluster: connecting to the bus failed; trying again", nil, err)
+			}
+		}
+		return nil
+	}
 }

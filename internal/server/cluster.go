@@ -92,7 +92,7 @@ func (s *Server) openCluster(clk clock.Clock, org string) error {
 	if u := strings.TrimPrefix(c.busURL, "tls://"); s.cfg.Cluster.NATS != "" {
 		serverName, _, _ = net.SplitHostPort(u)
 	}
-	c.nc, err = bus.Connect(c.busURL, ln.Certificate, nodeca.Trust{Roots: ca.Pool()}, serverName, "management")
+	c.nc, err = bus.Connect(c.busURL, ln.Certificate, nodeca.Trust{Roots: ca.Pool()}, serverName, "management", bus.LogErrors(s.log, c.busURL))
 	if err != nil {
 		c.close()
 		return err

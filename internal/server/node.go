@@ -280,6 +280,7 @@ func (n *Node) runBus(ctx context.Context) {
 			n.log.Warn("cluster: the bus is unreachable; the node goes on with its copy of the configuration", "err", err)
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { n.log.Info("cluster: the bus is reachable again") }),
+		bus.LogErrors(n.log, n.cfg.Cluster.NATS),
 	)
 	if err != nil {
 		n.log.Error("cluster: cannot use the bus", "url", n.cfg.Cluster.NATS, "err", err)
