@@ -829,3 +829,19 @@ func (m *Manager) takenAdmission(alias string, mem Member) Admission {
 	adm.BypassLock = mem.Wait == ""
 	return adm
 }
+
+// HasMembers reports whether node has admitted participants in the
+// meeting meetingID (its instance id), as that node told this one: the
+// files of a meeting kept here are served to the nodes of its members
+// only (internal/cascade).
+func (m *Manager) HasMembers(node, meetingID string) bool {
+	for _, r := range m.rooms() {
+		r.mu.Lock()
+		ok := r.id == meetingID && r.nodeHasMembersLocked(node)
+		r.mu.Unlock()
+		if ok {
+			return true
+		}
+	}
+	return false
+}

@@ -100,7 +100,7 @@ func (s *Server) openCluster(clk clock.Clock, org string) error {
 	// The management node hosts meetings too: linked to the conference
 	// nodes', they can span both.
 	c.mesh, err = cascade.Listen(cascade.Config{Name: "management", URL: s.url, Listen: s.cfg.RelayAddr(),
-		Cert: ln.Certificate, Trust: trust, Media: s.engine, Rooms: s.meetings, Log: s.log, Tap: s.opts.RelayTap})
+		Cert: ln.Certificate, Trust: trust, Media: s.engine, Rooms: s.meetings, Files: s.files, Log: s.log, Tap: s.opts.RelayTap})
 	if err != nil {
 		c.close()
 		return err

@@ -342,6 +342,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	if s.cl != nil {
 		webCfg.Cluster = clusterAdmin{s}
+		webCfg.RemoteFiles = s.cl.mesh
 	}
 	handler := web.New(ctx, webCfg)
 	if err := o.finish(ctx, s); err != nil {
