@@ -122,6 +122,9 @@ func readFileFrame(r io.Reader, typ byte) ([]byte, error) {
 	}
 	payload := make([]byte, n)
 	if _, err := io.ReadFull(r, payload); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // a header without its payload
+		}
 		return nil, err
 	}
 	return payload, nil

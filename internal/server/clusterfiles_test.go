@@ -3,15 +3,19 @@ package server_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"conclave/internal/nodeca"
 	"conclave/internal/server"
 	"conclave/internal/signal"
 	"conclave/internal/store"
@@ -39,7 +43,8 @@ func TestMeetingFilesAcrossNodes(t *testing.T) {
 	mgmt.ConfigChanged()
 	bus := "tls://127.0.0.1:" + strconv.Itoa(busPort)
 	a := startNode(t, enrolNode(t, mgmt, "node-a"), bus)
-	b := startNode(t, enrolNode(t, mgmt, "node-b"), bus)
+	dirB := enrolNode(t, mgmt, "node-b")
+	b := startNode(t, dirB, bus)
 	for _, n := range []*server.Node{a, b} {
 		wait.For(t, "the nodes to have the configuration", 20*time.Second, func() bool { have, cur := n.ConfigReady(); return have && cur })
 	}
@@ -105,6 +110,16 @@ func TestMeetingFilesAcrossNodes(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d %s", c.who, st, data, c.status, c.code)
 		}
 	}
+	// Node A serves the file to the nodes of the meeting's members only:
+	// node C, enrolled in the cluster but without members in it, is told
+	// there is no such file, on the same connection B fetches it on.
+	dirC := enrolNode(t, mgmt, "node-c")
+	if head := askFile(t, a.RelayAddr().String(), dirB, aw.Meeting, id); !strings.Contains(head, `"ok"`) {
+		t.Errorf("node B's own request: %s", head)
+	}
+	if head := askFile(t, a.RelayAddr().String(), dirC, aw.Meeting, id); head != `{"status":"not-found"}` {
+		t.Errorf("node C, without members in the meeting, was answered %s", head)
+	}
 	if stored, _ := a.Files(); stored != int64(len(blob)) {
 		t.Errorf("A keeps %d bytes, want Ann's %d", stored, len(blob))
 	}
@@ -142,4 +157,35 @@ func TestMeetingFilesAcrossNodes(t *testing.T) {
 		t.Errorf("the answer took %v", took)
 	}
 	t.Logf("with node A gone, B answered %d in %v", st, took.Round(time.Millisecond))
+}
+
+// askFile sends a file request to the node-to-node listener at addr as
+// the node enrolled in dir, and returns the answer's head.
+func askFile(t *testing.T, addr, dir, meeting, id string) string {
+	t.Helper()
+	n, err := nodeca.LoadNode(filepath.Join(dir, server.NodeDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := nodeca.ClientConfig(n.Certificate, nodeca.Trust{Roots: n.Roots()}, "127.0.0.1")
+	cfg.NextProtos = []string{"conclave-files/1"}
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	req := fmt.Sprintf(`{"meeting":%q,"id":%q}`, meeting, id)
+	if _, err := c.Write(append([]byte{3, 0, 0, byte(len(req))}, req...)); err != nil {
+		t.Fatal(err)
+	}
+	var h [4]byte
+	if _, err := io.ReadFull(c, h[:]); err != nil || h[0] != 4 {
+		t.Fatalf("answer: %x %v", h, err)
+	}
+	head := make([]byte, int(h[2])<<8|int(h[3]))
+	if _, err := io.ReadFull(c, head); err != nil {
+		t.Fatal(err)
+	}
+	return string(head)
 }
