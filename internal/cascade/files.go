@@ -2,7 +2,9 @@ package cascade
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,16 +43,27 @@ import (
 // meeting; the fetching node checks its own member's upload token first,
 // as for a local file. The bytes are the sender's ciphertext: neither
 // node can read them.
+//
+// A node without a node-to-node listener (an edge node, which only dials)
+// cannot be dialled: the fetching node asks it over the link to connect
+// back (msgFileWant with a one-time token), and it does, to the fetching
+// node's listener, under alpnFilesBack; its first frame (frameFileBack)
+// carries the token, then the request and the answer go as above, the
+// roles of TLS client and server swapped.
 
-// alpnFiles is the ALPN protocol of a file connection. A link offers no
-// ALPN protocol; the listener answers ALPN only to a client offering this
-// one, so other clients (links, TLS scanners) see no change.
-const alpnFiles = "conclave-files/1"
+// ALPN protocols of file connections. A link offers no ALPN protocol; the
+// listener answers ALPN only to a client offering one of these, so other
+// clients (links, TLS scanners) see no change.
+const (
+	alpnFiles     = "conclave-files/1"
+	alpnFilesBack = "conclave-files-back/1"
+)
 
 // Frames of a file connection (never valid on a link).
 const (
 	frameFileRequest = 3
 	frameFileHead    = 4
+	frameFileBack    = 5 // JSON {"token"}: the connection asked for by msgFileWant
 	maxFileFrame     = 512
 )
 
@@ -89,6 +102,11 @@ type Files interface {
 type fileRequest struct {
 	Meeting string `json:"meeting"`
 	ID      string `json:"id"`
+}
+
+// fileBack opens a connection asked for by msgFileWant.
+type fileBack struct {
+	Token string `json:"token"`
 }
 
 // fileHead answers it.
@@ -142,6 +160,31 @@ func parseFileRequest(payload []byte) (fileRequest, error) {
 	return q, nil
 }
 
+// parseFileBack decodes and checks the first frame of a connection back.
+func parseFileBack(payload []byte) (string, error) {
+	var b fileBack
+	if err := json.Unmarshal(payload, &b); err != nil {
+		return "", fmt.Errorf("%w: %v", errFrame, err)
+	}
+	if !validToken(b.Token) {
+		return "", fmt.Errorf("%w: malformed token of a connection back", errFrame)
+	}
+	return b.Token, nil
+}
+
+// validToken: 32 lower-case hex digits.
+func validToken(t string) bool {
+	if len(t) != 32 {
+		return false
+	}
+	for _, c := range t {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // parseFileHead decodes and checks an answer's head.
 func parseFileHead(payload []byte) (fileHead, error) {
 	var h fileHead
@@ -158,7 +201,7 @@ func parseFileHead(payload []byte) (fileHead, error) {
 }
 
 // serverTLS is the listener's configuration: the node-to-node policy,
-// answering alpnFiles to a client that offers it.
+// answering the file protocols to a client that offers one.
 func serverTLS(base *tls.Config) *tls.Config {
 	var once sync.Once
 	var withALPN *tls.Config
@@ -167,13 +210,13 @@ func serverTLS(base *tls.Config) *tls.Config {
 		MaxVersion: tls.VersionTLS13,
 		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
 			c, err := base.GetConfigForClient(h)
-			if err != nil || c == nil || !slices.Contains(h.SupportedProtos, alpnFiles) {
+			if err != nil || c == nil || !slices.Contains(h.SupportedProtos, alpnFiles) && !slices.Contains(h.SupportedProtos, alpnFilesBack) {
 				return c, err
 			}
 			// nodeca's policy is one configuration for every client.
 			once.Do(func() {
 				withALPN = c.Clone()
-				withALPN.NextProtos = []string{alpnFiles}
+				withALPN.NextProtos = []string{alpnFiles, alpnFilesBack}
 			})
 			return withALPN, nil
 		},
@@ -247,13 +290,16 @@ func (m *Mesh) FetchFile(ctx context.Context, meeting, id string, max int64) (io
 		addr = l.relay // or told by the node in its hello
 	}
 	m.mu.Unlock()
-	switch {
-	case l == nil:
+	if l == nil {
 		return nil, 0, fmt.Errorf("%w: no link to node %s", files.ErrUnreachable, node)
-	case addr == "":
-		return nil, 0, fmt.Errorf("%w: node %s has no node-to-node listener", files.ErrUnreachable, node)
 	}
-	c, err := m.dialFiles(ctx, node, addr)
+	var c *tls.Conn
+	var err error
+	if addr != "" {
+		c, err = m.dialFiles(ctx, node, addr, alpnFiles)
+	} else {
+		c, err = m.askBack(ctx, l)
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: node %s: %v", files.ErrUnreachable, node, err)
 	}
@@ -276,13 +322,13 @@ func (m *Mesh) FetchFile(ctx context.Context, meeting, id string, max int64) (io
 	return &fileReader{c: c, left: h.Size}, h.Size, nil
 }
 
-// dialFiles opens a file connection to node at addr.
-func (m *Mesh) dialFiles(ctx context.Context, node, addr string) (*tls.Conn, error) {
+// dialFiles opens a file connection (protocol alpn) to node at addr.
+func (m *Mesh) dialFiles(ctx context.Context, node, addr, alpn string) (*tls.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.fileStart)
 	defer cancel()
 	host, _, _ := net.SplitHostPort(addr)
 	cfg := nodeca.ClientConfig(m.cfg.Cert, m.cfg.Trust, host)
-	cfg.NextProtos = []string{alpnFiles}
+	cfg.NextProtos = []string{alpn}
 	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -294,8 +340,8 @@ func (m *Mesh) dialFiles(ctx context.Context, node, addr string) (*tls.Conn, err
 	case err != nil:
 	case peer != node:
 		err = fmt.Errorf("the node at %s is %q", addr, peer)
-	case c.ConnectionState().NegotiatedProtocol != alpnFiles:
-		err = errors.New("it does not serve files to other nodes")
+	case c.ConnectionState().NegotiatedProtocol != alpn:
+		err = errors.New("it does not exchange files with other nodes")
 	}
 	if err != nil {
 		c.Close()
@@ -303,6 +349,121 @@ func (m *Mesh) dialFiles(ctx context.Context, node, addr string) (*tls.Conn, err
 	}
 	c.SetDeadline(time.Now().Add(m.fileStart))
 	return c, nil
+}
+
+// askBack asks node l.peer, which has no listener, to connect back to
+// this one for a file, and waits for the connection.
+func (m *Mesh) askBack(ctx context.Context, l *link) (*tls.Conn, error) {
+	if m.ln == nil {
+		return nil, errors.New("neither node has a node-to-node listener")
+	}
+	token := randomToken()
+	ch := make(chan *tls.Conn, 1)
+	m.mu.Lock()
+	m.backs[token] = fileWait{node: l.peer, ch: ch}
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.backs, token)
+		m.mu.Unlock()
+		select {
+		case c := <-ch: // arrived as the wait ended
+			c.Close()
+		default:
+		}
+	}()
+	l.sendControl(&control{T: msgFileWant, Token: token})
+	t := time.NewTimer(m.fileStart)
+	defer t.Stop()
+	select {
+	case c := <-ch:
+		c.SetDeadline(time.Now().Add(m.fileStart))
+		return c, nil
+	case <-t.C:
+		return nil, errors.New("it did not connect back for the file")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.done:
+		return nil, errors.New("the link closed")
+	}
+}
+
+// fileWait is a connection back this node waits for.
+type fileWait struct {
+	node string
+	ch   chan *tls.Conn
+}
+
+// takeBack hands a connection back from node peer to the fetch that
+// asked for it.
+func (m *Mesh) takeBack(peer string, c *tls.Conn) {
+	c.SetDeadline(time.Now().Add(m.fileStart))
+	payload, err := readFileFrame(c, frameFileBack)
+	var token string
+	if err == nil {
+		token, err = parseFileBack(payload)
+	}
+	m.mu.Lock()
+	w, ok := m.backs[token]
+	m.mu.Unlock()
+	if err == nil && (!ok || w.node != peer) {
+		err = errors.New("a connection back nobody asked that node for")
+	}
+	if err != nil {
+		m.log.Warn("cluster: a node's file connection refused", "node", peer, "err", err)
+		c.Close()
+		return
+	}
+	select {
+	case w.ch <- c:
+	default:
+		c.Close() // a second connection for one token
+	}
+}
+
+// connectBack answers msgFileWant: it connects to node l.peer's listener
+// and serves it the file it asks for there.
+func (m *Mesh) connectBack(l *link, token string) {
+	m.mu.Lock()
+	addr := m.addrs[l.peer]
+	if addr == "" {
+		addr = l.relay
+	}
+	m.mu.Unlock()
+	if addr == "" {
+		m.log.Warn("cluster: a node wants a file but has no node-to-node listener", "node", l.peer)
+		return
+	}
+	select {
+	case m.fileBacks <- struct{}{}:
+		defer func() { <-m.fileBacks }()
+	default:
+		m.log.Warn("cluster: too many file connections back to other nodes; one refused", "node", l.peer)
+		return
+	}
+	c, err := m.dialFiles(m.ctx, l.peer, addr, alpnFilesBack)
+	if err == nil {
+		var b []byte
+		if b, err = appendFileFrame(nil, frameFileBack, fileBack{Token: token}); err == nil {
+			_, err = c.Write(b)
+		}
+		if err != nil {
+			c.Close()
+		}
+	}
+	if err != nil {
+		m.log.Warn("cluster: cannot connect back to a node for a file", "node", l.peer, "err", err)
+		return
+	}
+	m.serveFile(l.peer, c)
+}
+
+func randomToken() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return hex.EncodeToString(b)
 }
 
 // requestFile sends the request and reads the answer's head; the

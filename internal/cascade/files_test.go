@@ -61,6 +61,16 @@ func TestFileFrames(t *testing.T) {
 			t.Errorf("request %s: %v, want a malformed frame", bad, err)
 		}
 	}
+	b, _ = appendFileFrame(nil, frameFileBack, fileBack{Token: id})
+	payload, err = readFileFrame(bytes.NewReader(b), frameFileBack)
+	if tok, perr := parseFileBack(payload); err != nil || perr != nil || tok != id {
+		t.Fatalf("connection back: %q %v %v", tok, err, perr)
+	}
+	for _, bad := range []string{`{"token":"` + strings.ToUpper(id) + `"}`, `{"token":"` + id[:30] + `"}`, `{}`, `"x"`} {
+		if _, err := parseFileBack([]byte(bad)); !errors.Is(err, errFrame) {
+			t.Errorf("connection back %s: %v, want a malformed frame", bad, err)
+		}
+	}
 	for _, bad := range []string{`{"status":"ok","size":-1}`, `{"status":"maybe"}`, `{}`, `nul`} {
 		if _, err := parseFileHead([]byte(bad)); !errors.Is(err, errFrame) {
 			t.Errorf("head %s: %v, want a malformed frame", bad, err)
@@ -78,8 +88,10 @@ func FuzzFileFrames(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte{3, 0, 0, 2, '{', '}'})
 	f.Add([]byte{4, 0xff, 0xff, 0xff})
+	b, _ = appendFileFrame(nil, frameFileBack, fileBack{Token: strings.Repeat("cd", 16)})
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, typ := range []byte{frameFileRequest, frameFileHead} {
+		for _, typ := range []byte{frameFileRequest, frameFileHead, frameFileBack} {
 			payload, err := readFileFrame(bytes.NewReader(data), typ)
 			if err != nil {
 				continue
@@ -92,6 +104,9 @@ func FuzzFileFrames(f *testing.F) {
 			}
 			if h, err := parseFileHead(payload); err == nil && h.Size < 0 {
 				t.Fatalf("accepted head %+v", h)
+			}
+			if tok, err := parseFileBack(payload); err == nil && !validToken(tok) {
+				t.Fatalf("accepted token %q", tok)
 			}
 		}
 	})

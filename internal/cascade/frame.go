@@ -31,14 +31,15 @@ const (
 
 // Control message types.
 const (
-	msgHello   = "hello"   // Name, URL, Relay: the first message each way
-	msgPing    = "ping"    // keepalive
-	msgEvent   = "event"   // Room, Event: a meeting event
-	msgTrack   = "track"   // ID, Room, Track: a track this side relays from now on
-	msgUntrack = "untrack" // ID: that track ended
-	msgLayers  = "layers"  // ID, Active: the layers of a track the receiving side needs
-	msgPLI     = "pli"     // ID, Layer: a key frame request
-	msgFile    = "file"    // Meeting, File, Size: a meeting file this side keeps (files.go)
+	msgHello    = "hello"     // Name, URL, Relay: the first message each way
+	msgPing     = "ping"      // keepalive
+	msgEvent    = "event"     // Room, Event: a meeting event
+	msgTrack    = "track"     // ID, Room, Track: a track this side relays from now on
+	msgUntrack  = "untrack"   // ID: that track ended
+	msgLayers   = "layers"    // ID, Active: the layers of a track the receiving side needs
+	msgPLI      = "pli"       // ID, Layer: a key frame request
+	msgFile     = "file"      // Meeting, File, Size: a meeting file this side keeps (files.go)
+	msgFileWant = "file-want" // Token: connect back to this side's listener for a file (files.go)
 )
 
 // control is a control message.
@@ -57,6 +58,7 @@ type control struct {
 	Meeting string `json:"meeting,omitempty"`
 	File    string `json:"file,omitempty"`
 	Size    int64  `json:"size,omitempty"`
+	Token   string `json:"token,omitempty"`
 }
 
 // appendHeader appends a frame header.

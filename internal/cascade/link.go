@@ -244,6 +244,11 @@ func (l *link) handle(c *control) error {
 		}
 	case msgFile:
 		return l.learnFile(c)
+	case msgFileWant:
+		if !validToken(c.Token) {
+			return errors.New("file-want without a valid token")
+		}
+		go l.mesh.connectBack(l, c.Token)
 	}
 	return nil
 }

@@ -98,8 +98,10 @@ type Mesh struct {
 	capMu    sync.Mutex                 // serialises changes of captures
 	captures atomic.Pointer[[]*capture] // Capture calls in progress (capture.go)
 
-	fileServes chan struct{} // files being served to other nodes (files.go)
-	fileStart  time.Duration // fileStartTimeout
+	fileServes chan struct{}       // files being served to other nodes (files.go)
+	fileBacks  chan struct{}       // connections back being opened (files.go)
+	backs      map[string]fileWait // connections back waited for, by token; under mu
+	fileStart  time.Duration       // fileStartTimeout
 }
 
 // Listen opens the node-to-node listener.
@@ -122,7 +124,8 @@ func Listen(cfg Config) (*Mesh, error) {
 		server: serverTLS(nodeca.ServerConfig(cfg.Cert, tr, tls.RequireAndVerifyClientCert)),
 		peers:  map[string]string{}, addrs: map[string]string{}, dials: map[string]context.CancelFunc{}, links: map[string]*link{},
 		urls: map[string]string{}, roles: map[string]string{},
-		fileServes: make(chan struct{}, maxFileServes), fileStart: fileStartTimeout}
+		fileServes: make(chan struct{}, maxFileServes), fileBacks: make(chan struct{}, maxFileServes),
+		backs: map[string]fileWait{}, fileStart: fileStartTimeout}
 	if cfg.Files != nil {
 		cfg.Files.OnStored(m.announceFile)
 	}
@@ -324,10 +327,17 @@ func (m *Mesh) accept() {
 				return
 			}
 			peer, role, err := peerIdentity(tc)
-			if err == nil && peer != m.cfg.Name && tc.ConnectionState().NegotiatedProtocol == alpnFiles {
-				// Not a link: another node fetching a meeting file.
-				m.serveFile(peer, tc)
-				return
+			if err == nil && peer != m.cfg.Name {
+				// Not a link: another node fetching a meeting file, or
+				// connecting back with one this node asked for.
+				switch tc.ConnectionState().NegotiatedProtocol {
+				case alpnFiles:
+					m.serveFile(peer, tc)
+					return
+				case alpnFilesBack:
+					m.takeBack(peer, tc)
+					return
+				}
 			}
 			if err == nil && m.dialsPeer(peer, role == nodeca.RoleEdge) {
 				err = fmt.Errorf("node %q must wait for this node to dial it", peer)

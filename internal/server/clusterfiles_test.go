@@ -189,3 +189,57 @@ func askFile(t *testing.T, addr, dir, meeting, id string) string {
 	}
 	return string(head)
 }
+
+// TestMeetingFilesFromAnEdge: a file shared by a participant of an edge
+// node, which has no node-to-node listener, reaches a member on an
+// internal node (the edge connects back for it), and the other way.
+func TestMeetingFilesFromAnEdge(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	busPort := freePort(t)
+	mgmt := clusterMgmt(t, t.TempDir(), busPort)
+	defer mgmt.Close()
+	if _, err := mgmt.Store().CreateRoom(ctx, store.Room{Alias: "board", DisplayName: "Board"}); err != nil {
+		t.Fatal(err)
+	}
+	mgmt.ConfigChanged()
+	bus := "tls://127.0.0.1:" + strconv.Itoa(busPort)
+	inside := startNode(t, enrolNode(t, mgmt, "node-a"), bus)
+	edge := startNodeWith(t, enrolRole(t, mgmt, "dmz-1", nodeca.RoleEdge), bus, nodeOpts{NoRelayListener: true})
+	for _, n := range []*server.Node{inside, edge} {
+		wait.For(t, "the configuration", 20*time.Second, func() bool { have, cur := n.ConfigReady(); return have && cur })
+	}
+	wait.For(t, "the edge to link to the internal node", 20*time.Second, func() bool {
+		return slices.Contains(edge.Linked(), "node-a") && slices.Contains(inside.Linked(), "dmz-1")
+	})
+	out, in := dialURL(t, edge.URL()), dialURL(t, inside.URL())
+	ow := out.join("board", "Out")
+	wait.For(t, "the internal node to follow the meeting", 10*time.Second, func() bool { return inside.HasMembers("dmz-1", ow.Meeting) })
+	iw := in.join("board", "In")
+	if iw.Meeting != ow.Meeting {
+		t.Fatalf("two meetings: %q and %q", ow.Meeting, iw.Meeting)
+	}
+	for _, c := range []struct {
+		from, to       *server.Node
+		sender, getter *wsClient
+		up, down       string
+	}{
+		{edge, inside, out, in, ow.UploadToken, iw.UploadToken},
+		{inside, edge, in, out, iw.UploadToken, ow.UploadToken},
+	} {
+		blob := make([]byte, 200_000)
+		rand.Read(blob)
+		st, data := fileRequestTo(t, c.from.URL(), "POST", "/api/files", c.up, blob)
+		var up struct{ ID string }
+		if st != http.StatusCreated || json.Unmarshal(data, &up) != nil {
+			t.Fatalf("upload on %s: %d %s", c.from.Name(), st, data)
+		}
+		c.sender.sendRaw(`{"v":1,"type":"chat","payload":"ZmlsZQ=="}`)
+		if m := c.getter.next(signal.TypeRoomState, signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeNotice, signal.TypeAnnounce); m.Type != signal.TypeChat {
+			t.Fatalf("got %s, want the chat message", m.Type)
+		}
+		if st, got := fileRequestTo(t, c.to.URL(), "GET", "/api/files/"+up.ID, c.down, nil); st != http.StatusOK || string(got) != string(blob) {
+			t.Errorf("a file of %s downloaded on %s: %d, %d bytes", c.from.Name(), c.to.Name(), st, len(got))
+		}
+	}
+}
