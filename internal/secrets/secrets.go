@@ -299,6 +299,7 @@ var KeyFiles = []string{
 	"devca/*.key",
 	"sip/cdr.key",
 	"cluster/cluster-ca-key.pem",
+	"node/node-key.pem",
 }
 
 // IsKeyFile reports whether rel (slash-separated) matches KeyFiles.
