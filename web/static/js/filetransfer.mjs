@@ -97,7 +97,13 @@ export async function downloadFile(descriptor, token, fetchFn = globalThis.fetch
     throw new FileError('network', 'Cannot reach the Conclave server.');
   }
   if (!res.ok) throw statusError(res.status, false);
-  const blob = new Uint8Array(await res.arrayBuffer());
+  let blob;
+  try {
+    blob = new Uint8Array(await res.arrayBuffer());
+  } catch {
+    // The transfer broke off (the network, or the server keeping the file).
+    throw new FileError('network', 'The download was cut off before the end; try again.');
+  }
   try {
     return await decryptFile(descriptor, blob);
   } catch {
