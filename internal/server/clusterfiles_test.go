@@ -34,7 +34,7 @@ func TestMeetingFilesAcrossNodes(t *testing.T) {
 	defer cancel()
 	busPort := freePort(t)
 	mgmt := clusterMgmt(t, t.TempDir(), busPort)
-	defer mgmt.Close()
+	t.Cleanup(func() { mgmt.Close() }) // after the nodes (cleanups run last first): a node closing while its bus is gone waits for a connection attempt
 	for _, alias := range []string{"board", "other"} {
 		if _, err := mgmt.Store().CreateRoom(ctx, store.Room{Alias: alias, DisplayName: alias}); err != nil {
 			t.Fatal(err)
@@ -198,7 +198,7 @@ func TestMeetingFilesFromAnEdge(t *testing.T) {
 	defer cancel()
 	busPort := freePort(t)
 	mgmt := clusterMgmt(t, t.TempDir(), busPort)
-	defer mgmt.Close()
+	t.Cleanup(func() { mgmt.Close() }) // after the nodes (cleanups run last first): a node closing while its bus is gone waits for a connection attempt
 	if _, err := mgmt.Store().CreateRoom(ctx, store.Room{Alias: "board", DisplayName: "Board"}); err != nil {
 		t.Fatal(err)
 	}
