@@ -331,6 +331,8 @@ func TestCluster(t *testing.T) {
 	// Ann's file went with node A: Cat, on B, is told so.
 	if got, shown := downloadLastFile(t, cat); got != "" || !strings.Contains(shown, "cannot be reached") {
 		t.Errorf("Cat's download of the file of the dead node A: %d bytes, the page shows %q", len(got), shown)
+	} else {
+		t.Logf("Cat, on B, downloading Ann's file kept by the dead node A, is told: %s", shown)
 	}
 	// The lock holds on node B: a newcomer knocks.
 	fay := knock(t, br, urlB, "board", "Fay", vaultGuestPIN)
