@@ -299,6 +299,7 @@ var KeyFiles = []string{
 	"devca/*.key",
 	"sip/cdr.key",
 	"cluster/cluster-ca-key.pem",
+	"cluster/ticket-key.pem",
 }
 
 // IsKeyFile reports whether rel (slash-separated) matches KeyFiles.
