@@ -170,6 +170,7 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 	if err != nil {
 		return nil, err
 	}
+	nodeTickets(gate, id.Name(), func() []byte { return n.conf.Management().TicketKey }, clk)
 	n.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: n.log, Clock: clk,
 		MaxParticipants: cfg.MaxParticipants, Audit: hostAuditor{log: n.log, audit: n.spool}}, n.engine, gate)
 	if n.files, err = files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Clock: clk}); err != nil {
@@ -215,6 +216,7 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		PINMinLength: auth.DefaultPINMinLen,
 		PeerOrigins:  func() []string { return clusterOrigins(n.mesh, n.nodes, n.clock.Now()) },
 		LogUpstream:  &logProxy{conf: n.conf},
+		SignIn:       func() string { return n.conf.Management().URL },
 	})
 	if cfg.DebugListen != "" {
 		if n.debug, err = startDebug(cfg.DebugListen, n.log, nil, relayCapture(n.mesh)); err != nil {
