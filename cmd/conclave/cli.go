@@ -51,15 +51,25 @@ func subcommand(group string, args []string, usage string, stderr io.Writer, fla
 // masterKey opens the data directory's master key as configured,
 // prompting for the passphrase on the terminal when asked to.
 func masterKey(cfg config.Config, stderr io.Writer) (*secrets.Box, error) {
-	src := secrets.Source{KeyFile: cfg.Secrets.KeyFile, Key: cfg.Secrets.Key, Passphrase: cfg.Secrets.Passphrase}
-	if cfg.Secrets.Prompt && src.Passphrase == "" {
-		p, err := promptPassphrase("Passphrase of the secrets at rest: ")
-		if err != nil {
-			return nil, err
-		}
-		src.Passphrase = p
+	if err := askSecretsPassphrase(&cfg); err != nil {
+		return nil, err
 	}
-	return secrets.Open(cfg.DataDir, src)
+	return secrets.Open(cfg.DataDir, secrets.Source{KeyFile: cfg.Secrets.KeyFile, Key: cfg.Secrets.Key, Passphrase: cfg.Secrets.Passphrase})
+}
+
+// askSecretsPassphrase reads the passphrase of the secrets at rest from the
+// terminal into cfg when --secrets-passphrase asks for it and the
+// environment gave none.
+func askSecretsPassphrase(cfg *config.Config) error {
+	if !cfg.Secrets.Prompt || cfg.Secrets.Passphrase != "" {
+		return nil
+	}
+	p, err := promptPassphrase("Passphrase of the secrets at rest: ")
+	if err != nil {
+		return err
+	}
+	cfg.Secrets.Passphrase = p
+	return nil
 }
 
 // promptPassphrase reads a passphrase from the terminal without echo.

@@ -173,6 +173,7 @@ func nodeCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfg := config.Defaults()
 	config.RegisterDataDir(fs, &cfg)
+	config.RegisterSecrets(fs, &cfg)
 	var mgmt, token, pin string
 	var hosts []string
 	switch cmd {
@@ -195,12 +196,16 @@ func nodeCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	dir := filepath.Join(cfg.DataDir, "node")
+	// The node's key is sealed under the master key when one is set, as
+	// `conclave node run` expects it (docs/admin.md, "Secrets at rest").
+	box, err := masterKey(cfg, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "conclave node %s: master key: %v\n", cmd, err)
+		return 1
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var (
-		n   *nodeca.Node
-		err error
-	)
+	var n *nodeca.Node
 	switch cmd {
 	case "enrol":
 		if mgmt == "" || token == "" || pin == "" {
@@ -214,13 +219,13 @@ func nodeCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "conclave node enrol: this data directory already holds a node identity (%s); use another --data, or remove it to enrol again\n", dir)
 			return 1
 		}
-		n, err = nodeca.Enrol(ctx, dir, mgmt, strings.TrimSpace(token), strings.TrimSpace(pin), hosts)
+		n, err = nodeca.EnrolSealed(ctx, dir, mgmt, strings.TrimSpace(token), strings.TrimSpace(pin), hosts, box)
 	case "renew":
-		if n, err = nodeca.LoadNode(dir); err == nil {
+		if n, err = nodeca.LoadNodeSealed(dir, box); err == nil {
 			err = n.Renew(ctx, mgmt)
 		}
 	case "status":
-		n, err = nodeca.LoadNode(dir)
+		n, err = nodeca.LoadNodeSealed(dir, box)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "conclave node %s: %v\n", cmd, err)
@@ -252,6 +257,10 @@ func nodeRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.Level()}))
+	if err := askSecretsPassphrase(&cfg); err != nil {
+		fmt.Fprintf(stderr, "conclave node run: %v\n", err)
+		return 1
+	}
 	n, err := server.OpenNode(cfg, log, server.NodeOptions{})
 	if err != nil {
 		fmt.Fprintf(stderr, "conclave node run: %v\n", err)

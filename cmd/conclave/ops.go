@@ -243,10 +243,8 @@ func backupCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 		defer f.Close()
-		if cfg.Secrets.Prompt && cfg.Secrets.Passphrase == "" {
-			if cfg.Secrets.Passphrase, err = promptPassphrase("Passphrase of the secrets at rest: "); err != nil {
-				return fail(err)
-			}
+		if err := askSecretsPassphrase(&cfg); err != nil {
+			return fail(err)
 		}
 		h, err := server.RestoreDataDir(f, p, cfg)
 		if err != nil {

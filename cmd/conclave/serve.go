@@ -26,13 +26,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.Level()}))
 
-	if cfg.Secrets.Prompt && cfg.Secrets.Passphrase == "" {
-		p, err := promptPassphrase("Passphrase of the secrets at rest: ")
-		if err != nil {
-			fmt.Fprintf(stderr, "conclave: %v\n", err)
-			return 1
-		}
-		cfg.Secrets.Passphrase = p
+	if err := askSecretsPassphrase(&cfg); err != nil {
+		fmt.Fprintf(stderr, "conclave: %v\n", err)
+		return 1
 	}
 	srv, err := server.Open(cfg, log, server.Options{})
 	if err != nil {

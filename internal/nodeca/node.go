@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"conclave/internal/secrets"
 )
 
 // Files of a node's identity in its data directory.
@@ -40,24 +42,49 @@ const (
 // renewed.
 type Node struct {
 	dir   string
+	box   *secrets.Box // seals the key at rest; nil keeps it clear
 	cert  atomic.Pointer[tls.Certificate]
 	roots *x509.CertPool
 	ca    *x509.Certificate
 }
 
-// LoadNode reads the identity a node saved in dir at enrolment.
-func LoadNode(dir string) (*Node, error) {
+// LoadNode reads the identity a node saved in dir at enrolment, its key
+// in the clear.
+func LoadNode(dir string) (*Node, error) { return LoadNodeSealed(dir, nil) }
+
+// LoadNodeSealed is LoadNode with the node's key sealed at rest by box
+// (package secrets): a key saved in the clear is read and sealed at
+// once, so that turning the master key on protects an enrolled node too.
+func LoadNodeSealed(dir string, box *secrets.Box) (*Node, error) {
 	caPEM, err := os.ReadFile(filepath.Join(dir, caCertFile))
 	if err != nil {
 		return nil, fmt.Errorf("this node has not enrolled yet (conclave node enrol): %w", err)
 	}
-	n := &Node{dir: dir}
+	n := &Node{dir: dir, box: box}
 	if err := n.setCA(caPEM); err != nil {
 		return nil, err
 	}
-	c, err := tls.LoadX509KeyPair(filepath.Join(dir, nodeCertFile), filepath.Join(dir, nodeKeyFile))
+	certPEM, err := os.ReadFile(filepath.Join(dir, nodeCertFile))
 	if err != nil {
 		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	keyPath := filepath.Join(dir, nodeKeyFile)
+	raw, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("node key: %w", err)
+	}
+	keyPEM, err := box.Open(keyPath, raw)
+	if err != nil {
+		return nil, fmt.Errorf("node key: %w", err)
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	if box.Enabled() && !secrets.Sealed(raw) {
+		if err := box.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+			return nil, fmt.Errorf("seal the node key: %w", err)
+		}
 	}
 	n.cert.Store(&c)
 	return n, nil
@@ -138,6 +165,11 @@ type enrolResponse struct {
 // only if its certificate chains to a CA with that fingerprint. hosts are
 // the node's node-to-node addresses, which its certificate will cover.
 func Enrol(ctx context.Context, dir, addr, token, pin string, hosts []string) (*Node, error) {
+	return EnrolSealed(ctx, dir, addr, token, pin, hosts, nil)
+}
+
+// EnrolSealed is Enrol with the node's key sealed at rest by box.
+func EnrolSealed(ctx context.Context, dir, addr, token, pin string, hosts []string, box *secrets.Box) (*Node, error) {
 	if !strings.HasPrefix(pin, "sha256:") {
 		return nil, errors.New("the CA pin must look like sha256:<64 hexadecimal digits>, as conclave cluster add-node prints it")
 	}
@@ -176,7 +208,7 @@ func Enrol(ctx context.Context, dir, addr, token, pin string, hosts []string) (*
 	if err := os.WriteFile(filepath.Join(dir, caCertFile), resp.CA, 0o644); err != nil {
 		return nil, err
 	}
-	n := &Node{dir: dir}
+	n := &Node{dir: dir, box: box}
 	if err := n.setCA(resp.CA); err != nil {
 		return nil, err
 	}
@@ -227,22 +259,14 @@ func (n *Node) save(key *ecdsa.PrivateKey, certPEM []byte) error {
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return fmt.Errorf("the issued certificate does not chain to the cluster CA: %w", err)
 	}
-	if err := writeAtomic(filepath.Join(n.dir, nodeKeyFile), keyPEM, 0o600); err != nil {
+	if err := n.box.WriteFile(filepath.Join(n.dir, nodeKeyFile), keyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(n.dir, nodeCertFile), certPEM, 0o644); err != nil {
+	if err := secrets.WriteAtomic(filepath.Join(n.dir, nodeCertFile), certPEM, 0o644); err != nil {
 		return err
 	}
 	n.cert.Store(&c)
 	return nil
-}
-
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func post(ctx context.Context, conf *tls.Config, addr, path string, body enrolRequest) (enrolResponse, error) {

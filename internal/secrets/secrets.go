@@ -300,6 +300,7 @@ var KeyFiles = []string{
 	"sip/cdr.key",
 	"cluster/cluster-ca-key.pem",
 	"cluster/ticket-key.pem",
+	"node/node-key.pem",
 }
 
 // IsKeyFile reports whether rel (slash-separated) matches KeyFiles.

@@ -23,6 +23,7 @@ import (
 	"conclave/internal/conn"
 	"conclave/internal/nodeca"
 	"conclave/internal/perm"
+	"conclave/internal/secrets"
 	"conclave/internal/server"
 	"conclave/internal/signal"
 	"conclave/internal/store"
@@ -93,7 +94,8 @@ func startNode(t *testing.T, dir, busURL string) *server.Node {
 // nodeOpts are a test node's options.
 type nodeOpts struct {
 	server.NodeOptions
-	NoRelayListener bool // an edge node that only dials
+	NoRelayListener bool   // an edge node that only dials
+	SecretsKey      string // the master key (hexadecimal), if any
 }
 
 func startNodeWith(t *testing.T, dir, busURL string, opts nodeOpts) *server.Node {
@@ -109,6 +111,7 @@ func startNodeWith(t *testing.T, dir, busURL string, opts nodeOpts) *server.Node
 	if opts.NoRelayListener {
 		cfg.Cluster.RelayListen = ""
 	}
+	cfg.Secrets.Key = opts.SecretsKey
 	n, err := server.OpenNode(cfg, testlog.Logger(t, slog.LevelInfo), opts.NodeOptions)
 	if err != nil {
 		t.Fatalf("open conference node: %v", err)
@@ -632,5 +635,58 @@ func TestEdgeNode(t *testing.T) {
 	}
 	if rep := edge.Status(0); rep.Participants != 1 || rep.Relay != "" {
 		t.Errorf("the edge: %+v", rep)
+	}
+}
+
+// A conference node's private key is sealed under the master key like the
+// management node's keys: from enrolment when the key is set then, and at
+// the first start with the key for a node enrolled without one. Without
+// the key the node does not start.
+func TestNodeKeySealed(t *testing.T) {
+	busPort := freePort(t)
+	mgmt := clusterMgmt(t, t.TempDir(), busPort)
+	defer mgmt.Close()
+	bus := "tls://127.0.0.1:" + strconv.Itoa(busPort)
+	key := strings.Repeat("ab", 32)
+
+	dir := enrolNode(t, mgmt, "node-a")
+	if clear := clearKeys(dir); len(clear) == 0 {
+		t.Fatal("a node enrolled without a master key has no key in the clear: the check below proves nothing")
+	}
+	n := startNodeWith(t, dir, bus, nodeOpts{SecretsKey: key})
+	if clear := clearKeys(dir); len(clear) > 0 {
+		t.Fatalf("private keys in the clear on a node started with a master key: %v", clear)
+	}
+	n.Close()
+	cfg := config.Defaults()
+	cfg.DataDir, cfg.Listen, cfg.MediaUDP, cfg.MediaTCP = dir, "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.Cluster.NATS, cfg.Cluster.RelayListen = bus, "127.0.0.1:0"
+	if _, err := server.OpenNode(cfg, slog.New(slog.DiscardHandler), server.NodeOptions{}); err == nil || !strings.Contains(err.Error(), "master key") {
+		t.Fatalf("a node with a sealed key started without the master key: %v", err)
+	}
+	// Started again with its key, it has its identity back.
+	if n = startNodeWith(t, dir, bus, nodeOpts{SecretsKey: key}); n.Name() != "node-a" {
+		t.Fatalf("the node restarted as %q", n.Name())
+	}
+
+	raw, err := secrets.ParseKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, err := secrets.New(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := mgmt.ClusterCA().NewToken(context.Background(), "node-b", nodeca.RoleConference, "", "test", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirB := t.TempDir()
+	if _, err := nodeca.EnrolSealed(context.Background(), filepath.Join(dirB, server.NodeDir), mgmt.ClusterAddr().String(), tok,
+		mgmt.ClusterCA().Fingerprint(), []string{"127.0.0.1"}, box); err != nil {
+		t.Fatal(err)
+	}
+	if clear := clearKeys(dirB); len(clear) > 0 {
+		t.Fatalf("private keys in the clear after an enrolment with a master key: %v", clear)
 	}
 }

@@ -114,7 +114,11 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		return nil, err
 	}
 	dir := filepath.Join(cfg.DataDir, NodeDir)
-	id, err := nodeca.LoadNode(dir)
+	box, err := secrets.Open(cfg.DataDir, secrets.Source{KeyFile: cfg.Secrets.KeyFile, Key: cfg.Secrets.Key, Passphrase: cfg.Secrets.Passphrase})
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	id, err := nodeca.LoadNodeSealed(dir, box)
 	if err != nil {
 		return nil, err
 	}
@@ -135,10 +139,6 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 	}
 	if n.spool, err = spool.Open(filepath.Join(dir, "spool"), func() time.Time { return clk.Now() }); err != nil {
 		return nil, fmt.Errorf("open the audit spool: %w", err)
-	}
-	box, err := secrets.Open(cfg.DataDir, secrets.Source{KeyFile: cfg.Secrets.KeyFile, Key: cfg.Secrets.Key, Passphrase: cfg.Secrets.Passphrase})
-	if err != nil {
-		return nil, fmt.Errorf("master key: %w", err)
 	}
 	if n.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)

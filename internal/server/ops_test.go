@@ -110,19 +110,7 @@ func TestEveryKeySealed(t *testing.T) {
 		c.ClusterListen, c.Cluster.BusListen, c.Cluster.RelayListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 		dir = c.DataDir
 	}}, "board")
-	var clear []string
-	filepath.WalkDir(srv.DataDir(), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, _ := os.ReadFile(p)
-		if bytes.Contains(data, []byte("PRIVATE KEY-----")) || strings.HasSuffix(p, ".key") && !secrets.Sealed(data) {
-			rel, _ := filepath.Rel(srv.DataDir(), p)
-			clear = append(clear, rel)
-		}
-		return nil
-	})
-	if len(clear) > 0 {
+	if clear := clearKeys(srv.DataDir()); len(clear) > 0 {
 		t.Fatalf("private keys in the clear: %v (read and write them through secrets.Box and add them to secrets.KeyFiles)", clear)
 	}
 	// A restore staged from the admin page waits for the next start in
@@ -146,20 +134,17 @@ func TestEveryKeySealed(t *testing.T) {
 	}
 	resp.Body.Close()
 	staged := 0
-	filepath.WalkDir(filepath.Join(srv.DataDir(), "restore-pending"), func(p string, d fs.DirEntry, err error) error {
+	pending := filepath.Join(srv.DataDir(), "restore-pending")
+	filepath.WalkDir(pending, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		data, _ := os.ReadFile(p)
-		if secrets.Sealed(data) {
+		if data, _ := os.ReadFile(p); secrets.Sealed(data) {
 			staged++
-		}
-		if bytes.Contains(data, []byte("PRIVATE KEY-----")) || strings.HasSuffix(p, ".key") && !secrets.Sealed(data) {
-			rel, _ := filepath.Rel(srv.DataDir(), p)
-			clear = append(clear, rel)
 		}
 		return nil
 	})
+	clear := clearKeys(pending)
 	if len(clear) > 0 || staged == 0 {
 		t.Fatalf("the staged restore holds private keys in the clear: %v (%d sealed files)", clear, staged)
 	}
@@ -170,6 +155,25 @@ func TestEveryKeySealed(t *testing.T) {
 	if _, err := server.Open(cfg, slog.New(slog.DiscardHandler), server.Options{}); err == nil || !strings.Contains(err.Error(), "master key") {
 		t.Fatalf("open with another master key: %v", err)
 	}
+}
+
+// clearKeys lists the files under dir (relative to it) that hold a
+// private key in the clear: a PEM private key, or a .key file that is not
+// sealed.
+func clearKeys(dir string) []string {
+	var clear []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, _ := os.ReadFile(p)
+		if bytes.Contains(data, []byte("PRIVATE KEY-----")) || strings.HasSuffix(p, ".key") && !secrets.Sealed(data) {
+			rel, _ := filepath.Rel(dir, p)
+			clear = append(clear, rel)
+		}
+		return nil
+	})
+	return clear
 }
 
 // scrape reads /metrics with the bearer token and parses it with the

@@ -33,13 +33,20 @@ const isolatedEnv = "CONCLAVE_TEST_NETNS_ISOLATED"
 //
 // It needs root (CAP_SYS_ADMIN); without it the tests fail, they are
 // never run outside the namespace: scripts/test runs as root.
-func Isolate(m *testing.M) {
+//
+// after run in the namespace once the tests are done, before the process
+// exits (to stop a server the tests shared, such as pgtest.Stop).
+func Isolate(m *testing.M, after ...func()) {
 	if os.Getenv(isolatedEnv) == "1" {
 		if err := loopbackUp(); err != nil {
 			fmt.Fprintf(os.Stderr, "netns: bring up lo in the test namespace: %v\n", err)
 			os.Exit(2)
 		}
-		os.Exit(m.Run())
+		code := m.Run()
+		for _, f := range after {
+			f()
+		}
+		os.Exit(code)
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintf(os.Stderr, "netns: these tests run in a loopback-only network namespace, which needs root (euid %d): run them with scripts/test as root\n", os.Geteuid())
