@@ -599,9 +599,24 @@ func (r *Room) applyCommandLocked(ev Event) (leave []*Participant) {
 			q.setPendingLeave("denied")
 			leave = append(leave, q)
 		}
+	case commandDisconnect:
+		q := r.findLocked(ev.Target)
+		if q == nil {
+			q = r.findWaitingLocked(ev.Target)
+		}
+		if q != nil && q.userID != 0 {
+			q.setPendingLeave("account-disabled")
+			leave = append(leave, q)
+		}
 	}
 	return leave
 }
+
+// commandDisconnect (EventCommand) asks the node of a signed-in
+// participant to end it (bye account-disabled): the management node,
+// which holds the accounts, disabled or deleted its account
+// (Manager.DisconnectUser). It ends nobody without an account.
+const commandDisconnect = "disconnect"
 
 // NodeUp tells the manager that node is reachable (again): it is sent
 // the state of every room that has participants here.

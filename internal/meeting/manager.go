@@ -254,6 +254,7 @@ func (m *Manager) DisconnectUser(userID int64, reason string) int {
 	}
 	m.mu.Lock()
 	var ps []*Participant
+	remote := 0
 	for _, r := range m.active {
 		for _, p := range r.everyone() {
 			if p.userID == userID {
@@ -262,10 +263,22 @@ func (m *Manager) DisconnectUser(userID int64, reason string) int {
 		}
 	}
 	m.mu.Unlock()
+	// The account's participants on other nodes (a signed-in account
+	// sent there with a ticket): their node ends them.
+	for _, r := range m.rooms() {
+		r.mu.Lock()
+		for id, x := range r.remote {
+			if x.m.UserID == userID {
+				r.sendToLocked(x.node, Event{Kind: EventCommand, Type: commandDisconnect, Target: id, Reason: reason})
+				remote++
+			}
+		}
+		r.mu.Unlock()
+	}
 	for _, p := range ps {
 		p.leave(reason)
 	}
-	return len(ps)
+	return len(ps) + remote
 }
 
 // AccountIDs returns the accounts that have a participant in a meeting
@@ -282,6 +295,14 @@ func (m *Manager) AccountIDs() []int64 {
 				out = append(out, p.userID)
 			}
 		}
+		r.mu.Lock()
+		for _, x := range r.remote {
+			if id := x.m.UserID; id != 0 && !seen[id] {
+				seen[id] = true
+				out = append(out, id)
+			}
+		}
+		r.mu.Unlock()
 	}
 	return out
 }

@@ -15,6 +15,7 @@ import (
 	"conclave/internal/client"
 	"conclave/internal/config"
 	"conclave/internal/nodeca"
+	"conclave/internal/perm"
 	"conclave/internal/server"
 	"conclave/internal/signal"
 	"conclave/internal/store"
@@ -86,12 +87,18 @@ func TestAccountOnConferenceNode(t *testing.T) {
 		ws.sendRaw(`{"v":1,"type":"join","room":"` + room + `","name":"` + user + `x"}`)
 		return ws.next()
 	}
-	// onNode joins room on the node with a ticket and returns the answer.
-	onNode := func(base, room, tk string) signal.Message {
+	// onNodeWS joins room on the node with a ticket and returns the
+	// connection and the answer.
+	onNodeWS := func(base, room, tk string) (*wsClient, signal.Message) {
 		t.Helper()
 		ws := dialURL(t, base)
 		ws.sendRaw(`{"v":1,"type":"join","room":"` + room + `","name":"Someone","redirected":true,"ticket":"` + tk + `"}`)
-		return ws.next(signal.TypeRoomState, signal.TypeNotice)
+		return ws, ws.next(signal.TypeRoomState, signal.TypeNotice)
+	}
+	onNode := func(base, room, tk string) signal.Message {
+		t.Helper()
+		_, m := onNodeWS(base, room, tk)
+		return m
 	}
 	refused := func(what string, m signal.Message, words string) {
 		t.Helper()
@@ -121,7 +128,8 @@ func TestAccountOnConferenceNode(t *testing.T) {
 		t.Fatalf("Mia at the management node: %+v", m)
 	}
 	miaTicket := m.Ticket
-	if w := onNode(node.URL(), "staff", miaTicket); w.Type != signal.TypeWelcome || w.Self.Role != signal.RoleParticipant || !w.Self.Account {
+	miaWS, w := onNodeWS(node.URL(), "staff", miaTicket)
+	if w.Type != signal.TypeWelcome || w.Self.Role != signal.RoleParticipant || !w.Self.Account {
 		t.Fatalf("Mia with her ticket on the node: %+v", w)
 	}
 	wait.For(t, "Olga to see Mia, signed in", 10*time.Second, func() bool {
@@ -158,6 +166,18 @@ func TestAccountOnConferenceNode(t *testing.T) {
 	refused("on another node", onNode(mgmt.URL(), "staff", tk), "another server")
 	clk.Set(time.Unix(c.Expires, 0).Add(ticket.Skew))
 	refused("expired", onNode(node.URL(), "staff", tk), "expired")
+
+	// An administrator disables Mia on the management node: her node
+	// puts her out of the meeting at once.
+	addAccount(t, srv, "root", perm.Administrator)
+	_, _, root := loginStatus(t, srv, "root", testPassword)
+	if st, body, _ := root.do("POST", "/api/users/mia/disable", nil, true); st != http.StatusOK {
+		t.Fatalf("disable: %d %v", st, body)
+	}
+	if bye := miaWS.next(signal.TypeRoomState, signal.TypeNotice, signal.TypeParticipantJoined, signal.TypeParticipantUpdated,
+		signal.TypeParticipantLeft, signal.TypeAnnounce, signal.TypeSpeaker); bye.Type != signal.TypeBye || bye.Reason != "account-disabled" {
+		t.Errorf("Mia on the node after her account was disabled: %+v", bye)
+	}
 
 	// The meeting page on the node: nobody is signed in there, and the
 	// sign-in link leads to the management node.
