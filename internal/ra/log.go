@@ -2,7 +2,6 @@ package ra
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -10,35 +9,22 @@ import (
 
 	"conclave/internal/clock"
 	"conclave/internal/e2ee"
+	"conclave/internal/logtree"
 )
 
-// memLog is the Authority's copy of the log: the records (kept in the
-// store), their tlog hashes, and what clients ask about.
+// memLog is the Authority's copy of the log: the tree of the records
+// (kept in the store) and the revocations clients ask about.
 type memLog struct {
-	records [][]byte
-	hashes  []tlog.Hash
-	index   map[tlog.Hash]int64 // record hash -> index of its first copy
-	revoked map[string]bool     // revocationKey
+	tree    *logtree.Tree
+	revoked map[string]bool // revocationKey
 }
 
 func newMemLog() memLog {
-	return memLog{index: map[tlog.Hash]int64{}, revoked: map[string]bool{}}
+	return memLog{tree: logtree.New(), revoked: map[string]bool{}}
 }
 
 func revocationKey(userID string, devicePublicKey []byte) string {
 	return userID + "\x00" + string(devicePublicKey)
-}
-
-// ReadHashes implements tlog.HashReader.
-func (l *memLog) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	for i, x := range indexes {
-		if x < 0 || x >= int64(len(l.hashes)) {
-			return nil, fmt.Errorf("log hash %d not stored", x)
-		}
-		out[i] = l.hashes[x]
-	}
-	return out, nil
 }
 
 // Sync reads the records appended to the store since the last call (by
@@ -47,7 +33,7 @@ func (a *Authority) Sync(ctx context.Context) error {
 	var revs []*e2ee.Revocation
 	a.mu.Lock()
 	for {
-		recs, err := a.store.LogRecords(ctx, int64(len(a.log.records)), 1024)
+		recs, err := a.store.LogRecords(ctx, a.log.tree.Size(), 1024)
 		if err != nil {
 			a.mu.Unlock()
 			return fmt.Errorf("read the E2EE log: %w", err)
@@ -56,16 +42,9 @@ func (a *Authority) Sync(ctx context.Context) error {
 			break
 		}
 		for _, rec := range recs {
-			n := int64(len(a.log.records))
-			hs, err := tlog.StoredHashes(n, rec, &a.log)
-			if err != nil {
+			if _, err := a.log.tree.Append(rec); err != nil {
 				a.mu.Unlock()
-				return fmt.Errorf("hash E2EE log record %d: %w", n, err)
-			}
-			a.log.records = append(a.log.records, rec)
-			a.log.hashes = append(a.log.hashes, hs...)
-			if _, ok := a.log.index[e2ee.RecordHash(rec)]; !ok {
-				a.log.index[e2ee.RecordHash(rec)] = n
+				return err
 			}
 			if e2ee.KindOf(rec) == e2ee.RecordRevocation {
 				if r, err := e2ee.VerifyRevocation(&a.key.PublicKey, rec); err == nil {
@@ -93,7 +72,8 @@ func (a *Authority) Watch(f func(*e2ee.Revocation)) {
 	a.mu.Lock()
 	a.onRevoke = f
 	var revs []*e2ee.Revocation
-	for _, rec := range a.log.records {
+	for i := range a.log.tree.Size() {
+		rec := a.log.tree.Record(i)
 		if e2ee.KindOf(rec) == e2ee.RecordRevocation {
 			if r, err := e2ee.VerifyRevocation(&a.key.PublicKey, rec); err == nil {
 				revs = append(revs, r)
@@ -117,7 +97,7 @@ func (a *Authority) Run(ctx context.Context, interval time.Duration) (stop func(
 func (a *Authority) Size() int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return int64(len(a.log.records))
+	return a.log.tree.Size()
 }
 
 // Checkpoint returns the signed checkpoint of the latest tree.
@@ -128,11 +108,11 @@ func (a *Authority) Checkpoint() ([]byte, error) {
 }
 
 func (a *Authority) checkpointLocked() ([]byte, error) {
-	n := int64(len(a.log.records))
+	n := a.log.tree.Size()
 	if a.checkpoint != nil && a.cpSize == n {
 		return a.checkpoint, nil
 	}
-	h, err := tlog.TreeHash(n, &a.log)
+	h, err := a.log.tree.Root()
 	if err != nil {
 		return nil, err
 	}
@@ -144,91 +124,44 @@ func (a *Authority) checkpointLocked() ([]byte, error) {
 	return cp, nil
 }
 
-// Inclusion is where a record is in a tree, with its proof; Index is -1
-// when the tree does not hold it.
-type Inclusion struct {
-	Index int64
-	Proof tlog.RecordProof
-}
+// Inclusion is where a record is in a tree, with its proof (logtree).
+type Inclusion = logtree.Inclusion
 
-// Proof answers POST /api/e2ee/log/prove: the checkpoint of the latest
+// Proof answers POST /api/e2ee/log/prove (logtree).
+type Proof = logtree.Proof
+
+// Entry is a record with its inclusion proof (logtree).
+type Entry = logtree.Entry
+
+// ErrTreeSize is returned for a tree size the log does not have.
+var ErrTreeSize = logtree.ErrTreeSize
+
+// MaxEntries bounds the records of one Entries answer.
+const MaxEntries = logtree.MaxEntries
+
+// Prove answers POST /api/e2ee/log/prove: the checkpoint of the latest
 // tree when to is 0, a consistency proof of the tree of size to (or the
 // latest) with the tree of size from, and the inclusion of each record
 // hash in that tree.
-type Proof struct {
-	Checkpoint  []byte // when to was 0
-	Size        int64
-	Consistency tlog.TreeProof
-	Inclusion   []Inclusion
-}
-
-// ErrTreeSize is returned for a tree size the log does not have.
-var ErrTreeSize = errors.New("the log has no tree of that size")
-
-// Prove builds a Proof.
 func (a *Authority) Prove(from, to int64, records []tlog.Hash) (Proof, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	n := int64(len(a.log.records))
-	var p Proof
+	var cp []byte
 	if to == 0 {
-		cp, err := a.checkpointLocked()
-		if err != nil {
-			return p, err
+		var err error
+		if cp, err = a.checkpointLocked(); err != nil {
+			return Proof{}, err
 		}
-		p.Checkpoint, to = cp, n
 	}
-	if to < 0 || to > n || from < 0 || from > to {
-		return p, ErrTreeSize
-	}
-	p.Size = to
-	if from > 0 && from < to {
-		tp, err := tlog.ProveTree(to, from, &a.log)
-		if err != nil {
-			return p, err
-		}
-		p.Consistency = tp
-	}
-	for _, h := range records {
-		i, ok := a.log.index[h]
-		if !ok || i >= to {
-			p.Inclusion = append(p.Inclusion, Inclusion{Index: -1})
-			continue
-		}
-		rp, err := tlog.ProveRecord(to, i, &a.log)
-		if err != nil {
-			return p, err
-		}
-		p.Inclusion = append(p.Inclusion, Inclusion{Index: i, Proof: rp})
-	}
-	return p, nil
+	p, err := a.log.tree.Prove(from, to, records)
+	p.Checkpoint = cp
+	return p, err
 }
-
-// Entry is a record with its inclusion proof.
-type Entry struct {
-	Record []byte
-	Proof  tlog.RecordProof
-}
-
-// MaxEntries bounds the records of one Entries answer.
-const MaxEntries = 256
 
 // Entries returns records start.. (at most MaxEntries) of the tree of
 // size size, each with its inclusion proof in that tree.
 func (a *Authority) Entries(start, size int64) ([]Entry, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if size < 0 || size > int64(len(a.log.records)) || start < 0 || start > size {
-		return nil, ErrTreeSize
-	}
-	end := min(size, start+MaxEntries)
-	out := make([]Entry, 0, end-start)
-	for i := start; i < end; i++ {
-		rp, err := tlog.ProveRecord(size, i, &a.log)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, Entry{Record: a.log.records[i], Proof: rp})
-	}
-	return out, nil
+	return a.log.tree.Entries(start, size)
 }

@@ -371,7 +371,8 @@ func (a *Authority) Devices(ctx context.Context, u store.User) ([]Device, error)
 	uid := UserID(u)
 	var out []Device
 	idx := map[string]int{}
-	for _, rec := range a.log.records {
+	for n := range a.log.tree.Size() {
+		rec := a.log.tree.Record(n)
 		switch e2ee.KindOf(rec) {
 		case e2ee.RecordCredential:
 			c, err := e2ee.ParseCredential(rec)

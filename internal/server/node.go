@@ -68,6 +68,7 @@ type Node struct {
 	alarms   *alarm.Center
 	mesh     *cascade.Mesh
 	debug    *debugServer // nil unless --debug-listen
+	logs     *logProxy    // the E2EE log: the management node's, or the node's copy
 	peers    *peerBook
 	nodes    *nodeTable    // the other nodes' latest status
 	load     atomic.Uint64 // this node's load (math.Float64bits)
@@ -201,6 +202,9 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 	if assets == nil {
 		assets = webassets.FS
 	}
+	if n.logs, err = newLogProxy(n.conf, filepath.Join(dir, "e2ee-log"), n.log); err != nil {
+		return nil, err
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	handler := web.New(n.ctx, web.Config{
 		Meetings:     n.meetings,
@@ -215,7 +219,7 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		Guard:        n.guard,
 		PINMinLength: auth.DefaultPINMinLen,
 		PeerOrigins:  func() []string { return clusterOrigins(n.mesh, n.nodes, n.clock.Now()) },
-		LogUpstream:  &logProxy{conf: n.conf},
+		LogUpstream:  n.logs,
 		SignIn:       func() string { return n.conf.Management().URL },
 	})
 	if cfg.DebugListen != "" {
@@ -242,6 +246,7 @@ func (n *Node) Start() {
 	n.served = make(chan error, 1)
 	go n.guard.Run(n.ctx)
 	go n.auditAgg.Run(n.ctx)
+	n.logs.follow(n.clock)
 	go func() {
 		ln := newLimitListener(n.listener, DefaultMaxConnsPerAddress, n.guard, n.log)
 		n.served <- n.http.Serve(tls.NewListener(ln, n.http.TLSConfig))
@@ -470,6 +475,7 @@ func (n *Node) close() error {
 	defer cancel()
 	n.auditAgg.Flush(ctx, true)
 	n.cancel()
+	n.logs.close()
 	err := n.http.Shutdown(ctx)
 	if n.served != nil {
 		if serr := <-n.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -102,10 +103,51 @@ func (s *Server) apiCredential(w http.ResponseWriter, r *http.Request) {
 		"notAfter": notAfter.Format(time.RFC3339)})
 }
 
-func (s *Server) apiLogCheckpoint(w http.ResponseWriter, r *http.Request) {
-	cp, err := s.Authority.Checkpoint()
+// LogSource is what answers the E2EE transparency log's requests
+// (docs/e2ee.md, section 13): the registration authority on the
+// management node, a conference node's verified copy of it
+// (package logmirror) on the others. Both answer in the same JSON, from
+// the same tree code (package logtree).
+type LogSource interface {
+	// Checkpoint returns the signed checkpoint of the latest tree.
+	Checkpoint() ([]byte, error)
+	// Prove returns the checkpoint (to = 0), a consistency proof and
+	// inclusion proofs; ra.ErrTreeSize for a size the log does not have.
+	Prove(from, to int64, records []tlog.Hash) (ra.Proof, error)
+	// Entries returns records start.. of the tree of size size with
+	// their inclusion proofs; ra.ErrTreeSize as Prove.
+	Entries(start, size int64) ([]ra.Entry, error)
+}
+
+// logAPI serves the log's three endpoints from a LogSource.
+type logAPI struct {
+	src LogSource
+	log *slog.Logger
+}
+
+// LogHandler serves GET /api/e2ee/log/checkpoint, POST
+// /api/e2ee/log/prove and GET /api/e2ee/log/entries from src, exactly as
+// the management node does (a conference node answers from its copy of
+// the log with it).
+func LogHandler(src LogSource, log *slog.Logger) http.Handler {
+	api := logAPI{src: src, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/e2ee/log/checkpoint", api.checkpoint)
+	mux.HandleFunc("POST /api/e2ee/log/prove", api.prove)
+	mux.HandleFunc("GET /api/e2ee/log/entries", api.entries)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not-found", "No such API endpoint.")
+	})
+	return mux
+}
+
+// logAPI returns the handlers of the log kept by the Authority.
+func (s *Server) logAPI() logAPI { return logAPI{src: s.Authority, log: s.log} }
+
+func (l logAPI) checkpoint(w http.ResponseWriter, r *http.Request) {
+	cp, err := l.src.Checkpoint()
 	if err != nil {
-		s.log.Error("log checkpoint", "err", err)
+		l.log.Error("log checkpoint", "err", err)
 		writeError(w, http.StatusInternalServerError, "log", "The log is unavailable.")
 		return
 	}
@@ -126,7 +168,7 @@ func hashesJSON(hs []tlog.Hash) []string {
 // maxProveRecords bounds the records of one prove request.
 const maxProveRecords = 256
 
-func (s *Server) apiLogProve(w http.ResponseWriter, r *http.Request) {
+func (l logAPI) prove(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		From    int64    `json:"from"`
 		To      int64    `json:"to"`
@@ -150,12 +192,12 @@ func (s *Server) apiLogProve(w http.ResponseWriter, r *http.Request) {
 		copy(h[:], b)
 		hs = append(hs, h)
 	}
-	p, err := s.Authority.Prove(req.From, req.To, hs)
+	p, err := l.src.Prove(req.From, req.To, hs)
 	if errors.Is(err, ra.ErrTreeSize) {
 		writeError(w, http.StatusBadRequest, "tree-size", "The log has no tree of that size.")
 		return
 	} else if err != nil {
-		s.log.Error("log proof", "err", err)
+		l.log.Error("log proof", "err", err)
 		writeError(w, http.StatusInternalServerError, "log", "The log is unavailable.")
 		return
 	}
@@ -175,19 +217,19 @@ func (s *Server) apiLogProve(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) apiLogEntries(w http.ResponseWriter, r *http.Request) {
+func (l logAPI) entries(w http.ResponseWriter, r *http.Request) {
 	start, err1 := strconv.ParseInt(r.URL.Query().Get("start"), 10, 64)
 	size, err2 := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
 	if err1 != nil || err2 != nil {
 		writeError(w, http.StatusBadRequest, "invalid-range", "Give start and size as integers.")
 		return
 	}
-	entries, err := s.Authority.Entries(start, size)
+	entries, err := l.src.Entries(start, size)
 	if errors.Is(err, ra.ErrTreeSize) {
 		writeError(w, http.StatusBadRequest, "tree-size", "The log has no tree of that size, or start is past it.")
 		return
 	} else if err != nil {
-		s.log.Error("log entries", "err", err)
+		l.log.Error("log entries", "err", err)
 		writeError(w, http.StatusInternalServerError, "log", "The log is unavailable.")
 		return
 	}

@@ -121,9 +121,9 @@ func (s *Server) Routes() []Route {
 		{Method: "GET", Path: "/api/e2ee/org", Where: Meeting, Handle: s.apiOrg},
 		{Method: "POST", Path: "/api/e2ee/challenge", Where: Meeting, Handle: s.apiChallenge},
 		{Method: "POST", Path: "/api/e2ee/credential", Where: Meeting, Handle: s.apiCredential},
-		{Method: "GET", Path: "/api/e2ee/log/checkpoint", Where: Both, Handle: s.apiLogCheckpoint},
-		{Method: "POST", Path: "/api/e2ee/log/prove", Where: Both, Handle: s.apiLogProve},
-		{Method: "GET", Path: "/api/e2ee/log/entries", Where: Both, Handle: s.apiLogEntries},
+		{Method: "GET", Path: "/api/e2ee/log/checkpoint", Where: Both, Handle: s.logAPI().checkpoint},
+		{Method: "POST", Path: "/api/e2ee/log/prove", Where: Both, Handle: s.logAPI().prove},
+		{Method: "GET", Path: "/api/e2ee/log/entries", Where: Both, Handle: s.logAPI().entries},
 		{Method: "POST", Path: "/api/files", Where: Meeting, Handle: s.apiUpload},
 		{Method: "GET", Path: "/api/files/{id}", Where: Meeting, Handle: s.apiDownload},
 
