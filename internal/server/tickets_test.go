@@ -41,6 +41,7 @@ func TestAccountOnConferenceNode(t *testing.T) {
 	mgmt := clusterMgmt(t, t.TempDir(), busPort, func(c *config.Config) {
 		c.Cluster.Selection = "location"
 		c.Cluster.Locations = []string{"127.0.0.0/8=paris"}
+		c.TURNUDP, c.TURNTCP = "", "" // not needed; :3478 may be another test process's
 	})
 	defer mgmt.Close()
 	srv := &testserver.Server{Server: mgmt}
