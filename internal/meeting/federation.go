@@ -263,6 +263,11 @@ func (m *Manager) federation() Federation {
 
 // Deliver applies what node says about room alias.
 func (m *Manager) Deliver(node, alias string, ev Event) {
+	if ev.Kind == EventCommand && ev.Type == commandRevokeDevice {
+		// About a device, in every room of this node.
+		m.revokedOnNode(ev)
+		return
+	}
 	key := strings.ToLower(alias)
 	m.mu.Lock()
 	if m.closed {

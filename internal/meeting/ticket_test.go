@@ -2,9 +2,14 @@ package meeting
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"testing"
+	"time"
 
+	"conclave/internal/e2ee"
 	"conclave/internal/signal"
 )
 
@@ -62,4 +67,60 @@ func TestTicketAdmission(t *testing.T) {
 	if ids := w.m.AccountIDs(); len(ids) != 1 || ids[0] != 42 {
 		t.Errorf("accounts in meetings: %v, want the ticket's", ids)
 	}
+}
+
+// TestAccountAndDeviceAcrossNodes: the management node (a) disables an
+// account and revokes a device whose participants are on another node
+// (b): node b sends them away (account-disabled, revoked) and refuses the
+// revoked device's later announcements; participants without an account
+// stay.
+func TestAccountAndDeviceAcrossNodes(t *testing.T) {
+	net := newFakeNet()
+	a, b := newWorld(t, roleGate{}), newWorld(t, roleGate{})
+	net.add(t, "a", a)
+	net.add(t, "b", b)
+	ann, w := a.join("board", "Ann", hostPIN)
+	must(t, w.Type == signal.TypeWelcome, "Ann: %+v", w)
+	net.settle()
+	mia, w := b.joinAs("board", "Mia", "", Client{Account: &Account{ID: 42, Username: "mia"}})
+	must(t, w.Type == signal.TypeWelcome, "Mia: %+v", w)
+	guest, _ := b.join("board", "Gus", guestPIN)
+	cat, w := b.join("board", "Cat", "")
+	catID, meetingID := w.Self.ID, w.Meeting
+	device, _ := e2ee.GenerateDeviceKey()
+	pub, _ := e2ee.MarshalPublicKey(&device.PublicKey)
+	announce := func(c *client, id string) {
+		eph, _ := ecdh.P256().GenerateKey(rand.Reader)
+		payload, err := e2ee.SignAnnouncement(device, e2ee.Announcement{MeetingID: meetingID, ParticipantID: id,
+			DisplayName: "Cat", ECDHPublicKey: eph.PublicKey(), SenderIndex: 1, Timestamp: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.send(fmt.Sprintf(`{"v":1,"type":"announce","payload":%q}`, base64.StdEncoding.EncodeToString(payload)))
+		c.sync()
+	}
+	announce(cat, catID)
+	net.settle()
+	_ = ann
+
+	skip := []string{signal.TypeRoomState, signal.TypeParticipantJoined, signal.TypeParticipantUpdated, signal.TypeParticipantLeft,
+		signal.TypeAnnounce, signal.TypeSpeaker, signal.TypeNotice}
+	must(t, a.m.DisconnectUser(42, "account-disabled") == 1, "management counts Mia on node b")
+	net.settle()
+	m := mia.next(skip...)
+	must(t, m.Type == signal.TypeBye && m.Reason == "account-disabled", "Mia got %+v", m)
+
+	must(t, a.m.RevokeDevice(pub) == 1, "management counts Cat's device on node b")
+	net.settle()
+	m = cat.next(skip...)
+	must(t, m.Type == signal.TypeBye && m.Reason == "revoked", "Cat got %+v", m)
+	// Back on node b with the revoked device: sent away at its announcement.
+	cat2, w := b.join("board", "Cat again", "")
+	announce(cat2, w.Self.ID)
+	m = cat2.next(skip...)
+	must(t, m.Type == signal.TypeBye && m.Reason == "revoked", "Cat again got %+v", m)
+	// The guest, who has neither, is still in.
+	guest.send(`{"v":1,"type":"ping","id":"still"}`)
+	m = guest.next(skip...)
+	must(t, m.Type == signal.TypePong, "the guest got %+v", m)
 }
