@@ -60,11 +60,12 @@ type Mirror struct {
 	diskSize int64      // records written to disk
 	lastErr  string
 
-	mu   sync.Mutex
-	tree *logtree.Tree
-	cp   e2ee.Checkpoint // Note is nil while empty
-	vkey string          // the key cp was verified with
-	down bool            // the last Sync could not read the upstream
+	mu      sync.Mutex
+	tree    *logtree.Tree
+	cp      e2ee.Checkpoint // Note is nil while empty
+	vkey    string          // the key cp was verified with
+	down    bool            // the last Sync could not read the upstream
+	refused bool            // the last Sync refused what the upstream sent
 }
 
 // Open loads the copy kept in dir (created if missing), verified with
@@ -98,6 +99,15 @@ func (m *Mirror) Down() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.down
+}
+
+// Refused reports whether the last Sync refused the upstream's log (a
+// checkpoint that does not verify, a forked or rewritten log, records
+// that do not make the signed tree).
+func (m *Mirror) Refused() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.refused
 }
 
 // Checkpoint returns the signed checkpoint of the copy, exactly as the
@@ -146,7 +156,7 @@ func (m *Mirror) Sync(ctx context.Context, up secure.LogAPI, vkey string) error 
 		return err // stopped: nothing to report
 	}
 	m.mu.Lock()
-	m.down = errors.Is(err, ErrUnreachable)
+	m.down, m.refused = errors.Is(err, ErrUnreachable), errors.Is(err, ErrRefused)
 	m.mu.Unlock()
 	m.report(err)
 	return err

@@ -201,6 +201,9 @@ func TestMirrorRefusesTamperedLog(t *testing.T) {
 		if cp, _ := m.Checkpoint(); !bytes.Equal(cp, honest5.note) || m.Size() != 5 {
 			t.Errorf("%s: the copy changed to %d records", c.name, m.Size())
 		}
+		if !m.Refused() || m.Down() {
+			t.Errorf("%s: refused %v, down %v", c.name, m.Refused(), m.Down())
+		}
 		if _, body := get(web.LogHandler(m, logger), "GET", "/api/e2ee/log/entries?start=0&size=5", ""); strings.Contains(body, "Zm9yZ2Vk") {
 			t.Errorf("%s: a forged record is served", c.name)
 		}
@@ -227,6 +230,16 @@ func TestMirrorRefusesTamperedLog(t *testing.T) {
 				t.Errorf("%s %s: copy %d %s, management %d %s", r.method, r.target, st1, b1, st2, b2)
 			}
 		}
+	}
+	same(m)
+	if m.Refused() || m.Down() {
+		t.Errorf("after the honest log: refused %v, down %v", m.Refused(), m.Down())
+	}
+
+	// The management node goes away: the copy says so, and keeps its log.
+	up.srv.Close()
+	if err := m.Sync(ctx, up.api(), vkey); !errors.Is(err, logmirror.ErrUnreachable) || !m.Down() || m.Refused() {
+		t.Errorf("upstream closed: %v, down %v, refused %v", err, m.Down(), m.Refused())
 	}
 	same(m)
 

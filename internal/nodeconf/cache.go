@@ -170,7 +170,11 @@ func (c *Cache) Watch(ctx context.Context, kv jetstream.KeyValue) error {
 	if err != nil {
 		return fmt.Errorf("watch the configuration: %w", err)
 	}
-	defer w.Stop()
+	// Stopping the watch deletes its consumer on the server, a request
+	// that waits out its timeout (5 s) while the bus is unreachable: it
+	// is left to finish on its own (closing the connection ends it), so
+	// that a node cut off from the bus stops at once.
+	defer func() { go w.Stop() }()
 	fresh := Snapshot{Rooms: map[string]Room{}}
 	initial := true
 	for {

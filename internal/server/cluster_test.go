@@ -236,7 +236,7 @@ func TestConferenceNodeWithoutManagement(t *testing.T) {
 	}
 	wait.For(t, "the node's audit entry at the management node", 20*time.Second, func() bool { return fromNode("127.0.0.1") })
 
-	wait.For(t, "the node's copy of the log", 10*time.Second, func() bool { _, ready := node.LogCopy(); return ready })
+	wait.For(t, "the node's copy of the log", 10*time.Second, func() bool { _, ready, _ := node.LogCopy(); return ready })
 	// The management node goes away.
 	if err := mgmt.Close(); err != nil {
 		t.Fatal(err)

@@ -6,9 +6,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"database/sql"
 	"encoding/base64"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,11 +26,15 @@ import (
 // transparency log; with the management node stopped (and after the
 // node restarts without it) the node answers checkpoint, prove and
 // entries from it, byte for byte as the management node last did, and
-// the native client's log monitor verifies those answers.
+// the native client's log monitor verifies those answers. A management
+// node that comes back with a rewritten log (a record changed in its
+// database) is refused: the node serves the log it verified, not that
+// one.
 func TestNodeLogCopy(t *testing.T) {
 	ctx := context.Background()
 	busPort := freePort(t)
-	mgmt := clusterMgmt(t, t.TempDir(), busPort)
+	mgmtDir := t.TempDir()
+	mgmt := clusterMgmt(t, mgmtDir, busPort)
 	defer func() { mgmt.Close() }()
 	auth := mgmt.Authority()
 	ann := store.User{ID: 41, Username: "ann", DisplayName: "Ann"}
@@ -52,7 +58,7 @@ func TestNodeLogCopy(t *testing.T) {
 	node := startNode(t, nodeDir, busURL)
 	caughtUp := func(what string) {
 		t.Helper()
-		wait.For(t, what, 20*time.Second, func() bool { size, ready := node.LogCopy(); return ready && size == auth.Size() })
+		wait.For(t, what, 20*time.Second, func() bool { size, ready, _ := node.LogCopy(); return ready && size == auth.Size() })
 	}
 	caughtUp("the node's copy of the log")
 	creds = append(creds, certify())
@@ -143,5 +149,25 @@ func TestNodeLogCopy(t *testing.T) {
 	}
 	node = startNode(t, nodeDir, busURL)
 	sameAnswers(node.URL(), "node restarted")
-	verified(monitor(), "node restarted, a new client")
+	restarted := monitor()
+	verified(restarted, "node restarted, a new client")
+
+	// The management node's log is rewritten while it is down.
+	db, err := sql.Open("sqlite", filepath.Join(mgmtDir, store.DBFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE e2ee_log SET record = ? WHERE idx = 2`, creds[1]); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	mgmt = clusterMgmt(t, mgmtDir, busPort)
+	wait.For(t, "the node to refuse the rewritten log", 20*time.Second, func() bool { _, _, refused := node.LogCopy(); return refused })
+	if _, rewritten := do(mgmt.URL(), "GET", "/api/e2ee/log/checkpoint", ""); "200 "+rewritten == fromMgmt[0] {
+		t.Fatal("the management node's log was not rewritten")
+	}
+	sameAnswers(node.URL(), "management back with a rewritten log")
+	verified(restarted, "management back with a rewritten log, a client of the node")
+	// Closed before the management node (a node closes in 5 s without it).
+	node.Close()
 }

@@ -34,8 +34,9 @@ const logFollowInterval = 2 * time.Second
 // answers are the freshest (a credential issued a second ago is already
 // in them). When the management node cannot be reached (the node's copy
 // could not follow it at its last try, or this request fails or gets a
-// 5xx), the node answers from its verified copy of the log (package
-// logmirror) in the same JSON; without a copy, 503.
+// 5xx), or when the copy refused its log at the last try (forked,
+// rewritten, badly signed), the node answers from its verified copy of
+// the log (package logmirror) in the same JSON; without a copy, 503.
 type logProxy struct {
 	conf   *nodeconf.Cache
 	mirror *logmirror.Mirror
@@ -78,8 +79,11 @@ func (p *logProxy) close() {
 }
 
 // LogCopy reports the node's copy of the E2EE transparency log: its
-// number of records and whether it has a checkpoint to serve.
-func (n *Node) LogCopy() (size int64, ready bool) { return n.logs.mirror.Size(), n.logs.mirror.Ready() }
+// number of records, whether it has a checkpoint to serve, and whether
+// it refused what the management node sent at its last try.
+func (n *Node) LogCopy() (size int64, ready, refused bool) {
+	return n.logs.mirror.Size(), n.logs.mirror.Ready(), n.logs.mirror.Refused()
+}
 
 // bodyKey holds a request's body in its context, for the copy to answer
 // after the proxy read it.
@@ -91,7 +95,7 @@ var errUpstream5xx = errors.New("the management node answered a server error")
 
 func (p *logProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	proxy := p.current()
-	if proxy == nil || p.mirror.Down() {
+	if proxy == nil || p.mirror.Down() || p.mirror.Refused() {
 		p.serveCopy(w, r)
 		return
 	}
