@@ -272,6 +272,9 @@ func nodeRun(args []string, stdout, stderr io.Writer) int {
 	have, _ := n.ConfigReady()
 	fmt.Fprintf(stdout, "%s node %s is running.\n\n  Web client:  %s/\n  Media:       UDP %s\n  Bus:         %s\n",
 		strings.ToUpper(n.Role()[:1])+n.Role()[1:], n.Name(), n.URL(), n.MediaAddr(), cfg.Cluster.NATS)
+	if a := n.DebugAddr(); a != nil {
+		fmt.Fprintf(stdout, "  Debug:       http://%s/metrics and /debug/pprof/ (loopback, no authentication)\n", a)
+	}
 	if !have {
 		fmt.Fprintf(stdout, "\nIt has no configuration yet: it admits participants once it has reached the management node.\n")
 	}

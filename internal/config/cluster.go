@@ -78,6 +78,7 @@ func RegisterNode(fs *flag.FlagSet, c *Config) {
 		return nil
 	})
 	fs.StringVar(&c.DebugListen, "debug-listen", env("CONCLAVE_DEBUG_LISTEN", c.DebugListen), "loopback address serving process metrics and Go profiles without authentication (env CONCLAVE_DEBUG_LISTEN)")
+	registerTURN(fs, c)
 	RegisterSecrets(fs, c)
 	fs.StringVar(&c.Cluster.NATS, "nats", env("CONCLAVE_NATS", c.Cluster.NATS), "tls:// URL of the cluster's bus (default: port 4222 on the management node) (env CONCLAVE_NATS)")
 	fs.StringVar(&c.Cluster.RelayListen, "relay-listen", env("CONCLAVE_RELAY_LISTEN", c.Cluster.RelayListen), "node-to-node listener for meetings that span nodes, mutual TLS 1.3 (default :8447) (env CONCLAVE_RELAY_LISTEN)")
@@ -142,5 +143,5 @@ func (c *Config) ValidateNode() error {
 	if c.MaxParticipants < 0 || c.MaxParticipants > MaxParticipantsLimit {
 		return fmt.Errorf("--max-participants must be between 1 and %d (0 for the default, 100)", MaxParticipantsLimit)
 	}
-	return nil
+	return c.validateTURN()
 }

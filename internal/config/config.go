@@ -241,13 +241,7 @@ func Register(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Banner, "banner", env("CONCLAVE_BANNER", c.Banner), "text shown before the admin login (env CONCLAVE_BANNER)")
 	fs.StringVar(&c.LogLevel, "log-level", env("CONCLAVE_LOG_LEVEL", c.LogLevel), "debug, info, warn or error (env CONCLAVE_LOG_LEVEL)")
 	fs.IntVar(&c.MaxParticipants, "max-participants", envInt("CONCLAVE_MAX_PARTICIPANTS", c.MaxParticipants), "most participants in one meeting (env CONCLAVE_MAX_PARTICIPANTS; default 100)")
-	fs.StringVar(&c.TURNUDP, "turn-udp", env("CONCLAVE_TURN_UDP", c.TURNUDP), "UDP address of the embedded TURN server, empty to disable (env CONCLAVE_TURN_UDP)")
-	fs.StringVar(&c.TURNTCP, "turn-tcp", env("CONCLAVE_TURN_TCP", c.TURNTCP), "TCP address of the embedded TURN server, empty to disable (env CONCLAVE_TURN_TCP)")
-	fs.BoolVar(&c.TURNTLS, "turn-tls", envBool("CONCLAVE_TURN_TLS", c.TURNTLS), "offer TURN over TLS on the HTTPS port (env CONCLAVE_TURN_TLS)")
-	fs.StringVar(&c.TURNRelayIP, "turn-relay-ip", env("CONCLAVE_TURN_RELAY_IP", c.TURNRelayIP), "address TURN relay sockets bind to; default: loopback, or the --media-udp address when it names one (env CONCLAVE_TURN_RELAY_IP)")
-	fs.DurationVar(&c.TURNTTL, "turn-ttl", envDuration("CONCLAVE_TURN_TTL", c.TURNTTL), "how long the TURN credentials given at join can open allocations, 1m to 1h (env CONCLAVE_TURN_TTL)")
-	fs.Int64Var(&c.TURNMaxBitrate, "turn-max-bitrate", int64(envInt("CONCLAVE_TURN_MAX_BITRATE", int(c.TURNMaxBitrate))), "most one TURN allocation relays each way, in bit/s (env CONCLAVE_TURN_MAX_BITRATE)")
-	fs.BoolVar(&c.AlwaysRelay, "always-relay", envBool("CONCLAVE_ALWAYS_RELAY", c.AlwaysRelay), "clients send all media through the TURN server, never directly (env CONCLAVE_ALWAYS_RELAY)")
+	registerTURN(fs, c)
 	RegisterSecrets(fs, c)
 	fs.StringVar(&c.NodeName, "node-name", env("CONCLAVE_NODE_NAME", c.NodeName), "name of this node, for its own certificate (env CONCLAVE_NODE_NAME; default: the host name)")
 	fs.StringVar(&c.MetricsTokenFile, "metrics-token-file", env("CONCLAVE_METRICS_TOKEN_FILE", c.MetricsTokenFile), "file holding the bearer token for scraping /metrics on the HTTPS listener (env CONCLAVE_METRICS_TOKEN_FILE)")
@@ -330,6 +324,19 @@ func (c *Config) SIPRelayRange() (lo, hi int, err error) {
 		return 0, 0, fmt.Errorf("--sip-relay-ports %q must be a range such as 40000-40999 between 1024 and 65535", c.SIPRelayPorts)
 	}
 	return lo, hi, nil
+}
+
+// registerTURN adds the flags of the embedded TURN server, which
+// `conclave serve` and `conclave node run` share (docs/admin.md, "Media
+// through firewalls").
+func registerTURN(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.TURNUDP, "turn-udp", env("CONCLAVE_TURN_UDP", c.TURNUDP), "UDP address of the embedded TURN server, empty to disable (env CONCLAVE_TURN_UDP)")
+	fs.StringVar(&c.TURNTCP, "turn-tcp", env("CONCLAVE_TURN_TCP", c.TURNTCP), "TCP address of the embedded TURN server, empty to disable (env CONCLAVE_TURN_TCP)")
+	fs.BoolVar(&c.TURNTLS, "turn-tls", envBool("CONCLAVE_TURN_TLS", c.TURNTLS), "offer TURN over TLS on the HTTPS port (env CONCLAVE_TURN_TLS)")
+	fs.StringVar(&c.TURNRelayIP, "turn-relay-ip", env("CONCLAVE_TURN_RELAY_IP", c.TURNRelayIP), "address TURN relay sockets bind to; default: loopback, or the --media-udp address when it names one (env CONCLAVE_TURN_RELAY_IP)")
+	fs.DurationVar(&c.TURNTTL, "turn-ttl", envDuration("CONCLAVE_TURN_TTL", c.TURNTTL), "how long the TURN credentials given at join can open allocations, 1m to 1h (env CONCLAVE_TURN_TTL)")
+	fs.Int64Var(&c.TURNMaxBitrate, "turn-max-bitrate", int64(envInt("CONCLAVE_TURN_MAX_BITRATE", int(c.TURNMaxBitrate))), "most one TURN allocation relays each way, in bit/s (env CONCLAVE_TURN_MAX_BITRATE)")
+	fs.BoolVar(&c.AlwaysRelay, "always-relay", envBool("CONCLAVE_ALWAYS_RELAY", c.AlwaysRelay), "clients send all media through the TURN server, never directly (env CONCLAVE_ALWAYS_RELAY)")
 }
 
 // validateTURN checks the TURN settings.

@@ -46,6 +46,7 @@ func clusterMgmt(t *testing.T, dir string, busPort int, change ...func(*config.C
 	cfg.ClusterListen = "127.0.0.1:0"
 	cfg.Cluster.BusListen = "127.0.0.1:" + strconv.Itoa(busPort)
 	cfg.Cluster.RelayListen = "127.0.0.1:0"
+	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0" // not :3478, which every node of the test would want
 	for _, f := range change {
 		f(&cfg)
 	}
@@ -96,6 +97,7 @@ type nodeOpts struct {
 	server.NodeOptions
 	NoRelayListener bool   // an edge node that only dials
 	SecretsKey      string // the master key (hexadecimal), if any
+	Debug           bool   // a debug listener (metrics) on loopback
 }
 
 func startNodeWith(t *testing.T, dir, busURL string, opts nodeOpts) *server.Node {
@@ -108,8 +110,12 @@ func startNodeWith(t *testing.T, dir, busURL string, opts nodeOpts) *server.Node
 	cfg.Hosts = []string{"127.0.0.1"}
 	cfg.Cluster.NATS = busURL
 	cfg.Cluster.RelayListen = "127.0.0.1:0"
+	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0"
 	if opts.NoRelayListener {
 		cfg.Cluster.RelayListen = ""
+	}
+	if opts.Debug {
+		cfg.DebugListen = "127.0.0.1:0"
 	}
 	cfg.Secrets.Key = opts.SecretsKey
 	n, err := server.OpenNode(cfg, testlog.Logger(t, slog.LevelInfo), opts.NodeOptions)

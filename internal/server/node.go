@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -39,6 +38,7 @@ import (
 	"conclave/internal/secrets"
 	"conclave/internal/sfu"
 	"conclave/internal/spool"
+	"conclave/internal/turn"
 	"conclave/internal/version"
 	"conclave/internal/web"
 	webassets "conclave/web"
@@ -74,6 +74,7 @@ type Node struct {
 	load     atomic.Uint64 // this node's load (math.Float64bits)
 	http     *http.Server
 	listener net.Listener
+	https    *httpsPort // the HTTPS port, shared with TURN over TLS, and TURN
 	url      string
 	started  time.Time
 	draining atomic.Bool
@@ -103,6 +104,9 @@ type NodeOptions struct {
 	// RelayTap sees every RTP packet other nodes relay to this one
 	// (tests only).
 	RelayTap func(from string, t conn.RelayedTrack, raw []byte)
+	// ListenRelay opens the TURN server's relay sockets (nil is
+	// net.ListenUDP).
+	ListenRelay func(network string, laddr *net.UDPAddr) (*net.UDPConn, error)
 }
 
 // OpenNode prepares a conference node from its enrolled identity
@@ -172,8 +176,16 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		return nil, err
 	}
 	nodeTickets(gate, id.Name(), func() []byte { return n.conf.Management().TicketKey }, clk)
+	// TURN as on `conclave serve`: on UDP and TCP (3478 by default) and
+	// over TLS on the HTTPS port; the node gives credentials to the
+	// participants that join it, for relays toward its own SFU.
+	n.https = newHTTPSPort(newLimitListener(n.listener, DefaultMaxConnsPerAddress, n.guard, n.log), cfg, n.log)
+	if err := n.https.openTURN(cfg, n.url, n.engine, clk, opts.ListenRelay, n.log); err != nil {
+		return nil, err
+	}
 	n.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: n.log, Clock: clk,
-		MaxParticipants: cfg.MaxParticipants, Audit: hostAuditor{log: n.log, audit: n.spool}}, n.engine, gate)
+		MaxParticipants: cfg.MaxParticipants, Audit: hostAuditor{log: n.log, audit: n.spool},
+		Relay: n.https.meetingRelay(), AlwaysRelay: cfg.AlwaysRelay}, n.engine, gate)
 	if n.files, err = files.Open(filepath.Join(cfg.DataDir, "files"), files.Config{MaxSize: cfg.MaxFileSize, Clock: clk}); err != nil {
 		return nil, err
 	}
@@ -223,19 +235,14 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		SignIn:       func() string { return n.conf.Management().URL },
 	})
 	if cfg.DebugListen != "" {
-		if n.debug, err = startDebug(cfg.DebugListen, n.log, nil, relayCapture(n.mesh)); err != nil {
+		// The node's figures as on `conclave serve`'s /metrics: media,
+		// meetings, alarms, TURN.
+		reg := newRegistry(nodeFigures{media: n.engine, meetings: n.meetings.Stats, alarms: n.alarms, relay: n.https.stats()}, nil)
+		if n.debug, err = startDebug(cfg.DebugListen, n.log, metricsHandler(reg), relayCapture(n.mesh)); err != nil {
 			return nil, err
 		}
 	}
-	baseTLS := pki.ServerTLSConfig(n.tls.Certificate)
-	n.http = &http.Server{
-		Handler:           handler,
-		TLSConfig:         baseTLS,
-		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
-	}
+	n.http = n.https.server(handler, n.https.tlsConfig(pki.ServerTLSConfig(n.tls.Certificate)), n.log)
 	ok = true
 	return n, nil
 }
@@ -247,10 +254,7 @@ func (n *Node) Start() {
 	go n.guard.Run(n.ctx)
 	go n.auditAgg.Run(n.ctx)
 	n.logs.follow(n.clock)
-	go func() {
-		ln := newLimitListener(n.listener, DefaultMaxConnsPerAddress, n.guard, n.log)
-		n.served <- n.http.Serve(tls.NewListener(ln, n.http.TLSConfig))
-	}()
+	go func() { n.served <- n.https.serve(n.http) }()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -453,6 +457,18 @@ func (n *Node) Linked() []string { return n.mesh.LinkedNodes() }
 // MediaAddr is the node's media UDP address.
 func (n *Node) MediaAddr() net.Addr { return n.engine.UDPAddr() }
 
+// DebugAddr is the address of the debug listener (metrics, profiles,
+// relay capture), nil without --debug-listen.
+func (n *Node) DebugAddr() net.Addr {
+	if n.debug == nil {
+		return nil
+	}
+	return n.debug.Addr()
+}
+
+// TURN is the node's embedded TURN server, nil when it is off.
+func (n *Node) TURN() *turn.Server { return n.https.relay }
+
 // TLS is the node's web certificate material.
 func (n *Node) TLS() *pki.Material { return n.tls }
 
@@ -481,8 +497,6 @@ func (n *Node) close() error {
 		if serr := <-n.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
 		}
-	} else {
-		n.listener.Close()
 	}
 	n.wg.Wait()
 	return errors.Join(err, n.closeParts())
@@ -496,7 +510,9 @@ func (n *Node) closeParts() error {
 	if n.debug != nil {
 		errs = append(errs, n.debug.Close())
 	}
-	if n.cancel == nil && n.listener != nil {
+	if n.https != nil {
+		errs = append(errs, n.https.Close())
+	} else if n.listener != nil {
 		errs = append(errs, n.listener.Close())
 	}
 	if n.engine != nil {

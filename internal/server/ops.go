@@ -245,7 +245,7 @@ func (o *ops) finish(ctx context.Context, s *Server) error {
 		clock:    func() bool { return o.clockState().Synced },
 		certs:    o.certExpiries,
 		syslog:   o.syslogUp,
-		relay:    s.turnStats(),
+		relay:    s.https.stats(),
 	}, o.counter)
 	// The database goes into every backup: SQLite as a copy of its file,
 	// PostgreSQL as pg_dump's archive.

@@ -194,18 +194,21 @@ func (a *auditCounter) Appended(r store.AuditRecord) {
 }
 
 // newRegistry builds the node's registry: its own figures, the audit
-// counters, the Go runtime and the process.
+// counters (nil on a conference node, whose audit entries and sign-ins
+// are the management node's), the Go runtime and the process.
 func newRegistry(n nodeFigures, ac *auditCounter) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newCollector(n), ac.logins, ac.actions,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(newCollector(n), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	info := version.Get()
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{Name: metrics.BuildInfo.Name, Help: metrics.BuildInfo.Help,
 		ConstLabels: prometheus.Labels{"version": info.Version, "revision": info.Revision, "goversion": info.GoVersion}})
 	bi.Set(1)
 	reg.MustRegister(bi)
-	ac.logins.WithLabelValues("success")
-	ac.logins.WithLabelValues("failure")
+	if ac != nil {
+		reg.MustRegister(ac.logins, ac.actions)
+		ac.logins.WithLabelValues("success")
+		ac.logins.WithLabelValues("failure")
+	}
 	return reg
 }
 

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -70,8 +69,7 @@ type Server struct {
 	audit     *audit.Log
 	http      *http.Server
 	listener  net.Listener
-	demux     *turn.Demux  // shares the HTTPS port with TURN over TLS
-	relay     *turn.Server // nil when TURN is off
+	https     *httpsPort // the HTTPS port, shared with TURN over TLS, and TURN
 	// adminHTTP serves the management listener (--admin-listen); nil
 	// without it.
 	adminHTTP     *http.Server
@@ -220,18 +218,14 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		return nil, err
 	}
 	// The HTTPS port, limited per client address, carries TURN over TLS
-	// too: the demux tells one from the other after the TLS handshake.
-	s.demux = turn.NewDemux(newLimitListener(s.listener, s.maxConns(), s.guard, s.log), cfg.TURNTLS, log)
-	var relay meeting.Relay
-	if cfg.TURNEnabled() {
-		if s.relay, err = openTURN(cfg, s.url, s.demux, s.engine, clk, opts.ListenRelay, log); err != nil {
-			return nil, err
-		}
-		relay = s.relay
+	// too.
+	s.https = newHTTPSPort(newLimitListener(s.listener, s.maxConns(), s.guard, s.log), cfg, log)
+	if err := s.https.openTURN(cfg, s.url, s.engine, clk, opts.ListenRelay, log); err != nil {
+		return nil, err
 	}
 	s.meetings = meeting.NewManager(meeting.Config{ResumeWindow: opts.ResumeWindow, Logger: log,
 		Clock: clk, MaxParticipants: cfg.MaxParticipants, Audit: hostAuditor{log: log, audit: s.audit},
-		Relay: relay, AlwaysRelay: cfg.AlwaysRelay}, s.engine, gate)
+		Relay: s.https.meetingRelay(), AlwaysRelay: cfg.AlwaysRelay}, s.engine, gate)
 	s.enroller = auth.NewEnroller(st, clk, auth.EnrolConfig{})
 	org := cfg.OrgName
 	if org == "" {
@@ -361,23 +355,9 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	baseTLS := pki.ServerTLSConfig(s.tls.Certificate)
 	baseTLS.Certificates, baseTLS.GetCertificate = nil, o.certs.GetCertificate
 	// The HTTPS port also answers TURN clients that name it in ALPN
-	// (RFC 7443), after HTTP/2 and HTTP/1.1.
-	httpsTLS := baseTLS.Clone()
-	if cfg.TURNTLS {
-		httpsTLS.NextProtos = append(httpsTLS.NextProtos, turn.ALPN)
-	}
-	s.http = &http.Server{
-		Handler:           turn.WithTLSState(o.refuseGuard(handler)),
-		ConnContext:       turn.ConnContext,
-		TLSConfig:         listenerTLS(httpsTLS, settings, plane == web.PlaneAll, nil),
-		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	// TURN over TLS gets the very configuration of HTTPS (certificate,
-	// versions, suites, groups, client certificates).
-	s.demux.SetTLSConfig(s.http.TLSConfig)
+	// (RFC 7443); TURN over TLS gets the very configuration of HTTPS.
+	httpsTLS := listenerTLS(s.https.tlsConfig(baseTLS), settings, plane == web.PlaneAll, nil)
+	s.http = s.https.server(o.refuseGuard(handler), httpsTLS, log)
 	if cfg.Auth.AdminListen != "" {
 		if err := s.openAdmin(ctx, cfg, webCfg, baseTLS, settings, log); err != nil {
 			return nil, err
@@ -430,11 +410,7 @@ func (s *Server) Start() {
 		s.startCluster(s.ctx)
 	}
 	go s.sweepAccounts(s.ctx, AccountSweep)
-	go func() {
-		// The demux completes the TLS handshakes with s.http.TLSConfig
-		// and hands HTTPS connections over (TURN ones to the TURN server).
-		s.served <- s.http.Serve(s.demux.HTTP())
-	}()
+	go func() { s.served <- s.https.serve(s.http) }()
 	if s.adminHTTP != nil {
 		s.adminServed = make(chan error, 1)
 		go func() {
@@ -518,55 +494,7 @@ func (s *Server) MediaAddr() net.Addr { return s.engine.UDPAddr() }
 func (s *Server) MediaTCPAddr() net.Addr { return s.engine.TCPAddr() }
 
 // TURN is the embedded TURN server, nil when it is off.
-func (s *Server) TURN() *turn.Server { return s.relay }
-
-// turnStats reads the TURN server's figures for the metrics, nil when
-// TURN is off.
-func (s *Server) turnStats() func() turn.Stats {
-	if s.relay == nil {
-		return nil
-	}
-	return s.relay.Stats
-}
-
-// openTURN starts the embedded TURN server: over UDP and TCP on their
-// own ports, over TLS through the HTTPS port's demux, with relays bound
-// for the SFU's media port only. Its URLs name the host of the public
-// URL, and TLS its port, as clients reach the web client.
-func openTURN(cfg config.Config, publicURL string, demux *turn.Demux, engine *sfu.Engine, clk clock.Clock,
-	listen func(string, *net.UDPAddr) (*net.UDPConn, error), log *slog.Logger) (*turn.Server, error) {
-	media, ok := engine.UDPAddr().(*net.UDPAddr)
-	if !ok {
-		return nil, fmt.Errorf("TURN: the media socket is not UDP")
-	}
-	peers, err := turn.MediaPeers(media, cfg.PublicIPs)
-	if err != nil {
-		return nil, err
-	}
-	relayIP := turn.RelayIP(media)
-	if cfg.TURNRelayIP != "" {
-		if relayIP, err = turn.ParseRelayIP(cfg.TURNRelayIP); err != nil {
-			return nil, err
-		}
-	}
-	u, err := url.Parse(publicURL)
-	if err != nil {
-		return nil, fmt.Errorf("TURN: public URL %q: %w", publicURL, err)
-	}
-	tc := turn.Config{UDPAddr: cfg.TURNUDP, TCPAddr: cfg.TURNTCP, Host: u.Hostname(), RelayIP: relayIP,
-		Peers: peers, TTL: cfg.TURNTTL, MaxBitrate: cfg.TURNMaxBitrate, Now: clk.Now, ListenUDP: listen, Logger: log}
-	if cfg.TURNTLS {
-		tc.TLS, tc.TLSPort = demux.TURN(), 443
-		if p := u.Port(); p != "" {
-			tc.TLSPort, _ = strconv.Atoi(p)
-		}
-	}
-	srv, err := turn.New(tc)
-	if err != nil {
-		return nil, fmt.Errorf("TURN: %w", err)
-	}
-	return srv, nil
-}
+func (s *Server) TURN() *turn.Server { return s.https.relay }
 
 // ForwardDelay reads the histogram of the delay the SFU adds to what it
 // forwards (also served as conclave_forward_delay_seconds on the debug
@@ -668,11 +596,8 @@ func (s *Server) closeParts() error {
 	if s.debug != nil {
 		errs = append(errs, s.debug.Close())
 	}
-	if s.relay != nil {
-		errs = append(errs, s.relay.Close())
-	}
-	if s.demux != nil {
-		errs = append(errs, s.demux.Close())
+	if s.https != nil {
+		errs = append(errs, s.https.Close())
 	}
 	if s.engine != nil {
 		errs = append(errs, s.engine.Close())
@@ -680,7 +605,7 @@ func (s *Server) closeParts() error {
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 	}
-	if s.demux == nil && s.listener != nil {
+	if s.https == nil && s.listener != nil {
 		errs = append(errs, s.listener.Close())
 	}
 	if s.cancel == nil && s.adminListener != nil {

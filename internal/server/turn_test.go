@@ -30,8 +30,14 @@ func openTURNServer(t *testing.T, clk *fakeclock.Clock, adjust func(*config.Conf
 // credential of ice, and returns the error of the Allocate request.
 func allocate(t *testing.T, srv *testserver.Server, ice signal.ICEServer) error {
 	t.Helper()
-	addr := strings.TrimPrefix(srv.URL(), "https://")
-	c, err := tls.Dial("tcp", addr, pki.ClientTLSConfig(srv.Roots))
+	return allocateAt(t, srv.URL(), pki.ClientTLSConfig(srv.Roots), ice)
+}
+
+// allocateAt is allocate on the HTTPS port of the node at base.
+func allocateAt(t *testing.T, base string, tlsCfg *tls.Config, ice signal.ICEServer) error {
+	t.Helper()
+	addr := strings.TrimPrefix(base, "https://")
+	c, err := tls.Dial("tcp", addr, tlsCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
