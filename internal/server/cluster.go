@@ -100,6 +100,15 @@ func (s *Server) openCluster(clk clock.Clock, org string, gate *access.Gate) err
 		c.close()
 		return err
 	}
+	if s.cfg.Cluster.NATS != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = bus.CheckExternal(ctx, c.nc, c.busURL, clock.Or(clk).Now(), s.log.Warn)
+		cancel()
+		if err != nil {
+			c.close()
+			return err
+		}
+	}
 	// The management node hosts meetings too: linked to the conference
 	// nodes', they can span both.
 	c.mesh, err = cascade.Listen(cascade.Config{Name: "management", URL: s.url, Listen: s.cfg.RelayAddr(),
