@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"conclave/internal/bus"
 	"conclave/internal/config"
 	"conclave/internal/nodeca"
 	"conclave/internal/server"
@@ -29,6 +30,14 @@ const clusterUsage = `Usage:
   conclave cluster list-nodes      the enrolled nodes and their certificates
   conclave cluster remove-node -name NAME
                                    take a node out and revoke its certificates
+  conclave cluster nats-config -out DIR -host NAME... [-server-name nats-1] [-listen 0.0.0.0:4222]
+                               [-path DIR] [-jetstream DIR] [-cluster conclave -routes HOST:PORT,...]
+                                   write the configuration of an external NATS server for --nats:
+                                   TLS with the cluster CA, a user per node with its permissions,
+                                   JetStream, routes; the server's certificate for the host names
+  conclave cluster nats-config -out DIR -users-only
+                                   after a node is enrolled or removed: write its users again,
+                                   then run nats-server --signal reload on the NATS host
 
 Flags common to all: --data, --database (as for conclave serve).
 `
@@ -63,6 +72,7 @@ func clusterCmd(args []string, stdout, stderr io.Writer) int {
 	config.RegisterSecrets(fs, &cfg)
 	var name, role, labels, mgmt string
 	var ttl time.Duration
+	var natsDir bus.ExternalDir
 	switch cmd {
 	case "add-node":
 		fs.StringVar(&name, "name", "", "the node's name (lower-case letters, digits, '-')")
@@ -73,11 +83,32 @@ func clusterCmd(args []string, stdout, stderr io.Writer) int {
 	case "remove-node":
 		fs.StringVar(&name, "name", "", "the node's name")
 	case "list-nodes":
+	case "nats-config":
+		fs.StringVar(&natsDir.Dir, "out", "", "the directory to write the NATS server's files into")
+		fs.Func("host", "a name or address the nodes reach the NATS server at (the host of --nats), for its certificate; repeatable or comma-separated", func(v string) error {
+			natsDir.Hosts = append(natsDir.Hosts, splitComma(v)...)
+			return nil
+		})
+		fs.StringVar(&natsDir.Server.Name, "server-name", "nats-1", "the NATS server's name, unique among the servers of its NATS cluster")
+		fs.StringVar(&natsDir.Server.Listen, "listen", "0.0.0.0:4222", "where the NATS server listens for the nodes")
+		fs.StringVar(&natsDir.Path, "path", "", "where the files will be on the NATS host (default: -out)")
+		fs.StringVar(&natsDir.Server.StoreDir, "jetstream", "", "JetStream's directory on the NATS host (default: PATH/jetstream)")
+		fs.StringVar(&natsDir.Server.Cluster, "cluster", "conclave", "the NATS cluster's name (with -routes)")
+		fs.Func("routes", "HOST:PORT of every server of the NATS cluster, comma-separated (several NATS servers)", func(v string) error {
+			natsDir.Server.Routes = append(natsDir.Server.Routes, splitComma(v)...)
+			return nil
+		})
+		fs.StringVar(&natsDir.Server.RouteListen, "route-listen", "0.0.0.0:6222", "where the NATS server listens for the others (with -routes)")
+		fs.BoolVar(&natsDir.UsersOnly, "users-only", false, "write only the users (after a node is enrolled or removed)")
 	default:
 		fmt.Fprintf(stderr, "conclave cluster: unknown command %q\n\n%s", cmd, clusterUsage)
 		return 2
 	}
 	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if cmd == "nats-config" && (natsDir.Dir == "" || len(natsDir.Hosts) == 0 && !natsDir.UsersOnly) {
+		fmt.Fprintf(stderr, "conclave cluster nats-config: give -out DIR and, unless -users-only, the NATS server's host names (-host)\n")
 		return 2
 	}
 	if err := cfg.ValidateDatabase(); err != nil {
@@ -124,6 +155,9 @@ func clusterCmd(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		fmt.Fprintf(stdout, "Node %s removed; its certificates are revoked (a running management node refuses it within %s).\n", name, "10s")
+		fmt.Fprintf(stdout, "With an external NATS server (--nats), write its users again and reload it:\n  conclave cluster nats-config -out DIR -users-only; nats-server --signal reload\n")
+	case "nats-config":
+		return natsConfig(ctx, ca, st, natsDir, stdout, stderr)
 	case "list-nodes":
 		nodes, err := st.ListNodes(ctx)
 		if err != nil {
@@ -147,6 +181,42 @@ func clusterCmd(args []string, stdout, stderr io.Writer) int {
 		tw.Flush()
 	}
 	return 0
+}
+
+// natsConfig writes the configuration of an external NATS server.
+func natsConfig(ctx context.Context, ca *nodeca.CA, st store.NodeStore, d bus.ExternalDir, stdout, stderr io.Writer) int {
+	res, err := bus.WriteExternalDir(ctx, ca, st, d, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "conclave cluster nats-config: %v\n", err)
+		return 1
+	}
+	for _, n := range res.Stale {
+		fmt.Fprintf(stderr, "conclave cluster nats-config: node %s holds a certificate from before enrolment names; run `conclave node renew` on it, or the NATS server refuses it\n", n)
+	}
+	nodes := len(res.Users) - 1
+	if d.UsersOnly {
+		fmt.Fprintf(stdout, "Wrote %s: the management node and %d nodes.\nOn the NATS host, after copying it: nats-server --signal reload\n",
+			filepath.Join(d.Dir, bus.UsersFile), nodes)
+		return 0
+	}
+	cert := "kept"
+	if res.NewCert {
+		cert = "issued"
+	}
+	fmt.Fprintf(stdout, "Wrote the NATS server's configuration into %s (the management node and %d nodes as users).\n", d.Dir, nodes)
+	fmt.Fprintf(stdout, "Its certificate (%s) expires %s: run this command again before then (it issues a new one with 30 days left).\n",
+		cert, res.CertExpiry.UTC().Format(time.RFC3339))
+	fmt.Fprintf(stdout, "Copy the directory to the NATS host (key: %s, keep it private) and start:\n  nats-server -c %s\n",
+		bus.ExternalKeyFile, filepath.Join(orDefault(d.Path, d.Dir), bus.ExternalConfigFile))
+	fmt.Fprintf(stdout, "After a node is enrolled or removed: conclave cluster nats-config -out %s -users-only, copy, nats-server --signal reload\n", d.Dir)
+	return 0
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func orDash(s string) string {

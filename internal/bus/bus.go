@@ -189,8 +189,13 @@ func NodePermissions(name string) *server.Permissions {
 // Connect connects a node to the bus at url ("tls://host:port") with its
 // current certificate, reconnecting by itself whenever the connection
 // drops. extra adds options (RetryOnFailedConnect for a node that starts
-// while the bus is down, handlers).
+// while the bus is down, handlers). The server must present the
+// management node's certificate (the embedded server) or a bus server's
+// (an external one, conclave cluster nats-config), whatever trust.Roles
+// says; an external server may choose AES-128-GCM (nodeca.Trust.AnyAESGCM).
 func Connect(url string, cert func() *tls.Certificate, trust nodeca.Trust, serverName, clientName string, extra ...nats.Option) (*nats.Conn, error) {
+	trust.Roles = []string{nodeca.RoleManagement, nodeca.RoleBus}
+	trust.AnyAESGCM = true
 	opts := []nats.Option{
 		nats.Secure(nodeca.ClientConfig(cert, trust, serverName)),
 		nats.TLSHandshakeFirst(),
@@ -201,7 +206,7 @@ func Connect(url string, cert func() *tls.Certificate, trust nodeca.Trust, serve
 	}
 	nc, err := nats.Connect(url, append(opts, extra...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to the bus at %s: %w", url, err)
+		return nil, connectError(url, err)
 	}
 	return nc, nil
 }

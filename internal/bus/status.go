@@ -74,18 +74,20 @@ func DecodeStatus(m *nats.Msg) (Status, error) {
 }
 
 // Setup makes (or updates) the JetStream resources of the cluster: the
-// configuration bucket and the spool stream. The management node calls
-// it when it connects.
+// configuration bucket and the spool stream, with Replicas(nc) copies.
+// The management node calls it when it connects.
 func Setup(ctx context.Context, nc *nats.Conn) (jetstream.KeyValue, jetstream.JetStream, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, nil, err
 	}
+	replicas := Replicas(nc)
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      ConfigBucket,
 		Description: "Conclave: what conference nodes need to admit participants",
 		History:     1,
 		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("configuration bucket: %w", err)
@@ -98,6 +100,7 @@ func Setup(ctx context.Context, nc *nats.Conn) (jetstream.KeyValue, jetstream.Je
 		Storage:     jetstream.FileStorage,
 		Duplicates:  time.Hour,
 		MaxAge:      90 * 24 * time.Hour,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("spool stream: %w", err)
@@ -116,4 +119,16 @@ func ConfigBucketOf(ctx context.Context, nc *nats.Conn) (jetstream.KeyValue, err
 		return nil, fmt.Errorf("the management node has not published the configuration yet: %w", err)
 	}
 	return kv, err
+}
+
+// Replicas is how many copies the cluster's JetStream resources keep: 3
+// on an external NATS cluster of three servers or more (the servers it
+// knows when Setup runs: connected and discovered), so that losing one
+// loses neither the configuration nor the spool; 1 on a single server
+// (the embedded one).
+func Replicas(nc *nats.Conn) int {
+	if nc.ConnectedClusterName() != "" && 1+len(nc.DiscoveredServers()) >= 3 {
+		return 3
+	}
+	return 1
 }

@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,10 @@ const (
 	RoleManagement = "management"
 	RoleConference = "conference"
 	RoleEdge       = "edge"
+	// RoleBus is the role of the certificate of an external NATS server
+	// (conclave cluster nats-config): good only for serving the bus, never
+	// accepted from a peer unless a Trust names it.
+	RoleBus = "bus"
 )
 
 // Lifetimes.
@@ -65,6 +70,16 @@ const (
 // URIPrefix starts the URI subject alternative name that carries a
 // node's name and role in its certificate: urn:conclave:node:ROLE:NAME.
 const URIPrefix = "urn:conclave:node:"
+
+// EnrolmentPrefix starts a second URI subject alternative name of a
+// conference or edge node's certificate, naming the enrolment it belongs
+// to: urn:conclave:enrolment:ROLE:NAME:ENROLLED, ENROLLED the enrolment
+// time in Unix nanoseconds. Every certificate of one enrolment (renewals
+// included) carries the same one; a node removed and enrolled again under
+// the same name gets another, so that an identity keyed on it (a user of
+// an external NATS server) does not admit the revoked certificates of the
+// earlier enrolment.
+const EnrolmentPrefix = "urn:conclave:enrolment:"
 
 // Errors.
 var (
@@ -334,6 +349,55 @@ func (ca *CA) Renew(ctx context.Context, peer *x509.Certificate, csrDER []byte) 
 	return iss, nil
 }
 
+// EnrolmentURI is the enrolment URI (EnrolmentPrefix) of the
+// certificates of node n in its current enrolment.
+func EnrolmentURI(n store.Node) string {
+	return EnrolmentPrefix + n.Role + ":" + n.Name + ":" + strconv.FormatInt(n.EnrolledAt.UnixNano(), 10)
+}
+
+// Enrolment returns the enrolment URI a certificate carries, or "" for
+// a certificate issued before enrolment URIs existed, or not to an
+// enrolled node (the management node's, a bus server's).
+func Enrolment(c *x509.Certificate) string {
+	for _, u := range c.URIs {
+		if s := u.String(); strings.HasPrefix(s, EnrolmentPrefix) {
+			return s
+		}
+	}
+	return ""
+}
+
+// IssueBus issues the certificate of a server of an external NATS
+// cluster (conclave cluster nats-config) for key pub, valid for hosts,
+// with the role RoleBus and the name of the NATS cluster: every server of
+// one NATS cluster carries the same identity, which their routes
+// authenticate each other by. It is not recorded (it is not a node) and
+// lives CertLifetime; nats-config issues a new one when a third of that
+// is left.
+func (ca *CA) IssueBus(pub *ecdsa.PublicKey, hosts []string, cluster string) (*x509.Certificate, error) {
+	if err := ValidName(cluster); err != nil {
+		return nil, fmt.Errorf("NATS cluster name: %w", err)
+	}
+	tmpl := &x509.CertificateRequest{PublicKey: pub}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if err := validHost(h); err != nil {
+			return nil, err
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	if len(tmpl.IPAddresses)+len(tmpl.DNSNames) == 0 {
+		return nil, errors.New("a NATS server certificate needs the host names or addresses the nodes reach it at")
+	}
+	iss, err := ca.issue(store.Node{Name: cluster, Role: RoleBus}, tmpl, ca.clk.Now())
+	if err != nil {
+		return nil, err
+	}
+	return iss.Cert, nil
+}
+
 // IssueSelf issues a certificate for the management node itself (its
 // cluster listener and its NATS server), for key and the given hosts. It
 // is not recorded: the management node holds the CA key anyway.
@@ -356,6 +420,11 @@ func (ca *CA) IssueSelf(pub *ecdsa.PublicKey, hosts []string) (*x509.Certificate
 func (ca *CA) issue(n store.Node, csr *x509.CertificateRequest, now time.Time) (Issued, error) {
 	serial := randomSerial()
 	u, _ := url.Parse(URIPrefix + n.Role + ":" + n.Name)
+	uris := []*url.URL{u}
+	if !n.EnrolledAt.IsZero() {
+		e, _ := url.Parse(EnrolmentURI(n))
+		uris = append(uris, e)
+	}
 	ca.mu.RLock()
 	crl := ca.crlURL
 	ca.mu.RUnlock()
@@ -366,7 +435,7 @@ func (ca *CA) issue(n store.Node, csr *x509.CertificateRequest, now time.Time) (
 		NotAfter:     now.Add(CertLifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{u},
+		URIs:         uris,
 		DNSNames:     csr.DNSNames,
 		IPAddresses:  csr.IPAddresses,
 	}
@@ -402,11 +471,26 @@ func checkCSR(der []byte) (*x509.CertificateRequest, error) {
 		return nil, errors.New("the certificate request names more than 16 addresses")
 	}
 	for _, d := range csr.DNSNames {
-		if d == "" || len(d) > 253 || strings.ContainsAny(d, " *") {
-			return nil, fmt.Errorf("the certificate request names %q, which is not a host name", d)
+		if err := validHost(d); err != nil {
+			return nil, fmt.Errorf("the certificate request: %w", err)
 		}
 	}
 	return csr, nil
+}
+
+// hostRE is a host name: dot-separated labels of letters, digits and
+// '-', none empty.
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*$`)
+
+// validHost checks that h is a host name. A certificate's DNS names must
+// be nothing else: an external NATS server maps a certificate to a user
+// by its DNS names before its URIs (verify_and_map), so a DNS name
+// spelling another node's identity URI would take that node's place.
+func validHost(h string) error {
+	if len(h) > 253 || !hostRE.MatchString(h) {
+		return fmt.Errorf("%q is not a host name", h)
+	}
+	return nil
 }
 
 // Remove takes a node out of the cluster and revokes its certificates at

@@ -265,3 +265,97 @@ func TestPreferAES256(t *testing.T) {
 		t.Errorf("preferAES256 = %x", l)
 	}
 }
+
+// TestEnrolmentIdentity: every certificate of one enrolment names it
+// (renewals included), an enrolment after a removal names another, and
+// a certificate request whose DNS name is not a host name is refused, so
+// that it cannot spell another identity for a server that maps
+// certificates to users by their names (an external NATS server).
+func TestEnrolmentIdentity(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t)
+	addr := c.ln.Addr().String()
+	n := c.enrol(t, "paris-1")
+	rec, err := c.st.NodeByName(ctx, "paris-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := Enrolment(n.Leaf())
+	if first == "" || first != EnrolmentURI(rec) || !strings.HasPrefix(first, EnrolmentPrefix+"conference:paris-1:") {
+		t.Fatalf("enrolment URI %q, store says %q", first, EnrolmentURI(rec))
+	}
+	if name, role, err := Identity(n.Leaf()); err != nil || name != "paris-1" || role != RoleConference {
+		t.Fatalf("Identity beside the enrolment URI = %s %s %v", name, role, err)
+	}
+	if err := n.Renew(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	if got := Enrolment(n.Leaf()); got != first {
+		t.Errorf("a renewal names enrolment %q, want %q", got, first)
+	}
+	if err := c.ca.Remove(ctx, "paris-1"); err != nil {
+		t.Fatal(err)
+	}
+	c.clk.Advance(time.Second)
+	if again := Enrolment(c.enrol(t, "paris-1").Leaf()); again == first {
+		t.Errorf("enrolled again under the same name, the enrolment URI stays %q", again)
+	}
+
+	for _, host := range []string{"urn:conclave:enrolment:conference:paris-1:1", "CN=management,OU=management", "a..b", "x y"} {
+		tok, err := c.ca.NewToken(ctx, "lyon-1", RoleConference, "", "root", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{host}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ca.Enrol(ctx, tok, csr); err == nil || !strings.Contains(err.Error(), "not a host name") {
+			t.Errorf("a request naming %q: %v, want refused", host, err)
+		}
+	}
+}
+
+// TestBusCertificate: the certificate of an external NATS server has the
+// role bus, the name of its NATS cluster and the hosts given; a peer
+// presenting it is refused except where a bus server is expected.
+func TestBusCertificate(t *testing.T) {
+	c := newCluster(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if _, err := c.ca.IssueBus(&key.PublicKey, nil, "conclave"); err == nil {
+		t.Error("a NATS server certificate without hosts was issued")
+	}
+	if _, err := c.ca.IssueBus(&key.PublicKey, []string{"nats 1"}, "conclave"); err == nil {
+		t.Error("a NATS server certificate for a malformed host was issued")
+	}
+	leaf, err := c.ca.IssueBus(&key.PublicKey, []string{"nats-1.example.org", "10.0.0.5"}, "conclave")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, role, err := Identity(leaf); err != nil || name != "conclave" || role != RoleBus || Enrolment(leaf) != "" {
+		t.Fatalf("bus certificate identity %s %s %v, enrolment %q", name, role, err, Enrolment(leaf))
+	}
+	if len(leaf.DNSNames) != 1 || len(leaf.IPAddresses) != 1 {
+		t.Errorf("bus certificate names %v %v", leaf.DNSNames, leaf.IPAddresses)
+	}
+	cs := func(suite uint16) tls.ConnectionState {
+		return tls.ConnectionState{Version: tls.VersionTLS13, CipherSuite: suite, VerifiedChains: [][]*x509.Certificate{{leaf, c.ca.Cert()}}}
+	}
+	for _, tc := range []struct {
+		tr    Trust
+		suite uint16
+		ok    bool
+	}{
+		{Trust{}, Suite, false},
+		{Trust{Roles: []string{RoleConference, RoleEdge}}, Suite, false},
+		{Trust{Roles: []string{RoleManagement, RoleBus}}, Suite, true},
+		{Trust{Roles: []string{RoleManagement, RoleBus}}, tls.TLS_AES_128_GCM_SHA256, false},
+		{Trust{Roles: []string{RoleManagement, RoleBus}, AnyAESGCM: true}, tls.TLS_AES_128_GCM_SHA256, true},
+		{Trust{Roles: []string{RoleManagement, RoleBus}, AnyAESGCM: true}, tls.TLS_CHACHA20_POLY1305_SHA256, false},
+	} {
+		if err := tc.tr.check(cs(tc.suite), true); (err == nil) != tc.ok {
+			t.Errorf("roles %v, AnyAESGCM %v, %s: %v, want accepted %v", tc.tr.Roles, tc.tr.AnyAESGCM, tls.CipherSuiteName(tc.suite), err, tc.ok)
+		}
+	}
+}

@@ -22,14 +22,23 @@ type Trust struct {
 	// Revoked reports whether a verified peer certificate is revoked; nil
 	// means none is.
 	Revoked func(*x509.Certificate) bool
-	// Roles, when not empty, are the only peer roles accepted.
+	// Roles, when not empty, are the only peer roles accepted. A peer of
+	// role RoleBus (an external NATS server) is refused unless Roles
+	// names it.
 	Roles []string
+	// AnyAESGCM accepts TLS_AES_128_GCM_SHA256 besides
+	// TLS_AES_256_GCM_SHA384, for a client of a server that is not
+	// Conclave: a Go TLS 1.3 server (an external nats-server) picks
+	// AES-128-GCM whenever the client offers it, and crypto/tls gives a
+	// client no way not to offer it (see aes256.go).
+	AnyAESGCM bool
 }
 
 // check verifies the negotiated parameters and the peer of a finished
 // handshake.
 func (tr Trust) check(cs tls.ConnectionState, needPeer bool) error {
-	if cs.Version != tls.VersionTLS13 || cs.CipherSuite != Suite {
+	suiteOK := cs.CipherSuite == Suite || tr.AnyAESGCM && cs.CipherSuite == tls.TLS_AES_128_GCM_SHA256
+	if cs.Version != tls.VersionTLS13 || !suiteOK {
 		return fmt.Errorf("node-to-node TLS must be TLS 1.3 with TLS_AES_256_GCM_SHA384, got %s with %s",
 			tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))
 	}
@@ -47,7 +56,7 @@ func (tr Trust) check(cs tls.ConnectionState, needPeer bool) error {
 	if err != nil {
 		return err
 	}
-	if len(tr.Roles) > 0 && !slices.Contains(tr.Roles, role) {
+	if role == RoleBus && !slices.Contains(tr.Roles, RoleBus) || len(tr.Roles) > 0 && !slices.Contains(tr.Roles, role) {
 		return fmt.Errorf("a %s node may not connect here", role)
 	}
 	return nil

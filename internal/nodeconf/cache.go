@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -177,10 +178,34 @@ func (c *Cache) Watch(ctx context.Context, kv jetstream.KeyValue) error {
 	defer func() { go w.Stop() }()
 	fresh := Snapshot{Rooms: map[string]Room{}}
 	initial := true
+	check := time.NewTicker(WatchCheck)
+	defer check.Stop()
+	var behindAt uint64 // the revision applied when the watch was first seen behind; 0: not behind
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-check.C:
+			// A watch is an ordered consumer on one server of the bus;
+			// when that server of an external NATS cluster dies, the
+			// client notices only after missing its heartbeats for 10 to
+			// 20 s. Seen behind the bucket twice in a row without
+			// progress, the watch is started again (on a live server).
+			if initial {
+				continue
+			}
+			last, err := lastRevision(ctx, kv)
+			c.mu.RLock()
+			applied := c.snap.Revision
+			c.mu.RUnlock()
+			switch {
+			case err != nil || last <= applied:
+				behindAt = 0
+			case behindAt == 0 || behindAt != applied:
+				behindAt = applied
+			default:
+				return fmt.Errorf("the configuration watch stalled at revision %d, the bucket is at %d", applied, last)
+			}
 		case e, ok := <-w.Updates():
 			if !ok {
 				return errors.New("the configuration watch ended")
@@ -214,6 +239,26 @@ func (c *Cache) Watch(ctx context.Context, kv jetstream.KeyValue) error {
 			c.saved()
 		}
 	}
+}
+
+// WatchCheck is how often Watch compares what it applied with the
+// bucket's last revision.
+const WatchCheck = 3 * time.Second
+
+// lastRevision is the bucket's last revision (its stream's last
+// sequence).
+func lastRevision(ctx context.Context, kv jetstream.KeyValue) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return 0, errors.New("bucket status without its stream")
+	}
+	return bs.StreamInfo().State.LastSeq, nil
 }
 
 // Lost notes that the bus connection is gone: the copy stays in use, but

@@ -175,6 +175,7 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 	if err != nil {
 		return nil, err
 	}
+	nodeTickets(gate, id.Name(), func() []byte { return n.conf.Management().TicketKey }, clk)
 	// TURN as on `conclave serve`: on UDP and TCP (3478 by default) and
 	// over TLS on the HTTPS port; the node gives credentials to the
 	// participants that join it, for relays toward its own SFU.
@@ -232,6 +233,7 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		PINMinLength: auth.DefaultPINMinLen,
 		PeerOrigins:  func() []string { return clusterOrigins(n.mesh, n.nodes, n.clock.Now()) },
 		LogUpstream:  n.logs,
+		SignIn:       func() string { return n.conf.Management().URL },
 	})
 	if cfg.DebugListen != "" {
 		// The node's figures as on `conclave serve`'s /metrics: media,

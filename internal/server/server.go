@@ -254,7 +254,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		cfg.PINMinLength = auth.DefaultPINMinLen
 	}
 
-	if err := s.openCluster(clk, org); err != nil {
+	if err := s.openCluster(clk, org, gate); err != nil {
 		return nil, err
 	}
 	if s.cl != nil {

@@ -105,6 +105,10 @@ type Config struct {
 	// transparency log's requests (/api/e2ee/log/...) by passing them on
 	// to the management node, which keeps the log.
 	LogUpstream http.Handler
+	// SignIn, on a conference node (PlaneNode), returns the management
+	// node's base URL, where accounts sign in: the node's GET /api/me
+	// names it, so that the meeting page's sign-in link leads there.
+	SignIn func() string
 
 	// PeerOrigins returns the origins (https://host:port) of the
 	// cluster's other nodes: the meeting page may open their signaling
