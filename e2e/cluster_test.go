@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -246,6 +247,30 @@ func TestCluster(t *testing.T) {
 	// What crossed from A to B is end-to-end encrypted.
 	checkUndecodable(t, relayKeyFrames(t, <-captured))
 
+	// A file Ann shares on A: Bob, on B, decrypts it (B fetched it from A
+	// and kept nothing); neither node has its plaintext.
+	const fileMarker = "CLUSTER-FILE-4e1b27"
+	shareFile(t, ann, fileMarker, 4000)
+	if got, shown := downloadLastFile(t, bob); len(got) != len(fileMarker)*4000 || !strings.HasPrefix(got, fileMarker) {
+		t.Fatalf("Bob, on B, decrypts Ann's file from A: %d bytes; the page shows %q", len(got), shown)
+	}
+	for name, dir := range nodeData {
+		stored := 0
+		filepath.WalkDir(filepath.Join(dir, "files"), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			stored++
+			if data, _ := os.ReadFile(path); bytes.Contains(data, []byte(fileMarker)) {
+				t.Errorf("%s keeps the file's plaintext in %s", name, path)
+			}
+			return nil
+		})
+		if want := map[string]int{"node-a": 1, "node-b": 0}[name]; stored != want {
+			t.Errorf("%s keeps %d files, want %d", name, stored, want)
+		}
+	}
+
 	// Management down: admission and the meeting go on.
 	mgmt.stop(syscall.SIGTERM)
 	nodes["node-b"].waitLog("the bus is unreachable", 20*time.Second)
@@ -302,6 +327,12 @@ func TestCluster(t *testing.T) {
 	ann.WaitJS(t, "Ann: still a host", `(() => { const e = document.querySelector('#toggle-lock'); return !!e && e.offsetParent !== null && e.getAttribute('aria-pressed') === 'true'; })()`, 10*time.Second)
 	for _, p := range []*participant{ann, bob, cat} {
 		p.WaitJS(t, p.name+": room still locked", `!document.querySelector('#locked').hidden`, 10*time.Second)
+	}
+	// Ann's file went with node A: Cat, on B, is told so.
+	if got, shown := downloadLastFile(t, cat); got != "" || !strings.Contains(shown, "cannot be reached") {
+		t.Errorf("Cat's download of the file of the dead node A: %d bytes, the page shows %q", len(got), shown)
+	} else {
+		t.Logf("Cat, on B, downloading Ann's file kept by the dead node A, is told: %s", shown)
 	}
 	// The lock holds on node B: a newcomer knocks.
 	fay := knock(t, br, urlB, "board", "Fay", vaultGuestPIN)

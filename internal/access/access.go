@@ -15,6 +15,7 @@ import (
 	"conclave/internal/guard"
 	"conclave/internal/meeting"
 	"conclave/internal/store"
+	"conclave/internal/ticket"
 )
 
 // Rooms is what the gate reads of the configuration: the management
@@ -38,7 +39,20 @@ type Gate struct {
 	// dummyPIN is verified when there is no real PIN hash to check, so
 	// that a refusal takes as long whatever its cause.
 	dummyPIN string
+	// tickets checks admission tickets; nil refuses them all.
+	tickets Tickets
 }
+
+// Tickets checks the admission tickets of signed-in accounts that the
+// management node sent to this node (*ticket.Verifier).
+type Tickets interface {
+	Verify(text, room string) (ticket.Claims, error)
+}
+
+// AcceptTickets makes the gate admit holders of valid admission tickets
+// with the account and role the ticket carries; call it before the
+// first participant arrives.
+func (g *Gate) AcceptTickets(t Tickets) { g.tickets = t }
 
 // New returns a gate. audit may be nil; so may hashing (PIN checks are
 // then not bounded, for tests).
@@ -67,6 +81,9 @@ func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, e
 	if g.guard.CheckAddress(e.Addr) != nil {
 		g.record(ctx, e, "room-access-refused", "", map[string]string{"reason": "address-quarantined"})
 		return meeting.Admission{}, meeting.ErrUnavailable
+	}
+	if e.Ticket != "" {
+		return g.enterTicket(ctx, e)
 	}
 	if e.PIN != "" && g.hashing != nil {
 		release, err := g.hashing.Acquire(ctx, g.guard.Source(e.Addr), auth.PINArgon2.Memory)
@@ -157,6 +174,64 @@ func (g *Gate) Enter(ctx context.Context, e meeting.Entry) (meeting.Admission, e
 		return adm, g.refuse(ctx, e, room, "not-allowed")
 	}
 	return meeting.Admission{}, fmt.Errorf("room %s has unknown access mode %q", room.Alias, room.Access)
+}
+
+// enterTicket admits the holder of a valid admission ticket: the room
+// must exist here, and the role is the one the management node's gate
+// decided when it issued the ticket. A malformed or forged ticket counts
+// against the address like an unknown room; every refused ticket is
+// audited.
+func (g *Gate) enterTicket(ctx context.Context, e meeting.Entry) (meeting.Admission, error) {
+	if g.tickets == nil {
+		g.record(ctx, e, "room-access-refused", e.Room, map[string]string{"reason": "ticket-not-taken"})
+		return meeting.Admission{}, &meeting.TicketRefused{Reason: "not-taken",
+			Message: "This server does not take sign-in passes. Join from the meeting link."}
+	}
+	c, err := g.tickets.Verify(e.Ticket, e.Room)
+	var te *ticket.Error
+	if errors.As(err, &te) {
+		if te.Reason == ticket.ReasonMalformed || te.Reason == ticket.ReasonForged {
+			g.guard.Fail(e.Addr, e.Room, guard.UnknownRoom)
+		}
+		g.record(ctx, e, "room-access-refused", e.Room, map[string]string{"reason": "ticket-" + te.Reason})
+		return meeting.Admission{}, &meeting.TicketRefused{Reason: te.Reason, Message: te.Message}
+	}
+	if err != nil {
+		return meeting.Admission{}, err
+	}
+	acct := &meeting.Account{ID: c.Account.ID, Username: c.Account.Username, DisplayName: c.Account.Name}
+	e.Account = acct
+	room, err := g.store.RoomByAlias(ctx, c.Room)
+	if errors.Is(err, store.ErrNotFound) {
+		// Deleted since the ticket was issued.
+		g.record(ctx, e, "room-access-refused", c.Room, map[string]string{"reason": "unknown-room"})
+		return meeting.Admission{}, meeting.ErrUnavailable
+	}
+	if err != nil {
+		return meeting.Admission{}, fmt.Errorf("look up room: %w", err)
+	}
+	if room.Access == "" {
+		room = store.DefaultRoomAccess(room)
+	}
+	adm := meeting.Admission{Alias: room.Alias, Name: room.DisplayName, Account: acct, Meeting: c.Meeting,
+		GuestsMayUnmute: room.GuestsMayUnmute, GuestsMayPresent: room.GuestsMayPresent,
+		Source: g.guard.SourceString(e.Addr)}
+	switch room.Access {
+	case store.AccessPIN:
+		adm.HostRequired = true
+	case store.AccessAccounts:
+		adm.HostRequired = room.AllowGuests
+	}
+	switch c.Role {
+	case ticket.RoleHost:
+		adm.Role, adm.BypassLock = meeting.RoleHost, true
+	case ticket.RoleParticipant:
+		adm.Role = meeting.RoleParticipant
+	default:
+		adm.Role = meeting.RoleGuest
+	}
+	g.log.Info("admitted with an admission ticket", "room", room.Alias, "account", c.Account.Username, "role", c.Role)
+	return adm, nil
 }
 
 // refuseBlocked refuses an attempt on a blocked room. It counts against

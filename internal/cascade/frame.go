@@ -31,13 +31,15 @@ const (
 
 // Control message types.
 const (
-	msgHello   = "hello"   // Name, URL: the first message each way
-	msgPing    = "ping"    // keepalive
-	msgEvent   = "event"   // Room, Event: a meeting event
-	msgTrack   = "track"   // ID, Room, Track: a track this side relays from now on
-	msgUntrack = "untrack" // ID: that track ended
-	msgLayers  = "layers"  // ID, Active: the layers of a track the receiving side needs
-	msgPLI     = "pli"     // ID, Layer: a key frame request
+	msgHello    = "hello"     // Name, URL, Relay: the first message each way
+	msgPing     = "ping"      // keepalive
+	msgEvent    = "event"     // Room, Event: a meeting event
+	msgTrack    = "track"     // ID, Room, Track: a track this side relays from now on
+	msgUntrack  = "untrack"   // ID: that track ended
+	msgLayers   = "layers"    // ID, Active: the layers of a track the receiving side needs
+	msgPLI      = "pli"       // ID, Layer: a key frame request
+	msgFile     = "file"      // Meeting, File, Size: a meeting file this side keeps (files.go)
+	msgFileWant = "file-want" // Token: connect back to this side's listener for a file (files.go)
 )
 
 // control is a control message.
@@ -45,12 +47,18 @@ type control struct {
 	T      string           `json:"t"`
 	Name   string           `json:"name,omitempty"`
 	URL    string           `json:"url,omitempty"`
+	Relay  string           `json:"relay,omitempty"`
 	Room   string           `json:"room,omitempty"`
 	Event  *meeting.Event   `json:"event,omitempty"`
 	ID     uint32           `json:"id,omitempty"`
 	Track  *conn.RelayTrack `json:"track,omitempty"`
 	Active []bool           `json:"active,omitempty"`
 	Layer  int              `json:"layer,omitempty"`
+
+	Meeting string `json:"meeting,omitempty"`
+	File    string `json:"file,omitempty"`
+	Size    int64  `json:"size,omitempty"`
+	Token   string `json:"token,omitempty"`
 }
 
 // appendHeader appends a frame header.

@@ -61,6 +61,8 @@ func TestFrames(t *testing.T) {
 func FuzzReadFrame(f *testing.F) {
 	b, _ := appendControl(nil, &control{T: msgPing})
 	f.Add(b)
+	b, _ = appendControl(nil, &control{T: msgFile, Meeting: "m1", File: "0123456789abcdef0123456789abcdef", Size: 9})
+	f.Add(b)
 	f.Add(appendMedia(nil, 1, 0, make([]byte, 20)))
 	f.Add([]byte{1, 0, 0, 2, '{', '}'})
 	f.Add([]byte{2, 0, 0, 1, 0})

@@ -32,7 +32,10 @@ type link struct {
 	mesh *Mesh
 	peer string // the other node's name, from its certificate
 	url  string // its HTTPS base URL, from its hello
-	c    *tls.Conn
+	// relay is its node-to-node listener's address, from its hello ("" if
+	// it has none): where this node fetches the meeting files it keeps.
+	relay string
+	c     *tls.Conn
 
 	wake chan struct{}
 	done chan struct{}
@@ -239,6 +242,13 @@ func (l *link) handle(c *control) error {
 		if s != nil {
 			s.RequestKeyFrame(c.ID, c.Layer)
 		}
+	case msgFile:
+		return l.learnFile(c)
+	case msgFileWant:
+		if !validToken(c.Token) {
+			return errors.New("file-want without a valid token")
+		}
+		go l.mesh.connectBack(l, c.Token)
 	}
 	return nil
 }

@@ -14,11 +14,13 @@ package cascade
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +38,9 @@ type Rooms interface {
 	NodeDown(node string)
 	RemoteTrack(node, alias, participant string, t conn.UpTrack)
 	RemoteTrackEnded(node, alias, participant string, t conn.UpTrack)
+	// HasMembers reports whether node has admitted members in the
+	// meeting instance meetingID (who may fetch its files).
+	HasMembers(node, meetingID string) bool
 }
 
 // Config configures a node's mesh.
@@ -58,6 +63,10 @@ type Config struct {
 	Media conn.RelayEngine
 	// Rooms receives the other nodes' events and tracks.
 	Rooms Rooms
+	// Files is the node's store of meeting files: those kept here are
+	// announced to the other nodes and served to their members, and the
+	// others' are fetched on demand (files.go). Nil: no files cross.
+	Files Files
 	Log   *slog.Logger
 	// Tap, when set, sees every relayed RTP packet this node receives
 	// (tests: what crosses the link is end-to-end encrypted).
@@ -79,6 +88,7 @@ type Mesh struct {
 
 	mu     sync.Mutex
 	peers  map[string]string // name -> relay address, of the nodes to dial
+	addrs  map[string]string // name -> relay address, of every node with a listener (file fetches)
 	dials  map[string]context.CancelFunc
 	links  map[string]*link
 	urls   map[string]string // name -> HTTPS URL (from hellos)
@@ -87,6 +97,11 @@ type Mesh struct {
 
 	capMu    sync.Mutex                 // serialises changes of captures
 	captures atomic.Pointer[[]*capture] // Capture calls in progress (capture.go)
+
+	fileServes chan struct{}       // files being served to other nodes (files.go)
+	fileBacks  chan struct{}       // connections back being opened (files.go)
+	backs      map[string]fileWait // connections back waited for, by token; under mu
+	fileStart  time.Duration       // fileStartTimeout
 }
 
 // Listen opens the node-to-node listener.
@@ -106,9 +121,14 @@ func Listen(cfg Config) (*Mesh, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Mesh{cfg: cfg, log: cfg.Log, ln: ln, ctx: ctx, cancel: cancel,
-		server: nodeca.ServerConfig(cfg.Cert, tr, tls.RequireAndVerifyClientCert),
-		peers:  map[string]string{}, dials: map[string]context.CancelFunc{}, links: map[string]*link{}, urls: map[string]string{},
-		roles: map[string]string{}}
+		server: serverTLS(nodeca.ServerConfig(cfg.Cert, tr, tls.RequireAndVerifyClientCert)),
+		peers:  map[string]string{}, addrs: map[string]string{}, dials: map[string]context.CancelFunc{}, links: map[string]*link{},
+		urls: map[string]string{}, roles: map[string]string{},
+		fileServes: make(chan struct{}, maxFileServes), fileBacks: make(chan struct{}, maxFileServes),
+		backs: map[string]fileWait{}, fileStart: fileStartTimeout}
+	if cfg.Files != nil {
+		cfg.Files.OnStored(m.announceFile)
+	}
 	if ln != nil {
 		m.wg.Add(1)
 		go m.accept()
@@ -123,6 +143,38 @@ func (m *Mesh) Addr() net.Addr {
 		return nil
 	}
 	return m.ln.Addr()
+}
+
+// Advertise is the node-to-node address other nodes reach a listener
+// at: the first address its node certificate (leaf) covers, with the
+// listener's port; "" without a listener.
+func Advertise(leaf *x509.Certificate, ln net.Addr) string {
+	if ln == nil || leaf == nil {
+		return ""
+	}
+	port := 0
+	if ta, ok := ln.(*net.TCPAddr); ok {
+		port = ta.Port
+	}
+	host := ""
+	switch {
+	case len(leaf.IPAddresses) > 0:
+		host = leaf.IPAddresses[0].String()
+	case len(leaf.DNSNames) > 0:
+		host = leaf.DNSNames[0]
+	default:
+		return ""
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// advertised is this node's Advertise.
+func (m *Mesh) advertised() string {
+	c := m.cfg.Cert()
+	if c == nil || m.ln == nil {
+		return ""
+	}
+	return Advertise(c.Leaf, m.ln.Addr())
 }
 
 // Self implements meeting.Federation.
@@ -155,6 +207,12 @@ func (m *Mesh) SetPeers(peers map[string]Peer) {
 	defer m.mu.Unlock()
 	if m.closed {
 		return
+	}
+	clear(m.addrs)
+	for name, p := range peers {
+		if name != m.cfg.Name && p.Addr != "" {
+			m.addrs[name] = p.Addr
+		}
 	}
 	for name, p := range peers {
 		addr := p.Addr
@@ -269,6 +327,18 @@ func (m *Mesh) accept() {
 				return
 			}
 			peer, role, err := peerIdentity(tc)
+			if err == nil && peer != m.cfg.Name {
+				// Not a link: another node fetching a meeting file, or
+				// connecting back with one this node asked for.
+				switch tc.ConnectionState().NegotiatedProtocol {
+				case alpnFiles:
+					m.serveFile(peer, tc)
+					return
+				case alpnFilesBack:
+					m.takeBack(peer, tc)
+					return
+				}
+			}
 			if err == nil && m.dialsPeer(peer, role == nodeca.RoleEdge) {
 				err = fmt.Errorf("node %q must wait for this node to dial it", peer)
 			}
@@ -313,7 +383,7 @@ func (m *Mesh) serve(ctx context.Context, peer, role string, c *tls.Conn) {
 	}
 	stop := context.AfterFunc(ctx, l.close)
 	defer stop()
-	l.sendControl(&control{T: msgHello, Name: m.cfg.Name, URL: m.cfg.URL})
+	l.sendControl(&control{T: msgHello, Name: m.cfg.Name, URL: m.cfg.URL, Relay: m.advertised()})
 	go l.writeLoop()
 	m.log.Info("cluster: linked to a node", "node", peer)
 	// The hello comes first; then this node's meetings are told.
@@ -335,6 +405,7 @@ func (m *Mesh) serve(ctx context.Context, peer, role string, c *tls.Conn) {
 	select {
 	case <-hello:
 		m.cfg.Rooms.NodeUp(peer)
+		m.announceFilesTo(l)
 	case <-l.done:
 	}
 	<-l.done
@@ -374,8 +445,8 @@ func (l *link) readHello(done chan<- struct{}) error {
 	if c.T != msgHello || c.Name != l.peer {
 		return fmt.Errorf("%w: expected the hello of %s", errFrame, l.peer)
 	}
-	l.url = c.URL
 	l.mesh.mu.Lock()
+	l.url, l.relay = c.URL, c.Relay
 	l.mesh.urls[l.peer] = c.URL
 	l.mesh.mu.Unlock()
 	close(done)

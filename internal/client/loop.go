@@ -32,13 +32,20 @@ type loopState struct {
 	// follows a node's redirect or a failover to another node.
 	alternates []string
 	redirected bool
-	peers      *peers
-	outbox     []*signal.Message // sent after a resume
-	timers     map[string]*loopTimer
-	publishSeq int
-	playing    map[string]chan struct{} // by source: closed when its player stopped
-	iceServers []signal.ICEServer       // of the latest welcome or ice-servers
-	relayOnly  bool                     // the server asks for relayed media only
+	// ticket is the admission ticket of the latest redirect (a signed-in
+	// account), handed to the node it names; home is the origin the
+	// session started at, where a join whose ticket was refused goes
+	// again once (ticketRetried) for a fresh one.
+	ticket        string
+	home          string
+	ticketRetried bool
+	peers         *peers
+	outbox        []*signal.Message // sent after a resume
+	timers        map[string]*loopTimer
+	publishSeq    int
+	playing       map[string]chan struct{} // by source: closed when its player stopped
+	iceServers    []signal.ICEServer       // of the latest welcome or ice-servers
+	relayOnly     bool                     // the server asks for relayed media only
 }
 
 // run is the session loop: every change of the session's state happens
@@ -46,6 +53,7 @@ type loopState struct {
 func (s *Session) run(eventsDone <-chan struct{}) {
 	s.timers = map[string]*loopTimer{}
 	s.playing = map[string]chan struct{}{}
+	s.home = s.meeting.Origin
 	s.connect()
 	for !s.ended {
 		fs, _ := s.tasks.take()
@@ -164,7 +172,7 @@ func (s *Session) connect() {
 				func(m *signal.Message) { s.post(func() { s.onMessage(w, m) }) },
 				func(err error) { s.post(func() { s.onClosed(w, err) }) })
 			s.sendOn(w, &signal.Message{Type: signal.TypeJoin, Room: s.meeting.Room, Name: s.opts.Name, Resume: s.resume, PIN: s.opts.PIN,
-				Redirected: s.redirected})
+				Redirected: s.redirected, Ticket: s.ticket})
 		})
 	}()
 }
@@ -280,6 +288,7 @@ func (s *Session) onWelcome(m *signal.Message) {
 	s.attempt = 0
 	s.resume = m.Resume
 	s.redirected = false
+	s.ticket = ""
 	s.alternates = s.alternates[:0]
 	for _, n := range m.Nodes {
 		if u, err := url.Parse(n); err == nil && u.Scheme == "https" && "https://"+u.Host != s.meeting.Origin {
@@ -402,6 +411,22 @@ func (s *Session) onOpaque(m *signal.Message) {
 }
 
 func (s *Session) onError(m *signal.Message) {
+	if m.Fatal && m.Code == signal.CodeTicketRefused && s.ticket != "" && !s.ticketRetried && s.moveTo(s.home) {
+		// The node refused the ticket (it expired on the way, the node
+		// restarted): back to the node the session started at, once,
+		// which sends it on with a fresh one.
+		s.log.Info("admission ticket refused; joining again where the session started", "message", m.Text)
+		s.ticketRetried = true
+		s.ticket = ""
+		s.redirected = false
+		if w := s.ws; w != nil {
+			s.ws = nil
+			w.close()
+		}
+		s.stopTimer("reconnect")
+		s.connect()
+		return
+	}
 	if m.Fatal {
 		s.end(&ServerError{Code: m.Code, Message: m.Text})
 		return
@@ -477,6 +502,7 @@ func (s *Session) onRedirect(m *signal.Message) {
 		return
 	}
 	s.log.Info("redirected to another node", "url", m.URL, "reason", m.Reason)
+	s.ticket = m.Ticket
 	if w := s.ws; w != nil {
 		s.ws = nil
 		w.close()

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -74,9 +75,11 @@ type Store struct {
 
 	mu       sync.Mutex
 	blobs    map[string]*blob
-	used     int64            // bytes stored, plus bytes reserved by uploads
-	meetings map[string]int64 // the same, per meeting
-	owners   map[string]int64 // the same, per meeting and participant
+	used     int64                 // bytes stored, plus bytes reserved by uploads
+	meetings map[string]int64      // the same, per meeting
+	owners   map[string]int64      // the same, per meeting and participant
+	remote   map[string]remoteBlob // blobs other nodes keep, by meeting/id (remote.go)
+	onStored []func(Ref)
 }
 
 // Open prepares dir. Blobs left from an earlier run are deleted: meetings
@@ -105,7 +108,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("create file store: %w", err)
 	}
 	return &Store{dir: dir, cfg: cfg, blobs: map[string]*blob{},
-		meetings: map[string]int64{}, owners: map[string]int64{}}, nil
+		meetings: map[string]int64{}, owners: map[string]int64{}, remote: map[string]remoteBlob{}}, nil
 }
 
 // MaxSize is the largest blob accepted.
@@ -138,6 +141,11 @@ func (s *Store) PutID(meeting, owner, id string, r io.Reader, sizeHint int64) (s
 	owner = meeting + "/" + owner
 	s.mu.Lock()
 	if _, taken := s.blobs[id]; taken {
+		s.mu.Unlock()
+		return "", ErrExists
+	}
+	if _, taken := s.remote[remoteKey(meeting, id)]; taken {
+		// Another node of the meeting holds a blob under this id.
 		s.mu.Unlock()
 		return "", ErrExists
 	}
@@ -196,7 +204,11 @@ func (s *Store) PutID(meeting, owner, id string, r io.Reader, sizeHint int64) (s
 	}
 	s.releaseLocked(b, b.size-n) // give back what was reserved beyond n
 	b.size, b.pending, b.created = n, false, s.cfg.Clock.Now()
+	hooks := s.onStored
 	s.mu.Unlock()
+	for _, f := range hooks {
+		f(Ref{Meeting: meeting, ID: id, Size: n})
+	}
 	return id, nil
 }
 
@@ -289,9 +301,17 @@ func (s *Store) Get(meeting, id string) (*os.File, int64, error) {
 
 // DeleteMeeting removes every blob of a meeting that ended, and stops its
 // uploads in progress: they fail with ErrMeetingEnded and leave nothing.
+// It forgets the meeting's blobs on other nodes too (each node deletes
+// its own when the meeting ends there).
 func (s *Store) DeleteMeeting(meeting string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	prefix := meeting + "/"
+	for k := range s.remote {
+		if strings.HasPrefix(k, prefix) {
+			delete(s.remote, k)
+		}
+	}
 	for id, b := range s.blobs {
 		switch {
 		case b.meeting != meeting:
@@ -303,11 +323,17 @@ func (s *Store) DeleteMeeting(meeting string) {
 	}
 }
 
-// Sweep removes blobs older than the TTL.
+// Sweep removes blobs older than the TTL, and forgets other nodes'
+// blobs learned longer than the TTL ago.
 func (s *Store) Sweep() {
 	now := s.cfg.Clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for k, rb := range s.remote {
+		if now.Sub(rb.learned) >= s.cfg.TTL {
+			delete(s.remote, k)
+		}
+	}
 	for id, b := range s.blobs {
 		if !b.pending && now.Sub(b.created) >= s.cfg.TTL {
 			s.removeLocked(id, b)

@@ -263,6 +263,11 @@ func (m *Manager) federation() Federation {
 
 // Deliver applies what node says about room alias.
 func (m *Manager) Deliver(node, alias string, ev Event) {
+	if ev.Kind == EventCommand && ev.Type == commandRevokeDevice {
+		// About a device, in every room of this node.
+		m.revokedOnNode(ev)
+		return
+	}
 	key := strings.ToLower(alias)
 	m.mu.Lock()
 	if m.closed {
@@ -599,9 +604,24 @@ func (r *Room) applyCommandLocked(ev Event) (leave []*Participant) {
 			q.setPendingLeave("denied")
 			leave = append(leave, q)
 		}
+	case commandDisconnect:
+		q := r.findLocked(ev.Target)
+		if q == nil {
+			q = r.findWaitingLocked(ev.Target)
+		}
+		if q != nil && q.userID != 0 {
+			q.setPendingLeave("account-disabled")
+			leave = append(leave, q)
+		}
 	}
 	return leave
 }
+
+// commandDisconnect (EventCommand) asks the node of a signed-in
+// participant to end it (bye account-disabled): the management node,
+// which holds the accounts, disabled or deleted its account
+// (Manager.DisconnectUser). It ends nobody without an account.
+const commandDisconnect = "disconnect"
 
 // NodeUp tells the manager that node is reachable (again): it is sent
 // the state of every room that has participants here.
@@ -828,4 +848,20 @@ func (m *Manager) takenAdmission(alias string, mem Member) Admission {
 	// It was in the meeting: the lock does not send it to the lobby.
 	adm.BypassLock = mem.Wait == ""
 	return adm
+}
+
+// HasMembers reports whether node has admitted participants in the
+// meeting meetingID (its instance id), as that node told this one: the
+// files of a meeting kept here are served to the nodes of its members
+// only (internal/cascade).
+func (m *Manager) HasMembers(node, meetingID string) bool {
+	for _, r := range m.rooms() {
+		r.mu.Lock()
+		ok := r.id == meetingID && r.nodeHasMembersLocked(node)
+		r.mu.Unlock()
+		if ok {
+			return true
+		}
+	}
+	return false
 }

@@ -89,6 +89,7 @@ type Manager struct {
 	onEnd       []func(meetingID string)
 	revoked     map[string]bool // device public keys (RevokeDevice)
 	stopRefresh func()          // stops the pushes of fresh TURN credentials
+	tickets     Tickets         // admission tickets for signed-in participants sent to other nodes (nodes.go)
 
 	// fed connects the meetings to other nodes; nil: this node alone
 	// (federation.go). Read without mu: rooms read it under their lock.
@@ -253,6 +254,7 @@ func (m *Manager) DisconnectUser(userID int64, reason string) int {
 	}
 	m.mu.Lock()
 	var ps []*Participant
+	remote := 0
 	for _, r := range m.active {
 		for _, p := range r.everyone() {
 			if p.userID == userID {
@@ -261,10 +263,22 @@ func (m *Manager) DisconnectUser(userID int64, reason string) int {
 		}
 	}
 	m.mu.Unlock()
+	// The account's participants on other nodes (a signed-in account
+	// sent there with a ticket): their node ends them.
+	for _, r := range m.rooms() {
+		r.mu.Lock()
+		for id, x := range r.remote {
+			if x.m.UserID == userID {
+				r.sendToLocked(x.node, Event{Kind: EventCommand, Type: commandDisconnect, Target: id, Reason: reason})
+				remote++
+			}
+		}
+		r.mu.Unlock()
+	}
 	for _, p := range ps {
 		p.leave(reason)
 	}
-	return len(ps)
+	return len(ps) + remote
 }
 
 // AccountIDs returns the accounts that have a participant in a meeting
@@ -281,6 +295,14 @@ func (m *Manager) AccountIDs() []int64 {
 				out = append(out, p.userID)
 			}
 		}
+		r.mu.Lock()
+		for _, x := range r.remote {
+			if id := x.m.UserID; id != 0 && !seen[id] {
+				seen[id] = true
+				out = append(out, id)
+			}
+		}
+		r.mu.Unlock()
 	}
 	return out
 }
@@ -353,7 +375,13 @@ func (m *Manager) Serve(ctx context.Context, c Conn, client Client) {
 				continue
 			}
 			if url := m.direct(msg, client); url != "" {
-				conn.send(&signal.Message{Type: signal.TypeRedirect, URL: url, Reason: RedirectSelection})
+				redirect := &signal.Message{Type: signal.TypeRedirect, URL: url, Reason: RedirectSelection}
+				if redirect.Ticket, err = m.ticketFor(ctx, msg, client, url); err != nil {
+					conn.send(signal.ErrorMessage(err, msg))
+					conn.close(ClosePolicy, "join refused")
+					break
+				}
+				conn.send(redirect)
 				break
 			}
 			joined := func() {}
@@ -429,13 +457,12 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 		m.log.Info("participant taken over from another node", "room", msg.Room, "was", taken.Info.ID, "remote", client.Addr)
 	} else {
 		var err error
-		adm, err = m.gate.Enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, Account: client.Account, Addr: client.Addr})
-		if errors.Is(err, ErrUnavailable) {
-			return nil, signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
-		}
+		adm, err = m.enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, Account: client.Account, Addr: client.Addr, Ticket: msg.Ticket})
 		if err != nil {
-			m.log.Error("room admission failed", "room", msg.Room, "err", err)
-			return nil, signal.Fatalf(signal.CodeInternal, "The server could not look up this meeting. Try again later.")
+			return nil, err
+		}
+		if client.Account == nil && adm.Account != nil {
+			client.Account = adm.Account // the ticket's
 		}
 	}
 
@@ -446,6 +473,15 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 	}
 	key := strings.ToLower(adm.Alias)
 	r := m.active[key]
+	if r != nil && adm.Meeting != "" {
+		r.mu.Lock()
+		other := r.id != adm.Meeting
+		r.mu.Unlock()
+		if other {
+			m.mu.Unlock()
+			return nil, signal.Fatalf(signal.CodeTicketRefused, "The meeting this sign-in pass was for has ended. Join again from the meeting link.")
+		}
+	}
 	if r == nil {
 		r = newRoom(m, adm)
 		m.active[key] = r
@@ -504,6 +540,23 @@ func (m *Manager) join(ctx context.Context, conn *connection, msg *signal.Messag
 	}
 	m.log.Info("participant entered", "room", r.alias, "participant", p.id, "role", adm.Role, "remote", client.Addr)
 	return p, nil
+}
+
+// enter asks the gate, and turns its refusals into the join's errors.
+func (m *Manager) enter(ctx context.Context, e Entry) (Admission, error) {
+	adm, err := m.gate.Enter(ctx, e)
+	var tr *TicketRefused
+	switch {
+	case err == nil:
+		return adm, nil
+	case errors.Is(err, ErrUnavailable):
+		return adm, signal.Fatalf(signal.CodeRoomUnavailable, unavailableMessage)
+	case errors.As(err, &tr):
+		m.log.Info("admission ticket refused", "room", e.Room, "reason", tr.Reason, "remote", e.Addr)
+		return adm, signal.Fatalf(signal.CodeTicketRefused, "%s", tr.Message)
+	}
+	m.log.Error("room admission failed", "room", e.Room, "err", err)
+	return adm, signal.Fatalf(signal.CodeInternal, "The server could not look up this meeting. Try again later.")
 }
 
 // forget drops a participant's resume token and, if its room became empty,

@@ -1,6 +1,7 @@
 package meeting
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 
@@ -24,6 +25,50 @@ type Director interface {
 	Alternatives(alias string, hosting []string) []string
 }
 
+// Tickets issues admission tickets (internal/ticket): the management
+// node's, which holds the accounts. A signed-in participant it sends to
+// another node carries one there, so that the node admits it with its
+// account and the role decided here.
+type Tickets interface {
+	// Issue returns a ticket for acct to enter the meeting meetingID
+	// ("" if none is in progress) of the room adm admits to, with adm's
+	// role, on the node whose base URL is nodeURL.
+	Issue(nodeURL, meetingID string, acct Account, adm Admission) (string, error)
+}
+
+// SetTickets sets the issuer of admission tickets; call it before the
+// first participant arrives. Without one, signed-in participants are
+// sent to other nodes without a ticket (and enter there as guests do).
+func (m *Manager) SetTickets(t Tickets) { m.tickets = t }
+
+// ticketFor lets the gate decide the role of a signed-in participant
+// sent to the node at url, and returns a ticket that carries it there
+// ("" for a participant without an account). A refusal is the join's
+// answer here: the participant is not sent anywhere.
+func (m *Manager) ticketFor(ctx context.Context, msg *signal.Message, client Client, url string) (string, error) {
+	if client.Account == nil || m.tickets == nil {
+		return "", nil
+	}
+	adm, err := m.enter(ctx, Entry{Room: msg.Room, PIN: msg.PIN, Account: client.Account, Addr: client.Addr})
+	if err != nil {
+		return "", err
+	}
+	meetingID := ""
+	m.mu.Lock()
+	if r := m.active[strings.ToLower(adm.Alias)]; r != nil {
+		r.mu.Lock()
+		meetingID = r.id
+		r.mu.Unlock()
+	}
+	m.mu.Unlock()
+	t, err := m.tickets.Issue(url, meetingID, *client.Account, adm)
+	if err != nil {
+		m.log.Error("cannot issue an admission ticket", "room", adm.Alias, "err", err)
+		return "", signal.Fatalf(signal.CodeInternal, "The server could not send you to the meeting's node. Try again later.")
+	}
+	return t, nil
+}
+
 // Reasons of a redirect message.
 const (
 	// RedirectSelection: the cluster's policy prefers another node.
@@ -41,7 +86,7 @@ func (m *Manager) SetDirector(d Director) { m.cfg.Director = d }
 // already, stays.
 func (m *Manager) direct(msg *signal.Message, client Client) string {
 	d := m.cfg.Director
-	if d == nil || msg.Resume != "" || msg.Redirected {
+	if d == nil || msg.Resume != "" || msg.Redirected || msg.Ticket != "" {
 		return ""
 	}
 	return d.Direct(msg.Room, client.Addr, m.hosting(msg.Room))

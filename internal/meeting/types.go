@@ -24,6 +24,8 @@ const (
 type Account struct {
 	ID       int64
 	Username string
+	// DisplayName is the account's display name ("" if it has none).
+	DisplayName string
 }
 
 // MediaState is what a participant says it sends.

@@ -41,6 +41,10 @@ type Management struct {
 	// CA is the certificate (DER) of the authority of its web
 	// certificate; nil when it is one the system trusts.
 	CA []byte `json:"ca,omitempty"`
+	// TicketKey is the public key (PKIX, DER; ECDSA P-384) of the
+	// admission tickets the management node gives the signed-in
+	// participants it sends to a conference node (internal/ticket).
+	TicketKey []byte `json:"ticketKey,omitempty"`
 }
 
 // Published is what the management node publishes besides the store:

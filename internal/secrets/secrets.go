@@ -299,6 +299,7 @@ var KeyFiles = []string{
 	"devca/*.key",
 	"sip/cdr.key",
 	"cluster/cluster-ca-key.pem",
+	"cluster/ticket-key.pem",
 	"node/node-key.pem",
 }
 

@@ -13,12 +13,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"conclave/internal/access"
 	"conclave/internal/bus"
 	"conclave/internal/cascade"
 	"conclave/internal/clock"
 	"conclave/internal/nodeca"
 	"conclave/internal/nodeconf"
 	"conclave/internal/spool"
+	"conclave/internal/ticket"
 	"conclave/internal/version"
 )
 
@@ -49,11 +51,12 @@ type cluster struct {
 	policy   nodeconf.Policy
 	draining atomic.Bool
 	load     atomic.Uint64 // math.Float64bits of the management node's load
+	tickets  *ticket.Issuer
 }
 
 // openCluster opens the cluster CA, its listener and the bus when
 // --cluster-listen is set.
-func (s *Server) openCluster(clk clock.Clock, org string) error {
+func (s *Server) openCluster(clk clock.Clock, org string, gate *access.Gate) error {
 	if s.cfg.ClusterListen == "" {
 		return nil
 	}
@@ -109,7 +112,7 @@ func (s *Server) openCluster(clk clock.Clock, org string) error {
 	// The management node hosts meetings too: linked to the conference
 	// nodes', they can span both.
 	c.mesh, err = cascade.Listen(cascade.Config{Name: "management", URL: s.url, Listen: s.cfg.RelayAddr(),
-		Cert: ln.Certificate, Trust: trust, Media: s.engine, Rooms: s.meetings, Log: s.log, Tap: s.opts.RelayTap})
+		Cert: ln.Certificate, Trust: trust, Media: s.engine, Rooms: s.meetings, Files: s.files, Log: s.log, Tap: s.opts.RelayTap})
 	if err != nil {
 		c.close()
 		return err
@@ -123,6 +126,10 @@ func (s *Server) openCluster(clk clock.Clock, org string) error {
 	s.meetings.SetDirector(&director{self: "management", selfURL: s.url, mesh: c.mesh, nodes: c.nodes,
 		policy: func() nodeconf.Policy { return c.policy }, draining: c.draining.Load,
 		load: func() float64 { return math.Float64frombits(c.load.Load()) }, now: s.clock.Now})
+	if c.tickets, err = s.openTickets(clk, gate); err != nil {
+		c.close()
+		return err
+	}
 	return nil
 }
 
@@ -209,7 +216,8 @@ func (s *Server) startCluster(ctx context.Context) {
 				}
 				continue
 			}
-			more := nodeconf.Published{Org: c.org, Policy: c.policy, Management: nodeconf.Management{URL: s.url}}
+			more := nodeconf.Published{Org: c.org, Policy: c.policy, Management: nodeconf.Management{URL: s.url,
+				TicketKey: c.tickets.PublicKey()}}
 			if s.tls.CACert != nil {
 				more.Management.CA = s.tls.CACert.Raw
 			}

@@ -34,8 +34,8 @@ import (
 
 // clusterMgmt starts a management node with its cluster listener and
 // embedded bus on fixed loopback ports (so that it can be started again
-// on the same ones) in dir.
-func clusterMgmt(t *testing.T, dir string, busPort int) *server.Server {
+// on the same ones) in dir; change adjusts its configuration.
+func clusterMgmt(t *testing.T, dir string, busPort int, change ...func(*config.Config)) *server.Server {
 	t.Helper()
 	cfg := config.Defaults()
 	cfg.DataDir = dir
@@ -47,6 +47,9 @@ func clusterMgmt(t *testing.T, dir string, busPort int) *server.Server {
 	cfg.Cluster.BusListen = "127.0.0.1:" + strconv.Itoa(busPort)
 	cfg.Cluster.RelayListen = "127.0.0.1:0"
 	cfg.TURNUDP, cfg.TURNTCP = "127.0.0.1:0", "127.0.0.1:0" // not :3478, which every node of the test would want
+	for _, f := range change {
+		f(&cfg)
+	}
 	srv, err := server.Open(cfg, slog.New(slog.DiscardHandler), server.Options{Binary: "-"})
 	if err != nil {
 		t.Fatalf("open management node: %v", err)
@@ -65,8 +68,14 @@ func enrolNode(t *testing.T, mgmt *server.Server, name string) string {
 // enrolRole is enrolNode with a role.
 func enrolRole(t *testing.T, mgmt *server.Server, name, role string) string {
 	t.Helper()
+	return enrolLabelled(t, mgmt, name, role, "")
+}
+
+// enrolLabelled is enrolNode with a role and labels ("paris,lyon").
+func enrolLabelled(t *testing.T, mgmt *server.Server, name, role, labels string) string {
+	t.Helper()
 	ctx := context.Background()
-	tok, err := mgmt.ClusterCA().NewToken(ctx, name, role, "", "test", 0)
+	tok, err := mgmt.ClusterCA().NewToken(ctx, name, role, labels, "test", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

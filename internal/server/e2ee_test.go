@@ -205,7 +205,13 @@ func TestRevokeDevice(t *testing.T) {
 
 func fileRequest(t *testing.T, srv *testserver.Server, method, path, token string, body []byte) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, srv.URL()+path, bytes.NewReader(body))
+	return fileRequestTo(t, srv.URL(), method, path, token, body)
+}
+
+// fileRequestTo is fileRequest to the node at base.
+func fileRequestTo(t *testing.T, base, method, path, token string, body []byte) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, bytes.NewReader(body))
 	if token != "" {
 		req.Header.Set("X-Conclave-Upload", token)
 	}

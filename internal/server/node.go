@@ -175,6 +175,7 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 	if err != nil {
 		return nil, err
 	}
+	nodeTickets(gate, id.Name(), func() []byte { return n.conf.Management().TicketKey }, clk)
 	// TURN as on `conclave serve`: on UDP and TCP (3478 by default) and
 	// over TLS on the HTTPS port; the node gives credentials to the
 	// participants that join it, for relays toward its own SFU.
@@ -197,7 +198,7 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 	}
 	if n.mesh, err = cascade.Listen(cascade.Config{Name: id.Name(), URL: n.url, Listen: relayListen, Edge: edge,
 		Cert: id.Certificate, Trust: nodeca.Trust{Roots: id.Roots(), Revoked: n.conf.Revoked},
-		Media: n.engine, Rooms: n.meetings, Log: n.log, Tap: opts.RelayTap}); err != nil {
+		Media: n.engine, Rooms: n.meetings, Files: n.files, Log: n.log, Tap: opts.RelayTap}); err != nil {
 		return nil, err
 	}
 	n.meetings.SetFederation(n.mesh)
@@ -220,6 +221,7 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 	handler := web.New(n.ctx, web.Config{
 		Meetings:     n.meetings,
 		Files:        n.files,
+		RemoteFiles:  n.mesh,
 		Assets:       assets,
 		PublicURL:    n.url,
 		CRL:          n.tls.CRL,
@@ -231,6 +233,7 @@ func OpenNode(cfg config.Config, log *slog.Logger, opts NodeOptions) (*Node, err
 		PINMinLength: auth.DefaultPINMinLen,
 		PeerOrigins:  func() []string { return clusterOrigins(n.mesh, n.nodes, n.clock.Now()) },
 		LogUpstream:  n.logs,
+		SignIn:       func() string { return n.conf.Management().URL },
 	})
 	if cfg.DebugListen != "" {
 		// The node's figures as on `conclave serve`'s /metrics: media,
@@ -477,6 +480,14 @@ func (n *Node) ConfigReady() (have, current bool) { return n.conf.Ready(), n.con
 
 // Spooled is how many audit entries wait for the management node.
 func (n *Node) Spooled() int { return n.spool.Pending() }
+
+// Files reports the bytes of meeting files the node keeps, and how many
+// files of other nodes it knows of (both go when their meeting ends).
+func (n *Node) Files() (stored int64, elsewhere int) { return n.files.Used(), n.files.Remote() }
+
+// HasMembers reports whether this node knows node's admitted
+// participants in the meeting meetingID.
+func (n *Node) HasMembers(node, meetingID string) bool { return n.meetings.HasMembers(node, meetingID) }
 
 // Close stops the node: meetings end, what is spooled stays on disk.
 func (n *Node) Close() error {

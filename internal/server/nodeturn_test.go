@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -33,8 +34,8 @@ func TestTURNOnNodes(t *testing.T) {
 	defer cancel()
 	busPort := freePort(t)
 	mgmt := clusterMgmt(t, t.TempDir(), busPort)
-	// The nodes stop first (cleanups run last in, first out): a node
-	// whose bus is gone takes seconds to stop.
+	// The nodes stop first, while their bus is up (cleanups run last in,
+	// first out).
 	t.Cleanup(func() { mgmt.Close() })
 	if _, err := mgmt.Store().CreateRoom(ctx, store.Room{Alias: "board", DisplayName: "Board"}); err != nil {
 		t.Fatal(err)
@@ -63,13 +64,23 @@ func TestTURNOnNodes(t *testing.T) {
 	if len(pw.ICEServers) != 1 || strings.Join(pw.ICEServers[0].URLs, " ") != strings.Join(want, " ") {
 		t.Fatalf("welcome of node A: ICE servers %+v, want one with %v", pw.ICEServers, want)
 	}
-	// A credential of node A opens an allocation on A, not on the edge,
+	// A credential of node A opens an allocation on A, whose relay
+	// reaches A's media port only: what it sends to the edge's media port
+	// (on the same address) is dropped. It opens nothing on the edge,
 	// whose participant it is not.
 	insecure := &tls.Config{InsecureSkipVerify: true}
-	if err := allocateAt(t, inside.URL(), insecure, pw.ICEServers[0]); err != nil {
+	if err := allocateAt(t, inside.URL(), insecure, pw.ICEServers[0], func(relay net.PacketConn) {
+		dropped := relayA.Stats().Dropped[turn.DroppedPeer]
+		if _, err := relay.WriteTo([]byte("to another node"), edge.MediaAddr()); err != nil {
+			t.Errorf("send through node A's relay: %v", err)
+		}
+		wait.For(t, "node A's relay to drop a datagram for the edge's media port", 5*time.Second, func() bool {
+			return relayA.Stats().Dropped[turn.DroppedPeer] > dropped
+		})
+	}); err != nil {
 		t.Errorf("allocation on node A with its own credential: %v", err)
 	}
-	if err := allocateAt(t, edge.URL(), insecure, pw.ICEServers[0]); err == nil || !strings.Contains(err.Error(), "401") {
+	if err := allocateAt(t, edge.URL(), insecure, pw.ICEServers[0], nil); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("allocation on the edge with node A's credential: %v, want 401 Unauthorized", err)
 	}
 	if n := edge.TURN().Stats().Refused[turn.RefusedAbsent]; n != 1 {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 
 	"conclave/internal/bus"
@@ -75,24 +74,6 @@ func (b *peerBook) heard(st bus.Status) {
 	}
 }
 
-// relayAdvertise is the node-to-node address other nodes dial: the first
-// address the node certificate covers, with the listener's port.
-func relayAdvertise(leaf *x509.Certificate, ln net.Addr) string {
-	if ln == nil {
-		return ""
-	}
-	port := 0
-	if ta, ok := ln.(*net.TCPAddr); ok {
-		port = ta.Port
-	}
-	host := ""
-	switch {
-	case len(leaf.IPAddresses) > 0:
-		host = leaf.IPAddresses[0].String()
-	case len(leaf.DNSNames) > 0:
-		host = leaf.DNSNames[0]
-	default:
-		return ""
-	}
-	return net.JoinHostPort(host, strconv.Itoa(port))
-}
+// relayAdvertise is the node-to-node address other nodes dial
+// (cascade.Advertise).
+func relayAdvertise(leaf *x509.Certificate, ln net.Addr) string { return cascade.Advertise(leaf, ln) }

@@ -254,7 +254,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 		cfg.PINMinLength = auth.DefaultPINMinLen
 	}
 
-	if err := s.openCluster(clk, org); err != nil {
+	if err := s.openCluster(clk, org, gate); err != nil {
 		return nil, err
 	}
 	if s.cl != nil {
@@ -336,6 +336,7 @@ func Open(cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	}
 	if s.cl != nil {
 		webCfg.Cluster = clusterAdmin{s}
+		webCfg.RemoteFiles = s.cl.mesh
 	}
 	handler := web.New(ctx, webCfg)
 	if err := o.finish(ctx, s); err != nil {

@@ -30,11 +30,12 @@ func openTURNServer(t *testing.T, clk *fakeclock.Clock, adjust func(*config.Conf
 // credential of ice, and returns the error of the Allocate request.
 func allocate(t *testing.T, srv *testserver.Server, ice signal.ICEServer) error {
 	t.Helper()
-	return allocateAt(t, srv.URL(), pki.ClientTLSConfig(srv.Roots), ice)
+	return allocateAt(t, srv.URL(), pki.ClientTLSConfig(srv.Roots), ice, nil)
 }
 
-// allocateAt is allocate on the HTTPS port of the node at base.
-func allocateAt(t *testing.T, base string, tlsCfg *tls.Config, ice signal.ICEServer) error {
+// allocateAt is allocate on the HTTPS port of the node at base; use,
+// when not nil, gets the relay before it is closed.
+func allocateAt(t *testing.T, base string, tlsCfg *tls.Config, ice signal.ICEServer, use func(relay net.PacketConn)) error {
 	t.Helper()
 	addr := strings.TrimPrefix(base, "https://")
 	c, err := tls.Dial("tcp", addr, tlsCfg)
@@ -54,6 +55,9 @@ func allocateAt(t *testing.T, base string, tlsCfg *tls.Config, ice signal.ICESer
 	}
 	relay, err := cl.Allocate()
 	if err == nil {
+		if use != nil {
+			use(relay)
+		}
 		relay.Close()
 	}
 	return err

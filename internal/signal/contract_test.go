@@ -113,7 +113,7 @@ func TestContractDefinitions(t *testing.T) {
 	}
 	want := map[string]int{"message": MaxMessageSize, "name": MaxNameLen, "room": 64, "id": MaxIDLen, "sdp": MaxSDPLen,
 		"tracks": MaxTracks, "trackSize": MaxTrackSize, "candidate": MaxCandidateLen, "usernameFragment": 256,
-		"payload": MaxPayloadLen, "pin": 32}
+		"payload": MaxPayloadLen, "pin": 32, "ticket": MaxTicketLen}
 	for k, v := range want {
 		if c.Limits[k] != v {
 			t.Errorf("limit %s: contract %d, server %d", k, c.Limits[k], v)
@@ -231,6 +231,9 @@ func clearUnless(m *Message, keep map[string]bool) {
 	}
 	if keep["redirected"] {
 		m.Redirected = true
+	}
+	if keep["ticket"] {
+		m.Ticket = "ct1.e30.AA"
 	}
 }
 

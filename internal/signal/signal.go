@@ -29,6 +29,7 @@ const (
 	MaxPayloadLen   = 64 << 10  // opaque E2EE payloads (base64 text), in bytes
 	MaxTracks       = 64        // entries in a publish track map
 	MaxCandidateLen = 1024      // one ICE candidate line
+	MaxTicketLen    = 2048      // an admission ticket (internal/ticket.MaxLen)
 )
 
 // Message types sent by clients.
@@ -131,6 +132,9 @@ const (
 	CodeNegotiationFailed  = "negotiation-failed"
 	CodeRateLimited        = "rate-limited"
 	CodeInternal           = "internal"
+	// CodeTicketRefused: a join's admission ticket is malformed, forged,
+	// expired, used already, or for another room or node (fatal).
+	CodeTicketRefused = "ticket-refused"
 )
 
 // Participant describes one member of a meeting as other members see it.
@@ -269,6 +273,10 @@ type Message struct {
 	Redirected bool `json:"redirected,omitempty"`
 	// redirect: the base URL of the node to join.
 	URL string `json:"url,omitempty"`
+	// redirect, join: an admission ticket of the management node for a
+	// signed-in account (internal/ticket), which the client hands to the
+	// node it is sent to.
+	Ticket string `json:"ticket,omitempty"`
 
 	// participant-joined, participant-updated, participant-left, knock,
 	// knock-ended, muted (By)
@@ -403,7 +411,10 @@ func (m *Message) Validate() error {
 				return Errorf(CodeInvalidField, "A PIN is made of digits only.")
 			}
 		}
-		return m.onlyFields("room", "name", "resume", "pin", "redirected")
+		if len(m.Ticket) > MaxTicketLen {
+			return Errorf(CodeInvalidField, "Field \"ticket\" is longer than %d bytes.", MaxTicketLen)
+		}
+		return m.onlyFields("room", "name", "resume", "pin", "redirected", "ticket")
 	case TypePublish:
 		if err := checkSDP(m.SDP); err != nil {
 			return err
@@ -544,6 +555,7 @@ func (m *Message) onlyFields(allowed ...string) error {
 		"settings":   m.Settings != nil,
 		"layout":     m.Layout != nil,
 		"redirected": m.Redirected,
+		"ticket":     m.Ticket != "",
 	}
 	for _, a := range allowed {
 		delete(present, a)

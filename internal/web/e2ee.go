@@ -368,12 +368,33 @@ func (s *Server) apiDownload(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	f, size, err := s.Files.Get(meeting, r.PathValue("id"))
-	if err != nil {
+	id := r.PathValue("id")
+	var body io.ReadCloser
+	f, size, err := s.Files.Get(meeting, id)
+	if err == nil {
+		body = f
+	} else if s.RemoteFiles != nil {
+		// Not kept here: perhaps by the node of a member on another node.
+		body, size, err = s.RemoteFiles.FetchFile(r.Context(), meeting, id, s.Files.MaxSize())
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, files.ErrTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "too-large", tooLarge(s.Files.MaxSize()))
+		return
+	case errors.Is(err, files.ErrBusy):
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "file-busy", "The server that keeps this file is busy. Try again in a few seconds.")
+		return
+	case errors.Is(err, files.ErrUnreachable):
+		s.log.Warn("meeting file on another node unreachable", "err", err)
+		writeError(w, http.StatusBadGateway, "file-unreachable", "The server that keeps this file cannot be reached now (it may be down). Try again later, or ask the sender to share it again.")
+		return
+	default:
 		writeError(w, http.StatusNotFound, "file-not-found", "This file is not available (any more) in this meeting.")
 		return
 	}
-	defer f.Close()
+	defer body.Close()
 	// A fixed type and an attachment, whatever the blob holds: the server
 	// cannot see what the sender put in it, so it must never be rendered
 	// in this origin.
@@ -381,5 +402,8 @@ func (s *Server) apiDownload(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", "attachment")
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.Header().Set("Cache-Control", "no-store")
-	io.Copy(w, f)
+	if _, err := io.Copy(w, body); err != nil && f == nil {
+		// The client sees a body shorter than its length.
+		s.log.Warn("meeting file from another node cut off", "err", err)
+	}
 }

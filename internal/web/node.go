@@ -1,6 +1,7 @@
 package web
 
 import (
+	"net/http"
 	"net/url"
 	"strings"
 )
@@ -80,3 +81,19 @@ func (s *Server) peerOriginPatterns() []string {
 }
 
 var patternEscaper = strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
+
+// nodeMe answers GET /api/me on a conference node, which has no
+// sessions: nobody is signed in here, and accounts sign in at the
+// management node (signIn, its base URL), whose meeting page sends them
+// on to a node with an admission ticket (docs/cluster.md).
+func (s *Server) nodeMe(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		apiError
+		SignIn string `json:"signIn,omitempty"`
+	}
+	body.Error.Code, body.Error.Message = "no-session", "Nobody signs in on this node: accounts sign in at the management node."
+	if u, err := url.Parse(s.SignIn()); err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil {
+		body.SignIn = "https://" + u.Host
+	}
+	writeJSON(w, http.StatusUnauthorized, body)
+}

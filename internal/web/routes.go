@@ -202,6 +202,9 @@ func (s *Server) routes() {
 	if s.Plane == PlaneNode && s.LogUpstream != nil {
 		s.mux.Handle("/api/e2ee/log/", s.LogUpstream)
 	}
+	if s.Plane == PlaneNode && s.SignIn != nil {
+		s.mux.HandleFunc("GET /api/me", s.nodeMe)
+	}
 	if s.Plane == PlaneAdmin {
 		s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/admin", http.StatusSeeOther)

@@ -56,6 +56,9 @@ type Config struct {
 	BodyTimeout time.Duration
 	// Files keeps encrypted file blobs.
 	Files *files.Store
+	// RemoteFiles fetches the blobs of this node's meetings that other
+	// nodes of the cluster keep (internal/cascade); nil for a node alone.
+	RemoteFiles RemoteFiles
 	// Assets holds the browser client: *.html at the root, modules and
 	// styles under static/.
 	Assets fs.FS
@@ -102,12 +105,25 @@ type Config struct {
 	// transparency log's requests (/api/e2ee/log/...) by passing them on
 	// to the management node, which keeps the log.
 	LogUpstream http.Handler
+	// SignIn, on a conference node (PlaneNode), returns the management
+	// node's base URL, where accounts sign in: the node's GET /api/me
+	// names it, so that the meeting page's sign-in link leads there.
+	SignIn func() string
 
 	// PeerOrigins returns the origins (https://host:port) of the
 	// cluster's other nodes: the meeting page may open their signaling
 	// WebSocket (a redirect, a failover), and they open this node's.
 	// Nil for a node alone (node.go).
 	PeerOrigins func() []string
+}
+
+// RemoteFiles reaches the meeting files other nodes keep
+// (docs/cluster.md, "Meeting files across nodes").
+type RemoteFiles interface {
+	// FetchFile opens blob id of meeting, at most max bytes, on the node
+	// that keeps it. Errors: files.ErrNotFound, files.ErrTooLarge,
+	// files.ErrUnreachable, files.ErrBusy.
+	FetchFile(ctx context.Context, meeting, id string, max int64) (io.ReadCloser, int64, error)
 }
 
 // Server is the HTTP handler of a Conclave node.

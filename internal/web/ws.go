@@ -99,7 +99,7 @@ func (s *Server) meetingClient(r *http.Request) meeting.Client {
 	}
 	if ck, err := r.Cookie(sessionCookie); err == nil && s.Sessions != nil {
 		if sess, u, err := s.Sessions.Lookup(r.Context(), ck.Value); err == nil && sess.Plane == s.Plane.name() && !s.Accounts.State(u).MustChangePassword {
-			c.Account = &meeting.Account{ID: u.ID, Username: u.Username}
+			c.Account = &meeting.Account{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName}
 		}
 	}
 	return c

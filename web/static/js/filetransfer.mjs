@@ -12,7 +12,7 @@ export const MAX_FILE_SIZE = 100 << 20;
 /** Errors with a sentence for the person. */
 export class FileError extends Error {
   /**
-   * @param {string} code too-large, storage-full, no-meeting, not-found, integrity, network, failed
+   * @param {string} code too-large, storage-full, no-meeting, not-found, unreachable, busy, integrity, network, failed
    * @param {string} message
    */
   constructor(code, message) {
@@ -33,6 +33,9 @@ export function statusError(status, upload) {
   if (status === 507) return new FileError('storage-full', 'The server has no room for this file now. Try a smaller file or later.');
   if (status === 401) return new FileError('no-meeting', 'Files can only be exchanged during the meeting.');
   if (status === 404 && !upload) return new FileError('not-found', 'This file is not available any more (files vanish when the meeting ends).');
+  // A file kept by another server of the meeting (docs/cluster.md).
+  if (status === 502 && !upload) return new FileError('unreachable', 'The server that keeps this file cannot be reached now (it may be down). Try again later, or ask the sender to share it again.');
+  if (status === 503 && !upload) return new FileError('busy', 'The server that keeps this file is busy. Try again in a few seconds.');
   if (status === 409 && upload) return new FileError('failed', 'The server refused the file id; try again.');
   return new FileError('failed', upload ? `The upload failed (HTTP ${status}); try again.` : `The download failed (HTTP ${status}).`);
 }
@@ -94,7 +97,13 @@ export async function downloadFile(descriptor, token, fetchFn = globalThis.fetch
     throw new FileError('network', 'Cannot reach the Conclave server.');
   }
   if (!res.ok) throw statusError(res.status, false);
-  const blob = new Uint8Array(await res.arrayBuffer());
+  let blob;
+  try {
+    blob = new Uint8Array(await res.arrayBuffer());
+  } catch {
+    // The transfer broke off (the network, or the server keeping the file).
+    throw new FileError('network', 'The download was cut off before the end; try again.');
+  }
   try {
     return await decryptFile(descriptor, blob);
   } catch {

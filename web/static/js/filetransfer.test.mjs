@@ -52,6 +52,15 @@ test('errors: storage full, too large, no meeting, gone', async () => {
   const d = await uploadFile(file(new Uint8Array(10)), 'token-1', srv.fetch);
   srv.blobs.clear();
   await assert.rejects(downloadFile(d, 'token-1', srv.fetch), (e) => e.code === 'not-found');
+  // Kept by another node of the meeting, which is down or busy.
+  srv.status = 502;
+  await assert.rejects(downloadFile(d, 'token-1', srv.fetch), (e) => e.code === 'unreachable' && /cannot be reached/.test(e.message));
+  srv.status = 503;
+  await assert.rejects(downloadFile(d, 'token-1', srv.fetch), (e) => e.code === 'busy' && /Try again/.test(e.message));
+  srv.status = 0;
+  // A body cut off in the middle.
+  const cut = async () => ({ ok: true, status: 200, arrayBuffer: async () => { throw new TypeError('network error'); } });
+  await assert.rejects(downloadFile(d, 'token-1', cut), (e) => e.code === 'network' && /cut off/.test(e.message));
   assert.equal(formatSize(1536), '1.5 KB');
 });
 

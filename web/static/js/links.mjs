@@ -111,3 +111,24 @@ export function safeNextPath(next) {
 export function signInPath(alias) {
   return `/admin?next=${encodeURIComponent(meetingPath(alias))}`;
 }
+
+/**
+ * The sign-in link of a meeting page: the admin page of this server, or,
+ * on a conference node (whose GET /api/me names the management node in
+ * signIn), the management node's, which sends the account on to a node
+ * with an admission ticket (docs/cluster.md).
+ * @param {string} alias
+ * @param {unknown} [signIn] the management node's base URL, https only
+ * @returns {string}
+ */
+export function signInLink(alias, signIn) {
+  if (typeof signIn === 'string' && signIn) {
+    try {
+      const u = new URL(signIn);
+      if (u.protocol === 'https:' && !u.username && !u.password) return u.origin + signInPath(alias);
+    } catch {
+      // not a URL: this server's own sign-in
+    }
+  }
+  return signInPath(alias);
+}

@@ -4,7 +4,7 @@
 
 import { $, h } from './dom.mjs';
 import { initials } from './names.mjs';
-import { signInPath } from './links.mjs';
+import { signInLink } from './links.mjs';
 import { nameProblem, pinProblem } from './protocol.mjs';
 import { describeMediaError } from './media-errors.mjs';
 import { getJSON } from './api.mjs';
@@ -98,10 +98,19 @@ export class PrejoinView {
    * @param {string} alias
    */
   async open(alias) {
-    this.ui.signIn.href = signInPath(alias);
+    this.ui.signIn.href = signInLink(alias);
     const res = await getJSON('/api/me');
     const u = res.ok ? res.data?.user : null;
-    if (!u) return;
+    if (!u) {
+      // A conference node has no accounts: its answer names the
+      // management node, where accounts sign in.
+      const link = res.ok ? '' : signInLink(alias, res.data?.signIn);
+      if (link.startsWith('https:')) {
+        this.ui.signIn.href = link;
+        this.ui.signIn.textContent = `Sign in at ${new URL(link).host}`;
+      }
+      return;
+    }
     const name = u.displayName || u.username || '';
     this.ui.signedIn.textContent = `Signed in as ${name}`;
     this.ui.signedIn.hidden = false;

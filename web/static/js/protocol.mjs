@@ -24,11 +24,12 @@ export const LIMITS = Object.freeze({
   message: 256 << 10, // bytes
   usernameFragment: 256, // bytes
   pin: 32, // digits
+  ticket: 2048, // bytes, an admission ticket (docs/protocol.md, "Nodes")
 });
 
 /** Fields each client message type may carry, besides v, type and id. */
 export const FIELDS = Object.freeze({
-  join: ['room', 'name', 'resume', 'pin', 'redirected'],
+  join: ['room', 'name', 'resume', 'pin', 'redirected', 'ticket'],
   publish: ['sdp', 'tracks'],
   'subscribe-answer': ['sdp'],
   candidate: ['pc', 'candidate'],
@@ -69,7 +70,7 @@ export const CODES = Object.freeze({
 const ROOM_STATE_SHAPE = { obj: { locked: 'bool', guestsMayUnmute: 'bool', guestsMayPresent: 'bool', hostPresent: 'bool' } };
 const SHAPE = {
   v: 'int', type: 'string', id: 'string',
-  room: 'string', name: 'string', resume: 'string', pin: 'string', redirected: 'bool',
+  room: 'string', name: 'string', resume: 'string', pin: 'string', redirected: 'bool', ticket: 'string',
   target: 'string', locked: 'bool', role: 'string', settings: ROOM_STATE_SHAPE,
   sdp: 'string', tracks: { map: { obj: { participant: 'string', source: 'string', kind: 'string', stream: 'string' } } },
   pc: 'string', candidate: { obj: { candidate: 'string', sdpMid: 'string', sdpMLineIndex: 'uint16', usernameFragment: 'string' } },
@@ -148,13 +149,15 @@ export function pinProblem(pin) {
  * @param {string} [resume] resume token from an earlier welcome
  * @param {string} [pin] the host or guest PIN, digits
  * @param {boolean} [redirected] the join follows a node's redirect
+ * @param {string} [ticket] the admission ticket the redirect carried (a signed-in account)
  * @returns {object}
  */
-export function joinMessage(room, name, resume, pin, redirected) {
+export function joinMessage(room, name, resume, pin, redirected, ticket) {
   const m = { v: VERSION, type: 'join', room, name: String(name).trim() };
   if (resume) m.resume = resume;
   if (pin) m.pin = String(pin);
   if (redirected) m.redirected = true;
+  if (ticket) m.ticket = String(ticket);
   return m;
 }
 
@@ -414,6 +417,7 @@ function typeProblem(m) {
         if (m.pin.length > MAX_PIN) return `pin is longer than ${MAX_PIN} characters`;
         if (!/^[0-9]*$/.test(m.pin)) return 'pin is made of digits only';
       }
+      if (set(m.ticket) && byteLength(m.ticket) > LIMITS.ticket) return `ticket is longer than ${LIMITS.ticket} bytes`;
       return '';
     }
     case 'publish': {

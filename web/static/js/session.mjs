@@ -115,6 +115,11 @@ export class Session extends EventTarget {
     this.alternates = [];
     /** the next join follows a node's redirect (the node does not send it on) */
     this.redirected = false;
+    /** the admission ticket of the last redirect (a signed-in account), for the node it names */
+    this.ticket = '';
+    /** where the session started: a join whose ticket was refused goes there again, once */
+    this.homeURL = this.url;
+    this.ticketRetried = false;
 
     /** @type {Map<string, MediaStreamTrack|null>} published source -> track (null: camera off) */
     this.local = new Map();
@@ -382,7 +387,7 @@ export class Session extends EventTarget {
       if (ws !== this.ws) return;
       opened = true;
       this.timeline?.mark('ws-open');
-      this.#sendOn(ws, joinMessage(this.room, this.name, this.resumeToken || undefined, this.pin || undefined, this.redirected));
+      this.#sendOn(ws, joinMessage(this.room, this.name, this.resumeToken || undefined, this.pin || undefined, this.redirected, this.ticket || undefined));
     };
     ws.onmessage = (e) => {
       if (ws !== this.ws) return;
@@ -482,6 +487,7 @@ export class Session extends EventTarget {
     this.iceTransportPolicy = m.iceTransportPolicy === 'relay' ? 'relay' : 'all';
     this.alternates = (Array.isArray(m.nodes) ? m.nodes : []).map(nodeSocketURL).filter((u) => u && u !== this.url);
     this.redirected = false;
+    this.ticket = '';
     this.participants = new Map((m.participants ?? []).map((p) => [p.id, p]));
     if (resumed) {
       this.#applyIceServers();
@@ -574,6 +580,16 @@ export class Session extends EventTarget {
   }
 
   #onError(m) {
+    if (m.fatal && m.code === 'ticket-refused' && this.ticket && !this.ticketRetried) {
+      // The node refused the ticket (it expired on the way, the node
+      // restarted): back to the node the session started at, once, which
+      // sends it on with a fresh one (docs/protocol.md, "Nodes").
+      console.warn('conclave: admission ticket refused, joining again where the session started:', m.message);
+      this.ticketRetried = true;
+      this.ticket = '';
+      this.#moveTo(this.homeURL, false);
+      return;
+    }
     if (m.fatal) {
       this.#fatal(m.code, m.message);
       return;
@@ -593,18 +609,25 @@ export class Session extends EventTarget {
 
   // Another node of the cluster is to take this participant: the policy
   // chose it, or this node is being drained. The session joins there at
-  // once, with its resume token (the role and the meeting are kept).
+  // once, with its resume token (the role and the meeting are kept), or
+  // the admission ticket the redirect carries (a signed-in account).
   #onRedirect(m) {
     const url = nodeSocketURL(m.url);
     if (!url) {
       console.warn('conclave: ignoring a redirect to', m.url);
       return;
     }
+    this.ticket = typeof m.ticket === 'string' ? m.ticket : '';
+    this.#moveTo(url, true);
+  }
+
+  // Closes the current WebSocket and joins at url at once.
+  #moveTo(url, redirected) {
     const ws = this.ws;
     this.ws = null;
     ws?.close(1000);
     this.url = url;
-    this.redirected = true;
+    this.redirected = redirected;
     this.attempt = 0;
     this.#clearTimer('reconnect');
     this.#connect();

@@ -884,6 +884,60 @@ test('a redirect joins the named node at once, with the resume token; a bad one 
   assert.equal(s.closed, false);
 });
 
+test('a first join redirected with a ticket hands it to the node once; a refused ticket goes back to the first node, once', async () => {
+  const w = world();
+  const s = new Session({ room: 'staff', name: 'Mia', url: 'wss://mgmt:8443/ws', env: w.env });
+  const events = record(s);
+  s.join();
+  const mgmt = w.ws();
+  mgmt.open();
+  assert.deepEqual(mgmt.sent[0], { v: 1, type: 'join', room: 'staff', name: 'Mia' });
+  mgmt.receive({ type: 'redirect', url: 'https://node-a:8443', reason: 'node-selection', ticket: 'ct1.first.sig' });
+  await flush();
+  const a = w.ws();
+  assert.equal(a.url, 'wss://node-a:8443/ws');
+  a.open();
+  assert.deepEqual(a.sent[0], { v: 1, type: 'join', room: 'staff', name: 'Mia', redirected: true, ticket: 'ct1.first.sig' });
+
+  // The node refuses it (expired on the way): the session asks the first node again.
+  a.receive({ type: 'error', code: 'ticket-refused', message: 'This sign-in pass has expired.', fatal: true });
+  await flush();
+  assert.equal(s.closed, false);
+  const again = w.ws();
+  assert.equal(again.url, 'wss://mgmt:8443/ws');
+  again.open();
+  assert.deepEqual(again.sent[0], { v: 1, type: 'join', room: 'staff', name: 'Mia' });
+  again.receive({ type: 'redirect', url: 'https://node-a:8443', reason: 'node-selection', ticket: 'ct1.second.sig' });
+  await flush();
+  const b = w.ws();
+  b.open();
+  assert.equal(b.sent[0].ticket, 'ct1.second.sig');
+  b.receive(welcome({ self: { id: 'me', name: 'Mia', role: 'participant', account: true } }));
+  await flush();
+  assert.equal(s.ticket, '', 'the ticket is spent');
+  b.drop();
+  await w.advance(5000);
+  const resumed = w.ws();
+  resumed.open();
+  assert.deepEqual(resumed.sent[0], { v: 1, type: 'join', room: 'staff', name: 'Mia', resume: 'resume-1' });
+
+  // A second refusal is the person's to read: no loop.
+  const s2 = new Session({ room: 'staff', name: 'Mia', url: 'wss://mgmt:8443/ws', env: w.env });
+  const events2 = record(s2);
+  s2.join();
+  w.ws().open();
+  for (let i = 0; i < 2; i++) {
+    w.ws().receive({ type: 'redirect', url: 'https://node-a:8443', reason: 'node-selection', ticket: `ct1.t${i}.sig` });
+    await flush();
+    w.ws().open();
+    w.ws().receive({ type: 'error', code: 'ticket-refused', message: 'This sign-in pass was used already.', fatal: true });
+    await flush();
+  }
+  assert.equal(s2.closed, true);
+  assert.deepEqual(events2.filter(([t]) => t === 'left').map(([, d]) => d.reason), ['ticket-refused']);
+  assert.ok(events.every(([t]) => t !== 'left'));
+});
+
 test('TURN: the welcome\'s servers and relay policy reach both peer connections; ice-servers and a resume update them', async () => {
   const w = world();
   const turn1 = [{ urls: ['turn:h:3478?transport=udp', 'turns:h:443?transport=tcp'], username: '100:me', credential: 'a' }];

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { reconnectDelay } from './backoff.mjs';
 import { SerialQueue } from './queue.mjs';
 import { initials } from './names.mjs';
-import { aliasFromInput, aliasProblem, aliasFromPath, meetingPath, safeNextPath, signInPath } from './links.mjs';
+import { aliasFromInput, aliasProblem, aliasFromPath, meetingPath, safeNextPath, signInPath, signInLink } from './links.mjs';
 import { checkPassword, passwordProblem } from './password.mjs';
 import { preferVideoCodecs } from './codecs.mjs';
 import { describeMediaError, isUserCancel } from './media-errors.mjs';
@@ -109,4 +109,10 @@ test('next after sign-in: only a meeting path of this server (no open redirect)'
   ]) assert.equal(safeNextPath(bad), '', String(bad));
   assert.equal(signInPath('weekly'), '/admin?next=%2Fr%2Fweekly');
   assert.equal(safeNextPath(new URLSearchParams(signInPath('weekly').split('?')[1]).get('next')), '/r/weekly');
+  // On a conference node the link leads to the management node; anything but an https URL is ignored.
+  assert.equal(signInLink('weekly', 'https://mgmt.example.org:8443'), 'https://mgmt.example.org:8443/admin?next=%2Fr%2Fweekly');
+  assert.equal(signInLink('weekly', 'https://mgmt.example.org/some/path'), 'https://mgmt.example.org/admin?next=%2Fr%2Fweekly');
+  for (const bad of [undefined, '', 'javascript:alert(1)', 'http://mgmt', 'https://u:p@mgmt', 42, 'not a url']) {
+    assert.equal(signInLink('weekly', bad), '/admin?next=%2Fr%2Fweekly', String(bad));
+  }
 });
