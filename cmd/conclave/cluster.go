@@ -34,10 +34,11 @@ const clusterUsage = `Usage:
                                [-path DIR] [-jetstream DIR] [-cluster conclave -routes HOST:PORT,...]
                                    write the configuration of an external NATS server for --nats:
                                    TLS with the cluster CA, a user per node with its permissions,
-                                   JetStream, routes; the server's certificate for the host names
+                                   JetStream, routes; the server's certificate for the host names;
+                                   run it with conclave nats-server -c DIR/nats-server.conf
   conclave cluster nats-config -out DIR -users-only
                                    after a node is enrolled or removed: write its users again,
-                                   then run nats-server --signal reload on the NATS host
+                                   then send the NATS server SIGHUP (nats-server --signal reload)
 
 Flags common to all: --data, --database (as for conclave serve).
 `
@@ -155,7 +156,7 @@ func clusterCmd(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		fmt.Fprintf(stdout, "Node %s removed; its certificates are revoked (a running management node refuses it within %s).\n", name, "10s")
-		fmt.Fprintf(stdout, "With an external NATS server (--nats), write its users again and reload it:\n  conclave cluster nats-config -out DIR -users-only; nats-server --signal reload\n")
+		fmt.Fprintf(stdout, "With an external NATS server (--nats), write its users again and reload it:\n  conclave cluster nats-config -out DIR -users-only, then SIGHUP to the NATS server (nats-server --signal reload)\n")
 	case "nats-config":
 		return natsConfig(ctx, ca, st, natsDir, stdout, stderr)
 	case "list-nodes":
@@ -195,7 +196,7 @@ func natsConfig(ctx context.Context, ca *nodeca.CA, st store.NodeStore, d bus.Ex
 	}
 	nodes := len(res.Users) - 1
 	if d.UsersOnly {
-		fmt.Fprintf(stdout, "Wrote %s: the management node and %d nodes.\nOn the NATS host, after copying it: nats-server --signal reload\n",
+		fmt.Fprintf(stdout, "Wrote %s: the management node and %d nodes.\nOn the NATS host, after copying it, send the server SIGHUP (nats-server --signal reload for the stock program)\n",
 			filepath.Join(d.Dir, bus.UsersFile), nodes)
 		return 0
 	}
@@ -206,9 +207,10 @@ func natsConfig(ctx context.Context, ca *nodeca.CA, st store.NodeStore, d bus.Ex
 	fmt.Fprintf(stdout, "Wrote the NATS server's configuration into %s (the management node and %d nodes as users).\n", d.Dir, nodes)
 	fmt.Fprintf(stdout, "Its certificate (%s) expires %s: run this command again before then (it issues a new one with 30 days left).\n",
 		cert, res.CertExpiry.UTC().Format(time.RFC3339))
-	fmt.Fprintf(stdout, "Copy the directory to the NATS host (key: %s, keep it private) and start:\n  nats-server -c %s\n",
-		bus.ExternalKeyFile, filepath.Join(orDefault(d.Path, d.Dir), bus.ExternalConfigFile))
-	fmt.Fprintf(stdout, "After a node is enrolled or removed: conclave cluster nats-config -out %s -users-only, copy, nats-server --signal reload\n", d.Dir)
+	conf := filepath.Join(orDefault(d.Path, d.Dir), bus.ExternalConfigFile)
+	fmt.Fprintf(stdout, "Copy the directory to the NATS host (key: %s, keep it private) and start:\n  conclave nats-server -c %s\n", bus.ExternalKeyFile, conf)
+	fmt.Fprintf(stdout, "(or the stock program, nats-server -c %s, which negotiates AES-128-GCM rather than AES-256-GCM)\n", conf)
+	fmt.Fprintf(stdout, "After a node is enrolled or removed: conclave cluster nats-config -out %s -users-only, copy, and send the server SIGHUP (nats-server --signal reload for the stock program)\n", d.Dir)
 	return 0
 }
 

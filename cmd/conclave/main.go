@@ -27,6 +27,7 @@ Usage:
   conclave selfcheck <command>    check or re-sign the protected configuration
   conclave cluster <command> ...  enrol, list and remove conference nodes (docs/cluster.md)
   conclave node <command> ...     on a node: enrol with the management node, renew, status
+  conclave nats-server -c FILE    run a NATS server of the cluster's bus (external --nats)
   conclave version                print the version and build
 
 Run 'conclave <command> -h' for a command's flags.
@@ -64,6 +65,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return selfcheckCmd(args[1:], stdout, stderr)
 	case "cluster":
 		return clusterCmd(args[1:], stdout, stderr)
+	case "nats-server":
+		return natsServerCmd(args[1:], stdout, stderr)
 	case "node":
 		return nodeCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

@@ -40,17 +40,52 @@ import (
 )
 
 // TestExternalNATS: `conclave cluster nats-config` writes the whole
-// configuration of an external NATS server, and the real nats-server
-// (built from the module Conclave uses) runs the cluster's bus with it:
-// the management node started with --nats checks it and publishes the
-// configuration there, an enrolled conference node (added to the users,
-// server reloaded) receives it and admits a participant with the room's
-// PIN. On that server a node's certificate can do only what
-// bus.NodePermissions allows, a certificate of another CA is refused even
-// when it claims to be the management node, and a removed node is cut
-// off and refused once the users are written again and the server
-// reloaded.
+// configuration of an external NATS server, and a NATS server runs the
+// cluster's bus with it — the stock nats-server program (built from the
+// module Conclave uses), and `conclave nats-server`: the management node
+// started with --nats checks it and publishes the configuration there, an
+// enrolled conference node (added to the users, server reloaded) receives
+// it and admits a participant with the room's PIN. On that server a
+// node's certificate can do only what bus.NodePermissions allows, a
+// certificate of another CA is refused even when it claims to be the
+// management node, and a removed node is cut off and refused once the
+// users are written again and the server reloaded. `conclave nats-server`
+// negotiates AES-256-GCM, as every other node-to-node link does; the
+// stock program AES-128-GCM.
 func TestExternalNATS(t *testing.T) {
+	t.Run("nats-server", func(t *testing.T) {
+		externalNATS(t, func(t *testing.T, conf, addr string) (reload func()) {
+			nsrv := natsserver.Start(t, conf, addr)
+			return func() {
+				t.Helper()
+				if err := nsrv.Reload(); err != nil {
+					t.Fatal(err)
+				}
+				nsrv.WaitLog(t, "Reloaded server configuration", 10*time.Second)
+			}
+		}, 0)
+	})
+	t.Run("conclave nats-server", func(t *testing.T) {
+		externalNATS(t, func(t *testing.T, conf, addr string) (reload func()) {
+			srv, err := bus.StartExternal(conf, testlog.Logger(t, slog.LevelWarn))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(srv.Close)
+			return func() {
+				t.Helper()
+				if err := srv.Reload(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, tls.TLS_AES_256_GCM_SHA384)
+	})
+}
+
+// externalNATS is TestExternalNATS with the NATS server start starts
+// (it returns how to reload it and wait until it has); suite, when not
+// zero, is the cipher suite the bus must negotiate.
+func externalNATS(t *testing.T, start func(t *testing.T, conf, addr string) (reload func()), suite uint16) {
 	ctx := context.Background()
 	run := func(args ...string) (int, string) {
 		var out, errb bytes.Buffer
@@ -68,7 +103,7 @@ func TestExternalNATS(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(natsDir, bus.ExternalKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("the NATS server's key: %v %v", fi, err)
 	}
-	nsrv := natsserver.Start(t, filepath.Join(natsDir, bus.ExternalConfigFile), natsAddr)
+	reload := start(t, filepath.Join(natsDir, bus.ExternalConfigFile), natsAddr)
 
 	mgmt := testserver.Start(t, testserver.Options{Logger: testlog.Logger(t, slog.LevelWarn), Config: func(c *config.Config) {
 		c.DataDir = mgmtData
@@ -108,10 +143,7 @@ func TestExternalNATS(t *testing.T) {
 	if code, out := run("cluster", "nats-config", "--data", mgmtData, "-out", natsDir, "-users-only"); code != 0 || !strings.Contains(out, "1 nodes") {
 		t.Fatalf("nats-config -users-only: %d %s", code, out)
 	}
-	if err := nsrv.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	nsrv.WaitLog(t, "Reloaded server configuration", 10*time.Second)
+	reload()
 	wait.For(t, "the node to receive the configuration from the external NATS server", 20*time.Second, func() bool {
 		have, current := node.ConfigReady()
 		return have && current
@@ -155,6 +187,9 @@ func TestExternalNATS(t *testing.T) {
 		t.Fatalf("TLS with the external server: %x %v %v", cs.Version, cs.CurveID, err)
 	}
 	t.Logf("external NATS server: TLS 1.3, %s, %s", tls.CipherSuiteName(cs.CipherSuite), cs.CurveID)
+	if suite != 0 && cs.CipherSuite != suite {
+		t.Errorf("the bus negotiated %s, want %s", tls.CipherSuiteName(cs.CipherSuite), tls.CipherSuiteName(suite))
+	}
 	denied := func(what string, do func() error) {
 		t.Helper()
 		if err := do(); err != nil {
@@ -205,9 +240,7 @@ func TestExternalNATS(t *testing.T) {
 	if code, out := run("cluster", "nats-config", "--data", mgmtData, "-out", natsDir, "-users-only"); code != 0 || !strings.Contains(out, "0 nodes") {
 		t.Fatalf("nats-config -users-only: %d %s", code, out)
 	}
-	if err := nsrv.Reload(); err != nil {
-		t.Fatal(err)
-	}
+	reload()
 	wait.For(t, "the removed node's connection to be closed", 10*time.Second, func() bool { return !probe.IsConnected() })
 	_, err = bus.Connect(natsURL, id.Certificate, nodeca.Trust{Roots: id.Roots()}, "127.0.0.1", "removed")
 	if !errors.Is(err, nats.ErrAuthorization) || !strings.Contains(err.Error(), "nats-config") {
@@ -471,4 +504,22 @@ func caughtUp(t *testing.T, mgmt *testserver.Server, kv jetstream.KeyValue) {
 		}
 		return false
 	}, func() string { return "the node to apply the configuration's revision " + strconv.FormatUint(last, 10) })
+}
+
+// TestNATSServerRefuses: `conclave nats-server` needs a configuration,
+// and refuses one that does not hold every client to a certificate of the
+// cluster CA, rather than running an open bus.
+func TestNATSServerRefuses(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"nats-server"}, strings.NewReader(""), &out, &errb); code != 2 || !strings.Contains(errb.String(), "-c FILE") {
+		t.Errorf("without -c: %d %q", code, errb.String())
+	}
+	open := filepath.Join(t.TempDir(), "open.conf")
+	if err := os.WriteFile(open, []byte("listen: \"127.0.0.1:0\"\njetstream: enabled\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errb.Reset()
+	if code := run([]string{"nats-server", "-c", open}, strings.NewReader(""), &out, &errb); code != 1 || !strings.Contains(errb.String(), "verify_and_map") {
+		t.Errorf("a configuration without client certificates: %d %q", code, errb.String())
+	}
 }

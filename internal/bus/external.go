@@ -222,7 +222,8 @@ func quoteList(l []string) string {
 // CheckExternal checks, when the management node starts with --nats,
 // that the external NATS server it reached lets it use JetStream (the
 // configuration bucket and the spool need it), and warns through warn
-// when the server's certificate has less than 30 days left.
+// when the server negotiated AES-128-GCM (a stock nats-server) or its
+// certificate has less than 30 days left.
 func CheckExternal(ctx context.Context, nc *nats.Conn, url string, now time.Time, warn func(msg string, args ...any)) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -233,6 +234,10 @@ func CheckExternal(ctx context.Context, nc *nats.Conn, url string, now time.Time
 			return fmt.Errorf("the NATS server at %s has no JetStream for Conclave: enable it (a jetstream block; `conclave cluster nats-config` writes one): %w", url, err)
 		}
 		return fmt.Errorf("the NATS server at %s does not let the management node use JetStream; is its configuration the one `conclave cluster nats-config` writes? %w", url, err)
+	}
+	if cs, err := nc.TLSConnectionState(); err == nil && cs.CipherSuite != nodeca.Suite {
+		warn("cluster: the external NATS server negotiated "+tls.CipherSuiteName(cs.CipherSuite)+", not AES-256-GCM like every other node-to-node link; run its servers with `conclave nats-server -c nats-server.conf`",
+			"url", url)
 	}
 	if cs, err := nc.TLSConnectionState(); err == nil && len(cs.PeerCertificates) > 0 {
 		if left := cs.PeerCertificates[0].NotAfter.Sub(now); left < 30*24*time.Hour {

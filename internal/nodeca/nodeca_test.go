@@ -358,4 +358,20 @@ func TestBusCertificate(t *testing.T) {
 			t.Errorf("roles %v, AnyAESGCM %v, %s: %v, want accepted %v", tc.tr.Roles, tc.tr.AnyAESGCM, tls.CipherSuiteName(tc.suite), err, tc.ok)
 		}
 	}
+	// AES-128-GCM is the stock nats-server's choice only: the management
+	// node (the embedded bus) is held to AES-256-GCM on the same
+	// connection settings.
+	mgmt, err := c.ca.IssueSelf(&key.PublicKey, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := Trust{Roles: []string{RoleManagement, RoleBus}, AnyAESGCM: true}
+	state := tls.ConnectionState{Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256, VerifiedChains: [][]*x509.Certificate{{mgmt, c.ca.Cert()}}}
+	if err := tr.check(state, true); err == nil {
+		t.Error("AES-128-GCM accepted from the management node")
+	}
+	state.CipherSuite = Suite
+	if err := tr.check(state, true); err != nil {
+		t.Errorf("AES-256-GCM from the management node: %v", err)
+	}
 }

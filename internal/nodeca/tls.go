@@ -27,17 +27,22 @@ type Trust struct {
 	// names it.
 	Roles []string
 	// AnyAESGCM accepts TLS_AES_128_GCM_SHA256 besides
-	// TLS_AES_256_GCM_SHA384, for a client of a server that is not
-	// Conclave: a Go TLS 1.3 server (an external nats-server) picks
-	// AES-128-GCM whenever the client offers it, and crypto/tls gives a
-	// client no way not to offer it (see aes256.go).
+	// TLS_AES_256_GCM_SHA384 from a peer with the bus role only: a stock
+	// nats-server (a Go TLS 1.3 server without Conclave's preference,
+	// see aes256.go) picks AES-128-GCM whenever the client offers it, and
+	// crypto/tls gives a client no way not to offer it. `conclave
+	// nats-server` negotiates AES-256-GCM; every other peer must.
 	AnyAESGCM bool
 }
 
 // check verifies the negotiated parameters and the peer of a finished
 // handshake.
 func (tr Trust) check(cs tls.ConnectionState, needPeer bool) error {
-	suiteOK := cs.CipherSuite == Suite || tr.AnyAESGCM && cs.CipherSuite == tls.TLS_AES_128_GCM_SHA256
+	role := ""
+	if len(cs.VerifiedChains) > 0 {
+		_, role, _ = Identity(cs.VerifiedChains[0][0])
+	}
+	suiteOK := cs.CipherSuite == Suite || tr.AnyAESGCM && role == RoleBus && cs.CipherSuite == tls.TLS_AES_128_GCM_SHA256
 	if cs.Version != tls.VersionTLS13 || !suiteOK {
 		return fmt.Errorf("node-to-node TLS must be TLS 1.3 with TLS_AES_256_GCM_SHA384, got %s with %s",
 			tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))
@@ -60,6 +65,38 @@ func (tr Trust) check(cs tls.ConnectionState, needPeer bool) error {
 		return fmt.Errorf("a %s node may not connect here", role)
 	}
 	return nil
+}
+
+// RequireAES256 makes a server's TLS configuration made elsewhere (a NATS
+// server's, read from its configuration file) follow the node-to-node
+// policy of ServerConfig: a ClientHello that cannot negotiate TLS 1.3
+// with TLS_AES_256_GCM_SHA384 on P-384 is refused, and so is a finished
+// handshake with anything else. The preference of aes256.go makes this
+// process choose AES-256-GCM whenever it is offered.
+func RequireAES256(c *tls.Config) {
+	if c == nil {
+		return
+	}
+	getConfig, verify := c.GetConfigForClient, c.VerifyConnection
+	c.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		if err := checkHello(h); err != nil {
+			return nil, err
+		}
+		if getConfig != nil {
+			return getConfig(h)
+		}
+		return nil, nil
+	}
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if cs.Version != tls.VersionTLS13 || cs.CipherSuite != Suite {
+			return fmt.Errorf("node-to-node TLS must be TLS 1.3 with TLS_AES_256_GCM_SHA384, got %s with %s",
+				tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))
+		}
+		if verify != nil {
+			return verify(cs)
+		}
+		return nil
+	}
 }
 
 // checkHello refuses a ClientHello that would not negotiate TLS 1.3 with
