@@ -46,7 +46,7 @@ func (a clusterAdmin) Nodes(ctx context.Context) ([]web.NodeView, error) {
 		}
 		out[i].Status = &web.NodeStatus{Up: st.Up, Heard: st.Heard.UTC(), Version: st.Version, URL: st.URL, Load: st.Load,
 			Meetings: st.Meetings, Participants: st.Participants, Draining: st.Draining, ConfigRevision: st.ConfigRevision,
-			Spooled: st.Spooled}
+			Spooled: st.Spooled, Labels: st.Labels}
 		if out[i].Name == "management" {
 			out[i].Status.Linked = c.mesh.LinkedNodes()
 		}

@@ -78,8 +78,12 @@ type NodeStatus struct {
 	Participants   int       `json:"participants"`
 	Draining       bool      `json:"draining"`
 	ConfigRevision uint64    `json:"configRevision"`
-	Spooled        int       `json:"spooled"`
-	Linked         []string  `json:"linked,omitempty"`
+	// Labels are the location labels the node applies now: those of its
+	// copy of the configuration, which node selection by location uses
+	// (they follow NodeView.Labels within a publication round).
+	Labels  []string `json:"labels,omitempty"`
+	Spooled int      `json:"spooled"`
+	Linked  []string `json:"linked,omitempty"`
 }
 
 func (s *Server) clusterRoutes(m func(method, path string, p perm.Permission, h ManageFunc) Route) []Route {
