@@ -185,33 +185,19 @@ var enrolRE = regexp.MustCompile(`-token (\S+) -ca-pin (\S+)`)
 func TestCluster(t *testing.T) {
 	bin := conclaveBinary(t)
 	lan := netns.NewLAN(t, "mgmt", "a", "b", "clients")
-	m, a, b := lan.Addr("mgmt"), lan.Addr("a"), lan.Addr("b")
+	a, b := lan.Addr("a"), lan.Addr("b")
 	mdata := t.TempDir()
 	// The management store is PostgreSQL (Debian's, started by the test;
 	// its Unix socket is reached from the management node's namespace).
 	db := pgtest.NewDatabase(t)
 	run(t, lan, "", bin, "admin", "create-room", "-data", mdata, "-database", db, "-alias", "board", "-name", "Board", "-access", "pin",
 		"-host-pin", vaultHostPIN, "-guest-pin", vaultGuestPIN)
-	serveArgs := []string{"serve", "--data", mdata, "--database", db, "--listen", m + ":8443", "--media-udp", m + ":8443", "--media-tcp", "",
-		"--host", m, "--cluster-listen", m + ":8445", "--sip-listen", "", "--log-level", "info"}
-	mgmt := startProc(t, lan, "mgmt", "management", bin, serveArgs...)
-	mgmt.waitLog("Conclave is running", 60*time.Second)
+	mgmt, serveArgs := startManagement(t, lan, bin, "mgmt", mdata, db)
 
 	nodes := map[string]*proc{}
 	nodeData := map[string]string{}
 	for _, n := range []struct{ name, host string }{{"node-a", "a"}, {"node-b", "b"}} {
-		out := run(t, lan, "", bin, "cluster", "add-node", "-data", mdata, "-database", db, "-name", n.name, "-management", m+":8445")
-		sub := enrolRE.FindStringSubmatch(out)
-		if sub == nil {
-			t.Fatalf("add-node printed no enrolment command:\n%s", out)
-		}
-		dir := t.TempDir()
-		addr := lan.Addr(n.host)
-		run(t, lan, n.host, bin, "node", "enrol", "-data", dir, "-management", m+":8445", "-token", sub[1], "-ca-pin", sub[2], "-host", addr)
-		nodeData[n.name] = dir
-		nodes[n.name] = startProc(t, lan, n.host, n.name, bin, "node", "run", "--data", dir, "--listen", addr+":8443",
-			"--media-udp", addr+":8443", "--media-tcp", "", "--host", addr, "--nats", "tls://"+m+":4222",
-			"--relay-listen", addr+":8447", "--debug-listen", "127.0.0.1:6060", "--log-level", "info")
+		nodes[n.name], nodeData[n.name] = startConferenceNode(t, lan, bin, mdata, db, "mgmt", n.name, n.host, "")
 	}
 	for name, p := range nodes {
 		p.waitLog("cluster: configuration received", 60*time.Second)
@@ -337,6 +323,46 @@ func TestCluster(t *testing.T) {
 	// The lock holds on node B: a newcomer knocks.
 	fay := knock(t, br, urlB, "board", "Fay", vaultGuestPIN)
 	fay.WaitJS(t, "Fay: in the lobby", `!document.querySelector('#screen-waiting').hidden`, 15*time.Second)
+}
+
+// startManagement runs the management node (conclave serve) on host of
+// lan, with its data in mdata and its store in db, its cluster listener
+// on :8445 and its bus on :4222, and waits until it runs. It returns the
+// process and its arguments, to start it again.
+func startManagement(t *testing.T, lan *netns.LAN, bin, host, mdata, db string, extra ...string) (*proc, []string) {
+	t.Helper()
+	m := lan.Addr(host)
+	args := append([]string{"serve", "--data", mdata, "--database", db, "--listen", m + ":8443", "--media-udp", m + ":8443", "--media-tcp", "",
+		"--host", m, "--cluster-listen", m + ":8445", "--sip-listen", "", "--log-level", "info"}, extra...)
+	p := startProc(t, lan, host, "management", bin, args...)
+	p.waitLog("Conclave is running", 60*time.Second)
+	return p, args
+}
+
+// startConferenceNode adds a conference node called name (with the
+// location labels, comma-separated, if any) to the cluster of the
+// management node on mgmtHost, enrols it on host and runs it (conclave
+// node run, its relay on :8447, its debug listener on 127.0.0.1:6060 of
+// its namespace). It returns the process and the node's data directory.
+func startConferenceNode(t *testing.T, lan *netns.LAN, bin, mdata, db, mgmtHost, name, host, labels string) (*proc, string) {
+	t.Helper()
+	m := lan.Addr(mgmtHost)
+	add := []string{"cluster", "add-node", "-data", mdata, "-database", db, "-name", name, "-management", m + ":8445"}
+	if labels != "" {
+		add = append(add, "-labels", labels)
+	}
+	out := run(t, lan, "", bin, add...)
+	sub := enrolRE.FindStringSubmatch(out)
+	if sub == nil {
+		t.Fatalf("add-node printed no enrolment command:\n%s", out)
+	}
+	dir := t.TempDir()
+	addr := lan.Addr(host)
+	run(t, lan, host, bin, "node", "enrol", "-data", dir, "-management", m+":8445", "-token", sub[1], "-ca-pin", sub[2], "-host", addr)
+	p := startProc(t, lan, host, name, bin, "node", "run", "--data", dir, "--listen", addr+":8443",
+		"--media-udp", addr+":8443", "--media-tcp", "", "--host", addr, "--nats", "tls://"+m+":4222",
+		"--relay-listen", addr+":8447", "--debug-listen", "127.0.0.1:6060", "--log-level", "info")
+	return p, dir
 }
 
 // startRelayCapture captures on host's node, for the given seconds, what
