@@ -24,12 +24,13 @@ import (
 // presents a certificate the cluster CA did not issue, or a revoked one,
 // is refused during the handshake.
 type Listener struct {
-	ca   *CA
-	log  *slog.Logger
-	ln   net.Listener
-	srv  *http.Server
-	cert atomic.Pointer[tls.Certificate]
-	done chan error
+	ca       *CA
+	log      *slog.Logger
+	ln       net.Listener
+	srv      *http.Server
+	cert     atomic.Pointer[tls.Certificate]
+	done     chan error
+	enrolled atomic.Pointer[func()]
 }
 
 // Listen opens the cluster listener on addr with a certificate for hosts
@@ -111,7 +112,15 @@ func (l *Listener) enrol(w http.ResponseWriter, r *http.Request) {
 	}
 	l.log.Info("node enrolled", "node", iss.Node.Name, "role", iss.Node.Role, "serial", iss.Serial, "remote", r.RemoteAddr)
 	reply(w, http.StatusOK, enrolResponse{Cert: pemCert(iss.DER), CA: l.ca.pem})
+	if f := l.enrolled.Load(); f != nil {
+		(*f)()
+	}
 }
+
+// OnEnrol makes f run after each enrolment (the management node publishes
+// the node directory at once, so that a new node applies its labels
+// without waiting for the next round).
+func (l *Listener) OnEnrol(f func()) { l.enrolled.Store(&f) }
 
 func (l *Listener) renew(w http.ResponseWriter, r *http.Request) {
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {

@@ -14,6 +14,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,6 +66,15 @@ func TestEnrolRenewRemove(t *testing.T) {
 	ctx := context.Background()
 	c := newCluster(t)
 	addr := c.ln.Addr().String()
+	var enrolments atomic.Int32
+	c.ln.OnEnrol(func() { enrolments.Add(1) })
+	defer func() {
+		// Each refused attempt below leaves it alone; the one enrolment
+		// runs it once.
+		if n := enrolments.Load(); n != 1 {
+			t.Errorf("OnEnrol ran %d times, want once", n)
+		}
+	}()
 
 	tok, err := c.ca.NewToken(ctx, "paris-1", RoleConference, "paris", "root", 0)
 	if err != nil {

@@ -79,6 +79,7 @@ func (s *Server) openCluster(clk clock.Clock, org string, gate *access.Gate) err
 	s.clusterCA, s.cluster = ca, ln
 	c := &cluster{ca: ca, listener: ln, hosts: hosts, nodes: newNodeTable()}
 	s.cl = c
+	ln.OnEnrol(s.ConfigChanged)
 	trust := nodeca.Trust{Roots: ca.Pool(), Revoked: ca.Revoked}
 	if s.cfg.Cluster.NATS != "" {
 		c.busURL = s.cfg.Cluster.NATS
