@@ -522,4 +522,21 @@ func TestNATSServerRefuses(t *testing.T) {
 	if code := run([]string{"nats-server", "-c", open}, strings.NewReader(""), &out, &errb); code != 1 || !strings.Contains(errb.String(), "verify_and_map") {
 		t.Errorf("a configuration without client certificates: %d %q", code, errb.String())
 	}
+	// A port another program holds: the NATS server's own reason, at once.
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	natsDir := t.TempDir()
+	errb.Reset()
+	if code := run([]string{"cluster", "nats-config", "--data", t.TempDir(), "-out", natsDir, "-host", "127.0.0.1", "-listen", held.Addr().String()},
+		strings.NewReader(""), &out, &errb); code != 0 {
+		t.Fatalf("nats-config: %d %s", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"nats-server", "-c", filepath.Join(natsDir, bus.ExternalConfigFile)}, strings.NewReader(""), &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "start the NATS server: Error listening on port: "+held.Addr().String()) {
+		t.Errorf("a port in use: %d %q", code, errb.String())
+	}
 }

@@ -36,13 +36,25 @@ func StartExternal(path string, log *slog.Logger) (*BusServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start the NATS server: %w", err)
 	}
-	ns.SetLoggerV2(natsLog{log}, false, false, false)
+	// The NATS server reports what stops it (a port taken, a JetStream
+	// directory it cannot use) as fatal and expects the process to end:
+	// the first such line is the start's error.
+	fatal := make(chan string, 1)
+	ns.SetLoggerV2(natsLog{log: log, fatal: fatal}, false, false, false)
 	go ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
+	ready := make(chan bool, 1)
+	go func() { ready <- ns.ReadyForConnections(30 * time.Second) }()
+	select {
+	case ok := <-ready:
+		if ok {
+			return &BusServer{path: path, ns: ns, log: log}, nil
+		}
 		ns.Shutdown()
 		return nil, errors.New("start the NATS server: it did not take connections within 30 s (see the lines above)")
+	case msg := <-fatal:
+		ns.Shutdown() // the wait for readiness ends by itself (ready is buffered)
+		return nil, fmt.Errorf("start the NATS server: %s", msg)
 	}
-	return &BusServer{path: path, ns: ns, log: log}, nil
 }
 
 // externalOptions reads the configuration file and holds its TLS to the
@@ -85,12 +97,25 @@ func (s *BusServer) Close() {
 	s.ns.WaitForShutdown()
 }
 
-// natsLog passes the NATS server's lines to slog.
-type natsLog struct{ log *slog.Logger }
+// natsLog passes the NATS server's lines to slog, and its first fatal
+// one to fatal.
+type natsLog struct {
+	log   *slog.Logger
+	fatal chan<- string
+}
 
 func (l natsLog) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
 func (l natsLog) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l natsLog) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l natsLog) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l natsLog) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l natsLog) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+
+func (l natsLog) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+}
+
+func (l natsLog) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLog) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLog) Tracef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }

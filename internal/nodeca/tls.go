@@ -42,10 +42,8 @@ func (tr Trust) check(cs tls.ConnectionState, needPeer bool) error {
 	if len(cs.VerifiedChains) > 0 {
 		_, role, _ = Identity(cs.VerifiedChains[0][0])
 	}
-	suiteOK := cs.CipherSuite == Suite || tr.AnyAESGCM && role == RoleBus && cs.CipherSuite == tls.TLS_AES_128_GCM_SHA256
-	if cs.Version != tls.VersionTLS13 || !suiteOK {
-		return fmt.Errorf("node-to-node TLS must be TLS 1.3 with TLS_AES_256_GCM_SHA384, got %s with %s",
-			tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))
+	if err := checkSuite(cs, tr.AnyAESGCM && role == RoleBus); err != nil {
+		return err
 	}
 	if len(cs.VerifiedChains) == 0 {
 		if needPeer {
@@ -65,6 +63,16 @@ func (tr Trust) check(cs tls.ConnectionState, needPeer bool) error {
 		return fmt.Errorf("a %s node may not connect here", role)
 	}
 	return nil
+}
+
+// checkSuite refuses a handshake that did not end in TLS 1.3 with
+// TLS_AES_256_GCM_SHA384 (or TLS_AES_128_GCM_SHA256 when aes128).
+func checkSuite(cs tls.ConnectionState, aes128 bool) error {
+	if cs.Version == tls.VersionTLS13 && (cs.CipherSuite == Suite || aes128 && cs.CipherSuite == tls.TLS_AES_128_GCM_SHA256) {
+		return nil
+	}
+	return fmt.Errorf("node-to-node TLS must be TLS 1.3 with TLS_AES_256_GCM_SHA384, got %s with %s",
+		tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))
 }
 
 // RequireAES256 makes a server's TLS configuration made elsewhere (a NATS
@@ -88,9 +96,8 @@ func RequireAES256(c *tls.Config) {
 		return nil, nil
 	}
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		if cs.Version != tls.VersionTLS13 || cs.CipherSuite != Suite {
-			return fmt.Errorf("node-to-node TLS must be TLS 1.3 with TLS_AES_256_GCM_SHA384, got %s with %s",
-				tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))
+		if err := checkSuite(cs, false); err != nil {
+			return err
 		}
 		if verify != nil {
 			return verify(cs)
