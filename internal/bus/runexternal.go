@@ -41,7 +41,8 @@ func StartExternal(path string, log *slog.Logger) (*BusServer, error) {
 	// the first such line is the start's error.
 	fatal := make(chan string, 1)
 	ns.SetLoggerV2(natsLog{log: log, fatal: fatal}, false, false, false)
-	go ns.Start()
+	started := make(chan struct{})
+	go func() { ns.Start(); close(started) }()
 	ready := make(chan bool, 1)
 	go func() { ready <- ns.ReadyForConnections(30 * time.Second) }()
 	select {
@@ -52,7 +53,10 @@ func StartExternal(path string, log *slog.Logger) (*BusServer, error) {
 		ns.Shutdown()
 		return nil, errors.New("start the NATS server: it did not take connections within 30 s (see the lines above)")
 	case msg := <-fatal:
-		ns.Shutdown() // the wait for readiness ends by itself (ready is buffered)
+		// Start logs on until it returns; the wait for readiness ends by
+		// itself (ready is buffered).
+		<-started
+		ns.Shutdown()
 		return nil, fmt.Errorf("start the NATS server: %s", msg)
 	}
 }
