@@ -387,7 +387,8 @@ func (w *world) joinAs(room, name, pin string, cl Client) (*client, signal.Messa
 
 // sync waits until the server has handled everything sent so far on this
 // connection (a ping's answer comes after), keeping the messages that came
-// meanwhile for next.
+// meanwhile for next. A bye ends the wait too: the server answers nothing
+// after it, so a ping that was still queued gets no pong.
 func (c *client) sync() {
 	c.t.Helper()
 	c.send(`{"v":1,"type":"ping","id":"sync"}`)
@@ -399,6 +400,10 @@ func (c *client) sync() {
 			return
 		}
 		got = append(got, m)
+		if m.Type == signal.TypeBye {
+			c.pending = append(c.pending, got...)
+			return
+		}
 	}
 }
 
