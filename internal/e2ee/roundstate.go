@@ -6,8 +6,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"encoding/base64"
 
@@ -19,22 +21,40 @@ import (
 // (docs/e2ee.md, section 14), without I/O: the caller sends the payloads
 // it returns as `verify` messages, feeds it the ones it receives, fetches
 // consistency proofs, and shows Code (or "verifying" while it is empty).
+//
+// Changes of the view are coalesced (rule 1): Change records one and the
+// commit for it is owed until the view has been quiet for RoundQuiet, or
+// RoundMaxWait after the first change not committed to; moves to a peer's
+// round and adopted checkpoints are owed at once. Every commit spends one
+// of CommitBurst tokens, given back at CommitRate a second, so that a
+// member never sends verify messages faster than the server relays them.
+// The caller makes the owed commit with CommitDue at the time Due says.
+// While a commit is owed the member neither reveals nor shows a code.
 // It is not safe for concurrent use.
 type RoundState struct {
 	meeting, self string
 	device        *ecdsa.PrivateKey
 	verifier      note.Verifier // the pinned log key; nil when none is pinned
 	digits        int
+	now           func() time.Time
 
 	round    uint32
 	nonce    []byte
-	view     [32]byte
+	view     [32]byte                         // the current view (a commit to it may be owed)
 	members  map[string]*VerifiedAnnouncement // the view, self included
-	cp       Checkpoint
-	commit   []byte // own commit payload of this round
-	pending  []byte // a commit made in OnCommit, not yet taken by Pending
+	cp       Checkpoint                       // the checkpoint of the current view
+	commit   []byte                           // own latest commit payload
+	pending  []byte                           // a commit made in OnCommit, not yet taken by Pending
 	revealed bool
-	epochs   int // rounds begun on a change of view
+	epochs   int // changes of view
+	made     int // own commits: the rounds this member took part in
+
+	// The owed commit (docs/e2ee.md, section 14, rule 1).
+	owed        bool      // the latest commit does not name the current view and checkpoint, or a peer of this view leads to a higher round
+	urgent      bool      // owed at once: a move to a peer's round, an adopted checkpoint
+	first, last time.Time // the changes of view not committed to yet
+	tokens      float64   // commits this member may make at once
+	filled      time.Time // when tokens was last brought up to date
 
 	commits map[string]*Commit    // latest commit of each peer
 	cps     map[string]Checkpoint // the checkpoint of that commit
@@ -49,17 +69,52 @@ type RoundState struct {
 // of it. From 2^31 on a meeting still has 2^31 rounds of its own.
 const MaxPeerRound = 1 << 31
 
+// The pace of the rounds (docs/e2ee.md, section 14, rule 1; the browser's
+// ROUND_QUIET_MS, ROUND_MAX_WAIT_MS, COMMIT_RATE and COMMIT_BURST in
+// round.mjs, and the "schedule" of testdata/vectors.json).
+const (
+	// RoundQuiet is how long a member's view must stay unchanged before
+	// it commits to it: joins that come together share one round.
+	RoundQuiet = 300 * time.Millisecond
+	// RoundMaxWait bounds the wait for a quiet view: under a continuous
+	// stream of changes a member still commits this long after the first
+	// change it has not committed to.
+	RoundMaxWait = 2 * time.Second
+	// CommitRate and CommitBurst bound a member's commits (a token
+	// bucket): each round costs a commit and at most one reveal, so a
+	// member sends at most 2*CommitRate verify messages a second and
+	// 2*CommitBurst at once, half the server's budget for them
+	// (internal/meeting: 2 a second, 40 at once), which leaves room for
+	// messages that the network delays and then delivers together.
+	CommitRate  = 1.0
+	CommitBurst = 10
+)
+
 // NewRoundState starts the rounds of one member of a meeting. verifier is
 // the pinned log key (nil: checkpoints are compared, not verified); digits
-// is the code length (0: 12).
+// is the code length (0: 12). Its clock is time.Now until SetClock.
 func NewRoundState(meeting, self string, device *ecdsa.PrivateKey, verifier note.Verifier, digits int) *RoundState {
-	return &RoundState{meeting: meeting, self: self, device: device, verifier: verifier, digits: digits,
-		commits: map[string]*Commit{}, cps: map[string]Checkpoint{}, reveals: map[string][]byte{}}
+	return &RoundState{meeting: meeting, self: self, device: device, verifier: verifier, digits: digits, now: time.Now,
+		tokens: CommitBurst, commits: map[string]*Commit{}, cps: map[string]Checkpoint{}, reveals: map[string][]byte{}}
 }
 
-// Begin starts a new epoch for a changed view (own announcement included)
-// with the member's trusted checkpoint; it returns the commit to send.
+// SetClock sets the time source of the pace of the rounds.
+func (r *RoundState) SetClock(now func() time.Time) { r.now = now }
+
+// Begin records a changed view and commits to it at once, whatever the
+// pace (a caller that coalesces changes uses Change and CommitDue); it
+// returns the commit to send.
 func (r *RoundState) Begin(view []*VerifiedAnnouncement, cp Checkpoint) ([]byte, error) {
+	r.Change(view, cp)
+	r.spend(r.now())
+	return r.commitOwed()
+}
+
+// Change records a changed view (own announcement included) with the
+// member's trusted checkpoint: a new epoch, whose commit is owed (Due).
+// Nothing revealed before is used again: the next round has a fresh
+// nonce, even if the view comes back to what it was.
+func (r *RoundState) Change(view []*VerifiedAnnouncement, cp Checkpoint) {
 	old := r.members
 	r.members = map[string]*VerifiedAnnouncement{}
 	for _, a := range view {
@@ -75,9 +130,77 @@ func (r *RoundState) Begin(view []*VerifiedAnnouncement, cp Checkpoint) ([]byte,
 		}
 	}
 	r.view = ViewHash(view)
+	r.cp = cp
 	r.epochs++
-	return r.recommit(cp, r.nextRound())
+	r.code = ""
+	now := r.now()
+	if !r.owed || r.first.IsZero() {
+		r.first = now
+	}
+	r.owed, r.urgent, r.last = true, false, now
 }
+
+// Due reports whether a commit is owed and from when CommitDue makes it.
+func (r *RoundState) Due() (time.Time, bool) {
+	if !r.owed {
+		return time.Time{}, false
+	}
+	at := r.now()
+	if !r.urgent && !r.first.IsZero() {
+		at = r.last.Add(RoundQuiet)
+		if limit := r.first.Add(RoundMaxWait); limit.Before(at) {
+			at = limit
+		}
+	}
+	// And a token for the commit.
+	if tokens := r.tokensAt(at); tokens < 1 {
+		at = at.Add(time.Duration(math.Ceil((1-tokens)/CommitRate*1000)) * time.Millisecond)
+	}
+	return at, true
+}
+
+// tokensAt returns the commit tokens at time t (not before the last use).
+func (r *RoundState) tokensAt(t time.Time) float64 {
+	if r.filled.IsZero() || !t.After(r.filled) {
+		return r.tokens
+	}
+	return min(CommitBurst, r.tokens+t.Sub(r.filled).Seconds()*CommitRate)
+}
+
+// spend takes a commit token at time t (down to none: Begin commits
+// whatever the pace).
+func (r *RoundState) spend(t time.Time) {
+	r.tokens = max(r.tokensAt(t)-1, 0)
+	if t.After(r.filled) {
+		r.filled = t
+	}
+}
+
+// CommitDue makes the owed commit if it is due (Due): a new round with a
+// fresh nonce; nil when none is owed or not yet.
+func (r *RoundState) CommitDue() ([]byte, error) {
+	at, owed := r.Due()
+	now := r.now()
+	if !owed || at.After(now) {
+		return nil, nil
+	}
+	r.spend(now)
+	return r.commitOwed()
+}
+
+// commitOwed commits to the current view and checkpoint in the next round.
+func (r *RoundState) commitOwed() ([]byte, error) {
+	p, err := r.recommit(r.cp, r.nextRound())
+	if err != nil {
+		return nil, err
+	}
+	r.owed, r.urgent, r.first, r.last = false, false, time.Time{}, time.Time{}
+	return p, nil
+}
+
+// Commits returns how many commits this member made: the rounds it took
+// part in.
+func (r *RoundState) Commits() int { return r.made }
 
 // nextRound is the round a member moves to for a new commit: past its
 // own, and joining the highest round a member already committed to for
@@ -109,23 +232,29 @@ func (r *RoundState) recommit(cp Checkpoint, round uint32) ([]byte, error) {
 		return nil, err
 	}
 	r.commit = p
+	r.made++
 	return p, nil
 }
 
 // Adopt switches to a larger checkpoint the caller verified (consistent
-// with the current one): a new round with a fresh nonce, whose commit it
-// returns (nil when cp is not larger).
+// with the current one): a new round with a fresh nonce is owed at once;
+// it returns its commit when a token allows it now (else CommitDue makes
+// it later), nil when cp is not larger.
 func (r *RoundState) Adopt(cp Checkpoint) ([]byte, error) {
 	// A member without a log holds the zero checkpoint, smaller than any.
 	larger := cp.Size > r.cp.Size || (r.cp.Origin == "" && cp.Origin != "")
-	if !larger || r.commit == nil {
+	if !larger || r.members == nil {
 		return nil, nil
 	}
-	return r.recommit(cp, r.nextRound())
+	r.cp, r.code = cp, ""
+	r.owed, r.urgent = true, true
+	return r.CommitDue()
 }
 
 // Pending returns, once, the commit of a round this member moved to on a
-// peer's commit (OnCommit), for the caller to send; nil if none.
+// peer's commit (OnCommit) when a token allowed it at once, for the
+// caller to send; nil if none (a move that waits for a token is made by
+// CommitDue).
 func (r *RoundState) Pending() []byte {
 	p := r.pending
 	r.pending = nil
@@ -174,11 +303,14 @@ func (r *RoundState) OnCommit(from string, payload []byte) (*Checkpoint, error) 
 	r.commits[from], r.cps[from] = c, cp
 	delete(r.reveals, from)
 	r.code = ""
-	if c.View == r.view && c.Round > r.round && r.commit != nil {
+	if c.View == r.view && c.Round > r.round {
 		// A member of this view is a round ahead: move to it with a fresh
-		// nonce. Never keep a revealed nonce for a commit that came after
-		// the reveal, or the relay could choose its nonce knowing ours.
-		p, err := r.recommit(r.cp, c.Round)
+		// nonce, at once if a token allows (a commit is owed until then,
+		// and nothing is revealed). Never keep a revealed nonce for a
+		// commit that came after the reveal, or the relay could choose
+		// its nonce knowing ours.
+		r.owed, r.urgent = true, true
+		p, err := r.CommitDue()
 		if err != nil {
 			return nil, err
 		}
@@ -271,7 +403,7 @@ func (r *RoundState) Disagreeing() map[string]uint32 {
 // committed to the same round, view and checkpoint, once per round; nil
 // before.
 func (r *RoundState) Reveal() []byte {
-	if r.revealed || r.commit == nil || len(r.Waiting()) > 0 {
+	if r.revealed || r.owed || r.commit == nil || len(r.Waiting()) > 0 {
 		return nil
 	}
 	r.revealed = true
@@ -282,7 +414,7 @@ func (r *RoundState) Reveal() []byte {
 // Code returns the meeting code once every member's reveal opens its
 // matching commit; "" while the round is incomplete ("verifying").
 func (r *RoundState) Code() string {
-	if !r.revealed || len(r.Waiting()) > 0 {
+	if !r.revealed || r.owed || len(r.Waiting()) > 0 {
 		return ""
 	}
 	nonces := []RoundNonce{{ParticipantID: r.self, Nonce: r.nonce}}

@@ -232,3 +232,32 @@ func mustDevice(t *testing.T) *ecdsa.PrivateKey {
 	}
 	return k
 }
+
+// settle delivers everything and lets the rounds of the meeting code run
+// their course: a commit waits until its member's view has been quiet for
+// e2ee.RoundQuiet, and for a token when its member committed often. It
+// advances the clock to each owed commit in turn until none is owed.
+func (r *relay) settle() {
+	r.t.Helper()
+	r.pump()
+	for range 1000 {
+		var next time.Time
+		r.mu.Lock()
+		for _, s := range r.members {
+			s.st.Lock()
+			if s.rounds != nil {
+				if at, owed := s.rounds.Due(); owed && (next.IsZero() || at.Before(next)) {
+					next = at
+				}
+			}
+			s.st.Unlock()
+		}
+		r.mu.Unlock()
+		if next.IsZero() {
+			return
+		}
+		r.clock.Advance(max(next.Sub(r.clock.Now()), 0))
+		r.pump()
+	}
+	r.t.Fatal("the rounds never settled")
+}

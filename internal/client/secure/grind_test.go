@@ -139,7 +139,7 @@ func playFake(t *testing.T, r *relay, victim *Session, fakePayload []byte, dev *
 	from := len(r.out)
 	r.queue = append(r.queue, delivery{"announce", fake.ParticipantID, victim.self, fakePayload})
 	r.mu.Unlock()
-	r.pump()
+	r.settle() // the victim commits once its view is quiet
 	view := []*e2ee.VerifiedAnnouncement{victim.own, fake}
 	fs := e2ee.NewRoundState(r.meeting, fake.ParticipantID, dev, nil, digits)
 	commit, err := fs.Begin(view, e2ee.Checkpoint{})
@@ -263,6 +263,7 @@ func TestRelayCannotRecommitAfterReveal(t *testing.T) {
 			from := r.sentCount()
 			r.send("verify", fake.ParticipantID, victim.self, c)
 			r.send("verify", fake.ParticipantID, victim.self, rev)
+			r.settle() // a move waits for a token when the victim committed often
 			moved := false
 			r.mu.Lock()
 			for _, d := range r.out[from:] {

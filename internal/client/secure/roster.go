@@ -88,6 +88,7 @@ func (s *Session) onWelcome(self, meeting string, others []string) {
 	s.st.Lock()
 	s.own = own
 	s.rounds = e2ee.NewRoundState(meeting, self, s.cfg.Device, verifier, s.cfg.CodeDigits)
+	s.rounds.SetClock(s.cfg.Clock.Now)
 	s.st.Unlock()
 	s.observe(KeyEvent{Kind: Ephemeral, Participant: self, ECDH: eph})
 	s.observe(KeyEvent{Kind: OwnKey, Participant: self, Key: k})
@@ -280,10 +281,12 @@ func (s *Session) onLeft(id string) {
 	}
 }
 
-// updateCode starts a new round of the meeting code (docs/e2ee.md,
-// section 14) for the changed view: a fresh nonce and a commit to the
-// verified announcements and the trusted log checkpoint. The code shows
-// "verifying" ("") until the round completes.
+// updateCode records a change of the verified view for the meeting code
+// (docs/e2ee.md, section 14): the code shows "verifying" ("") until a
+// round over the new view completes. The commit to it (a fresh nonce, the
+// verified announcements and the trusted log checkpoint) waits until the
+// view has been quiet a moment (scheduleCommit), so that joins that come
+// together share one round.
 func (s *Session) updateCode() {
 	s.st.Lock()
 	if s.own == nil || s.rounds == nil {
@@ -298,19 +301,15 @@ func (s *Session) updateCode() {
 	if s.cfg.Log != nil {
 		cp = s.cfg.Log.Checkpoint()
 	}
-	commit, err := s.rounds.Begin(view, cp)
+	s.rounds.Change(view, cp)
 	changed := s.code != ""
 	s.code = ""
 	s.st.Unlock()
-	if err != nil {
-		s.warn("cannot start the verification of the meeting code: " + err.Error())
-		return
-	}
 	if changed {
 		s.notify(Notice{Kind: CodeChanged, Code: ""})
 	}
-	s.sendVerify(commit)
 	// Commits that came before the view changed still count if they name it.
 	s.replayVerify()
+	s.scheduleCommit()
 	s.progressRound()
 }

@@ -38,6 +38,7 @@ type Session struct {
 	eph         *ecdh.PrivateKey // this meeting's ECDH key
 	pending     *e2ee.Sender     // a rotated key not used yet
 	rotateStop  func() bool
+	roundStop   func() bool // the timer of the commit the round owes
 	switchStop  func() bool
 	preexisting map[string]bool        // the others at our welcome: not newcomers
 	buffered    map[string][][]byte    // key messages that came before their sender's announcement
@@ -219,6 +220,10 @@ func (s *Session) stopTimers() {
 	if s.switchStop != nil {
 		s.switchStop()
 		s.switchStop = nil
+	}
+	if s.roundStop != nil {
+		s.roundStop()
+		s.roundStop = nil
 	}
 	for _, stop := range s.graceStops {
 		stop()

@@ -62,6 +62,7 @@ func TestJoinSchedule(t *testing.T) {
 	early := encrypt(t, a)
 	c := r.join("c", Config{})
 	r.pump()
+	r.settle()
 	sameCodes(t, a, b, c)
 	for _, s := range []*Session{a, b, c} {
 		ps := s.Participants()
@@ -134,6 +135,7 @@ func TestLeaveRotation(t *testing.T) {
 			t.Errorf("%s decrypts after leaving: %v", gone.self, err)
 		}
 	}
+	r.settle()
 	sameCodes(t, a, b)
 }
 
@@ -251,7 +253,7 @@ func TestKeyRecovery(t *testing.T) {
 		return true
 	}
 	b := r.join("b", Config{})
-	r.pump()
+	r.settle()
 	if err := decrypt(b, "a", encrypt(t, a)); !errors.Is(err, e2ee.ErrUnknownKey) {
 		t.Fatalf("decrypted without the key message: %v", err)
 	}
@@ -370,6 +372,7 @@ func TestNewcomerDuringRotation(t *testing.T) {
 	f := encrypt(t, a)
 	mustDecrypt(t, b, "a", f)
 	mustDecrypt(t, d, "a", f)
+	r.settle()
 	sameCodes(t, a, b, d)
 }
 

@@ -67,8 +67,10 @@ func (s *Session) takeVerify(from string, payload []byte, queue bool) {
 			s.warn(fmt.Sprintf("refused a verification commit of participant %s (%s): %v", from, p.ann.DisplayName, err))
 			return
 		}
-		// A round ahead of ours: we moved to it with a fresh nonce.
+		// A round ahead of ours: we moved to it with a fresh nonce, or
+		// will once the pace of commits allows.
 		s.sendVerify(moved)
+		s.scheduleCommit()
 		switch {
 		case cp == nil:
 		case s.cfg.Log != nil && len(cp.Note) > 0:
@@ -82,6 +84,7 @@ func (s *Session) takeVerify(from string, payload []byte, queue bool) {
 			s.st.Unlock()
 			if err == nil {
 				s.sendVerify(commit)
+				s.scheduleCommit()
 			}
 		}
 		s.st.RLock()
@@ -143,6 +146,43 @@ func (s *Session) replayVerify() {
 	}
 }
 
+// scheduleCommit makes the commit the round owes if it is due, and
+// otherwise sets a timer for when it is (docs/e2ee.md, section 14, rule
+// 1). Called with mu held.
+func (s *Session) scheduleCommit() {
+	if s.roundStop != nil {
+		s.roundStop()
+		s.roundStop = nil
+	}
+	s.st.Lock()
+	if s.rounds == nil {
+		s.st.Unlock()
+		return
+	}
+	commit, err := s.rounds.CommitDue()
+	at, owed := s.rounds.Due()
+	s.st.Unlock()
+	if err != nil {
+		s.warn("cannot commit to the meeting code: " + err.Error())
+		return
+	}
+	s.sendVerify(commit)
+	if !owed {
+		return
+	}
+	epoch := s.epoch
+	s.roundStop = s.cfg.Clock.AfterFunc(at.Sub(s.cfg.Clock.Now()), func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.epoch != epoch || s.closed {
+			return
+		}
+		s.roundStop = nil
+		s.scheduleCommit()
+		s.progressRound()
+	})
+}
+
 // progressRound reveals once everyone committed to the same view and
 // checkpoint, and shows the code once every reveal is in.
 func (s *Session) progressRound() {
@@ -198,6 +238,7 @@ func (s *Session) adoptLater(signed []byte) {
 			return
 		}
 		s.sendVerify(commit)
+		s.scheduleCommit()
 		s.progressRound()
 	}()
 }
