@@ -7,10 +7,11 @@
 // the media worker through `frames`, and the page listens to events.
 //
 // The meeting code is the verification round's (docs/e2ee.md, section 14):
-// each change of the verified set starts an epoch with a fresh nonce, a
-// signed commit and, once every member committed to the same view and log
-// checkpoint, a reveal; `verify` messages carry both. Until the round
-// completes the code is '' ("verifying"). Credentials count only once the
+// each change of the verified set starts an epoch; once the set has been
+// quiet a moment (ROUND_QUIET_MS, at most ROUND_MAX_WAIT_MS), a round with
+// a fresh nonce, a signed commit and, once every member committed to the
+// same view and log checkpoint, a reveal; `verify` messages carry both.
+// Until the round completes the code is '' ("verifying"). Credentials count only once the
 // transparency log holds them (identity.log, a LogMonitor), revoked devices
 // leave the view, and names are shown as the credential gives them, with
 // look-alikes flagged (section 15).
@@ -152,7 +153,7 @@ export class MeetingCrypto extends EventTarget {
     this.warnings = new Map();
     this.pendingKeys = new Map(); // from -> payloads that came before the announcement
     this.pendingChat = new Map(); // from -> [{payload, at}] waiting for a key
-    this.timers = { leave: null, switch: null, grace: null, view: new Map() };
+    this.timers = { leave: null, switch: null, grace: null, round: null, view: new Map() };
     this.leavers = false; // someone holding our key left since the last rotation
     this.code = '';
     this.codeOf = []; // the announcements this.code was computed from
@@ -220,7 +221,7 @@ export class MeetingCrypto extends EventTarget {
       });
       this.own = await verifyAnnouncement(payload, { meetingId, orgKey: id.org.key, nowSeconds: this.env.now() / 1000 });
       this.ownTrust = await this.#trustOf(this.own);
-      this.rounds = new RoundState({ meetingId, selfId, device: id.device.privateKey, verifier: id.log?.verifier ?? null, digits: this.codeDigits });
+      this.rounds = new RoundState({ meetingId, selfId, device: id.device.privateKey, verifier: id.log?.verifier ?? null, digits: this.codeDigits, now: this.env.now });
       this.ownPayload = toBase64(payload);
       this.send('announce', { payload: this.ownPayload });
       await this.#changed();
@@ -491,13 +492,34 @@ export class MeetingCrypto extends EventTarget {
     return !!ann?.certified && !!trust?.logged && !trust?.revoked;
   }
 
-  /** A new epoch: the verified set changed. */
+  /** A new epoch: the verified set changed. Its commit waits for a quiet moment (#commitDue). */
   async #beginRound(view) {
     if (!this.rounds) return;
-    const commit = await this.rounds.begin(view, this.identity?.log?.checkpoint() ?? null);
+    await this.rounds.change(view, this.identity?.log?.checkpoint() ?? null);
     this.code = '';
-    this.send('verify', { payload: toBase64(commit) });
+    await this.#commitDue();
     await this.#progress();
+  }
+
+  // Makes the commit the round owes if it is due, and otherwise sets a
+  // timer for when it is (docs/e2ee.md, section 14, rule 1).
+  async #commitDue() {
+    if (this.timers.round) this.env.clearTimeout(this.timers.round);
+    this.timers.round = null;
+    if (!this.rounds) return;
+    const commit = await this.rounds.commitDue();
+    if (commit) this.send('verify', { payload: toBase64(commit) });
+    const at = this.rounds.due();
+    if (at === null) return;
+    const gen = this.generation;
+    this.timers.round = this.env.setTimeout(() => {
+      this.timers.round = null;
+      this.#queue(gen, async () => {
+        await this.#commitDue();
+        await this.#progress();
+        return this.#changed();
+      });
+    }, Math.max(at - this.env.now(), 0));
   }
 
   /** Reveals once everyone committed to the same view and checkpoint; takes the code once every reveal is in. */
@@ -531,7 +553,8 @@ export class MeetingCrypto extends EventTarget {
         this.#warn(`round:${from}`, from, `The verification commitment of ${this.#nameOf(from)} does not verify; the meeting code cannot be trusted.`);
         return this.#changed();
       }
-      // A round ahead of ours: we moved to it with a fresh nonce.
+      // A round ahead of ours: we moved to it with a fresh nonce, or will
+      // once the pace of commits allows.
       const moved = this.rounds.pending();
       if (moved) this.send('verify', { payload: toBase64(moved) });
       if (cp && this.identity?.log && cp.note) this.#adoptLater(cp.note);
@@ -541,6 +564,7 @@ export class MeetingCrypto extends EventTarget {
         const commit = await this.rounds.adopt(cp);
         if (commit) this.send('verify', { payload: toBase64(commit) });
       }
+      await this.#commitDue();
       const round = this.rounds.disagreeing().get(from);
       if (round !== undefined) this.#checkViewLater(from, round);
       else this.warnings.delete(`view:${from}`);
@@ -583,6 +607,7 @@ export class MeetingCrypto extends EventTarget {
     log.adopt(note).then((cp) => this.#queue(gen, async () => {
       const commit = await this.rounds?.adopt(cp);
       if (commit) this.send('verify', { payload: toBase64(commit) });
+      await this.#commitDue();
       await this.#progress();
       return this.#changed();
     }), (err) => this.#queue(gen, async () => {

@@ -4,14 +4,14 @@
 // and leaves, and what a malicious relay can and cannot do.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MeetingCrypto, KEY_REQUEST, ORG_CHANGED_WARNING, LEAVE_DEBOUNCE_MS, SWITCH_DELAY_MS } from './meetingcrypto.mjs';
+import { MeetingCrypto, KEY_REQUEST, ORG_CHANGED_WARNING, LEAVE_DEBOUNCE_MS, SWITCH_DELAY_MS, VIEW_GRACE_MS } from './meetingcrypto.mjs';
 import { FrameCryptor } from './framecryptor.mjs';
 import { KeyRing, newSenderKey } from './keys.mjs';
 import {
   fromBase64, toBase64, generateDeviceKey, exportPublicKey, issueCredential, signAnnouncement,
   generateEphemeral, parseAnnouncement, concat, encodeAnnouncementBody, verifyAnnouncement, RoundState, isReveal,
   parseReveal, viewHash, meetingCodeV2, signCommit, encodeReveal, verifyCommit,
-  Writer, utf8, compare,
+  Writer, utf8, compare, ROUND_QUIET_MS, ROUND_MAX_WAIT_MS, COMMIT_RATE, COMMIT_BURST,
 } from './index.mjs';
 
 const MEETING = 'meeting-1';
@@ -103,6 +103,8 @@ class World {
     this.chats = new Map();
     /** The FrameCryptor's keyWaitMs for clients joining from now on. */
     this.keyWaitMs = 0;
+    /** join() lets the rounds settle (settleRounds); false: it only delivers. */
+    this.joinSettles = true;
   }
 
   async join(name, userId = '', idOpts = {}) {
@@ -118,7 +120,8 @@ class World {
     c.mc.start({ meetingId: MEETING, selfId: id, name, participants: others.map((o) => ({ id: o.id, name: o.name, gateway: o.gateway })) });
     for (const o of others) o.mc.setServerParticipants(this.#listFor(o));
     for (const [from, payload] of this.announcements) this.deliver(c, { type: 'announce', from, payload });
-    await this.settle();
+    if (this.joinSettles) await this.settleRounds();
+    else await this.settle();
     return c;
   }
 
@@ -162,6 +165,22 @@ class World {
         await Promise.all(c.frames.ops);
       }
     }
+  }
+
+  /**
+   * Delivers everything and lets the rounds of the meeting code run their
+   * course: a commit waits until its member's view has been quiet for
+   * ROUND_QUIET_MS, and for a token when its member committed often. It
+   * advances the clock to each owed commit in turn until none is owed.
+   */
+  async settleRounds() {
+    for (let i = 0; i < 1000; i++) {
+      await this.settle();
+      const dues = [...this.clients.values()].map((c) => c.mc.rounds?.due() ?? null).filter((d) => d !== null);
+      if (!dues.length) return;
+      await this.advance(Math.max(Math.min(...dues) - this.clock.now, 0));
+    }
+    throw new Error('the rounds never settled');
   }
 
   async advance(ms) {
@@ -252,7 +271,7 @@ test('the code changes when someone joins or leaves', async () => {
   assert.notEqual(two, three);
   assert.deepEqual(codes(a, b, c), [three, three, three]);
   w.leave(c);
-  await w.settle();
+  await w.settleRounds();
   // A new epoch: fresh nonces, so a new code, the same for both.
   const after = a.mc.snapshot().code;
   assert.match(after, /^\d{3} \d{3} \d{3} \d{3}$/);
@@ -744,7 +763,7 @@ async function playFake(w, victim, fakeFields, relayKey, digits) {
   const from = w.sent.length;
   victim.mc.setServerParticipants([{ id: fakeAnn.participantId, name: fakeAnn.displayName }]);
   victim.mc.receive({ type: 'announce', from: fakeAnn.participantId, payload: toBase64(payload) });
-  await w.settle();
+  await w.settleRounds(); // the victim commits once its view is quiet
   const rs = new RoundState({ meetingId: MEETING, selfId: fakeAnn.participantId, device: relayKey, digits });
   let commit = await rs.begin([own, fakeAnn], null);
   // The victim committed on seeing the fake: the fake joins its round
@@ -825,7 +844,7 @@ test('the relay commits again after the victims revealed, with nonces it chose k
       const from = w.sent.length;
       victim.mc.receive({ type: 'verify', from: fakeAnn.participantId, payload: toBase64(c) });
       victim.mc.receive({ type: 'verify', from: fakeAnn.participantId, payload: toBase64(encodeReveal({ meetingId: MEETING, participantId: fakeAnn.participantId, round, nonce: chosen })) });
-      await w.settle();
+      await w.settleRounds(); // a move waits for a token when the victim committed often
       const moved = w.sent.slice(from).some((m) => m.type === 'verify' && m.from === victim.id && !isReveal(fromBase64(m.payload)));
       return { code: victim.mc.snapshot().code, moved };
     };
@@ -858,7 +877,7 @@ test('a participant cannot use up the rounds: its commit to the last round is re
   await w.settle();
   const warned = [a, b].map((x) => x.mc.snapshot().warnings);
   w.leave(m);
-  await w.settle();
+  await w.settleRounds();
   const [ca, cb] = codes(a, b);
   assert.match(ca, /^\d{3} \d{3} \d{3} \d{3}$/, 'Alice shows a code after Mal left');
   assert.equal(cb, ca);
@@ -943,4 +962,132 @@ test('look-alike names: a title added, an account written out, a second account 
   assert.equal(seen.get(twin.id).lookalike, 'Alice Martin (@alice)');
   assert.equal(seen.get(a.id).lookalike, 'Alice Martin (@alice.martin)');
   assert.equal(seen.get(b.id).lookalike, '');
+});
+
+/** The commits each client sent. */
+function commitsBy(w) {
+  const out = new Map();
+  for (const m of w.sent) if (m.type === 'verify' && !isReveal(fromBase64(m.payload))) out.set(m.from, (out.get(m.from) ?? 0) + 1);
+  return out;
+}
+
+test('a burst of joins shares verification rounds: a few commits each, one code, no different-list warning (Go: TestJoinBurstSharesRounds)', async () => {
+  const N = 12;
+  const w = new World(await makeCA());
+  w.joinSettles = false;
+  const cs = [];
+  for (let i = 0; i < N; i++) {
+    cs.push(await w.join(`P${i}`));
+    await w.advance(50); // faster than ROUND_QUIET_MS
+  }
+  await w.settleRounds();
+  await w.advance(VIEW_GRACE_MS);
+  await w.settleRounds();
+  const all = codes(...cs);
+  assert.match(all[0], /^\d{3} \d{3} \d{3} \d{3}$/);
+  assert.equal(new Set(all).size, 1, all.join(' | '));
+  const commits = commitsBy(w);
+  for (const c of cs) {
+    const n = commits.get(c.id) ?? 0;
+    assert.ok(n >= 1 && n <= 3, `${c.name} committed ${n} times for a burst of ${N} joins`);
+    assert.equal(c.mc.snapshot().participants.length, N);
+    assert.ok(!c.mc.snapshot().warnings.some((t) => t.includes('different list')), c.mc.snapshot().warnings.join(' | '));
+  }
+});
+
+test('a continuous stream of joins still gives a round every ROUND_MAX_WAIT_MS, not one per join (Go: TestJoinStreamKeepsRounds)', async () => {
+  const N = 24;
+  const w = new World(await makeCA());
+  w.joinSettles = false;
+  const cs = [];
+  for (let i = 0; i < N; i++) {
+    cs.push(await w.join(`P${i}`));
+    await w.advance(250); // never quiet for ROUND_QUIET_MS
+  }
+  await w.settleRounds();
+  await w.advance(VIEW_GRACE_MS);
+  await w.settleRounds();
+  assert.equal(new Set(codes(...cs)).size, 1);
+  assert.notEqual(codes(cs[0])[0], '');
+  // 6 s of joins: one commit per ROUND_MAX_WAIT_MS (3) and the last one.
+  const n = commitsBy(w).get(cs[0].id);
+  assert.ok(n >= 3 && n <= 5, `the first member committed ${n} times during ${N} joins`);
+  for (const c of cs) assert.ok(!c.mc.snapshot().warnings.some((t) => t.includes('different list')), c.mc.snapshot().warnings.join(' | '));
+});
+
+test('the pace of the rounds: a quiet view, the longest wait, the commit budget; an owed commit reveals nothing (Go: roundpace_test.go)', async () => {
+  const clock = { t: 1_800_000_000_000 };
+  const member = async (pid) => {
+    const dev = await generateDeviceKey(false);
+    const eph = await generateEphemeral();
+    const payload = await signAnnouncement(dev.privateKey, { meetingId: MEETING, participantId: pid, userId: '', displayName: pid,
+      ecdhPublicKey: eph.publicKey, devicePublicKey: await exportPublicKey(dev.publicKey), credential: null, senderIndex: 1, timestampMs: clock.t });
+    return { dev, ann: await verifyAnnouncement(payload, { meetingId: MEETING, nowSeconds: clock.t / 1000 }) };
+  };
+  const a = await member('p-a');
+  const b = await member('p-b');
+  const r = new RoundState({ meetingId: MEETING, selfId: 'p-a', device: a.dev.privateKey, digits: 7, now: () => clock.t });
+  // Three changes 100 ms apart: one commit, ROUND_QUIET_MS after the last.
+  const start = clock.t;
+  const view = [a.ann];
+  for (let i = 0; i < 3; i++) {
+    if (i) clock.t += 100;
+    view.push(i === 0 ? b.ann : (await member(`p-${i}`)).ann);
+    await r.change(view, null);
+    assert.equal(await r.commitDue(), null, `a commit at once after change ${i + 1}`);
+  }
+  assert.equal(r.due(), start + 200 + ROUND_QUIET_MS);
+  clock.t = r.due() - 1;
+  assert.equal(await r.commitDue(), null);
+  clock.t += 1;
+  assert.ok(await r.commitDue());
+  assert.equal(r.due(), null);
+  // A change every 200 ms: a commit at most ROUND_MAX_WAIT_MS after the first.
+  const two = [a.ann, b.ann];
+  let first = 0;
+  for (let step = 0; step < 600; step++) {
+    if (step % 20 === 0) {
+      two.push((await member(`p-s${step}`)).ann);
+      await r.change(two, null);
+      if (!first) first = clock.t;
+    }
+    if (await r.commitDue()) {
+      assert.ok(clock.t - first <= ROUND_MAX_WAIT_MS, `committed ${clock.t - first} ms after the first change`);
+      first = 0;
+    }
+    assert.ok(!first || clock.t - first <= ROUND_MAX_WAIT_MS);
+    clock.t += 10;
+  }
+  // A peer that keeps leading to higher rounds: moves at once while tokens
+  // last, then one per token; while a move waits, no reveal and no code.
+  const pair = [a.ann, b.ann];
+  await r.change(pair, null);
+  clock.t = r.due();
+  await r.commitDue();
+  const made = r.commitCount();
+  const t0 = clock.t;
+  const vh = await viewHash(pair);
+  const nonce = new Uint8Array(32);
+  let lastHash = null;
+  const from = r.round + 1;
+  for (let round = from; round < from + 29; round++) {
+    await r.onCommit('p-b', await signCommit(b.dev.privateKey, { meetingId: MEETING, participantId: 'p-b', round, view: vh, checkpoint: '' }, nonce));
+    await r.onReveal('p-b', encodeReveal({ meetingId: MEETING, participantId: 'p-b', round, nonce }));
+    let moved = r.pending();
+    if (!moved) {
+      assert.equal(r.reveal(), null, 'revealed while a move waits for a token');
+      assert.equal(await r.currentCode(), '');
+      assert.ok(r.due() > clock.t);
+      clock.t = r.due();
+      moved = await r.commitDue();
+    }
+    const c = await verifyCommit(moved, a.ann);
+    assert.equal(c.round, round);
+    assert.notDeepEqual(c.nonceHash, lastHash);
+    lastHash = c.nonceHash;
+    assert.ok(r.reveal());
+    assert.notEqual(await r.currentCode(), '');
+    assert.ok(r.commitCount() - made <= COMMIT_BURST + COMMIT_RATE * (clock.t - t0) / 1000 + 1);
+  }
+  assert.ok(clock.t - t0 >= 15000, `29 moves took ${clock.t - t0} ms: the budget did not slow them`);
 });

@@ -20,6 +20,19 @@ export const DEFAULT_DIGITS = 12;
  * epoch, and no code for the rest of it.
  */
 export const MAX_PEER_ROUND = 2 ** 31;
+/**
+ * The pace of the rounds (docs/e2ee.md, section 14, rule 1; Go's
+ * e2ee.RoundQuiet, RoundMaxWait, CommitRate and CommitBurst): a member
+ * commits once its view has been quiet for ROUND_QUIET_MS, and at most
+ * ROUND_MAX_WAIT_MS after the first change it has not committed to; every
+ * commit takes one of COMMIT_BURST tokens, given back at COMMIT_RATE a
+ * second (half the server's budget for verify messages: a commit and at
+ * most one reveal per round).
+ */
+export const ROUND_QUIET_MS = 300;
+export const ROUND_MAX_WAIT_MS = 2000;
+export const COMMIT_RATE = 1;
+export const COMMIT_BURST = 10;
 
 const sha256 = async (b) => new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', b));
 
@@ -127,11 +140,21 @@ const zeroCheckpoint = { origin: '', size: 0, hash: new Uint8Array(32), note: ''
 /**
  * One member's side of the rounds (no I/O), as Go's e2ee.RoundState: the
  * caller sends what it returns as `verify` messages and shows code() (or
- * "verifying" while it is '').
+ * "verifying" while it is ''). Changes of the view are coalesced: change()
+ * records one, and the commit it owes is made by commitDue() once due()
+ * (rule 1); while a commit is owed the member neither reveals nor shows a
+ * code.
  */
 export class RoundState {
-  constructor({ meetingId, selfId, device, verifier = null, digits = DEFAULT_DIGITS }) {
-    Object.assign(this, { meetingId, selfId, device, verifier, digits });
+  constructor({ meetingId, selfId, device, verifier = null, digits = DEFAULT_DIGITS, now = () => Date.now() }) {
+    Object.assign(this, { meetingId, selfId, device, verifier, digits, now });
+    this.owed = false; // the latest commit does not name the current view and checkpoint, or a peer of this view leads
+    this.urgent = false; // owed at once: a move, an adopted checkpoint
+    this.first = 0; // the changes of view not committed to yet (ms; 0: none)
+    this.last = 0;
+    this.tokens = COMMIT_BURST;
+    this.filled = 0; // when tokens was last brought up to date (ms; 0: never)
+    this.made = 0; // own commits: the rounds this member took part in
     this.round = 0;
     this.nonce = null;
     this.view = null;
@@ -146,8 +169,19 @@ export class RoundState {
     this.code = '';
   }
 
-  /** A new epoch for a changed view; returns the commit to send. */
+  /** Records a changed view and commits to it at once, whatever the pace; returns the commit to send. */
   async begin(view, cp) {
+    await this.change(view, cp);
+    this.#spend(this.now());
+    return this.#commitOwed();
+  }
+
+  /**
+   * Records a changed view (own announcement included) with the trusted
+   * checkpoint: a new epoch, whose commit is owed (due()). Nothing revealed
+   * before is used again, even if the view comes back to what it was.
+   */
+  async change(view, cp) {
     const old = this.members;
     this.members = new Map(view.map((a) => [a.participantId, a]));
     for (const id of [...this.commits.keys()]) {
@@ -156,9 +190,59 @@ export class RoundState {
         this.reveals.delete(id);
       }
     }
-    this.view = await viewHash(view);
+    const hash = await viewHash(view);
+    this.view = hash;
+    this.cp = cp ?? zeroCheckpoint;
     this.epochs++;
-    return this.#recommit(cp ?? zeroCheckpoint, this.#nextRound());
+    this.code = '';
+    const now = this.now();
+    if (!this.owed || !this.first) this.first = now;
+    this.owed = true;
+    this.urgent = false;
+    this.last = now;
+  }
+
+  /** When the owed commit is due (ms), or null when none is owed. */
+  due() {
+    if (!this.owed) return null;
+    let at = this.now();
+    if (!this.urgent && this.first) at = Math.min(this.last + ROUND_QUIET_MS, this.first + ROUND_MAX_WAIT_MS);
+    // And a token for the commit.
+    const tokens = this.#tokensAt(at);
+    if (tokens < 1) at += Math.ceil(((1 - tokens) / COMMIT_RATE) * 1000);
+    return at;
+  }
+
+  #tokensAt(t) {
+    if (!this.filled || t <= this.filled) return this.tokens;
+    return Math.min(COMMIT_BURST, this.tokens + ((t - this.filled) / 1000) * COMMIT_RATE);
+  }
+
+  #spend(t) {
+    this.tokens = Math.max(this.#tokensAt(t) - 1, 0);
+    if (t > this.filled) this.filled = t;
+  }
+
+  /** Makes the owed commit if it is due (a new round, a fresh nonce); null when none is owed or not yet. */
+  commitDue() {
+    const at = this.due();
+    const now = this.now();
+    if (at === null || at > now) return Promise.resolve(null);
+    this.#spend(now);
+    return this.#commitOwed();
+  }
+
+  async #commitOwed() {
+    this.owed = false;
+    this.urgent = false;
+    this.first = 0;
+    this.last = 0;
+    return this.#recommit(this.cp, this.#nextRound());
+  }
+
+  /** How many commits this member made: the rounds it took part in. */
+  commitCount() {
+    return this.made;
   }
 
   // The round to move to for a new commit: past our own, joining the
@@ -183,21 +267,30 @@ export class RoundState {
     this.code = '';
     this.commit = null; // nothing to reveal until the new commit exists
     const nonce = this.nonce;
+    this.made++;
     const commit = await signCommit(this.device, { meetingId: this.meetingId, participantId: this.selfId, round,
       view: this.view, checkpoint: cp.note }, nonce);
     if (this.round === round) this.commit = commit;
     return commit;
   }
 
-  /** Switches to a larger verified checkpoint: a new round, whose commit it returns (null when cp is not larger). */
+  /**
+   * Switches to a larger verified checkpoint: a new round is owed at once;
+   * returns its commit when a token allows it now (else commitDue() makes
+   * it later), null when cp is not larger.
+   */
   adopt(cp) {
     // A member without a log holds the zero checkpoint, smaller than any.
     const larger = cp.size > this.cp.size || (!this.cp.origin && !!cp.origin);
-    if (!this.commit || !larger) return Promise.resolve(null);
-    return this.#recommit(cp, this.#nextRound());
+    if (!this.view || !larger) return Promise.resolve(null);
+    this.cp = cp;
+    this.code = '';
+    this.owed = true;
+    this.urgent = true;
+    return this.commitDue();
   }
 
-  /** The commit of a round onCommit moved to (once), for the caller to send; null if none. */
+  /** The commit of a round onCommit moved to at once (once), for the caller to send; null if none (a move that waits for a token is made by commitDue()). */
   pending() {
     const p = this.pendingCommit;
     this.pendingCommit = null;
@@ -227,12 +320,15 @@ export class RoundState {
     this.commits.set(from, { commit: c, cp });
     this.reveals.delete(from);
     this.code = '';
-    if (this.commit && c.round > this.round && equal(c.view, this.view)) {
+    if (c.round > this.round && equal(c.view, this.view)) {
       // A member of this view is a round ahead: move to it with a fresh
-      // nonce. A revealed nonce is never kept for a commit that came after
-      // the reveal, or the relay could choose its nonce knowing ours.
-      const p = await this.#recommit(this.cp, c.round);
-      this.pendingCommit = p;
+      // nonce, at once if a token allows (a commit is owed until then, and
+      // nothing is revealed). A revealed nonce is never kept for a commit
+      // that came after the reveal, or the relay could choose its nonce
+      // knowing ours.
+      this.owed = true;
+      this.urgent = true;
+      this.pendingCommit = await this.commitDue();
     }
     return sameCheckpoint(cp, this.cp) || (cp.size === 0 && this.cp.size === 0 && !cp.origin && !this.cp.origin) ? null : cp;
   }
@@ -266,14 +362,14 @@ export class RoundState {
 
   /** The reveal, once per round, when every member committed to this round, view and checkpoint; else null. */
   reveal() {
-    if (this.revealed || !this.commit || this.waiting().length) return null;
+    if (this.revealed || this.owed || !this.commit || this.waiting().length) return null;
     this.revealed = true;
     return this.own().reveal;
   }
 
   /** The code once every reveal opens its matching commit; '' while incomplete. */
   async currentCode() {
-    if (!this.revealed || this.waiting().length) return '';
+    if (!this.revealed || this.owed || this.waiting().length) return '';
     const nonces = [{ participantId: this.selfId, nonce: this.nonce }];
     for (const id of this.members.keys()) {
       if (id === this.selfId) continue;
