@@ -80,8 +80,8 @@ func TestRoundWaitsForAQuietView(t *testing.T) {
 		t.Fatalf("no commit once the view was quiet: %v", err)
 	}
 	pc, _ := ParseCommit(c)
-	if pc.View != ViewHash(view) || r.Commits() != 1 || r.Epochs() != 3 {
-		t.Fatalf("commit of another view, or %d commits for %d changes", r.Commits(), r.Epochs())
+	if pc.View != ViewHash(view) || r.CommitCount() != 1 || r.Epochs() != 3 {
+		t.Fatalf("commit of another view, or %d commits for %d changes", r.CommitCount(), r.Epochs())
 	}
 	if _, owed := r.Due(); owed {
 		t.Fatal("still owes a commit after making it")
@@ -119,7 +119,7 @@ func TestRoundMaxWait(t *testing.T) {
 		}
 		clk.advance(10 * time.Millisecond)
 	}
-	if n := r.Commits(); n < 4 || n > 5 {
+	if n := r.CommitCount(); n < 4 || n > 5 {
 		t.Fatalf("%d commits for %d changes in 10 s, want one per RoundMaxWait", n, changes)
 	}
 }
@@ -175,8 +175,8 @@ func TestCommitBudget(t *testing.T) {
 		if r.Reveal() == nil || r.Code() == "" {
 			t.Fatalf("round %d: no reveal or code once moved", round)
 		}
-		if limit := CommitBurst + CommitRate*clk.t.Sub(start).Seconds() + 1; float64(r.Commits()) > limit {
-			t.Fatalf("%d commits in %v, more than the budget %v", r.Commits(), clk.t.Sub(start), limit)
+		if limit := CommitBurst + CommitRate*clk.t.Sub(start).Seconds() + 1; float64(r.CommitCount()) > limit {
+			t.Fatalf("%d commits in %v, more than the budget %v", r.CommitCount(), clk.t.Sub(start), limit)
 		}
 	}
 	if clk.t.Sub(start) < 25*time.Second {
@@ -220,7 +220,7 @@ func TestMoveDuringQuietWait(t *testing.T) {
 	}
 	ra.OnReveal("p-b", rvB)
 	rb.OnReveal("p-a", rvA)
-	if ra.Code() == "" || ra.Code() != rb.Code() || ra.Commits() != 1 || rb.Commits() != 1 {
-		t.Fatalf("codes %q %q after %d and %d commits", ra.Code(), rb.Code(), ra.Commits(), rb.Commits())
+	if ra.Code() == "" || ra.Code() != rb.Code() || ra.CommitCount() != 1 || rb.CommitCount() != 1 {
+		t.Fatalf("codes %q %q after %d and %d commits", ra.Code(), rb.Code(), ra.CommitCount(), rb.CommitCount())
 	}
 }

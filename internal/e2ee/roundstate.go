@@ -198,9 +198,9 @@ func (r *RoundState) commitOwed() ([]byte, error) {
 	return p, nil
 }
 
-// Commits returns how many commits this member made: the rounds it took
+// CommitCount returns how many commits this member made: the rounds it took
 // part in.
-func (r *RoundState) Commits() int { return r.made }
+func (r *RoundState) CommitCount() int { return r.made }
 
 // nextRound is the round a member moves to for a new commit: past its
 // own, and joining the highest round a member already committed to for
