@@ -195,7 +195,7 @@ func (s *Session) onAnnounce(from string, payload []byte) {
 	d := s.describe(a, false, false)
 	p.certified = d.Certified
 	s.notify(Notice{Kind: Announced, Participant: d})
-	s.warnLookalikes()
+	s.warnLookalikes(from)
 	if d.NewDevice {
 		s.warn(fmt.Sprintf("participant %s (%s) uses a NEW DEVICE, first certified %s ago: if they did not add a device, it may be an impostor",
 			from, d.CertifiedName, s.cfg.Clock.Now().Sub(d.FirstCertified).Round(time.Minute)))
