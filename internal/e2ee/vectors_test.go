@@ -86,6 +86,14 @@ type vecSchedule struct {
 	AnnounceGraceMs int `json:"announceGraceMs"`
 	// A commit to another participant list is reported after this long.
 	ViewGraceMs int `json:"viewGraceMs"`
+	// A member commits to its view once it has been quiet this long, and
+	// at most roundMaxWaitMs after the first change it has not committed
+	// to; its commits are bounded by a token bucket (docs/e2ee.md,
+	// section 14, rule 1).
+	RoundQuietMs        int     `json:"roundQuietMs"`
+	RoundMaxWaitMs      int     `json:"roundMaxWaitMs"`
+	CommitRatePerSecond float64 `json:"commitRatePerSecond"`
+	CommitBurst         int     `json:"commitBurst"`
 	// Frames fail for lack of a key this long before a key request, and
 	// requests repeat this often: the browser and the native client.
 	KeyRequestAfterMs  vecPerClient `json:"keyRequestAfterMs"`
@@ -640,6 +648,11 @@ func TestVectors(t *testing.T) {
 		// The rest of the schedule is the session's (internal/client/secure).
 		if s := file.Schedule; s.MaxRatchetAhead != MaxRatchetAhead || time.Duration(s.RetentionMs)*time.Millisecond != DefaultRetention {
 			t.Errorf("schedule: %d steps ahead, %d ms retention; the keys here: %d, %v", s.MaxRatchetAhead, s.RetentionMs, MaxRatchetAhead, DefaultRetention)
+		}
+		if s := file.Schedule; time.Duration(s.RoundQuietMs)*time.Millisecond != RoundQuiet || time.Duration(s.RoundMaxWaitMs)*time.Millisecond != RoundMaxWait ||
+			s.CommitRatePerSecond != CommitRate || s.CommitBurst != CommitBurst {
+			t.Errorf("schedule: rounds %d ms quiet, %d ms at most, %v commits/s, %d at once; the rounds here: %v, %v, %v, %d",
+				s.RoundQuietMs, s.RoundMaxWaitMs, s.CommitRatePerSecond, s.CommitBurst, RoundQuiet, RoundMaxWait, CommitRate, CommitBurst)
 		}
 	})
 	t.Run("rfc9605 header", func(t *testing.T) {

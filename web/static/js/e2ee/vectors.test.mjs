@@ -22,6 +22,7 @@ import {
 import { LEAVE_DEBOUNCE_MS, SWITCH_DELAY_MS, ANNOUNCE_GRACE_MS, KEY_REQUEST_INTERVAL_MS, VIEW_GRACE_MS } from './meetingcrypto.mjs';
 import { KEY_WAIT_MS, MISSING_KEY_MS, MISSING_KEY_REPEAT_MS } from './framecryptor.mjs';
 import { MAX_RATCHET_AHEAD, DEFAULT_RETENTION_MS } from './keys.mjs';
+import { ROUND_QUIET_MS, ROUND_MAX_WAIT_MS, COMMIT_RATE, COMMIT_BURST } from './round.mjs';
 
 const V = JSON.parse(readFileSync(new URL('../../../../internal/e2ee/testdata/vectors.json', import.meta.url), 'utf8'));
 
@@ -35,6 +36,10 @@ test('the key schedule\'s timings are the contract\'s', () => {
   assert.equal(KEY_REQUEST_INTERVAL_MS, s.keyRequestAnswerIntervalMs);
   assert.equal(ANNOUNCE_GRACE_MS, s.announceGraceMs);
   assert.equal(VIEW_GRACE_MS, s.viewGraceMs);
+  assert.equal(ROUND_QUIET_MS, s.roundQuietMs);
+  assert.equal(ROUND_MAX_WAIT_MS, s.roundMaxWaitMs);
+  assert.equal(COMMIT_RATE, s.commitRatePerSecond);
+  assert.equal(COMMIT_BURST, s.commitBurst);
   assert.equal(MISSING_KEY_MS, s.keyRequestAfterMs.browser);
   assert.equal(MISSING_KEY_REPEAT_MS, s.keyRequestRepeatMs.browser);
 });
