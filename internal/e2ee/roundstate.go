@@ -375,15 +375,41 @@ func (r *RoundState) OnReveal(from string, payload []byte) error {
 func (r *RoundState) Waiting() []string {
 	var out []string
 	for id := range r.members {
-		if id == r.self {
-			continue
-		}
-		c := r.commits[id]
-		if c == nil || c.Round != r.round || c.View != r.view || !r.cps[id].Equal(r.cp) {
+		if id != r.self && !r.matches(id) {
 			out = append(out, id)
 		}
 	}
 	return out
+}
+
+// matches reports whether member id's commit is of this round, view and
+// checkpoint.
+func (r *RoundState) matches(id string) bool {
+	c := r.commits[id]
+	return c != nil && c.Round == r.round && c.View == r.view && r.cps[id].Equal(r.cp)
+}
+
+// complete reports whether every member committed to this round, view
+// and checkpoint (Waiting is empty), stopping at the first that did not:
+// it runs on every verify message.
+func (r *RoundState) complete() bool {
+	for id := range r.members {
+		if id != r.self && !r.matches(id) {
+			return false
+		}
+	}
+	return true
+}
+
+// DisagreeingRound reports whether member id's latest commit names
+// another view than this member's, and that commit's round (Disagreeing
+// for one member, without building the map on every verify message).
+func (r *RoundState) DisagreeingRound(id string) (uint32, bool) {
+	c := r.commits[id]
+	if c == nil || r.members[id] == nil || c.View == r.view {
+		return 0, false
+	}
+	return c.Round, true
 }
 
 // Disagreeing returns the members whose latest commit names another view
@@ -403,7 +429,7 @@ func (r *RoundState) Disagreeing() map[string]uint32 {
 // committed to the same round, view and checkpoint, once per round; nil
 // before.
 func (r *RoundState) Reveal() []byte {
-	if r.revealed || r.owed || r.commit == nil || len(r.Waiting()) > 0 {
+	if r.revealed || r.owed || r.commit == nil || !r.complete() {
 		return nil
 	}
 	r.revealed = true
@@ -414,7 +440,7 @@ func (r *RoundState) Reveal() []byte {
 // Code returns the meeting code once every member's reveal opens its
 // matching commit; "" while the round is incomplete ("verifying").
 func (r *RoundState) Code() string {
-	if !r.revealed || r.owed || len(r.Waiting()) > 0 {
+	if !r.revealed || r.owed || !r.complete() {
 		return ""
 	}
 	nonces := []RoundNonce{{ParticipantID: r.self, Nonce: r.nonce}}

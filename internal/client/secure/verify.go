@@ -88,7 +88,7 @@ func (s *Session) takeVerify(from string, payload []byte, queue bool) {
 			}
 		}
 		s.st.RLock()
-		round, differs := s.rounds.Disagreeing()[from]
+		round, differs := s.rounds.DisagreeingRound(from)
 		s.st.RUnlock()
 		if differs {
 			s.checkViewLater(p, round)
@@ -121,7 +121,7 @@ func (s *Session) checkViewLater(p *peer, round uint32) {
 			return
 		}
 		s.st.RLock()
-		r, differs := s.rounds.Disagreeing()[p.id]
+		r, differs := s.rounds.DisagreeingRound(p.id)
 		s.st.RUnlock()
 		if differs && r == round && p.warnedView < round {
 			p.warnedView = round

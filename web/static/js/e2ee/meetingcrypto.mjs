@@ -565,7 +565,7 @@ export class MeetingCrypto extends EventTarget {
         if (commit) this.send('verify', { payload: toBase64(commit) });
       }
       await this.#commitDue();
-      const round = this.rounds.disagreeing().get(from);
+      const round = this.rounds.disagreeingRound(from);
       if (round !== undefined) this.#checkViewLater(from, round);
       else this.warnings.delete(`view:${from}`);
     } else if (isReveal(bytes)) {
@@ -590,7 +590,7 @@ export class MeetingCrypto extends EventTarget {
     this.timers.view.set(from, this.env.setTimeout(() => {
       this.timers.view.delete(from);
       this.#queue(gen, async () => {
-        if (this.rounds?.disagreeing().get(from) === round) {
+        if (this.rounds?.disagreeingRound(from) === round) {
           this.#warn(`view:${from}`, from, `${this.#nameOf(from)} sees a different list of participants than you: no meeting code can be agreed. Compare the participant lists aloud; someone may be in the middle.`);
           return this.#changed();
         }

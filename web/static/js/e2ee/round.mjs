@@ -353,6 +353,14 @@ export class RoundState {
     return [...this.members.keys()].filter((id) => id !== this.selfId && !this.#matches(id));
   }
 
+  // Every member committed to this round, view and checkpoint (waiting()
+  // is empty), stopping at the first that did not: it runs on every
+  // verify message.
+  #complete() {
+    for (const id of this.members.keys()) if (id !== this.selfId && !this.#matches(id)) return false;
+    return true;
+  }
+
   /** Members whose latest commit names another view, with its round. */
   disagreeing() {
     const out = new Map();
@@ -360,16 +368,22 @@ export class RoundState {
     return out;
   }
 
+  /** The round of member id's latest commit when it names another view, else undefined (disagreeing() for one member). */
+  disagreeingRound(id) {
+    const e = this.commits.get(id);
+    return e && this.members.has(id) && !equal(e.commit.view, this.view) ? e.commit.round : undefined;
+  }
+
   /** The reveal, once per round, when every member committed to this round, view and checkpoint; else null. */
   reveal() {
-    if (this.revealed || this.owed || !this.commit || this.waiting().length) return null;
+    if (this.revealed || this.owed || !this.commit || !this.#complete()) return null;
     this.revealed = true;
     return this.own().reveal;
   }
 
   /** The code once every reveal opens its matching commit; '' while incomplete. */
   async currentCode() {
-    if (!this.revealed || this.owed || this.waiting().length) return '';
+    if (!this.revealed || this.owed || !this.#complete()) return '';
     const nonces = [{ participantId: this.selfId, nonce: this.nonce }];
     for (const id of this.members.keys()) {
       if (id === this.selfId) continue;
