@@ -220,6 +220,7 @@ const instrumentJS = `(() => {
     try {
       for (const p of await window.__selectedPairs(pc)) {
         window.__pairs[JSON.stringify(p)] = p;
+        pc.__pairSeen = true;
       }
     } catch (e) { /* closed meanwhile */ }
   };
@@ -232,7 +233,7 @@ const instrumentJS = `(() => {
       let counted = false;
       this.addEventListener('connectionstatechange', () => {
         if (this.connectionState !== 'connected') return;
-        if (!counted) { counted = true; window.__connected++; }
+        if (!counted) { counted = true; this.__connectedOnce = true; window.__connected++; }
         record(this);
         setTimeout(() => record(this), 1000);
       });

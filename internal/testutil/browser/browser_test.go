@@ -231,7 +231,7 @@ func testHarness(t *testing.T, b *Browser) {
 		}
 		// Both peer connections connected over loopback, and nothing else.
 		pairs := alice.CheckPairs(t)
-		if pairs.Connected != 2 || len(pairs.Pairs) < 2 {
+		if pairs.Connected != 2 || len(pairs.Pairs) < 2 || pairs.Unseen != 0 || pairs.Gone != 0 {
 			t.Errorf("selected pairs %+v: want two connected peer connections with a pair each", pairs)
 		}
 	})
