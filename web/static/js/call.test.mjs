@@ -11,6 +11,7 @@ import { Call, NO_FRAME_ENCRYPTION } from './call.mjs';
 import { world, flush } from './testing/fakes.mjs';
 import { FrameCryptor } from './e2ee/framecryptor.mjs';
 import { KEY_REQUEST } from './e2ee/meetingcrypto.mjs';
+import { ROUND_QUIET_MS } from './e2ee/round.mjs';
 import { generateDeviceKey, exportPublicKey, issueCredential, toBase64 } from './e2ee/index.mjs';
 
 console.warn = () => {};
@@ -193,6 +194,7 @@ test('two calls verify each other, show one meeting code and encrypt frames for 
   const alice = await m.join('Alice');
   const bob = await m.join('Bob');
   await m.advance(200); // the rotation on Bob's join
+  await m.advance(ROUND_QUIET_MS); // the verification round, once the view is quiet
 
   for (const p of [alice, bob]) {
     const e = p.call.e2ee;
