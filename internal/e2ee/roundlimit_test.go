@@ -1,12 +1,9 @@
 package e2ee
 
 import (
-	"crypto/ecdh"
 	"crypto/ecdsa"
-	"crypto/rand"
 	"math"
 	"testing"
-	"time"
 )
 
 // TestRoundsCannotBeExhausted: a participant (any guest of the meeting)
@@ -19,17 +16,8 @@ import (
 func TestRoundsCannotBeExhausted(t *testing.T) {
 	const meeting = "m-rounds"
 	member := func(pid string) (*ecdsa.PrivateKey, *VerifiedAnnouncement) {
-		dev, _ := GenerateDeviceKey()
-		eph, _ := ecdh.P256().GenerateKey(rand.Reader)
-		p, err := SignAnnouncement(dev, Announcement{MeetingID: meeting, ParticipantID: pid, DisplayName: pid, ECDHPublicKey: eph.PublicKey(), SenderIndex: 1, Timestamp: time.Now()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		v, err := VerifyAnnouncement(p, VerifyOptions{MeetingID: meeting})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return dev, v
+		m := newPaceMember(t, meeting, pid)
+		return m.dev, m.ann
 	}
 	annDev, ann := member("p-ann")
 	bobDev, bob := member("p-bob")
